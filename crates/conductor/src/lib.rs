@@ -1,0 +1,366 @@
+//! The conductor: carries out the VNF operations the log asks for, through a VIM, and records
+//! their outcome as events.
+//!
+//! Conductors share one durable consumer of the VNF subjects. Work is keyed by the operation id
+//! recorded in the request event: the VIM calls are idempotent under the planned instance ids,
+//! and the completion is only accepted while the operation is still pending, so a redelivered
+//! or doubly delivered request does its work once. A conductor never writes the tables and
+//! never decides a VNF's fate on its own memory: it reloads the VNF from the log first.
+
+pub mod vim;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, AckKind, consumer};
+use futures::StreamExt;
+use time::OffsetDateTime;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use events::envelope::{self, Actor, Cause, Envelope};
+use events::names;
+use events::store::{CommandError, EventLog, StoreError};
+use events::vnf::{
+    Instance, OperationKind, PendingOperation, PlannedInstance, Vnf, VnfCommand, VnfError,
+    VnfEvent,
+};
+use events::vnfd::{Vnfd, VnfdCommand};
+use vim::{DeployRequest, Vim};
+
+/// Tunables of a conductor.
+#[derive(Debug, Clone)]
+pub struct ConductorConfig {
+    /// This instance's name, recorded as the actor of every event it causes.
+    pub instance: String,
+    /// How long the server waits for an ack before handing the request to another conductor.
+    /// A conductor working on a request reports progress at a third of this.
+    pub ack_wait: Duration,
+}
+
+impl Default for ConductorConfig {
+    fn default() -> Self {
+        ConductorConfig {
+            instance: format!("conductor-{}", std::process::id()),
+            ack_wait: ACK_WAIT_DEFAULT,
+        }
+    }
+}
+
+/// Thirty seconds: a VIM call on the local VIM takes milliseconds and progress acks keep long
+/// operations alive, so this only bounds how long a crashed conductor's work waits.
+const ACK_WAIT_DEFAULT: Duration = Duration::from_secs(30);
+/// Operations one conductor carries out at once. Each holds a few VIM calls; more would only
+/// queue inside the VIM.
+const OPERATIONS_IN_FLIGHT_MAX: usize = 32;
+/// Delay before a request that failed on a transient error (NATS down) is offered again.
+const RETRY_DELAY: Duration = Duration::from_secs(1);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConductorError {
+    #[error("NATS: {context}: {source}")]
+    Nats {
+        context: &'static str,
+        #[source]
+        source: async_nats::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn nats(context: &'static str, source: impl Into<async_nats::Error>) -> ConductorError {
+    ConductorError::Nats {
+        context,
+        source: source.into(),
+    }
+}
+
+/// One conductor instance.
+#[derive(Clone)]
+pub struct Conductor {
+    log: EventLog,
+    vim: Arc<dyn Vim>,
+    config: ConductorConfig,
+}
+
+impl std::fmt::Debug for Conductor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Conductor")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Conductor {
+    pub fn new(log: EventLog, vim: Arc<dyn Vim>, config: ConductorConfig) -> Self {
+        Conductor { log, vim, config }
+    }
+
+    fn actor(&self) -> Actor {
+        Actor::new(envelope::ActorKind::Conductor, self.config.instance.clone())
+    }
+
+    /// Consumes VNF requests until `shutdown` resolves, then drains the operations in hand.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ConductorError> {
+        let consumer = self
+            .log
+            .stream()
+            .get_or_create_consumer(
+                names::CONDUCTOR_CONSUMER,
+                consumer::pull::Config {
+                    durable_name: Some(names::CONDUCTOR_CONSUMER.into()),
+                    filter_subject: names::VNF_SUBJECTS.into(),
+                    ack_policy: consumer::AckPolicy::Explicit,
+                    ack_wait: self.config.ack_wait,
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| nats("creating the conductor consumer", e))?;
+        let mut messages = consumer
+            .messages()
+            .await
+            .map_err(|e| nats("consuming VNF requests", e))?;
+        // Bounds the operations in flight; a permit is held by each spawned operation.
+        let permits = Arc::new(Semaphore::new(OPERATIONS_IN_FLIGHT_MAX));
+        let mut in_flight = JoinSet::new();
+        tokio::pin!(shutdown);
+        tracing::info!(instance = %self.config.instance, "Conductor running.");
+        loop {
+            let permit = tokio::select! {
+                () = &mut shutdown => break,
+                permit = permits.clone().acquire_owned() => permit.expect("semaphore never closed"),
+            };
+            let message = tokio::select! {
+                () = &mut shutdown => break,
+                message = messages.next() => message,
+            };
+            let Some(message) = message else { break };
+            let message = match message {
+                Ok(message) => message,
+                Err(e) => {
+                    tracing::warn!(error = %e, "Consumer hiccup; continuing.");
+                    continue;
+                }
+            };
+            let conductor = self.clone();
+            in_flight.spawn(async move {
+                conductor.handle_message(message).await;
+                drop(permit);
+            });
+            while in_flight.try_join_next().is_some() {}
+        }
+        tracing::info!(operations = in_flight.len(), "Conductor draining.");
+        while in_flight.join_next().await.is_some() {}
+        Ok(())
+    }
+
+    async fn handle_message(&self, message: jetstream::Message) {
+        let ack = match envelope::decode::<VnfEvent>(&message.payload) {
+            Err(e) => {
+                tracing::error!(subject = %message.subject, error = %e, "Undecodable VNF message; skipped.");
+                AckKind::Term
+            }
+            Ok(envelope) => {
+                let work = self.carry_out(&envelope);
+                match with_progress(&message, self.config.ack_wait / 3, work).await {
+                    Ok(()) => AckKind::Ack,
+                    Err(e) => {
+                        tracing::warn!(vnf_id = %envelope.aggregate_id, error = %e, "Request not finished; it will be offered again.");
+                        AckKind::Nak(Some(RETRY_DELAY))
+                    }
+                }
+            }
+        };
+        if let Err(e) = message.ack_with(ack).await {
+            tracing::warn!(error = %e, "Ack lost; the request will be redelivered and found done.");
+        }
+    }
+
+    /// Carries out every request in one stored message.
+    async fn carry_out(&self, envelope: &Envelope<VnfEvent>) -> Result<(), ConductorError> {
+        for event in &envelope.events {
+            let operation_id = match event {
+                VnfEvent::CreateRequested { operation_id, .. }
+                | VnfEvent::ScaleRequested { operation_id, .. }
+                | VnfEvent::DeleteRequested { operation_id } => operation_id,
+                _ => continue,
+            };
+            self.carry_out_operation(envelope, operation_id).await?;
+        }
+        Ok(())
+    }
+
+    /// Carries out one operation if it is still pending; answers Ok when it is already done.
+    pub async fn carry_out_operation(
+        &self,
+        request: &Envelope<VnfEvent>,
+        operation_id: &str,
+    ) -> Result<(), ConductorError> {
+        let vnf_id = &request.aggregate_id;
+        let loaded = self.log.load::<Vnf>(vnf_id).await?;
+        let vnf = loaded.aggregate;
+        let cause = Cause::follow_up(
+            self.actor(),
+            &request.cause.correlation_id,
+            &request.cause.command_id,
+            operation_id,
+        );
+        let Some(pending) = vnf.pending.clone().filter(|p| p.operation_id == operation_id) else {
+            if vnf.deleted {
+                // A redelivered delete whose VNFD release may not have been recorded.
+                self.release_vnfd(&vnf, vnf_id, &cause).await?;
+            }
+            tracing::debug!(vnf_id, operation_id, "Operation no longer pending; nothing to do.");
+            return Ok(());
+        };
+        tracing::info!(vnf_id, operation_id, kind = ?pending.kind, "Carrying out operation.");
+        let command = match self.execute_plan(&vnf, vnf_id, &pending).await {
+            Ok(added) => match pending.kind {
+                OperationKind::Create => VnfCommand::CompleteCreate {
+                    operation_id: operation_id.to_owned(),
+                    instances: added,
+                },
+                OperationKind::ScaleOut | OperationKind::ScaleIn => VnfCommand::CompleteScale {
+                    operation_id: operation_id.to_owned(),
+                    added,
+                },
+                OperationKind::Delete => VnfCommand::CompleteDelete {
+                    operation_id: operation_id.to_owned(),
+                },
+            },
+            Err(e) => {
+                tracing::warn!(vnf_id, operation_id, error = %e, "Operation failed.");
+                self.undo_deploys(&pending).await;
+                VnfCommand::FailOperation {
+                    operation_id: operation_id.to_owned(),
+                    reason: e.to_string(),
+                }
+            }
+        };
+        let completed_delete = matches!(command, VnfCommand::CompleteDelete { .. });
+        match self.log.execute::<Vnf>(vnf_id, command, &(), &cause).await {
+            Ok(executed) => {
+                if completed_delete {
+                    self.release_vnfd(&executed.aggregate, vnf_id, &cause).await?;
+                }
+                tracing::info!(vnf_id, operation_id, "Operation recorded.");
+                Ok(())
+            }
+            Err(CommandError::Rejected(VnfError::StaleOperation { .. })) => {
+                tracing::info!(vnf_id, operation_id, "Another conductor recorded the operation first.");
+                Ok(())
+            }
+            Err(CommandError::Rejected(e)) => {
+                tracing::error!(vnf_id, operation_id, error = %e, "Completion refused.");
+                Ok(())
+            }
+            Err(CommandError::Store(e)) => Err(e.into()),
+        }
+    }
+
+    /// Deploys the planned instances and removes the doomed ones; answers the deployed ones.
+    async fn execute_plan(
+        &self,
+        vnf: &Vnf,
+        vnf_id: &str,
+        pending: &PendingOperation,
+    ) -> Result<Vec<Instance>, vim::VimError> {
+        let mut added = Vec::with_capacity(pending.add.len());
+        for planned in &pending.add {
+            added.push(self.deploy(vnf, vnf_id, &pending.operation_id, planned).await?);
+        }
+        let doomed: Vec<&String> = match pending.kind {
+            OperationKind::Delete => vnf
+                .instances
+                .iter()
+                .map(|i| &i.instance_id)
+                .chain(&vnf.orphans)
+                .collect(),
+            _ => pending.remove.iter().collect(),
+        };
+        for instance_id in doomed {
+            self.vim.delete_vdu(instance_id).await?;
+        }
+        Ok(added)
+    }
+
+    async fn deploy(
+        &self,
+        vnf: &Vnf,
+        vnf_id: &str,
+        operation_id: &str,
+        planned: &PlannedInstance,
+    ) -> Result<Instance, vim::VimError> {
+        let http_port = vnf
+            .vnfd
+            .as_ref()
+            .and_then(|vnfd| vnfd.vdu(&planned.vdu))
+            .and_then(|vdu| vdu.monitoring_policy.as_ref())
+            .and_then(|policy| policy.port);
+        let deployed = self
+            .vim
+            .deploy_vdu(&DeployRequest {
+                operation_id: operation_id.to_owned(),
+                vnf_id: vnf_id.to_owned(),
+                vdu: planned.vdu.clone(),
+                instance_id: planned.instance_id.clone(),
+                http_port,
+            })
+            .await?;
+        Ok(Instance {
+            instance_id: deployed.instance_id,
+            vdu: planned.vdu.clone(),
+            mgmt_ip: deployed.mgmt_ip,
+            booted_at: OffsetDateTime::now_utc(),
+        })
+    }
+
+    /// Best effort: a failed operation leaves no half-deployed instance running.
+    async fn undo_deploys(&self, pending: &PendingOperation) {
+        if pending.kind == OperationKind::Delete {
+            return;
+        }
+        for planned in &pending.add {
+            if let Err(e) = self.vim.delete_vdu(&planned.instance_id).await {
+                tracing::warn!(instance_id = %planned.instance_id, error = %e, "Cannot undo a deploy; a later delete will retry.");
+            }
+        }
+    }
+
+    async fn release_vnfd(&self, vnf: &Vnf, vnf_id: &str, cause: &Cause) -> Result<(), ConductorError> {
+        let Some(details) = &vnf.details else {
+            return Ok(());
+        };
+        let release = VnfdCommand::Release {
+            vnf_id: vnf_id.to_owned(),
+        };
+        let cause = Cause::follow_up(cause.actor.clone(), &cause.correlation_id, &cause.command_id, "release");
+        match self.log.execute::<Vnfd>(&details.vnfd_id, release, &(), &cause).await {
+            Ok(_) | Err(CommandError::Rejected(_)) => Ok(()),
+            Err(CommandError::Store(e)) => Err(e.into()),
+        }
+    }
+}
+
+/// Runs `work`, telling the server every `every` that the message is still being worked on.
+async fn with_progress<T>(
+    message: &jetstream::Message,
+    every: Duration,
+    work: impl Future<Output = T>,
+) -> T {
+    tokio::pin!(work);
+    let mut ticker = tokio::time::interval(every);
+    ticker.tick().await;
+    loop {
+        tokio::select! {
+            result = &mut work => return result,
+            _ = ticker.tick() => {
+                if let Err(e) = message.ack_with(AckKind::Progress).await {
+                    tracing::debug!(error = %e, "Progress ack lost.");
+                }
+            }
+        }
+    }
+}

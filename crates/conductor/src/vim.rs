@@ -1,0 +1,49 @@
+//! The VIM trait: how a conductor reaches infrastructure.
+//!
+//! Every call is idempotent under the instance id, which the VNF aggregate derives from the
+//! operation id: deploying an instance that exists answers with the existing one, deleting
+//! one that is gone succeeds.
+
+pub mod local;
+
+use std::net::Ipv4Addr;
+
+/// What a VDU instance needs to boot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeployRequest {
+    /// The operation (create, scale, heal) this deployment belongs to; for logs.
+    pub operation_id: String,
+    pub vnf_id: String,
+    pub vdu: String,
+    /// Unique across all VNFs; the idempotency key of the call.
+    pub instance_id: String,
+    /// When set, an HTTP responder answers on this port at the management IP (for `http_ping`).
+    pub http_port: Option<u16>,
+}
+
+/// A VDU instance as the VIM reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deployed {
+    pub instance_id: String,
+    pub mgmt_ip: Ipv4Addr,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum VimError {
+    /// The VIM has no room for another instance.
+    #[error("VIM exhausted: {0}")]
+    Exhausted(String),
+    /// Anything else that went wrong talking to the infrastructure.
+    #[error("VIM failure: {0}")]
+    Failed(String),
+}
+
+#[async_trait::async_trait]
+pub trait Vim: Send + Sync + 'static {
+    /// Boots the instance, or answers with it if it already exists.
+    async fn deploy_vdu(&self, request: &DeployRequest) -> Result<Deployed, VimError>;
+    /// Removes the instance; succeeds when it is already gone.
+    async fn delete_vdu(&self, instance_id: &str) -> Result<(), VimError>;
+    /// The instance's management IP, or `None` when it does not exist.
+    async fn mgmt_ip(&self, instance_id: &str) -> Result<Option<Ipv4Addr>, VimError>;
+}

@@ -1,0 +1,13 @@
+//! The vocabulary of vnfm: every subject, stream, bucket and consumer name ([`names`]), every
+//! event schema ([`envelope`], [`vnf`], [`vnfd`], [`spec`]), the aggregates that decide which
+//! events a command yields, and the JetStream event store that persists them ([`store`]).
+//!
+//! This crate never spells a subject outside [`names`], never edits or deletes a stored event,
+//! and holds no decision that reads the clock or the network: the aggregates are pure.
+
+pub mod envelope;
+pub mod names;
+pub mod spec;
+pub mod store;
+pub mod vnf;
+pub mod vnfd;

@@ -1,0 +1,474 @@
+//! The event store: cqrs-es aggregates persisted on the JetStream lifecycle stream.
+//!
+//! One subject per aggregate. An append is one message carrying the command's events, published
+//! with `Nats-Expected-Last-Subject-Sequence` (optimistic concurrency) and a `Nats-Msg-Id`
+//! derived from the command (so a retry after a timeout stores nothing twice). Loading reads the
+//! subject's messages from the stream leader and applies them to a fresh aggregate; nothing is
+//! cached, so any process can load any aggregate.
+
+use std::collections::HashMap;
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, context::PublishErrorKind, stream};
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::{Aggregate, AggregateContext, AggregateError, EventEnvelope, EventStore};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use time::OffsetDateTime;
+
+use crate::envelope::{self, Cause, Envelope, SCHEMA_VERSION};
+use crate::names::{self, AggregateKind};
+use crate::vnf::Vnf;
+use crate::vnfd::Vnfd;
+
+/// How often an append is re-sent after a timeout or a lost connection before giving up.
+/// Three covers a leader election in a three-node cluster (a few seconds) at the publish timeout.
+const PUBLISH_ATTEMPTS_MAX: u32 = 3;
+/// How often a command is re-decided after losing an optimistic-concurrency race. Each retry
+/// reloads the aggregate; more than a handful means a hot aggregate that needs a different design.
+const CONFLICT_RETRIES_MAX: u32 = 8;
+/// The window in which the server recognises a repeated `Nats-Msg-Id`. Longer than any client's
+/// retry loop (attempts × publish timeout), short enough to keep the server's id table small.
+const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
+/// The largest lifecycle message: a VNFD with its template is the biggest, and the VNFD parser
+/// caps templates well below this.
+const LIFECYCLE_MESSAGE_BYTES_MAX: i32 = 4 * 1024 * 1024;
+
+/// An aggregate that lives on the lifecycle log.
+pub trait Logged: Aggregate<Event: Serialize + DeserializeOwned> {
+    const KIND: AggregateKind;
+    fn subject(aggregate_id: &str) -> String;
+}
+
+impl Logged for Vnf {
+    const KIND: AggregateKind = AggregateKind::Vnf;
+    fn subject(aggregate_id: &str) -> String {
+        names::vnf_subject(aggregate_id)
+    }
+}
+
+impl Logged for Vnfd {
+    const KIND: AggregateKind = AggregateKind::Vnfd;
+    fn subject(aggregate_id: &str) -> String {
+        names::vnfd_subject(aggregate_id)
+    }
+}
+
+/// How the lifecycle stream is laid out on the servers.
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    /// 1 for a single server, 3 for the production cluster.
+    pub replicas: usize,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { replicas: 1 }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Another writer appended to the aggregate since it was loaded.
+    #[error("conflict: the aggregate changed since it was loaded")]
+    Conflict,
+    #[error("NATS: {context}: {source}")]
+    Nats {
+        context: &'static str,
+        #[source]
+        source: async_nats::Error,
+    },
+    #[error("stored message {sequence} cannot be read: {source}")]
+    Decode {
+        sequence: u64,
+        #[source]
+        source: envelope::DecodeError,
+    },
+    #[error("event cannot be encoded: {0}")]
+    Encode(#[from] serde_json::Error),
+}
+
+impl StoreError {
+    fn nats(context: &'static str, source: impl Into<async_nats::Error>) -> Self {
+        StoreError::Nats {
+            context,
+            source: source.into(),
+        }
+    }
+}
+
+/// Why a command did not commit.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError<E: std::error::Error> {
+    /// The aggregate refused the command (a user error, or a stale operation).
+    #[error(transparent)]
+    Rejected(E),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A stored lifecycle message, decoded.
+#[derive(Debug, Clone)]
+pub struct Recorded<E> {
+    /// The message's stream sequence: the position in the log.
+    pub sequence: u64,
+    pub envelope: Envelope<E>,
+}
+
+/// An aggregate as loaded from its subject.
+#[derive(Debug)]
+pub struct Loaded<A> {
+    pub aggregate_id: String,
+    pub aggregate: A,
+    /// Stream sequence of the subject's last message; 0 when the subject is empty.
+    pub last_sequence: u64,
+}
+
+impl<A: Aggregate> AggregateContext<A> for Loaded<A> {
+    fn aggregate(&mut self) -> &mut A {
+        &mut self.aggregate
+    }
+}
+
+/// What a committed command did.
+#[derive(Debug)]
+pub struct Executed<A: Aggregate> {
+    pub aggregate: A,
+    pub events: Vec<A::Event>,
+    /// Stream sequence of the appended message; the previous one when nothing was appended.
+    pub sequence: u64,
+}
+
+/// A handle on the lifecycle stream. Cheap to clone; shares the NATS connection.
+#[derive(Clone)]
+pub struct EventLog {
+    jetstream: jetstream::Context,
+    stream: stream::Stream,
+}
+
+impl std::fmt::Debug for EventLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventLog").finish_non_exhaustive()
+    }
+}
+
+impl EventLog {
+    /// Opens the lifecycle stream, creating it when it does not exist yet.
+    pub async fn open(client: async_nats::Client, config: &LogConfig) -> Result<Self, StoreError> {
+        let jetstream = jetstream::new(client);
+        let stream = jetstream
+            .get_or_create_stream(stream::Config {
+                name: names::LIFECYCLE_STREAM.into(),
+                subjects: vec![names::LIFECYCLE_SUBJECTS.into()],
+                storage: stream::StorageType::File,
+                num_replicas: config.replicas,
+                deny_delete: true,
+                deny_purge: true,
+                allow_direct: true,
+                duplicate_window: DUPLICATE_WINDOW,
+                max_message_size: LIFECYCLE_MESSAGE_BYTES_MAX,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| StoreError::nats("opening the lifecycle stream", e))?;
+        Ok(EventLog { jetstream, stream })
+    }
+
+    pub fn jetstream(&self) -> &jetstream::Context {
+        &self.jetstream
+    }
+
+    pub fn stream(&self) -> &stream::Stream {
+        &self.stream
+    }
+
+    /// Every message on `subject`, oldest first, read from the stream leader.
+    pub async fn read_subject<E: DeserializeOwned>(
+        &self,
+        subject: &str,
+    ) -> Result<Vec<Recorded<E>>, StoreError> {
+        let Some(last) = self.last_message(subject).await? else {
+            return Ok(Vec::new());
+        };
+        let mut recorded = Vec::new();
+        let mut next = 1;
+        while next < last.sequence {
+            let message = self
+                .stream
+                .get_first_raw_message_by_subject(subject, next)
+                .await
+                .map_err(|e| StoreError::nats("reading an aggregate", e))?;
+            if message.sequence >= last.sequence {
+                break;
+            }
+            next = message.sequence + 1;
+            recorded.push(decode(message.sequence, &message.payload)?);
+        }
+        recorded.push(decode(last.sequence, &last.payload)?);
+        Ok(recorded)
+    }
+
+    /// The stored message at `sequence`, whatever its subject.
+    pub async fn read_at(
+        &self,
+        sequence: u64,
+    ) -> Result<Option<async_nats::jetstream::message::StreamMessage>, StoreError> {
+        match self.stream.get_raw_message(sequence).await {
+            Ok(message) => Ok(Some(message)),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(StoreError::nats("reading a message", e)),
+        }
+    }
+
+    async fn last_message(
+        &self,
+        subject: &str,
+    ) -> Result<Option<async_nats::jetstream::message::StreamMessage>, StoreError> {
+        match self.stream.get_last_raw_message_by_subject(subject).await {
+            Ok(message) => Ok(Some(message)),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(StoreError::nats("reading an aggregate's last message", e)),
+        }
+    }
+
+    /// Loads an aggregate by replaying its subject.
+    pub async fn load<A: Logged>(&self, aggregate_id: &str) -> Result<Loaded<A>, StoreError> {
+        let recorded = self.read_subject::<A::Event>(&A::subject(aggregate_id)).await?;
+        let mut aggregate = A::default();
+        let mut last_sequence = 0;
+        for message in recorded {
+            last_sequence = message.sequence;
+            message.envelope.events.into_iter().for_each(|e| aggregate.apply(e));
+        }
+        Ok(Loaded {
+            aggregate_id: aggregate_id.to_owned(),
+            aggregate,
+            last_sequence,
+        })
+    }
+
+    /// Appends one command's events to the aggregate's subject, expecting `expected_sequence`
+    /// to be its last. Returns the new message's stream sequence.
+    pub async fn append<A: Logged>(
+        &self,
+        aggregate_id: &str,
+        expected_sequence: u64,
+        cause: &Cause,
+        events: Vec<A::Event>,
+    ) -> Result<u64, StoreError> {
+        let envelope = Envelope {
+            schema_version: SCHEMA_VERSION,
+            aggregate: A::KIND,
+            aggregate_id: aggregate_id.to_owned(),
+            cause: cause.clone(),
+            recorded_at: OffsetDateTime::now_utc(),
+            events,
+        };
+        let payload = bytes::Bytes::from(serde_json::to_vec(&envelope)?);
+        let subject = A::subject(aggregate_id);
+        let message_id = format!("{}@{}", cause.command_id, aggregate_id);
+        self.publish_expecting(&subject, &message_id, expected_sequence, payload)
+            .await
+    }
+
+    async fn publish_expecting(
+        &self,
+        subject: &str,
+        message_id: &str,
+        expected_sequence: u64,
+        payload: bytes::Bytes,
+    ) -> Result<u64, StoreError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let publish = jetstream::message::PublishMessage::build()
+                .payload(payload.clone())
+                .message_id(message_id)
+                .expected_last_subject_sequence(expected_sequence);
+            let acked = match self.jetstream.send_publish(subject.to_owned(), publish).await {
+                Ok(ack) => ack.await,
+                Err(e) => Err(e),
+            };
+            let error = match acked {
+                Ok(ack) => return Ok(ack.sequence),
+                Err(error) => error,
+            };
+            match error.kind() {
+                // A retry of an append that was stored: single-replica servers answer "wrong
+                // last sequence" rather than "duplicate", so look at what is there.
+                PublishErrorKind::WrongLastSequence => {
+                    return match self.last_message(subject).await? {
+                        Some(last) if stored_id(&last) == Some(message_id) => Ok(last.sequence),
+                        _ => Err(StoreError::Conflict),
+                    };
+                }
+                PublishErrorKind::TimedOut | PublishErrorKind::BrokenPipe
+                    if attempt < PUBLISH_ATTEMPTS_MAX =>
+                {
+                    tracing::warn!(subject, attempt, error = %error, "Append not acknowledged; retrying.");
+                }
+                _ => return Err(StoreError::nats("appending to the lifecycle log", error)),
+            }
+        }
+    }
+
+    /// Loads, decides and appends, re-deciding after a lost race.
+    pub async fn execute<A: Logged>(
+        &self,
+        aggregate_id: &str,
+        command: A::Command,
+        services: &A::Services,
+        cause: &Cause,
+    ) -> Result<Executed<A>, CommandError<A::Error>>
+    where
+        A::Command: Clone,
+    {
+        let mut conflicts = 0;
+        loop {
+            let mut loaded = self.load::<A>(aggregate_id).await?;
+            let sink = EventSink::default();
+            loaded
+                .aggregate
+                .handle(command.clone(), services, &sink)
+                .await
+                .map_err(CommandError::Rejected)?;
+            let events = sink.collect().await;
+            if events.is_empty() {
+                return Ok(Executed {
+                    aggregate: loaded.aggregate,
+                    events,
+                    sequence: loaded.last_sequence,
+                });
+            }
+            match self
+                .append::<A>(aggregate_id, loaded.last_sequence, cause, events.clone())
+                .await
+            {
+                Ok(sequence) => {
+                    return Ok(Executed {
+                        aggregate: loaded.aggregate,
+                        events,
+                        sequence,
+                    });
+                }
+                Err(StoreError::Conflict) if conflicts < CONFLICT_RETRIES_MAX => {
+                    conflicts += 1;
+                    tracing::debug!(aggregate_id, conflicts, "Lost an append race; re-deciding.");
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}
+
+fn decode<E: DeserializeOwned>(sequence: u64, payload: &[u8]) -> Result<Recorded<E>, StoreError> {
+    let envelope =
+        envelope::decode(payload).map_err(|source| StoreError::Decode { sequence, source })?;
+    Ok(Recorded { sequence, envelope })
+}
+
+fn stored_id(message: &async_nats::jetstream::message::StreamMessage) -> Option<&str> {
+    message
+        .headers
+        .get(names::headers::MSG_ID)
+        .map(|value| value.as_str())
+}
+
+fn is_not_found(error: &stream::LastRawMessageError) -> bool {
+    match error.kind() {
+        stream::LastRawMessageErrorKind::NoMessageFound => true,
+        stream::LastRawMessageErrorKind::JetStream(e) => {
+            e.error_code() == jetstream::ErrorCode::NO_MESSAGE_FOUND
+        }
+        _ => false,
+    }
+}
+
+/// The cqrs-es face of the log, so a `CqrsFramework` can run on it too.
+pub struct JetStreamStore<A> {
+    log: EventLog,
+    aggregate: PhantomData<fn() -> A>,
+}
+
+impl<A> JetStreamStore<A> {
+    pub fn new(log: EventLog) -> Self {
+        JetStreamStore {
+            log,
+            aggregate: PhantomData,
+        }
+    }
+}
+
+fn aggregate_error<E: std::error::Error>(error: StoreError) -> AggregateError<E> {
+    match error {
+        StoreError::Conflict => AggregateError::AggregateConflict,
+        StoreError::Decode { .. } | StoreError::Encode(_) => {
+            AggregateError::DeserializationError(Box::new(error))
+        }
+        StoreError::Nats { .. } => AggregateError::DatabaseConnectionError(Box::new(error)),
+    }
+}
+
+impl<A: Logged> EventStore<A> for JetStreamStore<A> {
+    type AC = Loaded<A>;
+
+    async fn load_events(
+        &self,
+        aggregate_id: &str,
+    ) -> Result<Vec<EventEnvelope<A>>, AggregateError<A::Error>> {
+        let recorded = self
+            .log
+            .read_subject::<A::Event>(&A::subject(aggregate_id))
+            .await
+            .map_err(aggregate_error)?;
+        let mut envelopes = Vec::new();
+        for message in recorded {
+            let metadata = message.envelope.cause.to_metadata();
+            for payload in message.envelope.events {
+                envelopes.push(EventEnvelope {
+                    aggregate_id: aggregate_id.to_owned(),
+                    sequence: envelopes.len() + 1,
+                    payload,
+                    metadata: metadata.clone(),
+                });
+            }
+        }
+        Ok(envelopes)
+    }
+
+    async fn load_aggregate(&self, aggregate_id: &str) -> Result<Loaded<A>, AggregateError<A::Error>> {
+        self.log.load(aggregate_id).await.map_err(aggregate_error)
+    }
+
+    async fn commit(
+        &self,
+        events: Vec<A::Event>,
+        context: Loaded<A>,
+        metadata: HashMap<String, String>,
+    ) -> Result<Vec<EventEnvelope<A>>, AggregateError<A::Error>> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let cause = Cause::from_metadata(&metadata).ok_or_else(|| {
+            AggregateError::UnexpectedError("commit without actor and cause metadata".into())
+        })?;
+        self.log
+            .append::<A>(&context.aggregate_id, context.last_sequence, &cause, events.clone())
+            .await
+            .map_err(aggregate_error)?;
+        Ok(events
+            .into_iter()
+            .enumerate()
+            .map(|(n, payload)| EventEnvelope {
+                aggregate_id: context.aggregate_id.clone(),
+                sequence: n + 1,
+                payload,
+                metadata: metadata.clone(),
+            })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests;

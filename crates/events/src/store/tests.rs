@@ -1,0 +1,170 @@
+//! The store against a real nats-server.
+
+use cqrs_es::CqrsFramework;
+use testkit::NatsServer;
+
+use super::*;
+use crate::envelope::{Actor, ActorKind};
+use crate::spec::VnfdSpec;
+use crate::vnfd::{TemplateSource, VnfdCommand, VnfdDescriptor, VnfdError, VnfdEvent};
+
+fn user() -> Cause {
+    Cause::user_request(Actor::new(ActorKind::User, "admin"))
+}
+
+fn onboarded(id: &str) -> VnfdEvent {
+    VnfdEvent::Onboarded(VnfdDescriptor {
+        vnfd_id: id.into(),
+        name: format!("name-{id}"),
+        description: String::new(),
+        tenant_id: "admin".into(),
+        template_source: TemplateSource::Onboarded,
+        template_yaml: String::new(),
+        spec: VnfdSpec {
+            template_name: None,
+            description: None,
+            vdus: vec![],
+            scaling_policies: vec![],
+        },
+    })
+}
+
+async fn open(server: &NatsServer) -> EventLog {
+    EventLog::open(server.client().await, &LogConfig::default())
+        .await
+        .expect("open log")
+}
+
+#[tokio::test]
+async fn appended_events_load_back_in_order() {
+    let server = NatsServer::start().await;
+    let log = open(&server).await;
+    let first = log
+        .append::<Vnfd>("d1", 0, &user(), vec![onboarded("d1")])
+        .await
+        .unwrap();
+    let used = VnfdEvent::UsedBy {
+        vnf_id: "v1".into(),
+    };
+    let second = log
+        .append::<Vnfd>("d1", first, &user(), vec![used])
+        .await
+        .unwrap();
+    let loaded = log.load::<Vnfd>("d1").await.unwrap();
+    assert_eq!(loaded.last_sequence, second);
+    assert!(loaded.aggregate.live().is_some());
+    assert!(loaded.aggregate.users.contains("v1"));
+    let recorded = log.read_subject::<VnfdEvent>(&names::vnfd_subject("d1")).await.unwrap();
+    assert_eq!(recorded.len(), 2);
+    assert_eq!(recorded[0].envelope.cause.actor.id, "admin");
+}
+
+#[tokio::test]
+async fn two_writers_racing_on_one_aggregate_exactly_one_wins() {
+    let server = NatsServer::start().await;
+    let log = open(&server).await;
+    let base = log
+        .append::<Vnfd>("d1", 0, &user(), vec![onboarded("d1")])
+        .await
+        .unwrap();
+    let writer = |vnf: &str| {
+        let log = log.clone();
+        let event = VnfdEvent::UsedBy { vnf_id: vnf.into() };
+        async move { log.append::<Vnfd>("d1", base, &user(), vec![event]).await }
+    };
+    let (a, b) = tokio::join!(writer("v1"), writer("v2"));
+    let wins = [&a, &b].iter().filter(|r| r.is_ok()).count();
+    let conflicts = [&a, &b]
+        .iter()
+        .filter(|r| matches!(r, Err(StoreError::Conflict)))
+        .count();
+    assert_eq!((wins, conflicts), (1, 1), "{a:?} {b:?}");
+    let recorded = log.read_subject::<VnfdEvent>(&names::vnfd_subject("d1")).await.unwrap();
+    assert_eq!(recorded.len(), 2);
+}
+
+#[tokio::test]
+async fn a_retried_append_is_stored_once() {
+    let server = NatsServer::start().await;
+    let log = open(&server).await;
+    let cause = user();
+    let first = log
+        .append::<Vnfd>("d1", 0, &cause, vec![onboarded("d1")])
+        .await
+        .unwrap();
+    // The same command sent again, as after a lost acknowledgement.
+    let again = log
+        .append::<Vnfd>("d1", 0, &cause, vec![onboarded("d1")])
+        .await
+        .unwrap();
+    assert_eq!(first, again);
+    let recorded = log.read_subject::<VnfdEvent>(&names::vnfd_subject("d1")).await.unwrap();
+    assert_eq!(recorded.len(), 1);
+    // A different command with the same stale expectation is a conflict, not a duplicate.
+    let other = log
+        .append::<Vnfd>("d1", 0, &user(), vec![onboarded("d1")])
+        .await;
+    assert!(matches!(other, Err(StoreError::Conflict)), "{other:?}");
+}
+
+#[tokio::test]
+async fn execute_redecides_after_losing_a_race() {
+    let server = NatsServer::start().await;
+    let log = open(&server).await;
+    log.append::<Vnfd>("d1", 0, &user(), vec![onboarded("d1")])
+        .await
+        .unwrap();
+    let users = (0..6).map(|n| {
+        let log = log.clone();
+        async move {
+            let command = VnfdCommand::Use {
+                vnf_id: format!("v{n}"),
+            };
+            log.execute::<Vnfd>("d1", command, &(), &user()).await
+        }
+    });
+    for result in futures::future::join_all(users).await {
+        result.expect("every use commits after re-deciding");
+    }
+    let loaded = log.load::<Vnfd>("d1").await.unwrap();
+    assert_eq!(loaded.aggregate.users.len(), 6);
+    let refused = log
+        .execute::<Vnfd>("d1", VnfdCommand::Delete, &(), &user())
+        .await;
+    assert!(
+        matches!(refused, Err(CommandError::Rejected(VnfdError::InUse { .. }))),
+        "{refused:?}"
+    );
+}
+
+#[tokio::test]
+async fn cqrs_framework_runs_on_the_store() {
+    let server = NatsServer::start().await;
+    let log = open(&server).await;
+    let cqrs = CqrsFramework::new(JetStreamStore::<Vnfd>::new(log.clone()), vec![], ());
+    let VnfdEvent::Onboarded(descriptor) = onboarded("d1") else {
+        unreachable!()
+    };
+    cqrs.execute_with_metadata("d1", VnfdCommand::Onboard(descriptor), user().to_metadata())
+        .await
+        .unwrap();
+    let events = JetStreamStore::<Vnfd>::new(log.clone())
+        .load_events("d1")
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].metadata["actor_id"], "admin");
+}
+
+#[tokio::test]
+async fn the_lifecycle_stream_refuses_deletes_and_purges() {
+    let server = NatsServer::start().await;
+    let log = open(&server).await;
+    let sequence = log
+        .append::<Vnfd>("d1", 0, &user(), vec![onboarded("d1")])
+        .await
+        .unwrap();
+    assert!(log.stream().delete_message(sequence).await.is_err());
+    assert!(log.stream().purge().await.is_err());
+    assert!(log.read_at(sequence).await.unwrap().is_some());
+}

@@ -1,0 +1,637 @@
+//! The VNF aggregate: Tacker's VNF lifecycle, its VDU instances and its monitor attachment.
+//!
+//! Every operation is two-phase: a user command records a request with its plan (the
+//! instance ids to deploy or remove, derived from the operation id) and a pending status; a
+//! conductor carries the plan out through the VIM and records the completion or the failure
+//! under the same operation id. A completion for an operation that is no longer pending is
+//! refused as stale, which is what makes redelivered work harmless.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::{Aggregate, DomainEvent};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::envelope::SCHEMA_VERSION;
+use crate::spec::VnfdSpec;
+
+/// Tacker's VNF statuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum VnfStatus {
+    PendingCreate,
+    Active,
+    Error,
+    Dead,
+    PendingUpdate,
+    PendingDelete,
+    PendingScaleIn,
+    PendingScaleOut,
+    PendingHeal,
+}
+
+impl VnfStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VnfStatus::PendingCreate => "PENDING_CREATE",
+            VnfStatus::Active => "ACTIVE",
+            VnfStatus::Error => "ERROR",
+            VnfStatus::Dead => "DEAD",
+            VnfStatus::PendingUpdate => "PENDING_UPDATE",
+            VnfStatus::PendingDelete => "PENDING_DELETE",
+            VnfStatus::PendingScaleIn => "PENDING_SCALE_IN",
+            VnfStatus::PendingScaleOut => "PENDING_SCALE_OUT",
+            VnfStatus::PendingHeal => "PENDING_HEAL",
+        }
+    }
+}
+
+/// What the user asked for when creating the VNF, kept as given.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VnfDetails {
+    pub vnf_id: String,
+    pub name: String,
+    pub description: String,
+    pub tenant_id: String,
+    pub vnfd_id: String,
+    pub vim_id: String,
+    pub attributes: serde_json::Value,
+    pub placement_attr: serde_json::Value,
+}
+
+/// A running VDU instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Instance {
+    pub instance_id: String,
+    pub vdu: String,
+    pub mgmt_ip: Ipv4Addr,
+    /// When the VIM reported the instance up; monitoring delays count from here.
+    #[serde(with = "time::serde::rfc3339")]
+    pub booted_at: OffsetDateTime,
+}
+
+/// An instance an operation is to deploy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedInstance {
+    pub vdu: String,
+    pub instance_id: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ScaleDirection {
+    Out,
+    In,
+}
+
+impl ScaleDirection {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScaleDirection::Out => "out",
+            ScaleDirection::In => "in",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OperationKind {
+    Create,
+    ScaleOut,
+    ScaleIn,
+    Delete,
+}
+
+impl OperationKind {
+    fn pending_status(self) -> VnfStatus {
+        match self {
+            OperationKind::Create => VnfStatus::PendingCreate,
+            OperationKind::ScaleOut => VnfStatus::PendingScaleOut,
+            OperationKind::ScaleIn => VnfStatus::PendingScaleIn,
+            OperationKind::Delete => VnfStatus::PendingDelete,
+        }
+    }
+}
+
+/// The operation a conductor has yet to carry out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingOperation {
+    pub operation_id: String,
+    pub kind: OperationKind,
+    /// Instances to deploy.
+    pub add: Vec<PlannedInstance>,
+    /// Instance ids to remove.
+    pub remove: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum VnfCommand {
+    Create {
+        details: VnfDetails,
+        vnfd: VnfdSpec,
+        operation_id: String,
+    },
+    Scale {
+        operation_id: String,
+        policy: String,
+        direction: ScaleDirection,
+    },
+    Delete {
+        operation_id: String,
+    },
+    /// A conductor deployed the pending operation's planned instances (create, scale out).
+    CompleteCreate {
+        operation_id: String,
+        instances: Vec<Instance>,
+    },
+    CompleteScale {
+        operation_id: String,
+        added: Vec<Instance>,
+    },
+    CompleteDelete {
+        operation_id: String,
+    },
+    FailOperation {
+        operation_id: String,
+        reason: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum VnfEvent {
+    CreateRequested {
+        details: VnfDetails,
+        vnfd: VnfdSpec,
+        operation_id: String,
+        add: Vec<PlannedInstance>,
+    },
+    /// The VNF is to be monitored under `action_id` (the specification's monitor action id).
+    MonitorAttached {
+        action_id: String,
+    },
+    CreateCompleted {
+        operation_id: String,
+        instances: Vec<Instance>,
+    },
+    ScaleRequested {
+        operation_id: String,
+        policy: String,
+        direction: ScaleDirection,
+        add: Vec<PlannedInstance>,
+        remove: Vec<String>,
+    },
+    ScaleCompleted {
+        operation_id: String,
+        added: Vec<Instance>,
+        removed: Vec<String>,
+    },
+    DeleteRequested {
+        operation_id: String,
+    },
+    /// Every monitor stops probing the VNF (the specification's `kill`).
+    MonitorDetached {
+        action_id: String,
+    },
+    Deleted {
+        operation_id: String,
+    },
+    OperationFailed {
+        operation_id: String,
+        reason: String,
+    },
+}
+
+impl DomainEvent for VnfEvent {
+    fn event_type(&self) -> String {
+        match self {
+            VnfEvent::CreateRequested { .. } => "CreateRequested",
+            VnfEvent::MonitorAttached { .. } => "MonitorAttached",
+            VnfEvent::CreateCompleted { .. } => "CreateCompleted",
+            VnfEvent::ScaleRequested { .. } => "ScaleRequested",
+            VnfEvent::ScaleCompleted { .. } => "ScaleCompleted",
+            VnfEvent::DeleteRequested { .. } => "DeleteRequested",
+            VnfEvent::MonitorDetached { .. } => "MonitorDetached",
+            VnfEvent::Deleted { .. } => "Deleted",
+            VnfEvent::OperationFailed { .. } => "OperationFailed",
+        }
+        .into()
+    }
+
+    fn event_version(&self) -> String {
+        SCHEMA_VERSION.to_string()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VnfError {
+    #[error("VNF not found")]
+    NotFound,
+    #[error("VNF already exists")]
+    AlreadyExists,
+    #[error("VNF is {}: cannot {action} it now", .status.as_str())]
+    InvalidState {
+        status: VnfStatus,
+        action: &'static str,
+    },
+    #[error("VNF has no scaling policy named {policy:?}")]
+    UnknownScalingPolicy { policy: String },
+    #[error(
+        "scaling {} by policy {policy} would take VDU {vdu} from {current} to {wanted} instances, beyond its {bound} of {limit}",
+        .direction.as_str()
+    )]
+    ScaleLimit {
+        policy: String,
+        direction: ScaleDirection,
+        vdu: String,
+        current: u32,
+        wanted: i64,
+        bound: &'static str,
+        limit: u32,
+    },
+    #[error("operation {operation_id} is not pending")]
+    StaleOperation { operation_id: String },
+    #[error("completion of operation {operation_id} does not match its plan: {detail}")]
+    PlanMismatch {
+        operation_id: String,
+        detail: String,
+    },
+}
+
+/// The VNF as its events left it. The projector stores exactly this in the VNF table.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Vnf {
+    pub details: Option<VnfDetails>,
+    pub vnfd: Option<VnfdSpec>,
+    pub status: Option<VnfStatus>,
+    pub deleted: bool,
+    /// The running VDU instances, oldest first.
+    pub instances: Vec<Instance>,
+    pub pending: Option<PendingOperation>,
+    /// The monitor action id while monitors are attached.
+    pub action_id: Option<String>,
+    /// Planned instances of failed operations: a later delete removes them too.
+    pub orphans: Vec<String>,
+    pub error_reason: Option<String>,
+    /// Failures the monitors reported and a conductor acted upon.
+    pub failure_count: u32,
+    /// The create operation's id; Tacker's `instance_id` (the stack) of the VNF.
+    pub stack_id: Option<String>,
+}
+
+/// Deterministic instance ids: a retried or redelivered operation plans the same instances.
+pub fn planned_instance_id(operation_id: &str, vdu: &str, index: u32) -> String {
+    uuid::Uuid::new_v5(
+        &uuid::Uuid::NAMESPACE_OID,
+        format!("{operation_id}/{vdu}/{index}").as_bytes(),
+    )
+    .to_string()
+}
+
+/// The monitor action id of a VNF created by `operation_id`.
+pub fn monitor_action_id(operation_id: &str) -> String {
+    uuid::Uuid::new_v5(
+        &uuid::Uuid::NAMESPACE_OID,
+        format!("{operation_id}/monitor").as_bytes(),
+    )
+    .to_string()
+}
+
+impl Vnf {
+    /// True for a VNF that was created and not deleted.
+    pub fn exists(&self) -> bool {
+        self.status.is_some() && !self.deleted
+    }
+
+    /// Management IPs per VDU, VDUs in VNFD order, instances oldest first.
+    pub fn mgmt_ips(&self) -> BTreeMap<String, Vec<Ipv4Addr>> {
+        let mut ips: BTreeMap<String, Vec<Ipv4Addr>> = BTreeMap::new();
+        for instance in &self.instances {
+            ips.entry(instance.vdu.clone())
+                .or_default()
+                .push(instance.mgmt_ip);
+        }
+        ips
+    }
+
+    fn instance_count(&self, vdu: &str) -> u32 {
+        let count = self.instances.iter().filter(|i| i.vdu == vdu).count();
+        u32::try_from(count).unwrap_or(u32::MAX)
+    }
+
+    fn require_status(&self, allowed: &[VnfStatus], action: &'static str) -> Result<(), VnfError> {
+        let status = self.status.filter(|_| !self.deleted).ok_or(VnfError::NotFound)?;
+        if allowed.contains(&status) {
+            Ok(())
+        } else {
+            Err(VnfError::InvalidState { status, action })
+        }
+    }
+
+    fn require_pending(
+        &self,
+        operation_id: &str,
+        kinds: &[OperationKind],
+    ) -> Result<&PendingOperation, VnfError> {
+        self.pending
+            .as_ref()
+            .filter(|p| p.operation_id == operation_id && kinds.contains(&p.kind))
+            .ok_or_else(|| VnfError::StaleOperation {
+                operation_id: operation_id.to_owned(),
+            })
+    }
+
+    fn plan_scale(
+        &self,
+        operation_id: &str,
+        policy_name: &str,
+        direction: ScaleDirection,
+    ) -> Result<(Vec<PlannedInstance>, Vec<String>), VnfError> {
+        let vnfd = self.vnfd.as_ref().ok_or(VnfError::NotFound)?;
+        let policy =
+            vnfd.scaling_policy(policy_name)
+                .ok_or_else(|| VnfError::UnknownScalingPolicy {
+                    policy: policy_name.to_owned(),
+                })?;
+        let (mut add, mut remove) = (Vec::new(), Vec::new());
+        for vdu in &policy.targets {
+            let current = self.instance_count(vdu);
+            let limit_error = |wanted: i64, bound, limit| VnfError::ScaleLimit {
+                policy: policy.name.clone(),
+                direction,
+                vdu: vdu.clone(),
+                current,
+                wanted,
+                bound,
+                limit,
+            };
+            match direction {
+                ScaleDirection::Out => {
+                    let wanted = i64::from(current) + i64::from(policy.increment);
+                    if wanted > i64::from(policy.max_instances) {
+                        return Err(limit_error(wanted, "max_instances", policy.max_instances));
+                    }
+                    add.extend((0..policy.increment).map(|n| PlannedInstance {
+                        vdu: vdu.clone(),
+                        instance_id: planned_instance_id(operation_id, vdu, n),
+                    }));
+                }
+                ScaleDirection::In => {
+                    let wanted = i64::from(current) - i64::from(policy.increment);
+                    if wanted < i64::from(policy.min_instances) {
+                        return Err(limit_error(wanted, "min_instances", policy.min_instances));
+                    }
+                    let newest_first = self.instances.iter().rev().filter(|i| &i.vdu == vdu);
+                    remove.extend(
+                        newest_first
+                            .take(policy.increment as usize)
+                            .map(|i| i.instance_id.clone()),
+                    );
+                }
+            }
+        }
+        Ok((add, remove))
+    }
+}
+
+/// Checks that a completion deployed exactly the planned instances.
+fn check_plan(
+    pending: &PendingOperation,
+    instances: &[Instance],
+) -> Result<(), VnfError> {
+    let planned: Vec<(&str, &str)> = pending
+        .add
+        .iter()
+        .map(|p| (p.vdu.as_str(), p.instance_id.as_str()))
+        .collect();
+    let deployed: Vec<(&str, &str)> = instances
+        .iter()
+        .map(|i| (i.vdu.as_str(), i.instance_id.as_str()))
+        .collect();
+    if planned == deployed {
+        Ok(())
+    } else {
+        Err(VnfError::PlanMismatch {
+            operation_id: pending.operation_id.clone(),
+            detail: format!("planned {planned:?}, reported {deployed:?}"),
+        })
+    }
+}
+
+const ACTIVE_OR_FAILED: &[VnfStatus] = &[VnfStatus::Active, VnfStatus::Error, VnfStatus::Dead];
+
+impl Aggregate for Vnf {
+    const TYPE: &'static str = "vnf";
+    type Command = VnfCommand;
+    type Event = VnfEvent;
+    type Error = VnfError;
+    type Services = ();
+
+    async fn handle(
+        &mut self,
+        command: VnfCommand,
+        _services: &(),
+        sink: &EventSink<Self>,
+    ) -> Result<(), VnfError> {
+        match command {
+            VnfCommand::Create {
+                details,
+                vnfd,
+                operation_id,
+            } => {
+                if self.status.is_some() {
+                    return Err(VnfError::AlreadyExists);
+                }
+                let add = vnfd
+                    .vdus
+                    .iter()
+                    .flat_map(|vdu| {
+                        (0..vnfd.initial_instances(&vdu.name)).map(|n| PlannedInstance {
+                            vdu: vdu.name.clone(),
+                            instance_id: planned_instance_id(&operation_id, &vdu.name, n),
+                        })
+                    })
+                    .collect();
+                let monitored = vnfd.is_monitored();
+                let action_id = monitor_action_id(&operation_id);
+                let requested = VnfEvent::CreateRequested {
+                    details,
+                    vnfd,
+                    operation_id,
+                    add,
+                };
+                sink.write(requested, self).await;
+                if monitored {
+                    sink.write(VnfEvent::MonitorAttached { action_id }, self)
+                        .await;
+                }
+            }
+            VnfCommand::Scale {
+                operation_id,
+                policy,
+                direction,
+            } => {
+                self.require_status(&[VnfStatus::Active], "scale")?;
+                let (add, remove) = self.plan_scale(&operation_id, &policy, direction)?;
+                let requested = VnfEvent::ScaleRequested {
+                    operation_id,
+                    policy,
+                    direction,
+                    add,
+                    remove,
+                };
+                sink.write(requested, self).await;
+            }
+            VnfCommand::Delete { operation_id } => {
+                self.require_status(ACTIVE_OR_FAILED, "delete")?;
+                sink.write(VnfEvent::DeleteRequested { operation_id }, self)
+                    .await;
+            }
+            VnfCommand::CompleteCreate {
+                operation_id,
+                instances,
+            } => {
+                let pending = self.require_pending(&operation_id, &[OperationKind::Create])?;
+                check_plan(pending, &instances)?;
+                let completed = VnfEvent::CreateCompleted {
+                    operation_id,
+                    instances,
+                };
+                sink.write(completed, self).await;
+            }
+            VnfCommand::CompleteScale {
+                operation_id,
+                added,
+            } => {
+                let kinds = [OperationKind::ScaleOut, OperationKind::ScaleIn];
+                let pending = self.require_pending(&operation_id, &kinds)?;
+                check_plan(pending, &added)?;
+                let removed = pending.remove.clone();
+                let completed = VnfEvent::ScaleCompleted {
+                    operation_id,
+                    added,
+                    removed,
+                };
+                sink.write(completed, self).await;
+            }
+            VnfCommand::CompleteDelete { operation_id } => {
+                self.require_pending(&operation_id, &[OperationKind::Delete])?;
+                if let Some(action_id) = self.action_id.clone() {
+                    sink.write(VnfEvent::MonitorDetached { action_id }, self)
+                        .await;
+                }
+                sink.write(VnfEvent::Deleted { operation_id }, self).await;
+            }
+            VnfCommand::FailOperation {
+                operation_id,
+                reason,
+            } => {
+                let all = [
+                    OperationKind::Create,
+                    OperationKind::ScaleOut,
+                    OperationKind::ScaleIn,
+                    OperationKind::Delete,
+                ];
+                self.require_pending(&operation_id, &all)?;
+                let failed = VnfEvent::OperationFailed {
+                    operation_id,
+                    reason,
+                };
+                sink.write(failed, self).await;
+            }
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, event: VnfEvent) {
+        match event {
+            VnfEvent::CreateRequested {
+                details,
+                vnfd,
+                operation_id,
+                add,
+            } => {
+                self.details = Some(details);
+                self.vnfd = Some(vnfd);
+                self.stack_id = Some(operation_id.clone());
+                self.begin(operation_id, OperationKind::Create, add, Vec::new());
+            }
+            VnfEvent::MonitorAttached { action_id } => self.action_id = Some(action_id),
+            VnfEvent::CreateCompleted { instances, .. } => {
+                self.instances = instances;
+                self.finish();
+            }
+            VnfEvent::ScaleRequested {
+                operation_id,
+                direction,
+                add,
+                remove,
+                ..
+            } => {
+                let kind = match direction {
+                    ScaleDirection::Out => OperationKind::ScaleOut,
+                    ScaleDirection::In => OperationKind::ScaleIn,
+                };
+                self.begin(operation_id, kind, add, remove);
+            }
+            VnfEvent::ScaleCompleted { added, removed, .. } => {
+                self.instances.retain(|i| !removed.contains(&i.instance_id));
+                self.instances.extend(added);
+                self.finish();
+            }
+            VnfEvent::DeleteRequested { operation_id } => {
+                self.begin(operation_id, OperationKind::Delete, Vec::new(), Vec::new());
+            }
+            VnfEvent::MonitorDetached { .. } => self.action_id = None,
+            VnfEvent::Deleted { .. } => {
+                self.deleted = true;
+                self.instances.clear();
+                self.orphans.clear();
+                self.pending = None;
+            }
+            VnfEvent::OperationFailed { reason, .. } => {
+                if let Some(pending) = self.pending.take() {
+                    let running = |id: &String| self.instances.iter().any(|i| &i.instance_id == id);
+                    let orphans: Vec<String> = pending
+                        .add
+                        .into_iter()
+                        .map(|p| p.instance_id)
+                        .filter(|id| !running(id))
+                        .collect();
+                    self.orphans.extend(orphans);
+                }
+                self.status = Some(VnfStatus::Error);
+                self.error_reason = Some(reason);
+            }
+        }
+    }
+}
+
+impl Vnf {
+    fn begin(
+        &mut self,
+        operation_id: String,
+        kind: OperationKind,
+        add: Vec<PlannedInstance>,
+        remove: Vec<String>,
+    ) {
+        self.status = Some(kind.pending_status());
+        self.pending = Some(PendingOperation {
+            operation_id,
+            kind,
+            add,
+            remove,
+        });
+    }
+
+    fn finish(&mut self) {
+        self.pending = None;
+        self.status = Some(VnfStatus::Active);
+        self.error_reason = None;
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,293 @@
+//! The VNFD aggregate: an onboarded descriptor and the VNFs that use it.
+
+use std::collections::BTreeSet;
+
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::{Aggregate, DomainEvent};
+use serde::{Deserialize, Serialize};
+
+use crate::envelope::SCHEMA_VERSION;
+use crate::spec::VnfdSpec;
+
+/// Where a VNFD came from, as Tacker's `template_source` said it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TemplateSource {
+    /// Onboarded through `POST /v1.0/vnfds`.
+    Onboarded,
+    /// Given inline with a VNF (`vnfd_template`).
+    Inline,
+}
+
+impl TemplateSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TemplateSource::Onboarded => "onboarded",
+            TemplateSource::Inline => "inline",
+        }
+    }
+}
+
+/// What an onboarded VNFD is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VnfdDescriptor {
+    pub vnfd_id: String,
+    pub name: String,
+    pub description: String,
+    pub tenant_id: String,
+    pub template_source: TemplateSource,
+    /// The TOSCA text as the user gave it (YAML), shown back as `attributes.vnfd`.
+    pub template_yaml: String,
+    pub spec: VnfdSpec,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum VnfdCommand {
+    Onboard(VnfdDescriptor),
+    /// A VNF is about to be created from this VNFD.
+    Use { vnf_id: String },
+    /// A VNF created from this VNFD is gone.
+    Release { vnf_id: String },
+    Delete,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum VnfdEvent {
+    Onboarded(VnfdDescriptor),
+    UsedBy { vnf_id: String },
+    ReleasedBy { vnf_id: String },
+    Deleted,
+}
+
+impl DomainEvent for VnfdEvent {
+    fn event_type(&self) -> String {
+        match self {
+            VnfdEvent::Onboarded(_) => "Onboarded",
+            VnfdEvent::UsedBy { .. } => "UsedBy",
+            VnfdEvent::ReleasedBy { .. } => "ReleasedBy",
+            VnfdEvent::Deleted => "Deleted",
+        }
+        .into()
+    }
+
+    fn event_version(&self) -> String {
+        SCHEMA_VERSION.to_string()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VnfdError {
+    #[error("VNFD not found")]
+    NotFound,
+    #[error("VNFD already exists")]
+    AlreadyExists,
+    #[error("VNFD is in use by VNF(s) {}", .vnf_ids.join(", "))]
+    InUse { vnf_ids: Vec<String> },
+}
+
+/// The VNFD as its events left it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Vnfd {
+    pub descriptor: Option<VnfdDescriptor>,
+    pub deleted: bool,
+    /// VNFs created from this VNFD and not yet deleted.
+    pub users: BTreeSet<String>,
+}
+
+impl Vnfd {
+    /// The descriptor of a VNFD that exists (onboarded and not deleted).
+    pub fn live(&self) -> Option<&VnfdDescriptor> {
+        self.descriptor.as_ref().filter(|_| !self.deleted)
+    }
+}
+
+impl Aggregate for Vnfd {
+    const TYPE: &'static str = "vnfd";
+    type Command = VnfdCommand;
+    type Event = VnfdEvent;
+    type Error = VnfdError;
+    type Services = ();
+
+    async fn handle(
+        &mut self,
+        command: VnfdCommand,
+        _services: &(),
+        sink: &EventSink<Self>,
+    ) -> Result<(), VnfdError> {
+        match command {
+            VnfdCommand::Onboard(descriptor) => {
+                if self.descriptor.is_some() {
+                    return Err(VnfdError::AlreadyExists);
+                }
+                sink.write(VnfdEvent::Onboarded(descriptor), self).await;
+            }
+            VnfdCommand::Use { vnf_id } => {
+                self.live().ok_or(VnfdError::NotFound)?;
+                if !self.users.contains(&vnf_id) {
+                    sink.write(VnfdEvent::UsedBy { vnf_id }, self).await;
+                }
+            }
+            VnfdCommand::Release { vnf_id } => {
+                if self.users.contains(&vnf_id) {
+                    sink.write(VnfdEvent::ReleasedBy { vnf_id }, self).await;
+                }
+            }
+            VnfdCommand::Delete => {
+                self.live().ok_or(VnfdError::NotFound)?;
+                if !self.users.is_empty() {
+                    let vnf_ids = self.users.iter().cloned().collect();
+                    return Err(VnfdError::InUse { vnf_ids });
+                }
+                sink.write(VnfdEvent::Deleted, self).await;
+            }
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, event: VnfdEvent) {
+        match event {
+            VnfdEvent::Onboarded(descriptor) => self.descriptor = Some(descriptor),
+            VnfdEvent::UsedBy { vnf_id } => {
+                self.users.insert(vnf_id);
+            }
+            VnfdEvent::ReleasedBy { vnf_id } => {
+                self.users.remove(&vnf_id);
+            }
+            VnfdEvent::Deleted => self.deleted = true,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use cqrs_es::test::TestFramework;
+
+    use super::*;
+
+    fn descriptor() -> VnfdDescriptor {
+        VnfdDescriptor {
+            vnfd_id: "d1".into(),
+            name: "vnfd1".into(),
+            description: String::new(),
+            tenant_id: "admin".into(),
+            template_source: TemplateSource::Onboarded,
+            template_yaml: "tosca_definitions_version: x\n".into(),
+            spec: VnfdSpec {
+                template_name: None,
+                description: None,
+                vdus: vec![],
+                scaling_policies: vec![],
+            },
+        }
+    }
+
+    fn onboarded() -> VnfdEvent {
+        VnfdEvent::Onboarded(descriptor())
+    }
+
+    type Given = TestFramework<Vnfd>;
+
+    #[test]
+    fn onboard_records_the_descriptor() {
+        Given::with(())
+            .given_no_previous_events()
+            .when(VnfdCommand::Onboard(descriptor()))
+            .then_expect_events(vec![onboarded()]);
+    }
+
+    #[test]
+    fn onboard_twice_is_refused() {
+        Given::with(())
+            .given(vec![onboarded()])
+            .when(VnfdCommand::Onboard(descriptor()))
+            .then_expect_error(VnfdError::AlreadyExists);
+    }
+
+    #[test]
+    fn use_records_the_vnf_once() {
+        let used = VnfdEvent::UsedBy {
+            vnf_id: "v1".into(),
+        };
+        Given::with(())
+            .given(vec![onboarded()])
+            .when(VnfdCommand::Use {
+                vnf_id: "v1".into(),
+            })
+            .then_expect_events(vec![used.clone()]);
+        Given::with(())
+            .given(vec![onboarded(), used])
+            .when(VnfdCommand::Use {
+                vnf_id: "v1".into(),
+            })
+            .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn use_of_a_missing_or_deleted_vnfd_is_refused() {
+        let cmd = || VnfdCommand::Use {
+            vnf_id: "v1".into(),
+        };
+        Given::with(())
+            .given_no_previous_events()
+            .when(cmd())
+            .then_expect_error(VnfdError::NotFound);
+        Given::with(())
+            .given(vec![onboarded(), VnfdEvent::Deleted])
+            .when(cmd())
+            .then_expect_error(VnfdError::NotFound);
+    }
+
+    #[test]
+    fn release_forgets_the_vnf_and_ignores_strangers() {
+        let used = VnfdEvent::UsedBy {
+            vnf_id: "v1".into(),
+        };
+        let released = VnfdEvent::ReleasedBy {
+            vnf_id: "v1".into(),
+        };
+        Given::with(())
+            .given(vec![onboarded(), used])
+            .when(VnfdCommand::Release {
+                vnf_id: "v1".into(),
+            })
+            .then_expect_events(vec![released]);
+        Given::with(())
+            .given(vec![onboarded()])
+            .when(VnfdCommand::Release {
+                vnf_id: "v2".into(),
+            })
+            .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn delete_is_refused_while_in_use() {
+        Given::with(())
+            .given(vec![
+                onboarded(),
+                VnfdEvent::UsedBy {
+                    vnf_id: "v1".into(),
+                },
+            ])
+            .when(VnfdCommand::Delete)
+            .then_expect_error(VnfdError::InUse {
+                vnf_ids: vec!["v1".into()],
+            });
+    }
+
+    #[test]
+    fn delete_of_unused_vnfd_succeeds_once() {
+        Given::with(())
+            .given(vec![onboarded()])
+            .when(VnfdCommand::Delete)
+            .then_expect_events(vec![VnfdEvent::Deleted]);
+        Given::with(())
+            .given(vec![onboarded(), VnfdEvent::Deleted])
+            .when(VnfdCommand::Delete)
+            .then_expect_error(VnfdError::NotFound);
+        Given::with(())
+            .given_no_previous_events()
+            .when(VnfdCommand::Delete)
+            .then_expect_error(VnfdError::NotFound);
+    }
+}

@@ -1,0 +1,125 @@
+//! The rows of the VNF and VNFD tables, and the pure fold that keeps them.
+//!
+//! A row is the aggregate's state plus when it was created and last changed and the stream
+//! sequence of the last message applied. The same fold serves the live projector, a rebuild
+//! from the log, and the gateway's read of a VNF the projector has not reached yet.
+
+use cqrs_es::Aggregate;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use events::envelope::Envelope;
+use events::vnf::Vnf;
+use events::vnfd::Vnfd;
+
+/// One row of a table: an aggregate's state and its place in the log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Row<A> {
+    pub state: A,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+    /// Stream sequence of the last lifecycle message applied to this row.
+    pub last_sequence: u64,
+}
+
+pub type VnfRow = Row<Vnf>;
+pub type VnfdRow = Row<Vnfd>;
+
+/// What to do with a message, given the row as it stands.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step<A> {
+    /// The message is applied: store this row.
+    Apply(Row<A>),
+    /// The row already reflects the message (a redelivery).
+    AlreadyApplied,
+    /// An earlier message on the subject is not in the row yet (another projector holds it).
+    Gap { row_sequence: u64, previous: u64 },
+}
+
+/// Folds one lifecycle message into its row.
+///
+/// `previous` is the subject's sequence the writer expected (`Nats-Expected-Last-Subject-Sequence`),
+/// when the message carries it; a message is applied only on top of its predecessor.
+pub fn step<A: Aggregate + Clone>(
+    row: Option<&Row<A>>,
+    sequence: u64,
+    previous: Option<u64>,
+    envelope: Envelope<A::Event>,
+) -> Step<A> {
+    let row_sequence = row.map_or(0, |r| r.last_sequence);
+    if row_sequence >= sequence {
+        return Step::AlreadyApplied;
+    }
+    if let Some(previous) = previous
+        && previous != row_sequence
+    {
+        return Step::Gap {
+            row_sequence,
+            previous,
+        };
+    }
+    let mut next = row.cloned().unwrap_or_else(|| Row {
+        state: A::default(),
+        created_at: envelope.recorded_at,
+        updated_at: envelope.recorded_at,
+        last_sequence: 0,
+    });
+    envelope.events.into_iter().for_each(|e| next.state.apply(e));
+    next.updated_at = envelope.recorded_at;
+    next.last_sequence = sequence;
+    Step::Apply(next)
+}
+
+#[cfg(test)]
+mod tests {
+    use events::envelope::{Actor, ActorKind, Cause, SCHEMA_VERSION};
+    use events::names::AggregateKind;
+    use events::vnfd::VnfdEvent;
+    use time::macros::datetime;
+
+    use super::*;
+
+    fn envelope(events: Vec<VnfdEvent>) -> Envelope<VnfdEvent> {
+        Envelope {
+            schema_version: SCHEMA_VERSION,
+            aggregate: AggregateKind::Vnfd,
+            aggregate_id: "d1".into(),
+            cause: Cause::user_request(Actor::new(ActorKind::User, "admin")),
+            recorded_at: datetime!(2026-11-25 10:00 UTC),
+            events,
+        }
+    }
+
+    fn used(vnf: &str) -> VnfdEvent {
+        VnfdEvent::UsedBy { vnf_id: vnf.into() }
+    }
+
+    #[test]
+    fn applies_in_order_and_ignores_redelivery() {
+        let Step::Apply(first) = step::<Vnfd>(None, 3, Some(0), envelope(vec![used("a")])) else {
+            panic!("first message not applied")
+        };
+        assert_eq!(first.last_sequence, 3);
+        let Step::Apply(second) = step(Some(&first), 7, Some(3), envelope(vec![used("b")])) else {
+            panic!("second message not applied")
+        };
+        assert_eq!(second.state.users.len(), 2);
+        assert_eq!(
+            step(Some(&second), 3, Some(0), envelope(vec![used("a")])),
+            Step::AlreadyApplied
+        );
+    }
+
+    #[test]
+    fn waits_for_a_missing_predecessor() {
+        assert_eq!(
+            step::<Vnfd>(None, 7, Some(3), envelope(vec![used("b")])),
+            Step::Gap {
+                row_sequence: 0,
+                previous: 3
+            }
+        );
+    }
+}
