@@ -428,3 +428,44 @@ async fn wait_for_projector(log: &EventLog, through: u64, patience: Duration) ->
     }
 }
 
+
+/// Writes a rebuild of the log into the tables, repairing rows that are missing or behind.
+/// A row is only replaced by a later one (compare-and-set), so a live projector is never undone.
+/// Returns how many rows were written.
+pub async fn write_rebuild(log: &EventLog, tables: &Tables) -> Result<usize, ProjectorError> {
+    let rebuilt = rebuild(log).await?;
+    let mut written = 0;
+    for (key, row) in &rebuilt.vnfs {
+        written += usize::from(repair_row(&tables.vnfs, key, row).await?);
+    }
+    for (key, row) in &rebuilt.vnfds {
+        written += usize::from(repair_row(&tables.vnfds, key, row).await?);
+    }
+    Ok(written)
+}
+
+async fn repair_row<A>(bucket: &kv::Store, key: &str, row: &Row<A>) -> Result<bool, ProjectorError>
+where
+    A: Serialize + DeserializeOwned + PartialEq,
+{
+    let value = bytes::Bytes::from(serde_json::to_vec(row).map_err(|source| ProjectorError::Row {
+        key: key.to_owned(),
+        source,
+    })?);
+    for _ in 0..ROW_WRITE_ATTEMPTS_MAX {
+        let written = match read_row::<A>(bucket, key).await {
+            Ok(Some((live, _))) if live.last_sequence >= row.last_sequence => return Ok(false),
+            Ok(Some((_, revision))) => bucket.update(key, value.clone(), revision).await.is_ok(),
+            Ok(None) => bucket.create(key, value.clone()).await.is_ok(),
+            // An unreadable row is replaced outright.
+            Err(ProjectorError::Row { .. }) => bucket.put(key, value.clone()).await.is_ok(),
+            Err(e) => return Err(e),
+        };
+        if written {
+            return Ok(true);
+        }
+    }
+    Err(ProjectorError::Contended {
+        key: key.to_owned(),
+    })
+}
