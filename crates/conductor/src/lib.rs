@@ -23,8 +23,7 @@ use events::envelope::{self, Actor, Cause, Envelope};
 use events::names;
 use events::store::{CommandError, EventLog, StoreError};
 use events::vnf::{
-    Instance, OperationKind, PendingOperation, PlannedInstance, Vnf, VnfCommand, VnfError,
-    VnfEvent,
+    Instance, OperationKind, PendingOperation, PlannedInstance, Vnf, VnfCommand, VnfError, VnfEvent,
 };
 use events::vnfd::{Vnfd, VnfdCommand};
 use vim::{DeployRequest, Vim};
@@ -207,12 +206,20 @@ impl Conductor {
             &request.cause.command_id,
             operation_id,
         );
-        let Some(pending) = vnf.pending.clone().filter(|p| p.operation_id == operation_id) else {
+        let Some(pending) = vnf
+            .pending
+            .clone()
+            .filter(|p| p.operation_id == operation_id)
+        else {
             if vnf.deleted {
                 // A redelivered delete whose VNFD release may not have been recorded.
                 self.release_vnfd(&vnf, vnf_id, &cause).await?;
             }
-            tracing::debug!(vnf_id, operation_id, "Operation no longer pending; nothing to do.");
+            tracing::debug!(
+                vnf_id,
+                operation_id,
+                "Operation no longer pending; nothing to do."
+            );
             return Ok(());
         };
         tracing::info!(vnf_id, operation_id, kind = ?pending.kind, "Carrying out operation.");
@@ -243,13 +250,18 @@ impl Conductor {
         match self.log.execute::<Vnf>(vnf_id, command, &(), &cause).await {
             Ok(executed) => {
                 if completed_delete {
-                    self.release_vnfd(&executed.aggregate, vnf_id, &cause).await?;
+                    self.release_vnfd(&executed.aggregate, vnf_id, &cause)
+                        .await?;
                 }
                 tracing::info!(vnf_id, operation_id, "Operation recorded.");
                 Ok(())
             }
             Err(CommandError::Rejected(VnfError::StaleOperation { .. })) => {
-                tracing::info!(vnf_id, operation_id, "Another conductor recorded the operation first.");
+                tracing::info!(
+                    vnf_id,
+                    operation_id,
+                    "Another conductor recorded the operation first."
+                );
                 Ok(())
             }
             Err(CommandError::Rejected(e)) => {
@@ -269,7 +281,10 @@ impl Conductor {
     ) -> Result<Vec<Instance>, vim::VimError> {
         let mut added = Vec::with_capacity(pending.add.len());
         for planned in &pending.add {
-            added.push(self.deploy(vnf, vnf_id, &pending.operation_id, planned).await?);
+            added.push(
+                self.deploy(vnf, vnf_id, &pending.operation_id, planned)
+                    .await?,
+            );
         }
         let doomed: Vec<&String> = match pending.kind {
             OperationKind::Delete => vnf
@@ -329,15 +344,29 @@ impl Conductor {
         }
     }
 
-    async fn release_vnfd(&self, vnf: &Vnf, vnf_id: &str, cause: &Cause) -> Result<(), ConductorError> {
+    async fn release_vnfd(
+        &self,
+        vnf: &Vnf,
+        vnf_id: &str,
+        cause: &Cause,
+    ) -> Result<(), ConductorError> {
         let Some(details) = &vnf.details else {
             return Ok(());
         };
         let release = VnfdCommand::Release {
             vnf_id: vnf_id.to_owned(),
         };
-        let cause = Cause::follow_up(cause.actor.clone(), &cause.correlation_id, &cause.command_id, "release");
-        match self.log.execute::<Vnfd>(&details.vnfd_id, release, &(), &cause).await {
+        let cause = Cause::follow_up(
+            cause.actor.clone(),
+            &cause.correlation_id,
+            &cause.command_id,
+            "release",
+        );
+        match self
+            .log
+            .execute::<Vnfd>(&details.vnfd_id, release, &(), &cause)
+            .await
+        {
             Ok(_) | Err(CommandError::Rejected(_)) => Ok(()),
             Err(CommandError::Store(e)) => Err(e.into()),
         }
