@@ -1,0 +1,749 @@
+//! Tacker's TOSCA dialect: from the document tree to a `VnfdSpec`, checking every field
+//! vnfm acts on and ignoring the ones it does not (capabilities, `mgmt_driver`, alarms...).
+
+use std::collections::{HashMap, HashSet};
+use std::fmt::Display;
+
+use events::spec::{
+    MonitorDriver, MonitoringPolicy, PolicyAction, ScalingPolicy, VduSpec, VnfdSpec,
+};
+
+use crate::error::VnfdError;
+use crate::tree::{Map, Node, quote};
+
+const VDU_TYPE: &str = "tosca.nodes.nfv.VDU.Tacker";
+const CP_TYPE: &str = "tosca.nodes.nfv.CP.Tacker";
+const SCALING_TYPE: &str = "tosca.policies.tacker.Scaling";
+
+const NODE_TEMPLATES: &str = "topology_template.node_templates";
+const POLICIES: &str = "topology_template.policies";
+
+// Tacker's defaults for `monitoring_policy.parameters`, from its ping and http_ping drivers.
+const MONITORING_DELAY_MS_DEFAULT: u64 = 30_000;
+const COUNT_DEFAULT: u32 = 5;
+const INTERVAL_MS_DEFAULT: u64 = 1_000;
+const TIMEOUT_MS_DEFAULT: u64 = 5_000;
+const PING_RETRY_DEFAULT: u32 = 1;
+const HTTP_PING_RETRY_DEFAULT: u32 = 5;
+const HTTP_PING_PORT_DEFAULT: u16 = 80;
+
+/// One day: no VDU needs longer to boot, and a larger figure is more likely milliseconds
+/// written where Tacker wants seconds.
+const MONITORING_DELAY_MS_MAX: u64 = 24 * 60 * 60 * 1000;
+/// One hour, for a probe's timeout and the gap between its echo requests: a monitor that
+/// waits longer no longer detects a failure in useful time.
+const PROBE_WAIT_MS_MAX: u64 = 60 * 60 * 1000;
+/// The spec counts time in whole milliseconds; a shorter interval or timeout would round
+/// to zero.
+const PROBE_WAIT_MS_MIN: u64 = 1;
+/// Echo requests per probe, and failed probes before acting: beyond a thousand, a probe is
+/// a load test and a failure is never acted on.
+const COUNT_MAX: u32 = 1_000;
+const RETRY_MAX: u32 = 1_000;
+
+// Defaults of a `tosca.policies.tacker.Scaling` policy's properties.
+const INCREMENT_DEFAULT: u32 = 1;
+const COOLDOWN_S_DEFAULT: u32 = 120;
+const MIN_INSTANCES_DEFAULT: u32 = 1;
+const MAX_INSTANCES_DEFAULT: u32 = 1;
+/// Instances of one VDU in one VNF: each is a VIM call on every scale and a management IP to
+/// probe, and a VNFD asking for more is more likely mistyped than planned.
+const INSTANCES_MAX: u32 = 100;
+/// A day between scaling actions already means never; more is a unit mistake.
+const COOLDOWN_S_MAX: u32 = 24 * 60 * 60;
+
+/// Names of VDUs, management connection points and scaling policies end up in VIM resource
+/// names, log fields and the API; keep them short and plain.
+const NAME_BYTES_MAX: usize = 64;
+
+const PING_PARAMETERS: &[&str] = &["monitoring_delay", "count", "interval", "timeout", "retry"];
+const HTTP_PING_PARAMETERS: &[&str] = &[
+    "monitoring_delay",
+    "count",
+    "interval",
+    "timeout",
+    "retry",
+    "port",
+];
+const SCALING_PROPERTIES: &[&str] = &[
+    "targets",
+    "increment",
+    "cooldown",
+    "min_instances",
+    "max_instances",
+    "default_instances",
+];
+
+/// A node template, with its name and type read.
+struct NodeTemplate<'a> {
+    name: &'a str,
+    type_name: &'a str,
+    body: &'a Map,
+    field: String,
+}
+
+pub(crate) fn vnfd_spec(root: &Node) -> Result<VnfdSpec, VnfdError> {
+    let root = match root {
+        Node::Map(map) => map,
+        Node::Null => return Err(invalid("", "the VNFD is empty")),
+        other => {
+            return Err(invalid(
+                "",
+                format!(
+                    "the VNFD must be a mapping of TOSCA sections, not {}",
+                    other.describe()
+                ),
+            ));
+        }
+    };
+    let description = optional_string(root.get("description"), "description")?;
+    let template_name = match optional_map(root.get("metadata"), "metadata")? {
+        Some(metadata) => optional_string(metadata.get("template_name"), "metadata.template_name")?,
+        None => None,
+    };
+    let topology = required_map(root.get("topology_template"), "topology_template")?;
+    let templates = required_map(topology.get("node_templates"), NODE_TEMPLATES)?
+        .iter()
+        .map(|(name, node)| node_template(name, node))
+        .collect::<Result<Vec<_>, _>>()?;
+    if !templates.iter().any(|t| t.type_name == VDU_TYPE) {
+        return Err(invalid(
+            NODE_TEMPLATES,
+            format!("the VNFD has no VDU: add a node template of type {VDU_TYPE}"),
+        ));
+    }
+
+    let mgmt_cps = management_cps(&templates)?;
+    let vdus = templates
+        .iter()
+        .filter(|t| t.type_name == VDU_TYPE)
+        .map(|vdu| vdu_spec(vdu, &mgmt_cps))
+        .collect::<Result<Vec<_>, _>>()?;
+    let vdu_names: HashSet<&str> = vdus.iter().map(|vdu| vdu.name.as_str()).collect();
+    let scaling_policies = match topology.get("policies") {
+        None | Some(Node::Null) => Vec::new(),
+        Some(policies) => scaling_policies(policies, &vdu_names)?,
+    };
+    Ok(VnfdSpec {
+        template_name: template_name.map(str::to_owned),
+        description: description.map(str::to_owned),
+        vdus,
+        scaling_policies,
+    })
+}
+
+fn node_template<'a>(name: &'a str, node: &'a Node) -> Result<NodeTemplate<'a>, VnfdError> {
+    let field = format!("{NODE_TEMPLATES}.{name}");
+    let body = expect_map(node, &field)?;
+    let type_name = required_string(body.get("type"), &format!("{field}.type"))?;
+    Ok(NodeTemplate {
+        name,
+        type_name,
+        body,
+        field,
+    })
+}
+
+/// Each VDU's management connection point, checking every CP's binding on the way.
+fn management_cps<'a>(
+    templates: &[NodeTemplate<'a>],
+) -> Result<HashMap<&'a str, &'a str>, VnfdError> {
+    let types: HashMap<&str, &str> = templates.iter().map(|t| (t.name, t.type_name)).collect();
+    let mut mgmt_cps = HashMap::new();
+    for cp in templates.iter().filter(|t| t.type_name == CP_TYPE) {
+        let properties_field = format!("{}.properties", cp.field);
+        let management = match optional_map(cp.body.get("properties"), &properties_field)? {
+            Some(properties) => flag(
+                properties.get("management"),
+                &format!("{properties_field}.management"),
+            )?,
+            None => false,
+        };
+        let binding = virtual_binding(cp)?;
+        if let Some((vdu, binding_field)) = &binding {
+            match types.get(vdu) {
+                Some(&type_name) if type_name == VDU_TYPE => {}
+                Some(type_name) => {
+                    return Err(invalid(
+                        binding_field,
+                        format!("{} binds to {vdu}, a {type_name}, not a VDU", cp.name),
+                    ));
+                }
+                None => {
+                    return Err(invalid(
+                        binding_field,
+                        format!(
+                            "{} binds to {}, which is not a node template",
+                            cp.name,
+                            quote(vdu)
+                        ),
+                    ));
+                }
+            }
+        }
+        if !management {
+            continue;
+        }
+        let Some((vdu, _)) = binding else {
+            return Err(invalid(
+                format!("{}.requirements", cp.field),
+                format!(
+                    "{} has management: true but no virtualBinding to its VDU",
+                    cp.name
+                ),
+            ));
+        };
+        check_name(cp.name, &cp.field)?;
+        if let Some(first) = mgmt_cps.insert(vdu, cp.name) {
+            return Err(invalid(
+                &cp.field,
+                format!(
+                    "{vdu} already has the management connection point {first}; a VDU has exactly one"
+                ),
+            ));
+        }
+    }
+    Ok(mgmt_cps)
+}
+
+/// The VDU a connection point binds to, and where the binding was written: the
+/// `virtualBinding` item of `requirements`, as `{node: VDU1}` or as the short `VDU1`.
+fn virtual_binding<'a>(cp: &NodeTemplate<'a>) -> Result<Option<(&'a str, String)>, VnfdError> {
+    let field = format!("{}.requirements", cp.field);
+    let requirements = match cp.body.get("requirements") {
+        None | Some(Node::Null) => return Ok(None),
+        Some(Node::Seq(items)) => items,
+        Some(other) => {
+            return Err(invalid(
+                field,
+                format!("must be a list of requirements, not {}", other.describe()),
+            ));
+        }
+    };
+    let mut found = None;
+    for (i, item) in requirements.iter().enumerate() {
+        let item_field = format!("{field}[{i}]");
+        let Some(binding) = expect_map(item, &item_field)?.get("virtualBinding") else {
+            continue;
+        };
+        let binding_field = format!("{item_field}.virtualBinding");
+        let (vdu, vdu_field) = match binding {
+            Node::String(vdu) => (vdu.as_str(), binding_field),
+            Node::Map(binding) => {
+                let node_field = format!("{binding_field}.node");
+                (
+                    required_string(binding.get("node"), &node_field)?,
+                    node_field,
+                )
+            }
+            other => {
+                return Err(invalid(
+                    binding_field,
+                    format!(
+                        "must name a VDU, as `node: VDU1` or `VDU1`, not {}",
+                        other.describe()
+                    ),
+                ));
+            }
+        };
+        if found.is_some() {
+            return Err(invalid(
+                vdu_field,
+                format!(
+                    "{} has a second virtualBinding; a connection point binds to one VDU",
+                    cp.name
+                ),
+            ));
+        }
+        found = Some((vdu, vdu_field));
+    }
+    Ok(found)
+}
+
+fn vdu_spec(vdu: &NodeTemplate, mgmt_cps: &HashMap<&str, &str>) -> Result<VduSpec, VnfdError> {
+    check_name(vdu.name, &vdu.field)?;
+    let Some(mgmt_cp) = mgmt_cps.get(vdu.name) else {
+        return Err(invalid(
+            &vdu.field,
+            format!(
+                "{name} has no management connection point: add a {CP_TYPE} with \
+                 `management: true` and a virtualBinding to {name}",
+                name = vdu.name
+            ),
+        ));
+    };
+    let field = format!("{}.properties", vdu.field);
+    let properties = optional_map(vdu.body.get("properties"), &field)?;
+    let property = |key: &str| {
+        (
+            properties.and_then(|p| p.get(key)),
+            format!("{field}.{key}"),
+        )
+    };
+    let (image, image_field) = property("image");
+    let (flavor, flavor_field) = property("flavor");
+    let (policy, policy_field) = property("monitoring_policy");
+    Ok(VduSpec {
+        name: vdu.name.to_owned(),
+        image: optional_string(image, &image_field)?.map(str::to_owned),
+        flavor: optional_string(flavor, &flavor_field)?.map(str::to_owned),
+        mgmt_cp: (*mgmt_cp).to_owned(),
+        monitoring_policy: monitoring_policy(policy, &policy_field)?,
+    })
+}
+
+/// A VDU's `monitoring_policy`: `name` (the driver), `parameters`, `actions`.
+fn monitoring_policy(
+    node: Option<&Node>,
+    field: &str,
+) -> Result<Option<MonitoringPolicy>, VnfdError> {
+    let Some(policy) = optional_map(node, field)? else {
+        return Ok(None);
+    };
+    check_keys(policy, field, &["name", "parameters", "actions"], "key")?;
+    let name_field = format!("{field}.name");
+    let driver = match required_string(policy.get("name"), &name_field)? {
+        "ping" => MonitorDriver::Ping,
+        // Tacker's docs wrote `http-ping`; its code registered `http_ping`.
+        "http_ping" | "http-ping" => MonitorDriver::HttpPing,
+        "noop" => return Ok(None),
+        other => {
+            return Err(invalid(
+                name_field,
+                format!(
+                    "unknown monitoring driver {}; expected ping, http_ping (or http-ping) or noop",
+                    quote(other)
+                ),
+            ));
+        }
+    };
+
+    let field_parameters = format!("{field}.parameters");
+    let parameters = optional_map(policy.get("parameters"), &field_parameters)?;
+    let (allowed, retry_default) = match driver {
+        MonitorDriver::Ping => (PING_PARAMETERS, PING_RETRY_DEFAULT),
+        MonitorDriver::HttpPing => (HTTP_PING_PARAMETERS, HTTP_PING_RETRY_DEFAULT),
+    };
+    if let Some(parameters) = parameters {
+        let noun = format!("{} parameter", driver.as_str());
+        check_keys(parameters, &field_parameters, allowed, &noun)?;
+    }
+    let parameter = |key: &str| {
+        (
+            parameters.and_then(|p| p.get(key)),
+            format!("{field_parameters}.{key}"),
+        )
+    };
+    let seconds_parameter = |key: &str, min_ms, max_ms, default_ms| {
+        let (node, field) = parameter(key);
+        node.map_or(Ok(default_ms), |node| {
+            seconds_ms(node, &field, min_ms, max_ms)
+        })
+    };
+    let whole_parameter = |key: &str, min, max, default| {
+        let (node, field) = parameter(key);
+        node.map_or(Ok(default), |node| whole(node, &field, min, max))
+    };
+
+    let monitoring_delay_ms = seconds_parameter(
+        "monitoring_delay",
+        0,
+        MONITORING_DELAY_MS_MAX,
+        MONITORING_DELAY_MS_DEFAULT,
+    )?;
+    let count = whole_parameter("count", 1, COUNT_MAX, COUNT_DEFAULT)?;
+    let interval_ms = seconds_parameter(
+        "interval",
+        PROBE_WAIT_MS_MIN,
+        PROBE_WAIT_MS_MAX,
+        INTERVAL_MS_DEFAULT,
+    )?;
+    let timeout_ms = seconds_parameter(
+        "timeout",
+        PROBE_WAIT_MS_MIN,
+        PROBE_WAIT_MS_MAX,
+        TIMEOUT_MS_DEFAULT,
+    )?;
+    let retry = whole_parameter("retry", 1, RETRY_MAX, retry_default)?;
+    let port = match driver {
+        MonitorDriver::Ping => None,
+        MonitorDriver::HttpPing => {
+            let (node, field) = parameter("port");
+            Some(node.map_or(Ok(HTTP_PING_PORT_DEFAULT), |node| {
+                whole(node, &field, 1, u16::MAX)
+            })?)
+        }
+    };
+
+    Ok(Some(MonitoringPolicy {
+        driver,
+        monitoring_delay_ms,
+        count,
+        interval_ms,
+        timeout_ms,
+        retry,
+        port,
+        failure_action: failure_action(policy.get("actions"), &format!("{field}.actions"))?,
+    }))
+}
+
+/// `actions: {failure: ...}`: Tacker knew no other event, and defaulted no action.
+fn failure_action(node: Option<&Node>, field: &str) -> Result<PolicyAction, VnfdError> {
+    let failure_field = format!("{field}.failure");
+    let actions = optional_map(node, field)?;
+    if let Some(actions) = actions {
+        check_keys(actions, field, &["failure"], "event")?;
+    }
+    let failure = actions.and_then(|a| a.get("failure"));
+    let expected = "respawn, log, log_and_kill or vdu_autoheal";
+    match required_string(failure, &failure_field)? {
+        "respawn" => Ok(PolicyAction::Respawn),
+        "log" => Ok(PolicyAction::Log),
+        "log_and_kill" => Ok(PolicyAction::LogAndKill),
+        "vdu_autoheal" => Ok(PolicyAction::VduAutoheal),
+        other => Err(invalid(
+            failure_field,
+            format!("unknown action {}; expected {expected}", quote(other)),
+        )),
+    }
+}
+
+/// `topology_template.policies`: a list of single-entry mappings, as Tacker wrote it, or
+/// one mapping of names to policies. Only scaling policies are kept; others (Tacker's
+/// alarm-driven `tosca.policies.tacker.Alarming`, ...) are accepted and ignored.
+fn scaling_policies(
+    node: &Node,
+    vdu_names: &HashSet<&str>,
+) -> Result<Vec<ScalingPolicy>, VnfdError> {
+    let policies: Vec<(&str, &Node)> = match node {
+        Node::Seq(items) => items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| policy_entry(i, item))
+            .collect::<Result<_, _>>()?,
+        Node::Map(policies) => policies.iter().collect(),
+        other => {
+            return Err(invalid(
+                POLICIES,
+                format!("must be a list of policies, not {}", other.describe()),
+            ));
+        }
+    };
+
+    let mut names = HashSet::new();
+    // Which scaling policy scales each VDU: at most one may.
+    let mut scaled_by: HashMap<&str, &str> = HashMap::new();
+    let mut scaling = Vec::new();
+    for (name, policy) in policies {
+        let field = format!("{POLICIES}.{name}");
+        if !names.insert(name) {
+            return Err(invalid(field, format!("a second policy is named {name}")));
+        }
+        let policy = expect_map(policy, &field)?;
+        if required_string(policy.get("type"), &format!("{field}.type"))? == SCALING_TYPE {
+            scaling.push(scaling_policy(
+                name,
+                policy,
+                &field,
+                vdu_names,
+                &mut scaled_by,
+            )?);
+        }
+    }
+    Ok(scaling)
+}
+
+/// One item of the policy list: a mapping of the policy's name to its definition.
+fn policy_entry(i: usize, item: &Node) -> Result<(&str, &Node), VnfdError> {
+    let entry = match item {
+        Node::Map(policy) if policy.len() == 1 => policy.iter().next(),
+        _ => None,
+    };
+    entry.ok_or_else(|| {
+        let found = match item {
+            Node::Map(map) => format!("a mapping of {} entries", map.len()),
+            other => other.describe(),
+        };
+        invalid(
+            format!("{POLICIES}[{i}]"),
+            format!("each policy must be a mapping of one name to its definition, not {found}"),
+        )
+    })
+}
+
+fn scaling_policy<'a>(
+    name: &'a str,
+    policy: &'a Map,
+    field: &str,
+    vdu_names: &HashSet<&str>,
+    scaled_by: &mut HashMap<&'a str, &'a str>,
+) -> Result<ScalingPolicy, VnfdError> {
+    check_name(name, field)?;
+    let properties_field = format!("{field}.properties");
+    let properties = optional_map(policy.get("properties"), &properties_field)?;
+    if let Some(properties) = properties {
+        check_keys(
+            properties,
+            &properties_field,
+            SCALING_PROPERTIES,
+            "scaling property",
+        )?;
+    }
+    let property = |key: &str| {
+        (
+            properties.and_then(|p| p.get(key)),
+            format!("{properties_field}.{key}"),
+        )
+    };
+
+    // TOSCA puts `targets` beside `type`; Tacker's samples put it under `properties`.
+    let (targets, targets_field) = match (policy.get("targets"), property("targets")) {
+        (Some(_), (Some(_), _)) => {
+            return Err(invalid(
+                format!("{field}.targets"),
+                "targets are given both here and under properties; keep one",
+            ));
+        }
+        (Some(targets), _) => (Some(targets), format!("{field}.targets")),
+        (None, property) => property,
+    };
+    let targets = match targets {
+        Some(Node::Seq(targets)) if !targets.is_empty() => targets,
+        None | Some(Node::Null) | Some(Node::Seq(_)) => {
+            return Err(invalid(
+                targets_field,
+                "must name at least one VDU to scale",
+            ));
+        }
+        Some(other) => {
+            return Err(invalid(
+                targets_field,
+                format!("must be a list of VDU names, not {}", other.describe()),
+            ));
+        }
+    };
+    let mut target_names = Vec::with_capacity(targets.len());
+    for (i, target) in targets.iter().enumerate() {
+        let target_field = format!("{targets_field}[{i}]");
+        let vdu = string(target, &target_field)?;
+        if !vdu_names.contains(vdu) {
+            return Err(invalid(
+                target_field,
+                format!("{} is not a VDU of this VNFD", quote(vdu)),
+            ));
+        }
+        if let Some(other) = scaled_by.insert(vdu, name) {
+            let message = if other == name {
+                format!("{vdu} is listed twice")
+            } else {
+                format!("{vdu} is already scaled by {other}; a VDU may have one scaling policy")
+            };
+            return Err(invalid(target_field, message));
+        }
+        target_names.push(vdu.to_owned());
+    }
+
+    let whole_property = |key: &str, min, max, default| {
+        let (node, field) = property(key);
+        node.map_or(Ok(default), |node| whole(node, &field, min, max))
+    };
+    let increment = whole_property("increment", 1, INSTANCES_MAX, INCREMENT_DEFAULT)?;
+    let cooldown_s = whole_property("cooldown", 0, COOLDOWN_S_MAX, COOLDOWN_S_DEFAULT)?;
+    let min_instances = whole_property("min_instances", 0, INSTANCES_MAX, MIN_INSTANCES_DEFAULT)?;
+    let max_instances = whole_property("max_instances", 1, INSTANCES_MAX, MAX_INSTANCES_DEFAULT)?;
+    if max_instances < min_instances {
+        let (given, field) = property("max_instances");
+        let default = if given.is_none() { ", the default" } else { "" };
+        return Err(invalid(
+            field,
+            format!(
+                "max_instances ({max_instances}{default}) is below min_instances ({min_instances})"
+            ),
+        ));
+    }
+    // A new VNF starts with at least one instance of every VDU, even where it may scale in
+    // to none.
+    let default_instances =
+        whole_property("default_instances", 1, INSTANCES_MAX, min_instances.max(1))?;
+    if !(min_instances..=max_instances).contains(&default_instances) {
+        return Err(invalid(
+            property("default_instances").1,
+            format!(
+                "default_instances ({default_instances}) must lie between min_instances \
+                 ({min_instances}) and max_instances ({max_instances})"
+            ),
+        ));
+    }
+    Ok(ScalingPolicy {
+        name: name.to_owned(),
+        targets: target_names,
+        increment,
+        min_instances,
+        max_instances,
+        default_instances,
+        cooldown_s: u64::from(cooldown_s),
+    })
+}
+
+fn invalid(field: impl Into<String>, message: impl Into<String>) -> VnfdError {
+    VnfdError::Invalid {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+/// Refuses any key of `map` not in `allowed`: a misspelt key would otherwise fall back to
+/// a default without a word.
+fn check_keys(map: &Map, field: &str, allowed: &[&str], noun: &str) -> Result<(), VnfdError> {
+    match map.iter().find(|(key, _)| !allowed.contains(key)) {
+        None => Ok(()),
+        Some((key, _)) => Err(invalid(
+            format!("{field}.{key}"),
+            format!(
+                "unknown {noun} {}; expected one of {}",
+                quote(key),
+                allowed.join(", ")
+            ),
+        )),
+    }
+}
+
+fn check_name(name: &str, field: &str) -> Result<(), VnfdError> {
+    let plain = !name.is_empty()
+        && name.len() <= NAME_BYTES_MAX
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if plain {
+        return Ok(());
+    }
+    Err(invalid(
+        field,
+        format!(
+            "the name {} must be 1 to {NAME_BYTES_MAX} ASCII letters, digits, '_' or '-'",
+            quote(name)
+        ),
+    ))
+}
+
+fn expect_map<'a>(node: &'a Node, field: &str) -> Result<&'a Map, VnfdError> {
+    match node {
+        Node::Map(map) => Ok(map),
+        other => Err(invalid(
+            field,
+            format!("must be a mapping, not {}", other.describe()),
+        )),
+    }
+}
+
+fn optional_map<'a>(node: Option<&'a Node>, field: &str) -> Result<Option<&'a Map>, VnfdError> {
+    match node {
+        None | Some(Node::Null) => Ok(None),
+        Some(node) => expect_map(node, field).map(Some),
+    }
+}
+
+fn required_map<'a>(node: Option<&'a Node>, field: &str) -> Result<&'a Map, VnfdError> {
+    optional_map(node, field)?.ok_or_else(|| invalid(field, "is required but missing"))
+}
+
+fn string<'a>(node: &'a Node, field: &str) -> Result<&'a str, VnfdError> {
+    match node {
+        Node::String(s) => Ok(s),
+        other => Err(invalid(
+            field,
+            format!("must be a string, not {}", other.describe()),
+        )),
+    }
+}
+
+fn optional_string<'a>(node: Option<&'a Node>, field: &str) -> Result<Option<&'a str>, VnfdError> {
+    match node {
+        None | Some(Node::Null) => Ok(None),
+        Some(node) => string(node, field).map(Some),
+    }
+}
+
+fn required_string<'a>(node: Option<&'a Node>, field: &str) -> Result<&'a str, VnfdError> {
+    optional_string(node, field)?.ok_or_else(|| invalid(field, "is required but missing"))
+}
+
+/// A boolean, also in the YAML 1.1 spellings (`yes`, `on`, ...) that Tacker's PyYAML read
+/// as booleans and a YAML 1.2 parser reads as strings.
+fn flag(node: Option<&Node>, field: &str) -> Result<bool, VnfdError> {
+    match node {
+        None | Some(Node::Null) => Ok(false),
+        Some(Node::Bool(b)) => Ok(*b),
+        Some(Node::String(s))
+            if matches!(s.as_str(), "yes" | "Yes" | "YES" | "on" | "On" | "ON") =>
+        {
+            Ok(true)
+        }
+        Some(Node::String(s))
+            if matches!(s.as_str(), "no" | "No" | "NO" | "off" | "Off" | "OFF") =>
+        {
+            Ok(false)
+        }
+        Some(other) => Err(invalid(
+            field,
+            format!("must be true or false, not {}", other.describe()),
+        )),
+    }
+}
+
+/// A number as Tacker's templates wrote one: an integer, a float, or a string holding one.
+fn number(node: &Node, field: &str) -> Result<f64, VnfdError> {
+    let value = match node {
+        Node::Number(n) => Some(*n),
+        Node::String(s) => s.trim().parse::<f64>().ok(),
+        _ => None,
+    };
+    match value {
+        Some(v) if v.is_finite() => Ok(v),
+        _ => Err(invalid(
+            field,
+            format!("must be a number, not {}", node.describe()),
+        )),
+    }
+}
+
+/// A whole number in `min..=max`.
+fn whole<T>(node: &Node, field: &str, min: T, max: T) -> Result<T, VnfdError>
+where
+    T: Copy + Display + Into<f64> + TryFrom<u64>,
+{
+    let value = number(node, field)?;
+    let out_of_range = || {
+        invalid(
+            field,
+            format!(
+                "must be a whole number from {min} to {max}, not {}",
+                node.describe()
+            ),
+        )
+    };
+    if value.fract() != 0.0 || value < min.into() || value > max.into() {
+        return Err(out_of_range());
+    }
+    // In range, hence non-negative and whole: the cast is exact.
+    T::try_from(value as u64).map_err(|_| out_of_range())
+}
+
+/// Seconds, as Tacker wrote time (fractions allowed), to whole milliseconds in
+/// `min_ms..=max_ms`.
+fn seconds_ms(node: &Node, field: &str, min_ms: u64, max_ms: u64) -> Result<u64, VnfdError> {
+    let ms = (number(node, field)? * 1000.0).round();
+    if ms < min_ms as f64 || ms > max_ms as f64 {
+        return Err(invalid(
+            field,
+            format!(
+                "must be from {} to {} seconds, not {}",
+                min_ms as f64 / 1000.0,
+                max_ms as f64 / 1000.0,
+                node.describe()
+            ),
+        ));
+    }
+    // In range, hence non-negative and whole: the cast is exact.
+    Ok(ms as u64)
+}
