@@ -2,8 +2,8 @@
 //! a free loopback port with a temporary store, killed and reaped when dropped, and restartable
 //! on the same port and store for fault tests.
 //!
-//! This crate is test support only: it is never a dependency of a non-dev target, and it never
-//! mocks NATS. Every test talks to the server binary production runs (nats-server 2.12 or newer,
+//! This crate is test and benchmark support only: no role of vnfm depends on it (the `bench`
+//! binary does, to measure against a fresh server), and it never mocks NATS. Every test talks to the server binary production runs (nats-server 2.12 or newer,
 //! installed by `ops/install-nats-server.sh`), configured like `ops/nats/single.conf`.
 
 use std::fs::{self, File, OpenOptions};

@@ -1,0 +1,623 @@
+//! Tacker's events (`GET /v1.0/events`), answered from the lifecycle log rather than a table:
+//! every stored event is shown with the state it left its resource in and who caused it.
+//!
+//! An event's id is `stream sequence × 1000 + its index within the message` ([`EVENT_ID_STRIDE`]):
+//! stable, unique, ordered like the log, and enough to find the event again with one read.
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::{self, DeliverPolicy};
+use events::envelope::{self, Actor};
+use events::names::{self, AggregateKind};
+use events::store::{EventLog, Logged, Recorded, StoreError};
+use events::vnf::{OperationKind, Vnf, VnfEvent};
+use events::vnfd::{TemplateSource, Vnfd, VnfdEvent};
+use futures::StreamExt;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+
+use crate::render;
+
+/// Event ids per lifecycle message. A command yields a handful of events; an event past this
+/// index would share an id with the next message's, so it is left out (and logged).
+pub(crate) const EVENT_ID_STRIDE: u64 = 1000;
+/// How many of the newest lifecycle messages a list without `resource_id` reads. Bounds the
+/// work of one request whatever the log's length; `resource_id` reads a resource's whole
+/// history instead.
+pub(crate) const EVENTS_WINDOW_MESSAGES_MAX: u64 = 1000;
+/// How long a list may wait for the next message of its window before it gives up; messages
+/// of a stored window arrive in well under a millisecond each.
+const WINDOW_MESSAGE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Tacker's event types.
+pub(crate) mod event_type {
+    pub const CREATE: &str = "CREATE";
+    pub const UPDATE: &str = "UPDATE";
+    pub const DELETE: &str = "DELETE";
+    pub const MONITOR: &str = "MONITOR";
+    pub const SCALE: &str = "SCALE";
+}
+
+/// Tacker's `resource_state` of a VNFD that exists, and of one that was deleted.
+const VNFD_ONBOARDED: &str = "OnBoarded";
+const VNFD_GONE: &str = "Not Applicable";
+
+/// One event as `GET /v1.0/events` shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct TackerEvent {
+    pub id: u64,
+    pub resource_id: String,
+    pub resource_type: &'static str,
+    pub resource_state: String,
+    pub timestamp: OffsetDateTime,
+    pub event_type: &'static str,
+    pub event_details: String,
+}
+
+impl TackerEvent {
+    pub(crate) fn to_json(&self) -> Value {
+        json!({
+            "id": self.id,
+            "resource_id": self.resource_id,
+            "resource_type": self.resource_type,
+            "resource_state": self.resource_state,
+            "timestamp": render::timestamp(self.timestamp),
+            "event_type": self.event_type,
+            "event_details": self.event_details,
+        })
+    }
+}
+
+/// An aggregate whose events the audit can tell.
+pub(crate) trait Audited: Logged + Clone {
+    const RESOURCE_TYPE: &'static str;
+
+    /// Tacker's event type for `event`, applied to `before`, and a sentence saying what
+    /// happened and who (`actor`) did it.
+    fn describe(before: &Self, event: &Self::Event, actor: &Actor) -> (&'static str, String);
+
+    /// Tacker's `resource_state` of the aggregate as an event left it.
+    fn resource_state(after: &Self) -> String;
+}
+
+impl Audited for Vnf {
+    const RESOURCE_TYPE: &'static str = "vnf";
+
+    fn describe(before: &Vnf, event: &VnfEvent, actor: &Actor) -> (&'static str, String) {
+        use event_type::{CREATE, DELETE, MONITOR, SCALE, UPDATE};
+        match event {
+            VnfEvent::CreateRequested { details, add, .. } => (
+                CREATE,
+                format!(
+                    "VNF create requested by {actor} from VNFD {} ({} instance(s) planned)",
+                    details.vnfd_id,
+                    add.len()
+                ),
+            ),
+            VnfEvent::MonitorAttached { action_id } => (
+                MONITOR,
+                format!("Monitoring attached under action {action_id} by {actor}"),
+            ),
+            VnfEvent::CreateCompleted { instances, .. } => {
+                let ips: Vec<String> = instances
+                    .iter()
+                    .map(|i| format!("{} {}", i.vdu, i.mgmt_ip))
+                    .collect();
+                (
+                    CREATE,
+                    format!(
+                        "VNF create completed by {actor}; management IPs: {}",
+                        ips.join(", ")
+                    ),
+                )
+            }
+            VnfEvent::ScaleRequested {
+                policy,
+                direction,
+                add,
+                remove,
+                ..
+            } => (
+                SCALE,
+                format!(
+                    "VNF scale {} by policy {policy} requested by {actor} ({} instance(s) to add, {} to remove)",
+                    direction.as_str(),
+                    add.len(),
+                    remove.len()
+                ),
+            ),
+            VnfEvent::ScaleCompleted { added, removed, .. } => (
+                SCALE,
+                format!(
+                    "VNF scale completed by {actor}: {} instance(s) added, {} removed",
+                    added.len(),
+                    removed.len()
+                ),
+            ),
+            VnfEvent::DeleteRequested { .. } => {
+                (DELETE, format!("VNF delete requested by {actor}"))
+            }
+            VnfEvent::MonitorDetached { action_id } => (
+                MONITOR,
+                format!("Monitoring under action {action_id} detached by {actor}"),
+            ),
+            VnfEvent::Deleted { .. } => (DELETE, format!("VNF delete completed by {actor}")),
+            VnfEvent::OperationFailed { reason, .. } => {
+                let (kind, operation) = match before.pending.as_ref().map(|p| p.kind) {
+                    Some(OperationKind::Create) => (CREATE, "create"),
+                    Some(OperationKind::ScaleOut | OperationKind::ScaleIn) => (SCALE, "scale"),
+                    Some(OperationKind::Delete) => (DELETE, "delete"),
+                    None => (UPDATE, "operation"),
+                };
+                (
+                    kind,
+                    format!("VNF {operation} failed, reported by {actor}: {reason}"),
+                )
+            }
+        }
+    }
+
+    fn resource_state(after: &Vnf) -> String {
+        after.status.map_or("", |s| s.as_str()).to_owned()
+    }
+}
+
+impl Audited for Vnfd {
+    const RESOURCE_TYPE: &'static str = "vnfd";
+
+    fn describe(_before: &Vnfd, event: &VnfdEvent, actor: &Actor) -> (&'static str, String) {
+        use event_type::{CREATE, DELETE, UPDATE};
+        match event {
+            VnfdEvent::Onboarded(descriptor) => {
+                let how = match descriptor.template_source {
+                    TemplateSource::Onboarded => "onboarded",
+                    TemplateSource::Inline => "onboarded inline with a VNF",
+                };
+                (CREATE, format!("VNFD {} {how} by {actor}", descriptor.name))
+            }
+            VnfdEvent::UsedBy { vnf_id } => (
+                UPDATE,
+                format!("VNFD put in use by VNF {vnf_id}, recorded by {actor}"),
+            ),
+            VnfdEvent::ReleasedBy { vnf_id } => (
+                UPDATE,
+                format!("VNFD released by VNF {vnf_id}, recorded by {actor}"),
+            ),
+            VnfdEvent::Deleted => (DELETE, format!("VNFD deleted by {actor}")),
+        }
+    }
+
+    fn resource_state(after: &Vnfd) -> String {
+        if after.deleted {
+            VNFD_GONE
+        } else {
+            VNFD_ONBOARDED
+        }
+        .to_owned()
+    }
+}
+
+/// The events of one stored message, folding each into `state` as it goes.
+fn audit_message<A: Audited>(
+    state: &mut A,
+    resource_id: &str,
+    recorded: Recorded<A::Event>,
+) -> Vec<TackerEvent> {
+    let envelope = recorded.envelope;
+    let mut audited = Vec::with_capacity(envelope.events.len());
+    for (index, event) in (0_u64..).zip(envelope.events) {
+        if index >= EVENT_ID_STRIDE {
+            tracing::warn!(
+                sequence = recorded.sequence,
+                "Lifecycle message holds more events than event ids allow; the rest are not shown."
+            );
+            break;
+        }
+        let (event_type, event_details) = A::describe(state, &event, &envelope.cause.actor);
+        state.apply(event);
+        audited.push(TackerEvent {
+            id: recorded.sequence * EVENT_ID_STRIDE + index,
+            resource_id: resource_id.to_owned(),
+            resource_type: A::RESOURCE_TYPE,
+            resource_state: A::resource_state(state),
+            timestamp: envelope.recorded_at,
+            event_type,
+            event_details,
+        });
+    }
+    audited
+}
+
+/// Every event of one resource, oldest first; with `through`, only those of messages up to
+/// that stream sequence.
+pub(crate) async fn resource_events<A: Audited>(
+    log: &EventLog,
+    resource_id: &str,
+    through: Option<u64>,
+) -> Result<Vec<TackerEvent>, StoreError>
+where
+    A::Event: DeserializeOwned,
+{
+    let recorded = log
+        .read_subject::<A::Event>(&A::subject(resource_id))
+        .await?;
+    let mut state = A::default();
+    let mut audited = Vec::new();
+    for message in recorded {
+        if through.is_some_and(|through| message.sequence > through) {
+            break;
+        }
+        audited.extend(audit_message(&mut state, resource_id, message));
+    }
+    Ok(audited)
+}
+
+/// The event with Tacker id `id`, if the log has it.
+pub(crate) async fn event_by_id(
+    log: &EventLog,
+    id: u64,
+) -> Result<Option<TackerEvent>, StoreError> {
+    let sequence = id / EVENT_ID_STRIDE;
+    let Some(message) = log.read_at(sequence).await? else {
+        return Ok(None);
+    };
+    let Some((kind, resource_id)) = names::parse_lifecycle_subject(&message.subject) else {
+        return Ok(None);
+    };
+    let events = match kind {
+        AggregateKind::Vnf => resource_events::<Vnf>(log, resource_id, Some(sequence)).await?,
+        AggregateKind::Vnfd => resource_events::<Vnfd>(log, resource_id, Some(sequence)).await?,
+    };
+    Ok(events.into_iter().find(|event| event.id == id))
+}
+
+/// Why the window of newest events could not be read.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum WindowError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("NATS: {0}")]
+    Nats(#[from] async_nats::Error),
+    #[error("no lifecycle message arrived within {WINDOW_MESSAGE_TIMEOUT:?}")]
+    TimedOut,
+}
+
+/// The events of the newest `messages_max` lifecycle messages, oldest first.
+///
+/// Each resource's state is folded from its first message in the window; a resource whose
+/// history began before the window has that earlier part read from its subject first, so
+/// every `resource_state` is exact.
+pub(crate) async fn recent_events(
+    log: &EventLog,
+    messages_max: u64,
+) -> Result<Vec<TackerEvent>, WindowError> {
+    let mut stream = log.stream().clone();
+    let last = stream
+        .info()
+        .await
+        .map_err(async_nats::Error::from)?
+        .state
+        .last_sequence;
+    if last == 0 || messages_max == 0 {
+        return Ok(Vec::new());
+    }
+    let first = last.saturating_sub(messages_max - 1).max(1);
+    let consumer = stream
+        .create_consumer(consumer::pull::OrderedConfig {
+            filter_subject: names::LIFECYCLE_SUBJECTS.into(),
+            deliver_policy: DeliverPolicy::ByStartSequence {
+                start_sequence: first,
+            },
+            ..Default::default()
+        })
+        .await
+        .map_err(async_nats::Error::from)?;
+    let mut messages = consumer.messages().await.map_err(async_nats::Error::from)?;
+    let mut vnfs: HashMap<String, Vnf> = HashMap::new();
+    let mut vnfds: HashMap<String, Vnfd> = HashMap::new();
+    let mut events = Vec::new();
+    loop {
+        let message = tokio::time::timeout(WINDOW_MESSAGE_TIMEOUT, messages.next())
+            .await
+            .map_err(|_| WindowError::TimedOut)?;
+        let Some(message) = message else { break };
+        let message = message.map_err(async_nats::Error::from)?;
+        let sequence = message.info()?.stream_sequence;
+        if sequence > last {
+            break;
+        }
+        // The writer's expected last sequence of the subject: 0 on a resource's first message.
+        let starts_history = message
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(names::headers::EXPECTED_LAST_SUBJECT_SEQUENCE))
+            .is_some_and(|v| v.as_str() == "0");
+        if let Some((kind, resource_id)) = names::parse_lifecycle_subject(&message.subject) {
+            let at = WindowMessage {
+                resource_id,
+                sequence,
+                starts_history,
+                payload: &message.payload,
+            };
+            match kind {
+                AggregateKind::Vnf => window_step(log, &mut vnfs, &mut events, at).await?,
+                AggregateKind::Vnfd => window_step(log, &mut vnfds, &mut events, at).await?,
+            }
+        }
+        if sequence >= last {
+            break;
+        }
+    }
+    Ok(events)
+}
+
+/// One message of the window, as read.
+struct WindowMessage<'a> {
+    resource_id: &'a str,
+    sequence: u64,
+    /// True when the message is its resource's first.
+    starts_history: bool,
+    payload: &'a [u8],
+}
+
+/// Adds the events of one window message, with the state of its resource in `states`.
+async fn window_step<A: Audited>(
+    log: &EventLog,
+    states: &mut HashMap<String, A>,
+    events: &mut Vec<TackerEvent>,
+    at: WindowMessage<'_>,
+) -> Result<(), StoreError>
+where
+    A::Event: DeserializeOwned,
+{
+    let Some(recorded) = decode::<A::Event>(at.sequence, at.payload) else {
+        return Ok(());
+    };
+    let state = match states.entry(at.resource_id.to_owned()) {
+        Entry::Occupied(held) => held.into_mut(),
+        Entry::Vacant(slot) => {
+            let before = if at.starts_history {
+                A::default()
+            } else {
+                state_before::<A>(log, at.resource_id, at.sequence).await?
+            };
+            slot.insert(before)
+        }
+    };
+    events.extend(audit_message(state, at.resource_id, recorded));
+    Ok(())
+}
+
+/// The aggregate as the messages of its subject before `before` left it.
+async fn state_before<A: Logged>(
+    log: &EventLog,
+    resource_id: &str,
+    before: u64,
+) -> Result<A, StoreError> {
+    let recorded = log
+        .read_subject::<A::Event>(&A::subject(resource_id))
+        .await?;
+    let mut state = A::default();
+    for message in recorded.into_iter().take_while(|m| m.sequence < before) {
+        message
+            .envelope
+            .events
+            .into_iter()
+            .for_each(|e| state.apply(e));
+    }
+    Ok(state)
+}
+
+fn decode<E: DeserializeOwned>(sequence: u64, payload: &[u8]) -> Option<Recorded<E>> {
+    match envelope::decode(payload) {
+        Ok(envelope) => Some(Recorded { sequence, envelope }),
+        Err(e) => {
+            tracing::warn!(sequence, error = %e, "Undecodable lifecycle message; not shown.");
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use events::envelope::{ActorKind, Cause};
+    use events::spec::{MonitorDriver, MonitoringPolicy, PolicyAction, VduSpec, VnfdSpec};
+    use events::store::LogConfig;
+    use events::vnf::{Instance, PendingOperation, VnfCommand, VnfDetails, VnfStatus};
+    use testkit::NatsServer;
+
+    use super::*;
+
+    fn monitored_spec() -> VnfdSpec {
+        VnfdSpec {
+            template_name: None,
+            description: None,
+            vdus: vec![VduSpec {
+                name: "VDU1".into(),
+                image: None,
+                flavor: None,
+                mgmt_cp: "CP1".into(),
+                monitoring_policy: Some(MonitoringPolicy {
+                    driver: MonitorDriver::Ping,
+                    monitoring_delay_ms: 45_000,
+                    count: 3,
+                    interval_ms: 1_000,
+                    timeout_ms: 2_000,
+                    retry: 1,
+                    port: None,
+                    failure_action: PolicyAction::Respawn,
+                }),
+            }],
+            scaling_policies: vec![],
+        }
+    }
+
+    fn details(vnf_id: &str) -> VnfDetails {
+        VnfDetails {
+            vnf_id: vnf_id.into(),
+            name: "vnf1".into(),
+            description: String::new(),
+            tenant_id: "admin".into(),
+            vnfd_id: "d1".into(),
+            vim_id: "local".into(),
+            attributes: json!({}),
+            placement_attr: json!({}),
+        }
+    }
+
+    fn user() -> Cause {
+        Cause::user_request(Actor::new(ActorKind::User, "admin"))
+    }
+
+    fn conductor() -> Cause {
+        Cause::user_request(Actor::new(ActorKind::Conductor, "c-1"))
+    }
+
+    /// A monitored VNF through create, completion, delete request and deletion: four messages,
+    /// the first and the last with two events each.
+    async fn whole_life(log: &EventLog, vnf_id: &str) {
+        let create = VnfCommand::Create {
+            details: details(vnf_id),
+            vnfd: monitored_spec(),
+            operation_id: "op-create".into(),
+        };
+        log.execute::<Vnf>(vnf_id, create, &(), &user())
+            .await
+            .unwrap();
+        let pending = log
+            .load::<Vnf>(vnf_id)
+            .await
+            .unwrap()
+            .aggregate
+            .pending
+            .unwrap();
+        let instances = pending
+            .add
+            .iter()
+            .map(|p| Instance {
+                instance_id: p.instance_id.clone(),
+                vdu: p.vdu.clone(),
+                mgmt_ip: Ipv4Addr::new(198, 18, 0, 3),
+                booted_at: OffsetDateTime::now_utc(),
+            })
+            .collect();
+        let complete = VnfCommand::CompleteCreate {
+            operation_id: "op-create".into(),
+            instances,
+        };
+        log.execute::<Vnf>(vnf_id, complete, &(), &conductor())
+            .await
+            .unwrap();
+        let delete = VnfCommand::Delete {
+            operation_id: "op-delete".into(),
+        };
+        log.execute::<Vnf>(vnf_id, delete, &(), &user())
+            .await
+            .unwrap();
+        let deleted = VnfCommand::CompleteDelete {
+            operation_id: "op-delete".into(),
+        };
+        log.execute::<Vnf>(vnf_id, deleted, &(), &conductor())
+            .await
+            .unwrap();
+    }
+
+    fn shape(events: &[TackerEvent]) -> Vec<(&str, &str)> {
+        events
+            .iter()
+            .map(|e| (e.event_type, e.resource_state.as_str()))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn every_event_shows_the_state_it_left_even_in_a_window_that_starts_mid_history() {
+        let nats = NatsServer::start().await;
+        let log = EventLog::open(nats.client().await, &LogConfig::default())
+            .await
+            .unwrap();
+        let vnf_id = "5b3c0a40-8d0c-4a7a-9d55-6a7d2c6c0b11";
+        whole_life(&log, vnf_id).await;
+
+        let history = resource_events::<Vnf>(&log, vnf_id, None).await.unwrap();
+        assert_eq!(
+            shape(&history),
+            vec![
+                ("CREATE", "PENDING_CREATE"),
+                ("MONITOR", "PENDING_CREATE"),
+                ("CREATE", "ACTIVE"),
+                ("DELETE", "PENDING_DELETE"),
+                ("MONITOR", "PENDING_DELETE"),
+                ("DELETE", "PENDING_DELETE"),
+            ]
+        );
+        let ids: Vec<u64> = history.iter().map(|e| e.id).collect();
+        assert_eq!(ids, vec![1000, 1001, 2000, 3000, 4000, 4001]);
+        assert!(
+            history[0].event_details.contains("by user:admin"),
+            "{:?}",
+            history[0]
+        );
+        assert!(
+            history[2].event_details.contains("by conductor:c-1"),
+            "{:?}",
+            history[2]
+        );
+        assert!(
+            history[2].event_details.contains("198.18.0.3"),
+            "{:?}",
+            history[2]
+        );
+
+        // Only the last message is in the window: its resource's earlier state is read first.
+        let window = recent_events(&log, 1).await.unwrap();
+        assert_eq!(
+            shape(&window),
+            vec![("MONITOR", "PENDING_DELETE"), ("DELETE", "PENDING_DELETE")]
+        );
+        assert_eq!(recent_events(&log, 1000).await.unwrap(), history);
+
+        let found = event_by_id(&log, 1001).await.unwrap();
+        assert_eq!(found.as_ref(), Some(&history[1]));
+        assert_eq!(event_by_id(&log, 1002).await.unwrap(), None);
+        assert_eq!(event_by_id(&log, 9000).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn an_empty_log_has_no_events() {
+        let nats = NatsServer::start().await;
+        let log = EventLog::open(nats.client().await, &LogConfig::default())
+            .await
+            .unwrap();
+        assert!(recent_events(&log, 1000).await.unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_failure_is_told_as_the_operation_it_ended() {
+        let actor = Actor::new(ActorKind::Conductor, "c-1");
+        let failed = VnfEvent::OperationFailed {
+            operation_id: "op".into(),
+            reason: "VIM down".into(),
+        };
+        let mut before = Vnf {
+            status: Some(VnfStatus::PendingScaleOut),
+            ..Vnf::default()
+        };
+        before.pending = Some(PendingOperation {
+            operation_id: "op".into(),
+            kind: OperationKind::ScaleOut,
+            add: vec![],
+            remove: vec![],
+        });
+        let (kind, details) = Vnf::describe(&before, &failed, &actor);
+        assert_eq!(kind, event_type::SCALE);
+        assert_eq!(
+            details,
+            "VNF scale failed, reported by conductor:c-1: VIM down"
+        );
+    }
+}

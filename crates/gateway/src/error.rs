@@ -1,0 +1,177 @@
+//! The gateway's one error type, and how it reaches the client: Tacker's status codes and its
+//! body `{"TackerError": {"type", "message", "detail"}}`.
+
+use std::fmt::Display;
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use events::store::StoreError;
+
+/// Why a request failed. Client mistakes say what was wrong and where; internal errors are
+/// logged once, where they are made, and answer an opaque message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    status: StatusCode,
+    /// Tacker's exception name, e.g. `VNFNotFound`.
+    kind: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    /// The request body is not a JSON object we can read (empty, not JSON, too long).
+    pub(crate) fn malformed_body(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "MalformedRequestBody", message)
+    }
+
+    /// A field of the request is missing or has the wrong type or value; `message` names it.
+    pub(crate) fn invalid_input(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "InvalidInput", message)
+    }
+
+    /// The VNFD at `location` (a dotted path in the request body) was refused by the parser.
+    /// The message carries the full path to the offending field.
+    pub(crate) fn invalid_vnfd(location: &str, error: &vnfd::VnfdError) -> Self {
+        let message = match error {
+            vnfd::VnfdError::Invalid { field, message } if !error.field().is_empty() => {
+                format!("{location}.{field}: {message}")
+            }
+            other => format!("{location}: {other}"),
+        };
+        Self::new(StatusCode::BAD_REQUEST, "InvalidVNFD", message)
+    }
+
+    pub(crate) fn not_found(kind: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, kind, message)
+    }
+
+    pub(crate) fn vnf_not_found(vnf_id: &str) -> Self {
+        Self::not_found("VNFNotFound", format!("VNF {vnf_id} could not be found"))
+    }
+
+    pub(crate) fn vnfd_not_found(vnfd_id: &str) -> Self {
+        Self::not_found("VNFDNotFound", format!("VNFD {vnfd_id} could not be found"))
+    }
+
+    pub(crate) fn conflict(kind: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, kind, message)
+    }
+
+    pub(crate) fn unauthorized() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "HTTPUnauthorized",
+            "Authentication required: send a valid X-Auth-Token header",
+        )
+    }
+
+    pub(crate) fn method_not_allowed(method: &str, path: &str) -> Self {
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "HTTPMethodNotAllowed",
+            format!("{method} is not allowed on {path}"),
+        )
+    }
+
+    /// Something on our side failed: logged here, once, and answered without details.
+    pub(crate) fn internal(context: &str, error: &dyn Display) -> Self {
+        tracing::error!(context, error = %error, "Request failed.");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "HTTPInternalServerError",
+            "Request Failed: internal server error while processing your request.",
+        )
+    }
+
+    /// A store failure: a lost optimistic-concurrency race that survived the store's retries
+    /// is the client's to retry (409); anything else is ours (500).
+    pub(crate) fn store(context: &str, error: &StoreError) -> Self {
+        match error {
+            StoreError::Conflict => Self::conflict(
+                "Conflict",
+                "the resource kept changing while the request was decided; retry it",
+            ),
+            other => Self::internal(context, other),
+        }
+    }
+
+    fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            kind,
+            message: message.into(),
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    pub fn kind(&self) -> &'static str {
+        self.kind
+    }
+
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {}: {}",
+            self.status.as_u16(),
+            self.kind,
+            self.message
+        )
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({
+            "TackerError": {
+                "type": self.kind,
+                "message": self.message,
+                "detail": "",
+            }
+        });
+        (self.status, Json(body)).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_vnfd_names_the_whole_path() {
+        let error = vnfd::VnfdError::Invalid {
+            field: "topology_template.node_templates.VDU1".into(),
+            message: "must be a map".into(),
+        };
+        let api = ApiError::invalid_vnfd("vnfd.attributes.vnfd", &error);
+        assert_eq!(api.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            api.message(),
+            "vnfd.attributes.vnfd.topology_template.node_templates.VDU1: must be a map"
+        );
+        let whole = vnfd::VnfdError::Malformed {
+            message: "not YAML".into(),
+        };
+        let api = ApiError::invalid_vnfd("vnf.vnfd_template", &whole);
+        assert_eq!(
+            api.message(),
+            "vnf.vnfd_template: the VNFD is not usable YAML: not YAML"
+        );
+    }
+
+    #[test]
+    fn a_store_conflict_is_the_clients_to_retry() {
+        let api = ApiError::store("test", &StoreError::Conflict);
+        assert_eq!(api.status(), StatusCode::CONFLICT);
+    }
+}

@@ -1,0 +1,518 @@
+//! The gateway: Tacker's legacy v1.0 REST API (the one python-tackerclient 1.14.0 speaks) over
+//! vnfm's event log. A write is a command executed against an aggregate on the lifecycle log;
+//! a read comes from the projector's tables (through an in-memory mirror for lists), from the
+//! log itself when the tables have not caught up, and from the log for the audit events.
+//!
+//! The gateway never calls a VIM and never writes the tables: every change it makes is an
+//! append to the log, which the projector, the conductor and the monitors take from there.
+
+mod audit;
+mod error;
+mod input;
+mod mirror;
+mod render;
+mod vnfds;
+mod vnfs;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{FromRequestParts, Path, Query, Request, State};
+use axum::http::request::Parts;
+use axum::http::{Method, Uri};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use events::envelope::{Actor, ActorKind, Cause};
+use events::store::{EventLog, Logged, StoreError};
+use events::vnf::Vnf;
+use events::vnfd::Vnfd;
+use projector::Tables;
+use projector::table::{self, Row, Step, VnfRow, VnfdRow};
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub use error::ApiError;
+pub use input::REQUEST_BODY_BYTES_MAX;
+
+use input::ListQuery;
+use mirror::Mirror;
+
+/// How long [`Gateway::new`] waits for its mirrors of the tables to load before serving
+/// anyway (lists may then miss rows for a moment). Loading takes milliseconds per thousand
+/// rows; ten seconds covers a large table on a slow link.
+const MIRROR_SYNC_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The header python-tackerclient sends its token in (present and empty in noauth mode).
+const AUTH_TOKEN_HEADER: &str = "x-auth-token";
+
+/// How clients prove who they are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Auth {
+    /// Accept every request, as Tacker's `noauth` strategy did.
+    None,
+    /// Accept requests whose `X-Auth-Token` header is exactly this token.
+    Token(String),
+}
+
+/// What the gateway needs to know about its deployment.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    pub auth: Auth,
+    /// The tenant of every resource created without a `tenant_id`, and the user that
+    /// commands are recorded as coming from.
+    pub tenant_id: String,
+    /// This gateway instance's name, for its log lines.
+    pub instance: String,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            auth: Auth::None,
+            tenant_id: "admin".into(),
+            instance: format!("gateway-{}", std::process::id()),
+        }
+    }
+}
+
+/// Why a gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("NATS: {context}: {source}")]
+    Nats {
+        context: &'static str,
+        #[source]
+        source: async_nats::Error,
+    },
+}
+
+/// The API's state: cheap to clone, shared by every request.
+#[derive(Clone)]
+pub struct Gateway {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("instance", &self.shared.config.instance)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Shared {
+    log: EventLog,
+    tables: Tables,
+    config: GatewayConfig,
+    /// Written by the VNF table's watch task and by requests reading back their own commands;
+    /// read by lists.
+    vnfs: Arc<Mirror<Vnf>>,
+    /// The same for the VNFD table.
+    vnfds: Arc<Mirror<Vnfd>>,
+    /// The watch tasks; dropping the last handle on the gateway stops them.
+    _followers: Followers,
+}
+
+struct Followers(Vec<JoinHandle<()>>);
+
+impl Drop for Followers {
+    fn drop(&mut self) {
+        self.0.iter().for_each(JoinHandle::abort);
+    }
+}
+
+impl Gateway {
+    /// Starts mirroring the VNF and VNFD tables and waits (a bounded time) until the mirrors
+    /// hold what the tables held, so that the first list is complete.
+    pub async fn new(
+        log: EventLog,
+        tables: Tables,
+        config: GatewayConfig,
+    ) -> Result<Gateway, GatewayError> {
+        for bucket in [&tables.vnfs, &tables.vnfds] {
+            bucket
+                .stream
+                .clone()
+                .info()
+                .await
+                .map_err(|e| GatewayError::Nats {
+                    context: "reading a table's state",
+                    source: e.into(),
+                })?;
+        }
+        let vnfs = Arc::new(Mirror::default());
+        let vnfds = Arc::new(Mirror::default());
+        let (vnfs_synced, vnfs_ready) = oneshot::channel();
+        let (vnfds_synced, vnfds_ready) = oneshot::channel();
+        let followers = Followers(vec![
+            tokio::spawn(mirror::follow(
+                tables.vnfs.clone(),
+                vnfs.clone(),
+                vnfs_synced,
+            )),
+            tokio::spawn(mirror::follow(
+                tables.vnfds.clone(),
+                vnfds.clone(),
+                vnfds_synced,
+            )),
+        ]);
+        let ready = futures::future::join(vnfs_ready, vnfds_ready);
+        if tokio::time::timeout(MIRROR_SYNC_TIMEOUT, ready)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                instance = %config.instance,
+                "The tables did not load within {MIRROR_SYNC_TIMEOUT:?}; lists may miss rows until they do."
+            );
+        }
+        Ok(Gateway {
+            shared: Arc::new(Shared {
+                log,
+                tables,
+                config,
+                vnfs,
+                vnfds,
+                _followers: followers,
+            }),
+        })
+    }
+
+    /// The whole API, `.json` suffixes included.
+    pub fn router(&self) -> Router {
+        let api = Router::new()
+            .route("/", get(versions))
+            .route("/v1.0", get(api_index))
+            .route("/v1.0/vnfds", get(vnfds::list).post(vnfds::create))
+            .route("/v1.0/vnfds/{id}", get(vnfds::show).delete(vnfds::delete))
+            .route("/v1.0/vnfs", get(vnfs::list).post(vnfs::create))
+            .route("/v1.0/vnfs/{id}", get(vnfs::show).delete(vnfs::delete))
+            .route("/v1.0/vnfs/{id}/actions", post(vnfs::action))
+            .route("/v1.0/vnfs/{id}/resources", get(vnfs::resources))
+            .route("/v1.0/events", get(list_events))
+            .route("/v1.0/events/{id}", get(show_event))
+            .fallback(unknown_path)
+            .method_not_allowed_fallback(method_not_allowed)
+            .layer(middleware::from_fn_with_state(self.clone(), authenticate))
+            .with_state(self.clone());
+        // Routing happens before any layer of `api` runs, so the suffix is cut in a service
+        // that wraps it.
+        let api = tower::ServiceExt::map_request(api, |mut request: Request| {
+            if let Some(uri) = canonical_uri(request.uri()) {
+                *request.uri_mut() = uri;
+            }
+            request
+        });
+        Router::new().fallback_service(api)
+    }
+
+    fn log(&self) -> &EventLog {
+        &self.shared.log
+    }
+
+    fn config(&self) -> &GatewayConfig {
+        &self.shared.config
+    }
+
+    /// A fresh user request, recorded as coming from the tenant's user.
+    fn user_request(&self) -> Cause {
+        Cause::user_request(Actor::new(ActorKind::User, &self.shared.config.tenant_id))
+    }
+
+    /// The newest VNF row this gateway can see: its mirror or the table, whichever applied
+    /// more of the log, else the row folded from the log itself (the projector may not have
+    /// reached a VNF created a moment ago).
+    async fn vnf_row(&self, vnf_id: &str) -> Result<Option<VnfRow>, ApiError> {
+        let table = self.shared.tables.vnf(vnf_id).await;
+        self.newest_row(&self.shared.vnfs, table, vnf_id).await
+    }
+
+    /// [`Gateway::vnf_row`] for VNFDs.
+    async fn vnfd_row(&self, vnfd_id: &str) -> Result<Option<VnfdRow>, ApiError> {
+        let table = self.shared.tables.vnfd(vnfd_id).await;
+        self.newest_row(&self.shared.vnfds, table, vnfd_id).await
+    }
+
+    async fn newest_row<A>(
+        &self,
+        mirror: &Mirror<A>,
+        table: Result<Option<Row<A>>, projector::ProjectorError>,
+        id: &str,
+    ) -> Result<Option<Row<A>>, ApiError>
+    where
+        A: Logged + Clone,
+    {
+        let table = table.unwrap_or_else(|e| {
+            tracing::warn!(id, error = %e, "Cannot read the table; reading the log instead.");
+            None
+        });
+        if let Some(row) = &table {
+            mirror.offer(id, row.clone());
+        }
+        if let Some(row) = mirror.get(id) {
+            return Ok(Some(row));
+        }
+        self.refresh_row(mirror, id).await
+    }
+
+    /// Folds a row from the log, as the projector would, and hands it to the mirror: after
+    /// its own command, a gateway shows the command's effect at once.
+    async fn refresh_row<A>(&self, mirror: &Mirror<A>, id: &str) -> Result<Option<Row<A>>, ApiError>
+    where
+        A: Logged + Clone,
+    {
+        let row = row_from_log::<A>(self.log(), id)
+            .await
+            .map_err(|e| ApiError::store("reading a resource from the log", &e))?;
+        if let Some(row) = &row {
+            mirror.offer(id, row.clone());
+        }
+        Ok(row)
+    }
+
+    async fn refresh_vnf(&self, vnf_id: &str) -> Result<Option<VnfRow>, ApiError> {
+        self.refresh_row(&self.shared.vnfs, vnf_id).await
+    }
+
+    async fn refresh_vnfd(&self, vnfd_id: &str) -> Result<Option<VnfdRow>, ApiError> {
+        self.refresh_row(&self.shared.vnfds, vnfd_id).await
+    }
+
+    fn vnf_mirror(&self) -> &Mirror<Vnf> {
+        &self.shared.vnfs
+    }
+
+    fn vnfd_mirror(&self) -> &Mirror<Vnfd> {
+        &self.shared.vnfds
+    }
+}
+
+/// An aggregate's row folded from its subject with the projector's own fold.
+async fn row_from_log<A>(log: &EventLog, id: &str) -> Result<Option<Row<A>>, StoreError>
+where
+    A: Logged + Clone,
+{
+    let recorded = log.read_subject::<A::Event>(&A::subject(id)).await?;
+    let mut row: Option<Row<A>> = None;
+    for message in recorded {
+        if let Step::Apply(next) =
+            table::step(row.as_ref(), message.sequence, None, message.envelope)
+        {
+            row = Some(next);
+        }
+    }
+    Ok(row)
+}
+
+/// Serves `gateway` on `listener` until `shutdown` resolves, then lets requests in flight
+/// finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    gateway: Gateway,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    tracing::info!(instance = %gateway.config().instance, "Gateway serving.");
+    axum::serve(listener, gateway.router())
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    tracing::info!(instance = %gateway.config().instance, "Gateway stopped.");
+    Ok(())
+}
+
+/// The URI with python-tackerclient's `.json` suffix (and a trailing `/`) cut from its path;
+/// `None` when there is nothing to cut.
+fn canonical_uri(uri: &Uri) -> Option<Uri> {
+    let path = uri.path();
+    let trimmed = path.strip_suffix(".json").unwrap_or(path);
+    let trimmed = if trimmed.len() > 1 {
+        trimmed.strip_suffix('/').unwrap_or(trimmed)
+    } else {
+        trimmed
+    };
+    if trimmed.len() == path.len() || trimmed.is_empty() {
+        return None;
+    }
+    let path_and_query = match uri.query() {
+        Some(query) => format!("{trimmed}?{query}"),
+        None => trimmed.to_owned(),
+    };
+    let mut parts = uri.clone().into_parts();
+    parts.path_and_query = Some(path_and_query.parse().ok()?);
+    Uri::from_parts(parts).ok()
+}
+
+/// Refuses requests without the configured token. Version discovery (`GET /`) stays open,
+/// as it was in front of Tacker's Keystone middleware.
+async fn authenticate(State(gateway): State<Gateway>, request: Request, next: Next) -> Response {
+    if let Auth::Token(token) = &gateway.config().auth
+        && request.uri().path() != "/"
+    {
+        let given = request
+            .headers()
+            .get(AUTH_TOKEN_HEADER)
+            .map(|v| v.as_bytes())
+            .unwrap_or_default();
+        if !constant_time_eq(given, token.as_bytes()) {
+            return ApiError::unauthorized().into_response();
+        }
+    }
+    next.run(request).await
+}
+
+/// Compares without stopping at the first difference, so timing does not reveal how much of
+/// a guessed token was right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0_u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn versions() -> axum::Json<Value> {
+    axum::Json(json!({
+        "versions": [{
+            "id": "v1.0",
+            "status": "CURRENT",
+            "links": [{"rel": "self", "href": "/v1.0"}],
+        }]
+    }))
+}
+
+async fn api_index() -> axum::Json<Value> {
+    let resource = |name: &str| {
+        json!({
+            "name": name.trim_end_matches('s'),
+            "collection": name,
+            "links": [{"rel": "self", "href": format!("/v1.0/{name}")}],
+        })
+    };
+    axum::Json(json!({
+        "resources": [resource("vnfds"), resource("vnfs"), resource("events")]
+    }))
+}
+
+async fn unknown_path(uri: Uri) -> ApiError {
+    ApiError::not_found(
+        "HTTPNotFound",
+        format!("The resource could not be found: {}", uri.path()),
+    )
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::method_not_allowed(method.as_str(), uri.path())
+}
+
+/// The one path parameter of a route, with axum's rejection in Tacker's shape.
+struct PathId(String);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Path::<String>::from_request_parts(parts, state)
+            .await
+            .map(|Path(id)| PathId(id))
+            .map_err(|e| ApiError::invalid_input(format!("path: {}", e.body_text())))
+    }
+}
+
+/// A list request's query string, with axum's rejection in Tacker's shape.
+struct ListParams(ListQuery);
+
+impl<S: Send + Sync> FromRequestParts<S> for ListParams {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Query::<Vec<(String, String)>>::from_request_parts(parts, state)
+            .await
+            .map(|Query(pairs)| ListParams(ListQuery::new(pairs)))
+            .map_err(|e| ApiError::invalid_input(format!("query string: {}", e.body_text())))
+    }
+}
+
+/// `GET /v1.0/events`: with `resource_id`, that resource's whole history; without, the events
+/// of the newest [`audit::EVENTS_WINDOW_MESSAGES_MAX`] lifecycle messages. Oldest first.
+async fn list_events(
+    State(gateway): State<Gateway>,
+    ListParams(query): ListParams,
+) -> Result<axum::Json<Value>, ApiError> {
+    let resource_ids = query.values("resource_id");
+    let kinds = query.values("resource_type");
+    let wants = |kind: &str| kinds.is_empty() || kinds.contains(&kind);
+    let mut found = Vec::new();
+    if resource_ids.is_empty() {
+        found = audit::recent_events(gateway.log(), audit::EVENTS_WINDOW_MESSAGES_MAX)
+            .await
+            .map_err(|e| ApiError::internal("reading the newest events", &e))?;
+    } else {
+        for id in resource_ids.iter().filter(|id| input::is_resource_id(id)) {
+            let read = |e: StoreError| ApiError::store("reading a resource's events", &e);
+            if wants("vnf") {
+                found.extend(
+                    audit::resource_events::<Vnf>(gateway.log(), id, None)
+                        .await
+                        .map_err(read)?,
+                );
+            }
+            if wants("vnfd") {
+                found.extend(
+                    audit::resource_events::<Vnfd>(gateway.log(), id, None)
+                        .await
+                        .map_err(read)?,
+                );
+            }
+        }
+        found.sort_by_key(|event| event.id);
+        found.dedup_by_key(|event| event.id);
+    }
+    let events = query.apply(found.iter().map(audit::TackerEvent::to_json).collect());
+    Ok(axum::Json(json!({ "events": events })))
+}
+
+/// `GET /v1.0/events/{id}`.
+async fn show_event(
+    State(gateway): State<Gateway>,
+    PathId(id): PathId,
+) -> Result<axum::Json<Value>, ApiError> {
+    let not_found =
+        || ApiError::not_found("EventNotFound", format!("Event {id} could not be found"));
+    let number: u64 = id.parse().map_err(|_| not_found())?;
+    let event = audit::event_by_id(gateway.log(), number)
+        .await
+        .map_err(|e| ApiError::store("reading an event", &e))?
+        .ok_or_else(not_found)?;
+    Ok(axum::Json(json!({ "event": event.to_json() })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_suffix_and_trailing_slash_are_cut() {
+        let cut = |uri: &str| canonical_uri(&uri.parse().unwrap()).map(|u| u.to_string());
+        assert_eq!(cut("/v1.0/vnfs.json"), Some("/v1.0/vnfs".into()));
+        assert_eq!(
+            cut("/v1.0/vnfds.json?name=a&fields=id"),
+            Some("/v1.0/vnfds?name=a&fields=id".into())
+        );
+        assert_eq!(
+            cut("/v1.0/vnfs/5b3c0a40-8d0c-4a7a-9d55-6a7d2c6c0b11/actions.json"),
+            Some("/v1.0/vnfs/5b3c0a40-8d0c-4a7a-9d55-6a7d2c6c0b11/actions".into())
+        );
+        assert_eq!(cut("/v1.0/vnfs/"), Some("/v1.0/vnfs".into()));
+        assert_eq!(cut("/v1.0.json"), Some("/v1.0".into()));
+        assert_eq!(cut("/v1.0/vnfs"), None);
+        assert_eq!(cut("/"), None);
+        assert_eq!(cut("/.json"), Some("/".into()));
+    }
+
+    #[test]
+    fn tokens_compare_whole() {
+        assert!(constant_time_eq(b"s3cret", b"s3cret"));
+        assert!(!constant_time_eq(b"s3cre", b"s3cret"));
+        assert!(!constant_time_eq(b"s3creT", b"s3cret"));
+        assert!(!constant_time_eq(b"", b"s3cret"));
+    }
+}

@@ -1,0 +1,173 @@
+//! `/v1.0/vnfds`: onboarding, listing, showing and deleting VNFDs.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use events::envelope::Cause;
+use events::store::CommandError;
+use events::vnfd::{TemplateSource, Vnfd, VnfdCommand, VnfdDescriptor, VnfdError};
+use serde_json::{Value, json};
+
+use crate::error::ApiError;
+use crate::input::{self, ListQuery};
+use crate::{Gateway, ListParams, PathId, render};
+
+/// `template_source` filter value that Tacker read as "no filter".
+const TEMPLATE_SOURCE_ALL: &str = "all";
+
+/// `POST /v1.0/vnfds`.
+pub(crate) async fn create(
+    State(gateway): State<Gateway>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let body = input::json_object(&headers, body).await?;
+    let vnfd = input::root_object(&body, "vnfd")?;
+    let name = input::optional_string(vnfd, "name", "vnfd")?;
+    let description = input::optional_string(vnfd, "description", "vnfd")?;
+    let tenant_id = input::optional_string(vnfd, "tenant_id", "vnfd")?;
+    let attributes = input::required_object(vnfd, "attributes", "vnfd")?;
+    let template = attributes.get("vnfd").ok_or_else(|| {
+        ApiError::invalid_input("vnfd.attributes.vnfd: required, the TOSCA document")
+    })?;
+    let parsed = input::parse_template(template, "vnfd.attributes.vnfd")?;
+    let name = name
+        .or_else(|| parsed.spec.template_name.clone())
+        .ok_or_else(|| {
+            ApiError::invalid_input(
+                "vnfd.name: required when the template has no metadata.template_name",
+            )
+        })?;
+    let vnfd_id = uuid::Uuid::new_v4().to_string();
+    let descriptor = VnfdDescriptor {
+        vnfd_id: vnfd_id.clone(),
+        name,
+        description: description
+            .or_else(|| parsed.spec.description.clone())
+            .unwrap_or_default(),
+        tenant_id: tenant_id.unwrap_or_else(|| gateway.config().tenant_id.clone()),
+        template_source: TemplateSource::Onboarded,
+        template_yaml: parsed.template_yaml,
+        spec: parsed.spec,
+    };
+    let row = onboard(&gateway, descriptor, &gateway.user_request()).await?;
+    Ok((StatusCode::CREATED, Json(json!({ "vnfd": row }))))
+}
+
+/// Onboards `descriptor` and answers the VNFD as stored.
+pub(crate) async fn onboard(
+    gateway: &Gateway,
+    descriptor: VnfdDescriptor,
+    cause: &Cause,
+) -> Result<Value, ApiError> {
+    let vnfd_id = descriptor.vnfd_id.clone();
+    gateway
+        .log()
+        .execute::<Vnfd>(&vnfd_id, VnfdCommand::Onboard(descriptor), &(), cause)
+        .await
+        .map_err(|e| command_error(&vnfd_id, e))?;
+    tracing::info!(vnfd_id = %vnfd_id, "VNFD onboarded.");
+    gateway
+        .refresh_vnfd(&vnfd_id)
+        .await?
+        .as_ref()
+        .and_then(render::vnfd_json)
+        .ok_or_else(|| {
+            ApiError::internal(
+                "reading back an onboarded VNFD",
+                &format!("VNFD {vnfd_id} is not on the log after its append"),
+            )
+        })
+}
+
+/// `GET /v1.0/vnfds`: every VNFD, or the ones matching the filters (`name`, `id`,
+/// `template_source` (`all` for any), or any other field). `fields` cuts each to those keys.
+pub(crate) async fn list(
+    State(gateway): State<Gateway>,
+    ListParams(query): ListParams,
+) -> Result<Json<Value>, ApiError> {
+    let query = if query
+        .values("template_source")
+        .contains(&TEMPLATE_SOURCE_ALL)
+    {
+        query.without("template_source")
+    } else {
+        query
+    };
+    let vnfds = matching(&gateway, &query).await?;
+    Ok(Json(json!({ "vnfds": query.apply(vnfds) })))
+}
+
+/// The VNFDs a list considers, oldest first. With `id` filters (how python-tackerclient
+/// resolves an id), each is read like a show, so a VNFD onboarded a moment ago is found even
+/// before the mirror has it.
+async fn matching(gateway: &Gateway, query: &ListQuery) -> Result<Vec<Value>, ApiError> {
+    let ids = query.values("id");
+    let mut rows = Vec::new();
+    if ids.is_empty() {
+        rows = gateway
+            .vnfd_mirror()
+            .collect(|row| row.state.live().map(|_| row.clone()));
+    } else {
+        for id in ids.into_iter().filter(|id| input::is_resource_id(id)) {
+            rows.extend(gateway.vnfd_row(id).await?);
+        }
+    }
+    rows.sort_by(|a, b| {
+        let id = |row: &projector::table::VnfdRow| {
+            row.state.descriptor.as_ref().map(|d| d.vnfd_id.clone())
+        };
+        (a.created_at, id(a)).cmp(&(b.created_at, id(b)))
+    });
+    Ok(rows.iter().filter_map(render::vnfd_json).collect())
+}
+
+/// `GET /v1.0/vnfds/{id}`.
+pub(crate) async fn show(
+    State(gateway): State<Gateway>,
+    PathId(vnfd_id): PathId,
+) -> Result<Json<Value>, ApiError> {
+    if !input::is_resource_id(&vnfd_id) {
+        return Err(ApiError::vnfd_not_found(&vnfd_id));
+    }
+    let vnfd = gateway
+        .vnfd_row(&vnfd_id)
+        .await?
+        .as_ref()
+        .and_then(render::vnfd_json)
+        .ok_or_else(|| ApiError::vnfd_not_found(&vnfd_id))?;
+    Ok(Json(json!({ "vnfd": vnfd })))
+}
+
+/// `DELETE /v1.0/vnfds/{id}`: 204, or 409 naming the VNFs that still use it.
+pub(crate) async fn delete(
+    State(gateway): State<Gateway>,
+    PathId(vnfd_id): PathId,
+) -> Result<StatusCode, ApiError> {
+    if !input::is_resource_id(&vnfd_id) {
+        return Err(ApiError::vnfd_not_found(&vnfd_id));
+    }
+    gateway
+        .log()
+        .execute::<Vnfd>(&vnfd_id, VnfdCommand::Delete, &(), &gateway.user_request())
+        .await
+        .map_err(|e| command_error(&vnfd_id, e))?;
+    tracing::info!(vnfd_id = %vnfd_id, "VNFD deleted.");
+    gateway.refresh_vnfd(&vnfd_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A refused or failed VNFD command, as the client sees it.
+pub(crate) fn command_error(vnfd_id: &str, error: CommandError<VnfdError>) -> ApiError {
+    match error {
+        CommandError::Rejected(VnfdError::NotFound) => ApiError::vnfd_not_found(vnfd_id),
+        CommandError::Rejected(e @ VnfdError::InUse { .. }) => {
+            ApiError::conflict("VNFDInUse", e.to_string())
+        }
+        CommandError::Rejected(e @ VnfdError::AlreadyExists) => {
+            ApiError::internal("onboarding a VNFD under a fresh id", &e)
+        }
+        CommandError::Store(e) => ApiError::store("appending a VNFD command", &e),
+    }
+}

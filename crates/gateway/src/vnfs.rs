@@ -1,0 +1,336 @@
+//! `/v1.0/vnfs`: creating, listing, showing, scaling and deleting VNFs, and listing their
+//! resources. Every change is a request recorded on the VNF's subject; conductors carry it out.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use events::envelope::Cause;
+use events::store::CommandError;
+use events::vnf::{ScaleDirection, Vnf, VnfCommand, VnfDetails, VnfError, VnfStatus};
+use events::vnfd::{TemplateSource, Vnfd, VnfdCommand, VnfdDescriptor};
+use projector::table::VnfRow;
+use serde_json::{Map, Value, json};
+
+use crate::error::ApiError;
+use crate::input::{self, ListQuery};
+use crate::{Gateway, ListParams, PathId, render, vnfds};
+
+/// The VIM of a VNF created without `vim_id`: the built-in local VIM, the only one vnfm has
+/// (DESIGN.md, "The VIM").
+const DEFAULT_VIM_ID: &str = "local";
+/// Characters of the VNF id in the name of a VNFD given inline (`tmpl-<prefix>`).
+const INLINE_VNFD_NAME_ID_CHARS: usize = 8;
+
+/// `POST /v1.0/vnfs`: records the create request; 201 with the VNF in `PENDING_CREATE`.
+pub(crate) async fn create(
+    State(gateway): State<Gateway>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let body = input::json_object(&headers, body).await?;
+    let vnf = input::root_object(&body, "vnf")?;
+    let name = input::required_string(vnf, "name", "vnf")?;
+    let description = input::optional_string(vnf, "description", "vnf")?;
+    let vim_id = input::optional_string(vnf, "vim_id", "vnf")?;
+    let tenant_id = input::optional_string(vnf, "tenant_id", "vnf")?
+        .unwrap_or_else(|| gateway.config().tenant_id.clone());
+    let attributes = input::object_or_empty(vnf, "attributes", "vnf")?;
+    let placement_attr = input::object_or_empty(vnf, "placement_attr", "vnf")?;
+    let vnfd_id = input::optional_string(vnf, "vnfd_id", "vnf")?;
+    let template = vnf.get("vnfd_template").filter(|t| !t.is_null());
+
+    let vnf_id = uuid::Uuid::new_v4().to_string();
+    let request = gateway.user_request();
+    let step = |name: &str| {
+        Cause::follow_up(
+            request.actor.clone(),
+            &request.correlation_id,
+            &request.command_id,
+            name,
+        )
+    };
+    let vnfd_id = match (vnfd_id, template) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::invalid_input(
+                "vnf.vnfd_id, vnf.vnfd_template: give one, not both",
+            ));
+        }
+        (None, None) => {
+            return Err(ApiError::invalid_input(
+                "vnf.vnfd_id: required (or vnf.vnfd_template)",
+            ));
+        }
+        (Some(vnfd_id), None) => vnfd_id,
+        (None, Some(template)) => {
+            let parsed = input::parse_template(template, "vnf.vnfd_template")?;
+            let vnfd_id = uuid::Uuid::new_v4().to_string();
+            let id_prefix: String = vnf_id.chars().take(INLINE_VNFD_NAME_ID_CHARS).collect();
+            let descriptor = VnfdDescriptor {
+                vnfd_id: vnfd_id.clone(),
+                name: format!("tmpl-{id_prefix}"),
+                description: parsed.spec.description.clone().unwrap_or_default(),
+                tenant_id: tenant_id.clone(),
+                template_source: TemplateSource::Inline,
+                template_yaml: parsed.template_yaml,
+                spec: parsed.spec,
+            };
+            vnfds::onboard(&gateway, descriptor, &step("onboard-inline-vnfd")).await?;
+            vnfd_id
+        }
+    };
+    if !input::is_resource_id(&vnfd_id) {
+        return Err(ApiError::vnfd_not_found(&vnfd_id));
+    }
+
+    let used = gateway
+        .log()
+        .execute::<Vnfd>(
+            &vnfd_id,
+            VnfdCommand::Use {
+                vnf_id: vnf_id.clone(),
+            },
+            &(),
+            &step("use-vnfd"),
+        )
+        .await
+        .map_err(|e| vnfds::command_error(&vnfd_id, e))?;
+    let descriptor = used.aggregate.live().ok_or_else(|| {
+        ApiError::internal(
+            "using a VNFD",
+            &format!("VNFD {vnfd_id} accepted a use but is not live"),
+        )
+    })?;
+    let details = VnfDetails {
+        vnf_id: vnf_id.clone(),
+        name,
+        description: description.unwrap_or_else(|| descriptor.description.clone()),
+        tenant_id,
+        vnfd_id: vnfd_id.clone(),
+        vim_id: vim_id.unwrap_or_else(|| DEFAULT_VIM_ID.to_owned()),
+        attributes,
+        placement_attr,
+    };
+    let command = VnfCommand::Create {
+        details,
+        vnfd: descriptor.spec.clone(),
+        operation_id: uuid::Uuid::new_v4().to_string(),
+    };
+    let created = gateway
+        .log()
+        .execute::<Vnf>(&vnf_id, command, &(), &step("create-vnf"))
+        .await;
+    if let Err(e) = created {
+        release(&gateway, &vnfd_id, &vnf_id, &step("release-vnfd")).await;
+        return Err(command_error(&vnf_id, e));
+    }
+    tracing::info!(vnf_id = %vnf_id, vnfd_id = %vnfd_id, "VNF create requested.");
+    let vnf = gateway
+        .refresh_vnf(&vnf_id)
+        .await?
+        .as_ref()
+        .and_then(render::vnf_json)
+        .ok_or_else(|| {
+            ApiError::internal(
+                "reading back a created VNF",
+                &format!("VNF {vnf_id} is not on the log after its append"),
+            )
+        })?;
+    Ok((StatusCode::CREATED, Json(json!({ "vnf": vnf }))))
+}
+
+/// Undoes the use of a VNFD by a VNF whose creation failed, so the VNFD stays deletable.
+async fn release(gateway: &Gateway, vnfd_id: &str, vnf_id: &str, cause: &Cause) {
+    let command = VnfdCommand::Release {
+        vnf_id: vnf_id.to_owned(),
+    };
+    if let Err(e) = gateway
+        .log()
+        .execute::<Vnfd>(vnfd_id, command, &(), cause)
+        .await
+    {
+        tracing::error!(vnfd_id, vnf_id, error = %e, "Cannot release the VNFD of a VNF that was not created; it stays in use.");
+    }
+}
+
+/// `GET /v1.0/vnfs`: every VNF, or those matching the filters (`name`, `status`, `vnfd_id`,
+/// `id`, or any other field). `fields` cuts each to those keys.
+pub(crate) async fn list(
+    State(gateway): State<Gateway>,
+    ListParams(query): ListParams,
+) -> Result<Json<Value>, ApiError> {
+    let vnfs = matching(&gateway, &query).await?;
+    Ok(Json(json!({ "vnfs": query.apply(vnfs) })))
+}
+
+/// The VNFs a list considers, oldest first. With `id` filters (how python-tackerclient
+/// resolves an id), each is read like a show, so a VNF created a moment ago is found.
+async fn matching(gateway: &Gateway, query: &ListQuery) -> Result<Vec<Value>, ApiError> {
+    let ids = query.values("id");
+    let mut rows = Vec::new();
+    if ids.is_empty() {
+        rows = gateway
+            .vnf_mirror()
+            .collect(|row| row.state.exists().then(|| row.clone()));
+    } else {
+        for id in ids.into_iter().filter(|id| input::is_resource_id(id)) {
+            rows.extend(gateway.vnf_row(id).await?);
+        }
+    }
+    rows.sort_by(|a, b| {
+        let id = |row: &VnfRow| row.state.details.as_ref().map(|d| d.vnf_id.clone());
+        (a.created_at, id(a)).cmp(&(b.created_at, id(b)))
+    });
+    Ok(rows.iter().filter_map(render::vnf_json).collect())
+}
+
+/// `GET /v1.0/vnfs/{id}`. Never 404 for a VNF whose create was acknowledged: the row is
+/// folded from the log when the tables lag.
+pub(crate) async fn show(
+    State(gateway): State<Gateway>,
+    PathId(vnf_id): PathId,
+) -> Result<Json<Value>, ApiError> {
+    let row = existing(&gateway, &vnf_id).await?;
+    let vnf = render::vnf_json(&row).ok_or_else(|| ApiError::vnf_not_found(&vnf_id))?;
+    Ok(Json(json!({ "vnf": vnf })))
+}
+
+/// The row of a VNF that exists, or 404.
+async fn existing(gateway: &Gateway, vnf_id: &str) -> Result<VnfRow, ApiError> {
+    if !input::is_resource_id(vnf_id) {
+        return Err(ApiError::vnf_not_found(vnf_id));
+    }
+    gateway
+        .vnf_row(vnf_id)
+        .await?
+        .filter(|row| row.state.exists())
+        .ok_or_else(|| ApiError::vnf_not_found(vnf_id))
+}
+
+/// `DELETE /v1.0/vnfs/{id}`: records the delete request; 204. The VNF shows `PENDING_DELETE`
+/// until a conductor has removed it. A body (`--force`) is accepted and ignored.
+pub(crate) async fn delete(
+    State(gateway): State<Gateway>,
+    PathId(vnf_id): PathId,
+) -> Result<StatusCode, ApiError> {
+    if !input::is_resource_id(&vnf_id) {
+        return Err(ApiError::vnf_not_found(&vnf_id));
+    }
+    let command = VnfCommand::Delete {
+        operation_id: uuid::Uuid::new_v4().to_string(),
+    };
+    gateway
+        .log()
+        .execute::<Vnf>(&vnf_id, command, &(), &gateway.user_request())
+        .await
+        .map_err(|e| command_error(&vnf_id, e))?;
+    tracing::info!(vnf_id = %vnf_id, "VNF delete requested.");
+    gateway.refresh_vnf(&vnf_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /v1.0/vnfs/{id}/actions` with `{"scale": {"type": "out" | "in", "policy": NAME}}`:
+/// records the scale request; 201 with `{}`. python-tackerclient ignores the answer's body
+/// but parses it as JSON, so it must be JSON.
+pub(crate) async fn action(
+    State(gateway): State<Gateway>,
+    PathId(vnf_id): PathId,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    if !input::is_resource_id(&vnf_id) {
+        return Err(ApiError::vnf_not_found(&vnf_id));
+    }
+    let body = input::json_object(&headers, body).await?;
+    let Some(scale) = body.get("scale") else {
+        let given: Vec<&String> = body
+            .as_object()
+            .map(Map::keys)
+            .into_iter()
+            .flatten()
+            .collect();
+        return Err(ApiError::invalid_input(format!(
+            "scale: required; the only action is scale (given: {given:?})"
+        )));
+    };
+    let scale = scale
+        .as_object()
+        .ok_or_else(|| ApiError::invalid_input("scale: must be a JSON object"))?;
+    let direction = match input::required_string(scale, "type", "scale")?.as_str() {
+        "out" => ScaleDirection::Out,
+        "in" => ScaleDirection::In,
+        other => {
+            return Err(ApiError::invalid_input(format!(
+                "scale.type: must be \"out\" or \"in\", not {other:?}"
+            )));
+        }
+    };
+    let policy = input::required_string(scale, "policy", "scale")?;
+    let command = VnfCommand::Scale {
+        operation_id: uuid::Uuid::new_v4().to_string(),
+        policy: policy.clone(),
+        direction,
+    };
+    gateway
+        .log()
+        .execute::<Vnf>(&vnf_id, command, &(), &gateway.user_request())
+        .await
+        .map_err(|e| command_error(&vnf_id, e))?;
+    tracing::info!(vnf_id = %vnf_id, policy = %policy, direction = direction.as_str(), "VNF scale requested.");
+    gateway.refresh_vnf(&vnf_id).await?;
+    Ok((StatusCode::CREATED, Json(json!({}))))
+}
+
+/// `GET /v1.0/vnfs/{id}/resources`: one `OS::Nova::Server` per VDU instance, only while the
+/// VNF is `ACTIVE` (Tacker refused otherwise).
+pub(crate) async fn resources(
+    State(gateway): State<Gateway>,
+    PathId(vnf_id): PathId,
+) -> Result<Json<Value>, ApiError> {
+    let row = existing(&gateway, &vnf_id).await?;
+    let status = row.state.status.unwrap_or(VnfStatus::Error);
+    if status != VnfStatus::Active {
+        return Err(ApiError::conflict(
+            "VNFInactive",
+            format!(
+                "VNF {vnf_id} is {}: its resources are listed only while it is ACTIVE",
+                status.as_str()
+            ),
+        ));
+    }
+    let resources: Vec<Value> = row
+        .state
+        .instances
+        .iter()
+        .map(|instance| {
+            json!({
+                "name": instance.vdu,
+                "type": render::VDU_RESOURCE_TYPE,
+                "id": instance.instance_id,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "resources": resources })))
+}
+
+/// A refused or failed VNF command, as the client sees it.
+fn command_error(vnf_id: &str, error: CommandError<VnfError>) -> ApiError {
+    match error {
+        CommandError::Rejected(VnfError::NotFound) => ApiError::vnf_not_found(vnf_id),
+        CommandError::Rejected(e @ VnfError::InvalidState { .. }) => {
+            ApiError::conflict("VNFInvalidState", e.to_string())
+        }
+        CommandError::Rejected(e @ VnfError::ScaleLimit { .. }) => {
+            ApiError::conflict("VNFScaleLimit", e.to_string())
+        }
+        CommandError::Rejected(e @ VnfError::UnknownScalingPolicy { .. }) => {
+            ApiError::not_found("VNFPolicyNotFound", e.to_string())
+        }
+        CommandError::Rejected(
+            e @ (VnfError::AlreadyExists
+            | VnfError::StaleOperation { .. }
+            | VnfError::PlanMismatch { .. }),
+        ) => ApiError::internal("a user command on a VNF", &e),
+        CommandError::Store(e) => ApiError::store("appending a VNF command", &e),
+    }
+}

@@ -1,0 +1,1012 @@
+//! The Tacker v1.0 API in process (`tower::ServiceExt::oneshot` on the router) against a real
+//! nats-server, with a projector filling the tables. No conductor runs: where a test needs a
+//! VNF to be ACTIVE it records the conductor's completion on the log itself.
+
+use std::future::Future;
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use events::envelope::{Actor, ActorKind, Cause};
+use events::store::{EventLog, LogConfig};
+use events::vnf::{Instance, PendingOperation, Vnf, VnfCommand};
+use gateway::{Auth, Gateway, GatewayConfig, REQUEST_BODY_BYTES_MAX};
+use projector::Tables;
+use serde_json::{Value, json};
+use testkit::NatsServer;
+use time::OffsetDateTime;
+use tokio::task::JoinHandle;
+use tower::ServiceExt;
+
+/// How long a test waits for the projector (and the gateway's mirror) to show a change; they
+/// take milliseconds.
+const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(10);
+const POLL_INTERVAL: Duration = Duration::from_millis(20);
+
+const MONITOR: &str = include_str!("samples/tosca-vnfd-monitor.yaml");
+const HTTP_MONITOR: &str = include_str!("samples/tosca-vnfd-http-monitor.yaml");
+const SCALE: &str = include_str!("samples/tosca-vnfd-scale.yaml");
+
+/// A gateway over a fresh nats-server.
+struct Api {
+    router: Router,
+    log: EventLog,
+    tables: Tables,
+    projector: Option<JoinHandle<()>>,
+    _gateway: Gateway,
+    _nats: NatsServer,
+}
+
+impl Drop for Api {
+    fn drop(&mut self) {
+        if let Some(projector) = &self.projector {
+            projector.abort();
+        }
+    }
+}
+
+struct Options {
+    auth: Auth,
+    projector: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            auth: Auth::None,
+            projector: true,
+        }
+    }
+}
+
+impl Api {
+    async fn start() -> Api {
+        Api::start_with(Options::default()).await
+    }
+
+    async fn start_with(options: Options) -> Api {
+        let nats = NatsServer::start().await;
+        let log = EventLog::open(nats.client().await, &LogConfig::default())
+            .await
+            .expect("open the log");
+        let tables = Tables::open(log.jetstream(), 1)
+            .await
+            .expect("open the tables");
+        let projector = options.projector.then(|| {
+            let (log, tables) = (log.clone(), tables.clone());
+            tokio::spawn(async move {
+                projector::run(log, tables, futures::future::pending())
+                    .await
+                    .expect("projector runs");
+            })
+        });
+        let config = GatewayConfig {
+            auth: options.auth,
+            tenant_id: "admin".into(),
+            instance: "gateway-test".into(),
+        };
+        let gateway = Gateway::new(log.clone(), tables.clone(), config)
+            .await
+            .expect("start the gateway");
+        Api {
+            router: gateway.router(),
+            log,
+            tables,
+            projector,
+            _gateway: gateway,
+            _nats: nats,
+        }
+    }
+
+    /// Another gateway over the same log and tables, as a second `vnfm gateway` process
+    /// would be; it has seen none of the first one's requests.
+    async fn second_gateway(&self) -> Api2 {
+        let gateway = Gateway::new(
+            self.log.clone(),
+            self.tables.clone(),
+            GatewayConfig::default(),
+        )
+        .await
+        .expect("start a second gateway");
+        Api2 {
+            router: gateway.router(),
+            _gateway: gateway,
+        }
+    }
+
+    /// Sends a request as python-tackerclient does in noauth mode (an empty `X-Auth-Token`).
+    async fn call(&self, method: &str, uri: &str, body: Body) -> (StatusCode, Value) {
+        self.call_with_token(method, uri, body, Some("")).await
+    }
+
+    async fn call_with_token(
+        &self,
+        method: &str,
+        uri: &str,
+        body: Body,
+        token: Option<&str>,
+    ) -> (StatusCode, Value) {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("content-type", "application/json");
+        if let Some(token) = token {
+            request = request.header("x-auth-token", token);
+        }
+        let response = self
+            .router
+            .clone()
+            .oneshot(request.body(body).expect("a request"))
+            .await
+            .expect("the router answers");
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .expect("a body");
+        let value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+                panic!(
+                    "{method} {uri} answered {status} with a body that is not JSON ({e}): {}",
+                    String::from_utf8_lossy(&bytes)
+                )
+            })
+        };
+        (status, value)
+    }
+
+    async fn get(&self, uri: &str) -> (StatusCode, Value) {
+        self.call("GET", uri, Body::empty()).await
+    }
+
+    async fn post(&self, uri: &str, body: &Value) -> (StatusCode, Value) {
+        self.call("POST", uri, Body::from(body.to_string())).await
+    }
+
+    async fn delete(&self, uri: &str) -> (StatusCode, Value) {
+        self.call("DELETE", uri, Body::empty()).await
+    }
+
+    /// Onboards `template` (YAML text) under `name`; returns the VNFD id.
+    async fn onboard(&self, template: &str, name: &str) -> String {
+        let body = json!({"vnfd": {
+            "name": name,
+            "service_types": [{"service_type": "vnfd"}],
+            "attributes": {"vnfd": template},
+        }});
+        let (status, vnfd) = self.post("/v1.0/vnfds.json", &body).await;
+        assert_eq!(status, StatusCode::CREATED, "{vnfd}");
+        id_of(&vnfd["vnfd"])
+    }
+
+    /// Creates a VNF as `vnf-create` does; returns the VNF object.
+    async fn create_vnf(&self, vnfd_id: &str, name: &str) -> Value {
+        let body = json!({"vnf": {"attributes": {}, "name": name, "vnfd_id": vnfd_id}});
+        let (status, vnf) = self.post("/v1.0/vnfs.json", &body).await;
+        assert_eq!(status, StatusCode::CREATED, "{vnf}");
+        vnf["vnf"].clone()
+    }
+
+    /// Shows the VNF until `done` holds.
+    async fn show_until(&self, vnf_id: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let uri = format!("/v1.0/vnfs/{vnf_id}.json");
+        eventually(
+            &format!("VNF {vnf_id} reaches the wanted state"),
+            || async {
+                let (status, vnf) = self.get(&uri).await;
+                (status == StatusCode::OK && done(&vnf["vnf"])).then(|| vnf["vnf"].clone())
+            },
+        )
+        .await
+    }
+
+    /// Records, as a conductor would, that the pending create deployed its planned instances,
+    /// with management IPs from 198.18.0.`first_ip` on.
+    async fn complete_create(&self, vnf_id: &str, first_ip: u8) {
+        let pending = self.pending(vnf_id).await;
+        let command = VnfCommand::CompleteCreate {
+            instances: deployed(&pending, first_ip),
+            operation_id: pending.operation_id,
+        };
+        self.log
+            .execute::<Vnf>(vnf_id, command, &(), &conductor())
+            .await
+            .expect("complete the create");
+    }
+
+    async fn complete_scale(&self, vnf_id: &str, first_ip: u8) {
+        let pending = self.pending(vnf_id).await;
+        let command = VnfCommand::CompleteScale {
+            added: deployed(&pending, first_ip),
+            operation_id: pending.operation_id,
+        };
+        self.log
+            .execute::<Vnf>(vnf_id, command, &(), &conductor())
+            .await
+            .expect("complete the scale");
+    }
+
+    async fn pending(&self, vnf_id: &str) -> PendingOperation {
+        self.log
+            .load::<Vnf>(vnf_id)
+            .await
+            .expect("load the VNF")
+            .aggregate
+            .pending
+            .expect("an operation is pending")
+    }
+
+    async fn log_length(&self) -> u64 {
+        let mut stream = self.log.stream().clone();
+        stream
+            .info()
+            .await
+            .expect("stream info")
+            .state
+            .last_sequence
+    }
+}
+
+/// A second gateway on an [`Api`]'s server.
+struct Api2 {
+    router: Router,
+    _gateway: Gateway,
+}
+
+impl Api2 {
+    async fn get(&self, uri: &str) -> (StatusCode, Value) {
+        let request = Request::get(uri).body(Body::empty()).expect("a request");
+        let response = self
+            .router
+            .clone()
+            .oneshot(request)
+            .await
+            .expect("an answer");
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .expect("a body");
+        (status, serde_json::from_slice(&bytes).expect("JSON"))
+    }
+}
+
+fn deployed(pending: &PendingOperation, first_ip: u8) -> Vec<Instance> {
+    (0_u8..)
+        .zip(&pending.add)
+        .map(|(n, planned)| Instance {
+            instance_id: planned.instance_id.clone(),
+            vdu: planned.vdu.clone(),
+            mgmt_ip: Ipv4Addr::new(198, 18, 0, first_ip + n),
+            booted_at: OffsetDateTime::now_utc(),
+        })
+        .collect()
+}
+
+fn conductor() -> Cause {
+    Cause::user_request(Actor::new(ActorKind::Conductor, "conductor-test"))
+}
+
+fn id_of(object: &Value) -> String {
+    object["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no id in {object}"))
+        .to_owned()
+}
+
+/// Polls `probe` until it yields a value.
+async fn eventually<T, F, Fut>(what: &str, probe: F) -> T
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + CATCH_UP_TIMEOUT;
+    loop {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+}
+
+/// Asserts a Tacker error body and returns its message.
+#[track_caller]
+fn tacker_error(body: &Value, kind: &str) -> String {
+    let error = &body["TackerError"];
+    assert_eq!(error["type"], kind, "{body}");
+    assert_eq!(error["detail"], "", "{body}");
+    error["message"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no message in {body}"))
+        .to_owned()
+}
+
+fn yaml_to_json(text: &str) -> Value {
+    serde_yaml::from_str(text).expect("a sample is YAML")
+}
+
+fn ids(list: &Value) -> Vec<String> {
+    list.as_array()
+        .unwrap_or_else(|| panic!("not a list: {list}"))
+        .iter()
+        .map(id_of)
+        .collect()
+}
+
+#[tokio::test]
+async fn versions_and_index_answer() {
+    let api = Api::start().await;
+    let (status, versions) = api.get("/").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(versions["versions"][0]["id"], "v1.0");
+    assert_eq!(versions["versions"][0]["status"], "CURRENT");
+    let (status, index) = api.get("/v1.0.json").await;
+    assert_eq!(status, StatusCode::OK);
+    let collections: Vec<&str> = index["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["collection"].as_str())
+        .collect();
+    assert_eq!(collections, vec!["vnfds", "vnfs", "events"]);
+}
+
+#[tokio::test]
+async fn onboards_samples_as_objects_and_as_yaml_text() {
+    let api = Api::start().await;
+    let mut onboarded = Vec::new();
+    for (stem, text) in [
+        ("monitor", MONITOR),
+        ("http-monitor", HTTP_MONITOR),
+        ("scale", SCALE),
+    ] {
+        for (form, template) in [("yaml", json!(text)), ("object", yaml_to_json(text))] {
+            let name = format!("{stem}-{form}");
+            let body = json!({"vnfd": {
+                "name": name,
+                "description": format!("{stem} as {form}"),
+                "service_types": [{"service_type": "vnfd"}],
+                "attributes": {"vnfd": template},
+            }});
+            let (status, created) = api.post("/v1.0/vnfds.json", &body).await;
+            assert_eq!(status, StatusCode::CREATED, "{name}: {created}");
+            let vnfd = &created["vnfd"];
+            assert_eq!(vnfd["name"], name.as_str());
+            assert_eq!(vnfd["description"], format!("{stem} as {form}"));
+            assert_eq!(vnfd["tenant_id"], "admin");
+            assert_eq!(vnfd["mgmt_driver"], "noop");
+            assert_eq!(vnfd["template_source"], "onboarded");
+            assert_eq!(vnfd["service_types"], json!(["vnfd"]));
+            assert!(vnfd["created_at"].is_string(), "{vnfd}");
+            assert!(vnfd["updated_at"].is_string(), "{vnfd}");
+            let stored = vnfd["attributes"]["vnfd"]
+                .as_str()
+                .unwrap_or_else(|| panic!("attributes.vnfd is not YAML text: {vnfd}"));
+            assert_eq!(
+                yaml_to_json(stored),
+                yaml_to_json(text),
+                "{name} is shown back as the same document"
+            );
+
+            let id = id_of(vnfd);
+            let (status, shown) = api.get(&format!("/v1.0/vnfds/{id}.json")).await;
+            assert_eq!(status, StatusCode::OK, "{shown}");
+            assert_eq!(&shown["vnfd"], vnfd);
+            onboarded.push((name, id));
+        }
+    }
+
+    // Without a name, the template's metadata.template_name names it.
+    let body = json!({"vnfd": {"attributes": {"vnfd": SCALE}}});
+    let (status, created) = api.post("/v1.0/vnfds", &body).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(created["vnfd"]["name"], "sample-tosca-vnfd-scaling");
+    assert_eq!(created["vnfd"]["description"], "sample-tosca-vnfd-scaling");
+
+    let every_id: Vec<String> = onboarded.iter().map(|(_, id)| id.clone()).collect();
+    let listed = eventually("the list shows every VNFD", || async {
+        let (status, list) = api.get("/v1.0/vnfds.json?template_source=onboarded").await;
+        assert_eq!(status, StatusCode::OK, "{list}");
+        let listed = ids(&list["vnfds"]);
+        every_id
+            .iter()
+            .all(|id| listed.contains(id))
+            .then_some(listed)
+    })
+    .await;
+    assert_eq!(listed.len(), every_id.len() + 1, "{listed:?}");
+
+    // How python-tackerclient resolves a name.
+    let (name, id) = &onboarded[4];
+    let (status, found) = api
+        .get(&format!("/v1.0/vnfds.json?name={name}&fields=id"))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(found["vnfds"], json!([{"id": id}]));
+    let (_, none) = api.get("/v1.0/vnfds.json?name=no-such-vnfd").await;
+    assert_eq!(none["vnfds"], json!([]));
+}
+
+#[tokio::test]
+async fn an_invalid_vnfd_is_refused_naming_its_field_and_nothing_is_stored() {
+    let api = Api::start().await;
+    api.onboard(MONITOR, "valid").await;
+    let (_, before) = eventually("the valid VNFD is listed", || async {
+        let (status, list) = api.get("/v1.0/vnfds.json").await;
+        (list["vnfds"].as_array().is_some_and(|l| l.len() == 1)).then_some((status, list))
+    })
+    .await;
+    let log_before = api.log_length().await;
+
+    let broken = MONITOR.replacen("count: 3", "count: -1", 1);
+    assert_ne!(broken, MONITOR);
+    for template in [json!(broken), yaml_to_json(&broken)] {
+        let body = json!({"vnfd": {"name": "broken", "attributes": {"vnfd": template}}});
+        let (status, refused) = api.post("/v1.0/vnfds.json", &body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+        let message = tacker_error(&refused, "InvalidVNFD");
+        assert!(
+            message.starts_with(
+                "vnfd.attributes.vnfd.topology_template.node_templates.VDU1.properties.monitoring_policy.parameters.count: "
+            ),
+            "{message}"
+        );
+    }
+    let (status, refused) = api
+        .post(
+            "/v1.0/vnfds.json",
+            &json!({"vnfd": {"name": "no-template"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        tacker_error(&refused, "InvalidInput").starts_with("vnfd.attributes: required"),
+        "{refused}"
+    );
+    let (status, refused) = api
+        .post(
+            "/v1.0/vnfds.json",
+            &json!({"vnfd": {"attributes": {"vnfd": 42}}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        tacker_error(&refused, "InvalidInput").starts_with("vnfd.attributes.vnfd: "),
+        "{refused}"
+    );
+
+    assert_eq!(api.log_length().await, log_before, "nothing was appended");
+    let (_, after) = api.get("/v1.0/vnfds.json").await;
+    assert_eq!(after, before);
+}
+
+#[tokio::test]
+async fn malformed_and_oversized_bodies_are_refused_in_tacker_shape() {
+    let api = Api::start().await;
+    let log_before = api.log_length().await;
+    for uri in ["/v1.0/vnfds.json", "/v1.0/vnfs.json"] {
+        for (body, says) in [
+            ("{\"vnfd\": ", "not JSON"),
+            ("", "empty"),
+            ("[1, 2]", "JSON object"),
+        ] {
+            let (status, refused) = api.call("POST", uri, Body::from(body)).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{uri} {body:?}: {refused}");
+            let message = tacker_error(&refused, "MalformedRequestBody");
+            assert!(message.contains(says), "{message}");
+        }
+        let oversized = format!(
+            "{{\"vnfd\": {{\"name\": \"{}\"}}}}",
+            "x".repeat(REQUEST_BODY_BYTES_MAX)
+        );
+        let (status, refused) = api.call("POST", uri, Body::from(oversized)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+        let message = tacker_error(&refused, "MalformedRequestBody");
+        assert!(
+            message.contains(&REQUEST_BODY_BYTES_MAX.to_string()),
+            "{message}"
+        );
+    }
+    // A VNFD within the body limit but over the VNFD limit is refused by the parser.
+    let padded = format!("{MONITOR}\n# {}\n", "x".repeat(vnfd::VNFD_BYTES_MAX));
+    let body = json!({"vnfd": {"name": "big", "attributes": {"vnfd": padded}}});
+    let (status, refused) = api.post("/v1.0/vnfds.json", &body).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+    let message = tacker_error(&refused, "InvalidVNFD");
+    assert!(
+        message.contains(&vnfd::VNFD_BYTES_MAX.to_string()),
+        "{message}"
+    );
+    assert_eq!(api.log_length().await, log_before, "nothing was appended");
+}
+
+#[tokio::test]
+async fn unknown_ids_and_paths_answer_404_in_tacker_shape() {
+    let api = Api::start().await;
+    let unknown = "5b3c0a40-8d0c-4a7a-9d55-6a7d2c6c0b11";
+    for (method, uri, kind) in [
+        ("GET", format!("/v1.0/vnfds/{unknown}.json"), "VNFDNotFound"),
+        (
+            "DELETE",
+            format!("/v1.0/vnfds/{unknown}.json"),
+            "VNFDNotFound",
+        ),
+        ("GET", format!("/v1.0/vnfs/{unknown}.json"), "VNFNotFound"),
+        ("GET", format!("/v1.0/vnfs/{unknown}"), "VNFNotFound"),
+        (
+            "DELETE",
+            format!("/v1.0/vnfs/{unknown}.json"),
+            "VNFNotFound",
+        ),
+        (
+            "GET",
+            format!("/v1.0/vnfs/{unknown}/resources.json"),
+            "VNFNotFound",
+        ),
+        ("GET", "/v1.0/vnfs/not-an-id.json".into(), "VNFNotFound"),
+        ("GET", "/v1.0/vnfds/*.json".into(), "VNFDNotFound"),
+        ("GET", "/v1.0/events/123000.json".into(), "EventNotFound"),
+        ("GET", "/v1.0/events/abc.json".into(), "EventNotFound"),
+        ("GET", "/v1.0/nothing.json".into(), "HTTPNotFound"),
+    ] {
+        let (status, body) = api.call(method, &uri, Body::empty()).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{method} {uri}: {body}");
+        let message = tacker_error(&body, kind);
+        let named = uri
+            .trim_end_matches(".json")
+            .trim_end_matches("/resources")
+            .rsplit('/')
+            .next()
+            .unwrap();
+        assert!(message.contains(named), "{method} {uri}: {message}");
+    }
+    let scale = json!({"scale": {"type": "out", "policy": "SP1"}});
+    let (status, body) = api
+        .post(&format!("/v1.0/vnfs/{unknown}/actions.json"), &scale)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert!(tacker_error(&body, "VNFNotFound").contains(unknown));
+    let body = json!({"vnf": {"name": "orphan", "vnfd_id": unknown}});
+    let (status, body) = api.post("/v1.0/vnfs.json", &body).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert!(tacker_error(&body, "VNFDNotFound").contains(unknown));
+
+    let (status, body) = api.call("PUT", "/v1.0/vnfs.json", Body::empty()).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{body}");
+    tacker_error(&body, "HTTPMethodNotAllowed");
+}
+
+#[tokio::test]
+async fn a_created_vnf_is_pending_and_shown_at_once_even_before_the_projector_has_it() {
+    let api = Api::start_with(Options {
+        projector: false,
+        ..Options::default()
+    })
+    .await;
+    let vnfd_id = api.onboard(MONITOR, "monitored").await;
+    let body = json!({"vnf": {
+        "name": "vnf1",
+        "vnfd_id": vnfd_id,
+        "attributes": {"config": {"param0": "key1"}},
+        "placement_attr": {"region_name": "RegionOne"},
+    }});
+    let (status, created) = api.post("/v1.0/vnfs.json", &body).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let vnf = &created["vnf"];
+    assert_eq!(vnf["status"], "PENDING_CREATE");
+    assert_eq!(vnf["name"], "vnf1");
+    assert_eq!(vnf["vnfd_id"], vnfd_id.as_str());
+    assert_eq!(vnf["tenant_id"], "admin");
+    assert_eq!(vnf["description"], "Demo example", "defaults to the VNFD's");
+    assert_eq!(vnf["mgmt_ip_address"], Value::Null);
+    assert_eq!(vnf["error_reason"], Value::Null);
+    assert_eq!(vnf["placement_attr"], json!({"region_name": "RegionOne"}));
+    assert_eq!(vnf["attributes"]["config"], json!({"param0": "key1"}));
+    assert!(
+        vnf["action_id"].is_string(),
+        "a monitored VNF has an action id: {vnf}"
+    );
+    assert!(vnf["instance_id"].is_string(), "{vnf}");
+    let policy = vnf["attributes"]["monitoring_policy"]
+        .as_str()
+        .unwrap_or_else(|| panic!("monitoring_policy is not a JSON string: {vnf}"));
+    assert_eq!(
+        serde_json::from_str::<Value>(policy).unwrap(),
+        json!({"vdus": {"VDU1": {"ping": {
+            "name": "ping",
+            "actions": {"failure": "respawn"},
+            "parameters": {"monitoring_delay": 45, "count": 3, "interval": 1, "timeout": 2, "retry": 1},
+        }}}})
+    );
+
+    let vnf_id = id_of(vnf);
+    let (status, shown) = api.get(&format!("/v1.0/vnfs/{vnf_id}.json")).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "a show right after a create is never 404: {shown}"
+    );
+    assert_eq!(&shown["vnf"], vnf);
+    // A gateway that did not create it, with no projector to fill the tables, reads the log.
+    let other = api.second_gateway().await;
+    let (status, shown) = other.get(&format!("/v1.0/vnfs/{vnf_id}")).await;
+    assert_eq!(status, StatusCode::OK, "{shown}");
+    assert_eq!(&shown["vnf"], vnf);
+    let (status, shown) = other.get(&format!("/v1.0/vnfds/{vnfd_id}")).await;
+    assert_eq!(status, StatusCode::OK, "{shown}");
+    // python-tackerclient resolves an id with a filtered list before it shows.
+    let (status, found) = api
+        .get(&format!("/v1.0/vnfs.json?id={vnf_id}&fields=id"))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(found["vnfs"], json!([{"id": vnf_id}]));
+}
+
+#[tokio::test]
+async fn a_vnfd_in_use_cannot_be_deleted_and_the_events_tell_the_story() {
+    let api = Api::start().await;
+    let vnfd_id = api.onboard(MONITOR, "monitored").await;
+    let vnf_id = id_of(&api.create_vnf(&vnfd_id, "vnf1").await);
+
+    let (status, refused) = api.delete(&format!("/v1.0/vnfds/{vnfd_id}.json")).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{refused}");
+    assert!(
+        tacker_error(&refused, "VNFDInUse").contains(&vnf_id),
+        "{refused}"
+    );
+    let (status, _) = api.get(&format!("/v1.0/vnfds/{vnfd_id}.json")).await;
+    assert_eq!(status, StatusCode::OK, "still there");
+
+    // As `vnf-events-list` asks.
+    let (status, events) = api
+        .get(&format!(
+            "/v1.0/events.json?resource_id={vnf_id}&resource_type=vnf"
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{events}");
+    let events = events["events"].as_array().unwrap().clone();
+    assert_eq!(events.len(), 2, "{events:?}");
+    let create = &events[0];
+    assert_eq!(create["resource_id"], vnf_id.as_str());
+    assert_eq!(create["resource_type"], "vnf");
+    assert_eq!(create["event_type"], "CREATE");
+    assert_eq!(create["resource_state"], "PENDING_CREATE");
+    assert!(create["timestamp"].is_string());
+    let details = create["event_details"].as_str().unwrap();
+    assert!(
+        details.starts_with("VNF create requested by user:admin"),
+        "{details}"
+    );
+    assert_eq!(events[1]["event_type"], "MONITOR");
+
+    let event_id = create["id"].as_u64().expect("a numeric id");
+    let (status, shown) = api.get(&format!("/v1.0/events/{event_id}.json")).await;
+    assert_eq!(status, StatusCode::OK, "{shown}");
+    assert_eq!(&shown["event"], create);
+
+    let (_, vnfd_events) = api
+        .get(&format!("/v1.0/events.json?resource_id={vnfd_id}"))
+        .await;
+    let kinds: Vec<(&str, &str)> = vnfd_events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["event_type"].as_str().unwrap(),
+                e["resource_state"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![("CREATE", "OnBoarded"), ("UPDATE", "OnBoarded")]
+    );
+
+    let (_, all) = api.get("/v1.0/events.json").await;
+    let resources: Vec<&str> = all["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["resource_id"].as_str().unwrap())
+        .collect();
+    assert!(resources.contains(&vnf_id.as_str()) && resources.contains(&vnfd_id.as_str()));
+    let (_, monitors) = api.get("/v1.0/events.json?event_type=MONITOR").await;
+    assert_eq!(
+        monitors["events"].as_array().unwrap().len(),
+        1,
+        "{monitors}"
+    );
+    let (_, vnfd_only) = api
+        .get("/v1.0/events.json?resource_type=vnfd&event_type=CREATE")
+        .await;
+    let vnfd_only = vnfd_only["events"].as_array().unwrap();
+    assert_eq!(vnfd_only.len(), 1);
+    assert_eq!(vnfd_only[0]["resource_id"], vnfd_id.as_str());
+}
+
+#[tokio::test]
+async fn a_pending_vnf_refuses_scale_delete_and_resources() {
+    let api = Api::start().await;
+    let vnfd_id = api.onboard(SCALE, "scaled").await;
+    let vnf_id = id_of(&api.create_vnf(&vnfd_id, "vnf1").await);
+    let actions = format!("/v1.0/vnfs/{vnf_id}/actions.json");
+
+    let scale = json!({"scale": {"type": "out", "policy": "SP1"}});
+    let (status, refused) = api.post(&actions, &scale).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{refused}");
+    assert!(
+        tacker_error(&refused, "VNFInvalidState").contains("PENDING_CREATE"),
+        "{refused}"
+    );
+    let (status, refused) = api.delete(&format!("/v1.0/vnfs/{vnf_id}.json")).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{refused}");
+    tacker_error(&refused, "VNFInvalidState");
+    let (status, refused) = api
+        .get(&format!("/v1.0/vnfs/{vnf_id}/resources.json"))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{refused}");
+    tacker_error(&refused, "VNFInactive");
+
+    for (body, field) in [
+        (
+            json!({"scale": {"type": "sideways", "policy": "SP1"}}),
+            "scale.type",
+        ),
+        (json!({"scale": {"policy": "SP1"}}), "scale.type"),
+        (json!({"scale": {"type": "in"}}), "scale.policy"),
+        (json!({"heal": {}}), "scale"),
+    ] {
+        let (status, refused) = api.post(&actions, &body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {refused}");
+        let message = tacker_error(&refused, "InvalidInput");
+        assert!(message.starts_with(field), "{message}");
+    }
+    let (_, shown) = api.get(&format!("/v1.0/vnfs/{vnf_id}.json")).await;
+    assert_eq!(shown["vnf"]["status"], "PENDING_CREATE");
+}
+
+#[tokio::test]
+async fn token_auth_refuses_requests_without_the_token() {
+    let api = Api::start_with(Options {
+        auth: Auth::Token("s3cret".into()),
+        ..Options::default()
+    })
+    .await;
+    let uri = "/v1.0/vnfds.json";
+    for token in [None, Some(""), Some("s3cre"), Some("wrong")] {
+        let (status, refused) = api.call_with_token("GET", uri, Body::empty(), token).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{token:?}: {refused}");
+        tacker_error(&refused, "HTTPUnauthorized");
+    }
+    let (status, refused) = api
+        .call_with_token("POST", "/v1.0/vnfs.json", Body::from("{}"), None)
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{refused}");
+    let (status, list) = api
+        .call_with_token("GET", uri, Body::empty(), Some("s3cret"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    assert_eq!(list, json!({"vnfds": []}));
+    let (status, _) = api.call_with_token("GET", "/", Body::empty(), None).await;
+    assert_eq!(status, StatusCode::OK, "version discovery stays open");
+}
+
+#[tokio::test]
+async fn an_active_vnf_shows_its_ips_and_resources_and_scales_within_its_policy() {
+    let api = Api::start().await;
+    let vnfd_id = api.onboard(SCALE, "scaled").await;
+    let vnf_id = id_of(&api.create_vnf(&vnfd_id, "vnf1").await);
+    let vnf_uri = format!("/v1.0/vnfs/{vnf_id}.json");
+    api.complete_create(&vnf_id, 3).await;
+
+    let vnf = api.show_until(&vnf_id, |v| v["status"] == "ACTIVE").await;
+    assert_eq!(vnf["action_id"], Value::Null, "no VDU is monitored");
+    assert!(
+        vnf["attributes"].get("monitoring_policy").is_none(),
+        "{vnf}"
+    );
+    let ips = vnf["mgmt_ip_address"]
+        .as_str()
+        .unwrap_or_else(|| panic!("mgmt_ip_address is not a JSON string: {vnf}"));
+    assert_eq!(
+        serde_json::from_str::<Value>(ips).unwrap(),
+        json!({"VDU1": ["198.18.0.3", "198.18.0.4"], "VDU2": ["198.18.0.5", "198.18.0.6"]})
+    );
+
+    let (status, resources) = api
+        .get(&format!("/v1.0/vnfs/{vnf_id}/resources.json"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{resources}");
+    let resources = resources["resources"].as_array().unwrap();
+    assert_eq!(resources.len(), 4);
+    let planned = api
+        .log
+        .load::<Vnf>(&vnf_id)
+        .await
+        .unwrap()
+        .aggregate
+        .instances;
+    for (resource, instance) in resources.iter().zip(&planned) {
+        assert_eq!(resource["name"], instance.vdu.as_str());
+        assert_eq!(resource["type"], "OS::Nova::Server");
+        assert_eq!(resource["id"], instance.instance_id.as_str());
+    }
+
+    let actions = format!("/v1.0/vnfs/{vnf_id}/actions.json");
+    let out = json!({"scale": {"type": "out", "policy": "SP1"}});
+    let (status, answer) = api.post(&actions, &out).await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    assert_eq!(answer, json!({}));
+    let (_, shown) = api.get(&vnf_uri).await;
+    assert_eq!(
+        shown["vnf"]["status"], "PENDING_SCALE_OUT",
+        "a gateway shows its own writes"
+    );
+
+    api.complete_scale(&vnf_id, 7).await;
+    let vnf = api.show_until(&vnf_id, |v| v["status"] == "ACTIVE").await;
+    let ips: Value = serde_json::from_str(vnf["mgmt_ip_address"].as_str().unwrap()).unwrap();
+    assert_eq!(ips["VDU1"].as_array().unwrap().len(), 3, "{ips}");
+
+    let (status, refused) = api.post(&actions, &out).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{refused}");
+    assert!(
+        tacker_error(&refused, "VNFScaleLimit").contains("max_instances of 3"),
+        "{refused}"
+    );
+    let unknown_policy = json!({"scale": {"type": "in", "policy": "SP9"}});
+    let (status, refused) = api.post(&actions, &unknown_policy).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{refused}");
+    assert!(
+        tacker_error(&refused, "VNFPolicyNotFound").contains("SP9"),
+        "{refused}"
+    );
+
+    let (_, events) = api
+        .get(&format!(
+            "/v1.0/events.json?resource_id={vnf_id}&event_type=SCALE"
+        ))
+        .await;
+    let states: Vec<&str> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["resource_state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, vec!["PENDING_SCALE_OUT", "ACTIVE"]);
+
+    let (status, body) = api.delete(&vnf_uri).await;
+    assert_eq!((status, body), (StatusCode::NO_CONTENT, Value::Null));
+    let (_, shown) = api.get(&vnf_uri).await;
+    assert_eq!(shown["vnf"]["status"], "PENDING_DELETE");
+    let (_, pending) = api
+        .get("/v1.0/vnfs.json?status=PENDING_DELETE&fields=id")
+        .await;
+    assert_eq!(pending["vnfs"], json!([{"id": vnf_id}]));
+}
+
+#[tokio::test]
+async fn a_single_instance_ip_is_a_plain_string_and_monitoring_is_shown() {
+    let api = Api::start().await;
+    let vnfd_id = api.onboard(HTTP_MONITOR, "http-monitored").await;
+    let vnf_id = id_of(&api.create_vnf(&vnfd_id, "web").await);
+    api.complete_create(&vnf_id, 9).await;
+    let vnf = api.show_until(&vnf_id, |v| v["status"] == "ACTIVE").await;
+    assert_eq!(vnf["mgmt_ip_address"], r#"{"VDU1":"198.18.0.9"}"#);
+    let policy: Value =
+        serde_json::from_str(vnf["attributes"]["monitoring_policy"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        policy,
+        json!({"vdus": {"VDU1": {"http_ping": {
+            "name": "http_ping",
+            "actions": {"failure": "respawn"},
+            "parameters": {"monitoring_delay": 30, "count": 5, "interval": 1, "timeout": 10, "retry": 5, "port": 8000},
+        }}}})
+    );
+    assert!(vnf["action_id"].is_string());
+}
+
+#[tokio::test]
+async fn vnf_lists_filter_like_tacker() {
+    let api = Api::start().await;
+    let monitored = api.onboard(MONITOR, "monitored").await;
+    let scaled = api.onboard(SCALE, "scaled").await;
+    let a = id_of(&api.create_vnf(&monitored, "vnf-a").await);
+    let b = id_of(&api.create_vnf(&scaled, "vnf-b").await);
+    let c = id_of(&api.create_vnf(&scaled, "vnf-c").await);
+
+    let (status, all) = api.get("/v1.0/vnfs.json").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        ids(&all["vnfs"]),
+        vec![a.clone(), b.clone(), c.clone()],
+        "oldest first"
+    );
+    let (_, named) = api.get("/v1.0/vnfs.json?name=vnf-b&fields=id").await;
+    assert_eq!(named["vnfs"], json!([{"id": b}]));
+    let (_, by_vnfd) = api.get(&format!("/v1.0/vnfs?vnfd_id={scaled}")).await;
+    assert_eq!(ids(&by_vnfd["vnfs"]), vec![b.clone(), c.clone()]);
+    let (_, either) = api.get("/v1.0/vnfs.json?name=vnf-a&name=vnf-c").await;
+    assert_eq!(ids(&either["vnfs"]), vec![a.clone(), c.clone()]);
+    let (_, by_id) = api.get(&format!("/v1.0/vnfs.json?id={c}&fields=id")).await;
+    assert_eq!(by_id["vnfs"], json!([{"id": c}]));
+    let (_, active) = api.get("/v1.0/vnfs.json?status=ACTIVE").await;
+    assert_eq!(active["vnfs"], json!([]));
+    let (_, pending) = api.get("/v1.0/vnfs.json?status=PENDING_CREATE").await;
+    assert_eq!(ids(&pending["vnfs"]).len(), 3);
+    let (_, nonsense) = api.get("/v1.0/vnfs.json?id=*&id=not-an-id").await;
+    assert_eq!(nonsense["vnfs"], json!([]));
+
+    // A gateway started later loads the table before it serves.
+    eventually("the projector has every VNF", || async {
+        let rows = api
+            .tables
+            .all::<Vnf>(events::names::AggregateKind::Vnf)
+            .await
+            .unwrap();
+        (rows.len() == 3).then_some(())
+    })
+    .await;
+    let other = api.second_gateway().await;
+    let (_, listed) = other.get("/v1.0/vnfs.json").await;
+    assert_eq!(listed, all);
+}
+
+#[tokio::test]
+async fn a_vnf_from_an_inline_template_onboards_its_own_vnfd() {
+    let api = Api::start().await;
+    let body = json!({"vnf": {"name": "inline", "vnfd_template": yaml_to_json(MONITOR)}});
+    let (status, created) = api.post("/v1.0/vnfs.json", &body).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let vnf = &created["vnf"];
+    let vnf_id = id_of(vnf);
+    let vnfd_id = vnf["vnfd_id"].as_str().unwrap().to_owned();
+    assert!(vnf["action_id"].is_string());
+
+    let (status, vnfd) = api.get(&format!("/v1.0/vnfds/{vnfd_id}.json")).await;
+    assert_eq!(status, StatusCode::OK, "{vnfd}");
+    assert_eq!(vnfd["vnfd"]["template_source"], "inline");
+    assert_eq!(vnfd["vnfd"]["name"], format!("tmpl-{}", &vnf_id[..8]));
+
+    eventually("the inline VNFD is listed", || async {
+        let (_, all) = api.get("/v1.0/vnfds.json").await;
+        ids(&all["vnfds"]).contains(&vnfd_id).then_some(())
+    })
+    .await;
+    let (_, onboarded) = api.get("/v1.0/vnfds.json?template_source=onboarded").await;
+    assert_eq!(
+        onboarded["vnfds"],
+        json!([]),
+        "vnfd-list shows onboarded VNFDs only"
+    );
+    let (_, any) = api.get("/v1.0/vnfds.json?template_source=all").await;
+    assert_eq!(ids(&any["vnfds"]), vec![vnfd_id.clone()]);
+
+    let log_before = api.log_length().await;
+    let broken = MONITOR.replacen("failure: respawn", "failure: reboot", 1);
+    let body = json!({"vnf": {"name": "broken", "vnfd_template": broken}});
+    let (status, refused) = api.post("/v1.0/vnfs.json", &body).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+    let message = tacker_error(&refused, "InvalidVNFD");
+    assert!(
+        message.starts_with("vnf.vnfd_template.topology_template.node_templates.VDU1.properties.monitoring_policy.actions"),
+        "{message}"
+    );
+    let both = json!({"vnf": {"name": "both", "vnfd_id": vnfd_id, "vnfd_template": MONITOR}});
+    let (status, refused) = api.post("/v1.0/vnfs.json", &both).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+    tacker_error(&refused, "InvalidInput");
+    let (status, refused) = api
+        .post("/v1.0/vnfs.json", &json!({"vnf": {"vnfd_id": vnfd_id}}))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+    assert!(tacker_error(&refused, "InvalidInput").starts_with("vnf.name"));
+    assert_eq!(api.log_length().await, log_before, "nothing was appended");
+}
