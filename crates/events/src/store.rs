@@ -234,12 +234,18 @@ impl EventLog {
 
     /// Loads an aggregate by replaying its subject.
     pub async fn load<A: Logged>(&self, aggregate_id: &str) -> Result<Loaded<A>, StoreError> {
-        let recorded = self.read_subject::<A::Event>(&A::subject(aggregate_id)).await?;
+        let recorded = self
+            .read_subject::<A::Event>(&A::subject(aggregate_id))
+            .await?;
         let mut aggregate = A::default();
         let mut last_sequence = 0;
         for message in recorded {
             last_sequence = message.sequence;
-            message.envelope.events.into_iter().for_each(|e| aggregate.apply(e));
+            message
+                .envelope
+                .events
+                .into_iter()
+                .for_each(|e| aggregate.apply(e));
         }
         Ok(Loaded {
             aggregate_id: aggregate_id.to_owned(),
@@ -286,7 +292,11 @@ impl EventLog {
                 .payload(payload.clone())
                 .message_id(message_id)
                 .expected_last_subject_sequence(expected_sequence);
-            let acked = match self.jetstream.send_publish(subject.to_owned(), publish).await {
+            let acked = match self
+                .jetstream
+                .send_publish(subject.to_owned(), publish)
+                .await
+            {
                 Ok(ack) => ack.await,
                 Err(e) => Err(e),
             };
@@ -437,7 +447,10 @@ impl<A: Logged> EventStore<A> for JetStreamStore<A> {
         Ok(envelopes)
     }
 
-    async fn load_aggregate(&self, aggregate_id: &str) -> Result<Loaded<A>, AggregateError<A::Error>> {
+    async fn load_aggregate(
+        &self,
+        aggregate_id: &str,
+    ) -> Result<Loaded<A>, AggregateError<A::Error>> {
         self.log.load(aggregate_id).await.map_err(aggregate_error)
     }
 
@@ -454,7 +467,12 @@ impl<A: Logged> EventStore<A> for JetStreamStore<A> {
             AggregateError::UnexpectedError("commit without actor and cause metadata".into())
         })?;
         self.log
-            .append::<A>(&context.aggregate_id, context.last_sequence, &cause, events.clone())
+            .append::<A>(
+                &context.aggregate_id,
+                context.last_sequence,
+                &cause,
+                events.clone(),
+            )
             .await
             .map_err(aggregate_error)?;
         Ok(events

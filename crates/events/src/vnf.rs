@@ -322,7 +322,10 @@ impl Vnf {
     }
 
     fn require_status(&self, allowed: &[VnfStatus], action: &'static str) -> Result<(), VnfError> {
-        let status = self.status.filter(|_| !self.deleted).ok_or(VnfError::NotFound)?;
+        let status = self
+            .status
+            .filter(|_| !self.deleted)
+            .ok_or(VnfError::NotFound)?;
         if allowed.contains(&status) {
             Ok(())
         } else {
@@ -397,10 +400,7 @@ impl Vnf {
 }
 
 /// Checks that a completion deployed exactly the planned instances.
-fn check_plan(
-    pending: &PendingOperation,
-    instances: &[Instance],
-) -> Result<(), VnfError> {
+fn check_plan(pending: &PendingOperation, instances: &[Instance]) -> Result<(), VnfError> {
     let planned: Vec<(&str, &str)> = pending
         .add
         .iter()

@@ -45,9 +45,13 @@ pub struct VnfdDescriptor {
 pub enum VnfdCommand {
     Onboard(VnfdDescriptor),
     /// A VNF is about to be created from this VNFD.
-    Use { vnf_id: String },
+    Use {
+        vnf_id: String,
+    },
     /// A VNF created from this VNFD is gone.
-    Release { vnf_id: String },
+    Release {
+        vnf_id: String,
+    },
     Delete,
 }
 

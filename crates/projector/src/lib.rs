@@ -75,7 +75,10 @@ impl std::fmt::Debug for Tables {
 
 impl Tables {
     /// Opens the tables, creating the buckets when missing.
-    pub async fn open(jetstream: &jetstream::Context, replicas: usize) -> Result<Self, ProjectorError> {
+    pub async fn open(
+        jetstream: &jetstream::Context,
+        replicas: usize,
+    ) -> Result<Self, ProjectorError> {
         let open = |bucket: &'static str| async move {
             match jetstream.get_key_value(bucket).await {
                 Ok(store) => Ok(store),
@@ -106,11 +109,15 @@ impl Tables {
 
     /// One VNF row, if the table has it (deleted VNFs stay as rows with `deleted` set).
     pub async fn vnf(&self, vnf_id: &str) -> Result<Option<VnfRow>, ProjectorError> {
-        read_row(&self.vnfs, vnf_id).await.map(|r| r.map(|(row, _)| row))
+        read_row(&self.vnfs, vnf_id)
+            .await
+            .map(|r| r.map(|(row, _)| row))
     }
 
     pub async fn vnfd(&self, vnfd_id: &str) -> Result<Option<VnfdRow>, ProjectorError> {
-        read_row(&self.vnfds, vnfd_id).await.map(|r| r.map(|(row, _)| row))
+        read_row(&self.vnfds, vnfd_id)
+            .await
+            .map(|r| r.map(|(row, _)| row))
     }
 
     /// Every row of a table.
@@ -138,7 +145,11 @@ async fn read_row<A: DeserializeOwned>(
     bucket: &kv::Store,
     key: &str,
 ) -> Result<Option<(Row<A>, u64)>, ProjectorError> {
-    let Some(entry) = bucket.entry(key).await.map_err(|e| nats("reading a row", e))? else {
+    let Some(entry) = bucket
+        .entry(key)
+        .await
+        .map_err(|e| nats("reading a row", e))?
+    else {
         return Ok(None);
     };
     if entry.operation != kv::Operation::Put {
@@ -256,7 +267,13 @@ where
                 row_sequence,
                 previous,
             } => {
-                tracing::debug!(key, sequence, row_sequence, previous, "Predecessor not applied yet.");
+                tracing::debug!(
+                    key,
+                    sequence,
+                    row_sequence,
+                    previous,
+                    "Predecessor not applied yet."
+                );
                 return Ok(AckKind::Nak(Some(GAP_RETRY_DELAY)));
             }
             Step::Apply(next) => {
@@ -319,13 +336,18 @@ pub async fn rebuild(log: &EventLog) -> Result<Rebuilt, ProjectorError> {
         .map_err(|e| nats("replaying the log", e))?;
     while let Some(message) = messages.next().await {
         let message = message.map_err(|e| nats("replaying the log", e))?;
-        let sequence = message.info().map_err(|e| nats("replaying the log", e))?.stream_sequence;
+        let sequence = message
+            .info()
+            .map_err(|e| nats("replaying the log", e))?
+            .stream_sequence;
         if sequence > last {
             break;
         }
         if let Some((kind, id)) = names::parse_lifecycle_subject(&message.subject) {
             match kind {
-                AggregateKind::Vnf => fold::<Vnf>(&mut rebuilt.vnfs, id, sequence, &message.payload),
+                AggregateKind::Vnf => {
+                    fold::<Vnf>(&mut rebuilt.vnfs, id, sequence, &message.payload)
+                }
                 AggregateKind::Vnfd => {
                     fold::<Vnfd>(&mut rebuilt.vnfds, id, sequence, &message.payload)
                 }
@@ -361,7 +383,11 @@ pub struct Verification {
 }
 
 /// Compares the live tables with a rebuild of the log, once the projector has caught up.
-pub async fn verify(log: &EventLog, tables: &Tables, catch_up: Duration) -> Result<Verification, ProjectorError> {
+pub async fn verify(
+    log: &EventLog,
+    tables: &Tables,
+    catch_up: Duration,
+) -> Result<Verification, ProjectorError> {
     let rebuilt = rebuild(log).await?;
     wait_for_projector(log, rebuilt.through_sequence, catch_up).await?;
     let mut verification = Verification::default();
@@ -404,15 +430,19 @@ fn compare<A: PartialEq + std::fmt::Debug>(
             (Some(_), None) => verification
                 .differences
                 .push(format!("{what} {key}: in the live table, not in the log")),
-            (None, Some(_)) => verification
-                .differences
-                .push(format!("{what} {key}: in the log, missing from the live table")),
+            (None, Some(_)) => verification.differences.push(format!(
+                "{what} {key}: in the log, missing from the live table"
+            )),
             (None, None) => {}
         }
     }
 }
 
-async fn wait_for_projector(log: &EventLog, through: u64, patience: Duration) -> Result<(), ProjectorError> {
+async fn wait_for_projector(
+    log: &EventLog,
+    through: u64,
+    patience: Duration,
+) -> Result<(), ProjectorError> {
     let deadline = tokio::time::Instant::now() + patience;
     loop {
         let mut consumer: consumer::PullConsumer = log
@@ -420,14 +450,16 @@ async fn wait_for_projector(log: &EventLog, through: u64, patience: Duration) ->
             .get_consumer(names::PROJECTOR_CONSUMER)
             .await
             .map_err(|e| nats("finding the projector consumer", e))?;
-        let info = consumer.info().await.map_err(|e| nats("reading the projector's position", e))?;
+        let info = consumer
+            .info()
+            .await
+            .map_err(|e| nats("reading the projector's position", e))?;
         if info.ack_floor.stream_sequence >= through || tokio::time::Instant::now() >= deadline {
             return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
-
 
 /// Writes a rebuild of the log into the tables, repairing rows that are missing or behind.
 /// A row is only replaced by a later one (compare-and-set), so a live projector is never undone.
@@ -448,10 +480,13 @@ async fn repair_row<A>(bucket: &kv::Store, key: &str, row: &Row<A>) -> Result<bo
 where
     A: Serialize + DeserializeOwned + PartialEq,
 {
-    let value = bytes::Bytes::from(serde_json::to_vec(row).map_err(|source| ProjectorError::Row {
-        key: key.to_owned(),
-        source,
-    })?);
+    let value =
+        bytes::Bytes::from(
+            serde_json::to_vec(row).map_err(|source| ProjectorError::Row {
+                key: key.to_owned(),
+                source,
+            })?,
+        );
     for _ in 0..ROW_WRITE_ATTEMPTS_MAX {
         let written = match read_row::<A>(bucket, key).await {
             Ok(Some((live, _))) if live.last_sequence >= row.last_sequence => return Ok(false),

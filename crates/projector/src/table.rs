@@ -66,7 +66,10 @@ pub fn step<A: Aggregate + Clone>(
         updated_at: envelope.recorded_at,
         last_sequence: 0,
     });
-    envelope.events.into_iter().for_each(|e| next.state.apply(e));
+    envelope
+        .events
+        .into_iter()
+        .for_each(|e| next.state.apply(e));
     next.updated_at = envelope.recorded_at;
     next.last_sequence = sequence;
     Step::Apply(next)

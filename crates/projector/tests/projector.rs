@@ -38,7 +38,10 @@ where
 {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while !check().await {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting: {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting: {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -60,24 +63,39 @@ async fn rows_follow_the_log_and_a_rebuild_equals_them() {
     }
     for n in 0..20 {
         let id = format!("d{n}");
-        log.execute::<Vnfd>(&id, onboard(&id), &(), &user()).await.unwrap();
+        log.execute::<Vnfd>(&id, onboard(&id), &(), &user())
+            .await
+            .unwrap();
         for vnf in 0..3 {
             let command = VnfdCommand::Use {
                 vnf_id: format!("v{vnf}"),
             };
-            log.execute::<Vnfd>(&id, command, &(), &user()).await.unwrap();
+            log.execute::<Vnfd>(&id, command, &(), &user())
+                .await
+                .unwrap();
         }
     }
-    log.execute::<Vnfd>("d0", VnfdCommand::Release { vnf_id: "v0".into() }, &(), &user())
-        .await
-        .unwrap();
+    log.execute::<Vnfd>(
+        "d0",
+        VnfdCommand::Release {
+            vnf_id: "v0".into(),
+        },
+        &(),
+        &user(),
+    )
+    .await
+    .unwrap();
     eventually("every row projected", || async {
         let row = tables.vnfd("d19").await.unwrap();
         row.is_some_and(|r| r.state.users.len() == 3)
     })
     .await;
     eventually("the release projected", || async {
-        tables.vnfd("d0").await.unwrap().is_some_and(|r| r.state.users.len() == 2)
+        tables
+            .vnfd("d0")
+            .await
+            .unwrap()
+            .is_some_and(|r| r.state.users.len() == 2)
     })
     .await;
     let verification = projector::verify(&log, &tables, Duration::from_secs(10))
@@ -97,6 +115,11 @@ async fn rows_follow_the_log_and_a_rebuild_equals_them() {
     let verification = projector::verify(&log, &tables, Duration::from_secs(10))
         .await
         .unwrap();
-    assert_eq!(verification.differences.len(), 1, "{:?}", verification.differences);
+    assert_eq!(
+        verification.differences.len(),
+        1,
+        "{:?}",
+        verification.differences
+    );
     assert!(verification.differences[0].contains("d3"));
 }

@@ -54,7 +54,10 @@ async fn appended_events_load_back_in_order() {
     assert_eq!(loaded.last_sequence, second);
     assert!(loaded.aggregate.live().is_some());
     assert!(loaded.aggregate.users.contains("v1"));
-    let recorded = log.read_subject::<VnfdEvent>(&names::vnfd_subject("d1")).await.unwrap();
+    let recorded = log
+        .read_subject::<VnfdEvent>(&names::vnfd_subject("d1"))
+        .await
+        .unwrap();
     assert_eq!(recorded.len(), 2);
     assert_eq!(recorded[0].envelope.cause.actor.id, "admin");
 }
@@ -79,7 +82,10 @@ async fn two_writers_racing_on_one_aggregate_exactly_one_wins() {
         .filter(|r| matches!(r, Err(StoreError::Conflict)))
         .count();
     assert_eq!((wins, conflicts), (1, 1), "{a:?} {b:?}");
-    let recorded = log.read_subject::<VnfdEvent>(&names::vnfd_subject("d1")).await.unwrap();
+    let recorded = log
+        .read_subject::<VnfdEvent>(&names::vnfd_subject("d1"))
+        .await
+        .unwrap();
     assert_eq!(recorded.len(), 2);
 }
 
@@ -98,7 +104,10 @@ async fn a_retried_append_is_stored_once() {
         .await
         .unwrap();
     assert_eq!(first, again);
-    let recorded = log.read_subject::<VnfdEvent>(&names::vnfd_subject("d1")).await.unwrap();
+    let recorded = log
+        .read_subject::<VnfdEvent>(&names::vnfd_subject("d1"))
+        .await
+        .unwrap();
     assert_eq!(recorded.len(), 1);
     // A different command with the same stale expectation is a conflict, not a duplicate.
     let other = log
@@ -132,7 +141,10 @@ async fn execute_redecides_after_losing_a_race() {
         .execute::<Vnfd>("d1", VnfdCommand::Delete, &(), &user())
         .await;
     assert!(
-        matches!(refused, Err(CommandError::Rejected(VnfdError::InUse { .. }))),
+        matches!(
+            refused,
+            Err(CommandError::Rejected(VnfdError::InUse { .. }))
+        ),
         "{refused:?}"
     );
 }

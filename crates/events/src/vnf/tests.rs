@@ -205,7 +205,10 @@ fn complete_create_must_match_the_plan() {
             instances: running(&create_plan()[..1], 1),
         })
         .inspect_result();
-    assert!(matches!(result, Err(VnfError::PlanMismatch { .. })), "{result:?}");
+    assert!(
+        matches!(result, Err(VnfError::PlanMismatch { .. })),
+        "{result:?}"
+    );
 }
 
 #[test]
@@ -245,7 +248,10 @@ fn scale_out_beyond_max_is_refused_with_the_reason() {
     let Err(err) = result else {
         panic!("scale beyond max accepted: {result:?}")
     };
-    assert!(matches!(err, VnfError::ScaleLimit { limit: 3, .. }), "{err}");
+    assert!(
+        matches!(err, VnfError::ScaleLimit { limit: 3, .. }),
+        "{err}"
+    );
     assert!(err.to_string().contains("max_instances of 3"), "{err}");
 }
 
@@ -282,7 +288,13 @@ fn scale_in_removes_the_newest_instance_and_respects_min() {
         .when(scale(ScaleDirection::In))
         .inspect_result();
     assert!(
-        matches!(result, Err(VnfError::ScaleLimit { bound: "min_instances", .. })),
+        matches!(
+            result,
+            Err(VnfError::ScaleLimit {
+                bound: "min_instances",
+                ..
+            })
+        ),
         "{result:?}"
     );
 }

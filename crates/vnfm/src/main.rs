@@ -1,0 +1,143 @@
+//! The `vnfm` binary: parses flags once, connects to NATS, and runs one role (`gateway`,
+//! `projector`, `conductor`), all of them over an embedded nats-server (`up`), or an operator
+//! tool (`audit`, `rebuild`). It holds no logic of its own beyond wiring and start-up checks.
+
+mod nats_server;
+mod roles;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "vnfm",
+    version,
+    about = "A VNF manager whose monitor policies scale out."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run every role in one process; starts a local nats-server unless --nats-url is given.
+    Up(UpArgs),
+    /// Serve the Tacker v1.0 REST API.
+    Gateway(GatewayArgs),
+    /// Keep the VNF and VNFD tables from the log.
+    Projector(NatsArgs),
+    /// Carry out VNF operations through the VIM.
+    Conductor(ConductorArgs),
+    /// Print a VNF's whole history from the log.
+    Audit {
+        vnf_id: String,
+        #[command(flatten)]
+        nats: NatsArgs,
+    },
+    /// Rebuild the VNF and VNFD tables from the log.
+    Rebuild {
+        /// Compare the rebuild with the live tables instead of writing it; exit 1 on any difference.
+        #[arg(long)]
+        verify: bool,
+        #[command(flatten)]
+        nats: NatsArgs,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+struct NatsArgs {
+    /// The NATS server (or cluster member) to use.
+    #[arg(long, env = "VNFM_NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    nats_url: String,
+    /// Replicas of the streams and tables vnfm creates (3 on a three-node cluster).
+    #[arg(long, env = "VNFM_REPLICAS", default_value_t = 1)]
+    replicas: usize,
+}
+
+#[derive(Debug, Clone, Args)]
+struct ApiArgs {
+    /// Where the REST API listens.
+    #[arg(long, env = "VNFM_LISTEN", default_value = "127.0.0.1:9890")]
+    listen: SocketAddr,
+    /// `none` (the default, allowed only on loopback) or `token` (needs --token-file).
+    #[arg(long, value_enum, env = "VNFM_AUTH")]
+    auth: Option<AuthMode>,
+    /// File whose first line is the token clients send as X-Auth-Token.
+    #[arg(long, env = "VNFM_TOKEN_FILE")]
+    token_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum AuthMode {
+    None,
+    Token,
+}
+
+#[derive(Debug, Clone, Args)]
+struct GatewayArgs {
+    #[command(flatten)]
+    nats: NatsArgs,
+    #[command(flatten)]
+    api: ApiArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+struct VimArgs {
+    /// Name prefix of the namespaces and links the local VIM creates (at most 5 of [a-z0-9]).
+    #[arg(long, env = "VNFM_VIM_PREFIX", default_value = "vnfm")]
+    vim_prefix: String,
+}
+
+#[derive(Debug, Clone, Args)]
+struct ConductorArgs {
+    #[command(flatten)]
+    nats: NatsArgs,
+    #[command(flatten)]
+    vim: VimArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+struct UpArgs {
+    /// Where the embedded nats-server keeps its store (ignored with --nats-url).
+    #[arg(long, env = "VNFM_DATA_DIR", default_value = "data")]
+    data_dir: PathBuf,
+    /// Use this NATS server instead of starting one.
+    #[arg(long, env = "VNFM_NATS_URL")]
+    nats_url: Option<String>,
+    /// The nats-server binary to start (default: ops/bin/nats-server, then PATH).
+    #[arg(long, env = "VNFM_NATS_SERVER_BIN")]
+    nats_server_bin: Option<PathBuf>,
+    #[command(flatten)]
+    api: ApiArgs,
+    #[command(flatten)]
+    vim: VimArgs,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,async_nats=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("vnfm: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(roles::run(cli.command)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("vnfm: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,163 @@
+//! The embedded nats-server of `vnfm up`, and the version check every role makes.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use tokio::process::{Child, Command};
+
+/// The oldest nats-server vnfm runs against: 2.12 brought the behaviour the store relies on
+/// (expected-sequence checks together with message ids), and older servers carry published
+/// security advisories.
+pub const SERVER_VERSION_MIN: (u64, u64) = (2, 12);
+/// How long a started nats-server may take to accept clients (it recovers its store first).
+const SERVER_START_TIMEOUT: Duration = Duration::from_secs(30);
+/// The client port `vnfm up` prefers; a free one is taken when it is busy.
+const PREFERRED_PORT: u16 = 4222;
+
+/// Parses "2.12.8" (or "v2.12.8", or "nats-server: v2.12.8") into (major, minor).
+pub fn parse_version(text: &str) -> Option<(u64, u64)> {
+    let version = text.trim().rsplit(' ').next()?.trim_start_matches('v');
+    let mut parts = version.split(['.', '-']);
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+}
+
+fn check_version(what: &str, version: &str) -> anyhow::Result<()> {
+    match parse_version(version) {
+        Some(found) if found >= SERVER_VERSION_MIN => Ok(()),
+        _ => bail!(
+            "{what} is nats-server {version}; vnfm needs {}.{} or newer (run ops/install-nats-server.sh)",
+            SERVER_VERSION_MIN.0,
+            SERVER_VERSION_MIN.1
+        ),
+    }
+}
+
+/// Connects to NATS and refuses a server older than [`SERVER_VERSION_MIN`].
+pub async fn connect(url: &str, name: &str) -> anyhow::Result<async_nats::Client> {
+    let client = async_nats::ConnectOptions::new()
+        .name(name)
+        .retry_on_initial_connect()
+        .connect(url)
+        .await
+        .with_context(|| format!("connecting to NATS at {url}"))?;
+    // The server's INFO arrives with the connection; wait for it briefly after a retried connect.
+    for _ in 0..50 {
+        if !client.server_info().version.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    check_version(
+        &format!("the server at {url}"),
+        &client.server_info().version,
+    )?;
+    Ok(client)
+}
+
+/// A nats-server child process, killed when dropped.
+#[derive(Debug)]
+pub struct EmbeddedServer {
+    _child: Child,
+    pub url: String,
+}
+
+/// Starts nats-server with JetStream, its store under `data_dir/nats`, on loopback.
+pub async fn start(data_dir: &Path, binary: Option<PathBuf>) -> anyhow::Result<EmbeddedServer> {
+    let binary = binary.unwrap_or_else(find_binary);
+    let output = Command::new(&binary)
+        .arg("--version")
+        .output()
+        .await
+        .with_context(|| {
+            format!(
+                "running {} (install it with ops/install-nats-server.sh)",
+                binary.display()
+            )
+        })?;
+    check_version(
+        &binary.display().to_string(),
+        &String::from_utf8_lossy(&output.stdout),
+    )?;
+    let store_dir = data_dir.join("nats");
+    std::fs::create_dir_all(&store_dir)
+        .with_context(|| format!("creating {}", store_dir.display()))?;
+    let store_dir = store_dir.canonicalize()?;
+    let port = if port_is_free(PREFERRED_PORT) {
+        PREFERRED_PORT
+    } else {
+        free_port()?
+    };
+    let config = data_dir.join("nats-server.conf");
+    std::fs::write(
+        &config,
+        format!(
+            "listen: 127.0.0.1:{port}\nmax_payload: 8MB\njetstream {{\n  store_dir: {:?}\n  sync_interval: always\n}}\n",
+            store_dir.display().to_string()
+        ),
+    )?;
+    let child = Command::new(&binary)
+        .arg("-c")
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting {}", binary.display()))?;
+    let url = format!("nats://127.0.0.1:{port}");
+    let deadline = tokio::time::Instant::now() + SERVER_START_TIMEOUT;
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        if tokio::time::Instant::now() > deadline {
+            bail!(
+                "nats-server did not accept clients on port {port} within {SERVER_START_TIMEOUT:?}"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tracing::info!(nats_url = %url, store_dir = %store_dir.display(), "Started nats-server.");
+    Ok(EmbeddedServer { _child: child, url })
+}
+
+fn find_binary() -> PathBuf {
+    let local = Path::new("ops/bin/nats-server");
+    if local.exists() {
+        local.to_path_buf()
+    } else {
+        PathBuf::from("nats-server")
+    }
+}
+
+fn port_is_free(port: u16) -> bool {
+    std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind(("127.0.0.1", 0))?
+        .local_addr()?
+        .port())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_server_versions() {
+        assert_eq!(parse_version("nats-server: v2.12.8\n"), Some((2, 12)));
+        assert_eq!(parse_version("2.10.4"), Some((2, 10)));
+        assert_eq!(parse_version("2.14.0-beta.1"), Some((2, 14)));
+        assert_eq!(parse_version("garbage"), None);
+    }
+
+    #[test]
+    fn refuses_servers_older_than_2_12() {
+        assert!(check_version("x", "2.11.9").is_err());
+        assert!(check_version("x", "2.9.25").is_err());
+        assert!(check_version("x", "2.12.0").is_ok());
+        assert!(check_version("x", "3.0.1").is_ok());
+    }
+}

@@ -1,0 +1,279 @@
+//! Wiring: each sub-command connects, opens what it needs and runs until a signal.
+
+use std::future::Future;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use conductor::vim::local::{LocalVim, LocalVimConfig};
+use conductor::{Conductor, ConductorConfig};
+use events::names;
+use events::store::{EventLog, LogConfig};
+use events::vnf::VnfEvent;
+use gateway::{Auth, Gateway, GatewayConfig};
+use projector::Tables;
+
+use crate::{ApiArgs, AuthMode, Command, NatsArgs, UpArgs, VimArgs, nats_server};
+
+/// How long `rebuild --verify` waits for the projector to reach the end of the log.
+const VERIFY_CATCH_UP: Duration = Duration::from_secs(30);
+
+pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Up(args) => up(args).await,
+        Command::Gateway(args) => {
+            let (log, tables) = open(&args.nats, "vnfm-gateway").await?;
+            let mut roles = Roles::new();
+            roles.gateway(log, tables, &args.api).await?;
+            roles.wait().await
+        }
+        Command::Projector(nats) => {
+            let (log, tables) = open(&nats, "vnfm-projector").await?;
+            let mut roles = Roles::new();
+            roles.projector(log, tables);
+            roles.wait().await
+        }
+        Command::Conductor(args) => {
+            let (log, _) = open(&args.nats, "vnfm-conductor").await?;
+            let mut roles = Roles::new();
+            roles.conductor(log, &args.vim)?;
+            roles.wait().await
+        }
+        Command::Audit { vnf_id, nats } => audit(&nats, &vnf_id).await,
+        Command::Rebuild { verify, nats } => rebuild(&nats, verify).await,
+    }
+}
+
+async fn open(nats: &NatsArgs, name: &str) -> anyhow::Result<(EventLog, Tables)> {
+    let client = nats_server::connect(&nats.nats_url, name).await?;
+    let log = EventLog::open(
+        client,
+        &LogConfig {
+            replicas: nats.replicas,
+        },
+    )
+    .await?;
+    let tables = Tables::open(log.jetstream(), nats.replicas).await?;
+    Ok((log, tables))
+}
+
+async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
+    // Kept alive for the whole run: dropping it stops the embedded server.
+    let _server;
+    let nats_url = match &args.nats_url {
+        Some(url) => url.clone(),
+        None => {
+            let server = nats_server::start(&args.data_dir, args.nats_server_bin.clone()).await?;
+            let url = server.url.clone();
+            _server = server;
+            url
+        }
+    };
+    tracing::info!(nats_url = %nats_url, "vnfm up: using NATS at {nats_url}.");
+    let nats = NatsArgs {
+        nats_url,
+        replicas: 1,
+    };
+    let (log, tables) = open(&nats, "vnfm-up").await?;
+    let mut roles = Roles::new();
+    roles.projector(log.clone(), tables.clone());
+    roles.conductor(log.clone(), &args.vim)?;
+    roles.gateway(log, tables, &args.api).await?;
+    roles.wait().await
+}
+
+/// The roles running in this process and the signal that stops them.
+struct Roles {
+    /// Set to true once, on SIGINT/SIGTERM or when any role ends; every role watches it.
+    stop: watch::Sender<bool>,
+    running: JoinSet<(&'static str, anyhow::Result<()>)>,
+}
+
+impl Roles {
+    fn new() -> Self {
+        let (stop, _) = watch::channel(false);
+        let on_signal = stop.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("Stopping.");
+            on_signal.send_replace(true);
+        });
+        Roles {
+            stop,
+            running: JoinSet::new(),
+        }
+    }
+
+    fn shutdown(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut stop = self.stop.subscribe();
+        async move {
+            let _ = stop.wait_for(|stopped| *stopped).await;
+        }
+    }
+
+    fn projector(&mut self, log: EventLog, tables: Tables) {
+        let shutdown = self.shutdown();
+        self.running.spawn(async move {
+            let result = projector::run(log, tables, shutdown).await;
+            ("projector", result.map_err(Into::into))
+        });
+    }
+
+    fn conductor(&mut self, log: EventLog, vim: &VimArgs) -> anyhow::Result<()> {
+        let vim = LocalVim::new(LocalVimConfig {
+            prefix: vim.vim_prefix.clone(),
+            ..LocalVimConfig::default()
+        })
+        .context("starting the local VIM")?;
+        let conductor = Conductor::new(log, Arc::new(vim), ConductorConfig::default());
+        let shutdown = self.shutdown();
+        self.running.spawn(async move {
+            let result = conductor.run(shutdown).await;
+            ("conductor", result.map_err(Into::into))
+        });
+        Ok(())
+    }
+
+    async fn gateway(
+        &mut self,
+        log: EventLog,
+        tables: Tables,
+        api: &ApiArgs,
+    ) -> anyhow::Result<()> {
+        let auth = auth(api)?;
+        let config = GatewayConfig {
+            auth,
+            ..GatewayConfig::default()
+        };
+        let gateway = Gateway::new(log, tables, config).await?;
+        let listener = tokio::net::TcpListener::bind(api.listen)
+            .await
+            .with_context(|| format!("listening on {}", api.listen))?;
+        tracing::info!(listen = %api.listen, "Gateway listening on http://{}.", api.listen);
+        let shutdown = self.shutdown();
+        self.running.spawn(async move {
+            let result = gateway::serve(listener, gateway, shutdown).await;
+            ("gateway", result.map_err(Into::into))
+        });
+        Ok(())
+    }
+
+    /// Waits for every role; the first to end stops the others.
+    async fn wait(mut self) -> anyhow::Result<ExitCode> {
+        let mut failed = false;
+        while let Some(joined) = self.running.join_next().await {
+            self.stop.send_replace(true);
+            match joined {
+                Ok((role, Ok(()))) => tracing::info!(role, "Role stopped."),
+                Ok((role, Err(e))) => {
+                    tracing::error!(role, error = %format!("{e:#}"), "Role failed.");
+                    failed = true;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "Role panicked.");
+                    failed = true;
+                }
+            }
+        }
+        Ok(if failed {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        })
+    }
+}
+
+fn auth(api: &ApiArgs) -> anyhow::Result<Auth> {
+    match (api.auth, &api.token_file) {
+        (Some(AuthMode::Token), Some(path)) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading the token file {}", path.display()))?;
+            let token = text.lines().next().unwrap_or("").trim().to_owned();
+            if token.is_empty() {
+                bail!("the token file {} is empty", path.display());
+            }
+            Ok(Auth::Token(token))
+        }
+        (Some(AuthMode::Token), None) => bail!("--auth token needs --token-file FILE"),
+        (Some(AuthMode::None), _) | (None, _) if api.listen.ip().is_loopback() => Ok(Auth::None),
+        (Some(AuthMode::None), _) | (None, _) => bail!(
+            "refusing to serve {} without authentication; use --auth token --token-file FILE (noauth is allowed only on loopback)",
+            api.listen
+        ),
+    }
+}
+
+async fn wait_for_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .expect("installing the SIGTERM handler");
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}
+
+async fn audit(nats: &NatsArgs, vnf_id: &str) -> anyhow::Result<ExitCode> {
+    let (log, _) = open(nats, "vnfm-audit").await?;
+    let history = log
+        .read_subject::<VnfEvent>(&names::vnf_subject(vnf_id))
+        .await?;
+    if history.is_empty() {
+        eprintln!("vnfm: no VNF {vnf_id} in the log");
+        return Ok(ExitCode::FAILURE);
+    }
+    for recorded in history {
+        let envelope = &recorded.envelope;
+        println!(
+            "#{} {} by {} (command {}, correlation {}, caused by {})",
+            recorded.sequence,
+            envelope.recorded_at,
+            envelope.cause.actor,
+            envelope.cause.command_id,
+            envelope.cause.correlation_id,
+            envelope.cause.causation_id,
+        );
+        for event in &envelope.events {
+            println!("    {}", serde_json::to_string(event)?);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn rebuild(nats: &NatsArgs, verify: bool) -> anyhow::Result<ExitCode> {
+    let (log, tables) = open(nats, "vnfm-rebuild").await?;
+    if verify {
+        let verification = projector::verify(&log, &tables, VERIFY_CATCH_UP).await?;
+        for difference in &verification.differences {
+            println!("{difference}");
+        }
+        println!(
+            "compared {} rows ({} changed after the snapshot, skipped): {}",
+            verification.compared,
+            verification.skipped,
+            if verification.differences.is_empty() {
+                "the live tables equal the log".to_owned()
+            } else {
+                format!("{} differences", verification.differences.len())
+            }
+        );
+        return Ok(if verification.differences.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        });
+    }
+    let written = projector::write_rebuild(&log, &tables).await?;
+    println!("rewrote {written} rows from the log");
+    Ok(ExitCode::SUCCESS)
+}
