@@ -66,6 +66,18 @@ pub struct NatsServer {
     child: Option<Child>,
     /// Length of the log when the current child was spawned: where its own output starts.
     log_start_bytes: u64,
+    durability: Durability,
+}
+
+/// When the server flushes its store to disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// `sync_interval: always`: every write is fsynced before it is acknowledged, as vnfm's
+    /// `ops/` configs run it. What every test uses.
+    SyncAlways,
+    /// The server's default (fsync every two minutes): for benchmarks that compare with
+    /// figures measured that way.
+    ServerDefault,
 }
 
 /// Why a spawned server did not become ready.
@@ -92,6 +104,11 @@ impl NatsServer {
     /// When no binary is found, the binary is older than 2.12, or the server does not become
     /// ready within 10 s; the message quotes the server's log.
     pub async fn start() -> NatsServer {
+        NatsServer::start_with(Durability::SyncAlways).await
+    }
+
+    /// Like [`NatsServer::start`], with the given durability.
+    pub async fn start_with(durability: Durability) -> NatsServer {
         static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 
         let dir = tempfile::Builder::new()
@@ -111,6 +128,7 @@ impl NatsServer {
             port: 0,
             child: None,
             log_start_bytes: 0,
+            durability,
         };
         fs::create_dir(server.store_dir()).expect("create the nats-server store directory");
 
@@ -257,11 +275,15 @@ impl NatsServer {
             .store_dir()
             .to_str()
             .context("the temporary store path is not UTF-8")?;
+        let sync = match self.durability {
+            Durability::SyncAlways => "\n  sync_interval: always",
+            Durability::ServerDefault => "",
+        };
         let config = format!(
             "server_name: {name}\n\
              listen: \"127.0.0.1:{port}\"\n\
              max_payload: {MAX_PAYLOAD}\n\
-             jetstream {{\n  store_dir: {store}\n  sync_interval: always\n}}\n",
+             jetstream {{\n  store_dir: {store}{sync}\n}}\n",
             name = self.server_name,
             port = self.port,
             store = config_string(store_dir),
