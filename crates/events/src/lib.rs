@@ -6,6 +6,7 @@
 //! and holds no decision that reads the clock or the network: the aggregates are pure.
 
 pub mod envelope;
+pub mod monitor;
 pub mod names;
 pub mod spec;
 pub mod store;

@@ -51,6 +51,64 @@ pub const PROJECTOR_CONSUMER: &str = "projector";
 /// Durable consumer of VNF subjects shared by every conductor (lifecycle operations).
 pub const CONDUCTOR_CONSUMER: &str = "conductor";
 
+/// Monitor results and failures: high rate, bounded by age and size (the lifecycle stream is not).
+pub const MONITOR_STREAM: &str = "VNFM_MONITOR";
+/// All subjects of the monitor stream.
+pub const MONITOR_SUBJECTS: &str = "vnfm.monitor.>";
+/// Failure reports of every VNF, which conductors consume.
+pub const FAILURE_SUBJECTS: &str = "vnfm.monitor.failure.*";
+/// Conductors' rejections of stale failure reports, which monitors follow.
+pub const BAD_ACTION_SUBJECTS: &str = "vnfm.monitor.bad_action.*";
+/// Probe rounds of every monitor.
+pub const ROUND_SUBJECTS: &str = "vnfm.monitor.round.*";
+
+/// One probe round's results of one monitor instance.
+pub fn round_subject(monitor: &str) -> String {
+    format!("vnfm.monitor.round.{}", token(monitor))
+}
+
+/// A VDU instance of `vnf_id` went down or came back.
+pub fn vdu_state_subject(vnf_id: &str) -> String {
+    format!("vnfm.monitor.state.{vnf_id}")
+}
+
+/// A failure (after `retry` failed attempts) of a VDU instance of `vnf_id`.
+pub fn failure_subject(vnf_id: &str) -> String {
+    format!("vnfm.monitor.failure.{vnf_id}")
+}
+
+/// A conductor found a failure report of `vnf_id` stale (the specification's `bad_action`).
+pub fn bad_action_subject(vnf_id: &str) -> String {
+    format!("vnfm.monitor.bad_action.{vnf_id}")
+}
+
+/// A monitor suspects itself: most of its targets failed at once.
+pub fn suspect_subject(monitor: &str) -> String {
+    format!("vnfm.monitor.suspect.{}", token(monitor))
+}
+
+/// Every monitor-stream subject that concerns one VNF (for audits).
+pub fn monitor_subjects_of(vnf_id: &str) -> [String; 3] {
+    [
+        vdu_state_subject(vnf_id),
+        failure_subject(vnf_id),
+        bad_action_subject(vnf_id),
+    ]
+}
+
+/// A subject token made of an instance name: dots and wildcards would split or widen it.
+fn token(name: &str) -> String {
+    name.chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .collect()
+}
+
+/// The last known monitor state of each VNF's VDU instances (key: VNF id), kept by monitors.
+pub const MONITOR_STATE_BUCKET: &str = "VNFM_MONITOR_STATE";
+
+/// Durable consumer of failure reports shared by every conductor.
+pub const HEAL_CONSUMER: &str = "conductor-heal";
+
 /// JetStream headers vnfm relies on.
 pub mod headers {
     pub const MSG_ID: &str = "Nats-Msg-Id";
@@ -73,5 +131,6 @@ mod tests {
             Some((AggregateKind::Vnfd, id))
         );
         assert_eq!(parse_lifecycle_subject("vnfm.monitor.x"), None);
+        assert_eq!(round_subject("host.a*b"), "vnfm.monitor.round.host_a_b");
     }
 }

@@ -6,7 +6,7 @@
 //! under the same operation id. A completion for an operation that is no longer pending is
 //! refused as stale, which is what makes redelivered work harmless.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::Ipv4Addr;
 
 use cqrs_es::event_sink::EventSink;
@@ -15,7 +15,8 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::envelope::SCHEMA_VERSION;
-use crate::spec::VnfdSpec;
+use crate::monitor::Failure;
+use crate::spec::{PolicyAction, VnfdSpec};
 
 /// Tacker's VNF statuses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -102,6 +103,10 @@ pub enum OperationKind {
     ScaleOut,
     ScaleIn,
     Delete,
+    /// Tacker's respawn: every instance of the VNF replaced, the VNF DEAD meanwhile.
+    Respawn,
+    /// Only the failed instance rebuilt, the VNF PENDING_HEAL meanwhile.
+    VduAutoheal,
 }
 
 impl OperationKind {
@@ -111,9 +116,43 @@ impl OperationKind {
             OperationKind::ScaleOut => VnfStatus::PendingScaleOut,
             OperationKind::ScaleIn => VnfStatus::PendingScaleIn,
             OperationKind::Delete => VnfStatus::PendingDelete,
+            OperationKind::Respawn => VnfStatus::Dead,
+            OperationKind::VduAutoheal => VnfStatus::PendingHeal,
+        }
+    }
+
+    pub const ALL: [OperationKind; 6] = [
+        OperationKind::Create,
+        OperationKind::ScaleOut,
+        OperationKind::ScaleIn,
+        OperationKind::Delete,
+        OperationKind::Respawn,
+        OperationKind::VduAutoheal,
+    ];
+}
+
+/// Beyond Tacker: how many heals (respawn or vdu_autoheal) a VNF may have in a window before
+/// it goes to ERROR and waits for a person, so a flapping VDU is not rebuilt forever.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RespawnLimit {
+    pub heals_max: u32,
+    pub window: time::Duration,
+}
+
+impl Default for RespawnLimit {
+    /// Three in ten minutes: enough for a real fault to be healed twice more, few enough that a
+    /// VDU that dies on every boot is given up on within minutes.
+    fn default() -> Self {
+        RespawnLimit {
+            heals_max: 3,
+            window: time::Duration::minutes(10),
         }
     }
 }
+
+/// Failure ids a VNF remembers as handled, so a redelivered report changes nothing. Reports are
+/// redelivered within seconds; sixteen covers every VDU of a large VNF failing at once.
+const HANDLED_FAILURES_MAX: usize = 16;
 
 /// The operation a conductor has yet to carry out.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -156,6 +195,19 @@ pub enum VnfCommand {
     FailOperation {
         operation_id: String,
         reason: String,
+    },
+    /// A monitor reported a failure: claim it and run the VDU's policy action (the
+    /// specification's `execute_policy_action`).
+    HandleFailure {
+        failure: Failure,
+        /// The heal operation's id, derived from the failure id by the caller.
+        operation_id: String,
+        at: OffsetDateTime,
+        limit: RespawnLimit,
+    },
+    CompleteHeal {
+        operation_id: String,
+        added: Vec<Instance>,
     },
 }
 
@@ -202,6 +254,29 @@ pub enum VnfEvent {
         operation_id: String,
         reason: String,
     },
+    /// A conductor claimed a failure and starts healing (respawn or vdu_autoheal).
+    HealStarted {
+        operation_id: String,
+        failure: Failure,
+        add: Vec<PlannedInstance>,
+        remove: Vec<String>,
+        #[serde(with = "time::serde::rfc3339")]
+        at: OffsetDateTime,
+    },
+    HealCompleted {
+        operation_id: String,
+        added: Vec<Instance>,
+        removed: Vec<String>,
+    },
+    /// A failure recorded by the `log` or `log_and_kill` action.
+    FailureLogged {
+        failure: Failure,
+    },
+    /// Too many heals in the window: no further automatic action.
+    RespawnLimitReached {
+        failure: Failure,
+        reason: String,
+    },
 }
 
 impl DomainEvent for VnfEvent {
@@ -216,6 +291,10 @@ impl DomainEvent for VnfEvent {
             VnfEvent::MonitorDetached { .. } => "MonitorDetached",
             VnfEvent::Deleted { .. } => "Deleted",
             VnfEvent::OperationFailed { .. } => "OperationFailed",
+            VnfEvent::HealStarted { .. } => "HealStarted",
+            VnfEvent::HealCompleted { .. } => "HealCompleted",
+            VnfEvent::FailureLogged { .. } => "FailureLogged",
+            VnfEvent::RespawnLimitReached { .. } => "RespawnLimitReached",
         }
         .into()
     }
@@ -253,6 +332,15 @@ pub enum VnfError {
     },
     #[error("operation {operation_id} is not pending")]
     StaleOperation { operation_id: String },
+    /// The failure report is not about the VNF's current monitor action or instance: the
+    /// specification's `bad_action`.
+    #[error("stale failure report: {reason}")]
+    StaleFailure { reason: String },
+    /// Another operation is in progress; the failure is to be handled after it.
+    #[error("VNF is {} with an operation in progress", .status.as_str())]
+    Busy { status: VnfStatus },
+    #[error("VNF is {}: no automatic action", .status.as_str())]
+    NotHealable { status: VnfStatus },
     #[error("completion of operation {operation_id} does not match its plan: {detail}")]
     PlanMismatch {
         operation_id: String,
@@ -279,6 +367,12 @@ pub struct Vnf {
     pub failure_count: u32,
     /// The create operation's id; Tacker's `instance_id` (the stack) of the VNF.
     pub stack_id: Option<String>,
+    /// Instances that failed and were replaced, oldest first.
+    pub dead_instances: Vec<String>,
+    /// When recent heals started (at most the limit's count is kept).
+    pub heals_at: VecDeque<OffsetDateTime>,
+    /// Failure reports already handled (bounded), so a redelivery changes nothing.
+    pub handled_failures: VecDeque<String>,
 }
 
 /// Deterministic instance ids: a retried or redelivered operation plans the same instances.
@@ -486,6 +580,12 @@ impl Aggregate for Vnf {
             }
             VnfCommand::Delete { operation_id } => {
                 self.require_status(ACTIVE_OR_FAILED, "delete")?;
+                if let (Some(_), Some(status)) = (&self.pending, self.status) {
+                    return Err(VnfError::InvalidState {
+                        status,
+                        action: "delete",
+                    });
+                }
                 sink.write(VnfEvent::DeleteRequested { operation_id }, self)
                     .await;
             }
@@ -528,18 +628,37 @@ impl Aggregate for Vnf {
                 operation_id,
                 reason,
             } => {
-                let all = [
-                    OperationKind::Create,
-                    OperationKind::ScaleOut,
-                    OperationKind::ScaleIn,
-                    OperationKind::Delete,
-                ];
-                self.require_pending(&operation_id, &all)?;
+                self.require_pending(&operation_id, &OperationKind::ALL)?;
                 let failed = VnfEvent::OperationFailed {
                     operation_id,
                     reason,
                 };
                 sink.write(failed, self).await;
+            }
+            VnfCommand::HandleFailure {
+                failure,
+                operation_id,
+                at,
+                limit,
+            } => {
+                for event in self.decide_failure(failure, operation_id, at, limit)? {
+                    sink.write(event, self).await;
+                }
+            }
+            VnfCommand::CompleteHeal {
+                operation_id,
+                added,
+            } => {
+                let kinds = [OperationKind::Respawn, OperationKind::VduAutoheal];
+                let pending = self.require_pending(&operation_id, &kinds)?;
+                check_plan(pending, &added)?;
+                let removed = pending.remove.clone();
+                let completed = VnfEvent::HealCompleted {
+                    operation_id,
+                    added,
+                    removed,
+                };
+                sink.write(completed, self).await;
             }
         }
         Ok(())
@@ -591,6 +710,41 @@ impl Aggregate for Vnf {
                 self.orphans.clear();
                 self.pending = None;
             }
+            VnfEvent::HealStarted {
+                operation_id,
+                failure,
+                add,
+                remove,
+                at,
+            } => {
+                self.record_failure(&failure);
+                self.dead_instances.push(failure.target.instance_id);
+                self.heals_at.push_back(at);
+                while self.heals_at.len() > HEALS_REMEMBERED_MAX {
+                    self.heals_at.pop_front();
+                }
+                let kind = match failure.action {
+                    PolicyAction::VduAutoheal => OperationKind::VduAutoheal,
+                    _ => OperationKind::Respawn,
+                };
+                self.begin(operation_id, kind, add, remove);
+            }
+            VnfEvent::HealCompleted { added, removed, .. } => {
+                self.instances.retain(|i| !removed.contains(&i.instance_id));
+                self.instances.extend(added);
+                self.finish();
+            }
+            VnfEvent::FailureLogged { failure } => {
+                self.record_failure(&failure);
+                if failure.action == PolicyAction::LogAndKill {
+                    self.status = Some(VnfStatus::Dead);
+                }
+            }
+            VnfEvent::RespawnLimitReached { failure, reason } => {
+                self.remember_handled(&failure.failure_id);
+                self.status = Some(VnfStatus::Error);
+                self.error_reason = Some(reason);
+            }
             VnfEvent::OperationFailed { reason, .. } => {
                 if let Some(pending) = self.pending.take() {
                     let running = |id: &String| self.instances.iter().any(|i| &i.instance_id == id);
@@ -609,7 +763,121 @@ impl Aggregate for Vnf {
     }
 }
 
+/// Heal start times kept: more than any sensible `heals_max`.
+const HEALS_REMEMBERED_MAX: usize = 32;
+
 impl Vnf {
+    fn record_failure(&mut self, failure: &Failure) {
+        self.failure_count += 1;
+        self.remember_handled(&failure.failure_id);
+    }
+
+    fn remember_handled(&mut self, failure_id: &str) {
+        self.handled_failures.push_back(failure_id.to_owned());
+        while self.handled_failures.len() > HANDLED_FAILURES_MAX {
+            self.handled_failures.pop_front();
+        }
+    }
+
+    /// The policy action for a failure report, or why there is none.
+    fn decide_failure(
+        &self,
+        failure: Failure,
+        operation_id: String,
+        at: OffsetDateTime,
+        limit: RespawnLimit,
+    ) -> Result<Vec<VnfEvent>, VnfError> {
+        let status = self.status.filter(|_| !self.deleted).ok_or(VnfError::NotFound)?;
+        if self.handled_failures.contains(&failure.failure_id) {
+            return Ok(Vec::new());
+        }
+        let target = &failure.target;
+        if self.action_id.as_deref() != Some(target.action_id.as_str()) {
+            return Err(VnfError::StaleFailure {
+                reason: format!(
+                    "monitor action id {} is not the VNF's current one ({})",
+                    target.action_id,
+                    self.action_id.as_deref().unwrap_or("none")
+                ),
+            });
+        }
+        let being_replaced = self
+            .pending
+            .as_ref()
+            .is_some_and(|p| p.remove.contains(&target.instance_id));
+        if being_replaced {
+            return Ok(Vec::new());
+        }
+        if !self.instances.iter().any(|i| i.instance_id == target.instance_id) {
+            return Err(VnfError::StaleFailure {
+                reason: format!("instance {} is no longer part of the VNF", target.instance_id),
+            });
+        }
+        if self.pending.is_some() {
+            return Err(VnfError::Busy { status });
+        }
+        if status != VnfStatus::Active {
+            return Err(VnfError::NotHealable { status });
+        }
+        Ok(match failure.action {
+            PolicyAction::Log => vec![VnfEvent::FailureLogged { failure }],
+            PolicyAction::LogAndKill => vec![
+                VnfEvent::FailureLogged { failure },
+                VnfEvent::DeleteRequested { operation_id },
+            ],
+            PolicyAction::Respawn | PolicyAction::VduAutoheal => {
+                let since = at - limit.window;
+                let recent = self.heals_at.iter().filter(|t| **t > since).count();
+                if recent >= limit.heals_max as usize {
+                    let reason = format!(
+                        "{} of VDU instance {} not attempted: {recent} heals in the last {} s reached the limit of {}",
+                        failure.action.as_str(),
+                        target.instance_id,
+                        limit.window.whole_seconds(),
+                        limit.heals_max
+                    );
+                    return Ok(vec![VnfEvent::RespawnLimitReached { failure, reason }]);
+                }
+                let (add, remove) = self.plan_heal(&operation_id, &failure);
+                vec![VnfEvent::HealStarted {
+                    operation_id,
+                    failure,
+                    add,
+                    remove,
+                    at,
+                }]
+            }
+        })
+    }
+
+    /// Respawn replaces every instance (as Tacker re-created the whole VNF); vdu_autoheal only
+    /// the failed one. Replacements keep the VDU and get new ids, hence new management IPs.
+    fn plan_heal(&self, operation_id: &str, failure: &Failure) -> (Vec<PlannedInstance>, Vec<String>) {
+        let replaced: Vec<&Instance> = match failure.action {
+            PolicyAction::VduAutoheal => self
+                .instances
+                .iter()
+                .filter(|i| i.instance_id == failure.target.instance_id)
+                .collect(),
+            _ => self.instances.iter().collect(),
+        };
+        let mut per_vdu: BTreeMap<&str, u32> = BTreeMap::new();
+        let add = replaced
+            .iter()
+            .map(|instance| {
+                let n = per_vdu.entry(instance.vdu.as_str()).or_default();
+                let planned = PlannedInstance {
+                    vdu: instance.vdu.clone(),
+                    instance_id: planned_instance_id(operation_id, &instance.vdu, *n),
+                };
+                *n += 1;
+                planned
+            })
+            .collect();
+        let remove = replaced.iter().map(|i| i.instance_id.clone()).collect();
+        (add, remove)
+    }
+
     fn begin(
         &mut self,
         operation_id: String,

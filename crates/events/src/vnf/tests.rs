@@ -493,3 +493,291 @@ fn fail_of_a_finished_operation_is_stale() {
             operation_id: CREATE_OP.into(),
         });
 }
+
+mod heal {
+    use super::*;
+    use crate::envelope::{Actor, ActorKind};
+    use crate::monitor::{Failure, TargetRef};
+
+    const ACTION: &str = "act-1";
+
+    fn monitored_active() -> Vec<VnfEvent> {
+        vec![
+            create_requested(true),
+            VnfEvent::MonitorAttached {
+                action_id: ACTION.into(),
+            },
+            VnfEvent::CreateCompleted {
+                operation_id: CREATE_OP.into(),
+                instances: running(&create_plan(), 1),
+            },
+        ]
+    }
+
+    fn failure(id: &str, instance_index: usize, action: PolicyAction) -> Failure {
+        let instance = &running(&create_plan(), 1)[instance_index];
+        Failure {
+            failure_id: id.into(),
+            monitor: Actor::new(ActorKind::Monitor, "m1"),
+            target: TargetRef {
+                vnf_id: "vnf-1".into(),
+                vdu: instance.vdu.clone(),
+                instance_id: instance.instance_id.clone(),
+                mgmt_ip: instance.mgmt_ip,
+                action_id: ACTION.into(),
+            },
+            action,
+            attempts: 1,
+            reason: "no reply".into(),
+            detected_at: datetime!(2026-11-25 10:05 UTC),
+        }
+    }
+
+    const AT: OffsetDateTime = datetime!(2026-11-25 10:05 UTC);
+
+    fn handle(failure: Failure) -> VnfCommand {
+        VnfCommand::HandleFailure {
+            operation_id: format!("heal-{}", failure.failure_id),
+            failure,
+            at: AT,
+            limit: RespawnLimit::default(),
+        }
+    }
+
+    fn heal_started(failure: Failure) -> VnfEvent {
+        let op = format!("heal-{}", failure.failure_id);
+        let events = Given::with(())
+            .given(monitored_active())
+            .when(handle(failure))
+            .inspect_result()
+            .unwrap();
+        assert!(matches!(&events[..], [VnfEvent::HealStarted { operation_id, .. }] if *operation_id == op));
+        events.into_iter().next().unwrap()
+    }
+
+    #[test]
+    fn respawn_replaces_every_instance_and_marks_the_vnf_dead() {
+        let started = heal_started(failure("f1", 0, PolicyAction::Respawn));
+        let VnfEvent::HealStarted { add, remove, .. } = &started else {
+            unreachable!()
+        };
+        assert_eq!(add.len(), 3);
+        assert_eq!(remove.len(), 3);
+        let mut events = monitored_active();
+        events.push(started.clone());
+        let vnf = state_after(events);
+        assert_eq!(vnf.status, Some(VnfStatus::Dead));
+        assert_eq!(vnf.failure_count, 1);
+        assert_eq!(vnf.dead_instances, vec![planned_instance_id(CREATE_OP, "VDU1", 0)]);
+    }
+
+    #[test]
+    fn vdu_autoheal_replaces_only_the_failed_instance() {
+        let started = heal_started(failure("f1", 1, PolicyAction::VduAutoheal));
+        let VnfEvent::HealStarted { add, remove, .. } = &started else {
+            unreachable!()
+        };
+        assert_eq!(remove, &vec![planned_instance_id(CREATE_OP, "VDU1", 1)]);
+        assert_eq!(add.len(), 1);
+        assert_eq!(add[0].vdu, "VDU1");
+        let mut events = monitored_active();
+        events.push(started);
+        assert_eq!(state_after(events).status, Some(VnfStatus::PendingHeal));
+    }
+
+    #[test]
+    fn complete_heal_makes_the_vnf_active_with_new_instances() {
+        let started = heal_started(failure("f1", 1, PolicyAction::VduAutoheal));
+        let VnfEvent::HealStarted { add, operation_id, .. } = started.clone() else {
+            unreachable!()
+        };
+        let mut events = monitored_active();
+        events.push(started);
+        let added = running(&add, 40);
+        Given::with(())
+            .given(events.clone())
+            .when(VnfCommand::CompleteHeal {
+                operation_id: operation_id.clone(),
+                added: added.clone(),
+            })
+            .then_expect_events(vec![VnfEvent::HealCompleted {
+                operation_id,
+                added: added.clone(),
+                removed: vec![planned_instance_id(CREATE_OP, "VDU1", 1)],
+            }]);
+    }
+
+    #[test]
+    fn a_second_report_of_the_same_failure_changes_nothing() {
+        let f = failure("f1", 0, PolicyAction::Respawn);
+        let mut events = monitored_active();
+        events.push(heal_started(f.clone()));
+        // The same report again, and another monitor's report of the instance being replaced.
+        Given::with(())
+            .given(events.clone())
+            .when(handle(f))
+            .then_expect_events(vec![]);
+        Given::with(())
+            .given(events)
+            .when(handle(failure("f2-other-monitor", 0, PolicyAction::Respawn)))
+            .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn a_report_under_another_action_id_is_stale() {
+        let mut f = failure("f1", 0, PolicyAction::Respawn);
+        f.target.action_id = "old".into();
+        let result = Given::with(())
+            .given(monitored_active())
+            .when(handle(f))
+            .inspect_result();
+        assert!(matches!(result, Err(VnfError::StaleFailure { .. })), "{result:?}");
+    }
+
+    #[test]
+    fn a_report_about_a_replaced_instance_is_stale() {
+        let f = failure("f1", 0, PolicyAction::VduAutoheal);
+        let started = heal_started(f);
+        let VnfEvent::HealStarted { add, operation_id, .. } = started.clone() else {
+            unreachable!()
+        };
+        let mut events = monitored_active();
+        events.push(started);
+        events.push(VnfEvent::HealCompleted {
+            operation_id,
+            added: running(&add, 40),
+            removed: vec![planned_instance_id(CREATE_OP, "VDU1", 0)],
+        });
+        let result = Given::with(())
+            .given(events)
+            .when(handle(failure("f9", 0, PolicyAction::VduAutoheal)))
+            .inspect_result();
+        assert!(matches!(result, Err(VnfError::StaleFailure { .. })), "{result:?}");
+    }
+
+    #[test]
+    fn a_report_while_another_operation_runs_waits() {
+        let mut events = monitored_active();
+        events.push(VnfEvent::ScaleRequested {
+            operation_id: "op-scale".into(),
+            policy: "SP1".into(),
+            direction: ScaleDirection::Out,
+            add: vec![planned("op-scale", "VDU1", 0)],
+            remove: vec![],
+        });
+        Given::with(())
+            .given(events)
+            .when(handle(failure("f1", 0, PolicyAction::Respawn)))
+            .then_expect_error(VnfError::Busy {
+                status: VnfStatus::PendingScaleOut,
+            });
+    }
+
+    #[test]
+    fn log_records_once_and_keeps_the_vnf_active() {
+        let f = failure("f1", 0, PolicyAction::Log);
+        Given::with(())
+            .given(monitored_active())
+            .when(handle(f.clone()))
+            .then_expect_events(vec![VnfEvent::FailureLogged { failure: f.clone() }]);
+        let mut events = monitored_active();
+        events.push(VnfEvent::FailureLogged { failure: f.clone() });
+        assert_eq!(state_after(events.clone()).status, Some(VnfStatus::Active));
+        Given::with(())
+            .given(events)
+            .when(handle(f))
+            .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn log_and_kill_records_and_requests_the_delete() {
+        let f = failure("f1", 0, PolicyAction::LogAndKill);
+        Given::with(())
+            .given(monitored_active())
+            .when(handle(f.clone()))
+            .then_expect_events(vec![
+                VnfEvent::FailureLogged { failure: f },
+                VnfEvent::DeleteRequested {
+                    operation_id: "heal-f1".into(),
+                },
+            ]);
+    }
+
+    #[test]
+    fn heals_stop_at_the_limit_and_the_vnf_goes_to_error() {
+        let mut events = monitored_active();
+        for n in 0..3 {
+            events.push(VnfEvent::HealStarted {
+                operation_id: format!("h{n}"),
+                failure: failure(&format!("old{n}"), 0, PolicyAction::VduAutoheal),
+                add: vec![],
+                remove: vec![],
+                at: AT - time::Duration::minutes(n),
+            });
+            events.push(VnfEvent::HealCompleted {
+                operation_id: format!("h{n}"),
+                added: vec![],
+                removed: vec![],
+            });
+        }
+        let result = Given::with(())
+            .given(events.clone())
+            .when(handle(failure("f4", 0, PolicyAction::VduAutoheal)))
+            .inspect_result()
+            .unwrap();
+        let [VnfEvent::RespawnLimitReached { reason, .. }] = &result[..] else {
+            panic!("{result:?}")
+        };
+        assert!(reason.contains("limit of 3"), "{reason}");
+        events.extend(result);
+        let vnf = state_after(events.clone());
+        assert_eq!(vnf.status, Some(VnfStatus::Error));
+        // No further automatic action.
+        Given::with(())
+            .given(events)
+            .when(handle(failure("f5", 0, PolicyAction::VduAutoheal)))
+            .then_expect_error(VnfError::NotHealable {
+                status: VnfStatus::Error,
+            });
+    }
+
+    #[test]
+    fn heals_outside_the_window_do_not_count() {
+        let mut events = monitored_active();
+        for n in 0..3 {
+            events.push(VnfEvent::HealStarted {
+                operation_id: format!("h{n}"),
+                failure: failure(&format!("old{n}"), 0, PolicyAction::VduAutoheal),
+                add: vec![],
+                remove: vec![],
+                at: AT - time::Duration::minutes(30 + n),
+            });
+            events.push(VnfEvent::HealCompleted {
+                operation_id: format!("h{n}"),
+                added: vec![],
+                removed: vec![],
+            });
+        }
+        let result = Given::with(())
+            .given(events)
+            .when(handle(failure("f4", 0, PolicyAction::VduAutoheal)))
+            .inspect_result()
+            .unwrap();
+        assert!(matches!(&result[..], [VnfEvent::HealStarted { .. }]), "{result:?}");
+    }
+
+    #[test]
+    fn a_dead_vnf_being_respawned_cannot_be_deleted() {
+        let mut events = monitored_active();
+        events.push(heal_started(failure("f1", 0, PolicyAction::Respawn)));
+        Given::with(())
+            .given(events)
+            .when(VnfCommand::Delete {
+                operation_id: "d".into(),
+            })
+            .then_expect_error(VnfError::InvalidState {
+                status: VnfStatus::Dead,
+                action: "delete",
+            });
+    }
+}

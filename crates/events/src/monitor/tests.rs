@@ -1,0 +1,107 @@
+//! The target derivation: what is probed follows the log.
+
+use time::macros::datetime;
+
+use super::*;
+use crate::spec::{MonitorDriver, VduSpec, VnfdSpec};
+use crate::vnf::{Instance, OperationKind, PendingOperation, VnfDetails};
+
+fn policy() -> MonitoringPolicy {
+    MonitoringPolicy {
+        driver: MonitorDriver::Ping,
+        monitoring_delay_ms: 0,
+        count: 1,
+        interval_ms: 1_000,
+        timeout_ms: 1_000,
+        retry: 1,
+        port: None,
+        failure_action: PolicyAction::Respawn,
+    }
+}
+
+fn instance(id: &str, vdu: &str, last_octet: u8) -> Instance {
+    Instance {
+        instance_id: id.into(),
+        vdu: vdu.into(),
+        mgmt_ip: Ipv4Addr::new(198, 18, 0, last_octet),
+        booted_at: datetime!(2026-11-25 10:00 UTC),
+    }
+}
+
+/// VDU1 monitored (two instances), VDU2 not.
+fn vnf(status: VnfStatus) -> Vnf {
+    let vdu = |name: &str, monitored: bool| VduSpec {
+        name: name.into(),
+        image: None,
+        flavor: None,
+        mgmt_cp: "CP".into(),
+        monitoring_policy: monitored.then(policy),
+    };
+    Vnf {
+        details: Some(VnfDetails {
+            vnf_id: "v1".into(),
+            name: "v1".into(),
+            description: String::new(),
+            tenant_id: "admin".into(),
+            vnfd_id: "d1".into(),
+            vim_id: "local".into(),
+            attributes: serde_json::json!({}),
+            placement_attr: serde_json::json!({}),
+        }),
+        vnfd: Some(VnfdSpec {
+            template_name: None,
+            description: None,
+            vdus: vec![vdu("VDU1", true), vdu("VDU2", false)],
+            scaling_policies: vec![],
+        }),
+        status: Some(status),
+        instances: vec![
+            instance("a", "VDU1", 1),
+            instance("b", "VDU1", 3),
+            instance("c", "VDU2", 5),
+        ],
+        action_id: Some("act-1".into()),
+        ..Vnf::default()
+    }
+}
+
+fn ids(targets: &[Target]) -> Vec<&str> {
+    targets.iter().map(|t| t.instance_id.as_str()).collect()
+}
+
+#[test]
+fn an_active_vnf_is_probed_on_its_monitored_instances() {
+    let targets = targets("v1", &vnf(VnfStatus::Active));
+    assert_eq!(ids(&targets), ["a", "b"]);
+    assert_eq!(targets[0].action_id, "act-1");
+    assert_eq!(targets[1].mgmt_ip, Ipv4Addr::new(198, 18, 0, 3));
+}
+
+#[test]
+fn nothing_is_probed_without_a_monitor_or_after_deletion() {
+    let mut detached = vnf(VnfStatus::Active);
+    detached.action_id = None;
+    assert!(targets("v1", &detached).is_empty());
+    let mut deleted = vnf(VnfStatus::Active);
+    deleted.deleted = true;
+    assert!(targets("v1", &deleted).is_empty());
+}
+
+#[test]
+fn dead_pending_create_and_error_vnfs_are_not_probed() {
+    for status in [VnfStatus::Dead, VnfStatus::PendingCreate, VnfStatus::Error, VnfStatus::PendingDelete] {
+        assert!(targets("v1", &vnf(status)).is_empty(), "{status:?}");
+    }
+}
+
+#[test]
+fn instances_being_removed_are_no_longer_probed() {
+    let mut scaling_in = vnf(VnfStatus::PendingScaleIn);
+    scaling_in.pending = Some(PendingOperation {
+        operation_id: "op".into(),
+        kind: OperationKind::ScaleIn,
+        add: vec![],
+        remove: vec!["b".into()],
+    });
+    assert_eq!(ids(&targets("v1", &scaling_in)), ["a"]);
+}
