@@ -14,16 +14,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind, consumer};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use time::OffsetDateTime;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use events::envelope::{self, Actor, Cause, Envelope};
+use events::monitor::{Failure, MonitorEvent, MonitorMessage};
 use events::names;
-use events::store::{CommandError, EventLog, StoreError};
+use events::store::{self, CommandError, EventLog, LogConfig, StoreError};
 use events::vnf::{
-    Instance, OperationKind, PendingOperation, PlannedInstance, Vnf, VnfCommand, VnfError, VnfEvent,
+    Instance, OperationKind, PendingOperation, PlannedInstance, RespawnLimit, Vnf, VnfCommand,
+    VnfError, VnfEvent,
 };
 use events::vnfd::{Vnfd, VnfdCommand};
 use vim::{DeployRequest, Vim};
@@ -36,6 +38,9 @@ pub struct ConductorConfig {
     /// How long the server waits for an ack before handing the request to another conductor.
     /// A conductor working on a request reports progress at a third of this.
     pub ack_wait: Duration,
+    /// How many heals a VNF may have in a window before it is left in ERROR.
+    pub respawn_limit: RespawnLimit,
+    pub log: LogConfig,
 }
 
 impl Default for ConductorConfig {
@@ -43,8 +48,28 @@ impl Default for ConductorConfig {
         ConductorConfig {
             instance: format!("conductor-{}", std::process::id()),
             ack_wait: ACK_WAIT_DEFAULT,
+            respawn_limit: RespawnLimit::default(),
+            log: LogConfig::default(),
         }
     }
+}
+
+/// Which durable consumer a loop serves.
+#[derive(Debug, Clone, Copy)]
+enum Work {
+    /// Lifecycle requests (create, scale, delete) on the VNF subjects.
+    Lifecycle,
+    /// Failure reports on the monitor stream.
+    Heal,
+}
+
+/// A stable id derived from another: a redelivered message yields the same command.
+fn derived_id(from: &str, step: &str) -> String {
+    uuid::Uuid::new_v5(
+        &uuid::Uuid::NAMESPACE_OID,
+        format!("{from}/{step}").as_bytes(),
+    )
+    .to_string()
 }
 
 /// Thirty seconds: a VIM call on the local VIM takes milliseconds and progress acks keep long
@@ -100,32 +125,60 @@ impl Conductor {
         Actor::new(envelope::ActorKind::Conductor, self.config.instance.clone())
     }
 
-    /// Consumes VNF requests until `shutdown` resolves, then drains the operations in hand.
+    /// Consumes VNF requests and failure reports until `shutdown` resolves, then drains the
+    /// operations in hand.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ConductorError> {
-        let consumer = self
-            .log
-            .stream()
-            .get_or_create_consumer(
+        store::open_monitor_stream(self.log.jetstream(), &self.config.log).await?;
+        let shutdown = shutdown.shared();
+        let lifecycle = self.consume(Work::Lifecycle, shutdown.clone());
+        let heals = self.consume(Work::Heal, shutdown);
+        let (lifecycle, heals) = tokio::join!(lifecycle, heals);
+        lifecycle.and(heals)
+    }
+
+    async fn consume(
+        &self,
+        work: Work,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), ConductorError> {
+        let (stream, name, filter) = match work {
+            Work::Lifecycle => (
+                self.log.stream().clone(),
                 names::CONDUCTOR_CONSUMER,
+                names::VNF_SUBJECTS,
+            ),
+            Work::Heal => (
+                self.log
+                    .jetstream()
+                    .get_stream(names::MONITOR_STREAM)
+                    .await
+                    .map_err(|e| nats("opening the monitor stream", e))?,
+                names::HEAL_CONSUMER,
+                names::FAILURE_SUBJECTS,
+            ),
+        };
+        let consumer = stream
+            .get_or_create_consumer(
+                name,
                 consumer::pull::Config {
-                    durable_name: Some(names::CONDUCTOR_CONSUMER.into()),
-                    filter_subject: names::VNF_SUBJECTS.into(),
+                    durable_name: Some(name.into()),
+                    filter_subject: filter.into(),
                     ack_policy: consumer::AckPolicy::Explicit,
                     ack_wait: self.config.ack_wait,
                     ..Default::default()
                 },
             )
             .await
-            .map_err(|e| nats("creating the conductor consumer", e))?;
+            .map_err(|e| nats("creating a conductor consumer", e))?;
         let mut messages = consumer
             .messages()
             .await
-            .map_err(|e| nats("consuming VNF requests", e))?;
+            .map_err(|e| nats("consuming", e))?;
         // Bounds the operations in flight; a permit is held by each spawned operation.
         let permits = Arc::new(Semaphore::new(OPERATIONS_IN_FLIGHT_MAX));
         let mut in_flight = JoinSet::new();
         tokio::pin!(shutdown);
-        tracing::info!(instance = %self.config.instance, "Conductor running.");
+        tracing::info!(instance = %self.config.instance, consumer = name, "Conductor consuming.");
         loop {
             let permit = tokio::select! {
                 () = &mut shutdown => break,
@@ -145,25 +198,35 @@ impl Conductor {
             };
             let conductor = self.clone();
             in_flight.spawn(async move {
-                conductor.handle_message(message).await;
+                let ack = match work {
+                    Work::Lifecycle => conductor.handle_request(&message).await,
+                    Work::Heal => conductor.handle_failure(&message).await,
+                };
+                if let Err(e) = message.ack_with(ack).await {
+                    tracing::warn!(error = %e, "Ack lost; the message will be redelivered and found done.");
+                }
                 drop(permit);
             });
             while in_flight.try_join_next().is_some() {}
         }
-        tracing::info!(operations = in_flight.len(), "Conductor draining.");
+        tracing::info!(
+            consumer = name,
+            operations = in_flight.len(),
+            "Conductor draining."
+        );
         while in_flight.join_next().await.is_some() {}
         Ok(())
     }
 
-    async fn handle_message(&self, message: jetstream::Message) {
-        let ack = match envelope::decode::<VnfEvent>(&message.payload) {
+    async fn handle_request(&self, message: &jetstream::Message) -> AckKind {
+        match envelope::decode::<VnfEvent>(&message.payload) {
             Err(e) => {
                 tracing::error!(subject = %message.subject, error = %e, "Undecodable VNF message; skipped.");
                 AckKind::Term
             }
             Ok(envelope) => {
                 let work = self.carry_out(&envelope);
-                match with_progress(&message, self.config.ack_wait / 3, work).await {
+                match with_progress(message, self.config.ack_wait / 3, work).await {
                     Ok(()) => AckKind::Ack,
                     Err(e) => {
                         tracing::warn!(vnf_id = %envelope.aggregate_id, error = %e, "Request not finished; it will be offered again.");
@@ -171,10 +234,112 @@ impl Conductor {
                     }
                 }
             }
-        };
-        if let Err(e) = message.ack_with(ack).await {
-            tracing::warn!(error = %e, "Ack lost; the request will be redelivered and found done.");
         }
+    }
+
+    /// Claims a failure on the VNF's subject and runs its policy action (the specification's
+    /// `execute_policy_action`); acks only once the outcome is stored.
+    async fn handle_failure(&self, message: &jetstream::Message) -> AckKind {
+        let failure = match serde_json::from_slice::<MonitorMessage>(&message.payload) {
+            Ok(MonitorMessage {
+                event: MonitorEvent::Failure(failure),
+                ..
+            }) => failure,
+            Ok(_) | Err(_) => {
+                tracing::error!(subject = %message.subject, "Not a failure report; skipped.");
+                return AckKind::Term;
+            }
+        };
+        let work = self.execute_policy_action(&failure);
+        match with_progress(message, self.config.ack_wait / 3, work).await {
+            Ok(ack) => ack,
+            Err(e) => {
+                tracing::warn!(failure_id = %failure.failure_id, error = %e, "Failure not handled yet; it will be offered again.");
+                AckKind::Nak(Some(RETRY_DELAY))
+            }
+        }
+    }
+
+    async fn execute_policy_action(&self, failure: &Failure) -> Result<AckKind, ConductorError> {
+        let vnf_id = &failure.target.vnf_id;
+        let operation_id = derived_id(&failure.failure_id, "heal");
+        let claim = Cause {
+            actor: self.actor(),
+            command_id: derived_id(&failure.failure_id, "claim"),
+            correlation_id: failure.failure_id.clone(),
+            causation_id: failure.failure_id.clone(),
+        };
+        let command = VnfCommand::HandleFailure {
+            failure: failure.clone(),
+            operation_id: operation_id.clone(),
+            at: OffsetDateTime::now_utc(),
+            limit: self.config.respawn_limit,
+        };
+        match self.log.execute::<Vnf>(vnf_id, command, &(), &claim).await {
+            Ok(executed) => {
+                let healing = executed
+                    .aggregate
+                    .pending
+                    .as_ref()
+                    .is_some_and(|p| p.operation_id == operation_id);
+                if healing {
+                    tracing::info!(vnf_id, failure_id = %failure.failure_id, action = failure.action.as_str(), "Healing.");
+                    let completion = Cause::follow_up(
+                        self.actor(),
+                        &claim.correlation_id,
+                        &claim.command_id,
+                        &operation_id,
+                    );
+                    self.carry_out_operation(vnf_id, &operation_id, &completion)
+                        .await?;
+                } else if !executed.events.is_empty() {
+                    tracing::info!(vnf_id, failure_id = %failure.failure_id, action = failure.action.as_str(), "Policy action recorded.");
+                }
+                Ok(AckKind::Ack)
+            }
+            Err(CommandError::Rejected(VnfError::Busy { status })) => {
+                tracing::info!(
+                    vnf_id,
+                    status = status.as_str(),
+                    "VNF busy; the failure waits."
+                );
+                Ok(AckKind::Nak(Some(RETRY_DELAY)))
+            }
+            Err(CommandError::Rejected(
+                e @ (VnfError::StaleFailure { .. } | VnfError::NotFound),
+            )) => {
+                tracing::info!(vnf_id, failure_id = %failure.failure_id, reason = %e, "bad_action: stale failure report.");
+                self.reject(failure, &e.to_string()).await?;
+                Ok(AckKind::Ack)
+            }
+            Err(CommandError::Rejected(e)) => {
+                tracing::warn!(vnf_id, failure_id = %failure.failure_id, reason = %e, "No automatic action.");
+                Ok(AckKind::Ack)
+            }
+            Err(CommandError::Store(e)) => Err(e.into()),
+        }
+    }
+
+    /// Answers a stale failure report with `bad_action`, so that monitors drop that job.
+    async fn reject(&self, failure: &Failure, reason: &str) -> Result<(), ConductorError> {
+        let message = MonitorMessage::new(MonitorEvent::BadAction {
+            failure_id: failure.failure_id.clone(),
+            conductor: self.actor(),
+            target: failure.target.clone(),
+            reason: reason.to_owned(),
+        });
+        let payload = serde_json::to_vec(&message).map_err(StoreError::from)?;
+        let publish = jetstream::message::PublishMessage::build()
+            .payload(payload.into())
+            .message_id(derived_id(&failure.failure_id, "bad_action"));
+        self.log
+            .jetstream()
+            .send_publish(names::bad_action_subject(&failure.target.vnf_id), publish)
+            .await
+            .map_err(|e| nats("publishing bad_action", e))?
+            .await
+            .map_err(|e| nats("publishing bad_action", e))?;
+        Ok(())
     }
 
     /// Carries out every request in one stored message.
@@ -186,26 +351,28 @@ impl Conductor {
                 | VnfEvent::DeleteRequested { operation_id } => operation_id,
                 _ => continue,
             };
-            self.carry_out_operation(envelope, operation_id).await?;
+            let cause = Cause::follow_up(
+                self.actor(),
+                &envelope.cause.correlation_id,
+                &envelope.cause.command_id,
+                operation_id,
+            );
+            self.carry_out_operation(&envelope.aggregate_id, operation_id, &cause)
+                .await?;
         }
         Ok(())
     }
 
-    /// Carries out one operation if it is still pending; answers Ok when it is already done.
-    pub async fn carry_out_operation(
+    /// Carries out one operation if it is still pending, recording the outcome under `cause`;
+    /// answers Ok when it is already done.
+    async fn carry_out_operation(
         &self,
-        request: &Envelope<VnfEvent>,
+        vnf_id: &str,
         operation_id: &str,
+        cause: &Cause,
     ) -> Result<(), ConductorError> {
-        let vnf_id = &request.aggregate_id;
         let loaded = self.log.load::<Vnf>(vnf_id).await?;
         let vnf = loaded.aggregate;
-        let cause = Cause::follow_up(
-            self.actor(),
-            &request.cause.correlation_id,
-            &request.cause.command_id,
-            operation_id,
-        );
         let Some(pending) = vnf
             .pending
             .clone()
@@ -213,7 +380,7 @@ impl Conductor {
         else {
             if vnf.deleted {
                 // A redelivered delete whose VNFD release may not have been recorded.
-                self.release_vnfd(&vnf, vnf_id, &cause).await?;
+                self.release_vnfd(&vnf, vnf_id, cause).await?;
             }
             tracing::debug!(
                 vnf_id,
@@ -235,6 +402,10 @@ impl Conductor {
                 },
                 OperationKind::Delete => VnfCommand::CompleteDelete {
                     operation_id: operation_id.to_owned(),
+                },
+                OperationKind::Respawn | OperationKind::VduAutoheal => VnfCommand::CompleteHeal {
+                    operation_id: operation_id.to_owned(),
+                    added,
                 },
             },
             Err(e) => {

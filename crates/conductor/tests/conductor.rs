@@ -98,11 +98,19 @@ fn user() -> Cause {
     Cause::user_request(Actor::new(ActorKind::User, "admin"))
 }
 
+fn init_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("info,async_nats=warn")
+        .with_test_writer()
+        .try_init();
+}
+
 async fn start(
     server: &NatsServer,
     vim: Arc<MemoryVim>,
     ack_wait: Duration,
 ) -> (EventLog, tokio::task::JoinHandle<()>) {
+    init_logs();
     let log = EventLog::open(server.client().await, &LogConfig::default())
         .await
         .unwrap();
@@ -112,6 +120,7 @@ async fn start(
         ConductorConfig {
             instance: "c-test".into(),
             ack_wait,
+            ..ConductorConfig::default()
         },
     );
     let task = tokio::spawn(async move {
@@ -232,4 +241,189 @@ async fn a_failed_create_ends_in_error_and_undoes_its_deploys() {
     let vnf = wait_status(&log, "v1", VnfStatus::Error).await;
     assert!(vnf.error_reason.unwrap().contains("no capacity"));
     assert!(vim.instances.lock().unwrap().is_empty());
+}
+
+mod heal {
+    use events::monitor::{Failure, MonitorEvent, MonitorMessage, TargetRef};
+    use events::spec::{MonitorDriver, MonitoringPolicy, PolicyAction};
+    use events::vnf::VnfEvent;
+
+    use super::*;
+
+    fn monitored(action: PolicyAction) -> VnfCommand {
+        let VnfCommand::Create {
+            details,
+            mut vnfd,
+            operation_id,
+        } = create("v1")
+        else {
+            unreachable!()
+        };
+        vnfd.vdus[0].monitoring_policy = Some(MonitoringPolicy {
+            driver: MonitorDriver::Ping,
+            monitoring_delay_ms: 0,
+            count: 1,
+            interval_ms: 1_000,
+            timeout_ms: 1_000,
+            retry: 1,
+            port: None,
+            failure_action: action,
+        });
+        VnfCommand::Create {
+            details,
+            vnfd,
+            operation_id,
+        }
+    }
+
+    fn failure_of(vnf: &Vnf, failure_id: &str, action: PolicyAction) -> Failure {
+        let instance = &vnf.instances[0];
+        Failure {
+            failure_id: failure_id.into(),
+            monitor: Actor::new(ActorKind::Monitor, "m-test"),
+            target: TargetRef {
+                vnf_id: "v1".into(),
+                vdu: instance.vdu.clone(),
+                instance_id: instance.instance_id.clone(),
+                mgmt_ip: instance.mgmt_ip,
+                action_id: vnf.action_id.clone().unwrap(),
+            },
+            action,
+            attempts: 1,
+            reason: "no reply".into(),
+            detected_at: time::OffsetDateTime::now_utc(),
+        }
+    }
+
+    async fn report(log: &EventLog, failure: Failure) {
+        let payload =
+            serde_json::to_vec(&MonitorMessage::new(MonitorEvent::Failure(failure))).unwrap();
+        log.jetstream()
+            .publish(events::names::failure_subject("v1"), payload.into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+
+    async fn history(log: &EventLog) -> Vec<VnfEvent> {
+        log.read_subject::<VnfEvent>(&events::names::vnf_subject("v1"))
+            .await
+            .unwrap()
+            .into_iter()
+            .flat_map(|r| r.envelope.events)
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn the_same_failure_reported_five_times_to_three_conductors_heals_once() {
+        let server = NatsServer::start().await;
+        let vim = Arc::new(MemoryVim::default());
+        let (log, _a) = start(&server, vim.clone(), Duration::from_secs(30)).await;
+        let (_, _b) = start(&server, vim.clone(), Duration::from_secs(30)).await;
+        let (_, _c) = start(&server, vim.clone(), Duration::from_secs(30)).await;
+        log.execute::<Vnf>("v1", monitored(PolicyAction::Respawn), &(), &user())
+            .await
+            .unwrap();
+        let vnf = wait_status(&log, "v1", VnfStatus::Active).await;
+        let deploys_before = *vim.deploy_calls.lock().unwrap();
+        // One failure, reported five times at once (as by five monitors, each its own id).
+        let reports = (0..5).map(|n| {
+            report(
+                &log,
+                failure_of(&vnf, &format!("f{n}"), PolicyAction::Respawn),
+            )
+        });
+        futures::future::join_all(reports).await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let healed = history(&log)
+                .await
+                .iter()
+                .any(|e| matches!(e, VnfEvent::HealCompleted { .. }));
+            if healed {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "never healed: {:#?}",
+                history(&log).await
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Give the other reports time to be handled, then count.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let events = history(&log).await;
+        let started = events
+            .iter()
+            .filter(|e| matches!(e, VnfEvent::HealStarted { .. }))
+            .count();
+        let completed = events
+            .iter()
+            .filter(|e| matches!(e, VnfEvent::HealCompleted { .. }))
+            .count();
+        assert_eq!((started, completed), (1, 1), "{events:#?}");
+        let vnf_after = wait_status(&log, "v1", VnfStatus::Active).await;
+        assert_eq!(vnf_after.failure_count, 1);
+        assert_eq!(
+            vnf_after.instances.len(),
+            2,
+            "respawn replaced both instances"
+        );
+        assert!(vnf_after.instances.iter().all(|i| {
+            vnf.instances
+                .iter()
+                .all(|old| old.instance_id != i.instance_id)
+        }));
+        assert_eq!(
+            *vim.deploy_calls.lock().unwrap() - deploys_before,
+            2,
+            "one deploy per new instance"
+        );
+        assert_eq!(vim.instances.lock().unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_stale_action_id_is_answered_with_bad_action_and_no_vim_call() {
+        let server = NatsServer::start().await;
+        let vim = Arc::new(MemoryVim::default());
+        let (log, _conductor) = start(&server, vim.clone(), Duration::from_secs(30)).await;
+        log.execute::<Vnf>("v1", monitored(PolicyAction::Respawn), &(), &user())
+            .await
+            .unwrap();
+        let vnf = wait_status(&log, "v1", VnfStatus::Active).await;
+        let deploys_before = *vim.deploy_calls.lock().unwrap();
+        let client = server.client().await;
+        let mut rejections = client
+            .subscribe(events::names::bad_action_subject("v1"))
+            .await
+            .unwrap();
+        let mut stale = failure_of(&vnf, "f-stale", PolicyAction::Respawn);
+        stale.target.action_id = "not-the-current-one".into();
+        report(&log, stale).await;
+        let message = tokio::time::timeout(
+            Duration::from_secs(10),
+            futures::StreamExt::next(&mut rejections),
+        )
+        .await
+        .expect("a bad_action answer")
+        .unwrap();
+        let MonitorMessage {
+            event: MonitorEvent::BadAction {
+                failure_id, reason, ..
+            },
+            ..
+        } = serde_json::from_slice(&message.payload).unwrap()
+        else {
+            panic!("not a bad_action")
+        };
+        assert_eq!(failure_id, "f-stale");
+        assert!(reason.contains("action id"), "{reason}");
+        assert_eq!(
+            *vim.deploy_calls.lock().unwrap(),
+            deploys_before,
+            "no VIM call"
+        );
+        assert_eq!(history(&log).await.len(), 3, "nothing appended to the VNF");
+    }
 }

@@ -372,6 +372,55 @@ impl EventLog {
     }
 }
 
+/// How long probe rounds, state changes and failure reports are kept: long enough to audit a
+/// week of incidents, bounded so that high-rate results never fill the disk.
+const MONITOR_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+/// The monitor stream's size bound; the oldest results go first.
+const MONITOR_STREAM_BYTES_MAX: i64 = 1024 * 1024 * 1024;
+
+/// Opens (or creates) the monitor stream: probe rounds, VDU state changes, failure reports and
+/// `bad_action` rejections, bounded by age and size.
+pub async fn open_monitor_stream(
+    jetstream: &jetstream::Context,
+    config: &LogConfig,
+) -> Result<stream::Stream, StoreError> {
+    jetstream
+        .get_or_create_stream(stream::Config {
+            name: names::MONITOR_STREAM.into(),
+            subjects: vec![names::MONITOR_SUBJECTS.into()],
+            storage: stream::StorageType::File,
+            num_replicas: config.replicas,
+            max_age: MONITOR_RETENTION,
+            max_bytes: MONITOR_STREAM_BYTES_MAX,
+            discard: stream::DiscardPolicy::Old,
+            allow_direct: true,
+            duplicate_window: DUPLICATE_WINDOW,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| StoreError::nats("opening the monitor stream", e))
+}
+
+/// Opens (or creates) the bucket in which monitors keep each VNF's last known VDU states.
+pub async fn open_monitor_states(
+    jetstream: &jetstream::Context,
+    config: &LogConfig,
+) -> Result<jetstream::kv::Store, StoreError> {
+    if let Ok(store) = jetstream.get_key_value(names::MONITOR_STATE_BUCKET).await {
+        return Ok(store);
+    }
+    jetstream
+        .create_key_value(jetstream::kv::Config {
+            bucket: names::MONITOR_STATE_BUCKET.into(),
+            history: 1,
+            storage: stream::StorageType::File,
+            num_replicas: config.replicas,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| StoreError::nats("opening the monitor state bucket", e))
+}
+
 fn decode<E: DeserializeOwned>(sequence: u64, payload: &[u8]) -> Result<Recorded<E>, StoreError> {
     let envelope =
         envelope::decode(payload).map_err(|source| StoreError::Decode { sequence, source })?;

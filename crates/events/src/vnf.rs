@@ -787,7 +787,10 @@ impl Vnf {
         at: OffsetDateTime,
         limit: RespawnLimit,
     ) -> Result<Vec<VnfEvent>, VnfError> {
-        let status = self.status.filter(|_| !self.deleted).ok_or(VnfError::NotFound)?;
+        let status = self
+            .status
+            .filter(|_| !self.deleted)
+            .ok_or(VnfError::NotFound)?;
         if self.handled_failures.contains(&failure.failure_id) {
             return Ok(Vec::new());
         }
@@ -808,9 +811,16 @@ impl Vnf {
         if being_replaced {
             return Ok(Vec::new());
         }
-        if !self.instances.iter().any(|i| i.instance_id == target.instance_id) {
+        if !self
+            .instances
+            .iter()
+            .any(|i| i.instance_id == target.instance_id)
+        {
             return Err(VnfError::StaleFailure {
-                reason: format!("instance {} is no longer part of the VNF", target.instance_id),
+                reason: format!(
+                    "instance {} is no longer part of the VNF",
+                    target.instance_id
+                ),
             });
         }
         if self.pending.is_some() {
@@ -852,7 +862,11 @@ impl Vnf {
 
     /// Respawn replaces every instance (as Tacker re-created the whole VNF); vdu_autoheal only
     /// the failed one. Replacements keep the VDU and get new ids, hence new management IPs.
-    fn plan_heal(&self, operation_id: &str, failure: &Failure) -> (Vec<PlannedInstance>, Vec<String>) {
+    fn plan_heal(
+        &self,
+        operation_id: &str,
+        failure: &Failure,
+    ) -> (Vec<PlannedInstance>, Vec<String>) {
         let replaced: Vec<&Instance> = match failure.action {
             PolicyAction::VduAutoheal => self
                 .instances

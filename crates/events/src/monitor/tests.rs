@@ -89,7 +89,12 @@ fn nothing_is_probed_without_a_monitor_or_after_deletion() {
 
 #[test]
 fn dead_pending_create_and_error_vnfs_are_not_probed() {
-    for status in [VnfStatus::Dead, VnfStatus::PendingCreate, VnfStatus::Error, VnfStatus::PendingDelete] {
+    for status in [
+        VnfStatus::Dead,
+        VnfStatus::PendingCreate,
+        VnfStatus::Error,
+        VnfStatus::PendingDelete,
+    ] {
         assert!(targets("v1", &vnf(status)).is_empty(), "{status:?}");
     }
 }

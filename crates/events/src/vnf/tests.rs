@@ -551,7 +551,9 @@ mod heal {
             .when(handle(failure))
             .inspect_result()
             .unwrap();
-        assert!(matches!(&events[..], [VnfEvent::HealStarted { operation_id, .. }] if *operation_id == op));
+        assert!(
+            matches!(&events[..], [VnfEvent::HealStarted { operation_id, .. }] if *operation_id == op)
+        );
         events.into_iter().next().unwrap()
     }
 
@@ -568,7 +570,10 @@ mod heal {
         let vnf = state_after(events);
         assert_eq!(vnf.status, Some(VnfStatus::Dead));
         assert_eq!(vnf.failure_count, 1);
-        assert_eq!(vnf.dead_instances, vec![planned_instance_id(CREATE_OP, "VDU1", 0)]);
+        assert_eq!(
+            vnf.dead_instances,
+            vec![planned_instance_id(CREATE_OP, "VDU1", 0)]
+        );
     }
 
     #[test]
@@ -588,7 +593,10 @@ mod heal {
     #[test]
     fn complete_heal_makes_the_vnf_active_with_new_instances() {
         let started = heal_started(failure("f1", 1, PolicyAction::VduAutoheal));
-        let VnfEvent::HealStarted { add, operation_id, .. } = started.clone() else {
+        let VnfEvent::HealStarted {
+            add, operation_id, ..
+        } = started.clone()
+        else {
             unreachable!()
         };
         let mut events = monitored_active();
@@ -619,7 +627,11 @@ mod heal {
             .then_expect_events(vec![]);
         Given::with(())
             .given(events)
-            .when(handle(failure("f2-other-monitor", 0, PolicyAction::Respawn)))
+            .when(handle(failure(
+                "f2-other-monitor",
+                0,
+                PolicyAction::Respawn,
+            )))
             .then_expect_events(vec![]);
     }
 
@@ -631,14 +643,20 @@ mod heal {
             .given(monitored_active())
             .when(handle(f))
             .inspect_result();
-        assert!(matches!(result, Err(VnfError::StaleFailure { .. })), "{result:?}");
+        assert!(
+            matches!(result, Err(VnfError::StaleFailure { .. })),
+            "{result:?}"
+        );
     }
 
     #[test]
     fn a_report_about_a_replaced_instance_is_stale() {
         let f = failure("f1", 0, PolicyAction::VduAutoheal);
         let started = heal_started(f);
-        let VnfEvent::HealStarted { add, operation_id, .. } = started.clone() else {
+        let VnfEvent::HealStarted {
+            add, operation_id, ..
+        } = started.clone()
+        else {
             unreachable!()
         };
         let mut events = monitored_active();
@@ -652,7 +670,10 @@ mod heal {
             .given(events)
             .when(handle(failure("f9", 0, PolicyAction::VduAutoheal)))
             .inspect_result();
-        assert!(matches!(result, Err(VnfError::StaleFailure { .. })), "{result:?}");
+        assert!(
+            matches!(result, Err(VnfError::StaleFailure { .. })),
+            "{result:?}"
+        );
     }
 
     #[test]
@@ -763,7 +784,10 @@ mod heal {
             .when(handle(failure("f4", 0, PolicyAction::VduAutoheal)))
             .inspect_result()
             .unwrap();
-        assert!(matches!(&result[..], [VnfEvent::HealStarted { .. }]), "{result:?}");
+        assert!(
+            matches!(&result[..], [VnfEvent::HealStarted { .. }]),
+            "{result:?}"
+        );
     }
 
     #[test]
