@@ -10,7 +10,10 @@ use std::time::Duration;
 use conductor::vim::local::{self, LocalVim, LocalVimConfig};
 use conductor::{Conductor, ConductorConfig};
 use events::store::{EventLog, LogConfig};
+use events::vnf::RespawnLimit;
 use gateway::{Auth, Gateway, GatewayConfig};
+use monitor::probe::Prober;
+use monitor::{Monitor, MonitorConfig};
 use projector::Tables;
 use serde_json::Value;
 use testkit::NatsServer;
@@ -18,6 +21,12 @@ use tokio::sync::watch;
 
 /// How long a test waits for an asynchronous outcome (a VNF becoming ACTIVE, a row appearing).
 pub const PATIENCE: Duration = Duration::from_secs(30);
+
+/// Tunables of a test system.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub respawn_limit: RespawnLimit,
+}
 
 /// A running vnfm.
 pub struct System {
@@ -35,6 +44,11 @@ static SYSTEMS: AtomicU32 = AtomicU32::new(0);
 impl System {
     /// Starts every role with a local VIM whose names start with a prefix unique to this test.
     pub async fn start() -> System {
+        System::start_with(Options::default()).await
+    }
+
+    /// Like [`System::start`], with the given tunables.
+    pub async fn start_with(options: Options) -> System {
         let _ = tracing_subscriber::fmt()
             .with_env_filter("info,async_nats=warn")
             .with_test_writer()
@@ -69,10 +83,21 @@ impl System {
             Arc::new(vim),
             ConductorConfig {
                 instance: format!("conductor-{vim_prefix}"),
+                respawn_limit: options.respawn_limit,
                 ..ConductorConfig::default()
             },
         );
         tokio::spawn(conductor.run(shutdown()));
+        let prober = Prober::new().expect("the ICMP socket (tests run as root)");
+        let monitor = Monitor::new(
+            log.clone(),
+            Arc::new(prober),
+            MonitorConfig {
+                instance: format!("monitor-{vim_prefix}"),
+                ..MonitorConfig::default()
+            },
+        );
+        tokio::spawn(monitor.run(shutdown()));
         let gateway = Gateway::new(
             log.clone(),
             tables.clone(),
@@ -80,6 +105,7 @@ impl System {
                 auth: Auth::None,
                 tenant_id: "admin".into(),
                 instance: format!("gateway-{vim_prefix}"),
+                ..GatewayConfig::default()
             },
         )
         .await
@@ -219,4 +245,171 @@ pub async fn answers_ping(ip: Ipv4Addr) -> bool {
         .ping(surge_ping::PingSequence(0), &[0; 8])
         .await
         .is_ok()
+}
+
+/// A VNFD whose VDUs (`VDU1`, and `VDU2` when `two_vdus`) are monitored by `driver` (`ping`
+/// or `http_ping`, port 8000) with short timings, acting by `action` on failure; `SP1` scales
+/// VDU1 between 1 and 3 instances.
+pub fn monitored_vnfd(driver: &str, action: &str, two_vdus: bool) -> String {
+    let parameters = match driver {
+        "http_ping" => "{monitoring_delay: 1, retry: 2, timeout: 1, port: 8000, interval: 0.5}",
+        _ => "{monitoring_delay: 1, count: 2, interval: 0.5, timeout: 1, retry: 2}",
+    };
+    let vdu = |name: &str, cp: &str| {
+        format!(
+            "    {name}:\n      type: tosca.nodes.nfv.VDU.Tacker\n      properties:\n        image: cirros\n        monitoring_policy:\n          name: {driver}\n          parameters: {parameters}\n          actions: {{failure: {action}}}\n    {cp}:\n      type: tosca.nodes.nfv.CP.Tacker\n      properties: {{management: true}}\n      requirements:\n        - virtualBinding: {{node: {name}}}\n"
+        )
+    };
+    let mut nodes = vdu("VDU1", "CP1");
+    if two_vdus {
+        nodes.push_str(&vdu("VDU2", "CP2"));
+    }
+    format!(
+        "tosca_definitions_version: tosca_simple_profile_for_nfv_1_0_0\nmetadata: {{template_name: monitored}}\ntopology_template:\n  node_templates:\n{nodes}  policies:\n    - SP1:\n        type: tosca.policies.tacker.Scaling\n        properties: {{targets: [VDU1], increment: 1, min_instances: 1, max_instances: 3, default_instances: 1}}\n"
+    )
+}
+
+impl System {
+    /// Onboards `template` and creates a VNF from it; answers the VNF id once it is ACTIVE.
+    pub async fn active_vnf(&self, template: &str) -> String {
+        let (code, vnfd) = self
+            .post(
+                "/vnfds",
+                serde_json::json!({"vnfd": {"attributes": {"vnfd": template}}}),
+            )
+            .await;
+        assert_eq!(code, 201, "{vnfd}");
+        let vnfd_id = vnfd["vnfd"]["id"].as_str().unwrap();
+        let (code, vnf) = self
+            .post(
+                "/vnfs",
+                serde_json::json!({"vnf": {"name": "monitored", "vnfd_id": vnfd_id}}),
+            )
+            .await;
+        assert_eq!(code, 201, "{vnf}");
+        let vnf_id = vnf["vnf"]["id"].as_str().unwrap().to_owned();
+        self.wait_vnf(&vnf_id, "ACTIVE", |_, v| v["vnf"]["status"] == "ACTIVE")
+            .await;
+        vnf_id
+    }
+
+    /// The VNF as its log leaves it.
+    pub async fn vnf(&self, vnf_id: &str) -> events::vnf::Vnf {
+        self.log
+            .load::<events::vnf::Vnf>(vnf_id)
+            .await
+            .expect("load the VNF")
+            .aggregate
+    }
+
+    /// Makes a VDU instance unreachable: deletes its veth pair (the namespace stays).
+    pub async fn kill_vdu(&self, instance_id: &str) {
+        let namespace = format!("{}-{instance_id}", self.vim_prefix);
+        let output = tokio::process::Command::new("ip")
+            .args(["-n", &namespace, "-j", "link", "show"])
+            .output()
+            .await
+            .expect("ip");
+        let links: Value = serde_json::from_slice(&output.stdout).expect("ip -j output");
+        for link in links.as_array().into_iter().flatten() {
+            let name = link["ifname"].as_str().unwrap_or("lo");
+            if name != "lo" {
+                let status = tokio::process::Command::new("ip")
+                    .args(["-n", &namespace, "link", "del", name])
+                    .status()
+                    .await
+                    .expect("ip");
+                assert!(status.success(), "deleting {name} in {namespace}");
+            }
+        }
+    }
+
+    /// Every probe result now in the monitor stream, oldest first.
+    pub async fn probe_results(&self) -> Vec<events::monitor::ProbeResult> {
+        use async_nats::jetstream::consumer::pull::OrderedConfig;
+        use events::monitor::{MonitorEvent, MonitorMessage};
+        use futures::StreamExt;
+        let mut stream = self
+            .log
+            .jetstream()
+            .get_stream(events::names::MONITOR_STREAM)
+            .await
+            .expect("the monitor stream");
+        let last = stream.info().await.unwrap().state.last_sequence;
+        let mut results = Vec::new();
+        if last == 0 {
+            return results;
+        }
+        let consumer = stream
+            .create_consumer(OrderedConfig {
+                filter_subject: events::names::ROUND_SUBJECTS.into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let mut messages = consumer.messages().await.unwrap();
+        loop {
+            let next = tokio::time::timeout(Duration::from_secs(2), messages.next()).await;
+            let Ok(Some(Ok(message))) = next else { break };
+            let info = message.info().unwrap();
+            let (sequence, pending) = (info.stream_sequence, info.pending);
+            if let Ok(MonitorMessage {
+                event: MonitorEvent::Round { results: round, .. },
+                ..
+            }) = serde_json::from_slice(&message.payload)
+            {
+                results.extend(round);
+            }
+            if pending == 0 || sequence >= last {
+                break;
+            }
+        }
+        results
+    }
+
+    /// Waits until the monitor stream shows `ip` probed with the outcome `up` after `after`.
+    pub async fn wait_probed(
+        &self,
+        ip: Ipv4Addr,
+        after: time::OffsetDateTime,
+        up: bool,
+    ) -> events::monitor::ProbeResult {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let found = self
+                .probe_results()
+                .await
+                .into_iter()
+                .find(|r| r.target.mgmt_ip == ip && r.at > after && r.outcome.is_up() == up);
+            if let Some(result) = found {
+                return result;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{ip} never probed (up: {up}) after {after}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Waits until the VNF's log satisfies `done`.
+    pub async fn wait_log(
+        &self,
+        vnf_id: &str,
+        what: &str,
+        done: impl Fn(&events::vnf::Vnf) -> bool,
+    ) -> events::vnf::Vnf {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let vnf = self.vnf(vnf_id).await;
+            if done(&vnf) {
+                return vnf;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "VNF {vnf_id} never {what}: {vnf:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
 }

@@ -39,6 +39,7 @@ pub(crate) mod event_type {
     pub const DELETE: &str = "DELETE";
     pub const MONITOR: &str = "MONITOR";
     pub const SCALE: &str = "SCALE";
+    pub const HEAL: &str = "HEAL";
 }
 
 /// Tacker's `resource_state` of a VNFD that exists, and of one that was deleted.
@@ -87,7 +88,7 @@ impl Audited for Vnf {
     const RESOURCE_TYPE: &'static str = "vnf";
 
     fn describe(before: &Vnf, event: &VnfEvent, actor: &Actor) -> (&'static str, String) {
-        use event_type::{CREATE, DELETE, MONITOR, SCALE, UPDATE};
+        use event_type::{CREATE, DELETE, HEAL, MONITOR, SCALE, UPDATE};
         match event {
             VnfEvent::CreateRequested { details, add, .. } => (
                 CREATE,
@@ -145,11 +146,56 @@ impl Audited for Vnf {
                 format!("Monitoring under action {action_id} detached by {actor}"),
             ),
             VnfEvent::Deleted { .. } => (DELETE, format!("VNF delete completed by {actor}")),
+            VnfEvent::HealStarted { failure, add, .. } => (
+                HEAL,
+                format!(
+                    "{} of VDU {} instance {} ({}) started by {actor} on a failure reported by {} under action {}: {} ({} instance(s) to rebuild)",
+                    failure.action.as_str(),
+                    failure.target.vdu,
+                    failure.target.instance_id,
+                    failure.target.mgmt_ip,
+                    failure.monitor,
+                    failure.target.action_id,
+                    failure.reason,
+                    add.len()
+                ),
+            ),
+            VnfEvent::HealCompleted { added, .. } => {
+                let ips: Vec<String> = added
+                    .iter()
+                    .map(|i| format!("{} {}", i.vdu, i.mgmt_ip))
+                    .collect();
+                (
+                    HEAL,
+                    format!(
+                        "Heal completed by {actor}; new management IPs: {}",
+                        ips.join(", ")
+                    ),
+                )
+            }
+            VnfEvent::FailureLogged { failure } => (
+                MONITOR,
+                format!(
+                    "Failure of VDU {} instance {} ({}) logged by {actor} ({}), reported by {} under action {}: {}",
+                    failure.target.vdu,
+                    failure.target.instance_id,
+                    failure.target.mgmt_ip,
+                    failure.action.as_str(),
+                    failure.monitor,
+                    failure.target.action_id,
+                    failure.reason
+                ),
+            ),
+            VnfEvent::RespawnLimitReached { reason, .. } => (
+                HEAL,
+                format!("No automatic action, decided by {actor}: {reason}"),
+            ),
             VnfEvent::OperationFailed { reason, .. } => {
                 let (kind, operation) = match before.pending.as_ref().map(|p| p.kind) {
                     Some(OperationKind::Create) => (CREATE, "create"),
                     Some(OperationKind::ScaleOut | OperationKind::ScaleIn) => (SCALE, "scale"),
                     Some(OperationKind::Delete) => (DELETE, "delete"),
+                    Some(OperationKind::Respawn | OperationKind::VduAutoheal) => (HEAL, "heal"),
                     None => (UPDATE, "operation"),
                 };
                 (

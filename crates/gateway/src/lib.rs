@@ -14,10 +14,12 @@ mod render;
 mod vnfds;
 mod vnfs;
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_nats::jetstream::kv;
 use axum::Router;
 use axum::extract::{FromRequestParts, Path, Query, Request, State};
 use axum::http::request::Parts;
@@ -26,7 +28,8 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use events::envelope::{Actor, ActorKind, Cause};
-use events::store::{EventLog, Logged, StoreError};
+use events::monitor::InstanceMonitorState;
+use events::store::{self, EventLog, LogConfig, Logged, StoreError};
 use events::vnf::Vnf;
 use events::vnfd::Vnfd;
 use projector::Tables;
@@ -67,6 +70,8 @@ pub struct GatewayConfig {
     pub tenant_id: String,
     /// This gateway instance's name, for its log lines.
     pub instance: String,
+    /// Replicas of the monitor state bucket, should the gateway be the first to open it.
+    pub log: LogConfig,
 }
 
 impl Default for GatewayConfig {
@@ -75,6 +80,7 @@ impl Default for GatewayConfig {
             auth: Auth::None,
             tenant_id: "admin".into(),
             instance: format!("gateway-{}", std::process::id()),
+            log: LogConfig::default(),
         }
     }
 }
@@ -113,6 +119,8 @@ struct Shared {
     vnfs: Arc<Mirror<Vnf>>,
     /// The same for the VNFD table.
     vnfds: Arc<Mirror<Vnfd>>,
+    /// The monitors' last known VDU states, shown with a VNF.
+    monitor_states: kv::Store,
     /// The watch tasks; dropping the last handle on the gateway stops them.
     _followers: Followers,
 }
@@ -170,6 +178,12 @@ impl Gateway {
                 "The tables did not load within {MIRROR_SYNC_TIMEOUT:?}; lists may miss rows until they do."
             );
         }
+        let monitor_states = store::open_monitor_states(log.jetstream(), &config.log)
+            .await
+            .map_err(|e| GatewayError::Nats {
+                context: "opening the monitor state bucket",
+                source: e.into(),
+            })?;
         Ok(Gateway {
             shared: Arc::new(Shared {
                 log,
@@ -177,6 +191,7 @@ impl Gateway {
                 config,
                 vnfs,
                 vnfds,
+                monitor_states,
                 _followers: followers,
             }),
         })
@@ -212,6 +227,18 @@ impl Gateway {
 
     fn log(&self) -> &EventLog {
         &self.shared.log
+    }
+
+    /// The monitors' last known states of a VNF's instances (empty when none is known).
+    async fn monitor_states(&self, vnf_id: &str) -> BTreeMap<String, InstanceMonitorState> {
+        match self.shared.monitor_states.get(vnf_id).await {
+            Ok(Some(value)) => serde_json::from_slice(&value).unwrap_or_default(),
+            Ok(None) => BTreeMap::new(),
+            Err(e) => {
+                tracing::debug!(vnf_id, error = %e, "Monitor state unreadable.");
+                BTreeMap::new()
+            }
+        }
     }
 
     fn config(&self) -> &GatewayConfig {

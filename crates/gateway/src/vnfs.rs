@@ -191,7 +191,8 @@ pub(crate) async fn show(
     PathId(vnf_id): PathId,
 ) -> Result<Json<Value>, ApiError> {
     let row = existing(&gateway, &vnf_id).await?;
-    let vnf = render::vnf_json(&row).ok_or_else(|| ApiError::vnf_not_found(&vnf_id))?;
+    let mut vnf = render::vnf_json(&row).ok_or_else(|| ApiError::vnf_not_found(&vnf_id))?;
+    vnf["monitor"] = render::monitor_json(&row, &gateway.monitor_states(&vnf_id).await);
     Ok(Json(json!({ "vnf": vnf })))
 }
 
@@ -329,7 +330,10 @@ fn command_error(vnf_id: &str, error: CommandError<VnfError>) -> ApiError {
         CommandError::Rejected(
             e @ (VnfError::AlreadyExists
             | VnfError::StaleOperation { .. }
-            | VnfError::PlanMismatch { .. }),
+            | VnfError::PlanMismatch { .. }
+            | VnfError::StaleFailure { .. }
+            | VnfError::Busy { .. }
+            | VnfError::NotHealable { .. }),
         ) => ApiError::internal("a user command on a VNF", &e),
         CommandError::Store(e) => ApiError::store("appending a VNF command", &e),
     }

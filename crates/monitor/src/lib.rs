@@ -1,1 +1,566 @@
-//! placeholder
+//! The monitor role: probes every monitored VDU instance and reports what it sees.
+//!
+//! A monitor keeps no target list of its own: it replays the lifecycle log (an ordered consumer
+//! of every VNF subject) through the VNF aggregate and [`events::monitor::targets`], and follows
+//! it live, so a scale or respawn changes the probed IPs and a delete stops them. Each round's
+//! results, each VDU going down or coming back, and each failure (after `retry` failed
+//! attempts) are events on the monitor stream; conductors act on the failures. Probing never
+//! waits on an action.
+//!
+//! A monitor never appends to the lifecycle log and never calls a VIM.
+
+pub mod probe;
+pub mod tracker;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer, kv};
+use bytes::Bytes;
+use cqrs_es::Aggregate;
+use futures::StreamExt;
+use time::OffsetDateTime;
+use tokio::sync::mpsc;
+
+use events::envelope::{self, Actor, ActorKind};
+use events::monitor::{
+    self as schema, Failure, InstanceMonitorState, MonitorEvent, MonitorMessage, ProbeOutcome,
+    ProbeResult, Target, TargetRef,
+};
+use events::names;
+use events::spec::MonitorDriver;
+use events::store::{self, EventLog, LogConfig, StoreError};
+use events::vnf::{Vnf, VnfEvent};
+use probe::Prober;
+use tracker::{Tracker, Transition};
+
+/// How often due targets are looked for. Attempts start on interval boundaries; a tenth of a
+/// second keeps them close to the boundary without spinning.
+const TICK: Duration = Duration::from_millis(100);
+/// Results waiting to be folded into their round. Attempts block on a full queue, which only
+/// slows probing down; a round of 100,000 targets fits.
+const RESULTS_QUEUE: usize = 131_072;
+/// Messages waiting to be published. Rounds are batched, so this is generous.
+const PUBLISH_QUEUE: usize = 16_384;
+/// Results per round message, keeping each message far below NATS's default 1 MiB payload.
+const ROUND_RESULTS_PER_MESSAGE_MAX: usize = 2_000;
+/// How often an instance's last result is written to the state bucket when nothing changes.
+const STATE_REFRESH: time::Duration = time::Duration::seconds(10);
+/// Attempts to publish a failure report before giving up on it (it is reported again on the
+/// next down episode); a failure must survive a leader election.
+const PUBLISH_ATTEMPTS_MAX: u32 = 5;
+
+/// Tunables of a monitor.
+#[derive(Debug, Clone)]
+pub struct MonitorConfig {
+    /// This instance's name, recorded in every result and failure it reports.
+    pub instance: String,
+    /// The fewest failures in one round that can make the monitor suspect itself.
+    pub suspect_failures_min: usize,
+    pub log: LogConfig,
+}
+
+impl Default for MonitorConfig {
+    fn default() -> Self {
+        MonitorConfig {
+            instance: format!("monitor-{}", std::process::id()),
+            // Ten: a small deployment (fewer targets) still heals when all of them fail.
+            suspect_failures_min: 10,
+            log: LogConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MonitorError {
+    #[error("NATS: {context}: {source}")]
+    Nats {
+        context: &'static str,
+        #[source]
+        source: async_nats::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Probe(#[from] probe::ProbeError),
+}
+
+fn nats(context: &'static str, source: impl Into<async_nats::Error>) -> MonitorError {
+    MonitorError::Nats {
+        context,
+        source: source.into(),
+    }
+}
+
+/// One finished attempt, on its way back to the monitor's loop.
+struct Attempt {
+    round: i128,
+    target: TargetRef,
+    outcome: ProbeOutcome,
+    at: OffsetDateTime,
+}
+
+/// Attempts that started on one interval boundary.
+#[derive(Default)]
+struct Round {
+    running: usize,
+    finished: Vec<Attempt>,
+}
+
+/// Work for the publisher task.
+enum Publish {
+    Message {
+        subject: String,
+        message: MonitorMessage,
+        /// Set for failure reports, so a retried publish is stored once.
+        message_id: Option<String>,
+    },
+    State {
+        vnf_id: String,
+        states: Option<BTreeMap<String, InstanceMonitorState>>,
+    },
+}
+
+/// One monitor instance.
+pub struct Monitor {
+    log: EventLog,
+    client: async_nats::Client,
+    prober: Arc<Prober>,
+    config: MonitorConfig,
+}
+
+impl std::fmt::Debug for Monitor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Monitor")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the loop knows: the VNFs as the log left them and a tracker per target.
+#[derive(Default)]
+struct Targets {
+    vnfs: HashMap<String, Vnf>,
+    trackers: HashMap<String, Tracker>,
+    by_vnf: HashMap<String, HashSet<String>>,
+    /// When each VNF's states were last written.
+    states_written: HashMap<String, OffsetDateTime>,
+}
+
+impl Targets {
+    /// Folds one lifecycle message and re-derives the VNF's targets.
+    fn apply(&mut self, vnf_id: &str, events: Vec<VnfEvent>) {
+        let vnf = self.vnfs.entry(vnf_id.to_owned()).or_default();
+        events.into_iter().for_each(|e| vnf.apply(e));
+        let derived = schema::targets(vnf_id, vnf);
+        if vnf.deleted {
+            self.vnfs.remove(vnf_id);
+        }
+        let wanted: HashSet<String> = derived.iter().map(|t| t.instance_id.clone()).collect();
+        let known = self.by_vnf.entry(vnf_id.to_owned()).or_default();
+        for gone in known.difference(&wanted) {
+            self.trackers.remove(gone);
+        }
+        for target in derived {
+            match self.trackers.get_mut(&target.instance_id) {
+                Some(tracker) => tracker.update(target),
+                None => {
+                    tracing::info!(vnf_id, instance_id = %target.instance_id, mgmt_ip = %target.mgmt_ip, "Monitoring VDU instance.");
+                    self.trackers
+                        .insert(target.instance_id.clone(), Tracker::new(target));
+                }
+            }
+        }
+        *known = wanted;
+        if known.is_empty() {
+            self.by_vnf.remove(vnf_id);
+        }
+    }
+
+    fn states(
+        &self,
+        vnf_id: &str,
+        monitor: &str,
+    ) -> Option<BTreeMap<String, InstanceMonitorState>> {
+        let instances = self.by_vnf.get(vnf_id)?;
+        Some(
+            instances
+                .iter()
+                .filter_map(|id| self.trackers.get(id))
+                .map(|t| {
+                    let state = InstanceMonitorState {
+                        vdu: t.target.vdu.clone(),
+                        mgmt_ip: t.target.mgmt_ip,
+                        state: t.health.as_str().into(),
+                        since: t.since,
+                        last_result: t.last_outcome.clone(),
+                        last_probed_at: t.last_probed_at,
+                        monitor: monitor.to_owned(),
+                    };
+                    (t.target.instance_id.clone(), state)
+                })
+                .collect(),
+        )
+    }
+}
+
+impl Monitor {
+    pub fn new(log: EventLog, prober: Arc<Prober>, config: MonitorConfig) -> Self {
+        let client = log.jetstream().client();
+        Monitor {
+            log,
+            client,
+            prober,
+            config,
+        }
+    }
+
+    fn actor(&self) -> Actor {
+        Actor::new(ActorKind::Monitor, self.config.instance.clone())
+    }
+
+    /// Probes until `shutdown` resolves.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), MonitorError> {
+        let jetstream = self.log.jetstream().clone();
+        store::open_monitor_stream(&jetstream, &self.config.log).await?;
+        let states = store::open_monitor_states(&jetstream, &self.config.log).await?;
+        let consumer = self
+            .log
+            .stream()
+            .create_consumer(consumer::pull::OrderedConfig {
+                filter_subject: names::VNF_SUBJECTS.into(),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| nats("following the lifecycle log", e))?;
+        let mut lifecycle = consumer
+            .messages()
+            .await
+            .map_err(|e| nats("following the lifecycle log", e))?;
+        let mut bad_actions = self
+            .client
+            .subscribe(names::BAD_ACTION_SUBJECTS)
+            .await
+            .map_err(|e| nats("following bad_action reports", e))?;
+        // The loop sends finished attempts here; attempt tasks hold senders until they finish.
+        let (results, mut finished) = mpsc::channel::<Attempt>(RESULTS_QUEUE);
+        // The loop sends messages and state writes; the publisher task drains it. Dropping the
+        // sender at shutdown lets the publisher finish what is queued and stop.
+        let (outbox, inbox) = mpsc::channel::<Publish>(PUBLISH_QUEUE);
+        let publisher = tokio::spawn(publish(jetstream, states, inbox));
+
+        let mut targets = Targets::default();
+        let mut rounds: BTreeMap<i128, Round> = BTreeMap::new();
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        tokio::pin!(shutdown);
+        tracing::info!(instance = %self.config.instance, "Monitor running.");
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                message = lifecycle.next() => match message {
+                    Some(Ok(message)) => {
+                        let Some((_, vnf_id)) = names::parse_lifecycle_subject(&message.subject) else { continue };
+                        match envelope::decode::<VnfEvent>(&message.payload) {
+                            Ok(envelope) => {
+                                targets.apply(vnf_id, envelope.events);
+                                if !targets.by_vnf.contains_key(vnf_id) && targets.states_written.remove(vnf_id).is_some() {
+                                    let _ = outbox.send(Publish::State { vnf_id: vnf_id.to_owned(), states: None }).await;
+                                }
+                            }
+                            Err(e) => tracing::error!(vnf_id, error = %e, "Undecodable lifecycle message; skipped."),
+                        }
+                    }
+                    Some(Err(e)) => tracing::warn!(error = %e, "Lifecycle consumer hiccup; continuing."),
+                    None => return Err(nats("following the lifecycle log", "the consumer ended")),
+                },
+                Some(message) = bad_actions.next() => {
+                    if let Ok(MonitorMessage { event: MonitorEvent::BadAction { target, reason, .. }, .. }) =
+                        serde_json::from_slice(&message.payload)
+                        && let Some(tracker) = targets.trackers.get_mut(&target.instance_id)
+                        && tracker.target.action_id == target.action_id
+                    {
+                        tracing::info!(instance_id = %target.instance_id, reason, "Dropping a job a conductor called stale.");
+                        tracker.dropped = true;
+                    }
+                }
+                _ = tick.tick() => self.start_due(&mut targets, &mut rounds, &results),
+                Some(attempt) = finished.recv() => {
+                    let key = attempt.round;
+                    let complete = rounds.get_mut(&key).is_some_and(|round| {
+                        round.running -= 1;
+                        round.finished.push(attempt);
+                        round.running == 0
+                    });
+                    if complete && let Some(round) = rounds.remove(&key) {
+                        self.finish_round(&mut targets, round, &outbox).await;
+                    }
+                }
+            }
+        }
+        drop(outbox);
+        let _ = publisher.await;
+        tracing::info!("Monitor stopped.");
+        Ok(())
+    }
+
+    fn start_due(
+        &self,
+        targets: &mut Targets,
+        rounds: &mut BTreeMap<i128, Round>,
+        results: &mpsc::Sender<Attempt>,
+    ) {
+        let now = OffsetDateTime::now_utc();
+        for tracker in targets.trackers.values_mut().filter(|t| t.is_due(now)) {
+            let round = tracker.next_due.unix_timestamp_nanos();
+            tracker.start(now);
+            rounds.entry(round).or_default().running += 1;
+            let target = tracker.target.clone();
+            let prober = self.prober.clone();
+            let results = results.clone();
+            tokio::spawn(async move {
+                let outcome = attempt(&prober, &target).await;
+                let attempt = Attempt {
+                    round,
+                    target: TargetRef::from(&target),
+                    outcome,
+                    at: OffsetDateTime::now_utc(),
+                };
+                let _ = results.send(attempt).await;
+            });
+        }
+    }
+
+    async fn finish_round(
+        &self,
+        targets: &mut Targets,
+        round: Round,
+        outbox: &mpsc::Sender<Publish>,
+    ) {
+        let monitor = self.actor();
+        let mut transitions = Vec::new();
+        let mut touched = HashSet::new();
+        for attempt in &round.finished {
+            if let Some(tracker) = targets.trackers.get_mut(&attempt.target.instance_id) {
+                touched.insert(attempt.target.vnf_id.clone());
+                if let Some(transition) = tracker.record(attempt.outcome.clone(), attempt.at) {
+                    transitions.push((tracker.target.clone(), transition, attempt.at));
+                }
+            }
+        }
+        let failures = transitions
+            .iter()
+            .filter(|(_, t, _)| matches!(t, Transition::Failed { .. }))
+            .count();
+        let suspect = tracker::round_is_suspect(
+            failures,
+            targets.trackers.len(),
+            self.config.suspect_failures_min,
+        );
+        let at = OffsetDateTime::now_utc();
+        let results: Vec<ProbeResult> = round
+            .finished
+            .into_iter()
+            .map(|a| ProbeResult {
+                target: a.target,
+                outcome: a.outcome,
+                at: a.at,
+            })
+            .collect();
+        for chunk in results.chunks(ROUND_RESULTS_PER_MESSAGE_MAX) {
+            let event = MonitorEvent::Round {
+                monitor: monitor.clone(),
+                at,
+                targets: targets.trackers.len(),
+                results: chunk.to_vec(),
+            };
+            self.send(
+                outbox,
+                names::round_subject(&self.config.instance),
+                event,
+                None,
+            )
+            .await;
+        }
+        if suspect {
+            tracing::error!(
+                failures,
+                targets = targets.trackers.len(),
+                "Most targets failed at once: suspecting this monitor, firing no actions."
+            );
+            let event = MonitorEvent::SuspectedFault {
+                monitor: monitor.clone(),
+                at,
+                failed: failures,
+                targets: targets.trackers.len(),
+            };
+            self.send(
+                outbox,
+                names::suspect_subject(&self.config.instance),
+                event,
+                None,
+            )
+            .await;
+        }
+        for (target, transition, since) in transitions {
+            let reference = TargetRef::from(&target);
+            match transition {
+                Transition::Failed { .. } if suspect => {
+                    if let Some(tracker) = targets.trackers.get_mut(&target.instance_id) {
+                        tracker.unreport();
+                    }
+                }
+                Transition::Failed { attempts, reason } => {
+                    tracing::warn!(vnf_id = %target.vnf_id, instance_id = %target.instance_id, mgmt_ip = %target.mgmt_ip, reason, "VDU failed.");
+                    let down = MonitorEvent::VduDown {
+                        monitor: monitor.clone(),
+                        target: reference.clone(),
+                        reason: reason.clone(),
+                        since,
+                    };
+                    self.send(outbox, names::vdu_state_subject(&target.vnf_id), down, None)
+                        .await;
+                    let failure = Failure {
+                        failure_id: uuid::Uuid::new_v4().to_string(),
+                        monitor: monitor.clone(),
+                        target: reference,
+                        action: target.policy.failure_action,
+                        attempts,
+                        reason,
+                        detected_at: since,
+                    };
+                    let message_id = Some(failure.failure_id.clone());
+                    self.send(
+                        outbox,
+                        names::failure_subject(&target.vnf_id),
+                        MonitorEvent::Failure(failure),
+                        message_id,
+                    )
+                    .await;
+                }
+                Transition::Recovered => {
+                    tracing::info!(vnf_id = %target.vnf_id, instance_id = %target.instance_id, "VDU answers again.");
+                    let up = MonitorEvent::VduUp {
+                        monitor: monitor.clone(),
+                        target: reference,
+                        since,
+                    };
+                    self.send(outbox, names::vdu_state_subject(&target.vnf_id), up, None)
+                        .await;
+                }
+            }
+        }
+        for vnf_id in touched {
+            let stale = targets
+                .states_written
+                .get(&vnf_id)
+                .is_none_or(|written| at - *written >= STATE_REFRESH);
+            let changed = targets
+                .by_vnf
+                .get(&vnf_id)
+                .into_iter()
+                .flatten()
+                .filter_map(|id| targets.trackers.get(id))
+                .any(|t| {
+                    t.since
+                        .is_some_and(|since| since >= at - time::Duration::seconds(1))
+                });
+            if stale || changed {
+                targets.states_written.insert(vnf_id.clone(), at);
+                let states = targets.states(&vnf_id, &self.config.instance);
+                let _ = outbox.send(Publish::State { vnf_id, states }).await;
+            }
+        }
+    }
+
+    async fn send(
+        &self,
+        outbox: &mpsc::Sender<Publish>,
+        subject: String,
+        event: MonitorEvent,
+        message_id: Option<String>,
+    ) {
+        let job = Publish::Message {
+            subject,
+            message: MonitorMessage::new(event),
+            message_id,
+        };
+        if outbox.send(job).await.is_err() {
+            tracing::warn!("Publisher gone; a monitor message is lost.");
+        }
+    }
+}
+
+/// One probe attempt by the target's driver.
+async fn attempt(prober: &Prober, target: &Target) -> ProbeOutcome {
+    let policy = &target.policy;
+    let timeout = Duration::from_millis(policy.timeout_ms);
+    match policy.driver {
+        MonitorDriver::Ping => prober.ping(target.mgmt_ip, policy.count, timeout).await,
+        MonitorDriver::HttpPing => {
+            let port = policy.port.unwrap_or(80);
+            prober.http(target.mgmt_ip, port, timeout).await
+        }
+    }
+}
+
+/// Publishes monitor messages and state writes in order until the outbox closes.
+async fn publish(
+    jetstream: jetstream::Context,
+    states: kv::Store,
+    mut inbox: mpsc::Receiver<Publish>,
+) {
+    while let Some(job) = inbox.recv().await {
+        match job {
+            Publish::Message {
+                subject,
+                message,
+                message_id,
+            } => {
+                let payload = match serde_json::to_vec(&message) {
+                    Ok(payload) => Bytes::from(payload),
+                    Err(e) => {
+                        tracing::error!(error = %e, "Unencodable monitor message.");
+                        continue;
+                    }
+                };
+                for attempt in 1..=PUBLISH_ATTEMPTS_MAX {
+                    let mut publish =
+                        jetstream::message::PublishMessage::build().payload(payload.clone());
+                    if let Some(id) = &message_id {
+                        publish = publish.message_id(id);
+                    }
+                    let acked = match jetstream.send_publish(subject.clone(), publish).await {
+                        Ok(ack) => ack.await.map(|_| ()),
+                        Err(e) => Err(e),
+                    };
+                    match acked {
+                        Ok(()) => break,
+                        Err(e) => {
+                            tracing::warn!(subject, attempt, error = %e, "Monitor message not stored; retrying.");
+                            tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt)))
+                                .await;
+                        }
+                    }
+                }
+            }
+            Publish::State {
+                vnf_id,
+                states: Some(states_of_vnf),
+            } => {
+                let value = serde_json::to_vec(&states_of_vnf).unwrap_or_default();
+                if let Err(e) = states.put(&vnf_id, value.into()).await {
+                    tracing::debug!(vnf_id, error = %e, "Monitor state not written.");
+                }
+            }
+            Publish::State {
+                vnf_id,
+                states: None,
+            } => {
+                let _ = states.delete(&vnf_id).await;
+            }
+        }
+    }
+}

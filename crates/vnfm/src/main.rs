@@ -30,8 +30,10 @@ enum Command {
     Gateway(GatewayArgs),
     /// Keep the VNF and VNFD tables from the log.
     Projector(NatsArgs),
-    /// Carry out VNF operations through the VIM.
+    /// Carry out VNF operations and policy actions through the VIM.
     Conductor(ConductorArgs),
+    /// Probe every monitored VDU and report results and failures.
+    Monitor(MonitorArgs),
     /// Print a VNF's whole history from the log.
     Audit {
         vnf_id: String,
@@ -98,6 +100,33 @@ struct ConductorArgs {
     nats: NatsArgs,
     #[command(flatten)]
     vim: VimArgs,
+    #[command(flatten)]
+    heal: HealArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+struct HealArgs {
+    /// Heals (respawn, vdu_autoheal) a VNF may have within --heal-window-s before it is left in ERROR.
+    #[arg(long, env = "VNFM_HEALS_MAX", default_value_t = 3)]
+    heals_max: u32,
+    #[arg(long, env = "VNFM_HEAL_WINDOW_S", default_value_t = 600)]
+    heal_window_s: i64,
+}
+
+#[derive(Debug, Clone, Args)]
+struct MonitorArgs {
+    #[command(flatten)]
+    nats: NatsArgs,
+    #[command(flatten)]
+    probe: ProbeArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+struct ProbeArgs {
+    /// The fewest failures in one round that can make a monitor suspect itself (when they are
+    /// also more than half of its targets) and fire no actions.
+    #[arg(long, env = "VNFM_SUSPECT_FAILURES_MIN", default_value_t = 10)]
+    suspect_failures_min: usize,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -115,6 +144,10 @@ struct UpArgs {
     api: ApiArgs,
     #[command(flatten)]
     vim: VimArgs,
+    #[command(flatten)]
+    heal: HealArgs,
+    #[command(flatten)]
+    probe: ProbeArgs,
 }
 
 fn main() -> ExitCode {

@@ -13,11 +13,15 @@ use conductor::vim::local::{LocalVim, LocalVimConfig};
 use conductor::{Conductor, ConductorConfig};
 use events::names;
 use events::store::{EventLog, LogConfig};
-use events::vnf::VnfEvent;
+use events::vnf::{RespawnLimit, VnfEvent};
 use gateway::{Auth, Gateway, GatewayConfig};
+use monitor::probe::Prober;
+use monitor::{Monitor, MonitorConfig};
 use projector::Tables;
 
-use crate::{ApiArgs, AuthMode, Command, NatsArgs, UpArgs, VimArgs, nats_server};
+use crate::{
+    ApiArgs, AuthMode, Command, HealArgs, NatsArgs, ProbeArgs, UpArgs, VimArgs, nats_server,
+};
 
 /// How long `rebuild --verify` waits for the projector to reach the end of the log.
 const VERIFY_CATCH_UP: Duration = Duration::from_secs(30);
@@ -40,7 +44,13 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Conductor(args) => {
             let (log, _) = open(&args.nats, "vnfm-conductor").await?;
             let mut roles = Roles::new();
-            roles.conductor(log, &args.vim)?;
+            roles.conductor(log, &args.vim, &args.heal, &args.nats)?;
+            roles.wait().await
+        }
+        Command::Monitor(args) => {
+            let (log, _) = open(&args.nats, "vnfm-monitor").await?;
+            let mut roles = Roles::new();
+            roles.monitor(log, &args.probe, &args.nats)?;
             roles.wait().await
         }
         Command::Audit { vnf_id, nats } => audit(&nats, &vnf_id).await,
@@ -81,7 +91,8 @@ async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     let (log, tables) = open(&nats, "vnfm-up").await?;
     let mut roles = Roles::new();
     roles.projector(log.clone(), tables.clone());
-    roles.conductor(log.clone(), &args.vim)?;
+    roles.conductor(log.clone(), &args.vim, &args.heal, &nats)?;
+    roles.monitor(log.clone(), &args.probe, &nats)?;
     roles.gateway(log, tables, &args.api).await?;
     roles.wait().await
 }
@@ -123,17 +134,56 @@ impl Roles {
         });
     }
 
-    fn conductor(&mut self, log: EventLog, vim: &VimArgs) -> anyhow::Result<()> {
+    fn conductor(
+        &mut self,
+        log: EventLog,
+        vim: &VimArgs,
+        heal: &HealArgs,
+        nats: &NatsArgs,
+    ) -> anyhow::Result<()> {
         let vim = LocalVim::new(LocalVimConfig {
             prefix: vim.vim_prefix.clone(),
             ..LocalVimConfig::default()
         })
         .context("starting the local VIM")?;
-        let conductor = Conductor::new(log, Arc::new(vim), ConductorConfig::default());
+        let config = ConductorConfig {
+            respawn_limit: RespawnLimit {
+                heals_max: heal.heals_max,
+                window: time::Duration::seconds(heal.heal_window_s),
+            },
+            log: LogConfig {
+                replicas: nats.replicas,
+            },
+            ..ConductorConfig::default()
+        };
+        let conductor = Conductor::new(log, Arc::new(vim), config);
         let shutdown = self.shutdown();
         self.running.spawn(async move {
             let result = conductor.run(shutdown).await;
             ("conductor", result.map_err(Into::into))
+        });
+        Ok(())
+    }
+
+    fn monitor(&mut self, log: EventLog, probe: &ProbeArgs, nats: &NatsArgs) -> anyhow::Result<()> {
+        let prober = Prober::new()
+            .context("opening the ICMP socket (the monitor needs root or CAP_NET_RAW)")?;
+        tracing::info!(
+            receive_buffer_bytes = prober.receive_buffer_bytes(),
+            "ICMP socket open."
+        );
+        let config = MonitorConfig {
+            suspect_failures_min: probe.suspect_failures_min,
+            log: LogConfig {
+                replicas: nats.replicas,
+            },
+            ..MonitorConfig::default()
+        };
+        let monitor = Monitor::new(log, Arc::new(prober), config);
+        let shutdown = self.shutdown();
+        self.running.spawn(async move {
+            let result = monitor.run(shutdown).await;
+            ("monitor", result.map_err(Into::into))
         });
         Ok(())
     }

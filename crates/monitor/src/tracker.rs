@@ -1,0 +1,285 @@
+//! One target's probing state, without I/O: when its next attempt is due, and what an
+//! attempt's outcome means (a VDU going down after `retry` failures, coming back up).
+//!
+//! Attempts are scheduled on boundaries of the policy's interval counted from the Unix epoch,
+//! so every target with the same interval is probed in the same round: a round in which most
+//! targets fail at once is visible as such (see [`round_is_suspect`]).
+
+use events::monitor::{ProbeOutcome, Target};
+use time::{Duration, OffsetDateTime};
+
+/// What an attempt's outcome changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transition {
+    /// `retry` attempts in a row failed: the VDU is down, and its policy action is due.
+    Failed { attempts: u32, reason: String },
+    /// The VDU answers again after being down.
+    Recovered,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Health {
+    /// Within the monitoring delay, or no attempt finished yet.
+    Pending,
+    Up,
+    Down,
+}
+
+impl Health {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Health::Pending => "pending",
+            Health::Up => "up",
+            Health::Down => "down",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Tracker {
+    pub target: Target,
+    pub health: Health,
+    /// When `health` last changed.
+    pub since: Option<OffsetDateTime>,
+    pub last_outcome: Option<ProbeOutcome>,
+    pub last_probed_at: Option<OffsetDateTime>,
+    /// The start of the next attempt.
+    pub next_due: OffsetDateTime,
+    /// An attempt is running; no other starts until it ends.
+    pub in_flight: bool,
+    failures_in_row: u32,
+    /// The failure of the current down episode was reported; reported once per episode.
+    reported: bool,
+    /// A conductor called this target's job stale (`bad_action`): not probed until the log
+    /// gives the instance a new action id.
+    pub dropped: bool,
+}
+
+fn interval(target: &Target) -> Duration {
+    Duration::milliseconds(target.policy.interval_ms.max(1) as i64)
+}
+
+/// The first interval boundary at or after `at`.
+fn align_up(at: OffsetDateTime, step: Duration) -> OffsetDateTime {
+    let step_ns = step.whole_nanoseconds().max(1);
+    let at_ns = at.unix_timestamp_nanos();
+    let aligned = at_ns.div_euclid(step_ns) * step_ns;
+    let aligned = if aligned < at_ns {
+        aligned + step_ns
+    } else {
+        aligned
+    };
+    OffsetDateTime::from_unix_timestamp_nanos(aligned).unwrap_or(at)
+}
+
+impl Tracker {
+    pub fn new(target: Target) -> Self {
+        let delay = Duration::milliseconds(target.policy.monitoring_delay_ms as i64);
+        let next_due = align_up(target.booted_at + delay, interval(&target));
+        Tracker {
+            target,
+            health: Health::Pending,
+            since: None,
+            last_outcome: None,
+            last_probed_at: None,
+            next_due,
+            in_flight: false,
+            failures_in_row: 0,
+            reported: false,
+            dropped: false,
+        }
+    }
+
+    /// Takes a newer derivation of the same instance (its policy or action id may change).
+    pub fn update(&mut self, target: Target) {
+        if target.action_id != self.target.action_id {
+            self.dropped = false;
+        }
+        self.target = target;
+    }
+
+    pub fn is_due(&self, now: OffsetDateTime) -> bool {
+        !self.in_flight && !self.dropped && now >= self.next_due
+    }
+
+    /// An attempt starts now; the next is due on the following boundary.
+    pub fn start(&mut self, now: OffsetDateTime) {
+        self.in_flight = true;
+        self.next_due = align_up(now + interval(&self.target) / 2, interval(&self.target));
+    }
+
+    /// Records an attempt's outcome.
+    pub fn record(&mut self, outcome: ProbeOutcome, now: OffsetDateTime) -> Option<Transition> {
+        self.in_flight = false;
+        self.last_probed_at = Some(now);
+        let transition = match &outcome {
+            ProbeOutcome::Up { .. } => {
+                self.failures_in_row = 0;
+                let was_down = self.health == Health::Down;
+                self.reported = false;
+                self.set_health(Health::Up, now);
+                was_down.then_some(Transition::Recovered)
+            }
+            ProbeOutcome::Down { reason } => {
+                self.failures_in_row += 1;
+                if self.failures_in_row >= self.target.policy.retry.max(1) && !self.reported {
+                    self.reported = true;
+                    self.set_health(Health::Down, now);
+                    Some(Transition::Failed {
+                        attempts: self.failures_in_row,
+                        reason: reason.clone(),
+                    })
+                } else {
+                    None
+                }
+            }
+        };
+        self.last_outcome = Some(outcome);
+        transition
+    }
+
+    /// Forgets a failure that was not reported (its round was suspect), so that it is reported
+    /// if the failure is still there once the monitor is trusted again.
+    pub fn unreport(&mut self) {
+        self.reported = false;
+        self.failures_in_row = 0;
+    }
+
+    fn set_health(&mut self, health: Health, now: OffsetDateTime) {
+        if self.health != health {
+            self.health = health;
+            self.since = Some(now);
+        }
+    }
+}
+
+/// Beyond Tacker: a round in which more than half of a monitor's targets, and at least
+/// `failures_min` of them, fail is blamed on the monitor itself (its host lost the network),
+/// and fires no actions: one broken monitor host must not respawn the fleet.
+pub fn round_is_suspect(failures: usize, targets: usize, failures_min: usize) -> bool {
+    failures >= failures_min && failures * 2 > targets
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use events::spec::{MonitorDriver, MonitoringPolicy, PolicyAction};
+    use time::macros::datetime;
+
+    use super::*;
+
+    fn target(retry: u32, delay_ms: u64) -> Target {
+        Target {
+            vnf_id: "v".into(),
+            vdu: "VDU1".into(),
+            instance_id: "i".into(),
+            mgmt_ip: Ipv4Addr::new(198, 18, 0, 1),
+            action_id: "a".into(),
+            policy: MonitoringPolicy {
+                driver: MonitorDriver::Ping,
+                monitoring_delay_ms: delay_ms,
+                count: 1,
+                interval_ms: 1_000,
+                timeout_ms: 500,
+                retry,
+                port: None,
+                failure_action: PolicyAction::Respawn,
+            },
+            booted_at: datetime!(2026-11-25 10:00:00.300 UTC),
+        }
+    }
+
+    fn down() -> ProbeOutcome {
+        ProbeOutcome::Down {
+            reason: "no reply".into(),
+        }
+    }
+
+    const UP: ProbeOutcome = ProbeOutcome::Up { rtt_us: 80 };
+
+    #[test]
+    fn the_first_attempt_waits_for_the_monitoring_delay_then_the_boundary() {
+        let tracker = Tracker::new(target(1, 45_000));
+        assert_eq!(tracker.next_due, datetime!(2026-11-25 10:00:46 UTC));
+        assert!(!tracker.is_due(datetime!(2026-11-25 10:00:45.300 UTC)));
+        assert!(tracker.is_due(datetime!(2026-11-25 10:00:46 UTC)));
+    }
+
+    #[test]
+    fn attempts_follow_interval_boundaries_and_never_overlap() {
+        let mut tracker = Tracker::new(target(1, 0));
+        let t0 = tracker.next_due;
+        tracker.start(t0);
+        assert!(!tracker.is_due(t0 + Duration::seconds(5)), "in flight");
+        tracker.record(UP, t0 + Duration::milliseconds(2));
+        assert_eq!(tracker.next_due, t0 + Duration::seconds(1));
+    }
+
+    #[test]
+    fn a_failure_is_reported_after_retry_attempts_once_per_episode() {
+        let mut tracker = Tracker::new(target(3, 0));
+        let now = datetime!(2026-11-25 11:00 UTC);
+        assert_eq!(tracker.record(down(), now), None);
+        assert_eq!(tracker.record(down(), now), None);
+        assert_eq!(
+            tracker.record(down(), now),
+            Some(Transition::Failed {
+                attempts: 3,
+                reason: "no reply".into()
+            })
+        );
+        assert_eq!(tracker.health, Health::Down);
+        assert_eq!(
+            tracker.record(down(), now),
+            None,
+            "reported once per episode"
+        );
+        assert_eq!(tracker.record(UP, now), Some(Transition::Recovered));
+        assert_eq!(tracker.health, Health::Up);
+    }
+
+    #[test]
+    fn a_success_resets_the_count_of_failures() {
+        let mut tracker = Tracker::new(target(2, 0));
+        let now = datetime!(2026-11-25 11:00 UTC);
+        assert_eq!(tracker.record(down(), now), None);
+        assert_eq!(tracker.record(UP, now), None);
+        assert_eq!(tracker.record(down(), now), None);
+    }
+
+    #[test]
+    fn an_unreported_failure_is_reported_again_later() {
+        let mut tracker = Tracker::new(target(1, 0));
+        let now = datetime!(2026-11-25 11:00 UTC);
+        assert!(tracker.record(down(), now).is_some());
+        tracker.unreport();
+        assert!(tracker.record(down(), now).is_some());
+    }
+
+    #[test]
+    fn a_dropped_job_resumes_under_a_new_action_id() {
+        let mut tracker = Tracker::new(target(1, 0));
+        tracker.dropped = true;
+        let due = tracker.next_due;
+        assert!(!tracker.is_due(due));
+        let mut renewed = target(1, 0);
+        renewed.action_id = "b".into();
+        tracker.update(renewed);
+        assert!(tracker.is_due(due));
+    }
+
+    #[test]
+    fn suspicion_needs_a_majority_and_a_minimum() {
+        assert!(round_is_suspect(600, 1_000, 10));
+        assert!(
+            !round_is_suspect(500, 1_000, 10),
+            "half is not more than half"
+        );
+        assert!(
+            !round_is_suspect(3, 4, 10),
+            "a small deployment still heals"
+        );
+        assert!(round_is_suspect(10, 12, 10));
+    }
+}
