@@ -418,10 +418,10 @@ impl Conductor {
             }
         };
         let completed_delete = matches!(command, VnfCommand::CompleteDelete { .. });
-        match self.log.execute::<Vnf>(vnf_id, command, &(), &cause).await {
+        match self.log.execute::<Vnf>(vnf_id, command, &(), cause).await {
             Ok(executed) => {
                 if completed_delete {
-                    self.release_vnfd(&executed.aggregate, vnf_id, &cause)
+                    self.release_vnfd(&executed.aggregate, vnf_id, cause)
                         .await?;
                 }
                 tracing::info!(vnf_id, operation_id, "Operation recorded.");

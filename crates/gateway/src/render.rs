@@ -147,6 +147,37 @@ fn seconds(ms: u64) -> Value {
     }
 }
 
+/// Each VDU instance's monitor state, grouped by VDU: `{"VDU1": [{"instance_id", "mgmt_ip",
+/// "state", "since", "last_result", "last_probed_at", "monitor"}]}`. Instances no monitor has
+/// reported on yet show as `pending`.
+pub(crate) fn monitor_json(
+    row: &VnfRow,
+    states: &BTreeMap<String, events::monitor::InstanceMonitorState>,
+) -> Value {
+    let monitored = |vdu: &str| {
+        row.state
+            .vnfd
+            .as_ref()
+            .and_then(|vnfd| vnfd.vdu(vdu))
+            .is_some_and(|v| v.monitoring_policy.is_some())
+    };
+    let time = |t: Option<OffsetDateTime>| t.and_then(|t| t.format(&Rfc3339).ok());
+    let mut by_vdu: BTreeMap<&str, Vec<Value>> = BTreeMap::new();
+    for instance in row.state.instances.iter().filter(|i| monitored(&i.vdu)) {
+        let state = states.get(&instance.instance_id);
+        by_vdu.entry(&instance.vdu).or_default().push(json!({
+            "instance_id": instance.instance_id,
+            "mgmt_ip": instance.mgmt_ip.to_string(),
+            "state": state.map_or("pending", |s| s.state.as_str()),
+            "since": time(state.and_then(|s| s.since)),
+            "last_result": state.and_then(|s| s.last_result.clone()),
+            "last_probed_at": time(state.and_then(|s| s.last_probed_at)),
+            "monitor": state.map(|s| s.monitor.clone()),
+        }));
+    }
+    json!(by_vdu)
+}
+
 #[cfg(test)]
 mod tests {
     use events::spec::{MonitorDriver, PolicyAction, VduSpec};
@@ -248,35 +279,4 @@ mod tests {
             "2026-11-25T10:00:00Z"
         );
     }
-}
-
-/// Each VDU instance's monitor state, grouped by VDU: `{"VDU1": [{"instance_id", "mgmt_ip",
-/// "state", "since", "last_result", "last_probed_at", "monitor"}]}`. Instances no monitor has
-/// reported on yet show as `pending`.
-pub(crate) fn monitor_json(
-    row: &VnfRow,
-    states: &BTreeMap<String, events::monitor::InstanceMonitorState>,
-) -> Value {
-    let monitored = |vdu: &str| {
-        row.state
-            .vnfd
-            .as_ref()
-            .and_then(|vnfd| vnfd.vdu(vdu))
-            .is_some_and(|v| v.monitoring_policy.is_some())
-    };
-    let time = |t: Option<OffsetDateTime>| t.and_then(|t| t.format(&Rfc3339).ok());
-    let mut by_vdu: BTreeMap<&str, Vec<Value>> = BTreeMap::new();
-    for instance in row.state.instances.iter().filter(|i| monitored(&i.vdu)) {
-        let state = states.get(&instance.instance_id);
-        by_vdu.entry(&instance.vdu).or_default().push(json!({
-            "instance_id": instance.instance_id,
-            "mgmt_ip": instance.mgmt_ip.to_string(),
-            "state": state.map_or("pending", |s| s.state.as_str()),
-            "since": time(state.and_then(|s| s.since)),
-            "last_result": state.and_then(|s| s.last_result.clone()),
-            "last_probed_at": time(state.and_then(|s| s.last_probed_at)),
-            "monitor": state.map(|s| s.monitor.clone()),
-        }));
-    }
-    json!(by_vdu)
 }

@@ -86,6 +86,7 @@ impl Api {
             auth: options.auth,
             tenant_id: "admin".into(),
             instance: "gateway-test".into(),
+            ..GatewayConfig::default()
         };
         let gateway = Gateway::new(log.clone(), tables.clone(), config)
             .await

@@ -113,7 +113,7 @@ struct Round {
 enum Publish {
     Message {
         subject: String,
-        message: MonitorMessage,
+        message: Box<MonitorMessage>,
         /// Set for failure reports, so a retried publish is stored once.
         message_id: Option<String>,
     },
@@ -484,7 +484,7 @@ impl Monitor {
     ) {
         let job = Publish::Message {
             subject,
-            message: MonitorMessage::new(event),
+            message: Box::new(MonitorMessage::new(event)),
             message_id,
         };
         if outbox.send(job).await.is_err() {

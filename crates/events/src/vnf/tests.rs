@@ -16,7 +16,7 @@ fn vdu(name: &str, monitored: bool) -> VduSpec {
         image: None,
         flavor: None,
         mgmt_cp: format!("CP-{name}"),
-        monitoring_policy: monitored.then(|| MonitoringPolicy {
+        monitoring_policy: monitored.then_some(MonitoringPolicy {
             driver: MonitorDriver::Ping,
             monitoring_delay_ms: 45_000,
             count: 3,
