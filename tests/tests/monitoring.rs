@@ -338,3 +338,53 @@ async fn http_ping_respawns_an_unreachable_vdu() {
     let new = &healed.instances[0];
     system.wait_probed(new.mgmt_ip, new.booted_at, true).await;
 }
+
+/// Beyond Tacker: when most of a monitor's targets fail in one round, the monitor suspects
+/// itself and fires no action (one broken monitor host must not respawn the fleet).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_monitor_that_sees_most_targets_fail_at_once_suspects_itself() {
+    use events::monitor::{MonitorEvent, MonitorMessage};
+    use futures::StreamExt;
+
+    let system = System::start().await;
+    let template = monitored_vnfd("ping", "respawn", false);
+    let mut vnf_ids = Vec::new();
+    for _ in 0..12 {
+        vnf_ids.push(system.active_vnf(&template).await);
+    }
+    let mut instances = Vec::new();
+    for vnf_id in &vnf_ids {
+        let instance = system.vnf(vnf_id).await.instances[0].clone();
+        system
+            .wait_probed(instance.mgmt_ip, instance.booted_at, true)
+            .await;
+        instances.push(instance);
+    }
+    let client = system.nats.client().await;
+    let mut suspicions = client
+        .subscribe(events::names::SUSPECT_SUBJECTS)
+        .await
+        .unwrap();
+    futures::future::join_all(instances.iter().map(|i| system.kill_vdu(&i.instance_id))).await;
+    let message = tokio::time::timeout(Duration::from_secs(20), suspicions.next())
+        .await
+        .expect("a suspected fault")
+        .unwrap();
+    let MonitorMessage {
+        event: MonitorEvent::SuspectedFault {
+            failed, targets, ..
+        },
+        ..
+    } = serde_json::from_slice(&message.payload).unwrap()
+    else {
+        panic!("not a suspected fault")
+    };
+    assert_eq!((failed, targets), (12, 12));
+    // Several more rounds: still no action on any VNF.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for vnf_id in &vnf_ids {
+        let vnf = system.vnf(vnf_id).await;
+        assert_eq!(vnf.failure_count, 0, "{vnf_id} was acted upon");
+        assert_eq!(vnf.status, Some(VnfStatus::Active));
+    }
+}

@@ -199,6 +199,7 @@ async fn gateway_latency() -> anyhow::Result<()> {
             auth: Auth::None,
             tenant_id: "admin".into(),
             instance: "bench".into(),
+            ..GatewayConfig::default()
         },
     )
     .await?;

@@ -59,6 +59,8 @@ pub const MONITOR_SUBJECTS: &str = "vnfm.monitor.>";
 pub const FAILURE_SUBJECTS: &str = "vnfm.monitor.failure.*";
 /// Conductors' rejections of stale failure reports, which monitors follow.
 pub const BAD_ACTION_SUBJECTS: &str = "vnfm.monitor.bad_action.*";
+/// Suspected faults of every monitor.
+pub const SUSPECT_SUBJECTS: &str = "vnfm.monitor.suspect.*";
 /// Probe rounds of every monitor.
 pub const ROUND_SUBJECTS: &str = "vnfm.monitor.round.*";
 

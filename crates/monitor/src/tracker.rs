@@ -154,7 +154,7 @@ impl Tracker {
 }
 
 /// Beyond Tacker: a round in which more than half of a monitor's targets, and at least
-/// `failures_min` of them, fail is blamed on the monitor itself (its host lost the network),
+/// `failures_min` of them, are failing is blamed on the monitor itself (its host lost the network),
 /// and fires no actions: one broken monitor host must not respawn the fleet.
 pub fn round_is_suspect(failures: usize, targets: usize, failures_min: usize) -> bool {
     failures >= failures_min && failures * 2 > targets

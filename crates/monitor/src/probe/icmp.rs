@@ -1,0 +1,302 @@
+//! ICMP echo over one shared socket (surge-ping's `Client`).
+//!
+//! surge-ping runs one receive task per socket and hands each reply to the request waiting
+//! under the key (target IP, identifier, sequence); a second request under a key already
+//! waiting is refused (`IdenticalRequests`), and a reply nobody waits for is dropped. So the
+//! one thing this module must get right is that two echo requests in flight to the same IP
+//! never share (identifier, sequence); see [`echo_key`].
+
+use std::hash::{BuildHasher, RandomState};
+use std::net::{IpAddr, Ipv4Addr};
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use nix::sys::socket::{getsockopt, setsockopt, sockopt};
+use surge_ping::{
+    Client, Config, ICMP, IcmpPacket, Icmpv4Packet, PingIdentifier, PingSequence, SurgeError,
+};
+use tokio::sync::Semaphore;
+use tracing::warn;
+
+use super::{ProbeError, ProbeOutcome, micros};
+
+/// The receive buffer asked for. Replies to a burst queue in the socket while the one
+/// receive task drains them, and on loopback a raw socket also queues a copy of every
+/// request it sent. At the kernel default (208 KiB) a 1,000-target burst lost most replies.
+/// The kernel accounts twice the size asked for, 32 MiB: room for 20,000 loopback echo
+/// exchanges that nobody has read yet (see `ECHO_REQUESTS_IN_FLIGHT_MAX`). Memory is charged
+/// only while packets wait.
+const RECEIVE_BUFFER_BYTES: usize = 16 << 20;
+/// Buffer one queued ICMP packet takes (its skb's truesize), measured on this kernel with a
+/// 16-byte payload: 832 bytes. A loopback exchange queues two (the request's copy, the reply).
+const QUEUED_PACKET_BYTES: usize = 832;
+/// Echo requests in flight at once through one prober; an attempt waits for room before its
+/// timeout starts. Even if the receive task read nothing, the replies to this many requests
+/// (and the copies of the requests themselves, on loopback) fit in the receive buffer:
+/// 16,384 × 2 × 832 bytes = 26 MiB of the 32 MiB, the rest a margin for other ICMP traffic
+/// every raw socket on the host also receives. Without the bound, 50,000 attempts started at
+/// once on a 2-worker runtime lost a tenth of their replies.
+const ECHO_REQUESTS_IN_FLIGHT_MAX: u32 = 16_384;
+const _: () = assert!(
+    ECHO_REQUESTS_IN_FLIGHT_MAX as usize * 2 * QUEUED_PACKET_BYTES <= 2 * RECEIVE_BUFFER_BYTES
+);
+/// Echo payload: surge-ping matches replies by header fields only, and a small packet takes
+/// less of the receive buffer. 16 bytes is enough for any host to answer normally.
+const ECHO_PAYLOAD: [u8; 16] = [0; 16];
+/// How many times one echo request draws a fresh number when surge-ping refuses its key as
+/// already waiting. Impossible on a raw socket (see `echo_key`); on an unprivileged ping
+/// socket the kernel owns the identifier and only the 16-bit sequence is ours, so after
+/// 65,536 requests within one timeout a key can repeat, and one fresh draw resolves it.
+const IDENTICAL_KEY_REDRAWS_MAX: u32 = 3;
+/// ICMPv4 type of an echo reply (RFC 792).
+const ICMP_ECHO_REPLY: u8 = 0;
+
+/// The shared socket and the numbering of the echo requests sent through it.
+pub(super) struct EchoSocket {
+    client: Client,
+    /// Counts echo requests sent through this socket, wrapping at 2^32; request number `n`
+    /// to a target goes out under `echo_key(identifier_base(target), n)`.
+    next_request: AtomicU32,
+    /// Keys the hash that gives each target IP its identifier base; random per prober, so
+    /// two probers on one host (every raw ICMP socket receives every ICMP reply) rarely use
+    /// the same identifiers for the same IP and do not take each other's replies.
+    identifier_key: RandomState,
+    receive_buffer_bytes: usize,
+    /// One permit per echo request in flight, `ECHO_REQUESTS_IN_FLIGHT_MAX` in all: an
+    /// attempt takes a permit per request before sending and gives them back when it ends
+    /// (first reply, all failed, or timeout). Never closed.
+    in_flight: Semaphore,
+}
+
+impl EchoSocket {
+    pub(super) fn open() -> Result<EchoSocket, ProbeError> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(ProbeError::NoRuntime);
+        }
+        // RAW first: as root the identifier is ours, and `echo_key` relies on that.
+        // surge-ping falls back to an unprivileged DGRAM ping socket if RAW is refused.
+        let config = Config::builder()
+            .kind(ICMP::V4)
+            .sock_type_hint(socket2::Type::RAW)
+            .build();
+        let client = Client::new(&config).map_err(ProbeError::Socket)?;
+        let socket = client.get_socket();
+        if socket.get_type() != socket2::Type::RAW {
+            warn!(
+                "No raw ICMP socket (not root?): using an unprivileged ping socket, whose \
+                 identifier the kernel picks."
+            );
+        }
+        let receive_buffer_bytes =
+            raise_receive_buffer(socket.get_native_sock()).map_err(ProbeError::ReceiveBuffer)?;
+        Ok(EchoSocket {
+            client,
+            next_request: AtomicU32::new(0),
+            identifier_key: RandomState::new(),
+            receive_buffer_bytes,
+            in_flight: Semaphore::new(ECHO_REQUESTS_IN_FLIGHT_MAX as usize),
+        })
+    }
+
+    pub(super) fn receive_buffer_bytes(&self) -> usize {
+        self.receive_buffer_bytes
+    }
+
+    pub(super) async fn ping(&self, ip: Ipv4Addr, count: u32, timeout: Duration) -> ProbeOutcome {
+        // At least one request, and never more than may be in flight at once (the VNFD
+        // allows up to 1,000 per attempt).
+        let count = count.clamp(1, ECHO_REQUESTS_IN_FLIGHT_MAX);
+        let _permits = self
+            .in_flight
+            .acquire_many(count)
+            .await
+            .expect("the in-flight semaphore is never closed");
+        let base = self.identifier_key.hash_one(ip) as u16;
+        let first = self.next_request.fetch_add(count, Ordering::Relaxed);
+        // Polled for the first time together, so every request is registered and sent
+        // before any is awaited: back to back.
+        let mut requests: FuturesUnordered<_> = (0..count)
+            .map(|i| self.echo(ip, base, first.wrapping_add(i), timeout))
+            .collect();
+        let mut failure = None;
+        let answered = tokio::time::timeout(timeout, async {
+            while let Some(answer) = requests.next().await {
+                match answer {
+                    Ok(rtt) => return Some(rtt),
+                    Err(reason) => failure = Some(reason),
+                }
+            }
+            None
+        })
+        .await;
+        match answered {
+            Ok(Some(rtt)) => ProbeOutcome::Up {
+                rtt_us: micros(rtt),
+            },
+            // Every request failed early (ICMP errors, send errors), or time ran out; the
+            // requests still waiting were dropped, which unregisters them.
+            Ok(None) | Err(_) => ProbeOutcome::Down {
+                reason: failure.unwrap_or_else(|| no_reply(count, timeout)),
+            },
+        }
+    }
+
+    /// One echo request, number `n`: the round trip of its reply, or why there was none.
+    async fn echo(
+        &self,
+        ip: Ipv4Addr,
+        base: u16,
+        mut n: u32,
+        timeout: Duration,
+    ) -> Result<Duration, String> {
+        let mut redraws = 0;
+        loop {
+            let (identifier, sequence) = echo_key(base, n);
+            let mut pinger = self
+                .client
+                .pinger(IpAddr::V4(ip), PingIdentifier(identifier))
+                .await;
+            pinger.timeout(timeout);
+            return match pinger.ping(PingSequence(sequence), &ECHO_PAYLOAD).await {
+                Ok((IcmpPacket::V4(packet), rtt)) if is_echo_reply(&packet) => Ok(rtt),
+                Ok((IcmpPacket::V4(packet), _)) => Err(describe_icmp_error(&packet)),
+                Ok((IcmpPacket::V6(_), _)) => Err("an ICMPv6 answer to ICMPv4".to_owned()),
+                Err(SurgeError::Timeout { .. }) => Err(no_reply(1, timeout)),
+                Err(SurgeError::IdenticalRequests { .. })
+                    if redraws < IDENTICAL_KEY_REDRAWS_MAX =>
+                {
+                    redraws += 1;
+                    n = self.next_request.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                Err(SurgeError::IOError(e)) => Err(format!("cannot send the echo request: {e}")),
+                Err(e) => Err(format!("echo request failed: {e}")),
+            };
+        }
+    }
+}
+
+/// The (identifier, sequence) of echo request number `n` to a target whose identifier base
+/// is `base`: the identifier is the base plus the high 16 bits of `n`, the sequence the low
+/// 16 bits.
+///
+/// Why two requests in flight to one IP never share a key: for a fixed target the base is
+/// fixed, and `n ↦ (base + n_high, n_low)` is a bijection from the 2^32 request numbers onto
+/// the 2^32 (identifier, sequence) pairs (its inverse is `n = (identifier - base) << 16 |
+/// sequence`). Numbers come from one counter per prober, so two requests to the same IP
+/// share a key only if 2^32 requests were numbered between them, both still in flight. An
+/// attempt lasts at most its timeout, which the VNFD caps at one hour: a repeat would need
+/// 1.2 million echo requests a second for that whole hour, 16 times fping's rate on this
+/// machine. The same argument keeps a late reply of an abandoned request from being taken
+/// for a later request's. Targets with different IPs never clash whatever their keys,
+/// because the IP is part of surge-ping's key: identifiers need not differ between targets,
+/// so there is no limit of 65,535 targets (nor any other) to probe at once.
+fn echo_key(base: u16, n: u32) -> (u16, u16) {
+    (base.wrapping_add((n >> 16) as u16), n as u16)
+}
+
+fn is_echo_reply(packet: &Icmpv4Packet) -> bool {
+    packet.get_icmp_type().0 == ICMP_ECHO_REPLY
+}
+
+/// An ICMP error quoting one of our requests, as a reason.
+fn describe_icmp_error(packet: &Icmpv4Packet) -> String {
+    let what = match packet.get_icmp_type().0 {
+        3 => "destination unreachable",
+        11 => "time exceeded",
+        12 => "parameter problem",
+        _ => "unexpected ICMP answer",
+    };
+    format!(
+        "{what} (type {}, code {}) from {}",
+        packet.get_icmp_type().0,
+        packet.get_icmp_code().0,
+        packet.get_source()
+    )
+}
+
+fn no_reply(count: u32, timeout: Duration) -> String {
+    let requests = if count == 1 { "request" } else { "requests" };
+    format!(
+        "no echo reply within {} ms ({count} {requests})",
+        timeout.as_millis()
+    )
+}
+
+/// Raises the socket's receive buffer to `RECEIVE_BUFFER_BYTES` and answers the size the
+/// kernel then accounts. `SO_RCVBUF` is capped at `net.core.rmem_max` (4 MiB here); as root
+/// (`CAP_NET_ADMIN`) `SO_RCVBUFFORCE` goes past the cap. Without it the capped size stays,
+/// with a warning: replies to large bursts may then be lost.
+///
+/// The socket is surge-ping's; it shows only its `RawFd`. Every current socket-option API
+/// (socket2 0.6, nix ≥ 0.27, rustix) wants an `AsFd`, and a `RawFd` becomes one only through
+/// `unsafe`, which the workspace denies; nix 0.26 still takes the `RawFd`. The descriptor is
+/// valid here: `client` owns it and outlives this call.
+fn raise_receive_buffer(fd: RawFd) -> std::io::Result<usize> {
+    // The kernel stores (and getsockopt reports) twice the size set.
+    let wanted = 2 * RECEIVE_BUFFER_BYTES;
+    setsockopt(fd, sockopt::RcvBuf, &RECEIVE_BUFFER_BYTES)?;
+    let capped = getsockopt(fd, sockopt::RcvBuf)?;
+    if capped >= wanted {
+        return Ok(capped);
+    }
+    if let Err(errno) = setsockopt(fd, sockopt::RcvBufForce, &RECEIVE_BUFFER_BYTES) {
+        warn!(
+            receive_buffer_bytes = capped,
+            wanted_bytes = wanted,
+            error = %errno,
+            "ICMP receive buffer capped by net.core.rmem_max; large probe bursts may lose replies."
+        );
+        return Ok(capped);
+    }
+    Ok(getsockopt(fd, sockopt::RcvBuf)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The inverse named in `echo_key`'s argument.
+    fn request_number(base: u16, (identifier, sequence): (u16, u16)) -> u32 {
+        (u32::from(identifier.wrapping_sub(base)) << 16) | u32::from(sequence)
+    }
+
+    #[test]
+    fn echo_key_is_invertible_for_a_fixed_target() {
+        for base in [0, 1, 0x7fff, 0xfffe, 0xffff] {
+            for n in [
+                0,
+                1,
+                0xffff,
+                0x1_0000,
+                0x1_0001,
+                0xdead_beef,
+                u32::MAX - 1,
+                u32::MAX,
+            ] {
+                assert_eq!(request_number(base, echo_key(base, n)), n, "{base} {n}");
+            }
+        }
+    }
+
+    #[test]
+    fn numbers_less_than_2_pow_32_apart_never_share_a_key() {
+        // A window of numbers that crosses both the sequence wrap and the counter wrap.
+        let base = 0xfff0;
+        let start = u32::MAX - 70_000;
+        let mut keys = std::collections::HashSet::new();
+        for i in 0..140_000u32 {
+            assert!(keys.insert(echo_key(base, start.wrapping_add(i))), "{i}");
+        }
+    }
+
+    #[test]
+    fn the_sequence_wrap_moves_to_the_next_identifier() {
+        assert_eq!(echo_key(7, 0xffff), (7, 0xffff));
+        assert_eq!(echo_key(7, 0x1_0000), (8, 0));
+        assert_eq!(echo_key(0xffff, 0x1_0000), (0, 0));
+    }
+}
