@@ -188,25 +188,11 @@ impl EventLog {
         &self,
         subject: &str,
     ) -> Result<Vec<Recorded<E>>, StoreError> {
-        let Some(last) = self.last_message(subject).await? else {
-            return Ok(Vec::new());
-        };
-        let mut recorded = Vec::new();
-        let mut next = 1;
-        while next < last.sequence {
-            let message = self
-                .stream
-                .get_first_raw_message_by_subject(subject, next)
-                .await
-                .map_err(|e| StoreError::nats("reading an aggregate", e))?;
-            if message.sequence >= last.sequence {
-                break;
-            }
-            next = message.sequence + 1;
-            recorded.push(decode(message.sequence, &message.payload)?);
-        }
-        recorded.push(decode(last.sequence, &last.payload)?);
-        Ok(recorded)
+        read_raw_subject(&self.stream, subject)
+            .await?
+            .iter()
+            .map(|message| decode(message.sequence, &message.payload))
+            .collect()
     }
 
     /// The stored message at `sequence`, whatever its subject.
@@ -419,6 +405,33 @@ pub async fn open_monitor_states(
         })
         .await
         .map_err(|e| StoreError::nats("opening the monitor state bucket", e))
+}
+
+/// Every message on `subject` of `stream`, oldest first, read from the stream leader.
+pub async fn read_raw_subject(
+    stream: &stream::Stream,
+    subject: &str,
+) -> Result<Vec<async_nats::jetstream::message::StreamMessage>, StoreError> {
+    let last = match stream.get_last_raw_message_by_subject(subject).await {
+        Ok(message) => message,
+        Err(e) if is_not_found(&e) => return Ok(Vec::new()),
+        Err(e) => return Err(StoreError::nats("reading a subject's last message", e)),
+    };
+    let mut messages = Vec::new();
+    let mut next = 1;
+    while next < last.sequence {
+        let message = stream
+            .get_first_raw_message_by_subject(subject, next)
+            .await
+            .map_err(|e| StoreError::nats("reading a subject", e))?;
+        if message.sequence >= last.sequence {
+            break;
+        }
+        next = message.sequence + 1;
+        messages.push(message);
+    }
+    messages.push(last);
+    Ok(messages)
 }
 
 fn decode<E: DeserializeOwned>(sequence: u64, payload: &[u8]) -> Result<Recorded<E>, StoreError> {

@@ -12,7 +12,7 @@ use tokio::task::JoinSet;
 use conductor::vim::local::{LocalVim, LocalVimConfig};
 use conductor::{Conductor, ConductorConfig};
 use events::names;
-use events::store::{EventLog, LogConfig};
+use events::store::{self, EventLog, LogConfig};
 use events::vnf::{RespawnLimit, VnfEvent};
 use gateway::{Auth, Gateway, GatewayConfig};
 use monitor::probe::Prober;
@@ -282,20 +282,36 @@ async fn audit(nats: &NatsArgs, vnf_id: &str) -> anyhow::Result<ExitCode> {
         eprintln!("vnfm: no VNF {vnf_id} in the log");
         return Ok(ExitCode::FAILURE);
     }
+    // The lifecycle log and what monitors and conductors said about the VNF on the monitor
+    // stream (while its retention keeps it), merged in time order.
+    let mut lines: Vec<(time::OffsetDateTime, String)> = Vec::new();
     for recorded in history {
         let envelope = &recorded.envelope;
-        println!(
-            "#{} {} by {} (command {}, correlation {}, caused by {})",
+        let mut text = format!(
+            "lifecycle #{} by {} (command {}, correlation {}, caused by {})",
             recorded.sequence,
-            envelope.recorded_at,
             envelope.cause.actor,
             envelope.cause.command_id,
             envelope.cause.correlation_id,
             envelope.cause.causation_id,
         );
         for event in &envelope.events {
-            println!("    {}", serde_json::to_string(event)?);
+            text.push_str(&format!("\n    {}", serde_json::to_string(event)?));
         }
+        lines.push((envelope.recorded_at, text));
+    }
+    if let Ok(monitor_stream) = log.jetstream().get_stream(names::MONITOR_STREAM).await {
+        for subject in names::monitor_subjects_of(vnf_id) {
+            for message in store::read_raw_subject(&monitor_stream, &subject).await? {
+                let text = String::from_utf8_lossy(&message.payload);
+                lines.push((message.time, format!("monitor #{} {subject}\n    {text}", message.sequence)));
+            }
+        }
+    }
+    lines.sort_by_key(|(at, _)| *at);
+    for (at, text) in lines {
+        let at = at.format(&time::format_description::well_known::Rfc3339)?;
+        println!("{at} {text}");
     }
     Ok(ExitCode::SUCCESS)
 }
