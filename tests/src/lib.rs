@@ -392,6 +392,14 @@ impl System {
         }
     }
 
+    /// The VNF's `index`th instance, once the monitor stream shows it probed and up.
+    pub async fn probed_instance(&self, vnf_id: &str, index: usize) -> events::vnf::Instance {
+        let instance = self.vnf(vnf_id).await.instances[index].clone();
+        self.wait_probed(instance.mgmt_ip, instance.booted_at, true)
+            .await;
+        instance
+    }
+
     /// Waits until the VNF's log satisfies `done`.
     pub async fn wait_log(
         &self,

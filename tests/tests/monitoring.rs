@@ -133,10 +133,7 @@ async fn scaling_changes_the_probed_ips() {
     let vnf_id = system
         .active_vnf(&monitored_vnfd("ping", "respawn", false))
         .await;
-    let first = system.vnf(&vnf_id).await.instances[0].clone();
-    system
-        .wait_probed(first.mgmt_ip, first.booted_at, true)
-        .await;
+    let first = system.probed_instance(&vnf_id, 0).await;
     let scale = |kind: &str| serde_json::json!({"scale": {"type": kind, "policy": "SP1"}});
     let (code, body) = system
         .post(&format!("/vnfs/{vnf_id}/actions"), scale("out"))
@@ -192,10 +189,7 @@ async fn a_flapping_vdu_stops_at_the_respawn_limit() {
         .active_vnf(&monitored_vnfd("ping", "respawn", false))
         .await;
     for heal in 1..=2 {
-        let instance = system.vnf(&vnf_id).await.instances[0].clone();
-        system
-            .wait_probed(instance.mgmt_ip, instance.booted_at, true)
-            .await;
+        let instance = system.probed_instance(&vnf_id, 0).await;
         system.kill_vdu(&instance.instance_id).await;
         system
             .wait_log(&vnf_id, "healed", |v| {
@@ -203,10 +197,7 @@ async fn a_flapping_vdu_stops_at_the_respawn_limit() {
             })
             .await;
     }
-    let instance = system.vnf(&vnf_id).await.instances[0].clone();
-    system
-        .wait_probed(instance.mgmt_ip, instance.booted_at, true)
-        .await;
+    let instance = system.probed_instance(&vnf_id, 0).await;
     system.kill_vdu(&instance.instance_id).await;
     let given_up = system
         .wait_log(&vnf_id, "given up", |v| v.status == Some(VnfStatus::Error))
@@ -230,10 +221,7 @@ async fn log_records_one_failure_per_episode() {
     let vnf_id = system
         .active_vnf(&monitored_vnfd("ping", "log", false))
         .await;
-    let instance = system.vnf(&vnf_id).await.instances[0].clone();
-    system
-        .wait_probed(instance.mgmt_ip, instance.booted_at, true)
-        .await;
+    let instance = system.probed_instance(&vnf_id, 0).await;
     system.kill_vdu(&instance.instance_id).await;
     system
         .wait_log(&vnf_id, "logged", |v| v.failure_count == 1)
@@ -266,10 +254,7 @@ async fn log_and_kill_deletes_the_vnf() {
     let vnf_id = system
         .active_vnf(&monitored_vnfd("ping", "log_and_kill", false))
         .await;
-    let instance = system.vnf(&vnf_id).await.instances[0].clone();
-    system
-        .wait_probed(instance.mgmt_ip, instance.booted_at, true)
-        .await;
+    let instance = system.probed_instance(&vnf_id, 0).await;
     system.kill_vdu(&instance.instance_id).await;
     system
         .wait_vnf(&vnf_id, "killed", |code, _| code == 404)
@@ -327,8 +312,7 @@ async fn http_ping_respawns_an_unreachable_vdu() {
     let vnf_id = system
         .active_vnf(&monitored_vnfd("http_ping", "respawn", false))
         .await;
-    let old = system.vnf(&vnf_id).await.instances[0].clone();
-    system.wait_probed(old.mgmt_ip, old.booted_at, true).await;
+    let old = system.probed_instance(&vnf_id, 0).await;
     system.kill_vdu(&old.instance_id).await;
     let healed = system
         .wait_log(&vnf_id, "respawned", |v| {
@@ -354,10 +338,7 @@ async fn a_monitor_that_sees_most_targets_fail_at_once_suspects_itself() {
     }
     let mut instances = Vec::new();
     for vnf_id in &vnf_ids {
-        let instance = system.vnf(vnf_id).await.instances[0].clone();
-        system
-            .wait_probed(instance.mgmt_ip, instance.booted_at, true)
-            .await;
+        let instance = system.probed_instance(&vnf_id, 0).await;
         instances.push(instance);
     }
     let client = system.nats.client().await;

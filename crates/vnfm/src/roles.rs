@@ -304,7 +304,10 @@ async fn audit(nats: &NatsArgs, vnf_id: &str) -> anyhow::Result<ExitCode> {
         for subject in names::monitor_subjects_of(vnf_id) {
             for message in store::read_raw_subject(&monitor_stream, &subject).await? {
                 let text = String::from_utf8_lossy(&message.payload);
-                lines.push((message.time, format!("monitor #{} {subject}\n    {text}", message.sequence)));
+                lines.push((
+                    message.time,
+                    format!("monitor #{} {subject}\n    {text}", message.sequence),
+                ));
             }
         }
     }

@@ -33,10 +33,7 @@ async fn main() {
     }
     let mut killed_at = Vec::with_capacity(FAILURES);
     for vnf_id in &vnf_ids {
-        let instance = system.vnf(vnf_id).await.instances[0].clone();
-        system
-            .wait_probed(instance.mgmt_ip, instance.booted_at, true)
-            .await;
+        let instance = system.probed_instance(vnf_id, 0).await;
         killed_at.push(time::OffsetDateTime::now_utc());
         system.kill_vdu(&instance.instance_id).await;
         tokio::time::sleep(KILL_SPACING).await;
@@ -71,7 +68,10 @@ async fn main() {
             }
         }
     }
-    println!("failure-to-heal over {} failures (ping: interval 0.5 s, timeout 1 s, retry 2; respawn):", to_active.len());
+    println!(
+        "failure-to-heal over {} failures (ping: interval 0.5 s, timeout 1 s, retry 2; respawn):",
+        to_active.len()
+    );
     for (what, samples) in [
         ("VDU unreachable -> failure declared", &mut detect),
         ("failure declared -> respawn started", &mut to_start),
