@@ -88,15 +88,7 @@ impl System {
             },
         );
         tokio::spawn(conductor.run(shutdown()));
-        let prober = Prober::new().expect("the ICMP socket (tests run as root)");
-        let monitor = Monitor::new(
-            log.clone(),
-            Arc::new(prober),
-            MonitorConfig {
-                instance: format!("monitor-{vim_prefix}"),
-                ..MonitorConfig::default()
-            },
-        );
+        let monitor = start_monitor(&log, &format!("monitor-{vim_prefix}"));
         tokio::spawn(monitor.run(shutdown()));
         let gateway = Gateway::new(
             log.clone(),
@@ -198,6 +190,19 @@ impl Drop for System {
             eprintln!("cleanup of {} failed: {e}", self.vim_prefix);
         }
     }
+}
+
+/// A monitor named `instance` over `log`, ready to run.
+pub fn start_monitor(log: &EventLog, instance: &str) -> Monitor {
+    let prober = Prober::new().expect("the ICMP socket (tests run as root)");
+    Monitor::new(
+        log.clone(),
+        Arc::new(prober),
+        MonitorConfig {
+            instance: instance.into(),
+            ..MonitorConfig::default()
+        },
+    )
 }
 
 /// A sample VNFD shipped with the vnfd crate's tests.
@@ -326,6 +331,15 @@ impl System {
 
     /// Every probe result now in the monitor stream, oldest first.
     pub async fn probe_results(&self) -> Vec<events::monitor::ProbeResult> {
+        self.probe_results_by_monitor()
+            .await
+            .into_iter()
+            .map(|(_, result)| result)
+            .collect()
+    }
+
+    /// Every probe result now in the monitor stream with the monitor that probed, oldest first.
+    pub async fn probe_results_by_monitor(&self) -> Vec<(String, events::monitor::ProbeResult)> {
         use async_nats::jetstream::consumer::pull::OrderedConfig;
         use events::monitor::{MonitorEvent, MonitorMessage};
         use futures::StreamExt;
@@ -354,11 +368,16 @@ impl System {
             let info = message.info().unwrap();
             let (sequence, pending) = (info.stream_sequence, info.pending);
             if let Ok(MonitorMessage {
-                event: MonitorEvent::Round { results: round, .. },
+                event:
+                    MonitorEvent::Round {
+                        monitor,
+                        results: round,
+                        ..
+                    },
                 ..
             }) = serde_json::from_slice(&message.payload)
             {
-                results.extend(round);
+                results.extend(round.into_iter().map(|r| (monitor.id.clone(), r)));
             }
             if pending == 0 || sequence >= last {
                 break;

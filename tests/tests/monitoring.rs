@@ -338,7 +338,7 @@ async fn a_monitor_that_sees_most_targets_fail_at_once_suspects_itself() {
     }
     let mut instances = Vec::new();
     for vnf_id in &vnf_ids {
-        let instance = system.probed_instance(&vnf_id, 0).await;
+        let instance = system.probed_instance(vnf_id, 0).await;
         instances.push(instance);
     }
     let client = system.nats.client().await;
@@ -368,4 +368,78 @@ async fn a_monitor_that_sees_most_targets_fail_at_once_suspects_itself() {
         assert_eq!(vnf.failure_count, 0, "{vnf_id} was acted upon");
         assert_eq!(vnf.status, Some(VnfStatus::Active));
     }
+}
+
+/// Monitors share the targets: in steady state each target is probed by exactly one monitor;
+/// a monitor that dies without a word has its targets taken over within ten seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn monitors_share_targets_and_take_over_a_dead_ones() {
+    use std::collections::BTreeSet;
+
+    let system = System::start().await;
+    let second = vnfm_tests::start_monitor(&system.log, "monitor-second");
+    let second = tokio::spawn(second.run(futures::future::pending()));
+    let template = monitored_vnfd("ping", "log", false);
+    let mut ips = Vec::new();
+    // Sixteen VNFs: the chance that all fall in one monitor's half of the partitions is 2^-15.
+    for _ in 0..16 {
+        let vnf_id = system.active_vnf(&template).await;
+        ips.push(system.vnf(&vnf_id).await.instances[0].mgmt_ip);
+    }
+    // Who probed what, from the monitor stream, in a window of steady state.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let owners = loop {
+        let since = now();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let owners = probed_by(&system, since).await;
+        let shared = owners.len() == ips.len() && owners.values().all(|m| m.len() == 1);
+        let both: BTreeSet<&String> = owners.values().flatten().collect();
+        if shared && both.len() == 2 {
+            break owners;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "targets never shared: {owners:?}"
+        );
+    };
+    assert!(owners.values().flatten().any(|m| m == "monitor-second"));
+
+    // The second monitor dies (its task dropped: no lease is given back); the first takes its
+    // targets over once the leases expire.
+    second.abort();
+    let died = now();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let owners = probed_by(&system, now() - time::Duration::seconds(1)).await;
+        let taken_over = owners.len() == ips.len()
+            && owners
+                .values()
+                .all(|m| m.iter().all(|n| n != "monitor-second"));
+        if taken_over {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "targets not taken over within 10 s of {died}: {owners:?}"
+        );
+    }
+}
+
+/// Which monitors probed each IP after `since`, from the monitor stream.
+async fn probed_by(
+    system: &System,
+    since: OffsetDateTime,
+) -> std::collections::BTreeMap<std::net::Ipv4Addr, std::collections::BTreeSet<String>> {
+    let mut by_ip: std::collections::BTreeMap<_, std::collections::BTreeSet<String>> =
+        Default::default();
+    for (monitor, result) in system.probe_results_by_monitor().await {
+        if result.at > since {
+            by_ip
+                .entry(result.target.mgmt_ip)
+                .or_default()
+                .insert(monitor);
+        }
+    }
+    by_ip
 }

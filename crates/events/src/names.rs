@@ -114,6 +114,9 @@ fn token(name: &str) -> String {
 /// The last known monitor state of each VNF's VDU instances (key: VNF id), kept by monitors.
 pub const MONITOR_STATE_BUCKET: &str = "VNFM_MONITOR_STATE";
 
+/// Monitor membership and partition leases (entries expire unless renewed).
+pub const MONITOR_LEASE_BUCKET: &str = "VNFM_MONITOR_LEASES";
+
 /// Durable consumer of failure reports shared by every conductor.
 pub const HEAL_CONSUMER: &str = "conductor-heal";
 

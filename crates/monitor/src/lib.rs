@@ -10,9 +10,10 @@
 //! A monitor never appends to the lifecycle log and never calls a VIM.
 
 pub mod probe;
+pub mod share;
 pub mod tracker;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,7 +23,7 @@ use bytes::Bytes;
 use cqrs_es::Aggregate;
 use futures::StreamExt;
 use time::OffsetDateTime;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use events::envelope::{self, Actor, ActorKind};
 use events::monitor::{
@@ -256,7 +257,24 @@ impl Monitor {
         // The loop sends messages and state writes; the publisher task drains it. Dropping the
         // sender at shutdown lets the publisher finish what is queued and stop.
         let (outbox, inbox) = mpsc::channel::<Publish>(PUBLISH_QUEUE);
+        let leases = share::open_leases(&jetstream, &self.config.log)
+            .await
+            .map_err(|e| nats("opening the monitor leases", e))?;
         let publisher = tokio::spawn(publish(jetstream, states, inbox));
+        // The lease task publishes the partitions this monitor holds; the loop probes only
+        // targets in them. Setting `stop_leases` makes it give its leases back and end.
+        let (owned_sender, owned) = watch::channel(Arc::new(BTreeSet::new()));
+        let (stop_leases, leases_stopped) = watch::channel(false);
+        // Driven by this loop rather than spawned: a monitor that dies (or whose task is
+        // dropped) stops renewing at once, as a killed process would.
+        let lease_task = share::hold(
+            leases,
+            self.config.instance.clone(),
+            owned_sender,
+            leases_stopped,
+        );
+        tokio::pin!(lease_task);
+        let mut leases_held = true;
 
         let mut targets = Targets::default();
         let mut rounds: BTreeMap<i128, Round> = BTreeMap::new();
@@ -267,6 +285,11 @@ impl Monitor {
         loop {
             tokio::select! {
                 () = &mut shutdown => break,
+                () = &mut lease_task => {
+                    tracing::warn!("Lease task ended; the monitor stops.");
+                    leases_held = false;
+                    break;
+                }
                 message = lifecycle.next() => match message {
                     Some(Ok(message)) => {
                         let Some((_, vnf_id)) = names::parse_lifecycle_subject(&message.subject) else { continue };
@@ -293,7 +316,7 @@ impl Monitor {
                         tracker.dropped = true;
                     }
                 }
-                _ = tick.tick() => self.start_due(&mut targets, &mut rounds, &results),
+                _ = tick.tick() => self.start_due(&mut targets, &mut rounds, &results, &owned.borrow()),
                 Some(attempt) = finished.recv() => {
                     let key = attempt.round;
                     let complete = rounds.get_mut(&key).is_some_and(|round| {
@@ -302,10 +325,15 @@ impl Monitor {
                         round.running == 0
                     });
                     if complete && let Some(round) = rounds.remove(&key) {
-                        self.finish_round(&mut targets, round, &outbox).await;
+                        let owned = owned.borrow().clone();
+                        self.finish_round(&mut targets, round, &outbox, &owned).await;
                     }
                 }
             }
+        }
+        stop_leases.send_replace(true);
+        if leases_held {
+            lease_task.await;
         }
         drop(outbox);
         let _ = publisher.await;
@@ -318,9 +346,13 @@ impl Monitor {
         targets: &mut Targets,
         rounds: &mut BTreeMap<i128, Round>,
         results: &mpsc::Sender<Attempt>,
+        owned: &BTreeSet<u32>,
     ) {
         let now = OffsetDateTime::now_utc();
-        for tracker in targets.trackers.values_mut().filter(|t| t.is_due(now)) {
+        let trackers = targets.trackers.values_mut();
+        let due = trackers
+            .filter(|t| t.is_due(now) && owned.contains(&share::partition(&t.target.vnf_id)));
+        for tracker in due {
             let round = tracker.next_due.unix_timestamp_nanos();
             tracker.start(now);
             rounds.entry(round).or_default().running += 1;
@@ -348,6 +380,7 @@ impl Monitor {
         targets: &mut Targets,
         round: Round,
         outbox: &mpsc::Sender<Publish>,
+        owned: &BTreeSet<u32>,
     ) {
         let monitor = self.actor();
         let mut transitions = Vec::new();
@@ -360,23 +393,26 @@ impl Monitor {
                 }
             }
         }
+        // The targets this monitor answers for: those in the partitions it holds.
+        let mine: Vec<&Tracker> = targets
+            .trackers
+            .values()
+            .filter(|t| owned.contains(&share::partition(&t.target.vnf_id)))
+            .collect();
+        let (owned_targets, failing) = (
+            mine.len(),
+            mine.iter()
+                .filter(|t| matches!(t.last_outcome, Some(ProbeOutcome::Down { .. })))
+                .count(),
+        );
         // A round is judged by every target whose latest attempt failed, not only by those whose
         // `retry` ran out in it: targets killed together cross their thresholds in neighbouring
         // rounds. It only matters when the round would fire an action.
         let declared = transitions
             .iter()
             .any(|(_, t, _)| matches!(t, Transition::Failed { .. }));
-        let failing = targets
-            .trackers
-            .values()
-            .filter(|t| matches!(t.last_outcome, Some(ProbeOutcome::Down { .. })))
-            .count();
         let suspect = declared
-            && tracker::round_is_suspect(
-                failing,
-                targets.trackers.len(),
-                self.config.suspect_failures_min,
-            );
+            && tracker::round_is_suspect(failing, owned_targets, self.config.suspect_failures_min);
         let at = OffsetDateTime::now_utc();
         let results: Vec<ProbeResult> = round
             .finished
@@ -391,7 +427,7 @@ impl Monitor {
             let event = MonitorEvent::Round {
                 monitor: monitor.clone(),
                 at,
-                targets: targets.trackers.len(),
+                targets: owned_targets,
                 results: chunk.to_vec(),
             };
             self.send(
@@ -405,14 +441,14 @@ impl Monitor {
         if suspect {
             tracing::error!(
                 failing,
-                targets = targets.trackers.len(),
+                targets = owned_targets,
                 "Most targets failed at once: suspecting this monitor, firing no actions."
             );
             let event = MonitorEvent::SuspectedFault {
                 monitor: monitor.clone(),
                 at,
                 failed: failing,
-                targets: targets.trackers.len(),
+                targets: owned_targets,
             };
             self.send(
                 outbox,
