@@ -98,8 +98,9 @@ pub fn monitor_subjects_of(vnf_id: &str) -> [String; 3] {
     ]
 }
 
-/// A subject token made of an instance name: dots and wildcards would split or widen it.
-fn token(name: &str) -> String {
+/// A subject or KV key token made of an instance name: dots and wildcards would split or widen
+/// it.
+pub fn token(name: &str) -> String {
     name.chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '-' || c == '_' {

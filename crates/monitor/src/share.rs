@@ -99,7 +99,7 @@ pub async fn hold(
 ) {
     // Revisions of the leases held: a renewal is a compare-and-set on them.
     let mut held: std::collections::BTreeMap<u32, u64> = std::collections::BTreeMap::new();
-    let member_key = format!("{MEMBER_PREFIX}{}", key_token(&instance));
+    let member_key = format!("{MEMBER_PREFIX}{}", names::token(&instance));
     let mut tick = tokio::time::interval(RENEW_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -176,19 +176,6 @@ async fn count_members(leases: &kv::Store) -> Result<usize, async_nats::Error> {
         }
     }
     Ok(members.max(1))
-}
-
-/// A KV key token made of an instance name.
-fn key_token(name: &str) -> String {
-    name.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
 }
 
 #[cfg(test)]
