@@ -8,8 +8,9 @@
 //!    at most twice fping's, nothing lost).
 //! 2. The prober alone over more targets than one fping run takes (fping 5.1 stops at
 //!    65,535: it gives every target its own sequence number).
-//! 3. The same, started the way the monitor role starts probes: a task per target on a
-//!    2-worker runtime, all at once, bounded only by the prober's own in-flight limit.
+//! 3. The same with a task per target on a 2-worker runtime, all at once, bounded only by the
+//!    prober's own in-flight limit: the cost the monitor role avoids by running at most 1,024
+//!    attempts at a time.
 //!
 //! Every target is in 127.0.0.0/8, which Linux answers on loopback: no packet leaves the host.
 
@@ -126,7 +127,7 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     println!(
         "{PROBER_ONLY_TARGETS} loopback targets, a task per target all at once on a \
-         {MONITOR_WORKERS}-worker runtime (as the monitor starts them):"
+         {MONITOR_WORKERS}-worker runtime, unbounded:"
     );
     prober_run(&workers, &targets, task_per_target)?.print("prober");
     Ok(())
