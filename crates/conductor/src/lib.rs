@@ -41,6 +41,54 @@ pub struct ConductorConfig {
     /// How many heals a VNF may have in a window before it is left in ERROR.
     pub respawn_limit: RespawnLimit,
     pub log: LogConfig,
+    /// Fault injection for tests: the conductor stops itself (SIGSTOP) the first time it
+    /// reaches this point of a heal, so that a test can kill it there or resume it later.
+    pub stop_at: Option<StopPoint>,
+}
+
+/// The points of a heal at which a conductor can crash or stall, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopPoint {
+    /// The failure report is in hand; nothing is recorded.
+    BeforeClaim,
+    /// `HandleFailure` is recorded; no VIM call is made.
+    AfterClaim,
+    /// The new instances are deployed; the failed ones are not deleted yet.
+    DuringVim,
+    /// The outcome is recorded; the failure report is not acked.
+    BeforeAck,
+}
+
+impl StopPoint {
+    pub const ALL: [StopPoint; 4] = [
+        StopPoint::BeforeClaim,
+        StopPoint::AfterClaim,
+        StopPoint::DuringVim,
+        StopPoint::BeforeAck,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StopPoint::BeforeClaim => "before-claim",
+            StopPoint::AfterClaim => "after-claim",
+            StopPoint::DuringVim => "during-vim",
+            StopPoint::BeforeAck => "before-ack",
+        }
+    }
+}
+
+impl std::str::FromStr for StopPoint {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        StopPoint::ALL
+            .into_iter()
+            .find(|point| point.as_str() == text)
+            .ok_or_else(|| {
+                let known: Vec<&str> = StopPoint::ALL.iter().map(|p| p.as_str()).collect();
+                format!("unknown stop point {text:?}; one of {}", known.join(", "))
+            })
+    }
 }
 
 impl Default for ConductorConfig {
@@ -50,6 +98,7 @@ impl Default for ConductorConfig {
             ack_wait: ACK_WAIT_DEFAULT,
             respawn_limit: RespawnLimit::default(),
             log: LogConfig::default(),
+            stop_at: None,
         }
     }
 }
@@ -106,6 +155,8 @@ pub struct Conductor {
     log: EventLog,
     vim: Arc<dyn Vim>,
     config: ConductorConfig,
+    /// Set once the stop point has fired, so that a resumed conductor goes on.
+    stopped: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl std::fmt::Debug for Conductor {
@@ -118,7 +169,27 @@ impl std::fmt::Debug for Conductor {
 
 impl Conductor {
     pub fn new(log: EventLog, vim: Arc<dyn Vim>, config: ConductorConfig) -> Self {
-        Conductor { log, vim, config }
+        Conductor {
+            log,
+            vim,
+            config,
+            stopped: Arc::default(),
+        }
+    }
+
+    /// Stops this process (SIGSTOP) if `point` is the configured stop point reached first.
+    fn stop_point(&self, point: StopPoint) {
+        if self.config.stop_at == Some(point)
+            && !self.stopped.swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            tracing::warn!(
+                point = point.as_str(),
+                "Stop point reached; stopping this process."
+            );
+            if let Err(e) = nix::sys::signal::raise(nix::sys::signal::Signal::SIGSTOP) {
+                tracing::error!(error = %e, "Cannot stop at the stop point.");
+            }
+        }
     }
 
     fn actor(&self) -> Actor {
@@ -252,7 +323,10 @@ impl Conductor {
         };
         let work = self.execute_policy_action(&failure);
         match with_progress(message, self.config.ack_wait / 3, work).await {
-            Ok(ack) => ack,
+            Ok(ack) => {
+                self.stop_point(StopPoint::BeforeAck);
+                ack
+            }
             Err(e) => {
                 tracing::warn!(failure_id = %failure.failure_id, error = %e, "Failure not handled yet; it will be offered again.");
                 AckKind::Nak(Some(RETRY_DELAY))
@@ -261,6 +335,7 @@ impl Conductor {
     }
 
     async fn execute_policy_action(&self, failure: &Failure) -> Result<AckKind, ConductorError> {
+        self.stop_point(StopPoint::BeforeClaim);
         let vnf_id = &failure.target.vnf_id;
         let operation_id = derived_id(&failure.failure_id, "heal");
         let claim = Cause {
@@ -283,6 +358,7 @@ impl Conductor {
                     .as_ref()
                     .is_some_and(|p| p.operation_id == operation_id);
                 if healing {
+                    self.stop_point(StopPoint::AfterClaim);
                     tracing::info!(vnf_id, failure_id = %failure.failure_id, action = failure.action.as_str(), "Healing.");
                     let completion = Cause::follow_up(
                         self.actor(),
@@ -456,6 +532,12 @@ impl Conductor {
                 self.deploy(vnf, vnf_id, &pending.operation_id, planned)
                     .await?,
             );
+        }
+        if matches!(
+            pending.kind,
+            OperationKind::Respawn | OperationKind::VduAutoheal
+        ) {
+            self.stop_point(StopPoint::DuringVim);
         }
         let doomed: Vec<&String> = match pending.kind {
             OperationKind::Delete => vnf

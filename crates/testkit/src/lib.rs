@@ -5,6 +5,12 @@
 //! This crate is test and benchmark support only: no role of vnfm depends on it (the `bench`
 //! binary does, to measure against a fresh server), and it never mocks NATS. Every test talks to the server binary production runs (nats-server 2.12 or newer,
 //! installed by `ops/install-nats-server.sh`), configured like `ops/nats/single.conf`.
+//!
+//! [`RoleProcess`] runs a `vnfm` role as a child process, for tests that kill and pause roles.
+
+pub mod process;
+
+pub use process::{RoleProcess, vnfm_bin};
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom};
@@ -398,7 +404,7 @@ fn server_binary() -> PathBuf {
 }
 
 /// A loopback port that was free a moment ago.
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .and_then(|listener| listener.local_addr())
         .expect("bind a free loopback port")

@@ -58,6 +58,12 @@ struct NatsArgs {
     /// Replicas of the streams and tables vnfm creates (3 on a three-node cluster).
     #[arg(long, env = "VNFM_REPLICAS", default_value_t = 1)]
     replicas: usize,
+    /// This instance's name: its NATS connection name and the actor of the events it causes.
+    /// Give each monitor a stable name unique among live monitors, and a restarted monitor
+    /// takes its partitions back at once instead of after their leases expire.
+    /// Default: the role and the process id.
+    #[arg(long, env = "VNFM_NAME")]
+    name: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -102,6 +108,14 @@ struct ConductorArgs {
     vim: VimArgs,
     #[command(flatten)]
     heal: HealArgs,
+    /// Seconds a request or failure report waits for a conductor that took it and went silent
+    /// (crashed or stalled) before another conductor gets it.
+    #[arg(long, env = "VNFM_ACK_WAIT_S", default_value_t = 30)]
+    ack_wait_s: u64,
+    /// Fault injection for tests: stop this process (SIGSTOP) the first time a heal reaches
+    /// this point (before-claim, after-claim, during-vim, before-ack).
+    #[arg(long, hide = true)]
+    stop_at: Option<conductor::StopPoint>,
 }
 
 #[derive(Debug, Clone, Args)]

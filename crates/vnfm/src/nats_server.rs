@@ -34,12 +34,22 @@ fn check_version(what: &str, version: &str) -> anyhow::Result<()> {
     }
 }
 
-/// Connects to NATS and refuses a server older than [`SERVER_VERSION_MIN`].
+/// The members of a comma-separated list of URLs (`nats://a:4222,nats://b:4222`), so that a
+/// client can fail over between the nodes of a cluster.
+fn server_urls(urls: &str) -> Vec<&str> {
+    urls.split(',')
+        .map(str::trim)
+        .filter(|url| !url.is_empty())
+        .collect()
+}
+
+/// Connects to NATS (any of the comma-separated `url`s) and refuses a server older than
+/// [`SERVER_VERSION_MIN`].
 pub async fn connect(url: &str, name: &str) -> anyhow::Result<async_nats::Client> {
     let client = async_nats::ConnectOptions::new()
         .name(name)
         .retry_on_initial_connect()
-        .connect(url)
+        .connect(server_urls(url))
         .await
         .with_context(|| format!("connecting to NATS at {url}"))?;
     // The server's INFO arrives with the connection; wait for it briefly after a retried connect.
@@ -144,6 +154,15 @@ fn free_port() -> anyhow::Result<u16> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn splits_cluster_urls() {
+        assert_eq!(
+            server_urls("nats://127.0.0.1:4222, nats://127.0.0.1:4223,"),
+            ["nats://127.0.0.1:4222", "nats://127.0.0.1:4223"]
+        );
+        assert_eq!(server_urls("nats://h:1"), ["nats://h:1"]);
+    }
 
     #[test]
     fn parses_server_versions() {

@@ -30,31 +30,60 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Up(args) => up(args).await,
         Command::Gateway(args) => {
-            let (log, tables) = open(&args.nats, "vnfm-gateway").await?;
+            let name = instance(&args.nats, "gateway");
+            let (log, tables) = open(&args.nats, &name).await?;
             let mut roles = Roles::new();
-            roles.gateway(log, tables, &args.api).await?;
+            roles.gateway(log, tables, &args.api, name).await?;
             roles.wait().await
         }
         Command::Projector(nats) => {
-            let (log, tables) = open(&nats, "vnfm-projector").await?;
+            let (log, tables) = open(&nats, &instance(&nats, "projector")).await?;
             let mut roles = Roles::new();
             roles.projector(log, tables);
             roles.wait().await
         }
         Command::Conductor(args) => {
-            let (log, _) = open(&args.nats, "vnfm-conductor").await?;
+            let name = instance(&args.nats, "conductor");
+            let (log, _) = open(&args.nats, &name).await?;
+            let config = ConductorConfig {
+                instance: name,
+                ack_wait: Duration::from_secs(args.ack_wait_s),
+                stop_at: args.stop_at,
+                ..conductor_config(&args.heal, &args.nats)
+            };
             let mut roles = Roles::new();
-            roles.conductor(log, &args.vim, &args.heal, &args.nats)?;
+            roles.conductor(log, &args.vim, config)?;
             roles.wait().await
         }
         Command::Monitor(args) => {
-            let (log, _) = open(&args.nats, "vnfm-monitor").await?;
+            let name = instance(&args.nats, "monitor");
+            let (log, _) = open(&args.nats, &name).await?;
             let mut roles = Roles::new();
-            roles.monitor(log, &args.probe, &args.nats)?;
+            roles.monitor(log, &args.probe, &args.nats, name)?;
             roles.wait().await
         }
         Command::Audit { vnf_id, nats } => audit(&nats, &vnf_id).await,
         Command::Rebuild { verify, nats } => rebuild(&nats, verify).await,
+    }
+}
+
+/// The instance's name: `--name`, else the role and the process id.
+fn instance(nats: &NatsArgs, role: &str) -> String {
+    nats.name
+        .clone()
+        .unwrap_or_else(|| format!("{role}-{}", std::process::id()))
+}
+
+fn conductor_config(heal: &HealArgs, nats: &NatsArgs) -> ConductorConfig {
+    ConductorConfig {
+        respawn_limit: RespawnLimit {
+            heals_max: heal.heals_max,
+            window: time::Duration::seconds(heal.heal_window_s),
+        },
+        log: LogConfig {
+            replicas: nats.replicas,
+        },
+        ..ConductorConfig::default()
     }
 }
 
@@ -87,13 +116,17 @@ async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     let nats = NatsArgs {
         nats_url,
         replicas: 1,
+        name: None,
     };
-    let (log, tables) = open(&nats, "vnfm-up").await?;
+    let name = instance(&nats, "up");
+    let (log, tables) = open(&nats, &name).await?;
     let mut roles = Roles::new();
     roles.projector(log.clone(), tables.clone());
-    roles.conductor(log.clone(), &args.vim, &args.heal, &nats)?;
-    roles.monitor(log.clone(), &args.probe, &nats)?;
-    roles.gateway(log, tables, &args.api).await?;
+    roles.conductor(log.clone(), &args.vim, conductor_config(&args.heal, &nats))?;
+    roles.monitor(log.clone(), &args.probe, &nats, format!("monitor-{name}"))?;
+    roles
+        .gateway(log, tables, &args.api, format!("gateway-{name}"))
+        .await?;
     roles.wait().await
 }
 
@@ -138,24 +171,13 @@ impl Roles {
         &mut self,
         log: EventLog,
         vim: &VimArgs,
-        heal: &HealArgs,
-        nats: &NatsArgs,
+        config: ConductorConfig,
     ) -> anyhow::Result<()> {
         let vim = LocalVim::new(LocalVimConfig {
             prefix: vim.vim_prefix.clone(),
             ..LocalVimConfig::default()
         })
         .context("starting the local VIM")?;
-        let config = ConductorConfig {
-            respawn_limit: RespawnLimit {
-                heals_max: heal.heals_max,
-                window: time::Duration::seconds(heal.heal_window_s),
-            },
-            log: LogConfig {
-                replicas: nats.replicas,
-            },
-            ..ConductorConfig::default()
-        };
         let conductor = Conductor::new(log, Arc::new(vim), config);
         let shutdown = self.shutdown();
         self.running.spawn(async move {
@@ -165,7 +187,13 @@ impl Roles {
         Ok(())
     }
 
-    fn monitor(&mut self, log: EventLog, probe: &ProbeArgs, nats: &NatsArgs) -> anyhow::Result<()> {
+    fn monitor(
+        &mut self,
+        log: EventLog,
+        probe: &ProbeArgs,
+        nats: &NatsArgs,
+        instance: String,
+    ) -> anyhow::Result<()> {
         let prober = Prober::new()
             .context("opening the ICMP socket (the monitor needs root or CAP_NET_RAW)")?;
         tracing::info!(
@@ -173,11 +201,11 @@ impl Roles {
             "ICMP socket open."
         );
         let config = MonitorConfig {
+            instance,
             suspect_failures_min: probe.suspect_failures_min,
             log: LogConfig {
                 replicas: nats.replicas,
             },
-            ..MonitorConfig::default()
         };
         let monitor = Monitor::new(log, Arc::new(prober), config);
         let shutdown = self.shutdown();
@@ -193,10 +221,12 @@ impl Roles {
         log: EventLog,
         tables: Tables,
         api: &ApiArgs,
+        instance: String,
     ) -> anyhow::Result<()> {
         let auth = auth(api)?;
         let config = GatewayConfig {
             auth,
+            instance,
             ..GatewayConfig::default()
         };
         let gateway = Gateway::new(log, tables, config).await?;

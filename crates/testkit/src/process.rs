@@ -1,0 +1,228 @@
+//! `vnfm <role>` as a child process, for tests that kill, pause and restart roles the way an
+//! operator's machines would: [`RoleProcess`].
+
+use std::fs::{self, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{self, Signal};
+use nix::unistd::Pid;
+use tempfile::TempDir;
+
+use crate::read_log;
+
+/// How often the waits below look again.
+const POLL_INTERVAL: Duration = Duration::from_millis(20);
+
+/// How much of a role's log a failing test prints.
+const LOG_TAIL_BYTES_MAX: u64 = 8 * 1024;
+
+/// The `vnfm` binary: `$VNFM_BIN` if set, else the one this workspace builds, brought up to
+/// date once per test process with `cargo build -p vnfm --bin vnfm`, so that a test never runs
+/// a stale binary.
+///
+/// # Panics
+///
+/// When the build fails or the binary is missing.
+pub fn vnfm_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(bin) = std::env::var_os("VNFM_BIN").filter(|bin| !bin.is_empty()) {
+            let bin = PathBuf::from(bin);
+            assert!(bin.is_file(), "VNFM_BIN={} is not a file", bin.display());
+            return bin;
+        }
+        let workspace_root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--quiet", "-p", "vnfm", "--bin", "vnfm"])
+            .current_dir(&workspace_root)
+            .status()
+            .expect("run cargo build -p vnfm");
+        assert!(status.success(), "cargo build -p vnfm failed: {status}");
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map_or_else(|| workspace_root.join("target"), PathBuf::from);
+        let bin = target.join("debug/vnfm");
+        assert!(bin.is_file(), "{} was not built", bin.display());
+        bin
+    })
+    .clone()
+}
+
+/// A running `vnfm` process (one role), with its log in a temporary directory.
+///
+/// Killed (SIGKILL) and reaped on drop; if the test is failing, the end of its log is printed
+/// first so that the failure explains itself.
+#[derive(Debug)]
+pub struct RoleProcess {
+    label: String,
+    /// `None` once killed.
+    child: Option<Child>,
+    dir: TempDir,
+}
+
+impl RoleProcess {
+    /// Starts `vnfm <args>`; `label` names it in messages (for example `monitor-2`).
+    ///
+    /// # Panics
+    ///
+    /// When the process cannot be spawned.
+    pub fn spawn(label: &str, args: &[&str]) -> RoleProcess {
+        let dir = tempfile::Builder::new()
+            .prefix("testkit-role-")
+            .tempdir()
+            .expect("create a temporary directory for a role's log");
+        let log_path = dir.path().join("role.log");
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .expect("open the role's log");
+        let bin = vnfm_bin();
+        let child = Command::new(&bin)
+            .args(args)
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info,async_nats=warn".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone the log handle"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {} {args:?}: {e}", bin.display()));
+        RoleProcess {
+            label: label.to_owned(),
+            child: Some(child),
+            dir,
+        }
+    }
+
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// The process id.
+    ///
+    /// # Panics
+    ///
+    /// After [`kill`](Self::kill).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("the process is running").id()
+    }
+
+    /// Everything the process wrote to stdout and stderr so far.
+    pub fn log(&self) -> String {
+        read_log(&self.dir.path().join("role.log"), 0)
+    }
+
+    /// Waits until the log contains `needle`, as a role announces it is running.
+    ///
+    /// # Panics
+    ///
+    /// After `timeout`, or when the process exits first; the message quotes the log.
+    pub async fn wait_for_log(&mut self, needle: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.log().contains(needle) {
+                return;
+            }
+            if let Some(status) = self.exit_status() {
+                panic!(
+                    "{} exited ({status}) before logging {needle:?}:\n{}",
+                    self.label,
+                    self.log()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} did not log {needle:?} within {timeout:?}:\n{}",
+                self.label,
+                self.log()
+            );
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
+    }
+
+    /// How the process ended, once it has.
+    pub fn exit_status(&mut self) -> Option<ExitStatus> {
+        self.child
+            .as_mut()
+            .and_then(|child| child.try_wait().ok().flatten())
+    }
+
+    /// Kills the process with SIGKILL (kill -9) and reaps it. Does nothing when already killed.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Stops the process (SIGSTOP), as a stalled machine or a debugger would.
+    pub fn pause(&self) {
+        self.signal(Signal::SIGSTOP);
+    }
+
+    /// Lets a stopped process go on (SIGCONT).
+    pub fn resume(&self) {
+        self.signal(Signal::SIGCONT);
+    }
+
+    /// True while the process is stopped by a signal (state `T` in `/proc/<pid>/stat`).
+    pub fn is_stopped(&self) -> bool {
+        let Ok(stat) = fs::read_to_string(format!("/proc/{}/stat", self.pid())) else {
+            return false;
+        };
+        // The state follows the command name, which is in parentheses and may contain spaces.
+        stat.rsplit_once(") ")
+            .and_then(|(_, rest)| rest.chars().next())
+            .is_some_and(|state| state == 'T')
+    }
+
+    /// Waits until the process is stopped (for example by a stop point it was started with).
+    ///
+    /// # Panics
+    ///
+    /// After `timeout`; the message quotes the log.
+    pub async fn wait_stopped(&mut self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !self.is_stopped() {
+            if let Some(status) = self.exit_status() {
+                panic!(
+                    "{} exited ({status}) instead of stopping:\n{}",
+                    self.label,
+                    self.log()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} did not stop within {timeout:?}:\n{}",
+                self.label,
+                self.log()
+            );
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
+    }
+
+    fn signal(&self, signal: Signal) {
+        let pid = Pid::from_raw(i32::try_from(self.pid()).expect("a pid fits in i32"));
+        signal::kill(pid, signal).unwrap_or_else(|e| panic!("{signal} to {}: {e}", self.label));
+    }
+}
+
+impl Drop for RoleProcess {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let log_path = self.dir.path().join("role.log");
+            let len = fs::metadata(&log_path).map_or(0, |meta| meta.len());
+            eprintln!(
+                "--- end of {}'s log ---\n{}",
+                self.label,
+                read_log(&log_path, len.saturating_sub(LOG_TAIL_BYTES_MAX))
+            );
+        }
+        self.kill();
+    }
+}
