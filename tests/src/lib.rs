@@ -1,7 +1,9 @@
 //! End-to-end test support: a whole vnfm (projector, conductor with the local VIM, gateway on a
-//! real port) over a real nats-server, in one test process, torn down on drop with every
-//! namespace it created.
+//! real port) over a real nats-server, torn down on drop with every namespace it created. Its
+//! roles run in the test process ([`System::start`]) or as separate `vnfm` processes that a
+//! test can kill, pause and restart ([`System::start_separate`]).
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -16,7 +18,7 @@ use monitor::probe::Prober;
 use monitor::{Monitor, MonitorConfig};
 use projector::Tables;
 use serde_json::Value;
-use testkit::NatsServer;
+use testkit::{NatsServer, RoleProcess};
 use tokio::sync::watch;
 
 /// How long a test waits for an asynchronous outcome (a VNF becoming ACTIVE, a row appearing).
@@ -37,7 +39,12 @@ pub struct System {
     pub http: reqwest::Client,
     pub vim_prefix: String,
     stop: watch::Sender<bool>,
+    /// Role processes of a [`System::start_separate`], killed before the namespaces go.
+    processes: Vec<RoleProcess>,
 }
+
+/// How long a role process may take to start: a debug build connecting to a local server.
+const ROLE_START_TIMEOUT: Duration = Duration::from_secs(20);
 
 static SYSTEMS: AtomicU32 = AtomicU32::new(0);
 
@@ -49,25 +56,14 @@ impl System {
 
     /// Like [`System::start`], with the given tunables.
     pub async fn start_with(options: Options) -> System {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter("info,async_nats=warn")
-            .with_test_writer()
-            .try_init();
-        let nats = NatsServer::start().await;
-        let log = EventLog::open(nats.client().await, &LogConfig::default())
-            .await
-            .expect("open the log");
-        let tables = Tables::open(log.jetstream(), 1)
-            .await
-            .expect("open the tables");
-        let vim_prefix = format!(
-            "t{:x}{}",
-            std::process::id() % 0xfff,
-            SYSTEMS.fetch_add(1, Ordering::Relaxed)
+        let mut system = System::bare().await;
+        let (log, tables, vim_prefix) = (
+            system.log.clone(),
+            system.tables.clone(),
+            system.vim_prefix.clone(),
         );
-        let (stop, _) = watch::channel(false);
         let shutdown = || {
-            let mut stop = stop.subscribe();
+            let mut stop = system.stop.subscribe();
             async move {
                 let _ = stop.wait_for(|s| *s).await;
             }
@@ -91,8 +87,8 @@ impl System {
         let monitor = start_monitor(&log, &format!("monitor-{vim_prefix}"));
         tokio::spawn(monitor.run(shutdown()));
         let gateway = Gateway::new(
-            log.clone(),
-            tables.clone(),
+            log,
+            tables,
             GatewayConfig {
                 auth: Auth::None,
                 tenant_id: "admin".into(),
@@ -108,15 +104,115 @@ impl System {
                 .unwrap();
         let api = format!("http://{}/v1.0", listener.local_addr().unwrap());
         tokio::spawn(gateway::serve(listener, gateway, shutdown()));
+        system.api = api;
+        system
+    }
+
+    /// A nats-server, the log and a VIM prefix, with no role running.
+    async fn bare() -> System {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("info,async_nats=warn")
+            .with_test_writer()
+            .try_init();
+        let nats = NatsServer::start().await;
+        let log = EventLog::open(nats.client().await, &LogConfig::default())
+            .await
+            .expect("open the log");
+        let tables = Tables::open(log.jetstream(), 1)
+            .await
+            .expect("open the tables");
+        let vim_prefix = format!(
+            "t{:x}{}",
+            std::process::id() % 0xfff,
+            SYSTEMS.fetch_add(1, Ordering::Relaxed)
+        );
         System {
             nats,
             log,
             tables,
-            api,
+            api: String::new(),
             http: reqwest::Client::new(),
             vim_prefix,
-            stop,
+            stop: watch::channel(false).0,
+            processes: Vec::new(),
         }
+    }
+
+    /// A gateway and a projector, each a `vnfm` process of its own; the test starts the
+    /// conductors ([`spawn_conductor`](Self::spawn_conductor)) and monitors
+    /// ([`spawn_monitor`](Self::spawn_monitor)) it needs, and owns them.
+    pub async fn start_separate() -> System {
+        let mut system = System::bare().await;
+        let listen = format!("127.0.0.1:{}", testkit::free_port());
+        let mut gateway = system.spawn_role("gateway", &["gateway", "--listen", &listen]);
+        let mut projector = system.spawn_role("projector", &["projector"]);
+        gateway
+            .wait_for_log("Gateway listening", ROLE_START_TIMEOUT)
+            .await;
+        projector
+            .wait_for_log("Projector running.", ROLE_START_TIMEOUT)
+            .await;
+        system.api = format!("http://{listen}/v1.0");
+        system.processes.extend([gateway, projector]);
+        system
+    }
+
+    /// The role process `label` (`gateway` or `projector`) of a [`System::start_separate`].
+    ///
+    /// # Panics
+    ///
+    /// When there is none.
+    pub fn process(&mut self, label: &str) -> &mut RoleProcess {
+        self.processes
+            .iter_mut()
+            .find(|process| process.label() == label)
+            .unwrap_or_else(|| panic!("no {label} process"))
+    }
+
+    /// Runs `vnfm rebuild --verify` and asserts that the live tables equal the log.
+    pub async fn verify_tables(&self) {
+        let mut verify = self.spawn_role("rebuild --verify", &["rebuild", "--verify"]);
+        let status = verify.wait_exit(PATIENCE).await;
+        assert!(
+            status.success(),
+            "rebuild --verify: {status}\n{}",
+            verify.log()
+        );
+    }
+
+    /// `vnfm <args> --nats-url <this system's server>`, labelled `label` in failure messages.
+    pub fn spawn_role(&self, label: &str, args: &[&str]) -> RoleProcess {
+        let url = self.nats.url();
+        let mut args = args.to_vec();
+        args.extend(["--nats-url", &url]);
+        RoleProcess::spawn(label, &args)
+    }
+
+    /// A conductor process named `name` on this system's VIM prefix, with `flags` added (such
+    /// as `--ack-wait-s 2` or `--stop-at after-claim`); returns once it consumes.
+    pub async fn spawn_conductor(&self, name: &str, flags: &[&str]) -> RoleProcess {
+        let mut args = vec![
+            "conductor",
+            "--name",
+            name,
+            "--vim-prefix",
+            &self.vim_prefix,
+        ];
+        args.extend(flags);
+        let mut conductor = self.spawn_role(name, &args);
+        conductor
+            .wait_for_log("Conductor consuming.", ROLE_START_TIMEOUT)
+            .await;
+        conductor
+    }
+
+    /// A monitor process named `name`; returns once it runs.
+    pub async fn spawn_monitor(&self, name: &str) -> RoleProcess {
+        let mut monitor = self.spawn_role(name, &["monitor", "--name", name]);
+        monitor
+            .wait_for_log("Monitor running.", ROLE_START_TIMEOUT)
+            .await;
+        monitor
     }
 
     /// Sends a request; answers the status and the JSON body (Null when empty).
@@ -186,6 +282,8 @@ impl System {
 impl Drop for System {
     fn drop(&mut self) {
         self.stop.send_replace(true);
+        // Processes first: a conductor left running could deploy again after the cleanup.
+        self.processes.clear();
         if let Err(e) = local::cleanup_prefix_blocking(&self.vim_prefix) {
             eprintln!("cleanup of {} failed: {e}", self.vim_prefix);
         }
@@ -298,6 +396,35 @@ impl System {
         vnf_id
     }
 
+    /// Onboards `template` once and creates `count` VNFs from it at once; answers their ids
+    /// once all are ACTIVE.
+    pub async fn active_vnfs(&self, template: &str, count: usize) -> Vec<String> {
+        let (code, vnfd) = self
+            .post(
+                "/vnfds",
+                serde_json::json!({"vnfd": {"attributes": {"vnfd": template}}}),
+            )
+            .await;
+        assert_eq!(code, 201, "{vnfd}");
+        let vnfd_id = vnfd["vnfd"]["id"].as_str().unwrap();
+        let creates = (0..count).map(|n| {
+            self.post(
+                "/vnfs",
+                serde_json::json!({"vnf": {"name": format!("vnf-{n}"), "vnfd_id": vnfd_id}}),
+            )
+        });
+        let mut ids = Vec::with_capacity(count);
+        for (code, vnf) in futures::future::join_all(creates).await {
+            assert_eq!(code, 201, "{vnf}");
+            ids.push(vnf["vnf"]["id"].as_str().unwrap().to_owned());
+        }
+        for vnf_id in &ids {
+            self.wait_vnf(vnf_id, "ACTIVE", |_, v| v["vnf"]["status"] == "ACTIVE")
+                .await;
+        }
+        ids
+    }
+
     /// The VNF as its log leaves it.
     pub async fn vnf(&self, vnf_id: &str) -> events::vnf::Vnf {
         self.log
@@ -384,6 +511,23 @@ impl System {
             }
         }
         results
+    }
+
+    /// Which monitors probed each IP after `since`, from the monitor stream.
+    pub async fn probed_by(
+        &self,
+        since: time::OffsetDateTime,
+    ) -> BTreeMap<Ipv4Addr, BTreeSet<String>> {
+        let mut by_ip: BTreeMap<Ipv4Addr, BTreeSet<String>> = BTreeMap::new();
+        for (monitor, result) in self.probe_results_by_monitor().await {
+            if result.at > since {
+                by_ip
+                    .entry(result.target.mgmt_ip)
+                    .or_default()
+                    .insert(monitor);
+            }
+        }
+        by_ip
     }
 
     /// Waits until the monitor stream shows `ip` probed with the outcome `up` after `after`.

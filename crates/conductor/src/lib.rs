@@ -14,11 +14,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind, consumer};
-use futures::{FutureExt, StreamExt};
+use futures::FutureExt;
 use time::OffsetDateTime;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
+use events::consume::Durable;
 use events::envelope::{self, Actor, Cause, Envelope};
 use events::monitor::{Failure, MonitorEvent, MonitorMessage};
 use events::names;
@@ -121,9 +122,10 @@ fn derived_id(from: &str, step: &str) -> String {
     .to_string()
 }
 
-/// Thirty seconds: a VIM call on the local VIM takes milliseconds and progress acks keep long
-/// operations alive, so this only bounds how long a crashed conductor's work waits.
-const ACK_WAIT_DEFAULT: Duration = Duration::from_secs(30);
+/// Ten seconds: a VIM call on the local VIM takes milliseconds and progress acks (every third
+/// of this) keep long operations alive, so this only bounds how long a crashed or stalled
+/// conductor's work waits for another.
+pub const ACK_WAIT_DEFAULT: Duration = Duration::from_secs(10);
 /// Operations one conductor carries out at once. Each holds a few VIM calls; more would only
 /// queue inside the VIM.
 const OPERATIONS_IN_FLIGHT_MAX: usize = 32;
@@ -228,23 +230,16 @@ impl Conductor {
                 names::FAILURE_SUBJECTS,
             ),
         };
-        let consumer = stream
-            .get_or_create_consumer(
-                name,
-                consumer::pull::Config {
-                    durable_name: Some(name.into()),
-                    filter_subject: filter.into(),
-                    ack_policy: consumer::AckPolicy::Explicit,
-                    ack_wait: self.config.ack_wait,
-                    ..Default::default()
-                },
-            )
-            .await
-            .map_err(|e| nats("creating a conductor consumer", e))?;
-        let mut messages = consumer
-            .messages()
-            .await
-            .map_err(|e| nats("consuming", e))?;
+        let mut messages = Durable::new(
+            stream,
+            consumer::pull::Config {
+                durable_name: Some(name.into()),
+                filter_subject: filter.into(),
+                ack_policy: consumer::AckPolicy::Explicit,
+                ack_wait: self.config.ack_wait,
+                ..Default::default()
+            },
+        );
         // Bounds the operations in flight; a permit is held by each spawned operation.
         let permits = Arc::new(Semaphore::new(OPERATIONS_IN_FLIGHT_MAX));
         let mut in_flight = JoinSet::new();
@@ -258,14 +253,6 @@ impl Conductor {
             let message = tokio::select! {
                 () = &mut shutdown => break,
                 message = messages.next() => message,
-            };
-            let Some(message) = message else { break };
-            let message = match message {
-                Ok(message) => message,
-                Err(e) => {
-                    tracing::warn!(error = %e, "Consumer hiccup; continuing.");
-                    continue;
-                }
             };
             let conductor = self.clone();
             in_flight.spawn(async move {
@@ -458,10 +445,10 @@ impl Conductor {
                 // A redelivered delete whose VNFD release may not have been recorded.
                 self.release_vnfd(&vnf, vnf_id, cause).await?;
             }
-            tracing::debug!(
+            tracing::info!(
                 vnf_id,
                 operation_id,
-                "Operation no longer pending; nothing to do."
+                "Operation already done; nothing to do."
             );
             return Ok(());
         };

@@ -26,8 +26,13 @@ use crate::vnfd::Vnfd;
 /// Three covers a leader election in a three-node cluster (a few seconds) at the publish timeout.
 const PUBLISH_ATTEMPTS_MAX: u32 = 3;
 /// How often a command is re-decided after losing an optimistic-concurrency race. Each retry
-/// reloads the aggregate; more than a handful means a hot aggregate that needs a different design.
-const CONFLICT_RETRIES_MAX: u32 = 8;
+/// reloads the aggregate after a random pause ([`CONFLICT_BACKOFF_MAX`]). The hottest aggregate is
+/// a VNFD from which many VNFs are created at once (each records itself as a user); 32 rounds
+/// with backoff let dozens of simultaneous creates through.
+const CONFLICT_RETRIES_MAX: u32 = 32;
+/// The longest random pause before re-deciding: it doubles from 1 ms with each lost race up to
+/// this, so that racing writers spread out instead of colliding again in lockstep.
+const CONFLICT_BACKOFF_MAX: Duration = Duration::from_millis(64);
 /// The window in which the server recognises a repeated `Nats-Msg-Id`. Longer than any client's
 /// retry loop (attempts × publish timeout), short enough to keep the server's id table small.
 const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
@@ -351,11 +356,20 @@ impl EventLog {
                 Err(StoreError::Conflict) if conflicts < CONFLICT_RETRIES_MAX => {
                     conflicts += 1;
                     tracing::debug!(aggregate_id, conflicts, "Lost an append race; re-deciding.");
+                    tokio::time::sleep(conflict_backoff(conflicts)).await;
                 }
                 Err(e) => return Err(e.into()),
             }
         }
     }
+}
+
+/// A random pause in `[0, min(2^conflicts ms, CONFLICT_BACKOFF_MAX))`.
+fn conflict_backoff(conflicts: u32) -> Duration {
+    let ceiling = Duration::from_millis(1 << conflicts.min(16)).min(CONFLICT_BACKOFF_MAX);
+    // Any uniform source will do; a v4 UUID is random and already a dependency.
+    let fraction = (uuid::Uuid::new_v4().as_u128() % 1_000) as u32;
+    ceiling * fraction / 1_000
 }
 
 /// How long probe rounds, state changes and failure reports are kept: long enough to audit a

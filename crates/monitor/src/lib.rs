@@ -37,6 +37,8 @@ use events::vnf::{Vnf, VnfEvent};
 use probe::Prober;
 use tracker::{Tracker, Transition};
 
+/// Pause between attempts to follow the lifecycle log again after its consumer ended.
+const FOLLOW_RETRY_DELAY: Duration = Duration::from_secs(1);
 /// How often due targets are looked for. Attempts start on interval boundaries; a tenth of a
 /// second keeps them close to the boundary without spinning.
 const TICK: Duration = Duration::from_millis(100);
@@ -225,6 +227,29 @@ impl Monitor {
         }
     }
 
+    /// The VNF subjects of the lifecycle log after stream sequence `after`, then live.
+    async fn follow_lifecycle(
+        &self,
+        after: u64,
+    ) -> Result<consumer::pull::Ordered, async_nats::Error> {
+        let deliver_policy = match after {
+            0 => consumer::DeliverPolicy::All,
+            _ => consumer::DeliverPolicy::ByStartSequence {
+                start_sequence: after + 1,
+            },
+        };
+        let consumer = self
+            .log
+            .stream()
+            .create_consumer(consumer::pull::OrderedConfig {
+                filter_subject: names::VNF_SUBJECTS.into(),
+                deliver_policy,
+                ..Default::default()
+            })
+            .await?;
+        Ok(consumer.messages().await?)
+    }
+
     fn actor(&self) -> Actor {
         Actor::new(ActorKind::Monitor, self.config.instance.clone())
     }
@@ -234,19 +259,12 @@ impl Monitor {
         let jetstream = self.log.jetstream().clone();
         store::open_monitor_stream(&jetstream, &self.config.log).await?;
         let states = store::open_monitor_states(&jetstream, &self.config.log).await?;
-        let consumer = self
-            .log
-            .stream()
-            .create_consumer(consumer::pull::OrderedConfig {
-                filter_subject: names::VNF_SUBJECTS.into(),
-                ..Default::default()
-            })
+        let mut lifecycle = self
+            .follow_lifecycle(0)
             .await
             .map_err(|e| nats("following the lifecycle log", e))?;
-        let mut lifecycle = consumer
-            .messages()
-            .await
-            .map_err(|e| nats("following the lifecycle log", e))?;
+        // The last lifecycle message folded: where to follow on from if the consumer ends.
+        let mut lifecycle_sequence = 0;
         let mut bad_actions = self
             .client
             .subscribe(names::BAD_ACTION_SUBJECTS)
@@ -292,6 +310,9 @@ impl Monitor {
                 }
                 message = lifecycle.next() => match message {
                     Some(Ok(message)) => {
+                        if let Ok(info) = message.info() {
+                            lifecycle_sequence = info.stream_sequence;
+                        }
                         let Some((_, vnf_id)) = names::parse_lifecycle_subject(&message.subject) else { continue };
                         match envelope::decode::<VnfEvent>(&message.payload) {
                             Ok(envelope) => {
@@ -304,7 +325,18 @@ impl Monitor {
                         }
                     }
                     Some(Err(e)) => tracing::warn!(error = %e, "Lifecycle consumer hiccup; continuing."),
-                    None => return Err(nats("following the lifecycle log", "the consumer ended")),
+                    None => {
+                        tracing::warn!(after = lifecycle_sequence, "Lifecycle consumer ended; following on.");
+                        lifecycle = loop {
+                            match self.follow_lifecycle(lifecycle_sequence).await {
+                                Ok(messages) => break messages,
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "Cannot follow the lifecycle log; retrying.");
+                                    tokio::time::sleep(FOLLOW_RETRY_DELAY).await;
+                                }
+                            }
+                        };
+                    }
                 },
                 Some(message) = bad_actions.next() => {
                     if let Ok(MonitorMessage { event: MonitorEvent::BadAction { target, reason, .. }, .. }) =

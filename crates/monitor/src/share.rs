@@ -10,6 +10,11 @@
 //! lowers everyone's fair share, so the others give it its share without a restart.
 //! `create` is atomic, so no partition has two holders; a holder paused past the TTL finds its
 //! revision gone at its next renewal and drops the partition.
+//!
+//! A lease's value is its holder's name. A monitor restarted under the same name (`--name`)
+//! takes the leases of its previous life back on its first renewal, so it probes again within
+//! a round of starting instead of waiting for them to expire. Names must therefore be unique
+//! among live monitors; the default (role and process id) is.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -26,10 +31,11 @@ use events::store::LogConfig;
 /// enough that a renewal round (one request per partition) stays cheap.
 pub const PARTITIONS: u32 = 64;
 /// How often a monitor renews its membership and leases.
-pub const RENEW_INTERVAL: Duration = Duration::from_secs(2);
-/// How long a lease or membership outlives its last renewal: three renewals, so one lost
-/// renewal does not move partitions, and a dead monitor's targets move within ten seconds.
-pub const LEASE_TTL: Duration = Duration::from_secs(6);
+pub const RENEW_INTERVAL: Duration = Duration::from_secs(1);
+/// How long a lease or membership outlives its last renewal: four renewals, so a few lost
+/// renewals do not move partitions, and a dead monitor's targets are probed by another within
+/// TTL + renewal + a probe interval, about 6 s, well inside issue 4's ten.
+pub const LEASE_TTL: Duration = Duration::from_secs(4);
 
 const MEMBER_PREFIX: &str = "member.";
 const PARTITION_PREFIX: &str = "partition.";
@@ -134,7 +140,17 @@ pub async fn hold(
             }
             let key = format!("{PARTITION_PREFIX}{partition}");
             match leases.entry(&key).await {
-                Ok(Some(entry)) if entry.operation == kv::Operation::Put => {}
+                Ok(Some(entry)) if entry.operation == kv::Operation::Put => {
+                    // Held under this monitor's name by its previous life (a restart under a
+                    // stable name): take it back now rather than after the lease expires.
+                    if entry.value == instance.as_bytes()
+                        && let Ok(revision) = leases
+                            .update(&key, instance.clone().into(), entry.revision)
+                            .await
+                    {
+                        held.insert(partition, revision);
+                    }
+                }
                 Ok(_) => free.push(partition),
                 Err(e) => tracing::debug!(partition, error = %e, "Lease unreadable."),
             }

@@ -17,6 +17,7 @@ use futures::StreamExt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use events::consume::Durable;
 use events::envelope::{self, Envelope};
 use events::names::{self, AggregateKind};
 use events::store::EventLog;
@@ -25,8 +26,10 @@ use events::vnfd::Vnfd;
 use table::{Row, Step, VnfRow, VnfdRow};
 
 /// How long the server waits for a projector's ack before redelivering. A row update is two
-/// KV round trips; thirty seconds is far beyond that and short enough to recover from a crash.
-const ACK_WAIT: Duration = Duration::from_secs(30);
+/// KV round trips, far below this; what a crashed projector held is projected again (by
+/// itself restarted, or by another) this long after the crash. A slow write that outlives it
+/// is harmless: the predecessor check makes a second projection of a message a no-op.
+const ACK_WAIT: Duration = Duration::from_secs(5);
 /// How long to put back a message whose predecessor is not applied yet.
 const GAP_RETRY_DELAY: Duration = Duration::from_millis(50);
 /// How often a row write is re-tried after another projector changed the row in between.
@@ -168,39 +171,23 @@ pub async fn run(
     tables: Tables,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ProjectorError> {
-    let consumer = log
-        .stream()
-        .get_or_create_consumer(
-            names::PROJECTOR_CONSUMER,
-            consumer::pull::Config {
-                durable_name: Some(names::PROJECTOR_CONSUMER.into()),
-                filter_subject: names::LIFECYCLE_SUBJECTS.into(),
-                ack_policy: consumer::AckPolicy::Explicit,
-                ack_wait: ACK_WAIT,
-                max_ack_pending: ACK_PENDING_MAX,
-                ..Default::default()
-            },
-        )
-        .await
-        .map_err(|e| nats("creating the projector consumer", e))?;
-    let mut messages = consumer
-        .messages()
-        .await
-        .map_err(|e| nats("consuming the lifecycle log", e))?;
+    let mut messages = Durable::new(
+        log.stream().clone(),
+        consumer::pull::Config {
+            durable_name: Some(names::PROJECTOR_CONSUMER.into()),
+            filter_subject: names::LIFECYCLE_SUBJECTS.into(),
+            ack_policy: consumer::AckPolicy::Explicit,
+            ack_wait: ACK_WAIT,
+            max_ack_pending: ACK_PENDING_MAX,
+            ..Default::default()
+        },
+    );
     tokio::pin!(shutdown);
     tracing::info!("Projector running.");
     loop {
         let message = tokio::select! {
             () = &mut shutdown => break,
             message = messages.next() => message,
-        };
-        let Some(message) = message else { break };
-        let message = match message {
-            Ok(message) => message,
-            Err(e) => {
-                tracing::warn!(error = %e, "Consumer hiccup; continuing.");
-                continue;
-            }
         };
         let ack = match project(&tables, &message).await {
             Ok(ack) => ack,

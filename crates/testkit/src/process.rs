@@ -58,9 +58,13 @@ pub fn vnfm_bin() -> PathBuf {
 #[derive(Debug)]
 pub struct RoleProcess {
     label: String,
+    args: Vec<String>,
     /// `None` once killed.
     child: Option<Child>,
+    /// Holds `role.log`, which every life of the process appends to.
     dir: TempDir,
+    /// Where the current life's output starts in the log.
+    life_start: u64,
 }
 
 impl RoleProcess {
@@ -74,15 +78,34 @@ impl RoleProcess {
             .prefix("testkit-role-")
             .tempdir()
             .expect("create a temporary directory for a role's log");
-        let log_path = dir.path().join("role.log");
+        let mut process = RoleProcess {
+            label: label.to_owned(),
+            args: args.iter().map(|arg| (*arg).to_owned()).collect(),
+            child: None,
+            dir,
+            life_start: 0,
+        };
+        process.start();
+        process
+    }
+
+    /// Kills the process if it runs (kill -9) and starts it again with the same arguments, as
+    /// a supervisor would after a crash.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.start();
+    }
+
+    fn start(&mut self) {
         let log = OpenOptions::new()
             .create(true)
             .append(true)
-            .open(&log_path)
+            .open(self.log_path())
             .expect("open the role's log");
+        self.life_start = log.metadata().map_or(0, |meta| meta.len());
         let bin = vnfm_bin();
         let child = Command::new(&bin)
-            .args(args)
+            .args(&self.args)
             .env(
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "info,async_nats=warn".into()),
@@ -91,12 +114,12 @@ impl RoleProcess {
             .stdout(log.try_clone().expect("clone the log handle"))
             .stderr(log)
             .spawn()
-            .unwrap_or_else(|e| panic!("spawn {} {args:?}: {e}", bin.display()));
-        RoleProcess {
-            label: label.to_owned(),
-            child: Some(child),
-            dir,
-        }
+            .unwrap_or_else(|e| panic!("spawn {} {:?}: {e}", bin.display(), self.args));
+        self.child = Some(child);
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("role.log")
     }
 
     pub fn label(&self) -> &str {
@@ -114,10 +137,10 @@ impl RoleProcess {
 
     /// Everything the process wrote to stdout and stderr so far.
     pub fn log(&self) -> String {
-        read_log(&self.dir.path().join("role.log"), 0)
+        read_log(&self.log_path(), 0)
     }
 
-    /// Waits until the log contains `needle`, as a role announces it is running.
+    /// Waits until the current life's log contains `needle`, as a role announces it runs.
     ///
     /// # Panics
     ///
@@ -125,7 +148,7 @@ impl RoleProcess {
     pub async fn wait_for_log(&mut self, needle: &str, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         loop {
-            if self.log().contains(needle) {
+            if read_log(&self.log_path(), self.life_start).contains(needle) {
                 return;
             }
             if let Some(status) = self.exit_status() {
@@ -138,6 +161,27 @@ impl RoleProcess {
             assert!(
                 Instant::now() < deadline,
                 "{} did not log {needle:?} within {timeout:?}:\n{}",
+                self.label,
+                self.log()
+            );
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
+    }
+
+    /// Waits for the process to end by itself (a command such as `rebuild --verify`).
+    ///
+    /// # Panics
+    ///
+    /// After `timeout`; the message quotes the log.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.exit_status() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} did not end within {timeout:?}:\n{}",
                 self.label,
                 self.log()
             );
@@ -215,7 +259,7 @@ impl RoleProcess {
 impl Drop for RoleProcess {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            let log_path = self.dir.path().join("role.log");
+            let log_path = self.log_path();
             let len = fs::metadata(&log_path).map_or(0, |meta| meta.len());
             eprintln!(
                 "--- end of {}'s log ---\n{}",

@@ -110,7 +110,7 @@ struct ConductorArgs {
     heal: HealArgs,
     /// Seconds a request or failure report waits for a conductor that took it and went silent
     /// (crashed or stalled) before another conductor gets it.
-    #[arg(long, env = "VNFM_ACK_WAIT_S", default_value_t = 30)]
+    #[arg(long, env = "VNFM_ACK_WAIT_S", default_value_t = conductor::ACK_WAIT_DEFAULT.as_secs())]
     ack_wait_s: u64,
     /// Fault injection for tests: stop this process (SIGSTOP) the first time a heal reaches
     /// this point (before-claim, after-claim, during-vim, before-ack).

@@ -118,12 +118,14 @@ async fn a_retried_append_is_stored_once() {
 
 #[tokio::test]
 async fn execute_redecides_after_losing_a_race() {
+    // A burst of VNF creates from one VNFD: every one records itself as a user of it.
+    const USERS: usize = 48;
     let server = NatsServer::start().await;
     let log = open(&server).await;
     log.append::<Vnfd>("d1", 0, &user(), vec![onboarded("d1")])
         .await
         .unwrap();
-    let users = (0..6).map(|n| {
+    let users = (0..USERS).map(|n| {
         let log = log.clone();
         async move {
             let command = VnfdCommand::Use {
@@ -136,7 +138,7 @@ async fn execute_redecides_after_losing_a_race() {
         result.expect("every use commits after re-deciding");
     }
     let loaded = log.load::<Vnfd>("d1").await.unwrap();
-    assert_eq!(loaded.aggregate.users.len(), 6);
+    assert_eq!(loaded.aggregate.users.len(), USERS);
     let refused = log
         .execute::<Vnfd>("d1", VnfdCommand::Delete, &(), &user())
         .await;

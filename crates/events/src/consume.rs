@@ -1,0 +1,103 @@
+//! A durable pull consumer that outlives NATS outages: [`Durable`].
+//!
+//! The projector and the conductors share durable consumers. A role must not end because its
+//! message stream did (the server restarted, a cluster moved the consumer's leader, the
+//! consumer was removed by hand): it opens the consumer again, with the same configuration,
+//! and goes on from the consumer's durable position on the server. Nothing is lost by doing so:
+//! unacked messages are redelivered, acked ones are not.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer, stream};
+use futures::StreamExt;
+
+/// Pause before opening a consumer again after a failure: an outage or an election lasts
+/// seconds, and retrying faster only fills the log.
+const REOPEN_DELAY: Duration = Duration::from_secs(1);
+
+/// Errors in a row after which the message stream is opened anew rather than read on. The
+/// client reports a missed heartbeat every few seconds while the server is away; a few of them
+/// in a row mean the pull requests it made are gone with the server.
+const ERRORS_BEFORE_REOPEN: u32 = 3;
+
+/// The messages of one durable pull consumer, reopened whenever they stop coming.
+pub struct Durable {
+    stream: stream::Stream,
+    config: consumer::pull::Config,
+    messages: Option<consumer::pull::Stream>,
+    errors_in_a_row: u32,
+}
+
+impl Durable {
+    /// The consumer `config.durable_name` on `stream`, created with `config` if missing. Nothing
+    /// is opened until the first [`next`](Self::next).
+    ///
+    /// # Panics
+    ///
+    /// When `config` has no durable name.
+    pub fn new(stream: stream::Stream, config: consumer::pull::Config) -> Durable {
+        assert!(
+            config.durable_name.is_some(),
+            "a durable consumer has a name"
+        );
+        Durable {
+            stream,
+            config,
+            messages: None,
+            errors_in_a_row: 0,
+        }
+    }
+
+    fn name(&self) -> &str {
+        self.config.durable_name.as_deref().unwrap_or_default()
+    }
+
+    /// The next message. Never ends: through an outage it logs, waits and opens the consumer
+    /// again until messages come. Cancel-safe: dropping the future loses no message.
+    pub async fn next(&mut self) -> jetstream::Message {
+        loop {
+            let messages = match &mut self.messages {
+                Some(messages) => messages,
+                None => match self.open().await {
+                    Ok(messages) => self.messages.insert(messages),
+                    Err(e) => {
+                        tracing::warn!(consumer = self.name(), error = %e, "Cannot open the consumer; retrying.");
+                        tokio::time::sleep(REOPEN_DELAY).await;
+                        continue;
+                    }
+                },
+            };
+            match messages.next().await {
+                Some(Ok(message)) => {
+                    self.errors_in_a_row = 0;
+                    return message;
+                }
+                Some(Err(e)) => {
+                    self.errors_in_a_row += 1;
+                    tracing::warn!(consumer = self.name(), error = %e, "Consumer hiccup.");
+                    if self.errors_in_a_row >= ERRORS_BEFORE_REOPEN {
+                        self.reopen_later().await;
+                    }
+                }
+                None => {
+                    tracing::warn!(consumer = self.name(), "Consumer ended; opening it again.");
+                    self.reopen_later().await;
+                }
+            }
+        }
+    }
+
+    async fn reopen_later(&mut self) {
+        self.messages = None;
+        self.errors_in_a_row = 0;
+        tokio::time::sleep(REOPEN_DELAY).await;
+    }
+
+    async fn open(&self) -> Result<consumer::pull::Stream, async_nats::Error> {
+        let consumer = self
+            .stream
+            .get_or_create_consumer(self.name(), self.config.clone())
+            .await?;
+        Ok(consumer.messages().await?)
+    }
+}
