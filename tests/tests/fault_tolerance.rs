@@ -404,3 +404,71 @@ async fn roles_killed_mid_burst_resume_from_their_durable_positions() {
     assert_eq!(listed["vnfs"].as_array().unwrap().len(), VNFS, "{listed}");
     system.verify_tables().await;
 }
+
+/// A VDU whose failure was logged stays down while the monitor that reported it is killed and
+/// another takes it over, and while that one is restarted: the failure is logged once, not
+/// once per monitor (the taker continues the episode the state bucket records).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_is_not_reported_again_by_a_monitor_taking_over_or_restarted() {
+    let system = System::start_separate().await;
+    let _conductor = system.spawn_conductor("conductor-1", &[]).await;
+    let mut monitors = [
+        system.spawn_monitor("monitor-1").await,
+        system.spawn_monitor("monitor-2").await,
+    ];
+    let vnf_id = system
+        .active_vnf(&monitored_vnfd("ping", "log", false))
+        .await;
+    let instance = system.probed_instance(&vnf_id, 0).await;
+    system.kill_vdu(&instance.instance_id).await;
+    system
+        .wait_log(&vnf_id, "logged", |vnf| vnf.failure_count == 1)
+        .await;
+
+    // The reporting monitor dies; the survivor probes the dead VDU and reports nothing.
+    let reporter = system.probed_by(now() - time::Duration::seconds(2)).await[&instance.mgmt_ip]
+        .first()
+        .unwrap()
+        .clone();
+    let (dying, surviving) = if reporter == "monitor-1" {
+        (0, 1)
+    } else {
+        (1, 0)
+    };
+    monitors[dying].kill();
+    let killed = now();
+    let ips = BTreeSet::from([instance.mgmt_ip]);
+    let survivor = monitors[surviving].label().to_owned();
+    let taken = first_probes(&system, &ips, killed, Some(&reporter), TAKEOVER_MAX).await;
+    // Several down rounds beyond `retry` by the survivor, then a restart of it under its name.
+    system
+        .wait_probed(
+            instance.mgmt_ip,
+            taken[&instance.mgmt_ip] + time::Duration::seconds(2),
+            false,
+        )
+        .await;
+    monitors[surviving].restart();
+    monitors[surviving]
+        .wait_for_log("Monitor running.", vnfm_tests::PATIENCE)
+        .await;
+    let restarted = now();
+    system
+        .wait_probed(
+            instance.mgmt_ip,
+            restarted + time::Duration::seconds(2),
+            false,
+        )
+        .await;
+    let vnf = system.vnf(&vnf_id).await;
+    assert_eq!(
+        vnf.failure_count, 1,
+        "logged once across {reporter}, {survivor} and its restart"
+    );
+    assert!(
+        monitors[surviving]
+            .log()
+            .contains("Continuing a reported failure."),
+        "{survivor} continued the episode"
+    );
+}

@@ -35,8 +35,10 @@ use events::spec::MonitorDriver;
 use events::store::{self, EventLog, LogConfig, StoreError};
 use events::vnf::{Vnf, VnfEvent};
 use probe::Prober;
-use tracker::{Tracker, Transition};
+use tracker::{Health, Tracker, Transition};
 
+/// Seeds read but not yet taken by the loop; the reads themselves are not bounded by it.
+const SEEDS_QUEUE: usize = 1_024;
 /// Pause between attempts to follow the lifecycle log again after its consumer ended.
 const FOLLOW_RETRY_DELAY: Duration = Duration::from_secs(1);
 /// How often due targets are looked for. Attempts start on interval boundaries; a tenth of a
@@ -156,6 +158,37 @@ struct Targets {
     by_vnf: HashMap<String, HashSet<String>>,
     /// When each VNF's states were last written.
     states_written: HashMap<String, OffsetDateTime>,
+    /// VNFs whose last recorded states this monitor has read since it took their partition;
+    /// only they are probed (see [`Seed`]).
+    seeded: HashSet<String>,
+    /// VNFs whose states are being read.
+    seeding: HashSet<String>,
+}
+
+/// What the state bucket said about a VNF when this monitor took it over: the instances that
+/// were down (a failure already reported), and since when. Probing waits for it, so that a
+/// monitor taking over or restarting continues an episode instead of reporting it again.
+struct Seed {
+    vnf_id: String,
+    down: Vec<(String, OffsetDateTime)>,
+}
+
+/// Reads the VNF's recorded states from the bucket; an unreadable entry counts as none.
+async fn read_seed(states: kv::Store, vnf_id: String) -> Seed {
+    let down = match states.get(&vnf_id).await {
+        Ok(Some(value)) => serde_json::from_slice::<BTreeMap<String, InstanceMonitorState>>(&value)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(_, state)| state.state == Health::Down.as_str())
+            .filter_map(|(instance_id, state)| Some((instance_id, state.since?)))
+            .collect(),
+        Ok(None) => Vec::new(),
+        Err(e) => {
+            tracing::warn!(vnf_id, error = %e, "Cannot read the VNF's monitor states; probing it afresh.");
+            Vec::new()
+        }
+    };
+    Seed { vnf_id, down }
 }
 
 impl Targets {
@@ -166,6 +199,7 @@ impl Targets {
         let derived = schema::targets(vnf_id, vnf);
         if vnf.deleted {
             self.vnfs.remove(vnf_id);
+            self.seeded.remove(vnf_id);
         }
         let wanted: HashSet<String> = derived.iter().map(|t| t.instance_id.clone()).collect();
         let known = self.by_vnf.entry(vnf_id.to_owned()).or_default();
@@ -254,6 +288,18 @@ impl Monitor {
         Actor::new(ActorKind::Monitor, self.config.instance.clone())
     }
 
+    /// Takes a VNF's seed: down instances continue their reported episode.
+    fn seeded(targets: &mut Targets, seed: Seed) {
+        targets.seeding.remove(&seed.vnf_id);
+        for (instance_id, since) in seed.down {
+            if let Some(tracker) = targets.trackers.get_mut(&instance_id) {
+                tracing::info!(vnf_id = %seed.vnf_id, %instance_id, %since, "Continuing a reported failure.");
+                tracker.resume_down(since);
+            }
+        }
+        targets.seeded.insert(seed.vnf_id);
+    }
+
     /// Probes until `shutdown` resolves.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), MonitorError> {
         let jetstream = self.log.jetstream().clone();
@@ -278,7 +324,9 @@ impl Monitor {
         let leases = share::open_leases(&jetstream, &self.config.log)
             .await
             .map_err(|e| nats("opening the monitor leases", e))?;
-        let publisher = tokio::spawn(publish(jetstream, states, inbox));
+        // Seeds read from the state bucket come back here.
+        let (seeds, mut seeds_read) = mpsc::channel::<Seed>(SEEDS_QUEUE);
+        let publisher = tokio::spawn(publish(jetstream, states.clone(), inbox));
         // The lease task publishes the partitions this monitor holds; the loop probes only
         // targets in them. Setting `stop_leases` makes it give its leases back and end.
         let (owned_sender, owned) = watch::channel(Arc::new(BTreeSet::new()));
@@ -295,6 +343,8 @@ impl Monitor {
         let mut leases_held = true;
 
         let mut targets = Targets::default();
+        // The ownership `targets.seeded` was last pruned for.
+        let mut seeds_for = owned.borrow().clone();
         let mut rounds: BTreeMap<i128, Round> = BTreeMap::new();
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -348,7 +398,16 @@ impl Monitor {
                         tracker.dropped = true;
                     }
                 }
-                _ = tick.tick() => self.start_due(&mut targets, &mut rounds, &results, &owned.borrow()),
+                _ = tick.tick() => {
+                    let owned = owned.borrow().clone();
+                    if !Arc::ptr_eq(&owned, &seeds_for) {
+                        // Partitions given away are read again if they come back.
+                        targets.seeded.retain(|vnf_id| owned.contains(&share::partition(vnf_id)));
+                        seeds_for = owned.clone();
+                    }
+                    self.start_due(&mut targets, &mut rounds, &results, &owned, &states, &seeds);
+                }
+                Some(seed) = seeds_read.recv() => Self::seeded(&mut targets, seed),
                 Some(attempt) = finished.recv() => {
                     let key = attempt.round;
                     let complete = rounds.get_mut(&key).is_some_and(|round| {
@@ -373,18 +432,38 @@ impl Monitor {
         Ok(())
     }
 
+    /// Starts the attempts that are due on targets this monitor holds; a target of a VNF whose
+    /// recorded states are not read yet waits for them (and the read is started).
     fn start_due(
         &self,
         targets: &mut Targets,
         rounds: &mut BTreeMap<i128, Round>,
         results: &mpsc::Sender<Attempt>,
         owned: &BTreeSet<u32>,
+        states: &kv::Store,
+        seeds: &mpsc::Sender<Seed>,
     ) {
         let now = OffsetDateTime::now_utc();
-        let trackers = targets.trackers.values_mut();
+        let Targets {
+            trackers,
+            seeded,
+            seeding,
+            ..
+        } = targets;
         let due = trackers
+            .values_mut()
             .filter(|t| t.is_due(now) && owned.contains(&share::partition(&t.target.vnf_id)));
         for tracker in due {
+            let vnf_id = &tracker.target.vnf_id;
+            if !seeded.contains(vnf_id) {
+                if seeding.insert(vnf_id.clone()) {
+                    let (states, seeds, vnf_id) = (states.clone(), seeds.clone(), vnf_id.clone());
+                    tokio::spawn(async move {
+                        let _ = seeds.send(read_seed(states, vnf_id).await).await;
+                    });
+                }
+                continue;
+            }
             let round = tracker.next_due.unix_timestamp_nanos();
             tracker.start(now);
             rounds.entry(round).or_default().running += 1;

@@ -138,6 +138,19 @@ impl Tracker {
         transition
     }
 
+    /// Continues a down episode another monitor (or this one before a restart) reported, as
+    /// the state bucket recorded it: the failure is not reported again while the instance
+    /// stays down, and its recovery is.
+    pub fn resume_down(&mut self, since: OffsetDateTime) {
+        if self.health == Health::Down {
+            return;
+        }
+        self.health = Health::Down;
+        self.since = Some(since);
+        self.failures_in_row = self.target.policy.retry.max(1);
+        self.reported = true;
+    }
+
     /// Forgets a failure that was not reported (its round was suspect), so that it is reported
     /// if the failure is still there once the monitor is trusted again.
     pub fn unreport(&mut self) {
@@ -237,6 +250,25 @@ mod tests {
         );
         assert_eq!(tracker.record(UP, now), Some(Transition::Recovered));
         assert_eq!(tracker.health, Health::Up);
+    }
+
+    #[test]
+    fn a_resumed_down_episode_is_not_reported_again_but_its_recovery_is() {
+        let mut tracker = Tracker::new(target(2, 0));
+        let reported_at = datetime!(2026-11-25 10:59 UTC);
+        let now = datetime!(2026-11-25 11:00 UTC);
+        tracker.resume_down(reported_at);
+        assert_eq!(tracker.health, Health::Down);
+        assert_eq!(tracker.since, Some(reported_at));
+        for _ in 0..5 {
+            assert_eq!(tracker.record(down(), now), None, "already reported");
+        }
+        assert_eq!(tracker.record(UP, now), Some(Transition::Recovered));
+        tracker.record(down(), now);
+        assert!(
+            matches!(tracker.record(down(), now), Some(Transition::Failed { .. })),
+            "a new episode is reported"
+        );
     }
 
     #[test]
