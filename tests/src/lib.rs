@@ -3,6 +3,8 @@
 //! roles run in the test process ([`System::start`]) or as separate `vnfm` processes that a
 //! test can kill, pause and restart ([`System::start_separate`]).
 
+pub mod checker;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;

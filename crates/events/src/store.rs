@@ -162,21 +162,22 @@ impl EventLog {
     /// Opens the lifecycle stream, creating it when it does not exist yet.
     pub async fn open(client: async_nats::Client, config: &LogConfig) -> Result<Self, StoreError> {
         let jetstream = jetstream::new(client);
-        let stream = jetstream
-            .get_or_create_stream(stream::Config {
-                name: names::LIFECYCLE_STREAM.into(),
-                subjects: vec![names::LIFECYCLE_SUBJECTS.into()],
-                storage: stream::StorageType::File,
-                num_replicas: config.replicas,
-                deny_delete: true,
-                deny_purge: true,
-                allow_direct: true,
-                duplicate_window: DUPLICATE_WINDOW,
-                max_message_size: LIFECYCLE_MESSAGE_BYTES_MAX,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| StoreError::nats("opening the lifecycle stream", e))?;
+        let config = stream::Config {
+            name: names::LIFECYCLE_STREAM.into(),
+            subjects: vec![names::LIFECYCLE_SUBJECTS.into()],
+            storage: stream::StorageType::File,
+            num_replicas: config.replicas,
+            deny_delete: true,
+            deny_purge: true,
+            allow_direct: true,
+            duplicate_window: DUPLICATE_WINDOW,
+            max_message_size: LIFECYCLE_MESSAGE_BYTES_MAX,
+            ..Default::default()
+        };
+        let stream = provision("opening the lifecycle stream", stream_timed_out, || {
+            jetstream.get_or_create_stream(config.clone())
+        })
+        .await?;
         Ok(EventLog { jetstream, stream })
     }
 
@@ -384,21 +385,22 @@ pub async fn open_monitor_stream(
     jetstream: &jetstream::Context,
     config: &LogConfig,
 ) -> Result<stream::Stream, StoreError> {
-    jetstream
-        .get_or_create_stream(stream::Config {
-            name: names::MONITOR_STREAM.into(),
-            subjects: vec![names::MONITOR_SUBJECTS.into()],
-            storage: stream::StorageType::File,
-            num_replicas: config.replicas,
-            max_age: MONITOR_RETENTION,
-            max_bytes: MONITOR_STREAM_BYTES_MAX,
-            discard: stream::DiscardPolicy::Old,
-            allow_direct: true,
-            duplicate_window: DUPLICATE_WINDOW,
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| StoreError::nats("opening the monitor stream", e))
+    let config = stream::Config {
+        name: names::MONITOR_STREAM.into(),
+        subjects: vec![names::MONITOR_SUBJECTS.into()],
+        storage: stream::StorageType::File,
+        num_replicas: config.replicas,
+        max_age: MONITOR_RETENTION,
+        max_bytes: MONITOR_STREAM_BYTES_MAX,
+        discard: stream::DiscardPolicy::Old,
+        allow_direct: true,
+        duplicate_window: DUPLICATE_WINDOW,
+        ..Default::default()
+    };
+    provision("opening the monitor stream", stream_timed_out, || {
+        jetstream.get_or_create_stream(config.clone())
+    })
+    .await
 }
 
 /// Opens (or creates) the bucket in which monitors keep each VNF's last known VDU states.
@@ -406,19 +408,68 @@ pub async fn open_monitor_states(
     jetstream: &jetstream::Context,
     config: &LogConfig,
 ) -> Result<jetstream::kv::Store, StoreError> {
-    if let Ok(store) = jetstream.get_key_value(names::MONITOR_STATE_BUCKET).await {
-        return Ok(store);
+    let config = jetstream::kv::Config {
+        bucket: names::MONITOR_STATE_BUCKET.into(),
+        history: 1,
+        storage: stream::StorageType::File,
+        num_replicas: config.replicas,
+        ..Default::default()
+    };
+    open_bucket(jetstream, config, "opening the monitor state bucket").await
+}
+
+/// Opens the KV bucket `config.bucket`, creating it with `config` when it does not exist yet;
+/// every role opens the buckets it uses this way.
+pub async fn open_bucket(
+    jetstream: &jetstream::Context,
+    config: jetstream::kv::Config,
+    context: &'static str,
+) -> Result<jetstream::kv::Store, StoreError> {
+    let timed_out = |error: &jetstream::context::CreateKeyValueError| {
+        error.kind() == jetstream::context::CreateKeyValueErrorKind::TimedOut
+    };
+    provision(context, timed_out, || async {
+        if let Ok(store) = jetstream.get_key_value(&config.bucket).await {
+            return Ok(store);
+        }
+        jetstream.create_key_value(config.clone()).await
+    })
+    .await
+}
+
+/// How often a stream or bucket is asked for again after the request to open it went
+/// unanswered. Roles start together and each creates the streams it uses, and a clustered
+/// nats-server may leave all but one of several simultaneous creates of the same replicated
+/// stream unanswered (nats-io/nats-server#3677, nats-io/nats.go#949: seen here as a monitor
+/// exiting at start-up because the conductor created the monitor stream at the same moment).
+/// Opening is idempotent, so asking again finds the stream the other request created.
+const PROVISION_ATTEMPTS_MAX: u32 = 3;
+
+/// Runs `open` (an idempotent get-or-create) until it answers, asking again after a timeout.
+async fn provision<T, E, F>(
+    context: &'static str,
+    timed_out: impl Fn(&E) -> bool,
+    mut open: impl FnMut() -> F,
+) -> Result<T, StoreError>
+where
+    F: std::future::Future<Output = Result<T, E>>,
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let mut attempt = 1;
+    loop {
+        match open().await {
+            Ok(opened) => return Ok(opened),
+            Err(error) if timed_out(&error) && attempt < PROVISION_ATTEMPTS_MAX => {
+                tracing::warn!(context, attempt, error = %error, "No answer; asking again.");
+                attempt += 1;
+            }
+            Err(error) => return Err(StoreError::nats(context, error)),
+        }
     }
-    jetstream
-        .create_key_value(jetstream::kv::Config {
-            bucket: names::MONITOR_STATE_BUCKET.into(),
-            history: 1,
-            storage: stream::StorageType::File,
-            num_replicas: config.replicas,
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| StoreError::nats("opening the monitor state bucket", e))
+}
+
+fn stream_timed_out(error: &jetstream::context::CreateStreamError) -> bool {
+    error.kind() == jetstream::context::CreateStreamErrorKind::TimedOut
 }
 
 /// Every message on `subject` of `stream`, oldest first, read from the stream leader.

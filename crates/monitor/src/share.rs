@@ -25,7 +25,7 @@ use futures::StreamExt;
 use tokio::sync::watch;
 
 use events::names;
-use events::store::LogConfig;
+use events::store::{self, LogConfig};
 
 /// Partitions of the VNFs. Far more than monitors are ever run, so shares stay even; few
 /// enough that a renewal round (one request per partition) stays cheap.
@@ -80,19 +80,15 @@ pub async fn open_leases(
     jetstream: &jetstream::Context,
     config: &LogConfig,
 ) -> Result<kv::Store, async_nats::Error> {
-    if let Ok(store) = jetstream.get_key_value(names::MONITOR_LEASE_BUCKET).await {
-        return Ok(store);
-    }
-    Ok(jetstream
-        .create_key_value(kv::Config {
-            bucket: names::MONITOR_LEASE_BUCKET.into(),
-            history: 1,
-            max_age: LEASE_TTL,
-            storage: jetstream::stream::StorageType::File,
-            num_replicas: config.replicas,
-            ..Default::default()
-        })
-        .await?)
+    let config = kv::Config {
+        bucket: names::MONITOR_LEASE_BUCKET.into(),
+        history: 1,
+        max_age: LEASE_TTL,
+        storage: jetstream::stream::StorageType::File,
+        num_replicas: config.replicas,
+        ..Default::default()
+    };
+    Ok(store::open_bucket(jetstream, config, "opening the monitor leases").await?)
 }
 
 /// Keeps this monitor's membership and leases until `stop` fires, publishing the partitions it

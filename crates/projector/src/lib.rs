@@ -20,7 +20,7 @@ use serde::de::DeserializeOwned;
 use events::consume::Durable;
 use events::envelope::{self, Envelope};
 use events::names::{self, AggregateKind};
-use events::store::EventLog;
+use events::store::{self, EventLog};
 use events::vnf::Vnf;
 use events::vnfd::Vnfd;
 use table::{Row, Step, VnfRow, VnfdRow};
@@ -54,6 +54,8 @@ pub enum ProjectorError {
     },
     #[error("row {key} kept changing under {ROW_WRITE_ATTEMPTS_MAX} attempts")]
     Contended { key: String },
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
 }
 
 fn nats(context: &'static str, source: impl Into<async_nats::Error>) -> ProjectorError {
@@ -82,20 +84,15 @@ impl Tables {
         jetstream: &jetstream::Context,
         replicas: usize,
     ) -> Result<Self, ProjectorError> {
-        let open = |bucket: &'static str| async move {
-            match jetstream.get_key_value(bucket).await {
-                Ok(store) => Ok(store),
-                Err(_) => jetstream
-                    .create_key_value(kv::Config {
-                        bucket: bucket.into(),
-                        history: 1,
-                        storage: jetstream::stream::StorageType::File,
-                        num_replicas: replicas,
-                        ..Default::default()
-                    })
-                    .await
-                    .map_err(|e| nats("creating a table", e)),
-            }
+        let open = |bucket: &'static str| {
+            let config = kv::Config {
+                bucket: bucket.into(),
+                history: 1,
+                storage: jetstream::stream::StorageType::File,
+                num_replicas: replicas,
+                ..Default::default()
+            };
+            store::open_bucket(jetstream, config, "opening a table")
         };
         Ok(Tables {
             vnfs: open(names::VNF_TABLE_BUCKET).await?,

@@ -6,11 +6,18 @@
 //! binary does, to measure against a fresh server), and it never mocks NATS. Every test talks to the server binary production runs (nats-server 2.12 or newer,
 //! installed by `ops/install-nats-server.sh`), configured like `ops/nats/single.conf`.
 //!
+//! [`NatsCluster`] runs three such servers as a cluster on loopback, configured like
+//! `ops/nats/cluster-*.conf`, for tests that kill a stream leader.
+//!
 //! [`RoleProcess`] runs a `vnfm` role as a child process, for tests that kill and pause roles.
 
+pub mod cluster;
 pub mod process;
 
+pub use cluster::NatsCluster;
 pub use process::{RoleProcess, vnfm_bin};
+
+use cluster::Membership;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom};
@@ -30,14 +37,15 @@ const READY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Pause between readiness probes: short next to a start, long enough not to spin.
 const READY_POLL_INTERVAL: Duration = Duration::from_millis(20);
 
-/// Bound on one client connection attempt while probing, so that a half-started server cannot
-/// use up the whole [`READY_TIMEOUT`] in one try.
+/// Bound on one client connection attempt, and on its JetStream request, while probing, so
+/// that a half-started server (or a cluster still electing) cannot use up the whole
+/// [`READY_TIMEOUT`] in one try.
 const PROBE_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Fresh ports [`NatsServer::start`] tries when another process takes the free port between
 /// our probe and the server's bind; more than a few such races in a row means something else
 /// is wrong.
-const START_ATTEMPTS_MAX: u32 = 5;
+pub(crate) const START_ATTEMPTS_MAX: u32 = 5;
 
 /// The oldest server vnfm supports (DESIGN.md "NATS").
 const SERVER_VERSION_MIN: (u64, u64) = (2, 12);
@@ -73,6 +81,10 @@ pub struct NatsServer {
     /// Length of the log when the current child was spawned: where its own output starts.
     log_start_bytes: u64,
     durability: Durability,
+    /// How long a (re)start may take to answer JetStream requests.
+    ready_timeout: Duration,
+    /// The routes to the other nodes when this server is a node of a [`NatsCluster`].
+    membership: Option<Membership>,
 }
 
 /// When the server flushes its store to disk.
@@ -87,7 +99,7 @@ pub enum Durability {
 }
 
 /// Why a spawned server did not become ready.
-enum Failure {
+pub(crate) enum Failure {
     /// Another process holds the port; a different port (or a later try) may work.
     PortTaken(String),
     /// Anything else: retrying will not help.
@@ -115,34 +127,12 @@ impl NatsServer {
 
     /// Like [`NatsServer::start`], with the given durability.
     pub async fn start_with(durability: Durability) -> NatsServer {
-        static NEXT_ID: AtomicU64 = AtomicU64::new(0);
-
-        let dir = tempfile::Builder::new()
-            .prefix("testkit-nats-")
-            .tempdir()
-            .expect("create a temporary directory for nats-server");
-        let store_dir = dir.path().join("store");
-        let mut server = NatsServer {
-            bin: server_binary(),
-            dir,
-            store_dir,
-            server_name: format!(
-                "testkit-{}-{}",
-                std::process::id(),
-                NEXT_ID.fetch_add(1, Ordering::Relaxed)
-            ),
-            port: 0,
-            child: None,
-            log_start_bytes: 0,
-            durability,
-        };
-        fs::create_dir(server.store_dir()).expect("create the nats-server store directory");
-
+        let mut server = NatsServer::unstarted(durability, READY_TIMEOUT);
         let mut port_races = Vec::new();
         for _ in 0..START_ATTEMPTS_MAX {
             server.port = free_port();
             match server
-                .spawn_until_ready(Instant::now() + READY_TIMEOUT)
+                .spawn_until_ready(Instant::now() + server.ready_timeout)
                 .await
             {
                 Ok(()) => return server,
@@ -160,6 +150,34 @@ impl NatsServer {
         panic!("{}", server.report(&error))
     }
 
+    /// A server with a unique name and an empty store, not yet given a port nor spawned.
+    pub(crate) fn unstarted(durability: Durability, ready_timeout: Duration) -> NatsServer {
+        static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+
+        let dir = tempfile::Builder::new()
+            .prefix("testkit-nats-")
+            .tempdir()
+            .expect("create a temporary directory for nats-server");
+        let store_dir = dir.path().join("store");
+        fs::create_dir(&store_dir).expect("create the nats-server store directory");
+        NatsServer {
+            bin: server_binary(),
+            dir,
+            store_dir,
+            server_name: format!(
+                "testkit-{}-{}",
+                std::process::id(),
+                NEXT_ID.fetch_add(1, Ordering::Relaxed)
+            ),
+            port: 0,
+            child: None,
+            log_start_bytes: 0,
+            durability,
+            ready_timeout,
+            membership: None,
+        }
+    }
+
     /// `nats://127.0.0.1:<port>`.
     pub fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
@@ -168,6 +186,18 @@ impl NatsServer {
     /// The client port; the same across [`restart`](Self::restart).
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The `server_name` it runs under, as JetStream names stream leaders and peers.
+    pub fn server_name(&self) -> &str {
+        &self.server_name
+    }
+
+    /// True while the server process runs (not killed, not exited).
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
     }
 
     /// The JetStream `store_dir` (the server keeps its files in `jetstream/` below it); the same
@@ -202,11 +232,12 @@ impl NatsServer {
     ///
     /// # Panics
     ///
-    /// When the server does not become ready within 10 s (for example because another process
-    /// took the port meanwhile); the message quotes the server's log.
+    /// When the server does not become ready within 10 s (30 s for a cluster node, which waits
+    /// for its peers), for example because another process took the port meanwhile; the message
+    /// quotes the server's log.
     pub async fn restart(&mut self) {
         self.kill();
-        let deadline = Instant::now() + READY_TIMEOUT;
+        let deadline = Instant::now() + self.ready_timeout;
         loop {
             match self.spawn_until_ready(deadline).await {
                 Ok(()) => return,
@@ -216,8 +247,9 @@ impl NatsServer {
                 }
                 Err(Failure::PortTaken(why)) => {
                     let error = anyhow!(
-                        "port {} stayed taken for {READY_TIMEOUT:?}: {why}",
-                        self.port
+                        "port {} stayed taken for {:?}: {why}",
+                        self.port,
+                        self.ready_timeout
                     );
                     panic!("{}", self.report(&error))
                 }
@@ -238,6 +270,12 @@ impl NatsServer {
     /// JetStream requests or `deadline` passes.
     async fn spawn_until_ready(&mut self, deadline: Instant) -> Result<(), Failure> {
         self.spawn().map_err(Failure::Fatal)?;
+        self.wait_ready(deadline).await
+    }
+
+    /// Waits until the spawned server answers JetStream requests or `deadline` passes. A cluster
+    /// node answers only once its cluster has elected a meta leader.
+    pub(crate) async fn wait_ready(&mut self, deadline: Instant) -> Result<(), Failure> {
         loop {
             let child = self.child.as_mut().expect("spawn leaves a child");
             if let Some(status) = child
@@ -255,9 +293,9 @@ impl NatsServer {
             }
             if Instant::now() >= deadline {
                 return Err(Failure::Fatal(anyhow!(
-                    "nats-server did not answer JetStream requests on port {} within \
-                     {READY_TIMEOUT:?}",
-                    self.port
+                    "nats-server did not answer JetStream requests on port {} within {:?}",
+                    self.port,
+                    self.ready_timeout
                 )));
             }
             if TcpStream::connect((Ipv4Addr::LOCALHOST, self.port)).is_ok() {
@@ -276,7 +314,9 @@ impl NatsServer {
         }
     }
 
-    fn spawn(&mut self) -> anyhow::Result<()> {
+    /// Writes the config for the current port (and routes, for a cluster node) and spawns the
+    /// server without waiting for it.
+    pub(crate) fn spawn(&mut self) -> anyhow::Result<()> {
         let store_dir = self
             .store_dir()
             .to_str()
@@ -285,7 +325,7 @@ impl NatsServer {
             Durability::SyncAlways => "\n  sync_interval: always",
             Durability::ServerDefault => "",
         };
-        let config = format!(
+        let mut config = format!(
             "server_name: {name}\n\
              listen: \"127.0.0.1:{port}\"\n\
              max_payload: {MAX_PAYLOAD}\n\
@@ -294,6 +334,9 @@ impl NatsServer {
             port = self.port,
             store = config_string(store_dir),
         );
+        if let Some(membership) = &self.membership {
+            config.push_str(&membership.config());
+        }
         let config_path = self.config_path();
         fs::write(&config_path, config)
             .with_context(|| format!("write {}", config_path.display()))?;
@@ -336,10 +379,12 @@ impl NatsServer {
                 self.bin.display()
             )
         })?;
+        let jetstream = async_nats::jetstream::new(client);
+        let query = jetstream.query_account();
         Ok(
-            match async_nats::jetstream::new(client).query_account().await {
-                Ok(_) => Probe::Ready,
-                Err(_) => Probe::NotYet,
+            match tokio::time::timeout(PROBE_CONNECT_TIMEOUT, query).await {
+                Ok(Ok(_)) => Probe::Ready,
+                _ => Probe::NotYet,
             },
         )
     }
@@ -350,7 +395,7 @@ impl NatsServer {
     }
 
     /// A failure message with everything needed to debug it without rerunning.
-    fn report(&self, error: &anyhow::Error) -> String {
+    pub(crate) fn report(&self, error: &anyhow::Error) -> String {
         let log_path = self.log_path();
         let len = fs::metadata(&log_path).map_or(0, |meta| meta.len());
         let tail = read_log(&log_path, len.saturating_sub(LOG_TAIL_BYTES_MAX));
@@ -431,7 +476,7 @@ fn check_version(version: &str) -> anyhow::Result<()> {
 }
 
 /// `value` as a double-quoted string of the NATS config format.
-fn config_string(value: &str) -> String {
+pub(crate) fn config_string(value: &str) -> String {
     format!("\"{}\"", value.replace('\\', "\\\\").replace('"', "\\\""))
 }
 

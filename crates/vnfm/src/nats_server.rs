@@ -13,6 +13,11 @@ use tokio::process::{Child, Command};
 pub const SERVER_VERSION_MIN: (u64, u64) = (2, 12);
 /// How long a started nats-server may take to accept clients (it recovers its store first).
 const SERVER_START_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a request to the server (a JetStream API call, a direct get) waits for its answer.
+/// The client's default of 10 s is what a request sent to a cluster node that just died waits
+/// before it is retried or reported; a leader election takes 2 to 4 s, and every request vnfm
+/// makes is answered in milliseconds when the cluster is healthy.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
 /// The client port `vnfm up` prefers; a free one is taken when it is busy.
 const PREFERRED_PORT: u16 = 4222;
 
@@ -49,6 +54,7 @@ pub async fn connect(url: &str, name: &str) -> anyhow::Result<async_nats::Client
     let client = async_nats::ConnectOptions::new()
         .name(name)
         .retry_on_initial_connect()
+        .request_timeout(Some(REQUEST_TIMEOUT))
         .connect(server_urls(url))
         .await
         .with_context(|| format!("connecting to NATS at {url}"))?;
