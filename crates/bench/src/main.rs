@@ -4,7 +4,9 @@
 //!    against raw JetStream publishes of the same messages, in the same run, same concurrency.
 //! 2. Gateway latency (p50/p99) of VNF show and list with 10,000 VNFs in the table, first
 //!    without monitoring, then with a monitor pinging all 10,000 VDUs (loopback) every second,
-//!    and the ratio of the two p99s.
+//!    and the ratio of the two p99s. Gateway, projector and monitor run as separate `vnfm`
+//!    processes, as deployed (`$VNFM_BIN`, which `ops/bench` sets to the release build), and
+//!    each one's CPU use during each phase is printed with the latencies.
 
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
@@ -18,9 +20,7 @@ use events::names::{self, AggregateKind};
 use events::spec::{MonitorDriver, MonitoringPolicy, PolicyAction, VduSpec, VnfdSpec};
 use events::store::{EventLog, LogConfig};
 use events::vnf::{Instance, Vnf, VnfCommand, VnfDetails, VnfEvent};
-use gateway::{Auth, Gateway, GatewayConfig};
-use projector::Tables;
-use testkit::{Durability, NatsServer};
+use testkit::{Durability, NatsServer, RoleProcess};
 
 /// Messages per append run: enough for a steady rate over several seconds on two cores.
 const APPENDS: usize = 50_000;
@@ -28,14 +28,19 @@ const APPENDS: usize = 50_000;
 const IN_FLIGHT: usize = 256;
 /// VNFs in the table for the gateway measurement.
 const VNFS: usize = 10_000;
-/// Show requests measured, and list requests (each returns all VNFS).
-const SHOWS: usize = 2_000;
-const LISTS: usize = 30;
+/// Show requests measured, and list requests (each returns all VNFS): the shows span several
+/// monitor rounds, and a p99 of 100 lists is not just the slowest one.
+const SHOWS: usize = 10_000;
+const LISTS: usize = 100;
 /// Time for a monitor to replay 10,000 VNFs and reach steady one-second rounds.
 const MONITOR_WARM_UP: Duration = Duration::from_secs(10);
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // `vnfm-bench gateway`: only the gateway measurement.
+    if std::env::args().nth(1).as_deref() == Some("gateway") {
+        return gateway_latency().await;
+    }
     for (durability, label) in [
         (Durability::ServerDefault, "server default sync"),
         (Durability::SyncAlways, "sync_interval: always"),
@@ -161,13 +166,22 @@ async fn appends(durability: Durability) -> anyhow::Result<(f64, f64)> {
 
 async fn gateway_latency() -> anyhow::Result<()> {
     let server = NatsServer::start().await;
+    let nats_url = server.url();
+    let nats_server_pid = child_pid_with_arg(
+        &server
+            .store_dir()
+            .parent()
+            .context("store parent")?
+            .to_string_lossy(),
+    )
+    .context("finding the nats-server process")?;
     let log = EventLog::open(server.client().await, &LogConfig::default()).await?;
-    let tables = Tables::open(log.jetstream(), 1).await?;
-    tokio::spawn(projector::run(
-        log.clone(),
-        tables.clone(),
-        futures::future::pending(),
-    ));
+    // Each role as its own `vnfm` process, as deployed ($VNFM_BIN; `ops/bench` builds the
+    // release binary).
+    let mut projector = RoleProcess::spawn("projector", &["projector", "--nats-url", &nats_url]);
+    projector
+        .wait_for_log("Projector running.", ROLE_START_TIMEOUT)
+        .await;
     // VNFs written through the log without a VIM: a create and its completion each.
     // The gateway accepts only UUIDs as ids.
     let ids: Vec<String> = (0..VNFS)
@@ -208,24 +222,15 @@ async fn gateway_latency() -> anyhow::Result<()> {
             async {}
         })
         .await;
-    let gateway = Gateway::new(
-        log.clone(),
-        tables.clone(),
-        GatewayConfig {
-            auth: Auth::None,
-            tenant_id: "admin".into(),
-            instance: "bench".into(),
-            ..GatewayConfig::default()
-        },
-    )
-    .await?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let api = format!("http://{}/v1.0", listener.local_addr()?);
-    tokio::spawn(gateway::serve(
-        listener,
-        gateway,
-        futures::future::pending(),
-    ));
+    let listen = format!("127.0.0.1:{}", testkit::free_port());
+    let mut gateway = RoleProcess::spawn(
+        "gateway",
+        &["gateway", "--listen", &listen, "--nats-url", &nats_url],
+    );
+    gateway
+        .wait_for_log("Gateway listening", ROLE_START_TIMEOUT)
+        .await;
+    let api = format!("http://{listen}/v1.0");
     let http = reqwest::Client::new();
     // Wait until the table (and the gateway's view of it) holds every VNF.
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -241,35 +246,291 @@ async fn gateway_latency() -> anyhow::Result<()> {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let quiet = measure(&http, &api, &ids).await?;
+    let mut processes = vec![
+        ("gateway", gateway.pid()),
+        ("projector", projector.pid()),
+        ("nats-server", nats_server_pid),
+        ("bench client", std::process::id()),
+    ];
+    let (quiet, cpu) = measure_with_cpu(&http, &api, &ids, &processes).await?;
     quiet.print("without monitoring");
+    print_cpu(&cpu);
+    print_kv_gets(&log, &ids).await?;
     // The same table with every VNF's VDU probed by ICMP every second (all on loopback).
-    let prober = monitor::probe::Prober::new().context("a raw ICMP socket needs root")?;
-    let monitor = monitor::Monitor::new(
-        log.clone(),
-        std::sync::Arc::new(prober),
-        monitor::MonitorConfig {
-            instance: "bench-monitor".into(),
-            ..monitor::MonitorConfig::default()
-        },
+    let mut monitor = RoleProcess::spawn(
+        "monitor",
+        &[
+            "monitor",
+            "--nats-url",
+            &nats_url,
+            "--name",
+            "bench-monitor",
+        ],
     );
-    tokio::spawn(monitor.run(futures::future::pending()));
+    monitor
+        .wait_for_log("Monitor running.", ROLE_START_TIMEOUT)
+        .await;
+    processes.insert(2, ("monitor", monitor.pid()));
     // Let the monitor replay the log and settle into its one-second rounds.
     tokio::time::sleep(MONITOR_WARM_UP).await;
+    let writes_before = monitor_writes(&log).await?;
     let started = time::OffsetDateTime::now_utc();
-    let busy = measure(&http, &api, &ids).await?;
-    let probed = probes_since(&log, started).await?;
+    let (busy, cpu) = measure_with_cpu(&http, &api, &ids, &processes).await?;
     let seconds = (time::OffsetDateTime::now_utc() - started).as_seconds_f64();
+    let writes = monitor_writes(&log).await?.since(&writes_before);
+    let probed = probes_since(&log, started).await?;
     busy.print(&format!(
         "while the monitor probed {probed} targets ({:.0}/s, all up)",
         probed as f64 / seconds
     ));
+    print_cpu(&cpu);
+    print_kv_gets(&log, &ids).await?;
+    println!(
+        "  monitor writes during it: {} round messages ({:.1} MB) to {}, {} state puts to {}",
+        writes.round_messages,
+        writes.round_bytes as f64 / 1e6,
+        names::MONITOR_STREAM,
+        writes.state_puts,
+        names::MONITOR_STATE_BUCKET,
+    );
     println!(
         "gateway p99 under monitoring / without: show {:.2}, list {:.2} (goal <= 1.5)",
         busy.show_p99.as_secs_f64() / quiet.show_p99.as_secs_f64(),
         busy.list_p99.as_secs_f64() / quiet.list_p99.as_secs_f64()
     );
+    for role in [&mut monitor, &mut gateway, &mut projector] {
+        if let Some(status) = role.exit_status() {
+            anyhow::bail!("{} exited early ({status}):\n{}", role.label(), role.log());
+        }
+    }
     Ok(())
+}
+
+/// The two reads a show makes, timed from the bench's own NATS client right after a phase's
+/// requests: a row of the VNF table and a VNF's monitor states.
+async fn print_kv_gets(log: &EventLog, ids: &[String]) -> anyhow::Result<()> {
+    let js = log.jetstream();
+    let mut figures = Vec::new();
+    for bucket in [names::VNF_TABLE_BUCKET, names::MONITOR_STATE_BUCKET] {
+        let store = js.get_key_value(bucket).await?;
+        let mut gets = Vec::with_capacity(SHOWS);
+        for n in 0..SHOWS {
+            let id = &ids[(n * 7919) % VNFS];
+            let started = Instant::now();
+            store.get(id).await?;
+            gets.push(started.elapsed());
+        }
+        let (p50, p99) = percentiles(&mut gets);
+        figures.push(format!(
+            "{bucket} p50 {:.2} ms p99 {:.2} ms",
+            ms(p50),
+            ms(p99)
+        ));
+    }
+    println!(
+        "  KV gets from the bench client just after ({SHOWS} each): {}",
+        figures.join(", ")
+    );
+    Ok(())
+}
+
+/// How long a role process may take to announce it is running.
+const ROLE_START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The pid of this process's child whose command line has an argument containing `needle`.
+fn child_pid_with_arg(needle: &str) -> anyhow::Result<u32> {
+    let me = std::process::id();
+    for entry in std::fs::read_dir("/proc")? {
+        let Ok(pid) = entry?.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let (Ok(cmdline), Ok(stat)) = (
+            std::fs::read(format!("/proc/{pid}/cmdline")),
+            std::fs::read_to_string(format!("/proc/{pid}/stat")),
+        ) else {
+            continue;
+        };
+        let parent = stat
+            .rsplit_once(") ")
+            .and_then(|(_, rest)| rest.split(' ').nth(1))
+            .and_then(|ppid| ppid.parse::<u32>().ok());
+        if parent == Some(me)
+            && cmdline
+                .split(|b| *b == 0)
+                .any(|arg| String::from_utf8_lossy(arg).contains(needle))
+        {
+            return Ok(pid);
+        }
+    }
+    anyhow::bail!("no child of {me} has an argument containing {needle:?}")
+}
+
+/// User plus system CPU time a process has used so far (`/proc/<pid>/stat` utime + stime).
+fn cpu_time(pid: u32) -> Duration {
+    let ticks = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            // Fields after the command name (in parentheses, may contain spaces): state is
+            // field 3, utime 14 and stime 15.
+            let (_, rest) = stat.rsplit_once(") ")?;
+            let fields: Vec<&str> = rest.split(' ').collect();
+            let utime: u64 = fields.get(11)?.parse().ok()?;
+            let stime: u64 = fields.get(12)?.parse().ok()?;
+            Some(utime + stime)
+        })
+        .unwrap_or(0);
+    Duration::from_secs_f64(ticks as f64 / clock_ticks() as f64)
+}
+
+/// Time a process's threads spent runnable but waiting for a CPU so far (the second field
+/// of `/proc/<pid>/task/<tid>/schedstat`, summed over its threads that still exist).
+fn run_queue_wait(pid: u32) -> Duration {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Duration::ZERO;
+    };
+    let nanos: u64 = tasks
+        .filter_map(|task| {
+            let stat = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
+            stat.split(' ').nth(1)?.parse::<u64>().ok()
+        })
+        .sum();
+    Duration::from_nanos(nanos)
+}
+
+/// CPUs this process may use.
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+/// Each process's CPU use during a measurement, in cores (1.0 = one core busy throughout),
+/// and the time its threads waited for a CPU.
+struct CpuUse {
+    seconds: f64,
+    cores: Vec<(&'static str, f64, Duration)>,
+    /// The whole machine's busy time, in cores: what else ran (a build, another test) shows as
+    /// the difference, and makes the phase's figures unreliable.
+    machine: f64,
+}
+
+/// The machine's busy (not idle, not iowait) CPU time so far, from `/proc/stat`.
+fn machine_busy() -> Duration {
+    let ticks = std::fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|stat| {
+            let fields: Vec<u64> = stat
+                .lines()
+                .next()?
+                .split_whitespace()
+                .skip(1)
+                .filter_map(|f| f.parse().ok())
+                .collect();
+            // user nice system idle iowait irq softirq steal (guest time is within user).
+            Some(fields.iter().take(8).sum::<u64>() - fields.get(3)? - fields.get(4)?)
+        })
+        .unwrap_or(0);
+    Duration::from_secs_f64(ticks as f64 / clock_ticks() as f64)
+}
+
+fn clock_ticks() -> u64 {
+    nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .and_then(|tck| u64::try_from(tck).ok())
+        .unwrap_or(100)
+}
+
+fn print_cpu(cpu: &CpuUse) {
+    let each: Vec<String> = cpu
+        .cores
+        .iter()
+        .map(|(label, cores, wait)| {
+            format!(
+                "{label} {:.0}% (waited {:.0} ms for a CPU)",
+                cores * 100.0,
+                ms(*wait)
+            )
+        })
+        .collect();
+    let total: f64 = cpu.cores.iter().map(|(_, cores, _)| cores).sum();
+    println!(
+        "  CPU during it ({:.1} s, % of one core, {} cores = {}%): {}; total {:.0}%, other processes on the machine {:.0}%",
+        cpu.seconds,
+        cores(),
+        cores() * 100,
+        each.join(", "),
+        total * 100.0,
+        (cpu.machine - total).max(0.0) * 100.0
+    );
+}
+
+async fn measure_with_cpu(
+    http: &reqwest::Client,
+    api: &str,
+    ids: &[String],
+    processes: &[(&'static str, u32)],
+) -> anyhow::Result<(Latency, CpuUse)> {
+    let before: Vec<(Duration, Duration)> = processes
+        .iter()
+        .map(|(_, pid)| (cpu_time(*pid), run_queue_wait(*pid)))
+        .collect();
+    let machine_before = machine_busy();
+    let started = Instant::now();
+    let latency = measure(http, api, ids).await?;
+    let seconds = started.elapsed().as_secs_f64();
+    let machine = machine_busy().saturating_sub(machine_before).as_secs_f64() / seconds;
+    let cores = processes
+        .iter()
+        .zip(before)
+        .map(|((label, pid), (cpu, wait))| {
+            (
+                *label,
+                cpu_time(*pid).saturating_sub(cpu).as_secs_f64() / seconds,
+                run_queue_wait(*pid).saturating_sub(wait),
+            )
+        })
+        .collect();
+    Ok((
+        latency,
+        CpuUse {
+            seconds,
+            cores,
+            machine,
+        },
+    ))
+}
+
+/// What the monitor had written to its stream and state bucket, to count a phase's writes.
+struct MonitorWrites {
+    round_messages: u64,
+    round_bytes: u64,
+    state_puts: u64,
+}
+
+impl MonitorWrites {
+    fn since(&self, before: &MonitorWrites) -> MonitorWrites {
+        MonitorWrites {
+            round_messages: self.round_messages - before.round_messages,
+            round_bytes: self.round_bytes.saturating_sub(before.round_bytes),
+            state_puts: self.state_puts - before.state_puts,
+        }
+    }
+}
+
+/// The monitor stream's last sequence and bytes (it only grows during a phase) and the state
+/// bucket's last sequence (one per put).
+async fn monitor_writes(log: &EventLog) -> anyhow::Result<MonitorWrites> {
+    let js = log.jetstream();
+    let mut stream = js.get_stream(names::MONITOR_STREAM).await?;
+    let rounds = stream.info().await?.state.clone();
+    let mut bucket = js
+        .get_stream(format!("KV_{}", names::MONITOR_STATE_BUCKET))
+        .await?;
+    let states = bucket.info().await?.state.clone();
+    Ok(MonitorWrites {
+        round_messages: rounds.last_sequence,
+        round_bytes: rounds.bytes,
+        state_puts: states.last_sequence,
+    })
 }
 
 /// Successful probe results the monitor stream holds from after `since`.

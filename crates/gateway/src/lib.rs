@@ -42,7 +42,7 @@ pub use error::ApiError;
 pub use input::REQUEST_BODY_BYTES_MAX;
 
 use input::ListQuery;
-use mirror::Mirror;
+use mirror::{Mirror, MonitorStates};
 
 /// How long [`Gateway::new`] waits for its mirrors of the tables to load before serving
 /// anyway (lists may then miss rows for a moment). Loading takes milliseconds per thousand
@@ -119,8 +119,8 @@ struct Shared {
     vnfs: Arc<Mirror<Vnf>>,
     /// The same for the VNFD table.
     vnfds: Arc<Mirror<Vnfd>>,
-    /// The monitors' last known VDU states, shown with a VNF.
-    monitor_states: kv::Store,
+    /// The monitors' last known VDU states, shown with a VNF; kept by a watch task.
+    monitor_states: Arc<MonitorStates>,
     /// The watch tasks; dropping the last handle on the gateway stops them.
     _followers: Followers,
 }
@@ -152,24 +152,30 @@ impl Gateway {
                     source: e.into(),
                 })?;
         }
+        let monitor_bucket = store::open_monitor_states(log.jetstream(), &config.log)
+            .await
+            .map_err(|e| GatewayError::Nats {
+                context: "opening the monitor state bucket",
+                source: e.into(),
+            })?;
         let vnfs = Arc::new(Mirror::default());
         let vnfds = Arc::new(Mirror::default());
-        let (vnfs_synced, vnfs_ready) = oneshot::channel();
-        let (vnfds_synced, vnfds_ready) = oneshot::channel();
-        let followers = Followers(vec![
-            tokio::spawn(mirror::follow(
-                tables.vnfs.clone(),
-                vnfs.clone(),
-                vnfs_synced,
-            )),
-            tokio::spawn(mirror::follow(
-                tables.vnfds.clone(),
-                vnfds.clone(),
-                vnfds_synced,
-            )),
-        ]);
-        let ready = futures::future::join(vnfs_ready, vnfds_ready);
-        if tokio::time::timeout(MIRROR_SYNC_TIMEOUT, ready)
+        let monitor_states = Arc::new(MonitorStates::default());
+        let copies: [(kv::Store, Arc<dyn mirror::BucketCopy>); 3] = [
+            (tables.vnfs.clone(), vnfs.clone()),
+            (tables.vnfds.clone(), vnfds.clone()),
+            (monitor_bucket, monitor_states.clone()),
+        ];
+        let mut followers = Followers(Vec::new());
+        let mut synced = Vec::new();
+        for (bucket, copy) in copies {
+            let (done, ready) = oneshot::channel();
+            followers
+                .0
+                .push(tokio::spawn(mirror::follow(bucket, copy, done)));
+            synced.push(ready);
+        }
+        if tokio::time::timeout(MIRROR_SYNC_TIMEOUT, futures::future::join_all(synced))
             .await
             .is_err()
         {
@@ -178,12 +184,6 @@ impl Gateway {
                 "The tables did not load within {MIRROR_SYNC_TIMEOUT:?}; lists may miss rows until they do."
             );
         }
-        let monitor_states = store::open_monitor_states(log.jetstream(), &config.log)
-            .await
-            .map_err(|e| GatewayError::Nats {
-                context: "opening the monitor state bucket",
-                source: e.into(),
-            })?;
         Ok(Gateway {
             shared: Arc::new(Shared {
                 log,
@@ -230,15 +230,8 @@ impl Gateway {
     }
 
     /// The monitors' last known states of a VNF's instances (empty when none is known).
-    async fn monitor_states(&self, vnf_id: &str) -> BTreeMap<String, InstanceMonitorState> {
-        match self.shared.monitor_states.get(vnf_id).await {
-            Ok(Some(value)) => serde_json::from_slice(&value).unwrap_or_default(),
-            Ok(None) => BTreeMap::new(),
-            Err(e) => {
-                tracing::debug!(vnf_id, error = %e, "Monitor state unreadable.");
-                BTreeMap::new()
-            }
-        }
+    fn monitor_states(&self, vnf_id: &str) -> BTreeMap<String, InstanceMonitorState> {
+        self.shared.monitor_states.get(vnf_id)
     }
 
     fn config(&self) -> &GatewayConfig {
@@ -254,12 +247,18 @@ impl Gateway {
     /// more of the log, else the row folded from the log itself (the projector may not have
     /// reached a VNF created a moment ago).
     async fn vnf_row(&self, vnf_id: &str) -> Result<Option<VnfRow>, ApiError> {
+        if let Some(row) = self.shared.vnfs.get(vnf_id) {
+            return Ok(Some(row));
+        }
         let table = self.shared.tables.vnf(vnf_id).await;
         self.newest_row(&self.shared.vnfs, table, vnf_id).await
     }
 
     /// [`Gateway::vnf_row`] for VNFDs.
     async fn vnfd_row(&self, vnfd_id: &str) -> Result<Option<VnfdRow>, ApiError> {
+        if let Some(row) = self.shared.vnfds.get(vnfd_id) {
+            return Ok(Some(row));
+        }
         let table = self.shared.tables.vnfd(vnfd_id).await;
         self.newest_row(&self.shared.vnfds, table, vnfd_id).await
     }

@@ -1,15 +1,18 @@
-//! An in-memory copy of a projector table, kept by watching its KV bucket, that list requests
-//! read without a round trip per row.
+//! In-memory copies of KV buckets, kept by watching them, that requests read without a round
+//! trip to NATS: a projector table ([`Mirror`]) for lists and shows, and the monitors' VDU
+//! states ([`MonitorStates`]) for shows. A show thus costs no NATS request, so the API's
+//! latency does not depend on how busy nats-server is with monitoring traffic.
 //!
 //! Rows only move forward: a row replaces its predecessor only when it has applied at least
 //! as much of the log (`last_sequence`), so the watch and the gateway's own read-back after a
 //! command (which can be ahead of the projector) can both feed it in any order.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use async_nats::jetstream::kv;
+use events::monitor::InstanceMonitorState;
 use futures::StreamExt;
 use projector::table::Row;
 use serde::de::DeserializeOwned;
@@ -64,35 +67,75 @@ impl<A: Clone> Mirror<A> {
     }
 }
 
-/// Keeps `mirror` equal to `bucket` until the task is aborted. `synced` is signalled once the
-/// mirror holds every row the bucket had when the watch began.
-pub(crate) async fn follow<A>(
+/// Each instance's last known state by VNF, as the monitors wrote them.
+#[derive(Debug, Default)]
+pub(crate) struct MonitorStates {
+    by_vnf: RwLock<HashMap<String, BTreeMap<String, InstanceMonitorState>>>,
+}
+
+impl MonitorStates {
+    /// The VNF's instance states (empty when none is known).
+    pub(crate) fn get(&self, vnf_id: &str) -> BTreeMap<String, InstanceMonitorState> {
+        let by_vnf = self.by_vnf.read().unwrap_or_else(|e| e.into_inner());
+        by_vnf.get(vnf_id).cloned().unwrap_or_default()
+    }
+}
+
+/// Where a watched bucket's entries go.
+pub(crate) trait BucketCopy: Send + Sync {
+    fn put(&self, key: &str, value: &[u8]) -> Result<(), serde_json::Error>;
+    fn remove(&self, key: &str);
+}
+
+impl<A: Clone + DeserializeOwned + Send + Sync> BucketCopy for Mirror<A> {
+    fn put(&self, key: &str, value: &[u8]) -> Result<(), serde_json::Error> {
+        self.offer(key, serde_json::from_slice(value)?);
+        Ok(())
+    }
+
+    fn remove(&self, key: &str) {
+        Mirror::remove(self, key);
+    }
+}
+
+impl BucketCopy for MonitorStates {
+    fn put(&self, key: &str, value: &[u8]) -> Result<(), serde_json::Error> {
+        let states = serde_json::from_slice(value)?;
+        let mut by_vnf = self.by_vnf.write().unwrap_or_else(|e| e.into_inner());
+        by_vnf.insert(key.to_owned(), states);
+        Ok(())
+    }
+
+    fn remove(&self, key: &str) {
+        let mut by_vnf = self.by_vnf.write().unwrap_or_else(|e| e.into_inner());
+        by_vnf.remove(key);
+    }
+}
+
+/// Keeps `copy` equal to `bucket` until the task is aborted. `synced` is signalled once the
+/// copy holds every entry the bucket had when the watch began.
+pub(crate) async fn follow(
     bucket: kv::Store,
-    mirror: Arc<Mirror<A>>,
+    copy: Arc<dyn BucketCopy>,
     synced: oneshot::Sender<()>,
-) where
-    A: Clone + DeserializeOwned,
-{
+) {
     let mut synced = Some(synced);
     loop {
-        match follow_once(&bucket, &mirror, &mut synced).await {
-            Ok(()) => tracing::warn!(bucket = %bucket.name, "Table watch ended; watching again."),
+        match follow_once(&bucket, copy.as_ref(), &mut synced).await {
+            Ok(()) => tracing::warn!(bucket = %bucket.name, "Bucket watch ended; watching again."),
             Err(e) => {
-                tracing::warn!(bucket = %bucket.name, error = %e, "Table watch failed; watching again.");
+                tracing::warn!(bucket = %bucket.name, error = %e, "Bucket watch failed; watching again.");
             }
         }
         tokio::time::sleep(WATCH_RETRY_DELAY).await;
     }
 }
 
-async fn follow_once<A>(
+async fn follow_once(
     bucket: &kv::Store,
-    mirror: &Mirror<A>,
+    copy: &dyn BucketCopy,
     synced: &mut Option<oneshot::Sender<()>>,
-) -> Result<(), async_nats::Error>
-where
-    A: Clone + DeserializeOwned,
-{
+) -> Result<(), async_nats::Error> {
     let mut signal = || {
         if let Some(synced) = synced.take() {
             // The receiver is gone once `Gateway::new` stopped waiting; nothing to tell then.
@@ -109,13 +152,12 @@ where
     while let Some(entry) = watch.next().await {
         let entry = entry?;
         match entry.operation {
-            kv::Operation::Put => match serde_json::from_slice::<Row<A>>(&entry.value) {
-                Ok(row) => mirror.offer(&entry.key, row),
-                Err(e) => {
-                    tracing::warn!(bucket = %bucket.name, key = %entry.key, error = %e, "Unreadable row; not mirrored.");
+            kv::Operation::Put => {
+                if let Err(e) = copy.put(&entry.key, &entry.value) {
+                    tracing::warn!(bucket = %bucket.name, key = %entry.key, error = %e, "Unreadable entry; not copied.");
                 }
-            },
-            kv::Operation::Delete | kv::Operation::Purge => mirror.remove(&entry.key),
+            }
+            kv::Operation::Delete | kv::Operation::Purge => copy.remove(&entry.key),
         }
         if entry.delta == 0 {
             signal();

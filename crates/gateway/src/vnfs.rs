@@ -192,7 +192,7 @@ pub(crate) async fn show(
 ) -> Result<Json<Value>, ApiError> {
     let row = existing(&gateway, &vnf_id).await?;
     let mut vnf = render::vnf_json(&row).ok_or_else(|| ApiError::vnf_not_found(&vnf_id))?;
-    vnf["monitor"] = render::monitor_json(&row, &gateway.monitor_states(&vnf_id).await);
+    vnf["monitor"] = render::monitor_json(&row, &gateway.monitor_states(&vnf_id));
     Ok(Json(json!({ "vnf": vnf })))
 }
 
