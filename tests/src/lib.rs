@@ -71,11 +71,8 @@ impl System {
             }
         };
         tokio::spawn(projector::run(log.clone(), tables.clone(), shutdown()));
-        let vim = LocalVim::new(LocalVimConfig {
-            prefix: vim_prefix.clone(),
-            ..LocalVimConfig::default()
-        })
-        .expect("the local VIM (tests run as root)");
+        let vim = LocalVim::new(LocalVimConfig::new(vim_prefix.clone(), testkit::vnfm_bin()))
+            .expect("the local VIM (tests run as root)");
         let conductor = Conductor::new(
             log.clone(),
             Arc::new(vim),

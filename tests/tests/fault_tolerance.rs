@@ -472,3 +472,28 @@ async fn a_failure_is_not_reported_again_by_a_monitor_taking_over_or_restarted()
         "{survivor} continued the episode"
     );
 }
+
+/// An `http_ping` VDU's responder is a process of its own: killing the conductor that deployed
+/// it (kill -9) takes no VDU down, and a new conductor starts no second responder.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_a_conductor_takes_none_of_its_vdus_down() {
+    let system = System::start_separate().await;
+    let mut deployer = system.spawn_conductor("conductor-1", &[]).await;
+    let _monitor = system.spawn_monitor("monitor-1").await;
+    let vnf_id = system
+        .active_vnf(&monitored_vnfd("http_ping", "respawn", false))
+        .await;
+    let instance = system.probed_instance(&vnf_id, 0).await;
+
+    deployer.kill();
+    let killed = now();
+    let _successor = system.spawn_conductor("conductor-2", &[]).await;
+    // Many rounds later (interval 0.5 s, retry 2) the VDU still answers HTTP.
+    system
+        .wait_probed(instance.mgmt_ip, killed + time::Duration::seconds(3), true)
+        .await;
+    let vnf = system.vnf(&vnf_id).await;
+    assert_eq!(vnf.instances.len(), 1);
+    assert_eq!(vnf.instances[0].instance_id, instance.instance_id);
+    assert!(heals(&system, &vnf_id).await.is_empty(), "nothing healed");
+}

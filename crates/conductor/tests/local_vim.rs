@@ -1,11 +1,13 @@
 //! The local VIM against the real kernel: namespaces, veths, ICMP and HTTP from the host.
 //!
 //! Needs root (CI runs as root). Every test works under a prefix of its own and removes all
-//! it made through a `Drop` guard, even when it fails.
+//! it made through a `Drop` guard, even when it fails. HTTP responders are `vnfm vdu-http`
+//! processes, so these tests build the `vnfm` binary first (`testkit::vnfm_bin`).
 
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr};
-use std::time::Duration;
+use std::path::Path;
+use std::time::{Duration, Instant};
 
 use conductor::vim::local::{
     LocalVim, LocalVimConfig, cleanup_prefix, cleanup_prefix_blocking, remnants,
@@ -19,6 +21,8 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 /// How many deploys race in the concurrency test.
 const CONCURRENT_DEPLOYS: usize = 8;
 const HTTP_PORT: u16 = 8080;
+/// A SIGKILLed responder is reaped by its VIM's task within milliseconds.
+const REAP_WAIT_MAX: Duration = Duration::from_secs(2);
 
 /// Removes everything named with its prefix when dropped, pass or fail.
 struct PrefixGuard {
@@ -40,11 +44,12 @@ impl PrefixGuard {
     }
 
     fn vim(&self) -> LocalVim {
-        LocalVim::new(LocalVimConfig {
-            prefix: self.prefix.clone(),
-            ..LocalVimConfig::default()
-        })
-        .expect("local VIM (these tests need root and iproute2)")
+        LocalVim::new(LocalVimConfig::new(&self.prefix, testkit::vnfm_bin()))
+            .expect("local VIM (these tests need root and iproute2)")
+    }
+
+    fn namespace(&self, instance_id: &str) -> String {
+        format!("{}-{instance_id}", self.prefix)
     }
 
     /// Cleans up and asserts that nothing with the prefix is left.
@@ -75,6 +80,53 @@ fn request(instance_id: &str, http_port: Option<u16>) -> DeployRequest {
 
 fn new_instance_id() -> String {
     uuid::Uuid::new_v4().to_string()
+}
+
+/// The processes inside a namespace, as an operator would list them; none when it is gone.
+fn pids_in(namespace: &str) -> Vec<u32> {
+    let output = std::process::Command::new("ip")
+        .args(["netns", "pids", namespace])
+        .output()
+        .expect("run ip netns pids");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| line.trim().parse().expect("a pid per line"))
+        .collect()
+}
+
+/// The one process inside the namespace, which must be a `vnfm vdu-http` on `port`.
+fn the_responder(namespace: &str, port: u16) -> u32 {
+    let pids = pids_in(namespace);
+    assert_eq!(pids.len(), 1, "processes in {namespace}: {pids:?}");
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", pids[0])).unwrap();
+    let args: Vec<String> = cmdline
+        .split(|b| *b == 0)
+        .map(|arg| String::from_utf8_lossy(arg).into_owned())
+        .collect();
+    assert_eq!(
+        args.get(1).map(String::as_str),
+        Some("vdu-http"),
+        "{args:?}"
+    );
+    assert!(
+        args.windows(2)
+            .any(|pair| pair[0] == "--port" && pair[1] == port.to_string()),
+        "{args:?}"
+    );
+    pids[0]
+}
+
+/// Waits until the process has exited and been reaped (no zombie left either).
+async fn assert_reaped(pid: u32) {
+    let proc_dir = format!("/proc/{pid}");
+    let started = Instant::now();
+    while Path::new(&proc_dir).exists() {
+        assert!(
+            started.elapsed() < REAP_WAIT_MAX,
+            "process {pid} still exists (alive or a zombie)"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 fn in_range(ip: Ipv4Addr) -> bool {
@@ -129,7 +181,7 @@ async fn deployed_vdu_answers_icmp_echo_from_the_host() {
         deployed.mgmt_ip
     );
     // The VDU's default route points at the host side of its pair.
-    let namespace = format!("{}-{id}", guard.prefix);
+    let namespace = guard.namespace(&id);
     let routes = std::process::Command::new("ip")
         .args(["-n", &namespace, "route", "show", "default"])
         .output()
@@ -277,9 +329,11 @@ async fn deleted_vdu_is_gone_and_unreachable() {
         .await
         .unwrap();
     assert!(http_get(deployed.mgmt_ip, HTTP_PORT, "/").await.is_ok());
+    let responder = the_responder(&guard.namespace(&id), HTTP_PORT);
 
     vim.delete_vdu(&id).await.unwrap();
 
+    assert_reaped(responder).await;
     let left = remnants(&guard.prefix).unwrap();
     assert!(left.is_empty(), "delete left behind: {left:?}");
     assert!(vim.list_instances().unwrap().is_empty());
@@ -338,7 +392,7 @@ async fn half_built_vdus_are_finished_by_the_next_deploy() {
 
     // A crash after creating the veth pair, before any address or route.
     let broken = vim.deploy_vdu(&request("broken", None)).await.unwrap();
-    let namespace = format!("{}-broken", guard.prefix);
+    let namespace = guard.namespace("broken");
     run(&[
         "-n",
         &namespace,
@@ -364,23 +418,25 @@ fn vdu_link(prefix: &str, mgmt_ip: Ipv4Addr) -> String {
     format!("{prefix}n{slot}")
 }
 
-/// The responder lives in the conductor's process: a new VIM (a restarted conductor) has
-/// none until the idempotent deploy re-creates it.
+/// A VDU is independent of the conductor that deployed it: its responder outlives the VIM
+/// (a killed conductor), and a new VIM (a restarted conductor) finds it rather than start a
+/// second one.
 #[tokio::test]
-async fn a_restarted_vim_recreates_the_responder_on_redeploy() {
+async fn a_responder_outlives_its_vim_and_a_new_vim_keeps_it() {
     let guard = PrefixGuard::new();
     let id = new_instance_id();
+    let namespace = guard.namespace(&id);
     let first_vim = guard.vim();
     let deployed = first_vim
         .deploy_vdu(&request(&id, Some(HTTP_PORT)))
         .await
         .unwrap();
-    assert!(http_get(deployed.mgmt_ip, HTTP_PORT, "/").await.is_ok());
+    let responder = the_responder(&namespace, HTTP_PORT);
 
     drop(first_vim);
-    // The aborted responder closes its socket at the runtime's next turn.
-    tokio::task::yield_now().await;
-    assert!(http_get(deployed.mgmt_ip, HTTP_PORT, "/").await.is_err());
+
+    let response = http_get(deployed.mgmt_ip, HTTP_PORT, "/").await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response}");
     let second_vim = guard.vim();
     assert_eq!(
         second_vim.mgmt_ip(&id).await.unwrap(),
@@ -390,11 +446,62 @@ async fn a_restarted_vim_recreates_the_responder_on_redeploy() {
         .deploy_vdu(&request(&id, Some(HTTP_PORT)))
         .await
         .unwrap();
-
     assert_eq!(redeployed, deployed);
+    assert_eq!(
+        the_responder(&namespace, HTTP_PORT),
+        responder,
+        "the redeploy started another responder"
+    );
     let response = http_get(deployed.mgmt_ip, HTTP_PORT, "/").await.unwrap();
     assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response}");
+
+    second_vim.delete_vdu(&id).await.unwrap();
+    assert_reaped(responder).await;
     drop(second_vim);
+    guard.assert_nothing_left_after_cleanup();
+}
+
+/// A redeploy with another port retires the old responder; a responder that cannot start is
+/// a failed deploy that leaves no process behind, and the next deploy succeeds.
+#[tokio::test]
+async fn responders_follow_the_port_and_report_failure_to_start() {
+    let guard = PrefixGuard::new();
+    let id = new_instance_id();
+    let namespace = guard.namespace(&id);
+    let vim = guard.vim();
+    let deployed = vim
+        .deploy_vdu(&request(&id, Some(HTTP_PORT)))
+        .await
+        .unwrap();
+    let old = the_responder(&namespace, HTTP_PORT);
+
+    vim.deploy_vdu(&request(&id, Some(HTTP_PORT + 1)))
+        .await
+        .unwrap();
+
+    assert_reaped(old).await;
+    the_responder(&namespace, HTTP_PORT + 1);
+    assert!(http_get(deployed.mgmt_ip, HTTP_PORT + 1, "/").await.is_ok());
+
+    let mut broken = LocalVimConfig::new(&guard.prefix, "/bin/false");
+    broken.lock_path = vim.config().lock_path.clone();
+    let broken = LocalVim::new(broken).unwrap();
+    let other = new_instance_id();
+    let failure = broken.deploy_vdu(&request(&other, Some(HTTP_PORT))).await;
+    match failure {
+        Err(VimError::Failed(message)) => assert!(
+            message.contains("did not start") && message.contains(&other),
+            "{message}"
+        ),
+        other => panic!("expected a failed deploy, got {other:?}"),
+    }
+    assert!(pids_in(&guard.namespace(&other)).is_empty());
+    vim.deploy_vdu(&request(&other, Some(HTTP_PORT)))
+        .await
+        .unwrap();
+    the_responder(&guard.namespace(&other), HTTP_PORT);
+
+    drop((vim, broken));
     guard.assert_nothing_left_after_cleanup();
 }
 
@@ -404,16 +511,30 @@ async fn cleanup_prefix_removes_every_namespace_and_veth_of_the_prefix() {
     let bystander = PrefixGuard::new();
     let vim = guard.vim();
     let other = bystander.vim();
+    let mut responders = Vec::new();
     for id in ["p", "q", "r"] {
         vim.deploy_vdu(&request(id, Some(HTTP_PORT))).await.unwrap();
+        responders.push(the_responder(&guard.namespace(id), HTTP_PORT));
     }
-    let kept = other.deploy_vdu(&request("p", None)).await.unwrap();
+    let kept = other
+        .deploy_vdu(&request("p", Some(HTTP_PORT)))
+        .await
+        .unwrap();
+    let kept_responder = the_responder(&bystander.namespace("p"), HTTP_PORT);
     drop(vim);
 
     cleanup_prefix(&guard.prefix).await.unwrap();
 
+    for responder in responders {
+        assert_reaped(responder).await;
+    }
     let left = remnants(&guard.prefix).unwrap();
     assert!(left.is_empty(), "{left:?}");
+    assert_eq!(
+        the_responder(&bystander.namespace("p"), HTTP_PORT),
+        kept_responder,
+        "another prefix's responder was hit"
+    );
     assert_eq!(other.mgmt_ip("p").await.unwrap(), Some(kept.mgmt_ip));
     assert!(
         icmp_echo(kept.mgmt_ip).await.is_ok(),
@@ -443,10 +564,7 @@ async fn unknown_instances_are_absent_and_deleting_them_succeeds() {
 #[test]
 fn bad_prefixes_are_refused() {
     for prefix in ["", "sixsix", "a-b", "Up", "a/b"] {
-        let config = LocalVimConfig {
-            prefix: prefix.to_owned(),
-            ..LocalVimConfig::default()
-        };
+        let config = LocalVimConfig::new(prefix, testkit::vnfm_bin());
         assert!(
             matches!(LocalVim::new(config), Err(VimError::Failed(_))),
             "{prefix:?}"

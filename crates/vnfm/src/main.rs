@@ -48,6 +48,25 @@ enum Command {
         #[command(flatten)]
         nats: NatsArgs,
     },
+    /// Serve HTTP inside a VDU's network namespace until killed: the local VIM's responder
+    /// for `http_ping` VDUs, started by a conductor and outliving it. Not for operators.
+    #[command(hide = true)]
+    VduHttp(VduHttpArgs),
+}
+
+/// The local VIM builds this command line (`conductor::vim::local`'s responder): keep the
+/// subcommand and flag names as they are.
+#[derive(Debug, Clone, Args)]
+struct VduHttpArgs {
+    /// The named namespace to enter, e.g. /run/netns/vnfm-ID.
+    #[arg(long)]
+    netns: PathBuf,
+    /// The TCP port to answer on, on every address of the namespace.
+    #[arg(long)]
+    port: u16,
+    /// The VDU instance id, named in every answer.
+    #[arg(long)]
+    instance: String,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -173,6 +192,16 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    if let Command::VduHttp(args) = &cli.command {
+        // Before any runtime: it enters the namespace on this, the only thread.
+        return match conductor::vim::local::run_responder(&args.netns, args.port, &args.instance) {
+            Ok(never) => match never {},
+            Err(e) => {
+                eprintln!("vnfm vdu-http: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => {

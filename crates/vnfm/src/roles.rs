@@ -64,6 +64,8 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Audit { vnf_id, nats } => audit(&nats, &vnf_id).await,
         Command::Rebuild { verify, nats } => rebuild(&nats, verify).await,
+        // Its namespace must be entered before any runtime thread exists: `main` runs it.
+        Command::VduHttp(_) => bail!("vdu-http runs before the async runtime starts"),
     }
 }
 
@@ -173,11 +175,10 @@ impl Roles {
         vim: &VimArgs,
         config: ConductorConfig,
     ) -> anyhow::Result<()> {
-        let vim = LocalVim::new(LocalVimConfig {
-            prefix: vim.vim_prefix.clone(),
-            ..LocalVimConfig::default()
-        })
-        .context("starting the local VIM")?;
+        // The VIM runs this very binary as `vnfm vdu-http` for each HTTP responder.
+        let program = std::env::current_exe().context("locating the vnfm binary")?;
+        let vim = LocalVim::new(LocalVimConfig::new(vim.vim_prefix.clone(), program))
+            .context("starting the local VIM")?;
         let conductor = Conductor::new(log, Arc::new(vim), config);
         let shutdown = self.shutdown();
         self.running.spawn(async move {

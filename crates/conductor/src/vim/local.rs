@@ -5,9 +5,16 @@
 //! 2k+1/31, the management IP, default route via the host side). Slot `k` is chosen under
 //! an exclusive `flock` on the lock file, from what the kernel says is taken, so several
 //! conductors and test processes on one host never hand out the same address. Where the
-//! request names an HTTP port, a responder of this process answers on it inside the
-//! namespace (see `responder`): it dies with the process and comes back with the next
-//! idempotent deploy of the instance.
+//! request names an HTTP port, a responder process answers on it inside the namespace (see
+//! `responder`).
+//!
+//! A VDU is independent of the conductor that deployed it, as a VM would be: the responder
+//! is a detached process (`vnfm vdu-http`) that outlives the conductor, so killing a
+//! conductor takes no VDU down, and dropping a `LocalVim` stops nothing. The kernel is the
+//! only record: a deploy finds an existing responder among the processes inside the
+//! namespace (`ip netns pids`, see `process`) instead of starting a second one, whichever
+//! conductor started the first; a delete or a cleanup kills every process inside before it
+//! removes the namespace.
 //!
 //! The VIM also routes the whole range to `unreachable` on the host (only more specific
 //! routes of live VDUs override it): a probe of a deleted VDU fails at once instead of
@@ -19,9 +26,9 @@
 
 mod ip;
 mod plan;
+mod process;
 mod responder;
 
-use std::collections::HashMap;
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::net::Ipv4Addr;
@@ -29,11 +36,12 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use plan::{Side, Slot};
-use responder::Responder;
 
 use crate::vim::{DeployRequest, Deployed, Vim, VimError};
 
 pub use plan::{PREFIX_LEN_MAX, SLOT_COUNT};
+/// The responder process's body: what the hidden `vnfm vdu-http` runs.
+pub use responder::run as run_responder;
 
 /// Where `ip netns add` bind-mounts named namespaces (iproute2's `NETNS_RUN_DIR`).
 const NETNS_RUN_DIR: &str = "/run/netns";
@@ -58,13 +66,19 @@ pub struct LocalVimConfig {
     pub prefix: String,
     /// The file whose `flock` serialises slot allocation across processes on this host.
     pub lock_path: PathBuf,
+    /// The `vnfm` binary, run as `vnfm vdu-http` for each HTTP responder. No default: a
+    /// test process is not `vnfm`, and a wrong guess would fail only at the first
+    /// `http_ping` deploy.
+    pub responder_program: PathBuf,
 }
 
-impl Default for LocalVimConfig {
-    fn default() -> Self {
+impl LocalVimConfig {
+    /// `prefix` and `responder_program`, with the host-wide lock file.
+    pub fn new(prefix: impl Into<String>, responder_program: impl Into<PathBuf>) -> Self {
         LocalVimConfig {
-            prefix: DEFAULT_PREFIX.to_owned(),
+            prefix: prefix.into(),
             lock_path: PathBuf::from(DEFAULT_LOCK_PATH),
+            responder_program: responder_program.into(),
         }
     }
 }
@@ -77,9 +91,6 @@ pub struct LocalVim {
     /// polls the host-wide `flock`. Held for one whole deploy or delete; dropping the guard
     /// lets the next one in.
     local_lock: tokio::sync::Mutex<()>,
-    /// The HTTP responders of this process by instance id. Inserted by deploy, removed and
-    /// stopped by delete, both under `local_lock`; dropping the VIM aborts them all.
-    responders: std::sync::Mutex<HashMap<String, Responder>>,
 }
 
 /// Holds the host-wide allocation lock (and this process's) until dropped.
@@ -133,6 +144,17 @@ fn netns_path(namespace: &str) -> PathBuf {
     Path::new(NETNS_RUN_DIR).join(namespace)
 }
 
+/// Runs `work` (`/proc` scans, waits for killed processes) on a blocking thread, off the
+/// runtime's workers.
+async fn blocking<T: Send + 'static>(
+    what: &str,
+    work: impl FnOnce() -> Result<T, VimError> + Send + 'static,
+) -> Result<T, VimError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| failed(format!("{what} task failed: {e}")))?
+}
+
 /// Named namespaces on this host, from `NETNS_RUN_DIR` (absent until the first one).
 fn named_namespaces() -> Result<Vec<String>, VimError> {
     let entries = match std::fs::read_dir(NETNS_RUN_DIR) {
@@ -181,14 +203,19 @@ pub fn remnants(prefix: &str) -> Result<Remnants, VimError> {
     Ok(Remnants { namespaces, links })
 }
 
-/// Removes every namespace and veth named with `prefix`, trying all of them before
-/// reporting the first failure. For `Drop` guards and callers without a runtime.
-///
-/// Responders of a live `LocalVim` keep their (now unnamed) namespace alive until they are
-/// stopped; drop or delete through the VIM first where that matters.
+/// Removes every namespace and veth named with `prefix`, and first kills every process
+/// inside those namespaces (the responders: a live socket would keep a namespace alive),
+/// trying all of them before reporting the first failure. For `Drop` guards and callers
+/// without a runtime.
 pub fn cleanup_prefix_blocking(prefix: &str) -> Result<(), VimError> {
     let found = remnants(prefix)?;
     let mut first_failure = None;
+    for namespace in &found.namespaces {
+        if let Err(e) = process::kill_and_wait(&netns_path(namespace), |_| true) {
+            tracing::warn!(prefix = %prefix, namespace = %namespace, error = %e, "Cleanup could not stop the processes of a namespace.");
+            first_failure.get_or_insert(e);
+        }
+    }
     let links = found.links.iter().map(|l| vec!["link", "del", l.as_str()]);
     let namespaces = found
         .namespaces
@@ -197,7 +224,7 @@ pub fn cleanup_prefix_blocking(prefix: &str) -> Result<(), VimError> {
     for args in links.chain(namespaces) {
         if let Err(failure) = ip::run_blocking_unless_gone(&args) {
             tracing::warn!(prefix = %prefix, command = %failure.command, error = %failure.detail, "Cleanup step failed.");
-            first_failure.get_or_insert(failure);
+            first_failure.get_or_insert(failure.into());
         }
     }
     match first_failure {
@@ -205,7 +232,7 @@ pub fn cleanup_prefix_blocking(prefix: &str) -> Result<(), VimError> {
             tracing::info!(prefix = %prefix, namespaces = found.namespaces.len(), links = found.links.len(), "Cleaned up the local VIM's prefix.");
             Ok(())
         }
-        Some(failure) => Err(failure.into()),
+        Some(failure) => Err(failure),
     }
 }
 
@@ -213,9 +240,7 @@ pub fn cleanup_prefix_blocking(prefix: &str) -> Result<(), VimError> {
 /// when asked to leave nothing behind).
 pub async fn cleanup_prefix(prefix: &str) -> Result<(), VimError> {
     let prefix = prefix.to_owned();
-    tokio::task::spawn_blocking(move || cleanup_prefix_blocking(&prefix))
-        .await
-        .map_err(|e| failed(format!("cleanup task failed: {e}")))?
+    blocking("cleanup", move || cleanup_prefix_blocking(&prefix)).await
 }
 
 impl LocalVim {
@@ -235,11 +260,17 @@ impl LocalVim {
                 f.detail
             ))
         })?;
+        // Checked now: a wrong path would otherwise fail only the first `http_ping` deploy.
+        if !config.responder_program.is_file() {
+            return Err(failed(format!(
+                "the local VIM's responder program {} is not a file",
+                config.responder_program.display()
+            )));
+        }
         ensure_range_unreachable()?;
         Ok(LocalVim {
             config,
             local_lock: tokio::sync::Mutex::new(()),
-            responders: std::sync::Mutex::new(HashMap::new()),
         })
     }
 
@@ -366,52 +397,44 @@ impl LocalVim {
         Ok(slot)
     }
 
-    /// Makes sure a responder of this process serves `port` in the instance's namespace.
+    /// Makes sure a responder process serves `port` in the instance's namespace, whoever
+    /// started it: a redeploy (a redelivered request, a restarted conductor) finds the one
+    /// already there. A namespace this deploy created has nothing inside to look for.
     async fn ensure_responder(
         &self,
         instance_id: &str,
         namespace: &str,
         port: u16,
+        namespace_is_new: bool,
     ) -> Result<(), VimError> {
         let path = netns_path(namespace);
-        let stale = {
-            let mut responders = self.responders.lock().unwrap_or_else(|p| p.into_inner());
-            match responders.get(instance_id) {
-                Some(running) if running.serves(port, &path) => return Ok(()),
-                _ => responders.remove(instance_id),
+        if !namespace_is_new {
+            let inside = {
+                let path = path.clone();
+                blocking("responder lookup", move || process::processes_in(&path)).await?
+            };
+            if inside
+                .iter()
+                .any(|p| responder::is_responder(&p.args, Some(port)))
+            {
+                tracing::debug!(instance_id = %instance_id, namespace = %namespace, port, "HTTP responder already running.");
+                return Ok(());
             }
-        };
-        if let Some(stale) = stale {
-            stale.stop().await;
+            if inside
+                .iter()
+                .any(|p| responder::is_responder(&p.args, None))
+            {
+                // One serving another port: the instance was deployed with another VNFD.
+                let path = path.clone();
+                blocking("responder stop", move || {
+                    process::kill_and_wait(&path, |p| responder::is_responder(&p.args, None))
+                })
+                .await?;
+            }
         }
-        let started = responder::start(path, port, instance_id).await?;
+        responder::start(&self.config.responder_program, &path, port, instance_id).await?;
         tracing::info!(instance_id = %instance_id, namespace = %namespace, port, "HTTP responder started.");
-        self.responders
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(instance_id.to_owned(), started);
         Ok(())
-    }
-
-    async fn stop_responder(&self, instance_id: &str) {
-        let running = self
-            .responders
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(instance_id);
-        if let Some(running) = running {
-            running.stop().await;
-            tracing::info!(instance_id = %instance_id, "HTTP responder stopped.");
-        }
-    }
-}
-
-impl Drop for LocalVim {
-    fn drop(&mut self) {
-        let responders = self.responders.get_mut().unwrap_or_else(|p| p.into_inner());
-        for responder in responders.values() {
-            responder.abort();
-        }
     }
 }
 
@@ -424,12 +447,13 @@ impl Vim for LocalVim {
         }
         let namespace = self.namespace(&request.instance_id);
         let mut lock = self.lock_host().await?;
+        let namespace_is_new = !netns_path(&namespace).exists();
         let built = self.build(&namespace, &mut lock).await;
         let slot = built.inspect_err(|e| {
             tracing::warn!(operation_id = %request.operation_id, vnf_id = %request.vnf_id, vdu = %request.vdu, instance_id = %request.instance_id, error = %e, "VDU deploy failed; the next deploy or a delete finishes the job.");
         })?;
         if let Some(port) = request.http_port {
-            self.ensure_responder(&request.instance_id, &namespace, port)
+            self.ensure_responder(&request.instance_id, &namespace, port, namespace_is_new)
                 .await?;
         }
         drop(lock);
@@ -458,7 +482,14 @@ impl Vim for LocalVim {
         let namespace = self.namespace(instance_id);
         let _lock = self.lock_host().await?;
         // First: a socket of the responder would keep the namespace alive after deletion.
-        self.stop_responder(instance_id).await;
+        let path = netns_path(&namespace);
+        let killed = blocking("VDU process stop", move || {
+            process::kill_and_wait(&path, |_| true)
+        })
+        .await?;
+        if killed > 0 {
+            tracing::info!(instance_id = %instance_id, namespace = %namespace, processes = killed, "Killed the VDU's processes.");
+        }
         if !netns_path(&namespace).exists() {
             tracing::debug!(instance_id = %instance_id, "VDU already gone.");
             return Ok(());

@@ -1,26 +1,40 @@
 //! The HTTP responder a VDU runs when its VNFD asks for an HTTP port: any request gets
 //! `200 OK`, so `http_ping` monitoring has something real to probe.
 //!
-//! The socket is bound inside the VDU's network namespace by a short-lived thread that
-//! enters the namespace and exits; the socket stays in that namespace, and a tokio task of
-//! this process serves it. A restarted conductor therefore has no responders until the next
-//! (idempotent) deploy of each instance re-creates them.
+//! Each responder is a process of its own, `vnfm vdu-http --netns PATH --port N --instance
+//! ID`, living inside the VDU's namespace the way a VM's web server would live inside the
+//! VM: it outlives the conductor that started it (a conductor killed with `kill -9` takes no
+//! VDU with it), and only the VIM's delete or cleanup ends it (see `process`).
+//!
+//! Both halves are here. [`run`] is the process: it enters the namespace on its main thread
+//! before any other thread exists, so the runtime it then builds is wholly inside, binds,
+//! says [`READY_LINE`] on stdout, and serves. [`start`] is the VIM's side: it spawns the
+//! process detached, waits for that line, and reaps the child whenever it dies.
 
+use std::convert::Infallible;
 use std::fs::File;
-use std::io;
+use std::io::{self, Write};
 use std::net::{Ipv4Addr, TcpListener as StdTcpListener};
-use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
 use nix::sched::CloneFlags;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinSet;
 
 use crate::vim::VimError;
 
+/// The hidden `vnfm` subcommand that runs a responder; `vnfm`'s command line must match.
+pub const SUBCOMMAND: &str = "vdu-http";
+/// What a responder prints on stdout, alone on the first line, once it is bound and serving;
+/// any other first line is the reason it could not start.
+pub const READY_LINE: &str = "ready";
+/// A responder binds and answers within milliseconds; one silent this long is stuck, and the
+/// deploy (which holds the host-wide allocation lock) must not wait on it any longer.
+const READY_WAIT_MAX: Duration = Duration::from_secs(5);
 /// Connections served at once per VDU; a probe opens one at a time, so 64 leaves room for
 /// several monitors and a curious operator while bounding what a flood can hold open.
 const CONNECTIONS_MAX: usize = 64;
@@ -32,90 +46,137 @@ const REQUEST_READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// loop does not spin.
 const ACCEPT_RETRY_DELAY: Duration = Duration::from_millis(100);
 
-/// A running responder. Dropping it does not stop it; `stop` does.
-#[derive(Debug)]
-pub struct Responder {
-    pub port: u16,
-    /// The inode of the namespace the socket lives in: a namespace deleted and re-created
-    /// under the same name has a new one, and the responder must follow it.
-    pub namespace_inode: u64,
-    task: JoinHandle<()>,
+/// Whether `args` (a command line from `/proc`) is a responder serving `port`. Any port when
+/// `port` is `None`.
+pub fn is_responder(args: &[String], port: Option<u16>) -> bool {
+    let is_ours = args.get(1).is_some_and(|arg| arg == SUBCOMMAND);
+    let port_matches = match port {
+        None => true,
+        Some(port) => args
+            .windows(2)
+            .any(|pair| pair[0] == "--port" && pair[1] == port.to_string()),
+    };
+    is_ours && port_matches
 }
 
-impl Responder {
-    /// Whether it still serves `port` in the namespace now mounted at `namespace_path`.
-    pub fn serves(&self, port: u16, namespace_path: &Path) -> bool {
-        !self.task.is_finished()
-            && self.port == port
-            && namespace_inode(namespace_path).ok() == Some(self.namespace_inode)
-    }
-
-    /// Aborts the task without waiting (for `Drop`).
-    pub fn abort(&self) {
-        self.task.abort();
-    }
-
-    /// Aborts the task and waits until it and every connection it held are dropped: a live
-    /// socket keeps a namespace alive after `ip netns del`.
-    pub async fn stop(self) {
-        self.task.abort();
-        // The task never panics on its own; the only error is the cancellation asked for.
-        let _ = self.task.await;
-    }
-}
-
-fn namespace_inode(namespace_path: &Path) -> io::Result<u64> {
-    Ok(std::fs::metadata(namespace_path)?.ino())
-}
-
-/// Binds `0.0.0.0:port` inside the namespace mounted at `namespace_path` and serves it.
+/// Spawns `program vdu-http ...` for the namespace mounted at `namespace_path` and waits until
+/// it serves `port`.
+///
+/// The child gets a process group of its own (a Ctrl-C or a signal to the conductor's group
+/// does not reach it), `/` as its directory, and no stdin or stderr; its stdout is read for
+/// the ready line and then closed. It is not killed when the conductor dies: that is the
+/// point. A task of the caller's runtime waits for it, so a responder killed by a delete does
+/// not linger as a zombie of a long-running conductor.
 pub async fn start(
-    namespace_path: PathBuf,
+    program: &Path,
+    namespace_path: &Path,
     port: u16,
     instance_id: &str,
-) -> Result<Responder, VimError> {
-    let (sender, receiver) = tokio::sync::oneshot::channel();
-    let path = namespace_path.clone();
-    // A thread of its own, never a pooled one: `setns` moves the calling thread, and a
-    // pooled thread would carry the namespace into unrelated work. The thread exits at once.
-    std::thread::Builder::new()
-        .name("vnfm-netns-bind".to_owned())
-        .spawn(move || {
-            // The receiver only disappears if the deploy was cancelled; nothing to tell then.
-            let _ = sender.send(bind_in_namespace(&path, port));
-        })
-        .map_err(|e| VimError::Failed(format!("cannot spawn the bind thread: {e}")))?;
-    let bound = receiver
-        .await
-        .map_err(|_| VimError::Failed("the bind thread vanished".to_owned()))?;
-    let (listener, namespace_inode) = bound.map_err(|e| {
+) -> Result<(), VimError> {
+    let port_arg = port.to_string();
+    let mut child = tokio::process::Command::new(program)
+        .arg(SUBCOMMAND)
+        .arg("--netns")
+        .arg(namespace_path)
+        .args(["--port", &port_arg, "--instance", instance_id])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .current_dir("/")
+        .process_group(0)
+        .spawn()
+        .map_err(|e| {
+            VimError::Failed(format!(
+                "cannot run the HTTP responder {}: {e}",
+                program.display()
+            ))
+        })?;
+    let outcome = match child.stdout.take() {
+        Some(stdout) => wait_ready(stdout).await,
+        None => Err("its stdout was not piped".to_owned()),
+    };
+    if outcome.is_err() {
+        // Stuck or failed: nothing may be left bound in the namespace by a half-started one.
+        // An error here means it has exited already.
+        let _ = child.start_kill();
+    }
+    tokio::spawn(async move {
+        // The only error is a failed `waitpid`, which leaves nothing to do.
+        let _ = child.wait().await;
+    });
+    outcome.map_err(|reason| {
         VimError::Failed(format!(
-            "cannot bind the HTTP responder on port {port} in {}: {e}",
+            "the HTTP responder for instance {instance_id} on port {port} in {} did not start: {reason}",
             namespace_path.display()
         ))
-    })?;
-    let listener = TcpListener::from_std(listener)
-        .map_err(|e| VimError::Failed(format!("cannot register the HTTP responder: {e}")))?;
-    let body: Arc<str> = format!("vnfm local VIM: VDU instance {instance_id} is up\n").into();
-    let task = tokio::spawn(serve(listener, body, instance_id.to_owned()));
-    Ok(Responder {
-        port,
-        namespace_inode,
-        task,
     })
 }
 
-fn bind_in_namespace(namespace_path: &Path, port: u16) -> io::Result<(StdTcpListener, u64)> {
-    let namespace = File::open(namespace_path)?;
-    let inode = namespace.metadata()?.ino();
-    nix::sched::setns(&namespace, CloneFlags::CLONE_NEWNET).map_err(io::Error::from)?;
-    let listener = StdTcpListener::bind((Ipv4Addr::UNSPECIFIED, port))?;
-    listener.set_nonblocking(true)?;
-    Ok((listener, inode))
+/// Reads the responder's first line: `Ok` for the ready line, else why it is not ready.
+async fn wait_ready(stdout: tokio::process::ChildStdout) -> Result<(), String> {
+    let mut line = String::new();
+    let read =
+        tokio::time::timeout(READY_WAIT_MAX, BufReader::new(stdout).read_line(&mut line)).await;
+    match read {
+        Err(_) => Err(format!("no ready line within {READY_WAIT_MAX:?}")),
+        Ok(Err(e)) => Err(format!("cannot read its stdout: {e}")),
+        Ok(Ok(0)) => Err("it exited without a word".to_owned()),
+        Ok(Ok(_)) if line.trim_end() == READY_LINE => Ok(()),
+        Ok(Ok(_)) => Err(line.trim_end().to_owned()),
+    }
 }
 
+/// The responder process (`vnfm vdu-http`): enters the namespace mounted at `namespace_path`,
+/// binds `0.0.0.0:port`, prints [`READY_LINE`] (or, on failure, the reason) on stdout and
+/// serves until killed.
+///
+/// Call it from the main thread before any other thread exists: `setns` moves only the
+/// calling thread, and the threads of the runtime it builds afterwards inherit the namespace.
+pub fn run(namespace_path: &Path, port: u16, instance_id: &str) -> Result<Infallible, String> {
+    let started = bind_in_namespace(namespace_path, port).and_then(|listener| {
+        // One thread is plenty for a handful of probes a second, and the fewer threads,
+        // the less a host with thousands of VDUs pays for them.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+        let listener = {
+            let _entered = runtime.enter();
+            TcpListener::from_std(listener)
+                .map_err(|e| format!("cannot register the listener: {e}"))?
+        };
+        Ok((runtime, listener))
+    });
+    let first_line = match &started {
+        Ok(_) => READY_LINE.to_owned(),
+        Err(reason) => reason.clone(),
+    };
+    // The VIM reads this one line and closes the pipe; stdout is never written again.
+    let mut stdout = io::stdout().lock();
+    writeln!(stdout, "{first_line}")
+        .and_then(|()| stdout.flush())
+        .map_err(|e| format!("cannot signal readiness on stdout: {e}"))?;
+    drop(stdout);
+    let (runtime, listener) = started?;
+    let body: Arc<str> = format!("vnfm local VIM: VDU instance {instance_id} is up\n").into();
+    runtime.block_on(serve(listener, body, instance_id.to_owned()));
+    Err("the serving loop ended".to_owned())
+}
+
+fn bind_in_namespace(namespace_path: &Path, port: u16) -> Result<StdTcpListener, String> {
+    let namespace = namespace_path.display();
+    File::open(namespace_path)
+        .and_then(|file| {
+            nix::sched::setns(&file, CloneFlags::CLONE_NEWNET).map_err(io::Error::from)
+        })
+        .map_err(|e| format!("cannot enter namespace {namespace}: {e}"))?;
+    StdTcpListener::bind((Ipv4Addr::UNSPECIFIED, port))
+        .and_then(|listener| listener.set_nonblocking(true).map(|()| listener))
+        .map_err(|e| format!("cannot bind port {port} in namespace {namespace}: {e}"))
+}
+
+/// Serves until the process is killed; never returns.
 async fn serve(listener: TcpListener, body: Arc<str>, instance_id: String) {
-    // Dropping this set (when the task is aborted) aborts every connection with it.
     let mut connections = JoinSet::new();
     loop {
         if connections.len() >= CONNECTIONS_MAX {
@@ -187,5 +248,21 @@ mod tests {
         let head = response_for(b"HEAD / HTTP/1.1\r\n\r\n", "up\n");
         assert!(head.contains("Content-Length: 3\r\n"));
         assert!(head.ends_with("\r\n\r\n"));
+    }
+
+    #[test]
+    fn responders_are_told_by_subcommand_and_port() {
+        let args = |line: &str| line.split(' ').map(str::to_owned).collect::<Vec<_>>();
+        let responder =
+            args("/usr/bin/vnfm vdu-http --netns /run/netns/v-a --port 8080 --instance a");
+        assert!(is_responder(&responder, Some(8080)));
+        assert!(is_responder(&responder, None));
+        assert!(!is_responder(&responder, Some(80)));
+        assert!(!is_responder(
+            &args("/usr/bin/vnfm conductor --port 8080"),
+            None
+        ));
+        assert!(!is_responder(&args("sleep vdu-http"), Some(8080)));
+        assert!(!is_responder(&[], None));
     }
 }
