@@ -48,7 +48,16 @@ pub struct System {
 /// How long a role process may take to start: a debug build connecting to a local server.
 const ROLE_START_TIMEOUT: Duration = Duration::from_secs(20);
 
-static SYSTEMS: AtomicU32 = AtomicU32::new(0);
+/// A local VIM prefix unique among the tests running now: `letter`, two hex digits of the
+/// process id, two of a counter; five characters, the most the local VIM allows.
+pub fn unique_vim_prefix(letter: char) -> String {
+    static PREFIXES: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{letter}{:02x}{:02x}",
+        std::process::id() % 0x100,
+        PREFIXES.fetch_add(1, Ordering::Relaxed) % 0x100
+    )
+}
 
 impl System {
     /// Starts every role with a local VIM whose names start with a prefix unique to this test.
@@ -120,11 +129,7 @@ impl System {
         let tables = Tables::open(log.jetstream(), 1)
             .await
             .expect("open the tables");
-        let vim_prefix = format!(
-            "t{:x}{}",
-            std::process::id() % 0xfff,
-            SYSTEMS.fetch_add(1, Ordering::Relaxed)
-        );
+        let vim_prefix = unique_vim_prefix('t');
         System {
             nats,
             log,

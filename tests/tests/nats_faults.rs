@@ -3,7 +3,6 @@
 //! role processes carry on by themselves, and the command checker finds no acknowledged command
 //! lost and none applied twice.
 
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use testkit::{NatsCluster, NatsServer, RoleProcess};
@@ -29,17 +28,6 @@ const ROLE_START_TIMEOUT: Duration = Duration::from_secs(20);
 /// The conductor's ack wait: a request whose ack the fault lost comes back after this long,
 /// well within the checker's settle time.
 const CONDUCTOR_ACK_WAIT_S: &str = "5";
-
-/// A VIM prefix unique to this test: `f`, up to three hex digits of the process id, a counter
-/// (at most 5 characters, as the local VIM requires).
-fn vim_prefix() -> String {
-    static TESTS: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "f{:x}{}",
-        std::process::id() % 0xfff,
-        TESTS.fetch_add(1, Ordering::Relaxed)
-    )
-}
 
 /// Removes the test's namespaces when dropped. Declared before the role processes, so that
 /// they are killed (dropped) first and no conductor deploys again after the cleanup.
@@ -141,7 +129,7 @@ async fn stop_and_check(load: Load, roles: &mut Roles, started: Instant) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_single_server_killed_and_restarted_under_load_loses_and_duplicates_nothing() {
     let started = Instant::now();
-    let vim_prefix = vim_prefix();
+    let vim_prefix = vnfm_tests::unique_vim_prefix('f');
     let _namespaces = Namespaces(vim_prefix.clone());
     let mut nats = NatsServer::start().await;
     let mut roles = Roles::start(&nats.url(), 1, &vim_prefix).await;
@@ -179,7 +167,7 @@ async fn a_single_server_killed_and_restarted_under_load_loses_and_duplicates_no
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_losing_its_stream_leader_under_load_loses_and_duplicates_nothing() {
     let started = Instant::now();
-    let vim_prefix = vim_prefix();
+    let vim_prefix = vnfm_tests::unique_vim_prefix('f');
     let _namespaces = Namespaces(vim_prefix.clone());
     let mut cluster = NatsCluster::start().await;
     println!(
