@@ -55,8 +55,13 @@ const ROUND_RESULTS_PER_MESSAGE_MAX: usize = 2_000;
 /// gave the best rate without losses on two cores (see `ops/bench-icmp`), where a task per
 /// target all at once cost twice the CPU per target.
 const ATTEMPTS_IN_FLIGHT_MAX: usize = 1_024;
-/// How often an instance's last result is written to the state bucket when nothing changes.
-const STATE_REFRESH: time::Duration = time::Duration::seconds(10);
+/// How long a VNF's states stay unwritten when nothing changes (a change is written at once):
+/// at least this, plus up to [`STATE_REFRESH_SPREAD`] chosen by the VNF's partition, so that
+/// the refreshes of VNFs first probed together do not stay together. With 10,000 VNFs that is
+/// about 170 writes a second, spread out, where a fixed ten seconds made a burst of 10,000
+/// writes every ten seconds on the nats-server the API also reads from.
+const STATE_REFRESH_MIN: time::Duration = time::Duration::seconds(30);
+const STATE_REFRESH_SPREAD: time::Duration = time::Duration::seconds(60);
 /// Attempts to publish a failure report before giving up on it (it is reported again on the
 /// next down episode); a failure must survive a leader election.
 const PUBLISH_ATTEMPTS_MAX: u32 = 5;
@@ -156,8 +161,8 @@ struct Targets {
     vnfs: HashMap<String, Vnf>,
     trackers: HashMap<String, Tracker>,
     by_vnf: HashMap<String, HashSet<String>>,
-    /// When each VNF's states were last written.
-    states_written: HashMap<String, OffsetDateTime>,
+    /// When each written VNF's states are to be written again if nothing changes.
+    states_due: HashMap<String, OffsetDateTime>,
     /// VNFs whose last recorded states this monitor has read since it took their partition;
     /// only they are probed (see [`Seed`]).
     seeded: HashSet<String>,
@@ -171,6 +176,12 @@ struct Targets {
 struct Seed {
     vnf_id: String,
     down: Vec<(String, OffsetDateTime)>,
+}
+
+/// How long the VNF's unchanged states wait before they are written again.
+fn state_refresh(vnf_id: &str) -> time::Duration {
+    let spread = f64::from(share::partition(vnf_id)) / f64::from(share::PARTITIONS);
+    STATE_REFRESH_MIN + STATE_REFRESH_SPREAD * spread
 }
 
 /// Reads the VNF's recorded states from the bucket; an unreadable entry counts as none.
@@ -367,7 +378,7 @@ impl Monitor {
                         match envelope::decode::<VnfEvent>(&message.payload) {
                             Ok(envelope) => {
                                 targets.apply(vnf_id, envelope.events);
-                                if !targets.by_vnf.contains_key(vnf_id) && targets.states_written.remove(vnf_id).is_some() {
+                                if !targets.by_vnf.contains_key(vnf_id) && targets.states_due.remove(vnf_id).is_some() {
                                     let _ = outbox.send(Publish::State { vnf_id: vnf_id.to_owned(), states: None }).await;
                                 }
                             }
@@ -618,10 +629,7 @@ impl Monitor {
             }
         }
         for vnf_id in touched {
-            let stale = targets
-                .states_written
-                .get(&vnf_id)
-                .is_none_or(|written| at - *written >= STATE_REFRESH);
+            let stale = targets.states_due.get(&vnf_id).is_none_or(|due| at >= *due);
             let changed = targets
                 .by_vnf
                 .get(&vnf_id)
@@ -633,7 +641,9 @@ impl Monitor {
                         .is_some_and(|since| since >= at - time::Duration::seconds(1))
                 });
             if stale || changed {
-                targets.states_written.insert(vnf_id.clone(), at);
+                targets
+                    .states_due
+                    .insert(vnf_id.clone(), at + state_refresh(&vnf_id));
                 let states = targets.states(&vnf_id, &self.config.instance);
                 let _ = outbox.send(Publish::State { vnf_id, states }).await;
             }
