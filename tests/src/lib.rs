@@ -377,8 +377,8 @@ pub fn monitored_vnfd(driver: &str, action: &str, two_vdus: bool) -> String {
 }
 
 impl System {
-    /// Onboards `template` and creates a VNF from it; answers the VNF id once it is ACTIVE.
-    pub async fn active_vnf(&self, template: &str) -> String {
+    /// Onboards `template`; answers the VNFD id.
+    pub async fn onboard(&self, template: &str) -> String {
         let (code, vnfd) = self
             .post(
                 "/vnfds",
@@ -386,31 +386,18 @@ impl System {
             )
             .await;
         assert_eq!(code, 201, "{vnfd}");
-        let vnfd_id = vnfd["vnfd"]["id"].as_str().unwrap();
-        let (code, vnf) = self
-            .post(
-                "/vnfs",
-                serde_json::json!({"vnf": {"name": "monitored", "vnfd_id": vnfd_id}}),
-            )
-            .await;
-        assert_eq!(code, 201, "{vnf}");
-        let vnf_id = vnf["vnf"]["id"].as_str().unwrap().to_owned();
-        self.wait_vnf(&vnf_id, "ACTIVE", |_, v| v["vnf"]["status"] == "ACTIVE")
-            .await;
-        vnf_id
+        vnfd["vnfd"]["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Onboards `template` and creates a VNF from it; answers the VNF id once it is ACTIVE.
+    pub async fn active_vnf(&self, template: &str) -> String {
+        self.active_vnfs(template, 1).await.remove(0)
     }
 
     /// Onboards `template` once and creates `count` VNFs from it at once; answers their ids
     /// once all are ACTIVE.
     pub async fn active_vnfs(&self, template: &str, count: usize) -> Vec<String> {
-        let (code, vnfd) = self
-            .post(
-                "/vnfds",
-                serde_json::json!({"vnfd": {"attributes": {"vnfd": template}}}),
-            )
-            .await;
-        assert_eq!(code, 201, "{vnfd}");
-        let vnfd_id = vnfd["vnfd"]["id"].as_str().unwrap();
+        let vnfd_id = self.onboard(template).await;
         let creates = (0..count).map(|n| {
             self.post(
                 "/vnfs",

@@ -353,14 +353,7 @@ async fn roles_killed_mid_burst_resume_from_their_durable_positions() {
     let mut conductor = system
         .spawn_conductor("conductor-1", &["--ack-wait-s", ACK_WAIT_S])
         .await;
-    let (code, vnfd) = system
-        .post(
-            "/vnfds",
-            serde_json::json!({"vnfd": {"attributes": {"vnfd": monitored_vnfd("ping", "log", false)}}}),
-        )
-        .await;
-    assert_eq!(code, 201, "{vnfd}");
-    let vnfd_id = vnfd["vnfd"]["id"].as_str().unwrap().to_owned();
+    let vnfd_id = system.onboard(&monitored_vnfd("ping", "log", false)).await;
     let mut vnf_ids = Vec::new();
     for n in 0..VNFS {
         let (code, vnf) = system
