@@ -77,8 +77,9 @@ const VNFD_SAMPLE: &str = "functional-test-samples/sample-tosca-vnfd-no-monitor.
 /// The system under test, as the checker reaches it.
 #[derive(Debug, Clone)]
 pub struct Target {
-    /// The gateway's API root, `http://127.0.0.1:<port>/v1.0`.
-    pub api: String,
+    /// Every gateway's API root, `http://127.0.0.1:<port>/v1.0`: commands go to each in turn,
+    /// and every one's lists are checked.
+    pub apis: Vec<String>,
     /// Comma-separated NATS URLs, as the roles were given them.
     pub nats_urls: String,
     /// Replicas of the streams (1 on a single server, 3 on the cluster).
@@ -119,7 +120,7 @@ pub struct Load {
 
 /// What the workers share.
 struct Driver {
-    api: String,
+    apis: Vec<String>,
     http: reqwest::Client,
     template: String,
     /// Prefix of every command name (the VIM prefix: unique to the test).
@@ -135,7 +136,7 @@ impl Load {
     pub fn start(target: &Target, workers: usize) -> Load {
         let issued = Arc::new(Mutex::new(Vec::new()));
         let driver = Arc::new(Driver {
-            api: target.api.clone(),
+            apis: target.apis.clone(),
             http: reqwest::Client::builder()
                 .timeout(REQUEST_TIMEOUT)
                 .build()
@@ -214,20 +215,23 @@ impl Driver {
                 "name": format!("{}-d{job}", self.names),
                 "attributes": {"vnfd": self.template},
             }});
-            let vnfd_id = self.issue(CommandKind::OnboardVnfd, "/vnfds", body).await;
+            let api = &self.apis[job as usize % self.apis.len()];
+            let vnfd_id = self
+                .issue(api, CommandKind::OnboardVnfd, "/vnfds", body)
+                .await;
             if let (true, Some(vnfd_id)) = (with_vnf, vnfd_id) {
                 let body = json!({"vnf": {
                     "name": format!("{}-v{job}", self.names),
                     "vnfd_id": vnfd_id,
                 }});
-                self.issue(CommandKind::CreateVnf, "/vnfs", body).await;
+                self.issue(api, CommandKind::CreateVnf, "/vnfs", body).await;
             }
             tokio::time::sleep(JOB_PAUSE).await;
         }
     }
 
     /// Sends one command once, records what came back, and answers the id when acknowledged.
-    async fn issue(&self, kind: CommandKind, path: &str, body: Value) -> Option<String> {
+    async fn issue(&self, api: &str, kind: CommandKind, path: &str, body: Value) -> Option<String> {
         let root = match kind {
             CommandKind::OnboardVnfd => "vnfd",
             CommandKind::CreateVnf => "vnf",
@@ -239,7 +243,7 @@ impl Driver {
         let sent_at = Instant::now();
         let answer = self
             .http
-            .post(format!("{}{path}", self.api))
+            .post(format!("{api}{path}"))
             .header("X-Auth-Token", "")
             .json(&body)
             .send()
@@ -651,7 +655,7 @@ async fn planned_instances(log: &EventLog, vnf_id: &str) -> Vec<String> {
         .collect()
 }
 
-/// The gateway lists every VNFD and VNF of the log exactly once (and nothing else), every VNF
+/// Every gateway lists every VNFD and VNF of the log exactly once (and nothing else), every VNF
 /// ACTIVE; waits up to [`LIST_TIMEOUT`] for its mirror to catch up.
 async fn check_lists(
     target: &Target,
@@ -677,8 +681,12 @@ async fn check_lists(
         .expect("an HTTP client");
     let deadline = Instant::now() + LIST_TIMEOUT;
     loop {
-        let mut problems = list_problems(&http, target, "vnfds", &expected_vnfds, None).await;
-        problems.extend(list_problems(&http, target, "vnfs", &expected_vnfs, Some("ACTIVE")).await);
+        let mut problems = Vec::new();
+        for api in &target.apis {
+            problems.extend(list_problems(&http, api, "vnfds", &expected_vnfds, None).await);
+            problems
+                .extend(list_problems(&http, api, "vnfs", &expected_vnfs, Some("ACTIVE")).await);
+        }
         if problems.is_empty() || Instant::now() >= deadline {
             verdict.problems.extend(problems);
             return;
@@ -691,14 +699,14 @@ async fn check_lists(
 /// every entry must have it.
 async fn list_problems(
     http: &reqwest::Client,
-    target: &Target,
+    api: &str,
     collection: &str,
     expected: &BTreeMap<String, String>,
     status: Option<&str>,
 ) -> Vec<String> {
     let answer = async {
         let response = http
-            .get(format!("{}/{collection}", target.api))
+            .get(format!("{api}/{collection}"))
             .header("X-Auth-Token", "")
             .send()
             .await?
@@ -720,24 +728,29 @@ async fn list_problems(
         match listed.get(id).map(Vec::as_slice) {
             Some([entry]) => {
                 if entry["name"] != name.as_str() {
-                    problems.push(format!("/{collection} lists {id} as {}", entry["name"]));
+                    problems.push(format!(
+                        "{api}/{collection} lists {id} as {}",
+                        entry["name"]
+                    ));
                 }
                 if let Some(status) = status.filter(|s| entry["status"] != *s) {
                     problems.push(format!(
-                        "/{collection} lists {id} as {}, not {status}",
+                        "{api}/{collection} lists {id} as {}, not {status}",
                         entry["status"]
                     ));
                 }
             }
-            None => problems.push(format!("/{collection} does not list {id} ({name})")),
+            None => problems.push(format!("{api}/{collection} does not list {id} ({name})")),
             Some(entries) => problems.push(format!(
-                "/{collection} lists {id} ({name}) {} times",
+                "{api}/{collection} lists {id} ({name}) {} times",
                 entries.len()
             )),
         }
     }
     for id in listed.keys().filter(|id| !expected.contains_key(*id)) {
-        problems.push(format!("/{collection} lists {id}, which is not in the log"));
+        problems.push(format!(
+            "{api}/{collection} lists {id}, which is not in the log"
+        ));
     }
     problems
 }

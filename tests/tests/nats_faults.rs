@@ -1,7 +1,7 @@
 //! NATS faults under load: a single nats-server (file store) killed with SIGKILL and restarted,
 //! and the node leading the lifecycle stream of a three-node cluster killed. In both, the same
-//! role processes carry on by themselves, and the command checker finds no acknowledged command
-//! lost and none applied twice.
+//! role processes (two of each) carry on by themselves, and the command checker finds no
+//! acknowledged command lost and none applied twice.
 
 use std::time::{Duration, Instant};
 
@@ -41,16 +41,19 @@ impl Drop for Namespaces {
     }
 }
 
-/// Gateway, projector, conductor and monitor, each a `vnfm` process over `nats_urls`.
+/// Two of every role (gateway, projector, conductor, monitor), each a `vnfm` process over
+/// `nats_urls`: the load goes to both gateways, and the others share their work.
 struct Roles {
     processes: Vec<RoleProcess>,
     target: Target,
 }
 
+/// Instances of each role.
+const EACH_ROLE: usize = 2;
+
 impl Roles {
-    /// Starts the four roles and returns once each announces it runs.
+    /// Starts the roles and returns once each announces it runs.
     async fn start(nats_urls: &str, replicas: usize, vim_prefix: &str) -> Roles {
-        let listen = format!("127.0.0.1:{}", testkit::free_port());
         let replicas_flag = replicas.to_string();
         let common = ["--nats-url", nats_urls, "--replicas", &replicas_flag];
         let role = |label: &str, args: &[&str]| {
@@ -59,36 +62,50 @@ impl Roles {
             args.extend(["--name", label]);
             RoleProcess::spawn(label, &args)
         };
-        // The gateway first: it creates the streams and tables the others open.
-        let mut gateway = role("gateway", &["gateway", "--listen", &listen]);
-        gateway
-            .wait_for_log("Gateway listening", ROLE_START_TIMEOUT)
-            .await;
-        let mut projector = role("projector", &["projector"]);
-        let mut conductor = role(
-            "conductor",
-            &[
-                "conductor",
-                "--vim-prefix",
-                vim_prefix,
-                "--ack-wait-s",
-                CONDUCTOR_ACK_WAIT_S,
-            ],
-        );
-        let mut monitor = role("monitor", &["monitor"]);
-        projector
-            .wait_for_log("Projector running.", ROLE_START_TIMEOUT)
-            .await;
-        conductor
-            .wait_for_log("Conductor consuming.", ROLE_START_TIMEOUT)
-            .await;
-        monitor
-            .wait_for_log("Monitor running.", ROLE_START_TIMEOUT)
-            .await;
+        let mut processes = Vec::new();
+        let mut apis = Vec::new();
+        // Gateways first: the first creates the streams and tables the others open.
+        for n in 1..=EACH_ROLE {
+            let listen = format!("127.0.0.1:{}", testkit::free_port());
+            let mut gateway = role(&format!("gateway-{n}"), &["gateway", "--listen", &listen]);
+            gateway
+                .wait_for_log("Gateway listening", ROLE_START_TIMEOUT)
+                .await;
+            apis.push(format!("http://{listen}/v1.0"));
+            processes.push(gateway);
+        }
+        let mut starting = Vec::new();
+        for n in 1..=EACH_ROLE {
+            starting.push((
+                role(&format!("projector-{n}"), &["projector"]),
+                "Projector running.",
+            ));
+            starting.push((
+                role(
+                    &format!("conductor-{n}"),
+                    &[
+                        "conductor",
+                        "--vim-prefix",
+                        vim_prefix,
+                        "--ack-wait-s",
+                        CONDUCTOR_ACK_WAIT_S,
+                    ],
+                ),
+                "Conductor consuming.",
+            ));
+            starting.push((
+                role(&format!("monitor-{n}"), &["monitor"]),
+                "Monitor running.",
+            ));
+        }
+        for (mut process, running) in starting {
+            process.wait_for_log(running, ROLE_START_TIMEOUT).await;
+            processes.push(process);
+        }
         Roles {
-            processes: vec![gateway, projector, conductor, monitor],
+            processes,
             target: Target {
-                api: format!("http://{listen}/v1.0"),
+                apis,
                 nats_urls: nats_urls.to_owned(),
                 replicas,
                 vim_prefix: vim_prefix.to_owned(),
