@@ -189,6 +189,11 @@ struct UpArgs {
 /// one core can probe call for more monitors, which share the targets.
 const MONITOR_WORKER_THREADS: usize = 1;
 
+/// How much a `vnfm monitor` lowers its CPU priority: probing is background work, and on a
+/// host whose cores are contended the API and nats-server go first. On an idle host it
+/// changes nothing, and probe timeouts (a second or more) dwarf the delay it can add.
+const MONITOR_NICE_INCREMENT: i32 = 5;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
@@ -211,6 +216,10 @@ fn main() -> ExitCode {
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if let Command::Monitor(_) = &cli.command {
         runtime.worker_threads(MONITOR_WORKER_THREADS);
+        // Before any other thread exists: threads inherit it.
+        if let Err(e) = rustix::process::nice(MONITOR_NICE_INCREMENT) {
+            tracing::warn!(error = %e, "Cannot lower the monitor's CPU priority.");
+        }
     }
     let runtime = match runtime.enable_all().build() {
         Ok(runtime) => runtime,
