@@ -146,26 +146,13 @@ impl RoleProcess {
     ///
     /// After `timeout`, or when the process exits first; the message quotes the log.
     pub async fn wait_for_log(&mut self, needle: &str, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if read_log(&self.log_path(), self.life_start).contains(needle) {
-                return;
-            }
-            if let Some(status) = self.exit_status() {
-                panic!(
-                    "{} exited ({status}) before logging {needle:?}:\n{}",
-                    self.label,
-                    self.log()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{} did not log {needle:?} within {timeout:?}:\n{}",
-                self.label,
-                self.log()
-            );
-            tokio::time::sleep(POLL_INTERVAL).await;
-        }
+        let what = format!("log {needle:?}");
+        self.wait_until(&what, timeout, |process| {
+            read_log(&process.log_path(), process.life_start)
+                .contains(needle)
+                .then_some(())
+        })
+        .await;
     }
 
     /// Waits for the process to end by itself (a command such as `rebuild --verify`).
@@ -174,14 +161,38 @@ impl RoleProcess {
     ///
     /// After `timeout`; the message quotes the log.
     pub async fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let mut ended = None;
+        self.wait_until("end", timeout, |process| {
+            ended = process.exit_status();
+            ended.map(|_| ())
+        })
+        .await;
+        ended.expect("the process ended")
+    }
+
+    /// Polls `done` until it answers, failing after `timeout` or when the process exits before
+    /// (unless `done` saw the exit); `what` names the awaited event in the failure.
+    async fn wait_until(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        mut done: impl FnMut(&mut Self) -> Option<()>,
+    ) {
         let deadline = Instant::now() + timeout;
         loop {
+            if done(self).is_some() {
+                return;
+            }
             if let Some(status) = self.exit_status() {
-                return status;
+                panic!(
+                    "{} exited ({status}) before it did {what}:\n{}",
+                    self.label,
+                    self.log()
+                );
             }
             assert!(
                 Instant::now() < deadline,
-                "{} did not end within {timeout:?}:\n{}",
+                "{} did not {what} within {timeout:?}:\n{}",
                 self.label,
                 self.log()
             );
@@ -229,25 +240,12 @@ impl RoleProcess {
     ///
     /// # Panics
     ///
-    /// After `timeout`; the message quotes the log.
+    /// After `timeout`, or when it exits instead; the message quotes the log.
     pub async fn wait_stopped(&mut self, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        while !self.is_stopped() {
-            if let Some(status) = self.exit_status() {
-                panic!(
-                    "{} exited ({status}) instead of stopping:\n{}",
-                    self.label,
-                    self.log()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{} did not stop within {timeout:?}:\n{}",
-                self.label,
-                self.log()
-            );
-            tokio::time::sleep(POLL_INTERVAL).await;
-        }
+        self.wait_until("stop", timeout, |process| {
+            process.is_stopped().then_some(())
+        })
+        .await;
     }
 
     fn signal(&self, signal: Signal) {
