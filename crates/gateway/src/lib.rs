@@ -317,6 +317,39 @@ impl Gateway {
     }
 }
 
+/// The rows a list considers, rendered, oldest first (then by `key`, the resource id). With
+/// `id` filters (how python-tackerclient resolves an id), each is read like a show with
+/// `read`, so a resource created a moment ago is found even before the mirror has it; without,
+/// every mirrored row that is `listed` is rendered in place, without a copy of the row.
+async fn matching<A, Read>(
+    query: &ListQuery,
+    mirror: &Mirror<A>,
+    listed: impl Fn(&Row<A>) -> bool,
+    read: impl Fn(String) -> Read,
+    key: impl Fn(&Row<A>) -> Option<String>,
+    render: impl Fn(&Row<A>) -> Option<Value>,
+) -> Result<Vec<Value>, ApiError>
+where
+    A: Clone,
+    Read: Future<Output = Result<Option<Row<A>>, ApiError>>,
+{
+    let entry = |row: &Row<A>| Some((row.created_at, key(row), render(row)?));
+    let ids = query.values("id");
+    let mut rows = if ids.is_empty() {
+        mirror.collect(|row| if listed(row) { entry(row) } else { None })
+    } else {
+        let mut rows = Vec::new();
+        for id in ids.into_iter().filter(|id| input::is_resource_id(id)) {
+            if let Some(row) = read(id.to_owned()).await? {
+                rows.extend(entry(&row));
+            }
+        }
+        rows
+    };
+    rows.sort_by(|(at_a, id_a, _), (at_b, id_b, _)| (at_a, id_a).cmp(&(at_b, id_b)));
+    Ok(rows.into_iter().map(|(_, _, json)| json).collect())
+}
+
 /// An aggregate's row folded from its subject with the projector's own fold.
 async fn row_from_log<A>(log: &EventLog, id: &str) -> Result<Option<Row<A>>, StoreError>
 where

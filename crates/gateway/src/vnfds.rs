@@ -99,28 +99,17 @@ pub(crate) async fn list(
     Ok(Json(json!({ "vnfds": query.apply(vnfds) })))
 }
 
-/// The VNFDs a list considers, oldest first. With `id` filters (how python-tackerclient
-/// resolves an id), each is read like a show, so a VNFD onboarded a moment ago is found even
-/// before the mirror has it.
+/// The VNFDs a list considers (see [`crate::matching`]).
 async fn matching(gateway: &Gateway, query: &ListQuery) -> Result<Vec<Value>, ApiError> {
-    let ids = query.values("id");
-    let mut rows = Vec::new();
-    if ids.is_empty() {
-        rows = gateway
-            .vnfd_mirror()
-            .collect(|row| row.state.live().map(|_| row.clone()));
-    } else {
-        for id in ids.into_iter().filter(|id| input::is_resource_id(id)) {
-            rows.extend(gateway.vnfd_row(id).await?);
-        }
-    }
-    rows.sort_by(|a, b| {
-        let id = |row: &projector::table::VnfdRow| {
-            row.state.descriptor.as_ref().map(|d| d.vnfd_id.clone())
-        };
-        (a.created_at, id(a)).cmp(&(b.created_at, id(b)))
-    });
-    Ok(rows.iter().filter_map(render::vnfd_json).collect())
+    crate::matching(
+        query,
+        gateway.vnfd_mirror(),
+        |row| row.state.live().is_some(),
+        |id| async move { gateway.vnfd_row(&id).await },
+        |row| row.state.descriptor.as_ref().map(|d| d.vnfd_id.clone()),
+        render::vnfd_json,
+    )
+    .await
 }
 
 /// `GET /v1.0/vnfds/{id}`.

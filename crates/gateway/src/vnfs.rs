@@ -163,25 +163,17 @@ pub(crate) async fn list(
     Ok(Json(json!({ "vnfs": query.apply(vnfs) })))
 }
 
-/// The VNFs a list considers, oldest first. With `id` filters (how python-tackerclient
-/// resolves an id), each is read like a show, so a VNF created a moment ago is found.
+/// The VNFs a list considers (see [`crate::matching`]).
 async fn matching(gateway: &Gateway, query: &ListQuery) -> Result<Vec<Value>, ApiError> {
-    let ids = query.values("id");
-    let mut rows = Vec::new();
-    if ids.is_empty() {
-        rows = gateway
-            .vnf_mirror()
-            .collect(|row| row.state.exists().then(|| row.clone()));
-    } else {
-        for id in ids.into_iter().filter(|id| input::is_resource_id(id)) {
-            rows.extend(gateway.vnf_row(id).await?);
-        }
-    }
-    rows.sort_by(|a, b| {
-        let id = |row: &VnfRow| row.state.details.as_ref().map(|d| d.vnf_id.clone());
-        (a.created_at, id(a)).cmp(&(b.created_at, id(b)))
-    });
-    Ok(rows.iter().filter_map(render::vnf_json).collect())
+    crate::matching(
+        query,
+        gateway.vnf_mirror(),
+        |row| row.state.exists(),
+        |id| async move { gateway.vnf_row(&id).await },
+        |row| row.state.details.as_ref().map(|d| d.vnf_id.clone()),
+        render::vnf_json,
+    )
+    .await
 }
 
 /// `GET /v1.0/vnfs/{id}`. Never 404 for a VNF whose create was acknowledged: the row is
