@@ -447,6 +447,19 @@ impl System {
         }
     }
 
+    /// Makes a VDU instance stop answering pings without a word, as a hung host does: no
+    /// ICMP error comes back, so every attempt runs to its timeout.
+    pub async fn silence_vdu(&self, instance_id: &str) {
+        let namespace = format!("{}-{instance_id}", self.vim_prefix);
+        let status = tokio::process::Command::new("ip")
+            .args(["netns", "exec", &namespace, "sysctl", "-qw"])
+            .arg("net.ipv4.icmp_echo_ignore_all=1")
+            .status()
+            .await
+            .expect("ip netns exec sysctl");
+        assert!(status.success(), "silencing {namespace}");
+    }
+
     /// Every probe result now in the monitor stream, oldest first.
     pub async fn probe_results(&self) -> Vec<events::monitor::ProbeResult> {
         self.probe_results_by_monitor()

@@ -247,6 +247,38 @@ async fn log_records_one_failure_per_episode() {
     assert!(shown["vnf"]["monitor"]["VDU1"][0]["since"].is_string());
 }
 
+/// A VDU that stops answering (no ICMP error either) holds up no other VDU's probes: its attempts run to their
+/// timeout, here twice the interval, while the others keep to their interval.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_vdu_does_not_slow_the_probing_of_the_others() {
+    let system = System::start().await;
+    let template = monitored_vnfd("ping", "log", false);
+    let vnf_ids = system.active_vnfs(&template, 2).await;
+    let dead = system.probed_instance(&vnf_ids[0], 0).await;
+    let alive = system.probed_instance(&vnf_ids[1], 0).await;
+    system.silence_vdu(&dead.instance_id).await;
+    system.wait_probed(dead.mgmt_ip, now(), false).await;
+    let window = Duration::from_secs(5);
+    let from = now();
+    tokio::time::sleep(window).await;
+    let to = now();
+    // Results are published once their round is in; a round waits for its slowest attempt.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let probes = system
+        .probe_results()
+        .await
+        .into_iter()
+        .filter(|r| r.target.mgmt_ip == alive.mgmt_ip && r.at > from && r.at <= to)
+        .count();
+    println!("the live VDU was probed {probes} times in {window:?}");
+    // Every 0.5 s: 10 in the window, less a boundary or two; held up by the dead VDU's
+    // one-second timeouts it was about 5.
+    assert!(
+        probes >= 8,
+        "the live VDU was probed {probes} times in {window:?} at a 0.5 s interval"
+    );
+}
+
 /// `log_and_kill` records the failure and deletes the VNF.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn log_and_kill_deletes_the_vnf() {

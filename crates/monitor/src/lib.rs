@@ -116,11 +116,19 @@ struct Attempt {
     at: OffsetDateTime,
 }
 
-/// Attempts that started on one interval boundary.
+/// Attempts that started on one interval boundary. Each is recorded in its target's tracker
+/// as soon as it ends, so a slow attempt (a silent VDU runs to its timeout) holds up no other
+/// target's next one. What the round changed is announced once all its attempts are in, so
+/// that it can be judged whole (see [`tracker::round_is_suspect`]), and in the order rounds
+/// started, so that a target's transitions keep their order.
 #[derive(Default)]
 struct Round {
     running: usize,
-    finished: Vec<Attempt>,
+    results: Vec<ProbeResult>,
+    transitions: Vec<(Target, Transition, OffsetDateTime)>,
+    /// VNFs with a result in this round, and those of them whose health changed.
+    touched: HashSet<String>,
+    changed: HashSet<String>,
 }
 
 /// Work for the publisher task.
@@ -299,6 +307,33 @@ impl Monitor {
         Actor::new(ActorKind::Monitor, self.config.instance.clone())
     }
 
+    /// Records a finished attempt in its target's tracker and its round.
+    fn record(targets: &mut Targets, round: &mut Round, attempt: Attempt) {
+        let Attempt {
+            target,
+            outcome,
+            at,
+            ..
+        } = attempt;
+        if let Some(tracker) = targets.trackers.get_mut(&target.instance_id) {
+            let health = tracker.health;
+            if let Some(transition) = tracker.record(outcome.clone(), at) {
+                round
+                    .transitions
+                    .push((tracker.target.clone(), transition, at));
+            }
+            if tracker.health != health {
+                round.changed.insert(target.vnf_id.clone());
+            }
+            round.touched.insert(target.vnf_id.clone());
+        }
+        round.results.push(ProbeResult {
+            target,
+            outcome,
+            at,
+        });
+    }
+
     /// Takes a VNF's seed: down instances continue their reported episode.
     fn seeded(targets: &mut Targets, seed: Seed) {
         targets.seeding.remove(&seed.vnf_id);
@@ -420,13 +455,13 @@ impl Monitor {
                 }
                 Some(seed) = seeds_read.recv() => Self::seeded(&mut targets, seed),
                 Some(attempt) = finished.recv() => {
-                    let key = attempt.round;
-                    let complete = rounds.get_mut(&key).is_some_and(|round| {
+                    if let Some(round) = rounds.get_mut(&attempt.round) {
                         round.running -= 1;
-                        round.finished.push(attempt);
-                        round.running == 0
-                    });
-                    if complete && let Some(round) = rounds.remove(&key) {
+                        Self::record(&mut targets, round, attempt);
+                    }
+                    // The rounds that are in, up to the first one still running.
+                    while let Some(entry) = rounds.first_entry() && entry.get().running == 0 {
+                        let round = entry.remove();
                         let owned = owned.borrow().clone();
                         self.finish_round(&mut targets, round, &outbox, &owned).await;
                     }
@@ -497,6 +532,8 @@ impl Monitor {
         }
     }
 
+    /// Announces a round whose attempts are all in (and recorded): its results, a suspected
+    /// fault or its transitions, and the states of the VNFs it changed or found stale.
     async fn finish_round(
         &self,
         targets: &mut Targets,
@@ -505,16 +542,13 @@ impl Monitor {
         owned: &BTreeSet<u32>,
     ) {
         let monitor = self.actor();
-        let mut transitions = Vec::new();
-        let mut touched = HashSet::new();
-        for attempt in &round.finished {
-            if let Some(tracker) = targets.trackers.get_mut(&attempt.target.instance_id) {
-                touched.insert(attempt.target.vnf_id.clone());
-                if let Some(transition) = tracker.record(attempt.outcome.clone(), attempt.at) {
-                    transitions.push((tracker.target.clone(), transition, attempt.at));
-                }
-            }
-        }
+        let Round {
+            results,
+            transitions,
+            touched,
+            changed,
+            ..
+        } = round;
         // The targets this monitor answers for: those in the partitions it holds.
         let mine: Vec<&Tracker> = targets
             .trackers
@@ -536,15 +570,6 @@ impl Monitor {
         let suspect = declared
             && tracker::round_is_suspect(failing, owned_targets, self.config.suspect_failures_min);
         let at = OffsetDateTime::now_utc();
-        let results: Vec<ProbeResult> = round
-            .finished
-            .into_iter()
-            .map(|a| ProbeResult {
-                target: a.target,
-                outcome: a.outcome,
-                at: a.at,
-            })
-            .collect();
         for chunk in results.chunks(ROUND_RESULTS_PER_MESSAGE_MAX) {
             let event = MonitorEvent::Round {
                 monitor: monitor.clone(),
@@ -630,17 +655,7 @@ impl Monitor {
         }
         for vnf_id in touched {
             let stale = targets.states_due.get(&vnf_id).is_none_or(|due| at >= *due);
-            let changed = targets
-                .by_vnf
-                .get(&vnf_id)
-                .into_iter()
-                .flatten()
-                .filter_map(|id| targets.trackers.get(id))
-                .any(|t| {
-                    t.since
-                        .is_some_and(|since| since >= at - time::Duration::seconds(1))
-                });
-            if stale || changed {
+            if stale || changed.contains(&vnf_id) {
                 targets
                     .states_due
                     .insert(vnf_id.clone(), at + state_refresh(&vnf_id));
