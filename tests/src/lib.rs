@@ -425,9 +425,14 @@ impl System {
             .aggregate
     }
 
+    /// The local VIM's namespace of a VDU instance.
+    fn namespace(&self, instance_id: &str) -> String {
+        format!("{}-{instance_id}", self.vim_prefix)
+    }
+
     /// Makes a VDU instance unreachable: deletes its veth pair (the namespace stays).
     pub async fn kill_vdu(&self, instance_id: &str) {
-        let namespace = format!("{}-{instance_id}", self.vim_prefix);
+        let namespace = self.namespace(instance_id);
         let output = tokio::process::Command::new("ip")
             .args(["-n", &namespace, "-j", "link", "show"])
             .output()
@@ -450,7 +455,7 @@ impl System {
     /// Makes a VDU instance stop answering pings without a word, as a hung host does: no
     /// ICMP error comes back, so every attempt runs to its timeout.
     pub async fn silence_vdu(&self, instance_id: &str) {
-        let namespace = format!("{}-{instance_id}", self.vim_prefix);
+        let namespace = self.namespace(instance_id);
         let status = tokio::process::Command::new("ip")
             .args(["netns", "exec", &namespace, "sysctl", "-qw"])
             .arg("net.ipv4.icmp_echo_ignore_all=1")

@@ -1,7 +1,7 @@
 //! The vocabulary of vnfm: every subject, stream, bucket and consumer name ([`names`]), every
 //! event schema ([`envelope`], [`vnf`], [`vnfd`], [`spec`]), the aggregates that decide which
-//! events a command yields, and the JetStream event store that persists them ([`store`]), and the durable consumer
-//! the roles read it with ([`consume`]).
+//! events a command yields, the JetStream event store that persists them ([`store`]), and the
+//! durable consumer the roles read it with ([`consume`]).
 //!
 //! This crate never spells a subject outside [`names`], never edits or deletes a stored event,
 //! and holds no decision that reads the clock or the network: the aggregates are pure.

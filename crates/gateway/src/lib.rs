@@ -243,44 +243,44 @@ impl Gateway {
         Cause::user_request(Actor::new(ActorKind::User, &self.shared.config.tenant_id))
     }
 
-    /// The newest VNF row this gateway can see: its mirror or the table, whichever applied
-    /// more of the log, else the row folded from the log itself (the projector may not have
-    /// reached a VNF created a moment ago).
+    /// The newest VNF row this gateway can see: its mirror's (which the table's watch and the
+    /// gateway's own commands keep current), else the table's, else the row folded from the
+    /// log itself (the projector may not have reached a VNF created a moment ago).
     async fn vnf_row(&self, vnf_id: &str) -> Result<Option<VnfRow>, ApiError> {
-        if let Some(row) = self.shared.vnfs.get(vnf_id) {
-            return Ok(Some(row));
-        }
-        let table = self.shared.tables.vnf(vnf_id).await;
-        self.newest_row(&self.shared.vnfs, table, vnf_id).await
+        self.row(&self.shared.vnfs, self.shared.tables.vnf(vnf_id), vnf_id)
+            .await
     }
 
     /// [`Gateway::vnf_row`] for VNFDs.
     async fn vnfd_row(&self, vnfd_id: &str) -> Result<Option<VnfdRow>, ApiError> {
-        if let Some(row) = self.shared.vnfds.get(vnfd_id) {
-            return Ok(Some(row));
-        }
-        let table = self.shared.tables.vnfd(vnfd_id).await;
-        self.newest_row(&self.shared.vnfds, table, vnfd_id).await
+        self.row(
+            &self.shared.vnfds,
+            self.shared.tables.vnfd(vnfd_id),
+            vnfd_id,
+        )
+        .await
     }
 
-    async fn newest_row<A>(
+    /// `table` is read only when the mirror does not have the row.
+    async fn row<A>(
         &self,
         mirror: &Mirror<A>,
-        table: Result<Option<Row<A>>, projector::ProjectorError>,
+        table: impl Future<Output = Result<Option<Row<A>>, projector::ProjectorError>>,
         id: &str,
     ) -> Result<Option<Row<A>>, ApiError>
     where
         A: Logged + Clone,
     {
-        let table = table.unwrap_or_else(|e| {
+        if let Some(row) = mirror.get(id) {
+            return Ok(Some(row));
+        }
+        let table = table.await.unwrap_or_else(|e| {
             tracing::warn!(id, error = %e, "Cannot read the table; reading the log instead.");
             None
         });
-        if let Some(row) = &table {
-            mirror.offer(id, row.clone());
-        }
-        if let Some(row) = mirror.get(id) {
-            return Ok(Some(row));
+        if let Some(row) = table {
+            mirror.offer(id, row);
+            return Ok(mirror.get(id));
         }
         self.refresh_row(mirror, id).await
     }

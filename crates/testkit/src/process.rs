@@ -148,9 +148,7 @@ impl RoleProcess {
     pub async fn wait_for_log(&mut self, needle: &str, timeout: Duration) {
         let what = format!("log {needle:?}");
         self.wait_until(&what, timeout, |process| {
-            read_log(&process.log_path(), process.life_start)
-                .contains(needle)
-                .then_some(())
+            read_log(&process.log_path(), process.life_start).contains(needle)
         })
         .await;
     }
@@ -164,23 +162,23 @@ impl RoleProcess {
         let mut ended = None;
         self.wait_until("end", timeout, |process| {
             ended = process.exit_status();
-            ended.map(|_| ())
+            ended.is_some()
         })
         .await;
         ended.expect("the process ended")
     }
 
-    /// Polls `done` until it answers, failing after `timeout` or when the process exits before
+    /// Polls `done` until it is true, failing after `timeout` or when the process exits before
     /// (unless `done` saw the exit); `what` names the awaited event in the failure.
     async fn wait_until(
         &mut self,
         what: &str,
         timeout: Duration,
-        mut done: impl FnMut(&mut Self) -> Option<()>,
+        mut done: impl FnMut(&mut Self) -> bool,
     ) {
         let deadline = Instant::now() + timeout;
         loop {
-            if done(self).is_some() {
+            if done(self) {
                 return;
             }
             if let Some(status) = self.exit_status() {
@@ -242,10 +240,8 @@ impl RoleProcess {
     ///
     /// After `timeout`, or when it exits instead; the message quotes the log.
     pub async fn wait_stopped(&mut self, timeout: Duration) {
-        self.wait_until("stop", timeout, |process| {
-            process.is_stopped().then_some(())
-        })
-        .await;
+        self.wait_until("stop", timeout, |process| process.is_stopped())
+            .await;
     }
 
     fn signal(&self, signal: Signal) {

@@ -17,6 +17,7 @@ use nix::errno::Errno;
 use nix::sys::signal::{self, Signal};
 use nix::unistd::Pid;
 
+use super::failed;
 use crate::vim::VimError;
 
 /// Where the kernel lists processes (of this PID namespace).
@@ -33,10 +34,6 @@ pub struct NamespaceProcess {
     pub pid: Pid,
     /// Its command line (`/proc/PID/cmdline`); empty for a kernel thread or one exiting.
     pub args: Vec<String>,
-}
-
-fn failed(message: String) -> VimError {
-    VimError::Failed(message)
 }
 
 /// The live processes inside the namespace mounted at `namespace_path`; none when it is
