@@ -8,6 +8,8 @@
 
 pub mod consume;
 pub mod envelope;
+#[cfg(any(test, feature = "fixtures"))]
+pub mod fixtures;
 pub mod monitor;
 pub mod names;
 pub mod spec;

@@ -25,9 +25,9 @@ use tower::ServiceExt;
 const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(10);
 const POLL_INTERVAL: Duration = Duration::from_millis(20);
 
-const MONITOR: &str = include_str!("samples/tosca-vnfd-monitor.yaml");
-const HTTP_MONITOR: &str = include_str!("samples/tosca-vnfd-http-monitor.yaml");
-const SCALE: &str = include_str!("samples/tosca-vnfd-scale.yaml");
+const MONITOR: &str = include_str!("../../vnfd/tests/samples/tosca-vnfd-monitor.yaml");
+const HTTP_MONITOR: &str = include_str!("../../vnfd/tests/samples/tosca-vnfd-http-monitor.yaml");
+const SCALE: &str = include_str!("../../vnfd/tests/samples/tosca-vnfd-scale.yaml");
 
 /// A gateway over a fresh nats-server.
 struct Api {

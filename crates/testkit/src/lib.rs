@@ -10,12 +10,15 @@
 //! `ops/nats/cluster-*.conf`, for tests that kill a stream leader.
 //!
 //! [`RoleProcess`] runs a `vnfm` role as a child process, for tests that kill and pause roles.
+//! [`eventually`] is the one polling loop tests wait with.
 
 pub mod cluster;
 pub mod process;
+pub mod wait;
 
 pub use cluster::NatsCluster;
 pub use process::{RoleProcess, vnfm_bin};
+pub use wait::eventually;
 
 use cluster::Membership;
 

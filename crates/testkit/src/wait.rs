@@ -1,0 +1,70 @@
+//! Waiting in tests for something another task or process does: one polling loop for every
+//! test in the workspace, so that each wait has a deadline and a failure that says what never
+//! happened and what was seen last.
+
+use std::fmt::Display;
+use std::future::Future;
+use std::time::Duration;
+
+/// Pause between two polls: short next to what tests wait for (a projector row, a probe
+/// round, a process exit), long enough not to load a 2-core machine that runs the roles too.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(50);
+
+/// Polls `probe` every [`POLL_INTERVAL`] until it answers `Ok`, and returns that value.
+///
+/// `probe` answers `Err(last)` while the awaited state has not come, `last` describing what it
+/// saw instead.
+///
+/// # Panics
+///
+/// After `patience` without an `Ok`, naming `what` and the last `Err`.
+pub async fn eventually<T, E, F, Fut>(what: impl Display, patience: Duration, mut probe: F) -> T
+where
+    E: Display,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    let deadline = tokio::time::Instant::now() + patience;
+    loop {
+        let last = match probe().await {
+            Ok(value) => return value,
+            Err(last) => last,
+        };
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {patience:?} waiting until {what}; last seen: {last}"
+        );
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn returns_the_first_ok_value() {
+        let polls = AtomicU32::new(0);
+        let value = eventually("the third poll", Duration::from_secs(1), || async {
+            let n = polls.fetch_add(1, Ordering::SeqCst) + 1;
+            if n == 3 { Ok(n) } else { Err(format!("poll {n}")) }
+        })
+        .await;
+        assert_eq!(value, 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn names_what_never_came_and_the_last_answer() {
+        let waited = tokio::spawn(eventually("never", Duration::from_secs(1), || async {
+            Err::<(), _>("still no")
+        }));
+        let panic = waited.await.expect_err("it gives up").into_panic();
+        let message = panic.downcast_ref::<String>().expect("a formatted message");
+        assert!(
+            message.contains("waiting until never; last seen: still no"),
+            "{message}"
+        );
+    }
+}
