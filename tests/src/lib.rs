@@ -344,7 +344,9 @@ pub async fn answers_ping(ip: Ipv4Addr) -> bool {
     let mut pinger = client
         .pinger(
             IpAddr::V4(ip),
-            surge_ping::PingIdentifier(std::process::id() as u16),
+            surge_ping::PingIdentifier(
+                u16::try_from(std::process::id() & 0xffff).expect("masked to 16 bits"),
+            ),
         )
         .await;
     pinger.timeout(Duration::from_secs(1));

@@ -212,7 +212,10 @@ async fn gateway_latency() -> anyhow::Result<()> {
                         instance_id: p.instance_id,
                         vdu: p.vdu,
                         // Loopback addresses: every one answers ICMP on this machine.
-                        mgmt_ip: Ipv4Addr::from(0x7F01_0001 + n as u32),
+                        mgmt_ip: Ipv4Addr::from(
+                            0x7F01_0001
+                                + u32::try_from(n).expect("fewer VNFs than loopback addresses"),
+                        ),
                         booted_at: OffsetDateTime::now_utc(),
                     })
                     .collect();
@@ -644,6 +647,11 @@ async fn measure(http: &reqwest::Client, api: &str, ids: &[String]) -> anyhow::R
 /// at or below it (of 200 lists, p99 is the 198th, not the slowest).
 fn percentiles(samples: &mut [Duration]) -> (Duration, Duration) {
     samples.sort();
+    #[expect(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "a share of the sample count: non-negative and at most the count"
+    )]
     let at = |q: f64| {
         let rank = (samples.len() as f64 * q).ceil() as usize;
         samples[rank.clamp(1, samples.len()) - 1]

@@ -41,7 +41,10 @@ impl<A> Default for Mirror<A> {
 impl<A: Clone> Mirror<A> {
     /// Keeps `row` unless the mirror already holds a row that applied more of the log.
     pub(crate) fn offer(&self, key: &str, row: Row<A>) {
-        let mut rows = self.rows.write().unwrap_or_else(|e| e.into_inner());
+        let mut rows = self
+            .rows
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         match rows.get(key) {
             Some(held) if held.last_sequence > row.last_sequence => {}
             _ => {
@@ -51,18 +54,27 @@ impl<A: Clone> Mirror<A> {
     }
 
     fn remove(&self, key: &str) {
-        let mut rows = self.rows.write().unwrap_or_else(|e| e.into_inner());
+        let mut rows = self
+            .rows
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         rows.remove(key);
     }
 
     pub(crate) fn get(&self, key: &str) -> Option<Row<A>> {
-        let rows = self.rows.read().unwrap_or_else(|e| e.into_inner());
+        let rows = self
+            .rows
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         rows.get(key).cloned()
     }
 
     /// `view` of every row it accepts, without copying the rows.
     pub(crate) fn collect<T>(&self, mut view: impl FnMut(&Row<A>) -> Option<T>) -> Vec<T> {
-        let rows = self.rows.read().unwrap_or_else(|e| e.into_inner());
+        let rows = self
+            .rows
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         rows.values().filter_map(&mut view).collect()
     }
 }
@@ -76,7 +88,10 @@ pub(crate) struct MonitorStates {
 impl MonitorStates {
     /// The VNF's instance states (empty when none is known).
     pub(crate) fn get(&self, vnf_id: &str) -> BTreeMap<String, InstanceMonitorState> {
-        let by_vnf = self.by_vnf.read().unwrap_or_else(|e| e.into_inner());
+        let by_vnf = self
+            .by_vnf
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         by_vnf.get(vnf_id).cloned().unwrap_or_default()
     }
 }
@@ -101,13 +116,19 @@ impl<A: Clone + DeserializeOwned + Send + Sync> BucketCopy for Mirror<A> {
 impl BucketCopy for MonitorStates {
     fn put(&self, key: &str, value: &[u8]) -> Result<(), serde_json::Error> {
         let states = serde_json::from_slice(value)?;
-        let mut by_vnf = self.by_vnf.write().unwrap_or_else(|e| e.into_inner());
+        let mut by_vnf = self
+            .by_vnf
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         by_vnf.insert(key.to_owned(), states);
         Ok(())
     }
 
     fn remove(&self, key: &str) {
-        let mut by_vnf = self.by_vnf.write().unwrap_or_else(|e| e.into_inner());
+        let mut by_vnf = self
+            .by_vnf
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         by_vnf.remove(key);
     }
 }

@@ -49,7 +49,11 @@ mod tests {
         let polls = AtomicU32::new(0);
         let value = eventually("the third poll", Duration::from_secs(1), || async {
             let n = polls.fetch_add(1, Ordering::SeqCst) + 1;
-            if n == 3 { Ok(n) } else { Err(format!("poll {n}")) }
+            if n == 3 {
+                Ok(n)
+            } else {
+                Err(format!("poll {n}"))
+            }
         })
         .await;
         assert_eq!(value, 3);

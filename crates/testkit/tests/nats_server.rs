@@ -70,7 +70,7 @@ async fn servers_are_new_enough_and_independent() -> anyhow::Result<()> {
 
     let client = first.client().await;
     let info = client.server_info();
-    let mut version = info.version.split('.').map(|part| part.parse::<u64>());
+    let mut version = info.version.split('.').map(str::parse::<u64>);
     let (Some(Ok(major)), Some(Ok(minor))) = (version.next(), version.next()) else {
         anyhow::bail!("unparsable server version {:?}", info.version);
     };

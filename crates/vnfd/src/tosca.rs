@@ -509,7 +509,7 @@ fn scaling_policy<'a>(
     };
     let targets = match targets {
         Some(Node::Seq(targets)) if !targets.is_empty() => targets,
-        None | Some(Node::Null) | Some(Node::Seq(_)) => {
+        None | Some(Node::Null | Node::Seq(_)) => {
             return Err(invalid(
                 targets_field,
                 "must name at least one VDU to scale",
@@ -726,7 +726,13 @@ where
         return Err(out_of_range());
     }
     // In range, hence non-negative and whole: the cast is exact.
-    T::try_from(value as u64).map_err(|_| out_of_range())
+    #[expect(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "checked above: whole and within a u64 range"
+    )]
+    let value = value as u64;
+    T::try_from(value).map_err(|_| out_of_range())
 }
 
 /// Seconds, as Tacker wrote time (fractions allowed), to whole milliseconds in
@@ -745,5 +751,11 @@ fn seconds_ms(node: &Node, field: &str, min_ms: u64, max_ms: u64) -> Result<u64,
         ));
     }
     // In range, hence non-negative and whole: the cast is exact.
-    Ok(ms as u64)
+    #[expect(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "checked above: whole and within min_ms..=max_ms"
+    )]
+    let ms = ms as u64;
+    Ok(ms)
 }

@@ -169,7 +169,7 @@ fn malformed(message: String) -> VnfdError {
     VnfdError::Malformed { message }
 }
 
-fn refuse(at: Marker, message: String) -> VnfdError {
+fn refuse(at: Marker, message: impl std::fmt::Display) -> VnfdError {
     malformed(format!(
         "{message} (line {}, column {})",
         at.line(),
@@ -254,7 +254,7 @@ impl Builder {
             }
             Event::Alias(anchor_id) => {
                 if self.expects_key() {
-                    return Err(refuse(at, "an alias cannot be a mapping key".to_owned()));
+                    return Err(refuse(at, "an alias cannot be a mapping key"));
                 }
                 let Some((node, cost)) = self.anchors.get(&anchor_id) else {
                     return Err(refuse(
@@ -366,14 +366,13 @@ impl Builder {
                 ..
             }) => {
                 let Some(key) = key.take() else {
-                    return Err(refuse(at, "a mapping value has no key".to_owned()));
+                    return Err(refuse(at, "a mapping value has no key"));
                 };
-                match index.get(&key) {
-                    Some(&i) => entries[i].1 = node,
-                    None => {
-                        index.insert(key.clone(), entries.len());
-                        entries.push((key, node));
-                    }
+                if let Some(&i) = index.get(&key) {
+                    entries[i].1 = node;
+                } else {
+                    index.insert(key.clone(), entries.len());
+                    entries.push((key, node));
                 }
             }
         }

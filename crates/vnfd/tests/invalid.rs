@@ -1,5 +1,6 @@
 //! Refused VNFDs: each error names the field at fault, and hostile input fails fast.
 
+use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use events::spec::{MonitorDriver, PolicyAction};
@@ -603,7 +604,7 @@ fn alias_bomb() {
     let mut text = String::from("l0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
     for level in 1..=9 {
         let aliases = vec![format!("*l{}", level - 1); 9].join(", ");
-        text.push_str(&format!("l{level}: &l{level} [{aliases}]\n"));
+        writeln!(text, "l{level}: &l{level} [{aliases}]").unwrap();
     }
     assert_refused_fast(&text, "aliases");
 }

@@ -78,6 +78,11 @@ async fn main() {
         ("failure declared -> VNF ACTIVE", &mut to_active),
     ] {
         samples.sort();
+        #[expect(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            reason = "a share of the sample count: non-negative and at most the count"
+        )]
         let at = |q: f64| samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)];
         println!(
             "  {what}: p50 {:.1} ms, p99 {:.1} ms",

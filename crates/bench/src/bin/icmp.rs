@@ -148,7 +148,11 @@ fn fping(targets: &[Ipv4Addr]) -> anyhow::Result<Run> {
 }
 
 fn fping_once(targets: &[Ipv4Addr]) -> anyhow::Result<Run> {
-    let list: String = targets.iter().map(|ip| format!("{ip}\n")).collect();
+    let list: String = targets
+        .iter()
+        .map(|ip| format!("{ip}\n"))
+        .collect::<Vec<_>>()
+        .concat();
     let timeout_ms = TIMEOUT.as_millis().to_string();
     let cpu_before = cpu(UsageWho::RUSAGE_CHILDREN)?;
     let started = Instant::now();
@@ -167,7 +171,7 @@ fn fping_once(targets: &[Ipv4Addr]) -> anyhow::Result<Run> {
     drop(stdin);
     let output = child.wait_with_output()?;
     let wall = started.elapsed();
-    let cpu = cpu(UsageWho::RUSAGE_CHILDREN)? - cpu_before;
+    let cpu = cpu(UsageWho::RUSAGE_CHILDREN)?.saturating_sub(cpu_before);
     // Exit 1 means some target did not answer, which the count below reports as lost.
     if !matches!(output.status.code(), Some(0 | 1)) {
         bail!(
@@ -178,7 +182,7 @@ fn fping_once(targets: &[Ipv4Addr]) -> anyhow::Result<Run> {
     }
     let summaries = String::from_utf8_lossy(&output.stderr);
     Ok(Run {
-        targets: targets.len() as u32,
+        targets: u32::try_from(targets.len())?,
         replies: summaries.lines().filter_map(fping_replies).sum(),
         wall,
         cpu,
@@ -211,10 +215,10 @@ where
         let replies = start(prober, targets.to_vec()).await;
         let wall = started.elapsed();
         Ok(Run {
-            targets: targets.len() as u32,
+            targets: u32::try_from(targets.len())?,
             replies,
             wall,
-            cpu: cpu(UsageWho::RUSAGE_SELF)? - cpu_before,
+            cpu: cpu(UsageWho::RUSAGE_SELF)?.saturating_sub(cpu_before),
         })
     })
 }
@@ -227,7 +231,7 @@ async fn bounded(prober: Prober, targets: Vec<Ipv4Addr>) -> u32 {
         .filter(|outcome| ready(matches!(outcome, ProbeOutcome::Up { .. })))
         .count()
         .await;
-    up as u32
+    u32::try_from(up).expect("at most one reply per target, and targets are counted in u32")
 }
 
 /// One attempt per target, each in a task of its own, all spawned at once: the replies.
