@@ -329,7 +329,7 @@ fn tacker_error(body: &Value, kind: &str) -> String {
 }
 
 fn yaml_to_json(text: &str) -> Value {
-    serde_yaml::from_str(text).expect("a sample is YAML")
+    vnfd::yaml_to_json(text).expect("a sample is YAML")
 }
 
 fn ids(list: &Value) -> Vec<String> {

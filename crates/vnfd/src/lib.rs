@@ -9,6 +9,7 @@
 mod error;
 mod tosca;
 mod tree;
+mod yaml;
 
 use events::spec::VnfdSpec;
 
@@ -48,14 +49,19 @@ pub fn parse_json(value: &serde_json::Value) -> Result<ParsedVnfd, VnfdError> {
     // Converting first also bounds the depth, which the YAML rendering below relies on.
     let root = tree::from_json(value)?;
     let spec = tosca::vnfd_spec(&root)?;
-    let template_yaml = serde_yaml::to_string(value).map_err(|e| VnfdError::Malformed {
-        message: format!("cannot render it as YAML: {e}"),
-    })?;
+    let template_yaml = yaml::render(value)?;
     check_size(&template_yaml)?;
     Ok(ParsedVnfd {
         spec,
         template_yaml,
     })
+}
+
+/// YAML text (a VNFD, or any document) as the JSON value python-tackerclient would send for
+/// it, read by the same bounded parser as [`parse_yaml`].
+pub fn yaml_to_json(text: &str) -> Result<serde_json::Value, VnfdError> {
+    check_size(text)?;
+    Ok(yaml::json(&tree::from_yaml(text)?))
 }
 
 fn check_size(text: &str) -> Result<(), VnfdError> {

@@ -1,6 +1,6 @@
 //! The document as a plain tree, read from YAML text or a JSON value under fixed limits.
 //!
-//! Why saphyr-parser and not serde_yaml, which the workspace already has:
+//! Why saphyr-parser and not serde_yaml (deprecated, and no longer a dependency):
 //! - serde_yaml refuses duplicate keys, and several of Tacker's own samples repeat
 //!   `mgmt_driver: noop` in one mapping (Tacker's PyYAML kept the last value);
 //! - serde_yaml (libyaml) reads the whole document into events before any limit of ours can

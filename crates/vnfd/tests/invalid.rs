@@ -577,7 +577,7 @@ fn oversize_text() {
     assert_eq!(error.field(), "");
 
     // The same limit holds for the YAML rendering of JSON input.
-    let mut json: serde_json::Value = serde_yaml::from_str(BASE).expect("BASE is YAML");
+    let mut json = vnfd::yaml_to_json(BASE).expect("BASE is YAML");
     json["description"] = serde_json::Value::String("x".repeat(VNFD_BYTES_MAX));
     assert!(matches!(parse_json(&json), Err(VnfdError::TooLarge { .. })));
 }
@@ -636,7 +636,7 @@ fn deeply_nested_document() {
 
 #[test]
 fn json_errors_name_the_same_fields() {
-    let mut json: serde_json::Value = serde_yaml::from_str(BASE).expect("BASE is YAML");
+    let mut json = vnfd::yaml_to_json(BASE).expect("BASE is YAML");
     let parameters = &mut json["topology_template"]["node_templates"]["VDU1"]["properties"]["monitoring_policy"]
         ["parameters"];
     parameters["count"] = serde_json::json!(-1);

@@ -222,7 +222,7 @@ fn json_input_yields_the_same_spec() {
     for path in sample_paths() {
         let text = std::fs::read_to_string(&path).expect("sample is readable");
         let from_yaml = parse_yaml(&text).expect("sample parses").spec;
-        let json: serde_json::Value = serde_yaml::from_str(&text).expect("sample is YAML");
+        let json = vnfd::yaml_to_json(&text).expect("sample is YAML");
 
         let ParsedVnfd {
             spec,
