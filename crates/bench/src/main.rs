@@ -23,6 +23,8 @@ use events::store::{EventLog, LogConfig};
 use events::vnf::{Instance, Vnf, VnfCommand, VnfDetails, VnfEvent};
 use testkit::{Durability, NatsServer, RoleProcess};
 
+use bench::{cpu_time, machine_busy, run_queue_wait};
+
 /// Messages per append run: enough for a steady rate over several seconds on two cores.
 const APPENDS: usize = 50_000;
 /// Publishes in flight, as in DESIGN.md's anchor (169k/s raw, 131k/s with the header).
@@ -376,38 +378,6 @@ fn child_pid_with_arg(needle: &str) -> anyhow::Result<u32> {
     anyhow::bail!("no child of {me} has an argument containing {needle:?}")
 }
 
-/// User plus system CPU time a process has used so far (`/proc/<pid>/stat` utime + stime).
-fn cpu_time(pid: u32) -> Duration {
-    let ticks = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| {
-            // Fields after the command name (in parentheses, may contain spaces): state is
-            // field 3, utime 14 and stime 15.
-            let (_, rest) = stat.rsplit_once(") ")?;
-            let fields: Vec<&str> = rest.split(' ').collect();
-            let utime: u64 = fields.get(11)?.parse().ok()?;
-            let stime: u64 = fields.get(12)?.parse().ok()?;
-            Some(utime + stime)
-        })
-        .unwrap_or(0);
-    Duration::from_secs_f64(ticks as f64 / clock_ticks() as f64)
-}
-
-/// Time a process's threads spent runnable but waiting for a CPU so far (the second field
-/// of `/proc/<pid>/task/<tid>/schedstat`, summed over its threads that still exist).
-fn run_queue_wait(pid: u32) -> Duration {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return Duration::ZERO;
-    };
-    let nanos: u64 = tasks
-        .filter_map(|task| {
-            let stat = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
-            stat.split(' ').nth(1)?.parse::<u64>().ok()
-        })
-        .sum();
-    Duration::from_nanos(nanos)
-}
-
 /// CPUs this process may use.
 fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
@@ -421,33 +391,6 @@ struct CpuUse {
     /// The whole machine's busy time, in cores: what else ran (a build, another test) shows as
     /// the difference, and makes the phase's figures unreliable.
     machine: f64,
-}
-
-/// The machine's busy (not idle, not iowait) CPU time so far, from `/proc/stat`.
-fn machine_busy() -> Duration {
-    let ticks = std::fs::read_to_string("/proc/stat")
-        .ok()
-        .and_then(|stat| {
-            let fields: Vec<u64> = stat
-                .lines()
-                .next()?
-                .split_whitespace()
-                .skip(1)
-                .filter_map(|f| f.parse().ok())
-                .collect();
-            // user nice system idle iowait irq softirq steal (guest time is within user).
-            Some(fields.iter().take(8).sum::<u64>() - fields.get(3)? - fields.get(4)?)
-        })
-        .unwrap_or(0);
-    Duration::from_secs_f64(ticks as f64 / clock_ticks() as f64)
-}
-
-fn clock_ticks() -> u64 {
-    nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
-        .ok()
-        .flatten()
-        .and_then(|tck| u64::try_from(tck).ok())
-        .unwrap_or(100)
 }
 
 fn print_cpu(cpu: &CpuUse) {

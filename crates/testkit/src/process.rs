@@ -7,8 +7,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{self, Signal};
-use nix::unistd::Pid;
+use rustix::process::{Pid, Signal, kill_process};
 use tempfile::TempDir;
 
 use crate::read_log;
@@ -215,12 +214,12 @@ impl RoleProcess {
 
     /// Stops the process (SIGSTOP), as a stalled machine or a debugger would.
     pub fn pause(&self) {
-        self.signal(Signal::SIGSTOP);
+        self.signal(Signal::STOP);
     }
 
     /// Lets a stopped process go on (SIGCONT).
     pub fn resume(&self) {
-        self.signal(Signal::SIGCONT);
+        self.signal(Signal::CONT);
     }
 
     /// True while the process is stopped by a signal (state `T` in `/proc/<pid>/stat`).
@@ -245,8 +244,11 @@ impl RoleProcess {
     }
 
     fn signal(&self, signal: Signal) {
-        let pid = Pid::from_raw(i32::try_from(self.pid()).expect("a pid fits in i32"));
-        signal::kill(pid, signal).unwrap_or_else(|e| panic!("{signal} to {}: {e}", self.label));
+        let pid = i32::try_from(self.pid())
+            .ok()
+            .and_then(Pid::from_raw)
+            .expect("a child's pid is a positive i32");
+        kill_process(pid, signal).unwrap_or_else(|e| panic!("{signal:?} to {}: {e}", self.label));
     }
 }
 

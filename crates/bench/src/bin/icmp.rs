@@ -22,7 +22,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use futures::StreamExt;
-use nix::sys::resource::{UsageWho, getrusage};
 use tokio::runtime::{Builder, Runtime};
 
 use monitor::probe::{ProbeOutcome, Prober};
@@ -140,8 +139,8 @@ fn targets(count: u32) -> Vec<Ipv4Addr> {
 }
 
 /// One `fping -c1` over all targets, after a warm-up run: its wall time, its CPU time (the
-/// children's rusage delta: fping is this process's only child) and the replies its summary
-/// counts.
+/// children's CPU time from /proc, at clock-tick resolution: fping is this process's only
+/// child) and the replies its summary counts.
 fn fping(targets: &[Ipv4Addr]) -> anyhow::Result<Run> {
     fping_once(&targets[..targets.len().min(WARM_UP_TARGETS)])?;
     fping_once(targets)
@@ -154,7 +153,7 @@ fn fping_once(targets: &[Ipv4Addr]) -> anyhow::Result<Run> {
         .collect::<Vec<_>>()
         .concat();
     let timeout_ms = TIMEOUT.as_millis().to_string();
-    let cpu_before = cpu(UsageWho::RUSAGE_CHILDREN)?;
+    let cpu_before = bench::children_cpu_time();
     let started = Instant::now();
     // -c1: one request per target, and a summary line per target; -i0: no gap between
     // requests to different targets (allowed as root); -r0: no retry; -q: summaries only;
@@ -171,7 +170,7 @@ fn fping_once(targets: &[Ipv4Addr]) -> anyhow::Result<Run> {
     drop(stdin);
     let output = child.wait_with_output()?;
     let wall = started.elapsed();
-    let cpu = cpu(UsageWho::RUSAGE_CHILDREN)?.saturating_sub(cpu_before);
+    let cpu = bench::children_cpu_time().saturating_sub(cpu_before);
     // Exit 1 means some target did not answer, which the count below reports as lost.
     if !matches!(output.status.code(), Some(0 | 1)) {
         bail!(
@@ -210,7 +209,7 @@ where
         let prober = Prober::new()?;
         let warm_up = targets[..targets.len().min(WARM_UP_TARGETS)].to_vec();
         start(prober.clone(), warm_up).await;
-        let cpu_before = cpu(UsageWho::RUSAGE_SELF)?;
+        let cpu_before = bench::cpu_time(std::process::id());
         let started = Instant::now();
         let replies = start(prober, targets.to_vec()).await;
         let wall = started.elapsed();
@@ -218,7 +217,7 @@ where
             targets: u32::try_from(targets.len())?,
             replies,
             wall,
-            cpu: cpu(UsageWho::RUSAGE_SELF)?.saturating_sub(cpu_before),
+            cpu: bench::cpu_time(std::process::id()).saturating_sub(cpu_before),
         })
     })
 }
@@ -250,14 +249,4 @@ async fn task_per_target(prober: Prober, targets: Vec<Ipv4Addr>) -> u32 {
         }
     }
     up
-}
-
-/// User plus system time of `who`.
-fn cpu(who: UsageWho) -> nix::Result<Duration> {
-    let usage = getrusage(who)?;
-    let duration = |t: nix::sys::time::TimeVal| {
-        Duration::from_secs(t.tv_sec().unsigned_abs())
-            + Duration::from_micros(t.tv_usec().unsigned_abs())
-    };
-    Ok(duration(usage.user_time()) + duration(usage.system_time()))
 }

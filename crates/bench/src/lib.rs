@@ -1,0 +1,65 @@
+//! What the benchmark binaries measure processes and the machine with: CPU times from
+//! `/proc`, read the same way by every benchmark. Linux only; no role uses it.
+
+use std::time::Duration;
+
+/// `/proc/<pid>/stat`'s utime, stime, cutime and cstime, in clock ticks (fields 14 to 17,
+/// counted from the pid; the command name before them, in parentheses, may contain spaces).
+fn stat_ticks(pid: &str) -> Option<[u64; 4]> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(") ")?;
+    // `rest` starts at field 3 (the state).
+    let fields: Vec<&str> = rest.split(' ').collect();
+    let field = |n: usize| fields.get(n - 3)?.parse::<u64>().ok();
+    Some([field(14)?, field(15)?, field(16)?, field(17)?])
+}
+
+fn ticks(count: u64) -> Duration {
+    Duration::from_secs_f64(count as f64 / rustix::param::clock_ticks_per_second() as f64)
+}
+
+/// User plus system CPU time a process has used so far (utime + stime), at clock-tick
+/// resolution (10 ms): measure phases long enough for that not to matter.
+pub fn cpu_time(pid: u32) -> Duration {
+    ticks(stat_ticks(&pid.to_string()).map_or(0, |[user, system, ..]| user + system))
+}
+
+/// User plus system CPU time of this process's children that it has waited for, so far
+/// (cutime + cstime), at clock-tick resolution.
+pub fn children_cpu_time() -> Duration {
+    ticks(stat_ticks("self").map_or(0, |[.., user, system]| user + system))
+}
+
+/// Time a process's threads spent runnable but waiting for a CPU so far (the second field
+/// of `/proc/<pid>/task/<tid>/schedstat`, summed over its threads that still exist).
+pub fn run_queue_wait(pid: u32) -> Duration {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Duration::ZERO;
+    };
+    let nanos: u64 = tasks
+        .filter_map(|task| {
+            let stat = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
+            stat.split(' ').nth(1)?.parse::<u64>().ok()
+        })
+        .sum();
+    Duration::from_nanos(nanos)
+}
+
+/// The machine's busy (not idle, not iowait) CPU time so far, from `/proc/stat`.
+pub fn machine_busy() -> Duration {
+    let busy = std::fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|stat| {
+            let fields: Vec<u64> = stat
+                .lines()
+                .next()?
+                .split_whitespace()
+                .skip(1)
+                .filter_map(|f| f.parse().ok())
+                .collect();
+            // user nice system idle iowait irq softirq steal (guest time is within user).
+            Some(fields.iter().take(8).sum::<u64>() - fields.get(3)? - fields.get(4)?)
+        })
+        .unwrap_or(0);
+    ticks(busy)
+}
