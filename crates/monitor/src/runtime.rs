@@ -362,3 +362,6 @@ async fn follow_bad_actions(
     tracing::warn!("bad_action subscription ended.");
     std::future::pending::<()>().await;
 }
+
+#[cfg(test)]
+mod tests;
