@@ -2,6 +2,7 @@
 //! minutes of monitoring in milliseconds.
 
 use std::collections::{BTreeSet, HashMap};
+use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -80,6 +81,24 @@ impl Running {
         self.inputs.send(input).await.unwrap();
     }
 
+    /// Asserts that over the next rounds `stopped` gets no attempt while `going_on` gets one
+    /// each round; answers `stopped`'s attempts.
+    async fn assert_stopped_while_on(&self, stopped: Ipv4Addr, going_on: Ipv4Addr) -> usize {
+        let rounds = 4;
+        let (before, other) = (self.probe.count(stopped), self.probe.count(going_on));
+        tokio::time::sleep(INTERVAL * rounds).await;
+        assert_eq!(
+            self.probe.count(stopped),
+            before,
+            "{stopped} no longer probed"
+        );
+        assert!(
+            self.probe.count(going_on) >= other + rounds as usize - 1,
+            "{going_on} still probed"
+        );
+        before
+    }
+
     /// Every monitor event published so far (state writes left out).
     fn events(&mut self) -> Vec<MonitorEvent> {
         let mut events = Vec::new();
@@ -150,17 +169,7 @@ async fn a_deleted_vnf_is_no_longer_probed_and_its_states_are_deleted() {
         )
         .await;
     tokio::time::sleep(TICK).await;
-    let (deleted, other) = (running.probe.count(ip(1, 0)), running.probe.count(ip(2, 0)));
-    tokio::time::sleep(INTERVAL * 5).await;
-    assert_eq!(
-        running.probe.count(ip(1, 0)),
-        deleted,
-        "no probe after delete"
-    );
-    assert!(
-        running.probe.count(ip(2, 0)) >= other + 4,
-        "the others go on"
-    );
+    running.assert_stopped_while_on(ip(1, 0), ip(2, 0)).await;
     let mut state_deleted = false;
     while let Ok(job) = running.jobs.try_recv() {
         if let Publish::State { vnf_id, states } = job {
@@ -278,10 +287,7 @@ async fn at_the_heal_limit_the_vnf_is_no_longer_probed_and_the_others_are() {
     assert!(!answer.is_empty(), "the aggregate recorded the limit");
     running.feed("vnf-1", answer).await;
     tokio::time::sleep(TICK).await;
-    let (limited, other) = (running.probe.count(ip(1, 0)), running.probe.count(ip(2, 0)));
-    tokio::time::sleep(INTERVAL * 5).await;
-    assert_eq!(running.probe.count(ip(1, 0)), limited, "given up on");
-    assert!(running.probe.count(ip(2, 0)) >= other + 4);
+    running.assert_stopped_while_on(ip(1, 0), ip(2, 0)).await;
     assert!(
         failures(&running.events()).is_empty(),
         "no report after the limit"
@@ -312,13 +318,7 @@ async fn a_job_called_stale_is_dropped_until_a_new_action_id() {
     );
     running.inputs.send(stale("a1")).await.unwrap();
     tokio::time::sleep(TICK).await;
-    let (dropped, other) = (running.probe.count(ip(1, 0)), running.probe.count(ip(1, 1)));
-    tokio::time::sleep(INTERVAL * 4).await;
-    assert_eq!(running.probe.count(ip(1, 0)), dropped, "dropped");
-    assert!(
-        running.probe.count(ip(1, 1)) >= other + 3,
-        "its sibling goes on"
-    );
+    let dropped = running.assert_stopped_while_on(ip(1, 0), ip(1, 1)).await;
     running
         .feed(
             "vnf-1",
