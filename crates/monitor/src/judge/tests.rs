@@ -59,13 +59,16 @@ fn ids() -> impl FnMut() -> String {
 
 const AT: OffsetDateTime = BOOTED_AT;
 
+/// The verdict on `round` with `failing` of `targets` failing, a suspect minimum of five, at
+/// [`AT`], with failure ids `failure-1`, `failure-2`, ...
+fn judged(round: Round, targets: usize, failing: usize) -> Verdict {
+    let census = Census { targets, failing };
+    judge(round, census, 5, &monitor(), AT, ids())
+}
+
 #[test]
 fn a_failure_is_reported_with_the_id_passed_in() {
-    let census = Census {
-        targets: 10,
-        failing: 1,
-    };
-    let verdict = judge(failed_round(), census, 5, &monitor(), AT, ids());
+    let verdict = judged(failed_round(), 10, 1);
     let subjects: Vec<&str> = verdict
         .messages
         .iter()
@@ -90,18 +93,14 @@ fn a_failure_is_reported_with_the_id_passed_in() {
     assert!(verdict.unreport.is_empty());
     assert_eq!(
         verdict,
-        judge(failed_round(), census, 5, &monitor(), AT, ids()),
+        judged(failed_round(), 10, 1),
         "the same round gives the same verdict"
     );
 }
 
 #[test]
 fn a_round_with_a_failure_while_most_targets_fail_is_suspect() {
-    let census = Census {
-        targets: 10,
-        failing: 6,
-    };
-    let verdict = judge(failed_round(), census, 5, &monitor(), AT, ids());
+    let verdict = judged(failed_round(), 10, 6);
     assert!(
         !verdict.messages.iter().any(|m| matches!(
             m.event,
@@ -123,21 +122,13 @@ fn a_round_with_a_failure_while_most_targets_fail_is_suspect() {
 fn failing_targets_without_a_declared_failure_are_not_suspect() {
     let mut round = failed_round();
     round.transitions.clear();
-    let census = Census {
-        targets: 10,
-        failing: 9,
-    };
-    let verdict = judge(round, census, 5, &monitor(), AT, ids());
+    let verdict = judged(round, 10, 9);
     assert_eq!(verdict.messages.len(), 1, "the round's results only");
 }
 
 #[test]
 fn below_the_minimum_a_small_deployment_still_heals() {
-    let census = Census {
-        targets: 3,
-        failing: 3,
-    };
-    let verdict = judge(failed_round(), census, 5, &monitor(), AT, ids());
+    let verdict = judged(failed_round(), 3, 3);
     assert!(
         verdict
             .messages
@@ -151,11 +142,7 @@ fn a_large_round_is_split_into_messages() {
     let mut round = failed_round();
     round.transitions.clear();
     round.results = vec![down(0); ROUND_RESULTS_PER_MESSAGE_MAX + 1];
-    let census = Census {
-        targets: 1,
-        failing: 1,
-    };
-    let verdict = judge(round, census, 5, &monitor(), AT, ids());
+    let verdict = judged(round, 1, 1);
     let sizes: Vec<usize> = verdict
         .messages
         .iter()
