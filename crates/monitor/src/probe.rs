@@ -11,6 +11,7 @@ mod http;
 mod icmp;
 
 use std::fmt;
+use std::future::Future;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +19,32 @@ use std::time::Duration;
 /// What one probe attempt saw: `Up { rtt_us }` (the round trip of the first answer) or
 /// `Down { reason }`. It travels in monitor events, so it lives in the events crate.
 pub use events::monitor::ProbeOutcome;
+
+use events::monitor::Target;
+use events::spec::MonitorDriver;
+
+/// The port of an `http_ping` policy that names none: HTTP's.
+const HTTP_PORT_DEFAULT: u16 = 80;
+
+/// One probe attempt of a target by its policy's driver: what the monitor's engine calls.
+/// [`Prober`] is the real one; tests script outcomes and how long they take.
+pub trait Probe: Send + Sync + 'static {
+    fn probe(&self, target: &Target) -> impl Future<Output = ProbeOutcome> + Send;
+}
+
+impl Probe for Prober {
+    async fn probe(&self, target: &Target) -> ProbeOutcome {
+        let policy = &target.policy;
+        let timeout = Duration::from_millis(policy.timeout_ms);
+        match policy.driver {
+            MonitorDriver::Ping => self.ping(target.mgmt_ip, policy.count, timeout).await,
+            MonitorDriver::HttpPing => {
+                let port = policy.port.unwrap_or(HTTP_PORT_DEFAULT);
+                self.http(target.mgmt_ip, port, timeout).await
+            }
+        }
+    }
+}
 
 /// Why a [`Prober`] could not be made.
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,227 @@
+//! The monitor's engine: one loop that starts due attempts on interval boundaries, folds the
+//! decoded lifecycle events and `bad_action` answers it is fed, and hands each finished round
+//! to the judge and the result to the publisher's queue.
+//!
+//! It never touches NATS: its inputs arrive decoded on a channel, seeds come from a [`Seeds`]
+//! source, probes from a [`Probe`], the time from a [`Clock`], and what it publishes leaves
+//! as [`Publish`] jobs. So it runs on tokio's paused clock in tests.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Semaphore, mpsc};
+
+use events::envelope::{Actor, ActorKind};
+use events::monitor::{MonitorMessage, TargetRef};
+use events::vnf::VnfEvent;
+
+use crate::clock::Clock;
+use crate::judge::{self, Attempt, Round};
+use crate::probe::Probe;
+use crate::publisher::Publish;
+use crate::share::Owned;
+use crate::targets::{Seed, StateWrite, Targets};
+
+/// How often due targets are looked for. Attempts start on interval boundaries; a tenth of a
+/// second keeps them close to the boundary without spinning.
+pub const TICK: Duration = Duration::from_millis(100);
+/// Results waiting to be folded into their round. Attempts block on a full queue, which only
+/// slows probing down; a round of 100,000 targets fits.
+const RESULTS_QUEUE: usize = 131_072;
+/// Seeds read but not yet taken by the loop; the reads themselves are not bounded by it.
+const SEEDS_QUEUE: usize = 1_024;
+/// Attempts running at once. Each holds a task and the prober's echo slots; about a thousand
+/// gave the best rate without losses on two cores (see `ops/bench-icmp`), where a task per
+/// target all at once cost twice the CPU per target.
+const ATTEMPTS_IN_FLIGHT_MAX: usize = 1_024;
+
+/// What the engine is fed, decoded.
+#[derive(Debug)]
+pub enum Input {
+    /// One lifecycle message's events for a VNF.
+    Lifecycle {
+        vnf_id: String,
+        events: Vec<VnfEvent>,
+    },
+    /// A conductor called a job stale.
+    BadAction { target: TargetRef, reason: String },
+}
+
+/// Where a VNF's recorded states are read from when this monitor takes it over.
+pub trait Seeds: Send + Sync + 'static {
+    fn read(&self, vnf_id: String) -> impl Future<Output = Seed> + Send;
+}
+
+/// The engine's settings.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// This instance's name, recorded in every result and failure it reports.
+    pub instance: String,
+    /// The fewest failures in one round that can make the monitor suspect itself.
+    pub suspect_failures_min: usize,
+}
+
+/// The engine's connections to its shell.
+#[derive(Debug)]
+pub struct Wiring {
+    /// Decoded inputs; the shell's followers send, the engine receives. Closing it changes
+    /// nothing (the engine keeps probing what it knows).
+    pub inputs: mpsc::Receiver<Input>,
+    /// The partitions this monitor holds, published by the lease task.
+    pub owned: Owned,
+    /// Jobs for the publisher; the engine sends, the publisher receives. Dropping the engine
+    /// drops it, which lets the publisher drain.
+    pub outbox: mpsc::Sender<Publish>,
+}
+
+/// The engine of one monitor.
+pub struct Engine<P, C, S> {
+    probe: Arc<P>,
+    clock: Arc<C>,
+    seeds: Arc<S>,
+    config: EngineConfig,
+}
+
+impl<P: Probe, C: Clock, S: Seeds> Engine<P, C, S> {
+    pub fn new(probe: Arc<P>, clock: Arc<C>, seeds: Arc<S>, config: EngineConfig) -> Self {
+        Engine {
+            probe,
+            clock,
+            seeds,
+            config,
+        }
+    }
+
+    fn actor(&self) -> Actor {
+        Actor::new(ActorKind::Monitor, self.config.instance.clone())
+    }
+
+    /// Probes until dropped, or until the publisher is gone.
+    pub async fn run(self, wiring: Wiring) {
+        let Wiring {
+            mut inputs,
+            owned,
+            outbox,
+        } = wiring;
+        // Finished attempts come back here; attempt tasks hold senders until they finish.
+        let (results, mut finished) = mpsc::channel::<Attempt>(RESULTS_QUEUE);
+        // Seeds read come back here.
+        let (seeds_sender, mut seeds_read) = mpsc::channel::<Seed>(SEEDS_QUEUE);
+        // Taken by each attempt task for the length of its probe; bounds attempts in flight.
+        let attempts = Arc::new(Semaphore::new(ATTEMPTS_IN_FLIGHT_MAX));
+        let mut targets = Targets::default();
+        let mut rounds: BTreeMap<i128, Round> = BTreeMap::new();
+        let mut inputs_open = true;
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let monitor = self.actor();
+        loop {
+            let jobs = tokio::select! {
+                input = inputs.recv(), if inputs_open => match input {
+                    Some(Input::Lifecycle { vnf_id, events }) => {
+                        targets.apply(&vnf_id, events).map(state_job).into_iter().collect()
+                    }
+                    Some(Input::BadAction { target, reason }) => {
+                        if targets.drop_job(&target.instance_id, &target.action_id) {
+                            tracing::info!(instance_id = %target.instance_id, reason, "Dropping a job a conductor called stale.");
+                        }
+                        Vec::new()
+                    }
+                    None => {
+                        inputs_open = false;
+                        Vec::new()
+                    }
+                },
+                _ = tick.tick() => {
+                    let owned = owned.borrow().clone();
+                    let due = targets.due(self.clock.now(), &owned);
+                    for vnf_id in due.seeds {
+                        let (source, sender) = (self.seeds.clone(), seeds_sender.clone());
+                        tokio::spawn(async move {
+                            let _ = sender.send(source.read(vnf_id).await).await;
+                        });
+                    }
+                    for start in due.starts {
+                        rounds.entry(start.round).or_default().running += 1;
+                        let (probe, clock, results, attempts) =
+                            (self.probe.clone(), self.clock.clone(), results.clone(), attempts.clone());
+                        tokio::spawn(async move {
+                            let permit = attempts.acquire_owned().await.expect("never closed");
+                            let outcome = probe.probe(&start.target).await;
+                            drop(permit);
+                            let attempt = Attempt {
+                                round: start.round,
+                                target: TargetRef::from(&start.target),
+                                outcome,
+                                at: clock.now(),
+                            };
+                            let _ = results.send(attempt).await;
+                        });
+                    }
+                    Vec::new()
+                }
+                Some(seed) = seeds_read.recv() => {
+                    targets.seeded(seed);
+                    Vec::new()
+                }
+                Some(attempt) = finished.recv() => {
+                    if let Some(round) = rounds.get_mut(&attempt.round) {
+                        round.running -= 1;
+                        round.record(&mut targets, attempt);
+                    }
+                    let owned = owned.borrow().clone();
+                    self.finish_rounds(&mut targets, &mut rounds, &owned, &monitor)
+                }
+            };
+            for job in jobs {
+                if outbox.send(job).await.is_err() {
+                    tracing::warn!("Publisher gone; the monitor's engine stops.");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Judges the rounds that are in, up to the first one still running.
+    fn finish_rounds(
+        &self,
+        targets: &mut Targets,
+        rounds: &mut BTreeMap<i128, Round>,
+        owned: &BTreeSet<u32>,
+        monitor: &Actor,
+    ) -> Vec<Publish> {
+        let mut jobs = Vec::new();
+        while let Some(entry) = rounds.first_entry()
+            && entry.get().running == 0
+        {
+            let round = entry.remove();
+            let at = self.clock.now();
+            let verdict = judge::judge(
+                round,
+                targets.census(owned),
+                self.config.suspect_failures_min,
+                monitor,
+                at,
+                || uuid::Uuid::new_v4().to_string(),
+            );
+            targets.unreport(&verdict.unreport);
+            jobs.extend(verdict.messages.into_iter().map(|m| Publish::Message {
+                subject: m.subject,
+                message: Box::new(MonitorMessage::new(m.event)),
+                message_id: m.message_id,
+            }));
+            let writes = targets.state_writes(verdict.touched, &verdict.changed, at, &monitor.id);
+            jobs.extend(writes.into_iter().map(state_job));
+        }
+        jobs
+    }
+}
+
+fn state_job((vnf_id, states): StateWrite) -> Publish {
+    Publish::State { vnf_id, states }
+}
+
+#[cfg(test)]
+mod tests;

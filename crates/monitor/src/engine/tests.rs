@@ -1,0 +1,332 @@
+//! The engine on tokio's paused clock with a scripted probe and no NATS: each test runs
+//! minutes of monitoring in milliseconds.
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cqrs_es::Aggregate;
+use cqrs_es::event_sink::EventSink;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use events::monitor::{Failure, MonitorEvent, TargetRef};
+use events::vnf::{RespawnLimit, Vnf, VnfCommand, VnfEvent};
+
+use super::*;
+use crate::publisher::Publish;
+use crate::share::PARTITIONS;
+use crate::targets::Seed;
+use crate::testing::{
+    BOOTED_AT, INTERVAL_MS, RETRY, Script, ScriptedProbe, TokioClock, created, instance_id, ip,
+};
+
+/// Seeds from a map: the state bucket as a test sets it up.
+#[derive(Debug, Default)]
+struct MapSeeds(HashMap<String, Seed>);
+
+impl Seeds for MapSeeds {
+    async fn read(&self, vnf_id: String) -> Seed {
+        self.0.get(&vnf_id).cloned().unwrap_or(Seed {
+            vnf_id,
+            down: Vec::new(),
+        })
+    }
+}
+
+/// A running engine that holds every partition.
+struct Running {
+    inputs: mpsc::Sender<Input>,
+    jobs: mpsc::Receiver<Publish>,
+    probe: Arc<ScriptedProbe>,
+    _owned: watch::Sender<Arc<BTreeSet<u32>>>,
+}
+
+const INTERVAL: Duration = Duration::from_millis(INTERVAL_MS);
+
+fn start(seeds: MapSeeds, suspect_failures_min: usize) -> Running {
+    let probe = Arc::new(ScriptedProbe::default());
+    let (inputs, engine_inputs) = mpsc::channel(64);
+    let (outbox, jobs) = mpsc::channel(4_096);
+    let (owned_sender, owned) = watch::channel(Arc::new((0..PARTITIONS).collect()));
+    let engine = Engine::new(
+        probe.clone(),
+        Arc::new(TokioClock::new()),
+        Arc::new(seeds),
+        EngineConfig {
+            instance: "m1".into(),
+            suspect_failures_min,
+        },
+    );
+    tokio::spawn(engine.run(Wiring {
+        inputs: engine_inputs,
+        owned,
+        outbox,
+    }));
+    Running {
+        inputs,
+        jobs,
+        probe,
+        _owned: owned_sender,
+    }
+}
+
+impl Running {
+    async fn feed(&self, vnf_id: &str, events: Vec<VnfEvent>) {
+        let input = Input::Lifecycle {
+            vnf_id: vnf_id.into(),
+            events,
+        };
+        self.inputs.send(input).await.unwrap();
+    }
+
+    /// Asserts that over the next rounds `stopped` gets no attempt while `going_on` gets one
+    /// each round; answers `stopped`'s attempts.
+    async fn assert_stopped_while_on(&self, stopped: Ipv4Addr, going_on: Ipv4Addr) -> usize {
+        let rounds = 4;
+        let (before, other) = (self.probe.count(stopped), self.probe.count(going_on));
+        tokio::time::sleep(INTERVAL * rounds).await;
+        assert_eq!(
+            self.probe.count(stopped),
+            before,
+            "{stopped} no longer probed"
+        );
+        assert!(
+            self.probe.count(going_on) >= other + rounds as usize - 1,
+            "{going_on} still probed"
+        );
+        before
+    }
+
+    /// Every monitor event published so far (state writes left out).
+    fn events(&mut self) -> Vec<MonitorEvent> {
+        let mut events = Vec::new();
+        while let Ok(job) = self.jobs.try_recv() {
+            if let Publish::Message { message, .. } = job {
+                events.push(message.event);
+            }
+        }
+        events
+    }
+}
+
+fn failures(events: &[MonitorEvent]) -> Vec<Failure> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            MonitorEvent::Failure(failure) => Some(failure.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn count(events: &[MonitorEvent], is: impl Fn(&MonitorEvent) -> bool) -> usize {
+    events.iter().filter(|e| is(e)).count()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_silent_vdu_does_not_slow_the_others_next_probes() {
+    let running = start(MapSeeds::default(), 10);
+    running.probe.set(ip(1, 0), Script::Silent(INTERVAL * 3));
+    running.feed("vnf-1", created("vnf-1", 1, 2, "a1")).await;
+    running.feed("vnf-2", created("vnf-2", 2, 1, "a2")).await;
+    let began = Instant::now();
+    tokio::time::sleep(INTERVAL * 10).await;
+    for answering in [ip(1, 1), ip(2, 0)] {
+        let starts = running.probe.starts(answering);
+        assert!(starts.len() >= 9, "{answering}: {} attempts", starts.len());
+        // The first attempt waits a tick for the VNF's recorded states to be read.
+        assert!(starts[0] - began <= TICK * 2);
+        for pair in starts[1..].windows(2) {
+            let gap = pair[1] - pair[0];
+            assert!(
+                gap >= INTERVAL - TICK && gap <= INTERVAL + TICK,
+                "{answering} waited {gap:?} between attempts"
+            );
+        }
+    }
+    let silent = running.probe.starts(ip(1, 0));
+    assert!(
+        silent.windows(2).all(|p| p[1] - p[0] >= INTERVAL * 3),
+        "a silent VDU's attempts never overlap"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_deleted_vnf_is_no_longer_probed_and_its_states_are_deleted() {
+    let mut running = start(MapSeeds::default(), 10);
+    running.feed("vnf-1", created("vnf-1", 1, 1, "a1")).await;
+    running.feed("vnf-2", created("vnf-2", 2, 1, "a2")).await;
+    tokio::time::sleep(INTERVAL * 3).await;
+    assert!(running.probe.count(ip(1, 0)) >= 2);
+    running
+        .feed(
+            "vnf-1",
+            vec![VnfEvent::DeleteRequested {
+                operation_id: "delete".into(),
+            }],
+        )
+        .await;
+    tokio::time::sleep(TICK).await;
+    running.assert_stopped_while_on(ip(1, 0), ip(2, 0)).await;
+    let mut state_deleted = false;
+    while let Ok(job) = running.jobs.try_recv() {
+        if let Publish::State { vnf_id, states } = job {
+            state_deleted |= vnf_id == "vnf-1" && states.is_none();
+        }
+    }
+    assert!(state_deleted, "the deleted VNF's states are deleted");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failure_is_reported_once_after_retry_attempts() {
+    let mut running = start(MapSeeds::default(), 10);
+    running.probe.set(ip(1, 0), Script::Silent(INTERVAL / 2));
+    running.feed("vnf-1", created("vnf-1", 1, 3, "a1")).await;
+    tokio::time::sleep(INTERVAL * (RETRY + 4)).await;
+    let events = running.events();
+    let reported = failures(&events);
+    assert_eq!(reported.len(), 1, "one report per episode: {events:?}");
+    assert_eq!(reported[0].target.instance_id, instance_id("vnf-1", 0));
+    assert_eq!(reported[0].attempts, RETRY);
+    assert_eq!(
+        count(&events, |e| matches!(e, MonitorEvent::VduDown { .. })),
+        1
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_round_where_most_targets_fail_is_suspect_and_reports_nothing() {
+    let mut running = start(MapSeeds::default(), 2);
+    running.probe.set(ip(1, 0), Script::Silent(INTERVAL / 2));
+    running.probe.set(ip(1, 1), Script::Silent(INTERVAL / 2));
+    running.feed("vnf-1", created("vnf-1", 1, 3, "a1")).await;
+    tokio::time::sleep(INTERVAL * (RETRY + 4)).await;
+    let events = running.events();
+    assert!(failures(&events).is_empty(), "no action fired: {events:?}");
+    assert!(
+        count(&events, |e| matches!(
+            e,
+            MonitorEvent::SuspectedFault {
+                failed: 2,
+                targets: 3,
+                ..
+            }
+        )) >= 1
+    );
+    // Once the monitor is trusted again (one of them answers), the other's failure is reported.
+    running.probe.set(ip(1, 0), Script::Up);
+    tokio::time::sleep(INTERVAL * (RETRY + 2)).await;
+    let reported = failures(&running.events());
+    assert_eq!(reported.len(), 1);
+    assert_eq!(reported[0].target.instance_id, instance_id("vnf-1", 1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_monitor_taking_over_continues_a_reported_episode() {
+    let down_since = BOOTED_AT - time::Duration::minutes(1);
+    let seed = Seed {
+        vnf_id: "vnf-1".into(),
+        down: vec![(instance_id("vnf-1", 0), down_since)],
+    };
+    let mut running = start(MapSeeds(HashMap::from([("vnf-1".into(), seed)])), 10);
+    running.probe.set(ip(1, 0), Script::Silent(INTERVAL / 2));
+    running.feed("vnf-1", created("vnf-1", 1, 2, "a1")).await;
+    tokio::time::sleep(INTERVAL * (RETRY + 4)).await;
+    let events = running.events();
+    assert!(running.probe.count(ip(1, 0)) >= RETRY as usize + 2);
+    assert!(
+        failures(&events).is_empty(),
+        "not reported again: {events:?}"
+    );
+    assert_eq!(
+        count(&events, |e| matches!(e, MonitorEvent::VduDown { .. })),
+        0
+    );
+    running.probe.set(ip(1, 0), Script::Up);
+    tokio::time::sleep(INTERVAL * 2).await;
+    let events = running.events();
+    assert_eq!(
+        count(
+            &events,
+            |e| matches!(e, MonitorEvent::VduUp { target, .. } if target.mgmt_ip == ip(1, 0))
+        ),
+        1,
+        "its recovery is reported: {events:?}"
+    );
+}
+
+/// The conductor's answer to a report, as the VNF aggregate decides it with a limit of no heal.
+async fn limit_reached(vnf_events: Vec<VnfEvent>, failure: Failure) -> Vec<VnfEvent> {
+    let mut vnf = Vnf::default();
+    vnf_events.into_iter().for_each(|e| vnf.apply(e));
+    let command = VnfCommand::HandleFailure {
+        failure,
+        operation_id: "heal".into(),
+        at: BOOTED_AT,
+        limit: RespawnLimit {
+            heals_max: 0,
+            window: time::Duration::minutes(10),
+        },
+    };
+    let sink = EventSink::default();
+    vnf.handle(command, &(), &sink).await.unwrap();
+    sink.collect().await
+}
+
+#[tokio::test(start_paused = true)]
+async fn at_the_heal_limit_the_vnf_is_no_longer_probed_and_the_others_are() {
+    let mut running = start(MapSeeds::default(), 10);
+    running.probe.set(ip(1, 0), Script::Silent(INTERVAL / 2));
+    running.feed("vnf-1", created("vnf-1", 1, 1, "a1")).await;
+    running.feed("vnf-2", created("vnf-2", 2, 1, "a2")).await;
+    tokio::time::sleep(INTERVAL * (RETRY + 2)).await;
+    let failure = failures(&running.events()).pop().expect("a failure report");
+    let answer = limit_reached(created("vnf-1", 1, 1, "a1"), failure).await;
+    assert!(!answer.is_empty(), "the aggregate recorded the limit");
+    running.feed("vnf-1", answer).await;
+    tokio::time::sleep(TICK).await;
+    running.assert_stopped_while_on(ip(1, 0), ip(2, 0)).await;
+    assert!(
+        failures(&running.events()).is_empty(),
+        "no report after the limit"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_job_called_stale_is_dropped_until_a_new_action_id() {
+    let running = start(MapSeeds::default(), 10);
+    running.feed("vnf-1", created("vnf-1", 1, 2, "a1")).await;
+    tokio::time::sleep(INTERVAL * 2).await;
+    let target = |action_id: &str| TargetRef {
+        vnf_id: "vnf-1".into(),
+        vdu: "VDU1".into(),
+        instance_id: instance_id("vnf-1", 0),
+        mgmt_ip: ip(1, 0),
+        action_id: action_id.into(),
+    };
+    let stale = |action_id: &str| Input::BadAction {
+        target: target(action_id),
+        reason: "stale".into(),
+    };
+    running.inputs.send(stale("older")).await.unwrap();
+    tokio::time::sleep(INTERVAL * 2).await;
+    assert!(
+        running.probe.count(ip(1, 0)) >= 3,
+        "an answer about another action id changes nothing"
+    );
+    running.inputs.send(stale("a1")).await.unwrap();
+    tokio::time::sleep(TICK).await;
+    let dropped = running.assert_stopped_while_on(ip(1, 0), ip(1, 1)).await;
+    running
+        .feed(
+            "vnf-1",
+            vec![VnfEvent::MonitorAttached {
+                action_id: "a2".into(),
+            }],
+        )
+        .await;
+    tokio::time::sleep(INTERVAL * 2).await;
+    assert!(running.probe.count(ip(1, 0)) > dropped, "resumed");
+}

@@ -1,0 +1,205 @@
+//! The round judge, without I/O: what a round of attempts means once all of them are in, as
+//! plain data (the messages to publish and the failures to forget).
+//!
+//! It never publishes, reads a clock or makes an id: the time and the failure ids are passed
+//! in, so the same round always yields the same verdict.
+
+use std::collections::HashSet;
+
+use time::OffsetDateTime;
+
+use events::envelope::Actor;
+use events::monitor::{Failure, MonitorEvent, ProbeOutcome, ProbeResult, Target, TargetRef};
+use events::names;
+
+use crate::targets::{Census, Targets};
+use crate::tracker::{self, Transition};
+
+/// Results per round message, keeping each message far below NATS's default 1 MiB payload.
+pub const ROUND_RESULTS_PER_MESSAGE_MAX: usize = 2_000;
+
+/// One finished attempt, on its way back to the engine.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    pub round: i128,
+    pub target: TargetRef,
+    pub outcome: ProbeOutcome,
+    pub at: OffsetDateTime,
+}
+
+/// Attempts that started on one interval boundary. Each is recorded in its target's tracker
+/// as soon as it ends, so a slow attempt (a silent VDU runs to its timeout) holds up no other
+/// target's next one. What the round changed is announced once all its attempts are in, so
+/// that it can be judged whole (see [`tracker::round_is_suspect`]), and in the order rounds
+/// started, so that a target's transitions keep their order.
+#[derive(Debug, Default)]
+pub struct Round {
+    pub running: usize,
+    pub results: Vec<ProbeResult>,
+    pub transitions: Vec<(Target, Transition, OffsetDateTime)>,
+    /// VNFs with a result in this round, and those of them whose health changed.
+    pub touched: HashSet<String>,
+    pub changed: HashSet<String>,
+}
+
+impl Round {
+    /// Records a finished attempt in its target's tracker (if the target is still known) and
+    /// in this round.
+    pub fn record(&mut self, targets: &mut Targets, attempt: Attempt) {
+        let Attempt {
+            target,
+            outcome,
+            at,
+            ..
+        } = attempt;
+        if let Some(tracker) = targets.trackers.get_mut(&target.instance_id) {
+            let health = tracker.health;
+            if let Some(transition) = tracker.record(outcome.clone(), at) {
+                self.transitions
+                    .push((tracker.target.clone(), transition, at));
+            }
+            if tracker.health != health {
+                self.changed.insert(target.vnf_id.clone());
+            }
+            self.touched.insert(target.vnf_id.clone());
+        }
+        self.results.push(ProbeResult {
+            target,
+            outcome,
+            at,
+        });
+    }
+}
+
+/// One monitor message to publish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outgoing {
+    pub subject: String,
+    pub event: MonitorEvent,
+    /// Set for failure reports (the failure id), so a retried publish is stored once.
+    pub message_id: Option<String>,
+}
+
+/// What a round means.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Verdict {
+    /// In order: the round's results, a suspected fault, then each transition.
+    pub messages: Vec<Outgoing>,
+    /// Instances whose failure was not reported because the round was suspect.
+    pub unreport: Vec<String>,
+    pub touched: HashSet<String>,
+    pub changed: HashSet<String>,
+}
+
+/// Judges a round whose attempts are all in. `census` counts the monitor's targets after it;
+/// `at` stamps the round and its suspected fault; `failure_id` names each failure reported.
+///
+/// A round is judged by every target whose latest attempt failed, not only by those whose
+/// `retry` ran out in it: targets killed together cross their thresholds in neighbouring
+/// rounds. Suspicion only matters when the round would fire an action.
+pub fn judge(
+    round: Round,
+    census: Census,
+    suspect_failures_min: usize,
+    monitor: &Actor,
+    at: OffsetDateTime,
+    mut failure_id: impl FnMut() -> String,
+) -> Verdict {
+    let Round {
+        results,
+        transitions,
+        touched,
+        changed,
+        ..
+    } = round;
+    let declared = transitions
+        .iter()
+        .any(|(_, t, _)| matches!(t, Transition::Failed { .. }));
+    let suspect =
+        declared && tracker::round_is_suspect(census.failing, census.targets, suspect_failures_min);
+    let mut verdict = Verdict {
+        touched,
+        changed,
+        ..Verdict::default()
+    };
+    let round_subject = names::round_subject(&monitor.id);
+    for chunk in results.chunks(ROUND_RESULTS_PER_MESSAGE_MAX) {
+        verdict.messages.push(Outgoing {
+            subject: round_subject.clone(),
+            event: MonitorEvent::Round {
+                monitor: monitor.clone(),
+                at,
+                targets: census.targets,
+                results: chunk.to_vec(),
+            },
+            message_id: None,
+        });
+    }
+    if suspect {
+        tracing::error!(
+            failing = census.failing,
+            targets = census.targets,
+            "Most targets failed at once: suspecting this monitor, firing no actions."
+        );
+        verdict.messages.push(Outgoing {
+            subject: names::suspect_subject(&monitor.id),
+            event: MonitorEvent::SuspectedFault {
+                monitor: monitor.clone(),
+                at,
+                failed: census.failing,
+                targets: census.targets,
+            },
+            message_id: None,
+        });
+    }
+    for (target, transition, since) in transitions {
+        let reference = TargetRef::from(&target);
+        let state_subject = names::vdu_state_subject(&target.vnf_id);
+        match transition {
+            Transition::Failed { .. } if suspect => verdict.unreport.push(target.instance_id),
+            Transition::Failed { attempts, reason } => {
+                tracing::warn!(vnf_id = %target.vnf_id, instance_id = %target.instance_id, mgmt_ip = %target.mgmt_ip, reason, "VDU failed.");
+                verdict.messages.push(Outgoing {
+                    subject: state_subject,
+                    event: MonitorEvent::VduDown {
+                        monitor: monitor.clone(),
+                        target: reference.clone(),
+                        reason: reason.clone(),
+                        since,
+                    },
+                    message_id: None,
+                });
+                let failure = Failure {
+                    failure_id: failure_id(),
+                    monitor: monitor.clone(),
+                    target: reference,
+                    action: target.policy.failure_action,
+                    attempts,
+                    reason,
+                    detected_at: since,
+                };
+                verdict.messages.push(Outgoing {
+                    subject: names::failure_subject(&target.vnf_id),
+                    message_id: Some(failure.failure_id.clone()),
+                    event: MonitorEvent::Failure(failure),
+                });
+            }
+            Transition::Recovered => {
+                tracing::info!(vnf_id = %target.vnf_id, instance_id = %target.instance_id, "VDU answers again.");
+                verdict.messages.push(Outgoing {
+                    subject: state_subject,
+                    event: MonitorEvent::VduUp {
+                        monitor: monitor.clone(),
+                        target: reference,
+                        since,
+                    },
+                    message_id: None,
+                });
+            }
+        }
+    }
+    verdict
+}
+
+#[cfg(test)]
+mod tests;

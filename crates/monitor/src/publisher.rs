@@ -1,0 +1,252 @@
+//! The publisher: stores the monitor's messages and state writes, in order, through a
+//! [`Sink`] (NATS in production), retrying what is not stored.
+//!
+//! A failure report or a VDU state change is retried with back-off until it is stored or the
+//! monitor stops; round results and state writes (telemetry, and rewritten by later rounds)
+//! are given up after [`ATTEMPTS_MAX`] with a log line that says so. Once the monitor stops,
+//! the publisher keeps going only until its drain deadline, then says what it did not
+//! deliver. It never decides what to publish, and never writes a state it could not encode.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::Serialize;
+use tokio::sync::{mpsc, watch};
+
+use events::monitor::{InstanceMonitorState, MonitorEvent, MonitorMessage};
+
+use crate::MonitorError;
+
+/// Attempts to store a round's results or a state write before giving up on it: a later
+/// round carries newer ones, and a stuck telemetry message must not hold up the reports
+/// queued behind it for long.
+pub const ATTEMPTS_MAX: u32 = 5;
+/// Pause after a first failed attempt; it doubles with each further one.
+pub const RETRY_DELAY_FIRST: Duration = Duration::from_millis(200);
+/// The longest pause between attempts: a NATS leader election takes a few seconds, and a
+/// report must follow soon after the stream is back.
+pub const RETRY_DELAY_MAX: Duration = Duration::from_secs(5);
+
+/// Where the publisher stores things: the monitor stream and the state bucket.
+pub trait Sink: Send + Sync + 'static {
+    /// Publishes `payload` on `subject` and waits for the stream's acknowledgement.
+    fn publish(
+        &self,
+        subject: &str,
+        payload: Bytes,
+        message_id: Option<&str>,
+    ) -> impl Future<Output = Result<(), MonitorError>> + Send;
+    fn put_state(
+        &self,
+        vnf_id: &str,
+        value: Bytes,
+    ) -> impl Future<Output = Result<(), MonitorError>> + Send;
+    fn delete_state(&self, vnf_id: &str) -> impl Future<Output = Result<(), MonitorError>> + Send;
+}
+
+/// Work for the publisher.
+#[derive(Debug, Clone)]
+pub enum Publish {
+    Message {
+        subject: String,
+        message: Box<MonitorMessage>,
+        /// Set for failure reports, so a retried publish is stored once.
+        message_id: Option<String>,
+    },
+    /// A VNF's states, or `None` to delete them.
+    State {
+        vnf_id: String,
+        states: Option<BTreeMap<String, InstanceMonitorState>>,
+    },
+}
+
+/// What a job is, for the retry rule and the shutdown count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    RoundResults,
+    StateWrite,
+    FailureReport,
+    /// A VDU going down or coming back, or a suspected fault.
+    StateChange,
+}
+
+impl Publish {
+    pub fn kind(&self) -> Kind {
+        match self {
+            Publish::State { .. } => Kind::StateWrite,
+            Publish::Message { message, .. } => match message.event {
+                MonitorEvent::Round { .. } => Kind::RoundResults,
+                MonitorEvent::Failure(_) => Kind::FailureReport,
+                _ => Kind::StateChange,
+            },
+        }
+    }
+}
+
+/// The pause before attempt `attempt + 1` of a job of `kind` after `attempt` failed, or `None`
+/// to give it up.
+pub fn retry_delay(kind: Kind, attempt: u32) -> Option<Duration> {
+    let until_stored = matches!(kind, Kind::FailureReport | Kind::StateChange);
+    if !until_stored && attempt >= ATTEMPTS_MAX {
+        return None;
+    }
+    let doublings = attempt.saturating_sub(1).min(16);
+    Some((RETRY_DELAY_FIRST * 2u32.pow(doublings)).min(RETRY_DELAY_MAX))
+}
+
+/// What the publisher did not deliver, by kind.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Undelivered {
+    pub round_results: usize,
+    pub state_writes: usize,
+    pub failure_reports: usize,
+    pub state_changes: usize,
+}
+
+impl Undelivered {
+    fn count(&mut self, job: &Publish) {
+        match job.kind() {
+            Kind::RoundResults => self.round_results += 1,
+            Kind::StateWrite => self.state_writes += 1,
+            Kind::FailureReport => self.failure_reports += 1,
+            Kind::StateChange => self.state_changes += 1,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        *self == Undelivered::default()
+    }
+}
+
+/// JSON of a message or a VNF's states; failing to encode is an error, never an empty value.
+pub fn encode(value: &impl Serialize) -> Result<Bytes, MonitorError> {
+    Ok(Bytes::from(serde_json::to_vec(value)?))
+}
+
+/// Writes a VNF's states; nothing is written if they do not encode.
+pub async fn put_state(
+    sink: &impl Sink,
+    vnf_id: &str,
+    states: &impl Serialize,
+) -> Result<(), MonitorError> {
+    sink.put_state(vnf_id, encode(states)?).await
+}
+
+/// One attempt at a job.
+async fn store(sink: &impl Sink, job: &Publish) -> Result<(), MonitorError> {
+    match job {
+        Publish::Message {
+            subject,
+            message,
+            message_id,
+        } => {
+            sink.publish(subject, encode(message)?, message_id.as_deref())
+                .await
+        }
+        Publish::State {
+            vnf_id,
+            states: Some(states),
+        } => put_state(sink, vnf_id, states).await,
+        Publish::State {
+            vnf_id,
+            states: None,
+        } => sink.delete_state(vnf_id).await,
+    }
+}
+
+/// Tries a job until it is stored or given up; answers whether it was stored.
+async fn deliver(sink: &impl Sink, job: &Publish) -> bool {
+    let kind = job.kind();
+    let mut attempt = 1;
+    loop {
+        let error = match store(sink, job).await {
+            Ok(()) => return true,
+            // Encoding again would fail again.
+            Err(e @ MonitorError::Encode(_)) => {
+                tracing::error!(?kind, error = %e, "Unencodable monitor job; not stored.");
+                return false;
+            }
+            Err(e) => e,
+        };
+        match retry_delay(kind, attempt) {
+            Some(delay) => {
+                tracing::warn!(?kind, attempt, retry_in_ms = delay.as_millis(), error = %error, "Monitor job not stored; retrying.");
+                tokio::time::sleep(delay).await;
+                attempt += 1;
+            }
+            None => {
+                tracing::warn!(?kind, attempt, error = %error, "Monitor job not stored; given up.");
+                return false;
+            }
+        }
+    }
+}
+
+/// Stores jobs in order until `inbox` closes, or until `drain` has passed since `stop` was
+/// set. Answers what was not delivered, and logs it (with each failure id) when not nothing.
+pub async fn run(
+    sink: impl Sink,
+    mut inbox: mpsc::Receiver<Publish>,
+    mut stop: watch::Receiver<bool>,
+    drain: Duration,
+) -> Undelivered {
+    let deadline = async move {
+        // A dropped sender means the monitor is gone: the drain starts as well.
+        let _ = stop.wait_for(|stopped| *stopped).await;
+        tokio::time::sleep(drain).await;
+    };
+    tokio::pin!(deadline);
+    let mut undelivered = Undelivered::default();
+    let mut lost_failures = Vec::new();
+    let mut lost = |job: &Publish, undelivered: &mut Undelivered| {
+        undelivered.count(job);
+        if let Publish::Message {
+            message_id: Some(id),
+            ..
+        } = job
+            && job.kind() == Kind::FailureReport
+        {
+            lost_failures.push(id.clone());
+        }
+    };
+    loop {
+        let job = tokio::select! {
+            biased;
+            () = &mut deadline => break,
+            job = inbox.recv() => match job {
+                Some(job) => job,
+                None => break,
+            },
+        };
+        tokio::select! {
+            biased;
+            () = &mut deadline => {
+                lost(&job, &mut undelivered);
+                break;
+            }
+            stored = deliver(&sink, &job) => if !stored {
+                lost(&job, &mut undelivered);
+            },
+        }
+    }
+    inbox.close();
+    while let Ok(job) = inbox.try_recv() {
+        lost(&job, &mut undelivered);
+    }
+    if !undelivered.is_empty() {
+        tracing::error!(
+            round_results = undelivered.round_results,
+            state_writes = undelivered.state_writes,
+            failure_reports = undelivered.failure_reports,
+            state_changes = undelivered.state_changes,
+            failure_ids = ?lost_failures,
+            "Monitor stopped with jobs undelivered."
+        );
+    }
+    undelivered
+}
+
+#[cfg(test)]
+mod tests;

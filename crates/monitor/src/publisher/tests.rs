@@ -1,0 +1,233 @@
+//! The publisher against a scripted sink on tokio's paused clock: what is retried, what is
+//! given up, and what a stop leaves undelivered.
+
+use std::sync::{Arc, Mutex};
+
+use tokio::time::Instant;
+
+use events::envelope::{Actor, ActorKind};
+use events::monitor::{Failure, TargetRef};
+use events::spec::PolicyAction;
+
+use super::*;
+use crate::testing::{BOOTED_AT, ip};
+
+/// A sink that refuses the first `refusals` attempts of each kind of call, then stores.
+#[derive(Debug, Default)]
+struct ScriptedSink {
+    refusals: usize,
+    /// Every attempt: subject (or `state:<vnf_id>`) and whether it was stored.
+    attempts: Mutex<Vec<(String, bool)>>,
+}
+
+impl ScriptedSink {
+    fn refusing(refusals: usize) -> Self {
+        ScriptedSink {
+            refusals,
+            ..Default::default()
+        }
+    }
+
+    fn attempt(&self, what: String) -> Result<(), MonitorError> {
+        let mut attempts = self.attempts.lock().unwrap();
+        let stored = attempts.len() >= self.refusals;
+        attempts.push((what, stored));
+        if stored {
+            Ok(())
+        } else {
+            Err(crate::nats("publishing", "no responders"))
+        }
+    }
+
+    fn stored(&self) -> Vec<String> {
+        let attempts = self.attempts.lock().unwrap();
+        attempts
+            .iter()
+            .filter(|(_, stored)| *stored)
+            .map(|(what, _)| what.clone())
+            .collect()
+    }
+
+    fn attempts(&self) -> usize {
+        self.attempts.lock().unwrap().len()
+    }
+}
+
+impl Sink for Arc<ScriptedSink> {
+    async fn publish(
+        &self,
+        subject: &str,
+        _payload: Bytes,
+        _message_id: Option<&str>,
+    ) -> Result<(), MonitorError> {
+        self.attempt(subject.to_owned())
+    }
+
+    async fn put_state(&self, vnf_id: &str, _value: Bytes) -> Result<(), MonitorError> {
+        self.attempt(format!("state:{vnf_id}"))
+    }
+
+    async fn delete_state(&self, vnf_id: &str) -> Result<(), MonitorError> {
+        self.attempt(format!("state:{vnf_id}"))
+    }
+}
+
+fn failure_report() -> Publish {
+    let failure = Failure {
+        failure_id: "failure-1".into(),
+        monitor: Actor::new(ActorKind::Monitor, "m1"),
+        target: TargetRef {
+            vnf_id: "vnf-1".into(),
+            vdu: "VDU1".into(),
+            instance_id: "i".into(),
+            mgmt_ip: ip(1, 0),
+            action_id: "a1".into(),
+        },
+        action: PolicyAction::Respawn,
+        attempts: 2,
+        reason: "no reply".into(),
+        detected_at: BOOTED_AT,
+    };
+    Publish::Message {
+        subject: "failure".into(),
+        message: Box::new(MonitorMessage::new(MonitorEvent::Failure(failure))),
+        message_id: Some("failure-1".into()),
+    }
+}
+
+fn round_results() -> Publish {
+    let round = MonitorEvent::Round {
+        monitor: Actor::new(ActorKind::Monitor, "m1"),
+        at: BOOTED_AT,
+        targets: 0,
+        results: Vec::new(),
+    };
+    Publish::Message {
+        subject: "round".into(),
+        message: Box::new(MonitorMessage::new(round)),
+        message_id: None,
+    }
+}
+
+fn state_write() -> Publish {
+    Publish::State {
+        vnf_id: "vnf-1".into(),
+        states: Some(BTreeMap::new()),
+    }
+}
+
+/// Runs a publisher over `jobs`, stopping it after `stop_after` with `drain`.
+async fn publish(
+    sink: &Arc<ScriptedSink>,
+    jobs: Vec<Publish>,
+    stop_after: Duration,
+    drain: Duration,
+) -> Undelivered {
+    let (outbox, inbox) = mpsc::channel(16);
+    for job in jobs {
+        outbox.send(job).await.unwrap();
+    }
+    let (stop, stopped) = watch::channel(false);
+    let publisher = tokio::spawn(run(sink.clone(), inbox, stopped, drain));
+    tokio::time::sleep(stop_after).await;
+    stop.send_replace(true);
+    drop(outbox);
+    publisher.await.unwrap()
+}
+
+#[test]
+fn failure_reports_are_never_given_up_and_telemetry_is() {
+    for attempt in 1..100 {
+        assert!(retry_delay(Kind::FailureReport, attempt).is_some());
+        assert!(retry_delay(Kind::StateChange, attempt).is_some());
+    }
+    assert_eq!(retry_delay(Kind::RoundResults, ATTEMPTS_MAX), None);
+    assert_eq!(retry_delay(Kind::StateWrite, ATTEMPTS_MAX), None);
+    assert_eq!(retry_delay(Kind::RoundResults, 1), Some(RETRY_DELAY_FIRST));
+    assert_eq!(
+        retry_delay(Kind::FailureReport, 3),
+        Some(RETRY_DELAY_FIRST * 4)
+    );
+    assert_eq!(retry_delay(Kind::FailureReport, 50), Some(RETRY_DELAY_MAX));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failure_report_is_retried_until_stored() {
+    let refusals = ATTEMPTS_MAX as usize * 3;
+    let sink = Arc::new(ScriptedSink::refusing(refusals));
+    let undelivered = publish(
+        &sink,
+        vec![failure_report(), round_results()],
+        Duration::from_secs(600),
+        Duration::from_secs(1),
+    )
+    .await;
+    assert_eq!(sink.stored(), ["failure", "round"]);
+    assert_eq!(sink.attempts(), refusals + 2);
+    assert!(undelivered.is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn round_results_are_given_up_after_their_attempts() {
+    let sink = Arc::new(ScriptedSink::refusing(ATTEMPTS_MAX as usize));
+    let undelivered = publish(
+        &sink,
+        vec![round_results(), failure_report()],
+        Duration::from_secs(600),
+        Duration::from_secs(1),
+    )
+    .await;
+    assert_eq!(sink.stored(), ["failure"]);
+    assert_eq!(
+        undelivered,
+        Undelivered {
+            round_results: 1,
+            ..Undelivered::default()
+        }
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stopped_publisher_gives_up_at_its_drain_deadline_and_counts_what_is_left() {
+    let sink = Arc::new(ScriptedSink::refusing(usize::MAX));
+    let drain = Duration::from_secs(2);
+    let began = Instant::now();
+    let undelivered = publish(
+        &sink,
+        vec![failure_report(), round_results(), state_write()],
+        Duration::from_secs(30),
+        drain,
+    )
+    .await;
+    let took = began.elapsed();
+    assert!(took <= Duration::from_secs(30) + drain, "took {took:?}");
+    assert_eq!(
+        undelivered,
+        Undelivered {
+            round_results: 1,
+            state_writes: 1,
+            failure_reports: 1,
+            state_changes: 0,
+        }
+    );
+}
+
+/// A value whose encoding fails.
+struct Unencodable;
+
+impl Serialize for Unencodable {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        Err(serde::ser::Error::custom("refused"))
+    }
+}
+
+#[tokio::test]
+async fn states_that_do_not_encode_are_an_error_and_nothing_is_written() {
+    let sink = Arc::new(ScriptedSink::default());
+    let written = put_state(&sink, "vnf-1", &Unencodable).await;
+    assert!(
+        matches!(written, Err(MonitorError::Encode(_))),
+        "{written:?}"
+    );
+    assert_eq!(sink.attempts(), 0, "no empty state written");
+}

@@ -1,0 +1,211 @@
+//! The NATS shell against a real nats-server (testkit), with a scripted probe: undecodable
+//! messages are skipped and counted while probing goes on, seeds round-trip through the state
+//! bucket, and a monitor whose NATS is gone stops within its drain deadline.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+use events::envelope::{Actor, ActorKind, Cause};
+use events::monitor::InstanceMonitorState;
+use events::store::{EventLog, LogConfig};
+use events::vnf::Vnf;
+use testkit::NatsServer;
+
+use super::*;
+use crate::testing::{BOOTED_AT, ScriptedProbe, created, instance_id, ip};
+
+/// How long a test waits for what a live monitor should do within a few rounds.
+const WAIT: Duration = Duration::from_secs(15);
+/// How often a test looks again.
+const POLL: Duration = Duration::from_millis(50);
+
+async fn eventually(what: &str, condition: impl Fn() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !condition() {
+        assert!(Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+async fn create(log: &EventLog, vnf_id: &str, vnf: u8) {
+    let cause = Cause::user_request(Actor::new(ActorKind::User, "admin"));
+    log.append::<Vnf>(
+        vnf_id,
+        0,
+        &cause,
+        created(vnf_id, vnf, 1, &format!("a-{vnf_id}")),
+    )
+    .await
+    .unwrap();
+}
+
+/// A monitor on `server` with a scripted probe, stopped by sending on the answer's sender.
+struct Started {
+    probe: Arc<ScriptedProbe>,
+    skips: Arc<Skips>,
+    shutdown: oneshot::Sender<()>,
+    running: tokio::task::JoinHandle<Result<(), MonitorError>>,
+}
+
+async fn start(log: &EventLog, drain: Duration) -> Started {
+    let probe = Arc::new(ScriptedProbe::default());
+    let config = MonitorConfig {
+        instance: "m1".into(),
+        ..MonitorConfig::default()
+    };
+    let monitor = Monitor::new(log.clone(), probe.clone(), config).with_drain_deadline(drain);
+    let skips = monitor.skips();
+    let (shutdown, stopped) = oneshot::channel::<()>();
+    let running = tokio::spawn(monitor.run(async {
+        let _ = stopped.await;
+    }));
+    Started {
+        probe,
+        skips,
+        shutdown,
+        running,
+    }
+}
+
+async fn open(server: &NatsServer) -> EventLog {
+    EventLog::open(server.client().await, &LogConfig::default())
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn undecodable_messages_are_skipped_and_counted_while_probing_goes_on() {
+    let server = NatsServer::start().await;
+    let log = open(&server).await;
+    create(&log, "vnf-1", 1).await;
+    let jetstream = log.jetstream().clone();
+    let states = store::open_monitor_states(&jetstream, &LogConfig::default())
+        .await
+        .unwrap();
+    states.put("vnf-2", "not json".into()).await.unwrap();
+    let started = start(&log, DRAIN_DEADLINE).await;
+    let probe = started.probe.clone();
+    eventually("vnf-1 probed", || probe.count(ip(1, 0)) > 0).await;
+
+    // Garbage, an unknown event type and a future schema on vnf-1's subject, by a plain client.
+    let subject = names::vnf_subject("vnf-1");
+    let stored = log
+        .stream()
+        .get_last_raw_message_by_subject(&subject)
+        .await
+        .unwrap();
+    let valid: serde_json::Value = serde_json::from_slice(&stored.payload).unwrap();
+    let mut unknown_type = valid.clone();
+    unknown_type["events"][0]["type"] = "FromTheFuture".into();
+    let mut future_schema = valid.clone();
+    future_schema["schema_version"] = 999.into();
+    for payload in [
+        b"\x00garbage{".to_vec(),
+        serde_json::to_vec(&unknown_type).unwrap(),
+        serde_json::to_vec(&future_schema).unwrap(),
+    ] {
+        jetstream
+            .publish(subject.clone(), payload.into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    jetstream
+        .client()
+        .publish(names::bad_action_subject("vnf-1"), "garbage".into())
+        .await
+        .unwrap();
+    // A VNF created after the garbage is followed; its undecodable states count as none.
+    create(&log, "vnf-2", 2).await;
+
+    let skips = started.skips.clone();
+    eventually("three lifecycle skips", || {
+        skips.lifecycle.load(Ordering::Relaxed) == 3
+    })
+    .await;
+    eventually("the bad_action skip", || {
+        skips.bad_actions.load(Ordering::Relaxed) == 1
+    })
+    .await;
+    let before = probe.count(ip(1, 0));
+    eventually("vnf-1 still probed", || probe.count(ip(1, 0)) >= before + 2).await;
+    eventually("vnf-2 probed", || probe.count(ip(2, 0)) >= 2).await;
+    assert_eq!(skips.states.load(Ordering::Relaxed), 1);
+    assert!(!started.running.is_finished(), "the monitor runs on");
+    started.shutdown.send(()).unwrap();
+    started.running.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_reported_episode_round_trips_through_the_state_bucket() {
+    let server = NatsServer::start().await;
+    let log = open(&server).await;
+    let jetstream = log.jetstream().clone();
+    let states = store::open_monitor_states(&jetstream, &LogConfig::default())
+        .await
+        .unwrap();
+    let sink = NatsSink {
+        jetstream,
+        states: states.clone(),
+    };
+    let down = InstanceMonitorState {
+        vdu: "VDU1".into(),
+        mgmt_ip: ip(1, 0),
+        state: "down".into(),
+        since: Some(BOOTED_AT),
+        last_result: None,
+        last_probed_at: Some(BOOTED_AT),
+        monitor: "m0".into(),
+    };
+    let up = InstanceMonitorState {
+        state: "up".into(),
+        mgmt_ip: ip(1, 1),
+        ..down.clone()
+    };
+    let recorded = BTreeMap::from([
+        (instance_id("vnf-1", 0), down),
+        (instance_id("vnf-1", 1), up),
+    ]);
+    publisher::put_state(&sink, "vnf-1", &recorded)
+        .await
+        .unwrap();
+    let seeds = BucketSeeds {
+        states,
+        skips: Arc::default(),
+    };
+    let seed = seeds.read("vnf-1".into()).await;
+    assert_eq!(seed.down, [(instance_id("vnf-1", 0), BOOTED_AT)]);
+    assert!(seeds.read("vnf-9".into()).await.down.is_empty());
+}
+
+#[tokio::test]
+async fn a_monitor_whose_nats_is_gone_stops_within_its_drain_deadline() {
+    let mut server = NatsServer::start().await;
+    let log = open(&server).await;
+    create(&log, "vnf-1", 1).await;
+    let drain = Duration::from_secs(2);
+    let started = start(&log, drain).await;
+    let probe = started.probe.clone();
+    eventually("vnf-1 probed", || probe.count(ip(1, 0)) > 0).await;
+    server.kill();
+    // Rounds keep coming while nothing can be stored.
+    let before = probe.count(ip(1, 0));
+    eventually("probed after the kill", || {
+        probe.count(ip(1, 0)) >= before + 2
+    })
+    .await;
+    let stopping = Instant::now();
+    started.shutdown.send(()).unwrap();
+    started.running.await.unwrap().unwrap();
+    let took = stopping.elapsed();
+    assert!(
+        took < drain + Duration::from_secs(1),
+        "stopped after {took:?}"
+    );
+}

@@ -1,0 +1,263 @@
+//! The target fold, without I/O: the VNFs as the lifecycle log left them, a [`Tracker`] per
+//! monitored VDU instance, and which of them are due for an attempt.
+//!
+//! It never probes, publishes or reads NATS: the engine feeds it decoded events and acts on
+//! what it answers.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use cqrs_es::Aggregate;
+use time::OffsetDateTime;
+
+use events::monitor::{self as schema, InstanceMonitorState, ProbeOutcome, Target};
+use events::vnf::{Vnf, VnfEvent};
+
+use crate::share;
+use crate::tracker::{Health, Tracker};
+
+/// How long a VNF's states stay unwritten when nothing changes (a change is written at once):
+/// at least this, plus up to [`STATE_REFRESH_SPREAD`] chosen by the VNF's partition, so that
+/// the refreshes of VNFs first probed together do not stay together. With 10,000 VNFs that is
+/// about 170 writes a second, spread out, where a fixed ten seconds made a burst of 10,000
+/// writes every ten seconds on the nats-server the API also reads from.
+const STATE_REFRESH_MIN: time::Duration = time::Duration::seconds(30);
+const STATE_REFRESH_SPREAD: time::Duration = time::Duration::seconds(60);
+
+/// What the state bucket said about a VNF when this monitor took it over: the instances that
+/// were down (a failure already reported), and since when. Probing waits for it, so that a
+/// monitor taking over or restarting continues an episode instead of reporting it again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seed {
+    pub vnf_id: String,
+    pub down: Vec<(String, OffsetDateTime)>,
+}
+
+impl Seed {
+    /// The seed recorded in a VNF's states: its instances that were down, and since when.
+    pub fn from_states(vnf_id: String, states: BTreeMap<String, InstanceMonitorState>) -> Seed {
+        let down = states
+            .into_iter()
+            .filter(|(_, state)| state.state == Health::Down.as_str())
+            .filter_map(|(instance_id, state)| Some((instance_id, state.since?)))
+            .collect();
+        Seed { vnf_id, down }
+    }
+}
+
+/// One attempt to start: the target, and the round (its interval boundary, in Unix
+/// nanoseconds) it belongs to.
+#[derive(Debug, Clone)]
+pub struct Start {
+    pub round: i128,
+    pub target: Target,
+}
+
+/// What is due at one tick.
+#[derive(Debug, Default)]
+pub struct Due {
+    pub starts: Vec<Start>,
+    /// VNFs whose recorded states are to be read before their targets are probed.
+    pub seeds: Vec<String>,
+}
+
+/// What the loop knows: the VNFs as the log left them and a tracker per target.
+#[derive(Debug, Default)]
+pub struct Targets {
+    vnfs: HashMap<String, Vnf>,
+    pub(crate) trackers: HashMap<String, Tracker>,
+    by_vnf: HashMap<String, HashSet<String>>,
+    /// When each written VNF's states are to be written again if nothing changes.
+    states_due: HashMap<String, OffsetDateTime>,
+    /// VNFs whose last recorded states this monitor has read since it took their partition;
+    /// only they are probed (see [`Seed`]).
+    seeded: HashSet<String>,
+    /// VNFs whose states are being read.
+    seeding: HashSet<String>,
+    /// The partitions `seeded` was last pruned for.
+    seeded_for: BTreeSet<u32>,
+}
+
+/// How long the VNF's unchanged states wait before they are written again.
+fn state_refresh(vnf_id: &str) -> time::Duration {
+    let spread = f64::from(share::partition(vnf_id)) / f64::from(share::PARTITIONS);
+    STATE_REFRESH_MIN + STATE_REFRESH_SPREAD * spread
+}
+
+/// A state write the fold asks for: the VNF's states, or `None` to delete them.
+pub type StateWrite = (String, Option<BTreeMap<String, InstanceMonitorState>>);
+
+impl Targets {
+    /// Folds one lifecycle message and re-derives the VNF's targets. Answers a state delete
+    /// when the VNF lost its last target after its states were written.
+    pub fn apply(&mut self, vnf_id: &str, events: Vec<VnfEvent>) -> Option<StateWrite> {
+        let vnf = self.vnfs.entry(vnf_id.to_owned()).or_default();
+        events.into_iter().for_each(|e| vnf.apply(e));
+        let derived = schema::targets(vnf_id, vnf);
+        if vnf.deleted {
+            self.vnfs.remove(vnf_id);
+            self.seeded.remove(vnf_id);
+        }
+        let wanted: HashSet<String> = derived.iter().map(|t| t.instance_id.clone()).collect();
+        let known = self.by_vnf.entry(vnf_id.to_owned()).or_default();
+        for gone in known.difference(&wanted) {
+            self.trackers.remove(gone);
+        }
+        for target in derived {
+            match self.trackers.get_mut(&target.instance_id) {
+                Some(tracker) => tracker.update(target),
+                None => {
+                    tracing::info!(vnf_id, instance_id = %target.instance_id, mgmt_ip = %target.mgmt_ip, "Monitoring VDU instance.");
+                    self.trackers
+                        .insert(target.instance_id.clone(), Tracker::new(target));
+                }
+            }
+        }
+        *known = wanted;
+        if known.is_empty() {
+            self.by_vnf.remove(vnf_id);
+            if self.states_due.remove(vnf_id).is_some() {
+                return Some((vnf_id.to_owned(), None));
+            }
+        }
+        None
+    }
+
+    /// A conductor called a job stale (`bad_action`): the instance is not probed until the
+    /// log gives it a new action id. A report about an older action id changes nothing.
+    pub fn drop_job(&mut self, instance_id: &str, action_id: &str) -> bool {
+        match self.trackers.get_mut(instance_id) {
+            Some(tracker) if tracker.target.action_id == action_id => {
+                tracker.dropped = true;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Takes a VNF's seed: down instances continue their reported episode.
+    pub fn seeded(&mut self, seed: Seed) {
+        self.seeding.remove(&seed.vnf_id);
+        for (instance_id, since) in seed.down {
+            if let Some(tracker) = self.trackers.get_mut(&instance_id) {
+                tracing::info!(vnf_id = %seed.vnf_id, %instance_id, %since, "Continuing a reported failure.");
+                tracker.resume_down(since);
+            }
+        }
+        self.seeded.insert(seed.vnf_id);
+    }
+
+    /// The attempts due at `now` on targets in the partitions `owned`, marked started; a
+    /// target of a VNF whose recorded states are not read yet waits for them (and their read
+    /// is asked for once). Partitions given away are read again if they come back.
+    pub fn due(&mut self, now: OffsetDateTime, owned: &BTreeSet<u32>) -> Due {
+        if *owned != self.seeded_for {
+            self.seeded
+                .retain(|vnf_id| owned.contains(&share::partition(vnf_id)));
+            self.seeded_for = owned.clone();
+        }
+        let mut due = Due::default();
+        let trackers = self
+            .trackers
+            .values_mut()
+            .filter(|t| t.is_due(now) && owned.contains(&share::partition(&t.target.vnf_id)));
+        for tracker in trackers {
+            let vnf_id = &tracker.target.vnf_id;
+            if !self.seeded.contains(vnf_id) {
+                if self.seeding.insert(vnf_id.clone()) {
+                    due.seeds.push(vnf_id.clone());
+                }
+                continue;
+            }
+            let round = tracker.next_due.unix_timestamp_nanos();
+            tracker.start(now);
+            due.starts.push(Start {
+                round,
+                target: tracker.target.clone(),
+            });
+        }
+        due
+    }
+
+    /// How many targets in the partitions `owned` there are, and how many of them failed
+    /// their latest attempt.
+    pub fn census(&self, owned: &BTreeSet<u32>) -> Census {
+        let mine = self
+            .trackers
+            .values()
+            .filter(|t| owned.contains(&share::partition(&t.target.vnf_id)));
+        let (mut targets, mut failing) = (0, 0);
+        for tracker in mine {
+            targets += 1;
+            if matches!(tracker.last_outcome, Some(ProbeOutcome::Down { .. })) {
+                failing += 1;
+            }
+        }
+        Census { targets, failing }
+    }
+
+    /// Forgets the failures of a suspect round (see [`Tracker::unreport`]).
+    pub fn unreport(&mut self, instance_ids: &[String]) {
+        for id in instance_ids {
+            if let Some(tracker) = self.trackers.get_mut(id) {
+                tracker.unreport();
+            }
+        }
+    }
+
+    /// The state writes after a round at `at`: every touched VNF whose health changed or whose
+    /// written states are due for a refresh.
+    pub fn state_writes(
+        &mut self,
+        touched: HashSet<String>,
+        changed: &HashSet<String>,
+        at: OffsetDateTime,
+        monitor: &str,
+    ) -> Vec<StateWrite> {
+        let mut writes = Vec::new();
+        for vnf_id in touched {
+            let stale = self.states_due.get(&vnf_id).is_none_or(|due| at >= *due);
+            if stale || changed.contains(&vnf_id) {
+                self.states_due
+                    .insert(vnf_id.clone(), at + state_refresh(&vnf_id));
+                let states = self.states(&vnf_id, monitor);
+                writes.push((vnf_id, states));
+            }
+        }
+        writes
+    }
+
+    fn states(
+        &self,
+        vnf_id: &str,
+        monitor: &str,
+    ) -> Option<BTreeMap<String, InstanceMonitorState>> {
+        let instances = self.by_vnf.get(vnf_id)?;
+        Some(
+            instances
+                .iter()
+                .filter_map(|id| self.trackers.get(id))
+                .map(|t| {
+                    let state = InstanceMonitorState {
+                        vdu: t.target.vdu.clone(),
+                        mgmt_ip: t.target.mgmt_ip,
+                        state: t.health.as_str().into(),
+                        since: t.since,
+                        last_result: t.last_outcome.clone(),
+                        last_probed_at: t.last_probed_at,
+                        monitor: monitor.to_owned(),
+                    };
+                    (t.target.instance_id.clone(), state)
+                })
+                .collect(),
+        )
+    }
+}
+
+/// A monitor's targets at the end of a round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Census {
+    /// The targets in the partitions the monitor holds.
+    pub targets: usize,
+    /// Those of them whose latest attempt failed.
+    pub failing: usize,
+}
