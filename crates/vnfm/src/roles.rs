@@ -161,11 +161,15 @@ struct Roles {
     /// The role each running task is, to name those that fail or do not drain in time.
     names: HashMap<tokio::task::Id, &'static str>,
     /// The connection the roles share, flushed once they have stopped.
-    client: async_nats::Client,
+    client: Option<async_nats::Client>,
 }
 
 impl Roles {
     fn new(log: &EventLog) -> Self {
+        Roles::with_client(Some(log.jetstream().client()))
+    }
+
+    fn with_client(client: Option<async_nats::Client>) -> Self {
         let (stop, _) = watch::channel(false);
         let on_signal = stop.clone();
         tokio::spawn(async move {
@@ -177,7 +181,7 @@ impl Roles {
             stop,
             running: JoinSet::new(),
             names: HashMap::new(),
-            client: log.jetstream().client(),
+            client,
         }
     }
 
@@ -232,16 +236,33 @@ impl Roles {
         let listener = tokio::net::TcpListener::bind(api.listen)
             .await
             .with_context(|| format!("listening on {}", api.listen))?;
-        tracing::info!(listen = %api.listen, "Gateway listening on http://{}.", api.listen);
+        // The bound address, so that `--listen 127.0.0.1:0` names the port it got.
+        let listen = listener.local_addr().unwrap_or(api.listen);
+        tracing::info!(listen = %listen, "Gateway listening on http://{listen}.");
         let shutdown = self.shutdown();
         self.spawn("gateway", gateway::serve(listener, gateway, shutdown));
         Ok(())
     }
 
-    /// Waits for every role; the first to end, or a signal, stops the others, which then have
-    /// [`DRAIN_DEADLINE`] to end before they are aborted. Fails when a role failed, panicked
-    /// or had to be aborted.
+    /// Waits for every role (see [`drain`](Self::drain)), then flushes what the roles left in
+    /// the client's buffer within the same deadline. Fails when a role failed, panicked or had
+    /// to be aborted.
     async fn wait(mut self) -> ExitCode {
+        let (failed, deadline) = self.drain().await;
+        if let Some(client) = &self.client {
+            flush(client, deadline).await;
+        }
+        if failed {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        }
+    }
+
+    /// Waits for every role; the first to end, or a signal, stops the others, which then have
+    /// [`DRAIN_DEADLINE`] to end before they are aborted. Answers whether any role failed,
+    /// panicked or was aborted, and the deadline.
+    async fn drain(&mut self) -> (bool, tokio::time::Instant) {
         let mut failed = false;
         let mut stopped = self.stop.subscribe();
         tokio::select! {
@@ -268,29 +289,7 @@ impl Roles {
                 }
             }
         }
-        self.flush(deadline).await;
-        if failed {
-            ExitCode::FAILURE
-        } else {
-            ExitCode::SUCCESS
-        }
-    }
-
-    /// Sends what is still in the client's buffer, if NATS is there to take it before
-    /// `deadline`; says so when it cannot (the roles' own exit decides the exit code).
-    async fn flush(&self, deadline: tokio::time::Instant) {
-        let state = self.client.connection_state();
-        let flushed = state == async_nats::connection::State::Connected
-            && matches!(
-                tokio::time::timeout_at(deadline, self.client.flush()).await,
-                Ok(Ok(()))
-            );
-        if !flushed {
-            tracing::warn!(
-                connection = %state,
-                "Could not flush to NATS before the drain deadline; messages not yet sent are lost."
-            );
-        }
+        (failed, deadline)
     }
 
     /// Logs how a role ended; true when it failed.
@@ -313,6 +312,23 @@ impl Roles {
                 true
             }
         }
+    }
+}
+
+/// Sends what is still in `client`'s buffer, if NATS is there to take it before `deadline`;
+/// says so when it cannot (the roles' own ends decide the exit code).
+async fn flush(client: &async_nats::Client, deadline: tokio::time::Instant) {
+    let state = client.connection_state();
+    let flushed = state == async_nats::connection::State::Connected
+        && matches!(
+            tokio::time::timeout_at(deadline, client.flush()).await,
+            Ok(Ok(()))
+        );
+    if !flushed {
+        tracing::warn!(
+            connection = %state,
+            "Could not flush to NATS before the drain deadline; messages not yet sent are lost."
+        );
     }
 }
 
@@ -404,4 +420,60 @@ async fn rebuild(nats: &Nats, verify: bool) -> anyhow::Result<ExitCode> {
     let written = projector::write_rebuild(&log, &tables).await?;
     println!("rewrote {written} rows from the log");
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A role that ends when told to stop.
+    fn obedient(roles: &Roles) -> impl Future<Output = anyhow::Result<()>> + Send + 'static {
+        let shutdown = roles.shutdown();
+        async move {
+            shutdown.await;
+            Ok(())
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn roles_that_drain_end_at_once_and_succeed() {
+        let mut roles = Roles::with_client(None);
+        roles.spawn("projector", obedient(&roles));
+        roles.spawn("gateway", obedient(&roles));
+        roles.stop.send_replace(true);
+        let started = tokio::time::Instant::now();
+        let (failed, _) = roles.drain().await;
+        assert!(!failed);
+        assert_eq!(started.elapsed(), Duration::ZERO);
+        assert!(roles.names.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_role_that_does_not_drain_is_aborted_at_the_deadline() {
+        let mut roles = Roles::with_client(None);
+        roles.spawn("projector", obedient(&roles));
+        roles.spawn("monitor", std::future::pending::<anyhow::Result<()>>());
+        roles.stop.send_replace(true);
+        let started = tokio::time::Instant::now();
+        let (failed, deadline) = roles.drain().await;
+        assert!(failed, "an aborted role fails the run");
+        assert_eq!(started.elapsed(), DRAIN_DEADLINE);
+        assert_eq!(deadline, started + DRAIN_DEADLINE);
+        assert_eq!(roles.names.values().collect::<Vec<_>>(), [&"monitor"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_first_role_to_fail_stops_the_others() {
+        let mut roles = Roles::with_client(None);
+        roles.spawn("gateway", obedient(&roles));
+        roles.spawn("conductor", async {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            anyhow::bail!("heal consumer gone")
+        });
+        let started = tokio::time::Instant::now();
+        let (failed, _) = roles.drain().await;
+        assert!(failed);
+        assert_eq!(started.elapsed(), Duration::from_secs(1));
+        assert!(roles.names.is_empty());
+    }
 }
