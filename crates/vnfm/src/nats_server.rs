@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use anyhow::{Context, anyhow, bail};
+use anyhow::{Context, bail};
 use tokio::process::{Child, Command};
 
 /// The oldest nats-server vnfm runs against: 2.12 brought the behaviour the store relies on
@@ -82,7 +82,9 @@ pub async fn connect(url: &str, name: &str) -> anyhow::Result<async_nats::Client
                 .connect(server_urls(url))
                 .await
             {
-                Ok(client) => return client,
+                Ok(client) => return Ok(client),
+                // A refusal of who we are does not heal by trying again.
+                Err(e) if is_refusal(&e) => return Err(e),
                 Err(e) => {
                     tracing::debug!(nats_url = %url, error = %e, "NATS not reached; trying again.");
                     last_error = Some(e);
@@ -91,11 +93,13 @@ pub async fn connect(url: &str, name: &str) -> anyhow::Result<async_nats::Client
             tokio::time::sleep(CONNECT_RETRY_INTERVAL).await;
         }
     };
-    let Ok(client) = tokio::time::timeout(CONNECT_TIMEOUT, attempts).await else {
-        let reason = last_error.map_or_else(|| "no answer".to_owned(), |e| e.to_string());
-        return Err(anyhow!(
-            "cannot reach NATS at {url} within {CONNECT_TIMEOUT:?}: {reason}"
-        ));
+    let client = match tokio::time::timeout(CONNECT_TIMEOUT, attempts).await {
+        Ok(Ok(client)) => client,
+        Ok(Err(refused)) => bail!("NATS at {url} refused this client: {refused}"),
+        Err(_) => {
+            let reason = last_error.map_or_else(|| "no answer".to_owned(), |e| e.to_string());
+            bail!("cannot reach NATS at {url} within {CONNECT_TIMEOUT:?}: {reason}");
+        }
     };
     // Without a retried initial connect, the server's INFO is in hand once connected.
     check_version(
@@ -103,6 +107,15 @@ pub async fn connect(url: &str, name: &str) -> anyhow::Result<async_nats::Client
         &client.server_info().version,
     )?;
     Ok(client)
+}
+
+/// True when the server answered and refused the client's identity.
+fn is_refusal(error: &async_nats::ConnectError) -> bool {
+    matches!(
+        error.kind(),
+        async_nats::ConnectErrorKind::Authentication
+            | async_nats::ConnectErrorKind::AuthorizationViolation
+    )
 }
 
 /// A nats-server child process, killed when dropped.
