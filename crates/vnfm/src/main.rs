@@ -74,13 +74,20 @@ struct VduHttpArgs {
     instance: String,
 }
 
+// Numeric flags take `allow_negative_numbers` so that `--flag -1` is refused by name (by clap
+// for an unsigned flag, by `config::validate` for a signed one), not as an unknown argument.
 #[derive(Debug, Clone, Args)]
 struct NatsArgs {
     /// The NATS server (or cluster member) to use.
     #[arg(long, env = "VNFM_NATS_URL", default_value = "nats://127.0.0.1:4222")]
     nats_url: String,
     /// Replicas of the streams and tables vnfm creates (3 on a three-node cluster).
-    #[arg(long, env = "VNFM_REPLICAS", allow_negative_numbers = true, default_value_t = events::store::LogConfig::default().replicas)]
+    #[arg(
+        long,
+        env = "VNFM_REPLICAS",
+        allow_negative_numbers = true,
+        default_value_t = events::store::LogConfig::default().replicas
+    )]
     replicas: usize,
     /// This instance's name: its NATS connection name and the actor of the events it causes.
     /// Give each monitor a stable name unique among live monitors, and a restarted monitor
@@ -134,7 +141,12 @@ struct ConductorArgs {
     heal: HealArgs,
     /// Seconds a request or failure report waits for a conductor that took it and went silent
     /// (crashed or stalled) before another conductor gets it.
-    #[arg(long, env = "VNFM_ACK_WAIT_S", allow_negative_numbers = true, default_value_t = conductor::ACK_WAIT_DEFAULT.as_secs())]
+    #[arg(
+        long,
+        env = "VNFM_ACK_WAIT_S",
+        allow_negative_numbers = true,
+        default_value_t = conductor::ACK_WAIT_DEFAULT.as_secs()
+    )]
     ack_wait_s: u64,
     /// Fault injection for tests: stop this process (SIGSTOP) the first time a heal reaches
     /// this point (before-claim, after-claim, during-vim, before-ack).
@@ -145,7 +157,12 @@ struct ConductorArgs {
 #[derive(Debug, Clone, Args)]
 struct HealArgs {
     /// Heals (respawn, vdu_autoheal) a VNF may have within --heal-window-s before it is left in ERROR.
-    #[arg(long, env = "VNFM_HEALS_MAX", allow_negative_numbers = true, default_value_t = RespawnLimit::default().heals_max)]
+    #[arg(
+        long,
+        env = "VNFM_HEALS_MAX",
+        allow_negative_numbers = true,
+        default_value_t = RespawnLimit::default().heals_max
+    )]
     heals_max: u32,
     /// The window, in seconds, in which --heals-max heals are counted.
     #[arg(
@@ -171,7 +188,8 @@ struct ProbeArgs {
     /// also more than half of its targets) and fire no actions.
     #[arg(
         long,
-        env = "VNFM_SUSPECT_FAILURES_MIN", allow_negative_numbers = true,
+        env = "VNFM_SUSPECT_FAILURES_MIN",
+        allow_negative_numbers = true,
         default_value_t = monitor::MonitorConfig::default().suspect_failures_min
     )]
     suspect_failures_min: usize,
