@@ -763,8 +763,9 @@ impl Aggregate for Vnf {
     }
 }
 
-/// Heal start times kept: more than any sensible `heals_max`.
-const HEALS_REMEMBERED_MAX: usize = 32;
+/// Heal start times kept: more than any sensible `heals_max`, and the most a
+/// [`RespawnLimit::heals_max`] can be and still be reached.
+pub const HEALS_REMEMBERED_MAX: usize = 32;
 
 impl Vnf {
     fn record_failure(&mut self, failure: &Failure) {

@@ -2,14 +2,19 @@
 //! `projector`, `conductor`), all of them over an embedded nats-server (`up`), or an operator
 //! tool (`audit`, `rebuild`). It holds no logic of its own beyond wiring and start-up checks.
 
+mod config;
 mod nats_server;
 mod roles;
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use events::vnf::RespawnLimit;
+
+use crate::config::Config;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -69,13 +74,20 @@ struct VduHttpArgs {
     instance: String,
 }
 
+// Numeric flags take `allow_negative_numbers` so that `--flag -1` is refused by name (by clap
+// for an unsigned flag, by `config::validate` for a signed one), not as an unknown argument.
 #[derive(Debug, Clone, Args)]
 struct NatsArgs {
     /// The NATS server (or cluster member) to use.
     #[arg(long, env = "VNFM_NATS_URL", default_value = "nats://127.0.0.1:4222")]
     nats_url: String,
     /// Replicas of the streams and tables vnfm creates (3 on a three-node cluster).
-    #[arg(long, env = "VNFM_REPLICAS", default_value_t = 1)]
+    #[arg(
+        long,
+        env = "VNFM_REPLICAS",
+        allow_negative_numbers = true,
+        default_value_t = events::store::LogConfig::default().replicas
+    )]
     replicas: usize,
     /// This instance's name: its NATS connection name and the actor of the events it causes.
     /// Give each monitor a stable name unique among live monitors, and a restarted monitor
@@ -115,7 +127,7 @@ struct GatewayArgs {
 #[derive(Debug, Clone, Args)]
 struct VimArgs {
     /// Name prefix of the namespaces and links the local VIM creates (at most 5 of [a-z0-9]).
-    #[arg(long, env = "VNFM_VIM_PREFIX", default_value = "vnfm")]
+    #[arg(long, env = "VNFM_VIM_PREFIX", default_value = conductor::vim::local::DEFAULT_PREFIX)]
     vim_prefix: String,
 }
 
@@ -129,7 +141,12 @@ struct ConductorArgs {
     heal: HealArgs,
     /// Seconds a request or failure report waits for a conductor that took it and went silent
     /// (crashed or stalled) before another conductor gets it.
-    #[arg(long, env = "VNFM_ACK_WAIT_S", default_value_t = conductor::ACK_WAIT_DEFAULT.as_secs())]
+    #[arg(
+        long,
+        env = "VNFM_ACK_WAIT_S",
+        allow_negative_numbers = true,
+        default_value_t = conductor::ACK_WAIT_DEFAULT.as_secs()
+    )]
     ack_wait_s: u64,
     /// Fault injection for tests: stop this process (SIGSTOP) the first time a heal reaches
     /// this point (before-claim, after-claim, during-vim, before-ack).
@@ -140,9 +157,20 @@ struct ConductorArgs {
 #[derive(Debug, Clone, Args)]
 struct HealArgs {
     /// Heals (respawn, vdu_autoheal) a VNF may have within --heal-window-s before it is left in ERROR.
-    #[arg(long, env = "VNFM_HEALS_MAX", default_value_t = 3)]
+    #[arg(
+        long,
+        env = "VNFM_HEALS_MAX",
+        allow_negative_numbers = true,
+        default_value_t = RespawnLimit::default().heals_max
+    )]
     heals_max: u32,
-    #[arg(long, env = "VNFM_HEAL_WINDOW_S", default_value_t = 600)]
+    /// The window, in seconds, in which --heals-max heals are counted.
+    #[arg(
+        long,
+        env = "VNFM_HEAL_WINDOW_S",
+        allow_negative_numbers = true,
+        default_value_t = RespawnLimit::default().window.whole_seconds()
+    )]
     heal_window_s: i64,
 }
 
@@ -158,7 +186,12 @@ struct MonitorArgs {
 struct ProbeArgs {
     /// The fewest failures in one round that can make a monitor suspect itself (when they are
     /// also more than half of its targets) and fire no actions.
-    #[arg(long, env = "VNFM_SUSPECT_FAILURES_MIN", default_value_t = 10)]
+    #[arg(
+        long,
+        env = "VNFM_SUSPECT_FAILURES_MIN",
+        allow_negative_numbers = true,
+        default_value_t = monitor::MonitorConfig::default().suspect_failures_min
+    )]
     suspect_failures_min: usize,
 }
 
@@ -194,6 +227,10 @@ const MONITOR_WORKER_THREADS: usize = 1;
 /// changes nothing, and probe timeouts (a second or more) dwarf the delay it can add.
 const MONITOR_NICE_INCREMENT: i32 = 5;
 
+/// The exit code of a refused flag value: the one clap exits with on a flag it cannot parse, so
+/// that a supervisor sees the two alike.
+const USAGE_EXIT_CODE: u8 = 2;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
@@ -202,8 +239,19 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| "info,async_nats=warn".into()),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal, never into a file or a pipe.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
-    if let Command::VduHttp(args) = &cli.command {
+    let config = match config::validate(cli.command, |path| std::fs::read_to_string(path)) {
+        Ok(config) => config,
+        Err(problems) => {
+            for problem in problems {
+                eprintln!("vnfm: {problem}");
+            }
+            return ExitCode::from(USAGE_EXIT_CODE);
+        }
+    };
+    if let Config::VduHttp(args) = &config {
         // Before any runtime: it enters the namespace on this, the only thread.
         return match conductor::vim::local::run_responder(&args.netns, args.port, &args.instance) {
             Ok(never) => match never {},
@@ -214,7 +262,7 @@ fn main() -> ExitCode {
         };
     }
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    if let Command::Monitor(_) = &cli.command {
+    if let Config::Monitor(_) = &config {
         runtime.worker_threads(MONITOR_WORKER_THREADS);
         // Before any other thread exists: threads inherit it.
         if let Err(e) = rustix::process::nice(MONITOR_NICE_INCREMENT) {
@@ -228,11 +276,15 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(roles::run(cli.command)) {
+    let code = match runtime.block_on(roles::run(config)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("vnfm: {e:#}");
             ExitCode::FAILURE
         }
-    }
+    };
+    // The roles have ended or been aborted within their drain deadline: wait for nothing
+    // else (a blocking VIM call still running would otherwise hold the exit).
+    runtime.shutdown_background();
+    code
 }

@@ -18,6 +18,13 @@ const SERVER_START_TIMEOUT: Duration = Duration::from_secs(30);
 /// before it is retried or reported; a leader election takes 2 to 4 s, and every request vnfm
 /// makes is answered in milliseconds when the cluster is healthy.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a role tries to reach NATS before it says it cannot: a restarting nats-server
+/// recovers its store and accepts clients within seconds (see [`SERVER_START_TIMEOUT`] for a
+/// large store), and a role started beside its server should outwait that, not hang forever.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The pause between two attempts to reach NATS within [`CONNECT_TIMEOUT`]: a refused
+/// connection on loopback fails in microseconds, and forty tries in ten seconds cost nothing.
+const CONNECT_RETRY_INTERVAL: Duration = Duration::from_millis(250);
 /// The client port `vnfm up` prefers; a free one is taken when it is busy.
 const PREFERRED_PORT: u16 = 4222;
 
@@ -48,28 +55,67 @@ fn server_urls(urls: &str) -> Vec<&str> {
         .collect()
 }
 
-/// Connects to NATS (any of the comma-separated `url`s) and refuses a server older than
-/// [`SERVER_VERSION_MIN`].
-pub async fn connect(url: &str, name: &str) -> anyhow::Result<async_nats::Client> {
-    let client = async_nats::ConnectOptions::new()
-        .name(name)
-        .retry_on_initial_connect()
-        .request_timeout(Some(REQUEST_TIMEOUT))
-        .connect(server_urls(url))
-        .await
-        .with_context(|| format!("connecting to NATS at {url}"))?;
-    // The server's INFO arrives with the connection; wait for it briefly after a retried connect.
-    for _ in 0..50 {
-        if !client.server_info().version.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+/// Checks a `--nats-url`: one or more comma-separated NATS URLs, each of which the client
+/// accepts (`nats://`, `tls://`, `ws://`, `wss://`, or a bare `host:port`).
+pub fn check_urls(urls: &str) -> Result<(), String> {
+    let members = server_urls(urls);
+    if members.is_empty() {
+        return Err(format!("names no server, got {urls:?}"));
     }
+    for member in members {
+        member
+            .parse::<async_nats::ServerAddr>()
+            .map_err(|e| format!("{member:?} is not a NATS URL: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Connects to NATS (any of the comma-separated `url`s), trying again for at most
+/// [`CONNECT_TIMEOUT`], and refuses a server older than [`SERVER_VERSION_MIN`].
+pub async fn connect(url: &str, name: &str) -> anyhow::Result<async_nats::Client> {
+    let mut last_error = None;
+    let attempts = async {
+        loop {
+            match async_nats::ConnectOptions::new()
+                .name(name)
+                .request_timeout(Some(REQUEST_TIMEOUT))
+                .connect(server_urls(url))
+                .await
+            {
+                Ok(client) => return Ok(client),
+                // A refusal of who we are does not heal by trying again.
+                Err(e) if is_refusal(&e) => return Err(e),
+                Err(e) => {
+                    tracing::debug!(nats_url = %url, error = %e, "NATS not reached; trying again.");
+                    last_error = Some(e);
+                }
+            }
+            tokio::time::sleep(CONNECT_RETRY_INTERVAL).await;
+        }
+    };
+    let client = match tokio::time::timeout(CONNECT_TIMEOUT, attempts).await {
+        Ok(Ok(client)) => client,
+        Ok(Err(refused)) => bail!("NATS at {url} refused this client: {refused}"),
+        Err(_) => {
+            let reason = last_error.map_or_else(|| "no answer".to_owned(), |e| e.to_string());
+            bail!("cannot reach NATS at {url} within {CONNECT_TIMEOUT:?}: {reason}");
+        }
+    };
+    // Without a retried initial connect, the server's INFO is in hand once connected.
     check_version(
         &format!("the server at {url}"),
         &client.server_info().version,
     )?;
     Ok(client)
+}
+
+/// True when the server answered and refused the client's identity.
+fn is_refusal(error: &async_nats::ConnectError) -> bool {
+    matches!(
+        error.kind(),
+        async_nats::ConnectErrorKind::Authentication
+            | async_nats::ConnectErrorKind::AuthorizationViolation
+    )
 }
 
 /// A nats-server child process, killed when dropped.
@@ -168,6 +214,13 @@ mod tests {
             ["nats://127.0.0.1:4222", "nats://127.0.0.1:4223"]
         );
         assert_eq!(server_urls("nats://h:1"), ["nats://h:1"]);
+    }
+
+    #[test]
+    fn checks_nats_urls() {
+        assert!(check_urls("nats://127.0.0.1:4222,127.0.0.1:4223").is_ok());
+        assert!(check_urls(" , ").is_err());
+        assert!(check_urls("http://127.0.0.1:4222").is_err());
     }
 
     #[test]

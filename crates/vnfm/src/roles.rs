@@ -1,146 +1,175 @@
-//! Wiring: each sub-command connects, opens what it needs and runs until a signal.
+//! Wiring: each sub-command connects, opens what it needs and runs until a signal, then
+//! drains within a deadline. It decides nothing about flags: they arrive checked.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use conductor::vim::local::{LocalVim, LocalVimConfig};
 use conductor::{Conductor, ConductorConfig};
 use events::names;
-use events::store::{self, EventLog, LogConfig};
-use events::vnf::{RespawnLimit, VnfEvent};
-use gateway::{Auth, Gateway, GatewayConfig};
+use events::store::{self, EventLog};
+use events::vnf::VnfEvent;
+use gateway::{Gateway, GatewayConfig};
 use monitor::probe::Prober;
 use monitor::{Monitor, MonitorConfig};
 use projector::Tables;
 
-use crate::{
-    ApiArgs, AuthMode, Command, HealArgs, NatsArgs, ProbeArgs, UpArgs, VimArgs, nats_server,
-};
+use crate::config::{self, Api, Config, Nats};
+use crate::nats_server;
 
 /// How long `rebuild --verify` waits for the projector to reach the end of the log.
 const VERIFY_CATCH_UP: Duration = Duration::from_secs(30);
 
-pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
-    match command {
-        Command::Up(args) => up(args).await,
-        Command::Gateway(args) => {
-            let name = instance(&args.nats, "gateway");
-            let (log, tables) = open(&args.nats, &name).await?;
-            let mut roles = Roles::new();
-            roles.gateway(log, tables, &args.api, name).await?;
-            roles.wait().await
+/// How long the roles of a process have, after the stop signal, to finish their in-flight work
+/// before they are aborted. Ten seconds: longer than a JetStream request's timeout (3 s, see
+/// `nats_server`), so that an append in flight to a live cluster ends on its own, and well
+/// under a supervisor's kill timeout (30 s in Kubernetes, 90 s in systemd), so that vnfm says
+/// itself what it could not finish instead of being killed silently.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
+
+pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
+    match config {
+        Config::Up(up_config) => up(up_config).await,
+        Config::Gateway { nats, api } => {
+            let name = nats.instance("gateway");
+            let (log, tables) = open(&nats, &name).await?;
+            let mut roles = Roles::new(&log);
+            roles.gateway(log, tables, &api, name).await?;
+            Ok(roles.wait().await)
         }
-        Command::Projector(nats) => {
-            let (log, tables) = open(&nats, &instance(&nats, "projector")).await?;
-            let mut roles = Roles::new();
+        Config::Projector(nats) => {
+            let (log, tables) = open(&nats, &nats.instance("projector")).await?;
+            let mut roles = Roles::new(&log);
             roles.projector(log, tables);
-            roles.wait().await
+            Ok(roles.wait().await)
         }
-        Command::Conductor(args) => {
-            let name = instance(&args.nats, "conductor");
-            let (log, _) = open(&args.nats, &name).await?;
+        Config::Conductor(conductor) => {
+            let vim = local_vim(&conductor.vim_prefix)?;
+            let nats = &conductor.nats;
             let config = ConductorConfig {
-                instance: name,
-                ack_wait: Duration::from_secs(args.ack_wait_s),
-                stop_at: args.stop_at,
-                ..conductor_config(&args.heal, &args.nats)
+                instance: nats.instance("conductor"),
+                ack_wait: conductor.ack_wait,
+                respawn_limit: conductor.respawn_limit,
+                log: nats.log(),
+                stop_at: conductor.stop_at,
             };
-            let mut roles = Roles::new();
-            roles.conductor(log, &args.vim, config)?;
-            roles.wait().await
+            let (log, _) = open(nats, &config.instance).await?;
+            let mut roles = Roles::new(&log);
+            roles.conductor(log, vim, config);
+            Ok(roles.wait().await)
         }
-        Command::Monitor(args) => {
-            let name = instance(&args.nats, "monitor");
-            let (log, _) = open(&args.nats, &name).await?;
-            let mut roles = Roles::new();
-            roles.monitor(log, &args.probe, &args.nats, name)?;
-            roles.wait().await
+        Config::Monitor(monitor) => {
+            let prober = prober()?;
+            let config = MonitorConfig {
+                instance: monitor.nats.instance("monitor"),
+                suspect_failures_min: monitor.suspect_failures_min,
+                log: monitor.nats.log(),
+            };
+            let (log, _) = open(&monitor.nats, &config.instance).await?;
+            let mut roles = Roles::new(&log);
+            roles.monitor(log, prober, config);
+            Ok(roles.wait().await)
         }
-        Command::Audit { vnf_id, nats } => audit(&nats, &vnf_id).await,
-        Command::Rebuild { verify, nats } => rebuild(&nats, verify).await,
+        Config::Audit { vnf_id, nats } => audit(&nats, &vnf_id).await,
+        Config::Rebuild { verify, nats } => rebuild(&nats, verify).await,
         // Its namespace must be entered before any runtime thread exists: `main` runs it.
-        Command::VduHttp(_) => bail!("vdu-http runs before the async runtime starts"),
+        Config::VduHttp(_) => anyhow::bail!("vdu-http runs before the async runtime starts"),
     }
 }
 
-/// The instance's name: `--name`, else the role and the process id.
-fn instance(nats: &NatsArgs, role: &str) -> String {
-    nats.name
-        .clone()
-        .unwrap_or_else(|| format!("{role}-{}", std::process::id()))
-}
-
-fn conductor_config(heal: &HealArgs, nats: &NatsArgs) -> ConductorConfig {
-    ConductorConfig {
-        respawn_limit: RespawnLimit {
-            heals_max: heal.heals_max,
-            window: time::Duration::seconds(heal.heal_window_s),
-        },
-        log: LogConfig {
-            replicas: nats.replicas,
-        },
-        ..ConductorConfig::default()
-    }
-}
-
-async fn open(nats: &NatsArgs, name: &str) -> anyhow::Result<(EventLog, Tables)> {
-    let client = nats_server::connect(&nats.nats_url, name).await?;
-    let log = EventLog::open(
-        client,
-        &LogConfig {
-            replicas: nats.replicas,
-        },
-    )
-    .await?;
+async fn open(nats: &Nats, name: &str) -> anyhow::Result<(EventLog, Tables)> {
+    let client = nats_server::connect(&nats.url, name).await?;
+    let log = EventLog::open(client, &nats.log()).await?;
     let tables = Tables::open(log.jetstream(), nats.replicas).await?;
     Ok((log, tables))
 }
 
-async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
+/// The local VIM, started before anything connects so that a host that cannot run it (no
+/// root, no iproute2) is refused at once.
+fn local_vim(prefix: &str) -> anyhow::Result<LocalVim> {
+    // The VIM runs this very binary as `vnfm vdu-http` for each HTTP responder.
+    let program = std::env::current_exe().context("locating the vnfm binary")?;
+    LocalVim::new(LocalVimConfig::new(prefix, program)).context("starting the local VIM")
+}
+
+/// The monitor's ICMP socket, opened before anything connects.
+fn prober() -> anyhow::Result<Prober> {
+    let prober =
+        Prober::new().context("opening the ICMP socket (the monitor needs root or CAP_NET_RAW)")?;
+    tracing::info!(
+        receive_buffer_bytes = prober.receive_buffer_bytes(),
+        "ICMP socket open."
+    );
+    Ok(prober)
+}
+
+async fn up(config: config::Up) -> anyhow::Result<ExitCode> {
+    let vim = local_vim(&config.vim_prefix)?;
+    let prober = prober()?;
     // Kept alive for the whole run: dropping it stops the embedded server.
     let _server;
-    let nats_url = match &args.nats_url {
+    let nats_url = match &config.nats_url {
         Some(url) => url.clone(),
         None => {
-            let server = nats_server::start(&args.data_dir, args.nats_server_bin.clone()).await?;
+            let server =
+                nats_server::start(&config.data_dir, config.nats_server_bin.clone()).await?;
             let url = server.url.clone();
             _server = server;
             url
         }
     };
     tracing::info!(nats_url = %nats_url, "vnfm up: using NATS at {nats_url}.");
-    let nats = NatsArgs {
-        nats_url,
+    let nats = Nats {
+        url: nats_url,
         replicas: 1,
         name: None,
     };
-    let name = instance(&nats, "up");
+    let name = nats.instance("up");
     let (log, tables) = open(&nats, &name).await?;
-    let mut roles = Roles::new();
+    let mut roles = Roles::new(&log);
     roles.projector(log.clone(), tables.clone());
-    roles.conductor(log.clone(), &args.vim, conductor_config(&args.heal, &nats))?;
-    roles.monitor(log.clone(), &args.probe, &nats, format!("monitor-{name}"))?;
+    let conductor = ConductorConfig {
+        respawn_limit: config.respawn_limit,
+        log: nats.log(),
+        ..ConductorConfig::default()
+    };
+    roles.conductor(log.clone(), vim, conductor);
+    let monitor = MonitorConfig {
+        instance: format!("monitor-{name}"),
+        suspect_failures_min: config.suspect_failures_min,
+        log: nats.log(),
+    };
+    roles.monitor(log.clone(), prober, monitor);
     roles
-        .gateway(log, tables, &args.api, format!("gateway-{name}"))
+        .gateway(log, tables, &config.api, format!("gateway-{name}"))
         .await?;
-    roles.wait().await
+    Ok(roles.wait().await)
 }
 
 /// The roles running in this process and the signal that stops them.
 struct Roles {
     /// Set to true once, on SIGINT/SIGTERM or when any role ends; every role watches it.
     stop: watch::Sender<bool>,
-    running: JoinSet<(&'static str, anyhow::Result<()>)>,
+    running: JoinSet<anyhow::Result<()>>,
+    /// The role each running task is, to name those that fail or do not drain in time.
+    names: HashMap<tokio::task::Id, &'static str>,
+    /// The connection the roles share, flushed once they have stopped.
+    client: Option<async_nats::Client>,
 }
 
 impl Roles {
-    fn new() -> Self {
+    fn new(log: &EventLog) -> Self {
+        Roles::with_client(Some(log.jetstream().client()))
+    }
+
+    fn with_client(client: Option<async_nats::Client>) -> Self {
         let (stop, _) = watch::channel(false);
         let on_signal = stop.clone();
         tokio::spawn(async move {
@@ -151,6 +180,8 @@ impl Roles {
         Roles {
             stop,
             running: JoinSet::new(),
+            names: HashMap::new(),
+            client,
         }
     }
 
@@ -161,72 +192,43 @@ impl Roles {
         }
     }
 
+    fn spawn<E: Into<anyhow::Error>>(
+        &mut self,
+        role: &'static str,
+        run: impl Future<Output = Result<(), E>> + Send + 'static,
+    ) {
+        let task = self
+            .running
+            .spawn(async move { run.await.map_err(Into::into) });
+        self.names.insert(task.id(), role);
+    }
+
     fn projector(&mut self, log: EventLog, tables: Tables) {
         let shutdown = self.shutdown();
-        self.running.spawn(async move {
-            let result = projector::run(log, tables, shutdown).await;
-            ("projector", result.map_err(Into::into))
-        });
+        self.spawn("projector", projector::run(log, tables, shutdown));
     }
 
-    fn conductor(
-        &mut self,
-        log: EventLog,
-        vim: &VimArgs,
-        config: ConductorConfig,
-    ) -> anyhow::Result<()> {
-        // The VIM runs this very binary as `vnfm vdu-http` for each HTTP responder.
-        let program = std::env::current_exe().context("locating the vnfm binary")?;
-        let vim = LocalVim::new(LocalVimConfig::new(vim.vim_prefix.clone(), program))
-            .context("starting the local VIM")?;
+    fn conductor(&mut self, log: EventLog, vim: LocalVim, config: ConductorConfig) {
         let conductor = Conductor::new(log, Arc::new(vim), config);
         let shutdown = self.shutdown();
-        self.running.spawn(async move {
-            let result = conductor.run(shutdown).await;
-            ("conductor", result.map_err(Into::into))
-        });
-        Ok(())
+        self.spawn("conductor", async move { conductor.run(shutdown).await });
     }
 
-    fn monitor(
-        &mut self,
-        log: EventLog,
-        probe: &ProbeArgs,
-        nats: &NatsArgs,
-        instance: String,
-    ) -> anyhow::Result<()> {
-        let prober = Prober::new()
-            .context("opening the ICMP socket (the monitor needs root or CAP_NET_RAW)")?;
-        tracing::info!(
-            receive_buffer_bytes = prober.receive_buffer_bytes(),
-            "ICMP socket open."
-        );
-        let config = MonitorConfig {
-            instance,
-            suspect_failures_min: probe.suspect_failures_min,
-            log: LogConfig {
-                replicas: nats.replicas,
-            },
-        };
+    fn monitor(&mut self, log: EventLog, prober: Prober, config: MonitorConfig) {
         let monitor = Monitor::new(log, Arc::new(prober), config);
         let shutdown = self.shutdown();
-        self.running.spawn(async move {
-            let result = monitor.run(shutdown).await;
-            ("monitor", result.map_err(Into::into))
-        });
-        Ok(())
+        self.spawn("monitor", async move { monitor.run(shutdown).await });
     }
 
     async fn gateway(
         &mut self,
         log: EventLog,
         tables: Tables,
-        api: &ApiArgs,
+        api: &Api,
         instance: String,
     ) -> anyhow::Result<()> {
-        let auth = auth(api)?;
         let config = GatewayConfig {
-            auth,
+            auth: api.auth.clone(),
             instance,
             ..GatewayConfig::default()
         };
@@ -234,57 +236,99 @@ impl Roles {
         let listener = tokio::net::TcpListener::bind(api.listen)
             .await
             .with_context(|| format!("listening on {}", api.listen))?;
-        tracing::info!(listen = %api.listen, "Gateway listening on http://{}.", api.listen);
+        // The bound address, so that `--listen 127.0.0.1:0` names the port it got.
+        let listen = listener.local_addr().unwrap_or(api.listen);
+        tracing::info!(listen = %listen, "Gateway listening on http://{listen}.");
         let shutdown = self.shutdown();
-        self.running.spawn(async move {
-            let result = gateway::serve(listener, gateway, shutdown).await;
-            ("gateway", result.map_err(Into::into))
-        });
+        self.spawn("gateway", gateway::serve(listener, gateway, shutdown));
         Ok(())
     }
 
-    /// Waits for every role; the first to end stops the others.
-    async fn wait(mut self) -> anyhow::Result<ExitCode> {
-        let mut failed = false;
-        while let Some(joined) = self.running.join_next().await {
-            self.stop.send_replace(true);
-            match joined {
-                Ok((role, Ok(()))) => tracing::info!(role, "Role stopped."),
-                Ok((role, Err(e))) => {
-                    tracing::error!(role, error = %format!("{e:#}"), "Role failed.");
-                    failed = true;
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "Role panicked.");
-                    failed = true;
-                }
-            }
+    /// Waits for every role (see [`drain`](Self::drain)), then flushes what the roles left in
+    /// the client's buffer within the same deadline. Fails when a role failed, panicked or had
+    /// to be aborted.
+    async fn wait(mut self) -> ExitCode {
+        let (failed, deadline) = self.drain().await;
+        if let Some(client) = &self.client {
+            flush(client, deadline).await;
         }
-        Ok(if failed {
+        if failed {
             ExitCode::FAILURE
         } else {
             ExitCode::SUCCESS
-        })
+        }
+    }
+
+    /// Waits for every role; the first to end, or a signal, stops the others, which then have
+    /// [`DRAIN_DEADLINE`] to end before they are aborted. Answers whether any role failed,
+    /// panicked or was aborted, and the deadline.
+    async fn drain(&mut self) -> (bool, tokio::time::Instant) {
+        let mut failed = false;
+        let mut stopped = self.stop.subscribe();
+        tokio::select! {
+            _ = stopped.wait_for(|stopped| *stopped) => {}
+            Some(joined) = self.running.join_next_with_id() => failed |= self.ended(joined),
+        }
+        self.stop.send_replace(true);
+        let deadline = tokio::time::Instant::now() + DRAIN_DEADLINE;
+        loop {
+            match tokio::time::timeout_at(deadline, self.running.join_next_with_id()).await {
+                Ok(Some(joined)) => failed |= self.ended(joined),
+                Ok(None) => break,
+                Err(_) => {
+                    let mut late: Vec<&str> = self.names.values().copied().collect();
+                    late.sort_unstable();
+                    tracing::error!(
+                        roles = ?late,
+                        drain_deadline_s = DRAIN_DEADLINE.as_secs(),
+                        "Roles did not stop within the drain deadline; aborting them and what they had in flight."
+                    );
+                    self.running.abort_all();
+                    failed = true;
+                    break;
+                }
+            }
+        }
+        (failed, deadline)
+    }
+
+    /// Logs how a role ended; true when it failed.
+    fn ended(
+        &mut self,
+        joined: Result<(tokio::task::Id, anyhow::Result<()>), tokio::task::JoinError>,
+    ) -> bool {
+        let (id, result) = match joined {
+            Ok((id, result)) => (id, result.map_err(|e| format!("{e:#}"))),
+            Err(e) => (e.id(), Err(format!("panicked: {e}"))),
+        };
+        let role = self.names.remove(&id).unwrap_or("unknown");
+        match result {
+            Ok(()) => {
+                tracing::info!(role, "Role stopped.");
+                false
+            }
+            Err(error) => {
+                tracing::error!(role, error, "Role failed.");
+                true
+            }
+        }
     }
 }
 
-fn auth(api: &ApiArgs) -> anyhow::Result<Auth> {
-    match (api.auth, &api.token_file) {
-        (Some(AuthMode::Token), Some(path)) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading the token file {}", path.display()))?;
-            let token = text.lines().next().unwrap_or("").trim().to_owned();
-            if token.is_empty() {
-                bail!("the token file {} is empty", path.display());
-            }
-            Ok(Auth::Token(token))
-        }
-        (Some(AuthMode::Token), None) => bail!("--auth token needs --token-file FILE"),
-        (Some(AuthMode::None), _) | (None, _) if api.listen.ip().is_loopback() => Ok(Auth::None),
-        (Some(AuthMode::None), _) | (None, _) => bail!(
-            "refusing to serve {} without authentication; use --auth token --token-file FILE (noauth is allowed only on loopback)",
-            api.listen
-        ),
+/// Sends what is still in `client`'s buffer, if NATS is there to take it before `deadline`;
+/// says so when it cannot (the roles' own ends decide the exit code).
+async fn flush(client: &async_nats::Client, deadline: tokio::time::Instant) {
+    let state = client.connection_state();
+    let flushed = state == async_nats::connection::State::Connected
+        && matches!(
+            tokio::time::timeout_at(deadline, client.flush()).await,
+            Ok(Ok(()))
+        );
+    if !flushed {
+        tracing::warn!(
+            connection = %state,
+            "Could not flush to NATS before the drain deadline; messages not yet sent are lost."
+        );
     }
 }
 
@@ -304,7 +348,7 @@ async fn wait_for_signal() {
     let _ = interrupt.await;
 }
 
-async fn audit(nats: &NatsArgs, vnf_id: &str) -> anyhow::Result<ExitCode> {
+async fn audit(nats: &Nats, vnf_id: &str) -> anyhow::Result<ExitCode> {
     let (log, _) = open(nats, "vnfm-audit").await?;
     let history = log
         .read_subject::<VnfEvent>(&names::vnf_subject(vnf_id))
@@ -350,7 +394,7 @@ async fn audit(nats: &NatsArgs, vnf_id: &str) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn rebuild(nats: &NatsArgs, verify: bool) -> anyhow::Result<ExitCode> {
+async fn rebuild(nats: &Nats, verify: bool) -> anyhow::Result<ExitCode> {
     let (log, tables) = open(nats, "vnfm-rebuild").await?;
     if verify {
         let verification = projector::verify(&log, &tables, VERIFY_CATCH_UP).await?;
@@ -376,4 +420,60 @@ async fn rebuild(nats: &NatsArgs, verify: bool) -> anyhow::Result<ExitCode> {
     let written = projector::write_rebuild(&log, &tables).await?;
     println!("rewrote {written} rows from the log");
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A role that ends when told to stop.
+    fn obedient(roles: &Roles) -> impl Future<Output = anyhow::Result<()>> + Send + 'static {
+        let shutdown = roles.shutdown();
+        async move {
+            shutdown.await;
+            Ok(())
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn roles_that_drain_end_at_once_and_succeed() {
+        let mut roles = Roles::with_client(None);
+        roles.spawn("projector", obedient(&roles));
+        roles.spawn("gateway", obedient(&roles));
+        roles.stop.send_replace(true);
+        let started = tokio::time::Instant::now();
+        let (failed, _) = roles.drain().await;
+        assert!(!failed);
+        assert_eq!(started.elapsed(), Duration::ZERO);
+        assert!(roles.names.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_role_that_does_not_drain_is_aborted_at_the_deadline() {
+        let mut roles = Roles::with_client(None);
+        roles.spawn("projector", obedient(&roles));
+        roles.spawn("monitor", std::future::pending::<anyhow::Result<()>>());
+        roles.stop.send_replace(true);
+        let started = tokio::time::Instant::now();
+        let (failed, deadline) = roles.drain().await;
+        assert!(failed, "an aborted role fails the run");
+        assert_eq!(started.elapsed(), DRAIN_DEADLINE);
+        assert_eq!(deadline, started + DRAIN_DEADLINE);
+        assert_eq!(roles.names.values().collect::<Vec<_>>(), [&"monitor"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_first_role_to_fail_stops_the_others() {
+        let mut roles = Roles::with_client(None);
+        roles.spawn("gateway", obedient(&roles));
+        roles.spawn("conductor", async {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            anyhow::bail!("heal consumer gone")
+        });
+        let started = tokio::time::Instant::now();
+        let (failed, _) = roles.drain().await;
+        assert!(failed);
+        assert_eq!(started.elapsed(), Duration::from_secs(1));
+        assert!(roles.names.is_empty());
+    }
 }

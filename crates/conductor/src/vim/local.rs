@@ -39,6 +39,8 @@ use plan::{Side, Slot};
 
 use crate::vim::{DeployRequest, Deployed, Vim, VimError};
 
+/// Checks a prefix without starting a VIM, for configuration checked before anything starts.
+pub use plan::validate_prefix;
 pub use plan::{PREFIX_LEN_MAX, SLOT_COUNT};
 /// The responder process's body: what the hidden `vnfm vdu-http` runs.
 pub use responder::run as run_responder;

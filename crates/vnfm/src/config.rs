@@ -1,0 +1,489 @@
+//! The checked configuration of a `vnfm` run: every flag validated once, every problem reported
+//! together with the flag's name and what it allows, before anything connects. It never
+//! connects, listens or starts anything; its only I/O is reading the token file through the
+//! reader it is given.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use conductor::StopPoint;
+use events::store::LogConfig;
+use events::vnf::{HEALS_REMEMBERED_MAX, RespawnLimit};
+use gateway::Auth;
+
+use crate::{
+    ApiArgs, AuthMode, Command, ConductorArgs, HealArgs, MonitorArgs, NatsArgs, ProbeArgs, UpArgs,
+    VduHttpArgs, VimArgs, nats_server,
+};
+
+/// The longest `--ack-wait-s`: an hour. A conductor that took a request and went silent holds
+/// it this long before another conductor gets it; a longer stall of heals helps nobody.
+const ACK_WAIT_MAX_S: u64 = 3600;
+/// The longest `--heal-window-s`: a week. The limit is there for a VDU that fails again and
+/// again now; a longer window keeps refusing heals for faults fixed long ago.
+const HEAL_WINDOW_MAX_S: i64 = 7 * 24 * 3600;
+/// The most `--replicas`: JetStream's own limit on a stream's replicas.
+const REPLICAS_MAX: usize = 5;
+
+/// One flag whose value cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    /// The flag as typed on the command line, e.g. `--ack-wait-s`.
+    pub flag: &'static str,
+    /// What is wrong, with what the flag allows.
+    pub reason: String,
+}
+
+impl fmt::Display for ConfigProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.flag, self.reason)
+    }
+}
+
+/// What a `vnfm` run is to do, with every value checked.
+#[derive(Debug)]
+pub enum Config {
+    Up(Up),
+    Gateway {
+        nats: Nats,
+        api: Api,
+    },
+    Projector(Nats),
+    Conductor(Conductor),
+    Monitor(Monitor),
+    Audit {
+        vnf_id: String,
+        nats: Nats,
+    },
+    Rebuild {
+        verify: bool,
+        nats: Nats,
+    },
+    /// Passed on as given: the local VIM builds its command line.
+    VduHttp(VduHttpArgs),
+}
+
+/// Where and how to reach NATS.
+#[derive(Debug, Clone)]
+pub struct Nats {
+    /// One or more comma-separated server URLs, each a valid NATS URL.
+    pub url: String,
+    pub replicas: usize,
+    /// `--name`, when given.
+    pub name: Option<String>,
+}
+
+impl Nats {
+    /// The instance's name: `--name`, else the role and the process id.
+    pub fn instance(&self, role: &str) -> String {
+        self.name
+            .clone()
+            .unwrap_or_else(|| format!("{role}-{}", std::process::id()))
+    }
+
+    pub fn log(&self) -> LogConfig {
+        LogConfig {
+            replicas: self.replicas,
+        }
+    }
+}
+
+/// Where the REST API listens, and whom it lets in.
+#[derive(Debug, Clone)]
+pub struct Api {
+    pub listen: SocketAddr,
+    pub auth: Auth,
+}
+
+#[derive(Debug)]
+pub struct Conductor {
+    pub nats: Nats,
+    pub vim_prefix: String,
+    pub ack_wait: Duration,
+    pub respawn_limit: RespawnLimit,
+    pub stop_at: Option<StopPoint>,
+}
+
+#[derive(Debug)]
+pub struct Monitor {
+    pub nats: Nats,
+    pub suspect_failures_min: usize,
+}
+
+#[derive(Debug)]
+pub struct Up {
+    pub data_dir: PathBuf,
+    /// The NATS to use; `None` starts an embedded nats-server.
+    pub nats_url: Option<String>,
+    pub nats_server_bin: Option<PathBuf>,
+    pub api: Api,
+    pub vim_prefix: String,
+    pub respawn_limit: RespawnLimit,
+    pub suspect_failures_min: usize,
+}
+
+/// Checks every flag of `command`, reading the token file (if any) with `read`; answers every
+/// problem found, not just the first.
+pub fn validate(
+    command: Command,
+    read: impl Fn(&Path) -> std::io::Result<String>,
+) -> Result<Config, Vec<ConfigProblem>> {
+    let mut check = Check {
+        problems: Vec::new(),
+        read: &read,
+    };
+    let config = match command {
+        Command::Up(args) => Config::Up(check.up(args)),
+        Command::Gateway(args) => Config::Gateway {
+            nats: check.nats(args.nats),
+            api: check.api(&args.api),
+        },
+        Command::Projector(nats) => Config::Projector(check.nats(nats)),
+        Command::Conductor(args) => Config::Conductor(check.conductor(args)),
+        Command::Monitor(MonitorArgs { nats, probe }) => Config::Monitor(Monitor {
+            nats: check.nats(nats),
+            suspect_failures_min: check.suspect_failures_min(&probe),
+        }),
+        Command::Audit { vnf_id, nats } => Config::Audit {
+            vnf_id,
+            nats: check.nats(nats),
+        },
+        Command::Rebuild { verify, nats } => Config::Rebuild {
+            verify,
+            nats: check.nats(nats),
+        },
+        Command::VduHttp(args) => Config::VduHttp(args),
+    };
+    if check.problems.is_empty() {
+        Ok(config)
+    } else {
+        Err(check.problems)
+    }
+}
+
+/// Collects problems; each check answers a usable stand-in when the value is refused, so that
+/// checking goes on and the caller sees every problem.
+struct Check<'a> {
+    problems: Vec<ConfigProblem>,
+    read: &'a dyn Fn(&Path) -> std::io::Result<String>,
+}
+
+impl Check<'_> {
+    fn problem(&mut self, flag: &'static str, reason: impl Into<String>) {
+        self.problems.push(ConfigProblem {
+            flag,
+            reason: reason.into(),
+        });
+    }
+
+    /// `value` if it lies in `min..=max`, else a problem naming the range and `min`.
+    fn in_range<T: PartialOrd + fmt::Display + Copy>(
+        &mut self,
+        flag: &'static str,
+        value: T,
+        (min, max): (T, T),
+        unit: &str,
+    ) -> T {
+        if value < min || value > max {
+            self.problem(flag, format!("must be {min}..={max}{unit}, got {value}"));
+            return min;
+        }
+        value
+    }
+
+    fn nats(&mut self, args: NatsArgs) -> Nats {
+        self.nats_url(&args.nats_url);
+        if args
+            .name
+            .as_deref()
+            .is_some_and(|name| name.trim().is_empty())
+        {
+            self.problem("--name", "must not be empty");
+        }
+        Nats {
+            replicas: self.in_range("--replicas", args.replicas, (1, REPLICAS_MAX), ""),
+            url: args.nats_url,
+            name: args.name,
+        }
+    }
+
+    fn nats_url(&mut self, url: &str) {
+        if let Err(reason) = nats_server::check_urls(url) {
+            self.problem("--nats-url", reason);
+        }
+    }
+
+    fn api(&mut self, args: &ApiArgs) -> Api {
+        let auth = match (args.auth, &args.token_file) {
+            (Some(AuthMode::Token), Some(path)) => self.token(path),
+            (Some(AuthMode::Token), None) => {
+                self.problem("--token-file", "required with --auth token");
+                Auth::None
+            }
+            (Some(AuthMode::None) | None, _) => {
+                if !args.listen.ip().is_loopback() {
+                    self.problem(
+                        "--auth",
+                        format!(
+                            "refusing to serve {} without authentication; use --auth token --token-file FILE (none is allowed only on loopback)",
+                            args.listen
+                        ),
+                    );
+                }
+                Auth::None
+            }
+        };
+        Api {
+            listen: args.listen,
+            auth,
+        }
+    }
+
+    /// The token: the first line of the file, trimmed.
+    fn token(&mut self, path: &Path) -> Auth {
+        match (self.read)(path) {
+            Ok(text) => {
+                let token = text.lines().next().unwrap_or("").trim();
+                if token.is_empty() {
+                    self.problem(
+                        "--token-file",
+                        format!("{} holds no token on its first line", path.display()),
+                    );
+                }
+                Auth::Token(token.to_owned())
+            }
+            Err(e) => {
+                self.problem(
+                    "--token-file",
+                    format!("cannot read {}: {e}", path.display()),
+                );
+                Auth::None
+            }
+        }
+    }
+
+    fn vim_prefix(&mut self, args: VimArgs) -> String {
+        if let Err(reason) = conductor::vim::local::validate_prefix(&args.vim_prefix) {
+            self.problem("--vim-prefix", reason);
+        }
+        args.vim_prefix
+    }
+
+    fn respawn_limit(&mut self, args: &HealArgs) -> RespawnLimit {
+        // More than the VNF remembers would never be reached: the limit would be off.
+        let heals_remembered_max = u32::try_from(HEALS_REMEMBERED_MAX).unwrap_or(u32::MAX);
+        RespawnLimit {
+            heals_max: self.in_range(
+                "--heals-max",
+                args.heals_max,
+                (1, heals_remembered_max),
+                " heals",
+            ),
+            window: time::Duration::seconds(self.in_range(
+                "--heal-window-s",
+                args.heal_window_s,
+                (1, HEAL_WINDOW_MAX_S),
+                " seconds",
+            )),
+        }
+    }
+
+    fn suspect_failures_min(&mut self, args: &ProbeArgs) -> usize {
+        // Zero would make one failing target out of one a reason for its monitor to suspect
+        // itself, so that a lone VNF would never be healed.
+        if args.suspect_failures_min == 0 {
+            self.problem("--suspect-failures-min", "must be at least 1, got 0");
+            return 1;
+        }
+        args.suspect_failures_min
+    }
+
+    fn conductor(&mut self, args: ConductorArgs) -> Conductor {
+        Conductor {
+            nats: self.nats(args.nats),
+            vim_prefix: self.vim_prefix(args.vim),
+            // At least a second: progress acks go at a third of it, and zero has no meaning.
+            ack_wait: Duration::from_secs(self.in_range(
+                "--ack-wait-s",
+                args.ack_wait_s,
+                (1, ACK_WAIT_MAX_S),
+                " seconds",
+            )),
+            respawn_limit: self.respawn_limit(&args.heal),
+            stop_at: args.stop_at,
+        }
+    }
+
+    fn up(&mut self, args: UpArgs) -> Up {
+        if let Some(url) = &args.nats_url {
+            self.nats_url(url);
+        }
+        Up {
+            api: self.api(&args.api),
+            vim_prefix: self.vim_prefix(args.vim),
+            respawn_limit: self.respawn_limit(&args.heal),
+            suspect_failures_min: self.suspect_failures_min(&args.probe),
+            data_dir: args.data_dir,
+            nats_url: args.nats_url,
+            nats_server_bin: args.nats_server_bin,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::Cli;
+
+    fn parse(args: &[&str]) -> Command {
+        Cli::try_parse_from(std::iter::once("vnfm").chain(args.iter().copied()))
+            .expect("the flags parse")
+            .command
+    }
+
+    fn no_file(path: &Path) -> std::io::Result<String> {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("no {}", path.display()),
+        ))
+    }
+
+    fn problems(args: &[&str]) -> Vec<String> {
+        match validate(parse(args), no_file) {
+            Ok(config) => panic!("{args:?} was accepted: {config:?}"),
+            Err(problems) => problems.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    #[test]
+    fn the_defaults_are_valid_for_every_role() {
+        for role in ["up", "gateway", "projector", "conductor", "monitor"] {
+            assert!(validate(parse(&[role]), no_file).is_ok(), "{role}");
+        }
+        let Ok(Config::Conductor(conductor)) = validate(parse(&["conductor"]), no_file) else {
+            panic!("a conductor");
+        };
+        assert_eq!(conductor.ack_wait, conductor::ACK_WAIT_DEFAULT);
+        assert_eq!(conductor.respawn_limit, RespawnLimit::default());
+        assert_eq!(conductor.nats.replicas, LogConfig::default().replicas);
+    }
+
+    #[test]
+    fn each_bad_value_is_refused_with_its_flag_and_range() {
+        let cases: &[(&[&str], &str)] = &[
+            (
+                &["conductor", "--ack-wait-s", "0"],
+                "--ack-wait-s: must be 1..=3600 seconds, got 0",
+            ),
+            (
+                &["conductor", "--heals-max", "33"],
+                "--heals-max: must be 1..=32 heals, got 33",
+            ),
+            (
+                &["up", "--heal-window-s", "-1"],
+                "--heal-window-s: must be 1..=604800 seconds, got -1",
+            ),
+            (
+                &["monitor", "--suspect-failures-min", "0"],
+                "--suspect-failures-min: must be at least 1, got 0",
+            ),
+            (&["monitor", "--name", " "], "--name: must not be empty"),
+            (
+                &["up", "--auth", "token"],
+                "--token-file: required with --auth token",
+            ),
+        ];
+        for (args, expected) in cases {
+            assert_eq!(problems(args), [*expected], "{args:?}");
+        }
+    }
+
+    #[test]
+    fn as_many_heals_as_the_vnf_remembers_are_accepted() {
+        let Ok(Config::Conductor(conductor)) =
+            validate(parse(&["conductor", "--heals-max", "32"]), no_file)
+        else {
+            panic!("32 heals are accepted");
+        };
+        assert_eq!(conductor.respawn_limit.heals_max, 32);
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let found = problems(&[
+            "conductor",
+            "--ack-wait-s",
+            "0",
+            "--heals-max",
+            "0",
+            "--heal-window-s",
+            "0",
+            "--replicas",
+            "6",
+            "--vim-prefix",
+            "TOOLONG",
+            "--nats-url",
+            " , ",
+        ]);
+        let flags: Vec<&str> = found
+            .iter()
+            .map(|problem| problem.split(':').next().unwrap_or(""))
+            .collect();
+        assert_eq!(
+            flags,
+            [
+                "--nats-url",
+                "--replicas",
+                "--vim-prefix",
+                "--ack-wait-s",
+                "--heals-max",
+                "--heal-window-s"
+            ],
+            "{found:#?}"
+        );
+    }
+
+    #[test]
+    fn the_token_file_is_read_and_checked() {
+        let missing = problems(&["gateway", "--auth", "token", "--token-file", "/no/such"]);
+        assert_eq!(missing.len(), 1);
+        assert!(
+            missing[0].starts_with("--token-file: cannot read /no/such"),
+            "{missing:?}"
+        );
+        let empty = validate(
+            parse(&["gateway", "--auth", "token", "--token-file", "/t"]),
+            |_| Ok("  \nsecond line".to_owned()),
+        );
+        assert_eq!(
+            empty.map(|_| ()).unwrap_err()[0].to_string(),
+            "--token-file: /t holds no token on its first line"
+        );
+        let Ok(Config::Gateway { api, .. }) = validate(
+            parse(&["gateway", "--auth", "token", "--token-file", "/t"]),
+            |_| Ok(" s3cret \n".to_owned()),
+        ) else {
+            panic!("a gateway");
+        };
+        assert_eq!(api.auth, Auth::Token("s3cret".into()));
+    }
+
+    #[test]
+    fn no_authentication_is_refused_off_loopback() {
+        let found = problems(&["gateway", "--listen", "0.0.0.0:9890"]);
+        assert_eq!(found.len(), 1);
+        assert!(found[0].starts_with("--auth: refusing to serve 0.0.0.0:9890"));
+    }
+
+    #[test]
+    fn a_bad_nats_url_is_refused() {
+        let found = problems(&["projector", "--nats-url", "http://127.0.0.1:4222"]);
+        assert_eq!(found.len(), 1);
+        assert!(found[0].starts_with("--nats-url: "), "{found:?}");
+        assert!(validate(parse(&["audit", "x", "--nats-url", "a:1,b:2"]), no_file).is_ok());
+    }
+}
