@@ -332,7 +332,7 @@ impl Conductor {
             causation_id: failure.failure_id.clone(),
         };
         let command = VnfCommand::HandleFailure {
-            failure: failure.clone(),
+            failure: failure.clone().into(),
             operation_id: operation_id.clone(),
             at: OffsetDateTime::now_utc(),
             limit: self.config.respawn_limit,
@@ -369,9 +369,11 @@ impl Conductor {
                 Ok(AckKind::Nak(Some(RETRY_DELAY)))
             }
             Err(CommandError::Rejected(
-                e @ (VnfError::StaleFailure { .. } | VnfError::NotFound),
+                e @ (VnfError::StaleFailure { .. }
+                | VnfError::NotThePolicy { .. }
+                | VnfError::NotFound),
             )) => {
-                tracing::info!(vnf_id, failure_id = %failure.failure_id, reason = %e, "bad_action: stale failure report.");
+                tracing::info!(vnf_id, failure_id = %failure.failure_id, reason = %e, "bad_action: failure report refused.");
                 self.reject(failure, &e.to_string()).await?;
                 Ok(AckKind::Ack)
             }
@@ -453,33 +455,12 @@ impl Conductor {
             return Ok(());
         };
         tracing::info!(vnf_id, operation_id, kind = ?pending.kind, "Carrying out operation.");
-        let command = match self.execute_plan(&vnf, vnf_id, &pending).await {
-            Ok(added) => match pending.kind {
-                OperationKind::Create => VnfCommand::CompleteCreate {
-                    operation_id: operation_id.to_owned(),
-                    instances: added,
-                },
-                OperationKind::ScaleOut | OperationKind::ScaleIn => VnfCommand::CompleteScale {
-                    operation_id: operation_id.to_owned(),
-                    added,
-                },
-                OperationKind::Delete => VnfCommand::CompleteDelete {
-                    operation_id: operation_id.to_owned(),
-                },
-                OperationKind::Respawn | OperationKind::VduAutoheal => VnfCommand::CompleteHeal {
-                    operation_id: operation_id.to_owned(),
-                    added,
-                },
-            },
-            Err(e) => {
-                tracing::warn!(vnf_id, operation_id, error = %e, "Operation failed.");
-                self.undo_deploys(&pending).await;
-                VnfCommand::FailOperation {
-                    operation_id: operation_id.to_owned(),
-                    reason: e.to_string(),
-                }
-            }
-        };
+        let outcome = self.execute_plan(&vnf, vnf_id, &pending).await;
+        if let Err(e) = &outcome {
+            tracing::warn!(vnf_id, operation_id, error = %e, "Operation failed.");
+            self.undo_deploys(&pending).await;
+        }
+        let command = pending.completion(outcome.map_err(|e| e.to_string()));
         let completed_delete = matches!(command, VnfCommand::CompleteDelete { .. });
         match self.log.execute::<Vnf>(vnf_id, command, &(), cause).await {
             Ok(executed) => {
@@ -506,7 +487,7 @@ impl Conductor {
         }
     }
 
-    /// Deploys the planned instances and removes the doomed ones; answers the deployed ones.
+    /// Deploys the planned instances and removes the planned removals; answers the deployed ones.
     async fn execute_plan(
         &self,
         vnf: &Vnf,
@@ -526,16 +507,7 @@ impl Conductor {
         ) {
             self.stop_point(StopPoint::DuringVim);
         }
-        let doomed: Vec<&String> = match pending.kind {
-            OperationKind::Delete => vnf
-                .instances
-                .iter()
-                .map(|i| &i.instance_id)
-                .chain(&vnf.orphans)
-                .collect(),
-            _ => pending.remove.iter().collect(),
-        };
-        for instance_id in doomed {
+        for instance_id in &pending.remove {
             self.vim.delete_vdu(instance_id).await?;
         }
         Ok(added)
@@ -549,10 +521,7 @@ impl Conductor {
         planned: &PlannedInstance,
     ) -> Result<Instance, vim::VimError> {
         let http_port = vnf
-            .vnfd
-            .as_ref()
-            .and_then(|vnfd| vnfd.vdu(&planned.vdu))
-            .and_then(|vdu| vdu.monitoring_policy.as_ref())
+            .monitoring_policy(&planned.vdu)
             .and_then(|policy| policy.port);
         let deployed = self
             .vim
@@ -574,9 +543,6 @@ impl Conductor {
 
     /// Best effort: a failed operation leaves no half-deployed instance running.
     async fn undo_deploys(&self, pending: &PendingOperation) {
-        if pending.kind == OperationKind::Delete {
-            return;
-        }
         for planned in &pending.add {
             if let Err(e) = self.vim.delete_vdu(&planned.instance_id).await {
                 tracing::warn!(instance_id = %planned.instance_id, error = %e, "Cannot undo a deploy; a later delete will retry.");

@@ -306,6 +306,39 @@ mod heal {
             .unwrap();
     }
 
+    /// A server, one conductor, and VNF "v1" active with `action` as its VDU's policy.
+    async fn monitored_active(action: PolicyAction) -> (NatsServer, Arc<MemoryVim>, EventLog, Vnf) {
+        let server = NatsServer::start().await;
+        let vim = Arc::new(MemoryVim::default());
+        let (log, _conductor) = start(&server, vim.clone(), Duration::from_secs(30)).await;
+        log.execute::<Vnf>("v1", monitored(action), &(), &user())
+            .await
+            .unwrap();
+        let vnf = wait_status(&log, "v1", VnfStatus::Active).await;
+        (server, vim, log, vnf)
+    }
+
+    /// The next `bad_action` answer on `rejections`: its failure id and reason.
+    async fn next_bad_action(rejections: &mut async_nats::Subscriber) -> (String, String) {
+        let message = tokio::time::timeout(
+            Duration::from_secs(10),
+            futures::StreamExt::next(rejections),
+        )
+        .await
+        .expect("a bad_action answer")
+        .unwrap();
+        let MonitorMessage {
+            event: MonitorEvent::BadAction {
+                failure_id, reason, ..
+            },
+            ..
+        } = serde_json::from_slice(&message.payload).unwrap()
+        else {
+            panic!("not a bad_action")
+        };
+        (failure_id, reason)
+    }
+
     async fn history(log: &EventLog) -> Vec<VnfEvent> {
         log.read_subject::<VnfEvent>(&events::names::vnf_subject("v1"))
             .await
@@ -385,13 +418,7 @@ mod heal {
 
     #[tokio::test]
     async fn a_stale_action_id_is_answered_with_bad_action_and_no_vim_call() {
-        let server = NatsServer::start().await;
-        let vim = Arc::new(MemoryVim::default());
-        let (log, _conductor) = start(&server, vim.clone(), Duration::from_secs(30)).await;
-        log.execute::<Vnf>("v1", monitored(PolicyAction::Respawn), &(), &user())
-            .await
-            .unwrap();
-        let vnf = wait_status(&log, "v1", VnfStatus::Active).await;
+        let (server, vim, log, vnf) = monitored_active(PolicyAction::Respawn).await;
         let deploys_before = *vim.deploy_calls.lock().unwrap();
         let client = server.client().await;
         let mut rejections = client
@@ -401,22 +428,7 @@ mod heal {
         let mut stale = failure_of(&vnf, "f-stale", PolicyAction::Respawn);
         stale.target.action_id = "not-the-current-one".into();
         report(&log, stale).await;
-        let message = tokio::time::timeout(
-            Duration::from_secs(10),
-            futures::StreamExt::next(&mut rejections),
-        )
-        .await
-        .expect("a bad_action answer")
-        .unwrap();
-        let MonitorMessage {
-            event: MonitorEvent::BadAction {
-                failure_id, reason, ..
-            },
-            ..
-        } = serde_json::from_slice(&message.payload).unwrap()
-        else {
-            panic!("not a bad_action")
-        };
+        let (failure_id, reason) = next_bad_action(&mut rejections).await;
         assert_eq!(failure_id, "f-stale");
         assert!(reason.contains("action id"), "{reason}");
         assert_eq!(
@@ -425,5 +437,23 @@ mod heal {
             "no VIM call"
         );
         assert_eq!(history(&log).await.len(), 3, "nothing appended to the VNF");
+    }
+
+    #[tokio::test]
+    async fn a_report_naming_log_and_kill_for_a_log_vdu_deletes_nothing_and_yields_bad_action() {
+        let (server, vim, log, vnf) = monitored_active(PolicyAction::Log).await;
+        let client = server.client().await;
+        let mut rejections = client
+            .subscribe(events::names::bad_action_subject("v1"))
+            .await
+            .unwrap();
+        report(&log, failure_of(&vnf, "f-kill", PolicyAction::LogAndKill)).await;
+        let (failure_id, reason) = next_bad_action(&mut rejections).await;
+        assert_eq!(failure_id, "f-kill");
+        assert!(reason.contains("log_and_kill"), "{reason}");
+        assert_eq!(history(&log).await.len(), 3, "nothing appended to the VNF");
+        assert_eq!(vim.instances.lock().unwrap().len(), 2, "nothing deleted");
+        let vnf = log.load::<Vnf>("v1").await.unwrap().aggregate;
+        assert_eq!(vnf.status, Some(VnfStatus::Active));
     }
 }
