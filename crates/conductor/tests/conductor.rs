@@ -417,6 +417,49 @@ mod heal {
     }
 
     #[tokio::test]
+    async fn a_failure_report_of_a_newer_schema_is_parked_not_acted_on() {
+        let (_server, vim, log, vnf) = monitored_active(PolicyAction::Respawn).await;
+        let deploys_before = *vim.deploy_calls.lock().unwrap();
+        let message = MonitorMessage::new(MonitorEvent::Failure(failure_of(
+            &vnf,
+            "f-future",
+            PolicyAction::Respawn,
+        )));
+        let mut future = serde_json::to_value(&message).unwrap();
+        future["schema_version"] = (events::envelope::SCHEMA_VERSION + 1).into();
+        log.jetstream()
+            .publish(
+                events::names::failure_subject("v1"),
+                serde_json::to_vec(&future).unwrap().into(),
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        // Then a report of today's schema, handled after it: the first one was passed over.
+        report(&log, failure_of(&vnf, "f-today", PolicyAction::Respawn)).await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        let started = loop {
+            let started: Vec<String> = history(&log)
+                .await
+                .into_iter()
+                .filter_map(|e| match e {
+                    VnfEvent::HealStarted { failure, .. } => Some(failure.failure_id),
+                    _ => None,
+                })
+                .collect();
+            if !started.is_empty() {
+                break started;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "never healed");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert_eq!(started, vec!["f-today".to_owned()]);
+        wait_status(&log, "v1", VnfStatus::Active).await;
+        assert_eq!(*vim.deploy_calls.lock().unwrap() - deploys_before, 2);
+    }
+
+    #[tokio::test]
     async fn a_stale_action_id_is_answered_with_bad_action_and_no_vim_call() {
         let (server, vim, log, vnf) = monitored_active(PolicyAction::Respawn).await;
         let deploys_before = *vim.deploy_calls.lock().unwrap();
@@ -455,5 +498,79 @@ mod heal {
         assert_eq!(vim.instances.lock().unwrap().len(), 2, "nothing deleted");
         let vnf = log.load::<Vnf>("v1").await.unwrap().aggregate;
         assert_eq!(vnf.status, Some(VnfStatus::Active));
+    }
+}
+
+mod poison {
+    use async_nats::jetstream::consumer::PullConsumer;
+    use events::names;
+
+    use super::*;
+
+    async fn publish(log: &EventLog, subject: String, payload: &'static [u8]) {
+        log.jetstream()
+            .publish(subject, payload.into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+
+    /// Waits until the durable consumer `name` has nothing left to deliver or to be acked.
+    async fn drained(log: &EventLog, stream: &str, name: &str) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let mut consumer: PullConsumer = log
+                .jetstream()
+                .get_stream(stream)
+                .await
+                .unwrap()
+                .get_consumer(name)
+                .await
+                .unwrap();
+            let info = consumer.info().await.unwrap();
+            if info.num_pending == 0 && info.num_ack_pending == 0 {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "consumer {name} never drained: {info:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn poison_messages_are_parked_and_the_next_request_is_carried_out() {
+        let server = NatsServer::start().await;
+        let vim = Arc::new(MemoryVim::default());
+        // A short ack wait: a message left unacked would be redelivered within the test.
+        let (log, conductor) = start(&server, vim.clone(), Duration::from_secs(1)).await;
+        let garbage: &[&'static [u8]] = &[
+            b"not json",
+            br#"{"schema_version":2,"type":"Teleported","vnf_id":"v-bad"}"#,
+            br#"{"schema_version":99,"type":"Failure"}"#,
+        ];
+        // A first request carried out: both consumers are open.
+        log.execute::<Vnf>("v1", create("v1"), &(), &user())
+            .await
+            .unwrap();
+        wait_status(&log, "v1", VnfStatus::Active).await;
+        for payload in garbage {
+            publish(&log, names::vnf_subject("v-bad"), payload).await;
+            publish(&log, names::failure_subject("v-bad"), payload).await;
+        }
+        log.execute::<Vnf>("v2", create("v2"), &(), &user())
+            .await
+            .unwrap();
+        let vnf = wait_status(&log, "v2", VnfStatus::Active).await;
+        assert_eq!(vnf.instances.len(), 2);
+        drained(&log, names::LIFECYCLE_STREAM, names::CONDUCTOR_CONSUMER).await;
+        drained(&log, names::MONITOR_STREAM, names::HEAL_CONSUMER).await;
+        // Parked, not redelivered: after several ack waits nothing is outstanding still.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        drained(&log, names::LIFECYCLE_STREAM, names::CONDUCTOR_CONSUMER).await;
+        drained(&log, names::MONITOR_STREAM, names::HEAL_CONSUMER).await;
+        assert!(!conductor.is_finished(), "the conductor runs on");
     }
 }
