@@ -146,14 +146,15 @@ pub enum ConductorError {
     Store(#[from] StoreError),
     /// A consumer kept failing: the conductor stops rather than run on without it.
     #[error(
-        "consumer {consumer} failed {failures} times within {} s; the conductor stops: {source}",
+        "consumer {consumer} failed {failures} times within {} s; the conductor stops: {last_error}",
         supervise::FAILURE_WINDOW_S
     )]
     ConsumerFailed {
         consumer: &'static str,
         failures: usize,
-        #[source]
-        source: Box<ConductorError>,
+        /// The last failure, in the message rather than as a `source`, so that a chain
+        /// printed with `{:#}` names it once.
+        last_error: Box<ConductorError>,
     },
 }
 
@@ -642,7 +643,7 @@ where
                 return Err(ConductorError::ConsumerFailed {
                     consumer,
                     failures,
-                    source: Box::new(error),
+                    last_error: Box::new(error),
                 });
             }
         }
