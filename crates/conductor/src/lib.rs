@@ -5,7 +5,12 @@
 //! recorded in the request event: the VIM calls are idempotent under the planned instance ids,
 //! and the completion is only accepted while the operation is still pending, so a redelivered
 //! or doubly delivered request does its work once. A conductor never writes the tables and
-//! never decides a VNF's fate on its own memory: it reloads the VNF from the log first.
+//! never decides a VNF's fate on its own memory: it reloads the VNF from the log first, and the
+//! aggregate decides the plan, the policy action and the completion; this crate only calls
+//! the VIM and appends what the aggregate answers.
+//!
+//! A message no conductor can handle is parked (term'd, never redelivered); a consumer that
+//! keeps failing stops the conductor (`supervise`), never a conductor that runs on with one.
 
 mod supervise;
 pub mod vim;
