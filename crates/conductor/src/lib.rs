@@ -292,14 +292,18 @@ impl Conductor {
                 }
                 drop(permit);
             });
-            while in_flight.try_join_next().is_some() {}
+            while let Some(joined) = in_flight.try_join_next() {
+                log_panic(name, joined);
+            }
         }
         tracing::info!(
             consumer = name,
             operations = in_flight.len(),
             "Conductor draining."
         );
-        while in_flight.join_next().await.is_some() {}
+        while let Some(joined) = in_flight.join_next().await {
+            log_panic(name, joined);
+        }
         Ok(())
     }
 
@@ -606,6 +610,14 @@ impl Conductor {
             Ok(_) | Err(CommandError::Rejected(_)) => Ok(()),
             Err(CommandError::Store(e)) => Err(e.into()),
         }
+    }
+}
+
+/// An operation that panicked leaves its message unacked (it is offered again after the ack
+/// wait); say so rather than drop the panic silently.
+fn log_panic(consumer: &'static str, joined: Result<(), tokio::task::JoinError>) {
+    if let Err(e) = joined {
+        tracing::error!(consumer, error = %e, "Operation panicked; its message will be offered again.");
     }
 }
 
