@@ -5,8 +5,14 @@
 //! recorded in the request event: the VIM calls are idempotent under the planned instance ids,
 //! and the completion is only accepted while the operation is still pending, so a redelivered
 //! or doubly delivered request does its work once. A conductor never writes the tables and
-//! never decides a VNF's fate on its own memory: it reloads the VNF from the log first.
+//! never decides a VNF's fate on its own memory: it reloads the VNF from the log first, and the
+//! aggregate decides the plan, the policy action and the completion; this crate only calls
+//! the VIM and appends what the aggregate answers.
+//!
+//! A message no conductor can handle is parked (term'd, never redelivered); a consumer that
+//! keeps failing stops the conductor (`supervise`), never a conductor that runs on with one.
 
+mod supervise;
 pub mod vim;
 
 use std::future::Future;
@@ -20,7 +26,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use events::consume::Durable;
-use events::envelope::{self, Actor, Cause, Envelope};
+use events::envelope::{self, Actor, Cause, Envelope, SCHEMA_VERSION};
 use events::monitor::{Failure, MonitorEvent, MonitorMessage};
 use events::names;
 use events::store::{self, CommandError, EventLog, LogConfig, StoreError};
@@ -29,6 +35,7 @@ use events::vnf::{
     VnfError, VnfEvent,
 };
 use events::vnfd::{Vnfd, VnfdCommand};
+use supervise::{Restarts, Verdict};
 use vim::{DeployRequest, Vim};
 
 /// Tunables of a conductor.
@@ -142,6 +149,18 @@ pub enum ConductorError {
     },
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A consumer kept failing: the conductor stops rather than run on without it.
+    #[error(
+        "consumer {consumer} failed {failures} times within {} s; the conductor stops: {last_error}",
+        supervise::FAILURE_WINDOW_S
+    )]
+    ConsumerFailed {
+        consumer: &'static str,
+        failures: usize,
+        /// The last failure, in the message rather than as a `source`, so that a chain
+        /// printed with `{:#}` names it once.
+        last_error: Box<ConductorError>,
+    },
 }
 
 fn nats(context: &'static str, source: impl Into<async_nats::Error>) -> ConductorError {
@@ -200,13 +219,21 @@ impl Conductor {
 
     /// Consumes VNF requests and failure reports until `shutdown` resolves, then drains the
     /// operations in hand.
+    ///
+    /// A consumer that fails is opened again after a pause; one that keeps failing ends the
+    /// conductor with [`ConductorError::ConsumerFailed`], never a conductor that runs on with
+    /// one consumer. The other consumer's operations in hand are then dropped unacked, and
+    /// redelivered to another conductor, as after a crash.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ConductorError> {
         store::open_monitor_stream(self.log.jetstream(), &self.config.log).await?;
         let shutdown = shutdown.shared();
-        let lifecycle = self.consume(Work::Lifecycle, shutdown.clone());
-        let heals = self.consume(Work::Heal, shutdown);
-        let (lifecycle, heals) = tokio::join!(lifecycle, heals);
-        lifecycle.and(heals)
+        let lifecycle = supervised(names::CONDUCTOR_CONSUMER, shutdown.clone(), || {
+            self.consume(Work::Lifecycle, shutdown.clone())
+        });
+        let heals = supervised(names::HEAL_CONSUMER, shutdown.clone(), || {
+            self.consume(Work::Heal, shutdown.clone())
+        });
+        tokio::try_join!(lifecycle, heals).map(|((), ())| ())
     }
 
     async fn consume(
@@ -265,23 +292,24 @@ impl Conductor {
                 }
                 drop(permit);
             });
-            while in_flight.try_join_next().is_some() {}
+            while let Some(joined) = in_flight.try_join_next() {
+                log_panic(name, joined);
+            }
         }
         tracing::info!(
             consumer = name,
             operations = in_flight.len(),
             "Conductor draining."
         );
-        while in_flight.join_next().await.is_some() {}
+        while let Some(joined) = in_flight.join_next().await {
+            log_panic(name, joined);
+        }
         Ok(())
     }
 
     async fn handle_request(&self, message: &jetstream::Message) -> AckKind {
         match envelope::decode::<VnfEvent>(&message.payload) {
-            Err(e) => {
-                tracing::error!(subject = %message.subject, error = %e, "Undecodable VNF message; skipped.");
-                AckKind::Term
-            }
+            Err(e) => park(message, &e),
             Ok(envelope) => {
                 let work = self.carry_out(&envelope);
                 match with_progress(message, self.config.ack_wait / 3, work).await {
@@ -299,14 +327,20 @@ impl Conductor {
     /// `execute_policy_action`); acks only once the outcome is stored.
     async fn handle_failure(&self, message: &jetstream::Message) -> AckKind {
         let failure = match serde_json::from_slice::<MonitorMessage>(&message.payload) {
+            Ok(MonitorMessage { schema_version, .. }) if schema_version > SCHEMA_VERSION => {
+                return park(
+                    message,
+                    &format!(
+                        "schema version {schema_version} is newer than this conductor's {SCHEMA_VERSION}"
+                    ),
+                );
+            }
             Ok(MonitorMessage {
                 event: MonitorEvent::Failure(failure),
                 ..
             }) => failure,
-            Ok(_) | Err(_) => {
-                tracing::error!(subject = %message.subject, "Not a failure report; skipped.");
-                return AckKind::Term;
-            }
+            Ok(_) => return park(message, &"not a failure report"),
+            Err(e) => return park(message, &e),
         };
         let work = self.execute_policy_action(&failure);
         match with_progress(message, self.config.ack_wait / 3, work).await {
@@ -332,7 +366,7 @@ impl Conductor {
             causation_id: failure.failure_id.clone(),
         };
         let command = VnfCommand::HandleFailure {
-            failure: failure.clone(),
+            failure: failure.clone().into(),
             operation_id: operation_id.clone(),
             at: OffsetDateTime::now_utc(),
             limit: self.config.respawn_limit,
@@ -369,9 +403,11 @@ impl Conductor {
                 Ok(AckKind::Nak(Some(RETRY_DELAY)))
             }
             Err(CommandError::Rejected(
-                e @ (VnfError::StaleFailure { .. } | VnfError::NotFound),
+                e @ (VnfError::StaleFailure { .. }
+                | VnfError::NotThePolicy { .. }
+                | VnfError::NotFound),
             )) => {
-                tracing::info!(vnf_id, failure_id = %failure.failure_id, reason = %e, "bad_action: stale failure report.");
+                tracing::info!(vnf_id, failure_id = %failure.failure_id, reason = %e, "bad_action: failure report refused.");
                 self.reject(failure, &e.to_string()).await?;
                 Ok(AckKind::Ack)
             }
@@ -453,33 +489,12 @@ impl Conductor {
             return Ok(());
         };
         tracing::info!(vnf_id, operation_id, kind = ?pending.kind, "Carrying out operation.");
-        let command = match self.execute_plan(&vnf, vnf_id, &pending).await {
-            Ok(added) => match pending.kind {
-                OperationKind::Create => VnfCommand::CompleteCreate {
-                    operation_id: operation_id.to_owned(),
-                    instances: added,
-                },
-                OperationKind::ScaleOut | OperationKind::ScaleIn => VnfCommand::CompleteScale {
-                    operation_id: operation_id.to_owned(),
-                    added,
-                },
-                OperationKind::Delete => VnfCommand::CompleteDelete {
-                    operation_id: operation_id.to_owned(),
-                },
-                OperationKind::Respawn | OperationKind::VduAutoheal => VnfCommand::CompleteHeal {
-                    operation_id: operation_id.to_owned(),
-                    added,
-                },
-            },
-            Err(e) => {
-                tracing::warn!(vnf_id, operation_id, error = %e, "Operation failed.");
-                self.undo_deploys(&pending).await;
-                VnfCommand::FailOperation {
-                    operation_id: operation_id.to_owned(),
-                    reason: e.to_string(),
-                }
-            }
-        };
+        let outcome = self.execute_plan(&vnf, vnf_id, &pending).await;
+        if let Err(e) = &outcome {
+            tracing::warn!(vnf_id, operation_id, error = %e, "Operation failed.");
+            self.undo_deploys(&pending).await;
+        }
+        let command = pending.completion(outcome.map_err(|e| e.to_string()));
         let completed_delete = matches!(command, VnfCommand::CompleteDelete { .. });
         match self.log.execute::<Vnf>(vnf_id, command, &(), cause).await {
             Ok(executed) => {
@@ -506,7 +521,7 @@ impl Conductor {
         }
     }
 
-    /// Deploys the planned instances and removes the doomed ones; answers the deployed ones.
+    /// Deploys the planned instances and removes the planned removals; answers the deployed ones.
     async fn execute_plan(
         &self,
         vnf: &Vnf,
@@ -526,16 +541,7 @@ impl Conductor {
         ) {
             self.stop_point(StopPoint::DuringVim);
         }
-        let doomed: Vec<&String> = match pending.kind {
-            OperationKind::Delete => vnf
-                .instances
-                .iter()
-                .map(|i| &i.instance_id)
-                .chain(&vnf.orphans)
-                .collect(),
-            _ => pending.remove.iter().collect(),
-        };
-        for instance_id in doomed {
+        for instance_id in &pending.remove {
             self.vim.delete_vdu(instance_id).await?;
         }
         Ok(added)
@@ -549,10 +555,7 @@ impl Conductor {
         planned: &PlannedInstance,
     ) -> Result<Instance, vim::VimError> {
         let http_port = vnf
-            .vnfd
-            .as_ref()
-            .and_then(|vnfd| vnfd.vdu(&planned.vdu))
-            .and_then(|vdu| vdu.monitoring_policy.as_ref())
+            .monitoring_policy(&planned.vdu)
             .and_then(|policy| policy.port);
         let deployed = self
             .vim
@@ -574,9 +577,6 @@ impl Conductor {
 
     /// Best effort: a failed operation leaves no half-deployed instance running.
     async fn undo_deploys(&self, pending: &PendingOperation) {
-        if pending.kind == OperationKind::Delete {
-            return;
-        }
         for planned in &pending.add {
             if let Err(e) = self.vim.delete_vdu(&planned.instance_id).await {
                 tracing::warn!(instance_id = %planned.instance_id, error = %e, "Cannot undo a deploy; a later delete will retry.");
@@ -613,6 +613,60 @@ impl Conductor {
     }
 }
 
+/// An operation that panicked leaves its message unacked (it is offered again after the ack
+/// wait); say so rather than drop the panic silently.
+fn log_panic(consumer: &'static str, joined: Result<(), tokio::task::JoinError>) {
+    if let Err(e) = joined {
+        tracing::error!(consumer, error = %e, "Operation panicked; its message will be offered again.");
+    }
+}
+
+/// Parks a message no conductor can ever handle (undecodable, of an unknown type, of a newer
+/// schema): it is term'd, so the server never offers it again, and the consumer goes on.
+fn park(message: &jetstream::Message, reason: &dyn std::fmt::Display) -> AckKind {
+    let stream_sequence = message.info().ok().map(|info| info.stream_sequence);
+    tracing::error!(subject = %message.subject, stream_sequence, reason = %reason, "Poison message parked: term'd, never redelivered.");
+    AckKind::Term
+}
+
+/// Runs the consumer `run` makes until it ends (at `shutdown`), opening it again after each
+/// failure as [`Restarts`] says, until it says to give up.
+async fn supervised<F, Fut>(
+    consumer: &'static str,
+    shutdown: impl Future<Output = ()>,
+    mut run: F,
+) -> Result<(), ConductorError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<(), ConductorError>>,
+{
+    tokio::pin!(shutdown);
+    let mut restarts = Restarts::default();
+    loop {
+        let error = match run().await {
+            Ok(()) => return Ok(()),
+            Err(error) => error,
+        };
+        match restarts.on_failure(tokio::time::Instant::now()) {
+            Verdict::RetryAfter(delay) => {
+                tracing::warn!(consumer, error = %error, delay_ms = delay.as_millis(), "Consumer failed; opening it again after a pause.");
+                tokio::select! {
+                    () = &mut shutdown => return Ok(()),
+                    () = tokio::time::sleep(delay) => {}
+                }
+            }
+            Verdict::GiveUp { failures } => {
+                tracing::error!(consumer, failures, error = %error, "Consumer keeps failing; the conductor stops.");
+                return Err(ConductorError::ConsumerFailed {
+                    consumer,
+                    failures,
+                    last_error: Box::new(error),
+                });
+            }
+        }
+    }
+}
+
 /// Runs `work`, telling the server every `every` that the message is still being worked on.
 async fn with_progress<T>(
     message: &jetstream::Message,
@@ -631,5 +685,62 @@ async fn with_progress<T>(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use super::*;
+
+    fn failed() -> ConductorError {
+        nats("opening the monitor stream", "stream not found")
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_consumer_that_keeps_failing_stops_the_conductor_with_its_name() {
+        let started = tokio::time::Instant::now();
+        let runs = Cell::new(0);
+        let result = supervised("conductor-heal", futures::future::pending(), || {
+            runs.set(runs.get() + 1);
+            async { Err(failed()) }
+        })
+        .await;
+        let Err(error @ ConductorError::ConsumerFailed { .. }) = result else {
+            panic!("{result:?}")
+        };
+        let text = error.to_string();
+        assert!(text.contains("conductor-heal"), "{text}");
+        assert!(text.contains("stream not found"), "{text}");
+        assert_eq!(runs.get(), supervise::FAILURES_PER_WINDOW_MAX);
+        // Re-opened after 1 + 2 + 4 + 8 + 16 s of pauses.
+        assert_eq!(started.elapsed(), Duration::from_secs(31));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_consumer_that_fails_then_recovers_runs_on() {
+        let runs = Cell::new(0);
+        let result = supervised("conductor", futures::future::pending(), || {
+            runs.set(runs.get() + 1);
+            let outcome = if runs.get() < 3 {
+                Err(failed())
+            } else {
+                Ok(())
+            };
+            async { outcome }
+        })
+        .await;
+        assert!(result.is_ok(), "{result:?}");
+        assert_eq!(runs.get(), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_during_a_pause_ends_the_consumer_cleanly() {
+        let started = tokio::time::Instant::now();
+        let shutdown = tokio::time::sleep(Duration::from_millis(500));
+        let result = supervised("conductor", shutdown, || async { Err(failed()) }).await;
+        assert!(result.is_ok(), "{result:?}");
+        assert_eq!(started.elapsed(), Duration::from_millis(500));
     }
 }

@@ -306,6 +306,39 @@ mod heal {
             .unwrap();
     }
 
+    /// A server, one conductor, and VNF "v1" active with `action` as its VDU's policy.
+    async fn monitored_active(action: PolicyAction) -> (NatsServer, Arc<MemoryVim>, EventLog, Vnf) {
+        let server = NatsServer::start().await;
+        let vim = Arc::new(MemoryVim::default());
+        let (log, _conductor) = start(&server, vim.clone(), Duration::from_secs(30)).await;
+        log.execute::<Vnf>("v1", monitored(action), &(), &user())
+            .await
+            .unwrap();
+        let vnf = wait_status(&log, "v1", VnfStatus::Active).await;
+        (server, vim, log, vnf)
+    }
+
+    /// The next `bad_action` answer on `rejections`: its failure id and reason.
+    async fn next_bad_action(rejections: &mut async_nats::Subscriber) -> (String, String) {
+        let message = tokio::time::timeout(
+            Duration::from_secs(10),
+            futures::StreamExt::next(rejections),
+        )
+        .await
+        .expect("a bad_action answer")
+        .unwrap();
+        let MonitorMessage {
+            event: MonitorEvent::BadAction {
+                failure_id, reason, ..
+            },
+            ..
+        } = serde_json::from_slice(&message.payload).unwrap()
+        else {
+            panic!("not a bad_action")
+        };
+        (failure_id, reason)
+    }
+
     async fn history(log: &EventLog) -> Vec<VnfEvent> {
         log.read_subject::<VnfEvent>(&events::names::vnf_subject("v1"))
             .await
@@ -384,14 +417,51 @@ mod heal {
     }
 
     #[tokio::test]
-    async fn a_stale_action_id_is_answered_with_bad_action_and_no_vim_call() {
-        let server = NatsServer::start().await;
-        let vim = Arc::new(MemoryVim::default());
-        let (log, _conductor) = start(&server, vim.clone(), Duration::from_secs(30)).await;
-        log.execute::<Vnf>("v1", monitored(PolicyAction::Respawn), &(), &user())
+    async fn a_failure_report_of_a_newer_schema_is_parked_not_acted_on() {
+        let (_server, vim, log, vnf) = monitored_active(PolicyAction::Respawn).await;
+        let deploys_before = *vim.deploy_calls.lock().unwrap();
+        let message = MonitorMessage::new(MonitorEvent::Failure(failure_of(
+            &vnf,
+            "f-future",
+            PolicyAction::Respawn,
+        )));
+        let mut future = serde_json::to_value(&message).unwrap();
+        future["schema_version"] = (events::envelope::SCHEMA_VERSION + 1).into();
+        log.jetstream()
+            .publish(
+                events::names::failure_subject("v1"),
+                serde_json::to_vec(&future).unwrap().into(),
+            )
+            .await
+            .unwrap()
             .await
             .unwrap();
-        let vnf = wait_status(&log, "v1", VnfStatus::Active).await;
+        // Then a report of today's schema, handled after it: the first one was passed over.
+        report(&log, failure_of(&vnf, "f-today", PolicyAction::Respawn)).await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        let started = loop {
+            let started: Vec<String> = history(&log)
+                .await
+                .into_iter()
+                .filter_map(|e| match e {
+                    VnfEvent::HealStarted { failure, .. } => Some(failure.failure_id),
+                    _ => None,
+                })
+                .collect();
+            if !started.is_empty() {
+                break started;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "never healed");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert_eq!(started, vec!["f-today".to_owned()]);
+        wait_status(&log, "v1", VnfStatus::Active).await;
+        assert_eq!(*vim.deploy_calls.lock().unwrap() - deploys_before, 2);
+    }
+
+    #[tokio::test]
+    async fn a_stale_action_id_is_answered_with_bad_action_and_no_vim_call() {
+        let (server, vim, log, vnf) = monitored_active(PolicyAction::Respawn).await;
         let deploys_before = *vim.deploy_calls.lock().unwrap();
         let client = server.client().await;
         let mut rejections = client
@@ -401,22 +471,7 @@ mod heal {
         let mut stale = failure_of(&vnf, "f-stale", PolicyAction::Respawn);
         stale.target.action_id = "not-the-current-one".into();
         report(&log, stale).await;
-        let message = tokio::time::timeout(
-            Duration::from_secs(10),
-            futures::StreamExt::next(&mut rejections),
-        )
-        .await
-        .expect("a bad_action answer")
-        .unwrap();
-        let MonitorMessage {
-            event: MonitorEvent::BadAction {
-                failure_id, reason, ..
-            },
-            ..
-        } = serde_json::from_slice(&message.payload).unwrap()
-        else {
-            panic!("not a bad_action")
-        };
+        let (failure_id, reason) = next_bad_action(&mut rejections).await;
         assert_eq!(failure_id, "f-stale");
         assert!(reason.contains("action id"), "{reason}");
         assert_eq!(
@@ -425,5 +480,97 @@ mod heal {
             "no VIM call"
         );
         assert_eq!(history(&log).await.len(), 3, "nothing appended to the VNF");
+    }
+
+    #[tokio::test]
+    async fn a_report_naming_log_and_kill_for_a_log_vdu_deletes_nothing_and_yields_bad_action() {
+        let (server, vim, log, vnf) = monitored_active(PolicyAction::Log).await;
+        let client = server.client().await;
+        let mut rejections = client
+            .subscribe(events::names::bad_action_subject("v1"))
+            .await
+            .unwrap();
+        report(&log, failure_of(&vnf, "f-kill", PolicyAction::LogAndKill)).await;
+        let (failure_id, reason) = next_bad_action(&mut rejections).await;
+        assert_eq!(failure_id, "f-kill");
+        assert!(reason.contains("log_and_kill"), "{reason}");
+        assert_eq!(history(&log).await.len(), 3, "nothing appended to the VNF");
+        assert_eq!(vim.instances.lock().unwrap().len(), 2, "nothing deleted");
+        let vnf = log.load::<Vnf>("v1").await.unwrap().aggregate;
+        assert_eq!(vnf.status, Some(VnfStatus::Active));
+    }
+}
+
+mod poison {
+    use async_nats::jetstream::consumer::PullConsumer;
+    use events::names;
+
+    use super::*;
+
+    async fn publish(log: &EventLog, subject: String, payload: &'static [u8]) {
+        log.jetstream()
+            .publish(subject, payload.into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+
+    /// Waits until the durable consumer `name` has nothing left to deliver or to be acked.
+    async fn drained(log: &EventLog, stream: &str, name: &str) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let mut consumer: PullConsumer = log
+                .jetstream()
+                .get_stream(stream)
+                .await
+                .unwrap()
+                .get_consumer(name)
+                .await
+                .unwrap();
+            let info = consumer.info().await.unwrap();
+            if info.num_pending == 0 && info.num_ack_pending == 0 {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "consumer {name} never drained: {info:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn poison_messages_are_parked_and_the_next_request_is_carried_out() {
+        let server = NatsServer::start().await;
+        let vim = Arc::new(MemoryVim::default());
+        // A short ack wait: a message left unacked would be redelivered within the test.
+        let (log, conductor) = start(&server, vim.clone(), Duration::from_secs(1)).await;
+        let garbage: &[&'static [u8]] = &[
+            b"not json",
+            br#"{"schema_version":2,"type":"Teleported","vnf_id":"v-bad"}"#,
+            br#"{"schema_version":99,"type":"Failure"}"#,
+        ];
+        // A first request carried out: both consumers are open.
+        log.execute::<Vnf>("v1", create("v1"), &(), &user())
+            .await
+            .unwrap();
+        wait_status(&log, "v1", VnfStatus::Active).await;
+        for payload in garbage {
+            publish(&log, names::vnf_subject("v-bad"), payload).await;
+            publish(&log, names::failure_subject("v-bad"), payload).await;
+        }
+        log.execute::<Vnf>("v2", create("v2"), &(), &user())
+            .await
+            .unwrap();
+        let vnf = wait_status(&log, "v2", VnfStatus::Active).await;
+        assert_eq!(vnf.instances.len(), 2);
+        drained(&log, names::LIFECYCLE_STREAM, names::CONDUCTOR_CONSUMER).await;
+        drained(&log, names::MONITOR_STREAM, names::HEAL_CONSUMER).await;
+        // Parked, not redelivered: after several ack waits nothing is outstanding still.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        drained(&log, names::LIFECYCLE_STREAM, names::CONDUCTOR_CONSUMER).await;
+        drained(&log, names::MONITOR_STREAM, names::HEAL_CONSUMER).await;
+        assert!(!conductor.is_finished(), "the conductor runs on");
     }
 }

@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 
 use crate::envelope::{Actor, SCHEMA_VERSION};
 use crate::spec::{MonitoringPolicy, PolicyAction};
-use crate::vnf::{Vnf, VnfStatus};
+use crate::vnf::{FailedInstance, FailureRecord, Vnf, VnfStatus};
 
 /// One VDU instance to probe, under the VNF's monitor action id.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -129,6 +129,34 @@ pub struct Failure {
     pub reason: String,
     #[serde(with = "time::serde::rfc3339")]
     pub detected_at: OffsetDateTime,
+}
+
+/// The lifecycle log's record of a report (the dependency runs monitor → vnf, never back).
+impl From<Failure> for FailureRecord {
+    fn from(failure: Failure) -> Self {
+        let TargetRef {
+            vnf_id,
+            vdu,
+            instance_id,
+            mgmt_ip,
+            action_id,
+        } = failure.target;
+        FailureRecord {
+            failure_id: failure.failure_id,
+            monitor: failure.monitor,
+            target: FailedInstance {
+                vnf_id,
+                vdu,
+                instance_id,
+                mgmt_ip,
+                action_id,
+            },
+            action: failure.action,
+            attempts: failure.attempts,
+            reason: failure.reason,
+            detected_at: failure.detected_at,
+        }
+    }
 }
 
 /// Everything on the monitor stream.

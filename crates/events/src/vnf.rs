@@ -14,9 +14,8 @@ use cqrs_es::{Aggregate, DomainEvent};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::envelope::SCHEMA_VERSION;
-use crate::monitor::Failure;
-use crate::spec::{PolicyAction, VnfdSpec};
+use crate::envelope::{Actor, SCHEMA_VERSION};
+use crate::spec::{MonitoringPolicy, PolicyAction, VnfdSpec};
 
 /// Tacker's VNF statuses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -154,6 +153,36 @@ impl Default for RespawnLimit {
 /// redelivered within seconds; sixteen covers every VDU of a large VNF failing at once.
 const HANDLED_FAILURES_MAX: usize = 16;
 
+/// A failure as the lifecycle log records it: the monitor's report a conductor acted on.
+///
+/// The lifecycle log's own type, not the monitor stream's message: the lifecycle schema is never
+/// edited, so it must not move when the monitor stream's does. The JSON shape is the one the
+/// monitor's report had when this type was split from it, so stored events still decode.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailureRecord {
+    /// Unique per report; conductors derive their command ids from it.
+    pub failure_id: String,
+    pub monitor: Actor,
+    #[serde(flatten)]
+    pub target: FailedInstance,
+    /// The action the report named; a conductor acts only when it is the VDU's policy action.
+    pub action: PolicyAction,
+    pub attempts: u32,
+    pub reason: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub detected_at: OffsetDateTime,
+}
+
+/// The VDU instance a failure is about, under the monitor action id it was probed with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailedInstance {
+    pub vnf_id: String,
+    pub vdu: String,
+    pub instance_id: String,
+    pub mgmt_ip: Ipv4Addr,
+    pub action_id: String,
+}
+
 /// The operation a conductor has yet to carry out.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PendingOperation {
@@ -163,6 +192,38 @@ pub struct PendingOperation {
     pub add: Vec<PlannedInstance>,
     /// Instance ids to remove.
     pub remove: Vec<String>,
+}
+
+impl PendingOperation {
+    /// The command that records this operation's outcome: the completion its kind calls for,
+    /// with the instances the VIM deployed, or `FailOperation` with the reason it failed.
+    pub fn completion(&self, outcome: Result<Vec<Instance>, String>) -> VnfCommand {
+        let operation_id = self.operation_id.clone();
+        let added = match outcome {
+            Ok(added) => added,
+            Err(reason) => {
+                return VnfCommand::FailOperation {
+                    operation_id,
+                    reason,
+                };
+            }
+        };
+        match self.kind {
+            OperationKind::Create => VnfCommand::CompleteCreate {
+                operation_id,
+                instances: added,
+            },
+            OperationKind::ScaleOut | OperationKind::ScaleIn => VnfCommand::CompleteScale {
+                operation_id,
+                added,
+            },
+            OperationKind::Delete => VnfCommand::CompleteDelete { operation_id },
+            OperationKind::Respawn | OperationKind::VduAutoheal => VnfCommand::CompleteHeal {
+                operation_id,
+                added,
+            },
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -199,7 +260,7 @@ pub enum VnfCommand {
     /// A monitor reported a failure: claim it and run the VDU's policy action (the
     /// specification's `execute_policy_action`).
     HandleFailure {
-        failure: Failure,
+        failure: FailureRecord,
         /// The heal operation's id, derived from the failure id by the caller.
         operation_id: String,
         at: OffsetDateTime,
@@ -240,6 +301,9 @@ pub enum VnfEvent {
         added: Vec<Instance>,
         removed: Vec<String>,
     },
+    /// The plan (every running instance and every orphan) is not recorded: it is derived in
+    /// `apply` from the state the log already holds, so events stored before and after read
+    /// the same and need no upcaster.
     DeleteRequested {
         operation_id: String,
     },
@@ -257,7 +321,7 @@ pub enum VnfEvent {
     /// A conductor claimed a failure and starts healing (respawn or vdu_autoheal).
     HealStarted {
         operation_id: String,
-        failure: Failure,
+        failure: FailureRecord,
         add: Vec<PlannedInstance>,
         remove: Vec<String>,
         #[serde(with = "time::serde::rfc3339")]
@@ -270,11 +334,11 @@ pub enum VnfEvent {
     },
     /// A failure recorded by the `log` or `log_and_kill` action.
     FailureLogged {
-        failure: Failure,
+        failure: FailureRecord,
     },
     /// Too many heals in the window: no further automatic action.
     RespawnLimitReached {
-        failure: Failure,
+        failure: FailureRecord,
         reason: String,
     },
 }
@@ -336,6 +400,18 @@ pub enum VnfError {
     /// specification's `bad_action`.
     #[error("stale failure report: {reason}")]
     StaleFailure { reason: String },
+    /// The failure report names an action that is not the VDU's monitoring policy action, or
+    /// the VDU has no monitoring policy: also answered with `bad_action`.
+    #[error(
+        "failure report names {}, but VDU {vdu}'s monitoring policy is {}",
+        .reported.as_str(),
+        .policy.map_or("absent", PolicyAction::as_str)
+    )]
+    NotThePolicy {
+        vdu: String,
+        reported: PolicyAction,
+        policy: Option<PolicyAction>,
+    },
     /// Another operation is in progress; the failure is to be handled after it.
     #[error("VNF is {} with an operation in progress", .status.as_str())]
     Busy { status: VnfStatus },
@@ -408,6 +484,14 @@ impl Vnf {
                 .push(instance.mgmt_ip);
         }
         ips
+    }
+
+    /// The monitoring policy of `vdu` as the VNF's VNFD records it, if it has one.
+    pub fn monitoring_policy(&self, vdu: &str) -> Option<&MonitoringPolicy> {
+        self.vnfd
+            .as_ref()
+            .and_then(|vnfd| vnfd.vdu(vdu))
+            .and_then(|vdu| vdu.monitoring_policy.as_ref())
     }
 
     fn instance_count(&self, vdu: &str) -> u32 {
@@ -701,7 +785,13 @@ impl Aggregate for Vnf {
                 self.finish();
             }
             VnfEvent::DeleteRequested { operation_id } => {
-                self.begin(operation_id, OperationKind::Delete, Vec::new(), Vec::new());
+                let remove = self
+                    .instances
+                    .iter()
+                    .map(|i| i.instance_id.clone())
+                    .chain(self.orphans.iter().cloned())
+                    .collect();
+                self.begin(operation_id, OperationKind::Delete, Vec::new(), remove);
             }
             VnfEvent::MonitorDetached { .. } => self.action_id = None,
             VnfEvent::Deleted { .. } => {
@@ -768,7 +858,7 @@ impl Aggregate for Vnf {
 pub const HEALS_REMEMBERED_MAX: usize = 32;
 
 impl Vnf {
-    fn record_failure(&mut self, failure: &Failure) {
+    fn record_failure(&mut self, failure: &FailureRecord) {
         self.failure_count += 1;
         self.remember_handled(&failure.failure_id);
     }
@@ -783,7 +873,7 @@ impl Vnf {
     /// The policy action for a failure report, or why there is none.
     fn decide_failure(
         &self,
-        failure: Failure,
+        failure: FailureRecord,
         operation_id: String,
         at: OffsetDateTime,
         limit: RespawnLimit,
@@ -812,16 +902,27 @@ impl Vnf {
         if being_replaced {
             return Ok(Vec::new());
         }
-        if !self
+        let Some(instance) = self
             .instances
             .iter()
-            .any(|i| i.instance_id == target.instance_id)
-        {
+            .find(|i| i.instance_id == target.instance_id)
+        else {
             return Err(VnfError::StaleFailure {
                 reason: format!(
                     "instance {} is no longer part of the VNF",
                     target.instance_id
                 ),
+            });
+        };
+        // The VNF's own record of the VDU's policy decides, never the report.
+        let policy = self
+            .monitoring_policy(&instance.vdu)
+            .map(|policy| policy.failure_action);
+        if policy != Some(failure.action) {
+            return Err(VnfError::NotThePolicy {
+                vdu: instance.vdu.clone(),
+                reported: failure.action,
+                policy,
             });
         }
         if self.pending.is_some() {
@@ -866,7 +967,7 @@ impl Vnf {
     fn plan_heal(
         &self,
         operation_id: &str,
-        failure: &Failure,
+        failure: &FailureRecord,
     ) -> (Vec<PlannedInstance>, Vec<String>) {
         let replaced: Vec<&Instance> = match failure.action {
             PolicyAction::VduAutoheal => self

@@ -324,6 +324,7 @@ fn command_error(vnf_id: &str, error: CommandError<VnfError>) -> ApiError {
             | VnfError::StaleOperation { .. }
             | VnfError::PlanMismatch { .. }
             | VnfError::StaleFailure { .. }
+            | VnfError::NotThePolicy { .. }
             | VnfError::Busy { .. }
             | VnfError::NotHealable { .. }),
         ) => ApiError::internal("a user command on a VNF", &e),

@@ -110,3 +110,25 @@ fn instances_being_removed_are_no_longer_probed() {
     });
     assert_eq!(ids(&targets("v1", &scaling_in)), ["a"]);
 }
+
+#[test]
+fn the_lifecycle_record_of_a_report_has_the_report_shape() {
+    let failure = Failure {
+        failure_id: "f1".into(),
+        monitor: Actor::new(crate::envelope::ActorKind::Monitor, "m1"),
+        target: TargetRef {
+            vnf_id: "vnf-1".into(),
+            vdu: "VDU1".into(),
+            instance_id: "i1".into(),
+            mgmt_ip: Ipv4Addr::new(198, 18, 0, 1),
+            action_id: "act-1".into(),
+        },
+        action: PolicyAction::Log,
+        attempts: 2,
+        reason: "no reply".into(),
+        detected_at: datetime!(2026-11-25 10:05 UTC),
+    };
+    let report = serde_json::to_value(&failure).unwrap();
+    let record = serde_json::to_value(FailureRecord::from(failure)).unwrap();
+    assert_eq!(record, report);
+}

@@ -114,6 +114,17 @@ fn scale(direction: ScaleDirection) -> VnfCommand {
     }
 }
 
+/// One more VDU1 instance requested by SP1 under "op-scale".
+fn scale_out_requested() -> VnfEvent {
+    VnfEvent::ScaleRequested {
+        operation_id: "op-scale".into(),
+        policy: "SP1".into(),
+        direction: ScaleDirection::Out,
+        add: vec![planned("op-scale", "VDU1", 0)],
+        remove: vec![],
+    }
+}
+
 fn fail(op: &str) -> VnfCommand {
     VnfCommand::FailOperation {
         operation_id: op.into(),
@@ -229,13 +240,7 @@ fn scale_out_plans_one_more_instance() {
 fn scale_out_beyond_max_is_refused_with_the_reason() {
     let mut events = active();
     let add = vec![planned("op-scale", "VDU1", 0)];
-    events.push(VnfEvent::ScaleRequested {
-        operation_id: "op-scale".into(),
-        policy: "SP1".into(),
-        direction: ScaleDirection::Out,
-        add: add.clone(),
-        remove: vec![],
-    });
+    events.push(scale_out_requested());
     events.push(VnfEvent::ScaleCompleted {
         operation_id: "op-scale".into(),
         added: running(&add, 9),
@@ -336,13 +341,7 @@ fn scale_of_a_missing_vnf_is_not_found() {
 fn complete_scale_applies_the_plan() {
     let mut events = active();
     let add = vec![planned("op-scale", "VDU1", 0)];
-    events.push(VnfEvent::ScaleRequested {
-        operation_id: "op-scale".into(),
-        policy: "SP1".into(),
-        direction: ScaleDirection::Out,
-        add: add.clone(),
-        remove: vec![],
-    });
+    events.push(scale_out_requested());
     Given::with(())
         .given(events)
         .when(VnfCommand::CompleteScale {
@@ -405,6 +404,111 @@ fn delete_then_complete_detaches_the_monitor() {
                 operation_id: "op-del".into(),
             },
         ]);
+}
+
+#[test]
+fn delete_plans_every_running_instance_and_every_orphan() {
+    // Given an active VNF whose scale out failed (its planned instance is an orphan),
+    let mut events = active();
+    events.push(scale_out_requested());
+    events.push(VnfEvent::OperationFailed {
+        operation_id: "op-scale".into(),
+        reason: "VIM down".into(),
+    });
+    // when the delete is requested,
+    events.push(VnfEvent::DeleteRequested {
+        operation_id: "op-del".into(),
+    });
+    // then the pending delete removes the running instances and the orphan, nothing else.
+    let pending = state_after(events).pending.unwrap();
+    let mut wanted: Vec<String> = create_plan().into_iter().map(|p| p.instance_id).collect();
+    wanted.push(planned_instance_id("op-scale", "VDU1", 0));
+    assert_eq!(pending.kind, OperationKind::Delete);
+    assert_eq!(pending.remove, wanted);
+    assert!(pending.add.is_empty());
+}
+
+#[test]
+fn completion_names_the_command_each_pending_kind_calls_for() {
+    let added = running(&[planned("op", "VDU1", 0)], 9);
+    let pending = |kind| PendingOperation {
+        operation_id: "op".into(),
+        kind,
+        add: vec![planned("op", "VDU1", 0)],
+        remove: vec![],
+    };
+    let cases = [
+        (
+            OperationKind::Create,
+            VnfCommand::CompleteCreate {
+                operation_id: "op".into(),
+                instances: added.clone(),
+            },
+        ),
+        (
+            OperationKind::ScaleOut,
+            VnfCommand::CompleteScale {
+                operation_id: "op".into(),
+                added: added.clone(),
+            },
+        ),
+        (
+            OperationKind::ScaleIn,
+            VnfCommand::CompleteScale {
+                operation_id: "op".into(),
+                added: added.clone(),
+            },
+        ),
+        (
+            OperationKind::Delete,
+            VnfCommand::CompleteDelete {
+                operation_id: "op".into(),
+            },
+        ),
+        (
+            OperationKind::Respawn,
+            VnfCommand::CompleteHeal {
+                operation_id: "op".into(),
+                added: added.clone(),
+            },
+        ),
+        (
+            OperationKind::VduAutoheal,
+            VnfCommand::CompleteHeal {
+                operation_id: "op".into(),
+                added: added.clone(),
+            },
+        ),
+    ];
+    for (kind, wanted) in cases {
+        assert_eq!(
+            pending(kind).completion(Ok(added.clone())),
+            wanted,
+            "{kind:?}"
+        );
+        assert_eq!(
+            pending(kind).completion(Err("VIM down".into())),
+            fail("op"),
+            "{kind:?}"
+        );
+    }
+}
+
+#[test]
+fn the_completion_of_a_pending_delete_deletes_the_vnf() {
+    // Given a requested delete, when the conductor records the completion the pending
+    // operation names, then the VNF is deleted.
+    let mut events = active();
+    events.push(VnfEvent::DeleteRequested {
+        operation_id: "op-del".into(),
+    });
+    let pending = state_after(events.clone()).pending.unwrap();
+    Given::with(())
+        .given(events)
+        .when(pending.completion(Ok(Vec::new())))
+        .then_expect_events(vec![VnfEvent::Deleted {
+            operation_id: "op-del".into(),
+        }]);
 }
 
 #[test]
@@ -497,13 +601,22 @@ fn fail_of_a_finished_operation_is_stale() {
 mod heal {
     use super::*;
     use crate::envelope::{Actor, ActorKind};
-    use crate::monitor::{Failure, TargetRef};
 
     const ACTION: &str = "act-1";
 
-    fn monitored_active() -> Vec<VnfEvent> {
+    /// An active VNF whose VDU1 is monitored with `action` as its failure action.
+    fn monitored_active(action: PolicyAction) -> Vec<VnfEvent> {
+        let mut vnfd = vnfd(true);
+        if let Some(policy) = &mut vnfd.vdus[0].monitoring_policy {
+            policy.failure_action = action;
+        }
         vec![
-            create_requested(true),
+            VnfEvent::CreateRequested {
+                details: details(),
+                vnfd,
+                operation_id: CREATE_OP.into(),
+                add: create_plan(),
+            },
             VnfEvent::MonitorAttached {
                 action_id: ACTION.into(),
             },
@@ -514,12 +627,12 @@ mod heal {
         ]
     }
 
-    fn failure(id: &str, instance_index: usize, action: PolicyAction) -> Failure {
+    fn failure(id: &str, instance_index: usize, action: PolicyAction) -> FailureRecord {
         let instance = &running(&create_plan(), 1)[instance_index];
-        Failure {
+        FailureRecord {
             failure_id: id.into(),
             monitor: Actor::new(ActorKind::Monitor, "m1"),
-            target: TargetRef {
+            target: FailedInstance {
                 vnf_id: "vnf-1".into(),
                 vdu: instance.vdu.clone(),
                 instance_id: instance.instance_id.clone(),
@@ -535,7 +648,7 @@ mod heal {
 
     const AT: OffsetDateTime = datetime!(2026-11-25 10:05 UTC);
 
-    fn handle(failure: Failure) -> VnfCommand {
+    fn handle(failure: FailureRecord) -> VnfCommand {
         VnfCommand::HandleFailure {
             operation_id: format!("heal-{}", failure.failure_id),
             failure,
@@ -544,10 +657,10 @@ mod heal {
         }
     }
 
-    fn heal_started(failure: Failure) -> VnfEvent {
+    fn heal_started(failure: FailureRecord) -> VnfEvent {
         let op = format!("heal-{}", failure.failure_id);
         let events = Given::with(())
-            .given(monitored_active())
+            .given(monitored_active(failure.action))
             .when(handle(failure))
             .inspect_result()
             .unwrap();
@@ -565,7 +678,7 @@ mod heal {
         };
         assert_eq!(add.len(), 3);
         assert_eq!(remove.len(), 3);
-        let mut events = monitored_active();
+        let mut events = monitored_active(PolicyAction::Respawn);
         events.push(started.clone());
         let vnf = state_after(events);
         assert_eq!(vnf.status, Some(VnfStatus::Dead));
@@ -585,7 +698,7 @@ mod heal {
         assert_eq!(remove, &vec![planned_instance_id(CREATE_OP, "VDU1", 1)]);
         assert_eq!(add.len(), 1);
         assert_eq!(add[0].vdu, "VDU1");
-        let mut events = monitored_active();
+        let mut events = monitored_active(PolicyAction::VduAutoheal);
         events.push(started);
         assert_eq!(state_after(events).status, Some(VnfStatus::PendingHeal));
     }
@@ -599,7 +712,7 @@ mod heal {
         else {
             unreachable!()
         };
-        let mut events = monitored_active();
+        let mut events = monitored_active(PolicyAction::VduAutoheal);
         events.push(started);
         let added = running(&add, 40);
         Given::with(())
@@ -618,7 +731,7 @@ mod heal {
     #[test]
     fn a_second_report_of_the_same_failure_changes_nothing() {
         let f = failure("f1", 0, PolicyAction::Respawn);
-        let mut events = monitored_active();
+        let mut events = monitored_active(PolicyAction::Respawn);
         events.push(heal_started(f.clone()));
         // The same report again, and another monitor's report of the instance being replaced.
         Given::with(())
@@ -640,7 +753,7 @@ mod heal {
         let mut f = failure("f1", 0, PolicyAction::Respawn);
         f.target.action_id = "old".into();
         let result = Given::with(())
-            .given(monitored_active())
+            .given(monitored_active(PolicyAction::Respawn))
             .when(handle(f))
             .inspect_result();
         assert!(
@@ -659,7 +772,7 @@ mod heal {
         else {
             unreachable!()
         };
-        let mut events = monitored_active();
+        let mut events = monitored_active(PolicyAction::VduAutoheal);
         events.push(started);
         events.push(VnfEvent::HealCompleted {
             operation_id,
@@ -678,14 +791,8 @@ mod heal {
 
     #[test]
     fn a_report_while_another_operation_runs_waits() {
-        let mut events = monitored_active();
-        events.push(VnfEvent::ScaleRequested {
-            operation_id: "op-scale".into(),
-            policy: "SP1".into(),
-            direction: ScaleDirection::Out,
-            add: vec![planned("op-scale", "VDU1", 0)],
-            remove: vec![],
-        });
+        let mut events = monitored_active(PolicyAction::Respawn);
+        events.push(scale_out_requested());
         Given::with(())
             .given(events)
             .when(handle(failure("f1", 0, PolicyAction::Respawn)))
@@ -698,10 +805,10 @@ mod heal {
     fn log_records_once_and_keeps_the_vnf_active() {
         let f = failure("f1", 0, PolicyAction::Log);
         Given::with(())
-            .given(monitored_active())
+            .given(monitored_active(PolicyAction::Log))
             .when(handle(f.clone()))
             .then_expect_events(vec![VnfEvent::FailureLogged { failure: f.clone() }]);
-        let mut events = monitored_active();
+        let mut events = monitored_active(PolicyAction::Log);
         events.push(VnfEvent::FailureLogged { failure: f.clone() });
         assert_eq!(state_after(events.clone()).status, Some(VnfStatus::Active));
         Given::with(())
@@ -714,7 +821,7 @@ mod heal {
     fn log_and_kill_records_and_requests_the_delete() {
         let f = failure("f1", 0, PolicyAction::LogAndKill);
         Given::with(())
-            .given(monitored_active())
+            .given(monitored_active(PolicyAction::LogAndKill))
             .when(handle(f.clone()))
             .then_expect_events(vec![
                 VnfEvent::FailureLogged { failure: f },
@@ -725,8 +832,66 @@ mod heal {
     }
 
     #[test]
+    fn a_report_naming_another_action_than_the_policy_is_refused() {
+        // Given VDU1's policy is `log`, when a report names `log_and_kill`, then nothing is
+        // recorded and the report is refused (the conductor answers `bad_action`).
+        Given::with(())
+            .given(monitored_active(PolicyAction::Log))
+            .when(handle(failure("f1", 0, PolicyAction::LogAndKill)))
+            .then_expect_error(VnfError::NotThePolicy {
+                vdu: "VDU1".into(),
+                reported: PolicyAction::LogAndKill,
+                policy: Some(PolicyAction::Log),
+            });
+    }
+
+    #[test]
+    fn a_report_about_a_vdu_without_monitoring_policy_is_refused() {
+        // Instance 2 is VDU2's, which has no monitoring policy.
+        let mut f = failure("f1", 2, PolicyAction::Respawn);
+        f.target.vdu = "VDU1".into(); // The VNF's own record of the instance decides.
+        Given::with(())
+            .given(monitored_active(PolicyAction::Respawn))
+            .when(handle(f))
+            .then_expect_error(VnfError::NotThePolicy {
+                vdu: "VDU2".into(),
+                reported: PolicyAction::Respawn,
+                policy: None,
+            });
+    }
+
+    #[test]
+    fn failure_events_stored_before_the_record_type_was_split_still_decode() {
+        // Exactly what `FailureLogged` looked like when it embedded the monitor's report.
+        let stored = serde_json::json!({
+            "type": "FailureLogged",
+            "failure": {
+                "failure_id": "f1",
+                "monitor": { "kind": "monitor", "id": "m1" },
+                "vnf_id": "vnf-1",
+                "vdu": "VDU1",
+                "instance_id": planned_instance_id(CREATE_OP, "VDU1", 0),
+                "mgmt_ip": "198.18.0.1",
+                "action_id": ACTION,
+                "action": "log",
+                "attempts": 1,
+                "reason": "no reply",
+                "detected_at": "2026-11-25T10:05:00Z"
+            }
+        });
+        let event: VnfEvent = serde_json::from_value(stored.clone()).unwrap();
+        assert_eq!(
+            event,
+            VnfEvent::FailureLogged {
+                failure: failure("f1", 0, PolicyAction::Log)
+            }
+        );
+        assert_eq!(serde_json::to_value(&event).unwrap(), stored);
+    }
+
+    #[test]
     fn heals_stop_at_the_limit_and_the_vnf_goes_to_error() {
-        let mut events = monitored_active();
+        let mut events = monitored_active(PolicyAction::VduAutoheal);
         for n in 0..3 {
             events.push(VnfEvent::HealStarted {
                 operation_id: format!("h{n}"),
@@ -764,7 +929,7 @@ mod heal {
 
     #[test]
     fn heals_outside_the_window_do_not_count() {
-        let mut events = monitored_active();
+        let mut events = monitored_active(PolicyAction::VduAutoheal);
         for n in 0..3 {
             events.push(VnfEvent::HealStarted {
                 operation_id: format!("h{n}"),
@@ -792,7 +957,7 @@ mod heal {
 
     #[test]
     fn a_dead_vnf_being_respawned_cannot_be_deleted() {
-        let mut events = monitored_active();
+        let mut events = monitored_active(PolicyAction::Respawn);
         events.push(heal_started(failure("f1", 0, PolicyAction::Respawn)));
         Given::with(())
             .given(events)
