@@ -260,9 +260,11 @@ async fn a_monitor_taking_over_continues_a_reported_episode() {
 /// The conductor's answer to a report, as the VNF aggregate decides it with a limit of no heal.
 async fn limit_reached(vnf_events: Vec<VnfEvent>, failure: Failure) -> Vec<VnfEvent> {
     let mut vnf = Vnf::default();
-    vnf_events.into_iter().for_each(|e| vnf.apply(e));
+    for event in vnf_events {
+        vnf.apply(event);
+    }
     let command = VnfCommand::HandleFailure {
-        failure,
+        failure: failure.into(),
         operation_id: "heal".into(),
         at: BOOTED_AT,
         limit: RespawnLimit {
