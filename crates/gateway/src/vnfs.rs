@@ -22,6 +22,58 @@ const DEFAULT_VIM_ID: &str = "local";
 /// Characters of the VNF id in the name of a VNFD given inline (`tmpl-<prefix>`).
 const INLINE_VNFD_NAME_ID_CHARS: usize = 8;
 
+/// The points of a VNF create between the gateway's appends, in order, at which a test kills
+/// the gateway (`GatewayConfig::stop_at`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CreateStopPoint {
+    /// The inline VNFD (`vnfd_template`) is onboarded; nothing else is recorded.
+    AfterInlineVnfd,
+    /// The VNFD is checked; nothing is recorded on the VNF's subject.
+    BeforeCreate,
+    /// The VNF's create is recorded; the VNFD's use by it is not, and nothing is answered.
+    AfterCreate,
+}
+
+impl CreateStopPoint {
+    pub const ALL: [CreateStopPoint; 3] = [
+        CreateStopPoint::AfterInlineVnfd,
+        CreateStopPoint::BeforeCreate,
+        CreateStopPoint::AfterCreate,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CreateStopPoint::AfterInlineVnfd => "after-inline-vnfd",
+            CreateStopPoint::BeforeCreate => "before-create",
+            CreateStopPoint::AfterCreate => "after-create",
+        }
+    }
+
+    /// Hangs this request for good if `self` is the configured stop point: the gateway's
+    /// process is to be killed there, as a crash between two appends would leave it.
+    async fn reached(self, gateway: &Gateway) {
+        if gateway.config().stop_at == Some(self) {
+            tracing::warn!(
+                point = self.as_str(),
+                "Stop point reached; this create goes no further."
+            );
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+impl std::str::FromStr for CreateStopPoint {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let known = CreateStopPoint::ALL.map(CreateStopPoint::as_str);
+        CreateStopPoint::ALL
+            .into_iter()
+            .find(|point| point.as_str() == text)
+            .ok_or_else(|| format!("unknown stop point {text:?}; one of {}", known.join(", ")))
+    }
+}
+
 /// `POST /v1.0/vnfs`: records the create request; 201 with the VNF in `PENDING_CREATE`.
 pub(crate) async fn create(
     State(gateway): State<Gateway>,
@@ -76,6 +128,7 @@ pub(crate) async fn create(
                 spec: parsed.spec,
             };
             vnfds::onboard(&gateway, descriptor, &step("onboard-inline-vnfd")).await?;
+            CreateStopPoint::AfterInlineVnfd.reached(&gateway).await;
             vnfd_id
         }
     };
@@ -101,6 +154,7 @@ pub(crate) async fn create(
             &format!("VNFD {vnfd_id} accepted a use but is not live"),
         )
     })?;
+    CreateStopPoint::BeforeCreate.reached(&gateway).await;
     let details = VnfDetails {
         vnf_id: vnf_id.clone(),
         name,
@@ -120,6 +174,7 @@ pub(crate) async fn create(
         .log()
         .execute::<Vnf>(&vnf_id, command, &(), &step("create-vnf"))
         .await;
+    CreateStopPoint::AfterCreate.reached(&gateway).await;
     if let Err(e) = created {
         release(&gateway, &vnfd_id, &vnf_id, &step("release-vnfd")).await;
         return Err(command_error(&vnf_id, e));

@@ -228,6 +228,7 @@ impl Roles {
         let config = GatewayConfig {
             auth,
             instance,
+            stop_at: api.stop_at,
             ..GatewayConfig::default()
         };
         let gateway = Gateway::new(log, tables, config).await?;
