@@ -8,6 +8,7 @@
 //! never decides a VNF's fate on its own memory: it reloads the VNF from the log first.
 
 pub mod vim;
+mod vnfd_use;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -453,7 +454,7 @@ impl Conductor {
             return Ok(());
         };
         tracing::info!(vnf_id, operation_id, kind = ?pending.kind, "Carrying out operation.");
-        let command = match self.execute_plan(&vnf, vnf_id, &pending).await {
+        let command = match self.carry_out_plan(&vnf, vnf_id, &pending, cause).await? {
             Ok(added) => match pending.kind {
                 OperationKind::Create => VnfCommand::CompleteCreate {
                     operation_id: operation_id.to_owned(),
