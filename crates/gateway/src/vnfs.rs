@@ -8,7 +8,7 @@ use axum::http::{HeaderMap, StatusCode};
 use events::envelope::Cause;
 use events::store::CommandError;
 use events::vnf::{ScaleDirection, Vnf, VnfCommand, VnfDetails, VnfError, VnfStatus};
-use events::vnfd::{TemplateSource, Vnfd, VnfdCommand, VnfdDescriptor};
+use events::vnfd::{self, TemplateSource, Vnfd, VnfdCommand, VnfdDescriptor};
 use projector::table::VnfRow;
 use serde_json::{Map, Value, json};
 
@@ -75,6 +75,11 @@ impl std::str::FromStr for CreateStopPoint {
 }
 
 /// `POST /v1.0/vnfs`: records the create request; 201 with the VNF in `PENDING_CREATE`.
+///
+/// The create is one decision, one append on the VNF's subject (with the VNFD's spec); the
+/// VNFD's use by the VNF is finished from it, idempotently, by a conductor (the gateway only
+/// records it early, see [`use_vnfd`]). A gateway killed between its appends leaves at worst
+/// an unused inline VNFD, never a VNFD used by a VNF that does not exist.
 pub(crate) async fn create(
     State(gateway): State<Gateway>,
     headers: HeaderMap,
@@ -102,7 +107,7 @@ pub(crate) async fn create(
             name,
         )
     };
-    let vnfd_id = match (vnfd_id, template) {
+    let descriptor = match (vnfd_id, template) {
         (Some(_), Some(_)) => {
             return Err(ApiError::invalid_input(
                 "vnf.vnfd_id, vnf.vnfd_template: give one, not both",
@@ -113,13 +118,12 @@ pub(crate) async fn create(
                 "vnf.vnfd_id: required (or vnf.vnfd_template)",
             ));
         }
-        (Some(vnfd_id), None) => vnfd_id,
+        (Some(vnfd_id), None) => live_vnfd(&gateway, &vnfd_id).await?,
         (None, Some(template)) => {
             let parsed = input::parse_template(template, "vnf.vnfd_template")?;
-            let vnfd_id = uuid::Uuid::new_v4().to_string();
             let id_prefix: String = vnf_id.chars().take(INLINE_VNFD_NAME_ID_CHARS).collect();
             let descriptor = VnfdDescriptor {
-                vnfd_id: vnfd_id.clone(),
+                vnfd_id: uuid::Uuid::new_v4().to_string(),
                 name: format!("tmpl-{id_prefix}"),
                 description: parsed.spec.description.clone().unwrap_or_default(),
                 tenant_id: tenant_id.clone(),
@@ -127,38 +131,19 @@ pub(crate) async fn create(
                 template_yaml: parsed.template_yaml,
                 spec: parsed.spec,
             };
-            vnfds::onboard(&gateway, descriptor, &step("onboard-inline-vnfd")).await?;
+            let onboard = step("onboard-inline-vnfd");
+            vnfds::onboard(&gateway, descriptor.clone(), &onboard).await?;
             CreateStopPoint::AfterInlineVnfd.reached(&gateway).await;
-            vnfd_id
+            descriptor
         }
     };
-    if !input::is_resource_id(&vnfd_id) {
-        return Err(ApiError::vnfd_not_found(&vnfd_id));
-    }
+    let vnfd_id = descriptor.vnfd_id.clone();
 
-    let used = gateway
-        .log()
-        .execute::<Vnfd>(
-            &vnfd_id,
-            VnfdCommand::Use {
-                vnf_id: vnf_id.clone(),
-            },
-            &(),
-            &step("use-vnfd"),
-        )
-        .await
-        .map_err(|e| vnfds::command_error(&vnfd_id, e))?;
-    let descriptor = used.aggregate.live().ok_or_else(|| {
-        ApiError::internal(
-            "using a VNFD",
-            &format!("VNFD {vnfd_id} accepted a use but is not live"),
-        )
-    })?;
     CreateStopPoint::BeforeCreate.reached(&gateway).await;
     let details = VnfDetails {
         vnf_id: vnf_id.clone(),
         name,
-        description: description.unwrap_or_else(|| descriptor.description.clone()),
+        description: description.unwrap_or(descriptor.description),
         tenant_id,
         vnfd_id: vnfd_id.clone(),
         vim_id: vim_id.unwrap_or_else(|| DEFAULT_VIM_ID.to_owned()),
@@ -167,18 +152,17 @@ pub(crate) async fn create(
     };
     let command = VnfCommand::Create {
         details,
-        vnfd: descriptor.spec.clone(),
+        vnfd: descriptor.spec,
         operation_id: uuid::Uuid::new_v4().to_string(),
     };
-    let created = gateway
+    let create = step("create-vnf");
+    gateway
         .log()
-        .execute::<Vnf>(&vnf_id, command, &(), &step("create-vnf"))
-        .await;
+        .execute::<Vnf>(&vnf_id, command, &(), &create)
+        .await
+        .map_err(|e| command_error(&vnf_id, e))?;
     CreateStopPoint::AfterCreate.reached(&gateway).await;
-    if let Err(e) = created {
-        release(&gateway, &vnfd_id, &vnf_id, &step("release-vnfd")).await;
-        return Err(command_error(&vnf_id, e));
-    }
+    use_vnfd(&gateway, &vnfd_id, &vnf_id, &create).await;
     tracing::info!(vnf_id = %vnf_id, vnfd_id = %vnfd_id, "VNF create requested.");
     let vnf = gateway
         .refresh_vnf(&vnf_id)
@@ -194,17 +178,46 @@ pub(crate) async fn create(
     Ok((StatusCode::CREATED, Json(json!({ "vnf": vnf }))))
 }
 
-/// Undoes the use of a VNFD by a VNF whose creation failed, so the VNFD stays deletable.
-async fn release(gateway: &Gateway, vnfd_id: &str, vnf_id: &str, cause: &Cause) {
-    let command = VnfdCommand::Release {
+/// The descriptor of a VNFD a VNF can be created from (onboarded, not deleted), from the log;
+/// 404 otherwise. The log, not the table: a VNFD onboarded a moment ago is found.
+async fn live_vnfd(gateway: &Gateway, vnfd_id: &str) -> Result<VnfdDescriptor, ApiError> {
+    if !input::is_resource_id(vnfd_id) {
+        return Err(ApiError::vnfd_not_found(vnfd_id));
+    }
+    let loaded = gateway
+        .log()
+        .load::<Vnfd>(vnfd_id)
+        .await
+        .map_err(|e| ApiError::store("reading a VNFD", &e))?;
+    loaded
+        .aggregate
+        .live()
+        .cloned()
+        .ok_or_else(|| ApiError::vnfd_not_found(vnfd_id))
+}
+
+/// Records at once that a VNF whose create is recorded under `create` uses its VNFD, so that
+/// the VNFD refuses deletion from the moment the create is answered.
+///
+/// Only an early copy of the conductor's step: the conductor records the same use (same
+/// command id, see [`events::vnfd::use_cause`]) before it deploys anything, and fails the
+/// create if the VNFD is gone. So a crash before this, or a refusal here, leaves nothing to
+/// repair, and the create stands.
+async fn use_vnfd(gateway: &Gateway, vnfd_id: &str, vnf_id: &str, create: &Cause) {
+    let cause = vnfd::use_cause(
+        create.actor.clone(),
+        &create.correlation_id,
+        &create.command_id,
+    );
+    let command = VnfdCommand::Use {
         vnf_id: vnf_id.to_owned(),
     };
     if let Err(e) = gateway
         .log()
-        .execute::<Vnfd>(vnfd_id, command, &(), cause)
+        .execute::<Vnfd>(vnfd_id, command, &(), &cause)
         .await
     {
-        tracing::error!(vnfd_id, vnf_id, error = %e, "Cannot release the VNFD of a VNF that was not created; it stays in use.");
+        tracing::warn!(vnfd_id, vnf_id, error = %e, "VNFD use not recorded here; the conductor records it before deploying, or fails the create.");
     }
 }
 
