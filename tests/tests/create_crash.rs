@@ -129,6 +129,12 @@ async fn a_gateway_killed_at(point: CreateStopPoint, vnfd: Vnfd) {
     .await;
     let (code, _) = system.get(&path).await;
     assert_eq!(code, 404);
+    // A create from the deleted VNFD is refused up front, and records nothing.
+    let body = json!({"vnf": {"name": "late", "vnfd_id": vnfd_id}});
+    let (code, refused) = system.post("/vnfs", body).await;
+    assert_eq!(code, 404, "{refused}");
+    let (_, vnfs) = system.get("/vnfs").await;
+    assert_eq!(ids(&vnfs, "vnfs"), Vec::<String>::new());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -178,21 +178,18 @@ pub(crate) async fn create(
     Ok((StatusCode::CREATED, Json(json!({ "vnf": vnf }))))
 }
 
-/// The descriptor of a VNFD a VNF can be created from (onboarded, not deleted), from the log;
-/// 404 otherwise. The log, not the table: a VNFD onboarded a moment ago is found.
+/// The descriptor of a VNFD a VNF can be created from (onboarded, not deleted), or 404. From
+/// the gateway's row (mirror, table, else the log, so a VNFD onboarded a moment ago is found):
+/// a VNFD deleted a moment ago may still look live here, and then the conductor fails the
+/// create when it cannot take the VNFD into use.
 async fn live_vnfd(gateway: &Gateway, vnfd_id: &str) -> Result<VnfdDescriptor, ApiError> {
     if !input::is_resource_id(vnfd_id) {
         return Err(ApiError::vnfd_not_found(vnfd_id));
     }
-    let loaded = gateway
-        .log()
-        .load::<Vnfd>(vnfd_id)
-        .await
-        .map_err(|e| ApiError::store("reading a VNFD", &e))?;
-    loaded
-        .aggregate
-        .live()
-        .cloned()
+    gateway
+        .vnfd_row(vnfd_id)
+        .await?
+        .and_then(|row| row.state.live().cloned())
         .ok_or_else(|| ApiError::vnfd_not_found(vnfd_id))
 }
 
