@@ -21,6 +21,10 @@ pub(crate) enum PlanError {
         #[source]
         source: VnfdError,
     },
+    /// The VNF was created by another conductor and deleted while this one, holding the
+    /// create's request, was about to take the VNFD into use.
+    #[error("VNF {vnf_id} was deleted while its create was being carried out")]
+    Deleted { vnf_id: String },
     #[error(transparent)]
     Vim(#[from] VimError),
 }
@@ -51,6 +55,16 @@ impl Conductor {
                 vnf_id: vnf_id.to_owned(),
             };
             match self.log.execute::<Vnfd>(vnfd_id, command, &(), &used).await {
+                // A use recorded only now may come after the release of a VNF that another
+                // conductor created and a user deleted since `vnf` was loaded: look again.
+                Ok(executed) if !executed.events.is_empty() => {
+                    let now = self.log.load::<Vnf>(vnf_id).await?.aggregate;
+                    if now.deleted {
+                        self.release_vnfd(&now, vnf_id, cause).await?;
+                        let vnf_id = vnf_id.to_owned();
+                        return Ok(Err(PlanError::Deleted { vnf_id }));
+                    }
+                }
                 Ok(_) => {}
                 Err(CommandError::Rejected(source)) => {
                     let vnfd_id = vnfd_id.to_owned();
@@ -68,9 +82,18 @@ impl Conductor {
 
 #[cfg(test)]
 mod tests {
-    use events::vnf::VnfDetails;
+    use std::net::Ipv4Addr;
+    use std::sync::Arc;
+
+    use events::envelope::{Actor, ActorKind};
+    use events::spec::VnfdSpec;
+    use events::store::{EventLog, LogConfig};
+    use events::vnf::{VnfCommand, VnfDetails};
+    use events::vnfd::{TemplateSource, VnfdDescriptor};
 
     use super::*;
+    use crate::ConductorConfig;
+    use crate::vim::{DeployRequest, Deployed, Vim};
 
     fn vnf() -> Vnf {
         Vnf {
@@ -109,6 +132,105 @@ mod tests {
                 assert_eq!(vnfd_to_use(&vnf, &pending(kind)), None, "{kind:?}");
             }
         }
+    }
+
+    /// A VIM that must not be asked to deploy; deleting succeeds (nothing is there).
+    struct NoDeploys;
+
+    #[async_trait::async_trait]
+    impl Vim for NoDeploys {
+        async fn deploy_vdu(&self, request: &DeployRequest) -> Result<Deployed, VimError> {
+            panic!("deployed {request:?} for a deleted VNF")
+        }
+
+        async fn delete_vdu(&self, _instance_id: &str) -> Result<(), VimError> {
+            Ok(())
+        }
+
+        async fn mgmt_ip(&self, _instance_id: &str) -> Result<Option<Ipv4Addr>, VimError> {
+            Ok(None)
+        }
+    }
+
+    /// A conductor loads a VNF with its create pending; meanwhile another creates it, a user
+    /// deletes it and its VNFD is released; only then does the first take the VNFD into use. It
+    /// finds the VNF deleted, releases the VNFD again and deploys nothing.
+    #[tokio::test]
+    async fn a_use_recorded_after_the_vnf_was_deleted_is_released() {
+        let server = testkit::NatsServer::start().await;
+        let log = EventLog::open(server.client().await, &LogConfig::default())
+            .await
+            .unwrap();
+        let user = || Cause::user_request(Actor::new(ActorKind::User, "admin"));
+        let descriptor = VnfdDescriptor {
+            vnfd_id: "d1".into(),
+            name: "d1".into(),
+            description: String::new(),
+            tenant_id: "admin".into(),
+            template_source: TemplateSource::Onboarded,
+            template_yaml: String::new(),
+            spec: VnfdSpec {
+                template_name: None,
+                description: None,
+                vdus: vec![],
+                scaling_policies: vec![],
+            },
+        };
+        let onboard = VnfdCommand::Onboard(descriptor.clone());
+        log.execute::<Vnfd>("d1", onboard, &(), &user())
+            .await
+            .unwrap();
+        let create = VnfCommand::Create {
+            details: vnf().details.unwrap(),
+            vnfd: descriptor.spec,
+            operation_id: "op-create".into(),
+        };
+        let stale = log
+            .execute::<Vnf>("v1", create, &(), &user())
+            .await
+            .unwrap();
+        let pending = stale.aggregate.pending.clone().unwrap();
+        // Another conductor's whole work, and the user's delete.
+        let use_first = VnfdCommand::Use {
+            vnf_id: "v1".into(),
+        };
+        log.execute::<Vnfd>("d1", use_first, &(), &user())
+            .await
+            .unwrap();
+        let steps = [
+            VnfCommand::CompleteCreate {
+                operation_id: "op-create".into(),
+                instances: vec![],
+            },
+            VnfCommand::Delete {
+                operation_id: "op-delete".into(),
+            },
+            VnfCommand::CompleteDelete {
+                operation_id: "op-delete".into(),
+            },
+        ];
+        for step in steps {
+            log.execute::<Vnf>("v1", step, &(), &user()).await.unwrap();
+        }
+        let release = VnfdCommand::Release {
+            vnf_id: "v1".into(),
+        };
+        log.execute::<Vnfd>("d1", release, &(), &user())
+            .await
+            .unwrap();
+
+        let conductor =
+            Conductor::new(log.clone(), Arc::new(NoDeploys), ConductorConfig::default());
+        let planned = conductor
+            .carry_out_plan(&stale.aggregate, "v1", &pending, &user())
+            .await
+            .unwrap();
+        assert!(
+            matches!(planned, Err(PlanError::Deleted { .. })),
+            "{planned:?}"
+        );
+        let vnfd = log.load::<Vnfd>("d1").await.unwrap().aggregate;
+        assert!(vnfd.users.is_empty(), "still used by {:?}", vnfd.users);
     }
 
     #[test]
