@@ -54,7 +54,9 @@ pub struct VnfdDescriptor {
 #[derive(Debug, Clone, PartialEq)]
 pub enum VnfdCommand {
     Onboard(VnfdDescriptor),
-    /// A VNF is about to be created from this VNFD.
+    /// A VNF whose create is recorded takes this VNFD into use: the gateway records it right
+    /// after the create, a conductor before it deploys (see [`use_cause`]); a second use by
+    /// the same VNF changes nothing.
     Use {
         vnf_id: String,
     },
