@@ -14,6 +14,7 @@
 
 mod supervise;
 pub mod vim;
+mod vnfd_use;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -489,7 +490,7 @@ impl Conductor {
             return Ok(());
         };
         tracing::info!(vnf_id, operation_id, kind = ?pending.kind, "Carrying out operation.");
-        let outcome = self.execute_plan(&vnf, vnf_id, &pending).await;
+        let outcome = self.carry_out_plan(&vnf, vnf_id, &pending, cause).await?;
         if let Err(e) = &outcome {
             tracing::warn!(vnf_id, operation_id, error = %e, "Operation failed.");
             self.undo_deploys(&pending).await;

@@ -11,8 +11,9 @@ use conductor::vim::{DeployRequest, Deployed, Vim, VimError};
 use conductor::{Conductor, ConductorConfig};
 use events::envelope::{Actor, ActorKind, Cause};
 use events::spec::{ScalingPolicy, VduSpec, VnfdSpec};
-use events::store::{EventLog, LogConfig};
+use events::store::{CommandError, EventLog, LogConfig};
 use events::vnf::{ScaleDirection, Vnf, VnfCommand, VnfDetails, VnfStatus};
+use events::vnfd::{TemplateSource, Vnfd, VnfdCommand, VnfdDescriptor, VnfdError, VnfdEvent};
 use testkit::NatsServer;
 use tokio::sync::Semaphore;
 
@@ -105,6 +106,25 @@ fn init_logs() {
         .try_init();
 }
 
+/// Onboards `vnfd-1`, which every create names: a conductor takes it into use before it
+/// deploys. A second onboarding (a second conductor on the server) changes nothing.
+async fn onboard_vnfd(log: &EventLog) {
+    let descriptor = VnfdDescriptor {
+        vnfd_id: "vnfd-1".into(),
+        name: "vnfd-1".into(),
+        description: String::new(),
+        tenant_id: "admin".into(),
+        template_source: TemplateSource::Onboarded,
+        template_yaml: String::new(),
+        spec: vnfd(),
+    };
+    let onboard = VnfdCommand::Onboard(descriptor);
+    match log.execute::<Vnfd>("vnfd-1", onboard, &(), &user()).await {
+        Ok(_) | Err(CommandError::Rejected(VnfdError::AlreadyExists)) => {}
+        Err(e) => panic!("onboard vnfd-1: {e}"),
+    }
+}
+
 async fn start(
     server: &NatsServer,
     vim: Arc<MemoryVim>,
@@ -114,6 +134,7 @@ async fn start(
     let log = EventLog::open(server.client().await, &LogConfig::default())
         .await
         .unwrap();
+    onboard_vnfd(&log).await;
     let conductor = Conductor::new(
         log.clone(),
         vim,
@@ -145,6 +166,40 @@ async fn wait_status(log: &EventLog, vnf_id: &str, wanted: VnfStatus) -> Vnf {
     }
 }
 
+/// Requests the VNF's delete and waits until a conductor has carried it out.
+async fn delete(log: &EventLog, vnf_id: &str) {
+    let delete = VnfCommand::Delete {
+        operation_id: format!("op-delete-{vnf_id}"),
+    };
+    log.execute::<Vnf>(vnf_id, delete, &(), &user())
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !log.load::<Vnf>(vnf_id).await.unwrap().aggregate.deleted {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "delete never completed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Every event on `vnfd-1`'s subject, in order.
+async fn vnfd_events(log: &EventLog) -> Vec<VnfdEvent> {
+    log.read_subject::<VnfdEvent>(&events::names::vnfd_subject("vnfd-1"))
+        .await
+        .unwrap()
+        .into_iter()
+        .flat_map(|recorded| recorded.envelope.events)
+        .collect()
+}
+
+/// The VNFs that `vnfd-1` is in use by.
+async fn vnfd_users(log: &EventLog) -> Vec<String> {
+    let vnfd = log.load::<Vnfd>("vnfd-1").await.unwrap().aggregate;
+    vnfd.users.into_iter().collect()
+}
+
 #[tokio::test]
 async fn create_scale_and_delete_complete_from_the_log() {
     let server = NatsServer::start().await;
@@ -155,6 +210,7 @@ async fn create_scale_and_delete_complete_from_the_log() {
         .unwrap();
     let vnf = wait_status(&log, "v1", VnfStatus::Active).await;
     assert_eq!(vnf.instances.len(), 2);
+    assert_eq!(vnfd_users(&log).await, ["v1"], "taken into use");
     let scale = VnfCommand::Scale {
         operation_id: "op-out".into(),
         policy: "SP1".into(),
@@ -164,21 +220,9 @@ async fn create_scale_and_delete_complete_from_the_log() {
     let vnf = wait_status(&log, "v1", VnfStatus::Active).await;
     assert_eq!(vnf.instances.len(), 3);
     assert_eq!(vim.instances.lock().unwrap().len(), 3);
-    let delete = VnfCommand::Delete {
-        operation_id: "op-del".into(),
-    };
-    log.execute::<Vnf>("v1", delete, &(), &user())
-        .await
-        .unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while !log.load::<Vnf>("v1").await.unwrap().aggregate.deleted {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "delete never completed"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    delete(&log, "v1").await;
     assert!(vim.instances.lock().unwrap().is_empty());
+    assert_eq!(vnfd_users(&log).await, Vec::<String>::new(), "released");
     // The completion is recorded by the conductor, caused by the user's request.
     let history = log
         .read_subject::<events::vnf::VnfEvent>(&events::names::vnf_subject("v1"))
@@ -225,6 +269,40 @@ async fn a_conductor_killed_mid_operation_is_finished_by_another() {
         .await
         .unwrap();
     assert_eq!(history.len(), 2, "{history:#?}");
+    // And one use of the VNFD, though both conductors took it into use.
+    let used = VnfdEvent::UsedBy {
+        vnf_id: "v1".into(),
+    };
+    assert_eq!(vnfd_events(&log).await[1..], [used], "onboarded, used once");
+}
+
+/// The VNFD is deleted after the gateway checked it and before a conductor takes it into use:
+/// the create fails naming the VNFD, with nothing deployed; nothing refers to the VNFD; the VNF
+/// can be deleted.
+#[tokio::test]
+async fn a_create_whose_vnfd_is_gone_fails_naming_it_and_deploys_nothing() {
+    let server = NatsServer::start().await;
+    let vim = Arc::new(MemoryVim::default());
+    let (log, _conductor) = start(&server, vim.clone(), Duration::from_secs(30)).await;
+    log.execute::<Vnfd>("vnfd-1", VnfdCommand::Delete, &(), &user())
+        .await
+        .unwrap();
+    log.execute::<Vnf>("v1", create("v1"), &(), &user())
+        .await
+        .unwrap();
+    let failed = wait_status(&log, "v1", VnfStatus::Error).await;
+    assert_eq!(
+        failed.error_reason.as_deref(),
+        Some("VNFD vnfd-1 cannot be used: VNFD not found")
+    );
+    assert_eq!(*vim.deploy_calls.lock().unwrap(), 0);
+    assert_eq!(vnfd_users(&log).await, Vec::<String>::new());
+    delete(&log, "v1").await;
+    assert_eq!(
+        vnfd_events(&log).await[1..],
+        [VnfdEvent::Deleted],
+        "onboarded, deleted, never used"
+    );
 }
 
 #[tokio::test]

@@ -6,8 +6,18 @@ use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, DomainEvent};
 use serde::{Deserialize, Serialize};
 
-use crate::envelope::SCHEMA_VERSION;
+use crate::envelope::{Actor, Cause, SCHEMA_VERSION};
 use crate::spec::VnfdSpec;
+
+/// The cause of the use of a VNFD by the VNF whose create is the command `create_command_id`.
+///
+/// The VNF's create is the decision; taking its VNFD into use finishes it, and is recorded
+/// under a command id derived from the create's alone, whoever records it: the gateway right
+/// after the create, or a conductor before it deploys. A crash between the create and the use
+/// leaves the conductor to record it, and a second use changes nothing.
+pub fn use_cause(actor: Actor, correlation_id: &str, create_command_id: &str) -> Cause {
+    Cause::follow_up(actor, correlation_id, create_command_id, "use-vnfd")
+}
 
 /// Where a VNFD came from, as Tacker's `template_source` said it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,7 +54,9 @@ pub struct VnfdDescriptor {
 #[derive(Debug, Clone, PartialEq)]
 pub enum VnfdCommand {
     Onboard(VnfdDescriptor),
-    /// A VNF is about to be created from this VNFD.
+    /// A VNF whose create is recorded takes this VNFD into use: the gateway records it right
+    /// after the create, a conductor before it deploys (see [`use_cause`]); a second use by
+    /// the same VNF changes nothing.
     Use {
         vnf_id: String,
     },
@@ -168,6 +180,7 @@ mod tests {
     use cqrs_es::test::TestFramework;
 
     use super::*;
+    use crate::envelope::ActorKind;
 
     fn descriptor() -> VnfdDescriptor {
         VnfdDescriptor {
@@ -262,6 +275,38 @@ mod tests {
                 vnf_id: "v2".into(),
             })
             .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn a_released_vnf_is_released_once_even_from_a_deleted_vnfd() {
+        let used = VnfdEvent::UsedBy {
+            vnf_id: "v1".into(),
+        };
+        let released = VnfdEvent::ReleasedBy {
+            vnf_id: "v1".into(),
+        };
+        let release = || VnfdCommand::Release {
+            vnf_id: "v1".into(),
+        };
+        Given::with(())
+            .given(vec![onboarded(), used, released])
+            .when(release())
+            .then_expect_events(vec![]);
+        // A VNF whose create failed because its VNFD was deleted first never used it.
+        Given::with(())
+            .given(vec![onboarded(), VnfdEvent::Deleted])
+            .when(release())
+            .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn the_use_by_a_vnf_has_one_command_id_whoever_records_it() {
+        let gateway = use_cause(Actor::new(ActorKind::User, "admin"), "corr", "create-1");
+        let conductor = use_cause(Actor::new(ActorKind::Conductor, "c-1"), "corr", "create-1");
+        assert_eq!(gateway.command_id, conductor.command_id);
+        assert_eq!(gateway.causation_id, "create-1");
+        let other = use_cause(Actor::new(ActorKind::Conductor, "c-1"), "corr", "create-2");
+        assert_ne!(other.command_id, conductor.command_id);
     }
 
     #[test]

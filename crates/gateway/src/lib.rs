@@ -41,6 +41,7 @@ use tokio::task::JoinHandle;
 
 pub use error::ApiError;
 pub use input::REQUEST_BODY_BYTES_MAX;
+pub use vnfs::CreateStopPoint;
 
 use input::ListQuery;
 use mirror::{Mirror, MonitorStates};
@@ -73,6 +74,9 @@ pub struct GatewayConfig {
     pub instance: String,
     /// Replicas of the monitor state bucket, should the gateway be the first to open it.
     pub log: LogConfig,
+    /// Fault injection for tests: a VNF create that reaches this point hangs there for good,
+    /// so that a test can kill the gateway between two of its appends.
+    pub stop_at: Option<CreateStopPoint>,
 }
 
 impl Default for GatewayConfig {
@@ -82,6 +86,7 @@ impl Default for GatewayConfig {
             tenant_id: "admin".into(),
             instance: format!("gateway-{}", std::process::id()),
             log: LogConfig::default(),
+            stop_at: None,
         }
     }
 }

@@ -8,7 +8,7 @@ use axum::http::{HeaderMap, StatusCode};
 use events::envelope::Cause;
 use events::store::CommandError;
 use events::vnf::{ScaleDirection, Vnf, VnfCommand, VnfDetails, VnfError, VnfStatus};
-use events::vnfd::{TemplateSource, Vnfd, VnfdCommand, VnfdDescriptor};
+use events::vnfd::{self, TemplateSource, Vnfd, VnfdCommand, VnfdDescriptor};
 use projector::table::VnfRow;
 use serde_json::{Map, Value, json};
 
@@ -22,7 +22,64 @@ const DEFAULT_VIM_ID: &str = "local";
 /// Characters of the VNF id in the name of a VNFD given inline (`tmpl-<prefix>`).
 const INLINE_VNFD_NAME_ID_CHARS: usize = 8;
 
+/// The points of a VNF create between the gateway's appends, in order, at which a test kills
+/// the gateway (`GatewayConfig::stop_at`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CreateStopPoint {
+    /// The inline VNFD (`vnfd_template`) is onboarded; nothing else is recorded.
+    AfterInlineVnfd,
+    /// The VNFD is checked; nothing is recorded on the VNF's subject.
+    BeforeCreate,
+    /// The VNF's create is recorded; the VNFD's use by it is not, and nothing is answered.
+    AfterCreate,
+}
+
+impl CreateStopPoint {
+    pub const ALL: [CreateStopPoint; 3] = [
+        CreateStopPoint::AfterInlineVnfd,
+        CreateStopPoint::BeforeCreate,
+        CreateStopPoint::AfterCreate,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CreateStopPoint::AfterInlineVnfd => "after-inline-vnfd",
+            CreateStopPoint::BeforeCreate => "before-create",
+            CreateStopPoint::AfterCreate => "after-create",
+        }
+    }
+
+    /// Hangs this request for good if `self` is the configured stop point: the gateway's
+    /// process is to be killed there, as a crash between two appends would leave it.
+    async fn reached(self, gateway: &Gateway) {
+        if gateway.config().stop_at == Some(self) {
+            tracing::warn!(
+                point = self.as_str(),
+                "Stop point reached; this create goes no further."
+            );
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+impl std::str::FromStr for CreateStopPoint {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let known = CreateStopPoint::ALL.map(CreateStopPoint::as_str);
+        CreateStopPoint::ALL
+            .into_iter()
+            .find(|point| point.as_str() == text)
+            .ok_or_else(|| format!("unknown stop point {text:?}; one of {}", known.join(", ")))
+    }
+}
+
 /// `POST /v1.0/vnfs`: records the create request; 201 with the VNF in `PENDING_CREATE`.
+///
+/// The create is one decision, one append on the VNF's subject (with the VNFD's spec); the
+/// VNFD's use by the VNF is finished from it, idempotently, by a conductor (the gateway only
+/// records it early, see [`use_vnfd`]). A gateway killed between its appends leaves at worst
+/// an unused inline VNFD, never a VNFD used by a VNF that does not exist.
 pub(crate) async fn create(
     State(gateway): State<Gateway>,
     headers: HeaderMap,
@@ -50,7 +107,7 @@ pub(crate) async fn create(
             name,
         )
     };
-    let vnfd_id = match (vnfd_id, template) {
+    let descriptor = match (vnfd_id, template) {
         (Some(_), Some(_)) => {
             return Err(ApiError::invalid_input(
                 "vnf.vnfd_id, vnf.vnfd_template: give one, not both",
@@ -61,13 +118,12 @@ pub(crate) async fn create(
                 "vnf.vnfd_id: required (or vnf.vnfd_template)",
             ));
         }
-        (Some(vnfd_id), None) => vnfd_id,
+        (Some(vnfd_id), None) => live_vnfd(&gateway, &vnfd_id).await?,
         (None, Some(template)) => {
             let parsed = input::parse_template(template, "vnf.vnfd_template")?;
-            let vnfd_id = uuid::Uuid::new_v4().to_string();
             let id_prefix: String = vnf_id.chars().take(INLINE_VNFD_NAME_ID_CHARS).collect();
             let descriptor = VnfdDescriptor {
-                vnfd_id: vnfd_id.clone(),
+                vnfd_id: uuid::Uuid::new_v4().to_string(),
                 name: format!("tmpl-{id_prefix}"),
                 description: parsed.spec.description.clone().unwrap_or_default(),
                 tenant_id: tenant_id.clone(),
@@ -75,36 +131,19 @@ pub(crate) async fn create(
                 template_yaml: parsed.template_yaml,
                 spec: parsed.spec,
             };
-            vnfds::onboard(&gateway, descriptor, &step("onboard-inline-vnfd")).await?;
-            vnfd_id
+            let onboard = step("onboard-inline-vnfd");
+            vnfds::onboard(&gateway, descriptor.clone(), &onboard).await?;
+            CreateStopPoint::AfterInlineVnfd.reached(&gateway).await;
+            descriptor
         }
     };
-    if !input::is_resource_id(&vnfd_id) {
-        return Err(ApiError::vnfd_not_found(&vnfd_id));
-    }
+    let vnfd_id = descriptor.vnfd_id.clone();
 
-    let used = gateway
-        .log()
-        .execute::<Vnfd>(
-            &vnfd_id,
-            VnfdCommand::Use {
-                vnf_id: vnf_id.clone(),
-            },
-            &(),
-            &step("use-vnfd"),
-        )
-        .await
-        .map_err(|e| vnfds::command_error(&vnfd_id, e))?;
-    let descriptor = used.aggregate.live().ok_or_else(|| {
-        ApiError::internal(
-            "using a VNFD",
-            &format!("VNFD {vnfd_id} accepted a use but is not live"),
-        )
-    })?;
+    CreateStopPoint::BeforeCreate.reached(&gateway).await;
     let details = VnfDetails {
         vnf_id: vnf_id.clone(),
         name,
-        description: description.unwrap_or_else(|| descriptor.description.clone()),
+        description: description.unwrap_or(descriptor.description),
         tenant_id,
         vnfd_id: vnfd_id.clone(),
         vim_id: vim_id.unwrap_or_else(|| DEFAULT_VIM_ID.to_owned()),
@@ -113,17 +152,17 @@ pub(crate) async fn create(
     };
     let command = VnfCommand::Create {
         details,
-        vnfd: descriptor.spec.clone(),
+        vnfd: descriptor.spec,
         operation_id: uuid::Uuid::new_v4().to_string(),
     };
-    let created = gateway
+    let create = step("create-vnf");
+    gateway
         .log()
-        .execute::<Vnf>(&vnf_id, command, &(), &step("create-vnf"))
-        .await;
-    if let Err(e) = created {
-        release(&gateway, &vnfd_id, &vnf_id, &step("release-vnfd")).await;
-        return Err(command_error(&vnf_id, e));
-    }
+        .execute::<Vnf>(&vnf_id, command, &(), &create)
+        .await
+        .map_err(|e| command_error(&vnf_id, e))?;
+    CreateStopPoint::AfterCreate.reached(&gateway).await;
+    use_vnfd(&gateway, &vnfd_id, &vnf_id, &create).await;
     tracing::info!(vnf_id = %vnf_id, vnfd_id = %vnfd_id, "VNF create requested.");
     let vnf = gateway
         .refresh_vnf(&vnf_id)
@@ -139,17 +178,43 @@ pub(crate) async fn create(
     Ok((StatusCode::CREATED, Json(json!({ "vnf": vnf }))))
 }
 
-/// Undoes the use of a VNFD by a VNF whose creation failed, so the VNFD stays deletable.
-async fn release(gateway: &Gateway, vnfd_id: &str, vnf_id: &str, cause: &Cause) {
-    let command = VnfdCommand::Release {
+/// The descriptor of a VNFD a VNF can be created from (onboarded, not deleted), or 404. From
+/// the gateway's row (mirror, table, else the log, so a VNFD onboarded a moment ago is found):
+/// a VNFD deleted a moment ago may still look live here, and then the conductor fails the
+/// create when it cannot take the VNFD into use.
+async fn live_vnfd(gateway: &Gateway, vnfd_id: &str) -> Result<VnfdDescriptor, ApiError> {
+    if !input::is_resource_id(vnfd_id) {
+        return Err(ApiError::vnfd_not_found(vnfd_id));
+    }
+    gateway
+        .vnfd_row(vnfd_id)
+        .await?
+        .and_then(|row| row.state.live().cloned())
+        .ok_or_else(|| ApiError::vnfd_not_found(vnfd_id))
+}
+
+/// Records at once that a VNF whose create is recorded under `create` uses its VNFD, so that
+/// the VNFD refuses deletion from the moment the create is answered.
+///
+/// Only an early copy of the conductor's step: the conductor records the same use (same
+/// command id, see [`events::vnfd::use_cause`]) before it deploys anything, and fails the
+/// create if the VNFD is gone. So a crash before this, or a refusal here, leaves nothing to
+/// repair, and the create stands.
+async fn use_vnfd(gateway: &Gateway, vnfd_id: &str, vnf_id: &str, create: &Cause) {
+    let cause = vnfd::use_cause(
+        create.actor.clone(),
+        &create.correlation_id,
+        &create.command_id,
+    );
+    let command = VnfdCommand::Use {
         vnf_id: vnf_id.to_owned(),
     };
     if let Err(e) = gateway
         .log()
-        .execute::<Vnfd>(vnfd_id, command, &(), cause)
+        .execute::<Vnfd>(vnfd_id, command, &(), &cause)
         .await
     {
-        tracing::error!(vnfd_id, vnf_id, error = %e, "Cannot release the VNFD of a VNF that was not created; it stays in use.");
+        tracing::warn!(vnfd_id, vnf_id, error = %e, "VNFD use not recorded here; the conductor records it before deploying, or fails the create.");
     }
 }
 

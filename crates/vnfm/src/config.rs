@@ -95,6 +95,8 @@ impl Nats {
 pub struct Api {
     pub listen: SocketAddr,
     pub auth: Auth,
+    /// Fault injection for tests (hidden `--stop-at`): park a VNF create at this point.
+    pub stop_at: Option<gateway::CreateStopPoint>,
 }
 
 #[derive(Debug)]
@@ -238,6 +240,7 @@ impl Check<'_> {
         Api {
             listen: args.listen,
             auth,
+            stop_at: args.stop_at,
         }
     }
 

@@ -108,6 +108,10 @@ struct ApiArgs {
     /// File whose first line is the token clients send as X-Auth-Token.
     #[arg(long, env = "VNFM_TOKEN_FILE")]
     token_file: Option<PathBuf>,
+    /// Fault injection for tests: a VNF create that reaches this point hangs there, so that
+    /// the gateway can be killed there (after-inline-vnfd, before-create, after-create).
+    #[arg(long, hide = true)]
+    stop_at: Option<gateway::CreateStopPoint>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

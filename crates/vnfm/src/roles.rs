@@ -230,6 +230,7 @@ impl Roles {
         let config = GatewayConfig {
             auth: api.auth.clone(),
             instance,
+            stop_at: api.stop_at,
             ..GatewayConfig::default()
         };
         let gateway = Gateway::new(log, tables, config).await?;
