@@ -119,6 +119,28 @@ impl StreamRead {
     /// Opens a replay of the messages of `stream` that match `filter`, from sequence `from`
     /// (1 for the whole stream).
     pub async fn open(stream: &stream::Stream, filter: &str, from: u64) -> Result<Self, ReadError> {
+        Self::open_from(stream, filter, |_| from).await
+    }
+
+    /// Opens a replay of the messages of `stream` that match `filter` among its newest `count`.
+    pub async fn newest(
+        stream: &stream::Stream,
+        filter: &str,
+        count: u64,
+    ) -> Result<Self, ReadError> {
+        Self::open_from(stream, filter, |through| match count {
+            0 => through.saturating_add(1),
+            count => through.saturating_sub(count - 1).max(1),
+        })
+        .await
+    }
+
+    /// Opens a replay from the sequence `from` picks, given the stream's last sequence.
+    async fn open_from(
+        stream: &stream::Stream,
+        filter: &str,
+        from: impl FnOnce(u64) -> u64,
+    ) -> Result<Self, ReadError> {
         let what = "a stream";
         let mut stream = stream.clone();
         let through = timed(what, 0, stream.info())
@@ -130,6 +152,7 @@ impl StreamRead {
             messages: None,
             through,
         };
+        let from = from(through);
         if through == 0 || from > through {
             return Ok(read);
         }

@@ -142,6 +142,23 @@ pub struct History<E> {
     pub last_sequence: u64,
 }
 
+impl<E> History<E> {
+    /// Every message, decoded or skipped, in the order of the log.
+    pub fn in_order(self) -> Vec<Result<Recorded<E>, Skipped>> {
+        let mut messages: Vec<_> = self
+            .recorded
+            .into_iter()
+            .map(Ok)
+            .chain(self.skipped.into_iter().map(Err))
+            .collect();
+        messages.sort_by_key(|message| match message {
+            Ok(recorded) => recorded.sequence,
+            Err(skipped) => skipped.sequence,
+        });
+        messages
+    }
+}
+
 impl<E: DeserializeOwned> History<E> {
     /// Decodes `messages` (one subject's, oldest first), skipping and logging those that do
     /// not decode.
