@@ -6,7 +6,7 @@ use std::time::Duration;
 use events::envelope::{Actor, ActorKind, Cause};
 use events::spec::VnfdSpec;
 use events::store::{EventLog, LogConfig};
-use events::vnfd::{TemplateSource, Vnfd, VnfdCommand, VnfdDescriptor};
+use events::vnfd::{TemplateSource, Vnfd, VnfdCommand, VnfdDescriptor, VnfdEvent};
 use projector::Tables;
 use testkit::NatsServer;
 
@@ -149,18 +149,13 @@ async fn an_undecodable_message_is_parked_and_its_subject_projects_on() {
         .unwrap()
         .sequence;
     // The next append names the garbage as its predecessor.
+    let used_by = VnfdEvent::UsedBy {
+        vnf_id: "v1".into(),
+    };
     let used = log
-        .execute::<Vnfd>(
-            "d1",
-            VnfdCommand::Use {
-                vnf_id: "v1".into(),
-            },
-            &(),
-            &user(),
-        )
+        .append::<Vnfd>("d1", garbage, &user(), vec![used_by])
         .await
-        .unwrap()
-        .sequence;
+        .unwrap();
     tokio::spawn(projector::run(
         log.clone(),
         tables.clone(),
