@@ -76,6 +76,10 @@ async fn a_stream_read_stops_at_the_last_message_present_when_it_began() {
         payloads(&from_three),
         vec![(3, "a2"), (4, "b2"), (5, "later")]
     );
+    let newest_two = read_all(StreamRead::newest(&stream, "t.>", 2).await.unwrap()).await;
+    assert_eq!(payloads(&newest_two), vec![(4, "b2"), (5, "later")]);
+    let none = read_all(StreamRead::newest(&stream, "t.>", 0).await.unwrap()).await;
+    assert!(none.is_empty());
 }
 
 #[tokio::test]
