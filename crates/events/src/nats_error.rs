@@ -65,6 +65,16 @@ impl NatsError {
         }
     }
 
+    /// A call that vnfm gave up waiting for (its own deadline, not the client's): the kind is
+    /// [`NatsErrorKind::TimedOut`].
+    pub fn timed_out(context: &'static str, elapsed: tokio::time::error::Elapsed) -> Self {
+        NatsError {
+            context,
+            kind: NatsErrorKind::TimedOut,
+            source: elapsed.into(),
+        }
+    }
+
     pub fn kind(&self) -> NatsErrorKind {
         self.kind
     }

@@ -2,8 +2,8 @@
 //! stream under a filter ([`StreamRead`]), up to the last one present when the read started.
 //!
 //! Every reader of the log (the event store's loads, the projector's rebuild, the audit, the
-//! tests' checker) reads through here, with one timeout ([`READ_MESSAGE_TIMEOUT`]) and one
-//! error type ([`ReadError`]). A read never decodes a payload (a message that does not decode
+//! tests' checker) reads through here, with one timeout ([`READ_MESSAGE_TIMEOUT`], reported as
+//! a [`NatsError`] of kind [`NatsErrorKind::TimedOut`]). A read never decodes a payload (a message that does not decode
 //! is the caller's to skip), never writes, and never waits for messages stored after it began.
 
 use std::time::Duration;
@@ -20,18 +20,6 @@ use crate::nats_error::{NatsError, NatsErrorKind};
 /// loopback; a few seconds ride out a cluster's leader election, and nothing waits longer on a
 /// server that has gone away.
 pub const READ_MESSAGE_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Why a read did not finish.
-#[derive(Debug, thiserror::Error)]
-pub enum ReadError {
-    #[error(transparent)]
-    Nats(#[from] NatsError),
-    /// The next message of the read did not come within [`READ_MESSAGE_TIMEOUT`].
-    #[error(
-        "no message within {READ_MESSAGE_TIMEOUT:?} while reading {what} through sequence {through}"
-    )]
-    TimedOut { what: &'static str, through: u64 },
-}
 
 /// One stored message, as stored: not decoded.
 #[derive(Debug, Clone)]
@@ -66,15 +54,15 @@ impl From<StreamMessage> for Stored {
 
 /// Every message on `subject` of `stream`, oldest first, read from the stream's leader by
 /// direct gets: one per message, however long the rest of the stream is.
-pub async fn subject(stream: &stream::Stream, subject: &str) -> Result<Vec<Stored>, ReadError> {
-    let what = "a subject";
-    let last = match timed(what, 0, stream.get_last_raw_message_by_subject(subject)).await? {
+pub async fn subject(stream: &stream::Stream, subject: &str) -> Result<Vec<Stored>, NatsError> {
+    let context = "reading a subject";
+    let last = match timed(context, stream.get_last_raw_message_by_subject(subject)).await? {
         Ok(message) => message,
         Err(e) => {
             let error = NatsError::new("reading a subject's last message", e);
             return match error.kind() {
                 NatsErrorKind::NotFound => Ok(Vec::new()),
-                _ => Err(error.into()),
+                _ => Err(error),
             };
         }
     };
@@ -83,12 +71,11 @@ pub async fn subject(stream: &stream::Stream, subject: &str) -> Result<Vec<Store
     let mut next = 1;
     while next < through {
         let message = timed(
-            what,
-            through,
+            context,
             stream.get_first_raw_message_by_subject(subject, next),
         )
         .await?
-        .map_err(|e| NatsError::new("reading a subject", e))?;
+        .map_err(|e| NatsError::new(context, e))?;
         if message.sequence >= through {
             break;
         }
@@ -118,7 +105,7 @@ impl std::fmt::Debug for StreamRead {
 impl StreamRead {
     /// Opens a replay of the messages of `stream` that match `filter`, from sequence `from`
     /// (1 for the whole stream).
-    pub async fn open(stream: &stream::Stream, filter: &str, from: u64) -> Result<Self, ReadError> {
+    pub async fn open(stream: &stream::Stream, filter: &str, from: u64) -> Result<Self, NatsError> {
         Self::open_from(stream, filter, |_| from).await
     }
 
@@ -127,7 +114,7 @@ impl StreamRead {
         stream: &stream::Stream,
         filter: &str,
         count: u64,
-    ) -> Result<Self, ReadError> {
+    ) -> Result<Self, NatsError> {
         Self::open_from(stream, filter, |through| match count {
             0 => through.saturating_add(1),
             count => through.saturating_sub(count - 1).max(1),
@@ -140,10 +127,9 @@ impl StreamRead {
         stream: &stream::Stream,
         filter: &str,
         from: impl FnOnce(u64) -> u64,
-    ) -> Result<Self, ReadError> {
-        let what = "a stream";
+    ) -> Result<Self, NatsError> {
         let mut stream = stream.clone();
-        let through = timed(what, 0, stream.info())
+        let through = timed("reading a stream's state", stream.info())
             .await?
             .map_err(|e| NatsError::new("reading a stream's state", e))?
             .state
@@ -164,8 +150,7 @@ impl StreamRead {
             }
         };
         let consumer = timed(
-            what,
-            through,
+            "replaying a stream",
             stream.create_consumer(consumer::pull::OrderedConfig {
                 filter_subject: filter.to_owned(),
                 deliver_policy,
@@ -177,7 +162,7 @@ impl StreamRead {
         if consumer.cached_info().num_pending == 0 {
             return Ok(read);
         }
-        let messages = timed(what, through, consumer.messages())
+        let messages = timed("replaying a stream", consumer.messages())
             .await?
             .map_err(|e| NatsError::new("replaying a stream", e))?;
         read.messages = Some(messages);
@@ -190,11 +175,11 @@ impl StreamRead {
     }
 
     /// The next message, oldest first; `None` once the last one present at the start is read.
-    pub async fn next(&mut self) -> Result<Option<Stored>, ReadError> {
+    pub async fn next(&mut self) -> Result<Option<Stored>, NatsError> {
         let Some(messages) = self.messages.as_mut() else {
             return Ok(None);
         };
-        let next = timed("a stream", self.through, messages.next()).await?;
+        let next = timed("replaying a stream", messages.next()).await?;
         let Some(message) = next else {
             self.messages = None;
             return Ok(None);
@@ -223,15 +208,11 @@ impl StreamRead {
     }
 }
 
-/// `future`, or [`ReadError::TimedOut`] after [`READ_MESSAGE_TIMEOUT`].
-async fn timed<T>(
-    what: &'static str,
-    through: u64,
-    future: impl Future<Output = T>,
-) -> Result<T, ReadError> {
+/// `future`, or a [`NatsErrorKind::TimedOut`] error after [`READ_MESSAGE_TIMEOUT`].
+async fn timed<T>(context: &'static str, future: impl Future<Output = T>) -> Result<T, NatsError> {
     tokio::time::timeout(READ_MESSAGE_TIMEOUT, future)
         .await
-        .map_err(|_| ReadError::TimedOut { what, through })
+        .map_err(|elapsed| NatsError::timed_out(context, elapsed))
 }
 
 #[cfg(test)]

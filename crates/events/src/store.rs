@@ -24,7 +24,7 @@ use time::OffsetDateTime;
 use crate::envelope::{self, Cause, Envelope, SCHEMA_VERSION};
 use crate::names::{self, AggregateKind};
 use crate::nats_error::{HasNatsKind, NatsError, NatsErrorKind};
-use crate::read::{self, ReadError, Stored};
+use crate::read::{self, Stored};
 use crate::vnf::Vnf;
 use crate::vnfd::Vnfd;
 
@@ -86,8 +86,6 @@ pub enum StoreError {
     Conflict,
     #[error(transparent)]
     Nats(#[from] NatsError),
-    #[error(transparent)]
-    Read(#[from] ReadError),
     #[error("event cannot be encoded: {0}")]
     Encode(#[from] serde_json::Error),
 }
@@ -162,7 +160,7 @@ impl<E> History<E> {
 impl<E: DeserializeOwned> History<E> {
     /// Decodes `messages` (one subject's, oldest first), skipping and logging those that do
     /// not decode.
-    pub fn decode(messages: &[Stored]) -> Self {
+    fn decode(messages: &[Stored]) -> Self {
         let mut history = History {
             recorded: Vec::with_capacity(messages.len()),
             skipped: Vec::new(),
@@ -595,9 +593,7 @@ fn aggregate_error<E: std::error::Error>(error: StoreError) -> AggregateError<E>
     match error {
         StoreError::Conflict => AggregateError::AggregateConflict,
         StoreError::Encode(_) => AggregateError::DeserializationError(Box::new(error)),
-        StoreError::Nats(_) | StoreError::Read(_) => {
-            AggregateError::DatabaseConnectionError(Box::new(error))
-        }
+        StoreError::Nats(_) => AggregateError::DatabaseConnectionError(Box::new(error)),
     }
 }
 

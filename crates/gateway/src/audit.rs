@@ -12,7 +12,8 @@ use std::collections::hash_map::Entry;
 
 use events::envelope::Actor;
 use events::names::{self, AggregateKind};
-use events::read::{ReadError, Stored, StreamRead};
+use events::nats_error::NatsError;
+use events::read::{Stored, StreamRead};
 use events::store::{self, EventLog, Logged, Recorded, Skipped, StoreError};
 use events::vnf::{OperationKind, Vnf, VnfEvent};
 use events::vnfd::{TemplateSource, Vnfd, VnfdEvent};
@@ -355,7 +356,7 @@ pub(crate) enum WindowError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
-    Read(#[from] ReadError),
+    Nats(#[from] NatsError),
 }
 
 /// The events of the newest `messages_max` lifecycle messages, oldest first.

@@ -27,7 +27,7 @@ use events::consume::Durable;
 use events::envelope::{self, DecodeError};
 use events::names::{self, AggregateKind};
 use events::nats_error::{NatsError, NatsErrorKind};
-use events::read::{ReadError, Stored, StreamRead};
+use events::read::{Stored, StreamRead};
 use events::store::{self, EventLog, Skipped};
 use events::vnf::Vnf;
 use events::vnfd::Vnfd;
@@ -53,8 +53,6 @@ const ACK_PENDING_MAX: i64 = 1_000;
 pub enum ProjectorError {
     #[error(transparent)]
     Nats(#[from] NatsError),
-    #[error(transparent)]
-    Read(#[from] ReadError),
     #[error("row {key} cannot be read: {source}")]
     Row {
         key: String,

@@ -114,3 +114,14 @@ async fn an_empty_stream_reads_nothing() {
     assert_eq!(read.through(), 0);
     assert!(read_all(read).await.is_empty());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_read_that_gets_no_answer_gives_up_after_its_timeout_with_that_kind() {
+    let started = tokio::time::Instant::now();
+    let error = timed("reading a subject", std::future::pending::<()>())
+        .await
+        .unwrap_err();
+    assert_eq!(started.elapsed(), READ_MESSAGE_TIMEOUT);
+    assert_eq!(error.kind(), NatsErrorKind::TimedOut);
+    assert_eq!(error.context(), "reading a subject");
+}
