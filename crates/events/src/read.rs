@@ -3,8 +3,9 @@
 //!
 //! Every reader of the log (the event store's loads, the projector's rebuild, the audit, the
 //! tests' checker) reads through here, with one timeout ([`READ_MESSAGE_TIMEOUT`], reported as
-//! a [`NatsError`] of kind [`NatsErrorKind::TimedOut`]). A read never decodes a payload (a message that does not decode
-//! is the caller's to skip), never writes, and never waits for messages stored after it began.
+//! a [`NatsError`] of kind [`NatsErrorKind::TimedOut`]). A read never decodes a payload (a
+//! message that does not decode is the caller's to skip), never writes, and never waits for
+//! messages stored after it began.
 
 use std::time::Duration;
 
