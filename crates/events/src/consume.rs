@@ -15,6 +15,8 @@ use std::time::Duration;
 use async_nats::jetstream::{self, AckKind, consumer, stream};
 use futures::StreamExt;
 
+use crate::nats_error::NatsError;
+
 /// Pause before opening a consumer again after a failure: an outage or an election lasts
 /// seconds, and retrying faster only fills the log.
 const REOPEN_DELAY: Duration = Duration::from_secs(1);
@@ -114,11 +116,15 @@ impl Durable {
         tokio::time::sleep(REOPEN_DELAY).await;
     }
 
-    async fn open(&self) -> Result<consumer::pull::Stream, async_nats::Error> {
+    async fn open(&self) -> Result<consumer::pull::Stream, NatsError> {
         let consumer = self
             .stream
             .get_or_create_consumer(self.name(), self.config.clone())
-            .await?;
-        Ok(consumer.messages().await?)
+            .await
+            .map_err(|e| NatsError::new("opening a durable consumer", e))?;
+        consumer
+            .messages()
+            .await
+            .map_err(|e| NatsError::new("reading a durable consumer", e))
     }
 }
