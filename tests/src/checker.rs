@@ -22,12 +22,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::consumer::pull::OrderedConfig;
 use events::names::{self, AggregateKind};
+use events::read::{Stored, StreamRead};
 use events::store::{EventLog, LogConfig};
 use events::vnf::{Vnf, VnfEvent, VnfStatus};
 use events::vnfd::{Vnfd, VnfdEvent};
-use futures::StreamExt;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -63,9 +62,6 @@ const LIST_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Bound on `vnfm rebuild --verify` (which itself waits up to 30 s for the projector).
 const VERIFY_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Bound on waiting for one message while reading the whole log.
-const READ_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Pause between two looks at the log or the lists while waiting.
 const POLL_INTERVAL: Duration = Duration::from_millis(250);
@@ -419,48 +415,22 @@ async fn settle(log: &EventLog) -> (LogScan, BTreeMap<String, Vnf>) {
 
 /// Reads the whole lifecycle stream, from its first message to its last.
 async fn scan_log(log: &EventLog) -> LogScan {
-    let mut stream = log.stream().clone();
-    let last = stream
-        .info()
+    let mut read = StreamRead::open(log.stream(), names::LIFECYCLE_SUBJECTS, 1)
         .await
-        .expect("the lifecycle stream's info")
-        .state
-        .last_sequence;
+        .expect("a replay of the lifecycle stream");
     let mut scan = LogScan::default();
-    if last == 0 {
-        return scan;
+    while let Some(message) = read.next().await.expect("a lifecycle message") {
+        record(&mut scan, &message);
     }
-    let consumer = stream
-        .create_consumer(OrderedConfig {
-            filter_subject: names::LIFECYCLE_SUBJECTS.into(),
-            ..Default::default()
-        })
-        .await
-        .expect("an ordered consumer of the lifecycle stream");
-    let mut messages = consumer.messages().await.expect("the lifecycle messages");
-    loop {
-        let message = tokio::time::timeout(READ_TIMEOUT, messages.next())
-            .await
-            .unwrap_or_else(|_| panic!("no message within {READ_TIMEOUT:?} before {last}"))
-            .expect("the lifecycle messages end only when dropped")
-            .expect("a lifecycle message");
-        let sequence = message.info().expect("a JetStream message").stream_sequence;
-        record(&mut scan, sequence, &message);
-        if sequence >= last {
-            return scan;
-        }
-    }
+    scan
 }
 
 /// Adds one stored message to the scan.
-fn record(scan: &mut LogScan, sequence: u64, message: &async_nats::jetstream::Message) {
-    if let Some(id) = message
-        .headers
-        .as_ref()
-        .and_then(|headers| headers.get(names::headers::MSG_ID))
-    {
+fn record(scan: &mut LogScan, message: &Stored) {
+    let sequence = message.sequence;
+    if let Some(id) = message.header(names::headers::MSG_ID) {
         scan.message_ids
-            .entry(id.to_string())
+            .entry(id.to_owned())
             .or_default()
             .push(sequence);
     }

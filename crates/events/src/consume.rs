@@ -5,11 +5,17 @@
 //! consumer was removed by hand): it opens the consumer again, with the same configuration,
 //! and goes on from the consumer's durable position on the server. Nothing is lost by doing so:
 //! unacked messages are redelivered, acked ones are not.
+//!
+//! A message that can never be handled (it does not decode, or names nothing this build knows)
+//! is parked with [`Durable::park`]: terminated, so the server never redelivers it, and logged
+//! with its stream sequence and the reason. Nothing here decodes or decides on a message.
 
 use std::time::Duration;
 
-use async_nats::jetstream::{self, consumer, stream};
+use async_nats::jetstream::{self, AckKind, consumer, stream};
 use futures::StreamExt;
+
+use crate::nats_error::NatsError;
 
 /// Pause before opening a consumer again after a failure: an outage or an election lasts
 /// seconds, and retrying faster only fills the log.
@@ -87,17 +93,38 @@ impl Durable {
         }
     }
 
+    /// Parks `message`, which can never be handled: terminates it (`AckKind::Term`) so that the
+    /// server never delivers it again, and logs `reason` with the message's stream sequence.
+    /// Never fails: a term that is lost only means one more delivery, parked again.
+    pub async fn park(&self, message: &jetstream::Message, reason: &str) {
+        let sequence = message.info().map_or(0, |info| info.stream_sequence);
+        tracing::error!(
+            consumer = self.name(),
+            subject = %message.subject,
+            sequence,
+            reason,
+            "Message cannot be handled; parked."
+        );
+        if let Err(e) = message.ack_with(AckKind::Term).await {
+            tracing::warn!(consumer = self.name(), sequence, error = %e, "Park lost; the message will come again.");
+        }
+    }
+
     async fn reopen_later(&mut self) {
         self.messages = None;
         self.errors_in_a_row = 0;
         tokio::time::sleep(REOPEN_DELAY).await;
     }
 
-    async fn open(&self) -> Result<consumer::pull::Stream, async_nats::Error> {
+    async fn open(&self) -> Result<consumer::pull::Stream, NatsError> {
         let consumer = self
             .stream
             .get_or_create_consumer(self.name(), self.config.clone())
-            .await?;
-        Ok(consumer.messages().await?)
+            .await
+            .map_err(|e| NatsError::new("opening a durable consumer", e))?;
+        consumer
+            .messages()
+            .await
+            .map_err(|e| NatsError::new("reading a durable consumer", e))
     }
 }

@@ -1,7 +1,8 @@
 //! The vocabulary of vnfm: every subject, stream, bucket and consumer name ([`names`]), every
 //! event schema ([`envelope`], [`vnf`], [`vnfd`], [`spec`]), the aggregates that decide which
-//! events a command yields, the JetStream event store that persists them ([`store`]), and the
-//! durable consumer the roles read it with ([`consume`]).
+//! events a command yields, the JetStream event store that persists them ([`store`]), the one
+//! reader of a subject or a stream as it stands ([`read`]), the durable consumer the roles read
+//! the log with ([`consume`]), and the NATS error type every role reports ([`nats_error`]).
 //!
 //! This crate never spells a subject outside [`names`], never edits or deletes a stored event,
 //! and holds no decision that reads the clock or the network: the aggregates are pure.
@@ -12,6 +13,8 @@ pub mod envelope;
 pub mod fixtures;
 pub mod monitor;
 pub mod names;
+pub mod nats_error;
+pub mod read;
 pub mod spec;
 pub mod store;
 pub mod vnf;

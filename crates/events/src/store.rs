@@ -4,12 +4,16 @@
 //! with `Nats-Expected-Last-Subject-Sequence` (optimistic concurrency) and a `Nats-Msg-Id`
 //! derived from the command (so a retry after a timeout stores nothing twice). Loading reads the
 //! subject's messages from the stream leader and applies them to a fresh aggregate; nothing is
-//! cached, so any process can load any aggregate.
+//! cached, so any process can load any aggregate. A stored message that does not decode
+//! (garbage, an unknown event type, a newer schema) is skipped, logged and counted
+//! ([`Skipped`]); it never makes an aggregate unloadable, and it still counts as the subject's
+//! last sequence for the next append.
 
 use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::time::Duration;
 
+use async_nats::jetstream::message::StreamMessage;
 use async_nats::jetstream::{self, context::PublishErrorKind, stream};
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, AggregateContext, AggregateError, EventEnvelope, EventStore};
@@ -19,6 +23,8 @@ use time::OffsetDateTime;
 
 use crate::envelope::{self, Cause, Envelope, SCHEMA_VERSION};
 use crate::names::{self, AggregateKind};
+use crate::nats_error::{HasNatsKind, NatsError, NatsErrorKind};
+use crate::read::{self, Stored};
 use crate::vnf::Vnf;
 use crate::vnfd::Vnfd;
 
@@ -78,29 +84,10 @@ pub enum StoreError {
     /// Another writer appended to the aggregate since it was loaded.
     #[error("conflict: the aggregate changed since it was loaded")]
     Conflict,
-    #[error("NATS: {context}: {source}")]
-    Nats {
-        context: &'static str,
-        #[source]
-        source: async_nats::Error,
-    },
-    #[error("stored message {sequence} cannot be read: {source}")]
-    Decode {
-        sequence: u64,
-        #[source]
-        source: envelope::DecodeError,
-    },
+    #[error(transparent)]
+    Nats(#[from] NatsError),
     #[error("event cannot be encoded: {0}")]
     Encode(#[from] serde_json::Error),
-}
-
-impl StoreError {
-    fn nats(context: &'static str, source: impl Into<async_nats::Error>) -> Self {
-        StoreError::Nats {
-            context,
-            source: source.into(),
-        }
-    }
 }
 
 /// Why a command did not commit.
@@ -121,13 +108,107 @@ pub struct Recorded<E> {
     pub envelope: Envelope<E>,
 }
 
+/// A stored message that was left out because it does not decode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    /// The message's stream sequence.
+    pub sequence: u64,
+    /// Why it does not decode.
+    pub reason: String,
+    /// When the server stored it.
+    pub stored_at: OffsetDateTime,
+}
+
+impl std::fmt::Display for Skipped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "message #{} skipped: it does not decode ({})",
+            self.sequence, self.reason
+        )
+    }
+}
+
+/// A subject's messages: those that decode, and those skipped because they do not.
+#[derive(Debug)]
+pub struct History<E> {
+    /// The messages that decode, oldest first.
+    pub recorded: Vec<Recorded<E>>,
+    /// The messages that do not, oldest first.
+    pub skipped: Vec<Skipped>,
+    /// Stream sequence of the subject's last message, skipped or not; 0 when it is empty.
+    pub last_sequence: u64,
+}
+
+impl<E> History<E> {
+    /// Every message, decoded or skipped, in the order of the log.
+    pub fn in_order(self) -> Vec<Result<Recorded<E>, Skipped>> {
+        let mut messages: Vec<_> = self
+            .recorded
+            .into_iter()
+            .map(Ok)
+            .chain(self.skipped.into_iter().map(Err))
+            .collect();
+        messages.sort_by_key(|message| match message {
+            Ok(recorded) => recorded.sequence,
+            Err(skipped) => skipped.sequence,
+        });
+        messages
+    }
+}
+
+impl<E: DeserializeOwned> History<E> {
+    /// Decodes `messages` (one subject's, oldest first), skipping and logging those that do
+    /// not decode.
+    fn decode(messages: &[Stored]) -> Self {
+        let mut history = History {
+            recorded: Vec::with_capacity(messages.len()),
+            skipped: Vec::new(),
+            last_sequence: messages.last().map_or(0, |m| m.sequence),
+        };
+        for message in messages {
+            match decode_or_skip(message) {
+                Ok(recorded) => history.recorded.push(recorded),
+                Err(skipped) => history.skipped.push(skipped),
+            }
+        }
+        history
+    }
+}
+
+/// `message` decoded, or why it is skipped (logged here, once, with its sequence).
+pub fn decode_or_skip<E: DeserializeOwned>(message: &Stored) -> Result<Recorded<E>, Skipped> {
+    match envelope::decode(&message.payload) {
+        Ok(envelope) => Ok(Recorded {
+            sequence: message.sequence,
+            envelope,
+        }),
+        Err(e) => {
+            tracing::warn!(
+                subject = %message.subject,
+                sequence = message.sequence,
+                error = %e,
+                "Stored message does not decode; skipped."
+            );
+            Err(Skipped {
+                sequence: message.sequence,
+                reason: e.to_string(),
+                stored_at: message.time,
+            })
+        }
+    }
+}
+
 /// An aggregate as loaded from its subject.
 #[derive(Debug)]
 pub struct Loaded<A> {
     pub aggregate_id: String,
     pub aggregate: A,
-    /// Stream sequence of the subject's last message; 0 when the subject is empty.
+    /// Stream sequence of the subject's last message (a skipped one too); 0 when the subject
+    /// is empty. The next append expects it.
     pub last_sequence: u64,
+    /// The subject's messages that do not decode, left out of `aggregate`.
+    pub skipped: Vec<Skipped>,
 }
 
 impl<A: Aggregate> AggregateContext<A> for Loaded<A> {
@@ -174,7 +255,7 @@ impl EventLog {
             max_message_size: LIFECYCLE_MESSAGE_BYTES_MAX,
             ..Default::default()
         };
-        let stream = provision("opening the lifecycle stream", stream_timed_out, || {
+        let stream = provision("opening the lifecycle stream", || {
             jetstream.get_or_create_stream(config.clone())
         })
         .await?;
@@ -189,50 +270,47 @@ impl EventLog {
         &self.stream
     }
 
-    /// Every message on `subject`, oldest first, read from the stream leader.
+    /// Every message on `subject` that decodes, oldest first, read from the stream leader;
+    /// the others are skipped and logged (see [`EventLog::history`]).
     pub async fn read_subject<E: DeserializeOwned>(
         &self,
         subject: &str,
     ) -> Result<Vec<Recorded<E>>, StoreError> {
-        read_raw_subject(&self.stream, subject)
-            .await?
-            .iter()
-            .map(|message| decode(message.sequence, &message.payload))
-            .collect()
+        Ok(self.history(subject).await?.recorded)
+    }
+
+    /// Every message on `subject`, oldest first, read from the stream leader: those that
+    /// decode, and those skipped because they do not.
+    pub async fn history<E: DeserializeOwned>(
+        &self,
+        subject: &str,
+    ) -> Result<History<E>, StoreError> {
+        Ok(History::decode(
+            &read::subject(&self.stream, subject).await?,
+        ))
     }
 
     /// The stored message at `sequence`, whatever its subject.
-    pub async fn read_at(
-        &self,
-        sequence: u64,
-    ) -> Result<Option<async_nats::jetstream::message::StreamMessage>, StoreError> {
-        match self.stream.get_raw_message(sequence).await {
-            Ok(message) => Ok(Some(message)),
-            Err(e) if is_not_found(&e) => Ok(None),
-            Err(e) => Err(StoreError::nats("reading a message", e)),
-        }
+    pub async fn read_at(&self, sequence: u64) -> Result<Option<StreamMessage>, StoreError> {
+        found(
+            self.stream.get_raw_message(sequence).await,
+            "reading a message",
+        )
     }
 
-    async fn last_message(
-        &self,
-        subject: &str,
-    ) -> Result<Option<async_nats::jetstream::message::StreamMessage>, StoreError> {
-        match self.stream.get_last_raw_message_by_subject(subject).await {
-            Ok(message) => Ok(Some(message)),
-            Err(e) if is_not_found(&e) => Ok(None),
-            Err(e) => Err(StoreError::nats("reading an aggregate's last message", e)),
-        }
+    async fn last_message(&self, subject: &str) -> Result<Option<StreamMessage>, StoreError> {
+        found(
+            self.stream.get_last_raw_message_by_subject(subject).await,
+            "reading an aggregate's last message",
+        )
     }
 
-    /// Loads an aggregate by replaying its subject.
+    /// Loads an aggregate by replaying its subject. Messages that do not decode are left out
+    /// and listed in [`Loaded::skipped`].
     pub async fn load<A: Logged>(&self, aggregate_id: &str) -> Result<Loaded<A>, StoreError> {
-        let recorded = self
-            .read_subject::<A::Event>(&A::subject(aggregate_id))
-            .await?;
+        let history = self.history::<A::Event>(&A::subject(aggregate_id)).await?;
         let mut aggregate = A::default();
-        let mut last_sequence = 0;
-        for message in recorded {
-            last_sequence = message.sequence;
+        for message in history.recorded {
             message
                 .envelope
                 .events
@@ -242,7 +320,8 @@ impl EventLog {
         Ok(Loaded {
             aggregate_id: aggregate_id.to_owned(),
             aggregate,
-            last_sequence,
+            last_sequence: history.last_sequence,
+            skipped: history.skipped,
         })
     }
 
@@ -310,7 +389,9 @@ impl EventLog {
                 {
                     tracing::warn!(subject, attempt, error = %error, "Append not acknowledged; retrying.");
                 }
-                _ => return Err(StoreError::nats("appending to the lifecycle log", error)),
+                _ => {
+                    return Err(NatsError::new("appending to the lifecycle log", error).into());
+                }
             }
         }
     }
@@ -397,7 +478,7 @@ pub async fn open_monitor_stream(
         duplicate_window: DUPLICATE_WINDOW,
         ..Default::default()
     };
-    provision("opening the monitor stream", stream_timed_out, || {
+    provision("opening the monitor stream", || {
         jetstream.get_or_create_stream(config.clone())
     })
     .await
@@ -425,10 +506,7 @@ pub async fn open_bucket(
     config: jetstream::kv::Config,
     context: &'static str,
 ) -> Result<jetstream::kv::Store, StoreError> {
-    let timed_out = |error: &jetstream::context::CreateKeyValueError| {
-        error.kind() == jetstream::context::CreateKeyValueErrorKind::TimedOut
-    };
-    provision(context, timed_out, || async {
+    provision(context, || async {
         if let Ok(store) = jetstream.get_key_value(&config.bucket).await {
             return Ok(store);
         }
@@ -446,80 +524,54 @@ pub async fn open_bucket(
 const PROVISION_ATTEMPTS_MAX: u32 = 3;
 
 /// Runs `open` (an idempotent get-or-create) until it answers, asking again after a timeout.
-async fn provision<T, E, F>(
+async fn provision<T, K, F>(
     context: &'static str,
-    timed_out: impl Fn(&E) -> bool,
     mut open: impl FnMut() -> F,
 ) -> Result<T, StoreError>
 where
-    F: std::future::Future<Output = Result<T, E>>,
-    E: std::error::Error + Send + Sync + 'static,
+    F: std::future::Future<Output = Result<T, async_nats::error::Error<K>>>,
+    K: HasNatsKind
+        + Clone
+        + std::fmt::Debug
+        + std::fmt::Display
+        + PartialEq
+        + Send
+        + Sync
+        + 'static,
 {
     let mut attempt = 1;
     loop {
-        match open().await {
+        let error = match open().await {
             Ok(opened) => return Ok(opened),
-            Err(error) if timed_out(&error) && attempt < PROVISION_ATTEMPTS_MAX => {
-                tracing::warn!(context, attempt, error = %error, "No answer; asking again.");
-                attempt += 1;
-            }
-            Err(error) => return Err(StoreError::nats(context, error)),
+            Err(error) => NatsError::new(context, error),
+        };
+        if error.kind() != NatsErrorKind::TimedOut || attempt >= PROVISION_ATTEMPTS_MAX {
+            return Err(error.into());
         }
+        tracing::warn!(context, attempt, error = %error, "No answer; asking again.");
+        attempt += 1;
     }
 }
 
-fn stream_timed_out(error: &jetstream::context::CreateStreamError) -> bool {
-    error.kind() == jetstream::context::CreateStreamErrorKind::TimedOut
-}
-
-/// Every message on `subject` of `stream`, oldest first, read from the stream leader.
-pub async fn read_raw_subject(
-    stream: &stream::Stream,
-    subject: &str,
-) -> Result<Vec<async_nats::jetstream::message::StreamMessage>, StoreError> {
-    let last = match stream.get_last_raw_message_by_subject(subject).await {
-        Ok(message) => message,
-        Err(e) if is_not_found(&e) => return Ok(Vec::new()),
-        Err(e) => return Err(StoreError::nats("reading a subject's last message", e)),
-    };
-    let mut messages = Vec::new();
-    let mut next = 1;
-    while next < last.sequence {
-        let message = stream
-            .get_first_raw_message_by_subject(subject, next)
-            .await
-            .map_err(|e| StoreError::nats("reading a subject", e))?;
-        if message.sequence >= last.sequence {
-            break;
-        }
-        next = message.sequence + 1;
-        messages.push(message);
+/// The message a direct get found, or `None` when there is none.
+fn found(
+    got: Result<StreamMessage, stream::LastRawMessageError>,
+    context: &'static str,
+) -> Result<Option<StreamMessage>, StoreError> {
+    match got {
+        Ok(message) => Ok(Some(message)),
+        Err(e) => match NatsError::new(context, e) {
+            error if error.kind() == NatsErrorKind::NotFound => Ok(None),
+            error => Err(error.into()),
+        },
     }
-    messages.push(last);
-    Ok(messages)
 }
 
-fn decode<E: DeserializeOwned>(sequence: u64, payload: &[u8]) -> Result<Recorded<E>, StoreError> {
-    let envelope =
-        envelope::decode(payload).map_err(|source| StoreError::Decode { sequence, source })?;
-    Ok(Recorded { sequence, envelope })
-}
-
-fn stored_id(message: &async_nats::jetstream::message::StreamMessage) -> Option<&str> {
+fn stored_id(message: &StreamMessage) -> Option<&str> {
     message
         .headers
         .get(names::headers::MSG_ID)
         .map(|value| value.as_str())
-}
-
-fn is_not_found(error: &stream::LastRawMessageError) -> bool {
-    match error.kind() {
-        stream::LastRawMessageErrorKind::NoMessageFound => true,
-        stream::LastRawMessageErrorKind::JetStream(e) => {
-            e.error_code() == jetstream::ErrorCode::NO_MESSAGE_FOUND
-        }
-        _ => false,
-    }
 }
 
 /// The cqrs-es face of the log, so a `CqrsFramework` can run on it too.
@@ -540,10 +592,8 @@ impl<A> JetStreamStore<A> {
 fn aggregate_error<E: std::error::Error>(error: StoreError) -> AggregateError<E> {
     match error {
         StoreError::Conflict => AggregateError::AggregateConflict,
-        StoreError::Decode { .. } | StoreError::Encode(_) => {
-            AggregateError::DeserializationError(Box::new(error))
-        }
-        StoreError::Nats { .. } => AggregateError::DatabaseConnectionError(Box::new(error)),
+        StoreError::Encode(_) => AggregateError::DeserializationError(Box::new(error)),
+        StoreError::Nats(_) => AggregateError::DatabaseConnectionError(Box::new(error)),
     }
 }
 

@@ -3,18 +3,20 @@
 //!
 //! An event's id is `stream sequence × 1000 + its index within the message` ([`EVENT_ID_STRIDE`]):
 //! stable, unique, ordered like the log, and enough to find the event again with one read.
+//!
+//! A stored message that does not decode is shown as one event saying that it was skipped and
+//! why (with the id of its first event), and the resource's history goes on around it.
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
-use std::time::Duration;
 
-use async_nats::jetstream::consumer::{self, DeliverPolicy};
-use events::envelope::{self, Actor};
+use events::envelope::Actor;
 use events::names::{self, AggregateKind};
-use events::store::{EventLog, Logged, Recorded, StoreError};
+use events::nats_error::NatsError;
+use events::read::{Stored, StreamRead};
+use events::store::{self, EventLog, Logged, Recorded, Skipped, StoreError};
 use events::vnf::{OperationKind, Vnf, VnfEvent};
 use events::vnfd::{TemplateSource, Vnfd, VnfdEvent};
-use futures::StreamExt;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -28,9 +30,6 @@ pub(crate) const EVENT_ID_STRIDE: u64 = 1000;
 /// work of one request whatever the log's length; `resource_id` reads a resource's whole
 /// history instead.
 pub(crate) const EVENTS_WINDOW_MESSAGES_MAX: u64 = 1000;
-/// How long a list may wait for the next message of its window before it gives up; messages
-/// of a stored window arrive in well under a millisecond each.
-const WINDOW_MESSAGE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Tacker's event types.
 pub(crate) mod event_type {
@@ -40,6 +39,9 @@ pub(crate) mod event_type {
     pub const MONITOR: &str = "MONITOR";
     pub const SCALE: &str = "SCALE";
     pub const HEAL: &str = "HEAL";
+    /// A stored message that does not decode: Tacker has no type for it, and UPDATE is the one
+    /// that claims least.
+    pub const SKIPPED: &str = UPDATE;
 }
 
 /// Tacker's `resource_state` of a VNFD that exists, and of one that was deleted.
@@ -277,6 +279,32 @@ fn audit_message<A: Audited>(
     audited
 }
 
+/// The event that stands for a message of the resource that does not decode: the resource's
+/// state is as the messages before it left it.
+fn skipped_message<A: Audited>(state: &A, resource_id: &str, skipped: &Skipped) -> TackerEvent {
+    TackerEvent {
+        id: skipped.sequence * EVENT_ID_STRIDE,
+        resource_id: resource_id.to_owned(),
+        resource_type: A::RESOURCE_TYPE,
+        resource_state: A::resource_state(state),
+        timestamp: skipped.stored_at,
+        event_type: event_type::SKIPPED,
+        event_details: format!("Lifecycle {skipped}"),
+    }
+}
+
+/// The events of one stored message, decoded or skipped, folding each into `state`.
+fn audit_stored<A: Audited>(
+    state: &mut A,
+    resource_id: &str,
+    message: Result<Recorded<A::Event>, Skipped>,
+) -> Vec<TackerEvent> {
+    match message {
+        Ok(recorded) => audit_message(state, resource_id, recorded),
+        Err(skipped) => vec![skipped_message(state, resource_id, &skipped)],
+    }
+}
+
 /// Every event of one resource, oldest first; with `through`, only those of messages up to
 /// that stream sequence.
 pub(crate) async fn resource_events<A: Audited>(
@@ -287,16 +315,18 @@ pub(crate) async fn resource_events<A: Audited>(
 where
     A::Event: DeserializeOwned,
 {
-    let recorded = log
-        .read_subject::<A::Event>(&A::subject(resource_id))
-        .await?;
+    let history = log.history::<A::Event>(&A::subject(resource_id)).await?;
     let mut state = A::default();
     let mut audited = Vec::new();
-    for message in recorded {
-        if through.is_some_and(|through| message.sequence > through) {
+    for message in history.in_order() {
+        let sequence = match &message {
+            Ok(recorded) => recorded.sequence,
+            Err(skipped) => skipped.sequence,
+        };
+        if through.is_some_and(|through| sequence > through) {
             break;
         }
-        audited.extend(audit_message(&mut state, resource_id, message));
+        audited.extend(audit_stored(&mut state, resource_id, message));
     }
     Ok(audited)
 }
@@ -325,10 +355,8 @@ pub(crate) async fn event_by_id(
 pub(crate) enum WindowError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("NATS: {0}")]
-    Nats(#[from] async_nats::Error),
-    #[error("no lifecycle message arrived within {WINDOW_MESSAGE_TIMEOUT:?}")]
-    TimedOut,
+    #[error(transparent)]
+    Nats(#[from] NatsError),
 }
 
 /// The events of the newest `messages_max` lifecycle messages, oldest first.
@@ -340,100 +368,56 @@ pub(crate) async fn recent_events(
     log: &EventLog,
     messages_max: u64,
 ) -> Result<Vec<TackerEvent>, WindowError> {
-    let mut stream = log.stream().clone();
-    let last = stream
-        .info()
-        .await
-        .map_err(async_nats::Error::from)?
-        .state
-        .last_sequence;
-    if last == 0 || messages_max == 0 {
-        return Ok(Vec::new());
-    }
-    let first = last.saturating_sub(messages_max - 1).max(1);
-    let consumer = stream
-        .create_consumer(consumer::pull::OrderedConfig {
-            filter_subject: names::LIFECYCLE_SUBJECTS.into(),
-            deliver_policy: DeliverPolicy::ByStartSequence {
-                start_sequence: first,
-            },
-            ..Default::default()
-        })
-        .await
-        .map_err(async_nats::Error::from)?;
-    let mut messages = consumer.messages().await.map_err(async_nats::Error::from)?;
+    let mut read =
+        StreamRead::newest(log.stream(), names::LIFECYCLE_SUBJECTS, messages_max).await?;
     let mut vnfs: HashMap<String, Vnf> = HashMap::new();
     let mut vnfds: HashMap<String, Vnfd> = HashMap::new();
     let mut events = Vec::new();
-    loop {
-        let message = tokio::time::timeout(WINDOW_MESSAGE_TIMEOUT, messages.next())
-            .await
-            .map_err(|_| WindowError::TimedOut)?;
-        let Some(message) = message else { break };
-        let message = message.map_err(async_nats::Error::from)?;
-        let sequence = message.info()?.stream_sequence;
-        if sequence > last {
-            break;
-        }
-        // The writer's expected last sequence of the subject: 0 on a resource's first message.
-        let starts_history = message
-            .headers
-            .as_ref()
-            .and_then(|h| h.get(names::headers::EXPECTED_LAST_SUBJECT_SEQUENCE))
-            .is_some_and(|v| v.as_str() == "0");
-        if let Some((kind, resource_id)) = names::parse_lifecycle_subject(&message.subject) {
-            let at = WindowMessage {
-                resource_id,
-                sequence,
-                starts_history,
-                payload: &message.payload,
-            };
-            match kind {
-                AggregateKind::Vnf => window_step(log, &mut vnfs, &mut events, at).await?,
-                AggregateKind::Vnfd => window_step(log, &mut vnfds, &mut events, at).await?,
+    while let Some(message) = read.next().await? {
+        match names::parse_lifecycle_subject(&message.subject) {
+            Some((AggregateKind::Vnf, id)) => {
+                window_step(log, &mut vnfs, &mut events, id, &message).await?;
             }
-        }
-        if sequence >= last {
-            break;
+            Some((AggregateKind::Vnfd, id)) => {
+                window_step(log, &mut vnfds, &mut events, id, &message).await?;
+            }
+            None => {}
         }
     }
     Ok(events)
 }
 
-/// One message of the window, as read.
-struct WindowMessage<'a> {
-    resource_id: &'a str,
-    sequence: u64,
-    /// True when the message is its resource's first.
-    starts_history: bool,
-    payload: &'a [u8],
-}
-
-/// Adds the events of one window message, with the state of its resource in `states`.
+/// Adds the events of one window message of `resource_id`, with the state of its resource in
+/// `states`.
 async fn window_step<A: Audited>(
     log: &EventLog,
     states: &mut HashMap<String, A>,
     events: &mut Vec<TackerEvent>,
-    at: WindowMessage<'_>,
+    resource_id: &str,
+    message: &Stored,
 ) -> Result<(), StoreError>
 where
     A::Event: DeserializeOwned,
 {
-    let Some(recorded) = decode::<A::Event>(at.sequence, at.payload) else {
-        return Ok(());
-    };
-    let state = match states.entry(at.resource_id.to_owned()) {
+    // The writer's expected last sequence of the subject: 0 on a resource's first message.
+    let starts_history =
+        message.header(names::headers::EXPECTED_LAST_SUBJECT_SEQUENCE) == Some("0");
+    let state = match states.entry(resource_id.to_owned()) {
         Entry::Occupied(held) => held.into_mut(),
         Entry::Vacant(slot) => {
-            let before = if at.starts_history {
+            let before = if starts_history {
                 A::default()
             } else {
-                state_before::<A>(log, at.resource_id, at.sequence).await?
+                state_before::<A>(log, resource_id, message.sequence).await?
             };
             slot.insert(before)
         }
     };
-    events.extend(audit_message(state, at.resource_id, recorded));
+    events.extend(audit_stored(
+        state,
+        resource_id,
+        store::decode_or_skip(message),
+    ));
     Ok(())
 }
 
@@ -455,16 +439,6 @@ async fn state_before<A: Logged>(
             .for_each(|e| state.apply(e));
     }
     Ok(state)
-}
-
-fn decode<E: DeserializeOwned>(sequence: u64, payload: &[u8]) -> Option<Recorded<E>> {
-    match envelope::decode(payload) {
-        Ok(envelope) => Some(Recorded { sequence, envelope }),
-        Err(e) => {
-            tracing::warn!(sequence, error = %e, "Undecodable lifecycle message; not shown.");
-            None
-        }
-    }
 }
 
 #[cfg(test)]
@@ -631,6 +605,57 @@ mod tests {
         assert_eq!(found.as_ref(), Some(&history[1]));
         assert_eq!(event_by_id(&log, 1002).await.unwrap(), None);
         assert_eq!(event_by_id(&log, 9000).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn a_message_that_does_not_decode_is_shown_as_skipped_among_the_rest() {
+        let nats = NatsServer::start().await;
+        let log = EventLog::open(nats.client().await, &LogConfig::default())
+            .await
+            .unwrap();
+        let vnf_id = "5b3c0a40-8d0c-4a7a-9d55-6a7d2c6c0b12";
+        whole_life(&log, vnf_id).await;
+        let unknown_type = json!({
+            "schema_version": 2, "aggregate": "vnf", "aggregate_id": vnf_id,
+            "actor": {"kind": "user", "id": "x"}, "command_id": "c", "correlation_id": "c",
+            "causation_id": "c", "recorded_at": "2026-11-25T10:00:00Z",
+            "events": [{"type": "Exploded"}],
+        });
+        for payload in [b"not JSON".to_vec(), unknown_type.to_string().into_bytes()] {
+            log.jetstream()
+                .publish(names::vnf_subject(vnf_id), payload.into())
+                .await
+                .unwrap()
+                .await
+                .unwrap();
+        }
+
+        let history = resource_events::<Vnf>(&log, vnf_id, None).await.unwrap();
+        assert_eq!(history.len(), 8, "{history:?}");
+        let skipped: Vec<(u64, &str, &str)> = history[6..]
+            .iter()
+            .map(|e| (e.id, e.event_type, e.resource_state.as_str()))
+            .collect();
+        assert_eq!(
+            skipped,
+            vec![
+                (5000, "UPDATE", "PENDING_DELETE"),
+                (6000, "UPDATE", "PENDING_DELETE")
+            ]
+        );
+        assert!(
+            history[6]
+                .event_details
+                .starts_with("Lifecycle message #5 skipped: it does not decode"),
+            "{:?}",
+            history[6]
+        );
+        assert_eq!(recent_events(&log, 1000).await.unwrap(), history);
+        assert_eq!(recent_events(&log, 2).await.unwrap(), history[6..]);
+        assert_eq!(
+            event_by_id(&log, 6000).await.unwrap().as_ref(),
+            Some(&history[7])
+        );
     }
 
     #[tokio::test]

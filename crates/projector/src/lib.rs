@@ -4,6 +4,11 @@
 //! The projector never publishes to the log and never calls a VIM; the tables hold nothing
 //! that the log does not, so they can always be rebuilt. Any number of projectors may share
 //! the durable consumer: a row is only written on top of its predecessor message.
+//!
+//! A lifecycle message that does not decode moves its row past it unchanged (so the
+//! subject's next message still finds its predecessor) and is parked; the rebuild skips it the
+//! same way, so the two agree. Only a lost compare-and-set on a row (wrong last revision, key
+//! already exists) is retried as contention; every other NATS error is returned.
 
 pub mod table;
 
@@ -16,11 +21,14 @@ use cqrs_es::Aggregate;
 use futures::StreamExt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use time::OffsetDateTime;
 
 use events::consume::Durable;
-use events::envelope::{self, Envelope};
+use events::envelope::{self, DecodeError};
 use events::names::{self, AggregateKind};
-use events::store::{self, EventLog};
+use events::nats_error::{NatsError, NatsErrorKind};
+use events::read::{Stored, StreamRead};
+use events::store::{self, EventLog, Skipped};
 use events::vnf::Vnf;
 use events::vnfd::Vnfd;
 use table::{Row, Step, VnfRow, VnfdRow};
@@ -34,18 +42,17 @@ const ACK_WAIT: Duration = Duration::from_secs(5);
 const GAP_RETRY_DELAY: Duration = Duration::from_millis(50);
 /// How often a row write is re-tried after another projector changed the row in between.
 const ROW_WRITE_ATTEMPTS_MAX: u32 = 16;
+/// How often [`verify`] looks at the projector's position while waiting for it to catch up:
+/// a row update takes about a millisecond, so this adds little to the wait and few requests.
+const CATCH_UP_POLL_INTERVAL: Duration = Duration::from_millis(50);
 /// Messages a projector holds unacknowledged. Rows are written one at a time, so this only
 /// bounds what a crashed projector leaves for redelivery.
 const ACK_PENDING_MAX: i64 = 1_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectorError {
-    #[error("NATS: {context}: {source}")]
-    Nats {
-        context: &'static str,
-        #[source]
-        source: async_nats::Error,
-    },
+    #[error(transparent)]
+    Nats(#[from] NatsError),
     #[error("row {key} cannot be read: {source}")]
     Row {
         key: String,
@@ -56,13 +63,6 @@ pub enum ProjectorError {
     Contended { key: String },
     #[error(transparent)]
     Store(#[from] store::StoreError),
-}
-
-fn nats(context: &'static str, source: impl Into<async_nats::Error>) -> ProjectorError {
-    ProjectorError::Nats {
-        context,
-        source: source.into(),
-    }
 }
 
 /// The two tables.
@@ -126,13 +126,14 @@ impl Tables {
         kind: AggregateKind,
     ) -> Result<BTreeMap<String, Row<A>>, ProjectorError> {
         let bucket = self.bucket(kind);
-        let mut keys = match bucket.keys().await {
-            Ok(keys) => keys.boxed(),
-            Err(e) => return Err(nats("listing a table", e)),
-        };
+        let mut keys = bucket
+            .keys()
+            .await
+            .map_err(|e| NatsError::new("listing a table", e))?
+            .boxed();
         let mut rows = BTreeMap::new();
         while let Some(key) = keys.next().await {
-            let key = key.map_err(|e| nats("listing a table", e))?;
+            let key = key.map_err(|e| NatsError::new("listing a table", e))?;
             if let Some((row, _)) = read_row(bucket, &key).await? {
                 rows.insert(key, row);
             }
@@ -148,7 +149,7 @@ async fn read_row<A: DeserializeOwned>(
     let Some(entry) = bucket
         .entry(key)
         .await
-        .map_err(|e| nats("reading a row", e))?
+        .map_err(|e| NatsError::new("reading a row", e))?
     else {
         return Ok(None);
     };
@@ -187,7 +188,12 @@ pub async fn run(
             message = messages.next() => message,
         };
         let ack = match project(&tables, &message).await {
-            Ok(ack) => ack,
+            Ok(Projected::Done) => AckKind::Ack,
+            Ok(Projected::Gap) => AckKind::Nak(Some(GAP_RETRY_DELAY)),
+            Ok(Projected::Park(reason)) => {
+                messages.park(&message, &reason).await;
+                continue;
+            }
             Err(e) => {
                 tracing::error!(subject = %message.subject, error = %e, "Cannot project; will retry.");
                 AckKind::Nak(Some(GAP_RETRY_DELAY))
@@ -201,78 +207,105 @@ pub async fn run(
     Ok(())
 }
 
-async fn project(tables: &Tables, message: &jetstream::Message) -> Result<AckKind, ProjectorError> {
+/// What became of a message.
+#[derive(Debug)]
+enum Projected {
+    /// Its row reflects it (now, or already before).
+    Done,
+    /// Its predecessor on the subject is not in the row yet: try again shortly.
+    Gap,
+    /// It can never be projected (for this reason): park it. Its row, if it has a subject, has
+    /// moved past it.
+    Park(String),
+}
+
+async fn project(
+    tables: &Tables,
+    message: &jetstream::Message,
+) -> Result<Projected, ProjectorError> {
     let Some((kind, id)) = names::parse_lifecycle_subject(&message.subject) else {
-        return Ok(AckKind::Term);
+        return Ok(Projected::Park("not a lifecycle subject".into()));
     };
-    let sequence = message
+    let info = message
         .info()
-        .map_err(|e| nats("reading message info", e))?
-        .stream_sequence;
-    let previous = message
-        .headers
-        .as_ref()
-        .and_then(|h| h.get(names::headers::EXPECTED_LAST_SUBJECT_SEQUENCE))
-        .and_then(|v| v.as_str().parse().ok());
+        .map_err(|e| NatsError::other("reading message info", e))?;
+    let at = Position {
+        sequence: info.stream_sequence,
+        previous: message
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(names::headers::EXPECTED_LAST_SUBJECT_SEQUENCE))
+            .and_then(|v| v.as_str().parse().ok()),
+        stored_at: info.published,
+    };
     match kind {
-        AggregateKind::Vnf => {
-            apply_to_row::<Vnf>(&tables.vnfs, id, sequence, previous, &message.payload).await
-        }
-        AggregateKind::Vnfd => {
-            apply_to_row::<Vnfd>(&tables.vnfds, id, sequence, previous, &message.payload).await
-        }
+        AggregateKind::Vnf => apply_to_row::<Vnf>(&tables.vnfs, id, at, &message.payload).await,
+        AggregateKind::Vnfd => apply_to_row::<Vnfd>(&tables.vnfds, id, at, &message.payload).await,
+    }
+}
+
+/// Where a message sits on its subject.
+#[derive(Debug, Clone, Copy)]
+struct Position {
+    sequence: u64,
+    /// The predecessor the writer expected, when the message names one.
+    previous: Option<u64>,
+    /// When the server stored it.
+    stored_at: OffsetDateTime,
+}
+
+/// The row's next state for the message with `payload` at `at`: its events applied, or, when
+/// it does not decode, the row moved past it (and the decode error).
+fn next_row<A: Aggregate + Clone + DeserializeOwned>(
+    row: Option<&Row<A>>,
+    at: Position,
+    payload: &[u8],
+) -> (Step<A>, Option<DecodeError>) {
+    match envelope::decode::<A::Event>(payload) {
+        Ok(envelope) => (table::step(row, at.sequence, at.previous, envelope), None),
+        Err(e) => (
+            table::skip(row, at.sequence, at.previous, at.stored_at),
+            Some(e),
+        ),
     }
 }
 
 async fn apply_to_row<A>(
     bucket: &kv::Store,
     key: &str,
-    sequence: u64,
-    previous: Option<u64>,
+    at: Position,
     payload: &[u8],
-) -> Result<AckKind, ProjectorError>
+) -> Result<Projected, ProjectorError>
 where
     A: Aggregate + Clone + Serialize + DeserializeOwned,
 {
-    let envelope: Envelope<A::Event> = match envelope::decode(payload) {
-        Ok(envelope) => envelope,
-        Err(e) => {
-            // A message this build cannot read will not become readable by retrying.
-            tracing::error!(key, sequence, error = %e, "Undecodable lifecycle message; skipped.");
-            return Ok(AckKind::Term);
-        }
-    };
     for _ in 0..ROW_WRITE_ATTEMPTS_MAX {
         let current = read_row::<A>(bucket, key).await?;
-        let row = current.as_ref().map(|(row, _)| row);
-        match table::step(row, sequence, previous, envelope.clone()) {
-            Step::AlreadyApplied => return Ok(AckKind::Ack),
+        let (step, undecodable) = next_row(current.as_ref().map(|(row, _)| row), at, payload);
+        let projected = match undecodable {
+            // A message this build cannot read will not become readable by retrying.
+            Some(e) => Projected::Park(e.to_string()),
+            None => Projected::Done,
+        };
+        match step {
+            Step::AlreadyApplied => return Ok(projected),
             Step::Gap {
                 row_sequence,
                 previous,
             } => {
                 tracing::debug!(
                     key,
-                    sequence,
+                    sequence = at.sequence,
                     row_sequence,
                     previous,
                     "Predecessor not applied yet."
                 );
-                return Ok(AckKind::Nak(Some(GAP_RETRY_DELAY)));
+                return Ok(Projected::Gap);
             }
             Step::Apply(next) => {
-                let value = bytes::Bytes::from(serde_json::to_vec(&next).map_err(|source| {
-                    ProjectorError::Row {
-                        key: key.to_owned(),
-                        source,
-                    }
-                })?);
-                let written = match current {
-                    Some((_, revision)) => bucket.update(key, value, revision).await.is_ok(),
-                    None => bucket.create(key, value).await.is_ok(),
-                };
-                if written {
-                    return Ok(AckKind::Ack);
+                let revision = current.map(|(_, revision)| revision);
+                if write_row(bucket, key, &next, revision).await? {
+                    return Ok(projected);
                 }
             }
         }
@@ -282,6 +315,41 @@ where
     })
 }
 
+/// Writes `row` under `key` if the key is still at `revision` (absent for `None`). `false`
+/// when another writer got there first; any other failure is an error.
+async fn write_row<A: Serialize>(
+    bucket: &kv::Store,
+    key: &str,
+    row: &Row<A>,
+    revision: Option<u64>,
+) -> Result<bool, ProjectorError> {
+    let value =
+        bytes::Bytes::from(
+            serde_json::to_vec(row).map_err(|source| ProjectorError::Row {
+                key: key.to_owned(),
+                source,
+            })?,
+        );
+    let written = match revision {
+        Some(revision) => bucket
+            .update(key, value, revision)
+            .await
+            .map_err(|e| NatsError::new("updating a row", e)),
+        None => bucket
+            .create(key, value)
+            .await
+            .map_err(|e| NatsError::new("creating a row", e)),
+    };
+    match written {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == NatsErrorKind::Conflict => {
+            tracing::debug!(key, error = %e, "Row changed under the write; reading it again.");
+            Ok(false)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// The tables recomputed from the log, up to a stream sequence.
 #[derive(Debug, Default, PartialEq)]
 pub struct Rebuilt {
@@ -289,72 +357,50 @@ pub struct Rebuilt {
     pub vnfds: BTreeMap<String, VnfdRow>,
     /// The last stream sequence folded in.
     pub through_sequence: u64,
+    /// The messages left out because they do not decode, oldest first.
+    pub skipped: Vec<Skipped>,
 }
 
 /// Replays the whole lifecycle log through the same fold the projector uses.
 pub async fn rebuild(log: &EventLog) -> Result<Rebuilt, ProjectorError> {
-    let mut stream = log.stream().clone();
-    let last = stream
-        .info()
-        .await
-        .map_err(|e| nats("reading the log's state", e))?
-        .state
-        .last_sequence;
+    let mut read = StreamRead::open(log.stream(), names::LIFECYCLE_SUBJECTS, 1).await?;
     let mut rebuilt = Rebuilt {
-        through_sequence: last,
+        through_sequence: read.through(),
         ..Default::default()
     };
-    if last == 0 {
-        return Ok(rebuilt);
-    }
-    let consumer = stream
-        .create_consumer(consumer::pull::OrderedConfig {
-            filter_subject: names::LIFECYCLE_SUBJECTS.into(),
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| nats("replaying the log", e))?;
-    let mut messages = consumer
-        .messages()
-        .await
-        .map_err(|e| nats("replaying the log", e))?;
-    while let Some(message) = messages.next().await {
-        let message = message.map_err(|e| nats("replaying the log", e))?;
-        let sequence = message
-            .info()
-            .map_err(|e| nats("replaying the log", e))?
-            .stream_sequence;
-        if sequence > last {
-            break;
-        }
-        if let Some((kind, id)) = names::parse_lifecycle_subject(&message.subject) {
-            match kind {
-                AggregateKind::Vnf => {
-                    fold::<Vnf>(&mut rebuilt.vnfs, id, sequence, &message.payload)
-                }
-                AggregateKind::Vnfd => {
-                    fold::<Vnfd>(&mut rebuilt.vnfds, id, sequence, &message.payload)
-                }
-            }
-        }
-        if sequence >= last {
-            break;
+    while let Some(message) = read.next().await? {
+        let skipped = match names::parse_lifecycle_subject(&message.subject) {
+            Some((AggregateKind::Vnf, id)) => fold(&mut rebuilt.vnfs, id, &message),
+            Some((AggregateKind::Vnfd, id)) => fold(&mut rebuilt.vnfds, id, &message),
+            None => Some("not a lifecycle subject".to_owned()),
+        };
+        if let Some(reason) = skipped {
+            tracing::warn!(subject = %message.subject, sequence = message.sequence, reason, "Lifecycle message skipped.");
+            rebuilt.skipped.push(Skipped {
+                sequence: message.sequence,
+                reason,
+                stored_at: message.time,
+            });
         }
     }
     Ok(rebuilt)
 }
 
-fn fold<A>(rows: &mut BTreeMap<String, Row<A>>, key: &str, sequence: u64, payload: &[u8])
+/// Folds `message` into its row; why it was skipped, if it does not decode.
+fn fold<A>(rows: &mut BTreeMap<String, Row<A>>, key: &str, message: &Stored) -> Option<String>
 where
     A: Aggregate + Clone + DeserializeOwned,
 {
-    let Ok(envelope) = envelope::decode::<A::Event>(payload) else {
-        tracing::error!(key, sequence, "Undecodable lifecycle message; skipped.");
-        return;
+    let at = Position {
+        sequence: message.sequence,
+        previous: None,
+        stored_at: message.time,
     };
-    if let Step::Apply(row) = table::step(rows.get(key), sequence, None, envelope) {
+    let (step, undecodable) = next_row(rows.get(key), at, &message.payload);
+    if let Step::Apply(row) = step {
         rows.insert(key.to_owned(), row);
     }
+    undecodable.map(|e| e.to_string())
 }
 
 /// Where the live tables and a rebuild disagree.
@@ -364,6 +410,9 @@ pub struct Verification {
     /// Rows changed after the rebuild's snapshot, so not comparable.
     pub skipped: usize,
     pub differences: Vec<String>,
+    /// Lifecycle messages that do not decode, left out of both the live tables and the
+    /// rebuild.
+    pub undecodable: Vec<Skipped>,
 }
 
 /// Compares the live tables with a rebuild of the log, once the projector has caught up.
@@ -374,7 +423,10 @@ pub async fn verify(
 ) -> Result<Verification, ProjectorError> {
     let rebuilt = rebuild(log).await?;
     wait_for_projector(log, rebuilt.through_sequence, catch_up).await?;
-    let mut verification = Verification::default();
+    let mut verification = Verification {
+        undecodable: rebuilt.skipped,
+        ..Verification::default()
+    };
     compare(
         "VNF",
         &tables.all::<Vnf>(AggregateKind::Vnf).await?,
@@ -433,15 +485,15 @@ async fn wait_for_projector(
             .stream()
             .get_consumer(names::PROJECTOR_CONSUMER)
             .await
-            .map_err(|e| nats("finding the projector consumer", e))?;
+            .map_err(|e| NatsError::other("finding the projector consumer", e))?;
         let info = consumer
             .info()
             .await
-            .map_err(|e| nats("reading the projector's position", e))?;
+            .map_err(|e| NatsError::new("reading the projector's position", e))?;
         if info.ack_floor.stream_sequence >= through || tokio::time::Instant::now() >= deadline {
             return Ok(());
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(CATCH_UP_POLL_INTERVAL).await;
     }
 }
 
@@ -464,23 +516,19 @@ async fn repair_row<A>(bucket: &kv::Store, key: &str, row: &Row<A>) -> Result<bo
 where
     A: Serialize + DeserializeOwned + PartialEq,
 {
-    let value =
-        bytes::Bytes::from(
-            serde_json::to_vec(row).map_err(|source| ProjectorError::Row {
-                key: key.to_owned(),
-                source,
-            })?,
-        );
     for _ in 0..ROW_WRITE_ATTEMPTS_MAX {
-        let written = match read_row::<A>(bucket, key).await {
+        let revision = match read_row::<A>(bucket, key).await {
             Ok(Some((live, _))) if live.last_sequence >= row.last_sequence => return Ok(false),
-            Ok(Some((_, revision))) => bucket.update(key, value.clone(), revision).await.is_ok(),
-            Ok(None) => bucket.create(key, value.clone()).await.is_ok(),
-            // An unreadable row is replaced outright.
-            Err(ProjectorError::Row { .. }) => bucket.put(key, value.clone()).await.is_ok(),
+            Ok(live) => live.map(|(_, revision)| revision),
+            // An unreadable row is replaced outright, on top of the revision it has.
+            Err(ProjectorError::Row { .. }) => bucket
+                .entry(key)
+                .await
+                .map_err(|e| NatsError::new("reading a row", e))?
+                .map(|entry| entry.revision),
             Err(e) => return Err(e),
         };
-        if written {
+        if write_row(bucket, key, row, revision).await? {
             return Ok(true);
         }
     }

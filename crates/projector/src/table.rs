@@ -48,6 +48,37 @@ pub fn step<A: Aggregate + Clone>(
     previous: Option<u64>,
     envelope: Envelope<A::Event>,
 ) -> Step<A> {
+    advance(
+        row,
+        sequence,
+        previous,
+        envelope.recorded_at,
+        Some(envelope.events),
+    )
+}
+
+/// Moves a row past a message on its subject that does not decode: the state stays as it is,
+/// and the row's sequence becomes the message's, so that the subject's next message (which
+/// names the skipped one as its predecessor) applies. A subject without a row yet gets one in
+/// the aggregate's empty state, stored at `stored_at` (the server's time of the message).
+pub fn skip<A: Aggregate + Clone>(
+    row: Option<&Row<A>>,
+    sequence: u64,
+    previous: Option<u64>,
+    stored_at: OffsetDateTime,
+) -> Step<A> {
+    advance(row, sequence, previous, stored_at, None)
+}
+
+/// The shared rule of [`step`] and [`skip`]: `events`, when there are some, are applied and
+/// date the row's change at `at`.
+fn advance<A: Aggregate + Clone>(
+    row: Option<&Row<A>>,
+    sequence: u64,
+    previous: Option<u64>,
+    at: OffsetDateTime,
+    events: Option<Vec<A::Event>>,
+) -> Step<A> {
     let row_sequence = row.map_or(0, |r| r.last_sequence);
     if row_sequence >= sequence {
         return Step::AlreadyApplied;
@@ -62,15 +93,14 @@ pub fn step<A: Aggregate + Clone>(
     }
     let mut next = row.cloned().unwrap_or_else(|| Row {
         state: A::default(),
-        created_at: envelope.recorded_at,
-        updated_at: envelope.recorded_at,
+        created_at: at,
+        updated_at: at,
         last_sequence: 0,
     });
-    envelope
-        .events
-        .into_iter()
-        .for_each(|e| next.state.apply(e));
-    next.updated_at = envelope.recorded_at;
+    if let Some(events) = events {
+        events.into_iter().for_each(|e| next.state.apply(e));
+        next.updated_at = at;
+    }
     next.last_sequence = sequence;
     Step::Apply(next)
 }
@@ -113,6 +143,30 @@ mod tests {
             step(Some(&second), 3, Some(0), envelope(vec![used("a")])),
             Step::AlreadyApplied
         );
+    }
+
+    #[test]
+    fn a_skipped_message_moves_the_row_on_without_changing_it() {
+        let Step::Apply(first) = step::<Vnfd>(None, 3, Some(0), envelope(vec![used("a")])) else {
+            panic!("first message not applied")
+        };
+        let later = datetime!(2026-11-26 10:00 UTC);
+        let Step::Apply(skipped) = skip(Some(&first), 5, None, later) else {
+            panic!("skip not applied")
+        };
+        assert_eq!(skipped.state, first.state);
+        assert_eq!(skipped.updated_at, first.updated_at);
+        assert_eq!(skipped.last_sequence, 5);
+        // The next message names the skipped one as its predecessor.
+        assert!(matches!(
+            step(Some(&skipped), 7, Some(5), envelope(vec![used("b")])),
+            Step::Apply(_)
+        ));
+        let Step::Apply(fresh) = skip::<Vnfd>(None, 2, None, later) else {
+            panic!("skip without a row not applied")
+        };
+        assert_eq!(fresh.state, Vnfd::default());
+        assert_eq!((fresh.created_at, fresh.last_sequence), (later, 2));
     }
 
     #[test]

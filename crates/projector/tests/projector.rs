@@ -6,7 +6,7 @@ use std::time::Duration;
 use events::envelope::{Actor, ActorKind, Cause};
 use events::spec::VnfdSpec;
 use events::store::{EventLog, LogConfig};
-use events::vnfd::{TemplateSource, Vnfd, VnfdCommand, VnfdDescriptor};
+use events::vnfd::{TemplateSource, Vnfd, VnfdCommand, VnfdDescriptor, VnfdEvent};
 use projector::Tables;
 use testkit::NatsServer;
 
@@ -122,4 +122,100 @@ async fn rows_follow_the_log_and_a_rebuild_equals_them() {
         verification.differences
     );
     assert!(verification.differences[0].contains("d3"));
+}
+
+/// Opens the log and the tables on a fresh server.
+async fn open(server: &NatsServer) -> (EventLog, Tables) {
+    let log = EventLog::open(server.client().await, &LogConfig::default())
+        .await
+        .unwrap();
+    let tables = Tables::open(log.jetstream(), 1).await.unwrap();
+    (log, tables)
+}
+
+#[tokio::test]
+async fn an_undecodable_message_is_parked_and_its_subject_projects_on() {
+    let server = NatsServer::start().await;
+    let (log, tables) = open(&server).await;
+    log.execute::<Vnfd>("d1", onboard("d1"), &(), &user())
+        .await
+        .unwrap();
+    let garbage = log
+        .jetstream()
+        .publish(events::names::vnfd_subject("d1"), "not JSON".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap()
+        .sequence;
+    // The next append names the garbage as its predecessor.
+    let used_by = VnfdEvent::UsedBy {
+        vnf_id: "v1".into(),
+    };
+    let used = log
+        .append::<Vnfd>("d1", garbage, &user(), vec![used_by])
+        .await
+        .unwrap();
+    tokio::spawn(projector::run(
+        log.clone(),
+        tables.clone(),
+        futures::future::pending(),
+    ));
+    eventually("the message after the garbage projected", || async {
+        tables
+            .vnfd("d1")
+            .await
+            .unwrap()
+            .is_some_and(|row| row.last_sequence == used && row.state.users.contains("v1"))
+    })
+    .await;
+    // Parked: nothing left pending or waiting for redelivery.
+    let mut consumer: async_nats::jetstream::consumer::PullConsumer = log
+        .stream()
+        .get_consumer(events::names::PROJECTOR_CONSUMER)
+        .await
+        .unwrap();
+    let info = consumer.info().await.unwrap();
+    assert_eq!((info.num_ack_pending, info.num_pending), (0, 0), "{info:?}");
+    assert!(info.ack_floor.stream_sequence >= used, "{info:?}");
+
+    let verification = projector::verify(&log, &tables, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(verification.differences, Vec::<String>::new());
+    assert_eq!(verification.compared, 1);
+    let undecodable: Vec<u64> = verification
+        .undecodable
+        .iter()
+        .map(|s| s.sequence)
+        .collect();
+    assert_eq!(undecodable, vec![garbage]);
+}
+
+#[tokio::test]
+async fn a_row_write_that_fails_for_another_reason_than_contention_is_an_error_at_once() {
+    let server = NatsServer::start().await;
+    let log = EventLog::open(server.client().await, &LogConfig::default())
+        .await
+        .unwrap();
+    // A VNFD table that refuses any row: every write fails, and never for contention.
+    log.jetstream()
+        .create_key_value(async_nats::jetstream::kv::Config {
+            bucket: events::names::VNFD_TABLE_BUCKET.into(),
+            max_value_size: 16,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let tables = Tables::open(log.jetstream(), 1).await.unwrap();
+    log.execute::<Vnfd>("d1", onboard("d1"), &(), &user())
+        .await
+        .unwrap();
+    let error = projector::write_rebuild(&log, &tables).await.unwrap_err();
+    match &error {
+        projector::ProjectorError::Nats(e) => {
+            assert_eq!(e.kind(), events::nats_error::NatsErrorKind::Other, "{e}");
+        }
+        other => panic!("not a NATS error of its kind: {other}"),
+    }
 }

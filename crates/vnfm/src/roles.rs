@@ -351,17 +351,15 @@ async fn wait_for_signal() {
 
 async fn audit(nats: &Nats, vnf_id: &str) -> anyhow::Result<ExitCode> {
     let (log, _) = open(nats, "vnfm-audit").await?;
-    let history = log
-        .read_subject::<VnfEvent>(&names::vnf_subject(vnf_id))
-        .await?;
-    if history.is_empty() {
+    let history: store::History<VnfEvent> = log.history(&names::vnf_subject(vnf_id)).await?;
+    if history.last_sequence == 0 {
         eprintln!("vnfm: no VNF {vnf_id} in the log");
         return Ok(ExitCode::FAILURE);
     }
     // The lifecycle log and what monitors and conductors said about the VNF on the monitor
     // stream (while its retention keeps it), merged in time order.
     let mut lines: Vec<(time::OffsetDateTime, String)> = Vec::new();
-    for recorded in history {
+    for recorded in history.recorded {
         let envelope = &recorded.envelope;
         let mut text = format!(
             "lifecycle #{} by {} (command {}, correlation {}, caused by {})",
@@ -376,9 +374,12 @@ async fn audit(nats: &Nats, vnf_id: &str) -> anyhow::Result<ExitCode> {
         }
         lines.push((envelope.recorded_at, text));
     }
+    for skipped in history.skipped {
+        lines.push((skipped.stored_at, format!("lifecycle {skipped}")));
+    }
     if let Ok(monitor_stream) = log.jetstream().get_stream(names::MONITOR_STREAM).await {
         for subject in names::monitor_subjects_of(vnf_id) {
-            for message in store::read_raw_subject(&monitor_stream, &subject).await? {
+            for message in events::read::subject(&monitor_stream, &subject).await? {
                 let text = String::from_utf8_lossy(&message.payload);
                 lines.push((
                     message.time,
@@ -401,6 +402,9 @@ async fn rebuild(nats: &Nats, verify: bool) -> anyhow::Result<ExitCode> {
         let verification = projector::verify(&log, &tables, VERIFY_CATCH_UP).await?;
         for difference in &verification.differences {
             println!("{difference}");
+        }
+        for skipped in &verification.undecodable {
+            println!("lifecycle {skipped}");
         }
         println!(
             "compared {} rows ({} changed after the snapshot, skipped): {}",

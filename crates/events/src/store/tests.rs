@@ -182,3 +182,68 @@ async fn the_lifecycle_stream_refuses_deletes_and_purges() {
     assert!(log.stream().purge().await.is_err());
     assert!(log.read_at(sequence).await.unwrap().is_some());
 }
+
+/// Three messages no build of this schema can read, as any NATS client could append them:
+/// garbage, an envelope with an event type that does not exist, and a newer schema.
+const UNDECODABLE: [&str; 3] = [
+    "this is not JSON",
+    r#"{"schema_version":2,"aggregate":"vnfd","aggregate_id":"d1","actor":{"kind":"user","id":"x"},"command_id":"c","correlation_id":"c","causation_id":"c","recorded_at":"2026-11-25T10:00:00Z","events":[{"type":"Exploded"}]}"#,
+    r#"{"schema_version":99}"#,
+];
+
+#[tokio::test]
+async fn undecodable_messages_are_skipped_counted_and_still_count_for_the_next_append() {
+    let server = NatsServer::start().await;
+    let log = open(&server).await;
+    log.append::<Vnfd>("d1", 0, &user(), vec![onboarded("d1")])
+        .await
+        .unwrap();
+    let mut bad_sequences = Vec::new();
+    for payload in UNDECODABLE {
+        let ack = log
+            .jetstream()
+            .publish(names::vnfd_subject("d1"), payload.into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        bad_sequences.push(ack.sequence);
+    }
+
+    let loaded = log.load::<Vnfd>("d1").await.unwrap();
+    assert!(loaded.aggregate.live().is_some());
+    let skipped: Vec<u64> = loaded.skipped.iter().map(|s| s.sequence).collect();
+    assert_eq!(skipped, bad_sequences);
+    assert!(
+        loaded.skipped[0].reason.contains("not JSON"),
+        "{:?}",
+        loaded.skipped
+    );
+    assert_eq!(loaded.last_sequence, bad_sequences[2]);
+
+    // A command after the bad messages decides on the rest and appends behind them.
+    let executed = log
+        .execute::<Vnfd>(
+            "d1",
+            VnfdCommand::Use {
+                vnf_id: "v1".into(),
+            },
+            &(),
+            &user(),
+        )
+        .await
+        .unwrap();
+    assert!(executed.sequence > bad_sequences[2]);
+    let history = log
+        .history::<VnfdEvent>(&names::vnfd_subject("d1"))
+        .await
+        .unwrap();
+    assert_eq!(history.recorded.len(), 2);
+    assert_eq!(history.skipped.len(), 3);
+    assert_eq!(history.last_sequence, executed.sequence);
+    let events = JetStreamStore::<Vnfd>::new(log.clone())
+        .load_events("d1")
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 2);
+}

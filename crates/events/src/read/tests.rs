@@ -1,0 +1,127 @@
+//! The reader against a real nats-server.
+
+use async_nats::jetstream;
+use testkit::NatsServer;
+
+use super::*;
+
+/// A stream `T` over `t.>` holding, in order, `t.a` "a1", `t.b` "b1", `t.a` "a2", `t.b` "b2".
+async fn four_messages(server: &NatsServer) -> (jetstream::Context, stream::Stream) {
+    let jetstream = jetstream::new(server.client().await);
+    let stream = jetstream
+        .create_stream(stream::Config {
+            name: "T".into(),
+            subjects: vec!["t.>".into()],
+            allow_direct: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    for (subject, payload) in [("t.a", "a1"), ("t.b", "b1"), ("t.a", "a2"), ("t.b", "b2")] {
+        jetstream
+            .publish(subject, payload.into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    (jetstream, stream)
+}
+
+fn payloads(messages: &[Stored]) -> Vec<(u64, &str)> {
+    messages
+        .iter()
+        .map(|m| (m.sequence, std::str::from_utf8(&m.payload).unwrap()))
+        .collect()
+}
+
+async fn read_all(mut read: StreamRead) -> Vec<Stored> {
+    let mut messages = Vec::new();
+    while let Some(message) = read.next().await.unwrap() {
+        messages.push(message);
+    }
+    messages
+}
+
+#[tokio::test]
+async fn a_subject_reads_its_own_messages_and_nothing_else() {
+    let server = NatsServer::start().await;
+    let (_, stream) = four_messages(&server).await;
+    let read = subject(&stream, "t.a").await.unwrap();
+    assert_eq!(payloads(&read), vec![(1, "a1"), (3, "a2")]);
+    assert_eq!(read[0].subject, "t.a");
+    assert!(subject(&stream, "t.none").await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_stream_read_stops_at_the_last_message_present_when_it_began() {
+    let server = NatsServer::start().await;
+    let (jetstream, stream) = four_messages(&server).await;
+    let read = StreamRead::open(&stream, "t.>", 1).await.unwrap();
+    assert_eq!(read.through(), 4);
+    jetstream
+        .publish("t.a", "later".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let messages = read_all(read).await;
+    assert_eq!(
+        payloads(&messages),
+        vec![(1, "a1"), (2, "b1"), (3, "a2"), (4, "b2")]
+    );
+
+    let from_three = read_all(StreamRead::open(&stream, "t.>", 3).await.unwrap()).await;
+    assert_eq!(
+        payloads(&from_three),
+        vec![(3, "a2"), (4, "b2"), (5, "later")]
+    );
+    let newest_two = read_all(StreamRead::newest(&stream, "t.>", 2).await.unwrap()).await;
+    assert_eq!(payloads(&newest_two), vec![(4, "b2"), (5, "later")]);
+    let none = read_all(StreamRead::newest(&stream, "t.>", 0).await.unwrap()).await;
+    assert!(none.is_empty());
+}
+
+#[tokio::test]
+async fn a_filter_whose_last_match_is_not_the_streams_last_message_ends_without_waiting() {
+    let server = NatsServer::start().await;
+    let (_, stream) = four_messages(&server).await;
+    let started = tokio::time::Instant::now();
+    let messages = read_all(StreamRead::open(&stream, "t.a", 1).await.unwrap()).await;
+    assert_eq!(payloads(&messages), vec![(1, "a1"), (3, "a2")]);
+    let nothing = read_all(StreamRead::open(&stream, "t.none", 1).await.unwrap()).await;
+    assert!(nothing.is_empty());
+    assert!(
+        started.elapsed() < READ_MESSAGE_TIMEOUT,
+        "waited {:?} for messages that would never come",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn an_empty_stream_reads_nothing() {
+    let server = NatsServer::start().await;
+    let jetstream = jetstream::new(server.client().await);
+    let stream = jetstream
+        .create_stream(stream::Config {
+            name: "E".into(),
+            subjects: vec!["e.>".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let read = StreamRead::open(&stream, "e.>", 1).await.unwrap();
+    assert_eq!(read.through(), 0);
+    assert!(read_all(read).await.is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_read_that_gets_no_answer_gives_up_after_its_timeout_with_that_kind() {
+    let started = tokio::time::Instant::now();
+    let error = timed("reading a subject", std::future::pending::<()>())
+        .await
+        .unwrap_err();
+    assert_eq!(started.elapsed(), READ_MESSAGE_TIMEOUT);
+    assert_eq!(error.kind(), NatsErrorKind::TimedOut);
+    assert_eq!(error.context(), "reading a subject");
+}
