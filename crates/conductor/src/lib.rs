@@ -208,7 +208,8 @@ impl Conductor {
                 point = point.as_str(),
                 "Stop point reached; stopping this process."
             );
-            if let Err(e) = nix::sys::signal::raise(nix::sys::signal::Signal::SIGSTOP) {
+            let this = rustix::process::getpid();
+            if let Err(e) = rustix::process::kill_process(this, rustix::process::Signal::STOP) {
                 tracing::error!(error = %e, "Cannot stop at the stop point.");
             }
         }

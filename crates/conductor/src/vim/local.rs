@@ -250,7 +250,7 @@ impl LocalVim {
     /// routes the range to `unreachable`. Blocks for two short `ip` calls.
     pub fn new(config: LocalVimConfig) -> Result<Self, VimError> {
         plan::validate_prefix(&config.prefix).map_err(failed)?;
-        let euid = nix::unistd::geteuid();
+        let euid = rustix::process::geteuid();
         if !euid.is_root() {
             return Err(failed(format!(
                 "the local VIM needs root to create network namespaces; running as uid {euid}"

@@ -8,13 +8,13 @@
 
 use std::hash::{BuildHasher, RandomState};
 use std::net::{IpAddr, Ipv4Addr};
-use std::os::fd::RawFd;
+use std::os::fd::{BorrowedFd, RawFd};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
-use nix::sys::socket::{getsockopt, setsockopt, sockopt};
+use rustix::net::sockopt;
 use surge_ping::{
     Client, Config, ICMP, IcmpPacket, Icmpv4Packet, PingIdentifier, PingSequence, SurgeError,
 };
@@ -231,19 +231,22 @@ fn no_reply(count: u32, timeout: Duration) -> String {
 /// (`CAP_NET_ADMIN`) `SO_RCVBUFFORCE` goes past the cap. Without it the capped size stays,
 /// with a warning: replies to large bursts may then be lost.
 ///
-/// The socket is surge-ping's; it shows only its `RawFd`. Every current socket-option API
-/// (socket2 0.6, nix ≥ 0.27, rustix) wants an `AsFd`, and a `RawFd` becomes one only through
-/// `unsafe`, which the workspace denies; nix 0.26 still takes the `RawFd`. The descriptor is
-/// valid here: `client` owns it and outlives this call.
+/// The socket is surge-ping's, which shows only its `RawFd`; every socket-option API wants a
+/// borrowed descriptor, which a `RawFd` becomes only through `unsafe`. The one `unsafe` of
+/// the workspace, kept to this function.
 fn raise_receive_buffer(fd: RawFd) -> std::io::Result<usize> {
+    // SAFETY: `fd` is the socket of the `Client` that the caller holds, open for the whole of
+    // this call; the borrow ends with it and nothing here closes or moves the descriptor.
+    #[expect(unsafe_code, reason = "surge-ping exposes its socket only as a RawFd")]
+    let socket = unsafe { BorrowedFd::borrow_raw(fd) };
     // The kernel stores (and getsockopt reports) twice the size set.
     let wanted = 2 * RECEIVE_BUFFER_BYTES;
-    setsockopt(fd, sockopt::RcvBuf, &RECEIVE_BUFFER_BYTES)?;
-    let capped = getsockopt(fd, sockopt::RcvBuf)?;
+    sockopt::set_socket_recv_buffer_size(socket, RECEIVE_BUFFER_BYTES)?;
+    let capped = sockopt::socket_recv_buffer_size(socket)?;
     if capped >= wanted {
         return Ok(capped);
     }
-    if let Err(errno) = setsockopt(fd, sockopt::RcvBufForce, &RECEIVE_BUFFER_BYTES) {
+    if let Err(errno) = sockopt::set_socket_recv_buffer_size_force(socket, RECEIVE_BUFFER_BYTES) {
         warn!(
             receive_buffer_bytes = capped,
             wanted_bytes = wanted,
@@ -252,7 +255,7 @@ fn raise_receive_buffer(fd: RawFd) -> std::io::Result<usize> {
         );
         return Ok(capped);
     }
-    Ok(getsockopt(fd, sockopt::RcvBuf)?)
+    Ok(sockopt::socket_recv_buffer_size(socket)?)
 }
 
 #[cfg(test)]

@@ -13,9 +13,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use nix::errno::Errno;
-use nix::sys::signal::{self, Signal};
-use nix::unistd::Pid;
+use rustix::io::Errno;
+use rustix::process::{Pid, Signal, kill_process};
 
 use super::failed;
 use crate::vim::VimError;
@@ -58,6 +57,7 @@ pub fn processes_in(namespace_path: &Path) -> Result<Vec<NamespaceProcess>, VimE
             .file_name()
             .to_str()
             .and_then(|name| name.parse::<i32>().ok())
+            .and_then(Pid::from_raw)
         else {
             continue;
         };
@@ -68,7 +68,7 @@ pub fn processes_in(namespace_path: &Path) -> Result<Vec<NamespaceProcess>, VimE
         if inside {
             let cmdline = std::fs::read(dir.join("cmdline")).unwrap_or_default();
             found.push(NamespaceProcess {
-                pid: Pid::from_raw(pid),
+                pid,
                 args: parse_cmdline(&cmdline),
             });
         }
@@ -109,9 +109,9 @@ pub fn kill_and_wait(
             )));
         }
         for pid in left {
-            match signal::kill(pid, Signal::SIGKILL) {
+            match kill_process(pid, Signal::KILL) {
                 // ESRCH: it exited between the look and the kill.
-                Ok(()) | Err(Errno::ESRCH) => {}
+                Ok(()) | Err(Errno::SRCH) => {}
                 Err(e) => {
                     return Err(failed(format!(
                         "cannot kill process {pid} in namespace {}: {e}",
@@ -119,7 +119,7 @@ pub fn kill_and_wait(
                     )));
                 }
             }
-            killed.insert(pid);
+            killed.insert(pid.as_raw_pid());
         }
         std::thread::sleep(EXIT_POLL_INTERVAL);
     }

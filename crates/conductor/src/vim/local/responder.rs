@@ -15,12 +15,13 @@ use std::convert::Infallible;
 use std::fs::File;
 use std::io::{self, Write};
 use std::net::{Ipv4Addr, TcpListener as StdTcpListener};
+use std::os::fd::AsFd;
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use nix::sched::CloneFlags;
+use rustix::thread::{LinkNameSpaceType, move_into_link_name_space};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
@@ -167,7 +168,8 @@ fn bind_in_namespace(namespace_path: &Path, port: u16) -> Result<StdTcpListener,
     let namespace = namespace_path.display();
     File::open(namespace_path)
         .and_then(|file| {
-            nix::sched::setns(&file, CloneFlags::CLONE_NEWNET).map_err(io::Error::from)
+            move_into_link_name_space(file.as_fd(), Some(LinkNameSpaceType::Network))
+                .map_err(io::Error::from)
         })
         .map_err(|e| format!("cannot enter namespace {namespace}: {e}"))?;
     StdTcpListener::bind((Ipv4Addr::UNSPECIFIED, port))
