@@ -37,7 +37,7 @@ pub struct Stored {
 impl Stored {
     /// The value of header `name`, if the message carries it.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).map(|value| value.as_str())
+        self.headers.get(name).map(async_nats::HeaderValue::as_str)
     }
 }
 

@@ -571,7 +571,7 @@ fn stored_id(message: &StreamMessage) -> Option<&str> {
     message
         .headers
         .get(names::headers::MSG_ID)
-        .map(|value| value.as_str())
+        .map(async_nats::HeaderValue::as_str)
 }
 
 /// The cqrs-es face of the log, so a `CqrsFramework` can run on it too.

@@ -56,7 +56,12 @@ pub struct Tracker {
 }
 
 fn interval(target: &Target) -> Duration {
-    Duration::milliseconds(target.policy.interval_ms.max(1) as i64)
+    milliseconds(target.policy.interval_ms.max(1))
+}
+
+/// A VNFD's milliseconds as a duration (the parser bounds them far below `i64::MAX`).
+fn milliseconds(ms: u64) -> Duration {
+    Duration::milliseconds(i64::try_from(ms).unwrap_or(i64::MAX))
 }
 
 /// The first interval boundary at or after `at`.
@@ -74,7 +79,7 @@ fn align_up(at: OffsetDateTime, step: Duration) -> OffsetDateTime {
 
 impl Tracker {
     pub fn new(target: Target) -> Self {
-        let delay = Duration::milliseconds(target.policy.monitoring_delay_ms as i64);
+        let delay = milliseconds(target.policy.monitoring_delay_ms);
         let next_due = align_up(target.booted_at + delay, interval(&target));
         Tracker {
             target,

@@ -2,6 +2,7 @@
 //! drains within a deadline. It decides nothing about flags: they arrive checked.
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::future::Future;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -115,15 +116,13 @@ async fn up(config: config::Up) -> anyhow::Result<ExitCode> {
     let prober = prober()?;
     // Kept alive for the whole run: dropping it stops the embedded server.
     let _server;
-    let nats_url = match &config.nats_url {
-        Some(url) => url.clone(),
-        None => {
-            let server =
-                nats_server::start(&config.data_dir, config.nats_server_bin.clone()).await?;
-            let url = server.url.clone();
-            _server = server;
-            url
-        }
+    let nats_url = if let Some(url) = &config.nats_url {
+        url.clone()
+    } else {
+        let server = nats_server::start(&config.data_dir, config.nats_server_bin.clone()).await?;
+        let url = server.url.clone();
+        _server = server;
+        url
     };
     tracing::info!(nats_url = %nats_url, "vnfm up: using NATS at {nats_url}.");
     let nats = Nats {
@@ -370,7 +369,7 @@ async fn audit(nats: &Nats, vnf_id: &str) -> anyhow::Result<ExitCode> {
             envelope.cause.causation_id,
         );
         for event in &envelope.events {
-            text.push_str(&format!("\n    {}", serde_json::to_string(event)?));
+            write!(text, "\n    {}", serde_json::to_string(event)?)?;
         }
         lines.push((envelope.recorded_at, text));
     }

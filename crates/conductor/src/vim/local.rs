@@ -346,29 +346,28 @@ impl LocalVim {
             ip::run(&["netns", "add", namespace]).await?;
         }
         let existing = plan::vdu_slot(&self.namespace_links(namespace).await?, prefix);
-        let slot = match existing {
-            Some(slot) => slot,
-            None => {
-                let host = plan::parse_links(&ip::run(&["-j", "-d", "addr", "show"]).await?)
-                    .map_err(failed)?;
-                let used = plan::used_slots(&host, prefix);
-                let slot = plan::next_free_slot(&used, lock.cursor()).ok_or_else(|| {
-                    VimError::Exhausted(format!(
-                        "all {SLOT_COUNT} address pairs of {}/{} are in use",
-                        plan::RANGE_BASE,
-                        plan::RANGE_PREFIX_LEN
-                    ))
-                })?;
-                let host_link = plan::link_name(prefix, Side::Host, slot);
-                let vdu_link = plan::link_name(prefix, Side::Vdu, slot);
-                ip::run(&[
-                    "link", "add", &host_link, "type", "veth", "peer", "name", &vdu_link, "netns",
-                    namespace,
-                ])
-                .await?;
-                lock.set_cursor(slot)?;
-                slot
-            }
+        let slot = if let Some(slot) = existing {
+            slot
+        } else {
+            let host = plan::parse_links(&ip::run(&["-j", "-d", "addr", "show"]).await?)
+                .map_err(failed)?;
+            let used = plan::used_slots(&host, prefix);
+            let slot = plan::next_free_slot(&used, lock.cursor()).ok_or_else(|| {
+                VimError::Exhausted(format!(
+                    "all {SLOT_COUNT} address pairs of {}/{} are in use",
+                    plan::RANGE_BASE,
+                    plan::RANGE_PREFIX_LEN
+                ))
+            })?;
+            let host_link = plan::link_name(prefix, Side::Host, slot);
+            let vdu_link = plan::link_name(prefix, Side::Vdu, slot);
+            ip::run(&[
+                "link", "add", &host_link, "type", "veth", "peer", "name", &vdu_link, "netns",
+                namespace,
+            ])
+            .await?;
+            lock.set_cursor(slot)?;
+            slot
         };
         let host_link = plan::link_name(prefix, Side::Host, slot);
         let vdu_link = plan::link_name(prefix, Side::Vdu, slot);

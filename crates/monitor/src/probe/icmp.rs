@@ -114,7 +114,8 @@ impl EchoSocket {
             .acquire_many(count)
             .await
             .expect("the in-flight semaphore is never closed");
-        let base = self.identifier_key.hash_one(ip) as u16;
+        let [b0, b1, ..] = self.identifier_key.hash_one(ip).to_le_bytes();
+        let base = u16::from_le_bytes([b0, b1]);
         let first = self.next_request.fetch_add(count, Ordering::Relaxed);
         // Polled for the first time together, so every request is registered and sent
         // before any is awaited: back to back.
@@ -195,7 +196,11 @@ impl EchoSocket {
 /// because the IP is part of surge-ping's key: identifiers need not differ between targets,
 /// so there is no limit of 65,535 targets (nor any other) to probe at once.
 fn echo_key(base: u16, n: u32) -> (u16, u16) {
-    (base.wrapping_add((n >> 16) as u16), n as u16)
+    let [low0, low1, high0, high1] = n.to_le_bytes();
+    (
+        base.wrapping_add(u16::from_le_bytes([high0, high1])),
+        u16::from_le_bytes([low0, low1]),
+    )
 }
 
 fn is_echo_reply(packet: &Icmpv4Packet) -> bool {
