@@ -94,20 +94,21 @@ async fn exchange(stream: &mut TcpStream, request: &[u8]) -> Result<u16, String>
     }
 }
 
-/// The code of a status line such as `HTTP/1.1 503 Service Unavailable` (line end optional).
+/// The code of a status line such as `HTTP/1.1 503 Service Unavailable`, without its line
+/// feed, read by `httparse`; the headers after it are not read.
 fn parse_status_line(line: &[u8]) -> Result<u16, String> {
     let malformed = || format!("malformed HTTP status line: {}", quote(line));
-    let text = std::str::from_utf8(line).map_err(|_| malformed())?;
-    let mut parts = text.trim_end_matches('\r').splitn(3, ' ');
-    let version = parts.next().unwrap_or_default();
-    let code = parts.next().unwrap_or_default();
-    if !version.starts_with("HTTP/") || code.len() != 3 || !code.bytes().all(|b| b.is_ascii_digit())
-    {
-        return Err(malformed());
-    }
-    match code.parse::<u16>() {
-        Ok(code) if (100..600).contains(&code) => Ok(code),
-        _ => Err(malformed()),
+    let mut terminated = line.to_vec();
+    terminated.push(b'\n');
+    let mut no_headers = [];
+    let mut response = httparse::Response::new(&mut no_headers);
+    // Partial: the status line is parsed and the headers have not come yet.
+    match response.parse(&terminated) {
+        Ok(_) => response
+            .code
+            .filter(|code| (100..600).contains(code))
+            .ok_or_else(malformed),
+        Err(_) => Err(malformed()),
     }
 }
 
