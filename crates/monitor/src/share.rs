@@ -25,7 +25,7 @@ use futures::StreamExt;
 use tokio::sync::watch;
 
 use events::names;
-use events::store::{self, LogConfig};
+use events::store::{self, LogConfig, StoreError};
 
 /// Partitions of the VNFs. Far more than monitors are ever run, so shares stay even; few
 /// enough that a renewal round (one request per partition) stays cheap.
@@ -79,7 +79,7 @@ pub type Owned = watch::Receiver<Arc<BTreeSet<u32>>>;
 pub async fn open_leases(
     jetstream: &jetstream::Context,
     config: &LogConfig,
-) -> Result<kv::Store, async_nats::Error> {
+) -> Result<kv::Store, StoreError> {
     let config = kv::Config {
         bucket: names::MONITOR_LEASE_BUCKET.into(),
         history: 1,
@@ -88,7 +88,7 @@ pub async fn open_leases(
         num_replicas: config.replicas,
         ..Default::default()
     };
-    Ok(store::open_bucket(jetstream, config, "opening the monitor leases").await?)
+    store::open_bucket(jetstream, config, "opening the monitor leases").await
 }
 
 /// Keeps this monitor's membership and leases until `stop` fires, publishing the partitions it
