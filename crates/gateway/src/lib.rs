@@ -30,6 +30,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use events::envelope::{Actor, ActorKind, Cause};
 use events::monitor::InstanceMonitorState;
+use events::nats_error::NatsError;
 use events::store::{self, EventLog, LogConfig, Logged, StoreError};
 use events::vnf::Vnf;
 use events::vnfd::Vnfd;
@@ -94,12 +95,10 @@ impl Default for GatewayConfig {
 /// Why a gateway could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
-    #[error("NATS: {context}: {source}")]
-    Nats {
-        context: &'static str,
-        #[source]
-        source: async_nats::Error,
-    },
+    #[error(transparent)]
+    Nats(#[from] NatsError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// The API's state: cheap to clone, shared by every request.
@@ -153,17 +152,9 @@ impl Gateway {
                 .clone()
                 .info()
                 .await
-                .map_err(|e| GatewayError::Nats {
-                    context: "reading a table's state",
-                    source: e.into(),
-                })?;
+                .map_err(|e| NatsError::new("reading a table's state", e))?;
         }
-        let monitor_bucket = store::open_monitor_states(log.jetstream(), &config.log)
-            .await
-            .map_err(|e| GatewayError::Nats {
-                context: "opening the monitor state bucket",
-                source: e.into(),
-            })?;
+        let monitor_bucket = store::open_monitor_states(log.jetstream(), &config.log).await?;
         let vnfs = Arc::new(Mirror::default());
         let vnfds = Arc::new(Mirror::default());
         let monitor_states = Arc::new(MonitorStates::default());
@@ -509,7 +500,10 @@ async fn list_events(
     if resource_ids.is_empty() {
         found = audit::recent_events(gateway.log(), audit::EVENTS_WINDOW_MESSAGES_MAX)
             .await
-            .map_err(|e| ApiError::internal("reading the newest events", &e))?;
+            .map_err(|e| match e {
+                audit::WindowError::Store(e) => ApiError::store("reading the newest events", &e),
+                audit::WindowError::Nats(e) => ApiError::nats("reading the newest events", &e),
+            })?;
     } else {
         for id in resource_ids.iter().filter(|id| input::is_resource_id(id)) {
             let read = |e: StoreError| ApiError::store("reading a resource's events", &e);
