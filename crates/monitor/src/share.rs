@@ -25,6 +25,7 @@ use futures::StreamExt;
 use tokio::sync::watch;
 
 use events::names;
+use events::nats_error::NatsError;
 use events::store::{self, LogConfig, StoreError};
 
 /// Partitions of the VNFs. Far more than monitors are ever run, so shares stay even; few
@@ -179,11 +180,19 @@ pub async fn hold(
     owned.send_replace(Arc::new(BTreeSet::new()));
 }
 
-async fn count_members(leases: &kv::Store) -> Result<usize, async_nats::Error> {
-    let mut keys = leases.keys().await?.boxed();
+async fn count_members(leases: &kv::Store) -> Result<usize, NatsError> {
+    let context = "counting the monitors";
+    let mut keys = leases
+        .keys()
+        .await
+        .map_err(|e| NatsError::new(context, e))?
+        .boxed();
     let mut members = 0;
     while let Some(key) = keys.next().await {
-        if key?.starts_with(MEMBER_PREFIX) {
+        if key
+            .map_err(|e| NatsError::new(context, e))?
+            .starts_with(MEMBER_PREFIX)
+        {
             members += 1;
         }
     }
