@@ -566,7 +566,7 @@ where
 #[cfg(test)]
 mod tests {
     use async_nats::jetstream::context::{PublishError, PublishErrorKind};
-    use async_nats::jetstream::kv::{UpdateError, UpdateErrorKind};
+    use async_nats::jetstream::kv::UpdateError;
 
     use super::*;
 
