@@ -427,11 +427,11 @@ impl Conductor {
     /// Carries out every request in one stored message.
     async fn carry_out(&self, envelope: &Envelope<VnfEvent>) -> Result<(), ConductorError> {
         for event in &envelope.events {
-            let operation_id = match event {
-                VnfEvent::CreateRequested { operation_id, .. }
-                | VnfEvent::ScaleRequested { operation_id, .. }
-                | VnfEvent::DeleteRequested { operation_id } => operation_id,
-                _ => continue,
+            let (VnfEvent::CreateRequested { operation_id, .. }
+            | VnfEvent::ScaleRequested { operation_id, .. }
+            | VnfEvent::DeleteRequested { operation_id }) = event
+            else {
+                continue;
             };
             let cause = Cause::follow_up(
                 self.actor(),

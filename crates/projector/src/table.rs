@@ -118,7 +118,9 @@ fn advance<A: Aggregate + Clone>(
         last_sequence: 0,
     });
     if let Some(events) = events {
-        events.into_iter().for_each(|e| next.state.apply(e));
+        for event in events {
+            next.state.apply(event);
+        }
         next.updated_at = at;
     }
     next.last_sequence = sequence;
