@@ -30,6 +30,7 @@ use events::consume::Durable;
 use events::envelope::{self, Actor, Cause, Envelope, SCHEMA_VERSION};
 use events::monitor::{Failure, MonitorEvent, MonitorMessage};
 use events::names;
+use events::nats_error::NatsError;
 use events::store::{self, CommandError, EventLog, LogConfig, StoreError};
 use events::vnf::{
     Instance, OperationKind, PendingOperation, PlannedInstance, RespawnLimit, Vnf, VnfCommand,
@@ -142,12 +143,8 @@ const RETRY_DELAY: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConductorError {
-    #[error("NATS: {context}: {source}")]
-    Nats {
-        context: &'static str,
-        #[source]
-        source: async_nats::Error,
-    },
+    #[error(transparent)]
+    Nats(#[from] NatsError),
     #[error(transparent)]
     Store(#[from] StoreError),
     /// A consumer kept failing: the conductor stops rather than run on without it.
@@ -162,13 +159,6 @@ pub enum ConductorError {
         /// printed with `{:#}` names it once.
         last_error: Box<ConductorError>,
     },
-}
-
-fn nats(context: &'static str, source: impl Into<async_nats::Error>) -> ConductorError {
-    ConductorError::Nats {
-        context,
-        source: source.into(),
-    }
 }
 
 /// One conductor instance.
@@ -254,7 +244,7 @@ impl Conductor {
                     .jetstream()
                     .get_stream(names::MONITOR_STREAM)
                     .await
-                    .map_err(|e| nats("opening the monitor stream", e))?,
+                    .map_err(|e| NatsError::new("opening the monitor stream", e))?,
                 names::HEAL_CONSUMER,
                 names::FAILURE_SUBJECTS,
             ),
@@ -283,11 +273,20 @@ impl Conductor {
                 () = &mut shutdown => break,
                 message = messages.next() => message,
             };
+            let request = match decode(work, &message.payload) {
+                Ok(request) => request,
+                Err(reason) => {
+                    messages.park(&message, &reason).await;
+                    continue;
+                }
+            };
             let conductor = self.clone();
             in_flight.spawn(async move {
-                let ack = match work {
-                    Work::Lifecycle => conductor.handle_request(&message).await,
-                    Work::Heal => conductor.handle_failure(&message).await,
+                let ack = match request {
+                    Request::Lifecycle(envelope) => {
+                        conductor.handle_request(&message, &envelope).await
+                    }
+                    Request::Heal(failure) => conductor.handle_failure(&message, &failure).await,
                 };
                 if let Err(e) = message.ack_with(ack).await {
                     tracing::warn!(error = %e, "Ack lost; the message will be redelivered and found done.");
@@ -309,42 +308,25 @@ impl Conductor {
         Ok(())
     }
 
-    async fn handle_request(&self, message: &jetstream::Message) -> AckKind {
-        match envelope::decode::<VnfEvent>(&message.payload) {
-            Err(e) => park(message, &e),
-            Ok(envelope) => {
-                let work = self.carry_out(&envelope);
-                match with_progress(message, self.config.ack_wait / 3, work).await {
-                    Ok(()) => AckKind::Ack,
-                    Err(e) => {
-                        tracing::warn!(vnf_id = %envelope.aggregate_id, error = %e, "Request not finished; it will be offered again.");
-                        AckKind::Nak(Some(RETRY_DELAY))
-                    }
-                }
+    async fn handle_request(
+        &self,
+        message: &jetstream::Message,
+        envelope: &Envelope<VnfEvent>,
+    ) -> AckKind {
+        let work = self.carry_out(envelope);
+        match with_progress(message, self.config.ack_wait / 3, work).await {
+            Ok(()) => AckKind::Ack,
+            Err(e) => {
+                tracing::warn!(vnf_id = %envelope.aggregate_id, error = %e, "Request not finished; it will be offered again.");
+                AckKind::Nak(Some(RETRY_DELAY))
             }
         }
     }
 
     /// Claims a failure on the VNF's subject and runs its policy action (the specification's
     /// `execute_policy_action`); acks only once the outcome is stored.
-    async fn handle_failure(&self, message: &jetstream::Message) -> AckKind {
-        let failure = match serde_json::from_slice::<MonitorMessage>(&message.payload) {
-            Ok(MonitorMessage { schema_version, .. }) if schema_version > SCHEMA_VERSION => {
-                return park(
-                    message,
-                    &format!(
-                        "schema version {schema_version} is newer than this conductor's {SCHEMA_VERSION}"
-                    ),
-                );
-            }
-            Ok(MonitorMessage {
-                event: MonitorEvent::Failure(failure),
-                ..
-            }) => failure,
-            Ok(_) => return park(message, &"not a failure report"),
-            Err(e) => return park(message, &e),
-        };
-        let work = self.execute_policy_action(&failure);
+    async fn handle_failure(&self, message: &jetstream::Message, failure: &Failure) -> AckKind {
+        let work = self.execute_policy_action(failure);
         match with_progress(message, self.config.ack_wait / 3, work).await {
             Ok(ack) => {
                 self.stop_point(StopPoint::BeforeAck);
@@ -437,20 +419,20 @@ impl Conductor {
             .jetstream()
             .send_publish(names::bad_action_subject(&failure.target.vnf_id), publish)
             .await
-            .map_err(|e| nats("publishing bad_action", e))?
+            .map_err(|e| NatsError::new("publishing bad_action", e))?
             .await
-            .map_err(|e| nats("publishing bad_action", e))?;
+            .map_err(|e| NatsError::new("storing bad_action", e))?;
         Ok(())
     }
 
     /// Carries out every request in one stored message.
     async fn carry_out(&self, envelope: &Envelope<VnfEvent>) -> Result<(), ConductorError> {
         for event in &envelope.events {
-            let operation_id = match event {
-                VnfEvent::CreateRequested { operation_id, .. }
-                | VnfEvent::ScaleRequested { operation_id, .. }
-                | VnfEvent::DeleteRequested { operation_id } => operation_id,
-                _ => continue,
+            let (VnfEvent::CreateRequested { operation_id, .. }
+            | VnfEvent::ScaleRequested { operation_id, .. }
+            | VnfEvent::DeleteRequested { operation_id }) = event
+            else {
+                continue;
             };
             let cause = Cause::follow_up(
                 self.actor(),
@@ -623,12 +605,35 @@ fn log_panic(consumer: &'static str, joined: Result<(), tokio::task::JoinError>)
     }
 }
 
-/// Parks a message no conductor can ever handle (undecodable, of an unknown type, of a newer
-/// schema): it is term'd, so the server never offers it again, and the consumer goes on.
-fn park(message: &jetstream::Message, reason: &dyn std::fmt::Display) -> AckKind {
-    let stream_sequence = message.info().ok().map(|info| info.stream_sequence);
-    tracing::error!(subject = %message.subject, stream_sequence, reason = %reason, "Poison message parked: term'd, never redelivered.");
-    AckKind::Term
+/// A message a conductor can act on, decoded.
+enum Request {
+    /// A lifecycle message, which may carry requests (create, scale, delete).
+    Lifecycle(Envelope<VnfEvent>),
+    /// A failure report.
+    Heal(Failure),
+}
+
+/// Decodes a message of `work`'s consumer; why no conductor can ever handle it (undecodable,
+/// of an unknown type, of a newer schema, not a failure report), which parks it.
+fn decode(work: Work, payload: &[u8]) -> Result<Request, String> {
+    match work {
+        Work::Lifecycle => envelope::decode::<VnfEvent>(payload)
+            .map(Request::Lifecycle)
+            .map_err(|e| e.to_string()),
+        Work::Heal => match serde_json::from_slice::<MonitorMessage>(payload) {
+            Ok(MonitorMessage { schema_version, .. }) if schema_version > SCHEMA_VERSION => {
+                Err(format!(
+                    "schema version {schema_version} is newer than this conductor's {SCHEMA_VERSION}"
+                ))
+            }
+            Ok(MonitorMessage {
+                event: MonitorEvent::Failure(failure),
+                ..
+            }) => Ok(Request::Heal(failure)),
+            Ok(_) => Err("not a failure report".to_owned()),
+            Err(e) => Err(e.to_string()),
+        },
+    }
 }
 
 /// Runs the consumer `run` makes until it ends (at `shutdown`), opening it again after each
@@ -697,7 +702,7 @@ mod tests {
     use super::*;
 
     fn failed() -> ConductorError {
-        nats("opening the monitor stream", "stream not found")
+        NatsError::other("opening the monitor stream", "stream not found").into()
     }
 
     #[tokio::test(start_paused = true)]

@@ -49,9 +49,10 @@ impl NatsError {
     where
         K: HasNatsKind + Clone + Debug + Display + PartialEq + Send + Sync + 'static,
     {
+        let kind = refined(error.kind().nats_kind(), &error);
         NatsError {
             context,
-            kind: error.kind().nats_kind(),
+            kind,
             source: error.into(),
         }
     }
@@ -85,6 +86,28 @@ impl NatsError {
     }
 }
 
+/// `kind`, or for [`Other`] the kind of the first error in `error`'s sources that has one.
+///
+/// async-nats wraps the error of an inner call in the outer call's catch-all kind: a KV update
+/// refused because the row is too large is `UpdateErrorKind::Other` with the publish error
+/// (`MaxPayloadExceeded`, or the server's "message exceeds maximum") as its source.
+fn refined(kind: NatsErrorKind, error: &(dyn std::error::Error + 'static)) -> NatsErrorKind {
+    if kind != Other {
+        return kind;
+    }
+    let mut source = error.source();
+    while let Some(inner) = source {
+        if let Some(publish) = inner.downcast_ref::<context::PublishError>() {
+            return refined(publish.kind().nats_kind(), publish);
+        }
+        if let Some(answer) = inner.downcast_ref::<jetstream::Error>() {
+            return jetstream_kind(answer);
+        }
+        source = inner.source();
+    }
+    Other
+}
+
 /// An async-nats error kind that says which [`NatsErrorKind`] it is.
 pub trait HasNatsKind {
     fn nats_kind(&self) -> NatsErrorKind;
@@ -93,13 +116,14 @@ pub trait HasNatsKind {
 use NatsErrorKind::{Conflict, NotFound, Other, TimedOut, TooLarge, Unavailable};
 
 /// The JetStream API's own answer: "no message found", "stream not found" and their kin are
-/// [`NotFound`], the rest [`Other`].
+/// [`NotFound`], "message exceeds maximum" is [`TooLarge`], the rest [`Other`].
 fn jetstream_kind(error: &jetstream::Error) -> NatsErrorKind {
     use jetstream::ErrorCode;
     match error.error_code() {
         ErrorCode::NO_MESSAGE_FOUND
         | ErrorCode::STREAM_NOT_FOUND
         | ErrorCode::CONSUMER_NOT_FOUND => NotFound,
+        ErrorCode::STREAM_MESSAGE_EXCEEDS_MAXIMUM => TooLarge,
         _ => Other,
     }
 }
@@ -286,5 +310,25 @@ mod tests {
         assert_eq!(NatsError::new("creating a row", exists).kind(), Conflict);
         let other = kv::CreateError::new(kv::CreateErrorKind::Publish);
         assert_eq!(NatsError::new("creating a row", other).kind(), Other);
+    }
+
+    #[test]
+    fn a_catch_all_kind_takes_the_kind_of_its_source() {
+        // A row too large for the client, refused before it is sent.
+        let too_large = context::PublishError::new(context::PublishErrorKind::MaxPayloadExceeded);
+        let update = kv::UpdateError::with_source(kv::UpdateErrorKind::Other, too_large);
+        assert_eq!(NatsError::new("updating a row", update).kind(), TooLarge);
+        // Too large for the stream: the server's answer, wrapped twice.
+        let answer: jetstream::Error = serde_json::from_str(
+            r#"{"code":400,"err_code":10054,"description":"message size exceeds maximum allowed"}"#,
+        )
+        .unwrap();
+        let refused = context::PublishError::with_source(context::PublishErrorKind::Other, answer);
+        let put = kv::PutError::with_source(kv::PutErrorKind::Ack, refused);
+        assert_eq!(NatsError::new("writing a row", put).kind(), TooLarge);
+        // A catch-all without a source with a kind stays one.
+        let broken = context::PublishError::with_source(context::PublishErrorKind::Other, "closed");
+        let update = kv::UpdateError::with_source(kv::UpdateErrorKind::Other, broken);
+        assert_eq!(NatsError::new("updating a row", update).kind(), Other);
     }
 }

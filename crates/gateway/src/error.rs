@@ -6,6 +6,7 @@ use std::fmt::Display;
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use events::nats_error::{NatsError, NatsErrorKind};
 use events::store::StoreError;
 
 /// Why a request failed. Client mistakes say what was wrong and where; internal errors are
@@ -83,16 +84,47 @@ impl ApiError {
         )
     }
 
+    /// NATS did not answer in time, or nobody served the request: ours, and passing (a
+    /// restart, a leader election), so the client may retry later. Logged here, once.
+    pub(crate) fn unavailable(context: &str, error: &dyn Display) -> Self {
+        tracing::warn!(context, error = %error, "Request failed: the event store is unavailable.");
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "HTTPServiceUnavailable",
+            "Service Unavailable: the event store did not answer in time; retry the request later.",
+        )
+    }
+
     /// A store failure: a lost optimistic-concurrency race that survived the store's retries
-    /// is the client's to retry (409); anything else is ours (500).
+    /// is the client's to retry (409); a NATS failure as [`ApiError::nats`] says; anything
+    /// else is ours (500).
     pub(crate) fn store(context: &str, error: &StoreError) -> Self {
         match error {
-            StoreError::Conflict => Self::conflict(
-                "Conflict",
-                "the resource kept changing while the request was decided; retry it",
-            ),
-            other => Self::internal(context, other),
+            StoreError::Conflict => Self::lost_race(),
+            StoreError::Nats(e) => Self::nats(context, e),
+            StoreError::Encode(_) => Self::internal(context, error),
         }
+    }
+
+    /// A NATS failure, by its kind: a lost compare-and-set is the client's to retry (409); a
+    /// timeout or an absent server answers 503; anything else is ours (500).
+    pub(crate) fn nats(context: &str, error: &NatsError) -> Self {
+        match error.kind() {
+            NatsErrorKind::Conflict => Self::lost_race(),
+            NatsErrorKind::TimedOut | NatsErrorKind::Unavailable => {
+                Self::unavailable(context, error)
+            }
+            NatsErrorKind::NotFound | NatsErrorKind::TooLarge | NatsErrorKind::Other => {
+                Self::internal(context, error)
+            }
+        }
+    }
+
+    fn lost_race() -> Self {
+        Self::conflict(
+            "Conflict",
+            "the resource kept changing while the request was decided; retry it",
+        )
     }
 
     fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
@@ -145,6 +177,8 @@ impl IntoResponse for ApiError {
 
 #[cfg(test)]
 mod tests {
+    use async_nats::jetstream::context::{PublishError, PublishErrorKind};
+
     use super::*;
 
     #[test]
@@ -173,5 +207,49 @@ mod tests {
     fn a_store_conflict_is_the_clients_to_retry() {
         let api = ApiError::store("test", &StoreError::Conflict);
         assert_eq!(api.status(), StatusCode::CONFLICT);
+    }
+
+    fn store_failed(kind: PublishErrorKind) -> StoreError {
+        NatsError::new("appending", PublishError::new(kind)).into()
+    }
+
+    #[tokio::test]
+    async fn nats_errors_answer_by_their_kind() {
+        let cases = [
+            (PublishErrorKind::WrongLastSequence, 409, "Conflict"),
+            (PublishErrorKind::TimedOut, 503, "HTTPServiceUnavailable"),
+            (
+                PublishErrorKind::StreamNotFound,
+                503,
+                "HTTPServiceUnavailable",
+            ),
+            (
+                PublishErrorKind::MaxPayloadExceeded,
+                500,
+                "HTTPInternalServerError",
+            ),
+            (PublishErrorKind::Other, 500, "HTTPInternalServerError"),
+        ];
+        for (kind, status, tacker_type) in cases {
+            let api = ApiError::store("appending a VNF command", &store_failed(kind));
+            assert_eq!(
+                (api.status().as_u16(), api.kind()),
+                (status, tacker_type),
+                "{kind:?}"
+            );
+        }
+        let response =
+            ApiError::store("test", &store_failed(PublishErrorKind::TimedOut)).into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let error = &body["TackerError"];
+        assert_eq!(error["type"], "HTTPServiceUnavailable");
+        assert!(
+            error["message"].as_str().unwrap().contains("retry"),
+            "{body}"
+        );
     }
 }

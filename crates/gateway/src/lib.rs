@@ -30,11 +30,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use events::envelope::{Actor, ActorKind, Cause};
 use events::monitor::InstanceMonitorState;
+use events::nats_error::NatsError;
 use events::store::{self, EventLog, LogConfig, Logged, StoreError};
 use events::vnf::Vnf;
 use events::vnfd::Vnfd;
 use projector::Tables;
-use projector::table::{self, Row, Step, VnfRow, VnfdRow};
+use projector::table::{self, Row, VnfRow, VnfdRow};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -94,12 +95,10 @@ impl Default for GatewayConfig {
 /// Why a gateway could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
-    #[error("NATS: {context}: {source}")]
-    Nats {
-        context: &'static str,
-        #[source]
-        source: async_nats::Error,
-    },
+    #[error(transparent)]
+    Nats(#[from] NatsError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// The API's state: cheap to clone, shared by every request.
@@ -153,17 +152,9 @@ impl Gateway {
                 .clone()
                 .info()
                 .await
-                .map_err(|e| GatewayError::Nats {
-                    context: "reading a table's state",
-                    source: e.into(),
-                })?;
+                .map_err(|e| NatsError::new("reading a table's state", e))?;
         }
-        let monitor_bucket = store::open_monitor_states(log.jetstream(), &config.log)
-            .await
-            .map_err(|e| GatewayError::Nats {
-                context: "opening the monitor state bucket",
-                source: e.into(),
-            })?;
+        let monitor_bucket = store::open_monitor_states(log.jetstream(), &config.log).await?;
         let vnfs = Arc::new(Mirror::default());
         let vnfds = Arc::new(Mirror::default());
         let monitor_states = Arc::new(MonitorStates::default());
@@ -356,21 +347,14 @@ where
     Ok(rows.into_iter().map(|(_, _, json)| json).collect())
 }
 
-/// An aggregate's row folded from its subject with the projector's own fold.
+/// An aggregate's row folded from its subject with the projector's own fold: a message that
+/// does not decode moves the row past it, so its `last_sequence` is the projector's.
 async fn row_from_log<A>(log: &EventLog, id: &str) -> Result<Option<Row<A>>, StoreError>
 where
     A: Logged + Clone,
 {
-    let recorded = log.read_subject::<A::Event>(&A::subject(id)).await?;
-    let mut row: Option<Row<A>> = None;
-    for message in recorded {
-        if let Step::Apply(next) =
-            table::step(row.as_ref(), message.sequence, None, message.envelope)
-        {
-            row = Some(next);
-        }
-    }
-    Ok(row)
+    let history = log.history::<A::Event>(&A::subject(id)).await?;
+    Ok(table::fold_history(history))
 }
 
 /// Serves `gateway` on `listener` until `shutdown` resolves, then lets requests in flight
@@ -509,7 +493,10 @@ async fn list_events(
     if resource_ids.is_empty() {
         found = audit::recent_events(gateway.log(), audit::EVENTS_WINDOW_MESSAGES_MAX)
             .await
-            .map_err(|e| ApiError::internal("reading the newest events", &e))?;
+            .map_err(|e| match e {
+                audit::WindowError::Store(e) => ApiError::store("reading the newest events", &e),
+                audit::WindowError::Nats(e) => ApiError::nats("reading the newest events", &e),
+            })?;
     } else {
         for id in resource_ids.iter().filter(|id| input::is_resource_id(id)) {
             let read = |e: StoreError| ApiError::store("reading a resource's events", &e);
@@ -571,6 +558,55 @@ mod tests {
         assert_eq!(cut("/v1.0/vnfs"), None);
         assert_eq!(cut("/"), None);
         assert_eq!(cut("/.json"), Some("/".into()));
+    }
+
+    /// Posts `body` to `uri` on `router`; answers the created resource's id.
+    async fn create(router: &Router, uri: &str, body: &Value, kind: &str) -> String {
+        let request = axum::http::Request::post(uri)
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from(body.to_string()))
+            .unwrap();
+        let response = tower::ServiceExt::oneshot(router.clone(), request)
+            .await
+            .unwrap();
+        let status = response.status();
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let created: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(status, axum::http::StatusCode::CREATED, "{created}");
+        created[kind]["id"].as_str().unwrap().to_owned()
+    }
+
+    #[tokio::test]
+    async fn a_row_read_from_the_log_moves_past_an_undecodable_message_as_the_projector_does() {
+        let server = testkit::NatsServer::start().await;
+        let client = server.client().await;
+        let log = EventLog::open(client.clone(), &LogConfig::default())
+            .await
+            .unwrap();
+        let tables = Tables::open(log.jetstream(), 1).await.unwrap();
+        let gateway = Gateway::new(log.clone(), tables, GatewayConfig::default())
+            .await
+            .unwrap();
+        let router = gateway.router();
+        let template = include_str!("../../vnfd/tests/samples/tosca-vnfd-monitor.yaml");
+        let vnfd = json!({"vnfd": {"name": "monitor", "attributes": {"vnfd": template}}});
+        let vnfd_id = create(&router, "/v1.0/vnfds", &vnfd, "vnfd").await;
+        let vnf = json!({"vnf": {"name": "vnf-1", "vnfd_id": vnfd_id, "attributes": {}}});
+        let vnf_id = create(&router, "/v1.0/vnfs", &vnf, "vnf").await;
+        // Garbage appended by a plain client, behind the VNF's create.
+        let garbage = async_nats::jetstream::new(client)
+            .publish(events::names::vnf_subject(&vnf_id), "not json".into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+
+        let folded = row_from_log::<Vnf>(&log, &vnf_id).await.unwrap().unwrap();
+        let mut rebuilt = projector::rebuild(&log).await.unwrap();
+        assert_eq!(folded.last_sequence, garbage.sequence);
+        assert_eq!(Some(folded), rebuilt.vnfs.remove(&vnf_id));
     }
 
     #[test]

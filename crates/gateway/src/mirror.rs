@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::kv;
 use events::monitor::InstanceMonitorState;
+use events::nats_error::NatsError;
 use futures::StreamExt;
 use projector::table::Row;
 use serde::de::DeserializeOwned;
@@ -156,7 +157,7 @@ async fn follow_once(
     bucket: &kv::Store,
     copy: &dyn BucketCopy,
     synced: &mut Option<oneshot::Sender<()>>,
-) -> Result<(), async_nats::Error> {
+) -> Result<(), NatsError> {
     let mut signal = || {
         if let Some(synced) = synced.take() {
             // The receiver is gone once `Gateway::new` stopped waiting; nothing to tell then.
@@ -165,13 +166,21 @@ async fn follow_once(
     };
     // An empty bucket delivers nothing to a watch, so there would be no last entry to wait for.
     // (`Store::status` answers from the handle's cache, so ask the stream itself.)
-    let empty = bucket.stream.clone().info().await?.state.messages == 0;
-    let mut watch = bucket.watch_with_history(ALL_ROWS).await?;
+    let mut stream = bucket.stream.clone();
+    let info = stream
+        .info()
+        .await
+        .map_err(|e| NatsError::new("reading a table's state", e))?;
+    let empty = info.state.messages == 0;
+    let mut watch = bucket
+        .watch_with_history(ALL_ROWS)
+        .await
+        .map_err(|e| NatsError::new("watching a table", e))?;
     if empty {
         signal();
     }
     while let Some(entry) = watch.next().await {
-        let entry = entry?;
+        let entry = entry.map_err(|e| NatsError::new("watching a table", e))?;
         match entry.operation {
             kv::Operation::Put => {
                 if let Err(e) = copy.put(&entry.key, &entry.value) {

@@ -26,6 +26,7 @@ pub mod tracker;
 #[cfg(test)]
 mod testing;
 
+use events::nats_error::NatsError;
 use events::store::{LogConfig, StoreError};
 
 pub use runtime::{DRAIN_DEADLINE, Monitor, Skips};
@@ -53,12 +54,8 @@ impl Default for MonitorConfig {
 
 #[derive(Debug, thiserror::Error)]
 pub enum MonitorError {
-    #[error("NATS: {context}: {source}")]
-    Nats {
-        context: &'static str,
-        #[source]
-        source: async_nats::Error,
-    },
+    #[error(transparent)]
+    Nats(#[from] NatsError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -66,11 +63,4 @@ pub enum MonitorError {
     /// A message or a VNF's states did not encode as JSON; nothing was stored.
     #[error("cannot encode: {0}")]
     Encode(#[from] serde_json::Error),
-}
-
-fn nats(context: &'static str, source: impl Into<async_nats::Error>) -> MonitorError {
-    MonitorError::Nats {
-        context,
-        source: source.into(),
-    }
 }

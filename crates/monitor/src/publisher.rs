@@ -3,7 +3,9 @@
 //!
 //! A failure report or a VDU state change is retried with back-off until it is stored or the
 //! monitor stops; round results and state writes (telemetry, and rewritten by later rounds)
-//! are given up after [`ATTEMPTS_MAX`] with a log line that says so. Once the monitor stops,
+//! are given up after [`ATTEMPTS_MAX`] with a log line that says so. A job that can never be
+//! stored ([`is_permanent`]: it does not encode, or is larger than the server accepts) is
+//! given up at once, whatever its kind. Once the monitor stops,
 //! the publisher keeps going only until its drain deadline, then says what it did not
 //! deliver. It never decides what to publish, and never writes a state it could not encode.
 
@@ -16,6 +18,8 @@ use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 
 use events::monitor::{InstanceMonitorState, MonitorEvent, MonitorMessage};
+use events::nats_error::NatsErrorKind;
+use events::store::StoreError;
 
 use crate::MonitorError;
 
@@ -156,6 +160,18 @@ async fn store(sink: &impl Sink, job: &Publish) -> Result<(), MonitorError> {
     }
 }
 
+/// Whether a job whose attempt failed with `error` can never be stored, so that trying again
+/// is pointless: a value that does not encode, or a message larger than the server accepts.
+pub fn is_permanent(error: &MonitorError) -> bool {
+    match error {
+        MonitorError::Encode(_) => true,
+        MonitorError::Nats(e) | MonitorError::Store(StoreError::Nats(e)) => {
+            e.kind() == NatsErrorKind::TooLarge
+        }
+        MonitorError::Store(_) | MonitorError::Probe(_) => false,
+    }
+}
+
 /// Tries a job until it is stored or given up; answers whether it was stored.
 async fn deliver(sink: &impl Sink, job: &Publish) -> bool {
     let kind = job.kind();
@@ -163,24 +179,19 @@ async fn deliver(sink: &impl Sink, job: &Publish) -> bool {
     loop {
         let error = match store(sink, job).await {
             Ok(()) => return true,
-            // Encoding again would fail again.
-            Err(e @ MonitorError::Encode(_)) => {
-                tracing::error!(?kind, error = %e, "Unencodable monitor job; not stored.");
+            Err(e) if is_permanent(&e) => {
+                tracing::error!(?kind, error = %e, "Monitor job can never be stored; given up.");
                 return false;
             }
             Err(e) => e,
         };
-        match retry_delay(kind, attempt) {
-            Some(delay) => {
-                tracing::warn!(?kind, attempt, retry_in_ms = delay.as_millis(), error = %error, "Monitor job not stored; retrying.");
-                tokio::time::sleep(delay).await;
-                attempt += 1;
-            }
-            None => {
-                tracing::warn!(?kind, attempt, error = %error, "Monitor job not stored; given up.");
-                return false;
-            }
-        }
+        let Some(delay) = retry_delay(kind, attempt) else {
+            tracing::warn!(?kind, attempt, error = %error, "Monitor job not stored; given up.");
+            return false;
+        };
+        tracing::warn!(?kind, attempt, retry_in_ms = delay.as_millis(), error = %error, "Monitor job not stored; retrying.");
+        tokio::time::sleep(delay).await;
+        attempt += 1;
     }
 }
 

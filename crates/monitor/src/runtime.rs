@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, watch};
 use events::envelope;
 use events::monitor::{InstanceMonitorState, MonitorEvent, MonitorMessage};
 use events::names;
+use events::nats_error::NatsError;
 use events::store::{self, EventLog};
 use events::vnf::VnfEvent;
 
@@ -27,7 +28,7 @@ use crate::engine::{Engine, EngineConfig, Input, Seeds, Wiring};
 use crate::probe::{Probe, Prober};
 use crate::publisher::{self, Publish, Sink};
 use crate::targets::Seed;
-use crate::{MonitorConfig, MonitorError, nats, share};
+use crate::{MonitorConfig, MonitorError, share};
 
 /// Pause between attempts to follow the lifecycle log again after its consumer ended.
 const FOLLOW_RETRY_DELAY: Duration = Duration::from_secs(1);
@@ -95,9 +96,9 @@ impl Sink for NatsSink {
             .jetstream
             .send_publish(subject.to_owned(), publish)
             .await
-            .map_err(|e| nats("publishing a monitor message", e))?;
+            .map_err(|e| NatsError::new("publishing a monitor message", e))?;
         ack.await
-            .map_err(|e| nats("storing a monitor message", e))?;
+            .map_err(|e| NatsError::new("storing a monitor message", e))?;
         Ok(())
     }
 
@@ -105,7 +106,7 @@ impl Sink for NatsSink {
         self.states
             .put(vnf_id, value)
             .await
-            .map_err(|e| nats("writing a VNF's monitor states", e))?;
+            .map_err(|e| NatsError::new("writing a VNF's monitor states", e))?;
         Ok(())
     }
 
@@ -113,7 +114,8 @@ impl Sink for NatsSink {
         self.states
             .delete(vnf_id)
             .await
-            .map_err(|e| nats("deleting a VNF's monitor states", e))
+            .map_err(|e| NatsError::new("deleting a VNF's monitor states", e))?;
+        Ok(())
     }
 }
 
@@ -175,17 +177,13 @@ impl<P: Probe> Monitor<P> {
         let jetstream = self.log.jetstream().clone();
         store::open_monitor_stream(&jetstream, &self.config.log).await?;
         let states = store::open_monitor_states(&jetstream, &self.config.log).await?;
-        let leases = share::open_leases(&jetstream, &self.config.log)
-            .await
-            .map_err(|e| nats("opening the monitor leases", e))?;
-        let lifecycle = follow_lifecycle(&self.log, 0)
-            .await
-            .map_err(|e| nats("following the lifecycle log", e))?;
+        let leases = share::open_leases(&jetstream, &self.config.log).await?;
+        let lifecycle = follow_lifecycle(&self.log, 0).await?;
         let bad_actions = jetstream
             .client()
             .subscribe(names::BAD_ACTION_SUBJECTS)
             .await
-            .map_err(|e| nats("following bad_action reports", e))?;
+            .map_err(|e| NatsError::other("following bad_action reports", e))?;
 
         let (inputs, engine_inputs) = mpsc::channel::<Input>(INPUTS_QUEUE);
         // The engine sends jobs; the publisher task stores them. Setting `stop` starts the
@@ -248,7 +246,7 @@ impl<P: Probe> Monitor<P> {
                 tracing::warn!("Leases not given back within the drain deadline; they expire.");
             }
         };
-        let (_, undelivered) = tokio::join!(leases_given_back, publisher);
+        let ((), undelivered) = tokio::join!(leases_given_back, publisher);
         match undelivered {
             Ok(undelivered) if undelivered.is_empty() => tracing::info!("Monitor stopped."),
             Ok(_) => tracing::warn!("Monitor stopped; some jobs were not delivered."),
@@ -262,7 +260,7 @@ impl<P: Probe> Monitor<P> {
 async fn follow_lifecycle(
     log: &EventLog,
     after: u64,
-) -> Result<consumer::pull::Ordered, async_nats::Error> {
+) -> Result<consumer::pull::Ordered, NatsError> {
     let deliver_policy = match after {
         0 => consumer::DeliverPolicy::All,
         _ => consumer::DeliverPolicy::ByStartSequence {
@@ -276,8 +274,12 @@ async fn follow_lifecycle(
             deliver_policy,
             ..Default::default()
         })
-        .await?;
-    Ok(consumer.messages().await?)
+        .await
+        .map_err(|e| NatsError::new("following the lifecycle log", e))?;
+    consumer
+        .messages()
+        .await
+        .map_err(|e| NatsError::new("reading the lifecycle log", e))
 }
 
 /// Decodes the lifecycle log for the engine, following on after its consumer ends; returns

@@ -25,7 +25,8 @@ use futures::StreamExt;
 use tokio::sync::watch;
 
 use events::names;
-use events::store::{self, LogConfig};
+use events::nats_error::NatsError;
+use events::store::{self, LogConfig, StoreError};
 
 /// Partitions of the VNFs. Far more than monitors are ever run, so shares stay even; few
 /// enough that a renewal round (one request per partition) stays cheap.
@@ -79,7 +80,7 @@ pub type Owned = watch::Receiver<Arc<BTreeSet<u32>>>;
 pub async fn open_leases(
     jetstream: &jetstream::Context,
     config: &LogConfig,
-) -> Result<kv::Store, async_nats::Error> {
+) -> Result<kv::Store, StoreError> {
     let config = kv::Config {
         bucket: names::MONITOR_LEASE_BUCKET.into(),
         history: 1,
@@ -88,7 +89,7 @@ pub async fn open_leases(
         num_replicas: config.replicas,
         ..Default::default()
     };
-    Ok(store::open_bucket(jetstream, config, "opening the monitor leases").await?)
+    store::open_bucket(jetstream, config, "opening the monitor leases").await
 }
 
 /// Keeps this monitor's membership and leases until `stop` fires, publishing the partitions it
@@ -179,11 +180,19 @@ pub async fn hold(
     owned.send_replace(Arc::new(BTreeSet::new()));
 }
 
-async fn count_members(leases: &kv::Store) -> Result<usize, async_nats::Error> {
-    let mut keys = leases.keys().await?.boxed();
+async fn count_members(leases: &kv::Store) -> Result<usize, NatsError> {
+    let context = "counting the monitors";
+    let mut keys = leases
+        .keys()
+        .await
+        .map_err(|e| NatsError::new(context, e))?
+        .boxed();
     let mut members = 0;
     while let Some(key) = keys.next().await {
-        if key?.starts_with(MEMBER_PREFIX) {
+        if key
+            .map_err(|e| NatsError::new(context, e))?
+            .starts_with(MEMBER_PREFIX)
+        {
             members += 1;
         }
     }

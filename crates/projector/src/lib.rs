@@ -8,7 +8,9 @@
 //! A lifecycle message that does not decode moves its row past it unchanged (so the
 //! subject's next message still finds its predecessor) and is parked; the rebuild skips it the
 //! same way, so the two agree. Only a lost compare-and-set on a row (wrong last revision, key
-//! already exists) is retried as contention; every other NATS error is returned.
+//! already exists) is retried as contention; every other NATS error is returned. A message
+//! whose row is too large to store is parked too (`is_permanent`), never offered again for
+//! ever.
 
 pub mod table;
 
@@ -187,7 +189,14 @@ pub async fn run(
             () = &mut shutdown => break,
             message = messages.next() => message,
         };
-        let ack = match project(&tables, &message).await {
+        let projected = project(&tables, &message).await.or_else(|e| {
+            if is_permanent(&e) {
+                Ok(Projected::Park(e.to_string()))
+            } else {
+                Err(e)
+            }
+        });
+        let ack = match projected {
             Ok(Projected::Done) => AckKind::Ack,
             Ok(Projected::Gap) => AckKind::Nak(Some(GAP_RETRY_DELAY)),
             Ok(Projected::Park(reason)) => {
@@ -205,6 +214,23 @@ pub async fn run(
     }
     tracing::info!("Projector stopped.");
     Ok(())
+}
+
+/// Whether projecting a message failed in a way that trying it again can never mend, so that
+/// the message is parked rather than offered again for ever: a row larger than the table
+/// accepts ([`NatsErrorKind::TooLarge`]).
+///
+/// A row that does not read is not permanent: a newer projector may have written it, and can
+/// project the message that this one cannot. Contention and every other NATS kind may pass.
+fn is_permanent(error: &ProjectorError) -> bool {
+    match error {
+        ProjectorError::Nats(e) | ProjectorError::Store(store::StoreError::Nats(e)) => {
+            e.kind() == NatsErrorKind::TooLarge
+        }
+        ProjectorError::Row { .. }
+        | ProjectorError::Contended { .. }
+        | ProjectorError::Store(_) => false,
+    }
 }
 
 /// What became of a message.
@@ -535,4 +561,39 @@ where
     Err(ProjectorError::Contended {
         key: key.to_owned(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use async_nats::jetstream::context::{PublishError, PublishErrorKind};
+    use async_nats::jetstream::kv::UpdateError;
+
+    use super::*;
+
+    fn row_write_failed(kind: PublishErrorKind) -> ProjectorError {
+        let update = UpdateError::from(PublishError::new(kind));
+        NatsError::new("updating a row", update).into()
+    }
+
+    #[test]
+    fn only_a_row_too_large_to_store_parks_its_message() {
+        assert!(is_permanent(&row_write_failed(
+            PublishErrorKind::MaxPayloadExceeded
+        )));
+        assert!(!is_permanent(&row_write_failed(PublishErrorKind::TimedOut)));
+        assert!(!is_permanent(&row_write_failed(
+            PublishErrorKind::WrongLastSequence
+        )));
+        assert!(!is_permanent(&row_write_failed(
+            PublishErrorKind::BrokenPipe
+        )));
+        assert!(!is_permanent(&ProjectorError::Contended {
+            key: "k".into()
+        }));
+        let unreadable = serde_json::from_slice::<u32>(b"{").unwrap_err();
+        assert!(!is_permanent(&ProjectorError::Row {
+            key: "k".into(),
+            source: unreadable,
+        }));
+    }
 }

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use events::envelope::Envelope;
+use events::store::History;
 use events::vnf::Vnf;
 use events::vnfd::Vnfd;
 
@@ -68,6 +69,25 @@ pub fn skip<A: Aggregate + Clone>(
     stored_at: OffsetDateTime,
 ) -> Step<A> {
     advance(row, sequence, previous, stored_at, None)
+}
+
+/// One subject's row folded from its whole history ([`EventLog::history`]), oldest first, as
+/// the rebuild folds it: each message that decodes applied with [`step`], each that does not
+/// moved past with [`skip`]; `None` for an empty subject.
+///
+/// [`EventLog::history`]: events::store::EventLog::history
+pub fn fold_history<A: Aggregate + Clone>(history: History<A::Event>) -> Option<Row<A>> {
+    let mut row: Option<Row<A>> = None;
+    for message in history.in_order() {
+        let next = match message {
+            Ok(recorded) => step(row.as_ref(), recorded.sequence, None, recorded.envelope),
+            Err(skipped) => skip(row.as_ref(), skipped.sequence, None, skipped.stored_at),
+        };
+        if let Step::Apply(next) = next {
+            row = Some(next);
+        }
+    }
+    row
 }
 
 /// The shared rule of [`step`] and [`skip`]: `events`, when there are some, are applied and

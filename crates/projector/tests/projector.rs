@@ -192,13 +192,12 @@ async fn an_undecodable_message_is_parked_and_its_subject_projects_on() {
     assert_eq!(undecodable, vec![garbage]);
 }
 
-#[tokio::test]
-async fn a_row_write_that_fails_for_another_reason_than_contention_is_an_error_at_once() {
-    let server = NatsServer::start().await;
+/// The log and tables on a fresh server whose VNFD table refuses any row as too large: every
+/// write fails, and never for contention.
+async fn open_with_tiny_vnfd_table(server: &NatsServer) -> (EventLog, Tables) {
     let log = EventLog::open(server.client().await, &LogConfig::default())
         .await
         .unwrap();
-    // A VNFD table that refuses any row: every write fails, and never for contention.
     log.jetstream()
         .create_key_value(async_nats::jetstream::kv::Config {
             bucket: events::names::VNFD_TABLE_BUCKET.into(),
@@ -208,14 +207,57 @@ async fn a_row_write_that_fails_for_another_reason_than_contention_is_an_error_a
         .await
         .unwrap();
     let tables = Tables::open(log.jetstream(), 1).await.unwrap();
+    (log, tables)
+}
+
+#[tokio::test]
+async fn a_row_write_that_fails_for_another_reason_than_contention_is_an_error_at_once() {
+    let server = NatsServer::start().await;
+    let (log, tables) = open_with_tiny_vnfd_table(&server).await;
     log.execute::<Vnfd>("d1", onboard("d1"), &(), &user())
         .await
         .unwrap();
     let error = projector::write_rebuild(&log, &tables).await.unwrap_err();
     match &error {
         projector::ProjectorError::Nats(e) => {
-            assert_eq!(e.kind(), events::nats_error::NatsErrorKind::Other, "{e}");
+            assert_eq!(e.kind(), events::nats_error::NatsErrorKind::TooLarge, "{e}");
         }
         other => panic!("not a NATS error of its kind: {other}"),
     }
+}
+
+#[tokio::test]
+async fn a_message_whose_row_is_too_large_to_store_is_parked_not_offered_for_ever() {
+    let server = NatsServer::start().await;
+    let (log, tables) = open_with_tiny_vnfd_table(&server).await;
+    let onboarded = log
+        .execute::<Vnfd>("d1", onboard("d1"), &(), &user())
+        .await
+        .unwrap()
+        .sequence;
+    tokio::spawn(projector::run(
+        log.clone(),
+        tables.clone(),
+        futures::future::pending(),
+    ));
+    eventually(
+        "the message parked: nothing pending, acked past it",
+        || async {
+            // Absent until the projector opens it.
+            let Ok(mut consumer) = log
+                .stream()
+                .get_consumer::<async_nats::jetstream::consumer::pull::Config>(
+                    events::names::PROJECTOR_CONSUMER,
+                )
+                .await
+            else {
+                return false;
+            };
+            let info = consumer.info().await.unwrap();
+            (info.num_ack_pending, info.num_pending) == (0, 0)
+                && info.ack_floor.stream_sequence >= onboarded
+        },
+    )
+    .await;
+    assert!(tables.vnfd("d1").await.unwrap().is_none(), "no row written");
 }

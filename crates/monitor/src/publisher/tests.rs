@@ -7,6 +7,7 @@ use tokio::time::Instant;
 
 use events::envelope::{Actor, ActorKind};
 use events::monitor::{Failure, TargetRef};
+use events::nats_error::NatsError;
 use events::spec::PolicyAction;
 
 use super::*;
@@ -35,7 +36,7 @@ impl ScriptedSink {
         if stored {
             Ok(())
         } else {
-            Err(crate::nats("publishing", "no responders"))
+            Err(NatsError::other("publishing", "no responders").into())
         }
     }
 
@@ -230,4 +231,19 @@ async fn states_that_do_not_encode_are_an_error_and_nothing_is_written() {
         "{written:?}"
     );
     assert_eq!(sink.attempts(), 0, "no empty state written");
+}
+
+#[test]
+fn only_a_job_that_can_never_be_stored_is_given_up_at_once() {
+    use async_nats::jetstream::context::{PublishError, PublishErrorKind};
+    let failed = |kind| MonitorError::from(NatsError::new("publishing", PublishError::new(kind)));
+    assert!(is_permanent(&failed(PublishErrorKind::MaxPayloadExceeded)));
+    assert!(is_permanent(&MonitorError::Encode(
+        serde_json::to_vec(&Unencodable).unwrap_err()
+    )));
+    assert!(!is_permanent(&failed(PublishErrorKind::TimedOut)));
+    assert!(!is_permanent(&failed(PublishErrorKind::StreamNotFound)));
+    assert!(!is_permanent(
+        &NatsError::other("publishing", "no responders").into()
+    ));
 }
