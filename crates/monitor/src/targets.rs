@@ -91,7 +91,9 @@ impl Targets {
     /// when the VNF lost its last target after its states were written.
     pub fn apply(&mut self, vnf_id: &str, events: Vec<VnfEvent>) -> Option<StateWrite> {
         let vnf = self.vnfs.entry(vnf_id.to_owned()).or_default();
-        events.into_iter().for_each(|e| vnf.apply(e));
+        for event in events {
+            vnf.apply(event);
+        }
         let derived = schema::targets(vnf_id, vnf);
         if vnf.deleted {
             self.vnfs.remove(vnf_id);
@@ -103,13 +105,12 @@ impl Targets {
             self.trackers.remove(gone);
         }
         for target in derived {
-            match self.trackers.get_mut(&target.instance_id) {
-                Some(tracker) => tracker.update(target),
-                None => {
-                    tracing::info!(vnf_id, instance_id = %target.instance_id, mgmt_ip = %target.mgmt_ip, "Monitoring VDU instance.");
-                    self.trackers
-                        .insert(target.instance_id.clone(), Tracker::new(target));
-                }
+            if let Some(tracker) = self.trackers.get_mut(&target.instance_id) {
+                tracker.update(target);
+            } else {
+                tracing::info!(vnf_id, instance_id = %target.instance_id, mgmt_ip = %target.mgmt_ip, "Monitoring VDU instance.");
+                self.trackers
+                    .insert(target.instance_id.clone(), Tracker::new(target));
             }
         }
         *known = wanted;
@@ -153,7 +154,7 @@ impl Targets {
         if *owned != self.seeded_for {
             self.seeded
                 .retain(|vnf_id| owned.contains(&share::partition(vnf_id)));
-            self.seeded_for = owned.clone();
+            self.seeded_for.clone_from(owned);
         }
         let mut due = Due::default();
         let trackers = self
