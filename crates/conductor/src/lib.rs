@@ -140,6 +140,9 @@ pub const ACK_WAIT_DEFAULT: Duration = Duration::from_secs(10);
 const OPERATIONS_IN_FLIGHT_MAX: usize = 32;
 /// Delay before a request that failed on a transient error (NATS down) is offered again.
 const RETRY_DELAY: Duration = Duration::from_secs(1);
+/// How long a conductor stopping itself at a test's stop point waits for the SIGSTOP to land:
+/// it lands within microseconds; the wait only keeps this thread from running on before it.
+const STOP_LANDING_WAIT: Duration = Duration::from_millis(200);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConductorError {
@@ -201,7 +204,12 @@ impl Conductor {
             let this = rustix::process::getpid();
             if let Err(e) = rustix::process::kill_process(this, rustix::process::Signal::STOP) {
                 tracing::error!(error = %e, "Cannot stop at the stop point.");
+                return;
             }
+            // The signal is the process's, and another thread may be the one to take it: this
+            // thread must not go past the point before the stop lands, so it waits in a
+            // syscall, where the stop catches it. After the resume the sleep is long over.
+            std::thread::sleep(STOP_LANDING_WAIT);
         }
     }
 
