@@ -10,7 +10,9 @@ use crate::envelope::{Actor, ActorKind, Cause};
 use crate::spec::{
     MonitorDriver, MonitoringPolicy, PolicyAction, ScalingPolicy, VduSpec, VnfdSpec,
 };
-use crate::vnf::VnfDetails;
+use crate::store::{EventLog, LogConfig};
+use crate::vnf::{VnfCommand, VnfDetails};
+use crate::vnfd::{TemplateSource, VnfdCommand, VnfdDescriptor, VnfdEvent};
 
 /// The tenant every fixture belongs to.
 pub const TENANT: &str = "admin";
@@ -87,4 +89,49 @@ pub fn details(vnf_id: &str, vnfd_id: &str) -> VnfDetails {
         attributes: serde_json::json!({}),
         placement_attr: serde_json::json!({}),
     }
+}
+
+/// The VNFD `vnfd_id` (also its name) of the tenant [`TENANT`], onboarded with `spec` and no
+/// template text.
+pub fn descriptor(vnfd_id: &str, spec: VnfdSpec) -> VnfdDescriptor {
+    VnfdDescriptor {
+        vnfd_id: vnfd_id.into(),
+        name: vnfd_id.into(),
+        description: String::new(),
+        tenant_id: TENANT.into(),
+        template_source: TemplateSource::Onboarded,
+        template_yaml: String::new(),
+        spec,
+    }
+}
+
+/// The command that onboards the VNFD `vnfd_id` with no VDU.
+pub fn onboard(vnfd_id: &str) -> VnfdCommand {
+    VnfdCommand::Onboard(descriptor(vnfd_id, spec(vec![])))
+}
+
+/// The event of the VNFD `vnfd_id` onboarded with no VDU.
+pub fn onboarded(vnfd_id: &str) -> VnfdEvent {
+    VnfdEvent::Onboarded(descriptor(vnfd_id, spec(vec![])))
+}
+
+/// The command that creates the VNF `vnf_id` from the VNFD `vnfd_id` with `vnfd` under the
+/// operation `operation_id`.
+pub fn create(vnf_id: &str, vnfd_id: &str, vnfd: VnfdSpec, operation_id: &str) -> VnfCommand {
+    VnfCommand::Create {
+        details: details(vnf_id, vnfd_id),
+        vnfd,
+        operation_id: operation_id.into(),
+    }
+}
+
+/// The event log over `client` with the default configuration, as every role opens it.
+///
+/// # Panics
+///
+/// When the log cannot be opened: a test cannot go on without it.
+pub async fn log(client: async_nats::Client) -> EventLog {
+    EventLog::open(client, &LogConfig::default())
+        .await
+        .expect("open the event log")
 }
