@@ -53,7 +53,7 @@ struct Started {
     running: tokio::task::JoinHandle<Result<(), MonitorError>>,
 }
 
-async fn start(log: &EventLog, drain: Duration) -> Started {
+fn start(log: &EventLog, drain: Duration) -> Started {
     let probe = Arc::new(ScriptedProbe::default());
     let config = MonitorConfig {
         instance: "m1".into(),
@@ -83,7 +83,7 @@ async fn undecodable_messages_are_skipped_and_counted_while_probing_goes_on() {
         .await
         .unwrap();
     states.put("vnf-2", "not json".into()).await.unwrap();
-    let started = start(&log, DRAIN_DEADLINE).await;
+    let started = start(&log, DRAIN_DEADLINE);
     let probe = started.probe.clone();
     counted("vnf-1 is probed", 1, || probe.count(ip(1, 0))).await;
 
@@ -190,7 +190,7 @@ async fn a_monitor_whose_nats_is_gone_stops_within_its_drain_deadline() {
     let log = fixtures::log(server.client().await).await;
     create(&log, "vnf-1", 1).await;
     let drain = Duration::from_secs(2);
-    let started = start(&log, drain).await;
+    let started = start(&log, drain);
     let probe = started.probe.clone();
     counted("vnf-1 is probed", 1, || probe.count(ip(1, 0))).await;
     server.kill();
