@@ -179,16 +179,19 @@ impl Load {
     ///
     /// After `timeout`.
     pub async fn wait_acknowledged_since(&self, since: Instant, count: usize, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        while self.acknowledged_since(since) < count {
-            assert!(
-                Instant::now() < deadline,
-                "only {} commands acknowledged within {timeout:?} (of {} issued in all)",
-                self.acknowledged_since(since),
-                self.issued()
-            );
-            tokio::time::sleep(POLL_INTERVAL).await;
-        }
+        let what = format!("{count} commands are acknowledged");
+        testkit::eventually(what, timeout, || async {
+            let acknowledged = self.acknowledged_since(since);
+            if acknowledged >= count {
+                Ok(())
+            } else {
+                let issued = self.issued();
+                Err(format!(
+                    "{acknowledged} acknowledged of {issued} issued in all"
+                ))
+            }
+        })
+        .await;
     }
 
     /// Stops issuing, waits for the commands in flight, and answers every issued command.
@@ -211,7 +214,8 @@ impl Driver {
                 "name": format!("{}-d{job}", self.names),
                 "attributes": {"vnfd": self.template},
             }});
-            let api = &self.apis[job as usize % self.apis.len()];
+            let api = &self.apis
+                [usize::try_from(job).expect("a job number fits usize") % self.apis.len()];
             let vnfd_id = self
                 .issue(api, CommandKind::OnboardVnfd, "/vnfds", body)
                 .await;

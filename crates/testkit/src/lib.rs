@@ -18,7 +18,7 @@ pub mod wait;
 
 pub use cluster::NatsCluster;
 pub use process::{RoleProcess, vnfm_bin};
-pub use wait::eventually;
+pub use wait::{eventually, eventually_every};
 
 use cluster::Membership;
 

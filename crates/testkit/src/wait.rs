@@ -18,7 +18,27 @@ pub const POLL_INTERVAL: Duration = Duration::from_millis(50);
 /// # Panics
 ///
 /// After `patience` without an `Ok`, naming `what` and the last `Err`.
-pub async fn eventually<T, E, F, Fut>(what: impl Display, patience: Duration, mut probe: F) -> T
+pub async fn eventually<T, E, F, Fut>(what: impl Display, patience: Duration, probe: F) -> T
+where
+    E: Display,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    eventually_every(what, patience, POLL_INTERVAL, probe).await
+}
+
+/// [`eventually`] with a pause of `interval` between two polls, for a probe too costly to
+/// run every [`POLL_INTERVAL`] (one that reads a whole stream, say).
+///
+/// # Panics
+///
+/// After `patience` without an `Ok`, naming `what` and the last `Err`.
+pub async fn eventually_every<T, E, F, Fut>(
+    what: impl Display,
+    patience: Duration,
+    interval: Duration,
+    mut probe: F,
+) -> T
 where
     E: Display,
     F: FnMut() -> Fut,
@@ -34,7 +54,7 @@ where
             tokio::time::Instant::now() < deadline,
             "timed out after {patience:?} waiting until {what}; last seen: {last}"
         );
-        tokio::time::sleep(POLL_INTERVAL).await;
+        tokio::time::sleep(interval).await;
     }
 }
 
@@ -57,6 +77,26 @@ mod tests {
         })
         .await;
         assert_eq!(value, 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn polls_at_the_interval_it_is_given() {
+        let polls = AtomicU32::new(0);
+        let started = tokio::time::Instant::now();
+        let interval = Duration::from_millis(300);
+        eventually_every(
+            "the fourth poll",
+            Duration::from_secs(5),
+            interval,
+            || async {
+                match polls.fetch_add(1, Ordering::SeqCst) {
+                    3 => Ok(()),
+                    n => Err(n),
+                }
+            },
+        )
+        .await;
+        assert_eq!(started.elapsed(), interval * 3);
     }
 
     #[tokio::test(start_paused = true)]
