@@ -447,6 +447,17 @@ impl System {
             .aggregate
     }
 
+    /// Every message on the VNF's subject, oldest first.
+    pub async fn history(
+        &self,
+        vnf_id: &str,
+    ) -> Vec<events::store::Recorded<events::vnf::VnfEvent>> {
+        self.log
+            .read_subject(&events::names::vnf_subject(vnf_id))
+            .await
+            .expect("read the VNF's history")
+    }
+
     /// The local VIM's namespace of a VDU instance.
     fn namespace(&self, instance_id: &str) -> String {
         format!("{}-{instance_id}", self.vim_prefix)

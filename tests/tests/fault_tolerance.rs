@@ -188,10 +188,8 @@ async fn a_new_monitor_takes_its_share_and_a_restarted_one_probes_within_5_s() {
 /// The heal events of a VNF's log, in order.
 async fn heals(system: &System, vnf_id: &str) -> Vec<VnfEvent> {
     system
-        .log
-        .read_subject::<VnfEvent>(&events::names::vnf_subject(vnf_id))
+        .history(vnf_id)
         .await
-        .expect("read the VNF's log")
         .into_iter()
         .flat_map(|recorded| recorded.envelope.events)
         .filter(|event| {
@@ -377,11 +375,7 @@ async fn roles_killed_mid_burst_resume_from_their_durable_positions() {
         system
             .wait_vnf(vnf_id, "ACTIVE", |_, v| v["vnf"]["status"] == "ACTIVE")
             .await;
-        let history = system
-            .log
-            .read_subject::<VnfEvent>(&events::names::vnf_subject(vnf_id))
-            .await
-            .unwrap();
+        let history = system.history(vnf_id).await;
         let completions = history
             .iter()
             .flat_map(|recorded| &recorded.envelope.events)

@@ -12,14 +12,6 @@ fn now() -> OffsetDateTime {
     OffsetDateTime::now_utc()
 }
 
-async fn history(system: &System, vnf_id: &str) -> Vec<events::store::Recorded<VnfEvent>> {
-    system
-        .log
-        .read_subject::<VnfEvent>(&events::names::vnf_subject(vnf_id))
-        .await
-        .unwrap()
-}
-
 /// Scenario 1: the monitor job exists under the VNF's action id, the ping runs, an unreachable
 /// VDU is respawned once, and the new management IP is probed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -64,7 +56,7 @@ async fn instantiation_ping_respawn_and_the_new_ip_is_probed() {
 
     // One failure, one respawn: the story in the log names monitor, conductor and action id.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let events: Vec<_> = history(&system, &vnf_id).await;
+    let events: Vec<_> = system.history(&vnf_id).await;
     let heals: Vec<_> = events
         .iter()
         .filter(|r| {
@@ -326,7 +318,8 @@ async fn vdu_autoheal_rebuilds_only_the_failed_vdu() {
     system
         .wait_probed(rebuilt.mgmt_ip, rebuilt.booted_at, true)
         .await;
-    let statuses: Vec<_> = history(&system, &vnf_id)
+    let statuses: Vec<_> = system
+        .history(&vnf_id)
         .await
         .iter()
         .flat_map(|r| r.envelope.events.clone())
