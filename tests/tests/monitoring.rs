@@ -353,8 +353,8 @@ async fn http_ping_respawns_an_unreachable_vdu() {
 /// itself and fires no action (one broken monitor host must not respawn the fleet).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_monitor_that_sees_most_targets_fail_at_once_suspects_itself() {
-    use events::monitor::{MonitorEvent, MonitorMessage};
-    use futures::StreamExt;
+    use events::fixtures;
+    use events::monitor::MonitorEvent;
 
     let system = System::start().await;
     let template = monitored_vnfd("ping", "respawn", false);
@@ -373,18 +373,12 @@ async fn a_monitor_that_sees_most_targets_fail_at_once_suspects_itself() {
         .await
         .unwrap();
     futures::future::join_all(instances.iter().map(|i| system.kill_vdu(&i.instance_id))).await;
-    let message = tokio::time::timeout(Duration::from_secs(20), suspicions.next())
-        .await
-        .expect("a suspected fault")
-        .unwrap();
-    let MonitorMessage {
-        event: MonitorEvent::SuspectedFault {
-            failed, targets, ..
-        },
-        ..
-    } = serde_json::from_slice(&message.payload).unwrap()
+    let event = fixtures::next_monitor_event(&mut suspicions, Duration::from_secs(20)).await;
+    let MonitorEvent::SuspectedFault {
+        failed, targets, ..
+    } = event
     else {
-        panic!("not a suspected fault")
+        panic!("not a suspected fault: {event:?}")
     };
     assert_eq!((failed, targets), (12, 12));
     // Several more rounds: still no action on any VNF.

@@ -366,21 +366,12 @@ mod heal {
 
     /// The next `bad_action` answer on `rejections`: its failure id and reason.
     async fn next_bad_action(rejections: &mut async_nats::Subscriber) -> (String, String) {
-        let message = tokio::time::timeout(
-            Duration::from_secs(10),
-            futures::StreamExt::next(rejections),
-        )
-        .await
-        .expect("a bad_action answer")
-        .unwrap();
-        let MonitorMessage {
-            event: MonitorEvent::BadAction {
-                failure_id, reason, ..
-            },
-            ..
-        } = serde_json::from_slice(&message.payload).unwrap()
+        let event = fixtures::next_monitor_event(rejections, Duration::from_secs(10)).await;
+        let MonitorEvent::BadAction {
+            failure_id, reason, ..
+        } = event
         else {
-            panic!("not a bad_action")
+            panic!("not a bad_action: {event:?}")
         };
         (failure_id, reason)
     }

@@ -7,6 +7,7 @@
 //! what matters to it stands in the test.
 
 use crate::envelope::{Actor, ActorKind, Cause};
+use crate::monitor::{MonitorEvent, MonitorMessage};
 use crate::spec::{
     MonitorDriver, MonitoringPolicy, PolicyAction, ScalingPolicy, VduSpec, VnfdSpec,
 };
@@ -134,4 +135,22 @@ pub async fn log(client: async_nats::Client) -> EventLog {
     EventLog::open(client, &LogConfig::default())
         .await
         .expect("open the event log")
+}
+
+/// The event of the next message on `subscription`, a monitor-stream subject.
+///
+/// # Panics
+///
+/// When none comes within `patience`, or it is no monitor message.
+pub async fn next_monitor_event(
+    subscription: &mut async_nats::Subscriber,
+    patience: std::time::Duration,
+) -> MonitorEvent {
+    let message = tokio::time::timeout(patience, futures::StreamExt::next(subscription))
+        .await
+        .unwrap_or_else(|_| panic!("no message within {patience:?}"))
+        .expect("the subscription is open");
+    let decoded: MonitorMessage =
+        serde_json::from_slice(&message.payload).expect("a monitor message");
+    decoded.event
 }
