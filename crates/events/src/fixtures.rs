@@ -1,6 +1,8 @@
-//! Test fixtures: the VNFD specs, VNF details and causes that tests across the workspace build
-//! their scenarios from, written once. Compiled for this crate's own tests and, through the
-//! `fixtures` feature, for other crates' tests and benchmarks; no role enables it.
+//! Test fixtures: the VNFD specs, VNF details, commands and causes that tests across the
+//! workspace build their scenarios from, the event log opened as every role opens it, and the
+//! wait for the next monitor message, written once. Compiled for this crate's own tests and,
+//! through the `fixtures` feature, for other crates' tests and benchmarks; no role enables it,
+//! and nothing here is a decision of vnfm.
 //!
 //! Each function gives the plain case; a test that needs another value says so with struct
 //! update syntax (`MonitoringPolicy { retry: 3, ..fixtures::ping(PolicyAction::Log) }`), so
