@@ -19,7 +19,7 @@ pub mod wait;
 
 pub use cluster::NatsCluster;
 pub use process::{RoleProcess, vnfm_bin};
-pub use wait::{eventually, eventually_every};
+pub use wait::{eventually, eventually_every, poll};
 
 use cluster::Membership;
 
