@@ -179,16 +179,19 @@ impl Load {
     ///
     /// After `timeout`.
     pub async fn wait_acknowledged_since(&self, since: Instant, count: usize, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        while self.acknowledged_since(since) < count {
-            assert!(
-                Instant::now() < deadline,
-                "only {} commands acknowledged within {timeout:?} (of {} issued in all)",
-                self.acknowledged_since(since),
-                self.issued()
-            );
-            tokio::time::sleep(POLL_INTERVAL).await;
-        }
+        let what = format!("{count} commands are acknowledged");
+        testkit::eventually(what, timeout, || async {
+            let acknowledged = self.acknowledged_since(since);
+            if acknowledged >= count {
+                Ok(())
+            } else {
+                let issued = self.issued();
+                Err(format!(
+                    "{acknowledged} acknowledged of {issued} issued in all"
+                ))
+            }
+        })
+        .await;
     }
 
     /// Stops issuing, waits for the commands in flight, and answers every issued command.
@@ -211,7 +214,8 @@ impl Driver {
                 "name": format!("{}-d{job}", self.names),
                 "attributes": {"vnfd": self.template},
             }});
-            let api = &self.apis[job as usize % self.apis.len()];
+            let api = &self.apis
+                [usize::try_from(job).expect("a job number fits usize") % self.apis.len()];
             let vnfd_id = self
                 .issue(api, CommandKind::OnboardVnfd, "/vnfds", body)
                 .await;
@@ -393,8 +397,7 @@ pub async fn check(target: &Target, issued: &[Issued]) -> Verdict {
 /// Reads the log until every VNF in it has finished its create, or [`SETTLE_TIMEOUT`] passes;
 /// answers the last scan and every VNF as the log leaves it.
 async fn settle(log: &EventLog) -> (LogScan, BTreeMap<String, Vnf>) {
-    let deadline = Instant::now() + SETTLE_TIMEOUT;
-    loop {
+    let settled = testkit::poll(SETTLE_TIMEOUT, POLL_INTERVAL, || async {
         let scan = scan_log(log).await;
         let mut vnfs = BTreeMap::new();
         for id in scan.vnfs_by_name.values().flatten() {
@@ -405,12 +408,15 @@ async fn settle(log: &EventLog) -> (LogScan, BTreeMap<String, Vnf>) {
                 .aggregate;
             vnfs.insert(id.clone(), vnf);
         }
-        let settled = vnfs.values().all(|vnf| vnf.pending.is_none());
-        if settled || Instant::now() >= deadline {
-            return (scan, vnfs);
+        if vnfs.values().all(|vnf| vnf.pending.is_none()) {
+            Ok((scan, vnfs))
+        } else {
+            Err((scan, vnfs))
         }
-        tokio::time::sleep(POLL_INTERVAL).await;
-    }
+    })
+    .await;
+    // Unsettled VNFs are findings of check_vnfs, not a failure here.
+    settled.unwrap_or_else(|unsettled| unsettled)
 }
 
 /// Reads the whole lifecycle stream, from its first message to its last.
@@ -649,19 +655,22 @@ async fn check_lists(
         .timeout(REQUEST_TIMEOUT)
         .build()
         .expect("an HTTP client");
-    let deadline = Instant::now() + LIST_TIMEOUT;
-    loop {
+    let listed = testkit::poll(LIST_TIMEOUT, POLL_INTERVAL, || async {
         let mut problems = Vec::new();
         for api in &target.apis {
             problems.extend(list_problems(&http, api, "vnfds", &expected_vnfds, None).await);
             problems
                 .extend(list_problems(&http, api, "vnfs", &expected_vnfs, Some("ACTIVE")).await);
         }
-        if problems.is_empty() || Instant::now() >= deadline {
-            verdict.problems.extend(problems);
-            return;
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems)
         }
-        tokio::time::sleep(POLL_INTERVAL).await;
+    })
+    .await;
+    if let Err(problems) = listed {
+        verdict.problems.extend(problems);
     }
 }
 

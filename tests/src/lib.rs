@@ -13,18 +13,24 @@ use std::time::Duration;
 
 use conductor::vim::local::{self, LocalVim, LocalVimConfig};
 use conductor::{Conductor, ConductorConfig};
-use events::store::{EventLog, LogConfig};
+use events::read::StreamRead;
+use events::store::EventLog;
 use events::vnf::RespawnLimit;
 use gateway::{Auth, Gateway, GatewayConfig};
 use monitor::probe::Prober;
 use monitor::{Monitor, MonitorConfig};
 use projector::Tables;
 use serde_json::Value;
-use testkit::{NatsServer, RoleProcess};
+use testkit::{NatsServer, RoleProcess, eventually, eventually_every};
 use tokio::sync::watch;
 
 /// How long a test waits for an asynchronous outcome (a VNF becoming ACTIVE, a row appearing).
 pub const PATIENCE: Duration = Duration::from_secs(30);
+
+/// Pause between two reads of the whole monitor stream while waiting on it: a read replays
+/// every round stored, so polling it as often as a row would load the 2-core machine that
+/// runs the monitors being measured.
+pub const MONITOR_STREAM_POLL_INTERVAL: Duration = Duration::from_millis(250);
 
 /// Tunables of a test system.
 #[derive(Debug, Clone, Default)]
@@ -123,9 +129,7 @@ impl System {
             .with_test_writer()
             .try_init();
         let nats = NatsServer::start().await;
-        let log = EventLog::open(nats.client().await, &LogConfig::default())
-            .await
-            .expect("open the log");
+        let log = events::fixtures::log(nats.client().await).await;
         let tables = Tables::open(log.jetstream(), 1)
             .await
             .expect("open the tables");
@@ -263,18 +267,16 @@ impl System {
         what: &str,
         done: impl Fn(u16, &Value) -> bool,
     ) -> Value {
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        loop {
-            let (status, body) = self.get(&format!("/vnfs/{vnf_id}")).await;
+        let path = format!("/vnfs/{vnf_id}");
+        eventually(format!("VNF {vnf_id} is {what}"), PATIENCE, || async {
+            let (status, body) = self.get(&path).await;
             if done(status, &body) {
-                return body;
+                Ok(body)
+            } else {
+                Err(format!("answer {status}: {body}"))
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "VNF {vnf_id} never became {what}; last answer {status}: {body}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        })
+        .await
     }
 
     /// Namespaces and links of this test's VIM still present in the kernel.
@@ -391,6 +393,24 @@ impl System {
         vnfd["vnfd"]["id"].as_str().unwrap().to_owned()
     }
 
+    /// Deletes the VNFD at `path` (under the API root) once nothing uses it: a VNF's release of
+    /// it is recorded by the conductor shortly after the VNF's delete, so a 409 is waited out.
+    ///
+    /// # Panics
+    ///
+    /// On any other answer, or when the VNFD is still in use after [`PATIENCE`].
+    pub async fn delete_released_vnfd(&self, path: &str) {
+        eventually(format!("{path} can be deleted"), PATIENCE, || async {
+            let (code, body) = self.delete(path).await;
+            match code {
+                204 => Ok(()),
+                409 => Err(body),
+                _ => panic!("DELETE {path}: {code} {body}"),
+            }
+        })
+        .await;
+    }
+
     /// Onboards `template` and creates a VNF from it; answers the VNF id once it is ACTIVE.
     pub async fn active_vnf(&self, template: &str) -> String {
         self.active_vnfs(template, 1).await.remove(0)
@@ -425,6 +445,17 @@ impl System {
             .await
             .expect("load the VNF")
             .aggregate
+    }
+
+    /// Every message on the VNF's subject, oldest first.
+    pub async fn history(
+        &self,
+        vnf_id: &str,
+    ) -> Vec<events::store::Recorded<events::vnf::VnfEvent>> {
+        self.log
+            .read_subject(&events::names::vnf_subject(vnf_id))
+            .await
+            .expect("read the VNF's history")
     }
 
     /// The local VIM's namespace of a VDU instance.
@@ -478,33 +509,19 @@ impl System {
 
     /// Every probe result now in the monitor stream with the monitor that probed, oldest first.
     pub async fn probe_results_by_monitor(&self) -> Vec<(String, events::monitor::ProbeResult)> {
-        use async_nats::jetstream::consumer::pull::OrderedConfig;
         use events::monitor::{MonitorEvent, MonitorMessage};
-        use futures::StreamExt;
-        let mut stream = self
+        let stream = self
             .log
             .jetstream()
             .get_stream(events::names::MONITOR_STREAM)
             .await
             .expect("the monitor stream");
-        let last = stream.info().await.unwrap().state.last_sequence;
-        let mut results = Vec::new();
-        if last == 0 {
-            return results;
-        }
-        let consumer = stream
-            .create_consumer(OrderedConfig {
-                filter_subject: events::names::ROUND_SUBJECTS.into(),
-                ..Default::default()
-            })
+        let mut read = StreamRead::open(&stream, events::names::ROUND_SUBJECTS, 1)
             .await
-            .unwrap();
-        let mut messages = consumer.messages().await.unwrap();
-        loop {
-            let next = tokio::time::timeout(Duration::from_secs(2), messages.next()).await;
-            let Ok(Some(Ok(message))) = next else { break };
-            let info = message.info().unwrap();
-            let (sequence, pending) = (info.stream_sequence, info.pending);
+            .expect("a replay of the monitor stream");
+        let mut results = Vec::new();
+        while let Some(message) = read.next().await.expect("a monitor message") {
+            // A message on a round subject that does not decode (a poison test's) is no round.
             if let Ok(MonitorMessage {
                 event:
                     MonitorEvent::Round {
@@ -516,9 +533,6 @@ impl System {
             }) = serde_json::from_slice(&message.payload)
             {
                 results.extend(round.into_iter().map(|r| (monitor.id.clone(), r)));
-            }
-            if pending == 0 || sequence >= last {
-                break;
             }
         }
         results
@@ -548,22 +562,15 @@ impl System {
         after: time::OffsetDateTime,
         up: bool,
     ) -> events::monitor::ProbeResult {
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        loop {
-            let found = self
-                .probe_results()
+        let what = format!("{ip} is probed (up: {up}) after {after}");
+        eventually_every(what, PATIENCE, MONITOR_STREAM_POLL_INTERVAL, || async {
+            self.probe_results()
                 .await
                 .into_iter()
-                .find(|r| r.target.mgmt_ip == ip && r.at > after && r.outcome.is_up() == up);
-            if let Some(result) = found {
-                return result;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{ip} never probed (up: {up}) after {after}"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+                .find(|r| r.target.mgmt_ip == ip && r.at > after && r.outcome.is_up() == up)
+                .ok_or("no such result in the monitor stream")
+        })
+        .await
     }
 
     /// The VNF's `index`th instance, once the monitor stream shows it probed and up.
@@ -581,17 +588,14 @@ impl System {
         what: &str,
         done: impl Fn(&events::vnf::Vnf) -> bool,
     ) -> events::vnf::Vnf {
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        loop {
+        eventually(format!("VNF {vnf_id} {what}"), PATIENCE, || async {
             let vnf = self.vnf(vnf_id).await;
             if done(&vnf) {
-                return vnf;
+                Ok(vnf)
+            } else {
+                Err(format!("{vnf:?}"))
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "VNF {vnf_id} never {what}: {vnf:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        })
+        .await
     }
 }

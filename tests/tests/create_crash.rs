@@ -8,12 +8,11 @@ use std::time::Duration;
 
 use gateway::CreateStopPoint;
 use serde_json::{Value, json};
+use testkit::eventually;
 use vnfm_tests::{PATIENCE, System, monitored_vnfd};
 
 /// How long the stopping gateway may take to start: a debug build connecting to a local server.
 const GATEWAY_START_TIMEOUT: Duration = Duration::from_secs(20);
-/// How often the test looks again at what the surviving gateway shows.
-const POLL_INTERVAL: Duration = Duration::from_millis(50);
 
 /// Where the create's VNFD comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,25 +21,6 @@ enum Vnfd {
     Onboarded,
     /// Given inline as `vnfd_template`.
     Inline,
-}
-
-/// Polls `probe` until it yields a value; panics after [`PATIENCE`] naming `what`.
-async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        if let Some(value) = probe().await {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{what}: not within {PATIENCE:?}"
-        );
-        tokio::time::sleep(POLL_INTERVAL).await;
-    }
 }
 
 /// The ids in a list answer's `key` array.
@@ -93,9 +73,9 @@ async fn a_gateway_killed_at(point: CreateStopPoint, vnfd: Vnfd) {
     let vnfd_id = &vnfd_ids[0];
     if point == CreateStopPoint::AfterCreate {
         // The create is recorded: a conductor finishes it, and then it can be deleted.
-        let vnf_id = eventually("the recorded VNF is listed", || async {
+        let vnf_id = eventually("the recorded VNF is listed", PATIENCE, || async {
             let (_, vnfs) = system.get("/vnfs").await;
-            ids(&vnfs, "vnfs").pop()
+            ids(&vnfs, "vnfs").pop().ok_or(vnfs)
         })
         .await;
         system
@@ -121,12 +101,7 @@ async fn a_gateway_killed_at(point: CreateStopPoint, vnfd: Vnfd) {
 
     // The VNFD is used by nothing, once the conductor has recorded the release of a deleted VNF.
     let path = format!("/vnfds/{vnfd_id}");
-    eventually("the VNFD can be deleted", || async {
-        let (code, body) = system.delete(&path).await;
-        assert!(code == 204 || code == 409, "{code} {body}");
-        (code == 204).then_some(())
-    })
-    .await;
+    system.delete_released_vnfd(&path).await;
     let (code, _) = system.get(&path).await;
     assert_eq!(code, 404);
     // A create from the deleted VNFD is refused up front, and records nothing.

@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use conductor::StopPoint;
 use events::vnf::VnfEvent;
+use testkit::eventually_every;
 use time::OffsetDateTime;
-use vnfm_tests::{System, monitored_vnfd};
+use vnfm_tests::{MONITOR_STREAM_POLL_INTERVAL, System, monitored_vnfd};
 
 /// How long the monitors may take to settle into a steady share after a membership change:
 /// lease renewals every second, so a few renewals plus a probe window.
@@ -46,8 +47,9 @@ async fn steady_share(
     monitors: &[&str],
 ) -> BTreeMap<Ipv4Addr, String> {
     let expected: BTreeSet<&str> = monitors.iter().copied().collect();
-    let deadline = tokio::time::Instant::now() + SETTLE_TIMEOUT;
-    loop {
+    let what = format!("a steady share among {monitors:?}");
+    // Each poll observes a window of its own; no pause is needed between two.
+    eventually_every(what, SETTLE_TIMEOUT, Duration::ZERO, || async {
         let since = now();
         tokio::time::sleep(SHARE_WINDOW).await;
         let probed = system.probed_by(since).await;
@@ -56,16 +58,15 @@ async fn steady_share(
             .all(|ip| probed.get(ip).is_some_and(|by| by.len() == 1));
         let probing: BTreeSet<&str> = probed.values().flatten().map(String::as_str).collect();
         if exclusive && probing == expected {
-            return ips
+            Ok(ips
                 .iter()
                 .map(|ip| (*ip, probed[ip].first().unwrap().clone()))
-                .collect();
+                .collect())
+        } else {
+            Err(format!("{probed:?}"))
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no steady share among {monitors:?} within {SETTLE_TIMEOUT:?}: {probed:?}"
-        );
-    }
+    })
+    .await
 }
 
 /// When each of `ips` was first probed after `since` by a monitor other than `not_by`; waits
@@ -77,8 +78,8 @@ async fn first_probes(
     not_by: Option<&str>,
     patience: Duration,
 ) -> BTreeMap<Ipv4Addr, OffsetDateTime> {
-    let deadline = tokio::time::Instant::now() + patience;
-    loop {
+    let what = format!("all {} targets are probed after {since}", ips.len());
+    eventually_every(what, patience, MONITOR_STREAM_POLL_INTERVAL, || async {
         let mut first: BTreeMap<Ipv4Addr, OffsetDateTime> = BTreeMap::new();
         for (monitor, result) in system.probe_results_by_monitor().await {
             let ip = result.target.mgmt_ip;
@@ -88,16 +89,12 @@ async fn first_probes(
             }
         }
         if first.len() == ips.len() {
-            return first;
+            Ok(first)
+        } else {
+            Err(format!("only {}: {first:?}", first.len()))
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "only {} of {} targets probed within {patience:?} of {since}: {first:?}",
-            first.len(),
-            ips.len()
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    })
+    .await
 }
 
 fn seconds(from: OffsetDateTime, to: OffsetDateTime) -> f64 {
@@ -191,10 +188,8 @@ async fn a_new_monitor_takes_its_share_and_a_restarted_one_probes_within_5_s() {
 /// The heal events of a VNF's log, in order.
 async fn heals(system: &System, vnf_id: &str) -> Vec<VnfEvent> {
     system
-        .log
-        .read_subject::<VnfEvent>(&events::names::vnf_subject(vnf_id))
+        .history(vnf_id)
         .await
-        .expect("read the VNF's log")
         .into_iter()
         .flat_map(|recorded| recorded.envelope.events)
         .filter(|event| {
@@ -380,11 +375,7 @@ async fn roles_killed_mid_burst_resume_from_their_durable_positions() {
         system
             .wait_vnf(vnf_id, "ACTIVE", |_, v| v["vnf"]["status"] == "ACTIVE")
             .await;
-        let history = system
-            .log
-            .read_subject::<VnfEvent>(&events::names::vnf_subject(vnf_id))
-            .await
-            .unwrap();
+        let history = system.history(vnf_id).await;
         let completions = history
             .iter()
             .flat_map(|recorded| &recorded.envelope.events)

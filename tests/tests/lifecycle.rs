@@ -144,18 +144,9 @@ async fn create_scale_delete_through_the_gateway() {
     }
 
     // Now the VNFD can go (the release is recorded right after the delete).
-    let deadline = tokio::time::Instant::now() + vnfm_tests::PATIENCE;
-    loop {
-        let (code, body) = system.delete(&format!("/vnfds/{vnfd_id}.json")).await;
-        if code == 204 {
-            break;
-        }
-        assert!(
-            code == 409 && tokio::time::Instant::now() < deadline,
-            "{code} {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    system
+        .delete_released_vnfd(&format!("/vnfds/{vnfd_id}.json"))
+        .await;
     let (code, _) = system.get(&format!("/vnfds/{vnfd_id}.json")).await;
     assert_eq!(code, 404);
 

@@ -12,14 +12,6 @@ fn now() -> OffsetDateTime {
     OffsetDateTime::now_utc()
 }
 
-async fn history(system: &System, vnf_id: &str) -> Vec<events::store::Recorded<VnfEvent>> {
-    system
-        .log
-        .read_subject::<VnfEvent>(&events::names::vnf_subject(vnf_id))
-        .await
-        .unwrap()
-}
-
 /// Scenario 1: the monitor job exists under the VNF's action id, the ping runs, an unreachable
 /// VDU is respawned once, and the new management IP is probed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -64,7 +56,7 @@ async fn instantiation_ping_respawn_and_the_new_ip_is_probed() {
 
     // One failure, one respawn: the story in the log names monitor, conductor and action id.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let events: Vec<_> = history(&system, &vnf_id).await;
+    let events: Vec<_> = system.history(&vnf_id).await;
     let heals: Vec<_> = events
         .iter()
         .filter(|r| {
@@ -262,8 +254,9 @@ async fn a_dead_vdu_does_not_slow_the_probing_of_the_others() {
     let from = now();
     tokio::time::sleep(window).await;
     let to = now();
-    // Results are published once their round is in; a round waits for its slowest attempt.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Results are published once their round is in: wait for the live VDU's first one after
+    // the window, published after every earlier one.
+    system.wait_probed(alive.mgmt_ip, to, true).await;
     let probes = system
         .probe_results()
         .await
@@ -325,7 +318,8 @@ async fn vdu_autoheal_rebuilds_only_the_failed_vdu() {
     system
         .wait_probed(rebuilt.mgmt_ip, rebuilt.booted_at, true)
         .await;
-    let statuses: Vec<_> = history(&system, &vnf_id)
+    let statuses: Vec<_> = system
+        .history(&vnf_id)
         .await
         .iter()
         .flat_map(|r| r.envelope.events.clone())
@@ -359,8 +353,8 @@ async fn http_ping_respawns_an_unreachable_vdu() {
 /// itself and fires no action (one broken monitor host must not respawn the fleet).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_monitor_that_sees_most_targets_fail_at_once_suspects_itself() {
-    use events::monitor::{MonitorEvent, MonitorMessage};
-    use futures::StreamExt;
+    use events::fixtures;
+    use events::monitor::MonitorEvent;
 
     let system = System::start().await;
     let template = monitored_vnfd("ping", "respawn", false);
@@ -379,18 +373,12 @@ async fn a_monitor_that_sees_most_targets_fail_at_once_suspects_itself() {
         .await
         .unwrap();
     futures::future::join_all(instances.iter().map(|i| system.kill_vdu(&i.instance_id))).await;
-    let message = tokio::time::timeout(Duration::from_secs(20), suspicions.next())
-        .await
-        .expect("a suspected fault")
-        .unwrap();
-    let MonitorMessage {
-        event: MonitorEvent::SuspectedFault {
-            failed, targets, ..
-        },
-        ..
-    } = serde_json::from_slice(&message.payload).unwrap()
+    let event = fixtures::next_monitor_event(&mut suspicions, Duration::from_secs(20)).await;
+    let MonitorEvent::SuspectedFault {
+        failed, targets, ..
+    } = event
     else {
-        panic!("not a suspected fault")
+        panic!("not a suspected fault: {event:?}")
     };
     assert_eq!((failed, targets), (12, 12));
     // Several more rounds: still no action on any VNF.

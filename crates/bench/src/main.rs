@@ -17,10 +17,11 @@ use futures::StreamExt;
 use time::OffsetDateTime;
 
 use events::envelope::{Actor, ActorKind, Cause, Envelope, SCHEMA_VERSION};
+use events::fixtures;
 use events::names::{self, AggregateKind};
-use events::spec::{MonitorDriver, MonitoringPolicy, PolicyAction, VduSpec, VnfdSpec};
+use events::spec::{MonitoringPolicy, PolicyAction, VnfdSpec};
 use events::store::{EventLog, LogConfig};
-use events::vnf::{Instance, Vnf, VnfCommand, VnfDetails, VnfEvent};
+use events::vnf::{Instance, Vnf, VnfCommand, VnfEvent};
 use testkit::{Durability, NatsServer, RoleProcess};
 
 use bench::{cpu_time, machine_busy, run_queue_wait};
@@ -67,49 +68,23 @@ async fn main() -> anyhow::Result<()> {
 
 fn sample_event(n: usize) -> Vec<VnfEvent> {
     vec![VnfEvent::CreateRequested {
-        details: details(&format!("bench-{n}")),
+        details: fixtures::details(&format!("bench-{n}"), "vnfd-bench"),
         vnfd: vnfd(),
         operation_id: format!("op-{n}"),
         add: vec![],
     }]
 }
 
-fn details(vnf_id: &str) -> VnfDetails {
-    VnfDetails {
-        vnf_id: vnf_id.into(),
-        name: vnf_id.into(),
-        description: String::new(),
-        tenant_id: "admin".into(),
-        vnfd_id: "vnfd-bench".into(),
-        vim_id: "local".into(),
-        attributes: serde_json::json!({}),
-        placement_attr: serde_json::json!({}),
-    }
-}
-
 fn vnfd() -> VnfdSpec {
+    // Pinged every second, as in the scale-out issue's measurement; `log` so that no failure
+    // would need a VIM.
+    let policy = MonitoringPolicy {
+        retry: 3,
+        ..fixtures::ping(PolicyAction::Log)
+    };
     VnfdSpec {
         template_name: Some("bench".into()),
-        description: None,
-        vdus: vec![VduSpec {
-            name: "VDU1".into(),
-            image: None,
-            flavor: None,
-            mgmt_cp: "CP1".into(),
-            // Pinged every second, as in the scale-out issue's measurement; `log` so that no
-            // failure would need a VIM.
-            monitoring_policy: Some(MonitoringPolicy {
-                driver: MonitorDriver::Ping,
-                monitoring_delay_ms: 0,
-                count: 1,
-                interval_ms: 1_000,
-                timeout_ms: 1_000,
-                retry: 3,
-                port: None,
-                failure_action: PolicyAction::Log,
-            }),
-        }],
-        scaling_policies: vec![],
+        ..fixtures::spec(vec![fixtures::vdu("VDU1", Some(policy))])
     }
 }
 
@@ -202,7 +177,7 @@ async fn gateway_latency() -> anyhow::Result<()> {
             let log = log.clone();
             async move {
                 let create = VnfCommand::Create {
-                    details: details(id),
+                    details: fixtures::details(id, "vnfd-bench"),
                     vnfd: vnfd(),
                     operation_id: format!("op-{id}"),
                 };

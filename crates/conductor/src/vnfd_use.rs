@@ -85,11 +85,8 @@ mod tests {
     use std::net::Ipv4Addr;
     use std::sync::Arc;
 
-    use events::envelope::{Actor, ActorKind};
-    use events::spec::VnfdSpec;
-    use events::store::{EventLog, LogConfig};
-    use events::vnf::{VnfCommand, VnfDetails};
-    use events::vnfd::{TemplateSource, VnfdDescriptor};
+    use events::fixtures::{self, user};
+    use events::vnf::VnfCommand;
 
     use super::*;
     use crate::ConductorConfig;
@@ -97,16 +94,7 @@ mod tests {
 
     fn vnf() -> Vnf {
         Vnf {
-            details: Some(VnfDetails {
-                vnf_id: "v1".into(),
-                name: "vnf1".into(),
-                description: String::new(),
-                tenant_id: "admin".into(),
-                vnfd_id: "d1".into(),
-                vim_id: "local".into(),
-                attributes: serde_json::Value::Null,
-                placement_attr: serde_json::Value::Null,
-            }),
+            details: Some(fixtures::details("v1", "d1")),
             ..Vnf::default()
         }
     }
@@ -158,33 +146,11 @@ mod tests {
     #[tokio::test]
     async fn a_use_recorded_after_the_vnf_was_deleted_is_released() {
         let server = testkit::NatsServer::start().await;
-        let log = EventLog::open(server.client().await, &LogConfig::default())
+        let log = fixtures::log(server.client().await).await;
+        log.execute::<Vnfd>("d1", fixtures::onboard("d1"), &(), &user())
             .await
             .unwrap();
-        let user = || Cause::user_request(Actor::new(ActorKind::User, "admin"));
-        let descriptor = VnfdDescriptor {
-            vnfd_id: "d1".into(),
-            name: "d1".into(),
-            description: String::new(),
-            tenant_id: "admin".into(),
-            template_source: TemplateSource::Onboarded,
-            template_yaml: String::new(),
-            spec: VnfdSpec {
-                template_name: None,
-                description: None,
-                vdus: vec![],
-                scaling_policies: vec![],
-            },
-        };
-        let onboard = VnfdCommand::Onboard(descriptor.clone());
-        log.execute::<Vnfd>("d1", onboard, &(), &user())
-            .await
-            .unwrap();
-        let create = VnfCommand::Create {
-            details: vnf().details.unwrap(),
-            vnfd: descriptor.spec,
-            operation_id: "op-create".into(),
-        };
+        let create = fixtures::create("v1", "d1", fixtures::spec(vec![]), "op-create");
         let stale = log
             .execute::<Vnf>("v1", create, &(), &user())
             .await

@@ -7,7 +7,7 @@
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use conductor::vim::local::{
     LocalVim, LocalVimConfig, cleanup_prefix, cleanup_prefix_blocking, remnants,
@@ -119,14 +119,15 @@ fn the_responder(namespace: &str, port: u16) -> u32 {
 /// Waits until the process has exited and been reaped (no zombie left either).
 async fn assert_reaped(pid: u32) {
     let proc_dir = format!("/proc/{pid}");
-    let started = Instant::now();
-    while Path::new(&proc_dir).exists() {
-        assert!(
-            started.elapsed() < REAP_WAIT_MAX,
-            "process {pid} still exists (alive or a zombie)"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let what = format!("process {pid} is reaped");
+    testkit::eventually(what, REAP_WAIT_MAX, || async {
+        if Path::new(&proc_dir).exists() {
+            Err("it still exists (alive or a zombie)")
+        } else {
+            Ok(())
+        }
+    })
+    .await;
 }
 
 fn in_range(ip: Ipv4Addr) -> bool {
@@ -138,7 +139,7 @@ fn in_range(ip: Ipv4Addr) -> bool {
 async fn icmp_echo(ip: Ipv4Addr) -> Result<Duration, String> {
     let client = surge_ping::Client::new(&surge_ping::Config::default())
         .map_err(|e| format!("raw ICMP socket: {e}"))?;
-    let identifier = surge_ping::PingIdentifier(uuid::Uuid::new_v4().as_u128() as u16);
+    let identifier = surge_ping::PingIdentifier(uuid::Uuid::new_v4().as_fields().1);
     let mut pinger = client.pinger(IpAddr::V4(ip), identifier).await;
     pinger.timeout(PROBE_TIMEOUT);
     pinger

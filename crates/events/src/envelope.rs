@@ -239,7 +239,7 @@ mod tests {
 
     #[test]
     fn cause_survives_metadata() {
-        let cause = Cause::user_request(Actor::new(ActorKind::User, "admin"));
+        let cause = crate::fixtures::user();
         assert_eq!(Cause::from_metadata(&cause.to_metadata()), Some(cause));
     }
 

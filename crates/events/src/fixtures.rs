@@ -1,16 +1,21 @@
-//! Test fixtures: the VNFD specs, VNF details and causes that tests across the workspace build
-//! their scenarios from, written once. Compiled for this crate's own tests and, through the
-//! `fixtures` feature, for other crates' tests and benchmarks; no role enables it.
+//! Test fixtures: the VNFD specs, VNF details, commands and causes that tests across the
+//! workspace build their scenarios from, the event log opened as every role opens it, and the
+//! wait for the next monitor message, written once. Compiled for this crate's own tests and,
+//! through the `fixtures` feature, for other crates' tests and benchmarks; no role enables it,
+//! and nothing here is a decision of vnfm.
 //!
 //! Each function gives the plain case; a test that needs another value says so with struct
 //! update syntax (`MonitoringPolicy { retry: 3, ..fixtures::ping(PolicyAction::Log) }`), so
 //! what matters to it stands in the test.
 
 use crate::envelope::{Actor, ActorKind, Cause};
+use crate::monitor::{MonitorEvent, MonitorMessage};
 use crate::spec::{
     MonitorDriver, MonitoringPolicy, PolicyAction, ScalingPolicy, VduSpec, VnfdSpec,
 };
-use crate::vnf::VnfDetails;
+use crate::store::{EventLog, LogConfig};
+use crate::vnf::{VnfCommand, VnfDetails};
+use crate::vnfd::{TemplateSource, VnfdCommand, VnfdDescriptor, VnfdEvent};
 
 /// The tenant every fixture belongs to.
 pub const TENANT: &str = "admin";
@@ -87,4 +92,67 @@ pub fn details(vnf_id: &str, vnfd_id: &str) -> VnfDetails {
         attributes: serde_json::json!({}),
         placement_attr: serde_json::json!({}),
     }
+}
+
+/// The VNFD `vnfd_id` (also its name) of the tenant [`TENANT`], onboarded with `spec` and no
+/// template text.
+pub fn descriptor(vnfd_id: &str, spec: VnfdSpec) -> VnfdDescriptor {
+    VnfdDescriptor {
+        vnfd_id: vnfd_id.into(),
+        name: vnfd_id.into(),
+        description: String::new(),
+        tenant_id: TENANT.into(),
+        template_source: TemplateSource::Onboarded,
+        template_yaml: String::new(),
+        spec,
+    }
+}
+
+/// The command that onboards the VNFD `vnfd_id` with no VDU.
+pub fn onboard(vnfd_id: &str) -> VnfdCommand {
+    VnfdCommand::Onboard(descriptor(vnfd_id, spec(vec![])))
+}
+
+/// The event of the VNFD `vnfd_id` onboarded with no VDU.
+pub fn onboarded(vnfd_id: &str) -> VnfdEvent {
+    VnfdEvent::Onboarded(descriptor(vnfd_id, spec(vec![])))
+}
+
+/// The command that creates the VNF `vnf_id` from the VNFD `vnfd_id` with `vnfd` under the
+/// operation `operation_id`.
+pub fn create(vnf_id: &str, vnfd_id: &str, vnfd: VnfdSpec, operation_id: &str) -> VnfCommand {
+    VnfCommand::Create {
+        details: details(vnf_id, vnfd_id),
+        vnfd,
+        operation_id: operation_id.into(),
+    }
+}
+
+/// The event log over `client` with the default configuration, as every role opens it.
+///
+/// # Panics
+///
+/// When the log cannot be opened: a test cannot go on without it.
+pub async fn log(client: async_nats::Client) -> EventLog {
+    EventLog::open(client, &LogConfig::default())
+        .await
+        .expect("open the event log")
+}
+
+/// The event of the next message on `subscription`, a monitor-stream subject.
+///
+/// # Panics
+///
+/// When none comes within `patience`, or it is no monitor message.
+pub async fn next_monitor_event(
+    subscription: &mut async_nats::Subscriber,
+    patience: std::time::Duration,
+) -> MonitorEvent {
+    let message = tokio::time::timeout(patience, futures::StreamExt::next(subscription))
+        .await
+        .unwrap_or_else(|_| panic!("no message within {patience:?}"))
+        .expect("the subscription is open");
+    let decoded: MonitorMessage =
+        serde_json::from_slice(&message.payload).expect("a monitor message");
+    decoded.event
 }

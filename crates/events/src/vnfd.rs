@@ -181,27 +181,7 @@ mod tests {
 
     use super::*;
     use crate::envelope::ActorKind;
-
-    fn descriptor() -> VnfdDescriptor {
-        VnfdDescriptor {
-            vnfd_id: "d1".into(),
-            name: "vnfd1".into(),
-            description: String::new(),
-            tenant_id: "admin".into(),
-            template_source: TemplateSource::Onboarded,
-            template_yaml: "tosca_definitions_version: x\n".into(),
-            spec: VnfdSpec {
-                template_name: None,
-                description: None,
-                vdus: vec![],
-                scaling_policies: vec![],
-            },
-        }
-    }
-
-    fn onboarded() -> VnfdEvent {
-        VnfdEvent::Onboarded(descriptor())
-    }
+    use crate::fixtures::{onboard, onboarded};
 
     type Given = TestFramework<Vnfd>;
 
@@ -209,15 +189,15 @@ mod tests {
     fn onboard_records_the_descriptor() {
         Given::with(())
             .given_no_previous_events()
-            .when(VnfdCommand::Onboard(descriptor()))
-            .then_expect_events(vec![onboarded()]);
+            .when(onboard("d1"))
+            .then_expect_events(vec![onboarded("d1")]);
     }
 
     #[test]
     fn onboard_twice_is_refused() {
         Given::with(())
-            .given(vec![onboarded()])
-            .when(VnfdCommand::Onboard(descriptor()))
+            .given(vec![onboarded("d1")])
+            .when(onboard("d1"))
             .then_expect_error(VnfdError::AlreadyExists);
     }
 
@@ -227,13 +207,13 @@ mod tests {
             vnf_id: "v1".into(),
         };
         Given::with(())
-            .given(vec![onboarded()])
+            .given(vec![onboarded("d1")])
             .when(VnfdCommand::Use {
                 vnf_id: "v1".into(),
             })
             .then_expect_events(vec![used.clone()]);
         Given::with(())
-            .given(vec![onboarded(), used])
+            .given(vec![onboarded("d1"), used])
             .when(VnfdCommand::Use {
                 vnf_id: "v1".into(),
             })
@@ -250,7 +230,7 @@ mod tests {
             .when(cmd())
             .then_expect_error(VnfdError::NotFound);
         Given::with(())
-            .given(vec![onboarded(), VnfdEvent::Deleted])
+            .given(vec![onboarded("d1"), VnfdEvent::Deleted])
             .when(cmd())
             .then_expect_error(VnfdError::NotFound);
     }
@@ -264,13 +244,13 @@ mod tests {
             vnf_id: "v1".into(),
         };
         Given::with(())
-            .given(vec![onboarded(), used])
+            .given(vec![onboarded("d1"), used])
             .when(VnfdCommand::Release {
                 vnf_id: "v1".into(),
             })
             .then_expect_events(vec![released]);
         Given::with(())
-            .given(vec![onboarded()])
+            .given(vec![onboarded("d1")])
             .when(VnfdCommand::Release {
                 vnf_id: "v2".into(),
             })
@@ -289,12 +269,12 @@ mod tests {
             vnf_id: "v1".into(),
         };
         Given::with(())
-            .given(vec![onboarded(), used, released])
+            .given(vec![onboarded("d1"), used, released])
             .when(release())
             .then_expect_events(vec![]);
         // A VNF whose create failed because its VNFD was deleted first never used it.
         Given::with(())
-            .given(vec![onboarded(), VnfdEvent::Deleted])
+            .given(vec![onboarded("d1"), VnfdEvent::Deleted])
             .when(release())
             .then_expect_events(vec![]);
     }
@@ -313,7 +293,7 @@ mod tests {
     fn delete_is_refused_while_in_use() {
         Given::with(())
             .given(vec![
-                onboarded(),
+                onboarded("d1"),
                 VnfdEvent::UsedBy {
                     vnf_id: "v1".into(),
                 },
@@ -327,11 +307,11 @@ mod tests {
     #[test]
     fn delete_of_unused_vnfd_succeeds_once() {
         Given::with(())
-            .given(vec![onboarded()])
+            .given(vec![onboarded("d1")])
             .when(VnfdCommand::Delete)
             .then_expect_events(vec![VnfdEvent::Deleted]);
         Given::with(())
-            .given(vec![onboarded(), VnfdEvent::Deleted])
+            .given(vec![onboarded("d1"), VnfdEvent::Deleted])
             .when(VnfdCommand::Delete)
             .then_expect_error(VnfdError::NotFound);
         Given::with(())

@@ -445,67 +445,19 @@ async fn state_before<A: Logged>(
 mod tests {
     use std::net::Ipv4Addr;
 
-    use events::envelope::{ActorKind, Cause};
-    use events::spec::{MonitorDriver, MonitoringPolicy, PolicyAction, VduSpec, VnfdSpec};
-    use events::store::LogConfig;
-    use events::vnf::{Instance, PendingOperation, VnfCommand, VnfDetails, VnfStatus};
+    use events::envelope::ActorKind;
+    use events::fixtures::{self, user};
+    use events::spec::PolicyAction;
+    use events::vnf::{Instance, PendingOperation, VnfCommand, VnfStatus};
     use testkit::NatsServer;
 
     use super::*;
 
-    fn monitored_spec() -> VnfdSpec {
-        VnfdSpec {
-            template_name: None,
-            description: None,
-            vdus: vec![VduSpec {
-                name: "VDU1".into(),
-                image: None,
-                flavor: None,
-                mgmt_cp: "CP1".into(),
-                monitoring_policy: Some(MonitoringPolicy {
-                    driver: MonitorDriver::Ping,
-                    monitoring_delay_ms: 45_000,
-                    count: 3,
-                    interval_ms: 1_000,
-                    timeout_ms: 2_000,
-                    retry: 1,
-                    port: None,
-                    failure_action: PolicyAction::Respawn,
-                }),
-            }],
-            scaling_policies: vec![],
-        }
-    }
-
-    fn details(vnf_id: &str) -> VnfDetails {
-        VnfDetails {
-            vnf_id: vnf_id.into(),
-            name: "vnf1".into(),
-            description: String::new(),
-            tenant_id: "admin".into(),
-            vnfd_id: "d1".into(),
-            vim_id: "local".into(),
-            attributes: json!({}),
-            placement_attr: json!({}),
-        }
-    }
-
-    fn user() -> Cause {
-        Cause::user_request(Actor::new(ActorKind::User, "admin"))
-    }
-
-    fn conductor() -> Cause {
-        Cause::user_request(Actor::new(ActorKind::Conductor, "c-1"))
-    }
-
     /// A monitored VNF through create, completion, delete request and deletion: four messages,
     /// the first and the last with two events each.
     async fn whole_life(log: &EventLog, vnf_id: &str) {
-        let create = VnfCommand::Create {
-            details: details(vnf_id),
-            vnfd: monitored_spec(),
-            operation_id: "op-create".into(),
-        };
+        let monitored = fixtures::vdu("VDU1", Some(fixtures::ping(PolicyAction::Respawn)));
+        let create = fixtures::create(vnf_id, "d1", fixtures::spec(vec![monitored]), "op-create");
         log.execute::<Vnf>(vnf_id, create, &(), &user())
             .await
             .unwrap();
@@ -530,7 +482,7 @@ mod tests {
             operation_id: "op-create".into(),
             instances,
         };
-        log.execute::<Vnf>(vnf_id, complete, &(), &conductor())
+        log.execute::<Vnf>(vnf_id, complete, &(), &fixtures::conductor("c-1"))
             .await
             .unwrap();
         let delete = VnfCommand::Delete {
@@ -542,7 +494,7 @@ mod tests {
         let deleted = VnfCommand::CompleteDelete {
             operation_id: "op-delete".into(),
         };
-        log.execute::<Vnf>(vnf_id, deleted, &(), &conductor())
+        log.execute::<Vnf>(vnf_id, deleted, &(), &fixtures::conductor("c-1"))
             .await
             .unwrap();
     }
@@ -557,9 +509,7 @@ mod tests {
     #[tokio::test]
     async fn every_event_shows_the_state_it_left_even_in_a_window_that_starts_mid_history() {
         let nats = NatsServer::start().await;
-        let log = EventLog::open(nats.client().await, &LogConfig::default())
-            .await
-            .unwrap();
+        let log = fixtures::log(nats.client().await).await;
         let vnf_id = "5b3c0a40-8d0c-4a7a-9d55-6a7d2c6c0b11";
         whole_life(&log, vnf_id).await;
 
@@ -610,9 +560,7 @@ mod tests {
     #[tokio::test]
     async fn a_message_that_does_not_decode_is_shown_as_skipped_among_the_rest() {
         let nats = NatsServer::start().await;
-        let log = EventLog::open(nats.client().await, &LogConfig::default())
-            .await
-            .unwrap();
+        let log = fixtures::log(nats.client().await).await;
         let vnf_id = "5b3c0a40-8d0c-4a7a-9d55-6a7d2c6c0b12";
         whole_life(&log, vnf_id).await;
         let unknown_type = json!({
@@ -661,9 +609,7 @@ mod tests {
     #[tokio::test]
     async fn an_empty_log_has_no_events() {
         let nats = NatsServer::start().await;
-        let log = EventLog::open(nats.client().await, &LogConfig::default())
-            .await
-            .unwrap();
+        let log = fixtures::log(nats.client().await).await;
         assert!(recent_events(&log, 1000).await.unwrap().is_empty());
     }
 

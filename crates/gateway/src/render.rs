@@ -180,42 +180,21 @@ pub(crate) fn monitor_json(
 
 #[cfg(test)]
 mod tests {
-    use events::spec::{MonitorDriver, PolicyAction, VduSpec};
+    use events::fixtures::{self, spec, vdu};
+    use events::spec::{MonitorDriver, PolicyAction};
     use events::vnf::Instance;
     use time::macros::datetime;
 
     use super::*;
 
-    fn vdu(name: &str, policy: Option<MonitoringPolicy>) -> VduSpec {
-        VduSpec {
-            name: name.into(),
-            image: None,
-            flavor: None,
-            mgmt_cp: "CP1".into(),
-            monitoring_policy: policy,
-        }
-    }
-
-    fn spec(vdus: Vec<VduSpec>) -> VnfdSpec {
-        VnfdSpec {
-            template_name: None,
-            description: None,
-            vdus,
-            scaling_policies: vec![],
-        }
-    }
-
     #[test]
     fn monitoring_policy_is_a_json_string_in_seconds() {
         let ping = MonitoringPolicy {
-            driver: MonitorDriver::Ping,
             monitoring_delay_ms: 45_000,
             count: 3,
             interval_ms: 500,
             timeout_ms: 2_000,
-            retry: 1,
-            port: None,
-            failure_action: PolicyAction::Respawn,
+            ..fixtures::ping(PolicyAction::Respawn)
         };
         let http = MonitoringPolicy {
             driver: MonitorDriver::HttpPing,

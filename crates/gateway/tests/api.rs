@@ -2,20 +2,20 @@
 //! nats-server, with a projector filling the tables. No conductor runs: where a test needs a
 //! VNF to be ACTIVE it records the conductor's completion on the log itself.
 
-use std::future::Future;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use events::envelope::{Actor, ActorKind, Cause};
-use events::store::{EventLog, LogConfig};
+use events::envelope::Cause;
+use events::fixtures;
+use events::store::EventLog;
 use events::vnf::{Instance, PendingOperation, Vnf, VnfCommand};
 use gateway::{Auth, Gateway, GatewayConfig, REQUEST_BODY_BYTES_MAX};
 use projector::Tables;
 use serde_json::{Value, json};
-use testkit::NatsServer;
+use testkit::{NatsServer, eventually};
 use time::OffsetDateTime;
 use tokio::task::JoinHandle;
 use tower::ServiceExt;
@@ -23,7 +23,6 @@ use tower::ServiceExt;
 /// How long a test waits for the projector (and the gateway's mirror) to show a change; they
 /// take milliseconds.
 const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(10);
-const POLL_INTERVAL: Duration = Duration::from_millis(20);
 
 const MONITOR: &str = include_str!("../../vnfd/tests/samples/tosca-vnfd-monitor.yaml");
 const HTTP_MONITOR: &str = include_str!("../../vnfd/tests/samples/tosca-vnfd-http-monitor.yaml");
@@ -68,9 +67,7 @@ impl Api {
 
     async fn start_with(options: Options) -> Api {
         let nats = NatsServer::start().await;
-        let log = EventLog::open(nats.client().await, &LogConfig::default())
-            .await
-            .expect("open the log");
+        let log = fixtures::log(nats.client().await).await;
         let tables = Tables::open(log.jetstream(), 1)
             .await
             .expect("open the tables");
@@ -194,13 +191,15 @@ impl Api {
     /// Shows the VNF until `done` holds.
     async fn show_until(&self, vnf_id: &str, done: impl Fn(&Value) -> bool) -> Value {
         let uri = format!("/v1.0/vnfs/{vnf_id}.json");
-        eventually(
-            &format!("VNF {vnf_id} reaches the wanted state"),
-            || async {
-                let (status, vnf) = self.get(&uri).await;
-                (status == StatusCode::OK && done(&vnf["vnf"])).then(|| vnf["vnf"].clone())
-            },
-        )
+        let what = format!("VNF {vnf_id} reaches the wanted state");
+        eventually(what, CATCH_UP_TIMEOUT, || async {
+            let (status, vnf) = self.get(&uri).await;
+            if status == StatusCode::OK && done(&vnf["vnf"]) {
+                Ok(vnf["vnf"].clone())
+            } else {
+                Err(format!("{status} {vnf}"))
+            }
+        })
         .await
     }
 
@@ -287,7 +286,7 @@ fn deployed(pending: &PendingOperation, first_ip: u8) -> Vec<Instance> {
 }
 
 fn conductor() -> Cause {
-    Cause::user_request(Actor::new(ActorKind::Conductor, "conductor-test"))
+    fixtures::conductor("conductor-test")
 }
 
 fn id_of(object: &Value) -> String {
@@ -295,25 +294,6 @@ fn id_of(object: &Value) -> String {
         .as_str()
         .unwrap_or_else(|| panic!("no id in {object}"))
         .to_owned()
-}
-
-/// Polls `probe` until it yields a value.
-async fn eventually<T, F, Fut>(what: &str, probe: F) -> T
-where
-    F: Fn() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + CATCH_UP_TIMEOUT;
-    loop {
-        if let Some(value) = probe().await {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting until {what}"
-        );
-        tokio::time::sleep(POLL_INTERVAL).await;
-    }
 }
 
 /// Asserts a Tacker error body and returns its message.
@@ -411,14 +391,15 @@ async fn onboards_samples_as_objects_and_as_yaml_text() {
     assert_eq!(created["vnfd"]["description"], "sample-tosca-vnfd-scaling");
 
     let every_id: Vec<String> = onboarded.iter().map(|(_, id)| id.clone()).collect();
-    let listed = eventually("the list shows every VNFD", || async {
+    let listed = eventually("the list shows every VNFD", CATCH_UP_TIMEOUT, || async {
         let (status, list) = api.get("/v1.0/vnfds.json?template_source=onboarded").await;
         assert_eq!(status, StatusCode::OK, "{list}");
         let listed = ids(&list["vnfds"]);
-        every_id
-            .iter()
-            .all(|id| listed.contains(id))
-            .then_some(listed)
+        if every_id.iter().all(|id| listed.contains(id)) {
+            Ok(listed)
+        } else {
+            Err(format!("{listed:?}"))
+        }
     })
     .await;
     assert_eq!(listed.len(), every_id.len() + 1, "{listed:?}");
@@ -438,9 +419,13 @@ async fn onboards_samples_as_objects_and_as_yaml_text() {
 async fn an_invalid_vnfd_is_refused_naming_its_field_and_nothing_is_stored() {
     let api = Api::start().await;
     api.onboard(MONITOR, "valid").await;
-    let (_, before) = eventually("the valid VNFD is listed", || async {
-        let (status, list) = api.get("/v1.0/vnfds.json").await;
-        (list["vnfds"].as_array().is_some_and(|l| l.len() == 1)).then_some((status, list))
+    let before = eventually("the valid VNFD is listed", CATCH_UP_TIMEOUT, || async {
+        let (_, list) = api.get("/v1.0/vnfds.json").await;
+        if list["vnfds"].as_array().is_some_and(|l| l.len() == 1) {
+            Ok(list)
+        } else {
+            Err(list.to_string())
+        }
     })
     .await;
     let log_before = api.log_length().await;
@@ -951,13 +936,16 @@ async fn vnf_lists_filter_like_tacker() {
     assert_eq!(nonsense["vnfs"], json!([]));
 
     // A gateway started later loads the table before it serves.
-    eventually("the projector has every VNF", || async {
+    eventually("the projector has every VNF", CATCH_UP_TIMEOUT, || async {
         let rows = api
             .tables
             .all::<Vnf>(events::names::AggregateKind::Vnf)
             .await
             .unwrap();
-        (rows.len() == 3).then_some(())
+        match rows.len() {
+            3 => Ok(()),
+            n => Err(format!("{n} rows")),
+        }
     })
     .await;
     let other = api.second_gateway().await;
@@ -981,9 +969,13 @@ async fn a_vnf_from_an_inline_template_onboards_its_own_vnfd() {
     assert_eq!(vnfd["vnfd"]["template_source"], "inline");
     assert_eq!(vnfd["vnfd"]["name"], format!("tmpl-{}", &vnf_id[..8]));
 
-    eventually("the inline VNFD is listed", || async {
+    eventually("the inline VNFD is listed", CATCH_UP_TIMEOUT, || async {
         let (_, all) = api.get("/v1.0/vnfds.json").await;
-        ids(&all["vnfds"]).contains(&vnfd_id).then_some(())
+        if ids(&all["vnfds"]).contains(&vnfd_id) {
+            Ok(())
+        } else {
+            Err(all.to_string())
+        }
     })
     .await;
     let (_, onboarded) = api.get("/v1.0/vnfds.json?template_source=onboarded").await;

@@ -9,9 +9,10 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use time::macros::datetime;
 
+use events::fixtures;
 use events::monitor::{ProbeOutcome, Target};
-use events::spec::{MonitorDriver, MonitoringPolicy, PolicyAction, VduSpec, VnfdSpec};
-use events::vnf::{Instance, PlannedInstance, VnfDetails, VnfEvent};
+use events::spec::{MonitoringPolicy, PolicyAction};
+use events::vnf::{Instance, PlannedInstance, VnfEvent};
 
 use crate::clock::Clock;
 use crate::probe::Probe;
@@ -25,17 +26,13 @@ pub const RETRY: u32 = 2;
 /// When the fixtures' instances booted.
 pub const BOOTED_AT: OffsetDateTime = datetime!(2026-11-25 10:00 UTC);
 
-/// A ping policy without a monitoring delay.
+/// A ping policy without a monitoring delay, at the fixtures' interval, timeout and retry.
 pub fn policy(action: PolicyAction) -> MonitoringPolicy {
     MonitoringPolicy {
-        driver: MonitorDriver::Ping,
-        monitoring_delay_ms: 0,
-        count: 1,
         interval_ms: INTERVAL_MS,
         timeout_ms: TIMEOUT_MS,
         retry: RETRY,
-        port: None,
-        failure_action: action,
+        ..fixtures::ping(action)
     }
 }
 
@@ -65,28 +62,11 @@ pub fn created(vnf_id: &str, vnf: u8, instances: u8, action_id: &str) -> Vec<Vnf
         .collect();
     vec![
         VnfEvent::CreateRequested {
-            details: VnfDetails {
-                vnf_id: vnf_id.into(),
-                name: vnf_id.into(),
-                description: String::new(),
-                tenant_id: "admin".into(),
-                vnfd_id: "vnfd-1".into(),
-                vim_id: "local".into(),
-                attributes: serde_json::json!({}),
-                placement_attr: serde_json::json!({}),
-            },
-            vnfd: VnfdSpec {
-                template_name: None,
-                description: None,
-                vdus: vec![VduSpec {
-                    name: "VDU1".into(),
-                    image: None,
-                    flavor: None,
-                    mgmt_cp: "CP1".into(),
-                    monitoring_policy: Some(policy(PolicyAction::Respawn)),
-                }],
-                scaling_policies: Vec::new(),
-            },
+            details: fixtures::details(vnf_id, "vnfd-1"),
+            vnfd: fixtures::spec(vec![fixtures::vdu(
+                "VDU1",
+                Some(policy(PolicyAction::Respawn)),
+            )]),
             operation_id: format!("{vnf_id}-create"),
             add: plan,
         },

@@ -182,7 +182,8 @@ pub fn round_is_suspect(failures: usize, targets: usize, failures_min: usize) ->
 mod tests {
     use std::net::Ipv4Addr;
 
-    use events::spec::{MonitorDriver, MonitoringPolicy, PolicyAction};
+    use events::fixtures;
+    use events::spec::{MonitoringPolicy, PolicyAction};
     use time::macros::datetime;
 
     use super::*;
@@ -195,14 +196,10 @@ mod tests {
             mgmt_ip: Ipv4Addr::new(198, 18, 0, 1),
             action_id: "a".into(),
             policy: MonitoringPolicy {
-                driver: MonitorDriver::Ping,
                 monitoring_delay_ms: delay_ms,
-                count: 1,
-                interval_ms: 1_000,
                 timeout_ms: 500,
                 retry,
-                port: None,
-                failure_action: PolicyAction::Respawn,
+                ..fixtures::ping(PolicyAction::Respawn)
             },
             booted_at: datetime!(2026-11-25 10:00:00.300 UTC),
         }

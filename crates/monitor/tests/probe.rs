@@ -28,7 +28,7 @@ fn assert_up(outcome: &ProbeOutcome, what: &str) {
 fn down_reason(outcome: ProbeOutcome, what: &str) -> String {
     match outcome {
         ProbeOutcome::Down { reason } => reason,
-        up => panic!("{what}: expected Down, got {up:?}"),
+        up @ ProbeOutcome::Up { .. } => panic!("{what}: expected Down, got {up:?}"),
     }
 }
 

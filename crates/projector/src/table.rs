@@ -129,7 +129,7 @@ fn advance<A: Aggregate + Clone>(
 
 #[cfg(test)]
 mod tests {
-    use events::envelope::{Actor, ActorKind, Cause, SCHEMA_VERSION};
+    use events::envelope::SCHEMA_VERSION;
     use events::names::AggregateKind;
     use events::vnfd::VnfdEvent;
     use time::macros::datetime;
@@ -141,7 +141,7 @@ mod tests {
             schema_version: SCHEMA_VERSION,
             aggregate: AggregateKind::Vnfd,
             aggregate_id: "d1".into(),
-            cause: Cause::user_request(Actor::new(ActorKind::User, "admin")),
+            cause: events::fixtures::user(),
             recorded_at: datetime!(2026-11-25 10:00 UTC),
             events,
         }

@@ -3,56 +3,31 @@
 
 use std::time::Duration;
 
-use events::envelope::{Actor, ActorKind, Cause};
-use events::spec::VnfdSpec;
-use events::store::{EventLog, LogConfig};
-use events::vnfd::{TemplateSource, Vnfd, VnfdCommand, VnfdDescriptor, VnfdEvent};
+use events::fixtures::{self, onboard, user};
+use events::store::EventLog;
+use events::vnfd::{Vnfd, VnfdCommand, VnfdEvent};
 use projector::Tables;
-use testkit::NatsServer;
+use testkit::{NatsServer, eventually};
 
-fn user() -> Cause {
-    Cause::user_request(Actor::new(ActorKind::User, "admin"))
-}
+/// How long the projector may take to catch up with what a test appended: milliseconds on an
+/// idle machine; 10 s absorbs a busy one.
+const PROJECTED_PATIENCE: Duration = Duration::from_secs(10);
 
-fn onboard(id: &str) -> VnfdCommand {
-    VnfdCommand::Onboard(VnfdDescriptor {
-        vnfd_id: id.into(),
-        name: format!("vnfd-{id}"),
-        description: String::new(),
-        tenant_id: "admin".into(),
-        template_source: TemplateSource::Onboarded,
-        template_yaml: String::new(),
-        spec: VnfdSpec {
-            template_name: None,
-            description: None,
-            vdus: vec![],
-            scaling_policies: vec![],
-        },
-    })
-}
-
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !check().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
+/// `Ok` when `row` is there and `wanted` holds of it, else the row as it stands.
+fn row_where<R: std::fmt::Debug>(
+    row: Option<R>,
+    wanted: impl FnOnce(&R) -> bool,
+) -> Result<(), String> {
+    match row {
+        Some(row) if wanted(&row) => Ok(()),
+        other => Err(format!("{other:?}")),
     }
 }
 
 #[tokio::test]
 async fn rows_follow_the_log_and_a_rebuild_equals_them() {
     let server = NatsServer::start().await;
-    let log = EventLog::open(server.client().await, &LogConfig::default())
-        .await
-        .unwrap();
-    let tables = Tables::open(log.jetstream(), 1).await.unwrap();
+    let (log, tables) = open(&server).await;
     // Two projectors share the durable consumer, as in a scaled-out deployment.
     for _ in 0..2 {
         tokio::spawn(projector::run(
@@ -85,17 +60,16 @@ async fn rows_follow_the_log_and_a_rebuild_equals_them() {
     )
     .await
     .unwrap();
-    eventually("every row projected", || async {
-        let row = tables.vnfd("d19").await.unwrap();
-        row.is_some_and(|r| r.state.users.len() == 3)
+    eventually("every row is projected", PROJECTED_PATIENCE, || async {
+        row_where(tables.vnfd("d19").await.unwrap(), |r| {
+            r.state.users.len() == 3
+        })
     })
     .await;
-    eventually("the release projected", || async {
-        tables
-            .vnfd("d0")
-            .await
-            .unwrap()
-            .is_some_and(|r| r.state.users.len() == 2)
+    eventually("the release is projected", PROJECTED_PATIENCE, || async {
+        row_where(tables.vnfd("d0").await.unwrap(), |r| {
+            r.state.users.len() == 2
+        })
     })
     .await;
     let verification = projector::verify(&log, &tables, Duration::from_secs(10))
@@ -126,9 +100,7 @@ async fn rows_follow_the_log_and_a_rebuild_equals_them() {
 
 /// Opens the log and the tables on a fresh server.
 async fn open(server: &NatsServer) -> (EventLog, Tables) {
-    let log = EventLog::open(server.client().await, &LogConfig::default())
-        .await
-        .unwrap();
+    let log = fixtures::log(server.client().await).await;
     let tables = Tables::open(log.jetstream(), 1).await.unwrap();
     (log, tables)
 }
@@ -161,13 +133,15 @@ async fn an_undecodable_message_is_parked_and_its_subject_projects_on() {
         tables.clone(),
         futures::future::pending(),
     ));
-    eventually("the message after the garbage projected", || async {
-        tables
-            .vnfd("d1")
-            .await
-            .unwrap()
-            .is_some_and(|row| row.last_sequence == used && row.state.users.contains("v1"))
-    })
+    eventually(
+        "the message after the garbage is projected",
+        PROJECTED_PATIENCE,
+        || async {
+            row_where(tables.vnfd("d1").await.unwrap(), |row| {
+                row.last_sequence == used && row.state.users.contains("v1")
+            })
+        },
+    )
     .await;
     // Parked: nothing left pending or waiting for redelivery.
     let mut consumer: async_nats::jetstream::consumer::PullConsumer = log
@@ -195,9 +169,7 @@ async fn an_undecodable_message_is_parked_and_its_subject_projects_on() {
 /// The log and tables on a fresh server whose VNFD table refuses any row as too large: every
 /// write fails, and never for contention.
 async fn open_with_tiny_vnfd_table(server: &NatsServer) -> (EventLog, Tables) {
-    let log = EventLog::open(server.client().await, &LogConfig::default())
-        .await
-        .unwrap();
+    let log = fixtures::log(server.client().await).await;
     log.jetstream()
         .create_key_value(async_nats::jetstream::kv::Config {
             bucket: events::names::VNFD_TABLE_BUCKET.into(),
@@ -242,6 +214,7 @@ async fn a_message_whose_row_is_too_large_to_store_is_parked_not_offered_for_eve
     ));
     eventually(
         "the message parked: nothing pending, acked past it",
+        PROJECTED_PATIENCE,
         || async {
             // Absent until the projector opens it.
             let Ok(mut consumer) = log
@@ -251,11 +224,18 @@ async fn a_message_whose_row_is_too_large_to_store_is_parked_not_offered_for_eve
                 )
                 .await
             else {
-                return false;
+                return Err("no projector consumer yet".to_owned());
             };
             let info = consumer.info().await.unwrap();
-            (info.num_ack_pending, info.num_pending) == (0, 0)
-                && info.ack_floor.stream_sequence >= onboarded
+            let (pending, acked) = (
+                (info.num_ack_pending, info.num_pending),
+                info.ack_floor.stream_sequence,
+            );
+            if pending == (0, 0) && acked >= onboarded {
+                Ok(())
+            } else {
+                Err(format!("pending {pending:?}, acked to {acked}"))
+            }
         },
     )
     .await;

@@ -223,18 +223,19 @@ impl NatsCluster {
         for node in &mut self.nodes {
             node.wait_ready(deadline).await?;
         }
-        let mut last_error = String::new();
-        while Instant::now() < deadline {
-            match self.place_probe_stream().await {
-                Ok(()) => return Ok(()),
-                Err(error) => last_error = format!("{error:#}"),
-            }
-            tokio::time::sleep(POLL_INTERVAL).await;
-        }
-        Err(Failure::Fatal(anyhow!(
-            "the cluster could not place a stream with {NODES} replicas within \
-             {CLUSTER_READY_TIMEOUT:?}: {last_error}"
-        )))
+        let patience = deadline.saturating_duration_since(Instant::now());
+        crate::poll(patience, POLL_INTERVAL, || async {
+            self.place_probe_stream()
+                .await
+                .map_err(|error| format!("{error:#}"))
+        })
+        .await
+        .map_err(|last_error| {
+            Failure::Fatal(anyhow!(
+                "the cluster could not place a stream with {NODES} replicas within \
+                 {CLUSTER_READY_TIMEOUT:?}: {last_error}"
+            ))
+        })
     }
 
     /// Creates and deletes [`READY_PROBE_STREAM`] with three replicas.

@@ -10,7 +10,8 @@
 //! `ops/nats/cluster-*.conf`, for tests that kill a stream leader.
 //!
 //! [`RoleProcess`] runs a `vnfm` role as a child process, for tests that kill and pause roles.
-//! [`eventually`] is the one polling loop tests wait with.
+//! [`eventually`] (and [`eventually_every`], at a pause of the caller's choosing) is the one
+//! polling loop tests wait with.
 
 pub mod cluster;
 pub mod process;
@@ -18,7 +19,7 @@ pub mod wait;
 
 pub use cluster::NatsCluster;
 pub use process::{RoleProcess, vnfm_bin};
-pub use wait::eventually;
+pub use wait::{eventually, eventually_every, poll};
 
 use cluster::Membership;
 

@@ -5,12 +5,13 @@ use std::fs::{self, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rustix::process::{Pid, Signal, kill_process};
 use tempfile::TempDir;
 
 use crate::read_log;
+use crate::wait::eventually_every;
 
 /// How often the waits below look again.
 const POLL_INTERVAL: Duration = Duration::from_millis(20);
@@ -175,26 +176,22 @@ impl RoleProcess {
         timeout: Duration,
         mut done: impl FnMut(&mut Self) -> bool,
     ) {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if done(self) {
-                return;
-            }
-            if let Some(status) = self.exit_status() {
+        let awaited = format!("{} does {what}", self.label);
+        eventually_every(awaited, timeout, POLL_INTERVAL, || {
+            let answer = if done(self) {
+                Ok(())
+            } else if let Some(status) = self.exit_status() {
                 panic!(
                     "{} exited ({status}) before it did {what}:\n{}",
                     self.label,
                     self.log()
                 );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{} did not {what} within {timeout:?}:\n{}",
-                self.label,
-                self.log()
-            );
-            tokio::time::sleep(POLL_INTERVAL).await;
-        }
+            } else {
+                Err(LogSoFar(self.log_path()))
+            };
+            std::future::ready(answer)
+        })
+        .await;
     }
 
     /// How the process ended, once it has.
@@ -264,5 +261,14 @@ impl Drop for RoleProcess {
             );
         }
         self.kill();
+    }
+}
+
+/// A process's whole log, read only when shown: what a wait that gives up quotes.
+struct LogSoFar(PathBuf);
+
+impl std::fmt::Display for LogSoFar {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "its log:\n{}", read_log(&self.0, 0))
     }
 }

@@ -1,6 +1,7 @@
-//! Waiting in tests for something another task or process does: one polling loop for every
-//! test in the workspace, so that each wait has a deadline and a failure that says what never
-//! happened and what was seen last.
+//! Waiting in tests for something another task or process does: one polling loop ([`poll`])
+//! for every test in the workspace, so that each wait has a deadline and a failure that says
+//! what never happened and what was seen last. It never acts on what it waits for: a probe
+//! only looks.
 
 use std::fmt::Display;
 use std::future::Future;
@@ -18,23 +19,62 @@ pub const POLL_INTERVAL: Duration = Duration::from_millis(50);
 /// # Panics
 ///
 /// After `patience` without an `Ok`, naming `what` and the last `Err`.
-pub async fn eventually<T, E, F, Fut>(what: impl Display, patience: Duration, mut probe: F) -> T
+pub async fn eventually<T, E, F, Fut>(what: impl Display, patience: Duration, probe: F) -> T
 where
     E: Display,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    eventually_every(what, patience, POLL_INTERVAL, probe).await
+}
+
+/// [`eventually`] with a pause of `interval` between two polls, for a probe too costly to
+/// run every [`POLL_INTERVAL`] (one that reads a whole stream, say).
+///
+/// # Panics
+///
+/// After `patience` without an `Ok`, naming `what` and the last `Err`.
+pub async fn eventually_every<T, E, F, Fut>(
+    what: impl Display,
+    patience: Duration,
+    interval: Duration,
+    probe: F,
+) -> T
+where
+    E: Display,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    match poll(patience, interval, probe).await {
+        Ok(value) => value,
+        Err(last) => {
+            panic!("timed out after {patience:?} waiting until {what}; last seen: {last}")
+        }
+    }
+}
+
+/// Polls `probe` every `interval` until it answers `Ok`; after `patience` without one,
+/// answers its last `Err` instead. For a wait whose timeout is a finding to report (the
+/// fault tests' checker) rather than a failed test.
+pub async fn poll<T, E, F, Fut>(
+    patience: Duration,
+    interval: Duration,
+    mut probe: F,
+) -> Result<T, E>
+where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, E>>,
 {
     let deadline = tokio::time::Instant::now() + patience;
     loop {
         let last = match probe().await {
-            Ok(value) => return value,
+            Ok(value) => return Ok(value),
             Err(last) => last,
         };
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {patience:?} waiting until {what}; last seen: {last}"
-        );
-        tokio::time::sleep(POLL_INTERVAL).await;
+        if tokio::time::Instant::now() >= deadline {
+            return Err(last);
+        }
+        tokio::time::sleep(interval).await;
     }
 }
 
@@ -57,6 +97,40 @@ mod tests {
         })
         .await;
         assert_eq!(value, 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn polls_at_the_interval_it_is_given() {
+        let polls = AtomicU32::new(0);
+        let started = tokio::time::Instant::now();
+        let interval = Duration::from_millis(300);
+        eventually_every(
+            "the fourth poll",
+            Duration::from_secs(5),
+            interval,
+            || async {
+                match polls.fetch_add(1, Ordering::SeqCst) {
+                    3 => Ok(()),
+                    n => Err(n),
+                }
+            },
+        )
+        .await;
+        assert_eq!(started.elapsed(), interval * 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn poll_answers_the_last_err_once_its_patience_is_spent() {
+        let polls = AtomicU32::new(0);
+        let started = tokio::time::Instant::now();
+        let interval = Duration::from_millis(400);
+        let answer: Result<(), u32> = poll(Duration::from_secs(1), interval, || async {
+            Err(polls.fetch_add(1, Ordering::SeqCst))
+        })
+        .await;
+        // Polls at 0, 0.4, 0.8 and 1.2 s: the last one, past the patience, is answered.
+        assert_eq!(answer, Err(3));
+        assert_eq!(started.elapsed(), interval * 3);
     }
 
     #[tokio::test(start_paused = true)]

@@ -45,11 +45,7 @@ async fn main() {
                 v.failure_count == 1 && v.status == Some(VnfStatus::Active)
             })
             .await;
-        let history = system
-            .log
-            .read_subject::<VnfEvent>(&events::names::vnf_subject(vnf_id))
-            .await
-            .expect("the VNF's history");
+        let history = system.history(vnf_id).await;
         let mut detected = None;
         for recorded in history {
             for event in &recorded.envelope.events {

@@ -3,21 +3,8 @@
 use time::macros::datetime;
 
 use super::*;
-use crate::spec::{MonitorDriver, VduSpec, VnfdSpec};
-use crate::vnf::{Instance, OperationKind, PendingOperation, VnfDetails};
-
-fn policy() -> MonitoringPolicy {
-    MonitoringPolicy {
-        driver: MonitorDriver::Ping,
-        monitoring_delay_ms: 0,
-        count: 1,
-        interval_ms: 1_000,
-        timeout_ms: 1_000,
-        retry: 1,
-        port: None,
-        failure_action: PolicyAction::Respawn,
-    }
-}
+use crate::fixtures;
+use crate::vnf::{Instance, OperationKind, PendingOperation};
 
 fn instance(id: &str, vdu: &str, last_octet: u8) -> Instance {
     Instance {
@@ -30,30 +17,12 @@ fn instance(id: &str, vdu: &str, last_octet: u8) -> Instance {
 
 /// VDU1 monitored (two instances), VDU2 not.
 fn vnf(status: VnfStatus) -> Vnf {
-    let vdu = |name: &str, monitored: bool| VduSpec {
-        name: name.into(),
-        image: None,
-        flavor: None,
-        mgmt_cp: "CP".into(),
-        monitoring_policy: monitored.then(policy),
-    };
     Vnf {
-        details: Some(VnfDetails {
-            vnf_id: "v1".into(),
-            name: "v1".into(),
-            description: String::new(),
-            tenant_id: "admin".into(),
-            vnfd_id: "d1".into(),
-            vim_id: "local".into(),
-            attributes: serde_json::json!({}),
-            placement_attr: serde_json::json!({}),
-        }),
-        vnfd: Some(VnfdSpec {
-            template_name: None,
-            description: None,
-            vdus: vec![vdu("VDU1", true), vdu("VDU2", false)],
-            scaling_policies: vec![],
-        }),
+        details: Some(fixtures::details("v1", "d1")),
+        vnfd: Some(fixtures::spec(vec![
+            fixtures::vdu("VDU1", Some(fixtures::ping(PolicyAction::Respawn))),
+            fixtures::vdu("VDU2", None),
+        ])),
         status: Some(status),
         instances: vec![
             instance("a", "VDU1", 1),

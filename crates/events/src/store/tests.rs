@@ -4,41 +4,13 @@ use cqrs_es::CqrsFramework;
 use testkit::NatsServer;
 
 use super::*;
-use crate::envelope::{Actor, ActorKind};
-use crate::spec::VnfdSpec;
-use crate::vnfd::{TemplateSource, VnfdCommand, VnfdDescriptor, VnfdError, VnfdEvent};
-
-fn user() -> Cause {
-    Cause::user_request(Actor::new(ActorKind::User, "admin"))
-}
-
-fn onboarded(id: &str) -> VnfdEvent {
-    VnfdEvent::Onboarded(VnfdDescriptor {
-        vnfd_id: id.into(),
-        name: format!("name-{id}"),
-        description: String::new(),
-        tenant_id: "admin".into(),
-        template_source: TemplateSource::Onboarded,
-        template_yaml: String::new(),
-        spec: VnfdSpec {
-            template_name: None,
-            description: None,
-            vdus: vec![],
-            scaling_policies: vec![],
-        },
-    })
-}
-
-async fn open(server: &NatsServer) -> EventLog {
-    EventLog::open(server.client().await, &LogConfig::default())
-        .await
-        .expect("open log")
-}
+use crate::fixtures::{self, onboarded, user};
+use crate::vnfd::{VnfdCommand, VnfdError, VnfdEvent};
 
 #[tokio::test]
 async fn appended_events_load_back_in_order() {
     let server = NatsServer::start().await;
-    let log = open(&server).await;
+    let log = fixtures::log(server.client().await).await;
     let first = log
         .append::<Vnfd>("d1", 0, &user(), vec![onboarded("d1")])
         .await
@@ -65,7 +37,7 @@ async fn appended_events_load_back_in_order() {
 #[tokio::test]
 async fn two_writers_racing_on_one_aggregate_exactly_one_wins() {
     let server = NatsServer::start().await;
-    let log = open(&server).await;
+    let log = fixtures::log(server.client().await).await;
     let base = log
         .append::<Vnfd>("d1", 0, &user(), vec![onboarded("d1")])
         .await
@@ -92,7 +64,7 @@ async fn two_writers_racing_on_one_aggregate_exactly_one_wins() {
 #[tokio::test]
 async fn a_retried_append_is_stored_once() {
     let server = NatsServer::start().await;
-    let log = open(&server).await;
+    let log = fixtures::log(server.client().await).await;
     let cause = user();
     let first = log
         .append::<Vnfd>("d1", 0, &cause, vec![onboarded("d1")])
@@ -121,7 +93,7 @@ async fn execute_redecides_after_losing_a_race() {
     // A burst of VNF creates from one VNFD: every one records itself as a user of it.
     const USERS: usize = 48;
     let server = NatsServer::start().await;
-    let log = open(&server).await;
+    let log = fixtures::log(server.client().await).await;
     log.append::<Vnfd>("d1", 0, &user(), vec![onboarded("d1")])
         .await
         .unwrap();
@@ -154,12 +126,9 @@ async fn execute_redecides_after_losing_a_race() {
 #[tokio::test]
 async fn cqrs_framework_runs_on_the_store() {
     let server = NatsServer::start().await;
-    let log = open(&server).await;
+    let log = fixtures::log(server.client().await).await;
     let cqrs = CqrsFramework::new(JetStreamStore::<Vnfd>::new(log.clone()), vec![], ());
-    let VnfdEvent::Onboarded(descriptor) = onboarded("d1") else {
-        unreachable!()
-    };
-    cqrs.execute_with_metadata("d1", VnfdCommand::Onboard(descriptor), user().to_metadata())
+    cqrs.execute_with_metadata("d1", fixtures::onboard("d1"), user().to_metadata())
         .await
         .unwrap();
     let events = JetStreamStore::<Vnfd>::new(log.clone())
@@ -173,7 +142,7 @@ async fn cqrs_framework_runs_on_the_store() {
 #[tokio::test]
 async fn the_lifecycle_stream_refuses_deletes_and_purges() {
     let server = NatsServer::start().await;
-    let log = open(&server).await;
+    let log = fixtures::log(server.client().await).await;
     let sequence = log
         .append::<Vnfd>("d1", 0, &user(), vec![onboarded("d1")])
         .await
@@ -194,7 +163,7 @@ const UNDECODABLE: [&str; 3] = [
 #[tokio::test]
 async fn undecodable_messages_are_skipped_counted_and_still_count_for_the_next_append() {
     let server = NatsServer::start().await;
-    let log = open(&server).await;
+    let log = fixtures::log(server.client().await).await;
     log.append::<Vnfd>("d1", 0, &user(), vec![onboarded("d1")])
         .await
         .unwrap();

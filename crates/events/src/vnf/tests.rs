@@ -4,60 +4,27 @@ use cqrs_es::test::TestFramework;
 use time::macros::datetime;
 
 use super::*;
-use crate::spec::{MonitorDriver, MonitoringPolicy, PolicyAction, ScalingPolicy, VduSpec};
+use crate::fixtures;
+use crate::spec::PolicyAction;
 
 type Given = TestFramework<Vnf>;
 
 const CREATE_OP: &str = "op-create";
 
-fn vdu(name: &str, monitored: bool) -> VduSpec {
-    VduSpec {
-        name: name.into(),
-        image: None,
-        flavor: None,
-        mgmt_cp: format!("CP-{name}"),
-        monitoring_policy: monitored.then_some(MonitoringPolicy {
-            driver: MonitorDriver::Ping,
-            monitoring_delay_ms: 45_000,
-            count: 3,
-            interval_ms: 1_000,
-            timeout_ms: 2_000,
-            retry: 1,
-            port: None,
-            failure_action: PolicyAction::Respawn,
-        }),
-    }
-}
-
-/// VDU1 scaled by SP1 (1..=3, starting at 2); VDU2 unscaled.
+/// VDU1 (monitored or not) scaled by SP1 (1..=3, starting at 2); VDU2 unscaled.
 fn vnfd(monitored: bool) -> VnfdSpec {
+    let policy = monitored.then(|| fixtures::ping(PolicyAction::Respawn));
     VnfdSpec {
-        template_name: None,
-        description: None,
-        vdus: vec![vdu("VDU1", monitored), vdu("VDU2", false)],
-        scaling_policies: vec![ScalingPolicy {
-            name: "SP1".into(),
-            targets: vec!["VDU1".into()],
-            increment: 1,
-            min_instances: 1,
-            max_instances: 3,
-            default_instances: 2,
-            cooldown_s: 120,
-        }],
+        scaling_policies: vec![fixtures::scaling("SP1", "VDU1", 1, 3, 2)],
+        ..fixtures::spec(vec![
+            fixtures::vdu("VDU1", policy),
+            fixtures::vdu("VDU2", None),
+        ])
     }
 }
 
 fn details() -> VnfDetails {
-    VnfDetails {
-        vnf_id: "vnf-1".into(),
-        name: "vnf1".into(),
-        description: String::new(),
-        tenant_id: "admin".into(),
-        vnfd_id: "vnfd-1".into(),
-        vim_id: "local".into(),
-        attributes: serde_json::json!({}),
-        placement_attr: serde_json::json!({}),
-    }
+    fixtures::details("vnf-1", "vnfd-1")
 }
 
 fn planned(op: &str, vdu: &str, n: u32) -> PlannedInstance {
@@ -134,7 +101,9 @@ fn fail(op: &str) -> VnfCommand {
 
 fn state_after(events: Vec<VnfEvent>) -> Vnf {
     let mut vnf = Vnf::default();
-    events.into_iter().for_each(|e| vnf.apply(e));
+    for event in events {
+        vnf.apply(event);
+    }
     vnf
 }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use events::envelope::{Actor, ActorKind, Cause};
+use events::fixtures;
 use events::monitor::InstanceMonitorState;
 use events::store::{EventLog, LogConfig};
 use events::vnf::Vnf;
@@ -21,27 +21,28 @@ use crate::testing::{BOOTED_AT, ScriptedProbe, created, instance_id, ip};
 
 /// How long a test waits for what a live monitor should do within a few rounds.
 const WAIT: Duration = Duration::from_secs(15);
-/// How often a test looks again.
-const POLL: Duration = Duration::from_millis(50);
 
-async fn eventually(what: &str, condition: impl Fn() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !condition() {
-        assert!(Instant::now() < deadline, "never: {what}");
-        tokio::time::sleep(POLL).await;
-    }
+/// Waits until `count()` has reached `wanted`.
+async fn counted<N>(what: &str, wanted: N, count: impl Fn() -> N)
+where
+    N: PartialOrd + std::fmt::Display,
+{
+    testkit::eventually(what, WAIT, || async {
+        let seen = count();
+        if seen >= wanted {
+            Ok(())
+        } else {
+            Err(format!("{seen} so far"))
+        }
+    })
+    .await;
 }
 
 async fn create(log: &EventLog, vnf_id: &str, vnf: u8) {
-    let cause = Cause::user_request(Actor::new(ActorKind::User, "admin"));
-    log.append::<Vnf>(
-        vnf_id,
-        0,
-        &cause,
-        created(vnf_id, vnf, 1, &format!("a-{vnf_id}")),
-    )
-    .await
-    .unwrap();
+    let events = created(vnf_id, vnf, 1, &format!("a-{vnf_id}"));
+    log.append::<Vnf>(vnf_id, 0, &fixtures::user(), events)
+        .await
+        .unwrap();
 }
 
 /// A monitor on `server` with a scripted probe, stopped by sending on the answer's sender.
@@ -52,7 +53,7 @@ struct Started {
     running: tokio::task::JoinHandle<Result<(), MonitorError>>,
 }
 
-async fn start(log: &EventLog, drain: Duration) -> Started {
+fn start(log: &EventLog, drain: Duration) -> Started {
     let probe = Arc::new(ScriptedProbe::default());
     let config = MonitorConfig {
         instance: "m1".into(),
@@ -72,25 +73,19 @@ async fn start(log: &EventLog, drain: Duration) -> Started {
     }
 }
 
-async fn open(server: &NatsServer) -> EventLog {
-    EventLog::open(server.client().await, &LogConfig::default())
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn undecodable_messages_are_skipped_and_counted_while_probing_goes_on() {
     let server = NatsServer::start().await;
-    let log = open(&server).await;
+    let log = fixtures::log(server.client().await).await;
     create(&log, "vnf-1", 1).await;
     let jetstream = log.jetstream().clone();
     let states = store::open_monitor_states(&jetstream, &LogConfig::default())
         .await
         .unwrap();
     states.put("vnf-2", "not json".into()).await.unwrap();
-    let started = start(&log, DRAIN_DEADLINE).await;
+    let started = start(&log, DRAIN_DEADLINE);
     let probe = started.probe.clone();
-    eventually("vnf-1 probed", || probe.count(ip(1, 0)) > 0).await;
+    counted("vnf-1 is probed", 1, || probe.count(ip(1, 0))).await;
 
     // Garbage, an unknown event type and a future schema on vnf-1's subject, by a plain client.
     let subject = names::vnf_subject("vnf-1");
@@ -125,17 +120,22 @@ async fn undecodable_messages_are_skipped_and_counted_while_probing_goes_on() {
     create(&log, "vnf-2", 2).await;
 
     let skips = started.skips.clone();
-    eventually("three lifecycle skips", || {
-        skips.lifecycle.load(Ordering::Relaxed) == 3
+    counted("three lifecycle messages are skipped", 3, || {
+        skips.lifecycle.load(Ordering::Relaxed)
     })
     .await;
-    eventually("the bad_action skip", || {
-        skips.bad_actions.load(Ordering::Relaxed) == 1
+    counted("the bad_action message is skipped", 1, || {
+        skips.bad_actions.load(Ordering::Relaxed)
     })
     .await;
     let before = probe.count(ip(1, 0));
-    eventually("vnf-1 still probed", || probe.count(ip(1, 0)) >= before + 2).await;
-    eventually("vnf-2 probed", || probe.count(ip(2, 0)) >= 2).await;
+    counted("vnf-1 is still probed", before + 2, || {
+        probe.count(ip(1, 0))
+    })
+    .await;
+    counted("vnf-2 is probed", 2, || probe.count(ip(2, 0))).await;
+    assert_eq!(skips.lifecycle.load(Ordering::Relaxed), 3);
+    assert_eq!(skips.bad_actions.load(Ordering::Relaxed), 1);
     assert_eq!(skips.states.load(Ordering::Relaxed), 1);
     assert!(!started.running.is_finished(), "the monitor runs on");
     started.shutdown.send(()).unwrap();
@@ -145,7 +145,7 @@ async fn undecodable_messages_are_skipped_and_counted_while_probing_goes_on() {
 #[tokio::test]
 async fn a_reported_episode_round_trips_through_the_state_bucket() {
     let server = NatsServer::start().await;
-    let log = open(&server).await;
+    let log = fixtures::log(server.client().await).await;
     let jetstream = log.jetstream().clone();
     let states = store::open_monitor_states(&jetstream, &LogConfig::default())
         .await
@@ -187,17 +187,17 @@ async fn a_reported_episode_round_trips_through_the_state_bucket() {
 #[tokio::test]
 async fn a_monitor_whose_nats_is_gone_stops_within_its_drain_deadline() {
     let mut server = NatsServer::start().await;
-    let log = open(&server).await;
+    let log = fixtures::log(server.client().await).await;
     create(&log, "vnf-1", 1).await;
     let drain = Duration::from_secs(2);
-    let started = start(&log, drain).await;
+    let started = start(&log, drain);
     let probe = started.probe.clone();
-    eventually("vnf-1 probed", || probe.count(ip(1, 0)) > 0).await;
+    counted("vnf-1 is probed", 1, || probe.count(ip(1, 0))).await;
     server.kill();
     // Rounds keep coming while nothing can be stored.
     let before = probe.count(ip(1, 0));
-    eventually("probed after the kill", || {
-        probe.count(ip(1, 0)) >= before + 2
+    counted("vnf-1 is probed after the kill", before + 2, || {
+        probe.count(ip(1, 0))
     })
     .await;
     let stopping = Instant::now();
