@@ -85,7 +85,11 @@ async fn vnfm_up_stops_within_its_drain_deadline_when_nats_is_gone() {
             &prefix,
         ],
     );
+    // Every role up (the monitor's start-up talks to NATS last), so that only the outage
+    // is measured, not a role failing to start.
     up.wait_for_log("Gateway listening", vnfm_tests::PATIENCE)
+        .await;
+    up.wait_for_log("Monitor running.", vnfm_tests::PATIENCE)
         .await;
 
     nats.kill();
