@@ -5,7 +5,8 @@
 use events::envelope::Cause;
 use events::store::CommandError;
 use events::vnf::{Instance, OperationKind, PendingOperation, Vnf};
-use events::vnfd::{self, Vnfd, VnfdCommand, VnfdError};
+use events::vnfd::{self, VnfdError};
+use events::vnfd_use::{Used, take_into_use};
 
 use crate::vim::VimError;
 use crate::{Conductor, ConductorError};
@@ -51,21 +52,14 @@ impl Conductor {
     ) -> Result<Result<Vec<Instance>, PlanError>, ConductorError> {
         if let Some(vnfd_id) = vnfd_to_use(vnf, pending) {
             let used = vnfd::use_cause(self.actor(), &cause.correlation_id, &cause.causation_id);
-            let command = VnfdCommand::Use {
-                vnf_id: vnf_id.to_owned(),
-            };
-            match self.log.execute::<Vnfd>(vnfd_id, command, &(), &used).await {
-                // A use recorded only now may come after the release of a VNF that another
-                // conductor created and a user deleted since `vnf` was loaded: look again.
-                Ok(executed) if !executed.events.is_empty() => {
-                    let now = self.log.load::<Vnf>(vnf_id).await?.aggregate;
-                    if now.deleted {
-                        self.release_vnfd(&now, vnf_id, cause).await?;
-                        let vnf_id = vnf_id.to_owned();
-                        return Ok(Err(PlanError::Deleted { vnf_id }));
-                    }
+            match take_into_use(&self.log, vnfd_id, vnf_id, &used).await {
+                // Another conductor created the VNF and a user deleted it since `vnf` was
+                // loaded: the use came too late and is given back.
+                Ok(Used::GivenBack) => {
+                    let vnf_id = vnf_id.to_owned();
+                    return Ok(Err(PlanError::Deleted { vnf_id }));
                 }
-                Ok(_) => {}
+                Ok(Used::Recorded | Used::AlreadyRecorded) => {}
                 Err(CommandError::Rejected(source)) => {
                     let vnfd_id = vnfd_id.to_owned();
                     return Ok(Err(PlanError::Vnfd { vnfd_id, source }));
@@ -87,6 +81,7 @@ mod tests {
 
     use events::fixtures::{self, user};
     use events::vnf::VnfCommand;
+    use events::vnfd::{Vnfd, VnfdCommand};
 
     use super::*;
     use crate::ConductorConfig;

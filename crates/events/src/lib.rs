@@ -19,3 +19,4 @@ pub mod spec;
 pub mod store;
 pub mod vnf;
 pub mod vnfd;
+pub mod vnfd_use;

@@ -8,7 +8,8 @@ use axum::http::{HeaderMap, StatusCode};
 use events::envelope::Cause;
 use events::store::CommandError;
 use events::vnf::{ScaleDirection, Vnf, VnfCommand, VnfDetails, VnfError, VnfStatus};
-use events::vnfd::{self, TemplateSource, Vnfd, VnfdCommand, VnfdDescriptor};
+use events::vnfd::{self, TemplateSource, VnfdDescriptor};
+use events::vnfd_use::take_into_use;
 use projector::table::VnfRow;
 use serde_json::{Map, Value, json};
 
@@ -206,14 +207,7 @@ async fn use_vnfd(gateway: &Gateway, vnfd_id: &str, vnf_id: &str, create: &Cause
         &create.correlation_id,
         &create.command_id,
     );
-    let command = VnfdCommand::Use {
-        vnf_id: vnf_id.to_owned(),
-    };
-    if let Err(e) = gateway
-        .log()
-        .execute::<Vnfd>(vnfd_id, command, &(), &cause)
-        .await
-    {
+    if let Err(e) = take_into_use(gateway.log(), vnfd_id, vnf_id, &cause).await {
         tracing::warn!(vnfd_id, vnf_id, error = %e, "VNFD use not recorded here; the conductor records it before deploying, or fails the create.");
     }
 }
