@@ -129,31 +129,28 @@ impl std::fmt::Display for Skipped {
     }
 }
 
-/// A subject's messages: those that decode, and those skipped because they do not.
+/// A subject's messages in the order of the log: each decoded, or skipped because it does not
+/// decode.
 #[derive(Debug)]
 pub struct History<E> {
-    /// The messages that decode, oldest first.
-    pub recorded: Vec<Recorded<E>>,
-    /// The messages that do not, oldest first.
-    pub skipped: Vec<Skipped>,
+    /// Every message, oldest first.
+    pub messages: Vec<Result<Recorded<E>, Skipped>>,
     /// Stream sequence of the subject's last message, skipped or not; 0 when it is empty.
     pub last_sequence: u64,
 }
 
 impl<E> History<E> {
-    /// Every message, decoded or skipped, in the order of the log.
-    pub fn in_order(self) -> Vec<Result<Recorded<E>, Skipped>> {
-        let mut messages: Vec<_> = self
-            .recorded
-            .into_iter()
-            .map(Ok)
-            .chain(self.skipped.into_iter().map(Err))
-            .collect();
-        messages.sort_by_key(|message| match message {
-            Ok(recorded) => recorded.sequence,
-            Err(skipped) => skipped.sequence,
-        });
-        messages
+    /// The messages that decode and those skipped, each oldest first.
+    pub fn split(self) -> (Vec<Recorded<E>>, Vec<Skipped>) {
+        let mut recorded = Vec::with_capacity(self.messages.len());
+        let mut skipped = Vec::new();
+        for message in self.messages {
+            match message {
+                Ok(message) => recorded.push(message),
+                Err(message) => skipped.push(message),
+            }
+        }
+        (recorded, skipped)
     }
 }
 
@@ -161,18 +158,10 @@ impl<E: DeserializeOwned> History<E> {
     /// Decodes `messages` (one subject's, oldest first), skipping and logging those that do
     /// not decode.
     fn decode(messages: &[Stored]) -> Self {
-        let mut history = History {
-            recorded: Vec::with_capacity(messages.len()),
-            skipped: Vec::new(),
+        History {
+            messages: messages.iter().map(decode_or_skip).collect(),
             last_sequence: messages.last().map_or(0, |m| m.sequence),
-        };
-        for message in messages {
-            match decode_or_skip(message) {
-                Ok(recorded) => history.recorded.push(recorded),
-                Err(skipped) => history.skipped.push(skipped),
-            }
         }
-        history
     }
 }
 
@@ -276,7 +265,7 @@ impl EventLog {
         &self,
         subject: &str,
     ) -> Result<Vec<Recorded<E>>, StoreError> {
-        Ok(self.history(subject).await?.recorded)
+        Ok(self.history(subject).await?.split().0)
     }
 
     /// Every message on `subject`, oldest first, read from the stream leader: those that
@@ -309,8 +298,10 @@ impl EventLog {
     /// and listed in [`Loaded::skipped`].
     pub async fn load<A: Logged>(&self, aggregate_id: &str) -> Result<Loaded<A>, StoreError> {
         let history = self.history::<A::Event>(&A::subject(aggregate_id)).await?;
+        let last_sequence = history.last_sequence;
+        let (recorded, skipped) = history.split();
         let mut aggregate = A::default();
-        for message in history.recorded {
+        for message in recorded {
             message
                 .envelope
                 .events
@@ -320,8 +311,8 @@ impl EventLog {
         Ok(Loaded {
             aggregate_id: aggregate_id.to_owned(),
             aggregate,
-            last_sequence: history.last_sequence,
-            skipped: history.skipped,
+            last_sequence,
+            skipped,
         })
     }
 

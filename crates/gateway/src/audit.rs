@@ -318,7 +318,7 @@ where
     let history = log.history::<A::Event>(&A::subject(resource_id)).await?;
     let mut state = A::default();
     let mut audited = Vec::new();
-    for message in history.in_order() {
+    for message in history.messages {
         let sequence = match &message {
             Ok(recorded) => recorded.sequence,
             Err(skipped) => skipped.sequence,

@@ -78,7 +78,7 @@ pub fn skip<A: Aggregate + Clone>(
 /// [`EventLog::history`]: events::store::EventLog::history
 pub fn fold_history<A: Aggregate + Clone>(history: History<A::Event>) -> Option<Row<A>> {
     let mut row: Option<Row<A>> = None;
-    for message in history.in_order() {
+    for message in history.messages {
         let next = match message {
             Ok(recorded) => step(row.as_ref(), recorded.sequence, None, recorded.envelope),
             Err(skipped) => skip(row.as_ref(), skipped.sequence, None, skipped.stored_at),

@@ -358,7 +358,8 @@ async fn audit(nats: &Nats, vnf_id: &str) -> anyhow::Result<ExitCode> {
     // The lifecycle log and what monitors and conductors said about the VNF on the monitor
     // stream (while its retention keeps it), merged in time order.
     let mut lines: Vec<(time::OffsetDateTime, String)> = Vec::new();
-    for recorded in history.recorded {
+    let (recorded, skipped) = history.split();
+    for recorded in recorded {
         let envelope = &recorded.envelope;
         let mut text = format!(
             "lifecycle #{} by {} (command {}, correlation {}, caused by {})",
@@ -373,7 +374,7 @@ async fn audit(nats: &Nats, vnf_id: &str) -> anyhow::Result<ExitCode> {
         }
         lines.push((envelope.recorded_at, text));
     }
-    for skipped in history.skipped {
+    for skipped in skipped {
         lines.push((skipped.stored_at, format!("lifecycle {skipped}")));
     }
     if let Ok(monitor_stream) = log.jetstream().get_stream(names::MONITOR_STREAM).await {
