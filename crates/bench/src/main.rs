@@ -19,6 +19,7 @@ use time::OffsetDateTime;
 use events::envelope::{Actor, ActorKind, Cause, Envelope, SCHEMA_VERSION};
 use events::fixtures;
 use events::names::{self, AggregateKind};
+use events::read::StreamRead;
 use events::spec::{MonitoringPolicy, PolicyAction, VnfdSpec};
 use events::store::{EventLog, LogConfig};
 use events::vnf::{Instance, Vnf, VnfCommand, VnfEvent};
@@ -476,18 +477,9 @@ async fn monitor_writes(log: &EventLog) -> anyhow::Result<MonitorWrites> {
 async fn probes_since(log: &EventLog, since: time::OffsetDateTime) -> anyhow::Result<usize> {
     use events::monitor::{MonitorEvent, MonitorMessage};
     let stream = log.jetstream().get_stream(names::MONITOR_STREAM).await?;
-    let consumer = stream
-        .create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig {
-            filter_subject: names::ROUND_SUBJECTS.into(),
-            ..Default::default()
-        })
-        .await?;
-    let mut messages = consumer.messages().await?;
+    let mut read = StreamRead::open(&stream, names::ROUND_SUBJECTS, 1).await?;
     let mut probed = 0;
-    while let Ok(Some(message)) =
-        tokio::time::timeout(Duration::from_secs(2), messages.next()).await
-    {
-        let message = message?;
+    while let Some(message) = read.next().await? {
         if let Ok(MonitorMessage {
             event: MonitorEvent::Round { results, .. },
             ..
@@ -497,9 +489,6 @@ async fn probes_since(log: &EventLog, since: time::OffsetDateTime) -> anyhow::Re
                 .iter()
                 .filter(|r| r.at > since && r.outcome.is_up())
                 .count();
-        }
-        if message.info().map_or(true, |info| info.pending == 0) {
-            break;
         }
     }
     Ok(probed)
