@@ -22,9 +22,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use events::access::Identity;
+use events::credentials::{self, Seed};
 use events::names::{self, AggregateKind};
 use events::read::{Stored, StreamRead};
-use events::store::{EventLog, LogConfig};
+use events::store::EventLog;
 use events::vnf::{Vnf, VnfEvent, VnfStatus};
 use events::vnfd::{Vnfd, VnfdEvent};
 use serde_json::{Value, json};
@@ -78,10 +80,18 @@ pub struct Target {
     pub apis: Vec<String>,
     /// Comma-separated NATS URLs, as the roles were given them.
     pub nats_urls: String,
-    /// Replicas of the streams (1 on a single server, 3 on the cluster).
-    pub replicas: usize,
+    /// The directory of the identities' seed files (`<identity>.nk`): the checker reads as
+    /// the reader.
+    pub credentials: std::path::PathBuf,
     /// The conductor's VIM prefix: every namespace with it belongs to this test.
     pub vim_prefix: String,
+}
+
+impl Target {
+    /// The seed file of `identity`.
+    pub fn seed(&self, identity: Identity) -> std::path::PathBuf {
+        credentials::seed_path(&self.credentials, identity)
+    }
 }
 
 /// What a command does.
@@ -354,23 +364,20 @@ struct LogScan {
 /// When the log cannot be read at all (NATS unreachable); every finding goes into the
 /// [`Verdict`] instead.
 pub async fn check(target: &Target, issued: &[Issued]) -> Verdict {
-    let client = async_nats::connect(
-        target
-            .nats_urls
-            .split(',')
-            .map(str::trim)
-            .collect::<Vec<_>>(),
-    )
-    .await
-    .expect("connect to NATS");
-    let log = EventLog::open(
-        client,
-        &LogConfig {
-            replicas: target.replicas,
-        },
-    )
-    .await
-    .expect("open the lifecycle log");
+    let reader = Seed::read(&target.seed(Identity::Reader)).expect("the reader's seed");
+    let client = credentials::connect_options(Identity::Reader, &reader)
+        .connect(
+            target
+                .nats_urls
+                .split(',')
+                .map(str::trim)
+                .collect::<Vec<_>>(),
+        )
+        .await
+        .expect("connect to NATS as the reader");
+    let log = EventLog::open(client)
+        .await
+        .expect("open the lifecycle log");
     let mut verdict = Verdict::default();
 
     let started = Instant::now();
@@ -736,10 +743,10 @@ async fn list_problems(
 
 /// `vnfm rebuild --verify` exits 0: the projected tables equal the log.
 async fn verify_tables(target: &Target, verdict: &mut Verdict) {
-    let replicas = target.replicas.to_string();
     let run = tokio::process::Command::new(testkit::vnfm_bin())
         .args(["rebuild", "--verify", "--nats-url", &target.nats_urls])
-        .args(["--replicas", &replicas])
+        .arg("--nats-nkey")
+        .arg(target.seed(Identity::Reader))
         .kill_on_drop(true)
         .output();
     match tokio::time::timeout(VERIFY_TIMEOUT, run).await {

@@ -21,7 +21,7 @@ use monitor::probe::Prober;
 use monitor::{Monitor, MonitorConfig};
 use projector::Tables;
 use serde_json::Value;
-use testkit::{NatsServer, RoleProcess, eventually, eventually_every};
+use testkit::{Identity, NatsServer, RoleProcess, eventually, eventually_every};
 use tokio::sync::watch;
 
 /// How long a test waits for an asynchronous outcome (a VNF becoming ACTIVE, a row appearing).
@@ -49,6 +49,9 @@ pub struct System {
     stop: watch::Sender<bool>,
     /// Role processes of a [`System::start_separate`], killed before the namespaces go.
     processes: Vec<RoleProcess>,
+    /// Set by a test that tries what an identity may not: the server's refusals are then the
+    /// point, not a defect.
+    pub violations_expected: bool,
 }
 
 /// How long a role process may take to start: a debug build connecting to a local server.
@@ -74,22 +77,23 @@ impl System {
     /// Like [`System::start`], with the given tunables.
     pub async fn start_with(options: Options) -> System {
         let mut system = System::bare().await;
-        let (log, tables, vim_prefix) = (
-            system.log.clone(),
-            system.tables.clone(),
-            system.vim_prefix.clone(),
-        );
+        let vim_prefix = system.vim_prefix.clone();
         let shutdown = || {
             let mut stop = system.stop.subscribe();
             async move {
                 let _ = stop.wait_for(|s| *s).await;
             }
         };
-        tokio::spawn(projector::run(log.clone(), tables.clone(), shutdown()));
+        // Each role connects as its own identity, with exactly its permissions.
+        let projector_log = system.log_as(Identity::Projector).await;
+        let projector_tables = Tables::open(projector_log.jetstream())
+            .await
+            .expect("open the tables as the projector");
+        tokio::spawn(projector::run(projector_log, projector_tables, shutdown()));
         let vim = LocalVim::new(LocalVimConfig::new(vim_prefix.clone(), testkit::vnfm_bin()))
             .expect("the local VIM (tests run as root)");
         let conductor = Conductor::new(
-            log.clone(),
+            system.log_as(Identity::Conductor).await,
             Arc::new(vim),
             ConductorConfig {
                 instance: format!("conductor-{vim_prefix}"),
@@ -98,11 +102,18 @@ impl System {
             },
         );
         tokio::spawn(conductor.run(shutdown()));
-        let monitor = start_monitor(&log, &format!("monitor-{vim_prefix}"));
+        let monitor = start_monitor(
+            &system.log_as(Identity::Monitor).await,
+            &format!("monitor-{vim_prefix}"),
+        );
         tokio::spawn(monitor.run(shutdown()));
+        let gateway_log = system.log_as(Identity::Gateway).await;
+        let gateway_tables = Tables::open(gateway_log.jetstream())
+            .await
+            .expect("open the tables as the gateway");
         let gateway = Gateway::new(
-            log,
-            tables,
+            gateway_log,
+            gateway_tables,
             GatewayConfig {
                 auth: Auth::None,
                 tenant_id: "admin".into(),
@@ -130,7 +141,7 @@ impl System {
             .try_init();
         let nats = NatsServer::start().await;
         let log = events::fixtures::log(nats.client().await).await;
-        let tables = Tables::open(log.jetstream(), 1)
+        let tables = Tables::open(log.jetstream())
             .await
             .expect("open the tables");
         let vim_prefix = unique_vim_prefix('t');
@@ -143,6 +154,7 @@ impl System {
             vim_prefix,
             stop: watch::channel(false).0,
             processes: Vec::new(),
+            violations_expected: false,
         }
     }
 
@@ -188,11 +200,19 @@ impl System {
         );
     }
 
-    /// `vnfm <args> --nats-url <this system's server>`, labelled `label` in failure messages.
+    /// The lifecycle log over a connection as `identity`.
+    pub async fn log_as(&self, identity: Identity) -> EventLog {
+        EventLog::open(self.nats.client_as(identity).await)
+            .await
+            .unwrap_or_else(|e| panic!("open the log as {identity:?}: {e}"))
+    }
+
+    /// `vnfm <args> --nats-url <this system's server> --nats-nkey <the seed of the identity
+    /// the command runs as>`, labelled `label` in failure messages.
     pub fn spawn_role(&self, label: &str, args: &[&str]) -> RoleProcess {
-        let url = self.nats.url();
+        let connect = self.nats.connect_args(identity_of(args));
         let mut args = args.to_vec();
-        args.extend(["--nats-url", &url]);
+        args.extend(connect.iter().map(String::as_str));
         RoleProcess::spawn(label, &args)
     }
 
@@ -293,6 +313,34 @@ impl Drop for System {
         if let Err(e) = local::cleanup_prefix_blocking(&self.vim_prefix) {
             eprintln!("cleanup of {} failed: {e}", self.vim_prefix);
         }
+        // Every role ran as its own identity: none may have been refused anything it does.
+        if !self.violations_expected && !std::thread::panicking() {
+            let violations = self.nats.permission_violations();
+            assert!(
+                violations.is_empty(),
+                "the server refused a role an operation (a permission missing from \
+                 events::access?):\n{}",
+                violations.join("\n")
+            );
+        }
+    }
+}
+
+/// The identity a `vnfm` command line runs as: its role's, the reader's for `audit` and
+/// `rebuild --verify`, the projector's for `rebuild`, the admin's for `setup`.
+///
+/// # Panics
+///
+/// When `args` names no such command.
+pub fn identity_of(args: &[&str]) -> Identity {
+    match args.first().copied() {
+        Some("rebuild") if args.contains(&"--verify") => Identity::Reader,
+        Some("rebuild") => Identity::Projector,
+        Some("audit") => Identity::Reader,
+        Some("setup") => Identity::Admin,
+        Some(role) => Identity::from_name(role)
+            .unwrap_or_else(|| panic!("{role} is not a vnfm role with an identity")),
+        None => panic!("an empty command line"),
     }
 }
 

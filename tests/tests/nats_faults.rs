@@ -5,8 +5,10 @@
 
 use std::time::{Duration, Instant};
 
-use testkit::{NatsCluster, NatsServer, RoleProcess};
+use events::credentials;
+use testkit::{Access, NatsCluster, NatsServer, RoleProcess};
 use vnfm_tests::checker::{self, Load, Target};
+use vnfm_tests::identity_of;
 
 /// Commands in flight at once.
 const WORKERS: usize = 6;
@@ -53,18 +55,33 @@ const EACH_ROLE: usize = 2;
 
 impl Roles {
     /// Starts the roles and returns once each announces it runs.
-    async fn start(nats_urls: &str, replicas: usize, vim_prefix: &str) -> Roles {
-        let replicas_flag = replicas.to_string();
-        let common = ["--nats-url", nats_urls, "--replicas", &replicas_flag];
+    async fn start(nats_urls: &str, replicas: usize, vim_prefix: &str, access: &Access) -> Roles {
+        let credentials = access.dir();
+        let seed = |args: &[&str]| {
+            credentials::seed_path(&credentials, identity_of(args))
+                .to_str()
+                .expect("a UTF-8 temporary path")
+                .to_owned()
+        };
         let role = |label: &str, args: &[&str]| {
+            let seed = seed(args);
             let mut args = args.to_vec();
-            args.extend(common);
-            args.extend(["--name", label]);
+            args.extend([
+                "--nats-url",
+                nats_urls,
+                "--nats-nkey",
+                &seed,
+                "--name",
+                label,
+            ]);
             RoleProcess::spawn(label, &args)
         };
+        let replicas = replicas.to_string();
+        let mut setup = role("setup", &["setup", "--replicas", &replicas]);
+        let status = setup.wait_exit(ROLE_START_TIMEOUT).await;
+        assert!(status.success(), "vnfm setup: {status}\n{}", setup.log());
         let mut processes = Vec::new();
         let mut apis = Vec::new();
-        // Gateways first: the first creates the streams and tables the others open.
         for n in 1..=EACH_ROLE {
             let listen = format!("127.0.0.1:{}", testkit::free_port());
             let mut gateway = role(&format!("gateway-{n}"), &["gateway", "--listen", &listen]);
@@ -107,7 +124,7 @@ impl Roles {
             target: Target {
                 apis,
                 nats_urls: nats_urls.to_owned(),
-                replicas,
+                credentials,
                 vim_prefix: vim_prefix.to_owned(),
             },
         }
@@ -149,7 +166,7 @@ async fn a_single_server_killed_and_restarted_under_load_loses_and_duplicates_no
     let vim_prefix = vnfm_tests::unique_vim_prefix('f');
     let _namespaces = Namespaces(vim_prefix.clone());
     let mut nats = NatsServer::start().await;
-    let mut roles = Roles::start(&nats.url(), 1, &vim_prefix).await;
+    let mut roles = Roles::start(&nats.url(), 1, &vim_prefix, nats.access()).await;
     println!("roles ready after {:.1} s", started.elapsed().as_secs_f64());
 
     let load = Load::start(&roles.target, WORKERS);
@@ -191,7 +208,7 @@ async fn a_cluster_losing_its_stream_leader_under_load_loses_and_duplicates_noth
         "cluster ready after {:.1} s",
         started.elapsed().as_secs_f64()
     );
-    let mut roles = Roles::start(&cluster.urls(), 3, &vim_prefix).await;
+    let mut roles = Roles::start(&cluster.urls(), 3, &vim_prefix, cluster.access()).await;
     println!("roles ready after {:.1} s", started.elapsed().as_secs_f64());
 
     let load = Load::start(&roles.target, WORKERS);

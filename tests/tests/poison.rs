@@ -1,9 +1,10 @@
-//! Messages that do not decode, appended by any NATS client to a VNF's lifecycle subject and
-//! to the monitor stream, never make the VNF unusable: show, scale, events, delete, audit and
+//! Messages that do not decode, appended by an identity allowed to write there (a gateway to a
+//! VNF's lifecycle subject, a monitor to the monitor stream), never make the VNF unusable: show, scale, events, delete, audit and
 //! rebuild all still work, and every one of them says which message was skipped.
 
 use async_nats::jetstream;
 use serde_json::{Value, json};
+use testkit::Identity;
 use vnfm_tests::{System, mgmt_ips, sample};
 
 /// Garbage, and a well-formed envelope (or monitor message) of an event type no build knows.
@@ -20,9 +21,15 @@ fn poison(vnf_id: &str) -> [Vec<u8>; 2] {
     ]
 }
 
-/// Publishes `payloads` on `subject` with a plain client; answers their stream sequences.
-async fn append(system: &System, subject: &str, payloads: [Vec<u8>; 2]) -> Vec<u64> {
-    let client = async_nats::connect(system.nats.url()).await.unwrap();
+/// Publishes `payloads` on `subject` as `identity` (one allowed to write there, which could be
+/// compromised or buggy); answers their stream sequences.
+async fn append(
+    system: &System,
+    identity: Identity,
+    subject: &str,
+    payloads: [Vec<u8>; 2],
+) -> Vec<u64> {
+    let client = system.nats.client_as(identity).await;
     let jetstream = jetstream::new(client);
     let mut sequences = Vec::new();
     for payload in payloads {
@@ -46,9 +53,21 @@ async fn messages_that_do_not_decode_are_skipped_everywhere_and_shown_as_skipped
     let system = System::start().await;
     let vnf_id = system.active_vnf(&sample("tosca-vnfd-scale.yaml")).await;
     let lifecycle_subject = events::names::vnf_subject(&vnf_id);
-    let poisoned = append(&system, &lifecycle_subject, poison(&vnf_id)).await;
+    let poisoned = append(
+        &system,
+        Identity::Gateway,
+        &lifecycle_subject,
+        poison(&vnf_id),
+    )
+    .await;
     let failure_subject = events::names::failure_subject(&vnf_id);
-    append(&system, &failure_subject, poison(&vnf_id)).await;
+    append(
+        &system,
+        Identity::Monitor,
+        &failure_subject,
+        poison(&vnf_id),
+    )
+    .await;
 
     // Show.
     let (code, shown) = system.get(&format!("/vnfs/{vnf_id}")).await;

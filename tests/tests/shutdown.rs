@@ -73,10 +73,13 @@ async fn vnfm_up_stops_within_its_drain_deadline_when_nats_is_gone() {
     let url = nats.url();
     let listen = format!("127.0.0.1:{}", testkit::free_port());
     let prefix = vnfm_tests::unique_vim_prefix('u');
+    let data_dir = nats.access().data_dir();
     let mut up = RoleProcess::spawn(
         "up",
         &[
             "up",
+            "--data-dir",
+            data_dir.to_str().expect("a UTF-8 temporary path"),
             "--nats-url",
             &url,
             "--listen",

@@ -16,12 +16,13 @@ use anyhow::Context;
 use futures::StreamExt;
 use time::OffsetDateTime;
 
+use events::access::Identity;
 use events::envelope::{Actor, ActorKind, Cause, Envelope, SCHEMA_VERSION};
 use events::fixtures;
 use events::names::{self, AggregateKind};
 use events::read::StreamRead;
 use events::spec::{MonitoringPolicy, PolicyAction, VnfdSpec};
-use events::store::{EventLog, LogConfig};
+use events::store::EventLog;
 use events::vnf::{Instance, Vnf, VnfCommand, VnfEvent};
 use testkit::{Durability, NatsServer, RoleProcess};
 
@@ -97,7 +98,7 @@ fn cause() -> Cause {
 async fn appends(durability: Durability) -> anyhow::Result<(f64, f64)> {
     let raw = {
         let server = NatsServer::start_with(durability).await;
-        let log = EventLog::open(server.client().await, &LogConfig::default()).await?;
+        let log = as_gateway(&server).await?;
         let js = log.jetstream().clone();
         let payloads: Vec<(String, bytes::Bytes)> = (0..APPENDS)
             .map(|n| {
@@ -129,7 +130,7 @@ async fn appends(durability: Durability) -> anyhow::Result<(f64, f64)> {
     };
     let checked = {
         let server = NatsServer::start_with(durability).await;
-        let log = EventLog::open(server.client().await, &LogConfig::default()).await?;
+        let log = as_gateway(&server).await?;
         let started = Instant::now();
         futures::stream::iter(0..APPENDS)
             .map(|n| {
@@ -150,9 +151,15 @@ async fn appends(durability: Durability) -> anyhow::Result<(f64, f64)> {
     Ok((raw, checked))
 }
 
+/// The streams made (as `vnfm setup` makes them), and the log as the gateway writes it: with
+/// the gateway's identity and permissions.
+async fn as_gateway(server: &NatsServer) -> anyhow::Result<EventLog> {
+    fixtures::log(server.client().await).await;
+    Ok(EventLog::open(server.client_as(Identity::Gateway).await).await?)
+}
+
 async fn gateway_latency() -> anyhow::Result<()> {
     let server = NatsServer::start().await;
-    let nats_url = server.url();
     let nats_server_pid = child_pid_with_arg(
         &server
             .store_dir()
@@ -161,10 +168,16 @@ async fn gateway_latency() -> anyhow::Result<()> {
             .to_string_lossy(),
     )
     .context("finding the nats-server process")?;
-    let log = EventLog::open(server.client().await, &LogConfig::default()).await?;
+    let log = fixtures::log(server.client().await).await;
     // Each role as its own `vnfm` process, as deployed ($VNFM_BIN; `ops/bench` builds the
     // release binary).
-    let mut projector = RoleProcess::spawn("projector", &["projector", "--nats-url", &nats_url]);
+    let role = |identity: Identity, args: &[&str]| {
+        let connect = server.connect_args(identity);
+        let mut args = args.to_vec();
+        args.extend(connect.iter().map(String::as_str));
+        RoleProcess::spawn(identity.name(), &args)
+    };
+    let mut projector = role(Identity::Projector, &["projector"]);
     projector
         .wait_for_log("Projector running.", ROLE_START_TIMEOUT)
         .await;
@@ -212,10 +225,7 @@ async fn gateway_latency() -> anyhow::Result<()> {
         })
         .await;
     let listen = format!("127.0.0.1:{}", testkit::free_port());
-    let mut gateway = RoleProcess::spawn(
-        "gateway",
-        &["gateway", "--listen", &listen, "--nats-url", &nats_url],
-    );
+    let mut gateway = role(Identity::Gateway, &["gateway", "--listen", &listen]);
     gateway
         .wait_for_log("Gateway listening", ROLE_START_TIMEOUT)
         .await;
@@ -246,16 +256,7 @@ async fn gateway_latency() -> anyhow::Result<()> {
     print_cpu(&cpu);
     print_kv_gets(&log, &ids).await?;
     // The same table with every VNF's VDU probed by ICMP every second (all on loopback).
-    let mut monitor = RoleProcess::spawn(
-        "monitor",
-        &[
-            "monitor",
-            "--nats-url",
-            &nats_url,
-            "--name",
-            "bench-monitor",
-        ],
-    );
+    let mut monitor = role(Identity::Monitor, &["monitor", "--name", "bench-monitor"]);
     monitor
         .wait_for_log("Monitor running.", ROLE_START_TIMEOUT)
         .await;

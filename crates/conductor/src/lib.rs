@@ -31,7 +31,7 @@ use events::envelope::{self, Actor, Cause, Envelope, SCHEMA_VERSION};
 use events::monitor::{Failure, MonitorEvent, MonitorMessage};
 use events::names;
 use events::nats_error::NatsError;
-use events::store::{self, CommandError, EventLog, LogConfig, StoreError};
+use events::store::{self, CommandError, EventLog, StoreError};
 use events::vnf::{
     Instance, OperationKind, PendingOperation, PlannedInstance, RespawnLimit, Vnf, VnfCommand,
     VnfError, VnfEvent,
@@ -50,7 +50,6 @@ pub struct ConductorConfig {
     pub ack_wait: Duration,
     /// How many heals a VNF may have in a window before it is left in ERROR.
     pub respawn_limit: RespawnLimit,
-    pub log: LogConfig,
     /// Fault injection for tests: the conductor stops itself (SIGSTOP) the first time it
     /// reaches this point of a heal, so that a test can kill it there or resume it later.
     pub stop_at: Option<StopPoint>,
@@ -107,7 +106,6 @@ impl Default for ConductorConfig {
             instance: format!("conductor-{}", std::process::id()),
             ack_wait: ACK_WAIT_DEFAULT,
             respawn_limit: RespawnLimit::default(),
-            log: LogConfig::default(),
             stop_at: None,
         }
     }
@@ -225,7 +223,7 @@ impl Conductor {
     /// one consumer. The other consumer's operations in hand are then dropped unacked, and
     /// redelivered to another conductor, as after a crash.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ConductorError> {
-        store::open_monitor_stream(self.log.jetstream(), &self.config.log).await?;
+        store::open_monitor_stream(self.log.jetstream()).await?;
         let shutdown = shutdown.shared();
         let lifecycle = supervised(names::CONDUCTOR_CONSUMER, shutdown.clone(), || {
             self.consume(Work::Lifecycle, shutdown.clone())

@@ -10,10 +10,11 @@
 
 use crate::envelope::{Actor, ActorKind, Cause};
 use crate::monitor::{MonitorEvent, MonitorMessage};
+use crate::setup::{self, LogConfig};
 use crate::spec::{
     MonitorDriver, MonitoringPolicy, PolicyAction, ScalingPolicy, VduSpec, VnfdSpec,
 };
-use crate::store::{EventLog, LogConfig};
+use crate::store::EventLog;
 use crate::vnf::{VnfCommand, VnfDetails};
 use crate::vnfd::{TemplateSource, VnfdCommand, VnfdDescriptor, VnfdEvent};
 
@@ -128,15 +129,20 @@ pub fn create(vnf_id: &str, vnfd_id: &str, vnfd: VnfdSpec, operation_id: &str) -
     }
 }
 
-/// The event log over `client` with the default configuration, as every role opens it.
+/// Every stream and bucket made (as `vnfm setup` makes them, so `client` must be allowed to),
+/// and the event log over `client`, as every role opens it.
 ///
 /// # Panics
 ///
-/// When the log cannot be opened: a test cannot go on without it.
+/// When the log cannot be made or opened: a test cannot go on without it.
 pub async fn log(client: async_nats::Client) -> EventLog {
-    EventLog::open(client, &LogConfig::default())
-        .await
-        .expect("open the event log")
+    setup::provision(
+        &async_nats::jetstream::new(client.clone()),
+        &LogConfig::default(),
+    )
+    .await
+    .expect("make the streams and buckets");
+    EventLog::open(client).await.expect("open the event log")
 }
 
 /// The event of the next message on `subscription`, a monitor-stream subject.

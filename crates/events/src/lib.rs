@@ -2,12 +2,15 @@
 //! event schema ([`envelope`], [`vnf`], [`vnfd`], [`spec`]), the aggregates that decide which
 //! events a command yields, the JetStream event store that persists them ([`store`]), the one
 //! reader of a subject or a stream as it stands ([`read`]), the durable consumer the roles read
-//! the log with ([`consume`]), and the NATS error type every role reports ([`nats_error`]).
+//! the log with ([`consume`]), the NATS error type every role reports ([`nats_error`]), who may
+//! do what on the bus ([`access`]) and the identities' keys ([`credentials`]).
 //!
 //! This crate never spells a subject outside [`names`], never edits or deletes a stored event,
 //! and holds no decision that reads the clock or the network: the aggregates are pure.
 
+pub mod access;
 pub mod consume;
+pub mod credentials;
 pub mod envelope;
 #[cfg(any(test, feature = "fixtures"))]
 pub mod fixtures;
@@ -15,6 +18,7 @@ pub mod monitor;
 pub mod names;
 pub mod nats_error;
 pub mod read;
+pub mod setup;
 pub mod spec;
 pub mod store;
 pub mod vnf;

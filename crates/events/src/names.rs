@@ -63,6 +63,15 @@ pub const BAD_ACTION_SUBJECTS: &str = "vnfm.monitor.bad_action.*";
 pub const SUSPECT_SUBJECTS: &str = "vnfm.monitor.suspect.*";
 /// Probe rounds of every monitor.
 pub const ROUND_SUBJECTS: &str = "vnfm.monitor.round.*";
+/// VDU state changes of every VNF.
+pub const STATE_SUBJECTS: &str = "vnfm.monitor.state.*";
+/// Everything monitors publish, and only they.
+pub const MONITOR_REPORT_SUBJECTS: [&str; 4] = [
+    ROUND_SUBJECTS,
+    STATE_SUBJECTS,
+    FAILURE_SUBJECTS,
+    SUSPECT_SUBJECTS,
+];
 
 /// One probe round's results of one monitor instance.
 pub fn round_subject(monitor: &str) -> String {
@@ -117,6 +126,14 @@ pub const MONITOR_STATE_BUCKET: &str = "VNFM_MONITOR_STATE";
 
 /// Monitor membership and partition leases (entries expire unless renewed).
 pub const MONITOR_LEASE_BUCKET: &str = "VNFM_MONITOR_LEASES";
+
+/// Every KV bucket of vnfm.
+pub const BUCKETS: [&str; 4] = [
+    VNF_TABLE_BUCKET,
+    VNFD_TABLE_BUCKET,
+    MONITOR_STATE_BUCKET,
+    MONITOR_LEASE_BUCKET,
+];
 
 /// Durable consumer of failure reports shared by every conductor.
 pub const HEAL_CONSUMER: &str = "conductor-heal";

@@ -23,7 +23,7 @@ use time::OffsetDateTime;
 
 use crate::envelope::{self, Cause, Envelope, SCHEMA_VERSION};
 use crate::names::{self, AggregateKind};
-use crate::nats_error::{HasNatsKind, NatsError, NatsErrorKind};
+use crate::nats_error::{NatsError, NatsErrorKind};
 use crate::read::{self, Stored};
 use crate::vnf::Vnf;
 use crate::vnfd::Vnfd;
@@ -39,12 +39,6 @@ const CONFLICT_RETRIES_MAX: u32 = 32;
 /// The longest random pause before re-deciding: it doubles from 1 ms with each lost race up to
 /// this, so that racing writers spread out instead of colliding again in lockstep.
 const CONFLICT_BACKOFF_MAX: Duration = Duration::from_millis(64);
-/// The window in which the server recognises a repeated `Nats-Msg-Id`. Longer than any client's
-/// retry loop (attempts × publish timeout), short enough to keep the server's id table small.
-const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
-/// The largest lifecycle message: a VNFD with its template is the biggest, and the VNFD parser
-/// caps templates well below this.
-const LIFECYCLE_MESSAGE_BYTES_MAX: i32 = 4 * 1024 * 1024;
 
 /// An aggregate that lives on the lifecycle log.
 pub trait Logged: Aggregate<Event: Serialize + DeserializeOwned> {
@@ -66,19 +60,6 @@ impl Logged for Vnfd {
     }
 }
 
-/// How the lifecycle stream is laid out on the servers.
-#[derive(Debug, Clone)]
-pub struct LogConfig {
-    /// 1 for a single server, 3 for the production cluster.
-    pub replicas: usize,
-}
-
-impl Default for LogConfig {
-    fn default() -> Self {
-        LogConfig { replicas: 1 }
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// Another writer appended to the aggregate since it was loaded.
@@ -86,6 +67,9 @@ pub enum StoreError {
     Conflict,
     #[error(transparent)]
     Nats(#[from] NatsError),
+    /// A stream or bucket the role binds to was never made.
+    #[error("{0}")]
+    NotProvisioned(String),
     #[error("event cannot be encoded: {0}")]
     Encode(#[from] serde_json::Error),
 }
@@ -229,25 +213,10 @@ impl std::fmt::Debug for EventLog {
 }
 
 impl EventLog {
-    /// Opens the lifecycle stream, creating it when it does not exist yet.
-    pub async fn open(client: async_nats::Client, config: &LogConfig) -> Result<Self, StoreError> {
+    /// Binds to the lifecycle stream, which [`setup::provision`](crate::setup::provision) made.
+    pub async fn open(client: async_nats::Client) -> Result<Self, StoreError> {
         let jetstream = jetstream::new(client);
-        let config = stream::Config {
-            name: names::LIFECYCLE_STREAM.into(),
-            subjects: vec![names::LIFECYCLE_SUBJECTS.into()],
-            storage: stream::StorageType::File,
-            num_replicas: config.replicas,
-            deny_delete: true,
-            deny_purge: true,
-            allow_direct: true,
-            duplicate_window: DUPLICATE_WINDOW,
-            max_message_size: LIFECYCLE_MESSAGE_BYTES_MAX,
-            ..Default::default()
-        };
-        let stream = provision("opening the lifecycle stream", || {
-            jetstream.get_or_create_stream(config.clone())
-        })
-        .await?;
+        let stream = bind_stream(&jetstream, names::LIFECYCLE_STREAM).await?;
         Ok(EventLog { jetstream, stream })
     }
 
@@ -445,102 +414,55 @@ fn conflict_backoff(conflicts: u32) -> Duration {
     ceiling * fraction / 1_000
 }
 
-/// How long probe rounds, state changes and failure reports are kept: long enough to audit a
-/// week of incidents, bounded so that high-rate results never fill the disk.
-const MONITOR_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
-/// The monitor stream's size bound; the oldest results go first.
-const MONITOR_STREAM_BYTES_MAX: i64 = 1024 * 1024 * 1024;
-
-/// Opens (or creates) the monitor stream: probe rounds, VDU state changes, failure reports and
-/// `bad_action` rejections, bounded by age and size.
+/// Binds to the monitor stream: probe rounds, VDU state changes, failure reports and
+/// `bad_action` rejections.
 pub async fn open_monitor_stream(
     jetstream: &jetstream::Context,
-    config: &LogConfig,
 ) -> Result<stream::Stream, StoreError> {
-    let config = stream::Config {
-        name: names::MONITOR_STREAM.into(),
-        subjects: vec![names::MONITOR_SUBJECTS.into()],
-        storage: stream::StorageType::File,
-        num_replicas: config.replicas,
-        max_age: MONITOR_RETENTION,
-        max_bytes: MONITOR_STREAM_BYTES_MAX,
-        discard: stream::DiscardPolicy::Old,
-        allow_direct: true,
-        duplicate_window: DUPLICATE_WINDOW,
-        ..Default::default()
-    };
-    provision("opening the monitor stream", || {
-        jetstream.get_or_create_stream(config.clone())
-    })
-    .await
+    bind_stream(jetstream, names::MONITOR_STREAM).await
 }
 
-/// Opens (or creates) the bucket in which monitors keep each VNF's last known VDU states.
+/// Binds to the bucket in which monitors keep each VNF's last known VDU states.
 pub async fn open_monitor_states(
     jetstream: &jetstream::Context,
-    config: &LogConfig,
 ) -> Result<jetstream::kv::Store, StoreError> {
-    let config = jetstream::kv::Config {
-        bucket: names::MONITOR_STATE_BUCKET.into(),
-        history: 1,
-        storage: stream::StorageType::File,
-        num_replicas: config.replicas,
-        ..Default::default()
-    };
-    open_bucket(jetstream, config, "opening the monitor state bucket").await
+    open_bucket(jetstream, names::MONITOR_STATE_BUCKET).await
 }
 
-/// Opens the KV bucket `config.bucket`, creating it with `config` when it does not exist yet;
+/// Binds to the stream `name`; one that does not exist is an error naming it and the step that
+/// makes it (roles never create a stream: they may not).
+async fn bind_stream(
+    jetstream: &jetstream::Context,
+    name: &str,
+) -> Result<stream::Stream, StoreError> {
+    jetstream
+        .get_stream(name)
+        .await
+        .map_err(|e| not_provisioned(NatsError::new("opening a stream", e), "stream", name))
+}
+
+/// Binds to the KV bucket `bucket`, which [`setup::provision`](crate::setup::provision) made;
 /// every role opens the buckets it uses this way.
 pub async fn open_bucket(
     jetstream: &jetstream::Context,
-    config: jetstream::kv::Config,
-    context: &'static str,
+    bucket: &'static str,
 ) -> Result<jetstream::kv::Store, StoreError> {
-    provision(context, || async {
-        if let Ok(store) = jetstream.get_key_value(&config.bucket).await {
-            return Ok(store);
-        }
-        jetstream.create_key_value(config.clone()).await
-    })
-    .await
+    // The bucket's stream first: its error tells a missing bucket from an unreachable server.
+    bind_stream(jetstream, &format!("KV_{bucket}")).await?;
+    jetstream
+        .get_key_value(bucket)
+        .await
+        .map_err(|e| NatsError::other("opening a bucket", e).into())
 }
 
-/// How often a stream or bucket is asked for again after the request to open it went
-/// unanswered. Roles start together and each creates the streams it uses, and a clustered
-/// nats-server may leave all but one of several simultaneous creates of the same replicated
-/// stream unanswered (nats-io/nats-server#3677, nats-io/nats.go#949: seen here as a monitor
-/// exiting at start-up because the conductor created the monitor stream at the same moment).
-/// Opening is idempotent, so asking again finds the stream the other request created.
-const PROVISION_ATTEMPTS_MAX: u32 = 3;
-
-/// Runs `open` (an idempotent get-or-create) until it answers, asking again after a timeout.
-async fn provision<T, K, F>(
-    context: &'static str,
-    mut open: impl FnMut() -> F,
-) -> Result<T, StoreError>
-where
-    F: std::future::Future<Output = Result<T, async_nats::error::Error<K>>>,
-    K: HasNatsKind
-        + Clone
-        + std::fmt::Debug
-        + std::fmt::Display
-        + PartialEq
-        + Send
-        + Sync
-        + 'static,
-{
-    let mut attempt = 1;
-    loop {
-        let error = match open().await {
-            Ok(opened) => return Ok(opened),
-            Err(error) => NatsError::new(context, error),
-        };
-        if error.kind() != NatsErrorKind::TimedOut || attempt >= PROVISION_ATTEMPTS_MAX {
-            return Err(error.into());
-        }
-        tracing::warn!(context, attempt, error = %error, "No answer; asking again.");
-        attempt += 1;
+/// `error`, or when it says the stream is missing, an error that says what to run.
+fn not_provisioned(error: NatsError, what: &str, name: &str) -> StoreError {
+    if error.kind() == NatsErrorKind::NotFound {
+        StoreError::NotProvisioned(format!(
+            "the {what} {name} does not exist: run `vnfm setup` (or `vnfm up`) with the admin identity first"
+        ))
+    } else {
+        error.into()
     }
 }
 
@@ -584,7 +506,9 @@ fn aggregate_error<E: std::error::Error>(error: StoreError) -> AggregateError<E>
     match error {
         StoreError::Conflict => AggregateError::AggregateConflict,
         StoreError::Encode(_) => AggregateError::DeserializationError(Box::new(error)),
-        StoreError::Nats(_) => AggregateError::DatabaseConnectionError(Box::new(error)),
+        StoreError::Nats(_) | StoreError::NotProvisioned(_) => {
+            AggregateError::DatabaseConnectionError(Box::new(error))
+        }
     }
 }
 

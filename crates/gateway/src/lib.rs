@@ -31,7 +31,7 @@ use axum::routing::{get, post};
 use events::envelope::{Actor, ActorKind, Cause};
 use events::monitor::InstanceMonitorState;
 use events::nats_error::NatsError;
-use events::store::{self, EventLog, LogConfig, Logged, StoreError};
+use events::store::{self, EventLog, Logged, StoreError};
 use events::vnf::Vnf;
 use events::vnfd::Vnfd;
 use projector::Tables;
@@ -73,8 +73,6 @@ pub struct GatewayConfig {
     pub tenant_id: String,
     /// This gateway instance's name, for its log lines.
     pub instance: String,
-    /// Replicas of the monitor state bucket, should the gateway be the first to open it.
-    pub log: LogConfig,
     /// Fault injection for tests: a VNF create that reaches this point hangs there for good,
     /// so that a test can kill the gateway between two of its appends.
     pub stop_at: Option<CreateStopPoint>,
@@ -86,7 +84,6 @@ impl Default for GatewayConfig {
             auth: Auth::None,
             tenant_id: "admin".into(),
             instance: format!("gateway-{}", std::process::id()),
-            log: LogConfig::default(),
             stop_at: None,
         }
     }
@@ -154,7 +151,7 @@ impl Gateway {
                 .await
                 .map_err(|e| NatsError::new("reading a table's state", e))?;
         }
-        let monitor_bucket = store::open_monitor_states(log.jetstream(), &config.log).await?;
+        let monitor_bucket = store::open_monitor_states(log.jetstream()).await?;
         let vnfs = Arc::new(Mirror::default());
         let vnfds = Arc::new(Mirror::default());
         let monitor_states = Arc::new(MonitorStates::default());
@@ -582,10 +579,8 @@ mod tests {
     async fn a_row_read_from_the_log_moves_past_an_undecodable_message_as_the_projector_does() {
         let server = testkit::NatsServer::start().await;
         let client = server.client().await;
-        let log = EventLog::open(client.clone(), &LogConfig::default())
-            .await
-            .unwrap();
-        let tables = Tables::open(log.jetstream(), 1).await.unwrap();
+        let log = events::fixtures::log(client.clone()).await;
+        let tables = Tables::open(log.jetstream()).await.unwrap();
         let gateway = Gateway::new(log.clone(), tables, GatewayConfig::default())
             .await
             .unwrap();

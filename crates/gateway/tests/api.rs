@@ -68,7 +68,7 @@ impl Api {
     async fn start_with(options: Options) -> Api {
         let nats = NatsServer::start().await;
         let log = fixtures::log(nats.client().await).await;
-        let tables = Tables::open(log.jetstream(), 1)
+        let tables = Tables::open(log.jetstream())
             .await
             .expect("open the tables");
         let projector = options.projector.then(|| {

@@ -27,7 +27,7 @@ pub mod tracker;
 mod testing;
 
 use events::nats_error::NatsError;
-use events::store::{LogConfig, StoreError};
+use events::store::StoreError;
 
 pub use runtime::{DRAIN_DEADLINE, Monitor, Skips};
 
@@ -38,7 +38,6 @@ pub struct MonitorConfig {
     pub instance: String,
     /// The fewest failures in one round that can make the monitor suspect itself.
     pub suspect_failures_min: usize,
-    pub log: LogConfig,
 }
 
 impl Default for MonitorConfig {
@@ -47,7 +46,6 @@ impl Default for MonitorConfig {
             instance: format!("monitor-{}", std::process::id()),
             // Ten: a small deployment (fewer targets) still heals when all of them fail.
             suspect_failures_min: 10,
-            log: LogConfig::default(),
         }
     }
 }

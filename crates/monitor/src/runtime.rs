@@ -175,9 +175,9 @@ impl<P: Probe> Monitor<P> {
     /// Probes until `shutdown` resolves, then stops within the drain deadline.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), MonitorError> {
         let jetstream = self.log.jetstream().clone();
-        store::open_monitor_stream(&jetstream, &self.config.log).await?;
-        let states = store::open_monitor_states(&jetstream, &self.config.log).await?;
-        let leases = share::open_leases(&jetstream, &self.config.log).await?;
+        store::open_monitor_stream(&jetstream).await?;
+        let states = store::open_monitor_states(&jetstream).await?;
+        let leases = share::open_leases(&jetstream).await?;
         let lifecycle = follow_lifecycle(&self.log, 0).await?;
         let bad_actions = jetstream
             .client()

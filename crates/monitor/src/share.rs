@@ -26,17 +26,18 @@ use tokio::sync::watch;
 
 use events::names;
 use events::nats_error::NatsError;
-use events::store::{self, LogConfig, StoreError};
+use events::store::{self, StoreError};
 
 /// Partitions of the VNFs. Far more than monitors are ever run, so shares stay even; few
 /// enough that a renewal round (one request per partition) stays cheap.
 pub const PARTITIONS: u32 = 64;
 /// How often a monitor renews its membership and leases.
 pub const RENEW_INTERVAL: Duration = Duration::from_secs(1);
-/// How long a lease or membership outlives its last renewal: four renewals, so a few lost
-/// renewals do not move partitions, and a dead monitor's targets are probed by another within
-/// TTL + renewal + a probe interval, about 6 s, well inside issue 4's ten.
-pub const LEASE_TTL: Duration = Duration::from_secs(4);
+/// How long a lease or membership outlives its last renewal (the lease bucket's `max_age`, set
+/// by `events::setup`): four renewals, so a few lost renewals do not move partitions, and a
+/// dead monitor's targets are probed by another within TTL + renewal + a probe interval,
+/// about 6 s, well inside issue 4's ten.
+pub use events::setup::LEASE_TTL;
 
 const MEMBER_PREFIX: &str = "member.";
 const PARTITION_PREFIX: &str = "partition.";
@@ -76,20 +77,9 @@ pub fn rebalance(held: &BTreeSet<u32>, free: &[u32], members: usize) -> (Vec<u32
 /// The partitions this monitor holds, as the lease task last saw them.
 pub type Owned = watch::Receiver<Arc<BTreeSet<u32>>>;
 
-/// Opens the lease bucket, whose entries expire [`LEASE_TTL`] after their last write.
-pub async fn open_leases(
-    jetstream: &jetstream::Context,
-    config: &LogConfig,
-) -> Result<kv::Store, StoreError> {
-    let config = kv::Config {
-        bucket: names::MONITOR_LEASE_BUCKET.into(),
-        history: 1,
-        max_age: LEASE_TTL,
-        storage: jetstream::stream::StorageType::File,
-        num_replicas: config.replicas,
-        ..Default::default()
-    };
-    store::open_bucket(jetstream, config, "opening the monitor leases").await
+/// Binds to the lease bucket, whose entries expire [`LEASE_TTL`] after their last write.
+pub async fn open_leases(jetstream: &jetstream::Context) -> Result<kv::Store, StoreError> {
+    store::open_bucket(jetstream, names::MONITOR_LEASE_BUCKET).await
 }
 
 /// Keeps this monitor's membership and leases until `stop` fires, publishing the partitions it

@@ -81,24 +81,11 @@ impl std::fmt::Debug for Tables {
 }
 
 impl Tables {
-    /// Opens the tables, creating the buckets when missing.
-    pub async fn open(
-        jetstream: &jetstream::Context,
-        replicas: usize,
-    ) -> Result<Self, ProjectorError> {
-        let open = |bucket: &'static str| {
-            let config = kv::Config {
-                bucket: bucket.into(),
-                history: 1,
-                storage: jetstream::stream::StorageType::File,
-                num_replicas: replicas,
-                ..Default::default()
-            };
-            store::open_bucket(jetstream, config, "opening a table")
-        };
+    /// Binds to the tables' buckets.
+    pub async fn open(jetstream: &jetstream::Context) -> Result<Self, ProjectorError> {
         Ok(Tables {
-            vnfs: open(names::VNF_TABLE_BUCKET).await?,
-            vnfds: open(names::VNFD_TABLE_BUCKET).await?,
+            vnfs: store::open_bucket(jetstream, names::VNF_TABLE_BUCKET).await?,
+            vnfds: store::open_bucket(jetstream, names::VNFD_TABLE_BUCKET).await?,
         })
     }
 

@@ -101,7 +101,7 @@ async fn rows_follow_the_log_and_a_rebuild_equals_them() {
 /// Opens the log and the tables on a fresh server.
 async fn open(server: &NatsServer) -> (EventLog, Tables) {
     let log = fixtures::log(server.client().await).await;
-    let tables = Tables::open(log.jetstream(), 1).await.unwrap();
+    let tables = Tables::open(log.jetstream()).await.unwrap();
     (log, tables)
 }
 
@@ -178,7 +178,7 @@ async fn open_with_tiny_vnfd_table(server: &NatsServer) -> (EventLog, Tables) {
         })
         .await
         .unwrap();
-    let tables = Tables::open(log.jetstream(), 1).await.unwrap();
+    let tables = Tables::open(log.jetstream()).await.unwrap();
     (log, tables)
 }
 

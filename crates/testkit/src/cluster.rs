@@ -3,11 +3,14 @@
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
 
-use crate::{Durability, Failure, NatsServer, START_ATTEMPTS_MAX, config_string, free_port};
+use crate::{
+    Access, Durability, Failure, Identity, NatsServer, START_ATTEMPTS_MAX, config_string, free_port,
+};
 
 /// Nodes in the cluster: the smallest one that keeps a quorum with a node down, as `ops/` runs.
 const NODES: usize = 3;
@@ -80,9 +83,16 @@ impl NatsCluster {
     /// When no binary is found or the cluster is not ready within 30 s; the message quotes
     /// every node's log.
     pub async fn start() -> NatsCluster {
+        let access = Arc::new(Access::new());
         let mut cluster = NatsCluster {
             nodes: (0..NODES)
-                .map(|_| NatsServer::unstarted(Durability::SyncAlways, CLUSTER_READY_TIMEOUT))
+                .map(|_| {
+                    NatsServer::unstarted(
+                        Durability::SyncAlways,
+                        CLUSTER_READY_TIMEOUT,
+                        access.clone(),
+                    )
+                })
                 .collect(),
         };
         // Unique like the server names, so that nodes of two clusters never join each other.
@@ -140,15 +150,27 @@ impl NatsCluster {
         &self.nodes[node]
     }
 
-    /// A new client that may use any node and fails over between them.
+    /// A new client as testkit's superuser that may use any node and fails over between them.
     ///
     /// # Panics
     ///
     /// When no node accepts the connection.
     pub async fn client(&self) -> async_nats::Client {
-        async_nats::connect(self.url_list())
-            .await
-            .unwrap_or_else(|error| panic!("connect to the cluster at {}: {error}", self.urls()))
+        crate::connect(self.access().superuser_options(), &self.urls()).await
+    }
+
+    /// A new client as `identity` that may use any node and fails over between them.
+    ///
+    /// # Panics
+    ///
+    /// When no node accepts the connection.
+    pub async fn client_as(&self, identity: Identity) -> async_nats::Client {
+        crate::connect(self.access().options(identity), &self.urls()).await
+    }
+
+    /// Who the nodes let in (every node the same).
+    pub fn access(&self) -> &Access {
+        self.nodes[0].access()
     }
 
     /// Kills node `node` with SIGKILL, as a crash or power loss would, and reaps it.
@@ -204,7 +226,11 @@ impl NatsCluster {
     /// The leader of `stream` as node `node` reports it.
     async fn leader_seen_by(&self, node: usize, stream: &str) -> anyhow::Result<Option<String>> {
         let info = tokio::time::timeout(REQUEST_TIMEOUT, async {
-            let client = async_nats::connect(self.nodes[node].url()).await?;
+            let client = self.nodes[node]
+                .access
+                .superuser_options()
+                .connect(self.nodes[node].url())
+                .await?;
             let jetstream = async_nats::jetstream::new(client);
             let mut stream = jetstream.get_stream(stream).await?;
             anyhow::Ok(stream.info().await?.clone())
@@ -241,7 +267,11 @@ impl NatsCluster {
     /// Creates and deletes [`READY_PROBE_STREAM`] with three replicas.
     async fn place_probe_stream(&self) -> anyhow::Result<()> {
         tokio::time::timeout(REQUEST_TIMEOUT, async {
-            let client = async_nats::connect(self.url_list()).await?;
+            let client = self.nodes[0]
+                .access
+                .superuser_options()
+                .connect(self.url_list())
+                .await?;
             let jetstream = async_nats::jetstream::new(client);
             jetstream
                 .create_stream(async_nats::jetstream::stream::Config {

@@ -13,11 +13,14 @@
 //! [`eventually`] (and [`eventually_every`], at a pause of the caller's choosing) is the one
 //! polling loop tests wait with.
 
+pub mod access;
 pub mod cluster;
 pub mod process;
 pub mod wait;
 
+pub use access::Access;
 pub use cluster::NatsCluster;
+pub use events::access::Identity;
 pub use process::{RoleProcess, vnfm_bin};
 pub use wait::{eventually, eventually_every, poll};
 
@@ -28,6 +31,7 @@ use std::io::{Read, Seek, SeekFrom};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -89,6 +93,8 @@ pub struct NatsServer {
     ready_timeout: Duration,
     /// The routes to the other nodes when this server is a node of a [`NatsCluster`].
     membership: Option<Membership>,
+    /// Who it lets in (shared by the nodes of a cluster).
+    access: Arc<Access>,
 }
 
 /// When the server flushes its store to disk.
@@ -131,7 +137,7 @@ impl NatsServer {
 
     /// Like [`NatsServer::start`], with the given durability.
     pub async fn start_with(durability: Durability) -> NatsServer {
-        let mut server = NatsServer::unstarted(durability, READY_TIMEOUT);
+        let mut server = NatsServer::unstarted(durability, READY_TIMEOUT, Arc::new(Access::new()));
         let mut port_races = Vec::new();
         for _ in 0..START_ATTEMPTS_MAX {
             server.port = free_port();
@@ -155,7 +161,11 @@ impl NatsServer {
     }
 
     /// A server with a unique name and an empty store, not yet given a port nor spawned.
-    pub(crate) fn unstarted(durability: Durability, ready_timeout: Duration) -> NatsServer {
+    pub(crate) fn unstarted(
+        durability: Durability,
+        ready_timeout: Duration,
+        access: Arc<Access>,
+    ) -> NatsServer {
         static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 
         let dir = tempfile::Builder::new()
@@ -179,6 +189,7 @@ impl NatsServer {
             durability,
             ready_timeout,
             membership: None,
+            access,
         }
     }
 
@@ -210,15 +221,52 @@ impl NatsServer {
         &self.store_dir
     }
 
-    /// A new client connected to this server.
+    /// A new client connected to this server as testkit's superuser, allowed everything (see
+    /// [`Access`]): for setting a scene, never for running a role.
     ///
     /// # Panics
     ///
     /// When the server does not accept the connection (for example after [`kill`](Self::kill)).
     pub async fn client(&self) -> async_nats::Client {
-        async_nats::connect(self.url())
-            .await
-            .unwrap_or_else(|error| panic!("connect to nats-server at {}: {error}", self.url()))
+        connect(self.access.superuser_options(), &self.url()).await
+    }
+
+    /// A new client connected as `identity`, with exactly its permissions.
+    ///
+    /// # Panics
+    ///
+    /// When the server does not accept the connection.
+    pub async fn client_as(&self, identity: Identity) -> async_nats::Client {
+        connect(self.access.options(identity), &self.url()).await
+    }
+
+    /// The flags with which a `vnfm` process reaches this server as `identity`:
+    /// `--nats-url URL --nats-nkey SEED_FILE`.
+    pub fn connect_args(&self, identity: Identity) -> [String; 4] {
+        [
+            "--nats-url".into(),
+            self.url(),
+            "--nats-nkey".into(),
+            self.access.seed_path(identity).display().to_string(),
+        ]
+    }
+
+    /// Every line of the server's log (across restarts) where it refused a client an operation
+    /// its permissions do not allow (nats-server logs each as a "Publish Violation" or a
+    /// "Subscription Violation").
+    pub fn permission_violations(&self) -> Vec<String> {
+        read_log(&self.log_path(), 0)
+            .lines()
+            .filter(|line| {
+                line.contains("Publish Violation") || line.contains("Subscription Violation")
+            })
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Who this server lets in: the identities' seed files, for `vnfm --nats-nkey`.
+    pub fn access(&self) -> &Access {
+        &self.access
     }
 
     /// Kills the server with SIGKILL, as a crash or power loss would, and reaps it. Does nothing
@@ -341,6 +389,7 @@ impl NatsServer {
         if let Some(membership) = &self.membership {
             config.push_str(&membership.config());
         }
+        config.push_str(&self.access.authorization());
         let config_path = self.config_path();
         fs::write(&config_path, config)
             .with_context(|| format!("write {}", config_path.display()))?;
@@ -367,7 +416,7 @@ impl NatsServer {
     /// Connects once and asks JetStream for the account; any failure to get there means the
     /// server is not ready yet. An error is returned only for a server that can never do.
     async fn probe(&self) -> anyhow::Result<Probe> {
-        let connect = async_nats::ConnectOptions::new().connect(self.url());
+        let connect = self.access.superuser_options().connect(self.url());
         let Ok(Ok(client)) = tokio::time::timeout(PROBE_CONNECT_TIMEOUT, connect).await else {
             return Ok(Probe::NotYet);
         };
@@ -450,6 +499,19 @@ fn server_binary() -> PathBuf {
                 installed.display()
             )
         })
+}
+
+/// A client connected with `options` to `url` (one or more comma-separated URLs).
+///
+/// # Panics
+///
+/// When the server does not accept the connection.
+pub(crate) async fn connect(options: async_nats::ConnectOptions, url: &str) -> async_nats::Client {
+    let urls: Vec<&str> = url.split(',').collect();
+    options
+        .connect(urls)
+        .await
+        .unwrap_or_else(|error| panic!("connect to nats-server at {url}: {error}"))
 }
 
 /// A loopback port that was free a moment ago.

@@ -1,7 +1,7 @@
 //! The checked configuration of a `vnfm` run: every flag validated once, every problem reported
 //! together with the flag's name and what it allows, before anything connects. It never
-//! connects, listens or starts anything; its only I/O is reading the token file through the
-//! reader it is given.
+//! connects, listens or starts anything; its only I/O is reading the token and seed files
+//! through the [`Files`] it is given.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -9,13 +9,14 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use conductor::StopPoint;
-use events::store::LogConfig;
+use events::credentials::{CredentialsError, Seed};
+use events::setup::LogConfig;
 use events::vnf::{HEALS_REMEMBERED_MAX, RespawnLimit};
 use gateway::Auth;
 
 use crate::{
-    ApiArgs, AuthMode, Command, ConductorArgs, HealArgs, MonitorArgs, NatsArgs, ProbeArgs, UpArgs,
-    VduHttpArgs, VimArgs, nats_server,
+    ApiArgs, AuthMode, Command, ConductorArgs, HealArgs, MonitorArgs, NatsArgs, NatsConfigArgs,
+    ProbeArgs, SetupArgs, UpArgs, VduHttpArgs, VimArgs, nats_server,
 };
 
 /// The longest `--ack-wait-s`: an hour. A conductor that took a request and went silent holds
@@ -53,6 +54,14 @@ pub enum Config {
     Projector(Nats),
     Conductor(Conductor),
     Monitor(Monitor),
+    Setup {
+        nats: Nats,
+        log: LogConfig,
+    },
+    /// Print the server's authorization for the seeds in this directory.
+    NatsConfig {
+        credentials_dir: PathBuf,
+    },
     Audit {
         vnf_id: String,
         nats: Nats,
@@ -70,9 +79,11 @@ pub enum Config {
 pub struct Nats {
     /// One or more comma-separated server URLs, each a valid NATS URL.
     pub url: String,
-    pub replicas: usize,
     /// `--name`, when given.
     pub name: Option<String>,
+    /// The identity's seed (`--nats-nkey`), when given; without it the client connects
+    /// anonymously, which a server holding vnfm's authorization refuses.
+    pub nkey: Option<Seed>,
 }
 
 impl Nats {
@@ -81,12 +92,6 @@ impl Nats {
         self.name
             .clone()
             .unwrap_or_else(|| format!("{role}-{}", std::process::id()))
-    }
-
-    pub fn log(&self) -> LogConfig {
-        LogConfig {
-            replicas: self.replicas,
-        }
     }
 }
 
@@ -126,15 +131,31 @@ pub struct Up {
     pub suspect_failures_min: usize,
 }
 
-/// Checks every flag of `command`, reading the token file (if any) with `read`; answers every
-/// problem found, not just the first.
-pub fn validate(
-    command: Command,
-    read: impl Fn(&Path) -> std::io::Result<String>,
-) -> Result<Config, Vec<ConfigProblem>> {
+/// The files a configuration names: the token file and the seed file.
+pub trait Files {
+    fn text(&self, path: &Path) -> std::io::Result<String>;
+    fn seed(&self, path: &Path) -> Result<Seed, CredentialsError>;
+}
+
+/// The files on this host.
+pub struct Disk;
+
+impl Files for Disk {
+    fn text(&self, path: &Path) -> std::io::Result<String> {
+        std::fs::read_to_string(path)
+    }
+
+    fn seed(&self, path: &Path) -> Result<Seed, CredentialsError> {
+        Seed::read(path)
+    }
+}
+
+/// Checks every flag of `command`, reading the token and seed files (if any) from `files`;
+/// answers every problem found, not just the first.
+pub fn validate(command: Command, files: &dyn Files) -> Result<Config, Vec<ConfigProblem>> {
     let mut check = Check {
         problems: Vec::new(),
-        read: &read,
+        files,
     };
     let config = match command {
         Command::Up(args) => Config::Up(check.up(args)),
@@ -156,6 +177,15 @@ pub fn validate(
             verify,
             nats: check.nats(nats),
         },
+        Command::Setup(SetupArgs { nats, replicas }) => Config::Setup {
+            nats: check.nats(nats),
+            log: LogConfig {
+                replicas: check.in_range("--replicas", replicas, (1, REPLICAS_MAX), ""),
+            },
+        },
+        Command::NatsConfig(NatsConfigArgs { credentials_dir }) => {
+            Config::NatsConfig { credentials_dir }
+        }
         Command::VduHttp(args) => Config::VduHttp(args),
     };
     if check.problems.is_empty() {
@@ -169,7 +199,7 @@ pub fn validate(
 /// checking goes on and the caller sees every problem.
 struct Check<'a> {
     problems: Vec<ConfigProblem>,
-    read: &'a dyn Fn(&Path) -> std::io::Result<String>,
+    files: &'a dyn Files,
 }
 
 impl Check<'_> {
@@ -204,10 +234,19 @@ impl Check<'_> {
         {
             self.problem("--name", "must not be empty");
         }
+        let nkey = args
+            .nats_nkey
+            .and_then(|path| match self.files.seed(&path) {
+                Ok(seed) => Some(seed),
+                Err(e) => {
+                    self.problem("--nats-nkey", e.to_string());
+                    None
+                }
+            });
         Nats {
-            replicas: self.in_range("--replicas", args.replicas, (1, REPLICAS_MAX), ""),
             url: args.nats_url,
             name: args.name,
+            nkey,
         }
     }
 
@@ -246,7 +285,7 @@ impl Check<'_> {
 
     /// The token: the first line of the file, trimmed.
     fn token(&mut self, path: &Path) -> Auth {
-        match (self.read)(path) {
+        match self.files.text(path) {
             Ok(text) => {
                 let token = text.lines().next().unwrap_or("").trim();
                 if token.is_empty() {
@@ -348,15 +387,28 @@ mod tests {
             .command
     }
 
-    fn no_file(path: &Path) -> std::io::Result<String> {
-        Err(std::io::Error::new(
-            std::io::ErrorKind::NotFound,
-            format!("no {}", path.display()),
-        ))
+    /// A host with no files but, when given, one text file's content at every path.
+    struct Host(Option<&'static str>);
+
+    impl Files for Host {
+        fn text(&self, path: &Path) -> std::io::Result<String> {
+            self.0.map(str::to_owned).ok_or_else(|| {
+                std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!("no {}", path.display()),
+                )
+            })
+        }
+
+        fn seed(&self, path: &Path) -> Result<Seed, CredentialsError> {
+            Seed::read(path)
+        }
     }
 
+    const NO_FILES: &Host = &Host(None);
+
     fn problems(args: &[&str]) -> Vec<String> {
-        match validate(parse(args), no_file) {
+        match validate(parse(args), NO_FILES) {
             Ok(config) => panic!("{args:?} was accepted: {config:?}"),
             Err(problems) => problems.iter().map(ToString::to_string).collect(),
         }
@@ -365,14 +417,14 @@ mod tests {
     #[test]
     fn the_defaults_are_valid_for_every_role() {
         for role in ["up", "gateway", "projector", "conductor", "monitor"] {
-            assert!(validate(parse(&[role]), no_file).is_ok(), "{role}");
+            assert!(validate(parse(&[role]), NO_FILES).is_ok(), "{role}");
         }
-        let Ok(Config::Conductor(conductor)) = validate(parse(&["conductor"]), no_file) else {
+        let Ok(Config::Conductor(conductor)) = validate(parse(&["conductor"]), NO_FILES) else {
             panic!("a conductor");
         };
         assert_eq!(conductor.ack_wait, conductor::ACK_WAIT_DEFAULT);
         assert_eq!(conductor.respawn_limit, RespawnLimit::default());
-        assert_eq!(conductor.nats.replicas, LogConfig::default().replicas);
+        assert!(conductor.nats.nkey.is_none());
     }
 
     #[test]
@@ -408,7 +460,7 @@ mod tests {
     #[test]
     fn as_many_heals_as_the_vnf_remembers_are_accepted() {
         let Ok(Config::Conductor(conductor)) =
-            validate(parse(&["conductor", "--heals-max", "32"]), no_file)
+            validate(parse(&["conductor", "--heals-max", "32"]), NO_FILES)
         else {
             panic!("32 heals are accepted");
         };
@@ -425,8 +477,6 @@ mod tests {
             "0",
             "--heal-window-s",
             "0",
-            "--replicas",
-            "6",
             "--vim-prefix",
             "TOOLONG",
             "--nats-url",
@@ -440,7 +490,6 @@ mod tests {
             flags,
             [
                 "--nats-url",
-                "--replicas",
                 "--vim-prefix",
                 "--ack-wait-s",
                 "--heals-max",
@@ -460,7 +509,7 @@ mod tests {
         );
         let empty = validate(
             parse(&["gateway", "--auth", "token", "--token-file", "/t"]),
-            |_| Ok("  \nsecond line".to_owned()),
+            &Host(Some("  \nsecond line")),
         );
         assert_eq!(
             empty.map(|_| ()).unwrap_err()[0].to_string(),
@@ -468,7 +517,7 @@ mod tests {
         );
         let Ok(Config::Gateway { api, .. }) = validate(
             parse(&["gateway", "--auth", "token", "--token-file", "/t"]),
-            |_| Ok(" s3cret \n".to_owned()),
+            &Host(Some(" s3cret \n")),
         ) else {
             panic!("a gateway");
         };
@@ -483,10 +532,48 @@ mod tests {
     }
 
     #[test]
+    fn replicas_are_the_setup_s_and_bounded() {
+        assert_eq!(
+            problems(&["setup", "--replicas", "6"]),
+            ["--replicas: must be 1..=5, got 6"]
+        );
+        let Ok(Config::Setup { log, .. }) =
+            validate(parse(&["setup", "--replicas", "3"]), NO_FILES)
+        else {
+            panic!("a setup");
+        };
+        assert_eq!(log.replicas, 3);
+    }
+
+    #[test]
+    fn a_seed_file_that_cannot_be_used_is_refused_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("gateway.nk");
+        let found = problems(&["gateway", "--nats-nkey", missing.to_str().unwrap()]);
+        assert_eq!(found.len(), 1);
+        assert!(
+            found[0].starts_with(&format!("--nats-nkey: {}", missing.display())),
+            "{found:?}"
+        );
+        let seeds = events::credentials::ensure(dir.path()).unwrap();
+        let Ok(Config::Gateway { nats, .. }) = validate(
+            parse(&["gateway", "--nats-nkey", missing.to_str().unwrap()]),
+            NO_FILES,
+        ) else {
+            panic!("a gateway with its seed");
+        };
+        let gateway = &seeds.iter().find(|(i, _)| i.name() == "gateway").unwrap().1;
+        assert_eq!(
+            nats.nkey.map(|seed| seed.public_key().to_owned()),
+            Some(gateway.public_key().to_owned())
+        );
+    }
+
+    #[test]
     fn a_bad_nats_url_is_refused() {
         let found = problems(&["projector", "--nats-url", "http://127.0.0.1:4222"]);
         assert_eq!(found.len(), 1);
         assert!(found[0].starts_with("--nats-url: "), "{found:?}");
-        assert!(validate(parse(&["audit", "x", "--nats-url", "a:1,b:2"]), no_file).is_ok());
+        assert!(validate(parse(&["audit", "x", "--nats-url", "a:1,b:2"]), NO_FILES).is_ok());
     }
 }

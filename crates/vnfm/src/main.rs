@@ -39,6 +39,12 @@ enum Command {
     Conductor(ConductorArgs),
     /// Probe every monitored VDU and report results and failures.
     Monitor(MonitorArgs),
+    /// Create or update the streams and buckets every role binds to (as the admin identity);
+    /// `vnfm up` does it at start.
+    Setup(SetupArgs),
+    /// Print the nats-server `authorization` block that lets in vnfm's identities, making the
+    /// seed of each that has none yet in --credentials-dir.
+    NatsConfig(NatsConfigArgs),
     /// Print a VNF's whole history from the log.
     Audit {
         vnf_id: String,
@@ -81,20 +87,38 @@ struct NatsArgs {
     /// The NATS server (or cluster member) to use.
     #[arg(long, env = "VNFM_NATS_URL", default_value = "nats://127.0.0.1:4222")]
     nats_url: String,
-    /// Replicas of the streams and tables vnfm creates (3 on a three-node cluster).
-    #[arg(
-        long,
-        env = "VNFM_REPLICAS",
-        allow_negative_numbers = true,
-        default_value_t = events::store::LogConfig::default().replicas
-    )]
-    replicas: usize,
+    /// The seed file of this role's NATS identity (`vnfm up` writes one per identity into
+    /// <data-dir>/credentials/; `vnfm nats-config` makes them for a server of your own).
+    #[arg(long, env = "VNFM_NATS_NKEY")]
+    nats_nkey: Option<PathBuf>,
     /// This instance's name: its NATS connection name and the actor of the events it causes.
     /// Give each monitor a stable name unique among live monitors, and a restarted monitor
     /// takes its partitions back at once instead of after their leases expire.
     /// Default: the role and the process id.
     #[arg(long, env = "VNFM_NAME")]
     name: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+struct SetupArgs {
+    #[command(flatten)]
+    nats: NatsArgs,
+    /// Replicas of the streams and buckets (3 on a three-node cluster); an existing stream is
+    /// brought to this many.
+    #[arg(
+        long,
+        env = "VNFM_REPLICAS",
+        allow_negative_numbers = true,
+        default_value_t = events::setup::LogConfig::default().replicas
+    )]
+    replicas: usize,
+}
+
+#[derive(Debug, Clone, Args)]
+struct NatsConfigArgs {
+    /// Where the identities' seed files are (`<identity>.nk`); missing ones are made.
+    #[arg(long, env = "VNFM_CREDENTIALS_DIR", default_value = "data/credentials")]
+    credentials_dir: PathBuf,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -246,7 +270,7 @@ fn main() -> ExitCode {
         // Colour codes only for a person at a terminal, never into a file or a pipe.
         .with_ansi(std::io::stderr().is_terminal())
         .init();
-    let config = match config::validate(cli.command, |path| std::fs::read_to_string(path)) {
+    let config = match config::validate(cli.command, &config::Disk) {
         Ok(config) => config,
         Err(problems) => {
             for problem in problems {

@@ -5,6 +5,8 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use events::access::{self, Identity};
+use events::credentials::{self, Seed};
 use tokio::process::{Child, Command};
 
 /// The oldest nats-server vnfm runs against: 2.12 brought the behaviour the store relies on
@@ -70,13 +72,31 @@ pub fn check_urls(urls: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Connects to NATS (any of the comma-separated `url`s), trying again for at most
-/// [`CONNECT_TIMEOUT`], and refuses a server older than [`SERVER_VERSION_MIN`].
-pub async fn connect(url: &str, name: &str) -> anyhow::Result<async_nats::Client> {
+/// Connects to NATS (any of the comma-separated `url`s) as `identity`, signing with `seed` (or
+/// anonymously without one), trying again for at most [`CONNECT_TIMEOUT`], and refuses a
+/// server older than [`SERVER_VERSION_MIN`]. Whatever the server refuses this identity later
+/// (a subject outside its permissions) is logged as an error naming it.
+pub async fn connect(
+    url: &str,
+    name: &str,
+    identity: Identity,
+    seed: Option<&Seed>,
+) -> anyhow::Result<async_nats::Client> {
+    let options = || {
+        let options = match seed {
+            Some(seed) => credentials::connect_options(identity, seed),
+            None => async_nats::ConnectOptions::new().custom_inbox_prefix(identity.inbox_prefix()),
+        };
+        options.event_callback(move |event| async move {
+            if let async_nats::Event::ServerError(error) = event {
+                tracing::error!(identity = identity.name(), %error, "NATS refused this identity an operation.");
+            }
+        })
+    };
     let mut last_error = None;
     let attempts = async {
         loop {
-            match async_nats::ConnectOptions::new()
+            match options()
                 .name(name)
                 .request_timeout(Some(REQUEST_TIMEOUT))
                 .connect(server_urls(url))
@@ -95,7 +115,20 @@ pub async fn connect(url: &str, name: &str) -> anyhow::Result<async_nats::Client
     };
     let client = match tokio::time::timeout(CONNECT_TIMEOUT, attempts).await {
         Ok(Ok(client)) => client,
-        Ok(Err(refused)) => bail!("NATS at {url} refused this client: {refused}"),
+        Ok(Err(refused)) => bail!(
+            "NATS at {url} refused this client ({refused}): {}",
+            match seed {
+                None => format!(
+                    "give the {} identity's seed with --nats-nkey FILE (vnfm up writes them into <data-dir>/credentials/)",
+                    identity.name()
+                ),
+                Some(seed) => format!(
+                    "the server does not know the key {} as the {} identity (vnfm nats-config prints the users it needs)",
+                    seed.public_key(),
+                    identity.name()
+                ),
+            }
+        ),
         Err(_) => {
             let reason = last_error.map_or_else(|| "no answer".to_owned(), |e| e.to_string());
             bail!("cannot reach NATS at {url} within {CONNECT_TIMEOUT:?}: {reason}");
@@ -125,8 +158,13 @@ pub struct EmbeddedServer {
     pub url: String,
 }
 
-/// Starts nats-server with JetStream, its store under `data_dir/nats`, on loopback.
-pub async fn start(data_dir: &Path, binary: Option<PathBuf>) -> anyhow::Result<EmbeddedServer> {
+/// Starts nats-server with JetStream, its store under `data_dir/nats`, on loopback, letting in
+/// the identities of `seeds` (their public keys) with their permissions, and nobody else.
+pub async fn start(
+    data_dir: &Path,
+    binary: Option<PathBuf>,
+    seeds: &[(Identity, Seed)],
+) -> anyhow::Result<EmbeddedServer> {
     let binary = binary.unwrap_or_else(find_binary);
     let output = Command::new(&binary)
         .arg("--version")
@@ -152,10 +190,15 @@ pub async fn start(data_dir: &Path, binary: Option<PathBuf>) -> anyhow::Result<E
         free_port()?
     };
     let config = data_dir.join("nats-server.conf");
+    let authorization = access::authorization(
+        seeds
+            .iter()
+            .map(|(identity, seed)| (*identity, seed.public_key())),
+    );
     std::fs::write(
         &config,
         format!(
-            "listen: 127.0.0.1:{port}\nmax_payload: 8MB\njetstream {{\n  store_dir: {:?}\n  sync_interval: always\n}}\n",
+            "listen: 127.0.0.1:{port}\nmax_payload: 8MB\njetstream {{\n  store_dir: {:?}\n  sync_interval: always\n}}\n{authorization}",
             store_dir.display().to_string()
         ),
     )?;

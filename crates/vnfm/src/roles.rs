@@ -12,11 +12,14 @@ use anyhow::Context;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use async_nats::jetstream;
 use conductor::vim::local::{LocalVim, LocalVimConfig};
 use conductor::{Conductor, ConductorConfig};
-use events::names;
+use events::access::{self, Identity};
+use events::setup::{self, LogConfig};
 use events::store::{self, EventLog};
 use events::vnf::VnfEvent;
+use events::{credentials, names};
 use gateway::{Gateway, GatewayConfig};
 use monitor::probe::Prober;
 use monitor::{Monitor, MonitorConfig};
@@ -40,14 +43,16 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
         Config::Up(up_config) => up(up_config).await,
         Config::Gateway { nats, api } => {
             let name = nats.instance("gateway");
-            let (log, tables) = open(&nats, &name).await?;
-            let mut roles = Roles::new(&log);
+            let log = open(&nats, &name, Identity::Gateway).await?;
+            let tables = Tables::open(log.jetstream()).await?;
+            let mut roles = Roles::new();
             roles.gateway(log, tables, &api, name).await?;
             Ok(roles.wait().await)
         }
         Config::Projector(nats) => {
-            let (log, tables) = open(&nats, &nats.instance("projector")).await?;
-            let mut roles = Roles::new(&log);
+            let log = open(&nats, &nats.instance("projector"), Identity::Projector).await?;
+            let tables = Tables::open(log.jetstream()).await?;
+            let mut roles = Roles::new();
             roles.projector(log, tables);
             Ok(roles.wait().await)
         }
@@ -58,11 +63,10 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
                 instance: nats.instance("conductor"),
                 ack_wait: conductor.ack_wait,
                 respawn_limit: conductor.respawn_limit,
-                log: nats.log(),
                 stop_at: conductor.stop_at,
             };
-            let (log, _) = open(nats, &config.instance).await?;
-            let mut roles = Roles::new(&log);
+            let log = open(nats, &config.instance, Identity::Conductor).await?;
+            let mut roles = Roles::new();
             roles.conductor(log, vim, config);
             Ok(roles.wait().await)
         }
@@ -71,12 +75,32 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
             let config = MonitorConfig {
                 instance: monitor.nats.instance("monitor"),
                 suspect_failures_min: monitor.suspect_failures_min,
-                log: monitor.nats.log(),
             };
-            let (log, _) = open(&monitor.nats, &config.instance).await?;
-            let mut roles = Roles::new(&log);
+            let log = open(&monitor.nats, &config.instance, Identity::Monitor).await?;
+            let mut roles = Roles::new();
             roles.monitor(log, prober, config);
             Ok(roles.wait().await)
+        }
+        Config::Setup { nats, log } => {
+            let client = connect(&nats, "vnfm-setup", Identity::Admin).await?;
+            setup::provision(&jetstream::new(client), &log).await?;
+            println!(
+                "streams and buckets ready, with {} replicas each",
+                log.replicas
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Config::NatsConfig { credentials_dir } => {
+            let seeds = credentials::ensure(&credentials_dir)?;
+            print!(
+                "{}",
+                access::authorization(
+                    seeds
+                        .iter()
+                        .map(|(identity, seed)| (*identity, seed.public_key()))
+                )
+            );
+            Ok(ExitCode::SUCCESS)
         }
         Config::Audit { vnf_id, nats } => audit(&nats, &vnf_id).await,
         Config::Rebuild { verify, nats } => rebuild(&nats, verify).await,
@@ -85,11 +109,18 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
     }
 }
 
-async fn open(nats: &Nats, name: &str) -> anyhow::Result<(EventLog, Tables)> {
-    let client = nats_server::connect(&nats.url, name).await?;
-    let log = EventLog::open(client, &nats.log()).await?;
-    let tables = Tables::open(log.jetstream(), nats.replicas).await?;
-    Ok((log, tables))
+/// A connection as `identity`, with the seed `nats` names.
+async fn connect(
+    nats: &Nats,
+    name: &str,
+    identity: Identity,
+) -> anyhow::Result<async_nats::Client> {
+    nats_server::connect(&nats.url, name, identity, nats.nkey.as_ref()).await
+}
+
+/// The lifecycle log, over a connection as `identity`.
+async fn open(nats: &Nats, name: &str, identity: Identity) -> anyhow::Result<EventLog> {
+    Ok(EventLog::open(connect(nats, name, identity).await?).await?)
 }
 
 /// The local VIM, started before anything connects so that a host that cannot run it (no
@@ -114,41 +145,67 @@ fn prober() -> anyhow::Result<Prober> {
 async fn up(config: config::Up) -> anyhow::Result<ExitCode> {
     let vim = local_vim(&config.vim_prefix)?;
     let prober = prober()?;
+    let credentials_dir = config.data_dir.join("credentials");
+    let seeds = credentials::ensure(&credentials_dir)?;
     // Kept alive for the whole run: dropping it stops the embedded server.
     let _server;
     let nats_url = if let Some(url) = &config.nats_url {
         url.clone()
     } else {
-        let server = nats_server::start(&config.data_dir, config.nats_server_bin.clone()).await?;
+        let server =
+            nats_server::start(&config.data_dir, config.nats_server_bin.clone(), &seeds).await?;
         let url = server.url.clone();
         _server = server;
         url
     };
-    tracing::info!(nats_url = %nats_url, "vnfm up: using NATS at {nats_url}.");
-    let nats = Nats {
-        url: nats_url,
-        replicas: 1,
-        name: None,
+    tracing::info!(
+        nats_url = %nats_url,
+        credentials = %credentials_dir.display(),
+        "vnfm up: using NATS at {nats_url}; each identity's seed is in {}/<identity>.nk.",
+        credentials_dir.display()
+    );
+    let name = format!("up-{}", std::process::id());
+    // Each role connects as its own identity, as it would in a process of its own.
+    let as_identity = |identity: Identity| {
+        let seed = seeds
+            .iter()
+            .find(|(i, _)| *i == identity)
+            .map(|(_, seed)| seed.clone());
+        let nats = Nats {
+            url: nats_url.clone(),
+            name: None,
+            nkey: seed,
+        };
+        let instance = format!("{}-{name}", identity.name());
+        async move {
+            let client = connect(&nats, &instance, identity).await?;
+            anyhow::Ok((client, instance))
+        }
     };
-    let name = nats.instance("up");
-    let (log, tables) = open(&nats, &name).await?;
-    let mut roles = Roles::new(&log);
-    roles.projector(log.clone(), tables.clone());
+    let (admin, _) = as_identity(Identity::Admin).await?;
+    setup::provision(&jetstream::new(admin), &LogConfig::default()).await?;
+    let mut roles = Roles::new();
+    let (client, _) = as_identity(Identity::Projector).await?;
+    let log = EventLog::open(client).await?;
+    let tables = Tables::open(log.jetstream()).await?;
+    roles.projector(log, tables);
+    let (client, instance) = as_identity(Identity::Conductor).await?;
     let conductor = ConductorConfig {
+        instance,
         respawn_limit: config.respawn_limit,
-        log: nats.log(),
         ..ConductorConfig::default()
     };
-    roles.conductor(log.clone(), vim, conductor);
+    roles.conductor(EventLog::open(client).await?, vim, conductor);
+    let (client, instance) = as_identity(Identity::Monitor).await?;
     let monitor = MonitorConfig {
-        instance: format!("monitor-{name}"),
+        instance,
         suspect_failures_min: config.suspect_failures_min,
-        log: nats.log(),
     };
-    roles.monitor(log.clone(), prober, monitor);
-    roles
-        .gateway(log, tables, &config.api, format!("gateway-{name}"))
-        .await?;
+    roles.monitor(EventLog::open(client).await?, prober, monitor);
+    let (client, instance) = as_identity(Identity::Gateway).await?;
+    let log = EventLog::open(client).await?;
+    let tables = Tables::open(log.jetstream()).await?;
+    roles.gateway(log, tables, &config.api, instance).await?;
     Ok(roles.wait().await)
 }
 
@@ -159,16 +216,12 @@ struct Roles {
     running: JoinSet<anyhow::Result<()>>,
     /// The role each running task is, to name those that fail or do not drain in time.
     names: HashMap<tokio::task::Id, &'static str>,
-    /// The connection the roles share, flushed once they have stopped.
-    client: Option<async_nats::Client>,
+    /// The roles' connections, flushed once they have stopped.
+    clients: Vec<async_nats::Client>,
 }
 
 impl Roles {
-    fn new(log: &EventLog) -> Self {
-        Roles::with_client(Some(log.jetstream().client()))
-    }
-
-    fn with_client(client: Option<async_nats::Client>) -> Self {
+    fn new() -> Self {
         let (stop, _) = watch::channel(false);
         let on_signal = stop.clone();
         tokio::spawn(async move {
@@ -180,7 +233,7 @@ impl Roles {
             stop,
             running: JoinSet::new(),
             names: HashMap::new(),
-            client,
+            clients: Vec::new(),
         }
     }
 
@@ -203,17 +256,20 @@ impl Roles {
     }
 
     fn projector(&mut self, log: EventLog, tables: Tables) {
+        self.clients.push(log.jetstream().client());
         let shutdown = self.shutdown();
         self.spawn("projector", projector::run(log, tables, shutdown));
     }
 
     fn conductor(&mut self, log: EventLog, vim: LocalVim, config: ConductorConfig) {
+        self.clients.push(log.jetstream().client());
         let conductor = Conductor::new(log, Arc::new(vim), config);
         let shutdown = self.shutdown();
         self.spawn("conductor", async move { conductor.run(shutdown).await });
     }
 
     fn monitor(&mut self, log: EventLog, prober: Prober, config: MonitorConfig) {
+        self.clients.push(log.jetstream().client());
         let monitor = Monitor::new(log, Arc::new(prober), config);
         let shutdown = self.shutdown();
         self.spawn("monitor", async move { monitor.run(shutdown).await });
@@ -226,6 +282,7 @@ impl Roles {
         api: &Api,
         instance: String,
     ) -> anyhow::Result<()> {
+        self.clients.push(log.jetstream().client());
         let config = GatewayConfig {
             auth: api.auth.clone(),
             instance,
@@ -249,7 +306,7 @@ impl Roles {
     /// to be aborted.
     async fn wait(mut self) -> ExitCode {
         let (failed, deadline) = self.drain().await;
-        if let Some(client) = &self.client {
+        for client in &self.clients {
             flush(client, deadline).await;
         }
         if failed {
@@ -349,7 +406,7 @@ async fn wait_for_signal() {
 }
 
 async fn audit(nats: &Nats, vnf_id: &str) -> anyhow::Result<ExitCode> {
-    let (log, _) = open(nats, "vnfm-audit").await?;
+    let log = open(nats, "vnfm-audit", Identity::Reader).await?;
     let history: store::History<VnfEvent> = log.history(&names::vnf_subject(vnf_id)).await?;
     if history.last_sequence == 0 {
         eprintln!("vnfm: no VNF {vnf_id} in the log");
@@ -397,7 +454,14 @@ async fn audit(nats: &Nats, vnf_id: &str) -> anyhow::Result<ExitCode> {
 }
 
 async fn rebuild(nats: &Nats, verify: bool) -> anyhow::Result<ExitCode> {
-    let (log, tables) = open(nats, "vnfm-rebuild").await?;
+    // Verifying reads; rewriting rows is the projector's job, and takes its identity.
+    let identity = if verify {
+        Identity::Reader
+    } else {
+        Identity::Projector
+    };
+    let log = open(nats, "vnfm-rebuild", identity).await?;
+    let tables = Tables::open(log.jetstream()).await?;
     if verify {
         let verification = projector::verify(&log, &tables, VERIFY_CATCH_UP).await?;
         for difference in &verification.differences {
@@ -442,7 +506,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn roles_that_drain_end_at_once_and_succeed() {
-        let mut roles = Roles::with_client(None);
+        let mut roles = Roles::new();
         roles.spawn("projector", obedient(&roles));
         roles.spawn("gateway", obedient(&roles));
         roles.stop.send_replace(true);
@@ -455,7 +519,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_role_that_does_not_drain_is_aborted_at_the_deadline() {
-        let mut roles = Roles::with_client(None);
+        let mut roles = Roles::new();
         roles.spawn("projector", obedient(&roles));
         roles.spawn("monitor", std::future::pending::<anyhow::Result<()>>());
         roles.stop.send_replace(true);
@@ -469,7 +533,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_first_role_to_fail_stops_the_others() {
-        let mut roles = Roles::with_client(None);
+        let mut roles = Roles::new();
         roles.spawn("gateway", obedient(&roles));
         roles.spawn("conductor", async {
             tokio::time::sleep(Duration::from_secs(1)).await;

@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 use events::fixtures;
 use events::monitor::InstanceMonitorState;
-use events::store::{EventLog, LogConfig};
+use events::store::EventLog;
 use events::vnf::Vnf;
 use testkit::NatsServer;
 
@@ -79,9 +79,7 @@ async fn undecodable_messages_are_skipped_and_counted_while_probing_goes_on() {
     let log = fixtures::log(server.client().await).await;
     create(&log, "vnf-1", 1).await;
     let jetstream = log.jetstream().clone();
-    let states = store::open_monitor_states(&jetstream, &LogConfig::default())
-        .await
-        .unwrap();
+    let states = store::open_monitor_states(&jetstream).await.unwrap();
     states.put("vnf-2", "not json".into()).await.unwrap();
     let started = start(&log, DRAIN_DEADLINE);
     let probe = started.probe.clone();
@@ -147,9 +145,7 @@ async fn a_reported_episode_round_trips_through_the_state_bucket() {
     let server = NatsServer::start().await;
     let log = fixtures::log(server.client().await).await;
     let jetstream = log.jetstream().clone();
-    let states = store::open_monitor_states(&jetstream, &LogConfig::default())
-        .await
-        .unwrap();
+    let states = store::open_monitor_states(&jetstream).await.unwrap();
     let sink = NatsSink {
         jetstream,
         states: states.clone(),

@@ -1,0 +1,459 @@
+//! Who may do what on the bus: vnfm's NATS identities and the subjects each may publish and
+//! subscribe to, written once beside [`names`](crate::names), and the nats-server
+//! `authorization` block rendered from them ([`authorization`]). Pure: it never connects, and
+//! holds no key; the credentials are [`credentials`](crate::credentials)'.
+//!
+//! The rules, as the server enforces them:
+//! - Only monitors publish monitor results (`vnfm.monitor.{round,state,failure,suspect,refused}`)
+//!   and write the monitor state and lease buckets; only conductors publish `bad_action`.
+//! - Only gateways and conductors append to the lifecycle log; only projectors write the tables.
+//! - A durable consumer is created, read and acked by its owner alone (`projector`, `conductor`,
+//!   `conductor-heal`); anybody else who may read a stream reads it through ephemeral consumers
+//!   and direct gets, never through a durable.
+//! - No role creates, updates, deletes or purges a stream or a bucket: `admin` creates and
+//!   updates them, and nothing deletes or purges one (that takes the server's own operator).
+//! - `reader` reads every vnfm stream and subject and publishes nothing but read requests.
+//! - Every identity receives replies on an inbox prefix of its own, which no other can
+//!   subscribe to.
+
+use std::fmt::Write as _;
+
+use crate::names;
+
+/// The JetStream API's subject prefix.
+const API: &str = "$JS.API";
+
+/// One identity on the bus: a role, the operator's setup tool, or a read-only observer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Identity {
+    /// Creates and updates the streams, buckets and consumers (`vnfm setup`, `vnfm up`).
+    Admin,
+    Gateway,
+    Projector,
+    Conductor,
+    Monitor,
+    /// Reads everything, publishes nothing (`nats sub`, `vnfm audit`, `rebuild --verify`).
+    Reader,
+}
+
+impl Identity {
+    pub const ALL: [Identity; 6] = [
+        Identity::Admin,
+        Identity::Gateway,
+        Identity::Projector,
+        Identity::Conductor,
+        Identity::Monitor,
+        Identity::Reader,
+    ];
+
+    /// Its name: the credentials file's stem and the inbox prefix's suffix.
+    pub fn name(self) -> &'static str {
+        match self {
+            Identity::Admin => "admin",
+            Identity::Gateway => "gateway",
+            Identity::Projector => "projector",
+            Identity::Conductor => "conductor",
+            Identity::Monitor => "monitor",
+            Identity::Reader => "reader",
+        }
+    }
+
+    /// The identity named `name`, if any.
+    pub fn from_name(name: &str) -> Option<Identity> {
+        Identity::ALL.into_iter().find(|i| i.name() == name)
+    }
+
+    /// The inbox prefix its clients use, so that replies to one identity's requests reach no
+    /// other. The reader keeps the clients' default (`_INBOX`), so that a stock `nats` CLI works
+    /// with its key; no role uses that prefix.
+    pub fn inbox_prefix(self) -> String {
+        match self {
+            Identity::Reader => "_INBOX".to_owned(),
+            other => format!("_INBOX_{}", other.name()),
+        }
+    }
+
+    /// What it may publish and subscribe to.
+    pub fn permissions(self) -> Permissions {
+        let mut p = Permissions::default();
+        p.subscribe_allow.push(format!("{}.>", self.inbox_prefix()));
+        match self {
+            Identity::Admin => {
+                for stream in streams() {
+                    p.publish_allow.extend([
+                        format!("{API}.STREAM.CREATE.{stream}"),
+                        format!("{API}.STREAM.UPDATE.{stream}"),
+                        format!("{API}.STREAM.INFO.{stream}"),
+                        format!("{API}.CONSUMER.CREATE.{stream}.>"),
+                        format!("{API}.CONSUMER.DURABLE.CREATE.{stream}.*"),
+                        format!("{API}.CONSUMER.INFO.{stream}.*"),
+                        format!("{API}.CONSUMER.DELETE.{stream}.*"),
+                        format!("{API}.CONSUMER.NAMES.{stream}"),
+                        format!("{API}.CONSUMER.LIST.{stream}"),
+                    ]);
+                }
+                p.publish_allow.extend([
+                    format!("{API}.INFO"),
+                    format!("{API}.STREAM.NAMES"),
+                    format!("{API}.STREAM.LIST"),
+                ]);
+            }
+            Identity::Gateway => {
+                p.publish_allow.push(names::LIFECYCLE_SUBJECTS.to_owned());
+                p.read(names::LIFECYCLE_STREAM);
+                p.read(names::MONITOR_STREAM);
+                for bucket in [
+                    names::VNF_TABLE_BUCKET,
+                    names::VNFD_TABLE_BUCKET,
+                    names::MONITOR_STATE_BUCKET,
+                ] {
+                    p.read(&kv_stream(bucket));
+                }
+            }
+            Identity::Projector => {
+                p.read(names::LIFECYCLE_STREAM);
+                for bucket in [names::VNF_TABLE_BUCKET, names::VNFD_TABLE_BUCKET] {
+                    p.read(&kv_stream(bucket));
+                    p.publish_allow.push(kv_writes(bucket));
+                }
+            }
+            Identity::Conductor => {
+                p.publish_allow.extend([
+                    names::LIFECYCLE_SUBJECTS.to_owned(),
+                    names::BAD_ACTION_SUBJECTS.to_owned(),
+                ]);
+                p.read(names::LIFECYCLE_STREAM);
+                p.read(names::MONITOR_STREAM);
+            }
+            Identity::Monitor => {
+                p.publish_allow
+                    .extend(names::MONITOR_REPORT_SUBJECTS.map(str::to_owned));
+                p.subscribe_allow
+                    .push(names::BAD_ACTION_SUBJECTS.to_owned());
+                p.read(names::LIFECYCLE_STREAM);
+                p.read(names::MONITOR_STREAM);
+                for bucket in [names::MONITOR_STATE_BUCKET, names::MONITOR_LEASE_BUCKET] {
+                    p.read(&kv_stream(bucket));
+                    p.publish_allow.push(kv_writes(bucket));
+                }
+            }
+            Identity::Reader => {
+                for stream in streams() {
+                    p.read(&stream);
+                }
+                // Events live, and nothing else: no table writes. A push consumer delivers where
+                // it is told, whatever its creator's permissions (nats-server#8274), but only to
+                // a subject somebody listens to; nobody may listen to the tables' subjects, so
+                // no consumer can deliver into a table.
+                p.subscribe_allow.push("vnfm.>".to_owned());
+            }
+        }
+        for durable in DURABLES {
+            if durable.owner == self {
+                p.publish_allow.extend(durable.owner_subjects());
+            } else if self != Identity::Admin {
+                p.publish_deny.extend(durable.owner_subjects());
+            }
+        }
+        p
+    }
+}
+
+/// The subjects one identity may publish and subscribe to (NATS wildcards allowed). A subject
+/// is allowed when it matches an `allow` entry and no `deny` entry.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Permissions {
+    pub publish_allow: Vec<String>,
+    pub publish_deny: Vec<String>,
+    pub subscribe_allow: Vec<String>,
+}
+
+impl Permissions {
+    /// Reading `stream` as it stands and following it: its info, direct and leader gets, and
+    /// ephemeral consumers (ordered pull, and push with flow control, as KV watches are).
+    fn read(&mut self, stream: &str) {
+        self.publish_allow.extend([
+            format!("{API}.STREAM.INFO.{stream}"),
+            format!("{API}.STREAM.MSG.GET.{stream}"),
+            format!("{API}.DIRECT.GET.{stream}"),
+            format!("{API}.DIRECT.GET.{stream}.>"),
+            // Ephemeral: an unnamed consumer (a durable name in the subject is another subject).
+            format!("{API}.CONSUMER.CREATE.{stream}"),
+            format!("{API}.CONSUMER.INFO.{stream}.*"),
+            format!("{API}.CONSUMER.MSG.NEXT.{stream}.*"),
+            format!("$JS.FC.{stream}.>"),
+        ]);
+    }
+}
+
+/// A durable consumer and the one identity that owns it.
+struct Durable {
+    stream: &'static str,
+    name: &'static str,
+    owner: Identity,
+}
+
+/// Every durable consumer of vnfm.
+const DURABLES: [Durable; 3] = [
+    Durable {
+        stream: names::LIFECYCLE_STREAM,
+        name: names::PROJECTOR_CONSUMER,
+        owner: Identity::Projector,
+    },
+    Durable {
+        stream: names::LIFECYCLE_STREAM,
+        name: names::CONDUCTOR_CONSUMER,
+        owner: Identity::Conductor,
+    },
+    Durable {
+        stream: names::MONITOR_STREAM,
+        name: names::HEAL_CONSUMER,
+        owner: Identity::Conductor,
+    },
+];
+
+impl Durable {
+    /// Creating, reading and acking the consumer: its owner's, denied to every other role.
+    fn owner_subjects(&self) -> [String; 6] {
+        let Durable { stream, name, .. } = self;
+        [
+            format!("{API}.CONSUMER.CREATE.{stream}.{name}"),
+            format!("{API}.CONSUMER.CREATE.{stream}.{name}.>"),
+            format!("{API}.CONSUMER.DURABLE.CREATE.{stream}.{name}"),
+            format!("{API}.CONSUMER.MSG.NEXT.{stream}.{name}"),
+            format!("{API}.CONSUMER.DELETE.{stream}.{name}"),
+            format!("$JS.ACK.{stream}.{name}.>"),
+        ]
+    }
+}
+
+/// The stream behind a KV bucket.
+fn kv_stream(bucket: &str) -> String {
+    format!("KV_{bucket}")
+}
+
+/// The subjects a write (put, create, update, delete) to a KV bucket is published to.
+fn kv_writes(bucket: &str) -> String {
+    format!("$KV.{bucket}.>")
+}
+
+/// Every stream vnfm keeps: the lifecycle log, the monitor stream and the buckets' streams.
+fn streams() -> Vec<String> {
+    [names::LIFECYCLE_STREAM, names::MONITOR_STREAM]
+        .map(str::to_owned)
+        .into_iter()
+        .chain(names::BUCKETS.map(kv_stream))
+        .collect()
+}
+
+/// The nats-server `authorization` block that lets in exactly `users` (each identity with its
+/// nkey's public key) with their permissions, and nobody else: no anonymous connection, no
+/// password.
+pub fn authorization<'a>(users: impl IntoIterator<Item = (Identity, &'a str)>) -> String {
+    authorization_of(
+        users.into_iter().map(|(identity, public_key)| {
+            user(identity.name(), public_key, &identity.permissions())
+        }),
+    )
+}
+
+/// The `authorization` block of the given [`user`] entries.
+pub fn authorization_of(users: impl IntoIterator<Item = String>) -> String {
+    let mut out = String::from(
+        "# Generated by `vnfm nats-config` from events::access: one nkey per vnfm identity.\n\
+         # Without a user whose key it proves, a client is refused.\n\
+         authorization {\n  users: [\n",
+    );
+    for user in users {
+        out.push_str(&user);
+    }
+    out.push_str("  ]\n}\n");
+    out
+}
+
+/// One user entry of an `authorization` block: the nkey `public_key`, allowed `permissions`.
+pub fn user(name: &str, public_key: &str, permissions: &Permissions) -> String {
+    let mut out = String::new();
+    // Writing to a String cannot fail.
+    let _ = writeln!(
+        out,
+        "    # {name}\n    {{\n      nkey: {public_key}\n      permissions: {{\n        \
+         publish: {{\n          allow: {}\n          deny: {}\n        }}\n        \
+         subscribe: {{\n          allow: {}\n        }}\n      }}\n    }}",
+        list(&permissions.publish_allow),
+        list(&permissions.publish_deny),
+        list(&permissions.subscribe_allow),
+    );
+    out
+}
+
+/// A list of quoted subjects in the server's configuration syntax (quoted so that `$JS` is not
+/// read as a variable).
+fn list(subjects: &[String]) -> String {
+    let quoted: Vec<String> = subjects.iter().map(|s| format!("{s:?}")).collect();
+    format!("[{}]", quoted.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn publishes(identity: Identity, subject: &str) -> bool {
+        let p = identity.permissions();
+        p.publish_allow.iter().any(|a| matches(a, subject))
+            && !p.publish_deny.iter().any(|d| matches(d, subject))
+    }
+
+    /// NATS subject matching: `*` one token, `>` one or more tokens at the end.
+    fn matches(pattern: &str, subject: &str) -> bool {
+        let mut subject = subject.split('.');
+        for token in pattern.split('.') {
+            match (token, subject.next()) {
+                (">", Some(_)) => return true,
+                ("*", Some(_)) => {}
+                (token, Some(s)) if token == s => {}
+                _ => return false,
+            }
+        }
+        subject.next().is_none()
+    }
+
+    #[test]
+    fn matching_follows_nats_wildcards() {
+        assert!(matches("a.*.c", "a.b.c"));
+        assert!(matches("a.>", "a.b.c"));
+        assert!(!matches("a.>", "a"));
+        assert!(!matches("a.*", "a.b.c"));
+    }
+
+    #[test]
+    fn only_the_writer_of_each_subject_may_publish_it() {
+        let cases = [
+            (
+                names::vnf_subject("v"),
+                [Identity::Gateway, Identity::Conductor].as_slice(),
+            ),
+            (names::failure_subject("v"), &[Identity::Monitor]),
+            (names::vdu_state_subject("v"), &[Identity::Monitor]),
+            (names::round_subject("m"), &[Identity::Monitor]),
+            (names::suspect_subject("m"), &[Identity::Monitor]),
+            (names::bad_action_subject("v"), &[Identity::Conductor]),
+            (
+                format!("$KV.{}.v", names::VNF_TABLE_BUCKET),
+                &[Identity::Projector],
+            ),
+            (
+                format!("$KV.{}.0", names::MONITOR_LEASE_BUCKET),
+                &[Identity::Monitor],
+            ),
+            (
+                format!("$KV.{}.v", names::MONITOR_STATE_BUCKET),
+                &[Identity::Monitor],
+            ),
+        ];
+        for (subject, writers) in cases {
+            for identity in Identity::ALL {
+                assert_eq!(
+                    publishes(identity, &subject),
+                    writers.contains(&identity),
+                    "{identity:?} on {subject}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn no_identity_deletes_or_purges_a_stream_and_only_admin_changes_one() {
+        for identity in Identity::ALL {
+            for stream in streams() {
+                for verb in ["DELETE", "PURGE", "MSG.DELETE"] {
+                    let subject = format!("{API}.STREAM.{verb}.{stream}");
+                    assert!(!publishes(identity, &subject), "{identity:?} {subject}");
+                }
+                for verb in ["CREATE", "UPDATE"] {
+                    let subject = format!("{API}.STREAM.{verb}.{stream}");
+                    assert_eq!(
+                        publishes(identity, &subject),
+                        identity == Identity::Admin,
+                        "{identity:?} {subject}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_durable_consumer_is_its_owners_alone() {
+        let heal_next = format!(
+            "{API}.CONSUMER.MSG.NEXT.{}.{}",
+            names::MONITOR_STREAM,
+            names::HEAL_CONSUMER
+        );
+        let projector_update = format!(
+            "{API}.CONSUMER.CREATE.{}.{}.{}",
+            names::LIFECYCLE_STREAM,
+            names::PROJECTOR_CONSUMER,
+            names::LIFECYCLE_SUBJECTS
+        );
+        for identity in Identity::ALL {
+            assert_eq!(
+                publishes(identity, &heal_next),
+                identity == Identity::Conductor,
+                "{identity:?}"
+            );
+            assert_eq!(
+                publishes(identity, &projector_update),
+                matches!(identity, Identity::Projector | Identity::Admin),
+                "{identity:?}"
+            );
+        }
+        // Anybody who reads a stream may follow it with an ephemeral consumer.
+        let ephemeral = format!("{API}.CONSUMER.CREATE.{}", names::LIFECYCLE_STREAM);
+        assert!(publishes(Identity::Monitor, &ephemeral));
+        assert!(publishes(Identity::Reader, &ephemeral));
+    }
+
+    #[test]
+    fn the_reader_publishes_nothing_but_read_requests() {
+        for allowed in Identity::Reader.permissions().publish_allow {
+            assert!(
+                allowed.starts_with(&format!("{API}.STREAM.INFO."))
+                    || allowed.starts_with(&format!("{API}.STREAM.MSG.GET."))
+                    || allowed.starts_with(&format!("{API}.DIRECT.GET."))
+                    || allowed.starts_with(&format!("{API}.CONSUMER."))
+                    || allowed.starts_with("$JS.FC."),
+                "{allowed}"
+            );
+        }
+    }
+
+    #[test]
+    fn inboxes_are_private() {
+        for identity in Identity::ALL {
+            let inbox = format!("{}.x", identity.inbox_prefix());
+            for other in Identity::ALL {
+                let subscribes = other
+                    .permissions()
+                    .subscribe_allow
+                    .iter()
+                    .any(|a| matches(a, &inbox));
+                assert_eq!(subscribes, other == identity, "{other:?} on {inbox}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_authorization_names_every_user_and_quotes_every_subject() {
+        let config = authorization([
+            (Identity::Gateway, "UGATEWAY"),
+            (Identity::Reader, "UREADER"),
+        ]);
+        assert!(config.contains("nkey: UGATEWAY"));
+        assert!(config.contains("nkey: UREADER"));
+        assert!(config.contains(r#""$JS.API.STREAM.INFO.VNFM_LIFECYCLE""#));
+        assert!(
+            !config.contains(" $JS"),
+            "an unquoted $ is a variable: {config}"
+        );
+    }
+}

@@ -1,0 +1,107 @@
+//! Who a test server lets in ([`Access`]): vnfm's six identities, with the permissions of
+//! `events::access` and keys made by `events::credentials` in a temporary directory, and
+//! testkit's own `superuser`, allowed everything, with which tests set a scene no role may
+//! (create a test stream, forge a message). Production has no such user. Nobody else: an
+//! anonymous connection is refused, as in production.
+
+use std::path::PathBuf;
+
+use events::access::{self, Identity, Permissions};
+use events::credentials::{self, Seed};
+use tempfile::TempDir;
+
+/// Where `vnfm up` keeps the seeds in its data directory.
+const CREDENTIALS: &str = "credentials";
+
+/// The identities and keys of a test server (or of every node of a test cluster).
+#[derive(Debug)]
+pub struct Access {
+    dir: TempDir,
+    seeds: Vec<(Identity, Seed)>,
+    superuser: Seed,
+}
+
+impl Access {
+    /// Fresh keys for every identity and the superuser.
+    ///
+    /// # Panics
+    ///
+    /// When the temporary directory cannot be written.
+    pub fn new() -> Access {
+        let dir = tempfile::Builder::new()
+            .prefix("testkit-credentials-")
+            .tempdir()
+            .expect("create a temporary credentials directory");
+        let seeds =
+            credentials::ensure(&dir.path().join(CREDENTIALS)).expect("make the identities' seeds");
+        let superuser = {
+            // Beside the identities' directory, never in it: no vnfm command finds it there.
+            let path = dir.path().join("superuser.nk");
+            let written = credentials::ensure_seed(&path).expect("make the superuser's seed");
+            Seed::read(&written).expect("read the superuser's seed")
+        };
+        Access {
+            dir,
+            seeds,
+            superuser,
+        }
+    }
+
+    /// The server's `authorization` block: the six identities and the superuser.
+    pub fn authorization(&self) -> String {
+        let everything = Permissions {
+            publish_allow: vec![">".into()],
+            publish_deny: Vec::new(),
+            subscribe_allow: vec![">".into()],
+        };
+        access::authorization_of(
+            self.seeds
+                .iter()
+                .map(|(identity, seed)| {
+                    access::user(identity.name(), seed.public_key(), &identity.permissions())
+                })
+                .chain([access::user(
+                    "testkit superuser",
+                    self.superuser.public_key(),
+                    &everything,
+                )]),
+        )
+    }
+
+    /// The seed file of `identity`, as `vnfm --nats-nkey` takes it.
+    pub fn seed_path(&self, identity: Identity) -> PathBuf {
+        credentials::seed_path(&self.dir(), identity)
+    }
+
+    /// The directory of the identities' seed files (`<identity>.nk`).
+    pub fn dir(&self) -> PathBuf {
+        self.data_dir().join(CREDENTIALS)
+    }
+
+    /// A `vnfm up --data-dir` whose `credentials/` holds these seeds, for `vnfm up --nats-url`
+    /// against this server.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().to_owned()
+    }
+
+    /// How a client of `identity` connects.
+    pub fn options(&self, identity: Identity) -> async_nats::ConnectOptions {
+        let (_, seed) = self
+            .seeds
+            .iter()
+            .find(|(i, _)| *i == identity)
+            .expect("every identity has a seed");
+        credentials::connect_options(identity, seed)
+    }
+
+    /// How the superuser connects.
+    pub fn superuser_options(&self) -> async_nats::ConnectOptions {
+        async_nats::ConnectOptions::with_nkey(self.superuser.secret().to_owned())
+    }
+}
+
+impl Default for Access {
+    fn default() -> Self {
+        Access::new()
+    }
+}

@@ -1,0 +1,397 @@
+//! The trusted bus, tried against the real nats-server with the configuration vnfm generates
+//! (`events::access`): every identity is refused every operation of the table that is not its
+//! job, an anonymous client is refused, and the reader reads everything.
+
+use std::time::Duration;
+
+use async_nats::jetstream;
+use futures::StreamExt;
+use serde_json::json;
+use testkit::{Identity, NatsServer};
+use tokio::sync::mpsc;
+
+use events::names;
+
+/// How long an allowed operation may take to be answered on an idle local server.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// What the server did with one operation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Outcome {
+    /// It answered (JetStream's answer, possibly an error of its own, as text).
+    Answered(String),
+    /// It refused the identity: a permissions violation naming the subject.
+    Refused,
+}
+
+/// A client of one identity that tells a refusal (the server's `-ERR 'Permissions Violation'`)
+/// from an answer.
+struct Attacker {
+    identity: Identity,
+    client: async_nats::Client,
+    violations: mpsc::UnboundedReceiver<String>,
+}
+
+impl Attacker {
+    async fn connect(server: &NatsServer, identity: Identity) -> Attacker {
+        let (sender, violations) = mpsc::unbounded_channel();
+        let client = server
+            .access()
+            .options(identity)
+            .event_callback(move |event| {
+                let sender = sender.clone();
+                async move {
+                    if let async_nats::Event::ServerError(error) = event {
+                        let _ = sender.send(error.to_string());
+                    }
+                }
+            })
+            .connect(server.url())
+            .await
+            .expect("the identity is let in");
+        Attacker {
+            identity,
+            client,
+            violations,
+        }
+    }
+
+    /// Sends `payload` to `subject` as a request, and answers whether the server refused it or
+    /// something answered.
+    async fn try_request(&mut self, subject: &str, payload: &str) -> Outcome {
+        while self.violations.try_recv().is_ok() {}
+        let request = self
+            .client
+            .request(subject.to_owned(), payload.to_owned().into());
+        tokio::select! {
+            answer = request => match answer {
+                Ok(message) => Outcome::Answered(String::from_utf8_lossy(&message.payload).into_owned()),
+                Err(e) => panic!("{:?} on {subject}: no refusal and no answer: {e}", self.identity),
+            },
+            Some(violation) = self.violations.recv() => {
+                assert!(
+                    violation.contains("Permissions Violation") && violation.contains(subject),
+                    "{:?} on {subject}: {violation}",
+                    self.identity
+                );
+                Outcome::Refused
+            }
+        }
+    }
+
+    /// Subscribes to `subject`, and answers whether the server refused it.
+    async fn try_subscribe(&mut self, subject: &str) -> Outcome {
+        while self.violations.try_recv().is_ok() {}
+        let _subscription = self.client.subscribe(subject.to_owned()).await.unwrap();
+        self.client.flush().await.unwrap();
+        // A refused subscription is answered with an error at once; an allowed one with nothing.
+        match tokio::time::timeout(Duration::from_millis(500), self.violations.recv()).await {
+            Ok(Some(violation)) => {
+                assert!(violation.contains("Permissions Violation"), "{violation}");
+                Outcome::Refused
+            }
+            _ => Outcome::Answered(String::new()),
+        }
+    }
+}
+
+/// One operation of the table and the identities whose job it is.
+struct Operation {
+    what: &'static str,
+    subject: String,
+    payload: String,
+    allowed: &'static [Identity],
+}
+
+fn operations() -> Vec<Operation> {
+    let vnf = "6b1d4f8e-1f0a-4e49-9a0f-2f4c1c5d7e01";
+    let api = "$JS.API";
+    let op = |what, subject: String, payload: &str, allowed| Operation {
+        what,
+        subject,
+        payload: payload.to_owned(),
+        allowed,
+    };
+    use Identity::{Admin, Conductor, Gateway, Monitor, Projector};
+    vec![
+        op(
+            "append to a VNF's lifecycle subject",
+            names::vnf_subject(vnf),
+            "{}",
+            &[Gateway, Conductor],
+        ),
+        op(
+            "publish a failure report",
+            names::failure_subject(vnf),
+            "{}",
+            &[Monitor],
+        ),
+        op(
+            "publish a VDU state change",
+            names::vdu_state_subject(vnf),
+            "{}",
+            &[Monitor],
+        ),
+        op(
+            "publish a bad_action answer",
+            names::bad_action_subject(vnf),
+            "{}",
+            &[Conductor],
+        ),
+        op(
+            "write a monitor lease",
+            format!("$KV.{}.partition.7", names::MONITOR_LEASE_BUCKET),
+            "attacker",
+            &[Monitor],
+        ),
+        op(
+            "write a VNF table row",
+            format!("$KV.{}.{vnf}", names::VNF_TABLE_BUCKET),
+            "{}",
+            &[Projector],
+        ),
+        op(
+            "write a monitor state row",
+            format!("$KV.{}.{vnf}", names::MONITOR_STATE_BUCKET),
+            "{}",
+            &[Monitor],
+        ),
+        op(
+            "delete the lifecycle stream",
+            format!("{api}.STREAM.DELETE.{}", names::LIFECYCLE_STREAM),
+            "",
+            &[],
+        ),
+        op(
+            "purge the monitor stream",
+            format!("{api}.STREAM.PURGE.{}", names::MONITOR_STREAM),
+            "{}",
+            &[],
+        ),
+        op(
+            "delete a message of the monitor stream",
+            format!("{api}.STREAM.MSG.DELETE.{}", names::MONITOR_STREAM),
+            r#"{"seq": 1}"#,
+            &[],
+        ),
+        op(
+            "update the lifecycle stream",
+            format!("{api}.STREAM.UPDATE.{}", names::LIFECYCLE_STREAM),
+            &json!({"name": names::LIFECYCLE_STREAM, "subjects": ["vnfm.lifecycle.>"], "max_msgs": 1}).to_string(),
+            &[Admin],
+        ),
+        op(
+            "create a stream",
+            format!("{api}.STREAM.CREATE.ATTACKER"),
+            r#"{"name": "ATTACKER", "subjects": ["vnfm.>"]}"#,
+            &[],
+        ),
+        op(
+            "delete the heal consumer",
+            format!(
+                "{api}.CONSUMER.DELETE.{}.{}",
+                names::MONITOR_STREAM,
+                names::HEAL_CONSUMER
+            ),
+            "",
+            &[Admin, Conductor],
+        ),
+        op(
+            "pull failure reports from the heal consumer",
+            format!(
+                "{api}.CONSUMER.MSG.NEXT.{}.{}",
+                names::MONITOR_STREAM,
+                names::HEAL_CONSUMER
+            ),
+            r#"{"batch": 1, "no_wait": true}"#,
+            &[Conductor],
+        ),
+        op(
+            "redefine the projector's consumer",
+            format!(
+                "{api}.CONSUMER.CREATE.{}.{}",
+                names::LIFECYCLE_STREAM,
+                names::PROJECTOR_CONSUMER
+            ),
+            "{}",
+            &[Admin, Projector],
+        ),
+        op(
+            "delete the lease bucket",
+            format!("{api}.STREAM.DELETE.KV_{}", names::MONITOR_LEASE_BUCKET),
+            "",
+            &[],
+        ),
+    ]
+}
+
+#[tokio::test]
+async fn every_identity_is_refused_what_is_not_its_job() {
+    let server = NatsServer::start().await;
+    let log = events::fixtures::log(server.client().await).await;
+    // The heal consumer, as a conductor makes it.
+    log.jetstream()
+        .get_stream(names::MONITOR_STREAM)
+        .await
+        .unwrap()
+        .get_or_create_consumer(
+            names::HEAL_CONSUMER,
+            jetstream::consumer::pull::Config {
+                durable_name: Some(names::HEAL_CONSUMER.into()),
+                filter_subject: names::FAILURE_SUBJECTS.into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let mut refused = 0;
+    for identity in Identity::ALL {
+        let mut attacker = Attacker::connect(&server, identity).await;
+        for operation in operations() {
+            if operation.allowed.contains(&identity) {
+                // Allowed operations are what the roles do all through the end-to-end suite,
+                // which runs with these identities; destructive ones are not tried here.
+                continue;
+            }
+            let outcome = attacker
+                .try_request(&operation.subject, &operation.payload)
+                .await;
+            assert_eq!(
+                outcome,
+                Outcome::Refused,
+                "{identity:?} may not {}",
+                operation.what
+            );
+            refused += 1;
+        }
+        for other in Identity::ALL.into_iter().filter(|other| *other != identity) {
+            let inbox = format!("{}.>", other.inbox_prefix());
+            assert_eq!(
+                attacker.try_subscribe(&inbox).await,
+                Outcome::Refused,
+                "{identity:?} may not read {other:?}'s replies"
+            );
+        }
+    }
+    println!("{refused} forbidden operations refused");
+    assert!(
+        server.permission_violations().len() >= refused,
+        "the server logs each refusal"
+    );
+    // The same kind of operation, by the identity whose job it is, is answered: the refusals
+    // above are the permissions', not a broken server.
+    let mut monitor = Attacker::connect(&server, Identity::Monitor).await;
+    let Outcome::Answered(ack) = monitor
+        .try_request(&names::failure_subject("v"), "{}")
+        .await
+    else {
+        panic!("a monitor may report a failure");
+    };
+    assert!(ack.contains("\"seq\""), "{ack}");
+    // Nothing was lost on the way.
+    for stream in [names::LIFECYCLE_STREAM, names::MONITOR_STREAM] {
+        log.jetstream().get_stream(stream).await.unwrap();
+    }
+    let mut lifecycle = log
+        .jetstream()
+        .get_stream(names::LIFECYCLE_STREAM)
+        .await
+        .unwrap();
+    assert_eq!(lifecycle.info().await.unwrap().config.max_messages, -1);
+}
+
+#[tokio::test]
+async fn an_anonymous_client_is_refused() {
+    let server = NatsServer::start().await;
+    let refused = async_nats::connect(server.url()).await;
+    let error = refused.expect_err("an anonymous client is refused");
+    assert!(
+        matches!(
+            error.kind(),
+            async_nats::ConnectErrorKind::AuthorizationViolation
+                | async_nats::ConnectErrorKind::Authentication
+        ),
+        "{error:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_reader_sees_every_event_and_can_follow_a_stream() {
+    let server = NatsServer::start().await;
+    let log = events::fixtures::log(server.client().await).await;
+    let reader = server.client_as(Identity::Reader).await;
+    let mut live = reader.subscribe("vnfm.>").await.unwrap();
+    reader.flush().await.unwrap();
+    let gateway = events::store::EventLog::open(server.client_as(Identity::Gateway).await)
+        .await
+        .unwrap();
+    gateway
+        .execute::<events::vnfd::Vnfd>(
+            "d1",
+            events::fixtures::onboard("d1"),
+            &(),
+            &events::fixtures::user(),
+        )
+        .await
+        .unwrap();
+    let message = tokio::time::timeout(ANSWER_TIMEOUT, live.next())
+        .await
+        .expect("the reader sees the event live")
+        .unwrap();
+    assert_eq!(message.subject.as_str(), names::vnfd_subject("d1"));
+    let event: serde_json::Value = serde_json::from_slice(&message.payload).unwrap();
+    assert_eq!(event["aggregate_id"], "d1", "{event}");
+    // And reads the log as it stands, as `vnfm audit` does.
+    let as_reader = events::store::EventLog::open(reader).await.unwrap();
+    let history = as_reader
+        .read_subject::<events::vnfd::VnfdEvent>(&names::vnfd_subject("d1"))
+        .await
+        .unwrap();
+    assert_eq!(history.len(), 1);
+    drop(log);
+}
+
+/// A push consumer delivers as the server, not as its creator (nats-server#8274), but only to a
+/// subject somebody listens to. Nobody may listen to a table's subjects, so an identity that
+/// may follow a stream cannot have it delivered into a table.
+#[tokio::test]
+async fn no_consumer_can_deliver_a_stream_into_a_table() {
+    let server = NatsServer::start().await;
+    let log = events::fixtures::log(server.client().await).await;
+    let table = format!("$KV.{}.forged", names::VNF_TABLE_BUCKET);
+    let mut reader = Attacker::connect(&server, Identity::Reader).await;
+    for identity in Identity::ALL {
+        let mut listener = Attacker::connect(&server, identity).await;
+        assert_eq!(
+            listener.try_subscribe(&table).await,
+            Outcome::Refused,
+            "{identity:?} may not listen to a table's subject"
+        );
+    }
+    let config = json!({
+        "stream_name": names::MONITOR_STREAM,
+        "config": {"deliver_subject": table, "ack_policy": "none", "deliver_policy": "all"},
+    });
+    reader
+        .try_request(
+            &format!("$JS.API.CONSUMER.CREATE.{}", names::MONITOR_STREAM),
+            &config.to_string(),
+        )
+        .await;
+    let mut monitor = Attacker::connect(&server, Identity::Monitor).await;
+    monitor
+        .try_request(&names::failure_subject("v"), "{\"forged\": true}")
+        .await;
+    // The consumer would deliver within milliseconds; give it ample time.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut vnfs = log
+        .jetstream()
+        .get_stream(format!("KV_{}", names::VNF_TABLE_BUCKET))
+        .await
+        .unwrap();
+    assert_eq!(
+        vnfs.info().await.unwrap().state.messages,
+        0,
+        "the monitor stream was delivered into the VNF table"
+    );
+}
