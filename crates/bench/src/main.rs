@@ -254,6 +254,9 @@ async fn gateway_latency() -> anyhow::Result<()> {
             &nats_url,
             "--name",
             "bench-monitor",
+            // The VDUs' management IPs are loopback addresses, outside the default range.
+            "--probe-cidrs",
+            "127.0.0.0/8",
         ],
     );
     monitor

@@ -219,6 +219,7 @@ impl<P: Probe> Monitor<P> {
             EngineConfig {
                 instance: self.config.instance.clone(),
                 suspect_failures_min: self.config.suspect_failures_min,
+                probe_cidrs: self.config.probe_cidrs.clone(),
             },
         );
         let wiring = Wiring {

@@ -71,6 +71,7 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
             let config = MonitorConfig {
                 instance: monitor.nats.instance("monitor"),
                 suspect_failures_min: monitor.suspect_failures_min,
+                probe_cidrs: monitor.probe_cidrs,
                 log: monitor.nats.log(),
             };
             let (log, _) = open(&monitor.nats, &config.instance).await?;
@@ -143,6 +144,7 @@ async fn up(config: config::Up) -> anyhow::Result<ExitCode> {
     let monitor = MonitorConfig {
         instance: format!("monitor-{name}"),
         suspect_failures_min: config.suspect_failures_min,
+        probe_cidrs: config.probe_cidrs,
         log: nats.log(),
     };
     roles.monitor(log.clone(), prober, monitor);

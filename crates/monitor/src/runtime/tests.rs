@@ -7,17 +7,20 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use futures::FutureExt;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use events::fixtures;
-use events::monitor::InstanceMonitorState;
+use events::monitor::{InstanceMonitorState, MonitorEvent, MonitorMessage};
 use events::store::{EventLog, LogConfig};
 use events::vnf::Vnf;
 use testkit::NatsServer;
 
 use super::*;
-use crate::testing::{BOOTED_AT, ScriptedProbe, created, instance_id, ip};
+use crate::testing::{
+    BOOTED_AT, OUTSIDE, ScriptedProbe, created, created_at, instance_id, ip, probe_cidrs,
+};
 
 /// How long a test waits for what a live monitor should do within a few rounds.
 const WAIT: Duration = Duration::from_secs(15);
@@ -57,6 +60,7 @@ fn start(log: &EventLog, drain: Duration) -> Started {
     let probe = Arc::new(ScriptedProbe::default());
     let config = MonitorConfig {
         instance: "m1".into(),
+        probe_cidrs: probe_cidrs(),
         ..MonitorConfig::default()
     };
     let monitor = Monitor::new(log.clone(), probe.clone(), config).with_drain_deadline(drain);
@@ -208,4 +212,73 @@ async fn a_monitor_whose_nats_is_gone_stops_within_its_drain_deadline() {
         took < drain + Duration::from_secs(1),
         "stopped after {took:?}"
     );
+}
+
+/// Waits for the next message of `subscription` and decodes it.
+async fn next_event(subscription: &mut async_nats::Subscriber, what: &str) -> MonitorEvent {
+    let message = tokio::time::timeout(WAIT, subscription.next())
+        .await
+        .unwrap_or_else(|_| panic!("{what} never came"))
+        .expect("the subscription is open");
+    serde_json::from_slice::<MonitorMessage>(&message.payload)
+        .expect("a monitor message")
+        .event
+}
+
+#[tokio::test]
+async fn a_management_ip_outside_the_probe_ranges_is_reported_once_and_never_probed() {
+    let server = NatsServer::start().await;
+    let log = fixtures::log(server.client().await).await;
+    let client = log.jetstream().client();
+    let subject = names::refused_target_subject("vnf-9");
+    let mut refusals = client.subscribe(subject.clone()).await.unwrap();
+    client.flush().await.unwrap();
+    create(&log, "vnf-1", 1).await;
+    let forged = created_at("vnf-9", &[OUTSIDE], "a-vnf-9");
+    log.append::<Vnf>("vnf-9", 0, &fixtures::user(), forged)
+        .await
+        .unwrap();
+
+    let started = start(&log, DRAIN_DEADLINE);
+    let MonitorEvent::TargetRefused {
+        monitor,
+        target,
+        allowed,
+        ..
+    } = next_event(&mut refusals, "the refusal").await
+    else {
+        panic!("not a refusal");
+    };
+    assert_eq!(
+        (monitor.id.as_str(), target.vnf_id.as_str(), target.mgmt_ip),
+        ("m1", "vnf-9", OUTSIDE)
+    );
+    assert_eq!(allowed, probe_cidrs());
+    let probe = started.probe.clone();
+    let before = probe.count(ip(1, 0));
+    counted("vnf-1 is probed for three more rounds", before + 3, || {
+        probe.count(ip(1, 0))
+    })
+    .await;
+    assert_eq!(probe.count(OUTSIDE), 0, "never probed");
+    assert!(
+        refusals.next().now_or_never().is_none(),
+        "reported once, not every round"
+    );
+    started.shutdown.send(()).unwrap();
+    started.running.await.unwrap().unwrap();
+
+    // The same monitor restarted reports it again; the stream stores it once.
+    let restarted = start(&log, DRAIN_DEADLINE);
+    next_event(&mut refusals, "the restarted monitor's refusal").await;
+    let stream = log
+        .jetstream()
+        .get_stream(names::MONITOR_STREAM)
+        .await
+        .unwrap();
+    let stored = events::read::subject(&stream, &subject).await.unwrap();
+    assert_eq!(stored.len(), 1, "one message per refused target");
+    assert_eq!(restarted.probe.count(OUTSIDE), 0);
+    restarted.shutdown.send(()).unwrap();
+    restarted.running.await.unwrap().unwrap();
 }
