@@ -14,12 +14,12 @@ use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc};
 
 use events::envelope::{Actor, ActorKind};
+use events::monitor::TargetRef;
 use events::monitor::cidr::ProbeCidrs;
-use events::monitor::{MonitorMessage, TargetRef};
 use events::vnf::VnfEvent;
 
 use crate::clock::Clock;
-use crate::judge::{self, Attempt, Outgoing, Round};
+use crate::judge::{self, Attempt, Round};
 use crate::probe::Probe;
 use crate::publisher::Publish;
 use crate::share::Owned;
@@ -167,7 +167,7 @@ impl<P: Probe, C: Clock, S: Seeds> Engine<P, C, S> {
                     due.refused
                         .iter()
                         .map(|target| judge::refusal(target, &self.config.probe_cidrs, &monitor, now))
-                        .map(message_job)
+                        .map(Publish::from)
                         .collect()
                 }
                 Some(seed) = seeds_read.recv() => {
@@ -215,19 +215,11 @@ impl<P: Probe, C: Clock, S: Seeds> Engine<P, C, S> {
                 || uuid::Uuid::new_v4().to_string(),
             );
             targets.unreport(&verdict.unreport);
-            jobs.extend(verdict.messages.into_iter().map(message_job));
+            jobs.extend(verdict.messages.into_iter().map(Publish::from));
             let writes = targets.state_writes(verdict.touched, &verdict.changed, at, &monitor.id);
             jobs.extend(writes.into_iter().map(state_job));
         }
         jobs
-    }
-}
-
-fn message_job(outgoing: Outgoing) -> Publish {
-    Publish::Message {
-        subject: outgoing.subject,
-        message: Box::new(MonitorMessage::new(outgoing.event)),
-        message_id: outgoing.message_id,
     }
 }
 

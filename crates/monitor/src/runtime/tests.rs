@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures::FutureExt;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
 use events::fixtures;
@@ -281,4 +281,91 @@ async fn a_management_ip_outside_the_probe_ranges_is_reported_once_and_never_pro
     assert_eq!(restarted.probe.count(OUTSIDE), 0);
     restarted.shutdown.send(()).unwrap();
     restarted.running.await.unwrap().unwrap();
+}
+
+/// How often the intruder rewrites every lease: well inside the leases' TTL, as the attack
+/// on an unprotected bus did.
+const INTRUDER_REFRESH: Duration = Duration::from_millis(500);
+
+#[tokio::test]
+async fn a_monitor_whose_partitions_are_all_leased_to_an_intruder_says_so_until_it_holds_one() {
+    let server = NatsServer::start().await;
+    let log = fixtures::log(server.client().await).await;
+    create(&log, "vnf-1", 1).await;
+    let client = log.jetstream().client();
+    let mut suspects = client
+        .subscribe(names::suspect_subject("m1"))
+        .await
+        .unwrap();
+    client.flush().await.unwrap();
+    // An intruder with write access to the lease bucket leases every partition to itself,
+    // with plain puts, faster than the leases expire, until told to stop.
+    let leases = share::open_leases(log.jetstream(), &LogConfig::default())
+        .await
+        .unwrap();
+    let (stop_intruder, mut intruder_stopped) = watch::channel(false);
+    let (leased, all_leased) = oneshot::channel();
+    let intruder = tokio::spawn(async move {
+        let mut leased = Some(leased);
+        loop {
+            for partition in 0..share::PARTITIONS {
+                leases
+                    .put(share::lease_key(partition), "intruder".into())
+                    .await
+                    .unwrap();
+            }
+            if let Some(leased) = leased.take() {
+                let _ = leased.send(());
+            }
+            tokio::select! {
+                () = tokio::time::sleep(INTRUDER_REFRESH) => {}
+                _ = intruder_stopped.wait_for(|stopped| *stopped) => return,
+            }
+        }
+    });
+    all_leased.await.unwrap();
+
+    let started = start(&log, DRAIN_DEADLINE);
+    for alarm in 1..=3 {
+        let event = next_event(&mut suspects, "the starvation alarm").await;
+        assert!(
+            matches!(
+                event,
+                MonitorEvent::Starved {
+                    members: 1,
+                    held_by_members: 0,
+                    held_by_unknown: 64,
+                    ..
+                }
+            ),
+            "alarm {alarm}: {event:?}"
+        );
+    }
+    assert_eq!(started.probe.count(ip(1, 0)), 0, "nothing is probed");
+
+    stop_intruder.send_replace(true);
+    intruder.await.unwrap();
+    let probe = started.probe.clone();
+    counted("vnf-1 is probed once the leases expire", 1, || {
+        probe.count(ip(1, 0))
+    })
+    .await;
+    let holding_since = time::OffsetDateTime::now_utc();
+    counted("vnf-1 is probed for two more rounds", 3, || {
+        probe.count(ip(1, 0))
+    })
+    .await;
+    while let Some(message) = suspects.next().now_or_never().flatten() {
+        let event = serde_json::from_slice::<MonitorMessage>(&message.payload)
+            .unwrap()
+            .event;
+        if let MonitorEvent::Starved { at, .. } = event {
+            assert!(
+                at < holding_since,
+                "an alarm at {at} after probing began at {holding_since}"
+            );
+        }
+    }
+    started.shutdown.send(()).unwrap();
+    started.running.await.unwrap().unwrap();
 }
