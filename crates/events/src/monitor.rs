@@ -223,7 +223,8 @@ pub enum MonitorEvent {
     },
     /// A monitor holds no partition while live monitors hold fewer than all of them: the
     /// rest are leased to holders that are not live monitors (or free and not taken), so some
-    /// targets may be probed by nobody. Sent at every renewal while it lasts.
+    /// targets may be probed by nobody. Sent at every lease renewal while it lasts (from the
+    /// second in a row: one is a lost race at start).
     Starved {
         monitor: Actor,
         #[serde(with = "time::serde::rfc3339")]

@@ -19,7 +19,8 @@
 //! Monitoring cannot be switched off in silence: a monitor that holds no partition while the
 //! live monitors (those with a membership key) hold fewer than all of them is [`starved`] (the
 //! rest are leased to strangers, or free and lost in a race), and says so at every renewal
-//! while it lasts: an error line and a `Starved` event on its suspect subject.
+//! while it lasts, from the second in a row ([`STARVED_RENEWALS_MIN`]): an error line and a
+//! `Starved` event on its suspect subject.
 //!
 //! The decisions ([`partition`], [`fair_share`], [`rebalance`], [`starved`]) are pure; [`hold`]
 //! is the KV shell around them.
@@ -52,6 +53,10 @@ pub const RENEW_INTERVAL: Duration = Duration::from_secs(1);
 /// TTL + renewal + a probe interval, about 6 s, well inside issue 4's ten.
 pub const LEASE_TTL: Duration = Duration::from_secs(4);
 
+/// Renewals in a row a monitor must find itself starved before it raises the alarm: two
+/// monitors starting together race for the same free partitions, and the one that loses every
+/// create holds nothing for one renewal, then takes the partitions still free at the next.
+pub const STARVED_RENEWALS_MIN: u32 = 2;
 /// Holders not live monitors that a starved monitor's log line names: enough to recognise an
 /// intruder, while a lease bucket full of distinct names cannot flood the log.
 const UNKNOWN_HOLDERS_LOGGED_MAX: usize = 8;
@@ -148,6 +153,23 @@ pub fn starved(
     })
 }
 
+/// How many renewals in a row a monitor has found itself starved.
+#[derive(Debug, Default)]
+pub struct Starving(u32);
+
+impl Starving {
+    /// Records one renewal's finding; answers it when it is an alarm: starved for
+    /// [`STARVED_RENEWALS_MIN`] renewals in a row, this one included.
+    pub fn observe(&mut self, found: Option<Starvation>) -> Option<Starvation> {
+        self.0 = if found.is_some() {
+            self.0.saturating_add(1)
+        } else {
+            0
+        };
+        found.filter(|_| self.0 >= STARVED_RENEWALS_MIN)
+    }
+}
+
 /// The alarm of a starved monitor: an error line and a `Starved` event on its suspect subject.
 pub fn alarm(starvation: &Starvation, monitor: &Actor, at: OffsetDateTime) -> Outgoing {
     tracing::error!(
@@ -202,6 +224,7 @@ pub async fn hold(
     let monitor = Actor::new(ActorKind::Monitor, instance.clone());
     // Revisions of the leases held: a renewal is a compare-and-set on them.
     let mut held: BTreeMap<u32, u64> = BTreeMap::new();
+    let mut starving = Starving::default();
     let member_key = format!("{MEMBER_PREFIX}{}", names::token(&instance));
     let mut tick = tokio::time::interval(RENEW_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -280,10 +303,11 @@ pub async fn hold(
                 held.insert(partition, revision);
             }
         }
-        if let Some(starvation) = live
+        let found = live
             .as_ref()
-            .and_then(|live| starved(held.len(), live, &holders))
-        {
+            .map(|live| starved(held.len(), live, &holders));
+        // A renewal that could not list the monitors neither raises nor clears the alarm.
+        if let Some(starvation) = found.and_then(|found| starving.observe(found)) {
             let alarm = alarm(&starvation, &monitor, OffsetDateTime::now_utc());
             // Never waits: a renewal must not stall behind the publisher, and a lost alarm is
             // raised again at the next renewal.
@@ -405,6 +429,23 @@ mod tests {
         let mut holders = BTreeMap::new();
         leased(&mut holders, 1..64, "intruder");
         assert_eq!(starved(1, &live(&["m1"]), &holders), None);
+    }
+
+    #[test]
+    fn the_alarm_is_raised_from_the_second_starved_renewal_in_a_row() {
+        let found = || starved(0, &live(&["m1"]), &BTreeMap::new());
+        let mut starving = Starving::default();
+        assert_eq!(starving.observe(found()), None, "a lost race at start");
+        assert_eq!(starving.observe(None), None);
+        assert_eq!(starving.observe(found()), None);
+        assert_eq!(starving.observe(found()), found(), "starved twice in a row");
+        assert_eq!(
+            starving.observe(found()),
+            found(),
+            "every renewal while it lasts"
+        );
+        assert_eq!(starving.observe(None), None);
+        assert_eq!(starving.observe(found()), None);
     }
 
     #[test]
