@@ -214,6 +214,14 @@ async fn a_monitor_whose_nats_is_gone_stops_within_its_drain_deadline() {
     );
 }
 
+/// A plain subscription to `subject`, in place once this returns.
+async fn subscribe(log: &EventLog, subject: String) -> async_nats::Subscriber {
+    let client = log.jetstream().client();
+    let subscription = client.subscribe(subject).await.unwrap();
+    client.flush().await.unwrap();
+    subscription
+}
+
 /// Waits for the next message of `subscription` and decodes it.
 async fn next_event(subscription: &mut async_nats::Subscriber, what: &str) -> MonitorEvent {
     let message = tokio::time::timeout(WAIT, subscription.next())
@@ -229,10 +237,8 @@ async fn next_event(subscription: &mut async_nats::Subscriber, what: &str) -> Mo
 async fn a_management_ip_outside_the_probe_ranges_is_reported_once_and_never_probed() {
     let server = NatsServer::start().await;
     let log = fixtures::log(server.client().await).await;
-    let client = log.jetstream().client();
     let subject = names::refused_target_subject("vnf-9");
-    let mut refusals = client.subscribe(subject.clone()).await.unwrap();
-    client.flush().await.unwrap();
+    let mut refusals = subscribe(&log, subject.clone()).await;
     create(&log, "vnf-1", 1).await;
     let forged = created_at("vnf-9", &[OUTSIDE], "a-vnf-9");
     log.append::<Vnf>("vnf-9", 0, &fixtures::user(), forged)
@@ -292,12 +298,7 @@ async fn a_monitor_whose_partitions_are_all_leased_to_an_intruder_says_so_until_
     let server = NatsServer::start().await;
     let log = fixtures::log(server.client().await).await;
     create(&log, "vnf-1", 1).await;
-    let client = log.jetstream().client();
-    let mut suspects = client
-        .subscribe(names::suspect_subject("m1"))
-        .await
-        .unwrap();
-    client.flush().await.unwrap();
+    let mut suspects = subscribe(&log, names::suspect_subject("m1")).await;
     // An intruder with write access to the lease bucket leases every partition to itself,
     // with plain puts, faster than the leases expire, until told to stop.
     let leases = share::open_leases(log.jetstream(), &LogConfig::default())
