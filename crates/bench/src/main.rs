@@ -256,7 +256,17 @@ async fn gateway_latency() -> anyhow::Result<()> {
     print_cpu(&cpu);
     print_kv_gets(&log, &ids).await?;
     // The same table with every VNF's VDU probed by ICMP every second (all on loopback).
-    let mut monitor = role(Identity::Monitor, &["monitor", "--name", "bench-monitor"]);
+    let mut monitor = role(
+        Identity::Monitor,
+        &[
+            "monitor",
+            "--name",
+            "bench-monitor",
+            // The VDUs' management IPs are loopback addresses, outside the default range.
+            "--probe-cidrs",
+            "127.0.0.0/8",
+        ],
+    );
     monitor
         .wait_for_log("Monitor running.", ROLE_START_TIMEOUT)
         .await;

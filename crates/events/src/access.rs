@@ -337,6 +337,7 @@ mod tests {
             (names::vdu_state_subject("v"), &[Identity::Monitor]),
             (names::round_subject("m"), &[Identity::Monitor]),
             (names::suspect_subject("m"), &[Identity::Monitor]),
+            (names::refused_target_subject("v"), &[Identity::Monitor]),
             (names::bad_action_subject("v"), &[Identity::Conductor]),
             (
                 format!("$KV.{}.v", names::VNF_TABLE_BUCKET),

@@ -13,6 +13,10 @@ use crate::envelope::{Actor, SCHEMA_VERSION};
 use crate::spec::{MonitoringPolicy, PolicyAction};
 use crate::vnf::{FailedInstance, FailureRecord, Vnf, VnfStatus};
 
+pub mod cidr;
+
+use cidr::ProbeCidrs;
+
 /// One VDU instance to probe, under the VNF's monitor action id.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Target {
@@ -205,6 +209,47 @@ pub enum MonitorEvent {
         failed: usize,
         targets: usize,
     },
+    /// A target outside the ranges monitors may probe (`--probe-cidrs`): it is never probed.
+    /// Each monitor that holds it reports it once, under [`target_refused_id`], so copies
+    /// from other monitors or a restart are stored once within the duplicate window.
+    TargetRefused {
+        monitor: Actor,
+        #[serde(flatten)]
+        target: TargetRef,
+        /// The ranges the monitor may probe.
+        allowed: ProbeCidrs,
+        #[serde(with = "time::serde::rfc3339")]
+        at: OffsetDateTime,
+    },
+    /// A monitor holds no partition while live monitors hold fewer than all of them: the
+    /// rest are leased to holders that are not live monitors (or free and not taken), so some
+    /// targets may be probed by nobody. Sent at every lease renewal while it lasts (from the
+    /// second in a row: one is a lost race at start).
+    Starved {
+        monitor: Actor,
+        #[serde(with = "time::serde::rfc3339")]
+        at: OffsetDateTime,
+        /// Live monitors (membership keys), this one included.
+        members: usize,
+        /// Partitions leased to live monitors.
+        held_by_members: usize,
+        /// Partitions leased to holders that are not live monitors.
+        held_by_unknown: usize,
+    },
+}
+
+/// The message id of a [`MonitorEvent::TargetRefused`]: UUIDv5 of the VNF, the instance and
+/// the address, so every report of one refused target is one message.
+pub fn target_refused_id(target: &TargetRef) -> String {
+    uuid::Uuid::new_v5(
+        &uuid::Uuid::NAMESPACE_OID,
+        format!(
+            "{}/{}/{}/refused",
+            target.vnf_id, target.instance_id, target.mgmt_ip
+        )
+        .as_bytes(),
+    )
+    .to_string()
 }
 
 /// A monitor-stream message: one event with its schema version.

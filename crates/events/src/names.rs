@@ -63,14 +63,17 @@ pub const BAD_ACTION_SUBJECTS: &str = "vnfm.monitor.bad_action.*";
 pub const SUSPECT_SUBJECTS: &str = "vnfm.monitor.suspect.*";
 /// Probe rounds of every monitor.
 pub const ROUND_SUBJECTS: &str = "vnfm.monitor.round.*";
+/// Targets of every VNF that monitors refused to probe (outside `--probe-cidrs`).
+pub const REFUSED_TARGET_SUBJECTS: &str = "vnfm.monitor.refused.*";
 /// VDU state changes of every VNF.
 pub const STATE_SUBJECTS: &str = "vnfm.monitor.state.*";
 /// Everything monitors publish, and only they.
-pub const MONITOR_REPORT_SUBJECTS: [&str; 4] = [
+pub const MONITOR_REPORT_SUBJECTS: [&str; 5] = [
     ROUND_SUBJECTS,
     STATE_SUBJECTS,
     FAILURE_SUBJECTS,
     SUSPECT_SUBJECTS,
+    REFUSED_TARGET_SUBJECTS,
 ];
 
 /// One probe round's results of one monitor instance.
@@ -98,12 +101,18 @@ pub fn suspect_subject(monitor: &str) -> String {
     format!("vnfm.monitor.suspect.{}", token(monitor))
 }
 
+/// A target of `vnf_id` lies outside the ranges monitors may probe, and is not probed.
+pub fn refused_target_subject(vnf_id: &str) -> String {
+    format!("vnfm.monitor.refused.{vnf_id}")
+}
+
 /// Every monitor-stream subject that concerns one VNF (for audits).
-pub fn monitor_subjects_of(vnf_id: &str) -> [String; 3] {
+pub fn monitor_subjects_of(vnf_id: &str) -> [String; 4] {
     [
         vdu_state_subject(vnf_id),
         failure_subject(vnf_id),
         bad_action_subject(vnf_id),
+        refused_target_subject(vnf_id),
     ]
 }
 

@@ -14,7 +14,8 @@ use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc};
 
 use events::envelope::{Actor, ActorKind};
-use events::monitor::{MonitorMessage, TargetRef};
+use events::monitor::TargetRef;
+use events::monitor::cidr::ProbeCidrs;
 use events::vnf::VnfEvent;
 
 use crate::clock::Clock;
@@ -61,6 +62,8 @@ pub struct EngineConfig {
     pub instance: String,
     /// The fewest failures in one round that can make the monitor suspect itself.
     pub suspect_failures_min: usize,
+    /// The ranges the monitor may probe; a target outside them is reported, never probed.
+    pub probe_cidrs: ProbeCidrs,
 }
 
 /// The engine's connections to its shell.
@@ -111,7 +114,7 @@ impl<P: Probe, C: Clock, S: Seeds> Engine<P, C, S> {
         let (seeds_sender, mut seeds_read) = mpsc::channel::<Seed>(SEEDS_QUEUE);
         // Taken by each attempt task for the length of its probe; bounds attempts in flight.
         let attempts = Arc::new(Semaphore::new(ATTEMPTS_IN_FLIGHT_MAX));
-        let mut targets = Targets::default();
+        let mut targets = Targets::new(self.config.probe_cidrs.clone());
         let mut rounds: BTreeMap<i128, Round> = BTreeMap::new();
         let mut inputs_open = true;
         let mut tick = tokio::time::interval(TICK);
@@ -136,7 +139,8 @@ impl<P: Probe, C: Clock, S: Seeds> Engine<P, C, S> {
                 },
                 _ = tick.tick() => {
                     let owned = owned.borrow().clone();
-                    let due = targets.due(self.clock.now(), &owned);
+                    let now = self.clock.now();
+                    let due = targets.due(now, &owned);
                     for vnf_id in due.seeds {
                         let (source, sender) = (self.seeds.clone(), seeds_sender.clone());
                         tokio::spawn(async move {
@@ -160,7 +164,11 @@ impl<P: Probe, C: Clock, S: Seeds> Engine<P, C, S> {
                             let _ = results.send(attempt).await;
                         });
                     }
-                    Vec::new()
+                    due.refused
+                        .iter()
+                        .map(|target| judge::refusal(target, &self.config.probe_cidrs, &monitor, now))
+                        .map(Publish::from)
+                        .collect()
                 }
                 Some(seed) = seeds_read.recv() => {
                     targets.seeded(seed);
@@ -207,11 +215,7 @@ impl<P: Probe, C: Clock, S: Seeds> Engine<P, C, S> {
                 || uuid::Uuid::new_v4().to_string(),
             );
             targets.unreport(&verdict.unreport);
-            jobs.extend(verdict.messages.into_iter().map(|m| Publish::Message {
-                subject: m.subject,
-                message: Box::new(MonitorMessage::new(m.event)),
-                message_id: m.message_id,
-            }));
+            jobs.extend(verdict.messages.into_iter().map(Publish::from));
             let writes = targets.state_writes(verdict.touched, &verdict.changed, at, &monitor.id);
             jobs.extend(writes.into_iter().map(state_job));
         }

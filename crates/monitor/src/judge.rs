@@ -9,7 +9,10 @@ use std::collections::HashSet;
 use time::OffsetDateTime;
 
 use events::envelope::Actor;
-use events::monitor::{Failure, MonitorEvent, ProbeOutcome, ProbeResult, Target, TargetRef};
+use events::monitor::cidr::ProbeCidrs;
+use events::monitor::{
+    self as schema, Failure, MonitorEvent, ProbeOutcome, ProbeResult, Target, TargetRef,
+};
 use events::names;
 
 use crate::targets::{Census, Targets};
@@ -76,8 +79,39 @@ impl Round {
 pub struct Outgoing {
     pub subject: String,
     pub event: MonitorEvent,
-    /// Set for failure reports (the failure id), so a retried publish is stored once.
+    /// Set for failure reports (the failure id) and refused targets, so a retried publish is
+    /// stored once.
     pub message_id: Option<String>,
+}
+
+/// The report of a target outside the ranges the monitor may probe (`allowed`), made once
+/// when the target comes due (see [`crate::targets::Due::refused`]): an error line and a
+/// `TargetRefused` message whose id derives from the VNF, the instance and the address, so
+/// that every monitor's report of it is stored once.
+pub fn refusal(
+    target: &Target,
+    allowed: &ProbeCidrs,
+    monitor: &Actor,
+    at: OffsetDateTime,
+) -> Outgoing {
+    tracing::error!(
+        vnf_id = %target.vnf_id,
+        instance_id = %target.instance_id,
+        mgmt_ip = %target.mgmt_ip,
+        allowed = %allowed,
+        "Management IP outside the ranges this monitor may probe (--probe-cidrs): never probed."
+    );
+    let target = TargetRef::from(target);
+    Outgoing {
+        subject: names::refused_target_subject(&target.vnf_id),
+        message_id: Some(schema::target_refused_id(&target)),
+        event: MonitorEvent::TargetRefused {
+            monitor: monitor.clone(),
+            target,
+            allowed: allowed.clone(),
+            at,
+        },
+    }
 }
 
 /// What a round means.

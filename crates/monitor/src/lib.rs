@@ -26,6 +26,7 @@ pub mod tracker;
 #[cfg(test)]
 mod testing;
 
+use events::monitor::cidr::{LOCAL_VIM_RANGE, ProbeCidrs};
 use events::nats_error::NatsError;
 use events::store::StoreError;
 
@@ -38,6 +39,9 @@ pub struct MonitorConfig {
     pub instance: String,
     /// The fewest failures in one round that can make the monitor suspect itself.
     pub suspect_failures_min: usize,
+    /// The ranges the monitor may probe (`--probe-cidrs`); a target outside them is reported
+    /// once and never probed, so a forged management IP cannot aim monitors at another host.
+    pub probe_cidrs: ProbeCidrs,
 }
 
 impl Default for MonitorConfig {
@@ -46,6 +50,8 @@ impl Default for MonitorConfig {
             instance: format!("monitor-{}", std::process::id()),
             // Ten: a small deployment (fewer targets) still heals when all of them fail.
             suspect_failures_min: 10,
+            // The local VIM's: where every VDU it deploys gets its address.
+            probe_cidrs: ProbeCidrs::from(LOCAL_VIM_RANGE),
         }
     }
 }

@@ -22,6 +22,7 @@ use events::nats_error::NatsErrorKind;
 use events::store::StoreError;
 
 use crate::MonitorError;
+use crate::judge::Outgoing;
 
 /// Attempts to store a round's results or a state write before giving up on it: a later
 /// round carries newer ones, and a stuck telemetry message must not hold up the reports
@@ -66,13 +67,24 @@ pub enum Publish {
     },
 }
 
+impl From<Outgoing> for Publish {
+    fn from(outgoing: Outgoing) -> Self {
+        Publish::Message {
+            subject: outgoing.subject,
+            message: Box::new(MonitorMessage::new(outgoing.event)),
+            message_id: outgoing.message_id,
+        }
+    }
+}
+
 /// What a job is, for the retry rule and the shutdown count.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     RoundResults,
     StateWrite,
     FailureReport,
-    /// A VDU going down or coming back, or a suspected fault.
+    /// A VDU going down or coming back, a suspected fault or a starved monitor, a refused
+    /// target.
     StateChange,
 }
 

@@ -186,8 +186,8 @@ impl<P: Probe> Monitor<P> {
             .map_err(|e| NatsError::other("following bad_action reports", e))?;
 
         let (inputs, engine_inputs) = mpsc::channel::<Input>(INPUTS_QUEUE);
-        // The engine sends jobs; the publisher task stores them. Setting `stop` starts the
-        // publisher's drain deadline.
+        // The engine (and the lease task, its starvation alarms) send jobs; the publisher task
+        // stores them until both are gone. Setting `stop` starts the publisher's drain deadline.
         let (outbox, inbox) = mpsc::channel::<Publish>(PUBLISH_QUEUE);
         let (stop, stopped) = watch::channel(false);
         let sink = NatsSink {
@@ -196,7 +196,8 @@ impl<P: Probe> Monitor<P> {
         };
         let publisher = tokio::spawn(publisher::run(sink, inbox, stopped, self.drain));
         // The lease task publishes the partitions this monitor holds; the engine probes only
-        // targets in them. Setting `stop_leases` makes it give its leases back and end.
+        // targets in them. Setting `stop_leases` makes it give its leases back and end (and
+        // drop its sender of alarms).
         let (owned_sender, owned) = watch::channel(Arc::new(BTreeSet::new()));
         let (stop_leases, leases_stopped) = watch::channel(false);
         // Driven by this task rather than spawned: a monitor that dies (or whose task is
@@ -205,6 +206,7 @@ impl<P: Probe> Monitor<P> {
             leases,
             self.config.instance.clone(),
             owned_sender,
+            outbox.clone(),
             leases_stopped,
         );
         tokio::pin!(lease_task);
@@ -219,6 +221,7 @@ impl<P: Probe> Monitor<P> {
             EngineConfig {
                 instance: self.config.instance.clone(),
                 suspect_failures_min: self.config.suspect_failures_min,
+                probe_cidrs: self.config.probe_cidrs.clone(),
             },
         );
         let wiring = Wiring {

@@ -1,5 +1,6 @@
 //! The target fold, without I/O: the VNFs as the lifecycle log left them, a [`Tracker`] per
-//! monitored VDU instance, and which of them are due for an attempt.
+//! monitored VDU instance inside the ranges the monitor may probe, and which of them are due
+//! for an attempt; a target outside those ranges gets no tracker and is reported once instead.
 //!
 //! It never probes, publishes or reads NATS: the engine feeds it decoded events and acts on
 //! what it answers.
@@ -9,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use cqrs_es::Aggregate;
 use time::OffsetDateTime;
 
+use events::monitor::cidr::ProbeCidrs;
 use events::monitor::{self as schema, InstanceMonitorState, ProbeOutcome, Target};
 use events::vnf::{Vnf, VnfEvent};
 
@@ -58,11 +60,24 @@ pub struct Due {
     pub starts: Vec<Start>,
     /// VNFs whose recorded states are to be read before their targets are probed.
     pub seeds: Vec<String>,
+    /// Targets outside the ranges the monitor may probe, in the partitions it holds, that it
+    /// has not reported yet: to be reported, never probed.
+    pub refused: Vec<Target>,
+}
+
+/// A target outside the ranges the monitor may probe.
+#[derive(Debug)]
+struct Refused {
+    target: Target,
+    /// Whether this monitor has reported it (once per VNF, instance and address).
+    reported: bool,
 }
 
 /// What the loop knows: the VNFs as the log left them and a tracker per target.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Targets {
+    /// The ranges this monitor may probe (`--probe-cidrs`).
+    allowed: ProbeCidrs,
     vnfs: HashMap<String, Vnf>,
     pub(crate) trackers: HashMap<String, Tracker>,
     by_vnf: HashMap<String, HashSet<String>>,
@@ -75,6 +90,11 @@ pub struct Targets {
     seeding: HashSet<String>,
     /// The partitions `seeded` was last pruned for.
     seeded_for: BTreeSet<u32>,
+    /// Targets outside `allowed`, by instance id: they have no tracker.
+    refused: HashMap<String, Refused>,
+    /// Whether a refused target may be due for its report: one was added, or the partitions
+    /// held changed, since `refused` was last looked through.
+    refused_changed: bool,
 }
 
 /// How long the VNF's unchanged states wait before they are written again.
@@ -87,6 +107,22 @@ fn state_refresh(vnf_id: &str) -> time::Duration {
 pub type StateWrite = (String, Option<BTreeMap<String, InstanceMonitorState>>);
 
 impl Targets {
+    /// No VNFs yet; targets outside `allowed` will never be probed.
+    pub fn new(allowed: ProbeCidrs) -> Self {
+        Targets {
+            allowed,
+            vnfs: HashMap::new(),
+            trackers: HashMap::new(),
+            by_vnf: HashMap::new(),
+            states_due: HashMap::new(),
+            seeded: HashSet::new(),
+            seeding: HashSet::new(),
+            seeded_for: BTreeSet::new(),
+            refused: HashMap::new(),
+            refused_changed: false,
+        }
+    }
+
     /// Folds one lifecycle message and re-derives the VNF's targets. Answers a state delete
     /// when the VNF lost its last target after its states were written.
     pub fn apply(&mut self, vnf_id: &str, events: Vec<VnfEvent>) -> Option<StateWrite> {
@@ -103,8 +139,28 @@ impl Targets {
         let known = self.by_vnf.entry(vnf_id.to_owned()).or_default();
         for gone in known.difference(&wanted) {
             self.trackers.remove(gone);
+            self.refused.remove(gone);
         }
         for target in derived {
+            if !self.allowed.contains(target.mgmt_ip) {
+                self.trackers.remove(&target.instance_id);
+                match self.refused.get_mut(&target.instance_id) {
+                    Some(refused) if refused.target.mgmt_ip == target.mgmt_ip => {
+                        refused.target = target;
+                    }
+                    _ => {
+                        let refused = Refused {
+                            target,
+                            reported: false,
+                        };
+                        self.refused
+                            .insert(refused.target.instance_id.clone(), refused);
+                        self.refused_changed = true;
+                    }
+                }
+                continue;
+            }
+            self.refused.remove(&target.instance_id);
             if let Some(tracker) = self.trackers.get_mut(&target.instance_id) {
                 tracker.update(target);
             } else {
@@ -149,14 +205,26 @@ impl Targets {
 
     /// The attempts due at `now` on targets in the partitions `owned`, marked started; a
     /// target of a VNF whose recorded states are not read yet waits for them (and their read
-    /// is asked for once). Partitions given away are read again if they come back.
+    /// is asked for once). Partitions given away are read again if they come back. Targets
+    /// outside the probe ranges are never due; each in `owned` is answered once as refused.
     pub fn due(&mut self, now: OffsetDateTime, owned: &BTreeSet<u32>) -> Due {
         if *owned != self.seeded_for {
             self.seeded
                 .retain(|vnf_id| owned.contains(&share::partition(vnf_id)));
             self.seeded_for.clone_from(owned);
+            self.refused_changed = true;
         }
         let mut due = Due::default();
+        if std::mem::take(&mut self.refused_changed) {
+            let unreported = self
+                .refused
+                .values_mut()
+                .filter(|r| !r.reported && owned.contains(&share::partition(&r.target.vnf_id)));
+            for refused in unreported {
+                refused.reported = true;
+                due.refused.push(refused.target.clone());
+            }
+        }
         let trackers = self
             .trackers
             .values_mut()
@@ -262,3 +330,6 @@ pub struct Census {
     /// Those of them whose latest attempt failed.
     pub failing: usize,
 }
+
+#[cfg(test)]
+mod tests;

@@ -10,6 +10,7 @@ use time::OffsetDateTime;
 use time::macros::datetime;
 
 use events::fixtures;
+use events::monitor::cidr::ProbeCidrs;
 use events::monitor::{ProbeOutcome, Target};
 use events::spec::{MonitoringPolicy, PolicyAction};
 use events::vnf::{Instance, PlannedInstance, VnfEvent};
@@ -41,22 +42,39 @@ pub fn ip(vnf: u8, n: u8) -> Ipv4Addr {
     Ipv4Addr::new(127, 1, vnf, n)
 }
 
+/// An address outside [`probe_cidrs`]: the cloud metadata service a forged management IP
+/// would aim monitors at.
+pub const OUTSIDE: Ipv4Addr = Ipv4Addr::new(169, 254, 169, 254);
+
+/// The ranges the tests' monitors may probe: loopback, where every [`ip`] answers.
+pub fn probe_cidrs() -> ProbeCidrs {
+    "127.0.0.0/8".parse().expect("a CIDR")
+}
+
 /// The events that create VNF `vnf_id` (number `vnf`) with `instances` monitored instances of
 /// VDU1, active under action id `action_id`.
 pub fn created(vnf_id: &str, vnf: u8, instances: u8, action_id: &str) -> Vec<VnfEvent> {
-    let plan: Vec<PlannedInstance> = (0..instances)
-        .map(|n| PlannedInstance {
+    let ips: Vec<Ipv4Addr> = (0..instances).map(|n| ip(vnf, n)).collect();
+    created_at(vnf_id, &ips, action_id)
+}
+
+/// The events that create VNF `vnf_id` with a monitored instance of VDU1 at each of `ips`
+/// (instance `n` at the `n`th), active under action id `action_id`.
+pub fn created_at(vnf_id: &str, ips: &[Ipv4Addr], action_id: &str) -> Vec<VnfEvent> {
+    let plan: Vec<PlannedInstance> = (0..)
+        .zip(ips)
+        .map(|(n, _)| PlannedInstance {
             vdu: "VDU1".into(),
             instance_id: instance_id(vnf_id, n),
         })
         .collect();
     let running = plan
         .iter()
-        .zip(0..)
-        .map(|(p, n)| Instance {
+        .zip(ips)
+        .map(|(p, ip)| Instance {
             instance_id: p.instance_id.clone(),
             vdu: p.vdu.clone(),
-            mgmt_ip: ip(vnf, n),
+            mgmt_ip: *ip,
             booted_at: BOOTED_AT,
         })
         .collect();

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use conductor::StopPoint;
 use events::credentials::{CredentialsError, Seed};
+use events::monitor::cidr::{LOCAL_VIM_RANGE, ProbeCidrs};
 use events::setup::LogConfig;
 use events::vnf::{HEALS_REMEMBERED_MAX, RespawnLimit};
 use gateway::Auth;
@@ -117,6 +118,7 @@ pub struct Conductor {
 pub struct Monitor {
     pub nats: Nats,
     pub suspect_failures_min: usize,
+    pub probe_cidrs: ProbeCidrs,
 }
 
 #[derive(Debug)]
@@ -129,6 +131,7 @@ pub struct Up {
     pub vim_prefix: String,
     pub respawn_limit: RespawnLimit,
     pub suspect_failures_min: usize,
+    pub probe_cidrs: ProbeCidrs,
 }
 
 /// The files a configuration names: the token file and the seed file.
@@ -168,6 +171,7 @@ pub fn validate(command: Command, files: &dyn Files) -> Result<Config, Vec<Confi
         Command::Monitor(MonitorArgs { nats, probe }) => Config::Monitor(Monitor {
             nats: check.nats(nats),
             suspect_failures_min: check.suspect_failures_min(&probe),
+            probe_cidrs: check.probe_cidrs(&probe),
         }),
         Command::Audit { vnf_id, nats } => Config::Audit {
             vnf_id,
@@ -342,6 +346,13 @@ impl Check<'_> {
         args.suspect_failures_min
     }
 
+    fn probe_cidrs(&mut self, args: &ProbeArgs) -> ProbeCidrs {
+        args.probe_cidrs.parse().unwrap_or_else(|e| {
+            self.problem("--probe-cidrs", format!("{e}"));
+            ProbeCidrs::from(LOCAL_VIM_RANGE)
+        })
+    }
+
     fn conductor(&mut self, args: ConductorArgs) -> Conductor {
         Conductor {
             nats: self.nats(args.nats),
@@ -367,6 +378,7 @@ impl Check<'_> {
             vim_prefix: self.vim_prefix(args.vim),
             respawn_limit: self.respawn_limit(&args.heal),
             suspect_failures_min: self.suspect_failures_min(&args.probe),
+            probe_cidrs: self.probe_cidrs(&args.probe),
             data_dir: args.data_dir,
             nats_url: args.nats_url,
             nats_server_bin: args.nats_server_bin,
@@ -448,6 +460,18 @@ mod tests {
             ),
             (&["monitor", "--name", " "], "--name: must not be empty"),
             (
+                &["monitor", "--probe-cidrs", "x"],
+                r#"--probe-cidrs: "x" is not an IPv4 CIDR (a.b.c.d/n)"#,
+            ),
+            (
+                &["up", "--probe-cidrs", "198.18.0.0/15,10.0.0.0"],
+                r#"--probe-cidrs: "10.0.0.0" is not an IPv4 CIDR (a.b.c.d/n)"#,
+            ),
+            (
+                &["monitor", "--probe-cidrs", " "],
+                "--probe-cidrs: no range given; name at least one IPv4 CIDR (a.b.c.d/n)",
+            ),
+            (
                 &["up", "--auth", "token"],
                 "--token-file: required with --auth token",
             ),
@@ -455,6 +479,32 @@ mod tests {
         for (args, expected) in cases {
             assert_eq!(problems(args), [*expected], "{args:?}");
         }
+    }
+
+    #[test]
+    fn the_probe_ranges_default_to_the_local_vims_and_take_a_list() {
+        let Ok(Config::Monitor(monitor)) = validate(parse(&["monitor"]), NO_FILES) else {
+            panic!("a monitor");
+        };
+        assert_eq!(monitor.probe_cidrs, ProbeCidrs::from(LOCAL_VIM_RANGE));
+        let Ok(Config::Up(up)) = validate(
+            parse(&["up", "--probe-cidrs", "198.18.0.0/15, 10.20.0.0/16"]),
+            NO_FILES,
+        ) else {
+            panic!("a list is accepted");
+        };
+        assert!(
+            up.probe_cidrs
+                .contains(std::net::Ipv4Addr::new(10, 20, 3, 4))
+        );
+        assert!(
+            up.probe_cidrs
+                .contains(std::net::Ipv4Addr::new(198, 19, 0, 1))
+        );
+        assert!(
+            !up.probe_cidrs
+                .contains(std::net::Ipv4Addr::new(169, 254, 169, 254))
+        );
     }
 
     #[test]

@@ -221,6 +221,14 @@ struct ProbeArgs {
         default_value_t = monitor::MonitorConfig::default().suspect_failures_min
     )]
     suspect_failures_min: usize,
+    /// The address ranges a monitor may probe, comma-separated IPv4 CIDRs (every VIM's
+    /// range). A VDU whose management IP lies outside them is reported, never probed.
+    #[arg(
+        long,
+        env = "VNFM_PROBE_CIDRS",
+        default_value_t = events::monitor::cidr::LOCAL_VIM_RANGE.to_string()
+    )]
+    probe_cidrs: String,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -75,6 +75,7 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
             let config = MonitorConfig {
                 instance: monitor.nats.instance("monitor"),
                 suspect_failures_min: monitor.suspect_failures_min,
+                probe_cidrs: monitor.probe_cidrs,
             };
             let log = open(&monitor.nats, &config.instance, Identity::Monitor).await?;
             let mut roles = Roles::new();
@@ -200,6 +201,7 @@ async fn up(config: config::Up) -> anyhow::Result<ExitCode> {
     let monitor = MonitorConfig {
         instance,
         suspect_failures_min: config.suspect_failures_min,
+        probe_cidrs: config.probe_cidrs,
     };
     roles.monitor(EventLog::open(client).await?, prober, monitor);
     let (client, instance) = as_identity(Identity::Gateway).await?;

@@ -47,6 +47,11 @@ fn every_bad_flag_is_refused_by_name_before_connecting() {
             "--suspect-failures-min",
             &["monitor", "--suspect-failures-min", "0"],
         ),
+        (
+            "--probe-cidrs",
+            &["monitor", "--probe-cidrs", "169.254.0.0"],
+        ),
+        ("--probe-cidrs", &["up", "--probe-cidrs", ""]),
         ("--token-file", &["gateway", "--auth", "token"]),
         (
             "--token-file",

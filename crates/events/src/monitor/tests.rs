@@ -101,3 +101,61 @@ fn the_lifecycle_record_of_a_report_has_the_report_shape() {
     let record = serde_json::to_value(FailureRecord::from(failure)).unwrap();
     assert_eq!(record, report);
 }
+
+fn target_ref(mgmt_ip: Ipv4Addr) -> TargetRef {
+    TargetRef {
+        vnf_id: "vnf-1".into(),
+        vdu: "VDU1".into(),
+        instance_id: "i1".into(),
+        mgmt_ip,
+        action_id: "act-1".into(),
+    }
+}
+
+#[test]
+fn a_refused_target_is_one_message_per_vnf_instance_and_address() {
+    let metadata = Ipv4Addr::new(169, 254, 169, 254);
+    let id = target_refused_id(&target_ref(metadata));
+    assert_eq!(id, target_refused_id(&target_ref(metadata)));
+    let other_action = TargetRef {
+        action_id: "act-2".into(),
+        ..target_ref(metadata)
+    };
+    assert_eq!(
+        id,
+        target_refused_id(&other_action),
+        "the action id is not part of it"
+    );
+    assert_ne!(
+        id,
+        target_refused_id(&target_ref(Ipv4Addr::new(10, 0, 0, 1)))
+    );
+    let message = MonitorMessage::new(MonitorEvent::TargetRefused {
+        monitor: Actor::new(crate::envelope::ActorKind::Monitor, "m1"),
+        target: target_ref(metadata),
+        allowed: cidr::LOCAL_VIM_RANGE.into(),
+        at: datetime!(2026-11-25 10:05 UTC),
+    });
+    let json = serde_json::to_value(&message).unwrap();
+    assert_eq!(json["type"], "TargetRefused");
+    assert_eq!(json["mgmt_ip"], "169.254.169.254");
+    assert_eq!(json["allowed"], serde_json::json!(["198.18.0.0/15"]));
+    assert_eq!(
+        serde_json::from_value::<MonitorMessage>(json).unwrap(),
+        message
+    );
+}
+
+#[test]
+fn a_suspected_fault_stored_before_starvation_existed_still_decodes() {
+    let stored = r#"{"schema_version":1,"type":"SuspectedFault","monitor":{"kind":"monitor","id":"m1"},"at":"2026-11-25T10:05:00Z","failed":2,"targets":3}"#;
+    let message: MonitorMessage = serde_json::from_str(stored).unwrap();
+    assert!(matches!(
+        message.event,
+        MonitorEvent::SuspectedFault {
+            failed: 2,
+            targets: 3,
+            ..
+        }
+    ));
+}

@@ -19,7 +19,8 @@ use crate::publisher::Publish;
 use crate::share::PARTITIONS;
 use crate::targets::Seed;
 use crate::testing::{
-    BOOTED_AT, INTERVAL_MS, RETRY, Script, ScriptedProbe, TokioClock, created, instance_id, ip,
+    BOOTED_AT, INTERVAL_MS, OUTSIDE, RETRY, Script, ScriptedProbe, TokioClock, created, created_at,
+    instance_id, ip, probe_cidrs,
 };
 
 /// Seeds from a map: the state bucket as a test sets it up.
@@ -57,6 +58,7 @@ fn start(seeds: MapSeeds, suspect_failures_min: usize) -> Running {
         EngineConfig {
             instance: "m1".into(),
             suspect_failures_min,
+            probe_cidrs: probe_cidrs(),
         },
     );
     tokio::spawn(engine.run(Wiring {
@@ -331,4 +333,42 @@ async fn a_job_called_stale_is_dropped_until_a_new_action_id() {
         .await;
     tokio::time::sleep(INTERVAL * 2).await;
     assert!(running.probe.count(ip(1, 0)) > dropped, "resumed");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_target_outside_the_probe_ranges_is_reported_once_and_never_probed() {
+    let mut running = start(MapSeeds::default(), 10);
+    running
+        .feed("vnf-1", created_at("vnf-1", &[ip(1, 0), OUTSIDE], "a1"))
+        .await;
+    tokio::time::sleep(INTERVAL * 5).await;
+    assert_eq!(running.probe.count(OUTSIDE), 0, "no probe leaves for it");
+    assert!(
+        running.probe.count(ip(1, 0)) >= 4,
+        "the one inside is probed"
+    );
+    let mut refusals = Vec::new();
+    while let Ok(job) = running.jobs.try_recv() {
+        if let Publish::Message {
+            subject,
+            message,
+            message_id,
+        } = job
+            && let MonitorEvent::TargetRefused {
+                target, allowed, ..
+            } = message.event
+        {
+            refusals.push((subject, message_id, target, allowed));
+        }
+    }
+    assert_eq!(refusals.len(), 1, "reported once: {refusals:?}");
+    let (subject, message_id, target, allowed) = refusals.remove(0);
+    assert_eq!(subject, "vnfm.monitor.refused.vnf-1");
+    assert_eq!(target.mgmt_ip, OUTSIDE);
+    assert_eq!(target.instance_id, instance_id("vnf-1", 1));
+    assert_eq!(
+        message_id,
+        Some(events::monitor::target_refused_id(&target))
+    );
+    assert_eq!(allowed, probe_cidrs());
 }

@@ -7,17 +7,20 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use tokio::sync::oneshot;
+use futures::FutureExt;
+use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
 use events::fixtures;
-use events::monitor::InstanceMonitorState;
+use events::monitor::{InstanceMonitorState, MonitorEvent, MonitorMessage};
 use events::store::EventLog;
 use events::vnf::Vnf;
 use testkit::NatsServer;
 
 use super::*;
-use crate::testing::{BOOTED_AT, ScriptedProbe, created, instance_id, ip};
+use crate::testing::{
+    BOOTED_AT, OUTSIDE, ScriptedProbe, created, created_at, instance_id, ip, probe_cidrs,
+};
 
 /// How long a test waits for what a live monitor should do within a few rounds.
 const WAIT: Duration = Duration::from_secs(15);
@@ -57,6 +60,7 @@ fn start(log: &EventLog, drain: Duration) -> Started {
     let probe = Arc::new(ScriptedProbe::default());
     let config = MonitorConfig {
         instance: "m1".into(),
+        probe_cidrs: probe_cidrs(),
         ..MonitorConfig::default()
     };
     let monitor = Monitor::new(log.clone(), probe.clone(), config).with_drain_deadline(drain);
@@ -204,4 +208,159 @@ async fn a_monitor_whose_nats_is_gone_stops_within_its_drain_deadline() {
         took < drain + Duration::from_secs(1),
         "stopped after {took:?}"
     );
+}
+
+/// A plain subscription to `subject`, in place once this returns.
+async fn subscribe(log: &EventLog, subject: String) -> async_nats::Subscriber {
+    let client = log.jetstream().client();
+    let subscription = client.subscribe(subject).await.unwrap();
+    client.flush().await.unwrap();
+    subscription
+}
+
+/// Waits for the next message of `subscription` and decodes it.
+async fn next_event(subscription: &mut async_nats::Subscriber, what: &str) -> MonitorEvent {
+    let message = tokio::time::timeout(WAIT, subscription.next())
+        .await
+        .unwrap_or_else(|_| panic!("{what} never came"))
+        .expect("the subscription is open");
+    serde_json::from_slice::<MonitorMessage>(&message.payload)
+        .expect("a monitor message")
+        .event
+}
+
+#[tokio::test]
+async fn a_management_ip_outside_the_probe_ranges_is_reported_once_and_never_probed() {
+    let server = NatsServer::start().await;
+    let log = fixtures::log(server.client().await).await;
+    let subject = names::refused_target_subject("vnf-9");
+    let mut refusals = subscribe(&log, subject.clone()).await;
+    create(&log, "vnf-1", 1).await;
+    let forged = created_at("vnf-9", &[OUTSIDE], "a-vnf-9");
+    log.append::<Vnf>("vnf-9", 0, &fixtures::user(), forged)
+        .await
+        .unwrap();
+
+    let started = start(&log, DRAIN_DEADLINE);
+    let MonitorEvent::TargetRefused {
+        monitor,
+        target,
+        allowed,
+        ..
+    } = next_event(&mut refusals, "the refusal").await
+    else {
+        panic!("not a refusal");
+    };
+    assert_eq!(
+        (monitor.id.as_str(), target.vnf_id.as_str(), target.mgmt_ip),
+        ("m1", "vnf-9", OUTSIDE)
+    );
+    assert_eq!(allowed, probe_cidrs());
+    let probe = started.probe.clone();
+    let before = probe.count(ip(1, 0));
+    counted("vnf-1 is probed for three more rounds", before + 3, || {
+        probe.count(ip(1, 0))
+    })
+    .await;
+    assert_eq!(probe.count(OUTSIDE), 0, "never probed");
+    assert!(
+        refusals.next().now_or_never().is_none(),
+        "reported once, not every round"
+    );
+    started.shutdown.send(()).unwrap();
+    started.running.await.unwrap().unwrap();
+
+    // The same monitor restarted reports it again; the stream stores it once.
+    let restarted = start(&log, DRAIN_DEADLINE);
+    next_event(&mut refusals, "the restarted monitor's refusal").await;
+    let stream = log
+        .jetstream()
+        .get_stream(names::MONITOR_STREAM)
+        .await
+        .unwrap();
+    let stored = events::read::subject(&stream, &subject).await.unwrap();
+    assert_eq!(stored.len(), 1, "one message per refused target");
+    assert_eq!(restarted.probe.count(OUTSIDE), 0);
+    restarted.shutdown.send(()).unwrap();
+    restarted.running.await.unwrap().unwrap();
+}
+
+/// How often the intruder rewrites every lease: well inside the leases' TTL, as the attack
+/// on an unprotected bus did.
+const INTRUDER_REFRESH: Duration = Duration::from_millis(500);
+
+#[tokio::test]
+async fn a_monitor_whose_partitions_are_all_leased_to_an_intruder_says_so_until_it_holds_one() {
+    let server = NatsServer::start().await;
+    let log = fixtures::log(server.client().await).await;
+    create(&log, "vnf-1", 1).await;
+    let mut suspects = subscribe(&log, names::suspect_subject("m1")).await;
+    // An intruder with write access to the lease bucket leases every partition to itself,
+    // with plain puts, faster than the leases expire, until told to stop.
+    let leases = share::open_leases(log.jetstream()).await.unwrap();
+    let (stop_intruder, mut intruder_stopped) = watch::channel(false);
+    let (leased, all_leased) = oneshot::channel();
+    let intruder = tokio::spawn(async move {
+        let mut leased = Some(leased);
+        loop {
+            for partition in 0..share::PARTITIONS {
+                leases
+                    .put(share::lease_key(partition), "intruder".into())
+                    .await
+                    .unwrap();
+            }
+            if let Some(leased) = leased.take() {
+                let _ = leased.send(());
+            }
+            tokio::select! {
+                () = tokio::time::sleep(INTRUDER_REFRESH) => {}
+                _ = intruder_stopped.wait_for(|stopped| *stopped) => return,
+            }
+        }
+    });
+    all_leased.await.unwrap();
+
+    let started = start(&log, DRAIN_DEADLINE);
+    for alarm in 1..=3 {
+        let event = next_event(&mut suspects, "the starvation alarm").await;
+        assert!(
+            matches!(
+                event,
+                MonitorEvent::Starved {
+                    members: 1,
+                    held_by_members: 0,
+                    held_by_unknown: 64,
+                    ..
+                }
+            ),
+            "alarm {alarm}: {event:?}"
+        );
+    }
+    assert_eq!(started.probe.count(ip(1, 0)), 0, "nothing is probed");
+
+    stop_intruder.send_replace(true);
+    intruder.await.unwrap();
+    let probe = started.probe.clone();
+    counted("vnf-1 is probed once the leases expire", 1, || {
+        probe.count(ip(1, 0))
+    })
+    .await;
+    let holding_since = time::OffsetDateTime::now_utc();
+    counted("vnf-1 is probed for two more rounds", 3, || {
+        probe.count(ip(1, 0))
+    })
+    .await;
+    while let Some(message) = suspects.next().now_or_never().flatten() {
+        let event = serde_json::from_slice::<MonitorMessage>(&message.payload)
+            .unwrap()
+            .event;
+        if let MonitorEvent::Starved { at, .. } = event {
+            assert!(
+                at < holding_since,
+                "an alarm at {at} after probing began at {holding_since}"
+            );
+        }
+    }
+    started.shutdown.send(()).unwrap();
+    started.running.await.unwrap().unwrap();
 }

@@ -8,11 +8,14 @@ use std::net::Ipv4Addr;
 
 use serde::Deserialize;
 
-/// The first address of the range every VDU address comes from: 198.18.0.0/15 is reserved
-/// for network test beds (RFC 2544), so it never collides with a real network.
-pub const RANGE_BASE: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 0);
+use events::monitor::cidr::LOCAL_VIM_RANGE;
+
+/// The first address of the range every VDU address comes from, `events`'
+/// `LOCAL_VIM_RANGE` (198.18.0.0/15, reserved for network test beds by RFC 2544, so it never
+/// collides with a real network); monitors probe it by default.
+pub const RANGE_BASE: Ipv4Addr = LOCAL_VIM_RANGE.base();
 /// The range's prefix length; `RANGE_BASE` and this name the route the VIM makes unreachable.
-pub const RANGE_PREFIX_LEN: u8 = 15;
+pub const RANGE_PREFIX_LEN: u8 = LOCAL_VIM_RANGE.prefix_len();
 /// Each VDU takes a point-to-point /31 pair (RFC 3021): no network or broadcast address is
 /// wasted, so a /15 holds 2^16 VDUs.
 pub const PAIR_PREFIX_LEN: u8 = 31;
