@@ -166,12 +166,13 @@ async fn an_undecodable_message_is_parked_and_its_subject_projects_on() {
     assert_eq!(undecodable, vec![garbage]);
 }
 
-/// The log and tables on a fresh server whose VNFD table refuses any row as too large: every
+/// The log and tables on a fresh server whose VNFD table (made anew by the superuser) refuses
+/// any row as too large: every
 /// write fails, and never for contention.
 async fn open_with_tiny_vnfd_table(server: &NatsServer) -> (EventLog, Tables) {
     let log = fixtures::log(server.client().await).await;
     log.jetstream()
-        .create_key_value(async_nats::jetstream::kv::Config {
+        .create_or_update_key_value(async_nats::jetstream::kv::Config {
             bucket: events::names::VNFD_TABLE_BUCKET.into(),
             max_value_size: 16,
             ..Default::default()
