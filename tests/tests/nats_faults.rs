@@ -196,6 +196,18 @@ async fn a_single_server_killed_and_restarted_under_load_loses_and_duplicates_no
     tokio::time::sleep(LOAD_AFTER_RECOVERY).await;
 
     stop_and_check(load, &mut roles, started).await;
+    assert_refused_nothing(&nats);
+}
+
+/// Every role ran as its own identity through the fault and its recovery (consumers opened
+/// again, watches started again): the server refused none of them anything.
+fn assert_refused_nothing(server: &NatsServer) {
+    let violations = server.permission_violations();
+    assert!(
+        violations.is_empty(),
+        "the server refused a role an operation:\n{}",
+        violations.join("\n")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -246,4 +258,7 @@ async fn a_cluster_losing_its_stream_leader_under_load_loses_and_duplicates_noth
     tokio::time::sleep(LOAD_AFTER_RECOVERY).await;
 
     stop_and_check(load, &mut roles, started).await;
+    for node in 0..3 {
+        assert_refused_nothing(cluster.node(node));
+    }
 }

@@ -177,8 +177,12 @@ impl Permissions {
             format!("{API}.STREAM.MSG.GET.{stream}"),
             format!("{API}.DIRECT.GET.{stream}"),
             format!("{API}.DIRECT.GET.{stream}.>"),
-            // Ephemeral: an unnamed consumer (a durable name in the subject is another subject).
+            // Ephemeral consumers: unnamed, or named by the client when an ordered consumer
+            // starts again after a gap (`<name>_<n>`, the old one deleted first). Every
+            // durable's own subjects are denied to all but its owner (see `DURABLES`).
             format!("{API}.CONSUMER.CREATE.{stream}"),
+            format!("{API}.CONSUMER.CREATE.{stream}.>"),
+            format!("{API}.CONSUMER.DELETE.{stream}.*"),
             format!("{API}.CONSUMER.INFO.{stream}.*"),
             format!("{API}.CONSUMER.MSG.NEXT.{stream}.*"),
             format!("$JS.FC.{stream}.>"),
@@ -408,10 +412,18 @@ mod tests {
                 "{identity:?}"
             );
         }
-        // Anybody who reads a stream may follow it with an ephemeral consumer.
+        // Anybody who reads a stream may follow it with an ephemeral consumer, and start one
+        // again under a name of its client's choosing.
         let ephemeral = format!("{API}.CONSUMER.CREATE.{}", names::LIFECYCLE_STREAM);
-        assert!(publishes(Identity::Monitor, &ephemeral));
-        assert!(publishes(Identity::Reader, &ephemeral));
+        let again = format!(
+            "{API}.CONSUMER.CREATE.{}.x1_1.{}",
+            names::LIFECYCLE_STREAM,
+            names::VNF_SUBJECTS
+        );
+        for subject in [ephemeral, again] {
+            assert!(publishes(Identity::Monitor, &subject));
+            assert!(publishes(Identity::Reader, &subject));
+        }
     }
 
     #[test]
