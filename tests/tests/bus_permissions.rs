@@ -104,6 +104,7 @@ struct Operation {
 }
 
 fn operations() -> Vec<Operation> {
+    use Identity::{Admin, Conductor, Gateway, Monitor, Projector};
     let vnf = "6b1d4f8e-1f0a-4e49-9a0f-2f4c1c5d7e01";
     let api = "$JS.API";
     let op = |what, subject: String, payload: &str, allowed| Operation {
@@ -112,7 +113,6 @@ fn operations() -> Vec<Operation> {
         payload: payload.to_owned(),
         allowed,
     };
-    use Identity::{Admin, Conductor, Gateway, Monitor, Projector};
     vec![
         op(
             "append to a VNF's lifecycle subject",

@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 
 use crate::access::Identity;
 
-/// The mode of a seed file: its owner reads and writes it, nobody else sees it.
+/// The mode of a seed file (and of a TLS private key): its owner reads and writes it, nobody
+/// else sees it.
 const SEED_FILE_MODE: u32 = 0o600;
 /// The mode of the credentials directory.
 const CREDENTIALS_DIR_MODE: u32 = 0o700;
@@ -31,6 +32,8 @@ pub enum CredentialsError {
     Exposed { path: PathBuf, mode: u32 },
     #[error("{path} holds no NATS user nkey seed (a line starting with SU): {reason}")]
     NotASeed { path: PathBuf, reason: String },
+    #[error("cannot make the TLS certificates in {dir}: {reason}")]
+    Certificate { dir: PathBuf, reason: String },
 }
 
 /// A user nkey seed read from its file. Its `Debug` shows the public key only.
@@ -118,21 +121,13 @@ pub fn seed_path(dir: &Path, identity: Identity) -> PathBuf {
 /// The seed of every identity in `dir`, each made (a fresh random user nkey, written 0600) when
 /// its file does not exist yet. Existing files are read, never rewritten.
 pub fn ensure(dir: &Path) -> Result<Vec<(Identity, Seed)>, CredentialsError> {
-    let io = |source| CredentialsError::Io {
-        path: dir.to_owned(),
-        source,
-    };
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(CREDENTIALS_DIR_MODE)
-        .create(dir)
-        .map_err(io)?;
+    private_dir(dir)?;
     Identity::ALL
         .into_iter()
         .map(|identity| {
             Ok((
                 identity,
-                Seed::read(&ensure_seed(&seed_path(dir, identity))?)?,
+                Seed::read(ensure_seed(&seed_path(dir, identity))?)?,
             ))
         })
         .collect()
@@ -147,24 +142,42 @@ pub fn ensure_seed(path: &Path) -> Result<&Path, CredentialsError> {
 }
 
 fn write_new_seed(path: &Path) -> Result<(), CredentialsError> {
+    let seed = nkeys::KeyPair::new_user()
+        .seed()
+        .map_err(|e| CredentialsError::NotASeed {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })?;
+    write_private(path, &format!("{seed}\n"))
+}
+
+/// Writes `contents` to a new file at `path` that only its owner can read (0600). Fails if the
+/// file exists: two processes making the same file never both write it.
+pub(crate) fn write_private(path: &Path, contents: &str) -> Result<(), CredentialsError> {
     let io = |source| CredentialsError::Io {
         path: path.to_owned(),
         source,
     };
-    let pair = nkeys::KeyPair::new_user();
-    let seed = pair.seed().map_err(|e| CredentialsError::NotASeed {
-        path: path.to_owned(),
-        reason: e.to_string(),
-    })?;
-    // create_new: two processes making the same file never both write it.
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(SEED_FILE_MODE)
         .open(path)
         .map_err(io)?;
-    writeln!(file, "{seed}").map_err(io)?;
+    file.write_all(contents.as_bytes()).map_err(io)?;
     file.sync_all().map_err(io)
+}
+
+/// Makes `dir` (0700) and its parents when missing.
+pub(crate) fn private_dir(dir: &Path) -> Result<(), CredentialsError> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(CREDENTIALS_DIR_MODE)
+        .create(dir)
+        .map_err(|source| CredentialsError::Io {
+            path: dir.to_owned(),
+            source,
+        })
 }
 
 #[cfg(test)]

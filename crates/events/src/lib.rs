@@ -21,6 +21,7 @@ pub mod read;
 pub mod setup;
 pub mod spec;
 pub mod store;
+pub mod tls;
 pub mod vnf;
 pub mod vnfd;
 pub mod vnfd_use;

@@ -38,7 +38,7 @@ impl Access {
             // Beside the identities' directory, never in it: no vnfm command finds it there.
             let path = dir.path().join("superuser.nk");
             let written = credentials::ensure_seed(&path).expect("make the superuser's seed");
-            Seed::read(&written).expect("read the superuser's seed")
+            Seed::read(written).expect("read the superuser's seed")
         };
         Access {
             dir,

@@ -4,6 +4,8 @@
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::sync::Arc;
+
+use events::tls::TlsFiles;
 use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
@@ -43,6 +45,9 @@ pub(crate) struct Membership {
     /// The route ports of every node, this one's included (a node ignores the route to itself,
     /// so all nodes share one list, as in `ops/`).
     route_ports: Vec<u16>,
+    /// The certificate every node presents to the others and the CA it verifies theirs with:
+    /// the routes are authenticated and encrypted, as in `ops/`.
+    route_tls: TlsFiles,
 }
 
 impl Membership {
@@ -56,8 +61,9 @@ impl Membership {
                 config_string(&format!("nats-route://127.0.0.1:{port}"))
             );
         }
+        let tls = self.route_tls.server_block(true).replace('\n', "\n  ");
         format!(
-            "cluster {{\n  name: {name}\n  listen: \"127.0.0.1:{port}\"\n  routes: [\n{routes}  ]\n}}\n",
+            "cluster {{\n  name: {name}\n  listen: \"127.0.0.1:{port}\"\n  routes: [\n{routes}  ]\n  {tls}\n}}\n",
             name = config_string(&self.cluster_name),
             port = self.route_port,
         )
@@ -84,6 +90,8 @@ impl NatsCluster {
     /// every node's log.
     pub async fn start() -> NatsCluster {
         let access = Arc::new(Access::new());
+        let route_tls = events::tls::ensure(&access.data_dir().join("tls"))
+            .expect("make the routes' certificates");
         let mut cluster = NatsCluster {
             nodes: (0..NODES)
                 .map(|_| {
@@ -109,6 +117,7 @@ impl NatsCluster {
                     cluster_name: cluster_name.clone(),
                     route_port: *route_port,
                     route_ports: route_ports.clone(),
+                    route_tls: route_tls.clone(),
                 });
                 if let Err(error) = node.spawn() {
                     panic!("{}", cluster.report(&error));
@@ -171,6 +180,14 @@ impl NatsCluster {
     /// Who the nodes let in (every node the same).
     pub fn access(&self) -> &Access {
         self.nodes[0].access()
+    }
+
+    /// The port node `node` takes routes from the other nodes on.
+    pub fn route_port(&self, node: usize) -> u16 {
+        self.nodes[node]
+            .membership
+            .as_ref()
+            .map_or(0, |membership| membership.route_port)
     }
 
     /// Kills node `node` with SIGKILL, as a crash or power loss would, and reaps it.

@@ -175,7 +175,7 @@ impl NatsServer {
         let store_dir = dir.path().join("store");
         fs::create_dir(&store_dir).expect("create the nats-server store directory");
         NatsServer {
-            bin: server_binary(),
+            bin: nats_server_bin(),
             dir,
             store_dir,
             server_name: format!(
@@ -468,9 +468,13 @@ impl Drop for NatsServer {
     }
 }
 
-/// `$NATS_SERVER_BIN`, else `ops/bin/nats-server` in this workspace, else `nats-server` on
-/// `PATH`.
-fn server_binary() -> PathBuf {
+/// The nats-server binary tests run: `$NATS_SERVER_BIN`, else `ops/bin/nats-server` in this
+/// workspace, else `nats-server` on `PATH`.
+///
+/// # Panics
+///
+/// When there is none.
+pub fn nats_server_bin() -> PathBuf {
     const INSTALL_HINT: &str = "run ops/install-nats-server.sh (ops/test does) to install the \
                                 pinned nats-server, or set NATS_SERVER_BIN";
     if let Some(bin) = std::env::var_os("NATS_SERVER_BIN").filter(|bin| !bin.is_empty()) {

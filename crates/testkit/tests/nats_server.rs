@@ -1,11 +1,12 @@
 //! The test server is a real, new enough nats-server whose JetStream store survives a crash and
 //! a restart on the same port.
 
+use std::io::Read as _;
 use std::net::{Ipv4Addr, TcpStream};
 
 use anyhow::Context as _;
 use async_nats::jetstream::{self, stream};
-use testkit::NatsServer;
+use testkit::{NatsCluster, NatsServer};
 
 #[tokio::test]
 async fn a_stored_message_survives_kill_and_restart() -> anyhow::Result<()> {
@@ -105,4 +106,27 @@ async fn dropping_the_server_stops_it_and_removes_its_store() {
     drop(server);
     assert!(TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err());
     assert!(!store_dir.exists());
+}
+
+/// A cluster's routes are authenticated and encrypted: no node speaks the plain route protocol
+/// (a plain route port greets with `INFO` at once; these wait for a TLS handshake), and the
+/// cluster still forms and places three replicas, so the nodes verified each other's
+/// certificates (`verify: true`).
+#[tokio::test]
+async fn a_cluster_s_routes_demand_tls() {
+    let cluster = NatsCluster::start().await;
+    for node in 0..3 {
+        let mut route = TcpStream::connect((Ipv4Addr::LOCALHOST, cluster.route_port(node)))
+            .expect("the route port accepts a connection");
+        route
+            .set_read_timeout(Some(std::time::Duration::from_secs(1)))
+            .unwrap();
+        let mut greeting = [0u8; 4096];
+        let read = route.read(&mut greeting).unwrap_or(0);
+        let greeting = String::from_utf8_lossy(&greeting[..read]);
+        assert!(
+            !greeting.contains("INFO"),
+            "node {node} greets a plain route: {greeting}"
+        );
+    }
 }

@@ -59,9 +59,11 @@ pub enum Config {
         nats: Nats,
         log: LogConfig,
     },
-    /// Print the server's authorization for the seeds in this directory.
-    NatsConfig {
+    /// Print the server's authorization for the seeds in this directory, and its TLS block
+    /// for the certificates in `tls_dir`.
+    NatsAuthorization {
         credentials_dir: PathBuf,
+        tls_dir: Option<PathBuf>,
     },
     Audit {
         vnf_id: String,
@@ -85,6 +87,8 @@ pub struct Nats {
     /// The identity's seed (`--nats-nkey`), when given; without it the client connects
     /// anonymously, which a server holding vnfm's authorization refuses.
     pub nkey: Option<Seed>,
+    /// The CA to trust over TLS (`--nats-tls-ca`); TLS is required when given.
+    pub tls_ca: Option<PathBuf>,
 }
 
 impl Nats {
@@ -127,6 +131,8 @@ pub struct Up {
     /// The NATS to use; `None` starts an embedded nats-server.
     pub nats_url: Option<String>,
     pub nats_server_bin: Option<PathBuf>,
+    /// Serve (or reach) NATS over TLS with the certificates in `<data_dir>/tls`.
+    pub tls: bool,
     pub api: Api,
     pub vim_prefix: String,
     pub respawn_limit: RespawnLimit,
@@ -187,9 +193,13 @@ pub fn validate(command: Command, files: &dyn Files) -> Result<Config, Vec<Confi
                 replicas: check.in_range("--replicas", replicas, (1, REPLICAS_MAX), ""),
             },
         },
-        Command::NatsConfig(NatsConfigArgs { credentials_dir }) => {
-            Config::NatsConfig { credentials_dir }
-        }
+        Command::NatsConfig(NatsConfigArgs {
+            credentials_dir,
+            tls_dir,
+        }) => Config::NatsAuthorization {
+            credentials_dir,
+            tls_dir,
+        },
         Command::VduHttp(args) => Config::VduHttp(args),
     };
     if check.problems.is_empty() {
@@ -247,10 +257,29 @@ impl Check<'_> {
                     None
                 }
             });
+        if let Some(path) = &args.nats_tls_ca {
+            self.certificate(path);
+        }
         Nats {
             url: args.nats_url,
             name: args.name,
             nkey,
+            tls_ca: args.nats_tls_ca,
+        }
+    }
+
+    /// `path` must hold a PEM certificate.
+    fn certificate(&mut self, path: &Path) {
+        match self.files.text(path) {
+            Ok(text) if text.contains("-----BEGIN CERTIFICATE-----") => {}
+            Ok(_) => self.problem(
+                "--nats-tls-ca",
+                format!("{} holds no PEM certificate", path.display()),
+            ),
+            Err(e) => self.problem(
+                "--nats-tls-ca",
+                format!("cannot read {}: {e}", path.display()),
+            ),
         }
     }
 
@@ -382,6 +411,7 @@ impl Check<'_> {
             data_dir: args.data_dir,
             nats_url: args.nats_url,
             nats_server_bin: args.nats_server_bin,
+            tls: args.tls,
         }
     }
 }

@@ -91,6 +91,10 @@ struct NatsArgs {
     /// <data-dir>/credentials/; `vnfm nats-config` makes them for a server of your own).
     #[arg(long, env = "VNFM_NATS_NKEY")]
     nats_nkey: Option<PathBuf>,
+    /// Connect over TLS only, trusting the CA certificate in FILE (`vnfm up --tls` makes one
+    /// in <data-dir>/tls/ca.pem).
+    #[arg(long, env = "VNFM_NATS_TLS_CA")]
+    nats_tls_ca: Option<PathBuf>,
     /// This instance's name: its NATS connection name and the actor of the events it causes.
     /// Give each monitor a stable name unique among live monitors, and a restarted monitor
     /// takes its partitions back at once instead of after their leases expire.
@@ -119,6 +123,9 @@ struct NatsConfigArgs {
     /// Where the identities' seed files are (`<identity>.nk`); missing ones are made.
     #[arg(long, env = "VNFM_CREDENTIALS_DIR", default_value = "data/credentials")]
     credentials_dir: PathBuf,
+    /// Also serve TLS with the CA and server certificate in DIR, made when missing.
+    #[arg(long, env = "VNFM_TLS_DIR")]
+    tls_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -242,6 +249,10 @@ struct UpArgs {
     /// The nats-server binary to start (default: ops/bin/nats-server, then PATH).
     #[arg(long, env = "VNFM_NATS_SERVER_BIN")]
     nats_server_bin: Option<PathBuf>,
+    /// Serve NATS over TLS only, with a CA and server certificate made in <data-dir>/tls/ on
+    /// first start (with --nats-url: connect over TLS trusting <data-dir>/tls/ca.pem).
+    #[arg(long, env = "VNFM_TLS")]
+    tls: bool,
     #[command(flatten)]
     api: ApiArgs,
     #[command(flatten)]

@@ -7,6 +7,9 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use events::access::{self, Identity};
 use events::credentials::{self, Seed};
+use events::tls::TlsFiles;
+
+use crate::config::Nats;
 use tokio::process::{Child, Command};
 
 /// The oldest nats-server vnfm runs against: 2.12 brought the behaviour the store relies on
@@ -72,21 +75,25 @@ pub fn check_urls(urls: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Connects to NATS (any of the comma-separated `url`s) as `identity`, signing with `seed` (or
-/// anonymously without one), trying again for at most [`CONNECT_TIMEOUT`], and refuses a
-/// server older than [`SERVER_VERSION_MIN`]. Whatever the server refuses this identity later
-/// (a subject outside its permissions) is logged as an error naming it.
+/// Connects to NATS (any of `nats`'s comma-separated URLs) as `identity`, signing with its seed
+/// (or anonymously without one) and over TLS when it names a CA, trying again for at most
+/// [`CONNECT_TIMEOUT`], and refuses a server older than [`SERVER_VERSION_MIN`]. Whatever the
+/// server refuses this identity later (a subject outside its permissions) is logged as an
+/// error naming it.
 pub async fn connect(
-    url: &str,
+    nats: &Nats,
     name: &str,
     identity: Identity,
-    seed: Option<&Seed>,
 ) -> anyhow::Result<async_nats::Client> {
+    let (url, seed) = (nats.url.as_str(), nats.nkey.as_ref());
     let options = || {
-        let options = match seed {
+        let mut options = match seed {
             Some(seed) => credentials::connect_options(identity, seed),
             None => async_nats::ConnectOptions::new().custom_inbox_prefix(identity.inbox_prefix()),
         };
+        if let Some(ca) = &nats.tls_ca {
+            options = options.add_root_certificates(ca.clone()).require_tls(true);
+        }
         options.event_callback(move |event| async move {
             if let async_nats::Event::ServerError(error) = event {
                 tracing::error!(identity = identity.name(), %error, "NATS refused this identity an operation.");
@@ -159,11 +166,13 @@ pub struct EmbeddedServer {
 }
 
 /// Starts nats-server with JetStream, its store under `data_dir/nats`, on loopback, letting in
-/// the identities of `seeds` (their public keys) with their permissions, and nobody else.
+/// the identities of `seeds` (their public keys) with their permissions, and nobody else; over
+/// TLS only when given `tls`.
 pub async fn start(
     data_dir: &Path,
     binary: Option<PathBuf>,
     seeds: &[(Identity, Seed)],
+    tls: Option<&TlsFiles>,
 ) -> anyhow::Result<EmbeddedServer> {
     let binary = binary.unwrap_or_else(find_binary);
     let output = Command::new(&binary)
@@ -198,8 +207,9 @@ pub async fn start(
     std::fs::write(
         &config,
         format!(
-            "listen: 127.0.0.1:{port}\nmax_payload: 8MB\njetstream {{\n  store_dir: {:?}\n  sync_interval: always\n}}\n{authorization}",
-            store_dir.display().to_string()
+            "listen: 127.0.0.1:{port}\nmax_payload: 8MB\njetstream {{\n  store_dir: {:?}\n  sync_interval: always\n}}\n{authorization}{}",
+            store_dir.display().to_string(),
+            tls.map(|tls| tls.server_block(false)).unwrap_or_default(),
         ),
     )?;
     let child = Command::new(&binary)
@@ -210,7 +220,8 @@ pub async fn start(
         .kill_on_drop(true)
         .spawn()
         .with_context(|| format!("starting {}", binary.display()))?;
-    let url = format!("nats://127.0.0.1:{port}");
+    let scheme = if tls.is_some() { "tls" } else { "nats" };
+    let url = format!("{scheme}://127.0.0.1:{port}");
     let deadline = tokio::time::Instant::now() + SERVER_START_TIMEOUT;
     while tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await

@@ -91,7 +91,10 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Config::NatsConfig { credentials_dir } => {
+        Config::NatsAuthorization {
+            credentials_dir,
+            tls_dir,
+        } => {
             let seeds = credentials::ensure(&credentials_dir)?;
             print!(
                 "{}",
@@ -101,6 +104,9 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
                         .map(|(identity, seed)| (*identity, seed.public_key()))
                 )
             );
+            if let Some(dir) = tls_dir {
+                print!("{}", events::tls::ensure(&dir)?.server_block(false));
+            }
             Ok(ExitCode::SUCCESS)
         }
         Config::Audit { vnf_id, nats } => audit(&nats, &vnf_id).await,
@@ -116,7 +122,7 @@ async fn connect(
     name: &str,
     identity: Identity,
 ) -> anyhow::Result<async_nats::Client> {
-    nats_server::connect(&nats.url, name, identity, nats.nkey.as_ref()).await
+    nats_server::connect(nats, name, identity).await
 }
 
 /// The lifecycle log, over a connection as `identity`.
@@ -148,13 +154,23 @@ async fn up(config: config::Up) -> anyhow::Result<ExitCode> {
     let prober = prober()?;
     let credentials_dir = config.data_dir.join("credentials");
     let seeds = credentials::ensure(&credentials_dir)?;
+    let tls = if config.tls {
+        Some(events::tls::ensure(&config.data_dir.join("tls"))?)
+    } else {
+        None
+    };
     // Kept alive for the whole run: dropping it stops the embedded server.
     let _server;
     let nats_url = if let Some(url) = &config.nats_url {
         url.clone()
     } else {
-        let server =
-            nats_server::start(&config.data_dir, config.nats_server_bin.clone(), &seeds).await?;
+        let server = nats_server::start(
+            &config.data_dir,
+            config.nats_server_bin.clone(),
+            &seeds,
+            tls.as_ref(),
+        )
+        .await?;
         let url = server.url.clone();
         _server = server;
         url
@@ -176,6 +192,7 @@ async fn up(config: config::Up) -> anyhow::Result<ExitCode> {
             url: nats_url.clone(),
             name: None,
             nkey: seed,
+            tls_ca: tls.as_ref().map(|tls| tls.ca.clone()),
         };
         let instance = format!("{}-{name}", identity.name());
         async move {
