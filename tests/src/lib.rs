@@ -36,6 +36,9 @@ pub const MONITOR_STREAM_POLL_INTERVAL: Duration = Duration::from_millis(250);
 #[derive(Debug, Clone, Default)]
 pub struct Options {
     pub respawn_limit: RespawnLimit,
+    /// Run on a bus without identities (`testkit::Access::open`): only for a benchmark's
+    /// reference run, which measures what the permissions cost.
+    pub open_bus: bool,
 }
 
 /// A running vnfm.
@@ -76,7 +79,7 @@ impl System {
 
     /// Like [`System::start`], with the given tunables.
     pub async fn start_with(options: Options) -> System {
-        let mut system = System::bare().await;
+        let mut system = System::bare(options.open_bus).await;
         let vim_prefix = system.vim_prefix.clone();
         let shutdown = || {
             let mut stop = system.stop.subscribe();
@@ -134,12 +137,17 @@ impl System {
     }
 
     /// A nats-server, the log and a VIM prefix, with no role running.
-    async fn bare() -> System {
+    async fn bare(open_bus: bool) -> System {
         let _ = tracing_subscriber::fmt()
             .with_env_filter("info,async_nats=warn")
             .with_test_writer()
             .try_init();
-        let nats = NatsServer::start().await;
+        let access = if open_bus {
+            testkit::Access::open()
+        } else {
+            testkit::Access::new()
+        };
+        let nats = NatsServer::start_with_access(testkit::Durability::SyncAlways, access).await;
         let log = events::fixtures::log(nats.client().await).await;
         let tables = Tables::open(log.jetstream())
             .await
@@ -162,7 +170,7 @@ impl System {
     /// conductors ([`spawn_conductor`](Self::spawn_conductor)) and monitors
     /// ([`spawn_monitor`](Self::spawn_monitor)) it needs, and owns them.
     pub async fn start_separate() -> System {
-        let mut system = System::bare().await;
+        let mut system = System::bare(false).await;
         let listen = format!("127.0.0.1:{}", testkit::free_port());
         let mut gateway = system.spawn_role("gateway", &["gateway", "--listen", &listen]);
         let mut projector = system.spawn_role("projector", &["projector"]);

@@ -52,20 +52,72 @@ const MONITOR_WARM_UP: Duration = Duration::from_secs(100);
 async fn main() -> anyhow::Result<()> {
     // `vnfm-bench gateway`: only the gateway measurement.
     if std::env::args().nth(1).as_deref() == Some("gateway") {
-        return gateway_latency().await;
+        return gateways().await;
     }
     for (durability, label) in [
         (Durability::ServerDefault, "server default sync"),
         (Durability::SyncAlways, "sync_interval: always"),
     ] {
-        let (raw, checked) = appends(durability).await?;
+        let mut checked_by_bus = Vec::new();
+        for bus in [Bus::Open, Bus::Identities] {
+            let (raw, checked) = appends(durability, bus).await?;
+            println!(
+                "appends ({label}, {}, {APPENDS} messages, {IN_FLIGHT} in flight): raw JetStream \
+                 {raw:.0}/s, event store (expected sequence + msg id) {checked:.0}/s, ratio {:.2} \
+                 (goal >= 0.5)",
+                bus.label(),
+                checked / raw
+            );
+            checked_by_bus.push(checked);
+        }
         println!(
-            "appends ({label}, {APPENDS} messages, {IN_FLIGHT} in flight): raw JetStream {raw:.0}/s, \
-             event store (expected sequence + msg id) {checked:.0}/s, ratio {:.2} (goal >= 0.5)",
-            checked / raw
+            "appends ({label}): event store with permissions / without {:.2} (goal >= 0.95)",
+            checked_by_bus[1] / checked_by_bus[0]
         );
     }
-    gateway_latency().await
+    gateways().await
+}
+
+/// The bus the roles run on: without identities (as vnfm ran before it had them: the
+/// reference), or with each role on its own identity and permissions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Bus {
+    Open,
+    Identities,
+}
+
+impl Bus {
+    fn label(self) -> &'static str {
+        match self {
+            Bus::Open => "bus without identities",
+            Bus::Identities => "every role with its own identity",
+        }
+    }
+
+    async fn server(self, durability: Durability) -> NatsServer {
+        let access = match self {
+            Bus::Open => testkit::Access::open(),
+            Bus::Identities => testkit::Access::new(),
+        };
+        NatsServer::start_with_access(durability, access).await
+    }
+}
+
+/// The gateway measurement on both buses, and the ratios of their p99s.
+async fn gateways() -> anyhow::Result<()> {
+    let open = gateway_latency(Bus::Open).await?;
+    let secured = gateway_latency(Bus::Identities).await?;
+    for (phase, reference, on) in [
+        ("without monitoring", &open.0, &secured.0),
+        ("under monitoring", &open.1, &secured.1),
+    ] {
+        println!(
+            "gateway p99 {phase}, permissions on / without: show {:.2}, list {:.2} (goal <= 1.05)",
+            on.show_p99.as_secs_f64() / reference.show_p99.as_secs_f64(),
+            on.list_p99.as_secs_f64() / reference.list_p99.as_secs_f64()
+        );
+    }
+    Ok(())
 }
 
 fn sample_event(n: usize) -> Vec<VnfEvent> {
@@ -94,10 +146,10 @@ fn cause() -> Cause {
     Cause::user_request(Actor::new(ActorKind::User, "bench"))
 }
 
-/// Both runs on a fresh server each (same durability), the raw one first.
-async fn appends(durability: Durability) -> anyhow::Result<(f64, f64)> {
+/// Both runs on a fresh server each (same durability and bus), the raw one first.
+async fn appends(durability: Durability, bus: Bus) -> anyhow::Result<(f64, f64)> {
     let raw = {
-        let server = NatsServer::start_with(durability).await;
+        let server = bus.server(durability).await;
         let log = as_gateway(&server).await?;
         let js = log.jetstream().clone();
         let payloads: Vec<(String, bytes::Bytes)> = (0..APPENDS)
@@ -129,7 +181,7 @@ async fn appends(durability: Durability) -> anyhow::Result<(f64, f64)> {
         APPENDS as f64 / started.elapsed().as_secs_f64()
     };
     let checked = {
-        let server = NatsServer::start_with(durability).await;
+        let server = bus.server(durability).await;
         let log = as_gateway(&server).await?;
         let started = Instant::now();
         futures::stream::iter(0..APPENDS)
@@ -158,8 +210,10 @@ async fn as_gateway(server: &NatsServer) -> anyhow::Result<EventLog> {
     Ok(EventLog::open(server.client_as(Identity::Gateway).await).await?)
 }
 
-async fn gateway_latency() -> anyhow::Result<()> {
-    let server = NatsServer::start().await;
+/// Show and list latencies without and with monitoring, on `bus`.
+async fn gateway_latency(bus: Bus) -> anyhow::Result<(Latency, Latency)> {
+    println!("gateway measurement, {}:", bus.label());
+    let server = bus.server(Durability::SyncAlways).await;
     let nats_server_pid = child_pid_with_arg(
         &server
             .store_dir()
@@ -303,7 +357,7 @@ async fn gateway_latency() -> anyhow::Result<()> {
             anyhow::bail!("{} exited early ({status}):\n{}", role.label(), role.log());
         }
     }
-    Ok(())
+    Ok((quiet, busy))
 }
 
 /// The two reads a show makes, timed from the bench's own NATS client right after a phase's

@@ -19,6 +19,9 @@ pub struct Access {
     dir: TempDir,
     seeds: Vec<(Identity, Seed)>,
     superuser: Seed,
+    /// Lets anybody in with every right, as vnfm's bus was before it had identities: only for
+    /// benchmarks that measure what the permissions cost ([`Access::open`]).
+    open: bool,
 }
 
 impl Access {
@@ -44,11 +47,30 @@ impl Access {
             dir,
             seeds,
             superuser,
+            open: false,
         }
     }
 
-    /// The server's `authorization` block: the six identities and the superuser.
+    /// No authorization at all: every client is let in anonymously and may do anything. Only
+    /// for benchmarks that compare with the open bus; every test runs with [`Access::new`].
+    pub fn open() -> Access {
+        Access {
+            open: true,
+            ..Access::new()
+        }
+    }
+
+    /// Whether this is [`Access::open`].
+    pub fn is_open(&self) -> bool {
+        self.open
+    }
+
+    /// The server's `authorization` block: the six identities and the superuser (nothing when
+    /// open).
     pub fn authorization(&self) -> String {
+        if self.open {
+            return String::new();
+        }
         let everything = Permissions {
             publish_allow: vec![">".into()],
             publish_deny: Vec::new(),
@@ -84,8 +106,11 @@ impl Access {
         self.dir.path().to_owned()
     }
 
-    /// How a client of `identity` connects.
+    /// How a client of `identity` connects (anonymously, on its inbox prefix, when open).
     pub fn options(&self, identity: Identity) -> async_nats::ConnectOptions {
+        if self.open {
+            return async_nats::ConnectOptions::new().custom_inbox_prefix(identity.inbox_prefix());
+        }
         let (_, seed) = self
             .seeds
             .iter()
@@ -94,8 +119,11 @@ impl Access {
         credentials::connect_options(identity, seed)
     }
 
-    /// How the superuser connects.
+    /// How the superuser connects (anonymously when open).
     pub fn superuser_options(&self) -> async_nats::ConnectOptions {
+        if self.open {
+            return async_nats::ConnectOptions::new();
+        }
         async_nats::ConnectOptions::with_nkey(self.superuser.secret().to_owned())
     }
 }

@@ -137,7 +137,13 @@ impl NatsServer {
 
     /// Like [`NatsServer::start`], with the given durability.
     pub async fn start_with(durability: Durability) -> NatsServer {
-        let mut server = NatsServer::unstarted(durability, READY_TIMEOUT, Arc::new(Access::new()));
+        NatsServer::start_with_access(durability, Access::new()).await
+    }
+
+    /// Like [`NatsServer::start_with`], letting in who `access` says: [`Access::open`] for a
+    /// benchmark's reference run on a bus without identities.
+    pub async fn start_with_access(durability: Durability, access: Access) -> NatsServer {
+        let mut server = NatsServer::unstarted(durability, READY_TIMEOUT, Arc::new(access));
         let mut port_races = Vec::new();
         for _ in 0..START_ATTEMPTS_MAX {
             server.port = free_port();
@@ -242,13 +248,15 @@ impl NatsServer {
 
     /// The flags with which a `vnfm` process reaches this server as `identity`:
     /// `--nats-url URL --nats-nkey SEED_FILE`.
-    pub fn connect_args(&self, identity: Identity) -> [String; 4] {
-        [
-            "--nats-url".into(),
-            self.url(),
-            "--nats-nkey".into(),
-            self.access.seed_path(identity).display().to_string(),
-        ]
+    pub fn connect_args(&self, identity: Identity) -> Vec<String> {
+        let mut args = vec!["--nats-url".into(), self.url()];
+        if !self.access.is_open() {
+            args.extend([
+                "--nats-nkey".into(),
+                self.access.seed_path(identity).display().to_string(),
+            ]);
+        }
+        args
     }
 
     /// Every line of the server's log (across restarts) where it refused a client an operation
