@@ -175,6 +175,7 @@ async fn a_flapping_vdu_stops_at_the_respawn_limit() {
             heals_max: 2,
             window: time::Duration::minutes(10),
         },
+        ..Options::default()
     })
     .await;
     let vnf_id = system
