@@ -101,7 +101,6 @@ impl Identity {
             Identity::Gateway => {
                 p.publish_allow.push(names::LIFECYCLE_SUBJECTS.to_owned());
                 p.read(names::LIFECYCLE_STREAM);
-                p.read(names::MONITOR_STREAM);
                 for bucket in [
                     names::VNF_TABLE_BUCKET,
                     names::VNFD_TABLE_BUCKET,
