@@ -17,7 +17,7 @@ use tokio::process::{Child, Command};
 /// security advisories.
 pub const SERVER_VERSION_MIN: (u64, u64) = (2, 12);
 /// How long a started nats-server may take to accept clients (it recovers its store first).
-const SERVER_START_TIMEOUT: Duration = Duration::from_secs(30);
+pub const SERVER_START_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a request to the server (a JetStream API call, a direct get) waits for its answer.
 /// The client's default of 10 s is what a request sent to a cluster node that just died waits
 /// before it is retried or reported; a leader election takes 2 to 4 s, and every request vnfm
@@ -85,6 +85,17 @@ pub async fn connect(
     name: &str,
     identity: Identity,
 ) -> anyhow::Result<async_nats::Client> {
+    connect_within(nats, name, identity, CONNECT_TIMEOUT).await
+}
+
+/// [`connect`], trying for at most `patience` (a server just started recovers its store first:
+/// [`SERVER_START_TIMEOUT`]).
+pub async fn connect_within(
+    nats: &Nats,
+    name: &str,
+    identity: Identity,
+    patience: Duration,
+) -> anyhow::Result<async_nats::Client> {
     let (url, seed) = (nats.url.as_str(), nats.nkey.as_ref());
     let options = || {
         let mut options = match seed {
@@ -120,7 +131,7 @@ pub async fn connect(
             tokio::time::sleep(CONNECT_RETRY_INTERVAL).await;
         }
     };
-    let client = match tokio::time::timeout(CONNECT_TIMEOUT, attempts).await {
+    let client = match tokio::time::timeout(patience, attempts).await {
         Ok(Ok(client)) => client,
         Ok(Err(refused)) => bail!(
             "NATS at {url} refused this client ({refused}): {}",
@@ -138,7 +149,7 @@ pub async fn connect(
         ),
         Err(_) => {
             let reason = last_error.map_or_else(|| "no answer".to_owned(), |e| e.to_string());
-            bail!("cannot reach NATS at {url} within {CONNECT_TIMEOUT:?}: {reason}");
+            bail!("cannot reach NATS at {url} within {patience:?}: {reason}");
         }
     };
     // Without a retried initial connect, the server's INFO is in hand once connected.
@@ -167,7 +178,9 @@ pub struct EmbeddedServer {
 
 /// Starts nats-server with JetStream, its store under `data_dir/nats`, on loopback, letting in
 /// the identities of `seeds` (their public keys) with their permissions, and nobody else; over
-/// TLS only when given `tls`.
+/// TLS only when given `tls`. It answers once the process runs: the first client connects
+/// with [`connect_within`] [`SERVER_START_TIMEOUT`] (a bare TCP probe would show as a failed
+/// TLS handshake in the server's log).
 pub async fn start(
     data_dir: &Path,
     binary: Option<PathBuf>,
@@ -222,18 +235,6 @@ pub async fn start(
         .with_context(|| format!("starting {}", binary.display()))?;
     let scheme = if tls.is_some() { "tls" } else { "nats" };
     let url = format!("{scheme}://127.0.0.1:{port}");
-    let deadline = tokio::time::Instant::now() + SERVER_START_TIMEOUT;
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        if tokio::time::Instant::now() > deadline {
-            bail!(
-                "nats-server did not accept clients on port {port} within {SERVER_START_TIMEOUT:?}"
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     tracing::info!(nats_url = %url, store_dir = %store_dir.display(), "Started nats-server.");
     Ok(EmbeddedServer { _child: child, url })
 }

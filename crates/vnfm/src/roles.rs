@@ -182,25 +182,33 @@ async fn up(config: config::Up) -> anyhow::Result<ExitCode> {
         credentials_dir.display()
     );
     let name = format!("up-{}", std::process::id());
-    // Each role connects as its own identity, as it would in a process of its own.
-    let as_identity = |identity: Identity| {
-        let seed = seeds
+    // Where and as whom each identity connects.
+    let nats_as = |identity: Identity| Nats {
+        url: nats_url.clone(),
+        name: None,
+        nkey: seeds
             .iter()
             .find(|(i, _)| *i == identity)
-            .map(|(_, seed)| seed.clone());
-        let nats = Nats {
-            url: nats_url.clone(),
-            name: None,
-            nkey: seed,
-            tls_ca: tls.as_ref().map(|tls| tls.ca.clone()),
-        };
+            .map(|(_, seed)| seed.clone()),
+        tls_ca: tls.as_ref().map(|tls| tls.ca.clone()),
+    };
+    // Each role connects as its own identity, as it would in a process of its own.
+    let as_identity = |identity: Identity| {
+        let nats = nats_as(identity);
         let instance = format!("{}-{name}", identity.name());
         async move {
             let client = connect(&nats, &instance, identity).await?;
             anyhow::Ok((client, instance))
         }
     };
-    let (admin, _) = as_identity(Identity::Admin).await?;
+    // The first connection waits for a server just started to recover its store.
+    let admin = nats_server::connect_within(
+        &nats_as(Identity::Admin),
+        &format!("admin-{name}"),
+        Identity::Admin,
+        nats_server::SERVER_START_TIMEOUT,
+    )
+    .await?;
     setup::provision(&jetstream::new(admin), &LogConfig::default()).await?;
     let mut roles = Roles::new();
     let (client, _) = as_identity(Identity::Projector).await?;
