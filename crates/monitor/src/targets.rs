@@ -180,10 +180,15 @@ impl Targets {
     }
 
     /// A conductor called a job stale (`bad_action`): the instance is not probed until the
-    /// log gives it a new action id. A report about an older action id changes nothing.
+    /// log gives it a new action id. An answer about an older action id changes nothing, and
+    /// neither does one about an instance this monitor sees answering: `bad_action` answers a
+    /// reported failure, and a report about a VDU that is up is not this monitor's (another
+    /// identity forged it), so it must not switch the VDU's monitoring off.
     pub fn drop_job(&mut self, instance_id: &str, action_id: &str) -> bool {
         match self.trackers.get_mut(instance_id) {
-            Some(tracker) if tracker.target.action_id == action_id => {
+            Some(tracker)
+                if tracker.target.action_id == action_id && tracker.failure_reported() =>
+            {
                 tracker.dropped = true;
                 true
             }

@@ -103,6 +103,12 @@ impl Tracker {
         self.target = target;
     }
 
+    /// Down, with the failure of this episode reported (by this monitor, or by the one whose
+    /// episode it continues).
+    pub fn failure_reported(&self) -> bool {
+        self.reported && self.health == Health::Down
+    }
+
     pub fn is_due(&self, now: OffsetDateTime) -> bool {
         !self.in_flight && !self.dropped && now >= self.next_due
     }

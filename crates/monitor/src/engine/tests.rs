@@ -300,9 +300,34 @@ async fn at_the_heal_limit_the_vnf_is_no_longer_probed_and_the_others_are() {
 
 #[tokio::test(start_paused = true)]
 async fn a_job_called_stale_is_dropped_until_a_new_action_id() {
-    let running = start(MapSeeds::default(), 10);
+    let mut running = start(MapSeeds::default(), 10);
     running.feed("vnf-1", created("vnf-1", 1, 2, "a1")).await;
     tokio::time::sleep(INTERVAL * 2).await;
+    // Answering now, so no failure of it was reported: a bad_action about it is forged.
+    running
+        .inputs
+        .send(Input::BadAction {
+            target: TargetRef {
+                vnf_id: "vnf-1".into(),
+                vdu: "VDU1".into(),
+                instance_id: instance_id("vnf-1", 0),
+                mgmt_ip: ip(1, 0),
+                action_id: "a1".into(),
+            },
+            reason: "forged".into(),
+        })
+        .await
+        .unwrap();
+    let before = running.probe.count(ip(1, 0));
+    tokio::time::sleep(INTERVAL * 2).await;
+    assert!(
+        running.probe.count(ip(1, 0)) >= before + 2,
+        "a bad_action about a VDU that answers switches nothing off"
+    );
+    // Down and reported: now a bad_action is an answer to this monitor's report.
+    running.probe.set(ip(1, 0), Script::Silent(INTERVAL / 2));
+    tokio::time::sleep(INTERVAL * (RETRY + 2)).await;
+    assert_eq!(failures(&running.events()).len(), 1, "reported");
     let target = |action_id: &str| TargetRef {
         vnf_id: "vnf-1".into(),
         vdu: "VDU1".into(),
