@@ -658,6 +658,26 @@ impl System {
         instance
     }
 
+    /// Waits until the VNF's log shows `old` replaced and the VNF ACTIVE again (a respawn),
+    /// then until the monitor stream shows every instance it now has probed up; answers the
+    /// VNF as its log then stands.
+    pub async fn wait_respawned(
+        &self,
+        vnf_id: &str,
+        old: &events::vnf::Instance,
+    ) -> events::vnf::Vnf {
+        let healed = self
+            .wait_log(vnf_id, "respawned", |v| {
+                v.status == Some(events::vnf::VnfStatus::Active)
+                    && v.instances.iter().all(|i| i.instance_id != old.instance_id)
+            })
+            .await;
+        for new in &healed.instances {
+            self.wait_probed(new.mgmt_ip, new.booted_at, true).await;
+        }
+        healed
+    }
+
     /// Waits until the VNF's log satisfies `done`.
     pub async fn wait_log(
         &self,

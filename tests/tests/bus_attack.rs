@@ -10,7 +10,7 @@ use events::envelope::{Actor, ActorKind, Envelope, SCHEMA_VERSION};
 use events::monitor::{Failure, MonitorEvent, MonitorMessage, TargetRef};
 use events::names::{self, AggregateKind, headers};
 use events::spec::PolicyAction;
-use events::vnf::{VnfEvent, VnfStatus};
+use events::vnf::VnfEvent;
 use testkit::Identity;
 use time::OffsetDateTime;
 use tokio::sync::oneshot;
@@ -54,13 +54,7 @@ async fn the_issues_attacks_leave_every_vnf_there_and_healed() {
     }
     let old = system.vnf(&respawned).await.instances[0].clone();
     system.kill_vdu(&old.instance_id).await;
-    let healed = system
-        .wait_log(&respawned, "respawned", |v| {
-            v.status == Some(VnfStatus::Active) && v.instances[0].instance_id != old.instance_id
-        })
-        .await;
-    let new = &healed.instances[0];
-    system.wait_probed(new.mgmt_ip, new.booted_at, true).await;
+    system.wait_respawned(&respawned, &old).await;
 }
 
 /// The last sequence of the VNF's subject.
@@ -188,44 +182,43 @@ async fn forged_delete(system: &System, vnf_id: &str) {
     assert_eq!(shown["vnf"]["status"], "ACTIVE", "{shown}");
 }
 
+/// vnfm's durable consumers: stream, name, and the identity that owns it.
+const DURABLES: [(&str, &str, Identity); 3] = [
+    (
+        names::MONITOR_STREAM,
+        names::HEAL_CONSUMER,
+        Identity::Conductor,
+    ),
+    (
+        names::LIFECYCLE_STREAM,
+        names::PROJECTOR_CONSUMER,
+        Identity::Projector,
+    ),
+    (
+        names::LIFECYCLE_STREAM,
+        names::CONDUCTOR_CONSUMER,
+        Identity::Conductor,
+    ),
+];
+
 /// Attack 3: deleting and purging every stream and bucket, and deleting the durable consumers,
-/// as every identity. Only a consumer's owner and the admin may delete a consumer (to re-make
-/// it); those destructive operations are allowed and not tried.
+/// as every identity. A consumer's owner and the admin may delete it (to make it again): those
+/// destructive operations are allowed, and not tried.
 async fn destroy_streams_and_consumers(system: &System) {
     let api = "$JS.API";
-    let mut tries: Vec<(String, &[Identity])> = Vec::new();
+    let mut tries: Vec<(String, Vec<Identity>)> = Vec::new();
     let streams = [names::LIFECYCLE_STREAM, names::MONITOR_STREAM]
         .map(str::to_owned)
         .into_iter()
         .chain(names::BUCKETS.map(|bucket| format!("KV_{bucket}")));
     for stream in streams {
-        tries.push((format!("{api}.STREAM.DELETE.{stream}"), &[]));
-        tries.push((format!("{api}.STREAM.PURGE.{stream}"), &[]));
+        tries.push((format!("{api}.STREAM.DELETE.{stream}"), Vec::new()));
+        tries.push((format!("{api}.STREAM.PURGE.{stream}"), Vec::new()));
     }
-    for (stream, consumer, owner) in [
-        (
-            names::MONITOR_STREAM,
-            names::HEAL_CONSUMER,
-            Identity::Conductor,
-        ),
-        (
-            names::LIFECYCLE_STREAM,
-            names::PROJECTOR_CONSUMER,
-            Identity::Projector,
-        ),
-        (
-            names::LIFECYCLE_STREAM,
-            names::CONDUCTOR_CONSUMER,
-            Identity::Conductor,
-        ),
-    ] {
-        let allowed: &[Identity] = match owner {
-            Identity::Conductor => &[Identity::Admin, Identity::Conductor],
-            _ => &[Identity::Admin, Identity::Projector],
-        };
+    for (stream, consumer, owner) in DURABLES {
         tries.push((
             format!("{api}.CONSUMER.DELETE.{stream}.{consumer}"),
-            allowed,
+            vec![Identity::Admin, owner],
         ));
     }
     let lifecycle_before = stream_messages(system, names::LIFECYCLE_STREAM).await;
@@ -248,11 +241,7 @@ async fn destroy_streams_and_consumers(system: &System) {
     for bucket in names::BUCKETS {
         jetstream.get_key_value(bucket).await.unwrap();
     }
-    for (stream, consumer) in [
-        (names::MONITOR_STREAM, names::HEAL_CONSUMER),
-        (names::LIFECYCLE_STREAM, names::PROJECTOR_CONSUMER),
-        (names::LIFECYCLE_STREAM, names::CONDUCTOR_CONSUMER),
-    ] {
+    for (stream, consumer, _) in DURABLES {
         let stream = jetstream.get_stream(stream).await.unwrap();
         stream
             .get_consumer::<async_nats::jetstream::consumer::pull::Config>(consumer)
