@@ -11,6 +11,7 @@ use events::monitor::{Failure, MonitorEvent, MonitorMessage, TargetRef};
 use events::names::{self, AggregateKind, headers};
 use events::spec::PolicyAction;
 use events::vnf::VnfEvent;
+use monitor::share::PARTITIONS;
 use testkit::Identity;
 use time::OffsetDateTime;
 use tokio::sync::oneshot;
@@ -261,7 +262,7 @@ async fn stream_messages(system: &System, stream: &str) -> u64 {
 /// running monitor loses every partition and raises the starvation alarm, and once the
 /// intruder stops, it takes them back and probes `vnf_id` again.
 async fn squat_leases(system: &System, vnf_id: &str) {
-    let keys: Vec<String> = (0..monitor::share::PARTITIONS)
+    let keys: Vec<String> = (0..PARTITIONS)
         .map(|partition| format!("$KV.{}.partition.{partition}", names::MONITOR_LEASE_BUCKET))
         .collect();
     for identity in Identity::ALL
@@ -282,7 +283,7 @@ async fn squat_leases(system: &System, vnf_id: &str) {
     let intruder = tokio::spawn(write_leases(attacker, keys, stopped));
     let alarm = events::fixtures::next_monitor_event(&mut alarms, PATIENCE).await;
     let MonitorEvent::Starved {
-        monitor,
+        monitor: starved,
         held_by_members,
         held_by_unknown,
         ..
@@ -290,9 +291,12 @@ async fn squat_leases(system: &System, vnf_id: &str) {
     else {
         panic!("not a starvation alarm: {alarm:?}")
     };
-    assert!(monitor.id.starts_with("monitor-"), "{monitor:?}");
+    assert!(starved.id.starts_with("monitor-"), "{starved:?}");
     assert_eq!(held_by_members, 0);
-    assert!(held_by_unknown > 0, "the intruder holds the leases");
+    assert_eq!(
+        held_by_unknown, PARTITIONS as usize,
+        "the intruder holds every lease"
+    );
     stop.send(()).expect("the intruder writes on");
     let rounds = intruder.await.expect("every write of the intruder landed");
     assert!(rounds > 0);
