@@ -3,6 +3,7 @@
 //! roles run in the test process ([`System::start`]) or as separate `vnfm` processes that a
 //! test can kill, pause and restart ([`System::start_separate`]).
 
+pub mod attacker;
 pub mod checker;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -258,22 +259,7 @@ impl System {
         path: &str,
         body: Option<Value>,
     ) -> (u16, Value) {
-        let mut request = self
-            .http
-            .request(method, format!("{}{path}", self.api))
-            .header("X-Auth-Token", "");
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.expect("the gateway answers");
-        let status = response.status().as_u16();
-        let text = response.text().await.unwrap_or_default();
-        let json = if text.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap_or(Value::String(text))
-        };
-        (status, json)
+        call(&self.http, &self.api, method, path, body).await
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {
@@ -332,6 +318,48 @@ impl Drop for System {
             );
         }
     }
+}
+
+/// Sends a request to the API at `api` (`http://host:port/v1.0`); answers the status and the
+/// JSON body (Null when empty).
+///
+/// # Panics
+///
+/// When the gateway does not answer.
+pub async fn call(
+    http: &reqwest::Client,
+    api: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut request = http
+        .request(method, format!("{api}{path}"))
+        .header("X-Auth-Token", "");
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.expect("the gateway answers");
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap_or_default();
+    let json = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or(Value::String(text))
+    };
+    (status, json)
+}
+
+/// Onboards `template` through the API at `api`; answers the VNFD id.
+///
+/// # Panics
+///
+/// When the API does not create it.
+pub async fn onboard(http: &reqwest::Client, api: &str, template: &str) -> String {
+    let body = serde_json::json!({"vnfd": {"attributes": {"vnfd": template}}});
+    let (code, vnfd) = call(http, api, reqwest::Method::POST, "/vnfds", Some(body)).await;
+    assert_eq!(code, 201, "{vnfd}");
+    vnfd["vnfd"]["id"].as_str().unwrap().to_owned()
 }
 
 /// The identity a `vnfm` command line runs as: its role's, the reader's for `audit` and
@@ -439,14 +467,7 @@ pub fn monitored_vnfd(driver: &str, action: &str, two_vdus: bool) -> String {
 impl System {
     /// Onboards `template`; answers the VNFD id.
     pub async fn onboard(&self, template: &str) -> String {
-        let (code, vnfd) = self
-            .post(
-                "/vnfds",
-                serde_json::json!({"vnfd": {"attributes": {"vnfd": template}}}),
-            )
-            .await;
-        assert_eq!(code, 201, "{vnfd}");
-        vnfd["vnfd"]["id"].as_str().unwrap().to_owned()
+        onboard(&self.http, &self.api, template).await
     }
 
     /// Deletes the VNFD at `path` (under the API root) once nothing uses it: a VNF's release of
@@ -635,6 +656,26 @@ impl System {
         self.wait_probed(instance.mgmt_ip, instance.booted_at, true)
             .await;
         instance
+    }
+
+    /// Waits until the VNF's log shows `old` replaced and the VNF ACTIVE again (a respawn),
+    /// then until the monitor stream shows every instance it now has probed up; answers the
+    /// VNF as its log then stands.
+    pub async fn wait_respawned(
+        &self,
+        vnf_id: &str,
+        old: &events::vnf::Instance,
+    ) -> events::vnf::Vnf {
+        let healed = self
+            .wait_log(vnf_id, "respawned", |v| {
+                v.status == Some(events::vnf::VnfStatus::Active)
+                    && v.instances.iter().all(|i| i.instance_id != old.instance_id)
+            })
+            .await;
+        for new in &healed.instances {
+            self.wait_probed(new.mgmt_ip, new.booted_at, true).await;
+        }
+        healed
     }
 
     /// Waits until the VNF's log satisfies `done`.

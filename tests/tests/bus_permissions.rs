@@ -8,92 +8,12 @@ use async_nats::jetstream;
 use futures::StreamExt;
 use serde_json::json;
 use testkit::{Identity, NatsServer};
-use tokio::sync::mpsc;
+use vnfm_tests::attacker::{Attacker, Outcome};
 
 use events::names;
 
 /// How long an allowed operation may take to be answered on an idle local server.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(3);
-
-/// What the server did with one operation.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Outcome {
-    /// It answered (JetStream's answer, possibly an error of its own, as text).
-    Answered(String),
-    /// It refused the identity: a permissions violation naming the subject.
-    Refused,
-}
-
-/// A client of one identity that tells a refusal (the server's `-ERR 'Permissions Violation'`)
-/// from an answer.
-struct Attacker {
-    identity: Identity,
-    client: async_nats::Client,
-    violations: mpsc::UnboundedReceiver<String>,
-}
-
-impl Attacker {
-    async fn connect(server: &NatsServer, identity: Identity) -> Attacker {
-        let (sender, violations) = mpsc::unbounded_channel();
-        let client = server
-            .access()
-            .options(identity)
-            .event_callback(move |event| {
-                let sender = sender.clone();
-                async move {
-                    if let async_nats::Event::ServerError(error) = event {
-                        let _ = sender.send(error.to_string());
-                    }
-                }
-            })
-            .connect(server.url())
-            .await
-            .expect("the identity is let in");
-        Attacker {
-            identity,
-            client,
-            violations,
-        }
-    }
-
-    /// Sends `payload` to `subject` as a request, and answers whether the server refused it or
-    /// something answered.
-    async fn try_request(&mut self, subject: &str, payload: &str) -> Outcome {
-        while self.violations.try_recv().is_ok() {}
-        let request = self
-            .client
-            .request(subject.to_owned(), payload.to_owned().into());
-        tokio::select! {
-            answer = request => match answer {
-                Ok(message) => Outcome::Answered(String::from_utf8_lossy(&message.payload).into_owned()),
-                Err(e) => panic!("{:?} on {subject}: no refusal and no answer: {e}", self.identity),
-            },
-            Some(violation) = self.violations.recv() => {
-                assert!(
-                    violation.contains("Permissions Violation") && violation.contains(subject),
-                    "{:?} on {subject}: {violation}",
-                    self.identity
-                );
-                Outcome::Refused
-            }
-        }
-    }
-
-    /// Subscribes to `subject`, and answers whether the server refused it.
-    async fn try_subscribe(&mut self, subject: &str) -> Outcome {
-        while self.violations.try_recv().is_ok() {}
-        let _subscription = self.client.subscribe(subject.to_owned()).await.unwrap();
-        self.client.flush().await.unwrap();
-        // A refused subscription is answered with an error at once; an allowed one with nothing.
-        match tokio::time::timeout(Duration::from_millis(500), self.violations.recv()).await {
-            Ok(Some(violation)) => {
-                assert!(violation.contains("Permissions Violation"), "{violation}");
-                Outcome::Refused
-            }
-            _ => Outcome::Answered(String::new()),
-        }
-    }
-}
 
 /// One operation of the table and the identities whose job it is.
 struct Operation {
@@ -303,16 +223,7 @@ async fn every_identity_is_refused_what_is_not_its_job() {
 #[tokio::test]
 async fn an_anonymous_client_is_refused() {
     let server = NatsServer::start().await;
-    let refused = async_nats::connect(server.url()).await;
-    let error = refused.expect_err("an anonymous client is refused");
-    assert!(
-        matches!(
-            error.kind(),
-            async_nats::ConnectErrorKind::AuthorizationViolation
-                | async_nats::ConnectErrorKind::Authentication
-        ),
-        "{error:?}"
-    );
+    vnfm_tests::attacker::assert_anonymous_refused(&server.url()).await;
 }
 
 #[tokio::test]

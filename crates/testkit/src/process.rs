@@ -209,6 +209,11 @@ impl RoleProcess {
         }
     }
 
+    /// Asks the process to stop (SIGTERM), as a supervisor stopping it would.
+    pub fn terminate(&self) {
+        self.signal(Signal::TERM);
+    }
+
     /// Stops the process (SIGSTOP), as a stalled machine or a debugger would.
     pub fn pause(&self) {
         self.signal(Signal::STOP);

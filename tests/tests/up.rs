@@ -1,0 +1,144 @@
+//! `vnfm up` with its embedded nats-server, as an operator runs it: it makes every identity's
+//! seed on first start and keeps them, its server refuses anonymous clients, and the reader's
+//! seed reads every event and publishes nothing.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::Path;
+use std::time::Duration;
+
+use events::credentials::{self, Seed};
+use events::names;
+use futures::StreamExt as _;
+use testkit::{Identity, RoleProcess, eventually};
+use vnfm_tests::attacker::{self, Attacker, Outcome};
+use vnfm_tests::{PATIENCE, monitored_vnfd};
+
+/// How long `vnfm up` may take to exit after SIGTERM: its drain deadline (`DRAIN_DEADLINE`,
+/// 10 s, in crates/vnfm/src/roles.rs) and two seconds for a debug build to exit.
+const STOP_TIMEOUT: Duration = Duration::from_secs(12);
+
+/// What `vnfm up` logs before the NATS URL it serves.
+const URL_LOG: &str = "using NATS at ";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_makes_the_identities_once_and_lets_in_only_them() {
+    let data_dir = tempfile::Builder::new()
+        .prefix("vnfm-up-")
+        .tempdir()
+        .expect("a temporary data dir");
+    let listen = format!("127.0.0.1:{}", testkit::free_port());
+    let api = format!("http://{listen}/v1.0");
+    let prefix = vnfm_tests::unique_vim_prefix('x');
+    let nats_server_bin = testkit::nats_server_bin();
+    let mut up = RoleProcess::spawn(
+        "up",
+        &[
+            "up",
+            "--data-dir",
+            data_dir.path().to_str().expect("a UTF-8 temporary path"),
+            "--listen",
+            &listen,
+            "--vim-prefix",
+            &prefix,
+            "--nats-server-bin",
+            nats_server_bin.to_str().expect("a UTF-8 binary path"),
+        ],
+    );
+    up.wait_for_log("Gateway listening", PATIENCE).await;
+
+    let credentials_dir = data_dir.path().join("credentials");
+    let mode = |path: &Path| {
+        std::fs::metadata(path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode(&credentials_dir), 0o700, "the credentials dir");
+    let seeds: BTreeMap<Identity, Vec<u8>> = Identity::ALL
+        .into_iter()
+        .map(|identity| {
+            let path = credentials::seed_path(&credentials_dir, identity);
+            assert_eq!(mode(&path), 0o600, "{}", path.display());
+            (identity, std::fs::read(&path).unwrap())
+        })
+        .collect();
+
+    let url = nats_url(&up.log());
+    attacker::assert_anonymous_refused(&url).await;
+    let seed = Seed::read(&credentials::seed_path(&credentials_dir, Identity::Reader))
+        .expect("the reader's seed");
+    let mut reader = Attacker::connect_to(
+        &url,
+        credentials::connect_options(Identity::Reader, &seed),
+        Identity::Reader,
+    )
+    .await;
+    let mut events = reader.client.subscribe("vnfm.>").await.unwrap();
+    reader.client.flush().await.unwrap();
+    let http = reqwest::Client::new();
+    let vnfd_id = vnfm_tests::onboard(&http, &api, &monitored_vnfd("ping", "log", false)).await;
+    let onboarded = tokio::time::timeout(PATIENCE, async {
+        loop {
+            let message = events.next().await.expect("the subscription is open");
+            if message.subject.as_str() == names::vnfd_subject(&vnfd_id) {
+                break message;
+            }
+        }
+    })
+    .await
+    .expect("the reader sees the VNFD onboarded");
+    let event: serde_json::Value = serde_json::from_slice(&onboarded.payload).unwrap();
+    assert_eq!(event["aggregate_id"], vnfd_id.as_str(), "{event}");
+    assert_eq!(
+        reader
+            .try_request(&names::vnf_subject("forged"), "{}")
+            .await,
+        Outcome::Refused,
+        "the reader appends to the lifecycle log"
+    );
+
+    stop(&mut up).await;
+    up.restart();
+    up.wait_for_log("Gateway listening", PATIENCE).await;
+    for (identity, bytes) in &seeds {
+        let path = credentials::seed_path(&credentials_dir, *identity);
+        assert_eq!(&std::fs::read(&path).unwrap(), bytes, "{}", path.display());
+    }
+    eventually(format!("VNFD {vnfd_id} is listed"), PATIENCE, || async {
+        let (code, listed) =
+            vnfm_tests::call(&http, &api, reqwest::Method::GET, "/vnfds", None).await;
+        let ids: Vec<&str> = listed["vnfds"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|vnfd| vnfd["id"].as_str())
+            .collect();
+        if code == 200 && ids.contains(&vnfd_id.as_str()) {
+            Ok(())
+        } else {
+            Err(format!("{code}: {listed}"))
+        }
+    })
+    .await;
+    // Stopped by its signal, so that it stops its nats-server (a SIGKILL would leave it).
+    stop(&mut up).await;
+}
+
+/// The NATS URL `vnfm up` says it uses, from its log.
+fn nats_url(log: &str) -> String {
+    let (_, rest) = log
+        .split_once(URL_LOG)
+        .unwrap_or_else(|| panic!("no {URL_LOG:?} in the log:\n{log}"));
+    let url = rest.split(';').next().unwrap_or_default().trim();
+    assert!(url.starts_with("nats://"), "{url}");
+    url.to_owned()
+}
+
+/// Stops `up` with SIGTERM and waits for it to exit cleanly.
+async fn stop(up: &mut RoleProcess) {
+    up.terminate();
+    let status = up.wait_exit(STOP_TIMEOUT).await;
+    assert!(status.success(), "vnfm up: {status}\n{}", up.log());
+}
