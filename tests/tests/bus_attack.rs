@@ -136,6 +136,9 @@ async fn forged_failure_report(system: &System, vnf_id: &str) {
         .await
         .unwrap();
     assert_eq!(reports.len(), 1, "only the monitor's report is stored");
+    // And the answer did not switch the VDU's monitoring off: it is still probed.
+    let answered = now();
+    system.wait_probed(instance.mgmt_ip, answered, true).await;
 }
 
 /// Attack 2: a `DeleteRequested` appended to the VNF's subject as the gateway appends one
