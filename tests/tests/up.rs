@@ -65,7 +65,7 @@ async fn up_makes_the_identities_once_and_lets_in_only_them() {
         })
         .collect();
 
-    let url = nats_url(&up.log());
+    let url = nats_url(&up.log(), "nats://");
     attacker::assert_anonymous_refused(&url).await;
     let seed = Seed::read(&credentials::seed_path(&credentials_dir, Identity::Reader))
         .expect("the reader's seed");
@@ -122,17 +122,111 @@ async fn up_makes_the_identities_once_and_lets_in_only_them() {
         }
     })
     .await;
-    // Stopped by its signal, so that it stops its nats-server (a SIGKILL would leave it).
+
+    // Killed outright, `vnfm up` cannot stop its nats-server, which goes on serving the
+    // store. Started again on the same data dir, it stops that server before starting its
+    // own: two servers never share a store.
+    let pid_file = data_dir.path().join("nats-server.pid");
+    let leftover: i32 = std::fs::read_to_string(&pid_file)
+        .expect("the server's pid file")
+        .trim()
+        .parse()
+        .expect("a pid");
+    up.kill();
+    assert!(alive(leftover), "the server outlives a killed vnfm up");
+    up.restart();
+    up.wait_for_log("Gateway listening", PATIENCE).await;
+    assert!(!alive(leftover), "the leftover server was stopped");
+    assert!(
+        up.log().contains("left by an earlier vnfm up"),
+        "{}",
+        up.log()
+    );
+    // Stopped by its signal, so that it stops its nats-server.
     stop(&mut up).await;
 }
 
-/// The NATS URL `vnfm up` says it uses, from its log.
-fn nats_url(log: &str) -> String {
+/// True while a process with that pid exists.
+fn alive(pid: i32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// `vnfm up --tls` serves NATS over TLS only, with a CA it made in `<data-dir>/tls/`: a client
+/// that trusts the CA and brings an identity gets in; one that does not speak TLS, or brings
+/// no identity, does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_with_tls_serves_nats_over_tls_only() {
+    let data_dir = tempfile::Builder::new()
+        .prefix("vnfm-up-tls-")
+        .tempdir()
+        .expect("a temporary data dir");
+    let listen = format!("127.0.0.1:{}", testkit::free_port());
+    let prefix = vnfm_tests::unique_vim_prefix('x');
+    let nats_server_bin = testkit::nats_server_bin();
+    let mut up = RoleProcess::spawn(
+        "up --tls",
+        &[
+            "up",
+            "--tls",
+            "--data-dir",
+            data_dir.path().to_str().expect("a UTF-8 temporary path"),
+            "--listen",
+            &listen,
+            "--vim-prefix",
+            &prefix,
+            "--nats-server-bin",
+            nats_server_bin.to_str().expect("a UTF-8 binary path"),
+        ],
+    );
+    up.wait_for_log("Gateway listening", PATIENCE).await;
+    let url = nats_url(&up.log(), "tls://");
+    let ca = data_dir.path().join("tls/ca.pem");
+    let reader = Seed::read(&credentials::seed_path(
+        &data_dir.path().join("credentials"),
+        Identity::Reader,
+    ))
+    .expect("the reader's seed");
+    let client = credentials::connect_options(Identity::Reader, &reader)
+        .add_root_certificates(ca.clone())
+        .require_tls(true)
+        .connect(&url)
+        .await
+        .expect("a client trusting the CA gets in");
+    drop(client);
+    // Every role got in the same way, and the server saw nothing go wrong (a bare TCP probe
+    // of a TLS port shows as a failed handshake).
+    assert!(
+        !up.log().contains("[ERR]"),
+        "the server logged an error:\n{}",
+        up.log()
+    );
+    let plain = url.replace("tls://", "nats://");
+    assert!(
+        credentials::connect_options(Identity::Reader, &reader)
+            .connect(&plain)
+            .await
+            .is_err(),
+        "a client without TLS gets in"
+    );
+    assert!(
+        async_nats::ConnectOptions::new()
+            .add_root_certificates(ca)
+            .require_tls(true)
+            .connect(&url)
+            .await
+            .is_err(),
+        "an anonymous client over TLS gets in"
+    );
+    stop(&mut up).await;
+}
+
+/// The NATS URL `vnfm up` says it uses, from its log; it starts with `scheme`.
+fn nats_url(log: &str, scheme: &str) -> String {
     let (_, rest) = log
         .split_once(URL_LOG)
         .unwrap_or_else(|| panic!("no {URL_LOG:?} in the log:\n{log}"));
     let url = rest.split(';').next().unwrap_or_default().trim();
-    assert!(url.starts_with("nats://"), "{url}");
+    assert!(url.starts_with(scheme), "{url}");
     url.to_owned()
 }
 

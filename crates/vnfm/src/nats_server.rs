@@ -17,7 +17,10 @@ use tokio::process::{Child, Command};
 /// security advisories.
 pub const SERVER_VERSION_MIN: (u64, u64) = (2, 12);
 /// How long a started nats-server may take to accept clients (it recovers its store first).
-pub const SERVER_START_TIMEOUT: Duration = Duration::from_secs(30);
+const SERVER_START_TIMEOUT: Duration = Duration::from_secs(30);
+/// The pause between two looks for a started server's ports file: a start takes tens of
+/// milliseconds.
+const SERVER_START_POLL_INTERVAL: Duration = Duration::from_millis(20);
 /// How long a request to the server (a JetStream API call, a direct get) waits for its answer.
 /// The client's default of 10 s is what a request sent to a cluster node that just died waits
 /// before it is retried or reported; a leader election takes 2 to 4 s, and every request vnfm
@@ -32,6 +35,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const CONNECT_RETRY_INTERVAL: Duration = Duration::from_millis(250);
 /// The client port `vnfm up` prefers; a free one is taken when it is busy.
 const PREFERRED_PORT: u16 = 4222;
+/// How long a nats-server left running by an earlier `vnfm up` (killed with SIGKILL, which
+/// cannot stop its child) may take to stop on SIGTERM before it is killed: it flushes its
+/// store first, in well under a second on loopback.
+const LEFTOVER_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Parses "2.12.8" (or "v2.12.8", or "nats-server: v2.12.8") into (major, minor).
 pub fn parse_version(text: &str) -> Option<(u64, u64)> {
@@ -85,17 +92,6 @@ pub async fn connect(
     name: &str,
     identity: Identity,
 ) -> anyhow::Result<async_nats::Client> {
-    connect_within(nats, name, identity, CONNECT_TIMEOUT).await
-}
-
-/// [`connect`], trying for at most `patience` (a server just started recovers its store first:
-/// [`SERVER_START_TIMEOUT`]).
-pub async fn connect_within(
-    nats: &Nats,
-    name: &str,
-    identity: Identity,
-    patience: Duration,
-) -> anyhow::Result<async_nats::Client> {
     let (url, seed) = (nats.url.as_str(), nats.nkey.as_ref());
     let options = || {
         let mut options = match seed {
@@ -131,7 +127,7 @@ pub async fn connect_within(
             tokio::time::sleep(CONNECT_RETRY_INTERVAL).await;
         }
     };
-    let client = match tokio::time::timeout(patience, attempts).await {
+    let client = match tokio::time::timeout(CONNECT_TIMEOUT, attempts).await {
         Ok(Ok(client)) => client,
         Ok(Err(refused)) => bail!(
             "NATS at {url} refused this client ({refused}): {}",
@@ -149,7 +145,7 @@ pub async fn connect_within(
         ),
         Err(_) => {
             let reason = last_error.map_or_else(|| "no answer".to_owned(), |e| e.to_string());
-            bail!("cannot reach NATS at {url} within {patience:?}: {reason}");
+            bail!("cannot reach NATS at {url} within {CONNECT_TIMEOUT:?}: {reason}");
         }
     };
     // Without a retried initial connect, the server's INFO is in hand once connected.
@@ -178,9 +174,8 @@ pub struct EmbeddedServer {
 
 /// Starts nats-server with JetStream, its store under `data_dir/nats`, on loopback, letting in
 /// the identities of `seeds` (their public keys) with their permissions, and nobody else; over
-/// TLS only when given `tls`. It answers once the process runs: the first client connects
-/// with [`connect_within`] [`SERVER_START_TIMEOUT`] (a bare TCP probe would show as a failed
-/// TLS handshake in the server's log).
+/// TLS only when given `tls`. It answers once the server listens (a bare TCP probe would show
+/// as a failed TLS handshake in the server's log, so the server's ports file says it).
 pub async fn start(
     data_dir: &Path,
     binary: Option<PathBuf>,
@@ -206,37 +201,115 @@ pub async fn start(
     std::fs::create_dir_all(&store_dir)
         .with_context(|| format!("creating {}", store_dir.display()))?;
     let store_dir = store_dir.canonicalize()?;
-    let port = if port_is_free(PREFERRED_PORT) {
-        PREFERRED_PORT
-    } else {
-        free_port()?
-    };
     let config = data_dir.join("nats-server.conf");
+    let pid_file = data_dir.join("nats-server.pid");
+    stop_leftover(&pid_file, &config).await?;
     let authorization = access::authorization(
         seeds
             .iter()
             .map(|(identity, seed)| (*identity, seed.public_key())),
     );
-    std::fs::write(
-        &config,
-        format!(
-            "listen: 127.0.0.1:{port}\nmax_payload: 8MB\njetstream {{\n  store_dir: {:?}\n  sync_interval: always\n}}\n{authorization}{}",
-            store_dir.display().to_string(),
-            tls.map(|tls| tls.server_block(false)).unwrap_or_default(),
-        ),
-    )?;
-    let child = Command::new(&binary)
-        .arg("-c")
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| format!("starting {}", binary.display()))?;
-    let scheme = if tls.is_some() { "tls" } else { "nats" };
-    let url = format!("{scheme}://127.0.0.1:{port}");
-    tracing::info!(nats_url = %url, store_dir = %store_dir.display(), "Started nats-server.");
-    Ok(EmbeddedServer { _child: child, url })
+    // Another process may take the preferred port between the check and the server's bind
+    // (two `vnfm up`s starting together): the server then exits, and a free port is tried.
+    let mut ports = vec![free_port()?];
+    if port_is_free(PREFERRED_PORT) {
+        ports.insert(0, PREFERRED_PORT);
+    }
+    for port in ports {
+        std::fs::write(
+            &config,
+            format!(
+                "listen: 127.0.0.1:{port}\nmax_payload: 8MB\npid_file: {:?}\nports_file_dir: {:?}\njetstream {{\n  store_dir: {:?}\n  sync_interval: always\n}}\n{authorization}{}",
+                pid_file.display().to_string(),
+                data_dir.display().to_string(),
+                store_dir.display().to_string(),
+                tls.map(|tls| tls.server_block(false)).unwrap_or_default(),
+            ),
+        )?;
+        let mut child = Command::new(&binary)
+            .arg("-c")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting {}", binary.display()))?;
+        if let Some(status) = listening(&mut child, data_dir).await? {
+            tracing::warn!(port, %status, "nats-server could not listen; trying another port.");
+            continue;
+        }
+        let scheme = if tls.is_some() { "tls" } else { "nats" };
+        let url = format!("{scheme}://127.0.0.1:{port}");
+        tracing::info!(nats_url = %url, store_dir = %store_dir.display(), "Started nats-server.");
+        return Ok(EmbeddedServer { _child: child, url });
+    }
+    bail!("nats-server could not listen on port {PREFERRED_PORT} nor on a free port")
+}
+
+/// Waits until the started server listens, which it says by writing its ports file into
+/// `dir` (`ports_file_dir`), touching no port itself; answers the server's exit status if it
+/// ended first (its log on stderr says why).
+async fn listening(
+    child: &mut Child,
+    dir: &Path,
+) -> anyhow::Result<Option<std::process::ExitStatus>> {
+    let pid = child.id().context("the started nats-server has a pid")?;
+    let suffix = format!("_{pid}.ports");
+    let deadline = tokio::time::Instant::now() + SERVER_START_TIMEOUT;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(Some(status));
+        }
+        let written = std::fs::read_dir(dir)?
+            .filter_map(Result::ok)
+            .any(|entry| entry.file_name().to_string_lossy().ends_with(&suffix));
+        if written {
+            return Ok(None);
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("nats-server did not listen within {SERVER_START_TIMEOUT:?}");
+        }
+        tokio::time::sleep(SERVER_START_POLL_INTERVAL).await;
+    }
+}
+
+/// Stops the nats-server an earlier `vnfm up` on this data dir left running (it was killed
+/// with SIGKILL, and its server with it only when dropped): two servers on one store would
+/// corrupt it. The server is recognised by its pid file and its command line naming `config`;
+/// any other process with that pid is left alone.
+async fn stop_leftover(pid_file: &Path, config: &Path) -> anyhow::Result<()> {
+    let Some(pid) = std::fs::read_to_string(pid_file)
+        .ok()
+        .and_then(|text| text.trim().parse::<i32>().ok())
+        .and_then(rustix::process::Pid::from_raw)
+    else {
+        return Ok(());
+    };
+    let ours =
+        std::fs::read(format!("/proc/{}/cmdline", pid.as_raw_nonzero())).is_ok_and(|cmdline| {
+            String::from_utf8_lossy(&cmdline).contains(&*config.to_string_lossy())
+        });
+    if !ours {
+        return Ok(());
+    }
+    tracing::warn!(
+        pid = pid.as_raw_nonzero(),
+        "A nats-server left by an earlier vnfm up still serves this data dir; stopping it before starting another on the same store."
+    );
+    for signal in [rustix::process::Signal::TERM, rustix::process::Signal::KILL] {
+        let _ = rustix::process::kill_process(pid, signal);
+        let deadline = tokio::time::Instant::now() + LEFTOVER_STOP_TIMEOUT;
+        while tokio::time::Instant::now() < deadline {
+            if rustix::process::test_kill_process(pid).is_err() {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    bail!(
+        "the nats-server (pid {}) left by an earlier vnfm up on this data dir does not stop",
+        pid.as_raw_nonzero()
+    )
 }
 
 fn find_binary() -> PathBuf {

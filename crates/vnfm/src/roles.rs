@@ -201,12 +201,10 @@ async fn up(config: config::Up) -> anyhow::Result<ExitCode> {
             anyhow::Ok((client, instance))
         }
     };
-    // The first connection waits for a server just started to recover its store.
-    let admin = nats_server::connect_within(
+    let admin = connect(
         &nats_as(Identity::Admin),
         &format!("admin-{name}"),
         Identity::Admin,
-        nats_server::SERVER_START_TIMEOUT,
     )
     .await?;
     setup::provision(&jetstream::new(admin), &LogConfig::default()).await?;
