@@ -222,7 +222,7 @@ async fn destroy_streams_and_consumers(system: &System) {
     for (stream, consumer, owner) in DURABLES {
         tries.push((
             format!("{api}.CONSUMER.DELETE.{stream}.{consumer}"),
-            vec![Identity::Admin, owner],
+            vec![owner],
         ));
     }
     let lifecycle_before = stream_messages(system, names::LIFECYCLE_STREAM).await;

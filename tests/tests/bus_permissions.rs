@@ -114,7 +114,7 @@ fn operations() -> Vec<Operation> {
                 names::HEAL_CONSUMER
             ),
             "",
-            &[Admin, Conductor],
+            &[Conductor],
         ),
         op(
             "pull failure reports from the heal consumer",

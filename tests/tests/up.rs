@@ -23,29 +23,8 @@ const URL_LOG: &str = "using NATS at ";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_makes_the_identities_once_and_lets_in_only_them() {
-    let data_dir = tempfile::Builder::new()
-        .prefix("vnfm-up-")
-        .tempdir()
-        .expect("a temporary data dir");
-    let listen = format!("127.0.0.1:{}", testkit::free_port());
+    let (data_dir, listen, mut up) = start_up(&[]).await;
     let api = format!("http://{listen}/v1.0");
-    let prefix = vnfm_tests::unique_vim_prefix('x');
-    let nats_server_bin = testkit::nats_server_bin();
-    let mut up = RoleProcess::spawn(
-        "up",
-        &[
-            "up",
-            "--data-dir",
-            data_dir.path().to_str().expect("a UTF-8 temporary path"),
-            "--listen",
-            &listen,
-            "--vim-prefix",
-            &prefix,
-            "--nats-server-bin",
-            nats_server_bin.to_str().expect("a UTF-8 binary path"),
-        ],
-    );
-    up.wait_for_log("Gateway listening", PATIENCE).await;
 
     let credentials_dir = data_dir.path().join("credentials");
     let mode = |path: &Path| {
@@ -156,29 +135,7 @@ fn alive(pid: i32) -> bool {
 /// no identity, does not.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_with_tls_serves_nats_over_tls_only() {
-    let data_dir = tempfile::Builder::new()
-        .prefix("vnfm-up-tls-")
-        .tempdir()
-        .expect("a temporary data dir");
-    let listen = format!("127.0.0.1:{}", testkit::free_port());
-    let prefix = vnfm_tests::unique_vim_prefix('x');
-    let nats_server_bin = testkit::nats_server_bin();
-    let mut up = RoleProcess::spawn(
-        "up --tls",
-        &[
-            "up",
-            "--tls",
-            "--data-dir",
-            data_dir.path().to_str().expect("a UTF-8 temporary path"),
-            "--listen",
-            &listen,
-            "--vim-prefix",
-            &prefix,
-            "--nats-server-bin",
-            nats_server_bin.to_str().expect("a UTF-8 binary path"),
-        ],
-    );
-    up.wait_for_log("Gateway listening", PATIENCE).await;
+    let (data_dir, _, mut up) = start_up(&["--tls"]).await;
     let url = nats_url(&up.log(), "tls://");
     let ca = data_dir.path().join("tls/ca.pem");
     let reader = Seed::read(&credentials::seed_path(
@@ -218,6 +175,33 @@ async fn up_with_tls_serves_nats_over_tls_only() {
         "an anonymous client over TLS gets in"
     );
     stop(&mut up).await;
+}
+
+/// `vnfm up` with `flags` on a fresh data dir, an API port and a VIM prefix of its own, once its
+/// gateway listens; answers the data dir and the API's address too.
+async fn start_up(flags: &[&str]) -> (tempfile::TempDir, String, RoleProcess) {
+    let data_dir = tempfile::Builder::new()
+        .prefix("vnfm-up-")
+        .tempdir()
+        .expect("a temporary data dir");
+    let listen = format!("127.0.0.1:{}", testkit::free_port());
+    let prefix = vnfm_tests::unique_vim_prefix('x');
+    let nats_server_bin = testkit::nats_server_bin();
+    let mut args = vec![
+        "up",
+        "--data-dir",
+        data_dir.path().to_str().expect("a UTF-8 temporary path"),
+        "--listen",
+        &listen,
+        "--vim-prefix",
+        &prefix,
+        "--nats-server-bin",
+        nats_server_bin.to_str().expect("a UTF-8 binary path"),
+    ];
+    args.extend(flags);
+    let mut up = RoleProcess::spawn(&format!("up {}", flags.join(" ")), &args);
+    up.wait_for_log("Gateway listening", PATIENCE).await;
+    (data_dir, listen, up)
 }
 
 /// The NATS URL `vnfm up` says it uses, from its log; it starts with `scheme`.

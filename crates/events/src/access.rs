@@ -11,7 +11,8 @@
 //!   `conductor-heal`); anybody else who may read a stream reads it through ephemeral consumers
 //!   and direct gets, never through a durable.
 //! - No role creates, updates, deletes or purges a stream or a bucket: `admin` creates and
-//!   updates them, and nothing deletes or purges one (that takes the server's own operator).
+//!   updates them (and consumers), and nothing deletes or purges one, nor deletes another's
+//!   consumer (that takes the server's own operator).
 //! - `reader` reads every vnfm stream and subject and publishes nothing but read requests.
 //! - Every identity receives replies on an inbox prefix of its own, which no other can
 //!   subscribe to.
@@ -87,7 +88,6 @@ impl Identity {
                         format!("{API}.CONSUMER.CREATE.{stream}.>"),
                         format!("{API}.CONSUMER.DURABLE.CREATE.{stream}.*"),
                         format!("{API}.CONSUMER.INFO.{stream}.*"),
-                        format!("{API}.CONSUMER.DELETE.{stream}.*"),
                         format!("{API}.CONSUMER.NAMES.{stream}"),
                         format!("{API}.CONSUMER.LIST.{stream}"),
                     ]);
@@ -399,12 +399,19 @@ mod tests {
             names::PROJECTOR_CONSUMER,
             names::LIFECYCLE_SUBJECTS
         );
+        let heal_delete = format!(
+            "{API}.CONSUMER.DELETE.{}.{}",
+            names::MONITOR_STREAM,
+            names::HEAL_CONSUMER
+        );
         for identity in Identity::ALL {
-            assert_eq!(
-                publishes(identity, &heal_next),
-                identity == Identity::Conductor,
-                "{identity:?}"
-            );
+            for subject in [&heal_next, &heal_delete] {
+                assert_eq!(
+                    publishes(identity, subject),
+                    identity == Identity::Conductor,
+                    "{identity:?} {subject}"
+                );
+            }
             assert_eq!(
                 publishes(identity, &projector_update),
                 matches!(identity, Identity::Projector | Identity::Admin),

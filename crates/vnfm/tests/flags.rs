@@ -42,7 +42,13 @@ fn every_bad_flag_is_refused_by_name_before_connecting() {
         ("--heal-window-s", &["conductor", "--heal-window-s", "-1"]),
         ("--heal-window-s", &["up", "--heal-window-s", "-1"]),
         ("--vim-prefix", &["conductor", "--vim-prefix", "Bad!"]),
-        ("--replicas", &["projector", "--replicas", "0"]),
+        ("--replicas", &["setup", "--replicas", "0"]),
+        ("--nats-nkey", &["projector", "--nats-nkey", missing_token]),
+        ("--nats-nkey", &["monitor", "--nats-nkey", empty_token]),
+        (
+            "--nats-tls-ca",
+            &["conductor", "--nats-tls-ca", empty_token],
+        ),
         (
             "--suspect-failures-min",
             &["monitor", "--suspect-failures-min", "0"],
