@@ -5,6 +5,7 @@
 
 pub mod attacker;
 pub mod checker;
+pub mod keystone;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

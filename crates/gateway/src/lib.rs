@@ -9,6 +9,7 @@
 mod audit;
 mod error;
 mod input;
+pub mod keystone;
 mod mirror;
 mod render;
 mod vnfds;
