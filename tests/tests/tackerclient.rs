@@ -45,7 +45,10 @@ async fn tackers_own_client_onboards_creates_shows_and_deletes() {
         let root = root.clone();
         let vnfd_file = vnfd_file.to_owned();
         move || {
-            run(&root, &["vnfd-create", "--vnfd-file", &vnfd_file, "scaling"]);
+            run(
+                &root,
+                &["vnfd-create", "--vnfd-file", &vnfd_file, "scaling"],
+            );
             run(&root, &["vnf-create", "--vnfd-name", "scaling", "vnf1"])
         }
     })
