@@ -11,6 +11,7 @@ mod error;
 mod input;
 pub mod keystone;
 mod mirror;
+pub mod quota;
 mod render;
 mod vnfds;
 mod vnfs;
