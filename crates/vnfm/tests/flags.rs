@@ -128,9 +128,15 @@ fn every_problem_is_reported_in_one_run() {
 #[test]
 fn an_unreachable_nats_is_named_and_the_piped_log_has_no_colour() {
     let url = dead_nats_url();
+    // `up` makes its credentials in its data dir before it connects: never in the checkout.
+    let data_dir = tempfile::tempdir().expect("a temporary data dir");
+    let data_dir = data_dir.path().to_str().expect("a UTF-8 path");
     std::thread::scope(|scope| {
-        let runs =
-            ["up", "projector"].map(|role| scope.spawn(|| vnfm(&[role, "--nats-url", &url])));
+        let runs = [
+            vec!["up", "--data-dir", data_dir, "--nats-url", &url],
+            vec!["projector", "--nats-url", &url],
+        ]
+        .map(|args| scope.spawn(move || vnfm(&args)));
         for run in runs {
             let output = run.join().expect("the run ends");
             let stderr = String::from_utf8_lossy(&output.stderr);
