@@ -312,6 +312,7 @@ impl Roles {
             auth: api.auth.clone(),
             instance,
             stop_at: api.stop_at,
+            guard: api.guard.clone(),
             ..GatewayConfig::default()
         };
         let gateway = Gateway::new(log, tables, config).await?;
