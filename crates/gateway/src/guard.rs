@@ -268,10 +268,13 @@ async fn admit(State(admission): State<Admission>, request: Request, next: Next)
     };
     let body_timed_out = Arc::new(AtomicBool::new(false));
     let request = request.map(|body| {
-        Body::new(TimedBody {
+        Body::new(GuardedBody {
             inner: body,
-            deadline: Box::pin(tokio::time::sleep(REQUEST_BODY_TIMEOUT)),
-            timed_out: body_timed_out.clone(),
+            deadline: Some((
+                Box::pin(tokio::time::sleep(REQUEST_BODY_TIMEOUT)),
+                body_timed_out.clone(),
+            )),
+            _busy: None,
         })
     });
     let timeout = admission.request_timeout;
@@ -293,41 +296,6 @@ async fn admit(State(admission): State<Admission>, request: Request, next: Next)
             timeout.as_secs()
         )))
     })
-}
-
-/// A request body that fails once [`REQUEST_BODY_TIMEOUT`] has passed, and says so in
-/// `timed_out` (the handler answers its own error for a failed body; [`admit`] replaces it).
-struct TimedBody {
-    inner: Body,
-    deadline: Pin<Box<tokio::time::Sleep>>,
-    timed_out: Arc<AtomicBool>,
-}
-
-impl hyper::body::Body for TimedBody {
-    type Data = Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
-        if let Poll::Ready(frame) = Pin::new(&mut self.inner).poll_frame(cx) {
-            return Poll::Ready(frame);
-        }
-        if self.deadline.as_mut().poll(cx).is_ready() {
-            self.timed_out.store(true, Ordering::Relaxed);
-            return Poll::Ready(Some(Err(axum::Error::new("request body timed out"))));
-        }
-        Poll::Pending
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
 }
 
 /// `router` behind [`admit`].
@@ -439,13 +407,17 @@ impl Drop for Busy {
     }
 }
 
-/// A response body that keeps its connection [`Busy`] until it has been sent (or dropped).
-struct BusyBody {
+/// A request or response body passed through, with what the guard attaches to it.
+struct GuardedBody {
     inner: Body,
-    _busy: Busy,
+    /// A request body's: the body fails once it passes, and says so in the flag ([`admit`]
+    /// then answers 408 whatever the handler made of the failed body).
+    deadline: Option<(Pin<Box<tokio::time::Sleep>>, Arc<AtomicBool>)>,
+    /// A response body's: its connection stays busy until the body is sent (or dropped).
+    _busy: Option<Busy>,
 }
 
-impl hyper::body::Body for BusyBody {
+impl hyper::body::Body for GuardedBody {
     type Data = Bytes;
     type Error = axum::Error;
 
@@ -453,7 +425,16 @@ impl hyper::body::Body for BusyBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
+        if let Poll::Ready(frame) = Pin::new(&mut self.inner).poll_frame(cx) {
+            return Poll::Ready(frame);
+        }
+        if let Some((deadline, timed_out)) = &mut self.deadline
+            && deadline.as_mut().poll(cx).is_ready()
+        {
+            timed_out.store(true, Ordering::Relaxed);
+            return Poll::Ready(Some(Err(axum::Error::new("request body timed out"))));
+        }
+        Poll::Pending
     }
 
     fn is_end_stream(&self) -> bool {
@@ -539,9 +520,13 @@ pub(crate) async fn serve(
                 let router = router.clone();
                 async move {
                     let response = router.oneshot(request.map(Body::new)).await?;
-                    Ok::<_, Infallible>(
-                        response.map(|inner| Body::new(BusyBody { inner, _busy: busy })),
-                    )
+                    Ok::<_, Infallible>(response.map(|inner| {
+                        Body::new(GuardedBody {
+                            inner,
+                            deadline: None,
+                            _busy: Some(busy),
+                        })
+                    }))
                 }
             })
         };
