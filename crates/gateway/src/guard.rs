@@ -47,10 +47,25 @@ pub const REQUEST_BODY_TIMEOUT: Duration = Duration::from_secs(20);
 /// seconds); a minute covers a leader election in the middle of one.
 pub const REQUEST_TIMEOUT_DEFAULT: Duration = Duration::from_secs(60);
 
+/// Open files a gateway process needs besides its API connections: its NATS connections,
+/// its log, the runtime's own descriptors, with ample room (it uses under 30).
+pub const OPEN_FILES_RESERVE: usize = 256;
+
 /// The default `--connections-max`: open connections served at once. A service gets 1,024
-/// open files by default; this leaves 256 of them for its NATS connections, its log and the
-/// files of the runtime, so that `accept` never fails for want of a descriptor.
-pub const CONNECTIONS_MAX_DEFAULT: usize = 768;
+/// open files by default; this leaves [`OPEN_FILES_RESERVE`] of them, so that `accept` never
+/// fails for want of a descriptor.
+pub const CONNECTIONS_MAX_DEFAULT: usize = 1024 - OPEN_FILES_RESERVE;
+
+/// The most connections a process allowed `open_files_max` descriptors can serve without
+/// `accept` failing: `configured`, or less when the limit leaves less beside
+/// [`OPEN_FILES_RESERVE`] (at least one).
+pub fn connections_max_within(configured: usize, open_files_max: u64) -> usize {
+    let available = usize::try_from(open_files_max)
+        .unwrap_or(usize::MAX)
+        .saturating_sub(OPEN_FILES_RESERVE)
+        .max(1);
+    configured.min(available)
+}
 
 /// The default `--requests-in-flight-max`: requests handled at once. A request holds the
 /// gateway for milliseconds (one or two NATS round trips); 256 at once is ten times what
@@ -664,6 +679,15 @@ mod tests {
         ] {
             assert!(bad.parse::<PublicHost>().is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn connections_stay_within_the_open_file_limit() {
+        assert_eq!(connections_max_within(CONNECTIONS_MAX_DEFAULT, 1024), 768);
+        assert_eq!(connections_max_within(5000, 1024), 768);
+        assert_eq!(connections_max_within(5000, 1 << 20), 5000);
+        assert_eq!(connections_max_within(5000, 100), 1, "one at least");
+        assert_eq!(connections_max_within(10, u64::MAX), 10);
     }
 
     #[test]

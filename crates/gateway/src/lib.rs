@@ -43,8 +43,9 @@ use tokio::task::JoinHandle;
 
 pub use error::ApiError;
 pub use guard::{
-    CONNECTIONS_MAX_DEFAULT, GuardConfig, HEADER_READ_TIMEOUT, PublicHost, PublicHostError,
-    REQUEST_BODY_TIMEOUT, REQUEST_TIMEOUT_DEFAULT, REQUESTS_IN_FLIGHT_MAX_DEFAULT,
+    CONNECTIONS_MAX_DEFAULT, GuardConfig, HEADER_READ_TIMEOUT, OPEN_FILES_RESERVE, PublicHost,
+    PublicHostError, REQUEST_BODY_TIMEOUT, REQUEST_TIMEOUT_DEFAULT, REQUESTS_IN_FLIGHT_MAX_DEFAULT,
+    connections_max_within,
 };
 pub use input::REQUEST_BODY_BYTES_MAX;
 pub use vnfs::CreateStopPoint;
