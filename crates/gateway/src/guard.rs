@@ -82,6 +82,35 @@ const RETRY_AFTER_S: u64 = 1;
 /// once when connections close.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
+/// How often a refusal at a cap is logged at most: a flood of refusals would otherwise fill
+/// the log with one line each; one line every ten seconds, with the count since the last,
+/// tells the operator as much.
+const REFUSALS_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Counts refusals and says when one is to be logged: the first, then at most one every
+/// [`REFUSALS_LOG_INTERVAL`], with how many were refused since the last line.
+#[derive(Debug, Default)]
+pub(crate) struct Refusals {
+    logged_at: Option<tokio::time::Instant>,
+    unlogged: u64,
+}
+
+impl Refusals {
+    /// Notes one refusal at `now`; answers how many refusals the log line to write now
+    /// stands for, or `None` when no line is due.
+    pub(crate) fn note(&mut self, now: tokio::time::Instant) -> Option<u64> {
+        self.unlogged += 1;
+        let due = self
+            .logged_at
+            .is_none_or(|at| now.duration_since(at) >= REFUSALS_LOG_INTERVAL);
+        if !due {
+            return None;
+        }
+        self.logged_at = Some(now);
+        Some(std::mem::take(&mut self.unlogged))
+    }
+}
+
 /// How the gateway defends itself; see the module's documentation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GuardConfig {
@@ -264,6 +293,8 @@ struct Admission {
     in_flight: Arc<Semaphore>,
     requests_in_flight_max: usize,
     request_timeout: Duration,
+    /// Requests refused at the in-flight cap, for the log.
+    refusals: Arc<Mutex<Refusals>>,
 }
 
 /// The outermost layer: `Host`, the cap on requests in flight, and the body and request
@@ -273,10 +304,18 @@ async fn admit(State(admission): State<Admission>, request: Request, next: Next)
         return refused.into_response();
     }
     let Ok(_permit) = admission.in_flight.clone().try_acquire_owned() else {
-        tracing::warn!(
-            requests_in_flight_max = admission.requests_in_flight_max,
-            "Request refused: too many requests in flight."
-        );
+        let refused = admission
+            .refusals
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .note(tokio::time::Instant::now());
+        if let Some(refused) = refused {
+            tracing::warn!(
+                requests_in_flight_max = admission.requests_in_flight_max,
+                refused,
+                "Requests refused: too many requests in flight."
+            );
+        }
         return retry_later(ApiError::busy(
             "Service Unavailable: too many requests in flight; retry the request later.",
         ));
@@ -319,6 +358,7 @@ fn guarded(router: Router, listen: SocketAddr, config: &GuardConfig) -> Router {
         hosts: Arc::new(AllowedHosts::new(listen, &config.public_hosts)),
         in_flight: Arc::new(Semaphore::new(config.requests_in_flight_max)),
         requests_in_flight_max: config.requests_in_flight_max,
+        refusals: Arc::default(),
         request_timeout: config.request_timeout,
     };
     router.layer(middleware::from_fn_with_state(admission, admit))
@@ -491,6 +531,8 @@ pub(crate) async fn serve(
     let router = guarded(router, listen, config);
     let over_capacity = over_capacity_response();
     let slots: Slots = Arc::default();
+    let mut refusals = Refusals::default();
+    let mut accept_failures = Refusals::default();
     // Sent once, on shutdown; every connection's task watches it.
     let (stopping, stop) = watch::channel(false);
     let mut connections = JoinSet::new();
@@ -507,7 +549,9 @@ pub(crate) async fn serve(
         let stream = match accepted {
             Ok((stream, _peer)) => stream,
             Err(e) => {
-                tracing::warn!(error = %e, "Cannot accept a connection; pausing.");
+                if let Some(failed) = accept_failures.note(tokio::time::Instant::now()) {
+                    tracing::warn!(error = %e, failed, "Cannot accept connections; pausing.");
+                }
                 tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
                 continue;
             }
@@ -515,10 +559,13 @@ pub(crate) async fn serve(
         let (handle, closed_to_make_room) = oneshot::channel::<Infallible>();
         let admitted = lock(&slots).admit(config.connections_max, handle);
         let Ok((id, evicted)) = admitted else {
-            tracing::warn!(
-                connections_max = config.connections_max,
-                "Connection refused: every connection is busy."
-            );
+            if let Some(refused) = refusals.note(tokio::time::Instant::now()) {
+                tracing::warn!(
+                    connections_max = config.connections_max,
+                    refused,
+                    "Connections refused: every connection is busy."
+                );
+            }
             let _ = stream.try_write(&over_capacity);
             continue;
         };
@@ -679,6 +726,17 @@ mod tests {
         ] {
             assert!(bad.parse::<PublicHost>().is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn refusals_are_logged_first_then_once_an_interval_with_their_count() {
+        let start = tokio::time::Instant::now();
+        let mut refusals = Refusals::default();
+        assert_eq!(refusals.note(start), Some(1));
+        assert_eq!(refusals.note(start + Duration::from_secs(1)), None);
+        assert_eq!(refusals.note(start + Duration::from_secs(9)), None);
+        assert_eq!(refusals.note(start + REFUSALS_LOG_INTERVAL), Some(3));
+        assert_eq!(refusals.note(start + REFUSALS_LOG_INTERVAL * 3), Some(1));
     }
 
     #[test]
