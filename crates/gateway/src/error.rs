@@ -74,6 +74,42 @@ impl ApiError {
         )
     }
 
+    /// A request body that is not declared `application/json`; `received` is the declared
+    /// type, or `none`.
+    pub(crate) fn unsupported_media_type(received: &str) -> Self {
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "HTTPUnsupportedMediaType",
+            format!("Content-Type {received} is not supported; send the body as application/json"),
+        )
+    }
+
+    /// The `Host` header names neither the address the gateway listens on nor a configured
+    /// public host (a page that rebound its DNS name to this host); `host` is what was sent.
+    pub(crate) fn misdirected(host: &str) -> Self {
+        Self::new(
+            StatusCode::MISDIRECTED_REQUEST,
+            "HTTPMisdirectedRequest",
+            format!(
+                "Host {host} is not served here; use the address the API listens on or one of its --public-host names"
+            ),
+        )
+    }
+
+    /// The gateway is at one of its limits; `message` says which. Sent with `Retry-After`.
+    pub(crate) fn busy(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "HTTPServiceUnavailable",
+            message,
+        )
+    }
+
+    /// The client did not send its request body in time.
+    pub(crate) fn request_timeout(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::REQUEST_TIMEOUT, "HTTPRequestTimeout", message)
+    }
+
     /// Something on our side failed: logged here, once, and answered without details.
     pub(crate) fn internal(context: &str, error: &dyn Display) -> Self {
         tracing::error!(context, error = %error, "Request failed.");

@@ -8,6 +8,7 @@
 
 mod audit;
 mod error;
+mod guard;
 mod input;
 pub mod keystone;
 mod mirror;
@@ -43,6 +44,11 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub use error::ApiError;
+pub use guard::{
+    CONNECTIONS_MAX_DEFAULT, GuardConfig, HEADER_READ_TIMEOUT, OPEN_FILES_RESERVE, PublicHost,
+    PublicHostError, REQUEST_BODY_TIMEOUT, REQUEST_TIMEOUT_DEFAULT, REQUESTS_IN_FLIGHT_MAX_DEFAULT,
+    connections_max_within,
+};
 pub use input::REQUEST_BODY_BYTES_MAX;
 pub use vnfs::CreateStopPoint;
 
@@ -78,6 +84,8 @@ pub struct GatewayConfig {
     /// Fault injection for tests: a VNF create that reaches this point hangs there for good,
     /// so that a test can kill the gateway between two of its appends.
     pub stop_at: Option<CreateStopPoint>,
+    /// The timeouts, caps and names that keep browsers and floods out (see [`serve`]).
+    pub guard: GuardConfig,
 }
 
 impl Default for GatewayConfig {
@@ -87,6 +95,7 @@ impl Default for GatewayConfig {
             tenant_id: "admin".into(),
             instance: format!("gateway-{}", std::process::id()),
             stop_at: None,
+            guard: GuardConfig::default(),
         }
     }
 }
@@ -209,6 +218,7 @@ impl Gateway {
             .fallback(unknown_path)
             .method_not_allowed_fallback(method_not_allowed)
             .layer(middleware::from_fn_with_state(self.clone(), authenticate))
+            .layer(middleware::from_fn(guard::json_only))
             .with_state(self.clone());
         // Routing happens before any layer of `api` runs, so the suffix is cut in a service
         // that wraps it.
@@ -357,16 +367,23 @@ where
 }
 
 /// Serves `gateway` on `listener` until `shutdown` resolves, then lets requests in flight
-/// finish.
+/// finish. Requests pass its [`GuardConfig`]: a `Host` it answers to, a header within
+/// [`HEADER_READ_TIMEOUT`], a body within [`REQUEST_BODY_TIMEOUT`], the whole request within
+/// the request timeout, and the caps on connections and requests in flight. No CORS header is
+/// ever sent.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     gateway: Gateway,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     tracing::info!(instance = %gateway.config().instance, "Gateway serving.");
-    axum::serve(listener, gateway.router())
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    guard::serve(
+        listener,
+        gateway.router(),
+        &gateway.config().guard,
+        shutdown,
+    )
+    .await?;
     tracing::info!(instance = %gateway.config().instance, "Gateway stopped.");
     Ok(())
 }

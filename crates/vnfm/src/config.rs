@@ -16,8 +16,8 @@ use events::vnf::{HEALS_REMEMBERED_MAX, RespawnLimit};
 use gateway::Auth;
 
 use crate::{
-    ApiArgs, AuthMode, Command, ConductorArgs, HealArgs, MonitorArgs, NatsArgs, NatsConfigArgs,
-    ProbeArgs, SetupArgs, UpArgs, VduHttpArgs, VimArgs, nats_server,
+    ApiArgs, AuthMode, Command, ConductorArgs, GuardArgs, HealArgs, MonitorArgs, NatsArgs,
+    NatsConfigArgs, ProbeArgs, SetupArgs, UpArgs, VduHttpArgs, VimArgs, nats_server,
 };
 
 /// The longest `--ack-wait-s`: an hour. A conductor that took a request and went silent holds
@@ -28,6 +28,15 @@ const ACK_WAIT_MAX_S: u64 = 3600;
 const HEAL_WINDOW_MAX_S: i64 = 7 * 24 * 3600;
 /// The most `--replicas`: JetStream's own limit on a stream's replicas.
 const REPLICAS_MAX: usize = 5;
+/// The most `--connections-max`: Linux's default `fs.nr_open`, the most descriptors any
+/// process may hold.
+const CONNECTIONS_MAX_MAX: usize = 1 << 20;
+/// The most `--requests-in-flight-max`: each may hold a body of up to 1 MiB, so this many
+/// may hold 64 GiB, more than a gateway's host has to give.
+const REQUESTS_IN_FLIGHT_MAX_MAX: usize = 1 << 16;
+/// The longest `--request-timeout-s`: an hour. No request of this API legitimately takes
+/// minutes; a longer timeout only lets a stalled request hold its slot.
+const REQUEST_TIMEOUT_MAX_S: u64 = 3600;
 
 /// One flag whose value cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,6 +116,7 @@ pub struct Api {
     pub auth: Auth,
     /// Fault injection for tests (hidden `--stop-at`): park a VNF create at this point.
     pub stop_at: Option<gateway::CreateStopPoint>,
+    pub guard: gateway::GuardConfig,
 }
 
 #[derive(Debug)]
@@ -313,6 +323,38 @@ impl Check<'_> {
             listen: args.listen,
             auth,
             stop_at: args.stop_at,
+            guard: self.guard(&args.guard),
+        }
+    }
+
+    fn guard(&mut self, args: &GuardArgs) -> gateway::GuardConfig {
+        let mut public_hosts = Vec::new();
+        for value in &args.public_host {
+            match value.trim().parse::<gateway::PublicHost>() {
+                Ok(host) => public_hosts.push(host),
+                Err(e) => self.problem("--public-host", e.to_string()),
+            }
+        }
+        gateway::GuardConfig {
+            public_hosts,
+            connections_max: self.in_range(
+                "--connections-max",
+                args.connections_max,
+                (1, CONNECTIONS_MAX_MAX),
+                " connections",
+            ),
+            requests_in_flight_max: self.in_range(
+                "--requests-in-flight-max",
+                args.requests_in_flight_max,
+                (1, REQUESTS_IN_FLIGHT_MAX_MAX),
+                " requests",
+            ),
+            request_timeout: Duration::from_secs(self.in_range(
+                "--request-timeout-s",
+                args.request_timeout_s,
+                (1, REQUEST_TIMEOUT_MAX_S),
+                " seconds",
+            )),
         }
     }
 
@@ -655,5 +697,49 @@ mod tests {
         assert_eq!(found.len(), 1);
         assert!(found[0].starts_with("--nats-url: "), "{found:?}");
         assert!(validate(parse(&["audit", "x", "--nats-url", "a:1,b:2"]), NO_FILES).is_ok());
+    }
+
+    #[test]
+    fn the_guard_flags_are_checked_by_name() {
+        let found = problems(&[
+            "gateway",
+            "--connections-max",
+            "0",
+            "--requests-in-flight-max",
+            "0",
+            "--request-timeout-s",
+            "0",
+            "--public-host",
+            "http://vnfm.example.org",
+        ]);
+        assert_eq!(
+            found,
+            [
+                "--public-host: \"http://vnfm.example.org\" is not HOST or HOST:PORT (a DNS name or an IP address, no scheme or path)",
+                "--connections-max: must be 1..=1048576 connections, got 0",
+                "--requests-in-flight-max: must be 1..=65536 requests, got 0",
+                "--request-timeout-s: must be 1..=3600 seconds, got 0",
+            ]
+        );
+        let Ok(Config::Up(up)) = validate(
+            parse(&[
+                "up",
+                "--public-host",
+                "vnfm.example.org,api.example.org:443",
+                "--public-host",
+                "[::1]:9890",
+                "--request-timeout-s",
+                "5",
+            ]),
+            NO_FILES,
+        ) else {
+            panic!("an up");
+        };
+        assert_eq!(up.api.guard.public_hosts.len(), 3);
+        assert_eq!(up.api.guard.request_timeout, Duration::from_secs(5));
+        assert_eq!(
+            up.api.guard.connections_max,
+            gateway::CONNECTIONS_MAX_DEFAULT
+        );
     }
 }

@@ -143,6 +143,42 @@ struct ApiArgs {
     /// the gateway can be killed there (after-inline-vnfd, before-create, after-create).
     #[arg(long, hide = true)]
     stop_at: Option<gateway::CreateStopPoint>,
+    #[command(flatten)]
+    guard: GuardArgs,
+}
+
+/// What keeps browsers and floods away from the API.
+#[derive(Debug, Clone, Args)]
+struct GuardArgs {
+    /// A name (HOST or HOST:PORT) clients reach the API under besides the listen address,
+    /// e.g. a proxy's; requests whose Host header names anything else answer 421. Repeatable
+    /// or comma-separated.
+    #[arg(long, env = "VNFM_PUBLIC_HOST", value_delimiter = ',')]
+    public_host: Vec<String>,
+    /// Open connections served at once; keep it under the open-file limit less 256.
+    #[arg(
+        long,
+        env = "VNFM_CONNECTIONS_MAX",
+        allow_negative_numbers = true,
+        default_value_t = gateway::CONNECTIONS_MAX_DEFAULT
+    )]
+    connections_max: usize,
+    /// Requests handled at once; one more answers 503 with Retry-After.
+    #[arg(
+        long,
+        env = "VNFM_REQUESTS_IN_FLIGHT_MAX",
+        allow_negative_numbers = true,
+        default_value_t = gateway::REQUESTS_IN_FLIGHT_MAX_DEFAULT
+    )]
+    requests_in_flight_max: usize,
+    /// Seconds a request may take, body included, before it answers 503.
+    #[arg(
+        long,
+        env = "VNFM_REQUEST_TIMEOUT_S",
+        allow_negative_numbers = true,
+        default_value_t = gateway::REQUEST_TIMEOUT_DEFAULT.as_secs()
+    )]
+    request_timeout_s: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

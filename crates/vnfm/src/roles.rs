@@ -308,10 +308,30 @@ impl Roles {
         instance: String,
     ) -> anyhow::Result<()> {
         self.clients.push(log.jetstream().client());
+        let mut guard = api.guard.clone();
+        if let Some(open_files_max) = std::fs::read_to_string("/proc/self/limits")
+            .ok()
+            .as_deref()
+            .and_then(open_files_soft_limit)
+        {
+            guard.connections_max =
+                gateway::connections_max_within(guard.connections_max, open_files_max);
+            if guard.connections_max < api.guard.connections_max {
+                tracing::warn!(
+                    open_files_max,
+                    connections_max = guard.connections_max,
+                    "--connections-max {} does not fit the open-file limit less {} for the rest; serving at most {} connections (raise LimitNOFILE to serve more).",
+                    api.guard.connections_max,
+                    gateway::OPEN_FILES_RESERVE,
+                    guard.connections_max,
+                );
+            }
+        }
         let config = GatewayConfig {
             auth: api.auth.clone(),
             instance,
             stop_at: api.stop_at,
+            guard,
             ..GatewayConfig::default()
         };
         let gateway = Gateway::new(log, tables, config).await?;
@@ -516,8 +536,32 @@ async fn rebuild(nats: &Nats, verify: bool) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The soft limit on open files in the text of `/proc/self/limits` (`None` when unlimited or
+/// not found).
+fn open_files_soft_limit(limits: &str) -> Option<u64> {
+    let line = limits
+        .lines()
+        .find(|line| line.starts_with("Max open files"))?;
+    line.trim_start_matches("Max open files")
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_open_file_limit_is_read_from_proc() {
+        let limits = "Limit                     Soft Limit           Hard Limit           Units     \n\
+                      Max processes             unlimited            unlimited            processes \n\
+                      Max open files            1024                 524288               files     \n";
+        assert_eq!(super::open_files_soft_limit(limits), Some(1024));
+        let unlimited = limits.replace("1024 ", "unlimited");
+        assert_eq!(super::open_files_soft_limit(&unlimited), None);
+        assert_eq!(super::open_files_soft_limit(""), None);
+    }
+
     use super::*;
 
     /// A role that ends when told to stop.
