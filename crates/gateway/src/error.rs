@@ -19,6 +19,12 @@ pub struct ApiError {
     message: String,
 }
 
+impl From<crate::auth::ForeignTenant> for ApiError {
+    fn from(error: crate::auth::ForeignTenant) -> Self {
+        Self::invalid_input(error.to_string())
+    }
+}
+
 impl ApiError {
     /// The request body is not a JSON object we can read (empty, not JSON, too long).
     pub(crate) fn malformed_body(message: impl Into<String>) -> Self {
@@ -58,12 +64,29 @@ impl ApiError {
         Self::new(StatusCode::CONFLICT, kind, message)
     }
 
-    pub(crate) fn unauthorized() -> Self {
-        Self::new(
-            StatusCode::UNAUTHORIZED,
-            "HTTPUnauthorized",
-            "Authentication required: send a valid X-Auth-Token header",
-        )
+    /// No token accepted (401), or no back end to ask (503).
+    pub(crate) fn unauthenticated(error: &crate::auth::AuthError) -> Self {
+        use crate::auth::AuthError;
+        match error {
+            AuthError::Missing | AuthError::Invalid => Self::new(
+                StatusCode::UNAUTHORIZED,
+                "HTTPUnauthorized",
+                format!("Authentication required: {error}; send a valid X-Auth-Token header"),
+            ),
+            AuthError::Unavailable(_) => {
+                tracing::warn!(error = %error, "Request refused: cannot authenticate.");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "HTTPServiceUnavailable",
+                    "Service Unavailable: the authentication service did not answer; retry the request later.",
+                )
+            }
+        }
+    }
+
+    /// The caller is known and may not do this (Tacker's policy check).
+    pub(crate) fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "HTTPForbidden", message)
     }
 
     pub(crate) fn method_not_allowed(method: &str, path: &str) -> Self {
