@@ -227,6 +227,33 @@ mod tests {
     }
 
     #[test]
+    fn a_refused_token_is_401_and_an_unavailable_back_end_503() {
+        use crate::auth::AuthError;
+        for (error, status, says) in [
+            (
+                AuthError::Missing,
+                StatusCode::UNAUTHORIZED,
+                "no X-Auth-Token given",
+            ),
+            (AuthError::Invalid, StatusCode::UNAUTHORIZED, "is not valid"),
+            (
+                AuthError::Unavailable("keystone: connection refused".into()),
+                StatusCode::SERVICE_UNAVAILABLE,
+                "retry the request later",
+            ),
+        ] {
+            let api = ApiError::unauthenticated(&error);
+            assert_eq!(api.status(), status, "{error}");
+            assert!(api.message().contains(says), "{}", api.message());
+            assert!(
+                !api.message().contains("connection refused"),
+                "{}",
+                api.message()
+            );
+        }
+    }
+
+    #[test]
     fn a_store_conflict_is_the_clients_to_retry() {
         let api = ApiError::store("test", &StoreError::Conflict);
         assert_eq!(api.status(), StatusCode::CONFLICT);

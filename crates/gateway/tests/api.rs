@@ -803,6 +803,12 @@ impl Api {
         self.call_with_token(method, uri, body, Some(token)).await
     }
 
+    /// `GET /v1.0/events?resource_id=` as `token`'s user: the whole answer.
+    async fn events_of(&self, token: &str, resource_id: &str) -> Value {
+        let uri = format!("/v1.0/events.json?resource_id={resource_id}");
+        self.call_as(token, "GET", &uri, None).await.1
+    }
+
     /// Onboards the SCALE sample as `token`'s user, with an optional `tenant_id`.
     async fn onboard_as(
         &self,
@@ -1000,12 +1006,9 @@ async fn projects_are_isolated_readers_only_read_and_the_log_names_the_user() {
             "{token}: {refused}"
         );
         assert_eq!(api.log_length().await, before, "{token}: nothing recorded");
-        for uri in [
-            format!("/v1.0/events.json?resource_id={vnf_id}"),
-            format!("/v1.0/events.json?resource_id={vnfd_id}"),
-        ] {
-            let (_, events) = api.call_as(token, "GET", &uri, None).await;
-            assert_eq!(events, json!({"events": []}), "{token} {uri}");
+        for resource_id in [vnf_id, vnfd_id] {
+            let events = api.events_of(token, resource_id).await;
+            assert_eq!(events, json!({"events": []}), "{token} {resource_id}");
         }
         let (_, events) = api.call_as(token, "GET", "/v1.0/events.json", None).await;
         let shown: Vec<&str> = events["events"]
@@ -1021,14 +1024,7 @@ async fn projects_are_isolated_readers_only_read_and_the_log_names_the_user() {
         );
     }
     // One event of another project, shown by id: 404.
-    let (_, events) = api
-        .call_as(
-            "t-root",
-            "GET",
-            &format!("/v1.0/events.json?resource_id={a_vnf}"),
-            None,
-        )
-        .await;
+    let events = api.events_of("t-root", &a_vnf).await;
     let event_id = events["events"][0]["id"]
         .as_u64()
         .expect("an event of a-vnf");
@@ -1115,14 +1111,7 @@ async fn projects_are_isolated_readers_only_read_and_the_log_names_the_user() {
         ]
     );
     assert_eq!(actors(b_vnf.clone()).await, ["user:root (project admin)"]);
-    let (_, events) = api
-        .call_as(
-            "t-alice",
-            "GET",
-            &format!("/v1.0/events.json?resource_id={a_vnf}"),
-            None,
-        )
-        .await;
+    let events = api.events_of("t-alice", &a_vnf).await;
     let details = events["events"][0]["event_details"]
         .as_str()
         .expect("details");
