@@ -136,7 +136,7 @@ impl Principal {
 /// A non-admin asked to create a resource in a project that is not its own.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "tenant_id: {tenant:?} is not your project; specifying a tenant_id other than the authenticated one requires the admin role"
+    "tenant_id: Specifying 'tenant_id' other than authenticated tenant in request requires admin privileges (given {tenant:?})"
 )]
 pub struct ForeignTenant {
     pub tenant: String,

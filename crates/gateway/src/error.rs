@@ -19,9 +19,10 @@ pub struct ApiError {
     message: String,
 }
 
+/// Tacker's answer (its API base's `_populate_tenant_id`): 400, with its words.
 impl From<crate::auth::ForeignTenant> for ApiError {
     fn from(error: crate::auth::ForeignTenant) -> Self {
-        Self::invalid_input(error.to_string())
+        Self::new(StatusCode::BAD_REQUEST, "HTTPBadRequest", error.to_string())
     }
 }
 

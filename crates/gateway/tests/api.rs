@@ -889,7 +889,7 @@ async fn projects_are_isolated_readers_only_read_and_the_log_names_the_user() {
     let (status, refused) = api.onboard_as("t-alice", "sneaky", Some("p2")).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
     assert!(
-        tacker_error(&refused, "InvalidInput").contains("admin role"),
+        tacker_error(&refused, "HTTPBadRequest").contains("requires admin privileges"),
         "{refused}"
     );
     let (status, refused) = api
