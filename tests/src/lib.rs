@@ -5,6 +5,7 @@
 
 pub mod attacker;
 pub mod checker;
+pub mod keystone;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -458,7 +459,7 @@ pub fn monitored_vnfd(driver: &str, action: &str, two_vdus: bool) -> String {
         nodes.push_str(&vdu("VDU2", "CP2"));
     }
     format!(
-        "tosca_definitions_version: tosca_simple_profile_for_nfv_1_0_0\nmetadata: {{template_name: monitored}}\ntopology_template:\n  node_templates:\n{nodes}  policies:\n    - SP1:\n        type: tosca.policies.tacker.Scaling\n        properties: {{targets: [VDU1], increment: 1, min_instances: 1, max_instances: 3, default_instances: 1}}\n"
+        "tosca_definitions_version: tosca_simple_profile_for_nfv_1_0_0\nmetadata: {{template_name: monitored}}\ntopology_template:\n  node_templates:\n{nodes}  policies:\n    - SP1:\n        type: tosca.policies.tacker.Scaling\n        properties: {{targets: [VDU1], increment: 1, min_instances: 1, max_instances: 3, default_instances: 1, cooldown: 0}}\n"
     )
 }
 

@@ -1,11 +1,15 @@
 //! The VNF lifecycle end to end, through the gateway's HTTP API, with real namespaces:
-//! onboard → create → ACTIVE with reachable IPs → scale out and in → delete → 404, nothing left,
+//! onboard → create → ACTIVE with reachable IPs → scale out, in refused inside the policy's
+//! cooldown, in → delete → 404, nothing left,
 //! VNFD delete refused while used and accepted after; the tables equal a rebuild of the log.
 
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use vnfm_tests::{System, answers_ping, mgmt_ips, sample};
+
+/// SP1's cooldown in this test: the sample's 120 s, made short enough to wait out.
+const COOLDOWN: Duration = Duration::from_secs(1);
 
 fn status(vnf: &Value) -> &str {
     vnf["vnf"]["status"].as_str().unwrap_or("")
@@ -16,10 +20,14 @@ async fn create_scale_delete_through_the_gateway() {
     let system = System::start().await;
 
     // Onboard the scaling sample (SP1 scales VDU1 and VDU2 from 2, between 1 and 3).
+    let template = sample("tosca-vnfd-scale.yaml").replace(
+        "cooldown: 120",
+        &format!("cooldown: {}", COOLDOWN.as_secs()),
+    );
     let (code, vnfd) = system
         .post(
             "/vnfds.json",
-            json!({"vnfd": {"name": "scaling", "attributes": {"vnfd": sample("tosca-vnfd-scale.yaml")}}}),
+            json!({"vnfd": {"name": "scaling", "attributes": {"vnfd": template}}}),
         )
         .await;
     assert_eq!(code, 201, "{vnfd}");
@@ -95,7 +103,22 @@ async fn create_scale_delete_through_the_gateway() {
             .contains("max_instances")
     );
 
-    // Scale in: back to four, and the removed instances are gone.
+    // Scale in, at once: SP1 is cooling down (the sample's 120 s made 1 s here).
+    let (code, body) = system
+        .post(&format!("/vnfs/{vnf_id}/actions.json"), scale("in"))
+        .await;
+    assert_eq!(code, 409, "inside the cooldown: {body}");
+    assert_eq!(body["TackerError"]["type"], "VNFScaleCooldown", "{body}");
+    assert!(
+        body["TackerError"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("retry in 1 s"),
+        "{body}"
+    );
+
+    // Scale in after the cooldown: back to four, and the removed instances are gone.
+    tokio::time::sleep(COOLDOWN).await;
     let (code, body) = system
         .post(&format!("/vnfs/{vnf_id}/actions.json"), scale("in"))
         .await;

@@ -205,6 +205,7 @@ async fn create_scale_and_delete_complete_from_the_log() {
         operation_id: "op-out".into(),
         policy: "SP1".into(),
         direction: ScaleDirection::Out,
+        at: time::OffsetDateTime::now_utc(),
     };
     log.execute::<Vnf>("v1", scale, &(), &user()).await.unwrap();
     let vnf = wait_status(&log, "v1", VnfStatus::Active).await;

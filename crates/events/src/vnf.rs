@@ -237,6 +237,8 @@ pub enum VnfCommand {
         operation_id: String,
         policy: String,
         direction: ScaleDirection,
+        /// When the scale was asked for: a policy scales again only after its `cooldown`.
+        at: OffsetDateTime,
     },
     Delete {
         operation_id: String,
@@ -295,6 +297,14 @@ pub enum VnfEvent {
         direction: ScaleDirection,
         add: Vec<PlannedInstance>,
         remove: Vec<String>,
+        /// When it was asked for; absent in events recorded before cooldowns were kept (such
+        /// a scale starts no cooldown).
+        #[serde(
+            default,
+            with = "time::serde::rfc3339::option",
+            skip_serializing_if = "Option::is_none"
+        )]
+        at: Option<OffsetDateTime>,
     },
     ScaleCompleted {
         operation_id: String,
@@ -394,6 +404,15 @@ pub enum VnfError {
         bound: &'static str,
         limit: u32,
     },
+    /// The policy scaled less than its `cooldown` ago.
+    #[error(
+        "scaling policy {policy} is cooling down: it scaled less than its cooldown of {cooldown_s} s ago; retry in {seconds_left} s"
+    )]
+    Cooldown {
+        policy: String,
+        cooldown_s: u64,
+        seconds_left: u64,
+    },
     #[error("operation {operation_id} is not pending")]
     StaleOperation { operation_id: String },
     /// The failure report is not about the VNF's current monitor action or instance: the
@@ -449,6 +468,8 @@ pub struct Vnf {
     pub heals_at: VecDeque<OffsetDateTime>,
     /// Failure reports already handled (bounded), so a redelivery changes nothing.
     pub handled_failures: VecDeque<String>,
+    /// When each scaling policy last scaled (asked for), for its cooldown.
+    pub scaled_at: BTreeMap<String, OffsetDateTime>,
 }
 
 /// Deterministic instance ids: a retried or redelivered operation plans the same instances.
@@ -522,6 +543,31 @@ impl Vnf {
             .ok_or_else(|| VnfError::StaleOperation {
                 operation_id: operation_id.to_owned(),
             })
+    }
+
+    /// Refuses a scale by `policy_name` at `at` within the policy's cooldown after its last.
+    fn check_cooldown(&self, policy_name: &str, at: OffsetDateTime) -> Result<(), VnfError> {
+        let cooldown_s = self
+            .vnfd
+            .as_ref()
+            .and_then(|vnfd| vnfd.scaling_policy(policy_name))
+            .map_or(0, |policy| policy.cooldown_s);
+        let Some(last) = self.scaled_at.get(policy_name) else {
+            return Ok(());
+        };
+        let ready = *last + time::Duration::seconds(i64::try_from(cooldown_s).unwrap_or(i64::MAX));
+        if at >= ready {
+            return Ok(());
+        }
+        // Rounded up: "retry in 0 s" would be a lie.
+        let left = ready - at;
+        let seconds_left = u64::try_from(left.whole_seconds()).unwrap_or(0)
+            + u64::from(left.subsec_nanoseconds() > 0);
+        Err(VnfError::Cooldown {
+            policy: policy_name.to_owned(),
+            cooldown_s,
+            seconds_left,
+        })
     }
 
     fn plan_scale(
@@ -650,15 +696,18 @@ impl Aggregate for Vnf {
                 operation_id,
                 policy,
                 direction,
+                at,
             } => {
                 self.require_status(&[VnfStatus::Active], "scale")?;
                 let (add, remove) = self.plan_scale(&operation_id, &policy, direction)?;
+                self.check_cooldown(&policy, at)?;
                 let requested = VnfEvent::ScaleRequested {
                     operation_id,
                     policy,
                     direction,
                     add,
                     remove,
+                    at: Some(at),
                 };
                 sink.write(requested, self).await;
             }
@@ -768,11 +817,15 @@ impl Aggregate for Vnf {
             }
             VnfEvent::ScaleRequested {
                 operation_id,
+                policy,
                 direction,
                 add,
                 remove,
-                ..
+                at,
             } => {
+                if let Some(at) = at {
+                    self.scaled_at.insert(policy, at);
+                }
                 let kind = match direction {
                     ScaleDirection::Out => OperationKind::ScaleOut,
                     ScaleDirection::In => OperationKind::ScaleIn,

@@ -14,6 +14,7 @@ mod audit;
 pub mod auth;
 mod error;
 mod input;
+pub mod keystone;
 mod mirror;
 mod render;
 mod vnfds;

@@ -334,6 +334,7 @@ pub(crate) async fn action(
         operation_id: uuid::Uuid::new_v4().to_string(),
         policy: policy.clone(),
         direction,
+        at: time::OffsetDateTime::now_utc(),
     };
     gateway
         .log()
@@ -396,6 +397,9 @@ fn command_error(vnf_id: &str, error: CommandError<VnfError>) -> ApiError {
         }
         CommandError::Rejected(e @ VnfError::ScaleLimit { .. }) => {
             ApiError::conflict("VNFScaleLimit", e.to_string())
+        }
+        CommandError::Rejected(e @ VnfError::Cooldown { .. }) => {
+            ApiError::conflict("VNFScaleCooldown", e.to_string())
         }
         CommandError::Rejected(e @ VnfError::UnknownScalingPolicy { .. }) => {
             ApiError::not_found("VNFPolicyNotFound", e.to_string())

@@ -73,11 +73,15 @@ fn active() -> Vec<VnfEvent> {
     ]
 }
 
+/// When the tests' scales are asked for.
+const SCALED_AT: OffsetDateTime = datetime!(2026-11-25 10:00 UTC);
+
 fn scale(direction: ScaleDirection) -> VnfCommand {
     VnfCommand::Scale {
         operation_id: "op-scale".into(),
         policy: "SP1".into(),
         direction,
+        at: SCALED_AT,
     }
 }
 
@@ -89,6 +93,7 @@ fn scale_out_requested() -> VnfEvent {
         direction: ScaleDirection::Out,
         add: vec![planned("op-scale", "VDU1", 0)],
         remove: vec![],
+        at: Some(SCALED_AT),
     }
 }
 
@@ -202,6 +207,7 @@ fn scale_out_plans_one_more_instance() {
             direction: ScaleDirection::Out,
             add: vec![planned("op-scale", "VDU1", 0)],
             remove: vec![],
+            at: Some(SCALED_AT),
         }]);
 }
 
@@ -241,6 +247,7 @@ fn scale_in_removes_the_newest_instance_and_respects_min() {
             direction: ScaleDirection::In,
             add: vec![],
             remove: vec![newest.clone()],
+            at: Some(SCALED_AT),
         }]);
     let mut events = active();
     events.push(VnfEvent::ScaleRequested {
@@ -249,6 +256,7 @@ fn scale_in_removes_the_newest_instance_and_respects_min() {
         direction: ScaleDirection::In,
         add: vec![],
         remove: vec![newest.clone()],
+        at: Some(SCALED_AT),
     });
     events.push(VnfEvent::ScaleCompleted {
         operation_id: "op-scale".into(),
@@ -281,10 +289,64 @@ fn scale_with_an_unknown_policy_is_refused() {
             operation_id: "op".into(),
             policy: "SP9".into(),
             direction: ScaleDirection::Out,
+            at: SCALED_AT,
         })
         .then_expect_error(VnfError::UnknownScalingPolicy {
             policy: "SP9".into(),
         });
+}
+
+#[test]
+fn a_policy_scales_again_only_after_its_cooldown() {
+    let mut vnfd = vnfd(false);
+    vnfd.scaling_policies[0].cooldown_s = 60;
+    let mut events = vec![
+        VnfEvent::CreateRequested {
+            details: details(),
+            vnfd,
+            operation_id: CREATE_OP.into(),
+            add: create_plan(),
+        },
+        VnfEvent::CreateCompleted {
+            operation_id: CREATE_OP.into(),
+            instances: running(&create_plan(), 1),
+        },
+        scale_out_requested(),
+    ];
+    events.push(VnfEvent::ScaleCompleted {
+        operation_id: "op-scale".into(),
+        added: running(&[planned("op-scale", "VDU1", 0)], 9),
+        removed: vec![],
+    });
+    let again_at = |seconds: i64| VnfCommand::Scale {
+        operation_id: "op-again".into(),
+        policy: "SP1".into(),
+        direction: ScaleDirection::In,
+        at: SCALED_AT + time::Duration::seconds(seconds),
+    };
+    Given::with(())
+        .given(events.clone())
+        .when(again_at(30))
+        .then_expect_error(VnfError::Cooldown {
+            policy: "SP1".into(),
+            cooldown_s: 60,
+            seconds_left: 30,
+        });
+    let result = Given::with(())
+        .given(events)
+        .when(again_at(60))
+        .inspect_result();
+    assert!(result.is_ok(), "{result:?}");
+}
+
+#[test]
+fn a_scale_recorded_without_its_time_starts_no_cooldown() {
+    let old = serde_json::json!({"type": "ScaleRequested", "operation_id": "o", "policy": "SP1",
+        "direction": "out", "add": [], "remove": []});
+    let event: VnfEvent = serde_json::from_value(old).unwrap();
+    let mut vnf = Vnf::default();
+    vnf.apply(event);
+    assert!(vnf.scaled_at.is_empty());
 }
 
 #[test]

@@ -1,0 +1,84 @@
+//! python-tackerclient 1.14.0 (`ops/install-tackerclient.sh`), unmodified, drives the API: the
+//! README's walk-through with Tacker's own client, its legacy VNFM commands and their output.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use vnfm_tests::System;
+
+/// Tacker's client, as `ops/install-tackerclient.sh` leaves it.
+fn tacker() -> PathBuf {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../ops/.venv-tacker/bin/tacker");
+    assert!(
+        path.exists(),
+        "{} is missing: run ops/install-tackerclient.sh",
+        path.display()
+    );
+    path
+}
+
+/// Runs `tacker ARGS` against `root` (the API's root URL) without Keystone; answers stdout.
+fn run(root: &str, args: &[&str]) -> String {
+    let out = Command::new(tacker())
+        .args(["--os-auth-strategy", "noauth", "--os-url", root])
+        .args(args)
+        .output()
+        .expect("run tacker");
+    assert!(
+        out.status.success(),
+        "tacker {args:?}: {}\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tackers_own_client_onboards_creates_shows_and_deletes() {
+    let system = System::start().await;
+    let root = system.api.trim_end_matches("/v1.0").to_owned();
+    let vnfd_file = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../crates/vnfd/tests/samples/tosca-vnfd-scale.yaml");
+    let vnfd_file = vnfd_file.to_str().expect("a UTF-8 path");
+    let created = tokio::task::spawn_blocking({
+        let root = root.clone();
+        let vnfd_file = vnfd_file.to_owned();
+        move || {
+            run(
+                &root,
+                &["vnfd-create", "--vnfd-file", &vnfd_file, "scaling"],
+            );
+            run(&root, &["vnf-create", "--vnfd-name", "scaling", "vnf1"])
+        }
+    })
+    .await
+    .unwrap();
+    assert!(created.contains("vnf1"), "{created}");
+    let id = created
+        .lines()
+        .find(|line| line.contains("| id "))
+        .and_then(|line| line.split('|').nth(2))
+        .map(str::trim)
+        .expect("the created VNF's id")
+        .to_owned();
+    system
+        .wait_vnf(&id, "ACTIVE", |code, vnf| {
+            code == 200 && vnf["vnf"]["status"] == "ACTIVE"
+        })
+        .await;
+    let shown = tokio::task::spawn_blocking({
+        let root = root.clone();
+        move || run(&root, &["vnf-show", "vnf1"])
+    })
+    .await
+    .unwrap();
+    assert!(shown.contains("ACTIVE"), "{shown}");
+    let listed = tokio::task::spawn_blocking(move || {
+        run(&root, &["vnf-delete", "vnf1"]);
+        run(&root, &["vnfd-list"])
+    })
+    .await
+    .unwrap();
+    assert!(listed.contains("scaling"), "{listed}");
+}
