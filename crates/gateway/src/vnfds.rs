@@ -69,7 +69,7 @@ pub(crate) async fn onboard(
         .execute::<Vnfd>(&vnfd_id, VnfdCommand::Onboard(descriptor), &(), cause)
         .await
         .map_err(|e| command_error(&vnfd_id, e))?;
-    tracing::info!(vnfd_id = %vnfd_id, "VNFD onboarded.");
+    tracing::info!(vnfd_id = %vnfd_id, actor = %cause.actor, "VNFD onboarded.");
     gateway
         .refresh_vnfd(&vnfd_id)
         .await?
@@ -156,7 +156,7 @@ pub(crate) async fn delete(
         .execute::<Vnfd>(&vnfd_id, VnfdCommand::Delete, &(), &cause)
         .await
         .map_err(|e| command_error(&vnfd_id, e))?;
-    tracing::info!(vnfd_id = %vnfd_id, "VNFD deleted.");
+    tracing::info!(vnfd_id = %vnfd_id, actor = %cause.actor, "VNFD deleted.");
     gateway.refresh_vnfd(&vnfd_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -165,7 +165,7 @@ pub(crate) async fn create(
         .map_err(|e| command_error(&vnf_id, e))?;
     CreateStopPoint::AfterCreate.reached(&gateway).await;
     use_vnfd(&gateway, &vnfd_id, &vnf_id, &create).await;
-    tracing::info!(vnf_id = %vnf_id, vnfd_id = %vnfd_id, "VNF create requested.");
+    tracing::info!(vnf_id = %vnf_id, vnfd_id = %vnfd_id, actor = %create.actor, "VNF create requested.");
     let vnf = gateway
         .refresh_vnf(&vnf_id)
         .await?
@@ -289,7 +289,7 @@ pub(crate) async fn delete(
         .execute::<Vnf>(&vnf_id, command, &(), &Gateway::user_request(&caller))
         .await
         .map_err(|e| command_error(&vnf_id, e))?;
-    tracing::info!(vnf_id = %vnf_id, "VNF delete requested.");
+    tracing::info!(vnf_id = %vnf_id, user = %caller.user_id, project = %caller.project_id, "VNF delete requested.");
     gateway.refresh_vnf(&vnf_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -341,7 +341,7 @@ pub(crate) async fn action(
         .execute::<Vnf>(&vnf_id, command, &(), &Gateway::user_request(&caller))
         .await
         .map_err(|e| command_error(&vnf_id, e))?;
-    tracing::info!(vnf_id = %vnf_id, policy = %policy, direction = direction.as_str(), "VNF scale requested.");
+    tracing::info!(vnf_id = %vnf_id, policy = %policy, direction = direction.as_str(), user = %caller.user_id, project = %caller.project_id, "VNF scale requested.");
     gateway.refresh_vnf(&vnf_id).await?;
     Ok((StatusCode::CREATED, Json(json!({}))))
 }
