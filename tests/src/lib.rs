@@ -18,7 +18,7 @@ use conductor::{Conductor, ConductorConfig};
 use events::read::StreamRead;
 use events::store::EventLog;
 use events::vnf::RespawnLimit;
-use gateway::{Auth, Gateway, GatewayConfig};
+use gateway::{Gateway, GatewayConfig};
 use monitor::probe::Prober;
 use monitor::{Monitor, MonitorConfig};
 use projector::Tables;
@@ -120,8 +120,6 @@ impl System {
             gateway_log,
             gateway_tables,
             GatewayConfig {
-                auth: Auth::None,
-                tenant_id: "admin".into(),
                 instance: format!("gateway-{vim_prefix}"),
                 ..GatewayConfig::default()
             },

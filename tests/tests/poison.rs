@@ -120,6 +120,11 @@ async fn messages_that_do_not_decode_are_skipped_everywhere_and_shown_as_skipped
         assert!(printed.contains(&skipped), "{skipped} not in:\n{printed}");
     }
     assert!(printed.contains("ScaleCompleted"), "{printed}");
+    // The user and project of each request: the gateway's `--auth none` caller.
+    assert!(
+        printed.contains("by user:anonymous (project admin) (command"),
+        "{printed}"
+    );
 
     // Delete: the VNF goes.
     let (code, body) = system.delete(&format!("/vnfs/{vnf_id}")).await;

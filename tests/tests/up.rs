@@ -177,6 +177,107 @@ async fn up_with_tls_serves_nats_over_tls_only() {
     stop(&mut up).await;
 }
 
+/// `vnfm up --auth token`: the API takes the tokens `vnfm token create` makes, a token added
+/// while it runs works without a restart and a removed one stops working, and each project
+/// sees only its own VNFDs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_with_token_auth_serves_created_tokens_and_rotates_them() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let tokens = dir.path().join("tokens");
+    let tokens_arg = tokens.to_str().expect("a UTF-8 path");
+    let alice = token_create(tokens_arg, "alice", "p1");
+    let (_data_dir, listen, mut up) =
+        start_up(&["--auth", "token", "--token-file", tokens_arg]).await;
+    let api = format!("http://{listen}/v1.0");
+    let http = reqwest::Client::new();
+    let get_as = |token: &str| {
+        let request = http
+            .get(format!("{api}/vnfds"))
+            .header("X-Auth-Token", token);
+        async move {
+            let response = request.send().await.expect("the gateway answers");
+            let status = response.status().as_u16();
+            (
+                status,
+                response
+                    .json::<serde_json::Value>()
+                    .await
+                    .unwrap_or_default(),
+            )
+        }
+    };
+    assert_eq!(get_as("").await.0, 401);
+    assert_eq!(get_as("not-a-token").await.0, 401);
+    assert_eq!(get_as(&alice).await.0, 200);
+    let body =
+        serde_json::json!({"vnfd": {"attributes": {"vnfd": monitored_vnfd("ping", "log", false)}}});
+    let onboarded = http
+        .post(format!("{api}/vnfds"))
+        .header("X-Auth-Token", &alice)
+        .json(&body)
+        .send()
+        .await
+        .expect("the gateway answers");
+    assert_eq!(onboarded.status().as_u16(), 201);
+
+    // Added while the gateway runs: in force within the reload interval.
+    let before_bob = std::fs::read_to_string(&tokens).expect("the token file");
+    let bob = token_create(tokens_arg, "bob", "p2");
+    eventually("bob's new token is accepted", PATIENCE, || async {
+        match get_as(&bob).await {
+            (200, listed) if listed == serde_json::json!({"vnfds": []}) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    let (_, listed) = get_as(&alice).await;
+    assert_eq!(
+        listed["vnfds"].as_array().map(Vec::len),
+        Some(1),
+        "{listed}"
+    );
+
+    // Removed: refused again, and alice's still works.
+    std::fs::write(&tokens, before_bob).expect("rewrite the token file");
+    eventually("bob's removed token is refused", PATIENCE, || async {
+        match get_as(&bob).await.0 {
+            401 => Ok(()),
+            other => Err(other.to_string()),
+        }
+    })
+    .await;
+    assert_eq!(get_as(&alice).await.0, 200);
+    stop(&mut up).await;
+}
+
+/// `vnfm token create` for a member of `project`; answers the token it printed.
+fn token_create(token_file: &str, user: &str, project: &str) -> String {
+    let output = std::process::Command::new(testkit::vnfm_bin())
+        .args([
+            "token",
+            "create",
+            "--token-file",
+            token_file,
+            "--user",
+            user,
+            "--project",
+            project,
+            "--role",
+            "member",
+        ])
+        .output()
+        .expect("run vnfm token create");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout)
+        .expect("UTF-8")
+        .trim_end()
+        .to_owned()
+}
+
 /// `vnfm up` with `flags` on a fresh data dir, an API port and a VIM prefix of its own, once its
 /// gateway listens; answers the data dir and the API's address too.
 async fn start_up(flags: &[&str]) -> (tempfile::TempDir, String, RoleProcess) {

@@ -73,19 +73,24 @@ impl Cause {
 
     const ACTOR_KIND: &'static str = "actor_kind";
     const ACTOR_ID: &'static str = "actor_id";
+    const ACTOR_PROJECT: &'static str = "actor_project";
     const COMMAND_ID: &'static str = "command_id";
     const CORRELATION_ID: &'static str = "correlation_id";
     const CAUSATION_ID: &'static str = "causation_id";
 
     /// The cause as cqrs-es metadata, which is how it reaches the event store.
     pub fn to_metadata(&self) -> HashMap<String, String> {
-        HashMap::from([
+        let mut metadata = HashMap::from([
             (Self::ACTOR_KIND.into(), self.actor.kind.as_str().into()),
             (Self::ACTOR_ID.into(), self.actor.id.clone()),
             (Self::COMMAND_ID.into(), self.command_id.clone()),
             (Self::CORRELATION_ID.into(), self.correlation_id.clone()),
             (Self::CAUSATION_ID.into(), self.causation_id.clone()),
-        ])
+        ]);
+        if let Some(project) = &self.actor.project {
+            metadata.insert(Self::ACTOR_PROJECT.into(), project.clone());
+        }
+        metadata
     }
 
     /// The inverse of [`Cause::to_metadata`]; `None` when a key is missing.
@@ -95,6 +100,7 @@ impl Cause {
             actor: Actor {
                 kind: ActorKind::parse(&get(Self::ACTOR_KIND)?)?,
                 id: get(Self::ACTOR_ID)?,
+                project: get(Self::ACTOR_PROJECT),
             },
             command_id: get(Self::COMMAND_ID)?,
             correlation_id: get(Self::CORRELATION_ID)?,
@@ -107,8 +113,13 @@ impl Cause {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Actor {
     pub kind: ActorKind,
-    /// The user's name (or tenant) for users; the instance name for components.
+    /// The user's id for users; the instance name for components.
     pub id: String,
+    /// The project a user acted for. Absent for components, and on messages written before
+    /// users were authenticated one by one (they read as `None`: an optional field needs no
+    /// schema version of its own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
 }
 
 impl Actor {
@@ -116,13 +127,25 @@ impl Actor {
         Actor {
             kind,
             id: id.into(),
+            project: None,
         }
+    }
+
+    /// The same actor, acting for `project`.
+    #[must_use]
+    pub fn in_project(mut self, project: impl Into<String>) -> Self {
+        self.project = Some(project.into());
+        self
     }
 }
 
 impl fmt::Display for Actor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.kind.as_str(), self.id)
+        write!(f, "{}:{}", self.kind.as_str(), self.id)?;
+        match &self.project {
+            Some(project) => write!(f, " (project {project})"),
+            None => Ok(()),
+        }
     }
 }
 
@@ -241,6 +264,25 @@ mod tests {
     fn cause_survives_metadata() {
         let cause = crate::fixtures::user();
         assert_eq!(Cause::from_metadata(&cause.to_metadata()), Some(cause));
+    }
+
+    #[test]
+    fn a_user_s_project_survives_metadata_and_the_log_and_is_shown() {
+        let mut cause = crate::fixtures::user();
+        cause.actor = Actor::new(ActorKind::User, "alice").in_project("p1");
+        assert_eq!(
+            Cause::from_metadata(&cause.to_metadata()),
+            Some(cause.clone())
+        );
+        assert_eq!(cause.actor.to_string(), "user:alice (project p1)");
+        let stored = serde_json::to_value(&cause.actor).unwrap();
+        assert_eq!(stored["project"], "p1");
+        let component = Actor::new(ActorKind::Conductor, "c-1");
+        let stored = serde_json::to_value(&component).unwrap();
+        assert!(stored.get("project").is_none(), "{stored}");
+        let read: Actor =
+            serde_json::from_value(serde_json::json!({"kind": "user", "id": "admin"})).unwrap();
+        assert_eq!(read.project, None);
     }
 
     #[test]

@@ -19,6 +19,13 @@ pub struct ApiError {
     message: String,
 }
 
+/// Tacker's answer (its API base's `_populate_tenant_id`): 400, with its words.
+impl From<crate::auth::ForeignTenant> for ApiError {
+    fn from(error: crate::auth::ForeignTenant) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "HTTPBadRequest", error.to_string())
+    }
+}
+
 impl ApiError {
     /// The request body is not a JSON object we can read (empty, not JSON, too long).
     pub(crate) fn malformed_body(message: impl Into<String>) -> Self {
@@ -58,12 +65,29 @@ impl ApiError {
         Self::new(StatusCode::CONFLICT, kind, message)
     }
 
-    pub(crate) fn unauthorized() -> Self {
-        Self::new(
-            StatusCode::UNAUTHORIZED,
-            "HTTPUnauthorized",
-            "Authentication required: send a valid X-Auth-Token header",
-        )
+    /// No token accepted (401), or no back end to ask (503).
+    pub(crate) fn unauthenticated(error: &crate::auth::AuthError) -> Self {
+        use crate::auth::AuthError;
+        match error {
+            AuthError::Missing | AuthError::Invalid => Self::new(
+                StatusCode::UNAUTHORIZED,
+                "HTTPUnauthorized",
+                format!("Authentication required: {error}; send a valid X-Auth-Token header"),
+            ),
+            AuthError::Unavailable(_) => {
+                tracing::warn!(error = %error, "Request refused: cannot authenticate.");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "HTTPServiceUnavailable",
+                    "Service Unavailable: the authentication service did not answer; retry the request later.",
+                )
+            }
+        }
+    }
+
+    /// The caller is known and may not do this (Tacker's policy check).
+    pub(crate) fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "HTTPForbidden", message)
     }
 
     pub(crate) fn method_not_allowed(method: &str, path: &str) -> Self {
@@ -237,6 +261,33 @@ mod tests {
             api.message(),
             "vnf.vnfd_template: the VNFD is not usable YAML: not YAML"
         );
+    }
+
+    #[test]
+    fn a_refused_token_is_401_and_an_unavailable_back_end_503() {
+        use crate::auth::AuthError;
+        for (error, status, says) in [
+            (
+                AuthError::Missing,
+                StatusCode::UNAUTHORIZED,
+                "no X-Auth-Token given",
+            ),
+            (AuthError::Invalid, StatusCode::UNAUTHORIZED, "is not valid"),
+            (
+                AuthError::Unavailable("keystone: connection refused".into()),
+                StatusCode::SERVICE_UNAVAILABLE,
+                "retry the request later",
+            ),
+        ] {
+            let api = ApiError::unauthenticated(&error);
+            assert_eq!(api.status(), status, "{error}");
+            assert!(api.message().contains(says), "{}", api.message());
+            assert!(
+                !api.message().contains("connection refused"),
+                "{}",
+                api.message()
+            );
+        }
     }
 
     #[test]

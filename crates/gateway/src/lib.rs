@@ -3,10 +3,15 @@
 //! a read comes from the projector's tables (through an in-memory mirror for lists), from the
 //! log itself when the tables have not caught up, and from the log for the audit events.
 //!
+//! Every request but version discovery comes from a [`Principal`] (user, project, roles) that
+//! an [`Authenticator`] made of its `X-Auth-Token`; a caller sees and changes only its own
+//! project's resources (an admin every project's), and the log records it as the actor.
+//!
 //! The gateway never calls a VIM and never writes the tables: every change it makes is an
 //! append to the log, which the projector, the conductor and the monitors take from there.
 
 mod audit;
+pub mod auth;
 mod error;
 mod guard;
 mod input;
@@ -17,11 +22,10 @@ mod render;
 mod vnfds;
 mod vnfs;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
-use subtle::ConstantTimeEq;
 
 use async_nats::jetstream::kv;
 use axum::Router;
@@ -31,7 +35,7 @@ use axum::http::{Method, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use events::envelope::{Actor, ActorKind, Cause};
+use events::envelope::Cause;
 use events::monitor::InstanceMonitorState;
 use events::nats_error::NatsError;
 use events::store::{self, EventLog, Logged, StoreError};
@@ -43,6 +47,7 @@ use serde_json::{Value, json};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+pub use auth::{Authenticator, Principal};
 pub use error::ApiError;
 pub use guard::{
     CONNECTIONS_MAX_DEFAULT, GuardConfig, HEADER_READ_TIMEOUT, OPEN_FILES_RESERVE, PublicHost,
@@ -52,6 +57,7 @@ pub use guard::{
 pub use input::REQUEST_BODY_BYTES_MAX;
 pub use vnfs::CreateStopPoint;
 
+use auth::Access;
 use input::ListQuery;
 use mirror::{Mirror, MonitorStates};
 
@@ -63,22 +69,12 @@ const MIRROR_SYNC_TIMEOUT: Duration = Duration::from_secs(10);
 /// The header python-tackerclient sends its token in (present and empty in noauth mode).
 const AUTH_TOKEN_HEADER: &str = "x-auth-token";
 
-/// How clients prove who they are.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Auth {
-    /// Accept every request, as Tacker's `noauth` strategy did.
-    None,
-    /// Accept requests whose `X-Auth-Token` header is exactly this token.
-    Token(String),
-}
-
 /// What the gateway needs to know about its deployment.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct GatewayConfig {
-    pub auth: Auth,
-    /// The tenant of every resource created without a `tenant_id`, and the user that
-    /// commands are recorded as coming from.
-    pub tenant_id: String,
+    /// Who each request comes from: [`auth::NoAuth`] (`--auth none`, everyone is the
+    /// anonymous admin) or a back end that checks `X-Auth-Token`.
+    pub auth: Arc<dyn Authenticator>,
     /// This gateway instance's name, for its log lines.
     pub instance: String,
     /// Fault injection for tests: a VNF create that reaches this point hangs there for good,
@@ -88,11 +84,19 @@ pub struct GatewayConfig {
     pub guard: GuardConfig,
 }
 
+impl std::fmt::Debug for GatewayConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GatewayConfig")
+            .field("instance", &self.instance)
+            .field("stop_at", &self.stop_at)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Default for GatewayConfig {
     fn default() -> Self {
         GatewayConfig {
-            auth: Auth::None,
-            tenant_id: "admin".into(),
+            auth: Arc::new(auth::NoAuth),
             instance: format!("gateway-{}", std::process::id()),
             stop_at: None,
             guard: GuardConfig::default(),
@@ -244,9 +248,9 @@ impl Gateway {
         &self.shared.config
     }
 
-    /// A fresh user request, recorded as coming from the tenant's user.
-    fn user_request(&self) -> Cause {
-        Cause::user_request(Actor::new(ActorKind::User, &self.shared.config.tenant_id))
+    /// A fresh user request, recorded as coming from the caller (user and project).
+    fn user_request(caller: &Principal) -> Cause {
+        Cause::user_request(caller.actor())
     }
 
     /// The newest VNF row this gateway can see: its mirror's (which the table's watch and the
@@ -314,6 +318,55 @@ impl Gateway {
         self.refresh_row(&self.shared.vnfds, vnfd_id).await
     }
 
+    /// The events of resources `caller` sees (all for an admin); a resource the gateway cannot
+    /// find is not shown to a non-admin.
+    async fn visible_events(
+        &self,
+        caller: &Principal,
+        events: Vec<audit::TackerEvent>,
+    ) -> Result<Vec<audit::TackerEvent>, ApiError> {
+        if caller.is_admin() {
+            return Ok(events);
+        }
+        let mut seen: HashMap<(&'static str, String), bool> = HashMap::new();
+        let mut shown = Vec::with_capacity(events.len());
+        for event in events {
+            let key = (event.resource_type, event.resource_id.clone());
+            let sees = if let Some(sees) = seen.get(&key) {
+                *sees
+            } else {
+                let sees = self
+                    .resource_visible(caller, event.resource_type, &event.resource_id)
+                    .await?;
+                seen.insert(key, sees);
+                sees
+            };
+            if sees {
+                shown.push(event);
+            }
+        }
+        Ok(shown)
+    }
+
+    async fn resource_visible(
+        &self,
+        caller: &Principal,
+        resource_type: &str,
+        id: &str,
+    ) -> Result<bool, ApiError> {
+        Ok(if resource_type == <Vnf as audit::Audited>::RESOURCE_TYPE {
+            self.vnf_row(id)
+                .await?
+                .is_some_and(|row| visible(caller, &row))
+        } else if resource_type == <Vnfd as audit::Audited>::RESOURCE_TYPE {
+            self.vnfd_row(id)
+                .await?
+                .is_some_and(|row| visible(caller, &row))
+        } else {
+            false
+        })
+    }
+
     fn vnf_mirror(&self) -> &Mirror<Vnf> {
         &self.shared.vnfs
     }
@@ -323,11 +376,43 @@ impl Gateway {
     }
 }
 
-/// The rows a list considers, rendered, oldest first (then by `key`, the resource id). With
+/// A resource that belongs to one project (its `tenant_id`).
+pub(crate) trait Owned {
+    /// `None` before the resource's create is known.
+    fn tenant_id(&self) -> Option<&str>;
+}
+
+impl Owned for Vnf {
+    fn tenant_id(&self) -> Option<&str> {
+        self.details.as_ref().map(|d| d.tenant_id.as_str())
+    }
+}
+
+impl Owned for Vnfd {
+    fn tenant_id(&self) -> Option<&str> {
+        self.descriptor.as_ref().map(|d| d.tenant_id.as_str())
+    }
+}
+
+/// Whether `caller` may know that this resource exists: an admin sees every project's, anyone
+/// else only their own project's.
+pub(crate) fn visible<A: Owned>(caller: &Principal, row: &Row<A>) -> bool {
+    caller.is_admin() || row.state.tenant_id().is_some_and(|t| caller.sees(t))
+}
+
+/// Whether the gateway found the resource and it belongs to another project than the
+/// caller's: the request then answers 404, as for a resource that does not exist. A resource
+/// not found passes, and its command says whether it exists.
+pub(crate) fn foreign<A: Owned>(caller: &Principal, row: Option<&Row<A>>) -> bool {
+    row.is_some_and(|row| !visible(caller, row))
+}
+
+/// The rows a list considers (those of the caller's project, or all for an admin), rendered, oldest first (then by `key`, the resource id). With
 /// `id` filters (how python-tackerclient resolves an id), each is read like a show with
 /// `read`, so a resource created a moment ago is found even before the mirror has it; without,
 /// every mirrored row that is `listed` is rendered in place, without a copy of the row.
 async fn matching<A, Read>(
+    caller: &Principal,
     query: &ListQuery,
     mirror: &Mirror<A>,
     listed: impl Fn(&Row<A>) -> bool,
@@ -336,10 +421,15 @@ async fn matching<A, Read>(
     render: impl Fn(&Row<A>) -> Option<Value>,
 ) -> Result<Vec<Value>, ApiError>
 where
-    A: Clone,
+    A: Owned + Clone,
     Read: Future<Output = Result<Option<Row<A>>, ApiError>>,
 {
-    let entry = |row: &Row<A>| Some((row.created_at, key(row), render(row)?));
+    let entry = |row: &Row<A>| {
+        if !visible(caller, row) {
+            return None;
+        }
+        Some((row.created_at, key(row), render(row)?))
+    };
     let ids = query.values("id");
     let mut rows = if ids.is_empty() {
         mirror.collect(|row| if listed(row) { entry(row) } else { None })
@@ -410,28 +500,62 @@ fn canonical_uri(uri: &Uri) -> Option<Uri> {
     Uri::from_parts(parts).ok()
 }
 
-/// Refuses requests without the configured token. Version discovery (`GET /`) stays open,
-/// as it was in front of Tacker's Keystone middleware.
-async fn authenticate(State(gateway): State<Gateway>, request: Request, next: Next) -> Response {
-    if let Auth::Token(token) = &gateway.config().auth
-        && request.uri().path() != "/"
-    {
-        let given = request
-            .headers()
-            .get(AUTH_TOKEN_HEADER)
-            .map(axum::http::HeaderValue::as_bytes)
-            .unwrap_or_default();
-        if !token_matches(given, token) {
-            return ApiError::unauthorized().into_response();
-        }
+/// Finds out who asks ([`Authenticator`]) and refuses what their roles never allow (a write by
+/// a reader: 403); the handlers get the [`Principal`] as a [`Caller`] and decide by project.
+/// Version discovery (`GET /`) stays open, as it was in front of Tacker's Keystone middleware.
+async fn authenticate(
+    State(gateway): State<Gateway>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    if request.uri().path() == "/" {
+        return next.run(request).await;
     }
+    let token = request
+        .headers()
+        .get(AUTH_TOKEN_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default();
+    let principal = match gateway.config().auth.authenticate(token).await {
+        Ok(principal) => principal,
+        Err(e) => return ApiError::unauthenticated(&e).into_response(),
+    };
+    let access = Access::of_method(request.method());
+    if !principal.may(access) {
+        let roles: Vec<&str> = principal.roles.iter().map(|role| role.as_str()).collect();
+        tracing::info!(user = %principal.user_id, project = %principal.project_id, method = %request.method(), path = %request.uri().path(), "Request refused by role.");
+        return ApiError::forbidden(format!(
+            "{} {} is not allowed to user {} with role(s) [{}]: writes need the member or admin role",
+            request.method(),
+            request.uri().path(),
+            principal.user_id,
+            roles.join(", ")
+        ))
+        .into_response();
+    }
+    request.extensions_mut().insert(principal);
     next.run(request).await
 }
 
-/// Compares without stopping at the first difference (`subtle`), so timing does not reveal
-/// how much of a guessed token was right.
-fn token_matches(given: &[u8], token: &str) -> bool {
-    given.ct_eq(token.as_bytes()).into()
+/// The authenticated caller of a request (put there by [`authenticate`]).
+pub(crate) struct Caller(pub Principal);
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        parts
+            .extensions
+            .get::<Principal>()
+            .cloned()
+            .map(Caller)
+            .ok_or_else(|| {
+                ApiError::internal(
+                    "reading the caller",
+                    &"a handler ran without the authentication layer",
+                )
+            })
+    }
 }
 
 async fn versions() -> axum::Json<Value> {
@@ -500,6 +624,7 @@ impl<S: Send + Sync> FromRequestParts<S> for ListParams {
 /// of the newest [`audit::EVENTS_WINDOW_MESSAGES_MAX`] lifecycle messages. Oldest first.
 async fn list_events(
     State(gateway): State<Gateway>,
+    Caller(caller): Caller,
     ListParams(query): ListParams,
 ) -> Result<axum::Json<Value>, ApiError> {
     let resource_ids = query.values("resource_id");
@@ -534,6 +659,7 @@ async fn list_events(
         found.sort_by_key(|event| event.id);
         found.dedup_by_key(|event| event.id);
     }
+    let found = gateway.visible_events(&caller, found).await?;
     let events = query.apply(found.iter().map(audit::TackerEvent::to_json).collect());
     Ok(axum::Json(json!({ "events": events })))
 }
@@ -541,6 +667,7 @@ async fn list_events(
 /// `GET /v1.0/events/{id}`.
 async fn show_event(
     State(gateway): State<Gateway>,
+    Caller(caller): Caller,
     PathId(id): PathId,
 ) -> Result<axum::Json<Value>, ApiError> {
     let not_found =
@@ -549,6 +676,11 @@ async fn show_event(
     let event = audit::event_by_id(gateway.log(), number)
         .await
         .map_err(|e| ApiError::store("reading an event", &e))?
+        .ok_or_else(not_found)?;
+    let event = gateway
+        .visible_events(&caller, vec![event])
+        .await?
+        .pop()
         .ok_or_else(not_found)?;
     Ok(axum::Json(json!({ "event": event.to_json() })))
 }
@@ -621,13 +753,5 @@ mod tests {
         let mut rebuilt = projector::rebuild(&log).await.unwrap();
         assert_eq!(folded.last_sequence, garbage.sequence);
         assert_eq!(Some(folded), rebuilt.vnfs.remove(&vnf_id));
-    }
-
-    #[test]
-    fn tokens_compare_whole() {
-        assert!(token_matches(b"s3cret", "s3cret"));
-        assert!(!token_matches(b"s3cre", "s3cret"));
-        assert!(!token_matches(b"s3creT", "s3cret"));
-        assert!(!token_matches(b"", "s3cret"));
     }
 }

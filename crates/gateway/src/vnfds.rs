@@ -9,9 +9,10 @@ use events::store::CommandError;
 use events::vnfd::{TemplateSource, Vnfd, VnfdCommand, VnfdDescriptor, VnfdError};
 use serde_json::{Value, json};
 
+use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::input::{self, ListQuery};
-use crate::{Gateway, ListParams, PathId, render};
+use crate::{Caller, Gateway, ListParams, PathId, foreign, render, visible};
 
 /// `template_source` filter value that Tacker read as "no filter".
 const TEMPLATE_SOURCE_ALL: &str = "all";
@@ -19,6 +20,7 @@ const TEMPLATE_SOURCE_ALL: &str = "all";
 /// `POST /v1.0/vnfds`.
 pub(crate) async fn create(
     State(gateway): State<Gateway>,
+    Caller(caller): Caller,
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
@@ -26,7 +28,7 @@ pub(crate) async fn create(
     let vnfd = input::root_object(&body, "vnfd")?;
     let name = input::optional_string(vnfd, "name", "vnfd")?;
     let description = input::optional_string(vnfd, "description", "vnfd")?;
-    let tenant_id = input::optional_string(vnfd, "tenant_id", "vnfd")?;
+    let tenant_id = caller.tenant_for(input::optional_string(vnfd, "tenant_id", "vnfd")?)?;
     let attributes = input::required_object(vnfd, "attributes", "vnfd")?;
     let template = attributes.get("vnfd").ok_or_else(|| {
         ApiError::invalid_input("vnfd.attributes.vnfd: required, the TOSCA document")
@@ -46,12 +48,12 @@ pub(crate) async fn create(
         description: description
             .or_else(|| parsed.spec.description.clone())
             .unwrap_or_default(),
-        tenant_id: tenant_id.unwrap_or_else(|| gateway.config().tenant_id.clone()),
+        tenant_id,
         template_source: TemplateSource::Onboarded,
         template_yaml: parsed.template_yaml,
         spec: parsed.spec,
     };
-    let row = onboard(&gateway, descriptor, &gateway.user_request()).await?;
+    let row = onboard(&gateway, descriptor, &Gateway::user_request(&caller)).await?;
     Ok((StatusCode::CREATED, Json(json!({ "vnfd": row }))))
 }
 
@@ -67,7 +69,7 @@ pub(crate) async fn onboard(
         .execute::<Vnfd>(&vnfd_id, VnfdCommand::Onboard(descriptor), &(), cause)
         .await
         .map_err(|e| command_error(&vnfd_id, e))?;
-    tracing::info!(vnfd_id = %vnfd_id, "VNFD onboarded.");
+    tracing::info!(vnfd_id = %vnfd_id, actor = %cause.actor, "VNFD onboarded.");
     gateway
         .refresh_vnfd(&vnfd_id)
         .await?
@@ -85,6 +87,7 @@ pub(crate) async fn onboard(
 /// `template_source` (`all` for any), or any other field). `fields` cuts each to those keys.
 pub(crate) async fn list(
     State(gateway): State<Gateway>,
+    Caller(caller): Caller,
     ListParams(query): ListParams,
 ) -> Result<Json<Value>, ApiError> {
     let query = if query
@@ -95,13 +98,18 @@ pub(crate) async fn list(
     } else {
         query
     };
-    let vnfds = matching(&gateway, &query).await?;
+    let vnfds = matching(&gateway, &caller, &query).await?;
     Ok(Json(json!({ "vnfds": query.apply(vnfds) })))
 }
 
 /// The VNFDs a list considers (see [`crate::matching`]).
-async fn matching(gateway: &Gateway, query: &ListQuery) -> Result<Vec<Value>, ApiError> {
+async fn matching(
+    gateway: &Gateway,
+    caller: &Principal,
+    query: &ListQuery,
+) -> Result<Vec<Value>, ApiError> {
     crate::matching(
+        caller,
         query,
         gateway.vnfd_mirror(),
         |row| row.state.live().is_some(),
@@ -115,6 +123,7 @@ async fn matching(gateway: &Gateway, query: &ListQuery) -> Result<Vec<Value>, Ap
 /// `GET /v1.0/vnfds/{id}`.
 pub(crate) async fn show(
     State(gateway): State<Gateway>,
+    Caller(caller): Caller,
     PathId(vnfd_id): PathId,
 ) -> Result<Json<Value>, ApiError> {
     if !input::is_resource_id(&vnfd_id) {
@@ -123,6 +132,7 @@ pub(crate) async fn show(
     let vnfd = gateway
         .vnfd_row(&vnfd_id)
         .await?
+        .filter(|row| visible(&caller, row))
         .as_ref()
         .and_then(render::vnfd_json)
         .ok_or_else(|| ApiError::vnfd_not_found(&vnfd_id))?;
@@ -132,17 +142,21 @@ pub(crate) async fn show(
 /// `DELETE /v1.0/vnfds/{id}`: 204, or 409 naming the VNFs that still use it.
 pub(crate) async fn delete(
     State(gateway): State<Gateway>,
+    Caller(caller): Caller,
     PathId(vnfd_id): PathId,
 ) -> Result<StatusCode, ApiError> {
-    if !input::is_resource_id(&vnfd_id) {
+    if !input::is_resource_id(&vnfd_id)
+        || foreign(&caller, gateway.vnfd_row(&vnfd_id).await?.as_ref())
+    {
         return Err(ApiError::vnfd_not_found(&vnfd_id));
     }
+    let cause = Gateway::user_request(&caller);
     gateway
         .log()
-        .execute::<Vnfd>(&vnfd_id, VnfdCommand::Delete, &(), &gateway.user_request())
+        .execute::<Vnfd>(&vnfd_id, VnfdCommand::Delete, &(), &cause)
         .await
         .map_err(|e| command_error(&vnfd_id, e))?;
-    tracing::info!(vnfd_id = %vnfd_id, "VNFD deleted.");
+    tracing::info!(vnfd_id = %vnfd_id, actor = %cause.actor, "VNFD deleted.");
     gateway.refresh_vnfd(&vnfd_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -13,9 +13,10 @@ use events::vnfd_use::take_into_use;
 use projector::table::VnfRow;
 use serde_json::{Map, Value, json};
 
+use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::input::{self, ListQuery};
-use crate::{Gateway, ListParams, PathId, render, vnfds};
+use crate::{Caller, Gateway, ListParams, PathId, foreign, render, visible, vnfds};
 
 /// The VIM of a VNF created without `vim_id`: the built-in local VIM, the only one vnfm has
 /// (DESIGN.md, "The VIM").
@@ -83,6 +84,7 @@ impl std::str::FromStr for CreateStopPoint {
 /// an unused inline VNFD, never a VNFD used by a VNF that does not exist.
 pub(crate) async fn create(
     State(gateway): State<Gateway>,
+    Caller(caller): Caller,
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
@@ -91,15 +93,14 @@ pub(crate) async fn create(
     let name = input::required_string(vnf, "name", "vnf")?;
     let description = input::optional_string(vnf, "description", "vnf")?;
     let vim_id = input::optional_string(vnf, "vim_id", "vnf")?;
-    let tenant_id = input::optional_string(vnf, "tenant_id", "vnf")?
-        .unwrap_or_else(|| gateway.config().tenant_id.clone());
+    let tenant_id = caller.tenant_for(input::optional_string(vnf, "tenant_id", "vnf")?)?;
     let attributes = input::object_or_empty(vnf, "attributes", "vnf")?;
     let placement_attr = input::object_or_empty(vnf, "placement_attr", "vnf")?;
     let vnfd_id = input::optional_string(vnf, "vnfd_id", "vnf")?;
     let template = vnf.get("vnfd_template").filter(|t| !t.is_null());
 
     let vnf_id = uuid::Uuid::new_v4().to_string();
-    let request = gateway.user_request();
+    let request = Gateway::user_request(&caller);
     let step = |name: &str| {
         Cause::follow_up(
             request.actor.clone(),
@@ -119,7 +120,7 @@ pub(crate) async fn create(
                 "vnf.vnfd_id: required (or vnf.vnfd_template)",
             ));
         }
-        (Some(vnfd_id), None) => live_vnfd(&gateway, &vnfd_id).await?,
+        (Some(vnfd_id), None) => live_vnfd(&gateway, &caller, &vnfd_id).await?,
         (None, Some(template)) => {
             let parsed = input::parse_template(template, "vnf.vnfd_template")?;
             let id_prefix: String = vnf_id.chars().take(INLINE_VNFD_NAME_ID_CHARS).collect();
@@ -164,7 +165,7 @@ pub(crate) async fn create(
         .map_err(|e| command_error(&vnf_id, e))?;
     CreateStopPoint::AfterCreate.reached(&gateway).await;
     use_vnfd(&gateway, &vnfd_id, &vnf_id, &create).await;
-    tracing::info!(vnf_id = %vnf_id, vnfd_id = %vnfd_id, "VNF create requested.");
+    tracing::info!(vnf_id = %vnf_id, vnfd_id = %vnfd_id, actor = %create.actor, "VNF create requested.");
     let vnf = gateway
         .refresh_vnf(&vnf_id)
         .await?
@@ -179,17 +180,23 @@ pub(crate) async fn create(
     Ok((StatusCode::CREATED, Json(json!({ "vnf": vnf }))))
 }
 
-/// The descriptor of a VNFD a VNF can be created from (onboarded, not deleted), or 404. From
+/// The descriptor of a VNFD a VNF can be created from (onboarded, not deleted, of a project
+/// the caller sees), or 404. From
 /// the gateway's row (mirror, table, else the log, so a VNFD onboarded a moment ago is found):
 /// a VNFD deleted a moment ago may still look live here, and then the conductor fails the
 /// create when it cannot take the VNFD into use.
-async fn live_vnfd(gateway: &Gateway, vnfd_id: &str) -> Result<VnfdDescriptor, ApiError> {
+async fn live_vnfd(
+    gateway: &Gateway,
+    caller: &Principal,
+    vnfd_id: &str,
+) -> Result<VnfdDescriptor, ApiError> {
     if !input::is_resource_id(vnfd_id) {
         return Err(ApiError::vnfd_not_found(vnfd_id));
     }
     gateway
         .vnfd_row(vnfd_id)
         .await?
+        .filter(|row| visible(caller, row))
         .and_then(|row| row.state.live().cloned())
         .ok_or_else(|| ApiError::vnfd_not_found(vnfd_id))
 }
@@ -216,15 +223,21 @@ async fn use_vnfd(gateway: &Gateway, vnfd_id: &str, vnf_id: &str, create: &Cause
 /// `id`, or any other field). `fields` cuts each to those keys.
 pub(crate) async fn list(
     State(gateway): State<Gateway>,
+    Caller(caller): Caller,
     ListParams(query): ListParams,
 ) -> Result<Json<Value>, ApiError> {
-    let vnfs = matching(&gateway, &query).await?;
+    let vnfs = matching(&gateway, &caller, &query).await?;
     Ok(Json(json!({ "vnfs": query.apply(vnfs) })))
 }
 
 /// The VNFs a list considers (see [`crate::matching`]).
-async fn matching(gateway: &Gateway, query: &ListQuery) -> Result<Vec<Value>, ApiError> {
+async fn matching(
+    gateway: &Gateway,
+    caller: &Principal,
+    query: &ListQuery,
+) -> Result<Vec<Value>, ApiError> {
     crate::matching(
+        caller,
         query,
         gateway.vnf_mirror(),
         |row| row.state.exists(),
@@ -239,23 +252,24 @@ async fn matching(gateway: &Gateway, query: &ListQuery) -> Result<Vec<Value>, Ap
 /// folded from the log when the tables lag.
 pub(crate) async fn show(
     State(gateway): State<Gateway>,
+    Caller(caller): Caller,
     PathId(vnf_id): PathId,
 ) -> Result<Json<Value>, ApiError> {
-    let row = existing(&gateway, &vnf_id).await?;
+    let row = existing(&gateway, &caller, &vnf_id).await?;
     let mut vnf = render::vnf_json(&row).ok_or_else(|| ApiError::vnf_not_found(&vnf_id))?;
     vnf["monitor"] = render::monitor_json(&row, &gateway.monitor_states(&vnf_id));
     Ok(Json(json!({ "vnf": vnf })))
 }
 
-/// The row of a VNF that exists, or 404.
-async fn existing(gateway: &Gateway, vnf_id: &str) -> Result<VnfRow, ApiError> {
+/// The row of a VNF that exists in a project the caller sees, or 404.
+async fn existing(gateway: &Gateway, caller: &Principal, vnf_id: &str) -> Result<VnfRow, ApiError> {
     if !input::is_resource_id(vnf_id) {
         return Err(ApiError::vnf_not_found(vnf_id));
     }
     gateway
         .vnf_row(vnf_id)
         .await?
-        .filter(|row| row.state.exists())
+        .filter(|row| row.state.exists() && visible(caller, row))
         .ok_or_else(|| ApiError::vnf_not_found(vnf_id))
 }
 
@@ -263,20 +277,19 @@ async fn existing(gateway: &Gateway, vnf_id: &str) -> Result<VnfRow, ApiError> {
 /// until a conductor has removed it. A body (`--force`) is accepted and ignored.
 pub(crate) async fn delete(
     State(gateway): State<Gateway>,
+    Caller(caller): Caller,
     PathId(vnf_id): PathId,
 ) -> Result<StatusCode, ApiError> {
-    if !input::is_resource_id(&vnf_id) {
-        return Err(ApiError::vnf_not_found(&vnf_id));
-    }
+    not_foreign(&gateway, &caller, &vnf_id).await?;
     let command = VnfCommand::Delete {
         operation_id: uuid::Uuid::new_v4().to_string(),
     };
     gateway
         .log()
-        .execute::<Vnf>(&vnf_id, command, &(), &gateway.user_request())
+        .execute::<Vnf>(&vnf_id, command, &(), &Gateway::user_request(&caller))
         .await
         .map_err(|e| command_error(&vnf_id, e))?;
-    tracing::info!(vnf_id = %vnf_id, "VNF delete requested.");
+    tracing::info!(vnf_id = %vnf_id, user = %caller.user_id, project = %caller.project_id, "VNF delete requested.");
     gateway.refresh_vnf(&vnf_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -286,13 +299,12 @@ pub(crate) async fn delete(
 /// but parses it as JSON, so it must be JSON.
 pub(crate) async fn action(
     State(gateway): State<Gateway>,
+    Caller(caller): Caller,
     PathId(vnf_id): PathId,
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    if !input::is_resource_id(&vnf_id) {
-        return Err(ApiError::vnf_not_found(&vnf_id));
-    }
+    not_foreign(&gateway, &caller, &vnf_id).await?;
     let body = input::json_object(&headers, body).await?;
     let Some(scale) = body.get("scale") else {
         let given: Vec<&String> = body
@@ -326,10 +338,10 @@ pub(crate) async fn action(
     };
     gateway
         .log()
-        .execute::<Vnf>(&vnf_id, command, &(), &gateway.user_request())
+        .execute::<Vnf>(&vnf_id, command, &(), &Gateway::user_request(&caller))
         .await
         .map_err(|e| command_error(&vnf_id, e))?;
-    tracing::info!(vnf_id = %vnf_id, policy = %policy, direction = direction.as_str(), "VNF scale requested.");
+    tracing::info!(vnf_id = %vnf_id, policy = %policy, direction = direction.as_str(), user = %caller.user_id, project = %caller.project_id, "VNF scale requested.");
     gateway.refresh_vnf(&vnf_id).await?;
     Ok((StatusCode::CREATED, Json(json!({}))))
 }
@@ -338,9 +350,10 @@ pub(crate) async fn action(
 /// VNF is `ACTIVE` (Tacker refused otherwise).
 pub(crate) async fn resources(
     State(gateway): State<Gateway>,
+    Caller(caller): Caller,
     PathId(vnf_id): PathId,
 ) -> Result<Json<Value>, ApiError> {
-    let row = existing(&gateway, &vnf_id).await?;
+    let row = existing(&gateway, &caller, &vnf_id).await?;
     let status = row.state.status.unwrap_or(VnfStatus::Error);
     if status != VnfStatus::Active {
         return Err(ApiError::conflict(
@@ -364,6 +377,15 @@ pub(crate) async fn resources(
         })
         .collect();
     Ok(Json(json!({ "resources": resources })))
+}
+
+/// 404 for a malformed id or a VNF of another project than the caller's, before anything is
+/// recorded; whether the VNF exists at all is then the command's to say.
+async fn not_foreign(gateway: &Gateway, caller: &Principal, vnf_id: &str) -> Result<(), ApiError> {
+    if !input::is_resource_id(vnf_id) || foreign(caller, gateway.vnf_row(vnf_id).await?.as_ref()) {
+        return Err(ApiError::vnf_not_found(vnf_id));
+    }
+    Ok(())
 }
 
 /// A refused or failed VNF command, as the client sees it.

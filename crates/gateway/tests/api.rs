@@ -3,6 +3,7 @@
 //! VNF to be ACTIVE it records the conductor's completion on the log itself.
 
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -12,7 +13,8 @@ use events::envelope::Cause;
 use events::fixtures;
 use events::store::EventLog;
 use events::vnf::{Instance, PendingOperation, Vnf, VnfCommand};
-use gateway::{Auth, Gateway, GatewayConfig, REQUEST_BODY_BYTES_MAX};
+use gateway::auth::{NoAuth, TokenFile};
+use gateway::{Authenticator, Gateway, GatewayConfig, REQUEST_BODY_BYTES_MAX};
 use projector::Tables;
 use serde_json::{Value, json};
 use testkit::{NatsServer, eventually};
@@ -47,14 +49,14 @@ impl Drop for Api {
 }
 
 struct Options {
-    auth: Auth,
+    auth: Arc<dyn Authenticator>,
     projector: bool,
 }
 
 impl Default for Options {
     fn default() -> Self {
         Options {
-            auth: Auth::None,
+            auth: Arc::new(NoAuth),
             projector: true,
         }
     }
@@ -81,7 +83,6 @@ impl Api {
         });
         let config = GatewayConfig {
             auth: options.auth,
-            tenant_id: "admin".into(),
             instance: "gateway-test".into(),
             ..GatewayConfig::default()
         };
@@ -671,7 +672,7 @@ async fn a_vnfd_in_use_cannot_be_deleted_and_the_events_tell_the_story() {
     assert!(create["timestamp"].is_string());
     let details = create["event_details"].as_str().unwrap();
     assert!(
-        details.starts_with("VNF create requested by user:admin"),
+        details.starts_with("VNF create requested by user:anonymous (project admin)"),
         "{details}"
     );
     assert_eq!(events[1]["event_type"], "MONITOR");
@@ -763,15 +764,87 @@ async fn a_pending_vnf_refuses_scale_delete_and_resources() {
     assert_eq!(shown["vnf"]["status"], "PENDING_CREATE");
 }
 
-#[tokio::test]
-async fn token_auth_refuses_requests_without_the_token() {
+/// The users of the token-file tests: two projects, a member and a reader in `p1`, a member
+/// in `p2`, and an admin of `admin`.
+const USERS: [(&str, &str, &str, &str); 4] = [
+    ("t-alice", "alice", "p1", "member"),
+    ("t-rita", "rita", "p1", "reader"),
+    ("t-bob", "bob", "p2", "member"),
+    ("t-root", "root", "admin", "admin"),
+];
+
+/// A gateway whose token file holds [`USERS`]; the directory holds the file.
+async fn api_with_users() -> (Api, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join("tokens");
+    for (token, user, project, role) in USERS {
+        let line = gateway::auth::entry_line(token, user, project, &[role.to_owned()])
+            .expect("a valid entry");
+        gateway::auth::append_line(&path, &line).expect("write the token file");
+    }
+    let file = TokenFile::open(&path).expect("the token file is accepted");
     let api = Api::start_with(Options {
-        auth: Auth::Token("s3cret".into()),
+        auth: Arc::new(file),
         ..Options::default()
     })
     .await;
+    (api, dir)
+}
+
+impl Api {
+    async fn call_as(
+        &self,
+        token: &str,
+        method: &str,
+        uri: &str,
+        body: Option<&Value>,
+    ) -> (StatusCode, Value) {
+        let body = body.map_or_else(Body::empty, |b| Body::from(b.to_string()));
+        self.call_with_token(method, uri, body, Some(token)).await
+    }
+
+    /// `GET /v1.0/events?resource_id=` as `token`'s user: the whole answer.
+    async fn events_of(&self, token: &str, resource_id: &str) -> Value {
+        let uri = format!("/v1.0/events.json?resource_id={resource_id}");
+        self.call_as(token, "GET", &uri, None).await.1
+    }
+
+    /// Onboards the SCALE sample as `token`'s user, with an optional `tenant_id`.
+    async fn onboard_as(
+        &self,
+        token: &str,
+        name: &str,
+        tenant: Option<&str>,
+    ) -> (StatusCode, Value) {
+        let mut body = json!({"vnfd": {"name": name, "attributes": {"vnfd": SCALE}}});
+        if let Some(tenant) = tenant {
+            body["vnfd"]["tenant_id"] = tenant.into();
+        }
+        self.call_as(token, "POST", "/v1.0/vnfds.json", Some(&body))
+            .await
+    }
+
+    async fn create_vnf_as(
+        &self,
+        token: &str,
+        vnfd_id: &str,
+        name: &str,
+        tenant: Option<&str>,
+    ) -> (StatusCode, Value) {
+        let mut body = json!({"vnf": {"attributes": {}, "name": name, "vnfd_id": vnfd_id}});
+        if let Some(tenant) = tenant {
+            body["vnf"]["tenant_id"] = tenant.into();
+        }
+        self.call_as(token, "POST", "/v1.0/vnfs.json", Some(&body))
+            .await
+    }
+}
+
+#[tokio::test]
+async fn token_auth_refuses_requests_without_a_known_token() {
+    let (api, _dir) = api_with_users().await;
     let uri = "/v1.0/vnfds.json";
-    for token in [None, Some(""), Some("s3cre"), Some("wrong")] {
+    for token in [None, Some(""), Some("t-alic"), Some("wrong")] {
         let (status, refused) = api.call_with_token("GET", uri, Body::empty(), token).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{token:?}: {refused}");
         tacker_error(&refused, "HTTPUnauthorized");
@@ -780,13 +853,269 @@ async fn token_auth_refuses_requests_without_the_token() {
         .call_with_token("POST", "/v1.0/vnfs.json", Body::from("{}"), None)
         .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{refused}");
-    let (status, list) = api
-        .call_with_token("GET", uri, Body::empty(), Some("s3cret"))
-        .await;
+    let (status, list) = api.call_as("t-alice", "GET", uri, None).await;
     assert_eq!(status, StatusCode::OK, "{list}");
     assert_eq!(list, json!({"vnfds": []}));
     let (status, _) = api.call_with_token("GET", "/", Body::empty(), None).await;
     assert_eq!(status, StatusCode::OK, "version discovery stays open");
+}
+
+/// The table of cases of issue 11 against the token-file back end: each project sees and
+/// changes only its own resources (another project's answer 404), a reader only reads, an
+/// admin sees every project, and the log names the user and project of every command.
+#[tokio::test]
+async fn projects_are_isolated_readers_only_read_and_the_log_names_the_user() {
+    let (api, _dir) = api_with_users().await;
+    let (status, vnfd) = api.onboard_as("t-alice", "a-vnfd", None).await;
+    assert_eq!(status, StatusCode::CREATED, "{vnfd}");
+    assert_eq!(vnfd["vnfd"]["tenant_id"], "p1");
+    let a_vnfd = id_of(&vnfd["vnfd"]);
+    let (status, vnf) = api.create_vnf_as("t-alice", &a_vnfd, "a-vnf", None).await;
+    assert_eq!(status, StatusCode::CREATED, "{vnf}");
+    assert_eq!(vnf["vnf"]["tenant_id"], "p1");
+    let a_vnf = id_of(&vnf["vnf"]);
+    let (status, vnfd) = api.onboard_as("t-bob", "b-vnfd", Some("p2")).await;
+    assert_eq!(status, StatusCode::CREATED, "{vnfd}");
+    let b_vnfd = id_of(&vnfd["vnfd"]);
+    // The admin creates in p2 for bob.
+    let (status, vnf) = api
+        .create_vnf_as("t-root", &b_vnfd, "b-vnf", Some("p2"))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{vnf}");
+    assert_eq!(vnf["vnf"]["tenant_id"], "p2");
+    let b_vnf = id_of(&vnf["vnf"]);
+
+    // A member cannot create in another project, nor from another project's VNFD.
+    let (status, refused) = api.onboard_as("t-alice", "sneaky", Some("p2")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+    assert!(
+        tacker_error(&refused, "HTTPBadRequest").contains("requires admin privileges"),
+        "{refused}"
+    );
+    let (status, refused) = api
+        .create_vnf_as("t-alice", &a_vnfd, "sneaky", Some("p2"))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+    let (status, refused) = api.create_vnf_as("t-alice", &b_vnfd, "sneaky", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{refused}");
+    tacker_error(&refused, "VNFDNotFound");
+
+    // Lists: each project its own; the admin all.
+    let listed = |token: &'static str, what: &'static str| {
+        let api = &api;
+        async move {
+            let (status, list) = api
+                .call_as(token, "GET", &format!("/v1.0/{what}.json"), None)
+                .await;
+            assert_eq!(status, StatusCode::OK, "{list}");
+            let mut found = ids(&list[what]);
+            found.sort();
+            found
+        }
+    };
+    let sorted = |mut v: Vec<String>| {
+        v.sort();
+        v
+    };
+    for (token, vnfds, vnfs) in [
+        ("t-alice", vec![a_vnfd.clone()], vec![a_vnf.clone()]),
+        ("t-rita", vec![a_vnfd.clone()], vec![a_vnf.clone()]),
+        ("t-bob", vec![b_vnfd.clone()], vec![b_vnf.clone()]),
+        (
+            "t-root",
+            sorted(vec![a_vnfd.clone(), b_vnfd.clone()]),
+            sorted(vec![a_vnf.clone(), b_vnf.clone()]),
+        ),
+    ] {
+        assert_eq!(listed(token, "vnfds").await, vnfds, "{token}");
+        assert_eq!(listed(token, "vnfs").await, vnfs, "{token}");
+        // An id filter (how python-tackerclient resolves an id) does not reveal either.
+        let (_, list) = api
+            .call_as(
+                token,
+                "GET",
+                &format!("/v1.0/vnfs.json?id={a_vnf}&id={b_vnf}"),
+                None,
+            )
+            .await;
+        assert_eq!(sorted(ids(&list["vnfs"])), vnfs, "{token} by id");
+    }
+
+    // Another project's resources answer 404 to show, resources, delete, scale and events.
+    let scale = json!({"scale": {"type": "out", "policy": "SP1"}});
+    for (token, vnfd_id, vnf_id) in [
+        ("t-bob", &a_vnfd, &a_vnf),
+        ("t-alice", &b_vnfd, &b_vnf),
+        ("t-rita", &b_vnfd, &b_vnf),
+    ] {
+        let before = api.log_length().await;
+        let cases: [(&str, String, Option<&Value>, &str); 5] = [
+            (
+                "GET",
+                format!("/v1.0/vnfds/{vnfd_id}.json"),
+                None,
+                "VNFDNotFound",
+            ),
+            (
+                "GET",
+                format!("/v1.0/vnfs/{vnf_id}.json"),
+                None,
+                "VNFNotFound",
+            ),
+            (
+                "GET",
+                format!("/v1.0/vnfs/{vnf_id}/resources.json"),
+                None,
+                "VNFNotFound",
+            ),
+            (
+                "DELETE",
+                format!("/v1.0/vnfs/{vnf_id}.json"),
+                None,
+                "VNFNotFound",
+            ),
+            (
+                "POST",
+                format!("/v1.0/vnfs/{vnf_id}/actions.json"),
+                Some(&scale),
+                "VNFNotFound",
+            ),
+        ];
+        for (method, uri, body, kind) in cases {
+            let (status, refused) = api.call_as(token, method, &uri, body).await;
+            let expected = if token == "t-rita" && method != "GET" {
+                StatusCode::FORBIDDEN
+            } else {
+                StatusCode::NOT_FOUND
+            };
+            assert_eq!(status, expected, "{token} {method} {uri}: {refused}");
+            if expected == StatusCode::NOT_FOUND {
+                tacker_error(&refused, kind);
+            }
+        }
+        let (status, refused) = api
+            .call_as(
+                token,
+                "DELETE",
+                &format!("/v1.0/vnfds/{vnfd_id}.json"),
+                None,
+            )
+            .await;
+        assert!(
+            [StatusCode::NOT_FOUND, StatusCode::FORBIDDEN].contains(&status),
+            "{token}: {refused}"
+        );
+        assert_eq!(api.log_length().await, before, "{token}: nothing recorded");
+        for resource_id in [vnf_id, vnfd_id] {
+            let events = api.events_of(token, resource_id).await;
+            assert_eq!(events, json!({"events": []}), "{token} {resource_id}");
+        }
+        let (_, events) = api.call_as(token, "GET", "/v1.0/events.json", None).await;
+        let shown: Vec<&str> = events["events"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .filter_map(|e| e["resource_id"].as_str())
+            .collect();
+        assert!(!shown.is_empty(), "{token} sees its own project's events");
+        assert!(
+            !shown.contains(&vnf_id.as_str()) && !shown.contains(&vnfd_id.as_str()),
+            "{token}: {shown:?}"
+        );
+    }
+    // One event of another project, shown by id: 404.
+    let events = api.events_of("t-root", &a_vnf).await;
+    let event_id = events["events"][0]["id"]
+        .as_u64()
+        .expect("an event of a-vnf");
+    let (status, _) = api
+        .call_as(
+            "t-bob",
+            "GET",
+            &format!("/v1.0/events/{event_id}.json"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = api
+        .call_as(
+            "t-rita",
+            "GET",
+            &format!("/v1.0/events/{event_id}.json"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    // The reader: 403 on every write, even in its own project, and nothing recorded.
+    let before = api.log_length().await;
+    let vnfd_body = json!({"vnfd": {"name": "r", "attributes": {"vnfd": SCALE}}});
+    let vnf_body = json!({"vnf": {"name": "r", "vnfd_id": a_vnfd, "attributes": {}}});
+    for (method, uri, body) in [
+        ("POST", "/v1.0/vnfds.json".to_owned(), Some(&vnfd_body)),
+        ("POST", "/v1.0/vnfs.json".to_owned(), Some(&vnf_body)),
+        ("DELETE", format!("/v1.0/vnfds/{a_vnfd}.json"), None),
+        ("DELETE", format!("/v1.0/vnfs/{a_vnf}.json"), None),
+        (
+            "POST",
+            format!("/v1.0/vnfs/{a_vnf}/actions.json"),
+            Some(&scale),
+        ),
+    ] {
+        let (status, refused) = api.call_as("t-rita", method, &uri, body).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{method} {uri}: {refused}");
+        let message = tacker_error(&refused, "HTTPForbidden");
+        assert!(
+            message.contains("rita") && message.contains("reader"),
+            "{message}"
+        );
+    }
+    assert_eq!(api.log_length().await, before, "a reader records nothing");
+    let (status, _) = api
+        .call_as("t-rita", "GET", &format!("/v1.0/vnfs/{a_vnf}.json"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    // The owner's delete goes through, and the log names the user and project of each command.
+    api.complete_create(&a_vnf, 3).await;
+    let (status, deleted) = api
+        .call_as(
+            "t-alice",
+            "DELETE",
+            &format!("/v1.0/vnfs/{a_vnf}.json"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{deleted}");
+    let actors = |vnf_id: String| {
+        let log = api.log.clone();
+        async move {
+            let history = log
+                .history::<events::vnf::VnfEvent>(&events::names::vnf_subject(&vnf_id))
+                .await
+                .expect("the VNF's history");
+            history
+                .split()
+                .0
+                .into_iter()
+                .map(|stored| stored.envelope.cause.actor.to_string())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        actors(a_vnf.clone()).await,
+        [
+            "user:alice (project p1)",
+            "conductor:conductor-test",
+            "user:alice (project p1)"
+        ]
+    );
+    assert_eq!(actors(b_vnf.clone()).await, ["user:root (project admin)"]);
+    let events = api.events_of("t-alice", &a_vnf).await;
+    let details = events["events"][0]["event_details"]
+        .as_str()
+        .expect("details");
+    assert!(details.contains("user:alice (project p1)"), "{details}");
 }
 
 #[tokio::test]

@@ -6,6 +6,7 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use conductor::StopPoint;
@@ -13,11 +14,13 @@ use events::credentials::{CredentialsError, Seed};
 use events::monitor::cidr::{LOCAL_VIM_RANGE, ProbeCidrs};
 use events::setup::LogConfig;
 use events::vnf::{HEALS_REMEMBERED_MAX, RespawnLimit};
-use gateway::Auth;
+use gateway::Authenticator;
+use gateway::auth::{NoAuth, TokenFile, TokenFileError};
 
 use crate::{
     ApiArgs, AuthMode, Command, ConductorArgs, GuardArgs, HealArgs, MonitorArgs, NatsArgs,
-    NatsConfigArgs, ProbeArgs, SetupArgs, UpArgs, VduHttpArgs, VimArgs, nats_server,
+    NatsConfigArgs, ProbeArgs, SetupArgs, TokenCommand, TokenCreateArgs, UpArgs, VduHttpArgs,
+    VimArgs, nats_server,
 };
 
 /// The longest `--ack-wait-s`: an hour. A conductor that took a request and went silent holds
@@ -84,6 +87,53 @@ pub enum Config {
     },
     /// Passed on as given: the local VIM builds its command line.
     VduHttp(VduHttpArgs),
+    TokenCreate(TokenCreate),
+}
+
+/// `vnfm token create`, its user, project and roles checked.
+#[derive(Debug)]
+pub struct TokenCreate {
+    pub token_file: PathBuf,
+    pub user: String,
+    pub project: String,
+    pub roles: Vec<String>,
+}
+
+impl TokenCreate {
+    /// Makes the token, appends its hash line to the file, and answers the token.
+    pub fn run(&self) -> Result<String, TokenFileError> {
+        let token = gateway::auth::new_token()?;
+        let line = gateway::auth::entry_line(&token, &self.user, &self.project, &self.roles)?;
+        gateway::auth::append_line(&self.token_file, &line)?;
+        Ok(token)
+    }
+}
+
+/// Whom the REST API lets in.
+#[derive(Clone)]
+pub enum ApiAuth {
+    /// `--auth none`: everyone is the anonymous admin (loopback only).
+    None,
+    /// `--auth token`: the token file, read and checked.
+    Token(Arc<TokenFile>),
+}
+
+impl fmt::Debug for ApiAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ApiAuth::None => f.write_str("None"),
+            ApiAuth::Token(file) => write!(f, "Token({})", file.path().display()),
+        }
+    }
+}
+
+impl ApiAuth {
+    pub fn authenticator(&self) -> Arc<dyn Authenticator> {
+        match self {
+            ApiAuth::None => Arc::new(NoAuth),
+            ApiAuth::Token(file) => file.clone(),
+        }
+    }
 }
 
 /// Where and how to reach NATS.
@@ -113,7 +163,7 @@ impl Nats {
 #[derive(Debug, Clone)]
 pub struct Api {
     pub listen: SocketAddr,
-    pub auth: Auth,
+    pub auth: ApiAuth,
     /// Fault injection for tests (hidden `--stop-at`): park a VNF create at this point.
     pub stop_at: Option<gateway::CreateStopPoint>,
     pub guard: gateway::GuardConfig,
@@ -154,6 +204,7 @@ pub struct Up {
 pub trait Files {
     fn text(&self, path: &Path) -> std::io::Result<String>;
     fn seed(&self, path: &Path) -> Result<Seed, CredentialsError>;
+    fn token_file(&self, path: &Path) -> Result<TokenFile, TokenFileError>;
 }
 
 /// The files on this host.
@@ -166,6 +217,10 @@ impl Files for Disk {
 
     fn seed(&self, path: &Path) -> Result<Seed, CredentialsError> {
         Seed::read(path)
+    }
+
+    fn token_file(&self, path: &Path) -> Result<TokenFile, TokenFileError> {
+        TokenFile::open(path)
     }
 }
 
@@ -211,6 +266,7 @@ pub fn validate(command: Command, files: &dyn Files) -> Result<Config, Vec<Confi
             tls_dir,
         },
         Command::VduHttp(args) => Config::VduHttp(args),
+        Command::Token(TokenCommand::Create(args)) => Config::TokenCreate(check.token_create(args)),
     };
     if check.problems.is_empty() {
         Ok(config)
@@ -304,7 +360,7 @@ impl Check<'_> {
             (Some(AuthMode::Token), Some(path)) => self.token(path),
             (Some(AuthMode::Token), None) => {
                 self.problem("--token-file", "required with --auth token");
-                Auth::None
+                ApiAuth::None
             }
             (Some(AuthMode::None) | None, _) => {
                 if !args.listen.ip().is_loopback() {
@@ -316,7 +372,7 @@ impl Check<'_> {
                         ),
                     );
                 }
-                Auth::None
+                ApiAuth::None
             }
         };
         Api {
@@ -358,26 +414,34 @@ impl Check<'_> {
         }
     }
 
-    /// The token: the first line of the file, trimmed.
-    fn token(&mut self, path: &Path) -> Auth {
-        match self.files.text(path) {
-            Ok(text) => {
-                let token = text.lines().next().unwrap_or("").trim();
-                if token.is_empty() {
-                    self.problem(
-                        "--token-file",
-                        format!("{} holds no token on its first line", path.display()),
-                    );
-                }
-                Auth::Token(token.to_owned())
-            }
+    /// The token file: its owner's only, every line well-formed, at least one token.
+    fn token(&mut self, path: &Path) -> ApiAuth {
+        match self.files.token_file(path) {
+            Ok(file) => ApiAuth::Token(Arc::new(file)),
             Err(e) => {
-                self.problem(
-                    "--token-file",
-                    format!("cannot read {}: {e}", path.display()),
-                );
-                Auth::None
+                self.problem("--token-file", e.to_string());
+                ApiAuth::None
             }
+        }
+    }
+
+    fn token_create(&mut self, args: TokenCreateArgs) -> TokenCreate {
+        for (flag, what, value) in [
+            ("--user", "user", &args.user),
+            ("--project", "project", &args.project),
+        ] {
+            if let Err(reason) = gateway::auth::check_word(what, value) {
+                self.problem(flag, reason);
+            }
+        }
+        if let Err(reason) = gateway::auth::parse_roles(args.roles.iter().map(String::as_str)) {
+            self.problem("--role", reason);
+        }
+        TokenCreate {
+            token_file: args.token_file,
+            user: args.user,
+            project: args.project,
+            roles: args.roles,
         }
     }
 
@@ -486,6 +550,10 @@ mod tests {
 
         fn seed(&self, path: &Path) -> Result<Seed, CredentialsError> {
             Seed::read(path)
+        }
+
+        fn token_file(&self, path: &Path) -> Result<TokenFile, TokenFileError> {
+            TokenFile::open(path)
         }
     }
 
@@ -629,21 +697,66 @@ mod tests {
             missing[0].starts_with("--token-file: cannot read /no/such"),
             "{missing:?}"
         );
-        let empty = validate(
-            parse(&["gateway", "--auth", "token", "--token-file", "/t"]),
-            &Host(Some("  \nsecond line")),
-        );
-        assert_eq!(
-            empty.map(|_| ()).unwrap_err()[0].to_string(),
-            "--token-file: /t holds no token on its first line"
-        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokens");
+        let path_arg = path.to_str().unwrap();
+        let line = gateway::auth::entry_line("s3cret", "alice", "p1", &["member".into()]).unwrap();
+        gateway::auth::append_line(&path, &line).unwrap();
         let Ok(Config::Gateway { api, .. }) = validate(
-            parse(&["gateway", "--auth", "token", "--token-file", "/t"]),
-            &Host(Some(" s3cret \n")),
+            parse(&["gateway", "--auth", "token", "--token-file", path_arg]),
+            NO_FILES,
         ) else {
             panic!("a gateway");
         };
-        assert_eq!(api.auth, Auth::Token("s3cret".into()));
+        assert!(matches!(api.auth, ApiAuth::Token(_)), "{:?}", api.auth);
+
+        let open_to_others =
+            <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o644);
+        std::fs::set_permissions(&path, open_to_others).unwrap();
+        let open = problems(&["up", "--auth", "token", "--token-file", path_arg]);
+        assert_eq!(open.len(), 1);
+        assert!(
+            open[0].starts_with("--token-file: ") && open[0].contains("open to group or others"),
+            "{open:?}"
+        );
+    }
+
+    #[test]
+    fn token_create_checks_its_user_project_and_roles() {
+        let found = problems(&[
+            "token",
+            "create",
+            "--token-file",
+            "/t",
+            "--user",
+            "a b",
+            "--project",
+            "",
+            "--role",
+            "member,membr",
+        ]);
+        let flags: Vec<&str> = found.iter().map(|p| p.split(':').next().unwrap()).collect();
+        assert_eq!(flags, ["--user", "--project", "--role"], "{found:?}");
+        let Ok(Config::TokenCreate(create)) = validate(
+            parse(&[
+                "token",
+                "create",
+                "--token-file",
+                "/t",
+                "--user",
+                "alice",
+                "--project",
+                "p1",
+                "--role",
+                "member",
+                "--role",
+                "reader",
+            ]),
+            NO_FILES,
+        ) else {
+            panic!("a token create");
+        };
+        assert_eq!(create.roles, ["member", "reader"]);
     }
 
     #[test]

@@ -45,6 +45,9 @@ enum Command {
     /// Print the nats-server `authorization` block that lets in vnfm's identities, making the
     /// seed of each that has none yet in --credentials-dir.
     NatsConfig(NatsConfigArgs),
+    /// Manage the API tokens of `--auth token`.
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// Print a VNF's whole history from the log.
     Audit {
         vnf_id: String,
@@ -63,6 +66,30 @@ enum Command {
     /// for `http_ping` VDUs, started by a conductor and outliving it. Not for operators.
     #[command(hide = true)]
     VduHttp(VduHttpArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Make a new random token for a user in a project with some roles, append its hash to
+    /// the token file (created readable by its owner only), and print the token, alone, once.
+    Create(TokenCreateArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+struct TokenCreateArgs {
+    /// The token file the gateway reads (`--auth token --token-file FILE`).
+    #[arg(long, env = "VNFM_TOKEN_FILE")]
+    token_file: PathBuf,
+    /// The user the token authenticates, as recorded in the log for every command it sends.
+    #[arg(long)]
+    user: String,
+    /// The project (tenant) the user acts for.
+    #[arg(long)]
+    project: String,
+    /// A role: admin (every project), member (its project, read and write) or reader (its
+    /// project, read only). Repeat the flag, or separate with commas, for several.
+    #[arg(long = "role", required = true, value_delimiter = ',')]
+    roles: Vec<String>,
 }
 
 /// The local VIM builds this command line (`conductor::vim::local`'s responder): keep the
@@ -136,7 +163,8 @@ struct ApiArgs {
     /// `none` (the default, allowed only on loopback) or `token` (needs --token-file).
     #[arg(long, value_enum, env = "VNFM_AUTH")]
     auth: Option<AuthMode>,
-    /// File whose first line is the token clients send as X-Auth-Token.
+    /// The token file of --auth token: one line per token, `sha256-hex user project roles`,
+    /// readable by its owner only; `vnfm token create` adds one. Re-read when it changes.
     #[arg(long, env = "VNFM_TOKEN_FILE")]
     token_file: Option<PathBuf>,
     /// Fault injection for tests: a VNF create that reaches this point hangs there, so that
@@ -334,6 +362,18 @@ fn main() -> ExitCode {
             return ExitCode::from(USAGE_EXIT_CODE);
         }
     };
+    if let Config::TokenCreate(create) = &config {
+        return match create.run() {
+            Ok(token) => {
+                println!("{token}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("vnfm token create: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if let Config::VduHttp(args) = &config {
         // Before any runtime: it enters the namespace on this, the only thread.
         return match conductor::vim::local::run_responder(&args.netns, args.port, &args.instance) {

@@ -113,6 +113,9 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
         Config::Rebuild { verify, nats } => rebuild(&nats, verify).await,
         // Its namespace must be entered before any runtime thread exists: `main` runs it.
         Config::VduHttp(_) => anyhow::bail!("vdu-http runs before the async runtime starts"),
+        Config::TokenCreate(_) => {
+            anyhow::bail!("token create runs before the async runtime starts")
+        }
     }
 }
 
@@ -328,11 +331,10 @@ impl Roles {
             }
         }
         let config = GatewayConfig {
-            auth: api.auth.clone(),
+            auth: api.auth.authenticator(),
             instance,
             stop_at: api.stop_at,
             guard,
-            ..GatewayConfig::default()
         };
         let gateway = Gateway::new(log, tables, config).await?;
         let listener = tokio::net::TcpListener::bind(api.listen)
