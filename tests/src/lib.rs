@@ -35,8 +35,10 @@ pub const PATIENCE: Duration = Duration::from_secs(30);
 pub const MONITOR_STREAM_POLL_INTERVAL: Duration = Duration::from_millis(250);
 
 /// Tunables of a test system.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Options {
+    /// Who the API lets in; `None` is `--auth none` (everyone the anonymous admin).
+    pub auth: Option<Arc<dyn gateway::auth::Authenticator>>,
     pub respawn_limit: RespawnLimit,
     /// Run on a bus without identities (`testkit::Access::open`): only for a benchmark's
     /// reference run, which measures what the permissions cost.
@@ -121,6 +123,10 @@ impl System {
             gateway_tables,
             GatewayConfig {
                 instance: format!("gateway-{vim_prefix}"),
+                auth: options
+                    .auth
+                    .clone()
+                    .unwrap_or_else(|| GatewayConfig::default().auth),
                 ..GatewayConfig::default()
             },
         )
@@ -332,9 +338,7 @@ pub async fn call(
     path: &str,
     body: Option<Value>,
 ) -> (u16, Value) {
-    let mut request = http
-        .request(method, format!("{api}{path}"))
-        .header("X-Auth-Token", "");
+    let mut request = http.request(method, format!("{api}{path}"));
     if let Some(body) = body {
         request = request.json(&body);
     }

@@ -237,6 +237,35 @@ impl Keystone {
     }
 }
 
+#[async_trait::async_trait]
+impl crate::auth::Authenticator for Keystone {
+    async fn authenticate(
+        &self,
+        token: &str,
+    ) -> Result<crate::auth::Principal, crate::auth::AuthError> {
+        use crate::auth::{AuthError, Principal, Role};
+        if token.is_empty() {
+            return Err(AuthError::Missing);
+        }
+        match self.validate(token).await {
+            Ok(validated) => Ok(Principal {
+                user_id: validated.user_id,
+                project_id: validated.project_id,
+                roles: validated
+                    .roles
+                    .iter()
+                    .filter_map(|name| Role::parse(name))
+                    .collect(),
+            }),
+            Err(KeystoneError::Invalid(why)) => {
+                tracing::info!(reason = why, "Keystone refused a token.");
+                Err(AuthError::Invalid)
+            }
+            Err(KeystoneError::Unavailable(why)) => Err(AuthError::Unavailable(why)),
+        }
+    }
+}
+
 /// The part of Keystone's token body the API needs.
 #[derive(Deserialize)]
 struct TokenBody {

@@ -116,6 +116,8 @@ pub enum ApiAuth {
     None,
     /// `--auth token`: the token file, read and checked.
     Token(Arc<TokenFile>),
+    /// `--auth keystone`: tokens validated by Keystone with the service's credentials.
+    Keystone(Arc<gateway::keystone::Keystone>),
 }
 
 impl fmt::Debug for ApiAuth {
@@ -123,6 +125,7 @@ impl fmt::Debug for ApiAuth {
         match self {
             ApiAuth::None => f.write_str("None"),
             ApiAuth::Token(file) => write!(f, "Token({})", file.path().display()),
+            ApiAuth::Keystone(keystone) => write!(f, "{keystone:?}"),
         }
     }
 }
@@ -132,6 +135,7 @@ impl ApiAuth {
         match self {
             ApiAuth::None => Arc::new(NoAuth),
             ApiAuth::Token(file) => file.clone(),
+            ApiAuth::Keystone(keystone) => keystone.clone(),
         }
     }
 }
@@ -205,6 +209,12 @@ pub trait Files {
     fn text(&self, path: &Path) -> std::io::Result<String>;
     fn seed(&self, path: &Path) -> Result<Seed, CredentialsError>;
     fn token_file(&self, path: &Path) -> Result<TokenFile, TokenFileError>;
+    fn keystone_credentials(
+        &self,
+        path: &Path,
+    ) -> Result<gateway::keystone::ServiceCredentials, String> {
+        gateway::keystone::ServiceCredentials::read(path)
+    }
 }
 
 /// The files on this host.
@@ -362,6 +372,7 @@ impl Check<'_> {
                 self.problem("--token-file", "required with --auth token");
                 ApiAuth::None
             }
+            (Some(AuthMode::Keystone), _) => self.keystone(args),
             (Some(AuthMode::None) | None, _) => {
                 if !args.listen.ip().is_loopback() {
                     self.problem(
@@ -411,6 +422,42 @@ impl Check<'_> {
                 (1, REQUEST_TIMEOUT_MAX_S),
                 " seconds",
             )),
+        }
+    }
+
+    /// Keystone's URL and the service's credentials (its owner's only).
+    fn keystone(&mut self, args: &ApiArgs) -> ApiAuth {
+        let url = match args.keystone_url.as_deref().map(str::trim) {
+            Some(url) if url.starts_with("http://") || url.starts_with("https://") => url,
+            Some(url) => {
+                self.problem(
+                    "--keystone-url",
+                    format!("must be an http:// or https:// URL, got {url:?}"),
+                );
+                return ApiAuth::None;
+            }
+            None => {
+                self.problem("--keystone-url", "required with --auth keystone");
+                return ApiAuth::None;
+            }
+        };
+        let Some(path) = &args.keystone_credentials else {
+            self.problem("--keystone-credentials", "required with --auth keystone");
+            return ApiAuth::None;
+        };
+        let credentials = match self.files.keystone_credentials(path) {
+            Ok(credentials) => credentials,
+            Err(reason) => {
+                self.problem("--keystone-credentials", reason);
+                return ApiAuth::None;
+            }
+        };
+        match gateway::keystone::Keystone::new(url, credentials) {
+            Ok(keystone) => ApiAuth::Keystone(Arc::new(keystone)),
+            Err(e) => {
+                self.problem("--keystone-url", e.to_string());
+                ApiAuth::None
+            }
         }
     }
 

@@ -160,9 +160,17 @@ struct ApiArgs {
     /// Where the REST API listens.
     #[arg(long, env = "VNFM_LISTEN", default_value = "127.0.0.1:9890")]
     listen: SocketAddr,
-    /// `none` (the default, allowed only on loopback) or `token` (needs --token-file).
+    /// `none` (the default, allowed only on loopback), `token` (needs --token-file) or
+    /// `keystone` (needs --keystone-url and --keystone-credentials).
     #[arg(long, value_enum, env = "VNFM_AUTH")]
     auth: Option<AuthMode>,
+    /// The Keystone v3 endpoint of --auth keystone, e.g. http://keystone:5000/v3.
+    #[arg(long, env = "VNFM_KEYSTONE_URL")]
+    keystone_url: Option<String>,
+    /// The service's own Keystone credentials (JSON: user_name, password, project_name, and
+    /// optionally user_domain_id, project_domain_id), readable by its owner only.
+    #[arg(long, env = "VNFM_KEYSTONE_CREDENTIALS")]
+    keystone_credentials: Option<PathBuf>,
     /// The token file of --auth token: one line per token, `sha256-hex user project roles`,
     /// readable by its owner only; `vnfm token create` adds one. Re-read when it changes.
     #[arg(long, env = "VNFM_TOKEN_FILE")]
@@ -213,6 +221,7 @@ struct GuardArgs {
 enum AuthMode {
     None,
     Token,
+    Keystone,
 }
 
 #[derive(Debug, Clone, Args)]
