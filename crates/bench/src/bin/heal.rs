@@ -63,6 +63,7 @@ async fn measure(open_bus: bool) -> Vec<(&'static str, Percentiles)> {
             window: time::Duration::minutes(10),
         },
         open_bus,
+        ..Options::default()
     })
     .await;
     let template = monitored_vnfd("ping", "respawn", false);
