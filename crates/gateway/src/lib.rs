@@ -82,6 +82,8 @@ pub struct GatewayConfig {
     pub stop_at: Option<CreateStopPoint>,
     /// The timeouts, caps and names that keep browsers and floods out (see [`serve`]).
     pub guard: GuardConfig,
+    /// What each project may hold.
+    pub quotas: quota::Quotas,
 }
 
 impl std::fmt::Debug for GatewayConfig {
@@ -100,6 +102,7 @@ impl Default for GatewayConfig {
             instance: format!("gateway-{}", std::process::id()),
             stop_at: None,
             guard: GuardConfig::default(),
+            quotas: quota::Quotas::default(),
         }
     }
 }
@@ -369,6 +372,46 @@ impl Gateway {
 
     fn vnf_mirror(&self) -> &Mirror<Vnf> {
         &self.shared.vnfs
+    }
+
+    /// What `project` holds now (its live VNFDs, VNFs and their instances, planned ones
+    /// included), counted from the gateway's copies of the tables.
+    fn usage(&self, project: &str) -> quota::Usage {
+        let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        let ours = |tenant: Option<&str>, deleted: bool| !deleted && tenant == Some(project);
+        let vnfds = self
+            .shared
+            .vnfds
+            .collect(|row| ours(row.state.tenant_id(), row.state.deleted).then_some(()));
+        let vnfs = self.shared.vnfs.collect(|row| {
+            let vnf = &row.state;
+            ours(vnf.tenant_id(), vnf.deleted)
+                .then(|| vnf.instances.len() + vnf.pending.as_ref().map_or(0, |p| p.add.len()))
+        });
+        quota::Usage {
+            vnfds: count(vnfds.len()),
+            vnfs: count(vnfs.len()),
+            instances: count(vnfs.iter().sum()),
+        }
+    }
+
+    /// Runs `check` against `project`'s quotas and use: a request over a quota answers 409
+    /// naming it, before anything is stored.
+    fn within_quota(
+        &self,
+        project: &str,
+        check: impl FnOnce(&quota::Quotas, quota::Usage) -> Result<(), quota::QuotaExceeded>,
+    ) -> Result<(), ApiError> {
+        check(&self.shared.config.quotas, self.usage(project)).map_err(|e| {
+            tracing::info!(
+                project,
+                quota = e.quota,
+                limit = e.limit,
+                in_use = e.in_use,
+                "Request over quota."
+            );
+            ApiError::conflict("OverQuota", e.to_string())
+        })
     }
 
     fn vnfd_mirror(&self) -> &Mirror<Vnfd> {

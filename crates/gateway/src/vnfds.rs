@@ -41,6 +41,9 @@ pub(crate) async fn create(
                 "vnfd.name: required when the template has no metadata.template_name",
             )
         })?;
+    gateway.within_quota(&tenant_id, |quotas, usage| {
+        quotas.onboard(&tenant_id, &parsed.spec, usage)
+    })?;
     let vnfd_id = uuid::Uuid::new_v4().to_string();
     let descriptor = VnfdDescriptor {
         vnfd_id: vnfd_id.clone(),

@@ -16,7 +16,7 @@ use serde_json::{Map, Value, json};
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::input::{self, ListQuery};
-use crate::{Caller, Gateway, ListParams, PathId, foreign, render, visible, vnfds};
+use crate::{Caller, Gateway, ListParams, Owned, PathId, foreign, render, visible, vnfds};
 
 /// The VIM of a VNF created without `vim_id`: the built-in local VIM, the only one vnfm has
 /// (DESIGN.md, "The VIM").
@@ -120,9 +120,19 @@ pub(crate) async fn create(
                 "vnf.vnfd_id: required (or vnf.vnfd_template)",
             ));
         }
-        (Some(vnfd_id), None) => live_vnfd(&gateway, &caller, &vnfd_id).await?,
+        (Some(vnfd_id), None) => {
+            let descriptor = live_vnfd(&gateway, &caller, &vnfd_id).await?;
+            gateway.within_quota(&tenant_id, |quotas, usage| {
+                quotas.create(&tenant_id, &descriptor.spec, usage)
+            })?;
+            descriptor
+        }
         (None, Some(template)) => {
             let parsed = input::parse_template(template, "vnf.vnfd_template")?;
+            gateway.within_quota(&tenant_id, |quotas, usage| {
+                quotas.onboard(&tenant_id, &parsed.spec, usage)?;
+                quotas.create(&tenant_id, &parsed.spec, usage)
+            })?;
             let id_prefix: String = vnf_id.chars().take(INLINE_VNFD_NAME_ID_CHARS).collect();
             let descriptor = VnfdDescriptor {
                 vnfd_id: uuid::Uuid::new_v4().to_string(),
@@ -330,6 +340,20 @@ pub(crate) async fn action(
         }
     };
     let policy = input::required_string(scale, "policy", "scale")?;
+    if direction == ScaleDirection::Out {
+        let row = existing(&gateway, &caller, &vnf_id).await?;
+        let vnf = &row.state;
+        if let (Some(project), Some(scaling)) = (
+            vnf.tenant_id(),
+            vnf.vnfd
+                .as_ref()
+                .and_then(|spec| spec.scaling_policy(&policy)),
+        ) {
+            gateway.within_quota(project, |quotas, usage| {
+                quotas.scale_out(project, scaling, usage)
+            })?;
+        }
+    }
     let command = VnfCommand::Scale {
         operation_id: uuid::Uuid::new_v4().to_string(),
         policy: policy.clone(),

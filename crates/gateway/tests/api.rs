@@ -51,6 +51,7 @@ impl Drop for Api {
 struct Options {
     auth: Arc<dyn Authenticator>,
     projector: bool,
+    quotas: gateway::quota::Quotas,
 }
 
 impl Default for Options {
@@ -58,6 +59,7 @@ impl Default for Options {
         Options {
             auth: Arc::new(NoAuth),
             projector: true,
+            quotas: gateway::quota::Quotas::default(),
         }
     }
 }
@@ -84,6 +86,7 @@ impl Api {
         let config = GatewayConfig {
             auth: options.auth,
             instance: "gateway-test".into(),
+            quotas: options.quotas,
             ..GatewayConfig::default()
         };
         let gateway = Gateway::new(log.clone(), tables.clone(), config)
@@ -1336,4 +1339,103 @@ async fn a_vnf_from_an_inline_template_onboards_its_own_vnfd() {
     assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
     assert!(tacker_error(&refused, "InvalidInput").starts_with("vnf.name"));
     assert_eq!(api.log_length().await, log_before, "nothing was appended");
+}
+
+/// A request over one of its project's quotas answers 409 naming the quota, its limit and the
+/// use, and stores nothing: a second VNFD, a second VNF, and a template whose VDUs exceed the
+/// per-VNFD quota (the 1,350 VDUs, in small).
+#[tokio::test]
+async fn a_request_over_a_quota_is_refused_naming_it_and_stores_nothing() {
+    let api = Api::start_with(Options {
+        quotas: gateway::quota::Quotas {
+            vnfds: 1,
+            vnfs: 1,
+            instances: 100,
+            vdus_per_vnfd: 2,
+            instances_per_scale_step: 10,
+        },
+        ..Options::default()
+    })
+    .await;
+    let vnfd_id = api.onboard(SCALE, "first").await;
+    let last_sequence = || async {
+        api.log
+            .stream()
+            .clone()
+            .info()
+            .await
+            .unwrap()
+            .state
+            .last_sequence
+    };
+    let before = last_sequence().await;
+    let body = json!({"vnfd": {"name": "second", "attributes": {"vnfd": SCALE}}});
+    let (status, refused) = api.post("/v1.0/vnfds.json", &body).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{refused}");
+    assert_eq!(refused["TackerError"]["type"], "OverQuota", "{refused}");
+    let message = refused["TackerError"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("quota vnfds") && message.contains("limit is 1, 1 in use"),
+        "{message}"
+    );
+    assert_eq!(
+        last_sequence().await,
+        before,
+        "the refused VNFD is not stored"
+    );
+    api.create_vnf(&vnfd_id, "vnf1").await;
+    let before = last_sequence().await;
+    let (status, refused) = api
+        .post(
+            "/v1.0/vnfs.json",
+            &json!({"vnf": {"attributes": {}, "name": "vnf2", "vnfd_id": vnfd_id}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{refused}");
+    assert!(
+        refused["TackerError"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("quota vnfs"),
+        "{refused}"
+    );
+    assert_eq!(
+        last_sequence().await,
+        before,
+        "the refused VNF is not stored"
+    );
+
+    // A template with more VDUs than a VNFD may have, given inline with a create.
+    let small = Api::start_with(Options {
+        quotas: gateway::quota::Quotas {
+            vdus_per_vnfd: 1,
+            ..gateway::quota::Quotas::default()
+        },
+        ..Options::default()
+    })
+    .await;
+    let (status, refused) = small
+        .post(
+            "/v1.0/vnfs.json",
+            &json!({"vnf": {"attributes": {}, "name": "inline", "vnfd_template": SCALE}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{refused}");
+    assert!(
+        refused["TackerError"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("quota vdus_per_vnfd"),
+        "{refused}"
+    );
+    let stored = small
+        .log
+        .stream()
+        .clone()
+        .info()
+        .await
+        .unwrap()
+        .state
+        .messages;
+    assert_eq!(stored, 0, "nothing stored");
 }

@@ -171,6 +171,7 @@ pub struct Api {
     /// Fault injection for tests (hidden `--stop-at`): park a VNF create at this point.
     pub stop_at: Option<gateway::CreateStopPoint>,
     pub guard: gateway::GuardConfig,
+    pub quotas: gateway::quota::Quotas,
 }
 
 #[derive(Debug)]
@@ -391,6 +392,7 @@ impl Check<'_> {
             auth,
             stop_at: args.stop_at,
             guard: self.guard(&args.guard),
+            quotas: args.quotas.quotas(),
         }
     }
 

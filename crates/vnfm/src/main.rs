@@ -181,6 +181,52 @@ struct ApiArgs {
     stop_at: Option<gateway::CreateStopPoint>,
     #[command(flatten)]
     guard: GuardArgs,
+    #[command(flatten)]
+    quotas: QuotaArgs,
+}
+
+/// What each project may hold; 0 is unlimited.
+#[derive(Debug, Clone, Args)]
+struct QuotaArgs {
+    /// VNFDs a project may have.
+    #[arg(long, env = "VNFM_QUOTA_VNFDS", default_value_t = gateway::quota::Quotas::default().vnfds)]
+    quota_vnfds: u32,
+    /// VNFs a project may have.
+    #[arg(long, env = "VNFM_QUOTA_VNFS", default_value_t = gateway::quota::Quotas::default().vnfs)]
+    quota_vnfs: u32,
+    /// VDU instances a project may have over all its VNFs.
+    #[arg(
+        long,
+        env = "VNFM_QUOTA_INSTANCES",
+        default_value_t = gateway::quota::Quotas::default().instances
+    )]
+    quota_instances: u32,
+    /// VDUs one VNFD may have.
+    #[arg(
+        long,
+        env = "VNFM_QUOTA_VDUS_PER_VNFD",
+        default_value_t = gateway::quota::Quotas::default().vdus_per_vnfd
+    )]
+    quota_vdus_per_vnfd: u32,
+    /// Instances one scale step of a policy may add (its increment times its targets).
+    #[arg(
+        long,
+        env = "VNFM_QUOTA_INSTANCES_PER_SCALE_STEP",
+        default_value_t = gateway::quota::Quotas::default().instances_per_scale_step
+    )]
+    quota_instances_per_scale_step: u32,
+}
+
+impl QuotaArgs {
+    fn quotas(&self) -> gateway::quota::Quotas {
+        gateway::quota::Quotas {
+            vnfds: self.quota_vnfds,
+            vnfs: self.quota_vnfs,
+            instances: self.quota_instances,
+            vdus_per_vnfd: self.quota_vdus_per_vnfd,
+            instances_per_scale_step: self.quota_instances_per_scale_step,
+        }
+    }
 }
 
 /// What keeps browsers and floods away from the API.

@@ -335,6 +335,7 @@ impl Roles {
             instance,
             stop_at: api.stop_at,
             guard,
+            quotas: api.quotas,
         };
         let gateway = Gateway::new(log, tables, config).await?;
         let listener = tokio::net::TcpListener::bind(api.listen)
