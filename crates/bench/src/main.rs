@@ -309,6 +309,43 @@ async fn gateway_latency(bus: Bus) -> anyhow::Result<(Latency, Latency)> {
     quiet.print("without monitoring");
     print_cpu(&cpu);
     print_kv_gets(&log, &ids).await?;
+    if bus == Bus::Identities {
+        // The same shows through a gateway that checks every request's token (a token-file
+        // back end; every token after the first is a cache hit of its own table).
+        let tokens = tempfile_dir()?;
+        let token_file = tokens.join("tokens");
+        let token = create_token(&token_file)?;
+        let listen = format!("127.0.0.1:{}", testkit::free_port());
+        let token_file = token_file.to_str().context("a UTF-8 path")?;
+        let mut checking = role(
+            Identity::Gateway,
+            &[
+                "gateway",
+                "--listen",
+                &listen,
+                "--auth",
+                "token",
+                "--token-file",
+                token_file,
+            ],
+        );
+        checking
+            .wait_for_log("Gateway listening", ROLE_START_TIMEOUT)
+            .await;
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert("X-Auth-Token", token.parse()?);
+        let with_token = reqwest::Client::builder()
+            .default_headers(headers)
+            .build()?;
+        let authed = measure(&with_token, &format!("http://{listen}/v1.0"), &ids).await?;
+        authed.print("without monitoring, every request with a checked token");
+        println!(
+            "gateway show p99 with token auth / without: {:.2} (goal <= 1.2)",
+            authed.show_p99.as_secs_f64() / quiet.show_p99.as_secs_f64()
+        );
+        checking.kill();
+        std::fs::remove_dir_all(&tokens)?;
+    }
     // The same table with every VNF's VDU probed by ICMP every second (all on loopback).
     let mut monitor = role(
         Identity::Monitor,
@@ -613,6 +650,35 @@ async fn measure(http: &reqwest::Client, api: &str, ids: &[String]) -> anyhow::R
         list_p50,
         list_p99,
     })
+}
+
+/// A fresh directory for the bench's token file.
+fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join(format!("vnfm-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+/// `vnfm token create` for a member of the VNFs' project; answers the token.
+fn create_token(token_file: &std::path::Path) -> anyhow::Result<String> {
+    let out = std::process::Command::new(testkit::vnfm_bin())
+        .args(["token", "create", "--token-file"])
+        .arg(token_file)
+        .args([
+            "--user",
+            "bench",
+            "--project",
+            fixtures::TENANT,
+            "--role",
+            "member",
+        ])
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "vnfm token create: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8(out.stdout)?.trim().to_owned())
 }
 
 /// p50 and p99 by nearest rank: the smallest sample with at least that share of the samples
