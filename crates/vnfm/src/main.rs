@@ -187,6 +187,10 @@ struct ApiArgs {
 
 /// What each project may hold; 0 is unlimited.
 #[derive(Debug, Clone, Args)]
+#[expect(
+    clippy::struct_field_names,
+    reason = "clap names the flags --quota-* after the fields"
+)]
 struct QuotaArgs {
     /// VNFDs a project may have.
     #[arg(long, env = "VNFM_QUOTA_VNFDS", default_value_t = gateway::quota::Quotas::default().vnfds)]
