@@ -51,8 +51,10 @@ const MONITOR_WARM_UP: Duration = Duration::from_secs(100);
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     // `vnfm-bench gateway`: only the gateway measurement.
-    if std::env::args().nth(1).as_deref() == Some("gateway") {
-        return gateways().await;
+    match std::env::args().nth(1).as_deref() {
+        Some("gateway") => return gateways().await,
+        Some("auth") => return token_auth().await,
+        _ => {}
     }
     for (durability, label) in [
         (Durability::ServerDefault, "server default sync"),
@@ -75,7 +77,8 @@ async fn main() -> anyhow::Result<()> {
             checked_by_bus[1] / checked_by_bus[0]
         );
     }
-    gateways().await
+    gateways().await?;
+    token_auth().await
 }
 
 /// The bus the roles run on: without identities (as vnfm ran before it had them: the
@@ -101,6 +104,84 @@ impl Bus {
         };
         NatsServer::start_with_access(durability, access).await
     }
+}
+
+/// The show p99 of a gateway that checks every request's token (a token-file back end)
+/// against one that checks none, over the same table, on the bus with identities: each
+/// measured twice, in turns, so that both see the same machine.
+async fn token_auth() -> anyhow::Result<()> {
+    let server = Bus::Identities.server(Durability::SyncAlways).await;
+    let log = fixtures::log(server.client().await).await;
+    let role = |identity: Identity, args: &[&str]| {
+        let connect = server.connect_args(identity);
+        let mut args = args.to_vec();
+        args.extend(connect.iter().map(String::as_str));
+        RoleProcess::spawn(identity.name(), &args)
+    };
+    let mut projector = role(Identity::Projector, &["projector"]);
+    projector
+        .wait_for_log("Projector running.", ROLE_START_TIMEOUT)
+        .await;
+    let ids = write_vnfs(&log).await;
+    let tokens = tempfile_dir()?;
+    let token_file = tokens.join("tokens");
+    let token = create_token(&token_file)?;
+    let token_file = token_file.to_str().context("a UTF-8 path")?;
+    let (open, checking) = (
+        format!("127.0.0.1:{}", testkit::free_port()),
+        format!("127.0.0.1:{}", testkit::free_port()),
+    );
+    let mut gateways = [
+        role(Identity::Gateway, &["gateway", "--listen", &open]),
+        role(
+            Identity::Gateway,
+            &[
+                "gateway",
+                "--listen",
+                &checking,
+                "--auth",
+                "token",
+                "--token-file",
+                token_file,
+            ],
+        ),
+    ];
+    for gateway in &mut gateways {
+        gateway
+            .wait_for_log("Gateway listening", ROLE_START_TIMEOUT)
+            .await;
+    }
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert("X-Auth-Token", token.parse()?);
+    let clients = [
+        (reqwest::Client::new(), format!("http://{open}/v1.0")),
+        (
+            reqwest::Client::builder()
+                .default_headers(headers)
+                .build()?,
+            format!("http://{checking}/v1.0"),
+        ),
+    ];
+    for (http, api) in &clients {
+        listed_all(http, api).await?;
+    }
+    let mut p99s = [Vec::new(), Vec::new()];
+    for _turn in 0..2 {
+        for ((http, api), p99) in clients.iter().zip(&mut p99s) {
+            p99.push(measure(http, api, &ids).await?.show_p99);
+        }
+    }
+    let worst = |p99: &[Duration]| p99.iter().max().copied().unwrap_or_default();
+    let (without, with) = (worst(&p99s[0]), worst(&p99s[1]));
+    println!(
+        "gateway show p99 ({SHOWS} shows, twice each, the worse kept): without auth {:.3} ms, \
+         with token auth {:.3} ms; with / without {:.2} (goal <= 1.2)",
+        ms(without),
+        ms(with),
+        with.as_secs_f64() / without.as_secs_f64()
+    );
+    std::fs::remove_dir_all(&tokens)?;
+    Ok(())
 }
 
 /// The gateway measurement on both buses, and the ratios of their p99s.
@@ -235,49 +316,7 @@ async fn gateway_latency(bus: Bus) -> anyhow::Result<(Latency, Latency)> {
     projector
         .wait_for_log("Projector running.", ROLE_START_TIMEOUT)
         .await;
-    // VNFs written through the log without a VIM: a create and its completion each.
-    // The gateway accepts only UUIDs as ids.
-    let ids: Vec<String> = (0..VNFS)
-        .map(|n| uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, &n.to_be_bytes()).to_string())
-        .collect();
-    futures::stream::iter(ids.iter().enumerate())
-        .map(|(n, id)| {
-            let log = log.clone();
-            async move {
-                let create = VnfCommand::Create {
-                    details: fixtures::details(id, "vnfd-bench"),
-                    vnfd: vnfd(),
-                    operation_id: format!("op-{id}"),
-                };
-                let created = log.execute::<Vnf>(id, create, &(), &cause()).await?;
-                let planned = created.aggregate.pending.expect("pending create").add;
-                let instances = planned
-                    .into_iter()
-                    .map(|p| Instance {
-                        instance_id: p.instance_id,
-                        vdu: p.vdu,
-                        // Loopback addresses: every one answers ICMP on this machine.
-                        mgmt_ip: Ipv4Addr::from(
-                            0x7F01_0001
-                                + u32::try_from(n).expect("fewer VNFs than loopback addresses"),
-                        ),
-                        booted_at: OffsetDateTime::now_utc(),
-                    })
-                    .collect();
-                let complete = VnfCommand::CompleteCreate {
-                    operation_id: format!("op-{id}"),
-                    instances,
-                };
-                log.execute::<Vnf>(id, complete, &(), &cause()).await?;
-                anyhow::Ok(())
-            }
-        })
-        .buffer_unordered(IN_FLIGHT)
-        .for_each(|r| {
-            r.expect("VNF written");
-            async {}
-        })
-        .await;
+    let ids = write_vnfs(&log).await;
     let listen = format!("127.0.0.1:{}", testkit::free_port());
     let mut gateway = role(Identity::Gateway, &["gateway", "--listen", &listen]);
     gateway
@@ -285,20 +324,7 @@ async fn gateway_latency(bus: Bus) -> anyhow::Result<(Latency, Latency)> {
         .await;
     let api = format!("http://{listen}/v1.0");
     let http = reqwest::Client::new();
-    // Wait until the table (and the gateway's view of it) holds every VNF.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let body: serde_json::Value = http.get(format!("{api}/vnfs")).send().await?.json().await?;
-        let count = body["vnfs"].as_array().map_or(0, Vec::len);
-        if count == VNFS {
-            break;
-        }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "only {count} of {VNFS} VNFs listed"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    listed_all(&http, &api).await?;
     let mut processes = vec![
         ("gateway", gateway.pid()),
         ("projector", projector.pid()),
@@ -309,43 +335,6 @@ async fn gateway_latency(bus: Bus) -> anyhow::Result<(Latency, Latency)> {
     quiet.print("without monitoring");
     print_cpu(&cpu);
     print_kv_gets(&log, &ids).await?;
-    if bus == Bus::Identities {
-        // The same shows through a gateway that checks every request's token (a token-file
-        // back end; every token after the first is a cache hit of its own table).
-        let tokens = tempfile_dir()?;
-        let token_file = tokens.join("tokens");
-        let token = create_token(&token_file)?;
-        let listen = format!("127.0.0.1:{}", testkit::free_port());
-        let token_file = token_file.to_str().context("a UTF-8 path")?;
-        let mut checking = role(
-            Identity::Gateway,
-            &[
-                "gateway",
-                "--listen",
-                &listen,
-                "--auth",
-                "token",
-                "--token-file",
-                token_file,
-            ],
-        );
-        checking
-            .wait_for_log("Gateway listening", ROLE_START_TIMEOUT)
-            .await;
-        let mut headers = reqwest::header::HeaderMap::new();
-        headers.insert("X-Auth-Token", token.parse()?);
-        let with_token = reqwest::Client::builder()
-            .default_headers(headers)
-            .build()?;
-        let authed = measure(&with_token, &format!("http://{listen}/v1.0"), &ids).await?;
-        authed.print("without monitoring, every request with a checked token");
-        println!(
-            "gateway show p99 with token auth / without: {:.2} (goal <= 1.2)",
-            authed.show_p99.as_secs_f64() / quiet.show_p99.as_secs_f64()
-        );
-        checking.kill();
-        std::fs::remove_dir_all(&tokens)?;
-    }
     // The same table with every VNF's VDU probed by ICMP every second (all on loopback).
     let mut monitor = role(
         Identity::Monitor,
@@ -650,6 +639,71 @@ async fn measure(http: &reqwest::Client, api: &str, ids: &[String]) -> anyhow::R
         list_p50,
         list_p99,
     })
+}
+
+/// [`VNFS`] VNFs written through the log without a VIM (a create and its completion each),
+/// with loopback management IPs; answers their ids (UUIDs, as the gateway accepts).
+async fn write_vnfs(log: &EventLog) -> Vec<String> {
+    let ids: Vec<String> = (0..VNFS)
+        .map(|n| uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, &n.to_be_bytes()).to_string())
+        .collect();
+    futures::stream::iter(ids.iter().enumerate())
+        .map(|(n, id)| {
+            let log = log.clone();
+            async move {
+                let create = VnfCommand::Create {
+                    details: fixtures::details(id, "vnfd-bench"),
+                    vnfd: vnfd(),
+                    operation_id: format!("op-{id}"),
+                };
+                let created = log.execute::<Vnf>(id, create, &(), &cause()).await?;
+                let planned = created.aggregate.pending.expect("pending create").add;
+                let instances = planned
+                    .into_iter()
+                    .map(|p| Instance {
+                        instance_id: p.instance_id,
+                        vdu: p.vdu,
+                        // Loopback addresses: every one answers ICMP on this machine.
+                        mgmt_ip: Ipv4Addr::from(
+                            0x7F01_0001
+                                + u32::try_from(n).expect("fewer VNFs than loopback addresses"),
+                        ),
+                        booted_at: OffsetDateTime::now_utc(),
+                    })
+                    .collect();
+                let complete = VnfCommand::CompleteCreate {
+                    operation_id: format!("op-{id}"),
+                    instances,
+                };
+                log.execute::<Vnf>(id, complete, &(), &cause()).await?;
+                anyhow::Ok(())
+            }
+        })
+        .buffer_unordered(IN_FLIGHT)
+        .for_each(|r| {
+            r.expect("VNF written");
+            async {}
+        })
+        .await;
+    ids
+}
+
+/// Waits until the table, and the gateway's copy of it, holds every VNF: before, a show may
+/// read the log instead of the copy, and be timed for it.
+async fn listed_all(http: &reqwest::Client, api: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let body: serde_json::Value = http.get(format!("{api}/vnfs")).send().await?.json().await?;
+        let count = body["vnfs"].as_array().map_or(0, Vec::len);
+        if count == VNFS {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "only {count} of {VNFS} VNFs listed"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// A fresh directory for the bench's token file.
