@@ -18,6 +18,7 @@ pub mod monitor;
 pub mod names;
 pub mod nats_error;
 pub mod read;
+pub mod secrets;
 pub mod setup;
 pub mod spec;
 pub mod store;
