@@ -224,10 +224,7 @@ impl System {
     /// `vnfm <args> --nats-url <this system's server> --nats-nkey <the seed of the identity
     /// the command runs as>`, labelled `label` in failure messages.
     pub fn spawn_role(&self, label: &str, args: &[&str]) -> RoleProcess {
-        let connect = self.nats.connect_args(identity_of(args));
-        let mut args = args.to_vec();
-        args.extend(connect.iter().map(String::as_str));
-        RoleProcess::spawn(label, &args)
+        self.nats.spawn_as(label, identity_of(args), args)
     }
 
     /// A conductor process named `name` on this system's VIM prefix, with `flags` added (such

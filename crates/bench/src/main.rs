@@ -24,7 +24,7 @@ use events::read::StreamRead;
 use events::spec::{MonitoringPolicy, PolicyAction, VnfdSpec};
 use events::store::EventLog;
 use events::vnf::{Instance, Vnf, VnfCommand, VnfEvent};
-use testkit::{Durability, NatsServer, RoleProcess};
+use testkit::{Durability, NatsServer};
 
 use bench::{cpu_time, machine_busy, run_queue_wait};
 
@@ -112,12 +112,7 @@ impl Bus {
 async fn token_auth() -> anyhow::Result<()> {
     let server = Bus::Identities.server(Durability::SyncAlways).await;
     let log = fixtures::log(server.client().await).await;
-    let role = |identity: Identity, args: &[&str]| {
-        let connect = server.connect_args(identity);
-        let mut args = args.to_vec();
-        args.extend(connect.iter().map(String::as_str));
-        RoleProcess::spawn(identity.name(), &args)
-    };
+    let role = |identity: Identity, args: &[&str]| server.spawn_as(identity.name(), identity, args);
     let mut projector = role(Identity::Projector, &["projector"]);
     projector
         .wait_for_log("Projector running.", ROLE_START_TIMEOUT)
@@ -306,12 +301,7 @@ async fn gateway_latency(bus: Bus) -> anyhow::Result<(Latency, Latency)> {
     let log = fixtures::log(server.client().await).await;
     // Each role as its own `vnfm` process, as deployed ($VNFM_BIN; `ops/bench` builds the
     // release binary).
-    let role = |identity: Identity, args: &[&str]| {
-        let connect = server.connect_args(identity);
-        let mut args = args.to_vec();
-        args.extend(connect.iter().map(String::as_str));
-        RoleProcess::spawn(identity.name(), &args)
-    };
+    let role = |identity: Identity, args: &[&str]| server.spawn_as(identity.name(), identity, args);
     let mut projector = role(Identity::Projector, &["projector"]);
     projector
         .wait_for_log("Projector running.", ROLE_START_TIMEOUT)

@@ -259,6 +259,15 @@ impl NatsServer {
         args
     }
 
+    /// `vnfm <args> --nats-url URL --nats-nkey SEED` as a process labelled `label`: a role (or
+    /// tool) reaching this server as `identity`.
+    pub fn spawn_as(&self, label: &str, identity: Identity, args: &[&str]) -> RoleProcess {
+        let connect = self.connect_args(identity);
+        let mut args = args.to_vec();
+        args.extend(connect.iter().map(String::as_str));
+        RoleProcess::spawn(label, &args)
+    }
+
     /// Every line of the server's log (across restarts) where it refused a client an operation
     /// its permissions do not allow (nats-server logs each as a "Publish Violation" or a
     /// "Subscription Violation").
