@@ -127,6 +127,7 @@ impl System {
                     .auth
                     .clone()
                     .unwrap_or_else(|| GatewayConfig::default().auth),
+                master_key: system.nats.access().master_key(),
                 ..GatewayConfig::default()
             },
         )
@@ -348,6 +349,20 @@ pub async fn call(
         serde_json::from_str(&text).unwrap_or(Value::String(text))
     };
     (status, json)
+}
+
+/// A client that sends `token` as `X-Auth-Token` on every request.
+///
+/// # Panics
+///
+/// When `token` is not ASCII.
+pub fn client_with(token: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert("X-Auth-Token", token.parse().expect("an ASCII token"));
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .expect("an HTTP client")
 }
 
 /// Onboards `template` through the API at `api`; answers the VNFD id.

@@ -3,6 +3,7 @@
 //! unscoped token is refused; the service's credentials file must be private.
 
 use gateway::keystone::{Keystone as Validator, KeystoneError, ServiceCredentials};
+use vnfm_tests::client_with;
 use vnfm_tests::keystone::Keystone;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -39,16 +40,6 @@ async fn keystone_tokens_name_their_user_project_and_roles() {
     .unwrap();
     let refused = ServiceCredentials::read(&exposed).unwrap_err();
     assert!(refused.contains("mode 0644"), "{refused}");
-}
-
-/// A client that sends `token` as `X-Auth-Token` on every request.
-fn client_with(token: &str) -> reqwest::Client {
-    let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert("X-Auth-Token", token.parse().expect("an ASCII token"));
-    reqwest::Client::builder()
-        .default_headers(headers)
-        .build()
-        .expect("an HTTP client")
 }
 
 /// The API behind Keystone: a member of one project onboards a VNFD; a member of another

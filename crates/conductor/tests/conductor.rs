@@ -88,7 +88,7 @@ fn init_logs() {
 /// Onboards `vnfd-1`, which every create names: a conductor takes it into use before it
 /// deploys. A second onboarding (a second conductor on the server) changes nothing.
 async fn onboard_vnfd(log: &EventLog) {
-    let onboard = VnfdCommand::Onboard(fixtures::descriptor(VNFD, vnfd(None)));
+    let onboard = VnfdCommand::Onboard(Box::new(fixtures::descriptor(VNFD, vnfd(None))));
     match log.execute::<Vnfd>(VNFD, onboard, &(), &user()).await {
         Ok(_) | Err(CommandError::Rejected(VnfdError::AlreadyExists)) => {}
         Err(e) => panic!("onboard vnfd-1: {e}"),

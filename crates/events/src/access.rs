@@ -7,6 +7,9 @@
 //! - Only monitors publish monitor results (`vnfm.monitor.{round,state,failure,suspect,refused}`)
 //!   and write the monitor state and lease buckets; only conductors publish `bad_action`.
 //! - Only gateways and conductors append to the lifecycle log; only projectors write the tables.
+//! - Only gateways read the data keys (each wrapped with the master key, which no identity
+//!   holds on the bus) and make them; projectors may only destroy them (a write); the reader
+//!   does not see that bucket at all.
 //! - A durable consumer is created, read and acked by its owner alone (`projector`, `conductor`,
 //!   `conductor-heal`); anybody else who may read a stream reads it through ephemeral consumers
 //!   and direct gets, never through a durable.
@@ -105,9 +108,11 @@ impl Identity {
                     names::VNF_TABLE_BUCKET,
                     names::VNFD_TABLE_BUCKET,
                     names::MONITOR_STATE_BUCKET,
+                    names::DATA_KEY_BUCKET,
                 ] {
                     p.read(&kv_stream(bucket));
                 }
+                p.publish_allow.push(kv_writes(names::DATA_KEY_BUCKET));
             }
             Identity::Projector => {
                 p.read(names::LIFECYCLE_STREAM);
@@ -115,6 +120,12 @@ impl Identity {
                     p.read(&kv_stream(bucket));
                     p.publish_allow.push(kv_writes(bucket));
                 }
+                // Destroying a deleted aggregate's data key: binding to the bucket and writing
+                // its tombstone, never reading a key.
+                p.publish_allow.extend([
+                    format!("{API}.STREAM.INFO.{}", kv_stream(names::DATA_KEY_BUCKET)),
+                    kv_writes(names::DATA_KEY_BUCKET),
+                ]);
             }
             Identity::Conductor => {
                 p.publish_allow.extend([
@@ -137,7 +148,8 @@ impl Identity {
                 }
             }
             Identity::Reader => {
-                for stream in streams() {
+                let data_keys = kv_stream(names::DATA_KEY_BUCKET);
+                for stream in streams().into_iter().filter(|s| *s != data_keys) {
                     p.read(&stream);
                 }
                 // Events live, and nothing else: no table writes. A push consumer delivers where
@@ -354,6 +366,10 @@ mod tests {
                 format!("$KV.{}.v", names::MONITOR_STATE_BUCKET),
                 &[Identity::Monitor],
             ),
+            (
+                format!("$KV.{}.vnf.v", names::DATA_KEY_BUCKET),
+                &[Identity::Gateway, Identity::Projector],
+            ),
         ];
         for (subject, writers) in cases {
             for identity in Identity::ALL {
@@ -429,6 +445,27 @@ mod tests {
         for subject in [ephemeral, again] {
             assert!(publishes(Identity::Monitor, &subject));
             assert!(publishes(Identity::Reader, &subject));
+        }
+    }
+
+    #[test]
+    fn only_gateways_read_the_data_keys() {
+        let stream = kv_stream(names::DATA_KEY_BUCKET);
+        for identity in Identity::ALL {
+            for read in [
+                format!(
+                    "{API}.DIRECT.GET.{stream}.$KV.{}.vnf.v",
+                    names::DATA_KEY_BUCKET
+                ),
+                format!("{API}.STREAM.MSG.GET.{stream}"),
+                format!("{API}.CONSUMER.CREATE.{stream}"),
+            ] {
+                assert_eq!(
+                    publishes(identity, &read),
+                    identity == Identity::Gateway,
+                    "{identity:?} {read}"
+                );
+            }
         }
     }
 

@@ -1,6 +1,7 @@
 //! The nkey credentials of vnfm's identities ([`Identity`]): one seed file per identity in a
 //! directory (`<identity>.nk`, mode 0600, the directory 0700), made on first use and reused
-//! after. A seed never leaves its file but to sign a connection's challenge: [`Seed`] does not
+//! after; and the master key that wraps the secrets' data keys (`master.key`, 0600, the same
+//! way). A seed never leaves its file but to sign a connection's challenge: [`Seed`] does not
 //! print it, and only public keys go into the server's configuration.
 
 use std::io::Write as _;
@@ -8,6 +9,7 @@ use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt 
 use std::path::{Path, PathBuf};
 
 use crate::access::Identity;
+use crate::secrets::DataKey;
 
 /// The mode of a seed file (and of a TLS private key): its owner reads and writes it, nobody
 /// else sees it.
@@ -18,6 +20,10 @@ const CREDENTIALS_DIR_MODE: u32 = 0o700;
 const NOT_OWNER_BITS: u32 = 0o077;
 /// The largest seed file read: a seed is 58 characters.
 const SEED_FILE_BYTES_MAX: u64 = 4096;
+/// The master key's file name in a credentials directory.
+const MASTER_KEY_FILE: &str = "master.key";
+/// The largest master key file read: a key is 64 hex digits and a newline.
+const MASTER_KEY_FILE_BYTES_MAX: u64 = 128;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CredentialsError {
@@ -32,6 +38,10 @@ pub enum CredentialsError {
     Exposed { path: PathBuf, mode: u32 },
     #[error("{path} holds no NATS user nkey seed (a line starting with SU): {reason}")]
     NotASeed { path: PathBuf, reason: String },
+    #[error("{path} is {bytes} bytes, more than the {max} such a file may have")]
+    TooLarge { path: PathBuf, bytes: u64, max: u64 },
+    #[error("{path} holds no master key (64 hex digits, as `vnfm up` writes it)")]
+    NotAMasterKey { path: PathBuf },
     #[error("cannot make the TLS certificates in {dir}: {reason}")]
     Certificate { dir: PathBuf, reason: String },
 }
@@ -64,25 +74,7 @@ impl Seed {
     /// Reads the seed in `path`: its first line that is not blank or a comment. Refuses a file
     /// others can read, and anything but a user seed.
     pub fn read(path: &Path) -> Result<Seed, CredentialsError> {
-        let io = |source| CredentialsError::Io {
-            path: path.to_owned(),
-            source,
-        };
-        let metadata = std::fs::metadata(path).map_err(io)?;
-        let mode = metadata.permissions().mode() & 0o7777;
-        if mode & NOT_OWNER_BITS != 0 {
-            return Err(CredentialsError::Exposed {
-                path: path.to_owned(),
-                mode,
-            });
-        }
-        if metadata.len() > SEED_FILE_BYTES_MAX {
-            return Err(CredentialsError::NotASeed {
-                path: path.to_owned(),
-                reason: format!("{} bytes, more than {SEED_FILE_BYTES_MAX}", metadata.len()),
-            });
-        }
-        let text = std::fs::read_to_string(path).map_err(io)?;
+        let text = read_private(path, SEED_FILE_BYTES_MAX)?;
         let seed = text
             .lines()
             .map(str::trim)
@@ -104,6 +96,58 @@ impl Seed {
             public_key: pair.public_key(),
         })
     }
+}
+
+/// The text of `path`, a file only its owner may read (else [`CredentialsError::Exposed`]),
+/// of at most `bytes_max` bytes.
+fn read_private(path: &Path, bytes_max: u64) -> Result<String, CredentialsError> {
+    let io = |source| CredentialsError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let metadata = std::fs::metadata(path).map_err(io)?;
+    let mode = metadata.permissions().mode() & 0o7777;
+    if mode & NOT_OWNER_BITS != 0 {
+        return Err(CredentialsError::Exposed {
+            path: path.to_owned(),
+            mode,
+        });
+    }
+    if metadata.len() > bytes_max {
+        return Err(CredentialsError::TooLarge {
+            path: path.to_owned(),
+            bytes: metadata.len(),
+            max: bytes_max,
+        });
+    }
+    std::fs::read_to_string(path).map_err(io)
+}
+
+/// The master key's file in a credentials directory.
+pub fn master_key_path(dir: &Path) -> PathBuf {
+    dir.join(MASTER_KEY_FILE)
+}
+
+/// The master key in `path`, written there first (a fresh random key, 0600) when the file does
+/// not exist yet. An existing file is read, never rewritten: a new key would make every
+/// secret sealed under the old one unreadable.
+pub fn ensure_master_key(path: &Path) -> Result<DataKey, CredentialsError> {
+    if !path.exists() {
+        let key = DataKey::generate().map_err(|e| CredentialsError::Io {
+            path: path.to_owned(),
+            source: std::io::Error::other(e),
+        })?;
+        write_private(path, &format!("{}\n", key.to_hex()))?;
+    }
+    read_master_key(path)
+}
+
+/// The master key in `path`, a file only its owner may read.
+pub fn read_master_key(path: &Path) -> Result<DataKey, CredentialsError> {
+    let text = read_private(path, MASTER_KEY_FILE_BYTES_MAX)?;
+    DataKey::from_hex(&text).ok_or_else(|| CredentialsError::NotAMasterKey {
+        path: path.to_owned(),
+    })
 }
 
 /// How a client of `identity` connects with `seed`: signing the server's challenge with it, and
@@ -205,6 +249,27 @@ mod tests {
         assert_eq!(keys(&first), keys(&again));
         assert!(first[0].1.public_key().starts_with('U'));
         assert!(!format!("{:?}", first[0].1).contains(first[0].1.secret()));
+    }
+
+    #[test]
+    fn the_master_key_is_made_once_private_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = master_key_path(dir.path());
+        let made = ensure_master_key(&path).unwrap();
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            SEED_FILE_MODE
+        );
+        assert_eq!(ensure_master_key(&path).unwrap().to_hex(), made.to_hex());
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        assert!(matches!(
+            read_master_key(&path),
+            Err(CredentialsError::Exposed { .. })
+        ));
+        let other = dir.path().join("other.key");
+        write_private(&other, "not a key\n").unwrap();
+        let error = read_master_key(&other).unwrap_err().to_string();
+        assert!(error.contains("holds no master key"), "{error}");
     }
 
     #[test]

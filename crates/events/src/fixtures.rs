@@ -104,19 +104,19 @@ pub fn descriptor(vnfd_id: &str, spec: VnfdSpec) -> VnfdDescriptor {
         description: String::new(),
         tenant_id: TENANT.into(),
         template_source: TemplateSource::Onboarded,
-        template_yaml: String::new(),
+        template_yaml: serde_json::Value::String(String::new()),
         spec,
     }
 }
 
 /// The command that onboards the VNFD `vnfd_id` with no VDU.
 pub fn onboard(vnfd_id: &str) -> VnfdCommand {
-    VnfdCommand::Onboard(descriptor(vnfd_id, spec(vec![])))
+    VnfdCommand::Onboard(Box::new(descriptor(vnfd_id, spec(vec![]))))
 }
 
 /// The event of the VNFD `vnfd_id` onboarded with no VDU.
 pub fn onboarded(vnfd_id: &str) -> VnfdEvent {
-    VnfdEvent::Onboarded(descriptor(vnfd_id, spec(vec![])))
+    VnfdEvent::Onboarded(Box::new(descriptor(vnfd_id, spec(vec![]))))
 }
 
 /// The command that creates the VNF `vnf_id` from the VNFD `vnfd_id` with `vnfd` under the

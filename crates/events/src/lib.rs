@@ -14,6 +14,7 @@ pub mod credentials;
 pub mod envelope;
 #[cfg(any(test, feature = "fixtures"))]
 pub mod fixtures;
+pub mod keyring;
 pub mod monitor;
 pub mod names;
 pub mod nats_error;

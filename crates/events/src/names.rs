@@ -136,12 +136,26 @@ pub const MONITOR_STATE_BUCKET: &str = "VNFM_MONITOR_STATE";
 /// Monitor membership and partition leases (entries expire unless renewed).
 pub const MONITOR_LEASE_BUCKET: &str = "VNFM_MONITOR_LEASES";
 
+/// The data keys that seal each VNF's and VNFD's secrets, each wrapped with the master key
+/// (key: [`data_key_name`]); only gateways read them, and a deleted aggregate's key is
+/// destroyed (see `events::keyring`).
+pub const DATA_KEY_BUCKET: &str = "VNFM_DATA_KEYS";
+
+/// The [`DATA_KEY_BUCKET`] key of one aggregate's data key, to which its wrapping is bound.
+pub fn data_key_name(kind: AggregateKind, id: &str) -> String {
+    match kind {
+        AggregateKind::Vnf => format!("vnf.{id}"),
+        AggregateKind::Vnfd => format!("vnfd.{id}"),
+    }
+}
+
 /// Every KV bucket of vnfm.
-pub const BUCKETS: [&str; 4] = [
+pub const BUCKETS: [&str; 5] = [
     VNF_TABLE_BUCKET,
     VNFD_TABLE_BUCKET,
     MONITOR_STATE_BUCKET,
     MONITOR_LEASE_BUCKET,
+    DATA_KEY_BUCKET,
 ];
 
 /// Durable consumer of failure reports shared by every conductor.

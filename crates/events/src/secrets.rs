@@ -8,8 +8,11 @@
 //! [`seal_secrets`] walks a JSON document and replaces every secret-bearing field's value with
 //! a [`SEALED_TAG`] object (ChaCha20-Poly1305, a random nonce, the field's path as associated
 //! data, so a sealed value cannot be moved to another field); [`open_secrets`] reverses it.
+//! [`reveal`] is what a reader of the API is shown: the opened values for a caller who may
+//! see them, [`HIDDEN`] for everybody else and for a value whose key is gone.
 //!
-//! Not wired yet: the gateway still appends these fields in clear (see issue 11's notes).
+//! The keys' storage is [`keyring`](crate::keyring)'s; the master key's file,
+//! [`credentials`](crate::credentials)'.
 
 use ring::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use ring::rand::{SecureRandom, SystemRandom};
@@ -17,6 +20,8 @@ use serde_json::{Map, Value};
 
 /// The key under which a sealed value's parts are stored; no VNFD or VNF field has this name.
 pub const SEALED_TAG: &str = "$sealed";
+/// What a caller is shown in place of a secret it may not see, or that can no longer be opened.
+pub const HIDDEN: &str = "<secret: hidden>";
 /// The sealing scheme of [`SEALED_TAG`] values this build writes.
 const SCHEME: &str = "chacha20poly1305-v1";
 /// Fields whose whole value is secret, whatever it holds (Tacker's VNFD `user_data`, VDU
@@ -58,6 +63,16 @@ impl DataKey {
         )
     }
 
+    /// The key as 64 hex digits: the master key file's contents.
+    pub fn to_hex(&self) -> String {
+        hex_encode(&self.0)
+    }
+
+    /// The key written by [`to_hex`](Self::to_hex); `None` for anything but 64 hex digits.
+    pub fn from_hex(text: &str) -> Option<DataKey> {
+        hex_decode(text.trim())?.try_into().ok().map(DataKey)
+    }
+
     /// `self` sealed with `master` for the aggregate `aggregate_id` (hex), to be stored
     /// outside the log.
     pub fn wrap(&self, master: &DataKey, aggregate_id: &str) -> Result<String, SecretError> {
@@ -91,53 +106,120 @@ pub fn is_secret_name(name: &str) -> bool {
     SECRET_FIELDS.contains(&lower.as_str()) || SECRET_WORDS.iter().any(|w| lower.contains(w))
 }
 
-/// `document` with the value of every secret-bearing field sealed with `key`.
-pub fn seal_secrets(document: &Value, key: &DataKey) -> Result<Value, SecretError> {
-    walk(document, "", &mut |path, value| {
-        let clear = serde_json::to_vec(value).expect("a JSON value serializes");
-        let sealed = seal_bytes(key, &clear, path)?;
-        Ok(serde_json::json!({ SEALED_TAG: { "scheme": SCHEME, "data": hex_encode(&sealed) } }))
-    })
+/// Whether `document` has a secret-bearing field anywhere (so that sealing it needs a key).
+pub fn holds_secrets(document: &Value) -> bool {
+    match document {
+        Value::Object(fields) => fields
+            .iter()
+            .any(|(name, field)| is_secret_name(name) || holds_secrets(field)),
+        Value::Array(items) => items.iter().any(holds_secrets),
+        _ => false,
+    }
 }
 
-/// `document` with every sealed value opened with `key`.
-pub fn open_secrets(document: &Value, key: &DataKey) -> Result<Value, SecretError> {
-    walk(document, "", &mut |path, value| {
-        let unopenable = |reason: &str| SecretError::Unopenable {
-            path: path.to_owned(),
-            reason: reason.to_owned(),
-        };
-        let Some(sealed) = value.get(SEALED_TAG) else {
-            return Ok(value.clone());
-        };
-        if sealed.get("scheme").and_then(Value::as_str) != Some(SCHEME) {
-            return Err(unopenable("an unknown scheme"));
+/// Whether `document` holds a sealed value anywhere (so that showing it needs its key).
+pub fn holds_sealed(document: &Value) -> bool {
+    match document {
+        Value::Object(fields) => {
+            fields.contains_key(SEALED_TAG) || fields.values().any(holds_sealed)
         }
-        let bytes = sealed
-            .get("data")
-            .and_then(Value::as_str)
-            .and_then(hex_decode)
-            .ok_or_else(|| unopenable("no hex data"))?;
-        let clear = open_bytes(key, &bytes, path).ok_or_else(|| unopenable("wrong key"))?;
-        serde_json::from_slice(&clear).map_err(|e| unopenable(&e.to_string()))
+        Value::Array(items) => items.iter().any(holds_sealed),
+        _ => false,
+    }
+}
+
+/// `document`, found at `path` (`""` for a whole document), with the value of every
+/// secret-bearing field sealed with `key`.
+pub fn seal_secrets(document: &Value, key: &DataKey, path: &str) -> Result<Value, SecretError> {
+    rebuild(document, path, &mut |path, name, value| {
+        is_secret_name(name)
+            .then(|| seal(value, key, path))
+            .transpose()
     })
 }
 
-/// `value` rebuilt with `at(path, field_value)` in place of every secret-bearing field.
-fn walk(
-    value: &Value,
-    path: &str,
-    at: &mut dyn FnMut(&str, &Value) -> Result<Value, SecretError>,
-) -> Result<Value, SecretError> {
+/// `value`, whole, sealed with `key` for the field at `path` (a JSON pointer): the value a
+/// document holds at `path` in place of `value`.
+pub fn seal(value: &Value, key: &DataKey, path: &str) -> Result<Value, SecretError> {
+    let clear = serde_json::to_vec(value).expect("a JSON value serializes");
+    let sealed = seal_bytes(key, &clear, path)?;
+    Ok(serde_json::json!({ SEALED_TAG: { "scheme": SCHEME, "data": hex_encode(&sealed) } }))
+}
+
+/// `document`, found at `path` (`""` for a whole document), with every sealed value in it
+/// opened with `key`.
+pub fn open_secrets(document: &Value, key: &DataKey, path: &str) -> Result<Value, SecretError> {
+    if let Some(sealed) = document.get(SEALED_TAG) {
+        return open(sealed, key, path);
+    }
+    rebuild(document, path, &mut |path, _, value| {
+        value
+            .get(SEALED_TAG)
+            .map(|sealed| open(sealed, key, path))
+            .transpose()
+    })
+}
+
+/// What `document` (at `path`) shows: its sealed values opened with `key` when there is one
+/// and they open, else each replaced by [`HIDDEN`]. Never fails: a caller who may not see a
+/// secret, or whose secret was destroyed with its aggregate, sees that it is there and no more.
+pub fn reveal(document: &Value, key: Option<&DataKey>, path: &str) -> Value {
+    if let Some(opened) = key.and_then(|key| open_secrets(document, key, path).ok()) {
+        return opened;
+    }
+    conceal(document)
+}
+
+/// `document` with every sealed value replaced by [`HIDDEN`].
+fn conceal(document: &Value) -> Value {
+    if document.get(SEALED_TAG).is_some() {
+        return Value::String(HIDDEN.to_owned());
+    }
+    match document {
+        Value::Object(fields) => Value::Object(
+            fields
+                .iter()
+                .map(|(name, field)| (name.clone(), conceal(field)))
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(conceal).collect()),
+        other => other.clone(),
+    }
+}
+
+/// The value a [`SEALED_TAG`] object at `path` seals.
+fn open(sealed: &Value, key: &DataKey, path: &str) -> Result<Value, SecretError> {
+    let unopenable = |reason: &str| SecretError::Unopenable {
+        path: path.to_owned(),
+        reason: reason.to_owned(),
+    };
+    if sealed.get("scheme").and_then(Value::as_str) != Some(SCHEME) {
+        return Err(unopenable("an unknown scheme"));
+    }
+    let bytes = sealed
+        .get("data")
+        .and_then(Value::as_str)
+        .and_then(hex_decode)
+        .ok_or_else(|| unopenable("no hex data"))?;
+    let clear = open_bytes(key, &bytes, path).ok_or_else(|| unopenable("wrong key"))?;
+    serde_json::from_slice(&clear).map_err(|e| unopenable(&e.to_string()))
+}
+
+/// What [`rebuild`] asks of each object field (its path, its name, its value): a new value,
+/// or `None` to rebuild the field's own fields.
+type FieldRewrite<'a> = dyn FnMut(&str, &str, &Value) -> Result<Option<Value>, SecretError> + 'a;
+
+/// `value` (at `path`) rebuilt with `at(path, name, field)`'s answer in place of each object
+/// field it answers for; the fields it does not answer for are rebuilt the same way.
+fn rebuild(value: &Value, path: &str, at: &mut FieldRewrite<'_>) -> Result<Value, SecretError> {
     Ok(match value {
         Value::Object(fields) => {
             let mut out = Map::new();
             for (name, field) in fields {
                 let field_path = format!("{path}/{name}");
-                let new = if is_secret_name(name) {
-                    at(&field_path, field)?
-                } else {
-                    walk(field, &field_path, at)?
+                let new = match at(&field_path, name, field)? {
+                    Some(new) => new,
+                    None => rebuild(field, &field_path, at)?,
                 };
                 out.insert(name.clone(), new);
             }
@@ -147,7 +229,7 @@ fn walk(
             items
                 .iter()
                 .enumerate()
-                .map(|(n, item)| walk(item, &format!("{path}/{n}"), at))
+                .map(|(n, item)| rebuild(item, &format!("{path}/{n}"), at))
                 .collect::<Result<_, _>>()?,
         ),
         other => other.clone(),
@@ -219,26 +301,26 @@ mod tests {
             },
             "vdus": [{"user_data": "#!/bin/sh\necho hunter2", "DB_Password": "hunter2", "flavor": "m1.tiny"}],
         });
-        let sealed = seal_secrets(&document, &key).unwrap();
+        let sealed = seal_secrets(&document, &key, "").unwrap();
         let text = sealed.to_string();
         assert!(!text.contains("hunter2"), "{text}");
         assert_eq!(sealed["name"], "vnf1");
         assert_eq!(sealed["vdus"][0]["flavor"], "m1.tiny");
         assert!(sealed["attributes"]["config"][SEALED_TAG].is_object());
-        assert_eq!(open_secrets(&sealed, &key).unwrap(), document);
+        assert_eq!(open_secrets(&sealed, &key, "").unwrap(), document);
     }
 
     #[test]
     fn another_key_or_another_field_cannot_open_a_sealed_value() {
         let (key, other) = (DataKey::generate().unwrap(), DataKey::generate().unwrap());
-        let sealed = seal_secrets(&json!({"password": "s3cret"}), &key).unwrap();
+        let sealed = seal_secrets(&json!({"password": "s3cret"}), &key, "").unwrap();
         assert!(matches!(
-            open_secrets(&sealed, &other),
+            open_secrets(&sealed, &other, ""),
             Err(SecretError::Unopenable { .. })
         ));
         // Moved to another secret field, it no longer opens: the path is bound to it.
         let moved = json!({"token": sealed["password"].clone()});
-        assert!(open_secrets(&moved, &key).is_err());
+        assert!(open_secrets(&moved, &key, "").is_err());
     }
 
     #[test]
@@ -252,6 +334,36 @@ mod tests {
             "bound to its VNF"
         );
         assert_eq!(format!("{data:?}"), "DataKey(..)", "no key in Debug");
+    }
+
+    #[test]
+    fn a_caller_without_the_key_sees_that_a_secret_is_there_and_no_more() {
+        let key = DataKey::generate().unwrap();
+        let document = json!({"param_values": {"pw": "hunter2"}, "name": "a"});
+        assert!(holds_secrets(&document) && !holds_sealed(&document));
+        let sealed = seal_secrets(&document, &key, "").unwrap();
+        assert!(holds_sealed(&sealed));
+        assert_eq!(reveal(&sealed, Some(&key), ""), document);
+        let hidden = json!({"param_values": HIDDEN, "name": "a"});
+        assert_eq!(reveal(&sealed, None, ""), hidden);
+        let other = DataKey::generate().unwrap();
+        assert_eq!(reveal(&sealed, Some(&other), ""), hidden);
+        // A whole value sealed at a path opens only at that path.
+        let template = seal(&json!("user_data: pw"), &key, "/template").unwrap();
+        assert_eq!(
+            open_secrets(&template, &key, "/template").unwrap(),
+            json!("user_data: pw")
+        );
+        assert_eq!(reveal(&template, Some(&key), "/other"), json!(HIDDEN));
+    }
+
+    #[test]
+    fn a_key_reads_back_from_its_hex() {
+        let key = DataKey::generate().unwrap();
+        let again = DataKey::from_hex(&format!("{}\n", key.to_hex())).unwrap();
+        assert_eq!(again.0, key.0);
+        assert!(DataKey::from_hex("abcd").is_none());
+        assert!(DataKey::from_hex(&"zz".repeat(32)).is_none());
     }
 
     #[test]

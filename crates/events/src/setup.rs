@@ -99,9 +99,10 @@ fn monitor_stream(config: &LogConfig) -> stream::Config {
     }
 }
 
-/// The VNF and VNFD tables, the monitor states and the monitor leases (whose entries expire
-/// [`LEASE_TTL`] after their last write).
-fn buckets(config: &LogConfig) -> [kv::Config; 4] {
+/// The VNF and VNFD tables, the monitor states, the monitor leases (whose entries expire
+/// [`LEASE_TTL`] after their last write) and the data keys (one revision each, so that a
+/// destroyed key leaves nothing behind in its bucket).
+fn buckets(config: &LogConfig) -> [kv::Config; 5] {
     let bucket = |name: &str| kv::Config {
         bucket: name.into(),
         history: 1,
@@ -117,6 +118,7 @@ fn buckets(config: &LogConfig) -> [kv::Config; 4] {
             max_age: LEASE_TTL,
             ..bucket(names::MONITOR_LEASE_BUCKET)
         },
+        bucket(names::DATA_KEY_BUCKET),
     ]
 }
 

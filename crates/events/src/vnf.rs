@@ -48,7 +48,13 @@ impl VnfStatus {
     }
 }
 
-/// What the user asked for when creating the VNF, kept as given.
+/// Where the sealed values of a VNF's `attributes` are bound (see `events::secrets`).
+pub const ATTRIBUTES_PATH: &str = "/attributes";
+/// Where the sealed values of a VNF's `placement_attr` are bound.
+pub const PLACEMENT_ATTR_PATH: &str = "/placement_attr";
+
+/// What the user asked for when creating the VNF, kept as given but for its secret-bearing
+/// fields, which the gateway seals (`events::secrets`) before the create is appended.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VnfDetails {
     pub vnf_id: String,

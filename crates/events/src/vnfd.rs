@@ -38,6 +38,9 @@ impl TemplateSource {
     }
 }
 
+/// Where the template's sealed value is bound (its field in a descriptor).
+pub const TEMPLATE_PATH: &str = "/template_yaml";
+
 /// What an onboarded VNFD is.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VnfdDescriptor {
@@ -46,14 +49,17 @@ pub struct VnfdDescriptor {
     pub description: String,
     pub tenant_id: String,
     pub template_source: TemplateSource,
-    /// The TOSCA text as the user gave it (YAML), shown back as `attributes.vnfd`.
-    pub template_yaml: String,
+    /// The TOSCA text as the user gave it (YAML), shown back as `attributes.vnfd`: sealed as a
+    /// whole ([`secrets::seal`](crate::secrets::seal) at [`TEMPLATE_PATH`]), since it holds the
+    /// VDUs' `user_data` and `config`; a plain string in VNFDs onboarded before secrets were
+    /// sealed. Nothing reads it but to show it: every role works from `spec`.
+    pub template_yaml: serde_json::Value,
     pub spec: VnfdSpec,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum VnfdCommand {
-    Onboard(VnfdDescriptor),
+    Onboard(Box<VnfdDescriptor>),
     /// A VNF whose create is recorded takes this VNFD into use: the gateway records it right
     /// after the create, a conductor before it deploys (see [`use_cause`]); a second use by
     /// the same VNF changes nothing.
@@ -70,7 +76,7 @@ pub enum VnfdCommand {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type")]
 pub enum VnfdEvent {
-    Onboarded(VnfdDescriptor),
+    Onboarded(Box<VnfdDescriptor>),
     UsedBy { vnf_id: String },
     ReleasedBy { vnf_id: String },
     Deleted,
@@ -163,7 +169,7 @@ impl Aggregate for Vnfd {
 
     fn apply(&mut self, event: VnfdEvent) {
         match event {
-            VnfdEvent::Onboarded(descriptor) => self.descriptor = Some(descriptor),
+            VnfdEvent::Onboarded(descriptor) => self.descriptor = Some(*descriptor),
             VnfdEvent::UsedBy { vnf_id } => {
                 self.users.insert(vnf_id);
             }

@@ -116,6 +116,12 @@ impl Principal {
         self.is_admin() || self.project_id == project_id
     }
 
+    /// Whether this principal is shown the secrets (`user_data`, `config`, passwords) of
+    /// resources of `project_id`: an admin, or a member of that project; never a reader.
+    pub fn sees_secrets_of(&self, project_id: &str) -> bool {
+        self.sees(project_id) && self.may(Access::Write)
+    }
+
     /// The project a new resource belongs to: the body's `tenant_id` when given and allowed,
     /// else the principal's project. As Tacker's API base (`_populate_tenant_id`, from
     /// Neutron's), a non-admin naming another project is refused with 400.

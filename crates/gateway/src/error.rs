@@ -6,6 +6,7 @@ use std::fmt::Display;
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use events::keyring::KeyringError;
 use events::nats_error::{NatsError, NatsErrorKind};
 use events::store::StoreError;
 
@@ -163,6 +164,16 @@ impl ApiError {
             StoreError::Conflict => Self::lost_race(),
             StoreError::Nats(e) => Self::nats(context, e),
             StoreError::Encode(_) | StoreError::NotProvisioned(_) => Self::internal(context, error),
+        }
+    }
+
+    /// A data key that could not be read or made: NATS as [`ApiError::nats`] says; a key that
+    /// does not open with this gateway's master key is ours (500, naming the aggregate in the
+    /// log).
+    pub(crate) fn keyring(context: &str, error: &KeyringError) -> Self {
+        match error {
+            KeyringError::Nats(e) => Self::nats(context, e),
+            KeyringError::Secret(_) => Self::internal(context, error),
         }
     }
 

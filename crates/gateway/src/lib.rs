@@ -36,8 +36,11 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use events::envelope::Cause;
+use events::keyring::Keyring;
 use events::monitor::InstanceMonitorState;
+use events::names::AggregateKind;
 use events::nats_error::NatsError;
+use events::secrets::DataKey;
 use events::store::{self, EventLog, Logged, StoreError};
 use events::vnf::Vnf;
 use events::vnfd::Vnfd;
@@ -84,6 +87,9 @@ pub struct GatewayConfig {
     pub guard: GuardConfig,
     /// What each project may hold.
     pub quotas: quota::Quotas,
+    /// The key that wraps the data keys of the secrets the gateway seals; every gateway of a
+    /// deployment has the same one (`vnfm up` makes it, `--master-key` names its file).
+    pub master_key: Arc<DataKey>,
 }
 
 impl std::fmt::Debug for GatewayConfig {
@@ -103,6 +109,9 @@ impl Default for GatewayConfig {
             stop_at: None,
             guard: GuardConfig::default(),
             quotas: quota::Quotas::default(),
+            // A key of this gateway's own: what it seals, no other gateway can show. The
+            // binary always gives the deployment's key from its file.
+            master_key: Arc::new(DataKey::generate().expect("the system's random source")),
         }
     }
 }
@@ -141,6 +150,8 @@ struct Shared {
     vnfds: Arc<Mirror<Vnfd>>,
     /// The monitors' last known VDU states, shown with a VNF; kept by a watch task.
     monitor_states: Arc<MonitorStates>,
+    /// The data keys of the secrets the gateway seals and shows.
+    keyring: Keyring,
     /// The watch tasks; dropping the last handle on the gateway stops them.
     _followers: Followers,
 }
@@ -170,6 +181,7 @@ impl Gateway {
                 .map_err(|e| NatsError::new("reading a table's state", e))?;
         }
         let monitor_bucket = store::open_monitor_states(log.jetstream()).await?;
+        let keyring = Keyring::open(log.jetstream(), config.master_key.clone()).await?;
         let vnfs = Arc::new(Mirror::default());
         let vnfds = Arc::new(Mirror::default());
         let monitor_states = Arc::new(MonitorStates::default());
@@ -204,6 +216,7 @@ impl Gateway {
                 vnfs,
                 vnfds,
                 monitor_states,
+                keyring,
                 _followers: followers,
             }),
         })
@@ -254,6 +267,37 @@ impl Gateway {
     /// A fresh user request, recorded as coming from the caller (user and project).
     fn user_request(caller: &Principal) -> Cause {
         Cause::user_request(caller.actor())
+    }
+
+    /// The data key of the aggregate, made first when it has none, to seal its secrets with.
+    async fn data_key(&self, kind: AggregateKind, id: &str) -> Result<DataKey, ApiError> {
+        self.shared
+            .keyring
+            .key_for(kind, id)
+            .await
+            .map_err(|e| ApiError::keyring("making a data key", &e))
+    }
+
+    /// The key to show an aggregate's secrets with, when it has `sealed` ones: only for a
+    /// caller who may see the secrets of its project `tenant_id` (an admin, a member of the
+    /// project, never a reader), and only while the aggregate's key exists (deleting the
+    /// aggregate destroys it). `None` shows each secret as hidden.
+    async fn secrets_key(
+        &self,
+        caller: &Principal,
+        tenant_id: &str,
+        kind: AggregateKind,
+        id: &str,
+        sealed: bool,
+    ) -> Result<Option<DataKey>, ApiError> {
+        if !sealed || !caller.sees_secrets_of(tenant_id) {
+            return Ok(None);
+        }
+        self.shared
+            .keyring
+            .get(kind, id)
+            .await
+            .map_err(|e| ApiError::keyring("reading a data key", &e))
     }
 
     /// The newest VNF row this gateway can see: its mirror's (which the table's watch and the

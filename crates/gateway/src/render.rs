@@ -3,9 +3,10 @@
 
 use std::collections::BTreeMap;
 
+use events::secrets::{self, DataKey};
 use events::spec::{MonitoringPolicy, VnfdSpec};
-use events::vnf::Vnf;
-use events::vnfd::Vnfd;
+use events::vnf::{ATTRIBUTES_PATH, PLACEMENT_ATTR_PATH, Vnf};
+use events::vnfd::{TEMPLATE_PATH, Vnfd};
 use projector::table::{VnfRow, VnfdRow};
 use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
@@ -28,8 +29,9 @@ pub(crate) fn timestamp(at: OffsetDateTime) -> String {
     whole.format(&Rfc3339).unwrap_or_else(|_| at.to_string())
 }
 
-/// Tacker's VNFD object, for a VNFD that exists (onboarded, not deleted).
-pub(crate) fn vnfd_json(row: &VnfdRow) -> Option<Value> {
+/// Tacker's VNFD object, for a VNFD that exists (onboarded, not deleted); its template opened
+/// with `key` when given, else shown as hidden.
+pub(crate) fn vnfd_json(row: &VnfdRow, key: Option<&DataKey>) -> Option<Value> {
     let descriptor = Vnfd::live(&row.state)?;
     Some(json!({
         "id": descriptor.vnfd_id,
@@ -41,20 +43,21 @@ pub(crate) fn vnfd_json(row: &VnfdRow) -> Option<Value> {
         "updated_at": timestamp(row.updated_at),
         "template_source": descriptor.template_source.as_str(),
         "service_types": [SERVICE_TYPE],
-        "attributes": {"vnfd": descriptor.template_yaml},
+        "attributes": {"vnfd": secrets::reveal(&descriptor.template_yaml, key, TEMPLATE_PATH)},
     }))
 }
 
-/// Tacker's VNF object, for a VNF that exists (created, not deleted).
-pub(crate) fn vnf_json(row: &VnfRow) -> Option<Value> {
+/// Tacker's VNF object, for a VNF that exists (created, not deleted); its secrets opened with
+/// `key` when given, else shown as hidden.
+pub(crate) fn vnf_json(row: &VnfRow, key: Option<&DataKey>) -> Option<Value> {
     let vnf = &row.state;
     if !vnf.exists() {
         return None;
     }
     let details = vnf.details.as_ref()?;
     let status = vnf.status?;
-    let mut attributes = match &details.attributes {
-        Value::Object(object) => object.clone(),
+    let mut attributes = match secrets::reveal(&details.attributes, key, ATTRIBUTES_PATH) {
+        Value::Object(object) => object,
         _ => Map::new(),
     };
     if let Some(policy) = vnf.vnfd.as_ref().and_then(monitoring_policy) {
@@ -71,7 +74,7 @@ pub(crate) fn vnf_json(row: &VnfRow) -> Option<Value> {
         "status": status.as_str(),
         "mgmt_ip_address": mgmt_ip_address(vnf),
         "error_reason": vnf.error_reason,
-        "placement_attr": details.placement_attr,
+        "placement_attr": secrets::reveal(&details.placement_attr, key, PLACEMENT_ATTR_PATH),
         "attributes": attributes,
         "created_at": timestamp(row.created_at),
         "updated_at": timestamp(row.updated_at),

@@ -5,8 +5,10 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use events::envelope::Cause;
+use events::names::AggregateKind;
+use events::secrets::{self, DataKey};
 use events::store::CommandError;
-use events::vnfd::{TemplateSource, Vnfd, VnfdCommand, VnfdDescriptor, VnfdError};
+use events::vnfd::{TEMPLATE_PATH, TemplateSource, Vnfd, VnfdCommand, VnfdDescriptor, VnfdError};
 use serde_json::{Value, json};
 
 use crate::auth::Principal;
@@ -45,6 +47,7 @@ pub(crate) async fn create(
         quotas.onboard(&tenant_id, &parsed.spec, usage)
     })?;
     let vnfd_id = uuid::Uuid::new_v4().to_string();
+    let (template_yaml, key) = seal_template(&gateway, &vnfd_id, parsed.template_yaml).await?;
     let descriptor = VnfdDescriptor {
         vnfd_id: vnfd_id.clone(),
         name,
@@ -53,23 +56,42 @@ pub(crate) async fn create(
             .unwrap_or_default(),
         tenant_id,
         template_source: TemplateSource::Onboarded,
-        template_yaml: parsed.template_yaml,
+        template_yaml,
         spec: parsed.spec,
     };
-    let row = onboard(&gateway, descriptor, &Gateway::user_request(&caller)).await?;
+    let row = onboard(&gateway, descriptor, &key, &Gateway::user_request(&caller)).await?;
     Ok((StatusCode::CREATED, Json(json!({ "vnfd": row }))))
 }
 
-/// Onboards `descriptor` and answers the VNFD as stored.
+/// The template of the VNFD `vnfd_id` sealed as a whole (it holds the VDUs' `user_data` and
+/// `config`) with the VNFD's data key, made here, and the key.
+pub(crate) async fn seal_template(
+    gateway: &Gateway,
+    vnfd_id: &str,
+    template_yaml: String,
+) -> Result<(Value, DataKey), ApiError> {
+    let key = gateway.data_key(AggregateKind::Vnfd, vnfd_id).await?;
+    let sealed = secrets::seal(&Value::String(template_yaml), &key, TEMPLATE_PATH)
+        .map_err(|e| ApiError::internal("sealing a VNFD's template", &e))?;
+    Ok((sealed, key))
+}
+
+/// Onboards `descriptor` and answers the VNFD as stored, its template opened with `key`.
 pub(crate) async fn onboard(
     gateway: &Gateway,
     descriptor: VnfdDescriptor,
+    key: &DataKey,
     cause: &Cause,
 ) -> Result<Value, ApiError> {
     let vnfd_id = descriptor.vnfd_id.clone();
     gateway
         .log()
-        .execute::<Vnfd>(&vnfd_id, VnfdCommand::Onboard(descriptor), &(), cause)
+        .execute::<Vnfd>(
+            &vnfd_id,
+            VnfdCommand::Onboard(Box::new(descriptor)),
+            &(),
+            cause,
+        )
         .await
         .map_err(|e| command_error(&vnfd_id, e))?;
     tracing::info!(vnfd_id = %vnfd_id, actor = %cause.actor, "VNFD onboarded.");
@@ -77,7 +99,7 @@ pub(crate) async fn onboard(
         .refresh_vnfd(&vnfd_id)
         .await?
         .as_ref()
-        .and_then(render::vnfd_json)
+        .and_then(|row| render::vnfd_json(row, Some(key)))
         .ok_or_else(|| {
             ApiError::internal(
                 "reading back an onboarded VNFD",
@@ -118,7 +140,8 @@ async fn matching(
         |row| row.state.live().is_some(),
         |id| async move { gateway.vnfd_row(&id).await },
         |row| row.state.descriptor.as_ref().map(|d| d.vnfd_id.clone()),
-        render::vnfd_json,
+        // A list shows no secret: only a show opens them.
+        |row| render::vnfd_json(row, None),
     )
     .await
 }
@@ -132,13 +155,23 @@ pub(crate) async fn show(
     if !input::is_resource_id(&vnfd_id) {
         return Err(ApiError::vnfd_not_found(&vnfd_id));
     }
-    let vnfd = gateway
+    let not_found = || ApiError::vnfd_not_found(&vnfd_id);
+    let row = gateway
         .vnfd_row(&vnfd_id)
         .await?
         .filter(|row| visible(&caller, row))
-        .as_ref()
-        .and_then(render::vnfd_json)
-        .ok_or_else(|| ApiError::vnfd_not_found(&vnfd_id))?;
+        .ok_or_else(not_found)?;
+    let descriptor = row.state.live().ok_or_else(not_found)?;
+    let key = gateway
+        .secrets_key(
+            &caller,
+            &descriptor.tenant_id,
+            AggregateKind::Vnfd,
+            &vnfd_id,
+            secrets::holds_sealed(&descriptor.template_yaml),
+        )
+        .await?;
+    let vnfd = render::vnfd_json(&row, key.as_ref()).ok_or_else(not_found)?;
     Ok(Json(json!({ "vnfd": vnfd })))
 }
 

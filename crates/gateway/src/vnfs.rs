@@ -6,8 +6,13 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use events::envelope::Cause;
+use events::names::AggregateKind;
+use events::secrets;
 use events::store::CommandError;
-use events::vnf::{ScaleDirection, Vnf, VnfCommand, VnfDetails, VnfError, VnfStatus};
+use events::vnf::{
+    ATTRIBUTES_PATH, PLACEMENT_ATTR_PATH, ScaleDirection, Vnf, VnfCommand, VnfDetails, VnfError,
+    VnfStatus,
+};
 use events::vnfd::{self, TemplateSource, VnfdDescriptor};
 use events::vnfd_use::take_into_use;
 use projector::table::VnfRow;
@@ -134,17 +139,20 @@ pub(crate) async fn create(
                 quotas.create(&tenant_id, &parsed.spec, usage)
             })?;
             let id_prefix: String = vnf_id.chars().take(INLINE_VNFD_NAME_ID_CHARS).collect();
+            let vnfd_id = uuid::Uuid::new_v4().to_string();
+            let (template_yaml, key) =
+                vnfds::seal_template(&gateway, &vnfd_id, parsed.template_yaml).await?;
             let descriptor = VnfdDescriptor {
-                vnfd_id: uuid::Uuid::new_v4().to_string(),
+                vnfd_id,
                 name: format!("tmpl-{id_prefix}"),
                 description: parsed.spec.description.clone().unwrap_or_default(),
                 tenant_id: tenant_id.clone(),
                 template_source: TemplateSource::Inline,
-                template_yaml: parsed.template_yaml,
+                template_yaml,
                 spec: parsed.spec,
             };
             let onboard = step("onboard-inline-vnfd");
-            vnfds::onboard(&gateway, descriptor.clone(), &onboard).await?;
+            vnfds::onboard(&gateway, descriptor.clone(), &key, &onboard).await?;
             CreateStopPoint::AfterInlineVnfd.reached(&gateway).await;
             descriptor
         }
@@ -152,6 +160,18 @@ pub(crate) async fn create(
     let vnfd_id = descriptor.vnfd_id.clone();
 
     CreateStopPoint::BeforeCreate.reached(&gateway).await;
+    let key = if secrets::holds_secrets(&attributes) || secrets::holds_secrets(&placement_attr) {
+        Some(gateway.data_key(AggregateKind::Vnf, &vnf_id).await?)
+    } else {
+        None
+    };
+    let seal = |document: Value, path: &str| match &key {
+        Some(key) => secrets::seal_secrets(&document, key, path)
+            .map_err(|e| ApiError::internal("sealing a VNF's secrets", &e)),
+        None => Ok(document),
+    };
+    let attributes = seal(attributes, ATTRIBUTES_PATH)?;
+    let placement_attr = seal(placement_attr, PLACEMENT_ATTR_PATH)?;
     let details = VnfDetails {
         vnf_id: vnf_id.clone(),
         name,
@@ -180,7 +200,7 @@ pub(crate) async fn create(
         .refresh_vnf(&vnf_id)
         .await?
         .as_ref()
-        .and_then(render::vnf_json)
+        .and_then(|row| render::vnf_json(row, key.as_ref()))
         .ok_or_else(|| {
             ApiError::internal(
                 "reading back a created VNF",
@@ -253,7 +273,8 @@ async fn matching(
         |row| row.state.exists(),
         |id| async move { gateway.vnf_row(&id).await },
         |row| row.state.details.as_ref().map(|d| d.vnf_id.clone()),
-        render::vnf_json,
+        // A list shows no secret: only a show opens them.
+        |row| render::vnf_json(row, None),
     )
     .await
 }
@@ -266,7 +287,24 @@ pub(crate) async fn show(
     PathId(vnf_id): PathId,
 ) -> Result<Json<Value>, ApiError> {
     let row = existing(&gateway, &caller, &vnf_id).await?;
-    let mut vnf = render::vnf_json(&row).ok_or_else(|| ApiError::vnf_not_found(&vnf_id))?;
+    let key = match &row.state.details {
+        Some(details) => {
+            let sealed = secrets::holds_sealed(&details.attributes)
+                || secrets::holds_sealed(&details.placement_attr);
+            gateway
+                .secrets_key(
+                    &caller,
+                    &details.tenant_id,
+                    AggregateKind::Vnf,
+                    &vnf_id,
+                    sealed,
+                )
+                .await?
+        }
+        None => None,
+    };
+    let mut vnf =
+        render::vnf_json(&row, key.as_ref()).ok_or_else(|| ApiError::vnf_not_found(&vnf_id))?;
     vnf["monitor"] = render::monitor_json(&row, &gateway.monitor_states(&vnf_id));
     Ok(Json(json!({ "vnf": vnf })))
 }

@@ -37,7 +37,7 @@ struct Api {
     tables: Tables,
     projector: Option<JoinHandle<()>>,
     _gateway: Gateway,
-    _nats: NatsServer,
+    nats: NatsServer,
 }
 
 impl Drop for Api {
@@ -87,6 +87,7 @@ impl Api {
             auth: options.auth,
             instance: "gateway-test".into(),
             quotas: options.quotas,
+            master_key: nats.access().master_key(),
             ..GatewayConfig::default()
         };
         let gateway = Gateway::new(log.clone(), tables.clone(), config)
@@ -98,7 +99,7 @@ impl Api {
             tables,
             projector,
             _gateway: gateway,
-            _nats: nats,
+            nats,
         }
     }
 
@@ -108,7 +109,10 @@ impl Api {
         let gateway = Gateway::new(
             self.log.clone(),
             self.tables.clone(),
-            GatewayConfig::default(),
+            GatewayConfig {
+                master_key: self.nats.access().master_key(),
+                ..GatewayConfig::default()
+            },
         )
         .await
         .expect("start a second gateway");

@@ -11,6 +11,10 @@
 //! already exists) is retried as contention; every other NATS error is returned. A message
 //! whose row is too large to store is parked too (`is_permanent`), never offered again for
 //! ever.
+//!
+//! Once a VNF's or VNFD's row stands deleted, the projector destroys the aggregate's data key
+//! ([`keyring::shred`]) before it acks: the secrets its events sealed become unreadable for
+//! good, while the events stay.
 
 pub mod table;
 
@@ -27,6 +31,7 @@ use time::OffsetDateTime;
 
 use events::consume::Durable;
 use events::envelope::{self, DecodeError};
+use events::keyring;
 use events::names::{self, AggregateKind};
 use events::nats_error::{NatsError, NatsErrorKind};
 use events::read::{Stored, StreamRead};
@@ -169,6 +174,7 @@ pub async fn run(
             ..Default::default()
         },
     );
+    let data_keys = keyring::open_bucket(log.jetstream()).await?;
     tokio::pin!(shutdown);
     tracing::info!("Projector running.");
     loop {
@@ -176,7 +182,7 @@ pub async fn run(
             () = &mut shutdown => break,
             message = messages.next() => message,
         };
-        let projected = project(&tables, &message).await.or_else(|e| {
+        let projected = project(&tables, &data_keys, &message).await.or_else(|e| {
             if is_permanent(&e) {
                 Ok(Projected::Park(e.to_string()))
             } else {
@@ -234,6 +240,7 @@ enum Projected {
 
 async fn project(
     tables: &Tables,
+    data_keys: &kv::Store,
     message: &jetstream::Message,
 ) -> Result<Projected, ProjectorError> {
     let Some((kind, id)) = names::parse_lifecycle_subject(&message.subject) else {
@@ -251,10 +258,22 @@ async fn project(
             .and_then(|v| v.as_str().parse().ok()),
         stored_at: info.published,
     };
-    match kind {
-        AggregateKind::Vnf => apply_to_row::<Vnf>(&tables.vnfs, id, at, &message.payload).await,
-        AggregateKind::Vnfd => apply_to_row::<Vnfd>(&tables.vnfds, id, at, &message.payload).await,
+    let (projected, deleted) = match kind {
+        AggregateKind::Vnf => {
+            let (projected, row) =
+                apply_to_row::<Vnf>(&tables.vnfs, id, at, &message.payload).await?;
+            (projected, row.is_some_and(|row| row.state.deleted))
+        }
+        AggregateKind::Vnfd => {
+            let (projected, row) =
+                apply_to_row::<Vnfd>(&tables.vnfds, id, at, &message.payload).await?;
+            (projected, row.is_some_and(|row| row.state.deleted))
+        }
+    };
+    if deleted {
+        keyring::shred(data_keys, kind, id).await?;
     }
+    Ok(projected)
 }
 
 /// Where a message sits on its subject.
@@ -283,12 +302,14 @@ fn next_row<A: Aggregate + Clone + DeserializeOwned>(
     }
 }
 
+/// Projects the message into its row; answers what became of it, and the row as it stands
+/// after (none while its predecessor is missing).
 async fn apply_to_row<A>(
     bucket: &kv::Store,
     key: &str,
     at: Position,
     payload: &[u8],
-) -> Result<Projected, ProjectorError>
+) -> Result<(Projected, Option<Row<A>>), ProjectorError>
 where
     A: Aggregate + Clone + Serialize + DeserializeOwned,
 {
@@ -301,7 +322,7 @@ where
             None => Projected::Done,
         };
         match step {
-            Step::AlreadyApplied => return Ok(projected),
+            Step::AlreadyApplied => return Ok((projected, current.map(|(row, _)| row))),
             Step::Gap {
                 row_sequence,
                 previous,
@@ -313,12 +334,12 @@ where
                     previous,
                     "Predecessor not applied yet."
                 );
-                return Ok(Projected::Gap);
+                return Ok((Projected::Gap, None));
             }
             Step::Apply(next) => {
                 let revision = current.map(|(_, revision)| revision);
                 if write_row(bucket, key, &next, revision).await? {
-                    return Ok(projected);
+                    return Ok((projected, Some(next)));
                 }
             }
         }

@@ -5,9 +5,11 @@
 //! anonymous connection is refused, as in production.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use events::access::{self, Identity, Permissions};
 use events::credentials::{self, Seed};
+use events::secrets::DataKey;
 use tempfile::TempDir;
 
 /// Where `vnfm up` keeps the seeds in its data directory.
@@ -37,6 +39,10 @@ impl Access {
             .expect("create a temporary credentials directory");
         let seeds =
             credentials::ensure(&dir.path().join(CREDENTIALS)).expect("make the identities' seeds");
+        credentials::ensure_master_key(&credentials::master_key_path(
+            &dir.path().join(CREDENTIALS),
+        ))
+        .expect("make the master key");
         let superuser = {
             // Beside the identities' directory, never in it: no vnfm command finds it there.
             let path = dir.path().join("superuser.nk");
@@ -93,6 +99,21 @@ impl Access {
     /// The seed file of `identity`, as `vnfm --nats-nkey` takes it.
     pub fn seed_path(&self, identity: Identity) -> PathBuf {
         credentials::seed_path(&self.dir(), identity)
+    }
+
+    /// The master key's file (made with the seeds, where `vnfm up` keeps it), as `vnfm
+    /// gateway --master-key` takes it.
+    pub fn master_key_path(&self) -> PathBuf {
+        credentials::master_key_path(&self.dir())
+    }
+
+    /// The master key, for a gateway a test runs in its own process.
+    ///
+    /// # Panics
+    ///
+    /// When its file cannot be read.
+    pub fn master_key(&self) -> Arc<DataKey> {
+        Arc::new(credentials::read_master_key(&self.master_key_path()).expect("the master key"))
     }
 
     /// The directory of the identities' seed files (`<identity>.nk`).

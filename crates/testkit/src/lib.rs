@@ -260,11 +260,17 @@ impl NatsServer {
     }
 
     /// `vnfm <args> --nats-url URL --nats-nkey SEED` as a process labelled `label`: a role (or
-    /// tool) reaching this server as `identity`.
+    /// tool) reaching this server as `identity`; a gateway with `--master-key` too.
     pub fn spawn_as(&self, label: &str, identity: Identity, args: &[&str]) -> RoleProcess {
-        let connect = self.connect_args(identity);
-        let mut args = args.to_vec();
-        args.extend(connect.iter().map(String::as_str));
+        let mut args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+        args.extend(self.connect_args(identity));
+        if args.first().is_some_and(|command| command == "gateway") {
+            args.extend([
+                "--master-key".to_owned(),
+                self.access.master_key_path().display().to_string(),
+            ]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         RoleProcess::spawn(label, &args)
     }
 

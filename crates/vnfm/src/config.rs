@@ -10,8 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use conductor::StopPoint;
-use events::credentials::{CredentialsError, Seed};
+use events::credentials::{self, CredentialsError, Seed};
 use events::monitor::cidr::{LOCAL_VIM_RANGE, ProbeCidrs};
+use events::secrets::DataKey;
 use events::setup::LogConfig;
 use events::vnf::{HEALS_REMEMBERED_MAX, RespawnLimit};
 use gateway::Authenticator;
@@ -172,6 +173,9 @@ pub struct Api {
     pub stop_at: Option<gateway::CreateStopPoint>,
     pub guard: gateway::GuardConfig,
     pub quotas: gateway::quota::Quotas,
+    /// The master key read from `--master-key`; `vnfm up` without one uses (and makes) its data
+    /// directory's.
+    pub master_key: Option<Arc<DataKey>>,
 }
 
 #[derive(Debug)]
@@ -205,7 +209,8 @@ pub struct Up {
     pub probe_cidrs: ProbeCidrs,
 }
 
-/// The files a configuration names: the token file and the seed file.
+/// The files a configuration names: the token file, the seed file, Keystone's credentials and
+/// the master key.
 pub trait Files {
     fn text(&self, path: &Path) -> std::io::Result<String>;
     fn seed(&self, path: &Path) -> Result<Seed, CredentialsError>;
@@ -215,6 +220,9 @@ pub trait Files {
         path: &Path,
     ) -> Result<gateway::keystone::ServiceCredentials, String> {
         gateway::keystone::ServiceCredentials::read(path)
+    }
+    fn master_key(&self, path: &Path) -> Result<DataKey, CredentialsError> {
+        credentials::read_master_key(path)
     }
 }
 
@@ -244,10 +252,19 @@ pub fn validate(command: Command, files: &dyn Files) -> Result<Config, Vec<Confi
     };
     let config = match command {
         Command::Up(args) => Config::Up(check.up(args)),
-        Command::Gateway(args) => Config::Gateway {
-            nats: check.nats(args.nats),
-            api: check.api(&args.api),
-        },
+        Command::Gateway(args) => {
+            let api = check.api(&args.api);
+            if args.api.master_key.is_none() {
+                check.problem(
+                    "--master-key",
+                    "required: the file of the key that wraps the secrets' data keys (`vnfm up` makes <data-dir>/credentials/master.key)",
+                );
+            }
+            Config::Gateway {
+                nats: check.nats(args.nats),
+                api,
+            }
+        }
         Command::Projector(nats) => Config::Projector(check.nats(nats)),
         Command::Conductor(args) => Config::Conductor(check.conductor(args)),
         Command::Monitor(MonitorArgs { nats, probe }) => Config::Monitor(Monitor {
@@ -387,12 +404,19 @@ impl Check<'_> {
                 ApiAuth::None
             }
         };
+        let master_key = args.master_key.as_deref().and_then(|path| {
+            self.files
+                .master_key(path)
+                .map_err(|e| self.problem("--master-key", e.to_string()))
+                .ok()
+        });
         Api {
             listen: args.listen,
             auth,
             stop_at: args.stop_at,
             guard: self.guard(&args.guard),
             quotas: args.quotas.quotas(),
+            master_key: master_key.map(Arc::new),
         }
     }
 
@@ -617,9 +641,16 @@ mod tests {
 
     #[test]
     fn the_defaults_are_valid_for_every_role() {
-        for role in ["up", "gateway", "projector", "conductor", "monitor"] {
+        for role in ["up", "projector", "conductor", "monitor"] {
             assert!(validate(parse(&[role]), NO_FILES).is_ok(), "{role}");
         }
+        // A gateway has no data directory to keep a master key in: it is given one.
+        assert_eq!(
+            problems(&["gateway"]),
+            [
+                "--master-key: required: the file of the key that wraps the secrets' data keys (`vnfm up` makes <data-dir>/credentials/master.key)"
+            ]
+        );
         let Ok(Config::Conductor(conductor)) = validate(parse(&["conductor"]), NO_FILES) else {
             panic!("a conductor");
         };
@@ -740,7 +771,7 @@ mod tests {
 
     #[test]
     fn the_token_file_is_read_and_checked() {
-        let missing = problems(&["gateway", "--auth", "token", "--token-file", "/no/such"]);
+        let missing = problems(&["up", "--auth", "token", "--token-file", "/no/such"]);
         assert_eq!(missing.len(), 1);
         assert!(
             missing[0].starts_with("--token-file: cannot read /no/such"),
@@ -751,11 +782,11 @@ mod tests {
         let path_arg = path.to_str().unwrap();
         let line = gateway::auth::entry_line("s3cret", "alice", "p1", &["member".into()]).unwrap();
         gateway::auth::append_line(&path, &line).unwrap();
-        let Ok(Config::Gateway { api, .. }) = validate(
-            parse(&["gateway", "--auth", "token", "--token-file", path_arg]),
+        let Ok(Config::Up(Up { api, .. })) = validate(
+            parse(&["up", "--auth", "token", "--token-file", path_arg]),
             NO_FILES,
         ) else {
-            panic!("a gateway");
+            panic!("an up");
         };
         assert!(matches!(api.auth, ApiAuth::Token(_)), "{:?}", api.auth);
 
@@ -810,7 +841,7 @@ mod tests {
 
     #[test]
     fn no_authentication_is_refused_off_loopback() {
-        let found = problems(&["gateway", "--listen", "0.0.0.0:9890"]);
+        let found = problems(&["up", "--listen", "0.0.0.0:9890"]);
         assert_eq!(found.len(), 1);
         assert!(found[0].starts_with("--auth: refusing to serve 0.0.0.0:9890"));
     }
@@ -833,18 +864,18 @@ mod tests {
     fn a_seed_file_that_cannot_be_used_is_refused_naming_it() {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("gateway.nk");
-        let found = problems(&["gateway", "--nats-nkey", missing.to_str().unwrap()]);
+        let found = problems(&["projector", "--nats-nkey", missing.to_str().unwrap()]);
         assert_eq!(found.len(), 1);
         assert!(
             found[0].starts_with(&format!("--nats-nkey: {}", missing.display())),
             "{found:?}"
         );
         let seeds = events::credentials::ensure(dir.path()).unwrap();
-        let Ok(Config::Gateway { nats, .. }) = validate(
-            parse(&["gateway", "--nats-nkey", missing.to_str().unwrap()]),
+        let Ok(Config::Projector(nats)) = validate(
+            parse(&["projector", "--nats-nkey", missing.to_str().unwrap()]),
             NO_FILES,
         ) else {
-            panic!("a gateway with its seed");
+            panic!("a projector with its seed");
         };
         let gateway = &seeds.iter().find(|(i, _)| i.name() == "gateway").unwrap().1;
         assert_eq!(
@@ -864,7 +895,7 @@ mod tests {
     #[test]
     fn the_guard_flags_are_checked_by_name() {
         let found = problems(&[
-            "gateway",
+            "up",
             "--connections-max",
             "0",
             "--requests-in-flight-max",

@@ -175,6 +175,11 @@ struct ApiArgs {
     /// readable by its owner only; `vnfm token create` adds one. Re-read when it changes.
     #[arg(long, env = "VNFM_TOKEN_FILE")]
     token_file: Option<PathBuf>,
+    /// The master key's file (64 hex digits, readable by its owner only), which wraps the data
+    /// keys that seal every VNFD's and VNF's secrets; every gateway of a deployment needs the
+    /// same one. `vnfm up` makes <data-dir>/credentials/master.key when this is not given.
+    #[arg(long, env = "VNFM_MASTER_KEY")]
+    master_key: Option<PathBuf>,
     /// Fault injection for tests: a VNF create that reaches this point hangs there, so that
     /// the gateway can be killed there (after-inline-vnfd, before-create, after-create).
     #[arg(long, hide = true)]

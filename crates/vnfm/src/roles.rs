@@ -16,6 +16,7 @@ use async_nats::jetstream;
 use conductor::vim::local::{LocalVim, LocalVimConfig};
 use conductor::{Conductor, ConductorConfig};
 use events::access::{self, Identity};
+use events::secrets::DataKey;
 use events::setup::{self, LogConfig};
 use events::store::{self, EventLog};
 use events::vnf::VnfEvent;
@@ -45,8 +46,12 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
             let name = nats.instance("gateway");
             let log = open(&nats, &name, Identity::Gateway).await?;
             let tables = Tables::open(log.jetstream()).await?;
+            let master_key = api
+                .master_key
+                .clone()
+                .context("--master-key: required (checked with the flags)")?;
             let mut roles = Roles::new();
-            roles.gateway(log, tables, &api, name).await?;
+            roles.gateway(log, tables, &api, master_key, name).await?;
             Ok(roles.wait().await)
         }
         Config::Projector(nats) => {
@@ -230,10 +235,18 @@ async fn up(config: config::Up) -> anyhow::Result<ExitCode> {
         probe_cidrs: config.probe_cidrs,
     };
     roles.monitor(EventLog::open(client).await?, prober, monitor);
+    let master_key = match &config.api.master_key {
+        Some(key) => key.clone(),
+        None => Arc::new(credentials::ensure_master_key(
+            &credentials::master_key_path(&credentials_dir),
+        )?),
+    };
     let (client, instance) = as_identity(Identity::Gateway).await?;
     let log = EventLog::open(client).await?;
     let tables = Tables::open(log.jetstream()).await?;
-    roles.gateway(log, tables, &config.api, instance).await?;
+    roles
+        .gateway(log, tables, &config.api, master_key, instance)
+        .await?;
     Ok(roles.wait().await)
 }
 
@@ -308,6 +321,7 @@ impl Roles {
         log: EventLog,
         tables: Tables,
         api: &Api,
+        master_key: Arc<DataKey>,
         instance: String,
     ) -> anyhow::Result<()> {
         self.clients.push(log.jetstream().client());
@@ -336,6 +350,7 @@ impl Roles {
             stop_at: api.stop_at,
             guard,
             quotas: api.quotas,
+            master_key,
         };
         let gateway = Gateway::new(log, tables, config).await?;
         let listener = tokio::net::TcpListener::bind(api.listen)

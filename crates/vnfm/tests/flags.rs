@@ -68,6 +68,8 @@ fn every_bad_flag_is_refused_by_name_before_connecting() {
             &["up", "--auth", "token", "--token-file", empty_token],
         ),
         ("--auth", &["gateway", "--listen", "0.0.0.0:9890"]),
+        ("--master-key", &["gateway"]),
+        ("--master-key", &["up", "--master-key", empty_token]),
         (
             "--nats-url",
             &["audit", "vnf-1", "--nats-url", "http://127.0.0.1:1"],
