@@ -5,7 +5,6 @@
 
 use std::time::{Duration, Instant};
 
-use events::credentials;
 use testkit::{Access, NatsCluster, NatsServer, RoleProcess};
 use vnfm_tests::checker::{self, Load, Target};
 use vnfm_tests::identity_of;
@@ -56,24 +55,11 @@ const EACH_ROLE: usize = 2;
 impl Roles {
     /// Starts the roles and returns once each announces it runs.
     async fn start(nats_urls: &str, replicas: usize, vim_prefix: &str, access: &Access) -> Roles {
-        let credentials = access.dir();
-        let seed = |args: &[&str]| {
-            credentials::seed_path(&credentials, identity_of(args))
-                .to_str()
-                .expect("a UTF-8 temporary path")
-                .to_owned()
-        };
         let role = |label: &str, args: &[&str]| {
-            let seed = seed(args);
+            let credentials = access.role_args(identity_of(args), args[0]);
             let mut args = args.to_vec();
-            args.extend([
-                "--nats-url",
-                nats_urls,
-                "--nats-nkey",
-                &seed,
-                "--name",
-                label,
-            ]);
+            args.extend(["--nats-url", nats_urls, "--name", label]);
+            args.extend(credentials.iter().map(String::as_str));
             RoleProcess::spawn(label, &args)
         };
         let replicas = replicas.to_string();
@@ -124,7 +110,7 @@ impl Roles {
             target: Target {
                 apis,
                 nats_urls: nats_urls.to_owned(),
-                credentials,
+                credentials: access.dir(),
                 vim_prefix: vim_prefix.to_owned(),
             },
         }

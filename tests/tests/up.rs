@@ -43,6 +43,9 @@ async fn up_makes_the_identities_once_and_lets_in_only_them() {
             (identity, std::fs::read(&path).unwrap())
         })
         .collect();
+    let master_key = credentials::master_key_path(&credentials_dir);
+    assert_eq!(mode(&master_key), 0o600, "the master key");
+    let master_key_bytes = std::fs::read(&master_key).unwrap();
 
     let url = nats_url(&up.log(), "nats://");
     attacker::assert_anonymous_refused(&url).await;
@@ -57,7 +60,8 @@ async fn up_makes_the_identities_once_and_lets_in_only_them() {
     let mut events = reader.client.subscribe("vnfm.>").await.unwrap();
     reader.client.flush().await.unwrap();
     let http = reqwest::Client::new();
-    let vnfd_id = vnfm_tests::onboard(&http, &api, &monitored_vnfd("ping", "log", false)).await;
+    let template = monitored_vnfd("ping", "log", false);
+    let vnfd_id = vnfm_tests::onboard(&http, &api, &template).await;
     let onboarded = tokio::time::timeout(PATIENCE, async {
         loop {
             let message = events.next().await.expect("the subscription is open");
@@ -85,6 +89,7 @@ async fn up_makes_the_identities_once_and_lets_in_only_them() {
         let path = credentials::seed_path(&credentials_dir, *identity);
         assert_eq!(&std::fs::read(&path).unwrap(), bytes, "{}", path.display());
     }
+    assert_eq!(std::fs::read(&master_key).unwrap(), master_key_bytes);
     eventually(format!("VNFD {vnfd_id} is listed"), PATIENCE, || async {
         let (code, listed) =
             vnfm_tests::call(&http, &api, reqwest::Method::GET, "/vnfds", None).await;
@@ -101,6 +106,20 @@ async fn up_makes_the_identities_once_and_lets_in_only_them() {
         }
     })
     .await;
+    // The same master key opens the template sealed before the restart.
+    let (_, shown) = vnfm_tests::call(
+        &http,
+        &api,
+        reqwest::Method::GET,
+        &format!("/vnfds/{vnfd_id}"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        shown["vnfd"]["attributes"]["vnfd"],
+        template.as_str(),
+        "{shown}"
+    );
 
     // Killed outright, `vnfm up` cannot stop its nats-server, which goes on serving the
     // store. Started again on the same data dir, it stops that server before starting its

@@ -116,6 +116,25 @@ impl Access {
         Arc::new(credentials::read_master_key(&self.master_key_path()).expect("the master key"))
     }
 
+    /// The flags of a `vnfm <command>` that runs as `identity`: its seed (`--nats-nkey`,
+    /// unless the bus is open) and, for a gateway, the master key (`--master-key`).
+    pub fn role_args(&self, identity: Identity, command: &str) -> Vec<String> {
+        let mut args = Vec::new();
+        if !self.open {
+            args.extend([
+                "--nats-nkey".to_owned(),
+                self.seed_path(identity).display().to_string(),
+            ]);
+        }
+        if command == "gateway" {
+            args.extend([
+                "--master-key".to_owned(),
+                self.master_key_path().display().to_string(),
+            ]);
+        }
+        args
+    }
+
     /// The directory of the identities' seed files (`<identity>.nk`).
     pub fn dir(&self) -> PathBuf {
         self.data_dir().join(CREDENTIALS)

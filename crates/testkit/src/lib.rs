@@ -246,30 +246,13 @@ impl NatsServer {
         connect(self.access.options(identity), &self.url()).await
     }
 
-    /// The flags with which a `vnfm` process reaches this server as `identity`:
-    /// `--nats-url URL --nats-nkey SEED_FILE`.
-    pub fn connect_args(&self, identity: Identity) -> Vec<String> {
-        let mut args = vec!["--nats-url".into(), self.url()];
-        if !self.access.is_open() {
-            args.extend([
-                "--nats-nkey".into(),
-                self.access.seed_path(identity).display().to_string(),
-            ]);
-        }
-        args
-    }
-
     /// `vnfm <args> --nats-url URL --nats-nkey SEED` as a process labelled `label`: a role (or
-    /// tool) reaching this server as `identity`; a gateway with `--master-key` too.
+    /// tool) reaching this server as `identity` (a gateway with `--master-key` too).
     pub fn spawn_as(&self, label: &str, identity: Identity, args: &[&str]) -> RoleProcess {
         let mut args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
-        args.extend(self.connect_args(identity));
-        if args.first().is_some_and(|command| command == "gateway") {
-            args.extend([
-                "--master-key".to_owned(),
-                self.access.master_key_path().display().to_string(),
-            ]);
-        }
+        args.extend(["--nats-url".to_owned(), self.url()]);
+        let command = args.first().cloned().unwrap_or_default();
+        args.extend(self.access.role_args(identity, &command));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         RoleProcess::spawn(label, &args)
     }
