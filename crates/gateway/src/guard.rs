@@ -539,8 +539,18 @@ pub(crate) async fn serve(
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT);
+    // One permit per socket the loop holds, taken before an accept and given back when the
+    // connection's task has dropped its socket: an evicted connection counts until it is
+    // really closed, so a burst of newcomers cannot push the open sockets past the cap (and
+    // the process past its open-file limit) before the evicted ones close. The one permit
+    // beyond the cap is the newcomer's, which takes an idle one's place or is refused.
+    let sockets = Arc::new(tokio::sync::Semaphore::new(config.connections_max + 1));
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
+        let socket = tokio::select! {
+            permit = sockets.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+            () = &mut shutdown => break,
+        };
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             () = &mut shutdown => break,
@@ -596,6 +606,8 @@ pub(crate) async fn serve(
         let mut stop = stop.clone();
         let slots = slots.clone();
         connections.spawn(async move {
+            // Declared before the connection, so dropped after its socket.
+            let _socket = socket;
             let mut connection = std::pin::pin!(connection);
             tokio::select! {
                 _ = connection.as_mut() => {}
