@@ -4,6 +4,7 @@
 //! test can kill, pause and restart ([`System::start_separate`]).
 
 pub mod attacker;
+pub mod browser;
 pub mod checker;
 pub mod keystone;
 

@@ -104,10 +104,14 @@ impl Identity {
             Identity::Gateway => {
                 p.publish_allow.push(names::LIFECYCLE_SUBJECTS.to_owned());
                 p.read(names::LIFECYCLE_STREAM);
+                // The monitor stream and leases for the status board (probe results, suspect
+                // monitors, who holds which partition).
+                p.read(names::MONITOR_STREAM);
                 for bucket in [
                     names::VNF_TABLE_BUCKET,
                     names::VNFD_TABLE_BUCKET,
                     names::MONITOR_STATE_BUCKET,
+                    names::MONITOR_LEASE_BUCKET,
                     names::DATA_KEY_BUCKET,
                 ] {
                     p.read(&kv_stream(bucket));

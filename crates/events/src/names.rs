@@ -135,6 +135,10 @@ pub const MONITOR_STATE_BUCKET: &str = "VNFM_MONITOR_STATE";
 
 /// Monitor membership and partition leases (entries expire unless renewed).
 pub const MONITOR_LEASE_BUCKET: &str = "VNFM_MONITOR_LEASES";
+/// The lease bucket's key prefix of a live monitor's membership (`member.<monitor token>`).
+pub const LEASE_MEMBER_PREFIX: &str = "member.";
+/// The lease bucket's key prefix of a partition's lease (`partition.<n>`, valued its holder).
+pub const LEASE_PARTITION_PREFIX: &str = "partition.";
 
 /// The data keys that seal each VNF's and VNFD's secrets, each wrapped with the master key
 /// (key: [`data_key_name`]); only gateways read them, and a deleted aggregate's key is

@@ -123,11 +123,46 @@ impl StreamRead {
         .await
     }
 
+    /// Opens a replay of the messages of `stream` that match `filter`, stored at `start` or
+    /// later.
+    pub async fn since(
+        stream: &stream::Stream,
+        filter: &str,
+        start: time::OffsetDateTime,
+    ) -> Result<Self, NatsError> {
+        Self::open_with(stream, filter, |_| {
+            Some(consumer::DeliverPolicy::ByStartTime { start_time: start })
+        })
+        .await
+    }
+
     /// Opens a replay from the sequence `from` picks, given the stream's last sequence.
     async fn open_from(
         stream: &stream::Stream,
         filter: &str,
         from: impl FnOnce(u64) -> u64,
+    ) -> Result<Self, NatsError> {
+        Self::open_with(stream, filter, |through| {
+            let from = from(through);
+            if from > through {
+                None
+            } else if from <= 1 {
+                Some(consumer::DeliverPolicy::All)
+            } else {
+                Some(consumer::DeliverPolicy::ByStartSequence {
+                    start_sequence: from,
+                })
+            }
+        })
+        .await
+    }
+
+    /// Opens a replay from where `policy` says, given the stream's last sequence (`None`:
+    /// nothing to read).
+    async fn open_with(
+        stream: &stream::Stream,
+        filter: &str,
+        policy: impl FnOnce(u64) -> Option<consumer::DeliverPolicy>,
     ) -> Result<Self, NatsError> {
         let mut stream = stream.clone();
         let through = timed("reading a stream's state", stream.info())
@@ -139,16 +174,11 @@ impl StreamRead {
             messages: None,
             through,
         };
-        let from = from(through);
-        if through == 0 || from > through {
+        if through == 0 {
             return Ok(read);
         }
-        let deliver_policy = if from <= 1 {
-            consumer::DeliverPolicy::All
-        } else {
-            consumer::DeliverPolicy::ByStartSequence {
-                start_sequence: from,
-            }
+        let Some(deliver_policy) = policy(through) else {
+            return Ok(read);
         };
         let consumer = timed(
             "replaying a stream",

@@ -12,6 +12,7 @@
 
 mod audit;
 pub mod auth;
+mod board;
 mod error;
 mod guard;
 mod input;
@@ -38,7 +39,7 @@ use axum::routing::{get, post};
 use events::envelope::Cause;
 use events::keyring::Keyring;
 use events::monitor::InstanceMonitorState;
-use events::names::AggregateKind;
+use events::names::{self, AggregateKind};
 use events::nats_error::NatsError;
 use events::secrets::DataKey;
 use events::store::{self, EventLog, Logged, StoreError};
@@ -47,7 +48,7 @@ use events::vnfd::Vnfd;
 use projector::Tables;
 use projector::table::{self, Row, VnfRow, VnfdRow};
 use serde_json::{Value, json};
-use tokio::sync::oneshot;
+use tokio::sync::{broadcast, oneshot};
 use tokio::task::JoinHandle;
 
 pub use auth::{Authenticator, Principal};
@@ -62,7 +63,7 @@ pub use vnfs::CreateStopPoint;
 
 use auth::Access;
 use input::ListQuery;
-use mirror::{Mirror, MonitorStates};
+use mirror::{Change, ChangeKind, Mirror, MonitorStates};
 
 /// How long [`Gateway::new`] waits for its mirrors of the tables to load before serving
 /// anyway (lists may then miss rows for a moment). Loading takes milliseconds per thousand
@@ -71,6 +72,9 @@ const MIRROR_SYNC_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The header python-tackerclient sends its token in (present and empty in noauth mode).
 const AUTH_TOKEN_HEADER: &str = "x-auth-token";
+/// Changes of the tables a status board's live feed may fall behind by before it is told to
+/// refetch everything.
+const LIVE_CHANGES_BUFFER: usize = 1024;
 
 /// What the gateway needs to know about its deployment.
 #[derive(Clone)]
@@ -152,6 +156,8 @@ struct Shared {
     monitor_states: Arc<MonitorStates>,
     /// The data keys of the secrets the gateway seals and shows.
     keyring: Keyring,
+    /// What the status board reads besides the tables.
+    board: board::Sources,
     /// The watch tasks; dropping the last handle on the gateway stops them.
     _followers: Followers,
 }
@@ -182,13 +188,38 @@ impl Gateway {
         }
         let monitor_bucket = store::open_monitor_states(log.jetstream()).await?;
         let keyring = Keyring::open(log.jetstream(), config.master_key.clone()).await?;
+        let board = board::Sources {
+            leases: store::open_bucket(log.jetstream(), names::MONITOR_LEASE_BUCKET).await?,
+            monitor_stream: log
+                .jetstream()
+                .get_stream(names::MONITOR_STREAM)
+                .await
+                .map_err(|e| NatsError::new("opening the monitor stream", e))?,
+            changes: broadcast::channel(LIVE_CHANGES_BUFFER).0,
+        };
         let vnfs = Arc::new(Mirror::default());
         let vnfds = Arc::new(Mirror::default());
         let monitor_states = Arc::new(MonitorStates::default());
+        let announced = |copy: Arc<dyn mirror::BucketCopy>, kind| -> Arc<dyn mirror::BucketCopy> {
+            Arc::new(mirror::Announcing {
+                copy,
+                kind,
+                changes: board.changes.clone(),
+            })
+        };
         let copies: [(kv::Store, Arc<dyn mirror::BucketCopy>); 3] = [
-            (tables.vnfs.clone(), vnfs.clone()),
-            (tables.vnfds.clone(), vnfds.clone()),
-            (monitor_bucket, monitor_states.clone()),
+            (
+                tables.vnfs.clone(),
+                announced(vnfs.clone(), ChangeKind::Vnf),
+            ),
+            (
+                tables.vnfds.clone(),
+                announced(vnfds.clone(), ChangeKind::Vnfd),
+            ),
+            (
+                monitor_bucket,
+                announced(monitor_states.clone(), ChangeKind::Monitor),
+            ),
         ];
         let mut followers = Followers(Vec::new());
         let mut synced = Vec::new();
@@ -217,15 +248,27 @@ impl Gateway {
                 vnfds,
                 monitor_states,
                 keyring,
+                board,
                 _followers: followers,
             }),
         })
     }
 
-    /// The whole API, `.json` suffixes included.
+    /// The whole API, `.json` suffixes included, and the status board.
     pub fn router(&self) -> Router {
         let api = Router::new()
-            .route("/", get(versions))
+            .route("/", get(root))
+            .route("/board", get(board::asset))
+            .route("/board/", get(board::asset))
+            .route("/board/{asset}", get(board::asset))
+            .route("/board/login", post(board::login))
+            .route("/board/logout", post(board::logout))
+            .route("/v1.0/board/me", get(board::whoami))
+            .route("/v1.0/board/overview", get(board::overview))
+            .route("/v1.0/board/vnfs", get(board::vnfs))
+            .route("/v1.0/board/vnfs/{id}", get(board::vnf))
+            .route("/v1.0/board/vnfds/{id}", get(board::vnfd))
+            .route("/v1.0/board/live", get(board::live))
             .route("/v1.0", get(api_index))
             .route("/v1.0/vnfds", get(vnfds::list).post(vnfds::create))
             .route("/v1.0/vnfds/{id}", get(vnfds::show).delete(vnfds::delete))
@@ -262,6 +305,27 @@ impl Gateway {
 
     fn config(&self) -> &GatewayConfig {
         &self.shared.config
+    }
+
+    fn board(&self) -> &board::Sources {
+        &self.shared.board
+    }
+
+    /// Whether `caller` sees the resource a table change is about (a change of a VNF's VDU
+    /// states is about the VNF).
+    fn sees_change(&self, caller: &Principal, change: &Change) -> bool {
+        match change.kind {
+            ChangeKind::Vnf | ChangeKind::Monitor => self
+                .shared
+                .vnfs
+                .get(&change.id)
+                .is_some_and(|row| visible(caller, &row)),
+            ChangeKind::Vnfd => self
+                .shared
+                .vnfds
+                .get(&change.id)
+                .is_some_and(|row| visible(caller, &row)),
+        }
     }
 
     /// A fresh user request, recorded as coming from the caller (user and project).
@@ -589,25 +653,42 @@ fn canonical_uri(uri: &Uri) -> Option<Uri> {
 
 /// Finds out who asks ([`Authenticator`]) and refuses what their roles never allow (a write by
 /// a reader: 403); the handlers get the [`Principal`] as a [`Caller`] and decide by project.
-/// Version discovery (`GET /`) stays open, as it was in front of Tacker's Keystone middleware.
+/// Version discovery (`GET /`) and the board's page and sign-in stay open, as version
+/// discovery was in front of Tacker's Keystone middleware.
+///
+/// The token comes from `X-Auth-Token`, else from the board's session cookie; a write signed
+/// by the cookie must echo the board's CSRF token (`board::session`), else 403.
 async fn authenticate(
     State(gateway): State<Gateway>,
     mut request: Request,
     next: Next,
 ) -> Response {
-    if request.uri().path() == "/" {
+    let path = request.uri().path();
+    if path == "/" || path == "/board" || path.starts_with("/board/") {
         return next.run(request).await;
     }
-    let token = request
-        .headers()
-        .get(AUTH_TOKEN_HEADER)
-        .and_then(|value| value.to_str().ok())
-        .unwrap_or_default();
+    let headers = request.headers();
+    let (token, by_cookie) = match headers.get(AUTH_TOKEN_HEADER) {
+        Some(value) => (value.to_str().unwrap_or_default(), false),
+        None => match board::session::cookie(headers, board::session::SESSION_COOKIE) {
+            Some(token) => (token, true),
+            None => ("", false),
+        },
+    };
     let principal = match gateway.config().auth.authenticate(token).await {
         Ok(principal) => principal,
         Err(e) => return ApiError::unauthenticated(&e).into_response(),
     };
     let access = Access::of_method(request.method());
+    if by_cookie && access == Access::Write && !board::session::csrf_echoed(headers) {
+        tracing::info!(user = %principal.user_id, method = %request.method(), path = %request.uri().path(), "Request refused: a session write without its CSRF token.");
+        return ApiError::forbidden(format!(
+            "{} {}: a request signed by the board's session must carry its CSRF token in X-CSRF-Token",
+            request.method(),
+            request.uri().path()
+        ))
+        .into_response();
+    }
     if !principal.may(access) {
         let roles: Vec<&str> = principal.roles.iter().map(|role| role.as_str()).collect();
         tracing::info!(user = %principal.user_id, project = %principal.project_id, method = %request.method(), path = %request.uri().path(), "Request refused by role.");
@@ -645,7 +726,16 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     }
 }
 
-async fn versions() -> axum::Json<Value> {
+/// `GET /`: the board for a browser, else the API's versions (Tacker's version discovery).
+async fn root(headers: axum::http::HeaderMap) -> Response {
+    if board::wants_html(&headers) {
+        board::to_board()
+    } else {
+        versions().into_response()
+    }
+}
+
+fn versions() -> axum::Json<Value> {
     axum::Json(json!({
         "versions": [{
             "id": "v1.0",

@@ -17,7 +17,7 @@ use events::nats_error::NatsError;
 use futures::StreamExt;
 use projector::table::Row;
 use serde::de::DeserializeOwned;
-use tokio::sync::oneshot;
+use tokio::sync::{broadcast, oneshot};
 
 /// The KV key pattern that matches every row (a NATS wildcard, not a lifecycle subject).
 const ALL_ROWS: &str = ">";
@@ -94,6 +94,63 @@ impl MonitorStates {
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         by_vnf.get(vnf_id).cloned().unwrap_or_default()
+    }
+}
+
+/// Which copy a [`Change`] is of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ChangeKind {
+    Vnf,
+    Vnfd,
+    /// A VNF's VDU states.
+    Monitor,
+}
+
+impl ChangeKind {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            ChangeKind::Vnf => "vnf",
+            ChangeKind::Vnfd => "vnfd",
+            ChangeKind::Monitor => "monitor",
+        }
+    }
+}
+
+/// An entry of a watched bucket changed: the status board's live feed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Change {
+    pub kind: ChangeKind,
+    /// The entry's key: the VNF's or VNFD's id.
+    pub id: String,
+}
+
+/// A copy that announces each change it takes on `changes` (nobody listening is fine).
+pub(crate) struct Announcing {
+    pub copy: Arc<dyn BucketCopy>,
+    pub kind: ChangeKind,
+    pub changes: broadcast::Sender<Change>,
+}
+
+impl Announcing {
+    fn announce(&self, key: &str) {
+        // An error only says that no board is listening.
+        let _ = self.changes.send(Change {
+            kind: self.kind,
+            id: key.to_owned(),
+        });
+    }
+}
+
+impl BucketCopy for Announcing {
+    fn put(&self, key: &str, value: &[u8]) -> Result<(), serde_json::Error> {
+        self.copy.put(key, value)?;
+        self.announce(key);
+        Ok(())
+    }
+
+    fn remove(&self, key: &str) {
+        self.copy.remove(key);
+        self.announce(key);
     }
 }
 

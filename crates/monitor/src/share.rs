@@ -65,8 +65,7 @@ const UNKNOWN_HOLDERS_LOGGED_MAX: usize = 8;
 /// a NATS message, and monitor names are far shorter.
 const HOLDER_NAME_LOGGED_MAX_CHARS: usize = 64;
 
-const MEMBER_PREFIX: &str = "member.";
-const PARTITION_PREFIX: &str = "partition.";
+use names::{LEASE_MEMBER_PREFIX as MEMBER_PREFIX, LEASE_PARTITION_PREFIX as PARTITION_PREFIX};
 
 /// The lease bucket's key of a partition.
 pub(crate) fn lease_key(partition: u32) -> String {
