@@ -257,6 +257,11 @@ impl VnfStory {
         }
     }
 
+    /// True once the VNF is deleted: nothing more is to be told of it.
+    pub fn is_over(&self) -> bool {
+        self.vnf.deleted
+    }
+
     /// The lines of one message, in order.
     pub fn tell(&mut self, told: Told) -> Vec<StoryLine> {
         let at = told.at();

@@ -1053,37 +1053,31 @@ mod tests {
 
     #[test]
     fn since_and_until_take_a_time_or_a_duration_ago() {
-        let now = time::macros::datetime!(2026-12-01 10:00:00 UTC);
-        assert_eq!(
-            parse_when("2026-11-30T09:00:00+01:00", now),
-            Ok(time::macros::datetime!(2026-11-30 08:00:00 UTC))
-        );
-        assert_eq!(
-            parse_when("90s", now),
-            Ok(time::macros::datetime!(2026-12-01 09:58:30 UTC))
-        );
-        assert_eq!(
-            parse_when("30m", now),
-            Ok(time::macros::datetime!(2026-12-01 09:30:00 UTC))
-        );
-        assert_eq!(
-            parse_when("1h", now),
-            Ok(time::macros::datetime!(2026-12-01 09:00:00 UTC))
-        );
-        assert_eq!(
-            parse_when("2d", now),
-            Ok(time::macros::datetime!(2026-11-29 10:00:00 UTC))
-        );
+        use time::macros::datetime;
+        let now = datetime!(2026-12-01 10:00:00 UTC);
+        let cases = [
+            (
+                "2026-11-30T09:00:00+01:00",
+                datetime!(2026-11-30 08:00:00 UTC),
+            ),
+            ("90s", datetime!(2026-12-01 09:58:30 UTC)),
+            ("30m", datetime!(2026-12-01 09:30:00 UTC)),
+            ("1h", datetime!(2026-12-01 09:00:00 UTC)),
+            ("2d", datetime!(2026-11-29 10:00:00 UTC)),
+        ];
+        for (text, at) in cases {
+            assert_eq!(parse_when(text, now), Ok(at), "{text}");
+        }
         let mut check = Check {
             problems: Vec::new(),
             files: NO_FILES,
         };
         let window = check.window(Some("1h"), Some("2026-12-01T09:30:00Z"), now);
         assert!(check.problems.is_empty(), "{:?}", check.problems);
-        assert!(!window.contains(time::macros::datetime!(2026-12-01 08:59:59 UTC)));
-        assert!(window.contains(time::macros::datetime!(2026-12-01 09:00:00 UTC)));
-        assert!(window.contains(time::macros::datetime!(2026-12-01 09:30:00 UTC)));
-        assert!(!window.contains(time::macros::datetime!(2026-12-01 09:30:01 UTC)));
+        assert!(!window.contains(datetime!(2026-12-01 08:59:59 UTC)));
+        assert!(window.contains(datetime!(2026-12-01 09:00:00 UTC)));
+        assert!(window.contains(datetime!(2026-12-01 09:30:00 UTC)));
+        assert!(!window.contains(datetime!(2026-12-01 09:30:01 UTC)));
         assert!(Window::default().contains(now));
 
         check.window(Some("30m"), Some("1h"), now);

@@ -621,7 +621,7 @@ async fn tail(nats: &Nats, vnf_id: Option<&str>) -> anyhow::Result<ExitCode> {
             }
         };
         let Some(id) = id else { continue };
-        let story = match stories.entry(id) {
+        let story = match stories.entry(id.clone()) {
             std::collections::hash_map::Entry::Occupied(held) => held.into_mut(),
             std::collections::hash_map::Entry::Vacant(slot) => {
                 let mut story = story::VnfStory::new(slot.key());
@@ -641,6 +641,10 @@ async fn tail(nats: &Nats, vnf_id: Option<&str>) -> anyhow::Result<ExitCode> {
             } else {
                 println!("{}", line.with_vnf());
             }
+        }
+        // A deleted VNF's story is dropped, so that the map holds the live fleet at most.
+        if story.is_over() {
+            stories.remove(&id);
         }
     }
 }

@@ -81,6 +81,56 @@ fn target(id: &str, last: u8) -> TargetRef {
     }
 }
 
+/// The respawn of `failure`'s instance i-1 by i-2, started at `at`.
+fn heal_started(failure: Failure, at: OffsetDateTime) -> VnfEvent {
+    VnfEvent::HealStarted {
+        operation_id: "op-heal".into(),
+        failure: failure.into(),
+        add: vec![planned("i-2")],
+        remove: vec!["i-1".into()],
+        at,
+    }
+}
+
+/// The end of [`heal_started`]'s respawn: i-2 runs at `last`.
+fn heal_completed(last: u8, booted_at: OffsetDateTime) -> VnfEvent {
+    VnfEvent::HealCompleted {
+        operation_id: "op-heal".into(),
+        added: vec![instance("i-2", last, booted_at)],
+        removed: vec!["i-1".into()],
+    }
+}
+
+/// A scale of policy SP1 asked at `at`, adding `add` and removing `remove`.
+fn scale_requested(
+    direction: ScaleDirection,
+    add: Vec<PlannedInstance>,
+    remove: Vec<String>,
+    at: OffsetDateTime,
+) -> VnfEvent {
+    VnfEvent::ScaleRequested {
+        operation_id: format!("op-{}", direction.as_str()),
+        policy: "SP1".into(),
+        direction,
+        add,
+        remove,
+        at: Some(at),
+    }
+}
+
+/// The end of [`scale_requested`]'s scale.
+fn scale_completed(
+    direction: ScaleDirection,
+    added: Vec<Instance>,
+    removed: Vec<String>,
+) -> VnfEvent {
+    VnfEvent::ScaleCompleted {
+        operation_id: format!("op-{}", direction.as_str()),
+        added,
+        removed,
+    }
+}
+
 /// A monitored VNF with one WEB instance (i-1, .219), created by alice and ACTIVE at T0+2s;
 /// its attributes hold a value that must never be told.
 fn created() -> Vec<Told> {
@@ -116,6 +166,19 @@ fn created() -> Vec<Told> {
     ]
 }
 
+/// monitor-1's report that i-1 (.219) failed `attempts` pings, for a respawn.
+fn respawn_failure(attempts: u32, detected_at: OffsetDateTime) -> Failure {
+    Failure {
+        failure_id: "f-1".into(),
+        monitor: monitor("monitor-1"),
+        target: target("i-1", 219),
+        action: PolicyAction::Respawn,
+        attempts,
+        reason: "no reply".into(),
+        detected_at,
+    }
+}
+
 fn texts(lines: &[StoryLine]) -> Vec<&str> {
     lines.iter().map(|line| line.text.as_str()).collect()
 }
@@ -123,16 +186,7 @@ fn texts(lines: &[StoryLine]) -> Vec<&str> {
 #[test]
 fn a_respawn_is_told_with_its_latency_from_the_failure() {
     let detected_at = T0 + ms(3120);
-    let failure = Failure {
-        failure_id: "f-1".into(),
-        monitor: monitor("monitor-1"),
-        target: target("i-1", 219),
-        action: PolicyAction::Respawn,
-        attempts: 2,
-        reason: "no reply".into(),
-        detected_at,
-    };
-    let record = FailureRecord::from(failure.clone());
+    let failure = respawn_failure(2, detected_at);
     let mut messages = created();
     // Out of time order, as audit reads them: the lifecycle, then the monitor stream.
     messages.extend([
@@ -140,23 +194,13 @@ fn a_respawn_is_told_with_its_latency_from_the_failure() {
             3,
             detected_at + ms(10),
             conductor("conductor-2"),
-            vec![VnfEvent::HealStarted {
-                operation_id: "op-heal".into(),
-                failure: record,
-                add: vec![planned("i-2")],
-                remove: vec!["i-1".into()],
-                at: detected_at + ms(10),
-            }],
+            vec![heal_started(failure.clone(), detected_at + ms(10))],
         ),
         lifecycle(
             4,
             detected_at + ms(57),
             conductor("conductor-2"),
-            vec![VnfEvent::HealCompleted {
-                operation_id: "op-heal".into(),
-                added: vec![instance("i-2", 223, detected_at + ms(50))],
-                removed: vec!["i-1".into()],
-            }],
+            vec![heal_completed(223, detected_at + ms(50))],
         ),
         on_monitor(
             detected_at + ms(1),
@@ -233,47 +277,43 @@ fn a_scale_out_and_a_delete_are_told_with_who_asked() {
             3,
             T0 + ms(65_000),
             alice(),
-            vec![VnfEvent::ScaleRequested {
-                operation_id: "op-out".into(),
-                policy: "SP1".into(),
-                direction: ScaleDirection::Out,
-                add: vec![planned("i-3")],
-                remove: vec![],
-                at: Some(T0 + ms(65_000)),
-            }],
+            vec![scale_requested(
+                ScaleDirection::Out,
+                vec![planned("i-3")],
+                vec![],
+                T0 + ms(65_000),
+            )],
         ),
         lifecycle(
             4,
             T0 + ms(66_000),
             conductor("conductor-1"),
-            vec![VnfEvent::ScaleCompleted {
-                operation_id: "op-out".into(),
-                added: vec![instance("i-3", 230, T0 + ms(65_900))],
-                removed: vec![],
-            }],
+            vec![scale_completed(
+                ScaleDirection::Out,
+                vec![instance("i-3", 230, T0 + ms(65_900))],
+                vec![],
+            )],
         ),
         lifecycle(
             5,
             T0 + ms(70_000),
             alice(),
-            vec![VnfEvent::ScaleRequested {
-                operation_id: "op-in".into(),
-                policy: "SP1".into(),
-                direction: ScaleDirection::In,
-                add: vec![],
-                remove: vec!["i-3".into()],
-                at: Some(T0 + ms(70_000)),
-            }],
+            vec![scale_requested(
+                ScaleDirection::In,
+                vec![],
+                vec!["i-3".into()],
+                T0 + ms(70_000),
+            )],
         ),
         lifecycle(
             6,
             T0 + ms(71_000),
             conductor("conductor-1"),
-            vec![VnfEvent::ScaleCompleted {
-                operation_id: "op-in".into(),
-                added: vec![],
-                removed: vec!["i-3".into()],
-            }],
+            vec![scale_completed(
+                ScaleDirection::In,
+                vec![],
+                vec!["i-3".into()],
+            )],
         ),
         lifecycle(
             7,
@@ -397,15 +437,7 @@ fn a_tail_that_began_mid_life_tells_a_heal_from_what_it_absorbed() {
         story.absorb(recorded);
     }
     let detected_at = T0 + ms(10_000);
-    let failure = Failure {
-        failure_id: "f-1".into(),
-        monitor: monitor("monitor-1"),
-        target: target("i-1", 219),
-        action: PolicyAction::Respawn,
-        attempts: 1,
-        reason: "no reply".into(),
-        detected_at,
-    };
+    let failure = respawn_failure(1, detected_at);
     let down = story.tell(on_monitor(
         detected_at,
         MonitorEvent::Failure(failure.clone()),
@@ -425,40 +457,36 @@ fn a_tail_that_began_mid_life_tells_a_heal_from_what_it_absorbed() {
         5,
         detected_at + ms(2500),
         conductor("conductor-2"),
-        vec![VnfEvent::HealCompleted {
-            operation_id: "op-heal".into(),
-            added: vec![instance("i-2", 223, detected_at)],
-            removed: vec!["i-1".into()],
-        }],
+        vec![heal_completed(223, detected_at)],
     ));
     assert_eq!(texts(&healed), vec!["ACTIVE with WEB 198.18.3.223 again"]);
     let started = story.tell(lifecycle(
         3,
         detected_at + ms(100),
         conductor("conductor-2"),
-        vec![VnfEvent::HealStarted {
-            operation_id: "op-heal".into(),
-            failure: failure.into(),
-            add: vec![planned("i-2")],
-            remove: vec!["i-1".into()],
-            at: detected_at + ms(100),
-        }],
+        vec![heal_started(failure, detected_at + ms(100))],
     ));
     assert_eq!(started.len(), 1);
     let healed = story.tell(lifecycle(
         4,
         detected_at + ms(2500),
         conductor("conductor-2"),
-        vec![VnfEvent::HealCompleted {
-            operation_id: "op-heal".into(),
-            added: vec![instance("i-2", 223, detected_at)],
-            removed: vec!["i-1".into()],
-        }],
+        vec![heal_completed(223, detected_at)],
     ));
     assert_eq!(
         texts(&healed),
         vec!["ACTIVE with WEB 198.18.3.223, 2.5 s after the failure"]
     );
+    assert!(!story.is_over());
+    story.tell(lifecycle(
+        5,
+        detected_at + ms(9000),
+        conductor("conductor-1"),
+        vec![VnfEvent::Deleted {
+            operation_id: "op-delete".into(),
+        }],
+    ));
+    assert!(story.is_over(), "a deleted VNF's story is over");
 }
 
 #[test]
