@@ -110,8 +110,8 @@ async fn messages_that_do_not_decode_are_skipped_everywhere_and_shown_as_skipped
         "{details:#?}"
     );
 
-    // Audit: the whole history, and the skipped messages named.
-    let mut audit = system.spawn_role("audit", &["audit", &vnf_id]);
+    // Audit as stored: the whole history, and the skipped messages named.
+    let mut audit = system.spawn_role("audit", &["audit", &vnf_id, "--json"]);
     let exit = audit.wait_exit(vnfm_tests::PATIENCE).await;
     let printed = audit.log();
     assert!(exit.success(), "vnfm audit: {exit}\n{printed}");

@@ -116,6 +116,25 @@ pub fn monitor_subjects_of(vnf_id: &str) -> [String; 4] {
     ]
 }
 
+/// The monitor-stream subjects of every VNF that [`monitor_subjects_of`] names for one (for
+/// following them all).
+pub const MONITOR_SUBJECTS_OF_VNFS: [&str; 4] = [
+    STATE_SUBJECTS,
+    FAILURE_SUBJECTS,
+    BAD_ACTION_SUBJECTS,
+    REFUSED_TARGET_SUBJECTS,
+];
+
+/// The VNF id of one of [`monitor_subjects_of`]'s subjects; `None` for any other subject.
+pub fn parse_monitor_vnf_subject(subject: &str) -> Option<&str> {
+    MONITOR_SUBJECTS_OF_VNFS.iter().find_map(|wildcard| {
+        let prefix = wildcard.strip_suffix('*')?;
+        subject
+            .strip_prefix(prefix)
+            .filter(|id| !id.is_empty() && !id.contains('.'))
+    })
+}
+
 /// A subject or KV key token made of an instance name: dots and wildcards would split or widen
 /// it.
 pub fn token(name: &str) -> String {
@@ -188,5 +207,11 @@ mod tests {
         );
         assert_eq!(parse_lifecycle_subject("vnfm.monitor.x"), None);
         assert_eq!(round_subject("host.a*b"), "vnfm.monitor.round.host_a_b");
+        for subject in monitor_subjects_of(id) {
+            assert_eq!(parse_monitor_vnf_subject(&subject), Some(id), "{subject}");
+        }
+        assert_eq!(parse_monitor_vnf_subject(&round_subject("m-1")), None);
+        assert_eq!(parse_monitor_vnf_subject(&vnf_subject(id)), None);
+        assert_eq!(parse_monitor_vnf_subject("vnfm.monitor.failure.a.b"), None);
     }
 }

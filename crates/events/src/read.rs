@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use async_nats::HeaderMap;
-use async_nats::jetstream::{consumer, message::StreamMessage, stream};
+use async_nats::jetstream::{self, consumer, message::StreamMessage, stream};
 use futures::StreamExt;
 use time::OffsetDateTime;
 
@@ -50,6 +50,24 @@ impl From<StreamMessage> for Stored {
             payload: message.payload,
             time: message.time,
         }
+    }
+}
+
+impl Stored {
+    /// A message a consumer delivered, with its stream sequence and storing time.
+    pub fn delivered(message: jetstream::Message) -> Result<Stored, NatsError> {
+        let info = message
+            .info()
+            .map_err(|e| NatsError::other("reading a delivered message's position", e))?;
+        let (sequence, time) = (info.stream_sequence, info.published);
+        let message = message.message;
+        Ok(Stored {
+            sequence,
+            subject: message.subject.to_string(),
+            headers: message.headers.unwrap_or_default(),
+            payload: message.payload,
+            time,
+        })
     }
 }
 
@@ -216,26 +234,20 @@ impl StreamRead {
             return Ok(None);
         };
         let message = message.map_err(|e| NatsError::new("replaying a stream", e))?;
-        let info = message
+        let pending = message
             .info()
-            .map_err(|e| NatsError::other("reading a replayed message's position", e))?;
-        let (sequence, pending, time) = (info.stream_sequence, info.pending, info.published);
-        if sequence > self.through {
+            .map_err(|e| NatsError::other("reading a replayed message's position", e))?
+            .pending;
+        let stored = Stored::delivered(message)?;
+        if stored.sequence > self.through {
             self.messages = None;
             return Ok(None);
         }
         // The last message present at the start, or the last one the filter matched by now.
-        if sequence >= self.through || pending == 0 {
+        if stored.sequence >= self.through || pending == 0 {
             self.messages = None;
         }
-        let message = message.message;
-        Ok(Some(Stored {
-            sequence,
-            subject: message.subject.to_string(),
-            headers: message.headers.unwrap_or_default(),
-            payload: message.payload,
-            time,
-        }))
+        Ok(Some(stored))
     }
 }
 

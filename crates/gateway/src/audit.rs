@@ -21,7 +21,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
-use crate::render;
+use crate::{render, story};
 
 /// Event ids per lifecycle message. A command yields a handful of events; an event past this
 /// index would share an id with the next message's, so it is left out (and logged).
@@ -104,19 +104,13 @@ impl Audited for Vnf {
                 MONITOR,
                 format!("Monitoring attached under action {action_id} by {actor}"),
             ),
-            VnfEvent::CreateCompleted { instances, .. } => {
-                let ips: Vec<String> = instances
-                    .iter()
-                    .map(|i| format!("{} {}", i.vdu, i.mgmt_ip))
-                    .collect();
-                (
-                    CREATE,
-                    format!(
-                        "VNF create completed by {actor}; management IPs: {}",
-                        ips.join(", ")
-                    ),
-                )
-            }
+            VnfEvent::CreateCompleted { instances, .. } => (
+                CREATE,
+                format!(
+                    "VNF create completed by {actor}; management IPs: {}",
+                    story::instances_phrase(instances)
+                ),
+            ),
             VnfEvent::ScaleRequested {
                 policy,
                 direction,
@@ -162,19 +156,13 @@ impl Audited for Vnf {
                     add.len()
                 ),
             ),
-            VnfEvent::HealCompleted { added, .. } => {
-                let ips: Vec<String> = added
-                    .iter()
-                    .map(|i| format!("{} {}", i.vdu, i.mgmt_ip))
-                    .collect();
-                (
-                    HEAL,
-                    format!(
-                        "Heal completed by {actor}; new management IPs: {}",
-                        ips.join(", ")
-                    ),
-                )
-            }
+            VnfEvent::HealCompleted { added, .. } => (
+                HEAL,
+                format!(
+                    "Heal completed by {actor}; new management IPs: {}",
+                    story::instances_phrase(added)
+                ),
+            ),
             VnfEvent::FailureLogged { failure } => (
                 MONITOR,
                 format!(
@@ -193,16 +181,20 @@ impl Audited for Vnf {
                 format!("No automatic action, decided by {actor}: {reason}"),
             ),
             VnfEvent::OperationFailed { reason, .. } => {
-                let (kind, operation) = match before.pending.as_ref().map(|p| p.kind) {
-                    Some(OperationKind::Create) => (CREATE, "create"),
-                    Some(OperationKind::ScaleOut | OperationKind::ScaleIn) => (SCALE, "scale"),
-                    Some(OperationKind::Delete) => (DELETE, "delete"),
-                    Some(OperationKind::Respawn | OperationKind::VduAutoheal) => (HEAL, "heal"),
-                    None => (UPDATE, "operation"),
+                let operation = before.pending.as_ref().map(|p| p.kind);
+                let kind = match operation {
+                    Some(OperationKind::Create) => CREATE,
+                    Some(OperationKind::ScaleOut | OperationKind::ScaleIn) => SCALE,
+                    Some(OperationKind::Delete) => DELETE,
+                    Some(OperationKind::Respawn | OperationKind::VduAutoheal) => HEAL,
+                    None => UPDATE,
                 };
                 (
                     kind,
-                    format!("VNF {operation} failed, reported by {actor}: {reason}"),
+                    format!(
+                        "VNF {} failed, reported by {actor}: {reason}",
+                        story::operation_name(operation)
+                    ),
                 )
             }
         }

@@ -20,6 +20,7 @@ pub mod keystone;
 mod mirror;
 pub mod quota;
 mod render;
+pub mod story;
 mod vnfds;
 mod vnfs;
 

@@ -17,11 +17,13 @@ use events::setup::LogConfig;
 use events::vnf::{HEALS_REMEMBERED_MAX, RespawnLimit};
 use gateway::Authenticator;
 use gateway::auth::{NoAuth, TokenFile, TokenFileError};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 
 use crate::{
-    ApiArgs, AuthMode, Command, ConductorArgs, GuardArgs, HealArgs, MonitorArgs, NatsArgs,
-    NatsConfigArgs, ProbeArgs, SetupArgs, TokenCommand, TokenCreateArgs, UpArgs, VduHttpArgs,
-    VimArgs, nats_server,
+    ApiArgs, AuditArgs, AuthMode, Command, ConductorArgs, GuardArgs, HealArgs, MonitorArgs,
+    NatsArgs, NatsConfigArgs, ProbeArgs, SetupArgs, TailArgs, TokenCommand, TokenCreateArgs,
+    UpArgs, VduHttpArgs, VimArgs, nats_server,
 };
 
 /// The longest `--ack-wait-s`: an hour. A conductor that took a request and went silent holds
@@ -41,6 +43,53 @@ const REQUESTS_IN_FLIGHT_MAX_MAX: usize = 1 << 16;
 /// The longest `--request-timeout-s`: an hour. No request of this API legitimately takes
 /// minutes; a longer timeout only lets a stalled request hold its slot.
 const REQUEST_TIMEOUT_MAX_S: u64 = 3600;
+
+/// The furthest back a duration of `--since`/`--until` may reach: ten years, longer than any
+/// log is kept, and far from the limits of a time's arithmetic.
+const WHEN_AGO_MAX_DAYS: i64 = 3650;
+
+/// The span of time `vnfm audit` tells: what happened at or after `since` and at or before
+/// `until` (unbounded where absent).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Window {
+    pub since: Option<OffsetDateTime>,
+    pub until: Option<OffsetDateTime>,
+}
+
+impl Window {
+    pub fn contains(&self, at: OffsetDateTime) -> bool {
+        self.since.is_none_or(|since| at >= since) && self.until.is_none_or(|until| at <= until)
+    }
+}
+
+/// The time `text` names: an RFC 3339 time, or a duration (a whole number and one of s, m,
+/// h, d) before `now`.
+fn parse_when(text: &str, now: OffsetDateTime) -> Result<OffsetDateTime, String> {
+    const ALLOWED: &str =
+        "an RFC 3339 time such as 2026-12-01T10:00:00Z, or a duration ago such as 90s, 30m, 1h, 2d";
+    if let Ok(at) = OffsetDateTime::parse(text, &Rfc3339) {
+        return Ok(at);
+    }
+    let split = text.len().saturating_sub(1);
+    let (number, unit) = (text.get(..split), text.get(split..));
+    let seconds_per_unit = match unit {
+        Some("s") => 1,
+        Some("m") => 60,
+        Some("h") => 3600,
+        Some("d") => 86_400,
+        _ => return Err(format!("{text:?} is not {ALLOWED}")),
+    };
+    let Some(amount) = number.and_then(|n| n.parse::<u32>().ok()) else {
+        return Err(format!("{text:?} is not {ALLOWED}"));
+    };
+    let ago_s = i64::from(amount) * seconds_per_unit;
+    if ago_s > WHEN_AGO_MAX_DAYS * 86_400 {
+        return Err(format!(
+            "{text:?} reaches back more than {WHEN_AGO_MAX_DAYS} days"
+        ));
+    }
+    Ok(now - time::Duration::seconds(ago_s))
+}
 
 /// One flag whose value cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,8 +127,16 @@ pub enum Config {
         credentials_dir: PathBuf,
         tls_dir: Option<PathBuf>,
     },
+    /// Tell (or, with `json`, print as stored) a VNF's history within `window`.
     Audit {
         vnf_id: String,
+        json: bool,
+        window: Window,
+        nats: Nats,
+    },
+    /// Follow the log live: every VNF's story, or only `vnf_id`'s.
+    Tail {
+        vnf_id: Option<String>,
         nats: Nats,
     },
     Rebuild {
@@ -272,8 +329,24 @@ pub fn validate(command: Command, files: &dyn Files) -> Result<Config, Vec<Confi
             suspect_failures_min: check.suspect_failures_min(&probe),
             probe_cidrs: check.probe_cidrs(&probe),
         }),
-        Command::Audit { vnf_id, nats } => Config::Audit {
+        Command::Audit(AuditArgs {
             vnf_id,
+            json,
+            since,
+            until,
+            nats,
+        }) => Config::Audit {
+            vnf_id,
+            json,
+            window: check.window(
+                since.as_deref(),
+                until.as_deref(),
+                OffsetDateTime::now_utc(),
+            ),
+            nats: check.nats(nats),
+        },
+        Command::Tail(TailArgs { vnf, nats }) => Config::Tail {
+            vnf_id: vnf.map(|id| check.vnf_id("--vnf", id)),
             nats: check.nats(nats),
         },
         Command::Rebuild { verify, nats } => Config::Rebuild {
@@ -331,6 +404,48 @@ impl Check<'_> {
             return min;
         }
         value
+    }
+
+    /// The times `--since` and `--until` name, each an RFC 3339 time or a duration before
+    /// `now`; `--since` must not come after `--until`.
+    fn window(&mut self, since: Option<&str>, until: Option<&str>, now: OffsetDateTime) -> Window {
+        let mut when = |flag: &'static str, text: Option<&str>| {
+            text.and_then(|text| {
+                parse_when(text, now)
+                    .map_err(|reason| self.problem(flag, reason))
+                    .ok()
+            })
+        };
+        let window = Window {
+            since: when("--since", since),
+            until: when("--until", until),
+        };
+        if let (Some(since), Some(until)) = (window.since, window.until)
+            && since > until
+        {
+            let rfc3339 =
+                |at: OffsetDateTime| at.format(&Rfc3339).unwrap_or_else(|_| at.to_string());
+            self.problem(
+                "--until",
+                format!(
+                    "{} is before --since {}; give a later time",
+                    rfc3339(until),
+                    rfc3339(since)
+                ),
+            );
+        }
+        window
+    }
+
+    /// `id` if it can name a VNF in a subject: no dots, wildcards or spaces.
+    fn vnf_id(&mut self, flag: &'static str, id: String) -> String {
+        if id.is_empty() || id.contains(['.', '*', '>']) || id.contains(char::is_whitespace) {
+            self.problem(
+                flag,
+                format!("{id:?} is not a VNF id (no '.', '*', '>' or spaces, not empty)"),
+            );
+        }
+        id
     }
 
     fn nats(&mut self, args: NatsArgs) -> Nats {
@@ -934,5 +1049,83 @@ mod tests {
             up.api.guard.connections_max,
             gateway::CONNECTIONS_MAX_DEFAULT
         );
+    }
+
+    #[test]
+    fn since_and_until_take_a_time_or_a_duration_ago() {
+        use time::macros::datetime;
+        let now = datetime!(2026-12-01 10:00:00 UTC);
+        let cases = [
+            (
+                "2026-11-30T09:00:00+01:00",
+                datetime!(2026-11-30 08:00:00 UTC),
+            ),
+            ("90s", datetime!(2026-12-01 09:58:30 UTC)),
+            ("30m", datetime!(2026-12-01 09:30:00 UTC)),
+            ("1h", datetime!(2026-12-01 09:00:00 UTC)),
+            ("2d", datetime!(2026-11-29 10:00:00 UTC)),
+        ];
+        for (text, at) in cases {
+            assert_eq!(parse_when(text, now), Ok(at), "{text}");
+        }
+        let mut check = Check {
+            problems: Vec::new(),
+            files: NO_FILES,
+        };
+        let window = check.window(Some("1h"), Some("2026-12-01T09:30:00Z"), now);
+        assert!(check.problems.is_empty(), "{:?}", check.problems);
+        assert!(!window.contains(datetime!(2026-12-01 08:59:59 UTC)));
+        assert!(window.contains(datetime!(2026-12-01 09:00:00 UTC)));
+        assert!(window.contains(datetime!(2026-12-01 09:30:00 UTC)));
+        assert!(!window.contains(datetime!(2026-12-01 09:30:01 UTC)));
+        assert!(Window::default().contains(now));
+
+        check.window(Some("30m"), Some("1h"), now);
+        assert_eq!(
+            check
+                .problems
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>(),
+            [
+                "--until: 2026-12-01T09:00:00Z is before --since 2026-12-01T09:30:00Z; give a later time"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_bad_since_until_or_vnf_is_refused_by_name() {
+        let allowed = "an RFC 3339 time such as 2026-12-01T10:00:00Z, or a duration ago such as 90s, 30m, 1h, 2d";
+        assert_eq!(
+            problems(&["audit", "v-1", "--since", "yesterday", "--until", "5x"]),
+            [
+                format!(r#"--since: "yesterday" is not {allowed}"#),
+                format!(r#"--until: "5x" is not {allowed}"#),
+            ]
+        );
+        assert_eq!(
+            problems(&["audit", "v-1", "--since", "-1h"]),
+            [format!(r#"--since: "-1h" is not {allowed}"#)]
+        );
+        assert_eq!(
+            problems(&["audit", "v-1", "--since", "3651d"]),
+            [r#"--since: "3651d" reaches back more than 3650 days"#]
+        );
+        assert_eq!(
+            problems(&["tail", "--vnf", "a.*"]),
+            [r#"--vnf: "a.*" is not a VNF id (no '.', '*', '>' or spaces, not empty)"#]
+        );
+        let Ok(Config::Audit { json, window, .. }) = validate(
+            parse(&["audit", "v-1", "--json", "--since", "1h"]),
+            NO_FILES,
+        ) else {
+            panic!("an audit");
+        };
+        assert!(json);
+        assert!(window.since.is_some() && window.until.is_none());
+        let Ok(Config::Tail { vnf_id, .. }) = validate(parse(&["tail"]), NO_FILES) else {
+            panic!("a tail");
+        };
+        assert_eq!(vnf_id, None);
     }
 }

@@ -1,6 +1,6 @@
 //! The `vnfm` binary: parses flags once, connects to NATS, and runs one role (`gateway`,
 //! `projector`, `conductor`), all of them over an embedded nats-server (`up`), or an operator
-//! tool (`audit`, `rebuild`). It holds no logic of its own beyond wiring and start-up checks.
+//! tool (`audit`, `tail`, `rebuild`). It holds no logic of its own beyond wiring and start-up checks.
 
 mod config;
 mod nats_server;
@@ -48,12 +48,12 @@ enum Command {
     /// Manage the API tokens of `--auth token`.
     #[command(subcommand)]
     Token(TokenCommand),
-    /// Print a VNF's whole history from the log.
-    Audit {
-        vnf_id: String,
-        #[command(flatten)]
-        nats: NatsArgs,
-    },
+    /// Tell a VNF's whole history from the log, one line per event in words: when (and how
+    /// long after the first line), who, and what happened. As the reader identity.
+    Audit(AuditArgs),
+    /// Follow the log live from now on, telling every VNF's events (or one's) in the words of
+    /// `audit` as they happen, until interrupted. As the reader identity.
+    Tail(TailArgs),
     /// Rebuild the VNF and VNFD tables from the log.
     Rebuild {
         /// Compare the rebuild with the live tables instead of writing it; exit 1 on any difference.
@@ -66,6 +66,34 @@ enum Command {
     /// for `http_ping` VDUs, started by a conductor and outliving it. Not for operators.
     #[command(hide = true)]
     VduHttp(VduHttpArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+struct AuditArgs {
+    /// The VNF whose history to tell.
+    vnf_id: String,
+    /// Print every stored message as it is instead of the story: each lifecycle message with
+    /// its cause and its events as JSON, each monitor-stream message's payload.
+    #[arg(long)]
+    json: bool,
+    /// Only what happened at or after WHEN: an RFC 3339 time (2026-12-01T10:00:00Z) or a
+    /// duration ago (90s, 30m, 1h, 2d).
+    #[arg(long, value_name = "WHEN", allow_hyphen_values = true)]
+    since: Option<String>,
+    /// Only what happened at or before WHEN: an RFC 3339 time or a duration ago, as --since.
+    #[arg(long, value_name = "WHEN", allow_hyphen_values = true)]
+    until: Option<String>,
+    #[command(flatten)]
+    nats: NatsArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+struct TailArgs {
+    /// Follow only this VNF. Without it, every VNF, each line naming its VNF's short id.
+    #[arg(long, value_name = "VNF_ID")]
+    vnf: Option<String>,
+    #[command(flatten)]
+    nats: NatsArgs,
 }
 
 #[derive(Debug, Subcommand)]

@@ -21,6 +21,8 @@ use events::setup::{self, LogConfig};
 use events::store::{self, EventLog};
 use events::vnf::VnfEvent;
 use events::{credentials, names};
+use futures::StreamExt;
+use gateway::story::{self, Told};
 use gateway::{Gateway, GatewayConfig};
 use monitor::probe::Prober;
 use monitor::{Monitor, MonitorConfig};
@@ -114,7 +116,13 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Config::Audit { vnf_id, nats } => audit(&nats, &vnf_id).await,
+        Config::Audit {
+            vnf_id,
+            json,
+            window,
+            nats,
+        } => audit(&nats, &vnf_id, json, window).await,
+        Config::Tail { vnf_id, nats } => tail(&nats, vnf_id.as_deref()).await,
         Config::Rebuild { verify, nats } => rebuild(&nats, verify).await,
         // Its namespace must be entered before any runtime thread exists: `main` runs it.
         Config::VduHttp(_) => anyhow::bail!("vdu-http runs before the async runtime starts"),
@@ -468,15 +476,50 @@ async fn wait_for_signal() {
     let _ = interrupt.await;
 }
 
-async fn audit(nats: &Nats, vnf_id: &str) -> anyhow::Result<ExitCode> {
+async fn audit(
+    nats: &Nats,
+    vnf_id: &str,
+    json: bool,
+    window: config::Window,
+) -> anyhow::Result<ExitCode> {
     let log = open(nats, "vnfm-audit", Identity::Reader).await?;
     let history: store::History<VnfEvent> = log.history(&names::vnf_subject(vnf_id)).await?;
     if history.last_sequence == 0 {
         eprintln!("vnfm: no VNF {vnf_id} in the log");
         return Ok(ExitCode::FAILURE);
     }
-    // The lifecycle log and what monitors and conductors said about the VNF on the monitor
-    // stream (while its retention keeps it), merged in time order.
+    // What monitors and conductors said about the VNF on the monitor stream, while its
+    // retention keeps it.
+    let mut monitor_messages = Vec::new();
+    if let Ok(monitor_stream) = log.jetstream().get_stream(names::MONITOR_STREAM).await {
+        for subject in names::monitor_subjects_of(vnf_id) {
+            monitor_messages.extend(events::read::subject(&monitor_stream, &subject).await?);
+        }
+    }
+    if json {
+        return print_raw(history, monitor_messages, window);
+    }
+    let messages = history
+        .messages
+        .into_iter()
+        .map(Told::Lifecycle)
+        .chain(monitor_messages.iter().map(Told::monitor))
+        .collect();
+    for line in story::story(vnf_id, messages) {
+        if window.contains(line.at) {
+            println!("{line}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `vnfm audit --json`: the lifecycle log and the monitor stream's messages as stored, merged
+/// in time order.
+fn print_raw(
+    history: store::History<VnfEvent>,
+    monitor_messages: Vec<events::read::Stored>,
+    window: config::Window,
+) -> anyhow::Result<ExitCode> {
     let mut lines: Vec<(time::OffsetDateTime, String)> = Vec::new();
     let (recorded, skipped) = history.split();
     for recorded in recorded {
@@ -497,23 +540,141 @@ async fn audit(nats: &Nats, vnf_id: &str) -> anyhow::Result<ExitCode> {
     for skipped in skipped {
         lines.push((skipped.stored_at, format!("lifecycle {skipped}")));
     }
-    if let Ok(monitor_stream) = log.jetstream().get_stream(names::MONITOR_STREAM).await {
-        for subject in names::monitor_subjects_of(vnf_id) {
-            for message in events::read::subject(&monitor_stream, &subject).await? {
-                let text = String::from_utf8_lossy(&message.payload);
-                lines.push((
-                    message.time,
-                    format!("monitor #{} {subject}\n    {text}", message.sequence),
-                ));
-            }
-        }
+    for message in monitor_messages {
+        let text = String::from_utf8_lossy(&message.payload);
+        lines.push((
+            message.time,
+            format!(
+                "monitor #{} {}\n    {text}",
+                message.sequence, message.subject
+            ),
+        ));
     }
     lines.sort_by_key(|(at, _)| *at);
     for (at, text) in lines {
-        let at = at.format(&time::format_description::well_known::Rfc3339)?;
-        println!("{at} {text}");
+        if window.contains(at) {
+            let at = at.format(&time::format_description::well_known::Rfc3339)?;
+            println!("{at} {text}");
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `vnfm tail`: tells every VNF's events (or only `vnf_id`'s) as they are stored, from now
+/// until a signal.
+///
+/// The lifecycle is followed from the message after the last one present at the start, so
+/// that a VNF's story can take in its earlier history exactly up to there (read once, when
+/// the VNF first shows up) without telling or missing any message; the monitor stream only
+/// from new messages, since nothing of it is needed to tell later ones.
+async fn tail(nats: &Nats, vnf_id: Option<&str>) -> anyhow::Result<ExitCode> {
+    let log = open(nats, "vnfm-tail", Identity::Reader).await?;
+    let (lifecycle_filters, monitor_filters): (Vec<String>, Vec<String>) = match vnf_id {
+        Some(id) => (
+            vec![names::vnf_subject(id)],
+            names::monitor_subjects_of(id).into(),
+        ),
+        None => (
+            vec![names::VNF_SUBJECTS.to_owned()],
+            names::MONITOR_SUBJECTS_OF_VNFS.map(str::to_owned).into(),
+        ),
+    };
+    let mut lifecycle_stream = log.stream().clone();
+    let through = lifecycle_stream.info().await?.state.last_sequence;
+    let mut lifecycle = follow(
+        &lifecycle_stream,
+        lifecycle_filters,
+        jetstream::consumer::DeliverPolicy::ByStartSequence {
+            start_sequence: through + 1,
+        },
+    )
+    .await?;
+    let monitor_stream = log.jetstream().get_stream(names::MONITOR_STREAM).await?;
+    let mut monitor = follow(
+        &monitor_stream,
+        monitor_filters,
+        jetstream::consumer::DeliverPolicy::New,
+    )
+    .await?;
+    tracing::info!(
+        vnf_id = vnf_id.unwrap_or("every VNF"),
+        through,
+        "Tailing the log."
+    );
+
+    let mut stories: HashMap<String, story::VnfStory> = HashMap::new();
+    let signal = wait_for_signal();
+    tokio::pin!(signal);
+    loop {
+        let (told, id) = tokio::select! {
+            () = &mut signal => return Ok(ExitCode::SUCCESS),
+            message = lifecycle.next() => {
+                let stored = delivered(message, "lifecycle")?;
+                let id = names::parse_lifecycle_subject(&stored.subject)
+                    .map(|(_, id)| id.to_owned());
+                (Told::Lifecycle(store::decode_or_skip(&stored)), id)
+            }
+            message = monitor.next() => {
+                let stored = delivered(message, "monitor")?;
+                let id = names::parse_monitor_vnf_subject(&stored.subject).map(str::to_owned);
+                (Told::monitor(&stored), id)
+            }
+        };
+        let Some(id) = id else { continue };
+        let story = match stories.entry(id.clone()) {
+            std::collections::hash_map::Entry::Occupied(held) => held.into_mut(),
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                let mut story = story::VnfStory::new(slot.key());
+                let earlier: store::History<VnfEvent> =
+                    log.history(&names::vnf_subject(slot.key())).await?;
+                for recorded in earlier.messages.into_iter().flatten() {
+                    if recorded.sequence <= through {
+                        story.absorb(recorded);
+                    }
+                }
+                slot.insert(story)
+            }
+        };
+        for line in story.tell(told) {
+            if vnf_id.is_some() {
+                println!("{line}");
+            } else {
+                println!("{}", line.with_vnf());
+            }
+        }
+        // A deleted VNF's story is dropped, so that the map holds the live fleet at most.
+        if story.is_over() {
+            stories.remove(&id);
+        }
+    }
+}
+
+/// An ordered consumer of `stream` under `filters` from `deliver_policy` on.
+async fn follow(
+    stream: &jetstream::stream::Stream,
+    filters: Vec<String>,
+    deliver_policy: jetstream::consumer::DeliverPolicy,
+) -> anyhow::Result<jetstream::consumer::pull::Ordered> {
+    let consumer = stream
+        .create_consumer(jetstream::consumer::pull::OrderedConfig {
+            filter_subjects: filters,
+            deliver_policy,
+            ..Default::default()
+        })
+        .await
+        .with_context(|| format!("following {}", stream.cached_info().config.name))?;
+    Ok(consumer.messages().await?)
+}
+
+/// The message an ordered consumer of the `what` stream delivered.
+fn delivered<E: std::error::Error + Send + Sync + 'static>(
+    message: Option<Result<jetstream::Message, E>>,
+    what: &str,
+) -> anyhow::Result<events::read::Stored> {
+    let message = message
+        .with_context(|| format!("the {what} stream's consumer ended"))?
+        .with_context(|| format!("following the {what} stream"))?;
+    Ok(events::read::Stored::delivered(message)?)
 }
 
 async fn rebuild(nats: &Nats, verify: bool) -> anyhow::Result<ExitCode> {
