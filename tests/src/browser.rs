@@ -144,26 +144,37 @@ impl Browser {
     }
 
     /// The value of the script `expression` in the page (a promise is awaited).
+    ///
+    /// # Panics
+    ///
+    /// When the script throws.
     pub async fn eval(&mut self, expression: &str) -> Value {
+        self.try_eval(expression)
+            .await
+            .unwrap_or_else(|thrown| panic!("{expression}: {thrown}"))
+    }
+
+    /// The value of the script `expression`, or what it threw.
+    async fn try_eval(&mut self, expression: &str) -> Result<Value, Value> {
         let result = self
             .command(
                 "Runtime.evaluate",
                 json!({"expression": expression, "awaitPromise": true, "returnByValue": true}),
             )
             .await;
-        assert!(
-            result.get("exceptionDetails").is_none(),
-            "{expression}: {result}"
-        );
-        result["result"]["value"].clone()
+        match result.get("exceptionDetails") {
+            Some(thrown) => Err(thrown.clone()),
+            None => Ok(result["result"]["value"].clone()),
+        }
     }
 
-    /// Waits until the script `condition` is true in the page; panics naming `what` and the
-    /// page's text after `patience`.
+    /// Waits until the script `condition` is true in the page (one that throws, say on an
+    /// element not drawn yet, is not); panics naming `what` and the page's text after
+    /// `patience`.
     pub async fn wait_until(&mut self, what: &str, condition: &str, patience: Duration) {
         let deadline = tokio::time::Instant::now() + patience;
         loop {
-            if self.eval(condition).await == Value::Bool(true) {
+            if self.try_eval(condition).await == Ok(Value::Bool(true)) {
                 return;
             }
             if tokio::time::Instant::now() >= deadline {

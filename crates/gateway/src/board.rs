@@ -25,7 +25,7 @@ use events::monitor::{MonitorEvent, MonitorMessage};
 use events::names::{self, AggregateKind};
 use events::read::StreamRead;
 use events::secrets;
-use events::vnf::{Vnf, VnfEvent};
+use events::vnf::VnfEvent;
 use futures::Stream;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -35,7 +35,7 @@ use tokio::sync::broadcast;
 use crate::auth::{Access, Principal};
 use crate::error::ApiError;
 use crate::mirror::Change;
-use crate::{Caller, Gateway, PathId, audit, input, render, visible};
+use crate::{Caller, Gateway, PathId, input, render, story, visible};
 
 /// The window of the overview's heals and failures.
 const HEALS_WINDOW: Duration = Duration::from_secs(3600);
@@ -396,14 +396,25 @@ pub(crate) async fn vnf(
         RTT_ROUNDS_READ_MAX,
     )
     .await?;
-    let story = audit::resource_events::<Vnf>(gateway.log(), &vnf_id, None)
+    let (history, monitor_messages) = story::read(gateway.log(), &vnf_id)
         .await
         .map_err(|e| ApiError::store("reading a VNF's story", &e))?;
+    let story: Vec<Value> = story::tell(&vnf_id, history, &monitor_messages)
+        .into_iter()
+        .map(|line| {
+            json!({
+                "at": render::timestamp(line.at),
+                "since_first_ms": line.since_first.whole_milliseconds(),
+                "who": line.who,
+                "text": line.text,
+            })
+        })
+        .collect();
     Ok(Json(json!({
         "vnf": shown,
         "policies": row.state.vnfd.as_ref().map(|spec| &spec.scaling_policies),
         "rtts": round_trip_times(&vnf_id, &rounds),
-        "story": story.iter().map(audit::TackerEvent::to_json).collect::<Vec<_>>(),
+        "story": story,
     })))
 }
 

@@ -3,8 +3,9 @@
 //! 198.18.3.219 down (monitor-1, 2 failed pings: no reply)", "respawn claimed by conductor-2",
 //! "ACTIVE with WEB 198.18.3.223, 57 ms after the failure").
 //!
-//! Pure: it takes messages already read (and decodes monitor payloads itself), never reads NATS,
-//! and never prints a VNF's attributes (they may hold sealed secrets). `vnfm audit` tells a
+//! Pure but for [`read`], which fetches what a whole story is told from: it takes messages
+//! already read (and decodes monitor payloads itself), and never prints a VNF's attributes
+//! (they may hold sealed secrets). `vnfm audit` tells a
 //! whole history with [`story`]; `vnfm tail` and the board tell messages as they come with
 //! one [`VnfStory`] per VNF.
 
@@ -13,11 +14,47 @@ use std::fmt;
 use cqrs_es::Aggregate;
 use events::envelope::{Actor, ActorKind};
 use events::monitor::{MonitorEvent, MonitorMessage, TargetRef};
+use events::names;
 use events::read::Stored;
 use events::spec::MonitorDriver;
-use events::store::{Recorded, Skipped};
+use events::store::{EventLog, History, Recorded, Skipped, StoreError};
 use events::vnf::{FailureRecord, Instance, OperationKind, Vnf, VnfEvent};
 use time::{Duration, OffsetDateTime, UtcOffset};
+
+/// A VNF's lifecycle history and what the monitor stream says about it (while its retention
+/// keeps it), as [`story`] tells them and `vnfm audit --json` prints them.
+///
+/// # Errors
+///
+/// When the log or the monitor stream cannot be read.
+pub async fn read(
+    log: &EventLog,
+    vnf_id: &str,
+) -> Result<(History<VnfEvent>, Vec<Stored>), StoreError> {
+    let history = log.history(&names::vnf_subject(vnf_id)).await?;
+    let mut monitor_messages = Vec::new();
+    if let Ok(monitor_stream) = log.jetstream().get_stream(names::MONITOR_STREAM).await {
+        for subject in names::monitor_subjects_of(vnf_id) {
+            monitor_messages.extend(events::read::subject(&monitor_stream, &subject).await?);
+        }
+    }
+    Ok((history, monitor_messages))
+}
+
+/// The story of a history and monitor messages as [`read`] answers them.
+pub fn tell(
+    vnf_id: &str,
+    history: History<VnfEvent>,
+    monitor_messages: &[Stored],
+) -> Vec<StoryLine> {
+    let messages = history
+        .messages
+        .into_iter()
+        .map(Told::Lifecycle)
+        .chain(monitor_messages.iter().map(Told::monitor))
+        .collect();
+    story(vnf_id, messages)
+}
 
 /// Characters of a VNF id that name it in lines about many VNFs (`vnfm tail`): the first group
 /// of its UUID, as short as git's abbreviations and unique enough among a fleet's live VNFs.

@@ -483,29 +483,15 @@ async fn audit(
     window: config::Window,
 ) -> anyhow::Result<ExitCode> {
     let log = open(nats, "vnfm-audit", Identity::Reader).await?;
-    let history: store::History<VnfEvent> = log.history(&names::vnf_subject(vnf_id)).await?;
+    let (history, monitor_messages) = story::read(&log, vnf_id).await?;
     if history.last_sequence == 0 {
         eprintln!("vnfm: no VNF {vnf_id} in the log");
         return Ok(ExitCode::FAILURE);
     }
-    // What monitors and conductors said about the VNF on the monitor stream, while its
-    // retention keeps it.
-    let mut monitor_messages = Vec::new();
-    if let Ok(monitor_stream) = log.jetstream().get_stream(names::MONITOR_STREAM).await {
-        for subject in names::monitor_subjects_of(vnf_id) {
-            monitor_messages.extend(events::read::subject(&monitor_stream, &subject).await?);
-        }
-    }
     if json {
         return print_raw(history, monitor_messages, window);
     }
-    let messages = history
-        .messages
-        .into_iter()
-        .map(Told::Lifecycle)
-        .chain(monitor_messages.iter().map(Told::monitor))
-        .collect();
-    for line in story::story(vnf_id, messages) {
+    for line in story::tell(vnf_id, history, &monitor_messages) {
         if window.contains(line.at) {
             println!("{line}");
         }

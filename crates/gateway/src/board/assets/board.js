@@ -139,10 +139,23 @@ async function render() {
   }
 }
 
+// A VNF's page also redraws its round-trip chart this often: probe results are not table
+// changes, so the live feed does not announce them.
+const CHART_REFRESH_MS = 5000;
+setInterval(() => { if (state.route && state.route.name === "vnf" && !document.hidden) refreshSoon(); },
+  CHART_REFRESH_MS);
+
 // A refresh of the page shown, at most once every 300 ms however many changes arrive.
+// Not while the user types in a field of the page: it waits until they leave it.
 function refreshSoon() {
   if (state.timer) return;
-  state.timer = setTimeout(async () => { state.timer = null; await render(); }, 300);
+  state.timer = setTimeout(async () => {
+    state.timer = null;
+    const typing = document.activeElement && main.contains(document.activeElement)
+      && ["INPUT", "SELECT"].includes(document.activeElement.tagName);
+    if (typing) { refreshSoon(); return; }
+    await render();
+  }, 300);
 }
 
 function follow() {
@@ -181,7 +194,8 @@ async function overview() {
         el("span", {}, badge("pending"), ` ${o.instances.pending}`),
         el("span", { class: "muted", text: `unmonitored ${o.instances.unmonitored}` }))),
     el("div", { class: "card" }, el("div", { class: "sub", text: "Last hour" }),
-      el("div", { class: "big", text: `${o.heals_last_hour.length} heals` }),
+      el("div", { class: "big", id: "heals-count",
+        text: `${o.heals_last_hour.length} heal${o.heals_last_hour.length === 1 ? "" : "s"}` }),
       el("div", { class: "sub", text: `${o.failures_last_hour} failures · ${latency}` })),
     el("div", { class: "card" }, el("div", { class: "sub", text: "Monitors" }),
       el("div", { class: "big", text: o.monitors.length }),
@@ -271,6 +285,13 @@ function sparkline(points) {
   return svg;
 }
 
+// A story line's colour: bad news red, recoveries green, the rest neutral.
+function storyClass(text) {
+  if (/^(ACTIVE|scaled|deleted)|: up\b/.test(text)) return "good";
+  if (/\b(down|failed|failure|refused|skipped|no automatic action)\b/.test(text)) return "bad";
+  return "";
+}
+
 async function act(description, request) {
   if (!window.confirm(description)) return;
   try {
@@ -287,9 +308,14 @@ async function vnf(route) {
   const rows = [];
   for (const [vdu, instances] of Object.entries(v.monitor || {})) {
     for (const i of instances) {
-      const last = i.last_result
-        ? (i.last_result.rtt_us !== undefined ? `${(i.last_result.rtt_us / 1000).toFixed(2)} ms` : i.last_result.reason)
-        : "";
+      // The newest probe the chart has, else the one the monitor stored with the state.
+      const series = data.rtts[i.instance_id] || [];
+      const newest = series.length ? series[series.length - 1][1] : undefined;
+      const last = newest !== undefined
+        ? (newest === null ? "no answer" : `${(newest / 1000).toFixed(2)} ms`)
+        : i.last_result
+          ? (i.last_result.rtt_us !== undefined ? `${(i.last_result.rtt_us / 1000).toFixed(2)} ms` : i.last_result.reason)
+          : "";
       rows.push(el("tr", { "data-instance": i.instance_id, "data-state": i.state },
         el("td", { text: vdu }),
         el("td", { class: "mono", text: i.mgmt_ip }),
@@ -323,10 +349,10 @@ async function vnf(route) {
       }),
     }));
   }
-  const story = el("ol", { class: "timeline", id: "timeline" }, data.story.slice().reverse().map((e) =>
-    el("li", { class: e.event_type },
-      el("div", { class: "when", text: `${e.timestamp} · ${e.event_type} · ${e.resource_state}` }),
-      el("div", { text: e.event_details }))));
+  const story = el("ol", { class: "timeline", id: "timeline" }, data.story.slice().reverse().map((line) =>
+    el("li", { class: storyClass(line.text) },
+      el("div", { class: "when", text: `${line.at} · +${(line.since_first_ms / 1000).toFixed(3)} s · ${line.who}` }),
+      el("div", { text: line.text }))));
   return el("div", {},
     el("h1", {}, `${v.name} `, badge(v.status)),
     el("p", { class: "muted" },
@@ -338,6 +364,13 @@ async function vnf(route) {
     el("div", { class: "section" }, el("h2", { text: "VDU instances" }),
       rows.length ? el("div", { class: "scroll" }, instances) : el("p", { class: "muted", text: "No monitored instance." })),
     el("div", { class: "section" }, el("h2", { text: "Story" }), story));
+}
+
+function monitoringText(m) {
+  const probe = m.driver === "http_ping"
+    ? `http_ping on port ${m.port}, ${m.timeout_ms} ms timeout`
+    : `ping: ${m.count} echo(es) ${m.interval_ms} ms apart, ${m.timeout_ms} ms timeout`;
+  return `${probe}; failed after ${m.retry} attempt(s); from ${m.monitoring_delay_ms / 1000} s after boot`;
 }
 
 async function vnfd(route) {
@@ -352,7 +385,7 @@ async function vnfd(route) {
         el("td", { text: vdu.name }),
         el("td", { text: vdu.image || "" }),
         el("td", { text: vdu.flavor || "" }),
-        el("td", { text: m ? `${m.driver} every ${m.interval_ms} ms, ${m.count} × ${m.timeout_ms} ms, retry ${m.retry}, after ${m.monitoring_delay_ms / 1000} s` : "not monitored" }),
+        el("td", { text: m ? monitoringText(m) : "not monitored" }),
         el("td", { text: m ? m.failure_action : "" }));
     })));
   const policies = el("table", {},
