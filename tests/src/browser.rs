@@ -185,6 +185,13 @@ impl Browser {
         }
     }
 
+    /// Goes to the board's page `hash` (`#/vnf/ID`, say) and waits until the script
+    /// `condition` says it shows `what`.
+    pub async fn show(&mut self, hash: &str, what: &str, condition: &str, patience: Duration) {
+        self.eval(&format!("location.hash = {hash:?}; true")).await;
+        self.wait_until(what, condition, patience).await;
+    }
+
     /// Writes a PNG of the page to `path`.
     pub async fn screenshot(&mut self, path: &Path) {
         let shot = self

@@ -19,6 +19,7 @@ use conductor::{Conductor, ConductorConfig};
 use events::read::StreamRead;
 use events::store::EventLog;
 use events::vnf::RespawnLimit;
+use gateway::auth::TokenFile;
 use gateway::{Gateway, GatewayConfig};
 use monitor::probe::Prober;
 use monitor::{Monitor, MonitorConfig};
@@ -350,6 +351,24 @@ pub async fn call(
         serde_json::from_str(&text).unwrap_or(Value::String(text))
     };
     (status, json)
+}
+
+/// The token file of the token-auth tests, in a temporary directory, and the directory: one
+/// line per user of `users` (token, user, project, role), as `vnfm token create` writes them.
+///
+/// # Panics
+///
+/// When the file cannot be written or read back.
+pub fn token_file(users: &[(&str, &str, &str, &str)]) -> (Arc<TokenFile>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join("tokens");
+    for (token, user, project, role) in users {
+        let line = gateway::auth::entry_line(token, user, project, &[(*role).to_owned()])
+            .expect("a valid token line");
+        gateway::auth::append_line(&path, &line).expect("write the token file");
+    }
+    let file = TokenFile::open(&path).expect("the token file is accepted");
+    (Arc::new(file), dir)
 }
 
 /// A client that sends `token` as `X-Auth-Token` on every request.

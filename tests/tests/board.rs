@@ -7,13 +7,11 @@
 //! `VNFM_UPDATE_SCREENSHOTS=1`, which is how the README's pictures are made).
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
-use gateway::auth::TokenFile;
 use reqwest::Method;
 use serde_json::json;
 use vnfm_tests::browser::Browser;
-use vnfm_tests::{Options, PATIENCE, System, call, client_with, monitored_vnfd};
+use vnfm_tests::{Options, PATIENCE, System, call, client_with, monitored_vnfd, token_file};
 
 /// The browser window: a laptop screen.
 const WIDTH: u32 = 1280;
@@ -53,18 +51,13 @@ async fn sign_in(browser: &mut Browser, base: &str, token: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_board_shows_the_fleet_live_and_lets_only_members_act() {
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let tokens = dir.path().join("tokens");
-    for (token, user, project, role) in [
+    let (tokens, _dir) = token_file(&[
         ("t-alice", "alice", "p1", "member"),
         ("t-rita", "rita", "p1", "reader"),
         ("t-bob", "bob", "p2", "member"),
-    ] {
-        let line = gateway::auth::entry_line(token, user, project, &[role.to_owned()]).unwrap();
-        gateway::auth::append_line(&tokens, &line).unwrap();
-    }
+    ]);
     let system = System::start_with(Options {
-        auth: Some(Arc::new(TokenFile::open(&tokens).unwrap())),
+        auth: Some(tokens),
         ..Options::default()
     })
     .await;
@@ -82,9 +75,9 @@ async fn the_board_shows_the_fleet_live_and_lets_only_members_act() {
             PATIENCE,
         )
         .await;
-    browser.eval("location.hash = '#/vnfs'; true").await;
     browser
-        .wait_until(
+        .show(
+            "#/vnfs",
             "the VNF list",
             "!!document.getElementById('vnf-list') && document.getElementById('live').textContent === 'live'",
             PATIENCE,
@@ -115,10 +108,8 @@ async fn the_board_shows_the_fleet_live_and_lets_only_members_act() {
 
     // The VNF's page: its VDU up, then killed, down, and healed on the timeline.
     browser
-        .eval(&format!("location.hash = '#/vnf/{vnf_id}'; true"))
-        .await;
-    browser
-        .wait_until(
+        .show(
+            &format!("#/vnf/{vnf_id}"),
             "the VDU shown up",
             "!!document.querySelector('#instances tr[data-state=\"up\"]')",
             PATIENCE,
@@ -159,9 +150,9 @@ async fn the_board_shows_the_fleet_live_and_lets_only_members_act() {
         )
         .await;
     screenshot(&mut browser, "vnf").await;
-    browser.eval("location.hash = '#/'; true").await;
     browser
-        .wait_until(
+        .show(
+            "#/",
             "the heal on the overview",
             "document.getElementById('heals-count').textContent === '1 heal'",
             PATIENCE,
@@ -169,10 +160,8 @@ async fn the_board_shows_the_fleet_live_and_lets_only_members_act() {
         .await;
     screenshot(&mut browser, "overview").await;
     browser
-        .eval(&format!("location.hash = '#/vnfd/{vnfd_id}'; true"))
-        .await;
-    browser
-        .wait_until(
+        .show(
+            &format!("#/vnfd/{vnfd_id}"),
             "the VNFD page",
             "document.body.innerText.includes('TOSCA') && document.body.innerText.includes('respawn')",
             PATIENCE,
@@ -190,10 +179,8 @@ async fn the_board_shows_the_fleet_live_and_lets_only_members_act() {
     // the CSRF echo.
     sign_in(&mut browser, &base, "t-rita").await;
     browser
-        .eval(&format!("location.hash = '#/vnf/{vnf_id}'; true"))
-        .await;
-    browser
-        .wait_until(
+        .show(
+            &format!("#/vnf/{vnf_id}"),
             "rita's view of the VNF",
             "document.getElementById('who').textContent.includes('rita') \
              && !!document.getElementById('timeline')",
@@ -219,14 +206,6 @@ async fn the_board_shows_the_fleet_live_and_lets_only_members_act() {
         .command(
             "Emulation.setDeviceMetricsOverride",
             json!({"width": 390, "height": 844, "deviceScaleFactor": 2, "mobile": true}),
-        )
-        .await;
-    browser.eval("location.reload(); true").await;
-    browser
-        .wait_until(
-            "the reader's page on a phone",
-            "!!document.getElementById('timeline')",
-            PATIENCE,
         )
         .await;
     screenshot(&mut browser, "phone").await;

@@ -4,18 +4,15 @@
 //! reader and from lists, and unreadable for good once the VNF and the VNFD are deleted (their
 //! data keys are destroyed), while their events stay and `rebuild --verify` is still exact.
 
-use std::sync::Arc;
-
 use async_nats::jetstream;
 use events::keyring::Keyring;
 use events::names::{self, AggregateKind};
 use events::read::StreamRead;
 use events::secrets::HIDDEN;
-use gateway::auth::TokenFile;
 use reqwest::Method;
 use serde_json::{Value, json};
 use testkit::{Identity, eventually};
-use vnfm_tests::{Options, PATIENCE, System, call, client_with, sample};
+use vnfm_tests::{Options, PATIENCE, System, call, client_with, sample, token_file};
 
 const VNFD_PASSWORD: &str = "vnfd-pw-5UP3R-s3cret";
 const VNF_PASSWORD: &str = "vnf-pw-h4Xx0r-s3cret";
@@ -43,14 +40,12 @@ fn holds(body: &Value, text: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secrets_are_sealed_on_the_log_shown_to_owners_and_shredded_with_their_vnf() {
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let tokens = dir.path().join("tokens");
-    for (token, user, role) in [("t-alice", "alice", "member"), ("t-rita", "rita", "reader")] {
-        let line = gateway::auth::entry_line(token, user, "p1", &[role.to_owned()]).unwrap();
-        gateway::auth::append_line(&tokens, &line).unwrap();
-    }
+    let (tokens, _dir) = token_file(&[
+        ("t-alice", "alice", "p1", "member"),
+        ("t-rita", "rita", "p1", "reader"),
+    ]);
     let system = System::start_with(Options {
-        auth: Some(Arc::new(TokenFile::open(&tokens).unwrap())),
+        auth: Some(tokens),
         ..Options::default()
     })
     .await;

@@ -24,7 +24,6 @@ use events::envelope;
 use events::monitor::{MonitorEvent, MonitorMessage};
 use events::names::{self, AggregateKind};
 use events::read::StreamRead;
-use events::secrets;
 use events::vnf::VnfEvent;
 use futures::Stream;
 use serde::Deserialize;
@@ -35,7 +34,7 @@ use tokio::sync::broadcast;
 use crate::auth::{Access, Principal};
 use crate::error::ApiError;
 use crate::mirror::Change;
-use crate::{Caller, Gateway, PathId, input, render, story, visible};
+use crate::{Caller, Gateway, PathId, input, render, story, visible, vnfds};
 
 /// The window of the overview's heals and failures.
 const HEALS_WINDOW: Duration = Duration::from_secs(3600);
@@ -459,29 +458,10 @@ pub(crate) async fn vnfd(
     Caller(caller): Caller,
     PathId(vnfd_id): PathId,
 ) -> Result<Json<Value>, ApiError> {
-    let not_found = || ApiError::vnfd_not_found(&vnfd_id);
-    if !input::is_resource_id(&vnfd_id) {
-        return Err(not_found());
-    }
-    let row = gateway
-        .vnfd_row(&vnfd_id)
-        .await?
-        .filter(|row| visible(&caller, row))
-        .ok_or_else(not_found)?;
-    let descriptor = row.state.live().ok_or_else(not_found)?;
-    let key = gateway
-        .secrets_key(
-            &caller,
-            &descriptor.tenant_id,
-            AggregateKind::Vnfd,
-            &vnfd_id,
-            secrets::holds_sealed(&descriptor.template_yaml),
-        )
-        .await?;
-    let shown = render::vnfd_json(&row, key.as_ref()).ok_or_else(not_found)?;
+    let (row, shown) = vnfds::shown(&gateway, &caller, &vnfd_id).await?;
     Ok(Json(json!({
         "vnfd": shown,
-        "spec": descriptor.spec,
+        "spec": row.state.live().map(|descriptor| &descriptor.spec),
         "used_by": row.state.users,
     })))
 }

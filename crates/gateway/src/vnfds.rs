@@ -152,27 +152,38 @@ pub(crate) async fn show(
     Caller(caller): Caller,
     PathId(vnfd_id): PathId,
 ) -> Result<Json<Value>, ApiError> {
-    if !input::is_resource_id(&vnfd_id) {
-        return Err(ApiError::vnfd_not_found(&vnfd_id));
+    let (_, vnfd) = shown(&gateway, &caller, &vnfd_id).await?;
+    Ok(Json(json!({ "vnfd": vnfd })))
+}
+
+/// A live VNFD of a project the caller sees, as its row and as the API shows it to the caller
+/// (the template opened only for who may see its secrets); else 404.
+pub(crate) async fn shown(
+    gateway: &Gateway,
+    caller: &Principal,
+    vnfd_id: &str,
+) -> Result<(projector::table::VnfdRow, Value), ApiError> {
+    let not_found = || ApiError::vnfd_not_found(vnfd_id);
+    if !input::is_resource_id(vnfd_id) {
+        return Err(not_found());
     }
-    let not_found = || ApiError::vnfd_not_found(&vnfd_id);
     let row = gateway
-        .vnfd_row(&vnfd_id)
+        .vnfd_row(vnfd_id)
         .await?
-        .filter(|row| visible(&caller, row))
+        .filter(|row| visible(caller, row))
         .ok_or_else(not_found)?;
     let descriptor = row.state.live().ok_or_else(not_found)?;
     let key = gateway
         .secrets_key(
-            &caller,
+            caller,
             &descriptor.tenant_id,
             AggregateKind::Vnfd,
-            &vnfd_id,
+            vnfd_id,
             secrets::holds_sealed(&descriptor.template_yaml),
         )
         .await?;
-    let vnfd = render::vnfd_json(&row, key.as_ref()).ok_or_else(not_found)?;
-    Ok(Json(json!({ "vnfd": vnfd })))
+    let shown = render::vnfd_json(&row, key.as_ref()).ok_or_else(not_found)?;
+    Ok((row, shown))
 }
 
 /// `DELETE /v1.0/vnfds/{id}`: 204, or 409 naming the VNFs that still use it.
