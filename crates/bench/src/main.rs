@@ -54,6 +54,7 @@ async fn main() -> anyhow::Result<()> {
     match std::env::args().nth(1).as_deref() {
         Some("gateway") => return gateways().await,
         Some("auth") => return token_auth().await,
+        Some("board") => return board_pages().await,
         _ => {}
     }
     for (durability, label) in [
@@ -78,7 +79,60 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     gateways().await?;
-    token_auth().await
+    token_auth().await?;
+    board_pages().await
+}
+
+/// Requests of each kind the status board's list is timed with.
+const BOARD_PAGES: usize = 500;
+
+/// The status board's VNF list with 10,000 VNFs: the first page, a search by name and a page
+/// deep in the list, each as the board asks for it (50 VNFs a page).
+async fn board_pages() -> anyhow::Result<()> {
+    let server = Bus::Identities.server(Durability::SyncAlways).await;
+    let log = fixtures::log(server.client().await).await;
+    let role = |identity: Identity, args: &[&str]| server.spawn_as(identity.name(), identity, args);
+    let mut projector = role(Identity::Projector, &["projector"]);
+    projector
+        .wait_for_log("Projector running.", ROLE_START_TIMEOUT)
+        .await;
+    let ids = write_vnfs(&log).await;
+    let listen = format!("127.0.0.1:{}", testkit::free_port());
+    let mut gateway = role(Identity::Gateway, &["gateway", "--listen", &listen]);
+    gateway
+        .wait_for_log("Gateway listening", ROLE_START_TIMEOUT)
+        .await;
+    let api = format!("http://{listen}/v1.0");
+    let http = reqwest::Client::new();
+    listed_all(&http, &api).await?;
+    let search = format!("q={}&per_page=50", ids[42].get(..6).unwrap_or_default());
+    for (label, query) in [
+        ("first page", "page=1&per_page=50"),
+        ("search by name or id", search.as_str()),
+        ("page 150 of 200", "page=150&per_page=50"),
+    ] {
+        let mut took = Vec::with_capacity(BOARD_PAGES);
+        let mut bytes = 0;
+        for _ in 0..BOARD_PAGES {
+            let asked = Instant::now();
+            let body = http
+                .get(format!("{api}/board/vnfs?{query}"))
+                .send()
+                .await?
+                .error_for_status()?
+                .bytes()
+                .await?;
+            took.push(asked.elapsed());
+            bytes = body.len();
+        }
+        let (p50, p99) = percentiles(&mut took);
+        println!(
+            "board list with {VNFS} VNFs, {label}: p50 {:.2} ms p99 {:.2} ms ({BOARD_PAGES} requests, {bytes} bytes each)",
+            ms(p50),
+            ms(p99)
+        );
+    }
+    Ok(())
 }
 
 /// The bus the roles run on: without identities (as vnfm ran before it had them: the
