@@ -325,7 +325,8 @@ pub(crate) async fn vnfs(
     }
     let page = query.page.unwrap_or(1).max(1);
     let needle = query.q.to_lowercase();
-    let mut rows = gateway.vnf_mirror().collect(|row| {
+    // The matching VNFs by creation, newest first; only the page's are rendered.
+    let mut matching = gateway.vnf_mirror().collect(|row| {
         let vnf = &row.state;
         let details = vnf.details.as_ref()?;
         let status = vnf.status?.as_str();
@@ -335,32 +336,31 @@ pub(crate) async fn vnfs(
             && (needle.is_empty()
                 || details.name.to_lowercase().contains(&needle)
                 || details.vnf_id.contains(&needle));
-        wanted.then(|| {
-            let states = gateway.monitor_states(&details.vnf_id);
-            let down = states.values().filter(|s| s.state == "down").count();
-            (
-                row.created_at,
-                json!({
-                    "id": details.vnf_id,
-                    "name": details.name,
-                    "status": status,
-                    "vnfd_id": details.vnfd_id,
-                    "tenant_id": details.tenant_id,
-                    "instances": vnf.instances.len(),
-                    "down": down,
-                    "action_id": vnf.action_id,
-                    "created_at": render::timestamp(row.created_at),
-                }),
-            )
-        })
+        wanted.then(|| (std::cmp::Reverse(row.created_at), details.vnf_id.clone()))
     });
-    let total = rows.len();
-    rows.sort_by_key(|(created_at, _)| std::cmp::Reverse(*created_at));
-    let items: Vec<Value> = rows
+    let total = matching.len();
+    matching.sort_unstable();
+    let items: Vec<Value> = matching
         .into_iter()
         .skip((page - 1).saturating_mul(per_page))
         .take(per_page)
-        .map(|(_, item)| item)
+        .filter_map(|(_, vnf_id)| {
+            let row = gateway.vnf_mirror().get(&vnf_id)?;
+            let vnf = &row.state;
+            let details = vnf.details.as_ref()?;
+            let states = gateway.monitor_states(&vnf_id);
+            Some(json!({
+                "id": details.vnf_id,
+                "name": details.name,
+                "status": vnf.status?.as_str(),
+                "vnfd_id": details.vnfd_id,
+                "tenant_id": details.tenant_id,
+                "instances": vnf.instances.len(),
+                "down": states.values().filter(|s| s.state == "down").count(),
+                "action_id": vnf.action_id,
+                "created_at": render::timestamp(row.created_at),
+            }))
+        })
         .collect();
     Ok(Json(json!({
         "total": total,
