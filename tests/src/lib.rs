@@ -30,6 +30,10 @@ use tokio::sync::watch;
 
 /// How long a test waits for an asynchronous outcome (a VNF becoming ACTIVE, a row appearing).
 pub const PATIENCE: Duration = Duration::from_secs(30);
+/// What a gateway process of a test listens on: a loopback port of the kernel's choosing, read
+/// back from its log (`RoleProcess::wait_for_listen_address`); a port picked beforehand may be
+/// taken by another test's client in between.
+pub const ANY_LOOPBACK_PORT: &str = "127.0.0.1:0";
 
 /// Pause between two reads of the whole monitor stream while waiting on it: a read replays
 /// every round stored, so polling it as often as a row would load the 2-core machine that
@@ -180,12 +184,9 @@ impl System {
     /// ([`spawn_monitor`](Self::spawn_monitor)) it needs, and owns them.
     pub async fn start_separate() -> System {
         let mut system = System::bare(false).await;
-        let listen = format!("127.0.0.1:{}", testkit::free_port());
-        let mut gateway = system.spawn_role("gateway", &["gateway", "--listen", &listen]);
+        let mut gateway = system.spawn_role("gateway", &["gateway", "--listen", ANY_LOOPBACK_PORT]);
         let mut projector = system.spawn_role("projector", &["projector"]);
-        gateway
-            .wait_for_log("Gateway listening", ROLE_START_TIMEOUT)
-            .await;
+        let listen = gateway.wait_for_listen_address(ROLE_START_TIMEOUT).await;
         projector
             .wait_for_log("Projector running.", ROLE_START_TIMEOUT)
             .await;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use gateway::CreateStopPoint;
 use serde_json::{Value, json};
 use testkit::eventually;
-use vnfm_tests::{PATIENCE, System, monitored_vnfd};
+use vnfm_tests::{ANY_LOOPBACK_PORT, PATIENCE, System, monitored_vnfd};
 
 /// How long the stopping gateway may take to start: a debug build connecting to a local server.
 const GATEWAY_START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -38,13 +38,18 @@ fn ids(list: &Value, key: &str) -> Vec<String> {
 async fn a_gateway_killed_at(point: CreateStopPoint, vnfd: Vnfd) {
     let system = System::start_separate().await;
     let _conductor = system.spawn_conductor("conductor-1", &[]).await;
-    let listen = format!("127.0.0.1:{}", testkit::free_port());
     let mut stopping = system.spawn_role(
         "gateway-stopping",
-        &["gateway", "--listen", &listen, "--stop-at", point.as_str()],
+        &[
+            "gateway",
+            "--listen",
+            ANY_LOOPBACK_PORT,
+            "--stop-at",
+            point.as_str(),
+        ],
     );
-    stopping
-        .wait_for_log("Gateway listening", GATEWAY_START_TIMEOUT)
+    let listen = stopping
+        .wait_for_listen_address(GATEWAY_START_TIMEOUT)
         .await;
 
     let template = monitored_vnfd("ping", "log", false);

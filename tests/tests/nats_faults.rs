@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use testkit::{Access, NatsCluster, NatsServer, RoleProcess};
 use vnfm_tests::checker::{self, Load, Target};
-use vnfm_tests::identity_of;
+use vnfm_tests::{ANY_LOOPBACK_PORT, identity_of};
 
 /// Commands in flight at once.
 const WORKERS: usize = 6;
@@ -69,11 +69,11 @@ impl Roles {
         let mut processes = Vec::new();
         let mut apis = Vec::new();
         for n in 1..=EACH_ROLE {
-            let listen = format!("127.0.0.1:{}", testkit::free_port());
-            let mut gateway = role(&format!("gateway-{n}"), &["gateway", "--listen", &listen]);
-            gateway
-                .wait_for_log("Gateway listening", ROLE_START_TIMEOUT)
-                .await;
+            let mut gateway = role(
+                &format!("gateway-{n}"),
+                &["gateway", "--listen", ANY_LOOPBACK_PORT],
+            );
+            let listen = gateway.wait_for_listen_address(ROLE_START_TIMEOUT).await;
             apis.push(format!("http://{listen}/v1.0"));
             processes.push(gateway);
         }

@@ -83,6 +83,16 @@ async fn main() -> anyhow::Result<()> {
     board_pages().await
 }
 
+/// A `vnfm gateway` process on a loopback port of the kernel's choosing with `flags`, once it
+/// listens, and its API's URL.
+async fn start_gateway(server: &NatsServer, flags: &[&str]) -> (testkit::RoleProcess, String) {
+    let mut args = vec!["gateway", "--listen", "127.0.0.1:0"];
+    args.extend(flags);
+    let mut gateway = server.spawn_as("gateway", Identity::Gateway, &args);
+    let listen = gateway.wait_for_listen_address(ROLE_START_TIMEOUT).await;
+    (gateway, format!("http://{listen}/v1.0"))
+}
+
 /// Requests of each kind the status board's list is timed with.
 const BOARD_PAGES: usize = 500;
 
@@ -97,12 +107,7 @@ async fn board_pages() -> anyhow::Result<()> {
         .wait_for_log("Projector running.", ROLE_START_TIMEOUT)
         .await;
     let ids = write_vnfs(&log).await;
-    let listen = format!("127.0.0.1:{}", testkit::free_port());
-    let mut gateway = role(Identity::Gateway, &["gateway", "--listen", &listen]);
-    gateway
-        .wait_for_log("Gateway listening", ROLE_START_TIMEOUT)
-        .await;
-    let api = format!("http://{listen}/v1.0");
+    let (_gateway, api) = start_gateway(&server, &[]).await;
     let http = reqwest::Client::new();
     listed_all(&http, &api).await?;
     let search = format!("q={}&per_page=50", ids[42].get(..6).unwrap_or_default());
@@ -176,39 +181,18 @@ async fn token_auth() -> anyhow::Result<()> {
     let token_file = tokens.join("tokens");
     let token = create_token(&token_file)?;
     let token_file = token_file.to_str().context("a UTF-8 path")?;
-    let (open, checking) = (
-        format!("127.0.0.1:{}", testkit::free_port()),
-        format!("127.0.0.1:{}", testkit::free_port()),
-    );
-    let mut gateways = [
-        role(Identity::Gateway, &["gateway", "--listen", &open]),
-        role(
-            Identity::Gateway,
-            &[
-                "gateway",
-                "--listen",
-                &checking,
-                "--auth",
-                "token",
-                "--token-file",
-                token_file,
-            ],
-        ),
-    ];
-    for gateway in &mut gateways {
-        gateway
-            .wait_for_log("Gateway listening", ROLE_START_TIMEOUT)
-            .await;
-    }
+    let (_open_gateway, open) = start_gateway(&server, &[]).await;
+    let (_checking_gateway, checking) =
+        start_gateway(&server, &["--auth", "token", "--token-file", token_file]).await;
     let mut headers = reqwest::header::HeaderMap::new();
     headers.insert("X-Auth-Token", token.parse()?);
     let clients = [
-        (reqwest::Client::new(), format!("http://{open}/v1.0")),
+        (reqwest::Client::new(), open),
         (
             reqwest::Client::builder()
                 .default_headers(headers)
                 .build()?,
-            format!("http://{checking}/v1.0"),
+            checking,
         ),
     ];
     for (http, api) in &clients {
@@ -361,12 +345,7 @@ async fn gateway_latency(bus: Bus) -> anyhow::Result<(Latency, Latency)> {
         .wait_for_log("Projector running.", ROLE_START_TIMEOUT)
         .await;
     let ids = write_vnfs(&log).await;
-    let listen = format!("127.0.0.1:{}", testkit::free_port());
-    let mut gateway = role(Identity::Gateway, &["gateway", "--listen", &listen]);
-    gateway
-        .wait_for_log("Gateway listening", ROLE_START_TIMEOUT)
-        .await;
-    let api = format!("http://{listen}/v1.0");
+    let (mut gateway, api) = start_gateway(&server, &[]).await;
     let http = reqwest::Client::new();
     listed_all(&http, &api).await?;
     let mut processes = vec![

@@ -153,6 +153,25 @@ impl RoleProcess {
         .await;
     }
 
+    /// Waits until a gateway (`vnfm gateway --listen 127.0.0.1:0`, or `vnfm up`) says where it
+    /// listens, and answers that address (`127.0.0.1:PORT`). A gateway that binds port 0 takes
+    /// a port nobody holds, where a port picked beforehand may be taken in between.
+    ///
+    /// # Panics
+    ///
+    /// As [`wait_for_log`](Self::wait_for_log), or when the line names no address.
+    pub async fn wait_for_listen_address(&mut self, timeout: Duration) -> String {
+        const LISTENING: &str = "Gateway listening on http://";
+        self.wait_for_log(LISTENING, timeout).await;
+        let log = read_log(&self.log_path(), self.life_start);
+        log.split(LISTENING)
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .map(|address| address.trim_end_matches('.').to_owned())
+            .filter(|address| address.contains(':'))
+            .unwrap_or_else(|| panic!("{}: no address after {LISTENING:?}:\n{log}", self.label))
+    }
+
     /// Waits for the process to end by itself (a command such as `rebuild --verify`).
     ///
     /// # Panics
