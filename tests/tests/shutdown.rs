@@ -66,6 +66,39 @@ async fn every_role_stops_within_its_drain_deadline_when_nats_is_gone() {
     assert_drained(&mut monitor, signalled).await;
 }
 
+/// A gateway whose status board is watching (a live feed that never ends by itself) stops at
+/// once on SIGTERM, and successfully: the feed ends with the gateway.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_with_a_board_watching_stops_at_once() {
+    let mut system = System::start_separate().await;
+    let mut feed = system
+        .http
+        .get(format!("{}/board/live", system.api))
+        .send()
+        .await
+        .expect("the live feed");
+    assert_eq!(feed.status().as_u16(), 200);
+    let signalled = Instant::now();
+    terminate(system.process("gateway").pid());
+    let status = system
+        .process("gateway")
+        .wait_exit(DRAIN_DEADLINE + EXIT_MARGIN)
+        .await;
+    let took = signalled.elapsed();
+    assert!(
+        status.success(),
+        "{status}:\n{}",
+        system.process("gateway").log()
+    );
+    assert!(
+        took < DRAIN_DEADLINE,
+        "took {took:?}, as if the feed held the drain:\n{}",
+        system.process("gateway").log()
+    );
+    // The feed ended with the gateway.
+    while let Ok(Some(_)) = feed.chunk().await {}
+}
+
 /// `vnfm up` over a NATS server that has gone away stops within the same deadline.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vnfm_up_stops_within_its_drain_deadline_when_nats_is_gone() {

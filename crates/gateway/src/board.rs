@@ -29,7 +29,7 @@ use futures::Stream;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 use crate::auth::{Access, Principal};
 use crate::error::ApiError;
@@ -474,11 +474,19 @@ pub(crate) async fn live(
     Caller(caller): Caller,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let changes = gateway.board().changes.subscribe();
+    let stopping = gateway.board().stopping.subscribe();
     let stream = futures::stream::unfold(
-        (changes, gateway, caller),
-        |(mut changes, gateway, caller)| async move {
+        (changes, stopping, gateway, caller),
+        |(mut changes, mut stopping, gateway, caller)| async move {
             loop {
-                let event = match changes.recv().await {
+                if *stopping.borrow_and_update() {
+                    return None;
+                }
+                let received = tokio::select! {
+                    received = changes.recv() => received,
+                    _ = stopping.changed() => return None,
+                };
+                let event = match received {
                     Ok(change) => {
                         if !gateway.sees_change(&caller, &change) {
                             continue;
@@ -490,7 +498,7 @@ pub(crate) async fn live(
                     }
                     Err(broadcast::error::RecvError::Closed) => return None,
                 };
-                return Some((Ok(event), (changes, gateway, caller)));
+                return Some((Ok(event), (changes, stopping, gateway, caller)));
             }
         },
     );
@@ -503,4 +511,7 @@ pub(crate) struct Sources {
     pub leases: kv::Store,
     pub monitor_stream: stream::Stream,
     pub changes: broadcast::Sender<Change>,
+    /// Set when the gateway stops: every live feed ends, so that its connection can close
+    /// within the drain (a feed never ends by itself).
+    pub stopping: watch::Sender<bool>,
 }

@@ -197,6 +197,7 @@ impl Gateway {
                 .await
                 .map_err(|e| NatsError::new("opening the monitor stream", e))?,
             changes: broadcast::channel(LIVE_CHANGES_BUFFER).0,
+            stopping: tokio::sync::watch::channel(false).0,
         };
         let vnfs = Arc::new(Mirror::default());
         let vnfds = Arc::new(Mirror::default());
@@ -619,6 +620,12 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     tracing::info!(instance = %gateway.config().instance, "Gateway serving.");
+    let stopping = gateway.board().stopping.clone();
+    let shutdown = async move {
+        shutdown.await;
+        // The board's live feeds end first, so that their connections close in the drain.
+        stopping.send_replace(true);
+    };
     guard::serve(
         listener,
         gateway.router(),
