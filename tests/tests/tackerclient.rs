@@ -34,6 +34,23 @@ fn run(root: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The id of the VNF whose `vnf-create` printed `created`, once it is ACTIVE.
+async fn active_vnf(system: &System, created: &str) -> String {
+    let id = created
+        .lines()
+        .find(|line| line.contains("| id "))
+        .and_then(|line| line.split('|').nth(2))
+        .map(str::trim)
+        .expect("the created VNF's id")
+        .to_owned();
+    system
+        .wait_vnf(&id, "ACTIVE", |code, vnf| {
+            code == 200 && vnf["vnf"]["status"] == "ACTIVE"
+        })
+        .await;
+    id
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tackers_own_client_onboards_creates_shows_and_deletes() {
     let system = System::start().await;
@@ -55,18 +72,7 @@ async fn tackers_own_client_onboards_creates_shows_and_deletes() {
     .await
     .unwrap();
     assert!(created.contains("vnf1"), "{created}");
-    let id = created
-        .lines()
-        .find(|line| line.contains("| id "))
-        .and_then(|line| line.split('|').nth(2))
-        .map(str::trim)
-        .expect("the created VNF's id")
-        .to_owned();
-    system
-        .wait_vnf(&id, "ACTIVE", |code, vnf| {
-            code == 200 && vnf["vnf"]["status"] == "ACTIVE"
-        })
-        .await;
+    active_vnf(&system, &created).await;
     let shown = tokio::task::spawn_blocking({
         let root = root.clone();
         move || run(&root, &["vnf-show", "vnf1"])
@@ -113,18 +119,7 @@ async fn vnf_create_with_a_param_file_runs_the_vnf_with_its_values() {
     })
     .await
     .unwrap();
-    let id = created
-        .lines()
-        .find(|line| line.contains("| id "))
-        .and_then(|line| line.split('|').nth(2))
-        .map(str::trim)
-        .expect("the created VNF's id")
-        .to_owned();
-    system
-        .wait_vnf(&id, "ACTIVE", |code, vnf| {
-            code == 200 && vnf["vnf"]["status"] == "ACTIVE"
-        })
-        .await;
+    let id = active_vnf(&system, &created).await;
     let spec = system.vnf(&id).await.vnfd.expect("the VNF's spec");
     assert_eq!(
         spec.vdus[0].image.as_deref(),
