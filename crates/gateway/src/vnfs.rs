@@ -130,7 +130,7 @@ pub(crate) async fn create(
         }
         (Some(vnfd_id), None) => {
             let mut descriptor = live_vnfd(&gateway, &caller, &vnfd_id).await?;
-            if with_parameters(&descriptor.spec, param_values.as_ref()) {
+            if with_parameters(&descriptor.spec) {
                 let text = vnfds::template_text(&gateway, &descriptor).await?;
                 descriptor.spec = resolved_spec(&text, param_values.as_ref())?;
             }
@@ -141,7 +141,7 @@ pub(crate) async fn create(
         }
         (None, Some(template)) => {
             let parsed = input::parse_template(template, "vnf.vnfd_template")?;
-            let spec = if with_parameters(&parsed.spec, param_values.as_ref()) {
+            let spec = if with_parameters(&parsed.spec) {
                 resolved_spec(&parsed.template_yaml, param_values.as_ref())?
             } else {
                 parsed.spec.clone()
@@ -222,16 +222,11 @@ pub(crate) async fn create(
     Ok((StatusCode::CREATED, Json(json!({ "vnf": vnf }))))
 }
 
-/// True when a VNF made from `spec` needs its template resolved: the VNFD has inputs, or
-/// the create gives `param_values` (which a VNFD without inputs refuses, naming them).
-fn with_parameters(spec: &VnfdSpec, param_values: Option<&Value>) -> bool {
-    let given = match param_values {
-        None | Some(Value::Null) => false,
-        Some(Value::String(text)) => !text.trim().is_empty(),
-        Some(Value::Object(values)) => !values.is_empty(),
-        Some(_) => true,
-    };
-    given || !spec.inputs.is_empty()
+/// True when a VNF made from `spec` needs its template resolved: the VNFD has inputs. A
+/// VNFD without them ignores `param_values`, as Tacker did (they stay, sealed, in the VNF's
+/// attributes).
+fn with_parameters(spec: &VnfdSpec) -> bool {
+    !spec.inputs.is_empty()
 }
 
 /// The spec of a VNF made from the template `template_yaml` with `param_values`, or 400

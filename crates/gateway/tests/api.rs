@@ -1459,8 +1459,8 @@ async fn a_vnf_create_resolves_the_vnfds_inputs_with_its_param_values() {
             "vnf.attributes.param_values.image_name: input \"image_name\" is of type string",
         ),
         (
-            json!(PARAM_VALUES.replace("vendor: 'tacker'", "vendor: 'tacker', colour: 'blue'")),
-            "vnf.attributes.param_values.colour: the VNFD has no input \"colour\"",
+            json!(PARAM_VALUES.replace("management: 'true',", "")),
+            "vnf.attributes.param_values.management: the VNFD's input \"management\" has no default",
         ),
         (
             json!(PARAM_VALUES.replace("management: 'true'", "management: 'maybe'")),

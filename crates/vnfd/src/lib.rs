@@ -65,7 +65,7 @@ pub fn parse_json(value: &serde_json::Value) -> Result<ParsedVnfd, VnfdError> {
 /// holds it) with a VNF create's `attributes.param_values`: an object, or YAML or JSON text
 /// holding one, as python-tackerclient's `vnf-create --param-file` sends it. Every input
 /// must then have a value (given, or its default); [`VnfdError::Parameter`] names the one
-/// that does not fit.
+/// that does not fit. Values for names the VNFD does not take are ignored, as Tacker did.
 pub fn resolve(
     template_yaml: &str,
     param_values: Option<&serde_json::Value>,

@@ -152,18 +152,8 @@ fn input_values(
         Values::Defaults => None,
         Values::Given(given) => *given,
     };
-    let unknown = given.and_then(|given| {
-        given.iter().find(|(name, _)| {
-            inputs.is_none_or(|inputs| inputs.raw(name).is_none())
-                && !referenced.iter().any(|r| r == name)
-        })
-    });
-    if let Some((name, _)) = unknown {
-        return Err(VnfdError::Parameter {
-            name: name.to_owned(),
-            message: format!("the VNFD has no input {}", quote(name)),
-        });
-    }
+    // A name the VNFD does not take is ignored, as Tacker (tosca-parser) ignored it: one
+    // param file often serves several VNFDs.
     let mut resolved = HashMap::new();
     for (name, definition) in inputs.iter().flat_map(|inputs| inputs.iter()) {
         let input = input(name, definition)?;
