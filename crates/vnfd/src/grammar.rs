@@ -297,6 +297,54 @@ const RESERVATION_PROPERTIES: &[Prop] = &[
     req("properties", Ty::Data(&[req("lease_id", Ty::String)])),
 ];
 
+/// TOSCA's service template keynames (tosca-parser's `SECTIONS`).
+const TEMPLATE_KEYS: &[&str] = &[
+    "tosca_definitions_version",
+    "tosca_default_namespace",
+    "template_name",
+    "template_author",
+    "template_version",
+    "description",
+    "metadata",
+    "imports",
+    "dsl_definitions",
+    "repositories",
+    "topology_template",
+    "node_types",
+    "relationship_types",
+    "relationship_templates",
+    "capability_types",
+    "artifact_types",
+    "data_types",
+    "interface_types",
+    "policy_types",
+    "group_types",
+];
+
+/// TOSCA's topology template keynames.
+const TOPOLOGY_KEYS: &[&str] = &[
+    "description",
+    "inputs",
+    "node_templates",
+    "relationship_templates",
+    "groups",
+    "policies",
+    "outputs",
+    "substitution_mappings",
+    "workflows",
+];
+
+/// Checks the document's sections and those of its `topology_template`.
+pub(crate) fn check_sections(root: &Map) -> Result<(), VnfdError> {
+    check_keys(root, "", TEMPLATE_KEYS, "section")?;
+    match root.raw("topology_template") {
+        Some(Node::Map(topology)) => {
+            check_keys(topology, "topology_template", TOPOLOGY_KEYS, "section")
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Checks a node template's keys, type, properties and (for a VDU) its `nfv_compute`.
 pub(crate) fn check_node(type_name: &str, body: &Map, field: &str) -> Result<(), VnfdError> {
     check_keys(body, field, NODE_TEMPLATE_KEYS, "node template key")?;
@@ -552,7 +600,11 @@ pub(crate) fn check_keys(
     match map.iter().find(|(key, _)| !allowed.contains(key)) {
         None => Ok(()),
         Some((key, _)) => Err(invalid(
-            format!("{field}.{key}"),
+            if field.is_empty() {
+                key.to_owned()
+            } else {
+                format!("{field}.{key}")
+            },
             format!(
                 "unknown {noun} {}; expected one of {}",
                 quote(key),

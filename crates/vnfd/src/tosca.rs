@@ -94,6 +94,7 @@ pub(crate) fn vnfd_spec(root: &Node) -> Result<VnfdSpec, VnfdError> {
             ));
         }
     };
+    grammar::check_sections(root)?;
     let description = optional_string(root.get("description"), "description")?;
     let template_name = match optional_map(root.get("metadata"), "metadata")? {
         Some(metadata) => optional_string(metadata.get("template_name"), "metadata.template_name")?,

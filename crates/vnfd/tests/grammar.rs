@@ -133,6 +133,18 @@ fn unknown_types_properties_and_keys_are_refused_at_their_path() {
         "is required",
     );
     assert_refused(
+        "topology_template:\n",
+        "topology_template:\n  input: {}\n",
+        "topology_template.input",
+        "unknown section \"input\"",
+    );
+    assert_refused(
+        "topology_template:\n",
+        "imprts: []\ntopology_template:\n",
+        "imprts",
+        "unknown section \"imprts\"",
+    );
+    assert_refused(
         "        key_name: userKey",
         "        key_nam: userKey",
         "topology_template.node_templates.VDU1.properties.key_nam",

@@ -516,12 +516,17 @@ fn structure() {
     );
     assert_invalid(
         &base_with("topology_template:", "topology:"),
-        "topology_template",
-        "is required",
+        "topology",
+        "unknown section \"topology\"",
     );
     assert_invalid(
         &base_with("  node_templates:", "  nodes:"),
-        "topology_template.node_templates",
+        "topology_template.nodes",
+        "unknown section \"nodes\"",
+    );
+    assert_invalid(
+        "tosca_definitions_version: tosca_simple_profile_for_nfv_1_0_0\n",
+        "topology_template",
         "is required",
     );
     assert_invalid(
