@@ -34,6 +34,23 @@ fn run(root: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The id of the VNF whose `vnf-create` printed `created`, once it is ACTIVE.
+async fn active_vnf(system: &System, created: &str) -> String {
+    let id = created
+        .lines()
+        .find(|line| line.contains("| id "))
+        .and_then(|line| line.split('|').nth(2))
+        .map(str::trim)
+        .expect("the created VNF's id")
+        .to_owned();
+    system
+        .wait_vnf(&id, "ACTIVE", |code, vnf| {
+            code == 200 && vnf["vnf"]["status"] == "ACTIVE"
+        })
+        .await;
+    id
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tackers_own_client_onboards_creates_shows_and_deletes() {
     let system = System::start().await;
@@ -55,18 +72,7 @@ async fn tackers_own_client_onboards_creates_shows_and_deletes() {
     .await
     .unwrap();
     assert!(created.contains("vnf1"), "{created}");
-    let id = created
-        .lines()
-        .find(|line| line.contains("| id "))
-        .and_then(|line| line.split('|').nth(2))
-        .map(str::trim)
-        .expect("the created VNF's id")
-        .to_owned();
-    system
-        .wait_vnf(&id, "ACTIVE", |code, vnf| {
-            code == 200 && vnf["vnf"]["status"] == "ACTIVE"
-        })
-        .await;
+    active_vnf(&system, &created).await;
     let shown = tokio::task::spawn_blocking({
         let root = root.clone();
         move || run(&root, &["vnf-show", "vnf1"])
@@ -81,4 +87,47 @@ async fn tackers_own_client_onboards_creates_shows_and_deletes() {
     .await
     .unwrap();
     assert!(listed.contains("scaling"), "{listed}");
+}
+
+/// `vnf-create --param-file`: a VNFD whose inputs have no defaults onboards, and the VNF runs
+/// with the file's values.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vnf_create_with_a_param_file_runs_the_vnf_with_its_values() {
+    let system = System::start().await;
+    let root = system.api.trim_end_matches("/v1.0").to_owned();
+    let corpus = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../crates/vnfd/tests/corpus");
+    let vnfd_file = corpus.join("test-samples/sample-tosca-vnfd-param.yaml");
+    let param_file = corpus.join("params/sample-tosca-vnf-values.yaml");
+    let created = tokio::task::spawn_blocking({
+        let root = root.clone();
+        move || {
+            let vnfd_file = vnfd_file.to_str().expect("a UTF-8 path");
+            let param_file = param_file.to_str().expect("a UTF-8 path");
+            run(&root, &["vnfd-create", "--vnfd-file", vnfd_file, "param"]);
+            run(
+                &root,
+                &[
+                    "vnf-create",
+                    "--vnfd-name",
+                    "param",
+                    "--param-file",
+                    param_file,
+                    "vnf-param",
+                ],
+            )
+        }
+    })
+    .await
+    .unwrap();
+    let id = active_vnf(&system, &created).await;
+    let spec = system.vnf(&id).await.vnfd.expect("the VNF's spec");
+    assert_eq!(
+        spec.vdus[0].image.as_deref(),
+        Some("cirros-0.5.2-x86_64-disk")
+    );
+    assert_eq!(spec.vdus[0].mgmt_cp.as_deref(), Some("CP1"));
+    tokio::task::spawn_blocking(move || run(&root, &["vnf-delete", "vnf-param"]))
+        .await
+        .unwrap();
+    system.wait_vnf(&id, "deleted", |code, _| code == 404).await;
 }

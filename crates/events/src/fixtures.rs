@@ -52,7 +52,7 @@ pub fn vdu(name: &str, monitoring_policy: Option<MonitoringPolicy>) -> VduSpec {
         name: name.into(),
         image: None,
         flavor: None,
-        mgmt_cp: format!("CP-{name}"),
+        mgmt_cp: Some(format!("CP-{name}")),
         monitoring_policy,
     }
 }
@@ -64,6 +64,7 @@ pub fn spec(vdus: Vec<VduSpec>) -> VnfdSpec {
         description: None,
         vdus,
         scaling_policies: vec![],
+        inputs: vec![],
     }
 }
 

@@ -13,6 +13,11 @@ pub struct VnfdSpec {
     /// The VDUs, in template order.
     pub vdus: Vec<VduSpec>,
     pub scaling_policies: Vec<ScalingPolicy>,
+    /// The names of the template's `topology_template.inputs`: a VNF made from it resolves
+    /// them with its `param_values` (the template, sealed, holds the rest). Absent in
+    /// events written before parameters existed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inputs: Vec<String>,
 }
 
 impl VnfdSpec {
@@ -45,8 +50,11 @@ pub struct VduSpec {
     pub name: String,
     pub image: Option<String>,
     pub flavor: Option<String>,
-    /// The connection point with `management: true` bound to this VDU.
-    pub mgmt_cp: String,
+    /// The connection point with `management: true` bound to this VDU; none when the VDU
+    /// has no management connection (Tacker's NS samples): it is deployed and listed, and
+    /// never monitored. Events written before this was optional always hold one.
+    #[serde(default)]
+    pub mgmt_cp: Option<String>,
     pub monitoring_policy: Option<MonitoringPolicy>,
 }
 
@@ -119,4 +127,34 @@ pub struct ScalingPolicy {
     pub max_instances: u32,
     pub default_instances: u32,
     pub cooldown_s: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_spec_stored_before_optional_management_and_inputs_still_reads() {
+        // As a VNFD onboarded before either existed was stored.
+        let stored = serde_json::json!({
+            "template_name": null,
+            "description": null,
+            "vdus": [{"name": "VDU1", "image": null, "flavor": null, "mgmt_cp": "CP1",
+                      "monitoring_policy": null}],
+            "scaling_policies": [],
+        });
+        let spec: VnfdSpec = serde_json::from_value(stored.clone()).expect("decodes");
+        assert_eq!(spec.vdus[0].mgmt_cp.as_deref(), Some("CP1"));
+        assert!(spec.inputs.is_empty());
+        // A spec without inputs is written exactly as before.
+        assert_eq!(serde_json::to_value(&spec).expect("encodes"), stored);
+        // A VDU without a management connection point.
+        let mut without = stored;
+        without["vdus"][0]
+            .as_object_mut()
+            .expect("an object")
+            .remove("mgmt_cp");
+        let spec: VnfdSpec = serde_json::from_value(without).expect("decodes");
+        assert_eq!(spec.vdus[0].mgmt_cp, None);
+    }
 }

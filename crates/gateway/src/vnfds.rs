@@ -76,6 +76,37 @@ pub(crate) async fn seal_template(
     Ok((sealed, key))
 }
 
+/// The template of a live VNFD as YAML text, opened with its data key: a VNF create with
+/// parameters resolves it again (`vnfd::resolve`). The gateway holds the keyring, so the
+/// template stays sealed on the log and in every other role.
+pub(crate) async fn template_text(
+    gateway: &Gateway,
+    descriptor: &VnfdDescriptor,
+) -> Result<String, ApiError> {
+    let vnfd_id = &descriptor.vnfd_id;
+    let opened = if secrets::holds_sealed(&descriptor.template_yaml) {
+        let key = gateway
+            .shared
+            .keyring
+            .get(AggregateKind::Vnfd, vnfd_id)
+            .await
+            .map_err(|e| ApiError::keyring("reading a VNFD's data key", &e))?
+            // Deleting the VNFD destroys its key: it is then gone for a create too.
+            .ok_or_else(|| ApiError::vnfd_not_found(vnfd_id))?;
+        secrets::open_secrets(&descriptor.template_yaml, &key, TEMPLATE_PATH)
+            .map_err(|e| ApiError::internal("opening a VNFD's template", &e))?
+    } else {
+        descriptor.template_yaml.clone()
+    };
+    match opened {
+        Value::String(text) => Ok(text),
+        other => Err(ApiError::internal(
+            "opening a VNFD's template",
+            &format!("VNFD {vnfd_id}'s template is {other}, not YAML text"),
+        )),
+    }
+}
+
 /// Onboards `descriptor` and answers the VNFD as stored, its template opened with `key`.
 pub(crate) async fn onboard(
     gateway: &Gateway,

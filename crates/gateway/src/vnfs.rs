@@ -8,6 +8,7 @@ use axum::http::{HeaderMap, StatusCode};
 use events::envelope::Cause;
 use events::names::AggregateKind;
 use events::secrets;
+use events::spec::VnfdSpec;
 use events::store::CommandError;
 use events::vnf::{
     ATTRIBUTES_PATH, PLACEMENT_ATTR_PATH, ScaleDirection, Vnf, VnfCommand, VnfDetails, VnfError,
@@ -114,6 +115,8 @@ pub(crate) async fn create(
             name,
         )
     };
+    // Resolved against the VNFD's inputs below; sealed with the other attributes.
+    let param_values = attributes.get("param_values").cloned();
     let descriptor = match (vnfd_id, template) {
         (Some(_), Some(_)) => {
             return Err(ApiError::invalid_input(
@@ -126,7 +129,11 @@ pub(crate) async fn create(
             ));
         }
         (Some(vnfd_id), None) => {
-            let descriptor = live_vnfd(&gateway, &caller, &vnfd_id).await?;
+            let mut descriptor = live_vnfd(&gateway, &caller, &vnfd_id).await?;
+            if with_parameters(&descriptor.spec) {
+                let text = vnfds::template_text(&gateway, &descriptor).await?;
+                descriptor.spec = resolved_spec(&text, param_values.as_ref())?;
+            }
             gateway.within_quota(&tenant_id, |quotas, usage| {
                 quotas.create(&tenant_id, &descriptor.spec, usage)
             })?;
@@ -134,9 +141,14 @@ pub(crate) async fn create(
         }
         (None, Some(template)) => {
             let parsed = input::parse_template(template, "vnf.vnfd_template")?;
+            let spec = if with_parameters(&parsed.spec) {
+                resolved_spec(&parsed.template_yaml, param_values.as_ref())?
+            } else {
+                parsed.spec.clone()
+            };
             gateway.within_quota(&tenant_id, |quotas, usage| {
                 quotas.onboard(&tenant_id, &parsed.spec, usage)?;
-                quotas.create(&tenant_id, &parsed.spec, usage)
+                quotas.create(&tenant_id, &spec, usage)
             })?;
             let id_prefix: String = vnf_id.chars().take(INLINE_VNFD_NAME_ID_CHARS).collect();
             let vnfd_id = uuid::Uuid::new_v4().to_string();
@@ -154,7 +166,7 @@ pub(crate) async fn create(
             let onboard = step("onboard-inline-vnfd");
             vnfds::onboard(&gateway, descriptor.clone(), &key, &onboard).await?;
             CreateStopPoint::AfterInlineVnfd.reached(&gateway).await;
-            descriptor
+            VnfdDescriptor { spec, ..descriptor }
         }
     };
     let vnfd_id = descriptor.vnfd_id.clone();
@@ -208,6 +220,28 @@ pub(crate) async fn create(
             )
         })?;
     Ok((StatusCode::CREATED, Json(json!({ "vnf": vnf }))))
+}
+
+/// True when a VNF made from `spec` needs its template resolved: the VNFD has inputs. A
+/// VNFD without them ignores `param_values`, as Tacker did (they stay, sealed, in the VNF's
+/// attributes).
+fn with_parameters(spec: &VnfdSpec) -> bool {
+    !spec.inputs.is_empty()
+}
+
+/// The spec of a VNF made from the template `template_yaml` with `param_values`, or 400
+/// naming the parameter (or the template's field) at fault.
+fn resolved_spec(template_yaml: &str, param_values: Option<&Value>) -> Result<VnfdSpec, ApiError> {
+    const LOCATION: &str = "vnf.attributes.param_values";
+    ::vnfd::resolve(template_yaml, param_values).map_err(|e| match e {
+        ::vnfd::VnfdError::Parameter { name, message } if name.is_empty() => {
+            ApiError::invalid_input(format!("{LOCATION}: {message}"))
+        }
+        ::vnfd::VnfdError::Parameter { name, message } => {
+            ApiError::invalid_input(format!("{LOCATION}.{name}: {message}"))
+        }
+        other => ApiError::invalid_vnfd(&format!("{LOCATION}, in the VNFD"), &other),
+    })
 }
 
 /// The descriptor of a VNFD a VNF can be created from (onboarded, not deleted, of a project

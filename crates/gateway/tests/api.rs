@@ -1437,3 +1437,99 @@ fn assert_over(status: StatusCode, refused: &Value, quota: &str) {
         .unwrap_or_default();
     assert!(message.contains(&format!("quota {quota} ")), "{message}");
 }
+
+const PARAM_VNFD: &str =
+    include_str!("../../vnfd/tests/corpus/test-samples/sample-tosca-vnfd-param.yaml");
+const PARAM_VALUES: &str =
+    include_str!("../../vnfd/tests/corpus/params/sample-tosca-vnf-values.yaml");
+
+#[tokio::test]
+async fn a_vnf_create_resolves_the_vnfds_inputs_with_its_param_values() {
+    let api = Api::start().await;
+    // Onboarded although `image_name` has no default, as Tacker did.
+    let vnfd_id = api.onboard(PARAM_VNFD, "param").await;
+    let log_before = api.log_length().await;
+    let create = |name: &str, param_values: Value| json!({"vnf": {"name": name, "vnfd_id": vnfd_id, "attributes": {"param_values": param_values}}});
+    for (param_values, says) in [
+        (json!(null), "vnf.attributes.param_values.image_name: "),
+        (
+            json!({"image_name": ["a list"], "flavor": "m1.tiny", "zone": "nova", "network": "n",
+                   "management": "true", "pkt_in_network": "a", "pkt_out_network": "b",
+                   "vendor": "v"}),
+            "vnf.attributes.param_values.image_name: input \"image_name\" is of type string",
+        ),
+        (
+            json!(PARAM_VALUES.replace("management: 'true',", "")),
+            "vnf.attributes.param_values.management: the VNFD's input \"management\" has no default",
+        ),
+        (
+            json!(PARAM_VALUES.replace("management: 'true'", "management: 'maybe'")),
+            "vnf.attributes.param_values, in the VNFD.topology_template.node_templates.CP1.properties.management: ",
+        ),
+    ] {
+        let (status, refused) = api
+            .post("/v1.0/vnfs.json", &create("bad", param_values))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+        let message = refused["TackerError"]["message"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(message.starts_with(says), "{refused}");
+    }
+    assert_eq!(api.log_length().await, log_before, "nothing was appended");
+
+    // As python-tackerclient's `vnf-create --param-file` sends it: the file's text.
+    let (status, vnf) = api
+        .post("/v1.0/vnfs.json", &create("good", json!(PARAM_VALUES)))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{vnf}");
+    let vnf_id = id_of(&vnf["vnf"]);
+    let recorded = api.log.load::<Vnf>(&vnf_id).await.unwrap().aggregate;
+    let spec = recorded.vnfd.expect("the create records the spec");
+    assert_eq!(
+        spec.vdus[0].image.as_deref(),
+        Some("cirros-0.5.2-x86_64-disk")
+    );
+    assert_eq!(spec.vdus[0].flavor.as_deref(), Some("m1.tiny"));
+    assert_eq!(spec.vdus[0].mgmt_cp.as_deref(), Some("CP1"));
+    // The parameters stay a sealed secret on the log.
+    let attributes = &recorded.details.expect("details").attributes;
+    assert!(
+        events::secrets::holds_sealed(attributes),
+        "param_values are sealed: {attributes}"
+    );
+    assert!(!attributes.to_string().contains("cirros"), "{attributes}");
+}
+
+#[tokio::test]
+async fn tackers_legacy_vnfds_onboard_or_are_refused_naming_their_field() {
+    let corpus = concat!(env!("CARGO_MANIFEST_DIR"), "/../vnfd/tests/corpus");
+    let table: Value =
+        serde_json::from_str(&std::fs::read_to_string(format!("{corpus}/table.json")).unwrap())
+            .unwrap();
+    let api = Api::start().await;
+    let (mut accepted, mut refused) = (0, 0);
+    for row in table["vnfds"].as_array().unwrap() {
+        let file = row["file"].as_str().unwrap();
+        let template = std::fs::read_to_string(format!("{corpus}/{file}")).unwrap();
+        let body = json!({"vnfd": {"name": file, "attributes": {"vnfd": template}}});
+        let (status, answer) = api.post("/v1.0/vnfds.json", &body).await;
+        if row["tacker"] == "accepted" {
+            assert_eq!(status, StatusCode::CREATED, "{file}: {answer}");
+            accepted += 1;
+        } else {
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{file}: {answer}");
+            let message = tacker_error(&answer, "InvalidVNFD");
+            let field = row["field"].as_str().unwrap();
+            assert!(
+                message.starts_with(&format!("vnfd.attributes.vnfd.{field}: ")),
+                "{file}: {message}"
+            );
+            refused += 1;
+        }
+    }
+    assert!(
+        accepted > 60 && refused >= 4,
+        "{accepted} accepted, {refused} refused"
+    );
+}

@@ -15,6 +15,11 @@ pub enum VnfdError {
     /// Well-formed, but not a VNFD vnfm can run.
     #[error("{}{message}", field_prefix(field))]
     Invalid { field: String, message: String },
+    /// A VNF's `param_values` entry `name` does not fit the VNFD's inputs: unknown, missing
+    /// (no default), of the wrong type, or outside its constraints. An empty `name`: the
+    /// `param_values` as a whole.
+    #[error("{}{message}", field_prefix(name))]
+    Parameter { name: String, message: String },
 }
 
 impl VnfdError {
@@ -23,7 +28,9 @@ impl VnfdError {
     /// Empty when the document as a whole is at fault.
     pub fn field(&self) -> &str {
         match self {
-            VnfdError::TooLarge { .. } | VnfdError::Malformed { .. } => "",
+            VnfdError::TooLarge { .. }
+            | VnfdError::Malformed { .. }
+            | VnfdError::Parameter { .. } => "",
             VnfdError::Invalid { field, .. } => field,
         }
     }
@@ -34,5 +41,13 @@ fn field_prefix(field: &str) -> String {
         String::new()
     } else {
         format!("{field}: ")
+    }
+}
+
+/// A [`VnfdError::Invalid`] at `field`.
+pub(crate) fn invalid(field: impl Into<String>, message: impl Into<String>) -> VnfdError {
+    VnfdError::Invalid {
+        field: field.into(),
+        message: message.into(),
     }
 }

@@ -7,6 +7,8 @@
 //! component reads the `VnfdSpec` from the log.
 
 mod error;
+mod grammar;
+mod params;
 mod tosca;
 mod tree;
 mod yaml;
@@ -29,11 +31,13 @@ pub struct ParsedVnfd {
     pub template_yaml: String,
 }
 
-/// Parses a VNFD given as YAML text.
+/// Parses a VNFD given as YAML text, for onboarding: each `get_input` takes its input's
+/// default, and the fields fed by an input without one are checked at VNF create
+/// ([`resolve`]).
 pub fn parse_yaml(text: &str) -> Result<ParsedVnfd, VnfdError> {
     check_size(text)?;
     let root = tree::from_yaml(text)?;
-    let spec = tosca::vnfd_spec(&root)?;
+    let spec = spec_with(root, &params::Values::Defaults)?;
     Ok(ParsedVnfd {
         spec,
         template_yaml: text.to_owned(),
@@ -48,13 +52,61 @@ pub fn parse_json(value: &serde_json::Value) -> Result<ParsedVnfd, VnfdError> {
     }
     // Converting first also bounds the depth, which the YAML rendering below relies on.
     let root = tree::from_json(value)?;
-    let spec = tosca::vnfd_spec(&root)?;
+    let spec = spec_with(root, &params::Values::Defaults)?;
     let template_yaml = yaml::render(value)?;
     check_size(&template_yaml)?;
     Ok(ParsedVnfd {
         spec,
         template_yaml,
     })
+}
+
+/// The spec of a VNF made from the VNFD `template_yaml` (as [`ParsedVnfd::template_yaml`]
+/// holds it) with a VNF create's `attributes.param_values`: an object, or YAML or JSON text
+/// holding one, as python-tackerclient's `vnf-create --param-file` sends it. Every input
+/// must then have a value (given, or its default); [`VnfdError::Parameter`] names the one
+/// that does not fit. Values for names the VNFD does not take are ignored, as Tacker did.
+pub fn resolve(
+    template_yaml: &str,
+    param_values: Option<&serde_json::Value>,
+) -> Result<VnfdSpec, VnfdError> {
+    check_size(template_yaml)?;
+    let root = tree::from_yaml(template_yaml)?;
+    let given = match param_values {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::String(text)) if text.trim().is_empty() => None,
+        Some(serde_json::Value::String(text)) => {
+            check_size(text)?;
+            Some(tree::from_yaml(text).map_err(|e| param_values_error(&e.to_string()))?)
+        }
+        Some(value) => Some(tree::from_json(value)?),
+    };
+    let given = match &given {
+        None | Some(tree::Node::Null) => None,
+        Some(tree::Node::Map(map)) => Some(map),
+        Some(other) => {
+            return Err(param_values_error(&format!(
+                "must map input names to values, not {}",
+                other.describe()
+            )));
+        }
+    };
+    spec_with(root, &params::Values::Given(given))
+}
+
+fn param_values_error(message: &str) -> VnfdError {
+    VnfdError::Parameter {
+        name: String::new(),
+        message: message.to_owned(),
+    }
+}
+
+fn spec_with(mut root: tree::Node, values: &params::Values) -> Result<VnfdSpec, VnfdError> {
+    let inputs = params::input_names(&root);
+    params::resolve(&mut root, values)?;
+    let mut spec = tosca::vnfd_spec(&root)?;
+    spec.inputs = inputs;
+    Ok(spec)
 }
 
 /// YAML text (a VNFD, or any document) as the JSON value python-tackerclient would send for

@@ -8,12 +8,9 @@ use events::spec::{
     MonitorDriver, MonitoringPolicy, PolicyAction, ScalingPolicy, VduSpec, VnfdSpec,
 };
 
-use crate::error::VnfdError;
+use crate::error::{VnfdError, invalid};
+use crate::grammar::{self, CP_TYPE, SCALING_TYPE, VDU_TYPE, check_keys};
 use crate::tree::{Map, Node, quote};
-
-const VDU_TYPE: &str = "tosca.nodes.nfv.VDU.Tacker";
-const CP_TYPE: &str = "tosca.nodes.nfv.CP.Tacker";
-const SCALING_TYPE: &str = "tosca.policies.tacker.Scaling";
 
 const NODE_TEMPLATES: &str = "topology_template.node_templates";
 const POLICIES: &str = "topology_template.policies";
@@ -72,6 +69,7 @@ const SCALING_PROPERTIES: &[&str] = &[
     "min_instances",
     "max_instances",
     "default_instances",
+    "target_cpu_utilization_percentage",
 ];
 
 /// A node template, with its name and type read.
@@ -96,6 +94,7 @@ pub(crate) fn vnfd_spec(root: &Node) -> Result<VnfdSpec, VnfdError> {
             ));
         }
     };
+    grammar::check_sections(root)?;
     let description = optional_string(root.get("description"), "description")?;
     let template_name = match optional_map(root.get("metadata"), "metadata")? {
         Some(metadata) => optional_string(metadata.get("template_name"), "metadata.template_name")?,
@@ -129,6 +128,7 @@ pub(crate) fn vnfd_spec(root: &Node) -> Result<VnfdSpec, VnfdError> {
         description: description.map(str::to_owned),
         vdus,
         scaling_policies,
+        inputs: Vec::new(),
     })
 }
 
@@ -136,6 +136,7 @@ fn node_template<'a>(name: &'a str, node: &'a Node) -> Result<NodeTemplate<'a>, 
     let field = format!("{NODE_TEMPLATES}.{name}");
     let body = expect_map(node, &field)?;
     let type_name = required_string(body.get("type"), &format!("{field}.type"))?;
+    grammar::check_node(type_name, body, &field)?;
     Ok(NodeTemplate {
         name,
         type_name,
@@ -144,21 +145,31 @@ fn node_template<'a>(name: &'a str, node: &'a Node) -> Result<NodeTemplate<'a>, 
     })
 }
 
-/// Each VDU's management connection point, checking every CP's binding on the way.
-fn management_cps<'a>(
-    templates: &[NodeTemplate<'a>],
-) -> Result<HashMap<&'a str, &'a str>, VnfdError> {
+/// The management connection points of the VDUs that have one, checking every CP's
+/// binding on the way.
+struct ManagementCps<'a> {
+    by_vdu: HashMap<&'a str, &'a str>,
+    /// VDUs bound to a CP whose `management` awaits an input (onboarding): whether they have
+    /// a management connection is known at VNF create.
+    pending: HashSet<&'a str>,
+}
+
+fn management_cps<'a>(templates: &[NodeTemplate<'a>]) -> Result<ManagementCps<'a>, VnfdError> {
     let types: HashMap<&str, &str> = templates.iter().map(|t| (t.name, t.type_name)).collect();
     let mut mgmt_cps = HashMap::new();
+    let mut pending = HashSet::new();
     for cp in templates.iter().filter(|t| t.type_name == CP_TYPE) {
         let properties_field = format!("{}.properties", cp.field);
-        let management = match optional_map(cp.body.get("properties"), &properties_field)? {
+        let properties = optional_map(cp.body.get("properties"), &properties_field)?;
+        let management = match properties {
             Some(properties) => flag(
                 properties.get("management"),
                 &format!("{properties_field}.management"),
             )?,
             None => false,
         };
+        let management_pending =
+            properties.is_some_and(|p| matches!(p.raw("management"), Some(Node::Input(_))));
         let binding = virtual_binding(cp)?;
         if let Some((vdu, binding_field)) = &binding {
             match types.get(vdu) {
@@ -181,18 +192,16 @@ fn management_cps<'a>(
                 }
             }
         }
+        // A management CP bound to no VDU manages nothing (Tacker accepted it).
+        let Some((vdu, _)) = binding else {
+            continue;
+        };
+        if management_pending {
+            pending.insert(vdu);
+        }
         if !management {
             continue;
         }
-        let Some((vdu, _)) = binding else {
-            return Err(invalid(
-                format!("{}.requirements", cp.field),
-                format!(
-                    "{} has management: true but no virtualBinding to its VDU",
-                    cp.name
-                ),
-            ));
-        };
         check_name(cp.name, &cp.field)?;
         if let Some(first) = mgmt_cps.insert(vdu, cp.name) {
             return Err(invalid(
@@ -203,7 +212,10 @@ fn management_cps<'a>(
             ));
         }
     }
-    Ok(mgmt_cps)
+    Ok(ManagementCps {
+        by_vdu: mgmt_cps,
+        pending,
+    })
 }
 
 /// The VDU a connection point binds to, and where the binding was written: the
@@ -260,18 +272,9 @@ fn virtual_binding<'a>(cp: &NodeTemplate<'a>) -> Result<Option<(&'a str, String)
     Ok(found)
 }
 
-fn vdu_spec(vdu: &NodeTemplate, mgmt_cps: &HashMap<&str, &str>) -> Result<VduSpec, VnfdError> {
+fn vdu_spec(vdu: &NodeTemplate, mgmt_cps: &ManagementCps) -> Result<VduSpec, VnfdError> {
     check_name(vdu.name, &vdu.field)?;
-    let Some(mgmt_cp) = mgmt_cps.get(vdu.name) else {
-        return Err(invalid(
-            &vdu.field,
-            format!(
-                "{name} has no management connection point: add a {CP_TYPE} with \
-                 `management: true` and a virtualBinding to {name}",
-                name = vdu.name
-            ),
-        ));
-    };
+    let mgmt_cp = mgmt_cps.by_vdu.get(vdu.name);
     let field = format!("{}.properties", vdu.field);
     let properties = optional_map(vdu.body.get("properties"), &field)?;
     let property = |key: &str| {
@@ -283,12 +286,24 @@ fn vdu_spec(vdu: &NodeTemplate, mgmt_cps: &HashMap<&str, &str>) -> Result<VduSpe
     let (image, image_field) = property("image");
     let (flavor, flavor_field) = property("flavor");
     let (policy, policy_field) = property("monitoring_policy");
+    let monitoring_policy = monitoring_policy(policy, &policy_field)?;
+    if monitoring_policy.is_some() && mgmt_cp.is_none() && !mgmt_cps.pending.contains(vdu.name) {
+        return Err(invalid(
+            policy_field,
+            format!(
+                "{name} has no management connection point, so it has no address to probe: \
+                 add a {CP_TYPE} with `management: true` and a virtualBinding to {name}, \
+                 or drop the monitoring policy",
+                name = vdu.name
+            ),
+        ));
+    }
     Ok(VduSpec {
         name: vdu.name.to_owned(),
         image: optional_string(image, &image_field)?.map(str::to_owned),
         flavor: optional_string(flavor, &flavor_field)?.map(str::to_owned),
-        mgmt_cp: (*mgmt_cp).to_owned(),
-        monitoring_policy: monitoring_policy(policy, &policy_field)?,
+        mgmt_cp: mgmt_cp.map(|cp| (*cp).to_owned()),
+        monitoring_policy,
     })
 }
 
@@ -409,8 +424,9 @@ fn failure_action(node: Option<&Node>, field: &str) -> Result<PolicyAction, Vnfd
 }
 
 /// `topology_template.policies`: a list of single-entry mappings, as Tacker wrote it, or
-/// one mapping of names to policies. Only scaling policies are kept; others (Tacker's
-/// alarm-driven `tosca.policies.tacker.Alarming`, ...) are accepted and ignored.
+/// one mapping of names to policies. Every policy is checked against Tacker's policy types;
+/// only scaling policies are kept (placement, alarming, reservation... are checked and
+/// otherwise ignored).
 fn scaling_policies(
     node: &Node,
     vdu_names: &HashSet<&str>,
@@ -440,7 +456,7 @@ fn scaling_policies(
             return Err(invalid(field, format!("a second policy is named {name}")));
         }
         let policy = expect_map(policy, &field)?;
-        if required_string(policy.get("type"), &format!("{field}.type"))? == SCALING_TYPE {
+        if grammar::check_policy(policy, &field)? == SCALING_TYPE {
             scaling.push(scaling_policy(
                 name,
                 policy,
@@ -561,10 +577,11 @@ fn scaling_policy<'a>(
             ),
         ));
     }
-    // A new VNF starts with at least one instance of every VDU, even where it may scale in
-    // to none.
+    // Unless told otherwise, a new VNF starts with at least one instance of every VDU, even
+    // where it may scale in to none.
+    // Tacker's reservation samples start with none (`default_instances: 0`).
     let default_instances =
-        whole_property("default_instances", 1, INSTANCES_MAX, min_instances.max(1))?;
+        whole_property("default_instances", 0, INSTANCES_MAX, min_instances.max(1))?;
     if !(min_instances..=max_instances).contains(&default_instances) {
         return Err(invalid(
             property("default_instances").1,
@@ -583,29 +600,6 @@ fn scaling_policy<'a>(
         default_instances,
         cooldown_s: u64::from(cooldown_s),
     })
-}
-
-fn invalid(field: impl Into<String>, message: impl Into<String>) -> VnfdError {
-    VnfdError::Invalid {
-        field: field.into(),
-        message: message.into(),
-    }
-}
-
-/// Refuses any key of `map` not in `allowed`: a misspelt key would otherwise fall back to
-/// a default without a word.
-fn check_keys(map: &Map, field: &str, allowed: &[&str], noun: &str) -> Result<(), VnfdError> {
-    match map.iter().find(|(key, _)| !allowed.contains(key)) {
-        None => Ok(()),
-        Some((key, _)) => Err(invalid(
-            format!("{field}.{key}"),
-            format!(
-                "unknown {noun} {}; expected one of {}",
-                quote(key),
-                allowed.join(", ")
-            ),
-        )),
-    }
 }
 
 fn check_name(name: &str, field: &str) -> Result<(), VnfdError> {
@@ -668,26 +662,17 @@ fn required_string<'a>(node: Option<&'a Node>, field: &str) -> Result<&'a str, V
     optional_string(node, field)?.ok_or_else(|| invalid(field, "is required but missing"))
 }
 
-/// A boolean, also in the YAML 1.1 spellings (`yes`, `on`, ...) that Tacker's PyYAML read
-/// as booleans and a YAML 1.2 parser reads as strings.
+/// A boolean, also in the spellings (`yes`, `on`, `"true"`) that Tacker's PyYAML and
+/// tosca-parser read as booleans and a YAML 1.2 parser reads as strings.
 fn flag(node: Option<&Node>, field: &str) -> Result<bool, VnfdError> {
     match node {
         None | Some(Node::Null) => Ok(false),
-        Some(Node::Bool(b)) => Ok(*b),
-        Some(Node::String(s))
-            if matches!(s.as_str(), "yes" | "Yes" | "YES" | "on" | "On" | "ON") =>
-        {
-            Ok(true)
-        }
-        Some(Node::String(s))
-            if matches!(s.as_str(), "no" | "No" | "NO" | "off" | "Off" | "OFF") =>
-        {
-            Ok(false)
-        }
-        Some(other) => Err(invalid(
-            field,
-            format!("must be true or false, not {}", other.describe()),
-        )),
+        Some(node) => grammar::boolean(node).ok_or_else(|| {
+            invalid(
+                field,
+                format!("must be true or false, not {}", node.describe()),
+            )
+        }),
     }
 }
 

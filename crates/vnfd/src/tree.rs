@@ -54,17 +54,38 @@ pub(crate) enum Node {
     String(String),
     Seq(Vec<Node>),
     Map(Map),
+    /// A `{get_input: name}` whose input has no value yet: onboarding checks the rest of the
+    /// template and leaves this to be resolved at VNF create (see `params`).
+    Input(String),
 }
 
 /// A mapping in document order, each key once.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct Map {
     entries: Vec<(String, Node)>,
 }
 
 impl Map {
+    /// The value of `key`; a value still waiting for its input reads as absent, so that each
+    /// field falls back to what it does without one (its default, or no value).
     pub(crate) fn get(&self, key: &str) -> Option<&Node> {
+        self.raw(key).filter(|node| !matches!(node, Node::Input(_)))
+    }
+
+    /// The value of `key` as written, a pending input included.
+    pub(crate) fn raw(&self, key: &str) -> Option<&Node> {
         self.entries.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+
+    pub(crate) fn raw_mut(&mut self, key: &str) -> Option<&mut Node> {
+        self.entries
+            .iter_mut()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v)
+    }
+
+    pub(crate) fn entries_mut(&mut self) -> impl Iterator<Item = (&str, &mut Node)> {
+        self.entries.iter_mut().map(|(k, v)| (k.as_str(), v))
     }
 
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, &Node)> {
@@ -86,6 +107,7 @@ impl Node {
             Node::String(s) => quote(s),
             Node::Seq(_) => "a list".to_owned(),
             Node::Map(_) => "a mapping".to_owned(),
+            Node::Input(name) => format!("the value of input {}", quote(name)),
         }
     }
 }

@@ -67,6 +67,7 @@ pub(crate) fn json(node: &Node) -> Value {
         Node::String(s) => Value::String(s.clone()),
         Node::Seq(items) => Value::Array(items.iter().map(json).collect()),
         Node::Map(map) => Value::Object(map.iter().map(|(k, v)| (k.to_owned(), json(v))).collect()),
+        Node::Input(name) => serde_json::json!({ "get_input": name }),
     }
 }
 

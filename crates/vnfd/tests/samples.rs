@@ -55,7 +55,10 @@ fn vdu_names(spec: &VnfdSpec) -> Vec<&str> {
 }
 
 fn mgmt_cps(spec: &VnfdSpec) -> Vec<&str> {
-    spec.vdus.iter().map(|vdu| vdu.mgmt_cp.as_str()).collect()
+    spec.vdus
+        .iter()
+        .map(|vdu| vdu.mgmt_cp.as_deref().unwrap_or_default())
+        .collect()
 }
 
 #[test]
@@ -80,7 +83,7 @@ fn ping_monitor() {
     let vdu = &spec.vdus[0];
     assert_eq!(vdu.image.as_deref(), Some("cirros-0.5.2-x86_64-disk"));
     assert_eq!(vdu.flavor, None);
-    assert_eq!(vdu.mgmt_cp, "CP1");
+    assert_eq!(vdu.mgmt_cp.as_deref(), Some("CP1"));
     assert_eq!(
         vdu.monitoring_policy,
         Some(ping(1_000, PolicyAction::Respawn))
@@ -172,7 +175,7 @@ fn vdu_autoheal_with_duplicate_key() {
 fn no_monitor() {
     let spec = parse("functional-test-samples/sample-tosca-vnfd-no-monitor.yaml");
     assert_eq!(vdu_names(&spec), ["VDU1"]);
-    assert_eq!(spec.vdus[0].mgmt_cp, "CP1");
+    assert_eq!(spec.vdus[0].mgmt_cp.as_deref(), Some("CP1"));
     assert_eq!(spec.vdus[0].monitoring_policy, None);
     assert!(!spec.is_monitored());
 }
