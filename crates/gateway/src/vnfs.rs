@@ -21,7 +21,7 @@ use serde_json::{Map, Value, json};
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::input::{self, ListQuery};
-use crate::{Caller, Gateway, ListParams, Owned, PathId, foreign, render, visible, vnfds};
+use crate::{Caller, Gateway, ListParams, Owned, PathId, foreign, render, unique, visible, vnfds};
 
 /// The VIM of a VNF created without `vim_id`: the built-in local VIM, the only one vnfm has
 /// (DESIGN.md, "The VIM").
@@ -86,7 +86,8 @@ impl std::str::FromStr for CreateStopPoint {
 /// The create is one decision, one append on the VNF's subject (with the VNFD's spec); the
 /// VNFD's use by the VNF is finished from it, idempotently, by a conductor (the gateway only
 /// records it early, see [`use_vnfd`]). A gateway killed between its appends leaves at worst
-/// an unused inline VNFD, never a VNFD used by a VNF that does not exist.
+/// an unused inline VNFD, never a VNFD used by a VNF that does not exist. The VNF's name is
+/// claimed (`unique`) just before the append, after every check that could refuse the create.
 pub(crate) async fn create(
     State(gateway): State<Gateway>,
     Caller(caller): Caller,
@@ -105,6 +106,7 @@ pub(crate) async fn create(
     let template = vnf.get("vnfd_template").filter(|t| !t.is_null());
 
     let vnf_id = uuid::Uuid::new_v4().to_string();
+    unique::not_in_use(&gateway, AggregateKind::Vnf, &tenant_id, &name, &vnf_id)?;
     let request = Gateway::user_request(&caller);
     let step = |name: &str| {
         Cause::follow_up(
@@ -158,6 +160,7 @@ pub(crate) async fn create(
         }
     };
     let vnfd_id = descriptor.vnfd_id.clone();
+    unique::claim(&gateway, AggregateKind::Vnf, &tenant_id, &name, &vnf_id).await?;
 
     CreateStopPoint::BeforeCreate.reached(&gateway).await;
     let key = if secrets::holds_secrets(&attributes) || secrets::holds_secrets(&placement_attr) {
@@ -250,14 +253,15 @@ async fn use_vnfd(gateway: &Gateway, vnfd_id: &str, vnf_id: &str, create: &Cause
 }
 
 /// `GET /v1.0/vnfs`: every VNF, or those matching the filters (`name`, `status`, `vnfd_id`,
-/// `id`, or any other field). `fields` cuts each to those keys.
+/// `id`, or any other field), sorted and paged as asked ([`ListQuery::answer`]). `fields` cuts
+/// each to those keys.
 pub(crate) async fn list(
     State(gateway): State<Gateway>,
     Caller(caller): Caller,
     ListParams(query): ListParams,
 ) -> Result<Json<Value>, ApiError> {
     let vnfs = matching(&gateway, &caller, &query).await?;
-    Ok(Json(json!({ "vnfs": query.apply(vnfs) })))
+    Ok(Json(query.answer(vnfs, "vnfs")?))
 }
 
 /// The VNFs a list considers (see [`crate::matching`]).
