@@ -279,7 +279,10 @@ impl Gateway {
             .route("/v1.0/vnfds", get(vnfds::list).post(vnfds::create))
             .route("/v1.0/vnfds/{id}", get(vnfds::show).delete(vnfds::delete))
             .route("/v1.0/vnfs", get(vnfs::list).post(vnfs::create))
-            .route("/v1.0/vnfs/{id}", get(vnfs::show).delete(vnfs::delete))
+            .route(
+                "/v1.0/vnfs/{id}",
+                get(vnfs::show).put(vnfs::update).delete(vnfs::delete),
+            )
             .route("/v1.0/vnfs/{id}/actions", post(vnfs::action))
             .route("/v1.0/vnfs/{id}/resources", get(vnfs::resources))
             .route("/v1.0/events", get(list_events))

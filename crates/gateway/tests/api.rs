@@ -1620,3 +1620,103 @@ async fn lists_page_with_limit_marker_and_links() {
     assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
     assert!(tacker_error(&refused, "InvalidInput").starts_with("marker:"));
 }
+
+/// `PUT /v1.0/vnfs/{id}` (`tacker vnf-update --config-file`): an ACTIVE VNF goes
+/// PENDING_UPDATE with the new config as its own, sealed on the log; the conductor's completion
+/// makes it ACTIVE again, and the events tell both. A VNF that is not ACTIVE refuses, and a
+/// body with anything but a config is refused naming the field.
+#[tokio::test]
+async fn an_update_records_the_new_config_sealed_and_the_vnf_goes_pending_update() {
+    let api = Api::start().await;
+    let vnfd_id = api.onboard(SCALE, "updated").await;
+    let vnf_id = id_of(&api.create_vnf(&vnfd_id, "vnf-u").await);
+    let uri = format!("/v1.0/vnfs/{vnf_id}");
+    let put = |body: Value| {
+        let api = &api;
+        let uri = uri.clone();
+        async move { api.call("PUT", &uri, Body::from(body.to_string())).await }
+    };
+    let config = json!({"vdus": {"VDU1": {"config": {"mode": "fast", "motd": "hello-update"}}}});
+    let body = json!({"vnf": {"attributes": {"config": config}}});
+    let (status, refused) = put(body.clone()).await;
+    assert_eq!(status, StatusCode::CONFLICT, "PENDING_CREATE: {refused}");
+    assert!(tacker_error(&refused, "VNFInvalidState").contains("cannot update"));
+
+    api.complete_create(&vnf_id, 20).await;
+    for (bad, field) in [
+        (json!({"vnf": {"attributes": {}}}), "vnf.attributes.config"),
+        (
+            json!({"vnf": {"attributes": {"config": 3}}}),
+            "vnf.attributes.config",
+        ),
+        (
+            json!({"vnf": {"name": "x", "attributes": {"config": config}}}),
+            "vnf.name",
+        ),
+        (
+            json!({"vnf": {"attributes": {"config": config, "flavor": "big"}}}),
+            "vnf.attributes.flavor",
+        ),
+    ] {
+        let (status, refused) = put(bad).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+        let message = tacker_error(&refused, "InvalidInput");
+        assert!(message.starts_with(&format!("{field}:")), "{message}");
+    }
+    let log_before = api.log_length().await;
+    let (status, updated) = put(body.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{updated}");
+    assert_eq!(updated["vnf"]["status"], "PENDING_UPDATE");
+    assert_eq!(updated["vnf"]["attributes"]["config"], config);
+    assert_eq!(api.log_length().await, log_before + 1, "one append");
+    let (status, refused) = put(body.clone()).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{refused}");
+
+    // The log holds the config sealed, never in clear.
+    let history = api
+        .log
+        .read_subject::<events::vnf::VnfEvent>(&events::names::vnf_subject(&vnf_id))
+        .await
+        .unwrap();
+    let recorded = serde_json::to_string(&history.last().unwrap().envelope).unwrap();
+    assert!(recorded.contains("UpdateRequested"), "{recorded}");
+    assert!(!recorded.contains("hello-update"), "{recorded}");
+    assert!(recorded.contains(events::secrets::SEALED_TAG), "{recorded}");
+
+    let pending = api.pending(&vnf_id).await;
+    api.log
+        .execute::<Vnf>(
+            &vnf_id,
+            VnfCommand::CompleteUpdate {
+                operation_id: pending.operation_id,
+            },
+            &(),
+            &conductor(),
+        )
+        .await
+        .expect("complete the update");
+    let shown = api
+        .show_until(&vnf_id, |vnf| vnf["status"] == "ACTIVE")
+        .await;
+    assert_eq!(shown["attributes"]["config"], config);
+    let (_, events) = api
+        .get(&format!(
+            "/v1.0/events?resource_id={vnf_id}&event_type=UPDATE"
+        ))
+        .await;
+    let details: Vec<&str> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|event| event["event_details"].as_str().unwrap())
+        .collect();
+    assert_eq!(details.len(), 2, "{events}");
+    assert!(
+        details[0].starts_with("VNF config update requested by"),
+        "{details:?}"
+    );
+    assert!(
+        details[1].starts_with("VNF config update completed by"),
+        "{details:?}"
+    );
+}
