@@ -274,6 +274,44 @@ async fn an_update_hands_the_config_to_the_vim_and_the_vnf_is_active_again() {
     assert!(configs.values().all(|given| *given == config));
 }
 
+/// A VNF created with an inline VNFD (`vnfd_template`) takes it with it: the delete's release
+/// records the VNFD's deletion, once, whoever carries the delete out.
+#[tokio::test]
+async fn an_inline_vnfd_is_deleted_with_its_vnf() {
+    let server = NatsServer::start().await;
+    let vim = Arc::new(MemoryVim::default());
+    let (log, _conductor) = start(&server, vim.clone(), Duration::from_secs(30)).await;
+    let mut descriptor = fixtures::descriptor("vnfd-inline", vnfd(None));
+    descriptor.template_source = events::vnfd::TemplateSource::Inline;
+    log.execute::<Vnfd>(
+        "vnfd-inline",
+        VnfdCommand::Onboard(Box::new(descriptor)),
+        &(),
+        &user(),
+    )
+    .await
+    .unwrap();
+    let from_inline = fixtures::create("v1", "vnfd-inline", vnfd(None), "op-v1");
+    log.execute::<Vnf>("v1", from_inline, &(), &user())
+        .await
+        .unwrap();
+    wait_status(&log, "v1", VnfStatus::Active).await;
+    let inline = log.load::<Vnfd>("vnfd-inline").await.unwrap().aggregate;
+    assert!(inline.live().is_some() && inline.users.contains("v1"));
+    delete(&log, "v1").await;
+    let inline = log.load::<Vnfd>("vnfd-inline").await.unwrap().aggregate;
+    assert!(inline.deleted, "{inline:?}");
+    assert!(inline.users.is_empty());
+    // The onboarded VNFD of another VNF stays when that VNF goes.
+    log.execute::<Vnf>("v2", create("v2"), &(), &user())
+        .await
+        .unwrap();
+    wait_status(&log, "v2", VnfStatus::Active).await;
+    delete(&log, "v2").await;
+    let onboarded = log.load::<Vnfd>(VNFD).await.unwrap().aggregate;
+    assert!(onboarded.live().is_some());
+}
+
 #[tokio::test]
 async fn a_conductor_killed_mid_operation_is_finished_by_another() {
     let server = NatsServer::start().await;
