@@ -2,7 +2,7 @@
 //! README's walk-through with Tacker's own client, its legacy VNFM commands and their output.
 
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Command, Output};
 
 use vnfm_tests::System;
 
@@ -17,13 +17,18 @@ fn tacker() -> PathBuf {
     path
 }
 
-/// Runs `tacker ARGS` against `root` (the API's root URL) without Keystone; answers stdout.
-fn run(root: &str, args: &[&str]) -> String {
-    let out = Command::new(tacker())
+/// Runs `tacker ARGS` against `root` (the API's root URL) without Keystone.
+fn tacker_output(root: &str, args: &[&str]) -> Output {
+    Command::new(tacker())
         .args(["--os-auth-strategy", "noauth", "--os-url", root])
         .args(args)
         .output()
-        .expect("run tacker");
+        .expect("run tacker")
+}
+
+/// Runs `tacker ARGS`, which must succeed; answers stdout.
+fn run(root: &str, args: &[&str]) -> String {
+    let out = tacker_output(root, args);
     assert!(
         out.status.success(),
         "tacker {args:?}: {}\n{}{}",
@@ -34,15 +39,35 @@ fn run(root: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// The id of the VNF whose `vnf-create` printed `created`, once it is ACTIVE.
-async fn active_vnf(system: &System, created: &str) -> String {
-    let id = created
+/// Runs `tacker ARGS`, which must fail; answers what it printed.
+fn run_refused(root: &str, args: &[&str]) -> String {
+    let out = tacker_output(root, args);
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !out.status.success(),
+        "tacker {args:?} succeeded: {printed}"
+    );
+    printed
+}
+
+/// The `id` row of a `tacker *-create`'s table.
+fn id_in(table: &str) -> String {
+    table
         .lines()
         .find(|line| line.contains("| id "))
         .and_then(|line| line.split('|').nth(2))
         .map(str::trim)
-        .expect("the created VNF's id")
-        .to_owned();
+        .expect("an id row")
+        .to_owned()
+}
+
+/// The id of the VNF whose `vnf-create` printed `created`, once it is ACTIVE.
+async fn active_vnf(system: &System, created: &str) -> String {
+    let id = id_in(created);
     system
         .wait_vnf(&id, "ACTIVE", |code, vnf| {
             code == 200 && vnf["vnf"]["status"] == "ACTIVE"
@@ -87,6 +112,122 @@ async fn tackers_own_client_onboards_creates_shows_and_deletes() {
     .await
     .unwrap();
     assert!(listed.contains("scaling"), "{listed}");
+}
+
+/// The rest of the legacy API through Tacker's client: a duplicate VNFD or VNF name refused
+/// naming the clash, `vnf-list --page-size 2` walking every page by the `vnfs_links`, and
+/// `vnf-update --config-file` taking the VNF through PENDING_UPDATE back to ACTIVE with the
+/// config handed to the local VIM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tackers_own_client_refuses_duplicates_pages_and_updates() {
+    let system = System::start().await;
+    let root = system.api.trim_end_matches("/v1.0").to_owned();
+    let samples = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../crates/vnfd/tests/samples");
+    let vnfd_file = samples.join("tosca-vnfd-monitor.yaml");
+    let vnfd_file = vnfd_file.to_str().expect("a UTF-8 path").to_owned();
+    let config_dir = tempfile::tempdir().unwrap();
+    let config_file = config_dir.path().join("config.yaml");
+    std::fs::write(
+        &config_file,
+        "vdus:\n  VDU1:\n    config:\n      motd: updated-by-the-client\n",
+    )
+    .unwrap();
+    let config_file = config_file.to_str().expect("a UTF-8 path").to_owned();
+
+    let ids = tokio::task::spawn_blocking({
+        let root = root.clone();
+        move || {
+            run(&root, &["vnfd-create", "--vnfd-file", &vnfd_file, "web"]);
+            let refused = run_refused(&root, &["vnfd-create", "--vnfd-file", &vnfd_file, "web"]);
+            assert!(
+                refused.contains("VNFD name \"web\" is already used"),
+                "{refused}"
+            );
+            let ids: Vec<String> = ["vnf-a", "vnf-b", "vnf-c"]
+                .iter()
+                .map(|name| id_in(&run(&root, &["vnf-create", "--vnfd-name", "web", name])))
+                .collect();
+            let refused = run_refused(&root, &["vnf-create", "--vnfd-name", "web", "vnf-a"]);
+            assert!(
+                refused.contains("VNF name \"vnf-a\" is already used") && refused.contains(&ids[0]),
+                "{refused}"
+            );
+            ids
+        }
+    })
+    .await
+    .unwrap();
+
+    let (listed, requests) = tokio::task::spawn_blocking({
+        let root = root.clone();
+        move || {
+            let out = tacker_output(&root, &["--debug", "vnf-list", "--page-size", "2"]);
+            assert!(out.status.success(), "{out:?}");
+            let requests: Vec<String> = String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .filter(|line| line.contains("curl -i") && line.contains("/vnfs"))
+                .map(str::to_owned)
+                .collect();
+            (String::from_utf8_lossy(&out.stdout).into_owned(), requests)
+        }
+    })
+    .await
+    .unwrap();
+    for id in &ids {
+        assert!(listed.contains(id), "{id} missing from {listed}");
+    }
+    assert_eq!(requests.len(), 2, "two pages of two: {requests:#?}");
+    assert!(requests[1].contains("marker="), "{requests:#?}");
+
+    let vnf_id = ids[0].clone();
+    system
+        .wait_vnf(&vnf_id, "ACTIVE", |code, vnf| {
+            code == 200 && vnf["vnf"]["status"] == "ACTIVE"
+        })
+        .await;
+    let updated = tokio::task::spawn_blocking({
+        let root = root.clone();
+        move || {
+            run(
+                &root,
+                &["vnf-update", "--config-file", &config_file, "vnf-a"],
+            )
+        }
+    })
+    .await
+    .unwrap();
+    assert!(updated.contains("Updated vnf: vnf-a"), "{updated}");
+    system
+        .wait_vnf(&vnf_id, "ACTIVE again", |code, vnf| {
+            code == 200
+                && vnf["vnf"]["status"] == "ACTIVE"
+                && vnf["vnf"]["attributes"]["config"]["vdus"]["VDU1"]["config"]["motd"]
+                    == "updated-by-the-client"
+        })
+        .await;
+    let (_, resources) = system.get(&format!("/vnfs/{vnf_id}/resources")).await;
+    let instance_id = resources["resources"][0]["id"]
+        .as_str()
+        .expect("an instance")
+        .to_owned();
+    let written = std::fs::read(conductor::vim::local::config_path(
+        &system.vim_prefix,
+        &instance_id,
+    ))
+    .expect("the local VIM wrote the config");
+    // What the log holds: the config sealed (a conductor holds no data key).
+    let written: serde_json::Value = serde_json::from_slice(&written).unwrap();
+    assert!(
+        written.get(events::secrets::SEALED_TAG).is_some(),
+        "{written}"
+    );
+    let recorded = system.vnf(&vnf_id).await.details.unwrap().attributes["config"].clone();
+    assert_eq!(written, recorded);
+    let (_, events) = system
+        .get(&format!("/events?resource_id={vnf_id}&event_type=UPDATE"))
+        .await;
+    let details = events.to_string();
+    assert!(details.contains("VNF config update completed"), "{details}");
 }
 
 /// `vnf-create --param-file`: a VNFD whose inputs have no defaults onboards, and the VNF runs

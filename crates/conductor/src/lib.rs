@@ -436,6 +436,7 @@ impl Conductor {
         for event in &envelope.events {
             let (VnfEvent::CreateRequested { operation_id, .. }
             | VnfEvent::ScaleRequested { operation_id, .. }
+            | VnfEvent::UpdateRequested { operation_id, .. }
             | VnfEvent::DeleteRequested { operation_id }) = event
             else {
                 continue;
@@ -511,7 +512,8 @@ impl Conductor {
         }
     }
 
-    /// Deploys the planned instances and removes the planned removals; answers the deployed ones.
+    /// Deploys the planned instances and removes the planned removals (and, for an update,
+    /// hands the VNF's config to the VIM); answers the deployed ones.
     async fn execute_plan(
         &self,
         vnf: &Vnf,
@@ -533,6 +535,26 @@ impl Conductor {
         }
         for instance_id in &pending.remove {
             self.vim.delete_vdu(instance_id).await?;
+        }
+        if pending.kind == OperationKind::Update {
+            let config = vnf
+                .details
+                .as_ref()
+                .and_then(|details| details.attributes.get("config"))
+                .cloned()
+                .unwrap_or(serde_json::Value::Null);
+            self.vim
+                .apply_config(&vim::ConfigRequest {
+                    operation_id: pending.operation_id.clone(),
+                    vnf_id: vnf_id.to_owned(),
+                    instance_ids: vnf
+                        .instances
+                        .iter()
+                        .map(|i| i.instance_id.clone())
+                        .collect(),
+                    config,
+                })
+                .await?;
         }
         Ok(added)
     }

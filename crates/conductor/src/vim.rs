@@ -21,6 +21,19 @@ pub struct DeployRequest {
     pub http_port: Option<u16>,
 }
 
+/// A VNF's new config (`tacker vnf-update`), for every instance of the VNF.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigRequest {
+    /// The update operation; for logs.
+    pub operation_id: String,
+    pub vnf_id: String,
+    /// The VNF's running instances.
+    pub instance_ids: Vec<String>,
+    /// The config as the log holds it: secret-bearing values stay sealed (a conductor holds
+    /// no data key), so the VIM stores what it is given and opens nothing.
+    pub config: serde_json::Value,
+}
+
 /// A VDU instance as the VIM reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Deployed {
@@ -44,6 +57,8 @@ pub trait Vim: Send + Sync + 'static {
     async fn deploy_vdu(&self, request: &DeployRequest) -> Result<Deployed, VimError>;
     /// Removes the instance; succeeds when it is already gone.
     async fn delete_vdu(&self, instance_id: &str) -> Result<(), VimError>;
+    /// Gives every instance of the request the VNF's config; giving it again changes nothing.
+    async fn apply_config(&self, request: &ConfigRequest) -> Result<(), VimError>;
     /// The instance's management IP, or `None` when it does not exist.
     async fn mgmt_ip(&self, instance_id: &str) -> Result<Option<Ipv4Addr>, VimError>;
 }

@@ -85,7 +85,7 @@ mod tests {
 
     use super::*;
     use crate::ConductorConfig;
-    use crate::vim::{DeployRequest, Deployed, Vim};
+    use crate::vim::{ConfigRequest, DeployRequest, Deployed, Vim};
 
     fn vnf() -> Vnf {
         Vnf {
@@ -128,6 +128,10 @@ mod tests {
 
         async fn delete_vdu(&self, _instance_id: &str) -> Result<(), VimError> {
             Ok(())
+        }
+
+        async fn apply_config(&self, request: &ConfigRequest) -> Result<(), VimError> {
+            panic!("configured {request:?} for a deleted VNF")
         }
 
         async fn mgmt_ip(&self, _instance_id: &str) -> Result<Option<Ipv4Addr>, VimError> {

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::PullConsumer;
-use conductor::vim::{DeployRequest, Deployed, Vim, VimError};
+use conductor::vim::{ConfigRequest, DeployRequest, Deployed, Vim, VimError};
 use conductor::{Conductor, ConductorConfig};
 use events::envelope::{Actor, ActorKind};
 use events::fixtures::{self, user};
@@ -25,6 +25,8 @@ use tokio::sync::Semaphore;
 struct MemoryVim {
     instances: Mutex<BTreeMap<String, Ipv4Addr>>,
     deploy_calls: Mutex<u32>,
+    /// The config each instance was last given.
+    configs: Mutex<BTreeMap<String, serde_json::Value>>,
     gate: Option<Arc<Semaphore>>,
     fail: bool,
 }
@@ -51,6 +53,14 @@ impl Vim for MemoryVim {
 
     async fn delete_vdu(&self, instance_id: &str) -> Result<(), VimError> {
         self.instances.lock().unwrap().remove(instance_id);
+        Ok(())
+    }
+
+    async fn apply_config(&self, request: &ConfigRequest) -> Result<(), VimError> {
+        let mut configs = self.configs.lock().unwrap();
+        for instance_id in &request.instance_ids {
+            configs.insert(instance_id.clone(), request.config.clone());
+        }
         Ok(())
     }
 
@@ -225,6 +235,81 @@ async fn create_scale_and_delete_complete_from_the_log() {
         completion.correlation_id,
         history[0].envelope.cause.correlation_id
     );
+}
+
+/// `tacker vnf-update`: the VNF goes PENDING_UPDATE, a conductor hands the new config to the
+/// VIM for every instance, and the VNF is ACTIVE again with the config as its own.
+#[tokio::test]
+async fn an_update_hands_the_config_to_the_vim_and_the_vnf_is_active_again() {
+    let server = NatsServer::start().await;
+    let vim = Arc::new(MemoryVim::default());
+    let (log, _conductor) = start(&server, vim.clone(), Duration::from_secs(30)).await;
+    log.execute::<Vnf>("v1", create("v1"), &(), &user())
+        .await
+        .unwrap();
+    let vnf = wait_status(&log, "v1", VnfStatus::Active).await;
+    let config = serde_json::json!({"vdus": {"VDU1": {"config": {"mode": "fast"}}}});
+    let update = VnfCommand::Update {
+        operation_id: "op-update".into(),
+        config: config.clone(),
+    };
+    let executed = log
+        .execute::<Vnf>("v1", update, &(), &user())
+        .await
+        .unwrap();
+    assert_eq!(executed.aggregate.status, Some(VnfStatus::PendingUpdate));
+    let updated = wait_status(&log, "v1", VnfStatus::Active).await;
+    assert_eq!(updated.details.unwrap().attributes["config"], config);
+    let configs = vim.configs.lock().unwrap().clone();
+    let instances: Vec<String> = vnf
+        .instances
+        .iter()
+        .map(|i| i.instance_id.clone())
+        .collect();
+    assert_eq!(configs.keys().cloned().collect::<Vec<_>>(), {
+        let mut sorted = instances.clone();
+        sorted.sort();
+        sorted
+    });
+    assert!(configs.values().all(|given| *given == config));
+}
+
+/// A VNF created with an inline VNFD (`vnfd_template`) takes it with it: the delete's release
+/// records the VNFD's deletion, once, whoever carries the delete out.
+#[tokio::test]
+async fn an_inline_vnfd_is_deleted_with_its_vnf() {
+    let server = NatsServer::start().await;
+    let vim = Arc::new(MemoryVim::default());
+    let (log, _conductor) = start(&server, vim.clone(), Duration::from_secs(30)).await;
+    let mut descriptor = fixtures::descriptor("vnfd-inline", vnfd(None));
+    descriptor.template_source = events::vnfd::TemplateSource::Inline;
+    log.execute::<Vnfd>(
+        "vnfd-inline",
+        VnfdCommand::Onboard(Box::new(descriptor)),
+        &(),
+        &user(),
+    )
+    .await
+    .unwrap();
+    let from_inline = fixtures::create("v1", "vnfd-inline", vnfd(None), "op-v1");
+    log.execute::<Vnf>("v1", from_inline, &(), &user())
+        .await
+        .unwrap();
+    wait_status(&log, "v1", VnfStatus::Active).await;
+    let inline = log.load::<Vnfd>("vnfd-inline").await.unwrap().aggregate;
+    assert!(inline.live().is_some() && inline.users.contains("v1"));
+    delete(&log, "v1").await;
+    let inline = log.load::<Vnfd>("vnfd-inline").await.unwrap().aggregate;
+    assert!(inline.deleted, "{inline:?}");
+    assert!(inline.users.is_empty());
+    // The onboarded VNFD of another VNF stays when that VNF goes.
+    log.execute::<Vnf>("v2", create("v2"), &(), &user())
+        .await
+        .unwrap();
+    wait_status(&log, "v2", VnfStatus::Active).await;
+    delete(&log, "v2").await;
+    let onboarded = log.load::<Vnfd>(VNFD).await.unwrap().aggregate;
+    assert!(onboarded.live().is_some());
 }
 
 #[tokio::test]

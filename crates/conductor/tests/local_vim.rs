@@ -10,9 +10,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use conductor::vim::local::{
-    LocalVim, LocalVimConfig, cleanup_prefix, cleanup_prefix_blocking, remnants,
+    LocalVim, LocalVimConfig, cleanup_prefix, cleanup_prefix_blocking, config_path, remnants,
 };
-use conductor::vim::{DeployRequest, Vim, VimError};
+use conductor::vim::{ConfigRequest, DeployRequest, Vim, VimError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -571,4 +571,38 @@ fn bad_prefixes_are_refused() {
             "{prefix:?}"
         );
     }
+}
+
+/// `tacker vnf-update`: the local VIM writes the VNF's config beside each instance's
+/// namespace, the same file when given the same config again, and removes it with the instance
+/// (and with a cleanup of the prefix). An instance that does not exist fails the update.
+#[tokio::test]
+async fn a_config_is_written_beside_each_instance_and_removed_with_it() {
+    let guard = PrefixGuard::new();
+    let vim = guard.vim();
+    let (kept, deleted) = (new_instance_id(), new_instance_id());
+    for id in [&kept, &deleted] {
+        vim.deploy_vdu(&request(id, None)).await.unwrap();
+    }
+    let config = serde_json::json!({"vdus": {"VDU1": {"config": {"mode": "fast"}}}});
+    let update = ConfigRequest {
+        operation_id: "op-update".into(),
+        vnf_id: "vnf-1".into(),
+        instance_ids: vec![kept.clone(), deleted.clone()],
+        config: config.clone(),
+    };
+    for _ in 0..2 {
+        vim.apply_config(&update).await.unwrap();
+        for id in [&kept, &deleted] {
+            let written = std::fs::read(config_path(&guard.prefix, id)).unwrap();
+            let written: serde_json::Value = serde_json::from_slice(&written).unwrap();
+            assert_eq!(written, config);
+        }
+    }
+    vim.delete_vdu(&deleted).await.unwrap();
+    assert!(!config_path(&guard.prefix, &deleted).exists());
+    let failed = vim.apply_config(&update).await.unwrap_err();
+    assert!(failed.to_string().contains(&deleted), "{failed}");
+    guard.assert_nothing_left_after_cleanup();
+    assert!(!config_path(&guard.prefix, &kept).exists());
 }

@@ -113,10 +113,13 @@ impl Identity {
                     names::MONITOR_STATE_BUCKET,
                     names::MONITOR_LEASE_BUCKET,
                     names::DATA_KEY_BUCKET,
+                    names::NAME_CLAIM_BUCKET,
                 ] {
                     p.read(&kv_stream(bucket));
                 }
                 p.publish_allow.push(kv_writes(names::DATA_KEY_BUCKET));
+                // Claiming a VNF's or VNFD's name (`name_claim`): gateways alone.
+                p.publish_allow.push(kv_writes(names::NAME_CLAIM_BUCKET));
             }
             Identity::Projector => {
                 p.read(names::LIFECYCLE_STREAM);
@@ -373,6 +376,14 @@ mod tests {
             (
                 format!("$KV.{}.vnf.v", names::DATA_KEY_BUCKET),
                 &[Identity::Gateway, Identity::Projector],
+            ),
+            (
+                format!(
+                    "$KV.{}.{}",
+                    names::NAME_CLAIM_BUCKET,
+                    names::name_claim_key(names::AggregateKind::Vnf, "p", "web")
+                ),
+                &[Identity::Gateway],
             ),
         ];
         for (subject, writers) in cases {

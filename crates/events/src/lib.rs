@@ -3,7 +3,8 @@
 //! events a command yields, the JetStream event store that persists them ([`store`]), the one
 //! reader of a subject or a stream as it stands ([`read`]), the durable consumer the roles read
 //! the log with ([`consume`]), the NATS error type every role reports ([`nats_error`]), who may
-//! do what on the bus ([`access`]) and the identities' keys ([`credentials`]).
+//! do what on the bus ([`access`]), the identities' keys ([`credentials`]) and the rule of unique
+//! names ([`name_claim`]).
 //!
 //! This crate never spells a subject outside [`names`], never edits or deletes a stored event,
 //! and holds no decision that reads the clock or the network: the aggregates are pure.
@@ -16,6 +17,7 @@ pub mod envelope;
 pub mod fixtures;
 pub mod keyring;
 pub mod monitor;
+pub mod name_claim;
 pub mod names;
 pub mod nats_error;
 pub mod read;

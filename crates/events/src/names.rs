@@ -172,13 +172,31 @@ pub fn data_key_name(kind: AggregateKind, id: &str) -> String {
     }
 }
 
+/// Bucket of the names' claims (see [`crate::name_claim`]): one entry per VNF or VNFD name in
+/// use in a project, written by gateways only.
+pub const NAME_CLAIM_BUCKET: &str = "VNFM_NAMES";
+
+/// Key of the claim of `name` among a project's VNFs or VNFDs: the kind, then a UUIDv5 of the
+/// project and the name, so that no user text (dots, wildcards) reaches a key.
+pub fn name_claim_key(kind: AggregateKind, project: &str, name: &str) -> String {
+    let id = uuid::Uuid::new_v5(
+        &uuid::Uuid::NAMESPACE_OID,
+        serde_json::json!([project, name]).to_string().as_bytes(),
+    );
+    match kind {
+        AggregateKind::Vnf => format!("vnf.{id}"),
+        AggregateKind::Vnfd => format!("vnfd.{id}"),
+    }
+}
+
 /// Every KV bucket of vnfm.
-pub const BUCKETS: [&str; 5] = [
+pub const BUCKETS: [&str; 6] = [
     VNF_TABLE_BUCKET,
     VNFD_TABLE_BUCKET,
     MONITOR_STATE_BUCKET,
     MONITOR_LEASE_BUCKET,
     DATA_KEY_BUCKET,
+    NAME_CLAIM_BUCKET,
 ];
 
 /// Durable consumer of failure reports shared by every conductor.

@@ -100,9 +100,9 @@ fn monitor_stream(config: &LogConfig) -> stream::Config {
 }
 
 /// The VNF and VNFD tables, the monitor states, the monitor leases (whose entries expire
-/// [`LEASE_TTL`] after their last write) and the data keys (one revision each, so that a
-/// destroyed key leaves nothing behind in its bucket).
-fn buckets(config: &LogConfig) -> [kv::Config; 5] {
+/// [`LEASE_TTL`] after their last write), the data keys (one revision each, so that a
+/// destroyed key leaves nothing behind in its bucket) and the names' claims.
+fn buckets(config: &LogConfig) -> [kv::Config; 6] {
     let bucket = |name: &str| kv::Config {
         bucket: name.into(),
         history: 1,
@@ -119,6 +119,7 @@ fn buckets(config: &LogConfig) -> [kv::Config; 5] {
             ..bucket(names::MONITOR_LEASE_BUCKET)
         },
         bucket(names::DATA_KEY_BUCKET),
+        bucket(names::NAME_CLAIM_BUCKET),
     ]
 }
 

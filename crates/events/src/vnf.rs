@@ -112,6 +112,8 @@ pub enum OperationKind {
     Respawn,
     /// Only the failed instance rebuilt, the VNF PENDING_HEAL meanwhile.
     VduAutoheal,
+    /// A new `config` handed to the VIM (`tacker vnf-update`), the VNF PENDING_UPDATE meanwhile.
+    Update,
 }
 
 impl OperationKind {
@@ -123,16 +125,18 @@ impl OperationKind {
             OperationKind::Delete => VnfStatus::PendingDelete,
             OperationKind::Respawn => VnfStatus::Dead,
             OperationKind::VduAutoheal => VnfStatus::PendingHeal,
+            OperationKind::Update => VnfStatus::PendingUpdate,
         }
     }
 
-    pub const ALL: [OperationKind; 6] = [
+    pub const ALL: [OperationKind; 7] = [
         OperationKind::Create,
         OperationKind::ScaleOut,
         OperationKind::ScaleIn,
         OperationKind::Delete,
         OperationKind::Respawn,
         OperationKind::VduAutoheal,
+        OperationKind::Update,
     ];
 }
 
@@ -228,6 +232,7 @@ impl PendingOperation {
                 operation_id,
                 added,
             },
+            OperationKind::Update => VnfCommand::CompleteUpdate { operation_id },
         }
     }
 }
@@ -249,6 +254,12 @@ pub enum VnfCommand {
     Delete {
         operation_id: String,
     },
+    /// `PUT /v1.0/vnfs/{id}`: a new `config` for the VNF, sealed by the gateway as the
+    /// `config` of its attributes (bound under [`ATTRIBUTES_PATH`]), to be handed to the VIM.
+    Update {
+        operation_id: String,
+        config: serde_json::Value,
+    },
     /// A conductor deployed the pending operation's planned instances (create, scale out).
     CompleteCreate {
         operation_id: String,
@@ -259,6 +270,10 @@ pub enum VnfCommand {
         added: Vec<Instance>,
     },
     CompleteDelete {
+        operation_id: String,
+    },
+    /// A conductor handed the pending update's config to the VIM.
+    CompleteUpdate {
         operation_id: String,
     },
     FailOperation {
@@ -323,6 +338,16 @@ pub enum VnfEvent {
     DeleteRequested {
         operation_id: String,
     },
+    /// A new config for the VNF, which becomes its `attributes.config`; a conductor hands it
+    /// to the VIM.
+    UpdateRequested {
+        operation_id: String,
+        config: serde_json::Value,
+    },
+    /// The VIM has the config.
+    UpdateCompleted {
+        operation_id: String,
+    },
     /// Every monitor stops probing the VNF (the specification's `kill`).
     MonitorDetached {
         action_id: String,
@@ -368,6 +393,8 @@ impl DomainEvent for VnfEvent {
             VnfEvent::ScaleRequested { .. } => "ScaleRequested",
             VnfEvent::ScaleCompleted { .. } => "ScaleCompleted",
             VnfEvent::DeleteRequested { .. } => "DeleteRequested",
+            VnfEvent::UpdateRequested { .. } => "UpdateRequested",
+            VnfEvent::UpdateCompleted { .. } => "UpdateCompleted",
             VnfEvent::MonitorDetached { .. } => "MonitorDetached",
             VnfEvent::Deleted { .. } => "Deleted",
             VnfEvent::OperationFailed { .. } => "OperationFailed",
@@ -728,6 +755,25 @@ impl Aggregate for Vnf {
                 sink.write(VnfEvent::DeleteRequested { operation_id }, self)
                     .await;
             }
+            VnfCommand::Update {
+                operation_id,
+                config,
+            } => {
+                self.require_status(&[VnfStatus::Active], "update")?;
+                sink.write(
+                    VnfEvent::UpdateRequested {
+                        operation_id,
+                        config,
+                    },
+                    self,
+                )
+                .await;
+            }
+            VnfCommand::CompleteUpdate { operation_id } => {
+                self.require_pending(&operation_id, &[OperationKind::Update])?;
+                sink.write(VnfEvent::UpdateCompleted { operation_id }, self)
+                    .await;
+            }
             VnfCommand::CompleteCreate {
                 operation_id,
                 instances,
@@ -852,6 +898,19 @@ impl Aggregate for Vnf {
                     .collect();
                 self.begin(operation_id, OperationKind::Delete, Vec::new(), remove);
             }
+            VnfEvent::UpdateRequested {
+                operation_id,
+                config,
+            } => {
+                if let Some(details) = &mut self.details {
+                    if !details.attributes.is_object() {
+                        details.attributes = serde_json::Value::Object(serde_json::Map::new());
+                    }
+                    details.attributes["config"] = config;
+                }
+                self.begin(operation_id, OperationKind::Update, Vec::new(), Vec::new());
+            }
+            VnfEvent::UpdateCompleted { .. } => self.finish(),
             VnfEvent::MonitorDetached { .. } => self.action_id = None,
             VnfEvent::Deleted { .. } => {
                 self.deleted = true;

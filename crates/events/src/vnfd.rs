@@ -66,7 +66,8 @@ pub enum VnfdCommand {
     Use {
         vnf_id: String,
     },
-    /// A VNF created from this VNFD is gone.
+    /// A VNF created from this VNFD is gone. An inline VNFD (`vnfd_template`) goes with the
+    /// last VNF that used it: its release records its deletion too.
     Release {
         vnf_id: String,
     },
@@ -122,6 +123,14 @@ impl Vnfd {
     pub fn live(&self) -> Option<&VnfdDescriptor> {
         self.descriptor.as_ref().filter(|_| !self.deleted)
     }
+
+    /// True for a live inline VNFD that no VNF uses any more: it was made for its VNF and is
+    /// deleted with it (Tacker deleted a `vnfd_template` VNFD with its VNF).
+    pub fn goes_with_its_vnfs(&self) -> bool {
+        self.live()
+            .is_some_and(|d| d.template_source == TemplateSource::Inline)
+            && self.users.is_empty()
+    }
 }
 
 impl Aggregate for Vnfd {
@@ -153,6 +162,9 @@ impl Aggregate for Vnfd {
             VnfdCommand::Release { vnf_id } => {
                 if self.users.contains(&vnf_id) {
                     sink.write(VnfdEvent::ReleasedBy { vnf_id }, self).await;
+                    if self.goes_with_its_vnfs() {
+                        sink.write(VnfdEvent::Deleted, self).await;
+                    }
                 }
             }
             VnfdCommand::Delete => {
@@ -197,6 +209,43 @@ mod tests {
             .given_no_previous_events()
             .when(onboard("d1"))
             .then_expect_events(vec![onboarded("d1")]);
+    }
+
+    fn inline(vnfd_id: &str) -> VnfdEvent {
+        let mut descriptor = crate::fixtures::descriptor(vnfd_id, crate::fixtures::spec(vec![]));
+        descriptor.template_source = TemplateSource::Inline;
+        VnfdEvent::Onboarded(Box::new(descriptor))
+    }
+
+    #[test]
+    fn an_inline_vnfd_is_deleted_with_its_last_vnf_once() {
+        let used = |vnf: &str| VnfdEvent::UsedBy { vnf_id: vnf.into() };
+        let release = |vnf: &str| VnfdCommand::Release { vnf_id: vnf.into() };
+        let released = |vnf: &str| VnfdEvent::ReleasedBy { vnf_id: vnf.into() };
+        Given::with(())
+            .given(vec![inline("d1"), used("v1")])
+            .when(release("v1"))
+            .then_expect_events(vec![released("v1"), VnfdEvent::Deleted]);
+        // Redelivered: nothing more.
+        Given::with(())
+            .given(vec![
+                inline("d1"),
+                used("v1"),
+                released("v1"),
+                VnfdEvent::Deleted,
+            ])
+            .when(release("v1"))
+            .then_expect_events(vec![]);
+        // Another VNF still uses it: it stays.
+        Given::with(())
+            .given(vec![inline("d1"), used("v1"), used("v2")])
+            .when(release("v1"))
+            .then_expect_events(vec![released("v1")]);
+        // An onboarded VNFD stays when its last VNF goes.
+        Given::with(())
+            .given(vec![onboarded("d1"), used("v1")])
+            .when(release("v1"))
+            .then_expect_events(vec![released("v1")]);
     }
 
     #[test]

@@ -134,6 +134,13 @@ impl Audited for Vnf {
                     removed.len()
                 ),
             ),
+            VnfEvent::UpdateRequested { .. } => {
+                (UPDATE, format!("VNF config update requested by {actor}"))
+            }
+            VnfEvent::UpdateCompleted { .. } => (
+                UPDATE,
+                format!("VNF config update completed by {actor}: the VIM has the new config"),
+            ),
             VnfEvent::DeleteRequested { .. } => {
                 (DELETE, format!("VNF delete requested by {actor}"))
             }
@@ -187,7 +194,7 @@ impl Audited for Vnf {
                     Some(OperationKind::ScaleOut | OperationKind::ScaleIn) => SCALE,
                     Some(OperationKind::Delete) => DELETE,
                     Some(OperationKind::Respawn | OperationKind::VduAutoheal) => HEAL,
-                    None => UPDATE,
+                    Some(OperationKind::Update) | None => UPDATE,
                 };
                 (
                     kind,

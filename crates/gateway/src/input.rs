@@ -158,12 +158,26 @@ const NON_FILTER_PARAMETERS: &[&str] = &[
     "limit",
     "marker",
     "page_reverse",
+    "page_size",
     "sort_dir",
     "sort_key",
 ];
 
+/// Items on a page when the request names no `limit`: Tacker's lists were unpaged, so this is
+/// large enough that a list of a project's usual VNFs stays one page, and small enough that
+/// one answer stays well under a megabyte (a listed VNF renders to about 600 bytes).
+pub(crate) const LIST_PAGE_DEFAULT_ITEMS: usize = 1_000;
+/// The most items on one page, whatever `limit` asks (a larger one is cut to this, and
+/// `limit=0`, Neutron's "no limit", means this): the same bound as the default, so that no
+/// request renders more than the default page.
+pub(crate) const LIST_PAGE_MAX_ITEMS: usize = 1_000;
+/// The most `sort_key`s one list takes: more keys than any item has fields only cost work.
+const SORT_KEYS_MAX: usize = 8;
+
 /// A list request's query: Tacker's filters (`key=value`, repeated keys meaning any of the
-/// values) and `fields` (which keys to return).
+/// values), its sort (`sort_key`/`sort_dir`), its page (`limit`, `marker`, `page_reverse`;
+/// python-tackerclient's `--page-size` arrives as `page_size`) and `fields` (which keys to
+/// return).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct ListQuery {
     pairs: Vec<(String, String)>,
@@ -189,11 +203,40 @@ impl ListQuery {
         self
     }
 
-    /// Keeps the items that pass every filter, then cuts each to the requested `fields`.
+    /// The answer to a list of `collection` (e.g. `vnfs`, served at `/v1.0/{collection}`):
+    /// the items that pass every filter, in the requested order (else as given), the page the
+    /// request asks for, each cut to the requested `fields`; with Tacker's
+    /// `<collection>_links` (rel `next`, and `previous` after the first page) when more
+    /// follow or precede. Each item must have an `id`: the marker names one.
     ///
     /// A filter on a key an item does not have is ignored, as Tacker ignored filters on
     /// unknown attributes.
-    pub(crate) fn apply(&self, items: Vec<Value>) -> Vec<Value> {
+    pub(crate) fn answer(&self, items: Vec<Value>, collection: &str) -> Result<Value, ApiError> {
+        let page = self.page(self.sorted(self.filtered(items))?)?;
+        let fields = self.values("fields");
+        let mut answer = serde_json::Map::new();
+        answer.insert(
+            collection.to_owned(),
+            page.items
+                .into_iter()
+                .map(|item| select(item, &fields))
+                .collect(),
+        );
+        if !page.links.is_empty() {
+            let links = page
+                .links
+                .into_iter()
+                .map(|(rel, query)| {
+                    serde_json::json!({"rel": rel, "href": format!("/v1.0/{collection}?{query}")})
+                })
+                .collect();
+            answer.insert(format!("{collection}_links"), Value::Array(links));
+        }
+        Ok(Value::Object(answer))
+    }
+
+    /// The items that pass every filter.
+    fn filtered(&self, items: Vec<Value>) -> Vec<Value> {
         let mut filters: Vec<(&str, Vec<&str>)> = Vec::new();
         for (key, _) in &self.pairs {
             let key = key.as_str();
@@ -202,7 +245,6 @@ impl ListQuery {
             }
             filters.push((key, self.values(key)));
         }
-        let fields = self.values("fields");
         items
             .into_iter()
             .filter(|item| {
@@ -211,8 +253,195 @@ impl ListQuery {
                     Some(value) => wanted.iter().any(|w| matches(value, w)),
                 })
             })
-            .map(|item| select(item, &fields))
             .collect()
+    }
+
+    /// `items` ordered by the `sort_key`s, each ascending unless its `sort_dir` (the one at
+    /// the same position; `asc` where none is) says `desc`; as given without `sort_key`.
+    fn sorted(&self, mut items: Vec<Value>) -> Result<Vec<Value>, ApiError> {
+        let keys = self.values("sort_key");
+        let dirs = self.values("sort_dir");
+        if keys.len() > SORT_KEYS_MAX {
+            return Err(ApiError::invalid_input(format!(
+                "sort_key: at most {SORT_KEYS_MAX} keys, not {}",
+                keys.len()
+            )));
+        }
+        if dirs.len() > keys.len() {
+            return Err(ApiError::invalid_input(format!(
+                "sort_dir: {} given for {} sort_key(s); give one per sort_key",
+                dirs.len(),
+                keys.len()
+            )));
+        }
+        let mut order = Vec::with_capacity(keys.len());
+        for (i, key) in keys.iter().enumerate() {
+            let descending = match dirs.get(i).copied().unwrap_or("asc") {
+                "asc" => false,
+                "desc" => true,
+                other => {
+                    return Err(ApiError::invalid_input(format!(
+                        "sort_dir: must be \"asc\" or \"desc\", not {other:?}"
+                    )));
+                }
+            };
+            order.push((*key, descending));
+        }
+        if !order.is_empty() {
+            items.sort_by(|a, b| {
+                order
+                    .iter()
+                    .map(|(key, descending)| {
+                        let ordering = compare(a.get(*key), b.get(*key));
+                        if *descending {
+                            ordering.reverse()
+                        } else {
+                            ordering
+                        }
+                    })
+                    .find(|ordering| ordering.is_ne())
+                    .unwrap_or(std::cmp::Ordering::Equal)
+            });
+        }
+        Ok(items)
+    }
+
+    /// The page of `items` the request asks for: at most `limit` items after the `marker`
+    /// (before it with `page_reverse`), and the links to the pages beside it.
+    fn page(&self, items: Vec<Value>) -> Result<Page, ApiError> {
+        let limit = self.limit()?;
+        let reverse = match self.last("page_reverse") {
+            None => false,
+            Some(flag) if flag.eq_ignore_ascii_case("true") => true,
+            Some(flag) if flag.eq_ignore_ascii_case("false") => false,
+            Some(other) => {
+                return Err(ApiError::invalid_input(format!(
+                    "page_reverse: must be true or false, not {other:?}"
+                )));
+            }
+        };
+        let marker = self.last("marker");
+        let at = match marker {
+            None => None,
+            Some(marker) => Some(
+                items
+                    .iter()
+                    .position(|item| item.get("id").is_some_and(|id| matches(id, marker)))
+                    .ok_or_else(|| {
+                        ApiError::invalid_input(format!(
+                            "marker: no item {marker} in this list (deleted since the last page?); list again without a marker"
+                        ))
+                    })?,
+            ),
+        };
+        // The window [start, end) of `items` on this page.
+        let (start, end) = match (at, reverse) {
+            (None, false) => (0, limit.min(items.len())),
+            (None, true) => (items.len().saturating_sub(limit), items.len()),
+            (Some(at), false) => (at + 1, (at + 1 + limit).min(items.len())),
+            (Some(at), true) => (at.saturating_sub(limit), at),
+        };
+        let mut links = Vec::new();
+        let id_at = |i: usize| items.get(i).and_then(|item| item.get("id")).map(text);
+        if end < items.len()
+            && end > start
+            && let Some(last) = id_at(end - 1)
+        {
+            links.push(("next", self.link_query(limit, &last, false)));
+        }
+        if start > 0
+            && end > start
+            && let Some(first) = id_at(start)
+        {
+            links.push(("previous", self.link_query(limit, &first, true)));
+        }
+        let items = items.into_iter().skip(start).take(end - start).collect();
+        Ok(Page { items, links })
+    }
+
+    /// The page size asked for (`limit`, else `page_size`), within [`LIST_PAGE_MAX_ITEMS`].
+    fn limit(&self) -> Result<usize, ApiError> {
+        let (name, given) = match (self.last("limit"), self.last("page_size")) {
+            (Some(limit), _) => ("limit", limit),
+            (None, Some(size)) => ("page_size", size),
+            (None, None) => return Ok(LIST_PAGE_DEFAULT_ITEMS),
+        };
+        let limit: usize = given.parse().map_err(|_| {
+            ApiError::invalid_input(format!(
+                "{name}: must be a whole number of items (0..={LIST_PAGE_MAX_ITEMS}), not {given:?}"
+            ))
+        })?;
+        Ok(if limit == 0 {
+            LIST_PAGE_MAX_ITEMS
+        } else {
+            limit.min(LIST_PAGE_MAX_ITEMS)
+        })
+    }
+
+    /// The last value given for `key`.
+    fn last(&self, key: &str) -> Option<&str> {
+        self.values(key).pop()
+    }
+
+    /// The query of a link to the page beside this one: this query's filters, sort and fields,
+    /// with `limit` and the `marker` (and `page_reverse` for the previous page).
+    fn link_query(&self, limit: usize, marker: &str, reverse: bool) -> String {
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        for (key, value) in &self.pairs {
+            if !matches!(
+                key.as_str(),
+                "limit" | "page_size" | "marker" | "page_reverse"
+            ) {
+                query.append_pair(key, value);
+            }
+        }
+        query.append_pair("limit", &limit.to_string());
+        query.append_pair("marker", marker);
+        if reverse {
+            query.append_pair("page_reverse", "True");
+        }
+        query.finish()
+    }
+}
+
+/// One page of a list, and the queries of the pages beside it by their `rel`.
+struct Page {
+    items: Vec<Value>,
+    links: Vec<(&'static str, String)>,
+}
+
+/// A value as a query string carries it.
+fn text(value: &Value) -> String {
+    match value {
+        Value::String(text) => text.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The order of two fields' values: absent or null first, then booleans, numbers, strings,
+/// and anything else by its JSON text.
+fn compare(a: Option<&Value>, b: Option<&Value>) -> std::cmp::Ordering {
+    fn rank(value: Option<&Value>) -> u8 {
+        match value {
+            None | Some(Value::Null) => 0,
+            Some(Value::Bool(_)) => 1,
+            Some(Value::Number(_)) => 2,
+            Some(Value::String(_)) => 3,
+            Some(Value::Array(_) | Value::Object(_)) => 4,
+        }
+    }
+    match (a, b) {
+        (Some(Value::Bool(a)), Some(Value::Bool(b))) => a.cmp(b),
+        (Some(Value::Number(a)), Some(Value::Number(b))) => a
+            .as_f64()
+            .unwrap_or(f64::NAN)
+            .total_cmp(&b.as_f64().unwrap_or(f64::NAN)),
+        (Some(Value::String(a)), Some(Value::String(b))) => a.cmp(b),
+        (
+            Some(a @ (Value::Array(_) | Value::Object(_))),
+            Some(b @ (Value::Array(_) | Value::Object(_))),
+        ) => a.to_string().cmp(&b.to_string()),
+        _ => rank(a).cmp(&rank(b)),
     }
 }
 
@@ -256,32 +485,166 @@ mod tests {
         )
     }
 
-    #[test]
-    fn filters_select_and_cut() {
-        let items = vec![
+    /// The ids of `query`'s answer over `items`, and its links by rel.
+    fn listed(
+        query_pairs: &[(&str, &str)],
+        items: &[Value],
+    ) -> (Vec<Value>, Vec<(String, String)>) {
+        let answer = query(query_pairs).answer(items.to_vec(), "vnfs").unwrap();
+        let ids = answer["vnfs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["id"].clone())
+            .collect();
+        let links = answer
+            .get("vnfs_links")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .map(|link| {
+                (
+                    link["rel"].as_str().unwrap().to_owned(),
+                    link["href"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        (ids, links)
+    }
+
+    fn three() -> Vec<Value> {
+        vec![
             json!({"id": "a", "name": "one", "status": "ACTIVE", "n": 1}),
             json!({"id": "b", "name": "two", "status": "ERROR", "n": 2}),
             json!({"id": "c", "name": "three", "status": "ACTIVE", "n": 3}),
-        ];
-        let ids = |q: ListQuery| -> Vec<Value> {
-            q.apply(items.clone())
-                .into_iter()
-                .map(|i| i["id"].clone())
-                .collect()
+        ]
+    }
+
+    #[test]
+    fn filters_select_and_cut() {
+        let items = three();
+        let ids = |q: &[(&str, &str)]| listed(q, &items).0;
+        assert_eq!(ids(&[("name", "two")]), vec![json!("b")]);
+        assert_eq!(
+            ids(&[("status", "ACTIVE"), ("fields", "id")]),
+            vec![json!("a"), json!("c")]
+        );
+        assert_eq!(
+            ids(&[("name", "one"), ("name", "three")]),
+            vec![json!("a"), json!("c")]
+        );
+        assert_eq!(ids(&[("n", "3")]), vec![json!("c")]);
+        assert_eq!(ids(&[("colour", "red")]).len(), 3);
+        let cut = query(&[("fields", "id"), ("fields", "name")])
+            .answer(items.clone(), "vnfs")
+            .unwrap();
+        assert_eq!(cut["vnfs"][0], json!({"id": "a", "name": "one"}));
+        assert!(cut.get("vnfs_links").is_none(), "{cut}");
+    }
+
+    #[test]
+    fn pages_follow_the_marker_and_link_the_pages_beside() {
+        let items = three();
+        let (ids, links) = listed(
+            &[("limit", "2"), ("status", "ACTIVE"), ("fields", "id")],
+            &items,
+        );
+        assert_eq!(ids, vec![json!("a"), json!("c")]);
+        assert!(links.is_empty(), "the filter leaves one page: {links:?}");
+
+        let (ids, links) = listed(&[("limit", "2")], &items);
+        assert_eq!(ids, vec![json!("a"), json!("b")]);
+        assert_eq!(
+            links,
+            vec![("next".to_owned(), "/v1.0/vnfs?limit=2&marker=b".to_owned())]
+        );
+        let (ids, links) = listed(&[("limit", "2"), ("marker", "b")], &items);
+        assert_eq!(ids, vec![json!("c")]);
+        assert_eq!(
+            links,
+            vec![(
+                "previous".to_owned(),
+                "/v1.0/vnfs?limit=2&marker=c&page_reverse=True".to_owned()
+            )]
+        );
+        let (ids, _) = listed(
+            &[("limit", "2"), ("marker", "c"), ("page_reverse", "True")],
+            &items,
+        );
+        assert_eq!(ids, vec![json!("a"), json!("b")]);
+        // python-tackerclient's `vnf-list --page-size 2` sends `page_size`; the links carry
+        // the other parameters on.
+        let (ids, links) = listed(
+            &[("page_size", "1"), ("sort_key", "n"), ("sort_dir", "desc")],
+            &items,
+        );
+        assert_eq!(ids, vec![json!("c")]);
+        assert_eq!(
+            links,
+            vec![(
+                "next".to_owned(),
+                "/v1.0/vnfs?sort_key=n&sort_dir=desc&limit=1&marker=c".to_owned()
+            )]
+        );
+    }
+
+    #[test]
+    fn sort_keys_order_the_list_before_it_is_paged() {
+        let items = three();
+        let ids = |q: &[(&str, &str)]| listed(q, &items).0;
+        assert_eq!(
+            ids(&[("sort_key", "name")]),
+            vec![json!("a"), json!("c"), json!("b")]
+        );
+        assert_eq!(
+            ids(&[
+                ("sort_key", "status"),
+                ("sort_dir", "desc"),
+                ("sort_key", "n"),
+                ("sort_dir", "desc")
+            ]),
+            vec![json!("b"), json!("c"), json!("a")]
+        );
+        assert_eq!(
+            ids(&[("sort_key", "name"), ("limit", "1"), ("marker", "c")]),
+            vec![json!("b")]
+        );
+    }
+
+    #[test]
+    fn a_default_page_and_a_maximum_bound_every_list() {
+        let many: Vec<Value> = (0..LIST_PAGE_MAX_ITEMS + 5)
+            .map(|i| json!({"id": i.to_string()}))
+            .collect();
+        let (ids, links) = listed(&[], &many);
+        assert_eq!(ids.len(), LIST_PAGE_DEFAULT_ITEMS);
+        assert_eq!(links.len(), 1);
+        let too_many = (LIST_PAGE_MAX_ITEMS * 2).to_string();
+        assert_eq!(
+            listed(&[("limit", &too_many)], &many).0.len(),
+            LIST_PAGE_MAX_ITEMS
+        );
+        assert_eq!(
+            listed(&[("limit", "0")], &many).0.len(),
+            LIST_PAGE_MAX_ITEMS
+        );
+    }
+
+    #[test]
+    fn bad_page_parameters_are_named() {
+        let refused = |q: &[(&str, &str)]| {
+            query(q)
+                .answer(three(), "vnfs")
+                .unwrap_err()
+                .message()
+                .to_owned()
         };
-        assert_eq!(ids(query(&[("name", "two")])), vec![json!("b")]);
-        assert_eq!(
-            ids(query(&[("status", "ACTIVE"), ("fields", "id")])),
-            vec![json!("a"), json!("c")]
-        );
-        assert_eq!(
-            ids(query(&[("name", "one"), ("name", "three")])),
-            vec![json!("a"), json!("c")]
-        );
-        assert_eq!(ids(query(&[("n", "3")])), vec![json!("c")]);
-        assert_eq!(ids(query(&[("colour", "red")])).len(), 3);
-        let cut = query(&[("fields", "id"), ("fields", "name")]).apply(items.clone());
-        assert_eq!(cut[0], json!({"id": "a", "name": "one"}));
+        assert!(refused(&[("limit", "-1")]).starts_with("limit: must be a whole number"));
+        assert!(refused(&[("page_size", "x")]).starts_with("page_size: must be a whole number"));
+        assert!(refused(&[("marker", "zz")]).starts_with("marker: no item zz in this list"));
+        assert!(refused(&[("sort_key", "n"), ("sort_dir", "up")]).starts_with("sort_dir: must be"));
+        assert!(refused(&[("sort_dir", "asc")]).starts_with("sort_dir: 1 given for 0 sort_key"));
+        assert!(refused(&[("page_reverse", "maybe")]).starts_with("page_reverse: must be"));
     }
 
     #[test]

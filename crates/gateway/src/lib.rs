@@ -21,6 +21,7 @@ mod mirror;
 pub mod quota;
 mod render;
 pub mod story;
+mod unique;
 mod vnfds;
 mod vnfs;
 
@@ -157,6 +158,8 @@ struct Shared {
     monitor_states: Arc<MonitorStates>,
     /// The data keys of the secrets the gateway seals and shows.
     keyring: Keyring,
+    /// The names' claims (`unique`).
+    name_claims: kv::Store,
     /// What the status board reads besides the tables.
     board: board::Sources,
     /// The watch tasks; dropping the last handle on the gateway stops them.
@@ -189,6 +192,7 @@ impl Gateway {
         }
         let monitor_bucket = store::open_monitor_states(log.jetstream()).await?;
         let keyring = Keyring::open(log.jetstream(), config.master_key.clone()).await?;
+        let name_claims = store::open_bucket(log.jetstream(), names::NAME_CLAIM_BUCKET).await?;
         let board = board::Sources {
             leases: store::open_bucket(log.jetstream(), names::MONITOR_LEASE_BUCKET).await?,
             monitor_stream: log
@@ -250,6 +254,7 @@ impl Gateway {
                 vnfds,
                 monitor_states,
                 keyring,
+                name_claims,
                 board,
                 _followers: followers,
             }),
@@ -275,7 +280,10 @@ impl Gateway {
             .route("/v1.0/vnfds", get(vnfds::list).post(vnfds::create))
             .route("/v1.0/vnfds/{id}", get(vnfds::show).delete(vnfds::delete))
             .route("/v1.0/vnfs", get(vnfs::list).post(vnfs::create))
-            .route("/v1.0/vnfs/{id}", get(vnfs::show).delete(vnfs::delete))
+            .route(
+                "/v1.0/vnfs/{id}",
+                get(vnfs::show).put(vnfs::update).delete(vnfs::delete),
+            )
             .route("/v1.0/vnfs/{id}/actions", post(vnfs::action))
             .route("/v1.0/vnfs/{id}/resources", get(vnfs::resources))
             .route("/v1.0/events", get(list_events))
@@ -307,6 +315,10 @@ impl Gateway {
 
     fn config(&self) -> &GatewayConfig {
         &self.shared.config
+    }
+
+    fn name_claims(&self) -> &kv::Store {
+        &self.shared.name_claims
     }
 
     fn board(&self) -> &board::Sources {
@@ -806,7 +818,8 @@ impl<S: Send + Sync> FromRequestParts<S> for ListParams {
 }
 
 /// `GET /v1.0/events`: with `resource_id`, that resource's whole history; without, the events
-/// of the newest [`audit::EVENTS_WINDOW_MESSAGES_MAX`] lifecycle messages. Oldest first.
+/// of the newest [`audit::EVENTS_WINDOW_MESSAGES_MAX`] lifecycle messages. Oldest first, then
+/// sorted and paged as asked ([`input::ListQuery::answer`]).
 async fn list_events(
     State(gateway): State<Gateway>,
     Caller(caller): Caller,
@@ -845,8 +858,8 @@ async fn list_events(
         found.dedup_by_key(|event| event.id);
     }
     let found = gateway.visible_events(&caller, found).await?;
-    let events = query.apply(found.iter().map(audit::TackerEvent::to_json).collect());
-    Ok(axum::Json(json!({ "events": events })))
+    let events = found.iter().map(audit::TackerEvent::to_json).collect();
+    Ok(axum::Json(query.answer(events, "events")?))
 }
 
 /// `GET /v1.0/events/{id}`.

@@ -248,6 +248,7 @@ pub fn operation_name(kind: Option<OperationKind>) -> &'static str {
         Some(OperationKind::ScaleOut | OperationKind::ScaleIn) => "scale",
         Some(OperationKind::Delete) => "delete",
         Some(OperationKind::Respawn | OperationKind::VduAutoheal) => "heal",
+        Some(OperationKind::Update) => "config update",
         None => "operation",
     }
 }
@@ -410,6 +411,8 @@ impl VnfStory {
                 }
                 format!("scaled {direction}: {}", changes.join(", "))
             }
+            VnfEvent::UpdateRequested { .. } => format!("config update requested by {by}"),
+            VnfEvent::UpdateCompleted { .. } => "ACTIVE with the new config".into(),
             VnfEvent::DeleteRequested { .. } => format!("delete requested by {by}"),
             VnfEvent::MonitorDetached { action_id } => {
                 format!("monitoring under action {action_id} detached")

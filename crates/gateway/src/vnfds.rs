@@ -1,4 +1,5 @@
-//! `/v1.0/vnfds`: onboarding, listing, showing and deleting VNFDs.
+//! `/v1.0/vnfds`: onboarding, listing, showing and deleting VNFDs. A VNFD's name is unique among
+//! its project's live VNFDs (`unique`).
 
 use axum::Json;
 use axum::body::Body;
@@ -14,7 +15,7 @@ use serde_json::{Value, json};
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::input::{self, ListQuery};
-use crate::{Caller, Gateway, ListParams, PathId, foreign, render, visible};
+use crate::{Caller, Gateway, ListParams, PathId, foreign, render, unique, visible};
 
 /// `template_source` filter value that Tacker read as "no filter".
 const TEMPLATE_SOURCE_ALL: &str = "all";
@@ -47,6 +48,7 @@ pub(crate) async fn create(
         quotas.onboard(&tenant_id, &parsed.spec, usage)
     })?;
     let vnfd_id = uuid::Uuid::new_v4().to_string();
+    unique::claim(&gateway, AggregateKind::Vnfd, &tenant_id, &name, &vnfd_id).await?;
     let (template_yaml, key) = seal_template(&gateway, &vnfd_id, parsed.template_yaml).await?;
     let descriptor = VnfdDescriptor {
         vnfd_id: vnfd_id.clone(),
@@ -140,7 +142,8 @@ pub(crate) async fn onboard(
 }
 
 /// `GET /v1.0/vnfds`: every VNFD, or the ones matching the filters (`name`, `id`,
-/// `template_source` (`all` for any), or any other field). `fields` cuts each to those keys.
+/// `template_source` (`all` for any), or any other field), sorted and paged as asked
+/// ([`ListQuery::answer`]). `fields` cuts each to those keys.
 pub(crate) async fn list(
     State(gateway): State<Gateway>,
     Caller(caller): Caller,
@@ -155,7 +158,7 @@ pub(crate) async fn list(
         query
     };
     let vnfds = matching(&gateway, &caller, &query).await?;
-    Ok(Json(json!({ "vnfds": query.apply(vnfds) })))
+    Ok(Json(query.answer(vnfds, "vnfds")?))
 }
 
 /// The VNFDs a list considers (see [`crate::matching`]).

@@ -1,5 +1,5 @@
-//! `/v1.0/vnfs`: creating, listing, showing, scaling and deleting VNFs, and listing their
-//! resources. Every change is a request recorded on the VNF's subject; conductors carry it out.
+//! `/v1.0/vnfs`: creating, listing, showing, updating (a new config), scaling and deleting
+//! VNFs, and listing their resources. Every change is a request recorded on the VNF's subject; conductors carry it out.
 
 use axum::Json;
 use axum::body::Body;
@@ -22,7 +22,7 @@ use serde_json::{Map, Value, json};
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::input::{self, ListQuery};
-use crate::{Caller, Gateway, ListParams, Owned, PathId, foreign, render, visible, vnfds};
+use crate::{Caller, Gateway, ListParams, Owned, PathId, foreign, render, unique, visible, vnfds};
 
 /// The VIM of a VNF created without `vim_id`: the built-in local VIM, the only one vnfm has
 /// (DESIGN.md, "The VIM").
@@ -87,7 +87,8 @@ impl std::str::FromStr for CreateStopPoint {
 /// The create is one decision, one append on the VNF's subject (with the VNFD's spec); the
 /// VNFD's use by the VNF is finished from it, idempotently, by a conductor (the gateway only
 /// records it early, see [`use_vnfd`]). A gateway killed between its appends leaves at worst
-/// an unused inline VNFD, never a VNFD used by a VNF that does not exist.
+/// an unused inline VNFD, never a VNFD used by a VNF that does not exist. The VNF's name is
+/// claimed (`unique`) just before the append, after every check that could refuse the create.
 pub(crate) async fn create(
     State(gateway): State<Gateway>,
     Caller(caller): Caller,
@@ -106,6 +107,7 @@ pub(crate) async fn create(
     let template = vnf.get("vnfd_template").filter(|t| !t.is_null());
 
     let vnf_id = uuid::Uuid::new_v4().to_string();
+    unique::not_in_use(&gateway, AggregateKind::Vnf, &tenant_id, &name, &vnf_id)?;
     let request = Gateway::user_request(&caller);
     let step = |name: &str| {
         Cause::follow_up(
@@ -170,6 +172,7 @@ pub(crate) async fn create(
         }
     };
     let vnfd_id = descriptor.vnfd_id.clone();
+    unique::claim(&gateway, AggregateKind::Vnf, &tenant_id, &name, &vnf_id).await?;
 
     CreateStopPoint::BeforeCreate.reached(&gateway).await;
     let key = if secrets::holds_secrets(&attributes) || secrets::holds_secrets(&placement_attr) {
@@ -284,14 +287,15 @@ async fn use_vnfd(gateway: &Gateway, vnfd_id: &str, vnf_id: &str, create: &Cause
 }
 
 /// `GET /v1.0/vnfs`: every VNF, or those matching the filters (`name`, `status`, `vnfd_id`,
-/// `id`, or any other field). `fields` cuts each to those keys.
+/// `id`, or any other field), sorted and paged as asked ([`ListQuery::answer`]). `fields` cuts
+/// each to those keys.
 pub(crate) async fn list(
     State(gateway): State<Gateway>,
     Caller(caller): Caller,
     ListParams(query): ListParams,
 ) -> Result<Json<Value>, ApiError> {
     let vnfs = matching(&gateway, &caller, &query).await?;
-    Ok(Json(json!({ "vnfs": query.apply(vnfs) })))
+    Ok(Json(query.answer(vnfs, "vnfs")?))
 }
 
 /// The VNFs a list considers (see [`crate::matching`]).
@@ -321,13 +325,25 @@ pub(crate) async fn show(
     PathId(vnf_id): PathId,
 ) -> Result<Json<Value>, ApiError> {
     let row = existing(&gateway, &caller, &vnf_id).await?;
+    Ok(Json(json!({ "vnf": shown(&gateway, &caller, row).await? })))
+}
+
+/// A VNF's row as a show answers it to `caller`: its secrets opened only for who may see them,
+/// and its monitor states.
+async fn shown(gateway: &Gateway, caller: &Principal, row: VnfRow) -> Result<Value, ApiError> {
+    let vnf_id = row
+        .state
+        .details
+        .as_ref()
+        .map(|details| details.vnf_id.clone())
+        .unwrap_or_default();
     let key = match &row.state.details {
         Some(details) => {
             let sealed = secrets::holds_sealed(&details.attributes)
                 || secrets::holds_sealed(&details.placement_attr);
             gateway
                 .secrets_key(
-                    &caller,
+                    caller,
                     &details.tenant_id,
                     AggregateKind::Vnf,
                     &vnf_id,
@@ -340,7 +356,67 @@ pub(crate) async fn show(
     let mut vnf =
         render::vnf_json(&row, key.as_ref()).ok_or_else(|| ApiError::vnf_not_found(&vnf_id))?;
     vnf["monitor"] = render::monitor_json(&row, &gateway.monitor_states(&vnf_id));
-    Ok(Json(json!({ "vnf": vnf })))
+    Ok(vnf)
+}
+
+/// `PUT /v1.0/vnfs/{id}` with `{"vnf": {"attributes": {"config": CONFIG}}}` (`tacker vnf-update
+/// --config-file`/`--config`): records the new config, sealed as the VNF's other secrets; 200
+/// with the VNF in `PENDING_UPDATE`. A conductor hands the config to the VIM, and the VNF is
+/// `ACTIVE` again. Only an `ACTIVE` VNF takes an update (409 otherwise).
+pub(crate) async fn update(
+    State(gateway): State<Gateway>,
+    Caller(caller): Caller,
+    PathId(vnf_id): PathId,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    not_foreign(&gateway, &caller, &vnf_id).await?;
+    let body = input::json_object(&headers, body).await?;
+    let vnf = input::root_object(&body, "vnf")?;
+    if let Some(other) = vnf.keys().find(|key| *key != "attributes") {
+        return Err(ApiError::invalid_input(format!(
+            "vnf.{other}: an update changes only vnf.attributes.config"
+        )));
+    }
+    let attributes = input::required_object(vnf, "attributes", "vnf")?;
+    if let Some(other) = attributes.keys().find(|key| *key != "config") {
+        return Err(ApiError::invalid_input(format!(
+            "vnf.attributes.{other}: an update changes only vnf.attributes.config"
+        )));
+    }
+    let config = match attributes.get("config") {
+        Some(config @ (Value::Object(_) | Value::String(_))) if config != &json!({}) => {
+            config.clone()
+        }
+        Some(_) => {
+            return Err(ApiError::invalid_input(
+                "vnf.attributes.config: must be a non-empty JSON object or YAML text",
+            ));
+        }
+        None => {
+            return Err(ApiError::invalid_input(
+                "vnf.attributes.config: required, the VNF's new config",
+            ));
+        }
+    };
+    let key = gateway.data_key(AggregateKind::Vnf, &vnf_id).await?;
+    let sealed = secrets::seal_secrets(&json!({ "config": config }), &key, ATTRIBUTES_PATH)
+        .map_err(|e| ApiError::internal("sealing a VNF's config", &e))?;
+    let command = VnfCommand::Update {
+        operation_id: uuid::Uuid::new_v4().to_string(),
+        config: sealed["config"].clone(),
+    };
+    gateway
+        .log()
+        .execute::<Vnf>(&vnf_id, command, &(), &Gateway::user_request(&caller))
+        .await
+        .map_err(|e| command_error(&vnf_id, e))?;
+    tracing::info!(vnf_id = %vnf_id, user = %caller.user_id, project = %caller.project_id, "VNF update requested.");
+    let row = gateway
+        .refresh_vnf(&vnf_id)
+        .await?
+        .ok_or_else(|| ApiError::vnf_not_found(&vnf_id))?;
+    Ok(Json(json!({ "vnf": shown(&gateway, &caller, row).await? })))
 }
 
 /// The row of a VNF that exists in a project the caller sees, or 404.

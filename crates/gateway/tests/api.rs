@@ -134,34 +134,7 @@ impl Api {
         body: Body,
         token: Option<&str>,
     ) -> (StatusCode, Value) {
-        let mut request = Request::builder()
-            .method(method)
-            .uri(uri)
-            .header("content-type", "application/json");
-        if let Some(token) = token {
-            request = request.header("x-auth-token", token);
-        }
-        let response = self
-            .router
-            .clone()
-            .oneshot(request.body(body).expect("a request"))
-            .await
-            .expect("the router answers");
-        let status = response.status();
-        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-            .await
-            .expect("a body");
-        let value = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes).unwrap_or_else(|e| {
-                panic!(
-                    "{method} {uri} answered {status} with a body that is not JSON ({e}): {}",
-                    String::from_utf8_lossy(&bytes)
-                )
-            })
-        };
-        (status, value)
+        send(&self.router, method, uri, body, token).await
     }
 
     async fn get(&self, uri: &str) -> (StatusCode, Value) {
@@ -266,19 +239,56 @@ struct Api2 {
 
 impl Api2 {
     async fn get(&self, uri: &str) -> (StatusCode, Value) {
-        let request = Request::get(uri).body(Body::empty()).expect("a request");
-        let response = self
-            .router
-            .clone()
-            .oneshot(request)
-            .await
-            .expect("an answer");
-        let status = response.status();
-        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-            .await
-            .expect("a body");
-        (status, serde_json::from_slice(&bytes).expect("JSON"))
+        send(&self.router, "GET", uri, Body::empty(), Some("")).await
     }
+
+    async fn post(&self, uri: &str, body: &Value) -> (StatusCode, Value) {
+        send(
+            &self.router,
+            "POST",
+            uri,
+            Body::from(body.to_string()),
+            Some(""),
+        )
+        .await
+    }
+}
+
+/// Sends a request to `router` with a JSON content type and, if given, an `X-Auth-Token`.
+async fn send(
+    router: &Router,
+    method: &str,
+    uri: &str,
+    body: Body,
+    token: Option<&str>,
+) -> (StatusCode, Value) {
+    let mut request = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("content-type", "application/json");
+    if let Some(token) = token {
+        request = request.header("x-auth-token", token);
+    }
+    let response = router
+        .clone()
+        .oneshot(request.body(body).expect("a request"))
+        .await
+        .expect("the router answers");
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .expect("a body");
+    let value = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+            panic!(
+                "{method} {uri} answered {status} with a body that is not JSON ({e}): {}",
+                String::from_utf8_lossy(&bytes)
+            )
+        })
+    };
+    (status, value)
 }
 
 fn deployed(pending: &PendingOperation, first_ip: u8) -> Vec<Instance> {
@@ -1531,5 +1541,278 @@ async fn tackers_legacy_vnfds_onboard_or_are_refused_naming_their_field() {
     assert!(
         accepted > 60 && refused >= 4,
         "{accepted} accepted, {refused} refused"
+    );
+}
+
+/// A VNFD's or a VNF's name is unique among its project's live ones: a second one answers 409
+/// naming the first and records nothing, two gateways racing for one name give it to one, and
+/// a delete frees the name.
+#[tokio::test]
+async fn names_are_unique_per_project_and_freed_by_delete() {
+    let api = Api::start().await;
+    let vnfd_id = api.onboard(SCALE, "web").await;
+    let log_before = api.log_length().await;
+    let body = json!({"vnfd": {"name": "web", "attributes": {"vnfd": SCALE}}});
+    let (status, refused) = api.post("/v1.0/vnfds.json", &body).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{refused}");
+    let message = tacker_error(&refused, "DuplicateEntity");
+    assert!(
+        message.starts_with("VNFD name \"web\" is already used in project")
+            && message.contains(&vnfd_id),
+        "{message}"
+    );
+
+    let vnf_id = id_of(&api.create_vnf(&vnfd_id, "vnf-1").await);
+    let log_after_create = api.log_length().await;
+    assert!(log_after_create > log_before);
+    let body = json!({"vnf": {"name": "vnf-1", "vnfd_id": vnfd_id}});
+    let (status, refused) = api.post("/v1.0/vnfs.json", &body).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{refused}");
+    let message = tacker_error(&refused, "DuplicateEntity");
+    assert!(
+        message.starts_with("VNF name \"vnf-1\"") && message.contains(&vnf_id),
+        "{message}"
+    );
+    // An inline VNFD is not onboarded for a VNF whose name is taken.
+    let body = json!({"vnf": {"name": "vnf-1", "vnfd_template": yaml_to_json(SCALE)}});
+    let (status, refused) = api.post("/v1.0/vnfs.json", &body).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{refused}");
+    assert_eq!(
+        api.log_length().await,
+        log_after_create,
+        "nothing was appended"
+    );
+
+    // Two gateways, neither of which has seen the other's request, race for one name.
+    let other = api.second_gateway().await;
+    let body = json!({"vnfd": {"name": "raced", "attributes": {"vnfd": SCALE}}});
+    let (first, second) = tokio::join!(
+        api.post("/v1.0/vnfds.json", &body),
+        other.post("/v1.0/vnfds.json", &body)
+    );
+    let mut statuses = [first.0, second.0];
+    statuses.sort();
+    assert_eq!(
+        statuses,
+        [StatusCode::CREATED, StatusCode::CONFLICT],
+        "{} / {}",
+        first.1,
+        second.1
+    );
+
+    // A deleted VNF frees its name once its delete completes; a deleted VNFD at once.
+    api.complete_create(&vnf_id, 10).await;
+    let (status, _) = api.delete(&format!("/v1.0/vnfs/{vnf_id}")).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let body = json!({"vnf": {"name": "vnf-1", "vnfd_id": vnfd_id}});
+    let (status, refused) = api.post("/v1.0/vnfs.json", &body).await;
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "a VNF being deleted keeps its name: {refused}"
+    );
+    let pending = api.pending(&vnf_id).await;
+    api.log
+        .execute::<Vnf>(
+            &vnf_id,
+            VnfCommand::CompleteDelete {
+                operation_id: pending.operation_id,
+            },
+            &(),
+            &conductor(),
+        )
+        .await
+        .expect("complete the delete");
+    // The gateway's copy of the tables may show the VNF live a moment longer: a name check
+    // errs only towards a clash.
+    eventually(
+        "the deleted VNF's name is free",
+        CATCH_UP_TIMEOUT,
+        || async {
+            match api.post("/v1.0/vnfs.json", &body).await {
+                (StatusCode::CREATED, _) => Ok(()),
+                (status, answer) => Err(format!("{status} {answer}")),
+            }
+        },
+    )
+    .await;
+    let unused = api.onboard(MONITOR, "unused").await;
+    let (status, _) = api.delete(&format!("/v1.0/vnfds/{unused}")).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    api.onboard(MONITOR, "unused").await;
+}
+
+/// Every page of `first` by its `next` links: the ids, and the pages' sizes.
+async fn walk(api: &Api, first: &str, collection: &str) -> (Vec<String>, Vec<usize>) {
+    let (mut walked, mut sizes) = (Vec::new(), Vec::new());
+    let mut uri = first.to_owned();
+    loop {
+        let (status, page) = api.get(&uri).await;
+        assert_eq!(status, StatusCode::OK, "{uri}: {page}");
+        let items = page[collection].as_array().expect("a list");
+        sizes.push(items.len());
+        walked.extend(items.iter().map(|item| match &item["id"] {
+            Value::String(id) => id.clone(),
+            other => other.to_string(),
+        }));
+        let next = page[format!("{collection}_links")]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|link| link["rel"] == "next")
+            .map(|link| link["href"].as_str().expect("an href").to_owned());
+        match next {
+            Some(href) => uri = href,
+            None => return (walked, sizes),
+        }
+        assert!(sizes.len() <= 10, "the links go round: {walked:?}");
+    }
+}
+
+/// Every list pages as Tacker's v1.0 API did: `limit` items, `<resources>_links` with rel
+/// `next` while more follow (and `previous` after the first page), and following the links
+/// walks the whole list once, in order, with the filters, sort and fields kept.
+#[tokio::test]
+async fn lists_page_with_limit_marker_and_links() {
+    let api = Api::start().await;
+    let vnfd_id = api.onboard(SCALE, "paged").await;
+    let mut created = Vec::new();
+    for n in 0..5 {
+        created.push(id_of(&api.create_vnf(&vnfd_id, &format!("vnf-{n}")).await));
+    }
+
+    let (walked, sizes) = walk(&api, "/v1.0/vnfs.json?limit=2&fields=id", "vnfs").await;
+    assert_eq!(walked, created);
+    assert_eq!(sizes, vec![2, 2, 1]);
+    let (_, second) = api
+        .get(&format!("/v1.0/vnfs?limit=2&marker={}", created[1]))
+        .await;
+    let rels: Vec<&Value> = second["vnfs_links"]
+        .as_array()
+        .expect("links")
+        .iter()
+        .map(|link| &link["rel"])
+        .collect();
+    assert_eq!(rels, vec!["next", "previous"]);
+    let (walked, _) = walk(
+        &api,
+        "/v1.0/vnfs?limit=2&sort_key=name&sort_dir=desc",
+        "vnfs",
+    )
+    .await;
+    let newest_first: Vec<String> = created.iter().rev().cloned().collect();
+    assert_eq!(walked, newest_first);
+    let (walked, _) = walk(&api, "/v1.0/vnfds?limit=1", "vnfds").await;
+    assert_eq!(walked, vec![vnfd_id.clone()]);
+    let (all_events, _) = walk(&api, "/v1.0/events", "events").await;
+    let (paged_events, sizes) = walk(&api, "/v1.0/events?limit=3", "events").await;
+    assert_eq!(paged_events, all_events);
+    assert!(
+        sizes.len() > 1 && sizes.iter().all(|n| *n <= 3),
+        "{sizes:?}"
+    );
+
+    let (status, refused) = api.get("/v1.0/vnfs?marker=not-in-the-list").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+    assert!(tacker_error(&refused, "InvalidInput").starts_with("marker:"));
+}
+
+/// `PUT /v1.0/vnfs/{id}` (`tacker vnf-update --config-file`): an ACTIVE VNF goes
+/// PENDING_UPDATE with the new config as its own, sealed on the log; the conductor's completion
+/// makes it ACTIVE again, and the events tell both. A VNF that is not ACTIVE refuses, and a
+/// body with anything but a config is refused naming the field.
+#[tokio::test]
+async fn an_update_records_the_new_config_sealed_and_the_vnf_goes_pending_update() {
+    let api = Api::start().await;
+    let vnfd_id = api.onboard(SCALE, "updated").await;
+    let vnf_id = id_of(&api.create_vnf(&vnfd_id, "vnf-u").await);
+    let uri = format!("/v1.0/vnfs/{vnf_id}");
+    let put = |body: Value| {
+        let api = &api;
+        let uri = uri.clone();
+        async move { api.call("PUT", &uri, Body::from(body.to_string())).await }
+    };
+    let config = json!({"vdus": {"VDU1": {"config": {"mode": "fast", "motd": "hello-update"}}}});
+    let body = json!({"vnf": {"attributes": {"config": config}}});
+    let (status, refused) = put(body.clone()).await;
+    assert_eq!(status, StatusCode::CONFLICT, "PENDING_CREATE: {refused}");
+    assert!(tacker_error(&refused, "VNFInvalidState").contains("cannot update"));
+
+    api.complete_create(&vnf_id, 20).await;
+    for (bad, field) in [
+        (json!({"vnf": {"attributes": {}}}), "vnf.attributes.config"),
+        (
+            json!({"vnf": {"attributes": {"config": 3}}}),
+            "vnf.attributes.config",
+        ),
+        (
+            json!({"vnf": {"name": "x", "attributes": {"config": config}}}),
+            "vnf.name",
+        ),
+        (
+            json!({"vnf": {"attributes": {"config": config, "flavor": "big"}}}),
+            "vnf.attributes.flavor",
+        ),
+    ] {
+        let (status, refused) = put(bad).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+        let message = tacker_error(&refused, "InvalidInput");
+        assert!(message.starts_with(&format!("{field}:")), "{message}");
+    }
+    let log_before = api.log_length().await;
+    let (status, updated) = put(body.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{updated}");
+    assert_eq!(updated["vnf"]["status"], "PENDING_UPDATE");
+    assert_eq!(updated["vnf"]["attributes"]["config"], config);
+    assert_eq!(api.log_length().await, log_before + 1, "one append");
+    let (status, refused) = put(body.clone()).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{refused}");
+
+    // The log holds the config sealed, never in clear.
+    let history = api
+        .log
+        .read_subject::<events::vnf::VnfEvent>(&events::names::vnf_subject(&vnf_id))
+        .await
+        .unwrap();
+    let recorded = serde_json::to_string(&history.last().unwrap().envelope).unwrap();
+    assert!(recorded.contains("UpdateRequested"), "{recorded}");
+    assert!(!recorded.contains("hello-update"), "{recorded}");
+    assert!(recorded.contains(events::secrets::SEALED_TAG), "{recorded}");
+
+    let pending = api.pending(&vnf_id).await;
+    api.log
+        .execute::<Vnf>(
+            &vnf_id,
+            VnfCommand::CompleteUpdate {
+                operation_id: pending.operation_id,
+            },
+            &(),
+            &conductor(),
+        )
+        .await
+        .expect("complete the update");
+    let shown = api
+        .show_until(&vnf_id, |vnf| vnf["status"] == "ACTIVE")
+        .await;
+    assert_eq!(shown["attributes"]["config"], config);
+    let (_, events) = api
+        .get(&format!(
+            "/v1.0/events?resource_id={vnf_id}&event_type=UPDATE"
+        ))
+        .await;
+    let details: Vec<&str> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|event| event["event_details"].as_str().unwrap())
+        .collect();
+    assert_eq!(details.len(), 2, "{events}");
+    assert!(
+        details[0].starts_with("VNF config update requested by"),
+        "{details:?}"
+    );
+    assert!(
+        details[1].starts_with("VNF config update completed by"),
+        "{details:?}"
     );
 }

@@ -21,8 +21,12 @@
 //! leaving the host through its default route. The route is left in place on shutdown; it is
 //! shared by every local VIM on the host and harmless.
 //!
-//! It never touches a namespace or interface whose name does not carry its prefix, and
-//! never sends traffic itself.
+//! A VNF's config (`tacker vnf-update`) is the instance's state beside its namespace: the file
+//! [`config_path`], written whole (a temporary file renamed over it), so giving the same config
+//! again leaves the same file, and removed with the namespace.
+//!
+//! It never touches a namespace, interface or config file whose name does not carry its
+//! prefix, and never sends traffic itself.
 
 mod ip;
 mod plan;
@@ -37,7 +41,7 @@ use std::time::{Duration, Instant};
 
 use plan::{Side, Slot};
 
-use crate::vim::{DeployRequest, Deployed, Vim, VimError};
+use crate::vim::{ConfigRequest, DeployRequest, Deployed, Vim, VimError};
 
 /// Checks a prefix without starting a VIM, for configuration checked before anything starts.
 pub use plan::validate_prefix;
@@ -52,6 +56,10 @@ pub const DEFAULT_PREFIX: &str = "vnfm";
 /// One lock file per host: every local VIM on it, whatever its prefix, allocates from the
 /// same range. On tmpfs, so a reboot (which also clears every namespace) clears it too.
 pub const DEFAULT_LOCK_PATH: &str = "/run/vnfm-local-vim.lock";
+/// Where each instance's config (`tacker vnf-update`) is kept, one file per namespace
+/// (`{namespace}.config.json`): on tmpfs, like the namespaces it belongs to, and removed with
+/// its namespace.
+pub const CONFIG_DIR: &str = "/run/vnfm-local-vim";
 /// How often a waiter retries the host-wide lock held by another process; a deploy holds
 /// it for a few `ip` calls (about 20 ms), so 5 ms keeps the wait short without spinning.
 const LOCK_RETRY_INTERVAL: Duration = Duration::from_millis(5);
@@ -189,6 +197,34 @@ fn ensure_range_unreachable() -> Result<(), VimError> {
     }
 }
 
+/// The file holding the config of the instance `instance_id` of a VIM with `prefix`.
+pub fn config_path(prefix: &str, instance_id: &str) -> PathBuf {
+    Path::new(CONFIG_DIR).join(format!(
+        "{}.config.json",
+        plan::namespace_name(prefix, instance_id)
+    ))
+}
+
+/// Writes `config` as the instance's config file, whole or not at all.
+fn write_config(path: &Path, config: &serde_json::Value) -> Result<(), VimError> {
+    let cannot = |e: std::io::Error| failed(format!("cannot write {}: {e}", path.display()));
+    std::fs::create_dir_all(CONFIG_DIR).map_err(cannot)?;
+    let text = serde_json::to_vec_pretty(config)
+        .map_err(|e| failed(format!("cannot encode a config: {e}")))?;
+    let temporary = path.with_extension("json.new");
+    std::fs::write(&temporary, text).map_err(cannot)?;
+    std::fs::rename(&temporary, path).map_err(cannot)
+}
+
+/// Removes the instance's config file; succeeds when there is none.
+fn remove_config(path: &Path) -> Result<(), VimError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(failed(format!("cannot remove {}: {e}", path.display()))),
+    }
+}
+
 /// Everything on this host named with `prefix`, for tests asserting nothing was left behind.
 pub fn remnants(prefix: &str) -> Result<Remnants, VimError> {
     plan::validate_prefix(prefix).map_err(failed)?;
@@ -223,6 +259,13 @@ pub fn cleanup_prefix_blocking(prefix: &str) -> Result<(), VimError> {
         .namespaces
         .iter()
         .map(|ns| vec!["netns", "del", ns.as_str()]);
+    for namespace in &found.namespaces {
+        if let Some(instance_id) = plan::instance_of_namespace(prefix, namespace)
+            && let Err(e) = remove_config(&config_path(prefix, instance_id))
+        {
+            first_failure.get_or_insert(e);
+        }
+    }
     for args in links.chain(namespaces) {
         if let Err(failure) = ip::run_blocking_unless_gone(&args) {
             tracing::warn!(prefix = %prefix, command = %failure.command, error = %failure.detail, "Cleanup step failed.");
@@ -491,6 +534,7 @@ impl Vim for LocalVim {
         if killed > 0 {
             tracing::info!(instance_id = %instance_id, namespace = %namespace, processes = killed, "Killed the VDU's processes.");
         }
+        remove_config(&config_path(&self.config.prefix, instance_id))?;
         if !netns_path(&namespace).exists() {
             tracing::debug!(instance_id = %instance_id, "VDU already gone.");
             return Ok(());
@@ -506,6 +550,23 @@ impl Vim for LocalVim {
         }
         ip::run_unless_gone(&["netns", "del", &namespace]).await?;
         tracing::info!(instance_id = %instance_id, namespace = %namespace, "VDU deleted.");
+        Ok(())
+    }
+
+    async fn apply_config(&self, request: &ConfigRequest) -> Result<(), VimError> {
+        for instance_id in &request.instance_ids {
+            plan::validate_instance_id(instance_id).map_err(failed)?;
+            if !netns_path(&self.namespace(instance_id)).exists() {
+                return Err(failed(format!(
+                    "instance {instance_id} of VNF {} does not exist",
+                    request.vnf_id
+                )));
+            }
+            let path = config_path(&self.config.prefix, instance_id);
+            let config = request.config.clone();
+            blocking("config write", move || write_config(&path, &config)).await?;
+        }
+        tracing::info!(operation_id = %request.operation_id, vnf_id = %request.vnf_id, instances = request.instance_ids.len(), "VNF config applied.");
         Ok(())
     }
 

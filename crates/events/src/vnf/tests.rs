@@ -510,6 +510,12 @@ fn completion_names_the_command_each_pending_kind_calls_for() {
                 added: added.clone(),
             },
         ),
+        (
+            OperationKind::Update,
+            VnfCommand::CompleteUpdate {
+                operation_id: "op".into(),
+            },
+        ),
     ];
     for (kind, wanted) in cases {
         assert_eq!(
@@ -998,6 +1004,84 @@ mod heal {
             .then_expect_error(VnfError::InvalidState {
                 status: VnfStatus::Dead,
                 action: "delete",
+            });
+    }
+}
+
+mod update {
+    use super::*;
+
+    fn update(op: &str) -> VnfCommand {
+        VnfCommand::Update {
+            operation_id: op.into(),
+            config: serde_json::json!({"vdus": {"VDU1": {"config": {"mode": "fast"}}}}),
+        }
+    }
+
+    fn update_requested(op: &str) -> VnfEvent {
+        VnfEvent::UpdateRequested {
+            operation_id: op.into(),
+            config: serde_json::json!({"vdus": {"VDU1": {"config": {"mode": "fast"}}}}),
+        }
+    }
+
+    #[test]
+    fn an_active_vnf_records_its_new_config_and_waits_for_the_vim() {
+        Given::with(())
+            .given(active())
+            .when(update("op-up"))
+            .then_expect_events(vec![update_requested("op-up")]);
+        let mut events = active();
+        events.push(update_requested("op-up"));
+        let vnf = state_after(events);
+        assert_eq!(vnf.status, Some(VnfStatus::PendingUpdate));
+        assert_eq!(
+            vnf.details.unwrap().attributes["config"]["vdus"]["VDU1"]["config"]["mode"],
+            "fast"
+        );
+        assert_eq!(vnf.pending.unwrap().kind, OperationKind::Update);
+    }
+
+    #[test]
+    fn a_vnf_that_is_not_active_refuses_an_update() {
+        let mut pending_update = active();
+        pending_update.push(update_requested("op-up"));
+        for given in [vec![create_requested(false)], pending_update] {
+            let status = state_after(given.clone()).status.unwrap();
+            Given::with(())
+                .given(given)
+                .when(update("op-2"))
+                .then_expect_error(VnfError::InvalidState {
+                    status,
+                    action: "update",
+                });
+        }
+    }
+
+    #[test]
+    fn the_vims_completion_makes_the_vnf_active_again_once() {
+        let mut events = active();
+        events.push(update_requested("op-up"));
+        Given::with(())
+            .given(events.clone())
+            .when(VnfCommand::CompleteUpdate {
+                operation_id: "op-up".into(),
+            })
+            .then_expect_events(vec![VnfEvent::UpdateCompleted {
+                operation_id: "op-up".into(),
+            }]);
+        events.push(VnfEvent::UpdateCompleted {
+            operation_id: "op-up".into(),
+        });
+        assert_eq!(state_after(events.clone()).status, Some(VnfStatus::Active));
+        // A redelivered completion is stale.
+        Given::with(())
+            .given(events)
+            .when(VnfCommand::CompleteUpdate {
+                operation_id: "op-up".into(),
+            })
+            .then_expect_error(VnfError::StaleOperation {
+                operation_id: "op-up".into(),
             });
     }
 }
