@@ -65,6 +65,7 @@ pub fn spec(vdus: Vec<VduSpec>) -> VnfdSpec {
         vdus,
         scaling_policies: vec![],
         inputs: vec![],
+        alarm_triggers: vec![],
     }
 }
 

@@ -18,6 +18,10 @@ pub struct VnfdSpec {
     /// events written before parameters existed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub inputs: Vec<String>,
+    /// The triggers of the VNFD's `tosca.policies.tacker.Alarming` policies, in template
+    /// order. Absent in events written before alarms were kept (such a VNF has none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alarm_triggers: Vec<AlarmTrigger>,
 }
 
 impl VnfdSpec {
@@ -36,6 +40,11 @@ impl VnfdSpec {
             .iter()
             .find(|p| p.targets.iter().any(|t| t == vdu))
             .map_or(1, |p| p.default_instances)
+    }
+
+    /// The alarm trigger named `name`.
+    pub fn alarm_trigger(&self, name: &str) -> Option<&AlarmTrigger> {
+        self.alarm_triggers.iter().find(|t| t.name == name)
     }
 
     /// True when any VDU carries a monitoring policy.
@@ -129,6 +138,176 @@ pub struct ScalingPolicy {
     pub cooldown_s: u64,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ScaleDirection {
+    Out,
+    In,
+}
+
+impl ScaleDirection {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScaleDirection::Out => "out",
+            ScaleDirection::In => "in",
+        }
+    }
+}
+
+/// One trigger of a `tosca.policies.tacker.Alarming` policy: when `metric`, aggregated over a
+/// VNF's instances, compares to `threshold` for `evaluations` periods, run `actions`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlarmTrigger {
+    /// The alarming policy's name.
+    pub policy: String,
+    /// The trigger's name (its key under `triggers`), unique in a VNFD: alarm URLs, alert
+    /// labels and the receiver's `policy_name` name a trigger by it.
+    pub name: String,
+    /// `metric`, or Tacker's older `metrics`.
+    pub metric: String,
+    pub comparison: Comparison,
+    pub threshold: f64,
+    /// Periods in a row the condition must hold.
+    pub evaluations: u32,
+    /// `condition.period`, else `condition.granularity`.
+    pub period_s: u32,
+    pub aggregation: Aggregation,
+    /// In the order the VNFD lists them; a scaling action's direction follows from the
+    /// comparison (out for gt/ge, in for lt/le), as Tacker's did.
+    pub actions: Vec<AlarmAction>,
+    /// The policy's `targets` (VDU names); empty means every VDU.
+    pub vdus: Vec<String>,
+}
+
+impl AlarmTrigger {
+    /// The action Tacker's `action_name` (or an alarm URL's action segment) names, if it is
+    /// one of this trigger's.
+    pub fn action(&self, name: &str) -> Option<&AlarmAction> {
+        self.actions.iter().find(|a| a.name() == name)
+    }
+}
+
+/// `condition.comparison_operator`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Comparison {
+    Gt,
+    Ge,
+    Lt,
+    Le,
+    Eq,
+    Ne,
+}
+
+impl Comparison {
+    /// Tacker's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Comparison::Gt => "gt",
+            Comparison::Ge => "ge",
+            Comparison::Lt => "lt",
+            Comparison::Le => "le",
+            Comparison::Eq => "eq",
+            Comparison::Ne => "ne",
+        }
+    }
+
+    /// PromQL's operator.
+    pub fn operator(self) -> &'static str {
+        match self {
+            Comparison::Gt => ">",
+            Comparison::Ge => ">=",
+            Comparison::Lt => "<",
+            Comparison::Le => "<=",
+            Comparison::Eq => "==",
+            Comparison::Ne => "!=",
+        }
+    }
+
+    /// The scaling direction an alarm on this comparison asks for (Tacker's rule: out when the
+    /// metric is high, in when low); none for eq and ne.
+    pub fn scale_direction(self) -> Option<ScaleDirection> {
+        match self {
+            Comparison::Gt | Comparison::Ge => Some(ScaleDirection::Out),
+            Comparison::Lt | Comparison::Le => Some(ScaleDirection::In),
+            Comparison::Eq | Comparison::Ne => None,
+        }
+    }
+}
+
+/// `condition.aggregation_method`: how a VNF's instances' values are combined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Aggregation {
+    Mean,
+    Max,
+    Min,
+    Sum,
+    Count,
+    /// Gnocchi's `last`: the latest value of each instance, combined by their mean.
+    Last,
+    Std,
+    Median,
+}
+
+impl Aggregation {
+    /// Tacker's (Gnocchi's) spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Aggregation::Mean => "mean",
+            Aggregation::Max => "max",
+            Aggregation::Min => "min",
+            Aggregation::Sum => "sum",
+            Aggregation::Count => "count",
+            Aggregation::Last => "last",
+            Aggregation::Std => "std",
+            Aggregation::Median => "median",
+        }
+    }
+
+    /// The spellings `from_name` takes, for error messages.
+    pub const NAMES: &'static str = "mean (or avg), max, min, sum, count, last, std, median";
+
+    pub fn from_name(name: &str) -> Option<Aggregation> {
+        Some(match name {
+            "mean" | "avg" => Aggregation::Mean,
+            "max" => Aggregation::Max,
+            "min" => Aggregation::Min,
+            "sum" => Aggregation::Sum,
+            "count" => Aggregation::Count,
+            "last" => Aggregation::Last,
+            "std" | "stddev" => Aggregation::Std,
+            "median" => Aggregation::Median,
+            _ => return None,
+        })
+    }
+}
+
+/// What an alarm runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlarmAction {
+    Respawn,
+    Log,
+    LogAndKill,
+    Scale {
+        policy: String,
+        direction: ScaleDirection,
+    },
+}
+
+impl AlarmAction {
+    /// Tacker's action name: `respawn`, `log`, `log_and_kill`, or `<policy>-out` / `-in`.
+    pub fn name(&self) -> String {
+        match self {
+            AlarmAction::Respawn => "respawn".to_owned(),
+            AlarmAction::Log => "log".to_owned(),
+            AlarmAction::LogAndKill => "log_and_kill".to_owned(),
+            AlarmAction::Scale { policy, direction } => format!("{policy}-{}", direction.as_str()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,6 +325,7 @@ mod tests {
         let spec: VnfdSpec = serde_json::from_value(stored.clone()).expect("decodes");
         assert_eq!(spec.vdus[0].mgmt_cp.as_deref(), Some("CP1"));
         assert!(spec.inputs.is_empty());
+        assert!(spec.alarm_triggers.is_empty());
         // A spec without inputs is written exactly as before.
         assert_eq!(serde_json::to_value(&spec).expect("encodes"), stored);
         // A VDU without a management connection point.

@@ -85,21 +85,7 @@ pub struct PlannedInstance {
     pub instance_id: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ScaleDirection {
-    Out,
-    In,
-}
-
-impl ScaleDirection {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ScaleDirection::Out => "out",
-            ScaleDirection::In => "in",
-        }
-    }
-}
+pub use crate::spec::ScaleDirection;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

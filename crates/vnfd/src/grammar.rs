@@ -244,7 +244,7 @@ const POLICY_TYPES: &[(&str, &[Prop])] = &[
     ("tosca.policies.tacker.Failure.Log", &[]),
 ];
 
-const ALARMING_TYPE: &str = "tosca.policies.tacker.Alarming";
+pub(crate) const ALARMING_TYPE: &str = "tosca.policies.tacker.Alarming";
 const RESERVATION_TYPE: &str = "tosca.policies.tacker.Reservation";
 
 /// TOSCA's policy keynames, with Tacker's `triggers` (alarming) and `reservation`.

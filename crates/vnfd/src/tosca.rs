@@ -1,15 +1,16 @@
 //! Tacker's TOSCA dialect: from the document tree to a `VnfdSpec`, checking every field
-//! vnfm acts on and ignoring the ones it does not (capabilities, `mgmt_driver`, alarms...).
+//! vnfm acts on and ignoring the ones it does not (capabilities, `mgmt_driver`, placement...).
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Display;
 
 use events::spec::{
-    MonitorDriver, MonitoringPolicy, PolicyAction, ScalingPolicy, VduSpec, VnfdSpec,
+    Aggregation, AlarmAction, AlarmTrigger, Comparison, MonitorDriver, MonitoringPolicy,
+    PolicyAction, ScaleDirection, ScalingPolicy, VduSpec, VnfdSpec,
 };
 
 use crate::error::{VnfdError, invalid};
-use crate::grammar::{self, CP_TYPE, SCALING_TYPE, VDU_TYPE, check_keys};
+use crate::grammar::{self, ALARMING_TYPE, CP_TYPE, SCALING_TYPE, VDU_TYPE, check_keys};
 use crate::tree::{Map, Node, quote};
 
 const NODE_TEMPLATES: &str = "topology_template.node_templates";
@@ -48,6 +49,14 @@ const MAX_INSTANCES_DEFAULT: u32 = 1;
 const INSTANCES_MAX: u32 = 100;
 /// A day between scaling actions already means never; more is a unit mistake.
 const COOLDOWN_S_MAX: u32 = 24 * 60 * 60;
+
+/// Tacker's (Aodh's) default alarm evaluation period, when a trigger names neither `period`
+/// nor `granularity`.
+const ALARM_PERIOD_S_DEFAULT: u32 = 60;
+/// A day: an alarm evaluated less often than daily acts too late to scale anything.
+const ALARM_PERIOD_S_MAX: u32 = 24 * 60 * 60;
+/// Periods in a row: beyond a hundred, `evaluations × period` outlasts any useful reaction.
+const ALARM_EVALUATIONS_MAX: u32 = 100;
 
 /// Names of VDUs, management connection points and scaling policies end up in VIM resource
 /// names, log fields and the API; keep them short and plain.
@@ -119,9 +128,9 @@ pub(crate) fn vnfd_spec(root: &Node) -> Result<VnfdSpec, VnfdError> {
         .map(|vdu| vdu_spec(vdu, &mgmt_cps))
         .collect::<Result<Vec<_>, _>>()?;
     let vdu_names: HashSet<&str> = vdus.iter().map(|vdu| vdu.name.as_str()).collect();
-    let scaling_policies = match topology.get("policies") {
-        None | Some(Node::Null) => Vec::new(),
-        Some(policies) => scaling_policies(policies, &vdu_names)?,
+    let (scaling_policies, alarm_triggers) = match topology.get("policies") {
+        None | Some(Node::Null) => (Vec::new(), Vec::new()),
+        Some(policies) => policies_of(policies, &vdu_names)?,
     };
     Ok(VnfdSpec {
         template_name: template_name.map(str::to_owned),
@@ -129,6 +138,7 @@ pub(crate) fn vnfd_spec(root: &Node) -> Result<VnfdSpec, VnfdError> {
         vdus,
         scaling_policies,
         inputs: Vec::new(),
+        alarm_triggers,
     })
 }
 
@@ -425,12 +435,12 @@ fn failure_action(node: Option<&Node>, field: &str) -> Result<PolicyAction, Vnfd
 
 /// `topology_template.policies`: a list of single-entry mappings, as Tacker wrote it, or
 /// one mapping of names to policies. Every policy is checked against Tacker's policy types;
-/// only scaling policies are kept (placement, alarming, reservation... are checked and
-/// otherwise ignored).
-fn scaling_policies(
+/// scaling policies and alarming policies' triggers are kept (placement, reservation... are
+/// checked and otherwise ignored).
+fn policies_of(
     node: &Node,
     vdu_names: &HashSet<&str>,
-) -> Result<Vec<ScalingPolicy>, VnfdError> {
+) -> Result<(Vec<ScalingPolicy>, Vec<AlarmTrigger>), VnfdError> {
     let policies: Vec<(&str, &Node)> = match node {
         Node::Seq(items) => items
             .iter()
@@ -450,23 +460,275 @@ fn scaling_policies(
     // Which scaling policy scales each VDU: at most one may.
     let mut scaled_by: HashMap<&str, &str> = HashMap::new();
     let mut scaling = Vec::new();
+    let mut alarming = Vec::new();
     for (name, policy) in policies {
         let field = format!("{POLICIES}.{name}");
         if !names.insert(name) {
             return Err(invalid(field, format!("a second policy is named {name}")));
         }
         let policy = expect_map(policy, &field)?;
-        if grammar::check_policy(policy, &field)? == SCALING_TYPE {
-            scaling.push(scaling_policy(
+        match grammar::check_policy(policy, &field)? {
+            SCALING_TYPE => scaling.push(scaling_policy(
                 name,
                 policy,
                 &field,
                 vdu_names,
                 &mut scaled_by,
-            )?);
+            )?),
+            ALARMING_TYPE => alarming.push((name, policy, field)),
+            _ => {}
         }
     }
-    Ok(scaling)
+    // Triggers name scaling policies, which may come after them in the template.
+    let mut triggers: Vec<AlarmTrigger> = Vec::new();
+    for (name, policy, field) in alarming {
+        for trigger in alarm_triggers(name, policy, &field, vdu_names, &scaling)? {
+            if let Some(first) = triggers.iter().find(|t| t.name == trigger.0.name) {
+                return Err(invalid(
+                    trigger.1,
+                    format!(
+                        "a trigger named {} is already in policy {}; trigger names are unique in a VNFD \
+                         (alarm URLs and alerts name a trigger by it)",
+                        first.name, first.policy
+                    ),
+                ));
+            }
+            triggers.push(trigger.0);
+        }
+    }
+    Ok((scaling, triggers))
+}
+
+/// The triggers of the alarming policy `name` (checked by the grammar already), each with
+/// the path it was read at.
+fn alarm_triggers(
+    name: &str,
+    policy: &Map,
+    field: &str,
+    vdu_names: &HashSet<&str>,
+    scaling: &[ScalingPolicy],
+) -> Result<Vec<(AlarmTrigger, String)>, VnfdError> {
+    let vdus = match policy.get("targets") {
+        None | Some(Node::Null) => Vec::new(),
+        Some(Node::Seq(targets)) => {
+            let mut vdus = Vec::with_capacity(targets.len());
+            for (i, target) in targets.iter().enumerate() {
+                let target_field = format!("{field}.targets[{i}]");
+                let vdu = string(target, &target_field)?;
+                if !vdu_names.contains(vdu) {
+                    return Err(invalid(
+                        target_field,
+                        format!("{} is not a VDU of this VNFD", quote(vdu)),
+                    ));
+                }
+                vdus.push(vdu.to_owned());
+            }
+            vdus
+        }
+        Some(other) => {
+            return Err(invalid(
+                format!("{field}.targets"),
+                format!("must be a list of VDU names, not {}", other.describe()),
+            ));
+        }
+    };
+    let triggers_field = format!("{field}.triggers");
+    let Some(Node::Map(triggers)) = policy.get("triggers") else {
+        return Err(invalid(triggers_field, "an alarming policy needs triggers"));
+    };
+    triggers
+        .iter()
+        .map(|(trigger_name, trigger)| {
+            let trigger_field = format!("{triggers_field}.{trigger_name}");
+            let trigger = expect_map(trigger, &trigger_field)?;
+            let parsed = alarm_trigger(name, trigger_name, trigger, &trigger_field, scaling)?;
+            Ok((
+                AlarmTrigger {
+                    vdus: vdus.clone(),
+                    ..parsed
+                },
+                trigger_field,
+            ))
+        })
+        .collect()
+}
+
+fn alarm_trigger(
+    policy: &str,
+    name: &str,
+    trigger: &Map,
+    field: &str,
+    scaling: &[ScalingPolicy],
+) -> Result<AlarmTrigger, VnfdError> {
+    check_name(name, field)?;
+    let metric = match (trigger.get("metric"), trigger.get("metrics")) {
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                format!("{field}.metrics"),
+                "give metric or Tacker's older metrics, not both",
+            ));
+        }
+        (Some(metric), None) => string(metric, &format!("{field}.metric"))?,
+        (None, Some(metrics)) => string(metrics, &format!("{field}.metrics"))?,
+        (None, None) => {
+            return Err(invalid(
+                format!("{field}.metric"),
+                "is required but missing: the metric the alarm watches",
+            ));
+        }
+    };
+    if metric.trim().is_empty() {
+        return Err(invalid(format!("{field}.metric"), "must not be empty"));
+    }
+    let condition_field = format!("{field}.condition");
+    let condition = required_map(trigger.get("condition"), &condition_field)?;
+    let at = |key: &str| (condition.get(key), format!("{condition_field}.{key}"));
+
+    let (comparison, comparison_field) = at("comparison_operator");
+    let comparison = match required_string(comparison, &comparison_field)? {
+        "gt" => Comparison::Gt,
+        "ge" => Comparison::Ge,
+        "lt" => Comparison::Lt,
+        "le" => Comparison::Le,
+        "eq" => Comparison::Eq,
+        "ne" => Comparison::Ne,
+        other => {
+            return Err(invalid(
+                comparison_field,
+                format!(
+                    "unknown comparison {}; expected gt, ge, lt, le, eq or ne",
+                    quote(other)
+                ),
+            ));
+        }
+    };
+    let (threshold, threshold_field) = at("threshold");
+    let threshold = number(
+        threshold.ok_or_else(|| invalid(&threshold_field, "is required but missing"))?,
+        &threshold_field,
+    )?;
+    let (evaluations, evaluations_field) = at("evaluations");
+    let evaluations = evaluations.map_or(Ok(1), |node| {
+        whole(node, &evaluations_field, 1, ALARM_EVALUATIONS_MAX)
+    })?;
+    let period_s = match (at("period"), at("granularity")) {
+        ((Some(period), field), _) | ((None, _), (Some(period), field)) => {
+            whole(period, &field, 1, ALARM_PERIOD_S_MAX)?
+        }
+        ((None, _), (None, _)) => ALARM_PERIOD_S_DEFAULT,
+    };
+    let (aggregation, aggregation_field) = at("aggregation_method");
+    let aggregation = match optional_string(aggregation, &aggregation_field)? {
+        None => Aggregation::Mean,
+        Some(method) => Aggregation::from_name(method).ok_or_else(|| {
+            invalid(
+                &aggregation_field,
+                format!(
+                    "unknown aggregation method {}; expected {}",
+                    quote(method),
+                    Aggregation::NAMES
+                ),
+            )
+        })?,
+    };
+    let actions = alarm_actions(
+        trigger.get("action"),
+        &format!("{field}.action"),
+        comparison,
+        scaling,
+    )?;
+    Ok(AlarmTrigger {
+        policy: policy.to_owned(),
+        name: name.to_owned(),
+        metric: metric.to_owned(),
+        comparison,
+        threshold,
+        evaluations,
+        period_s,
+        aggregation,
+        actions,
+        vdus: Vec::new(),
+    })
+}
+
+/// A trigger's `action`: a list (or one string) of `respawn`, `log`, `log_and_kill` or a
+/// scaling policy's name, which scales out for gt/ge and in for lt/le, as Tacker's did (or
+/// `<policy>-out` / `-in`, the direction written out).
+fn alarm_actions(
+    node: Option<&Node>,
+    field: &str,
+    comparison: Comparison,
+    scaling: &[ScalingPolicy],
+) -> Result<Vec<AlarmAction>, VnfdError> {
+    let items: Vec<(&Node, String)> = match node {
+        None | Some(Node::Null) => return Err(invalid(field, "is required but missing")),
+        Some(Node::Seq(items)) if !items.is_empty() => items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| (item, format!("{field}[{i}]")))
+            .collect(),
+        Some(Node::Seq(_)) => return Err(invalid(field, "must name at least one action")),
+        Some(one) => vec![(one, field.to_owned())],
+    };
+    let mut actions: Vec<AlarmAction> = Vec::with_capacity(items.len());
+    for (item, item_field) in items {
+        let action = match string(item, &item_field)? {
+            "respawn" => AlarmAction::Respawn,
+            "log" => AlarmAction::Log,
+            "log_and_kill" => AlarmAction::LogAndKill,
+            other => {
+                // Tacker's older samples wrote the direction themselves (`SP1-out`).
+                let (name, written) = match other.rsplit_once('-') {
+                    Some((name, "out")) if scaling.iter().any(|p| p.name == name) => {
+                        (name, Some(ScaleDirection::Out))
+                    }
+                    Some((name, "in")) if scaling.iter().any(|p| p.name == name) => {
+                        (name, Some(ScaleDirection::In))
+                    }
+                    _ => (other, None),
+                };
+                let Some(policy) = scaling.iter().find(|p| p.name == name) else {
+                    let policies: Vec<&str> = scaling.iter().map(|p| p.name.as_str()).collect();
+                    return Err(invalid(
+                        item_field,
+                        format!(
+                            "unknown action {}; expected respawn, log, log_and_kill or a scaling \
+                             policy of this VNFD ({})",
+                            quote(other),
+                            if policies.is_empty() {
+                                "it has none".to_owned()
+                            } else {
+                                policies.join(", ")
+                            }
+                        ),
+                    ));
+                };
+                let Some(direction) = written.or(comparison.scale_direction()) else {
+                    return Err(invalid(
+                        item_field,
+                        format!(
+                            "scaling policy {} cannot follow a {} comparison: the direction of a \
+                             scaling alarm is out for gt/ge and in for lt/le",
+                            policy.name,
+                            comparison.as_str()
+                        ),
+                    ));
+                };
+                AlarmAction::Scale {
+                    policy: policy.name.clone(),
+                    direction,
+                }
+            }
+        };
+        if actions.contains(&action) {
+            return Err(invalid(
+                item_field,
+                format!("{} is listed twice", action.name()),
+            ));
+        }
+        actions.push(action);
+    }
+    Ok(actions)
 }
 
 /// One item of the policy list: a mapping of the policy's name to its definition.
