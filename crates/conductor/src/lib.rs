@@ -577,6 +577,11 @@ impl Conductor {
                 vdu: planned.vdu.clone(),
                 instance_id: planned.instance_id.clone(),
                 http_port,
+                metrics_port: vnf
+                    .vnfd
+                    .as_ref()
+                    .is_some_and(|spec| spec.metrics_watched(&planned.vdu))
+                    .then_some(events::spec::VDU_METRICS_PORT),
             })
             .await?;
         Ok(Instance {

@@ -19,6 +19,24 @@ pub struct DeployRequest {
     pub instance_id: String,
     /// When set, an HTTP responder answers on this port at the management IP (for `http_ping`).
     pub http_port: Option<u16>,
+    /// When set, the VDU serves its metrics (Prometheus' text format, `GET /metrics`) on this
+    /// port at the management IP: an alarm trigger of the VNFD watches the VDU
+    /// ([`events::spec::VDU_METRICS_PORT`]).
+    pub metrics_port: Option<u16>,
+}
+
+impl DeployRequest {
+    /// The ports the VDU answers HTTP on, each once, in order.
+    pub fn http_ports(&self) -> Vec<u16> {
+        let mut ports: Vec<u16> = self
+            .http_port
+            .into_iter()
+            .chain(self.metrics_port)
+            .collect();
+        ports.sort_unstable();
+        ports.dedup();
+        ports
+    }
 }
 
 /// A VNF's new config (`tacker vnf-update`), for every instance of the VNF.

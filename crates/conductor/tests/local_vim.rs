@@ -75,6 +75,7 @@ fn request(instance_id: &str, http_port: Option<u16>) -> DeployRequest {
         vdu: "VDU1".to_owned(),
         instance_id: instance_id.to_owned(),
         http_port,
+        metrics_port: None,
     }
 }
 
@@ -316,6 +317,48 @@ async fn http_responder_answers_any_get_on_the_mgmt_ip() {
             .is_err()
     );
 
+    drop(vim);
+    guard.assert_nothing_left_after_cleanup();
+}
+
+/// A VDU whose metrics an alarm watches serves them on the metrics port, beside its
+/// `http_ping` port, from the file the VIM names for it; a scrape sees each change of the
+/// file, and the delete removes the file with the namespace.
+#[tokio::test]
+async fn a_vdu_serves_its_metrics_file_on_the_metrics_port() {
+    let guard = PrefixGuard::new();
+    let vim = guard.vim();
+    let id = new_instance_id();
+    let mut asked = request(&id, Some(HTTP_PORT));
+    asked.metrics_port = Some(events::spec::VDU_METRICS_PORT);
+    let deployed = vim.deploy_vdu(&asked).await.unwrap();
+    let metrics = conductor::vim::local::metrics_path(&guard.prefix, &id);
+
+    let scrape = || http_get(deployed.mgmt_ip, events::spec::VDU_METRICS_PORT, "/metrics");
+    let response = scrape().await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response}");
+    assert!(
+        response.ends_with("\r\n\r\n"),
+        "no file yet, no metric: {response}"
+    );
+    std::fs::write(&metrics, "cpu_util 91\n").unwrap();
+    assert!(scrape().await.unwrap().ends_with("\r\n\r\ncpu_util 91\n"));
+    std::fs::write(&metrics, "cpu_util 12\n").unwrap();
+    assert!(scrape().await.unwrap().ends_with("\r\n\r\ncpu_util 12\n"));
+    // The http_ping port answers too, and serves the same metrics.
+    let probed = http_get(deployed.mgmt_ip, HTTP_PORT, "/").await.unwrap();
+    assert!(probed.contains(&id), "{probed}");
+    // One responder serves both ports; a redeploy keeps it.
+    let responder = the_responder(&guard.namespace(&id), HTTP_PORT);
+    vim.deploy_vdu(&asked).await.unwrap();
+    assert_eq!(
+        the_responder(&guard.namespace(&id), events::spec::VDU_METRICS_PORT),
+        responder
+    );
+
+    vim.delete_vdu(&id).await.unwrap();
+    assert_reaped(responder).await;
+    assert!(!metrics.exists(), "the delete removes the metrics file");
     drop(vim);
     guard.assert_nothing_left_after_cleanup();
 }

@@ -4,6 +4,11 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The port a VDU watched by an alarm trigger serves its metrics on (`GET /metrics`,
+/// Prometheus' text format): Prometheus' node exporter's, what a VM image that exports
+/// metrics most likely has open.
+pub const VDU_METRICS_PORT: u16 = 9100;
+
 /// A VNFD, normalised.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VnfdSpec {
@@ -40,6 +45,14 @@ impl VnfdSpec {
             .iter()
             .find(|p| p.targets.iter().any(|t| t == vdu))
             .map_or(1, |p| p.default_instances)
+    }
+
+    /// Whether an alarm trigger watches `vdu`'s metrics: its instances then serve them on
+    /// [`VDU_METRICS_PORT`], and Prometheus' service discovery lists them.
+    pub fn metrics_watched(&self, vdu: &str) -> bool {
+        self.alarm_triggers
+            .iter()
+            .any(|t| t.vdus.is_empty() || t.vdus.iter().any(|v| v == vdu))
     }
 
     /// The alarm trigger named `name`.

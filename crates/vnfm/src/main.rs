@@ -127,12 +127,15 @@ struct VduHttpArgs {
     /// The named namespace to enter, e.g. /run/netns/vnfm-ID.
     #[arg(long)]
     netns: PathBuf,
-    /// The TCP port to answer on, on every address of the namespace.
-    #[arg(long)]
-    port: u16,
+    /// A TCP port to answer on, on every address of the namespace (repeated for several).
+    #[arg(long = "port", required = true)]
+    ports: Vec<u16>,
     /// The VDU instance id, named in every answer.
     #[arg(long)]
     instance: String,
+    /// The file whose text `GET /metrics` answers (read for each scrape; none is no metric).
+    #[arg(long)]
+    metrics_file: PathBuf,
 }
 
 // Numeric flags take `allow_negative_numbers` so that `--flag -1` is refused by name (by clap
@@ -468,7 +471,12 @@ fn main() -> ExitCode {
     }
     if let Config::VduHttp(args) = &config {
         // Before any runtime: it enters the namespace on this, the only thread.
-        return match conductor::vim::local::run_responder(&args.netns, args.port, &args.instance) {
+        return match conductor::vim::local::run_responder(
+            &args.netns,
+            &args.ports,
+            &args.instance,
+            &args.metrics_file,
+        ) {
             Ok(never) => match never {},
             Err(e) => {
                 eprintln!("vnfm vdu-http: {e}");

@@ -56,9 +56,9 @@ pub const DEFAULT_PREFIX: &str = "vnfm";
 /// One lock file per host: every local VIM on it, whatever its prefix, allocates from the
 /// same range. On tmpfs, so a reboot (which also clears every namespace) clears it too.
 pub const DEFAULT_LOCK_PATH: &str = "/run/vnfm-local-vim.lock";
-/// Where each instance's config (`tacker vnf-update`) is kept, one file per namespace
-/// (`{namespace}.config.json`): on tmpfs, like the namespaces it belongs to, and removed with
-/// its namespace.
+/// Where each instance's config (`tacker vnf-update`) and metrics file are kept, one of each
+/// per namespace (`{namespace}.config.json`, `{namespace}.metrics.prom`): on tmpfs, like the
+/// namespaces they belong to, and removed with their namespace.
 pub const CONFIG_DIR: &str = "/run/vnfm-local-vim";
 /// How often a waiter retries the host-wide lock held by another process; a deploy holds
 /// it for a few `ip` calls (about 20 ms), so 5 ms keeps the wait short without spinning.
@@ -205,6 +205,23 @@ pub fn config_path(prefix: &str, instance_id: &str) -> PathBuf {
     ))
 }
 
+/// The metrics file of the instance `instance_id` of a VIM with `prefix`: what its `/metrics`
+/// answers, read afresh for each scrape (Prometheus' text format, e.g. `cpu_util 91`). Whoever
+/// plays the VDU's workload (a test, an operator trying an alarm) writes it; the VIM only
+/// removes it with the instance.
+pub fn metrics_path(prefix: &str, instance_id: &str) -> PathBuf {
+    Path::new(CONFIG_DIR).join(format!(
+        "{}.metrics.prom",
+        plan::namespace_name(prefix, instance_id)
+    ))
+}
+
+/// Removes the instance's files beside its namespace (config, metrics).
+fn remove_instance_files(prefix: &str, instance_id: &str) -> Result<(), VimError> {
+    remove_file(&config_path(prefix, instance_id))?;
+    remove_file(&metrics_path(prefix, instance_id))
+}
+
 /// Writes `config` as the instance's config file, whole or not at all.
 fn write_config(path: &Path, config: &serde_json::Value) -> Result<(), VimError> {
     let cannot = |e: std::io::Error| failed(format!("cannot write {}: {e}", path.display()));
@@ -216,8 +233,8 @@ fn write_config(path: &Path, config: &serde_json::Value) -> Result<(), VimError>
     std::fs::rename(&temporary, path).map_err(cannot)
 }
 
-/// Removes the instance's config file; succeeds when there is none.
-fn remove_config(path: &Path) -> Result<(), VimError> {
+/// Removes a file; succeeds when there is none.
+fn remove_file(path: &Path) -> Result<(), VimError> {
     match std::fs::remove_file(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -261,7 +278,7 @@ pub fn cleanup_prefix_blocking(prefix: &str) -> Result<(), VimError> {
         .map(|ns| vec!["netns", "del", ns.as_str()]);
     for namespace in &found.namespaces {
         if let Some(instance_id) = plan::instance_of_namespace(prefix, namespace)
-            && let Err(e) = remove_config(&config_path(prefix, instance_id))
+            && let Err(e) = remove_instance_files(prefix, instance_id)
         {
             first_failure.get_or_insert(e);
         }
@@ -441,14 +458,14 @@ impl LocalVim {
         Ok(slot)
     }
 
-    /// Makes sure a responder process serves `port` in the instance's namespace, whoever
+    /// Makes sure a responder process serves `ports` in the instance's namespace, whoever
     /// started it: a redeploy (a redelivered request, a restarted conductor) finds the one
     /// already there. A namespace this deploy created has nothing inside to look for.
     async fn ensure_responder(
         &self,
         instance_id: &str,
         namespace: &str,
-        port: u16,
+        ports: &[u16],
         namespace_is_new: bool,
     ) -> Result<(), VimError> {
         let path = netns_path(namespace);
@@ -459,16 +476,16 @@ impl LocalVim {
             };
             if inside
                 .iter()
-                .any(|p| responder::is_responder(&p.args, Some(port)))
+                .any(|p| responder::is_responder(&p.args, Some(ports)))
             {
-                tracing::debug!(instance_id = %instance_id, namespace = %namespace, port, "HTTP responder already running.");
+                tracing::debug!(instance_id = %instance_id, namespace = %namespace, ports = ?ports, "HTTP responder already running.");
                 return Ok(());
             }
             if inside
                 .iter()
                 .any(|p| responder::is_responder(&p.args, None))
             {
-                // One serving another port: the instance was deployed with another VNFD.
+                // One serving other ports: the instance was deployed with another VNFD.
                 let path = path.clone();
                 blocking("responder stop", move || {
                     process::kill_and_wait(&path, |p| responder::is_responder(&p.args, None))
@@ -476,8 +493,16 @@ impl LocalVim {
                 .await?;
             }
         }
-        responder::start(&self.config.responder_program, &path, port, instance_id).await?;
-        tracing::info!(instance_id = %instance_id, namespace = %namespace, port, "HTTP responder started.");
+        let metrics_file = metrics_path(&self.config.prefix, instance_id);
+        responder::start(
+            &self.config.responder_program,
+            &path,
+            ports,
+            instance_id,
+            &metrics_file,
+        )
+        .await?;
+        tracing::info!(instance_id = %instance_id, namespace = %namespace, ports = ?ports, "HTTP responder started.");
         Ok(())
     }
 }
@@ -486,8 +511,8 @@ impl LocalVim {
 impl Vim for LocalVim {
     async fn deploy_vdu(&self, request: &DeployRequest) -> Result<Deployed, VimError> {
         plan::validate_instance_id(&request.instance_id).map_err(failed)?;
-        if request.http_port == Some(0) {
-            return Err(failed("http_port 0 names no port"));
+        if request.http_port == Some(0) || request.metrics_port == Some(0) {
+            return Err(failed("port 0 names no port"));
         }
         let namespace = self.namespace(&request.instance_id);
         let mut lock = self.lock_host().await?;
@@ -496,8 +521,9 @@ impl Vim for LocalVim {
         let slot = built.inspect_err(|e| {
             tracing::warn!(operation_id = %request.operation_id, vnf_id = %request.vnf_id, vdu = %request.vdu, instance_id = %request.instance_id, error = %e, "VDU deploy failed; the next deploy or a delete finishes the job.");
         })?;
-        if let Some(port) = request.http_port {
-            self.ensure_responder(&request.instance_id, &namespace, port, namespace_is_new)
+        let ports = request.http_ports();
+        if !ports.is_empty() {
+            self.ensure_responder(&request.instance_id, &namespace, &ports, namespace_is_new)
                 .await?;
         }
         drop(lock);
@@ -534,7 +560,7 @@ impl Vim for LocalVim {
         if killed > 0 {
             tracing::info!(instance_id = %instance_id, namespace = %namespace, processes = killed, "Killed the VDU's processes.");
         }
-        remove_config(&config_path(&self.config.prefix, instance_id))?;
+        remove_instance_files(&self.config.prefix, instance_id)?;
         if !netns_path(&namespace).exists() {
             tracing::debug!(instance_id = %instance_id, "VDU already gone.");
             return Ok(());
