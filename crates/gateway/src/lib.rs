@@ -18,6 +18,7 @@ mod guard;
 mod input;
 pub mod keystone;
 mod mirror;
+mod prometheus;
 pub mod quota;
 mod render;
 pub mod story;
@@ -286,6 +287,7 @@ impl Gateway {
             )
             .route("/v1.0/vnfs/{id}/actions", post(vnfs::action))
             .route("/v1.0/vnfs/{id}/resources", get(vnfs::resources))
+            .route("/v1.0/prometheus/targets", get(prometheus::targets))
             .route("/v1.0/events", get(list_events))
             .route("/v1.0/events/{id}", get(show_event))
             .fallback(unknown_path)
