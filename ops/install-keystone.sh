@@ -21,20 +21,5 @@ if [[ $(id -u) -ne 0 ]] || ! command -v apt-get >/dev/null 2>&1; then
   exit 1
 fi
 say "installing Debian's keystone package (a few minutes)"
-policy=/usr/sbin/policy-rc.d
-restore_policy=
-if [[ -e $policy ]]; then
-  restore_policy=$(mktemp)
-  cp -p "$policy" "$restore_policy"
-fi
-cleanup() {
-  if [[ -n $restore_policy ]]; then mv "$restore_policy" "$policy"; else rm -f "$policy"; fi
-}
-trap cleanup EXIT
-# 101: "action not allowed", so that the package starts no service of its own.
-printf '#!/bin/sh\nexit 101\n' > "$policy"
-chmod 755 "$policy"
-export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
-apt-get install -y -qq keystone >/dev/null
+"$(dirname "$0")/apt-install-no-services.sh" keystone
 say "$(keystone-manage --version 2>/dev/null || echo installed)"

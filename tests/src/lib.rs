@@ -7,6 +7,7 @@ pub mod attacker;
 pub mod browser;
 pub mod checker;
 pub mod keystone;
+pub mod prometheus;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
