@@ -223,8 +223,9 @@ impl Drop for Keystone {
     }
 }
 
-/// Writes `keystone.conf` (sqlite database, fernet token and credential keys, all in `dir`) and
-/// the keys themselves; answers the config's path.
+/// Writes `keystone.conf` (sqlite database, fernet token, receipt and credential keys, all in
+/// `dir`: nothing of the machine's `/etc/keystone` is used) and the keys themselves; answers
+/// the config's path.
 fn write_config(dir: &Path) -> PathBuf {
     for repository in ["fernet-keys", "credential-keys"] {
         let keys = dir.join(repository);
@@ -240,6 +241,7 @@ fn write_config(dir: &Path) -> PathBuf {
         "[DEFAULT]\nlog_file = {dir}/keystone.log\n\
          [database]\nconnection = sqlite:///{dir}/keystone.db\n\
          [fernet_tokens]\nkey_repository = {dir}/fernet-keys\n\
+         [fernet_receipts]\nkey_repository = {dir}/fernet-keys\n\
          [credential]\nkey_repository = {dir}/credential-keys\n\
          [token]\nprovider = fernet\nexpiration = 3600\n"
     );
