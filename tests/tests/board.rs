@@ -88,7 +88,10 @@ async fn the_board_shows_the_fleet_live_and_lets_only_members_act() {
         .eval("window.boardTestMarker = 'same page'; true")
         .await;
 
-    let body = json!({"vnfd": {"name": "web", "attributes": {"vnfd": monitored_vnfd("ping", "respawn", false)}}});
+    // With an alarm trigger, which the VNFD page shows as vnfm understood it.
+    let template = monitored_vnfd("ping", "respawn", false)
+        + "    - AP1:\n        type: tosca.policies.tacker.Alarming\n        triggers:\n          cpu_high:\n            event_type: {type: tosca.events.resource.utilization, implementation: ceilometer}\n            metric: cpu_util\n            condition: {threshold: 80, comparison_operator: gt, evaluations: 2, period: 60}\n            action: [SP1]\n";
+    let body = json!({"vnfd": {"name": "web", "attributes": {"vnfd": template}}});
     let (code, vnfd) = call(&alice, api, Method::POST, "/vnfds", Some(body)).await;
     assert_eq!(code, 201, "{vnfd}");
     let vnfd_id = vnfd["vnfd"]["id"].as_str().unwrap().to_owned();
@@ -163,7 +166,9 @@ async fn the_board_shows_the_fleet_live_and_lets_only_members_act() {
         .show(
             &format!("#/vnfd/{vnfd_id}"),
             "the VNFD page",
-            "document.body.innerText.includes('TOSCA') && document.body.innerText.includes('respawn')",
+            "document.body.innerText.includes('TOSCA') && document.body.innerText.includes('respawn') \
+             && document.body.innerText.includes('mean(cpu_util) > 80') \
+             && document.body.innerText.includes('SP1-out')",
             PATIENCE,
         )
         .await;

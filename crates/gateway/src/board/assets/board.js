@@ -373,6 +373,13 @@ function monitoringText(m) {
   return `${probe}; failed after ${m.retry} attempt(s); from ${m.monitoring_delay_ms / 1000} s after boot`;
 }
 
+// An alarm trigger's action as Tacker names it: respawn, log, log_and_kill, SP1-out, SP1-in.
+function alarmActionName(a) {
+  return typeof a === "string" ? a : `${a.scale.policy}-${a.scale.direction}`;
+}
+
+const COMPARISONS = { gt: ">", ge: "≥", lt: "<", le: "≤", eq: "=", ne: "≠" };
+
 async function vnfd(route) {
   const data = await api(`/v1.0/board/vnfds/${route.id}`);
   const d = data.vnfd;
@@ -396,6 +403,15 @@ async function vnfd(route) {
       el("td", { text: `${p.min_instances}–${p.max_instances} (start ${p.default_instances})` }),
       el("td", { text: p.increment }),
       el("td", { text: `${p.cooldown_s} s` })))));
+  const triggers = spec.alarm_triggers || [];
+  const alarms = el("table", {},
+    el("thead", {}, el("tr", {}, ["Alarm trigger", "Condition", "For", "Actions", "VDUs"].map((h) => el("th", { text: h })))),
+    el("tbody", {}, triggers.map((t) => el("tr", {},
+      el("td", { text: t.name }),
+      el("td", { class: "mono", text: `${t.aggregation}(${t.metric}) ${COMPARISONS[t.comparison]} ${t.threshold}` }),
+      el("td", { text: `${t.evaluations} × ${t.period_s} s` }),
+      el("td", { text: t.actions.map(alarmActionName).join(", ") }),
+      el("td", { text: t.vdus.length ? t.vdus.join(", ") : "all" })))));
   return el("div", {},
     el("h1", { text: d.name }),
     el("p", { class: "muted", text: d.description }),
@@ -404,6 +420,8 @@ async function vnfd(route) {
     el("div", { class: "section" }, el("h2", { text: "VDUs" }), el("div", { class: "scroll" }, vdus)),
     spec.scaling_policies.length
       ? el("div", { class: "section" }, el("h2", { text: "Scaling" }), el("div", { class: "scroll" }, policies)) : null,
+    triggers.length
+      ? el("div", { class: "section" }, el("h2", { text: "Alarms" }), el("div", { class: "scroll" }, alarms)) : null,
     el("div", { class: "section" }, el("h2", { text: "TOSCA" }),
       el("pre", { class: "template mono", text: d.attributes.vnfd })));
 }
