@@ -387,13 +387,16 @@ pub fn client_with(token: &str) -> reqwest::Client {
         .expect("an HTTP client")
 }
 
-/// Onboards `template` through the API at `api`; answers the VNFD id.
+/// Onboards `template` through the API at `api`, under a fresh name; answers the VNFD id.
 ///
 /// # Panics
 ///
 /// When the API does not create it.
 pub async fn onboard(http: &reqwest::Client, api: &str, template: &str) -> String {
-    let body = serde_json::json!({"vnfd": {"attributes": {"vnfd": template}}});
+    // A name of its own: VNFD names are unique per project, and tests onboard one template
+    // many times.
+    let name = format!("vnfd-{}", uuid::Uuid::new_v4());
+    let body = serde_json::json!({"vnfd": {"name": name, "attributes": {"vnfd": template}}});
     let (code, vnfd) = call(http, api, reqwest::Method::POST, "/vnfds", Some(body)).await;
     assert_eq!(code, 201, "{vnfd}");
     vnfd["vnfd"]["id"].as_str().unwrap().to_owned()
@@ -534,10 +537,12 @@ impl System {
     /// once all are ACTIVE.
     pub async fn active_vnfs(&self, template: &str, count: usize) -> Vec<String> {
         let vnfd_id = self.onboard(template).await;
+        // Names of their own: VNF names are unique per project.
         let creates = (0..count).map(|n| {
+            let name = format!("vnf-{n}-{}", uuid::Uuid::new_v4());
             self.post(
                 "/vnfs",
-                serde_json::json!({"vnf": {"name": format!("vnf-{n}"), "vnfd_id": vnfd_id}}),
+                serde_json::json!({"vnf": {"name": name, "vnfd_id": vnfd_id}}),
             )
         });
         let mut ids = Vec::with_capacity(count);

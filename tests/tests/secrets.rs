@@ -112,6 +112,14 @@ async fn secrets_are_sealed_on_the_log_shown_to_owners_and_shredded_with_their_v
         "a list shows a secret: {listed}"
     );
 
+    // A VNF is deleted once its create is done (PENDING_CREATE refuses a delete).
+    eventually(format!("{vnf_path} is ACTIVE"), PATIENCE, || async {
+        match call(&alice, api, Method::GET, &vnf_path, None).await {
+            (200, vnf) if vnf["vnf"]["status"] == "ACTIVE" => Ok(()),
+            (_, other) => Err(other),
+        }
+    })
+    .await;
     let (code, body) = call(&alice, api, Method::DELETE, &vnf_path, None).await;
     assert_eq!(code, 204, "{body}");
     eventually(format!("{vnfd_path} is deleted"), PATIENCE, || async {
