@@ -583,7 +583,10 @@ fn command_error(vnf_id: &str, error: CommandError<VnfError>) -> ApiError {
             | VnfError::StaleFailure { .. }
             | VnfError::NotThePolicy { .. }
             | VnfError::Busy { .. }
-            | VnfError::NotHealable { .. }),
+            | VnfError::NotHealable { .. }
+            | VnfError::UnknownTrigger { .. }
+            | VnfError::NotTheTriggersAction { .. }
+            | VnfError::StaleAlarm { .. }),
         ) => ApiError::internal("a user command on a VNF", &e),
         CommandError::Store(e) => ApiError::store("appending a VNF command", &e),
     }

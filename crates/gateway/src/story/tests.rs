@@ -516,7 +516,8 @@ fn a_failure_logged_or_a_respawn_limit_names_the_instance() {
                 failure: record.clone(),
             },
             VnfEvent::RespawnLimitReached {
-                failure: record,
+                failure: Some(record),
+                alarm: None,
                 reason: "3 heals within 600 s".into(),
             },
         ],
