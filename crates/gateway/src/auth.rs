@@ -139,6 +139,20 @@ impl Principal {
     }
 }
 
+/// The token of an `Authorization: Bearer <token>` header (what Alertmanager's `http_config`
+/// sends), if the request has one.
+pub fn bearer_token(headers: &axum::http::HeaderMap) -> Option<&str> {
+    let value = headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|token| !token.is_empty())
+}
+
 /// A non-admin asked to create a resource in a project that is not its own.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
