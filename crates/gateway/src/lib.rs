@@ -3,9 +3,11 @@
 //! a read comes from the projector's tables (through an in-memory mirror for lists), from the
 //! log itself when the tables have not caught up, and from the log for the audit events.
 //!
-//! Every request but version discovery comes from a [`Principal`] (user, project, roles) that
-//! an [`Authenticator`] made of its `X-Auth-Token`; a caller sees and changes only its own
-//! project's resources (an admin every project's), and the log records it as the actor.
+//! Every request but version discovery and Tacker's two alarm routes comes from a
+//! [`Principal`] (user, project, roles) that an [`Authenticator`] made of its `X-Auth-Token`
+//! (or `Authorization: Bearer`); a caller sees and changes only its own project's resources
+//! (an admin every project's), and the log records it as the actor. The alarm routes take the
+//! VNF's alarm key instead (`alarms`), and only run its triggers' actions.
 //!
 //! The gateway never calls a VIM and never writes the tables: every change it makes is an
 //! append to the log, which the projector, the conductor and the monitors take from there.
