@@ -206,6 +206,23 @@ mod tests {
     }
 
     #[test]
+    fn a_bearer_token_is_read_from_authorization_and_nothing_else_is() {
+        let with = |value: &str| {
+            let mut headers = axum::http::HeaderMap::new();
+            headers.insert(
+                axum::http::header::AUTHORIZATION,
+                value.parse().expect("a header value"),
+            );
+            headers
+        };
+        assert_eq!(bearer_token(&with("Bearer t-1")), Some("t-1"));
+        assert_eq!(bearer_token(&with("bearer  t-1 ")), Some("t-1"));
+        assert_eq!(bearer_token(&with("Basic dTpw")), None);
+        assert_eq!(bearer_token(&with("Bearer ")), None);
+        assert_eq!(bearer_token(&axum::http::HeaderMap::new()), None);
+    }
+
+    #[test]
     fn role_names_parse_as_openstack_writes_them() {
         assert_eq!(Role::parse("admin"), Some(Role::Admin));
         assert_eq!(Role::parse("Member"), Some(Role::Member));
