@@ -437,6 +437,7 @@ impl Conductor {
             let (VnfEvent::CreateRequested { operation_id, .. }
             | VnfEvent::ScaleRequested { operation_id, .. }
             | VnfEvent::UpdateRequested { operation_id, .. }
+            | VnfEvent::AlarmRespawnStarted { operation_id, .. }
             | VnfEvent::DeleteRequested { operation_id }) = event
             else {
                 continue;

@@ -157,6 +157,9 @@ pub enum ActorKind {
     Conductor,
     Monitor,
     Operator,
+    /// An alarm received without a user's token (Tacker's alarm URL, checked by the VNF's
+    /// alarm key): its id is `<trigger>`, its project the VNF's.
+    Alarm,
 }
 
 impl ActorKind {
@@ -167,6 +170,7 @@ impl ActorKind {
             ActorKind::Conductor => "conductor",
             ActorKind::Monitor => "monitor",
             ActorKind::Operator => "operator",
+            ActorKind::Alarm => "alarm",
         }
     }
 
@@ -177,6 +181,7 @@ impl ActorKind {
             ActorKind::Conductor,
             ActorKind::Monitor,
             ActorKind::Operator,
+            ActorKind::Alarm,
         ]
         .into_iter()
         .find(|kind| kind.as_str() == text)

@@ -12,7 +12,8 @@ use crate::envelope::{Actor, ActorKind, Cause};
 use crate::monitor::{MonitorEvent, MonitorMessage};
 use crate::setup::{self, LogConfig};
 use crate::spec::{
-    MonitorDriver, MonitoringPolicy, PolicyAction, ScalingPolicy, VduSpec, VnfdSpec,
+    Aggregation, AlarmAction, AlarmTrigger, Comparison, MonitorDriver, MonitoringPolicy,
+    PolicyAction, ScaleDirection, ScalingPolicy, VduSpec, VnfdSpec,
 };
 use crate::store::EventLog;
 use crate::vnf::{VnfCommand, VnfDetails};
@@ -80,6 +81,39 @@ pub fn scaling(name: &str, target: &str, min: u32, max: u32, default: u32) -> Sc
         max_instances: max,
         default_instances: default,
         cooldown_s: 0,
+    }
+}
+
+/// An alarm trigger `name` of the policy `AP1` on `cpu_util` above 80 (mean, one period of a
+/// minute) running `actions`, on every VDU.
+pub fn trigger(name: &str, actions: Vec<AlarmAction>) -> AlarmTrigger {
+    AlarmTrigger {
+        policy: "AP1".into(),
+        name: name.into(),
+        metric: "cpu_util".into(),
+        comparison: Comparison::Gt,
+        threshold: 80.0,
+        evaluations: 1,
+        period_s: 60,
+        aggregation: Aggregation::Mean,
+        actions,
+        vdus: vec![],
+    }
+}
+
+/// A scaling trigger `name` of `policy` in `direction` (below 10 for in, above 80 for out).
+pub fn scaling_trigger(name: &str, policy: &str, direction: ScaleDirection) -> AlarmTrigger {
+    let action = AlarmAction::Scale {
+        policy: policy.into(),
+        direction,
+    };
+    match direction {
+        ScaleDirection::Out => trigger(name, vec![action]),
+        ScaleDirection::In => AlarmTrigger {
+            comparison: Comparison::Lt,
+            threshold: 10.0,
+            ..trigger(name, vec![action])
+        },
     }
 }
 

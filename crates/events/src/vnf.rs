@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::envelope::{Actor, SCHEMA_VERSION};
-use crate::spec::{MonitoringPolicy, PolicyAction, VnfdSpec};
+use crate::spec::{AlarmAction, MonitoringPolicy, PolicyAction, VnfdSpec};
 
 /// Tacker's VNF statuses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -179,6 +179,53 @@ pub struct FailedInstance {
     pub action_id: String,
 }
 
+/// Alarm occurrences a VNF remembers as handled, so a repeated notification acts once. What
+/// is re-sent at once is one occurrence per trigger (Alertmanager re-sends a group's firing
+/// alerts every `repeat_interval`, each with its first `startsAt`; Aodh re-posts an alarm that
+/// stays in `alarm`), and the rules aggregate per VNF, so a VNF has as many live occurrences
+/// as its VNFD has triggers: Tacker's samples have one or two. Sixty-four is far beyond that
+/// and keeps the aggregate, which the VNF table stores, small. An occurrence pushed out by 64
+/// later ones acts again if re-sent, within its scaling policy's cooldown and the heal limit.
+pub const HANDLED_ALARMS_MAX: usize = 64;
+
+/// Who sent an alarm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlarmSource {
+    /// Tacker's alarm receiver (`/v1.0/vnfs/{id}/triggers` or the alarm URL): Aodh, or anybody
+    /// holding the VNF's alarm key.
+    Tacker,
+    /// Alertmanager's webhook (`/v1.0/alertmanager`).
+    Alertmanager,
+}
+
+impl AlarmSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlarmSource::Tacker => "Tacker's alarm receiver",
+            AlarmSource::Alertmanager => "Alertmanager",
+        }
+    }
+}
+
+/// An alarm as the lifecycle log records it: one occurrence of a VNFD trigger firing, and the
+/// trigger's action it asks for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlarmRecord {
+    /// One per occurrence (`tacker:<alarm id>`, `am:<fingerprint>:<startsAt>`): its repeats
+    /// act once.
+    pub occurrence_id: String,
+    /// The trigger's name in the VNF's VNFD.
+    pub trigger: String,
+    pub action: AlarmAction,
+    pub source: AlarmSource,
+    /// Who delivered it: `alarm:<trigger>` for a key-checked alarm URL, the user for a token.
+    pub received_by: Actor,
+    /// The instance the alarm is about (an alert's `instance_id` label), when it names one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_id: Option<String>,
+}
+
 /// The operation a conductor has yet to carry out.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PendingOperation {
@@ -279,6 +326,20 @@ pub enum VnfCommand {
         operation_id: String,
         added: Vec<Instance>,
     },
+    /// An alarm of one of the VNFD's triggers fired: claim its occurrence and run the action it
+    /// asks for (a scale as `Scale` would, a respawn as a failure's would).
+    Alarm {
+        alarm: AlarmRecord,
+        /// The operation's id (a scale's or a respawn's), derived from the occurrence by the
+        /// caller, so that a re-decided alarm plans the same instances.
+        operation_id: String,
+        at: OffsetDateTime,
+        limit: RespawnLimit,
+    },
+    /// The alarm of `occurrence_id` is over (`ok`): its next firing acts again.
+    ClearAlarm {
+        occurrence_id: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -363,10 +424,41 @@ pub enum VnfEvent {
     FailureLogged {
         failure: FailureRecord,
     },
-    /// Too many heals in the window: no further automatic action.
+    /// Too many heals in the window: no further automatic action. Names the failure or the
+    /// alarm that asked for the heal (events written before alarms always name a failure).
     RespawnLimitReached {
-        failure: FailureRecord,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        failure: Option<FailureRecord>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        alarm: Option<AlarmRecord>,
         reason: String,
+    },
+    /// An alarm's occurrence is claimed: the events after it in the same message are its
+    /// action (a `ScaleRequested`, an `AlarmRespawnStarted`).
+    AlarmClaimed {
+        alarm: AlarmRecord,
+        #[serde(with = "time::serde::rfc3339")]
+        at: OffsetDateTime,
+    },
+    /// An alarm's respawn: the instances it replaces (the alarm's instance, else every
+    /// instance of its trigger's VDUs), the VNF DEAD meanwhile; completed by `HealCompleted`.
+    AlarmRespawnStarted {
+        operation_id: String,
+        occurrence_id: String,
+        add: Vec<PlannedInstance>,
+        remove: Vec<String>,
+        #[serde(with = "time::serde::rfc3339")]
+        at: OffsetDateTime,
+    },
+    /// An alarm recorded by the `log` or `log_and_kill` action (its occurrence claimed).
+    AlarmLogged {
+        alarm: AlarmRecord,
+        #[serde(with = "time::serde::rfc3339")]
+        at: OffsetDateTime,
+    },
+    /// The alarm of `occurrence_id` is over; its next firing acts again.
+    AlarmCleared {
+        occurrence_id: String,
     },
 }
 
@@ -388,6 +480,10 @@ impl DomainEvent for VnfEvent {
             VnfEvent::HealCompleted { .. } => "HealCompleted",
             VnfEvent::FailureLogged { .. } => "FailureLogged",
             VnfEvent::RespawnLimitReached { .. } => "RespawnLimitReached",
+            VnfEvent::AlarmClaimed { .. } => "AlarmClaimed",
+            VnfEvent::AlarmRespawnStarted { .. } => "AlarmRespawnStarted",
+            VnfEvent::AlarmLogged { .. } => "AlarmLogged",
+            VnfEvent::AlarmCleared { .. } => "AlarmCleared",
         }
         .into()
     }
@@ -455,6 +551,19 @@ pub enum VnfError {
     Busy { status: VnfStatus },
     #[error("VNF is {}: no automatic action", .status.as_str())]
     NotHealable { status: VnfStatus },
+    /// An alarm names a trigger the VNF's VNFD does not have.
+    #[error("the VNF's VNFD has no alarm trigger named {trigger:?}")]
+    UnknownTrigger { trigger: String },
+    /// An alarm asks for an action its trigger does not run.
+    #[error("alarm trigger {trigger} has no action {action:?}; its actions are {}", .actions.join(", "))]
+    NotTheTriggersAction {
+        trigger: String,
+        action: String,
+        actions: Vec<String>,
+    },
+    /// An alarm is about an instance the VNF no longer runs.
+    #[error("stale alarm: {reason}")]
+    StaleAlarm { reason: String },
     #[error("completion of operation {operation_id} does not match its plan: {detail}")]
     PlanMismatch {
         operation_id: String,
@@ -489,6 +598,10 @@ pub struct Vnf {
     pub handled_failures: VecDeque<String>,
     /// When each scaling policy last scaled (asked for), for its cooldown.
     pub scaled_at: BTreeMap<String, OffsetDateTime>,
+    /// Alarm occurrences already claimed (at most [`HANDLED_ALARMS_MAX`]), so a repeated
+    /// notification changes nothing. Absent from rows stored before alarms.
+    #[serde(default)]
+    pub handled_alarms: VecDeque<String>,
 }
 
 /// Deterministic instance ids: a retried or redelivered operation plans the same instances.
@@ -717,17 +830,7 @@ impl Aggregate for Vnf {
                 direction,
                 at,
             } => {
-                self.require_status(&[VnfStatus::Active], "scale")?;
-                let (add, remove) = self.plan_scale(&operation_id, &policy, direction)?;
-                self.check_cooldown(&policy, at)?;
-                let requested = VnfEvent::ScaleRequested {
-                    operation_id,
-                    policy,
-                    direction,
-                    add,
-                    remove,
-                    at: Some(at),
-                };
+                let requested = self.decide_scale(operation_id, policy, direction, at)?;
                 sink.write(requested, self).await;
             }
             VnfCommand::Delete { operation_id } => {
@@ -814,6 +917,25 @@ impl Aggregate for Vnf {
             } => {
                 for event in self.decide_failure(failure, operation_id, at, limit)? {
                     sink.write(event, self).await;
+                }
+            }
+            VnfCommand::Alarm {
+                alarm,
+                operation_id,
+                at,
+                limit,
+            } => {
+                for event in self.decide_alarm(alarm, operation_id, at, limit)? {
+                    sink.write(event, self).await;
+                }
+            }
+            VnfCommand::ClearAlarm { occurrence_id } => {
+                if !self.exists() {
+                    return Err(VnfError::NotFound);
+                }
+                if self.handled_alarms.contains(&occurrence_id) {
+                    sink.write(VnfEvent::AlarmCleared { occurrence_id }, self)
+                        .await;
                 }
             }
             VnfCommand::CompleteHeal {
@@ -913,10 +1035,7 @@ impl Aggregate for Vnf {
             } => {
                 self.record_failure(&failure);
                 self.dead_instances.push(failure.target.instance_id);
-                self.heals_at.push_back(at);
-                while self.heals_at.len() > HEALS_REMEMBERED_MAX {
-                    self.heals_at.pop_front();
-                }
+                self.record_heal(at);
                 let kind = match failure.action {
                     PolicyAction::VduAutoheal => OperationKind::VduAutoheal,
                     _ => OperationKind::Respawn,
@@ -934,10 +1053,35 @@ impl Aggregate for Vnf {
                     self.status = Some(VnfStatus::Dead);
                 }
             }
-            VnfEvent::RespawnLimitReached { failure, reason } => {
-                self.remember_handled(&failure.failure_id);
+            VnfEvent::RespawnLimitReached {
+                failure,
+                alarm,
+                reason,
+            } => {
+                if let Some(failure) = failure {
+                    self.remember_handled(&failure.failure_id);
+                }
+                if let Some(alarm) = alarm {
+                    self.remember_alarm(alarm.occurrence_id);
+                }
                 self.status = Some(VnfStatus::Error);
                 self.error_reason = Some(reason);
+            }
+            VnfEvent::AlarmClaimed { alarm, .. } | VnfEvent::AlarmLogged { alarm, .. } => {
+                self.remember_alarm(alarm.occurrence_id);
+            }
+            VnfEvent::AlarmRespawnStarted {
+                operation_id,
+                add,
+                remove,
+                at,
+                ..
+            } => {
+                self.record_heal(at);
+                self.begin(operation_id, OperationKind::Respawn, add, remove);
+            }
+            VnfEvent::AlarmCleared { occurrence_id } => {
+                self.handled_alarms.retain(|id| *id != occurrence_id);
             }
             VnfEvent::OperationFailed { reason, .. } => {
                 if let Some(pending) = self.pending.take() {
@@ -965,6 +1109,156 @@ impl Vnf {
     fn record_failure(&mut self, failure: &FailureRecord) {
         self.failure_count += 1;
         self.remember_handled(&failure.failure_id);
+    }
+
+    fn record_heal(&mut self, at: OffsetDateTime) {
+        self.heals_at.push_back(at);
+        while self.heals_at.len() > HEALS_REMEMBERED_MAX {
+            self.heals_at.pop_front();
+        }
+    }
+
+    fn remember_alarm(&mut self, occurrence_id: String) {
+        self.handled_alarms.push_back(occurrence_id);
+        while self.handled_alarms.len() > HANDLED_ALARMS_MAX {
+            self.handled_alarms.pop_front();
+        }
+    }
+
+    /// A scale by `policy` asked for at `at`, or why not: the VNF must be ACTIVE, the policy
+    /// within its instance bounds and out of its cooldown. The API's scale and an alarm's.
+    fn decide_scale(
+        &self,
+        operation_id: String,
+        policy: String,
+        direction: ScaleDirection,
+        at: OffsetDateTime,
+    ) -> Result<VnfEvent, VnfError> {
+        self.require_status(&[VnfStatus::Active], "scale")?;
+        let (add, remove) = self.plan_scale(&operation_id, &policy, direction)?;
+        self.check_cooldown(&policy, at)?;
+        Ok(VnfEvent::ScaleRequested {
+            operation_id,
+            policy,
+            direction,
+            add,
+            remove,
+            at: Some(at),
+        })
+    }
+
+    /// Why a heal at `at` may not start under `limit`, if it may not: `what` is the heal.
+    fn heal_limit_reason(
+        &self,
+        at: OffsetDateTime,
+        limit: RespawnLimit,
+        what: &str,
+    ) -> Option<String> {
+        let since = at - limit.window;
+        let recent = self.heals_at.iter().filter(|t| **t > since).count();
+        (recent >= limit.heals_max as usize).then(|| {
+            format!(
+                "{what} not attempted: {recent} heals in the last {} s reached the limit of {}",
+                limit.window.whole_seconds(),
+                limit.heals_max
+            )
+        })
+    }
+
+    /// What an alarm does, in this order: an occurrence already claimed, nothing; a trigger or
+    /// action the VNF's VNFD does not define, refused; else the claim and the action (a scale
+    /// as [`VnfCommand::Scale`] decides it, a respawn within the heal limit, a log, a log and
+    /// a delete), in one message.
+    fn decide_alarm(
+        &self,
+        alarm: AlarmRecord,
+        operation_id: String,
+        at: OffsetDateTime,
+        limit: RespawnLimit,
+    ) -> Result<Vec<VnfEvent>, VnfError> {
+        let status = self
+            .status
+            .filter(|_| !self.deleted)
+            .ok_or(VnfError::NotFound)?;
+        if self.handled_alarms.contains(&alarm.occurrence_id) {
+            return Ok(Vec::new());
+        }
+        let trigger = self
+            .vnfd
+            .as_ref()
+            .and_then(|vnfd| vnfd.alarm_trigger(&alarm.trigger))
+            .ok_or_else(|| VnfError::UnknownTrigger {
+                trigger: alarm.trigger.clone(),
+            })?;
+        if !trigger.actions.contains(&alarm.action) {
+            return Err(VnfError::NotTheTriggersAction {
+                trigger: trigger.name.clone(),
+                action: alarm.action.name(),
+                actions: trigger.actions.iter().map(AlarmAction::name).collect(),
+            });
+        }
+        let vdus = trigger.vdus.clone();
+        let action = alarm.action.clone();
+        let claimed = |alarm| VnfEvent::AlarmClaimed { alarm, at };
+        Ok(match action {
+            AlarmAction::Scale { policy, direction } => {
+                let requested = self.decide_scale(operation_id, policy, direction, at)?;
+                vec![claimed(alarm), requested]
+            }
+            AlarmAction::Log => vec![VnfEvent::AlarmLogged { alarm, at }],
+            AlarmAction::LogAndKill => {
+                self.require_status(ACTIVE_OR_FAILED, "delete")?;
+                if self.pending.is_some() {
+                    return Err(VnfError::InvalidState {
+                        status,
+                        action: "delete",
+                    });
+                }
+                vec![
+                    VnfEvent::AlarmLogged { alarm, at },
+                    VnfEvent::DeleteRequested { operation_id },
+                ]
+            }
+            AlarmAction::Respawn => {
+                if self.pending.is_some() {
+                    return Err(VnfError::Busy { status });
+                }
+                if status != VnfStatus::Active {
+                    return Err(VnfError::NotHealable { status });
+                }
+                let replaced = |i: &Instance| match &alarm.instance_id {
+                    Some(id) => &i.instance_id == id,
+                    None => vdus.is_empty() || vdus.contains(&i.vdu),
+                };
+                if let Some(id) = &alarm.instance_id
+                    && !self.instances.iter().any(|i| &i.instance_id == id)
+                {
+                    return Err(VnfError::StaleAlarm {
+                        reason: format!("instance {id} is no longer part of the VNF"),
+                    });
+                }
+                let what = format!("respawn for alarm {}", alarm.trigger);
+                if let Some(reason) = self.heal_limit_reason(at, limit, &what) {
+                    return Ok(vec![VnfEvent::RespawnLimitReached {
+                        failure: None,
+                        alarm: Some(alarm),
+                        reason,
+                    }]);
+                }
+                let (add, remove) = self.plan_heal(&operation_id, replaced);
+                let occurrence_id = alarm.occurrence_id.clone();
+                vec![
+                    claimed(alarm),
+                    VnfEvent::AlarmRespawnStarted {
+                        operation_id,
+                        occurrence_id,
+                        add,
+                        remove,
+                        at,
+                    },
+                ]
+            }
+        })
     }
 
     fn remember_handled(&mut self, failure_id: &str) {
@@ -1042,19 +1336,27 @@ impl Vnf {
                 VnfEvent::DeleteRequested { operation_id },
             ],
             PolicyAction::Respawn | PolicyAction::VduAutoheal => {
-                let since = at - limit.window;
-                let recent = self.heals_at.iter().filter(|t| **t > since).count();
-                if recent >= limit.heals_max as usize {
-                    let reason = format!(
-                        "{} of VDU instance {} not attempted: {recent} heals in the last {} s reached the limit of {}",
-                        failure.action.as_str(),
-                        target.instance_id,
-                        limit.window.whole_seconds(),
-                        limit.heals_max
-                    );
-                    return Ok(vec![VnfEvent::RespawnLimitReached { failure, reason }]);
+                let what = format!(
+                    "{} of VDU instance {}",
+                    failure.action.as_str(),
+                    target.instance_id
+                );
+                if let Some(reason) = self.heal_limit_reason(at, limit, &what) {
+                    return Ok(vec![VnfEvent::RespawnLimitReached {
+                        failure: Some(failure),
+                        alarm: None,
+                        reason,
+                    }]);
                 }
-                let (add, remove) = self.plan_heal(&operation_id, &failure);
+                // Respawn replaces every instance (as Tacker re-created the whole VNF);
+                // vdu_autoheal only the failed one.
+                let failed = target.instance_id.clone();
+                let (add, remove) = match failure.action {
+                    PolicyAction::VduAutoheal => {
+                        self.plan_heal(&operation_id, |i| i.instance_id == failed)
+                    }
+                    _ => self.plan_heal(&operation_id, |_| true),
+                };
                 vec![VnfEvent::HealStarted {
                     operation_id,
                     failure,
@@ -1066,21 +1368,14 @@ impl Vnf {
         })
     }
 
-    /// Respawn replaces every instance (as Tacker re-created the whole VNF); vdu_autoheal only
-    /// the failed one. Replacements keep the VDU and get new ids, hence new management IPs.
+    /// The replacement of the instances `replaced` picks (a heal's plan). Replacements keep
+    /// the VDU and get new ids, hence new management IPs.
     fn plan_heal(
         &self,
         operation_id: &str,
-        failure: &FailureRecord,
+        replaced: impl Fn(&Instance) -> bool,
     ) -> (Vec<PlannedInstance>, Vec<String>) {
-        let replaced: Vec<&Instance> = match failure.action {
-            PolicyAction::VduAutoheal => self
-                .instances
-                .iter()
-                .filter(|i| i.instance_id == failure.target.instance_id)
-                .collect(),
-            _ => self.instances.iter().collect(),
-        };
+        let replaced: Vec<&Instance> = self.instances.iter().filter(|i| replaced(i)).collect();
         let mut per_vdu: BTreeMap<&str, u32> = BTreeMap::new();
         let add = replaced
             .iter()

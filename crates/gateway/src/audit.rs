@@ -187,6 +187,44 @@ impl Audited for Vnf {
                 HEAL,
                 format!("No automatic action, decided by {actor}: {reason}"),
             ),
+            VnfEvent::AlarmClaimed { alarm, .. } => (
+                MONITOR,
+                format!(
+                    "Alarm {} claimed by {actor} for action {}: occurrence {} from {}, received by {}{}",
+                    alarm.trigger,
+                    alarm.action.name(),
+                    alarm.occurrence_id,
+                    alarm.source.as_str(),
+                    alarm.received_by,
+                    story::alarm_instance_phrase(alarm)
+                ),
+            ),
+            VnfEvent::AlarmRespawnStarted { add, remove, .. } => (
+                HEAL,
+                format!(
+                    "respawn on an alarm started by {actor} ({} instance(s) to replace, {} to rebuild)",
+                    remove.len(),
+                    add.len()
+                ),
+            ),
+            VnfEvent::AlarmLogged { alarm, .. } => (
+                MONITOR,
+                format!(
+                    "Alarm {} logged by {actor} ({}): occurrence {} from {}, received by {}{}",
+                    alarm.trigger,
+                    alarm.action.name(),
+                    alarm.occurrence_id,
+                    alarm.source.as_str(),
+                    alarm.received_by,
+                    story::alarm_instance_phrase(alarm)
+                ),
+            ),
+            VnfEvent::AlarmCleared { occurrence_id } => (
+                MONITOR,
+                format!(
+                    "Alarm occurrence {occurrence_id} cleared by {actor}: its next firing acts again"
+                ),
+            ),
             VnfEvent::OperationFailed { reason, .. } => {
                 let operation = before.pending.as_ref().map(|p| p.kind);
                 let kind = match operation {

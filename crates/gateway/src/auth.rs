@@ -139,6 +139,20 @@ impl Principal {
     }
 }
 
+/// The token of an `Authorization: Bearer <token>` header (what Alertmanager's `http_config`
+/// sends), if the request has one.
+pub fn bearer_token(headers: &axum::http::HeaderMap) -> Option<&str> {
+    let value = headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|token| !token.is_empty())
+}
+
 /// A non-admin asked to create a resource in a project that is not its own.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
@@ -189,6 +203,23 @@ mod tests {
             project_id: project.into(),
             roles: roles.iter().copied().collect(),
         }
+    }
+
+    #[test]
+    fn a_bearer_token_is_read_from_authorization_and_nothing_else_is() {
+        let with = |value: &str| {
+            let mut headers = axum::http::HeaderMap::new();
+            headers.insert(
+                axum::http::header::AUTHORIZATION,
+                value.parse().expect("a header value"),
+            );
+            headers
+        };
+        assert_eq!(bearer_token(&with("Bearer t-1")), Some("t-1"));
+        assert_eq!(bearer_token(&with("bearer  t-1 ")), Some("t-1"));
+        assert_eq!(bearer_token(&with("Basic dTpw")), None);
+        assert_eq!(bearer_token(&with("Bearer ")), None);
+        assert_eq!(bearer_token(&axum::http::HeaderMap::new()), None);
     }
 
     #[test]

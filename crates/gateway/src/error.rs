@@ -73,7 +73,9 @@ impl ApiError {
             AuthError::Missing | AuthError::Invalid => Self::new(
                 StatusCode::UNAUTHORIZED,
                 "HTTPUnauthorized",
-                format!("Authentication required: {error}; send a valid X-Auth-Token header"),
+                format!(
+                    "Authentication required: {error}; send a valid X-Auth-Token header or Authorization: Bearer"
+                ),
             ),
             AuthError::Unavailable(_) => {
                 tracing::warn!(error = %error, "Request refused: cannot authenticate.");
@@ -84,6 +86,18 @@ impl ApiError {
                 )
             }
         }
+    }
+
+    /// An alarm for `vnf_id` came without the VNF's alarm key, or with another.
+    pub(crate) fn wrong_alarm_key(vnf_id: &str) -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "HTTPUnauthorized",
+            format!(
+                "the alarm key of VNF {vnf_id} is missing or wrong: post to the alarm URL its show \
+                 gives, or send that key as trigger.params.credential"
+            ),
+        )
     }
 
     /// The caller is known and may not do this (Tacker's policy check).

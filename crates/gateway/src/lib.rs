@@ -3,13 +3,16 @@
 //! a read comes from the projector's tables (through an in-memory mirror for lists), from the
 //! log itself when the tables have not caught up, and from the log for the audit events.
 //!
-//! Every request but version discovery comes from a [`Principal`] (user, project, roles) that
-//! an [`Authenticator`] made of its `X-Auth-Token`; a caller sees and changes only its own
-//! project's resources (an admin every project's), and the log records it as the actor.
+//! Every request but version discovery and Tacker's two alarm routes comes from a
+//! [`Principal`] (user, project, roles) that an [`Authenticator`] made of its `X-Auth-Token`
+//! (or `Authorization: Bearer`); a caller sees and changes only its own project's resources
+//! (an admin every project's), and the log records it as the actor. The alarm routes take the
+//! VNF's alarm key instead (`alarms`), and only run its triggers' actions.
 //!
 //! The gateway never calls a VIM and never writes the tables: every change it makes is an
 //! append to the log, which the projector, the conductor and the monitors take from there.
 
+mod alarms;
 mod audit;
 pub mod auth;
 mod board;
@@ -46,7 +49,7 @@ use events::names::{self, AggregateKind};
 use events::nats_error::NatsError;
 use events::secrets::DataKey;
 use events::store::{self, EventLog, Logged, StoreError};
-use events::vnf::Vnf;
+use events::vnf::{RespawnLimit, Vnf};
 use events::vnfd::Vnfd;
 use projector::Tables;
 use projector::table::{self, Row, VnfRow, VnfdRow};
@@ -97,6 +100,9 @@ pub struct GatewayConfig {
     /// The key that wraps the data keys of the secrets the gateway seals; every gateway of a
     /// deployment has the same one (`vnfm up` makes it, `--master-key` names its file).
     pub master_key: Arc<DataKey>,
+    /// The heal limit an alarm's respawn counts toward: the conductors' (a failure's respawn
+    /// is decided there, an alarm's here).
+    pub respawn_limit: RespawnLimit,
 }
 
 impl std::fmt::Debug for GatewayConfig {
@@ -119,6 +125,7 @@ impl Default for GatewayConfig {
             // A key of this gateway's own: what it seals, no other gateway can show. The
             // binary always gives the deployment's key from its file.
             master_key: Arc::new(DataKey::generate().expect("the system's random source")),
+            respawn_limit: RespawnLimit::default(),
         }
     }
 }
@@ -288,6 +295,13 @@ impl Gateway {
             .route("/v1.0/vnfs/{id}/actions", post(vnfs::action))
             .route("/v1.0/vnfs/{id}/resources", get(vnfs::resources))
             .route("/v1.0/prometheus/targets", get(prometheus::targets))
+            .route("/v1.0/vnfs/{id}/triggers", post(alarms::triggers))
+            .route(
+                "/v1.0/vnfs/{id}/{trigger}/{action}/{key}",
+                post(alarms::alarm_url),
+            )
+            .route("/v1.0/alertmanager", post(alarms::alertmanager))
+            .route("/v1.0/prometheus/rules", get(alarms::rules))
             .route("/v1.0/events", get(list_events))
             .route("/v1.0/events/{id}", get(show_event))
             .fallback(unknown_path)
@@ -356,6 +370,19 @@ impl Gateway {
             .key_for(kind, id)
             .await
             .map_err(|e| ApiError::keyring("making a data key", &e))
+    }
+
+    /// The aggregate's data key if it has one (none made here).
+    async fn existing_data_key(
+        &self,
+        kind: AggregateKind,
+        id: &str,
+    ) -> Result<Option<DataKey>, ApiError> {
+        self.shared
+            .keyring
+            .get(kind, id)
+            .await
+            .map_err(|e| ApiError::keyring("reading a data key", &e))
     }
 
     /// The key to show an aggregate's secrets with, when it has `sealed` ones: only for a
@@ -689,12 +716,20 @@ async fn authenticate(
     if path == "/" || path == "/board" || path.starts_with("/board/") {
         return next.run(request).await;
     }
+    // The VNF's alarm key is these routes' credential (Aodh sends no token); their handlers
+    // check it.
+    if alarms::is_keyed_route(request.method(), path) {
+        return next.run(request).await;
+    }
     let headers = request.headers();
     let (token, by_cookie) = match headers.get(AUTH_TOKEN_HEADER) {
         Some(value) => (value.to_str().unwrap_or_default(), false),
-        None => match board::session::cookie(headers, board::session::SESSION_COOKIE) {
-            Some(token) => (token, true),
-            None => ("", false),
+        None => match auth::bearer_token(headers) {
+            Some(token) => (token, false),
+            None => match board::session::cookie(headers, board::session::SESSION_COOKIE) {
+                Some(token) => (token, true),
+                None => ("", false),
+            },
         },
     };
     let principal = match gateway.config().auth.authenticate(token).await {

@@ -18,7 +18,7 @@ use events::names;
 use events::read::Stored;
 use events::spec::MonitorDriver;
 use events::store::{EventLog, History, Recorded, Skipped, StoreError};
-use events::vnf::{FailureRecord, Instance, OperationKind, Vnf, VnfEvent};
+use events::vnf::{AlarmRecord, FailureRecord, Instance, OperationKind, Vnf, VnfEvent};
 use time::{Duration, OffsetDateTime, UtcOffset};
 
 /// A VNF's lifecycle history and what the monitor stream says about it (while its retention
@@ -227,6 +227,7 @@ fn plural(n: usize, thing: &str) -> String {
 pub fn who(actor: &Actor) -> String {
     match (&actor.kind, &actor.project) {
         (ActorKind::User, Some(project)) => format!("{} ({project})", actor.id),
+        (ActorKind::Alarm, _) => format!("alarm {}", actor.id),
         _ => actor.id.clone(),
     }
 }
@@ -444,10 +445,39 @@ impl VnfStory {
                     failure.action.as_str()
                 )
             }
-            VnfEvent::RespawnLimitReached { failure, reason } => format!(
-                "no automatic action for VDU {}, decided by {by}: {reason}",
-                failed_vdu(failure)
+            VnfEvent::RespawnLimitReached {
+                failure,
+                alarm,
+                reason,
+            } => {
+                let what = match (failure, alarm) {
+                    (Some(failure), _) => format!("VDU {}", failed_vdu(failure)),
+                    (None, Some(alarm)) => format!("alarm {}", alarm.trigger),
+                    (None, None) => "the VNF".to_owned(),
+                };
+                format!("no automatic action for {what}, decided by {by}: {reason}")
+            }
+            VnfEvent::AlarmClaimed { alarm, .. } => format!(
+                "alarm {} ({}) claimed by {by}, from {}{}",
+                alarm.trigger,
+                alarm.action.name(),
+                alarm.source.as_str(),
+                alarm_instance_phrase(alarm)
             ),
+            VnfEvent::AlarmRespawnStarted { add, .. } => format!(
+                "respawn on the alarm: {} to rebuild",
+                count(add.len(), "instance")
+            ),
+            VnfEvent::AlarmLogged { alarm, .. } => format!(
+                "alarm {} logged by {by} ({}), from {}{}",
+                alarm.trigger,
+                alarm.action.name(),
+                alarm.source.as_str(),
+                alarm_instance_phrase(alarm)
+            ),
+            VnfEvent::AlarmCleared { occurrence_id } => {
+                format!("alarm {occurrence_id} over: its next firing acts again")
+            }
         }
     }
 
@@ -561,6 +591,14 @@ fn instances_or_none(instances: &[Instance]) -> String {
 /// A monitored instance as its VDU and management IP: `WEB 198.18.3.219`.
 fn vdu(target: &TargetRef) -> String {
     format!("{} {}", target.vdu, target.mgmt_ip)
+}
+
+/// The instance an alarm names, as a phrase to end its line with (the audit events' too).
+pub fn alarm_instance_phrase(alarm: &AlarmRecord) -> String {
+    alarm
+        .instance_id
+        .as_ref()
+        .map_or_else(String::new, |id| format!(" about instance {id}"))
 }
 
 /// A failed instance as its VDU and management IP: `WEB 198.18.3.219`.

@@ -22,7 +22,9 @@ use serde_json::{Map, Value, json};
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::input::{self, ListQuery};
-use crate::{Caller, Gateway, ListParams, Owned, PathId, foreign, render, unique, visible, vnfds};
+use crate::{
+    Caller, Gateway, ListParams, Owned, PathId, alarms, foreign, render, unique, visible, vnfds,
+};
 
 /// The VIM of a VNF created without `vim_id`: the built-in local VIM, the only one vnfm has
 /// (DESIGN.md, "The VIM").
@@ -101,7 +103,7 @@ pub(crate) async fn create(
     let description = input::optional_string(vnf, "description", "vnf")?;
     let vim_id = input::optional_string(vnf, "vim_id", "vnf")?;
     let tenant_id = caller.tenant_for(input::optional_string(vnf, "tenant_id", "vnf")?)?;
-    let attributes = input::object_or_empty(vnf, "attributes", "vnf")?;
+    let mut attributes = input::object_or_empty(vnf, "attributes", "vnf")?;
     let placement_attr = input::object_or_empty(vnf, "placement_attr", "vnf")?;
     let vnfd_id = input::optional_string(vnf, "vnfd_id", "vnf")?;
     let template = vnf.get("vnfd_template").filter(|t| !t.is_null());
@@ -175,6 +177,16 @@ pub(crate) async fn create(
     unique::claim(&gateway, AggregateKind::Vnf, &tenant_id, &name, &vnf_id).await?;
 
     CreateStopPoint::BeforeCreate.reached(&gateway).await;
+    // Sealed below with the other secrets (its name holds "key"); the show makes the alarm
+    // URLs of it.
+    if !descriptor.spec.alarm_triggers.is_empty()
+        && let Some(attributes) = attributes.as_object_mut()
+    {
+        attributes.insert(
+            alarms::ALARM_KEY_FIELD.to_owned(),
+            Value::String(alarms::new_alarm_key()?),
+        );
+    }
     let key = if secrets::holds_secrets(&attributes) || secrets::holds_secrets(&placement_attr) {
         Some(gateway.data_key(AggregateKind::Vnf, &vnf_id).await?)
     } else {
@@ -215,7 +227,11 @@ pub(crate) async fn create(
         .refresh_vnf(&vnf_id)
         .await?
         .as_ref()
-        .and_then(|row| render::vnf_json(row, key.as_ref()))
+        .and_then(|row| {
+            let mut vnf = render::vnf_json(row, key.as_ref())?;
+            alarms::show_alarm_urls(&mut vnf, row, &public_base(&headers));
+            Some(vnf)
+        })
         .ok_or_else(|| {
             ApiError::internal(
                 "reading back a created VNF",
@@ -323,14 +339,32 @@ pub(crate) async fn show(
     State(gateway): State<Gateway>,
     Caller(caller): Caller,
     PathId(vnf_id): PathId,
+    headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     let row = existing(&gateway, &caller, &vnf_id).await?;
-    Ok(Json(json!({ "vnf": shown(&gateway, &caller, row).await? })))
+    Ok(Json(
+        json!({ "vnf": shown(&gateway, &caller, row, &headers).await? }),
+    ))
 }
 
-/// A VNF's row as a show answers it to `caller`: its secrets opened only for who may see them,
-/// and its monitor states.
-async fn shown(gateway: &Gateway, caller: &Principal, row: VnfRow) -> Result<Value, ApiError> {
+/// The base of the URLs a response names: `http://` and the `Host` the request came in
+/// under (which the guard checked is one the gateway answers to).
+fn public_base(headers: &HeaderMap) -> String {
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|host| host.to_str().ok())
+        .unwrap_or_default();
+    format!("http://{host}")
+}
+
+/// A VNF's row as a show answers it to `caller`: its secrets opened only for who may see them
+/// (its alarm key as one alarm URL per trigger), and its monitor states.
+async fn shown(
+    gateway: &Gateway,
+    caller: &Principal,
+    row: VnfRow,
+    headers: &HeaderMap,
+) -> Result<Value, ApiError> {
     let vnf_id = row
         .state
         .details
@@ -355,6 +389,7 @@ async fn shown(gateway: &Gateway, caller: &Principal, row: VnfRow) -> Result<Val
     };
     let mut vnf =
         render::vnf_json(&row, key.as_ref()).ok_or_else(|| ApiError::vnf_not_found(&vnf_id))?;
+    alarms::show_alarm_urls(&mut vnf, &row, &public_base(headers));
     vnf["monitor"] = render::monitor_json(&row, &gateway.monitor_states(&vnf_id));
     Ok(vnf)
 }
@@ -416,7 +451,9 @@ pub(crate) async fn update(
         .refresh_vnf(&vnf_id)
         .await?
         .ok_or_else(|| ApiError::vnf_not_found(&vnf_id))?;
-    Ok(Json(json!({ "vnf": shown(&gateway, &caller, row).await? })))
+    Ok(Json(
+        json!({ "vnf": shown(&gateway, &caller, row, &headers).await? }),
+    ))
 }
 
 /// The row of a VNF that exists in a project the caller sees, or 404.
@@ -583,7 +620,10 @@ fn command_error(vnf_id: &str, error: CommandError<VnfError>) -> ApiError {
             | VnfError::StaleFailure { .. }
             | VnfError::NotThePolicy { .. }
             | VnfError::Busy { .. }
-            | VnfError::NotHealable { .. }),
+            | VnfError::NotHealable { .. }
+            | VnfError::UnknownTrigger { .. }
+            | VnfError::NotTheTriggersAction { .. }
+            | VnfError::StaleAlarm { .. }),
         ) => ApiError::internal("a user command on a VNF", &e),
         CommandError::Store(e) => ApiError::store("appending a VNF command", &e),
     }

@@ -12,7 +12,7 @@ use axum::http::{Request, StatusCode};
 use events::envelope::Cause;
 use events::fixtures;
 use events::store::EventLog;
-use events::vnf::{Instance, PendingOperation, Vnf, VnfCommand};
+use events::vnf::{Instance, PendingOperation, RespawnLimit, Vnf, VnfCommand, VnfStatus};
 use gateway::auth::{NoAuth, TokenFile};
 use gateway::{Authenticator, Gateway, GatewayConfig, REQUEST_BODY_BYTES_MAX};
 use projector::Tables;
@@ -29,6 +29,8 @@ const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(10);
 const MONITOR: &str = include_str!("../../vnfd/tests/samples/tosca-vnfd-monitor.yaml");
 const HTTP_MONITOR: &str = include_str!("../../vnfd/tests/samples/tosca-vnfd-http-monitor.yaml");
 const SCALE: &str = include_str!("../../vnfd/tests/samples/tosca-vnfd-scale.yaml");
+const ALARM_SCALE: &str = include_str!("../../vnfd/tests/samples/tosca-vnfd-alarm-scale.yaml");
+const ALARM_RESPAWN: &str = include_str!("../../vnfd/tests/samples/tosca-vnfd-alarm-respawn.yaml");
 
 /// A gateway over a fresh nats-server.
 struct Api {
@@ -52,6 +54,7 @@ struct Options {
     auth: Arc<dyn Authenticator>,
     projector: bool,
     quotas: gateway::quota::Quotas,
+    respawn_limit: RespawnLimit,
 }
 
 impl Default for Options {
@@ -60,6 +63,7 @@ impl Default for Options {
             auth: Arc::new(NoAuth),
             projector: true,
             quotas: gateway::quota::Quotas::default(),
+            respawn_limit: RespawnLimit::default(),
         }
     }
 }
@@ -88,6 +92,7 @@ impl Api {
             instance: "gateway-test".into(),
             quotas: options.quotas,
             master_key: nats.access().master_key(),
+            respawn_limit: options.respawn_limit,
             ..GatewayConfig::default()
         };
         let gateway = Gateway::new(log.clone(), tables.clone(), config)
@@ -1815,4 +1820,449 @@ async fn an_update_records_the_new_config_sealed_and_the_vnf_goes_pending_update
         details[1].starts_with("VNF config update completed by"),
         "{details:?}"
     );
+}
+
+// Alarms.
+
+/// `vnf`'s alarm URL of `trigger` (its show's `attributes.<trigger>`), as a path.
+fn alarm_path(vnf: &Value, trigger: &str) -> String {
+    let url = vnf["attributes"][trigger]
+        .as_str()
+        .unwrap_or_else(|| panic!("no alarm URL of {trigger} in {vnf}"));
+    let at = url
+        .find("/v1.0/")
+        .unwrap_or_else(|| panic!("not an alarm URL: {url}"));
+    url[at..].to_owned()
+}
+
+/// Tacker's alarm receiver body: the alarm `alarm_id` in state `current`.
+fn trigger_body(trigger: &str, action: &str, alarm_id: &str, current: &str, key: &str) -> Value {
+    json!({"trigger": {
+        "policy_name": trigger,
+        "action_name": action,
+        "params": {"data": {"alarm_id": alarm_id, "current": current}, "credential": key},
+    }})
+}
+
+/// An Aodh notification as it posts one to an alarm URL.
+fn aodh(alarm_id: &str, current: &str) -> Value {
+    json!({"alarm_id": alarm_id, "alarm_name": "cpu", "current": current, "previous": "ok",
+           "reason": "Transition to alarm due to 1 samples outside threshold", "severity": "low"})
+}
+
+impl Api {
+    /// An ACTIVE VNF of `template` with the show (secrets opened) that gives its alarm URLs.
+    async fn alarmed_vnf(&self, template: &str, name: &str) -> (String, Value) {
+        let vnfd_id = self.onboard(template, name).await;
+        let vnf_id = id_of(&self.create_vnf(&vnfd_id, name).await);
+        self.complete_create(&vnf_id, 3).await;
+        let vnf = self.show_until(&vnf_id, |v| v["status"] == "ACTIVE").await;
+        (vnf_id, vnf)
+    }
+
+    /// Records, as a conductor would, that the pending heal deployed its replacements.
+    async fn complete_pending(&self, vnf_id: &str, first_ip: u8) {
+        let pending = self.pending(vnf_id).await;
+        let command = pending.completion(Ok(deployed(&pending, first_ip)));
+        self.log
+            .execute::<Vnf>(vnf_id, command, &(), &conductor())
+            .await
+            .expect("complete the pending operation");
+    }
+}
+
+#[tokio::test]
+async fn a_vnf_shows_one_alarm_url_per_trigger_and_a_wrong_key_stores_nothing() {
+    let api = Api::start().await;
+    let (vnf_id, vnf) = api.alarmed_vnf(ALARM_SCALE, "alarmed").await;
+    let out = alarm_path(&vnf, "vdu_hcpu_usage_scaling_out");
+    let in_ = alarm_path(&vnf, "vdu_lcpu_usage_scaling_in");
+    let prefix = format!("/v1.0/vnfs/{vnf_id}/vdu_hcpu_usage_scaling_out/SP1-out/");
+    assert!(out.starts_with(&prefix), "{out}");
+    assert!(in_.contains("/vdu_lcpu_usage_scaling_in/SP1-in/"), "{in_}");
+    let key = out[prefix.len()..].to_owned();
+    assert_eq!(key.len(), 64, "32 random bytes, in hex: {key}");
+    assert!(vnf["attributes"].get("alarm_key").is_none(), "{vnf}");
+    // Never in clear on the log.
+    let (_, events) = api
+        .get(&format!("/v1.0/events.json?resource_id={vnf_id}"))
+        .await;
+    assert!(!events.to_string().contains(&key), "{events}");
+    // A list shows no secret.
+    let (_, list) = api.get("/v1.0/vnfs.json").await;
+    assert!(!list.to_string().contains(&key), "{list}");
+
+    let before = api.log_length().await;
+    let wrong = format!(
+        "/v1.0/vnfs/{vnf_id}/vdu_hcpu_usage_scaling_out/SP1-out/{}",
+        "0".repeat(64)
+    );
+    let refusals = [
+        api.call_with_token("POST", &wrong, Body::from(aodh("a1", "alarm").to_string()), None).await,
+        api.call_with_token("POST", &format!("/v1.0/vnfs/{vnf_id}/triggers"),
+            Body::from(trigger_body("vdu_hcpu_usage_scaling_out", "SP1-out", "a1", "alarm", "nope").to_string()), None).await,
+        api.call_with_token("POST", &format!("/v1.0/vnfs/{vnf_id}/triggers"),
+            Body::from(json!({"trigger": {"policy_name": "vdu_hcpu_usage_scaling_out", "action_name": "SP1-out"}}).to_string()), None).await,
+    ];
+    for (status, refused) in refusals {
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{refused}");
+        assert!(
+            tacker_error(&refused, "HTTPUnauthorized").contains("alarm key"),
+            "{refused}"
+        );
+    }
+    assert_eq!(
+        api.log_length().await,
+        before,
+        "a refused alarm stores nothing"
+    );
+    // An unknown VNF is 404, with or without a key.
+    let (status, refused) = api
+        .call_with_token(
+            "POST",
+            "/v1.0/vnfs/0b9c3d0e-1a2b-4c3d-8e9f-001122334455/triggers",
+            Body::from(trigger_body("t", "log", "a1", "alarm", &key).to_string()),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{refused}");
+    // With the key and no token, the alarm URL acts.
+    let (status, answer) = api
+        .call_with_token(
+            "POST",
+            &out,
+            Body::from(aodh("a1", "alarm").to_string()),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    assert_eq!(answer["alarm"]["outcome"], "acted", "{answer}");
+    let shown = api
+        .show_until(&vnf_id, |v| v["status"] == "PENDING_SCALE_OUT")
+        .await;
+    assert_eq!(shown["status"], "PENDING_SCALE_OUT");
+}
+
+#[tokio::test]
+async fn a_vnf_without_triggers_has_no_alarm_key_and_its_alarms_answer_404() {
+    let api = Api::start().await;
+    let (vnf_id, vnf) = api.alarmed_vnf(SCALE, "plain").await;
+    assert!(vnf["attributes"].get("alarm_key").is_none(), "{vnf}");
+    let (status, refused) = api
+        .call_with_token(
+            "POST",
+            &format!("/v1.0/vnfs/{vnf_id}/triggers"),
+            Body::from(trigger_body("t", "log", "a1", "alarm", "k").to_string()),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{refused}");
+    assert!(
+        tacker_error(&refused, "AlarmUrlNotFound").contains("no alarm key"),
+        "{refused}"
+    );
+}
+
+#[tokio::test]
+async fn the_same_alarm_posted_five_times_to_two_gateways_scales_out_once() {
+    let api = Api::start().await;
+    let other = api.second_gateway().await;
+    let (vnf_id, vnf) = api.alarmed_vnf(ALARM_SCALE, "raced").await;
+    let out = alarm_path(&vnf, "vdu_hcpu_usage_scaling_out");
+    let key = out.rsplit('/').next().unwrap().to_owned();
+    let triggers = format!("/v1.0/vnfs/{vnf_id}/triggers");
+    let body = trigger_body(
+        "vdu_hcpu_usage_scaling_out",
+        "SP1-out",
+        "alarm-1",
+        "alarm",
+        &key,
+    );
+    let before = api.log_length().await;
+    let answers = futures::future::join_all((0..5).map(|n| {
+        let (triggers, body) = (triggers.clone(), body.clone());
+        let (api, other) = (&api, &other);
+        async move {
+            if n % 2 == 0 {
+                api.post(&triggers, &body).await
+            } else {
+                other.post(&triggers, &body).await
+            }
+        }
+    }))
+    .await;
+    let mut outcomes: Vec<String> = answers
+        .iter()
+        .map(|(status, answer)| {
+            assert_eq!(*status, StatusCode::ACCEPTED, "{answer}");
+            answer["alarm"]["outcome"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    outcomes.sort();
+    assert_eq!(
+        outcomes,
+        [
+            "acted",
+            "already handled",
+            "already handled",
+            "already handled",
+            "already handled"
+        ]
+    );
+    assert_eq!(
+        api.log_length().await,
+        before + 1,
+        "one claim, with its scale, in one message"
+    );
+    let vnf = api.log.load::<Vnf>(&vnf_id).await.unwrap().aggregate;
+    assert_eq!(vnf.status, Some(VnfStatus::PendingScaleOut));
+    assert_eq!(vnf.pending.as_ref().unwrap().add.len(), 1);
+    assert_eq!(vnf.handled_alarms, ["tacker:alarm-1"]);
+}
+
+#[tokio::test]
+async fn a_scale_in_alarm_inside_the_cooldown_is_refused_with_the_seconds_left() {
+    let api = Api::start().await;
+    let (vnf_id, vnf) = api.alarmed_vnf(ALARM_SCALE, "cooling").await;
+    let (out, in_) = (
+        alarm_path(&vnf, "vdu_hcpu_usage_scaling_out"),
+        alarm_path(&vnf, "vdu_lcpu_usage_scaling_in"),
+    );
+    let (status, answer) = api.post(&out, &aodh("high", "alarm")).await;
+    assert_eq!(
+        (status, &answer["alarm"]["outcome"]),
+        (StatusCode::ACCEPTED, &json!("acted")),
+        "{answer}"
+    );
+    api.complete_scale(&vnf_id, 9).await;
+    api.show_until(&vnf_id, |v| v["status"] == "ACTIVE").await;
+    let before = api.log_length().await;
+    let (status, refused) = api.post(&in_, &aodh("low", "alarm")).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{refused}");
+    let message = tacker_error(&refused, "VNFScaleCooldown");
+    assert!(
+        message.contains("cooldown of 120 s") && message.contains("retry in"),
+        "{message}"
+    );
+    let seconds_left: u64 = message
+        .rsplit("retry in ")
+        .next()
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no seconds left in {message}"));
+    assert!((100..=120).contains(&seconds_left), "{message}");
+    assert_eq!(
+        api.log_length().await,
+        before,
+        "a refused alarm stores nothing"
+    );
+}
+
+#[tokio::test]
+async fn a_respawn_alarm_respawns_once_and_counts_toward_the_heal_limit() {
+    let api = Api::start_with(Options {
+        respawn_limit: RespawnLimit {
+            heals_max: 2,
+            window: time::Duration::minutes(10),
+        },
+        ..Options::default()
+    })
+    .await;
+    let (vnf_id, vnf) = api.alarmed_vnf(ALARM_RESPAWN, "respawned").await;
+    let url = alarm_path(&vnf, "vdu_hcpu_usage_respawning");
+    assert!(url.contains("/vdu_hcpu_usage_respawning/respawn/"), "{url}");
+    let outcome = |answer: &Value| {
+        answer["alarm"]["outcome"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+
+    let (status, answer) = api.post(&url, &aodh("a1", "alarm")).await;
+    assert_eq!(
+        (status, outcome(&answer).as_str()),
+        (StatusCode::ACCEPTED, "acted"),
+        "{answer}"
+    );
+    api.show_until(&vnf_id, |v| v["status"] == "DEAD").await;
+    let (_, answer) = api.post(&url, &aodh("a1", "alarm")).await;
+    assert_eq!(outcome(&answer), "already handled", "{answer}");
+    api.complete_pending(&vnf_id, 20).await;
+    api.show_until(&vnf_id, |v| v["status"] == "ACTIVE").await;
+    // Aodh's repeats of a raised alarm act once; its `ok` frees it for the next episode.
+    let (_, answer) = api.post(&url, &aodh("a1", "alarm")).await;
+    assert_eq!(outcome(&answer), "already handled", "{answer}");
+    let (_, answer) = api.post(&url, &aodh("a1", "insufficient data")).await;
+    assert_eq!(outcome(&answer), "nothing to do", "{answer}");
+    let (status, answer) = api.post(&url, &aodh("a1", "ok")).await;
+    assert_eq!(
+        (status, outcome(&answer).as_str()),
+        (StatusCode::ACCEPTED, "cleared"),
+        "{answer}"
+    );
+    let (_, answer) = api.post(&url, &aodh("a1", "ok")).await;
+    assert_eq!(outcome(&answer), "nothing to clear", "{answer}");
+    let (_, answer) = api.post(&url, &aodh("a1", "alarm")).await;
+    assert_eq!(outcome(&answer), "acted", "{answer}");
+    api.complete_pending(&vnf_id, 30).await;
+    api.show_until(&vnf_id, |v| v["status"] == "ACTIVE").await;
+    // The third within the window is at the limit of 2: no respawn, the VNF waits for a person.
+    let (_, answer) = api.post(&url, &aodh("a2", "alarm")).await;
+    assert_eq!(outcome(&answer), "acted", "{answer}");
+    let vnf = api.show_until(&vnf_id, |v| v["status"] == "ERROR").await;
+    assert!(
+        vnf["error_reason"].as_str().unwrap().contains("limit of 2"),
+        "{vnf}"
+    );
+    let state = api.log.load::<Vnf>(&vnf_id).await.unwrap().aggregate;
+    assert_eq!(state.heals_at.len(), 2, "two respawns, not three");
+    assert_eq!(state.pending, None);
+}
+
+/// Alertmanager's webhook payload (version 4) of one alert.
+fn alertmanager_payload(status: &str, vnf_id: &str, trigger: &str, fingerprint: &str) -> Value {
+    json!({
+        "version": "4",
+        "groupKey": "{}:{vnf_id=\"x\"}",
+        "status": status,
+        "receiver": "vnfm",
+        "groupLabels": {"vnf_id": vnf_id},
+        "commonLabels": {},
+        "commonAnnotations": {},
+        "externalURL": "http://alertmanager:9093",
+        "truncatedAlerts": 0,
+        "alerts": [{
+            "status": status,
+            "labels": {"alertname": "x", "vnf_id": vnf_id, "trigger": trigger},
+            "annotations": {},
+            "startsAt": "2026-12-01T10:00:00Z",
+            "endsAt": "0001-01-01T00:00:00Z",
+            "generatorURL": "http://prometheus:9090/graph",
+            "fingerprint": fingerprint,
+        }],
+    })
+}
+
+/// Sends `body` with `Authorization: Bearer <token>` (as Alertmanager's `http_config` does);
+/// answers the status and the body's text.
+async fn send_bearer(
+    api: &Api,
+    method: &str,
+    uri: &str,
+    body: Option<&Value>,
+    token: &str,
+) -> (StatusCode, String) {
+    let request = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("content-type", "application/json")
+        .header("authorization", format!("Bearer {token}"))
+        .body(body.map_or_else(Body::empty, |b| Body::from(b.to_string())))
+        .expect("a request");
+    let response = api
+        .router
+        .clone()
+        .oneshot(request)
+        .await
+        .expect("the router answers");
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .expect("a body");
+    (status, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+#[tokio::test]
+async fn alertmanager_firing_twice_scales_once_resolved_does_nothing_and_a_bearer_token_works() {
+    let (api, _dir) = api_with_users().await;
+    let (status, vnfd) = api
+        .call_as(
+            "t-alice",
+            "POST",
+            "/v1.0/vnfds.json",
+            Some(&json!({"vnfd": {"name": "am", "attributes": {"vnfd": ALARM_SCALE}}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{vnfd}");
+    let vnfd_id = id_of(&vnfd["vnfd"]);
+    let (status, vnf) = api.create_vnf_as("t-alice", &vnfd_id, "am1", None).await;
+    assert_eq!(status, StatusCode::CREATED, "{vnf}");
+    let vnf_id = id_of(&vnf["vnf"]);
+    api.complete_create(&vnf_id, 3).await;
+    eventually("the VNF is ACTIVE", CATCH_UP_TIMEOUT, || async {
+        let (_, vnf) = api
+            .call_as("t-alice", "GET", &format!("/v1.0/vnfs/{vnf_id}"), None)
+            .await;
+        if vnf["vnf"]["status"] == "ACTIVE" {
+            Ok(())
+        } else {
+            Err(vnf.to_string())
+        }
+    })
+    .await;
+
+    // The rules name the VNFD's triggers.
+    let (status, rules) = send_bearer(&api, "GET", "/v1.0/prometheus/rules", None, "t-alice").await;
+    assert_eq!(status, StatusCode::OK, "{rules}");
+    assert!(
+        rules.contains(&format!(
+            "expr: \"avg by (vnf_id) (cpu_util{{vnfd_id=\\\"{vnfd_id}\\\"}}) > 80\""
+        )),
+        "{rules}"
+    );
+    assert!(
+        rules.contains("alert: \"am-vdu_lcpu_usage_scaling_in\""),
+        "{rules}"
+    );
+    // Another project's user sees no rule of it.
+    let (_, others) = send_bearer(&api, "GET", "/v1.0/prometheus/rules", None, "t-bob").await;
+    assert_eq!(others, "groups: []\n");
+
+    let firing = alertmanager_payload("firing", &vnf_id, "vdu_hcpu_usage_scaling_out", "fp1");
+    let (status, first) =
+        send_bearer(&api, "POST", "/v1.0/alertmanager", Some(&firing), "t-alice").await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    let first: Value = serde_json::from_str(&first).unwrap();
+    assert_eq!(first["alerts"][0]["outcome"], "acted", "{first}");
+    let (_, again) =
+        send_bearer(&api, "POST", "/v1.0/alertmanager", Some(&firing), "t-alice").await;
+    let again: Value = serde_json::from_str(&again).unwrap();
+    assert_eq!(again["alerts"][0]["outcome"], "already handled", "{again}");
+    let vnf = api.log.load::<Vnf>(&vnf_id).await.unwrap().aggregate;
+    assert_eq!(vnf.status, Some(VnfStatus::PendingScaleOut));
+    assert_eq!(vnf.handled_alarms, ["am:fp1:2026-12-01T10:00:00Z"]);
+
+    let before = api.log_length().await;
+    let resolved = alertmanager_payload("resolved", &vnf_id, "vdu_hcpu_usage_scaling_out", "fp1");
+    let (status, answer) = send_bearer(
+        &api,
+        "POST",
+        "/v1.0/alertmanager",
+        Some(&resolved),
+        "t-alice",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert!(answer.contains("resolved: nothing to do"), "{answer}");
+    // Refusals are reported per alert, never as a 5xx Alertmanager would retry.
+    let foreign = alertmanager_payload("firing", &vnf_id, "vdu_hcpu_usage_scaling_out", "fp2");
+    let (status, answer) =
+        send_bearer(&api, "POST", "/v1.0/alertmanager", Some(&foreign), "t-bob").await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let answer: Value = serde_json::from_str(&answer).unwrap();
+    assert_eq!(answer["alerts"][0]["outcome"], "refused", "{answer}");
+    let unknown = alertmanager_payload("firing", &vnf_id, "no_such_trigger", "fp3");
+    let (_, answer) = send_bearer(
+        &api,
+        "POST",
+        "/v1.0/alertmanager",
+        Some(&unknown),
+        "t-alice",
+    )
+    .await;
+    assert!(answer.contains("no alarm trigger named"), "{answer}");
+    assert_eq!(api.log_length().await, before, "nothing stored");
+    // A wrong bearer token is refused like a wrong X-Auth-Token.
+    let (status, _) = send_bearer(&api, "POST", "/v1.0/alertmanager", Some(&firing), "wrong").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
 }

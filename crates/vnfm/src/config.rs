@@ -233,6 +233,9 @@ pub struct Api {
     /// The master key read from `--master-key`; `vnfm up` without one uses (and makes) its data
     /// directory's.
     pub master_key: Option<Arc<DataKey>>,
+    /// The heal limit an alarm's respawn counts toward (the conductors' `--heals-max` and
+    /// `--heal-window-s`).
+    pub respawn_limit: RespawnLimit,
 }
 
 #[derive(Debug)]
@@ -310,7 +313,10 @@ pub fn validate(command: Command, files: &dyn Files) -> Result<Config, Vec<Confi
     let config = match command {
         Command::Up(args) => Config::Up(check.up(args)),
         Command::Gateway(args) => {
-            let api = check.api(&args.api);
+            let api = Api {
+                respawn_limit: check.respawn_limit(&args.heal),
+                ..check.api(&args.api)
+            };
             if args.api.master_key.is_none() {
                 check.problem(
                     "--master-key",
@@ -532,6 +538,7 @@ impl Check<'_> {
             guard: self.guard(&args.guard),
             quotas: args.quotas.quotas(),
             master_key: master_key.map(Arc::new),
+            respawn_limit: RespawnLimit::default(),
         }
     }
 
@@ -696,10 +703,14 @@ impl Check<'_> {
         if let Some(url) = &args.nats_url {
             self.nats_url(url);
         }
+        let respawn_limit = self.respawn_limit(&args.heal);
         Up {
-            api: self.api(&args.api),
+            api: Api {
+                respawn_limit,
+                ..self.api(&args.api)
+            },
             vim_prefix: self.vim_prefix(args.vim),
-            respawn_limit: self.respawn_limit(&args.heal),
+            respawn_limit,
             suspect_failures_min: self.suspect_failures_min(&args.probe),
             probe_cidrs: self.probe_cidrs(&args.probe),
             data_dir: args.data_dir,

@@ -316,6 +316,9 @@ struct GatewayArgs {
     nats: NatsArgs,
     #[command(flatten)]
     api: ApiArgs,
+    /// The heal limit of alarms' respawns (give the conductors' values).
+    #[command(flatten)]
+    heal: HealArgs,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -359,6 +359,7 @@ impl Roles {
             guard,
             quotas: api.quotas,
             master_key,
+            respawn_limit: api.respawn_limit,
         };
         let gateway = Gateway::new(log, tables, config).await?;
         let listener = tokio::net::TcpListener::bind(api.listen)

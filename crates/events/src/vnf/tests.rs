@@ -1085,3 +1085,427 @@ mod update {
             });
     }
 }
+
+mod alarms {
+    use super::*;
+    use crate::envelope::{Actor, ActorKind};
+    use crate::spec::AlarmAction;
+
+    const AT: OffsetDateTime = datetime!(2026-11-25 10:05 UTC);
+    const COOLDOWN_S: u64 = 60;
+
+    /// `vnfd(false)` with SP1 cooling down for a minute, and triggers: `cpu_high` scales SP1
+    /// out, `cpu_low` in; `mem_high` respawns VDU2 (or logs); `broken` logs and kills.
+    fn vnfd_with_triggers() -> VnfdSpec {
+        let mut vnfd = vnfd(false);
+        vnfd.scaling_policies[0].cooldown_s = COOLDOWN_S;
+        vnfd.alarm_triggers = vec![
+            fixtures::scaling_trigger("cpu_high", "SP1", ScaleDirection::Out),
+            fixtures::scaling_trigger("cpu_low", "SP1", ScaleDirection::In),
+            crate::spec::AlarmTrigger {
+                vdus: vec!["VDU2".into()],
+                ..fixtures::trigger("mem_high", vec![AlarmAction::Respawn, AlarmAction::Log])
+            },
+            fixtures::trigger("broken", vec![AlarmAction::LogAndKill]),
+        ];
+        vnfd
+    }
+
+    fn active() -> Vec<VnfEvent> {
+        vec![
+            VnfEvent::CreateRequested {
+                details: details(),
+                vnfd: vnfd_with_triggers(),
+                operation_id: CREATE_OP.into(),
+                add: create_plan(),
+            },
+            VnfEvent::CreateCompleted {
+                operation_id: CREATE_OP.into(),
+                instances: running(&create_plan(), 1),
+            },
+        ]
+    }
+
+    fn record(occurrence: &str, trigger: &str, action: AlarmAction) -> AlarmRecord {
+        AlarmRecord {
+            occurrence_id: occurrence.into(),
+            trigger: trigger.into(),
+            action,
+            source: AlarmSource::Tacker,
+            received_by: Actor::new(ActorKind::Alarm, trigger).in_project(fixtures::TENANT),
+            instance_id: None,
+        }
+    }
+
+    fn scale_action(direction: ScaleDirection) -> AlarmAction {
+        AlarmAction::Scale {
+            policy: "SP1".into(),
+            direction,
+        }
+    }
+
+    fn alarm_at(alarm: AlarmRecord, at: OffsetDateTime) -> VnfCommand {
+        VnfCommand::Alarm {
+            operation_id: format!("op-{}", alarm.occurrence_id),
+            alarm,
+            at,
+            limit: RespawnLimit::default(),
+        }
+    }
+
+    fn alarm(alarm: AlarmRecord) -> VnfCommand {
+        alarm_at(alarm, AT)
+    }
+
+    #[test]
+    fn a_scaling_alarm_claims_its_occurrence_and_requests_the_scale_together() {
+        let high = record("tacker:a1", "cpu_high", scale_action(ScaleDirection::Out));
+        Given::with(())
+            .given(active())
+            .when(alarm(high.clone()))
+            .then_expect_events(vec![
+                VnfEvent::AlarmClaimed {
+                    alarm: high.clone(),
+                    at: AT,
+                },
+                VnfEvent::ScaleRequested {
+                    operation_id: "op-tacker:a1".into(),
+                    policy: "SP1".into(),
+                    direction: ScaleDirection::Out,
+                    add: vec![planned("op-tacker:a1", "VDU1", 0)],
+                    remove: vec![],
+                    at: Some(AT),
+                },
+            ]);
+    }
+
+    #[test]
+    fn an_occurrence_already_claimed_changes_nothing_even_after_its_operation() {
+        let high = record("tacker:a1", "cpu_high", scale_action(ScaleDirection::Out));
+        let mut events = active();
+        events.extend(
+            Given::with(())
+                .given(active())
+                .when(alarm(high.clone()))
+                .inspect_result()
+                .unwrap(),
+        );
+        Given::with(())
+            .given(events.clone())
+            .when(alarm(high.clone()))
+            .then_expect_events(vec![]);
+        events.push(VnfEvent::ScaleCompleted {
+            operation_id: "op-tacker:a1".into(),
+            added: running(&[planned("op-tacker:a1", "VDU1", 0)], 9),
+            removed: vec![],
+        });
+        // Long after the cooldown: still the same occurrence.
+        Given::with(())
+            .given(events)
+            .when(alarm_at(high, AT + time::Duration::hours(1)))
+            .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn an_ok_frees_the_occurrence_so_that_its_next_alarm_acts() {
+        let mem = record("tacker:a1", "mem_high", AlarmAction::Log);
+        let mut events = active();
+        events.push(VnfEvent::AlarmLogged {
+            alarm: mem.clone(),
+            at: AT,
+        });
+        Given::with(())
+            .given(events.clone())
+            .when(alarm(mem.clone()))
+            .then_expect_events(vec![]);
+        let clear = VnfCommand::ClearAlarm {
+            occurrence_id: "tacker:a1".into(),
+        };
+        Given::with(())
+            .given(events.clone())
+            .when(clear.clone())
+            .then_expect_events(vec![VnfEvent::AlarmCleared {
+                occurrence_id: "tacker:a1".into(),
+            }]);
+        // An ok for an alarm that never acted records nothing.
+        Given::with(())
+            .given(active())
+            .when(clear)
+            .then_expect_events(vec![]);
+        events.push(VnfEvent::AlarmCleared {
+            occurrence_id: "tacker:a1".into(),
+        });
+        let later = AT + time::Duration::minutes(1);
+        Given::with(())
+            .given(events)
+            .when(alarm_at(mem.clone(), later))
+            .then_expect_events(vec![VnfEvent::AlarmLogged {
+                alarm: mem,
+                at: later,
+            }]);
+    }
+
+    #[test]
+    fn an_unknown_trigger_or_an_action_not_the_triggers_is_refused() {
+        Given::with(())
+            .given(active())
+            .when(alarm(record("t:1", "disk_full", AlarmAction::Log)))
+            .then_expect_error(VnfError::UnknownTrigger {
+                trigger: "disk_full".into(),
+            });
+        Given::with(())
+            .given(active())
+            .when(alarm(record(
+                "t:1",
+                "cpu_high",
+                scale_action(ScaleDirection::In),
+            )))
+            .then_expect_error(VnfError::NotTheTriggersAction {
+                trigger: "cpu_high".into(),
+                action: "SP1-in".into(),
+                actions: vec!["SP1-out".into()],
+            });
+    }
+
+    #[test]
+    fn a_scale_in_alarm_inside_the_cooldown_is_refused_with_the_seconds_left() {
+        let mut events = active();
+        events.push(scale_out_requested());
+        events.push(VnfEvent::ScaleCompleted {
+            operation_id: "op-scale".into(),
+            added: running(&[planned("op-scale", "VDU1", 0)], 9),
+            removed: vec![],
+        });
+        let at = SCALED_AT + time::Duration::seconds(20);
+        Given::with(())
+            .given(events)
+            .when(alarm_at(
+                record("am:f:1", "cpu_low", scale_action(ScaleDirection::In)),
+                at,
+            ))
+            .then_expect_error(VnfError::Cooldown {
+                policy: "SP1".into(),
+                cooldown_s: COOLDOWN_S,
+                seconds_left: 40,
+            });
+    }
+
+    #[test]
+    fn a_scale_out_alarm_at_max_instances_is_refused_as_the_apis_scale() {
+        let mut events = active();
+        events.push(scale_out_requested());
+        events.push(VnfEvent::ScaleCompleted {
+            operation_id: "op-scale".into(),
+            added: running(&[planned("op-scale", "VDU1", 0)], 9),
+            removed: vec![],
+        });
+        let result = Given::with(())
+            .given(events)
+            .when(alarm_at(
+                record("am:f:1", "cpu_high", scale_action(ScaleDirection::Out)),
+                SCALED_AT + time::Duration::hours(1),
+            ))
+            .inspect_result();
+        assert!(
+            matches!(result, Err(VnfError::ScaleLimit { limit: 3, .. })),
+            "{result:?}"
+        );
+    }
+
+    #[test]
+    fn a_respawn_alarm_replaces_its_triggers_vdus_and_a_heal_completion_ends_it() {
+        let mem = record("am:f:1", "mem_high", AlarmAction::Respawn);
+        let op = "op-am:f:1";
+        let vdu2 = running(&create_plan(), 1)[2].instance_id.clone();
+        let started = VnfEvent::AlarmRespawnStarted {
+            operation_id: op.into(),
+            occurrence_id: "am:f:1".into(),
+            add: vec![planned(op, "VDU2", 0)],
+            remove: vec![vdu2.clone()],
+            at: AT,
+        };
+        Given::with(())
+            .given(active())
+            .when(alarm(mem.clone()))
+            .then_expect_events(vec![
+                VnfEvent::AlarmClaimed {
+                    alarm: mem.clone(),
+                    at: AT,
+                },
+                started.clone(),
+            ]);
+        let mut events = active();
+        events.push(VnfEvent::AlarmClaimed { alarm: mem, at: AT });
+        events.push(started);
+        let vnf = state_after(events.clone());
+        assert_eq!(vnf.status, Some(VnfStatus::Dead));
+        assert_eq!(vnf.heals_at, [AT]);
+        let pending = vnf.pending.clone().expect("a respawn pending");
+        assert_eq!(pending.kind, OperationKind::Respawn);
+        // The conductor's completion is a failure's heal's.
+        let added = running(&pending.add, 20);
+        let completion = pending.completion(Ok(added.clone()));
+        Given::with(())
+            .given(events)
+            .when(completion)
+            .then_expect_events(vec![VnfEvent::HealCompleted {
+                operation_id: op.into(),
+                added,
+                removed: vec![vdu2],
+            }]);
+    }
+
+    #[test]
+    fn a_respawn_alarm_naming_an_instance_replaces_only_it() {
+        let vdu1 = running(&create_plan(), 1)[1].instance_id.clone();
+        let named = AlarmRecord {
+            instance_id: Some(vdu1.clone()),
+            ..record("am:f:1", "mem_high", AlarmAction::Respawn)
+        };
+        let result = Given::with(())
+            .given(active())
+            .when(alarm(named.clone()))
+            .inspect_result()
+            .unwrap();
+        let [_, VnfEvent::AlarmRespawnStarted { add, remove, .. }] = &result[..] else {
+            panic!("{result:?}")
+        };
+        assert_eq!(remove, &[vdu1]);
+        assert_eq!(add, &[planned("op-am:f:1", "VDU1", 0)]);
+        let gone = AlarmRecord {
+            instance_id: Some("gone".into()),
+            ..named
+        };
+        let result = Given::with(())
+            .given(active())
+            .when(alarm(gone))
+            .inspect_result();
+        assert!(
+            matches!(result, Err(VnfError::StaleAlarm { .. })),
+            "{result:?}"
+        );
+    }
+
+    #[test]
+    fn respawn_alarms_count_toward_the_heal_limit() {
+        let mut events = active();
+        for n in 0..3 {
+            let op = format!("h{n}");
+            events.push(VnfEvent::AlarmClaimed {
+                alarm: record(&format!("am:{n}"), "mem_high", AlarmAction::Respawn),
+                at: AT,
+            });
+            events.push(VnfEvent::AlarmRespawnStarted {
+                operation_id: op.clone(),
+                occurrence_id: format!("am:{n}"),
+                add: vec![],
+                remove: vec![],
+                at: AT - time::Duration::minutes(n),
+            });
+            events.push(VnfEvent::HealCompleted {
+                operation_id: op,
+                added: vec![],
+                removed: vec![],
+            });
+        }
+        let fourth = record("am:4", "mem_high", AlarmAction::Respawn);
+        let result = Given::with(())
+            .given(events.clone())
+            .when(alarm(fourth.clone()))
+            .inspect_result()
+            .unwrap();
+        let [
+            VnfEvent::RespawnLimitReached {
+                failure: None,
+                alarm: Some(limited),
+                reason,
+            },
+        ] = &result[..]
+        else {
+            panic!("{result:?}")
+        };
+        assert_eq!(limited, &fourth);
+        assert!(reason.contains("limit of 3"), "{reason}");
+        events.extend(result);
+        let vnf = state_after(events.clone());
+        assert_eq!(vnf.status, Some(VnfStatus::Error));
+        // The occurrence is handled: its repeats change nothing.
+        Given::with(())
+            .given(events)
+            .when(alarm(fourth))
+            .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn log_records_the_alarm_and_log_and_kill_also_requests_the_delete() {
+        let logged = record("t:1", "mem_high", AlarmAction::Log);
+        Given::with(())
+            .given(active())
+            .when(alarm(logged.clone()))
+            .then_expect_events(vec![VnfEvent::AlarmLogged {
+                alarm: logged,
+                at: AT,
+            }]);
+        let kill = record("t:2", "broken", AlarmAction::LogAndKill);
+        Given::with(())
+            .given(active())
+            .when(alarm(kill.clone()))
+            .then_expect_events(vec![
+                VnfEvent::AlarmLogged {
+                    alarm: kill,
+                    at: AT,
+                },
+                VnfEvent::DeleteRequested {
+                    operation_id: "op-t:2".into(),
+                },
+            ]);
+    }
+
+    #[test]
+    fn the_claimed_occurrences_are_bounded() {
+        let mut events = active();
+        for n in 0..=HANDLED_ALARMS_MAX {
+            events.push(VnfEvent::AlarmLogged {
+                alarm: record(&format!("t:{n}"), "mem_high", AlarmAction::Log),
+                at: AT,
+            });
+        }
+        let vnf = state_after(events);
+        assert_eq!(vnf.handled_alarms.len(), HANDLED_ALARMS_MAX);
+        assert_eq!(vnf.handled_alarms.front().map(String::as_str), Some("t:1"));
+    }
+
+    #[test]
+    fn a_limit_reached_stored_before_alarms_still_decodes() {
+        let failure = FailureRecord {
+            failure_id: "f1".into(),
+            monitor: Actor::new(ActorKind::Monitor, "m1"),
+            target: FailedInstance {
+                vnf_id: "vnf-1".into(),
+                vdu: "VDU1".into(),
+                instance_id: "i1".into(),
+                mgmt_ip: Ipv4Addr::new(198, 18, 0, 1),
+                action_id: "a1".into(),
+            },
+            action: PolicyAction::Respawn,
+            attempts: 1,
+            reason: "no reply".into(),
+            detected_at: AT,
+        };
+        let stored = serde_json::json!({
+            "type": "RespawnLimitReached",
+            "failure": serde_json::to_value(&failure).unwrap(),
+            "reason": "too many",
+        });
+        let event: VnfEvent = serde_json::from_value(stored.clone()).unwrap();
+        assert_eq!(
+            event,
+            VnfEvent::RespawnLimitReached {
+                failure: Some(failure),
+                alarm: None,
+                reason: "too many".into(),
+            }
+        );
+        assert_eq!(serde_json::to_value(&event).unwrap(), stored);
+    }
+}

@@ -103,7 +103,10 @@ impl Heals {
                         Some(u64::try_from(elapsed.whole_milliseconds()).unwrap_or(0));
                 }
             }
-            VnfEvent::FailureLogged { .. } | VnfEvent::RespawnLimitReached { .. } => {
+            VnfEvent::FailureLogged { .. }
+            | VnfEvent::RespawnLimitReached {
+                failure: Some(_), ..
+            } => {
                 self.failures += 1;
             }
             _ => {}

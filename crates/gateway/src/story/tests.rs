@@ -516,7 +516,8 @@ fn a_failure_logged_or_a_respawn_limit_names_the_instance() {
                 failure: record.clone(),
             },
             VnfEvent::RespawnLimitReached {
-                failure: record,
+                failure: Some(record),
+                alarm: None,
                 reason: "3 heals within 600 s".into(),
             },
         ],
@@ -526,6 +527,108 @@ fn a_failure_logged_or_a_respawn_limit_names_the_instance() {
         vec![
             "failure of VDU WEB 198.18.3.219 logged by conductor-1 (log)",
             "no automatic action for VDU WEB 198.18.3.219, decided by conductor-1: 3 heals within 600 s",
+        ]
+    );
+}
+
+#[test]
+fn alarms_are_told_with_their_trigger_action_and_source() {
+    use events::spec::AlarmAction;
+    use events::vnf::{AlarmRecord, AlarmSource};
+
+    let by_url = Actor::new(ActorKind::Alarm, "cpu_high").in_project("p1");
+    let scale_out = AlarmRecord {
+        occurrence_id: "tacker:a1".into(),
+        trigger: "cpu_high".into(),
+        action: AlarmAction::Scale {
+            policy: "SP1".into(),
+            direction: ScaleDirection::Out,
+        },
+        source: AlarmSource::Tacker,
+        received_by: by_url.clone(),
+        instance_id: None,
+    };
+    let respawn = AlarmRecord {
+        occurrence_id: "am:fp:t".into(),
+        trigger: "mem_high".into(),
+        action: AlarmAction::Respawn,
+        source: AlarmSource::Alertmanager,
+        received_by: alice(),
+        instance_id: Some("i-3".into()),
+    };
+    let mut story = VnfStory::new(VNF_ID);
+    let mut lines = Vec::new();
+    for told in created() {
+        story.tell(told);
+    }
+    for told in [
+        lifecycle(
+            3,
+            T0 + ms(65_000),
+            by_url,
+            vec![
+                VnfEvent::AlarmClaimed {
+                    alarm: scale_out,
+                    at: T0 + ms(65_000),
+                },
+                scale_requested(
+                    ScaleDirection::Out,
+                    vec![planned("i-3")],
+                    vec![],
+                    T0 + ms(65_000),
+                ),
+            ],
+        ),
+        lifecycle(
+            4,
+            T0 + ms(66_000),
+            conductor("conductor-1"),
+            vec![scale_completed(
+                ScaleDirection::Out,
+                vec![instance("i-3", 230, T0 + ms(65_900))],
+                vec![],
+            )],
+        ),
+        lifecycle(
+            5,
+            T0 + ms(70_000),
+            alice(),
+            vec![
+                VnfEvent::AlarmClaimed {
+                    alarm: respawn.clone(),
+                    at: T0 + ms(70_000),
+                },
+                VnfEvent::AlarmRespawnStarted {
+                    operation_id: "op-heal".into(),
+                    occurrence_id: "am:fp:t".into(),
+                    add: vec![planned("i-4")],
+                    remove: vec!["i-3".into()],
+                    at: T0 + ms(70_000),
+                },
+            ],
+        ),
+        lifecycle(
+            6,
+            T0 + ms(90_000),
+            alice(),
+            vec![VnfEvent::RespawnLimitReached {
+                failure: None,
+                alarm: Some(respawn),
+                reason: "3 heals within 600 s".into(),
+            }],
+        ),
+    ] {
+        lines.extend(story.tell(told));
+    }
+    assert_eq!(
+        texts(&lines),
+        vec![
+            "alarm cpu_high (SP1-out) claimed by alarm cpu_high, from Tacker's alarm receiver",
+            "scale out by policy SP1 requested by alarm cpu_high: 1 instance to add",
+            "scaled out: WEB 198.18.3.230 added",
+            "alarm mem_high (respawn) claimed by alice (p1), from Alertmanager about instance i-3",
+            "respawn on the alarm: 1 instance to rebuild",
+            "no automatic action for alarm mem_high, decided by alice (p1): 3 heals within 600 s",
         ]
     );
 }
