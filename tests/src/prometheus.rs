@@ -202,6 +202,7 @@ scrape_configs:
       - url: {api}/prometheus/targets
         refresh_interval: {INTERVAL}
         authorization:
+          type: Bearer
           credentials_file: {token}
 ",
         rules = rules_file.display(),
@@ -225,6 +226,7 @@ receivers:
         send_resolved: true
         http_config:
           authorization:
+            type: Bearer
             credentials_file: {token}
 ",
         token = token_file.display(),
