@@ -88,3 +88,40 @@ async fn a_triggers_scale_out_reaches_active_with_one_more_instance() {
     );
     system.verify_tables().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_respawn_alarm_replaces_the_instance_through_a_conductor() {
+    let system = System::start().await;
+    let vnf_id = system
+        .active_vnf(&sample("tosca-vnfd-alarm-respawn.yaml"))
+        .await;
+    let before = system.vnf(&vnf_id).await.instances;
+    let (_, shown) = system.get(&format!("/vnfs/{vnf_id}")).await;
+    let url = shown["vnf"]["attributes"]["vdu_hcpu_usage_respawning"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no alarm URL in {shown}"))
+        .to_owned();
+    let answer = reqwest::Client::new()
+        .post(&url)
+        .json(&json!({"alarm_id": "cpu-1", "current": "alarm"}))
+        .send()
+        .await
+        .expect("the gateway answers");
+    assert_eq!(answer.status().as_u16(), 202);
+    let healed = system
+        .wait_log(&vnf_id, "respawned", |v| {
+            v.status == Some(VnfStatus::Active)
+                && v.instances.len() == before.len()
+                && v.instances[0].instance_id != before[0].instance_id
+        })
+        .await;
+    assert_eq!(healed.heals_at.len(), 1, "it counts toward the heal limit");
+    assert!(answers_ping(healed.instances[0].mgmt_ip).await);
+    let history = system.history(&vnf_id).await;
+    let completed = history
+        .iter()
+        .flat_map(|r| &r.envelope.events)
+        .filter(|e| matches!(e, VnfEvent::HealCompleted { .. }))
+        .count();
+    assert_eq!(completed, 1, "completed as a failure's heal is");
+}

@@ -1926,6 +1926,38 @@ async fn a_vnf_shows_one_alarm_url_per_trigger_and_a_wrong_key_stores_nothing() 
         )
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{refused}");
+    // With the key, a trigger or action the VNFD does not have is refused naming it.
+    let triggers = format!("/v1.0/vnfs/{vnf_id}/triggers");
+    let (status, refused) = api
+        .post(
+            &triggers,
+            &trigger_body("disk_full", "respawn", "a1", "alarm", &key),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+    assert!(
+        tacker_error(&refused, "InvalidInput").contains("\"disk_full\""),
+        "{refused}"
+    );
+    let (status, refused) = api
+        .post(
+            &triggers,
+            &trigger_body("vdu_hcpu_usage_scaling_out", "SP1-in", "a1", "alarm", &key),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+    let message = tacker_error(&refused, "InvalidInput");
+    assert!(
+        message.contains("vdu_hcpu_usage_scaling_out")
+            && message.contains("SP1-in")
+            && message.contains("SP1-out"),
+        "{message}"
+    );
+    assert_eq!(
+        api.log_length().await,
+        before,
+        "a refused alarm stores nothing"
+    );
     // With the key and no token, the alarm URL acts.
     let (status, answer) = api
         .call_with_token(

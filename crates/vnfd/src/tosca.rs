@@ -536,21 +536,34 @@ fn alarm_triggers(
     let Some(Node::Map(triggers)) = policy.get("triggers") else {
         return Err(invalid(triggers_field, "an alarming policy needs triggers"));
     };
-    triggers
-        .iter()
-        .map(|(trigger_name, trigger)| {
-            let trigger_field = format!("{triggers_field}.{trigger_name}");
-            let trigger = expect_map(trigger, &trigger_field)?;
-            let parsed = alarm_trigger(name, trigger_name, trigger, &trigger_field, scaling)?;
-            Ok((
-                AlarmTrigger {
-                    vdus: vdus.clone(),
-                    ..parsed
-                },
-                trigger_field,
-            ))
-        })
-        .collect()
+    let mut parsed = Vec::with_capacity(triggers.len());
+    for (trigger_name, trigger) in triggers.iter() {
+        let trigger_field = format!("{triggers_field}.{trigger_name}");
+        // A trigger whose values await inputs is read at VNF create, when they have them.
+        if awaits_input(trigger) {
+            continue;
+        }
+        let trigger = expect_map(trigger, &trigger_field)?;
+        let read = alarm_trigger(name, trigger_name, trigger, &trigger_field, scaling)?;
+        parsed.push((
+            AlarmTrigger {
+                vdus: vdus.clone(),
+                ..read
+            },
+            trigger_field,
+        ));
+    }
+    Ok(parsed)
+}
+
+/// Whether `node` holds a `get_input` still without its value (onboarding).
+fn awaits_input(node: &Node) -> bool {
+    match node {
+        Node::Input(_) => true,
+        Node::Map(map) => map.iter().any(|(_, value)| awaits_input(value)),
+        Node::Seq(items) => items.iter().any(awaits_input),
+        _ => false,
+    }
 }
 
 fn alarm_trigger(

@@ -239,3 +239,28 @@ fn each_refusal_names_its_path() {
         "whole number from 1",
     );
 }
+
+#[test]
+fn a_trigger_whose_values_await_inputs_is_read_when_they_have_them() {
+    let text = BASE
+        .replacen(
+            "topology_template:\n",
+            "topology_template:\n  inputs:\n    high:\n      type: integer\n",
+            1,
+        )
+        .replacen("threshold: 80", "threshold: {get_input: high}", 1);
+    let onboarded = parse_yaml(&text).expect("onboards").spec;
+    let names: Vec<&str> = onboarded
+        .alarm_triggers
+        .iter()
+        .map(|t| t.name.as_str())
+        .collect();
+    assert_eq!(
+        names,
+        ["cpu_low", "mem_high"],
+        "cpu_high waits for its input"
+    );
+    let resolved = vnfd::resolve(&text, Some(&serde_json::json!({"high": 95}))).expect("resolves");
+    let high = resolved.alarm_trigger("cpu_high").expect("read at create");
+    assert!((high.threshold - 95.0).abs() < f64::EPSILON);
+}

@@ -11,8 +11,9 @@
 //!
 //! Then alarms: VNFs of Tacker's alarm-scale sample each get one alarm on their scale-out
 //! trigger's alarm URL (as Aodh posts it, no token), one after another; for each, the time
-//! from the post to the claim (with its `ScaleRequested`) recorded on the log, and to the
-//! gateway's 202.
+//! from the post to the claim (with its `ScaleRequested`): its message's `recorded_at`, stamped
+//! as the gateway's append goes out (as `HealStarted`'s is for "respawn started" above); and to
+//! the gateway's 202, which also waits for the server's ack and reads the row back.
 
 use std::time::Duration;
 
