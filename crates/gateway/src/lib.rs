@@ -301,7 +301,7 @@ impl Gateway {
                 post(alarms::alarm_url),
             )
             .route("/v1.0/alertmanager", post(alarms::alertmanager))
-            .route("/v1.0/prometheus/rules", get(alarms::rules))
+            .route("/v1.0/prometheus/rules", get(prometheus::rules))
             .route("/v1.0/events", get(list_events))
             .route("/v1.0/events/{id}", get(show_event))
             .fallback(unknown_path)

@@ -1,4 +1,4 @@
-//! Prometheus' side of alarm-driven policies: where to scrape.
+//! Prometheus' side of alarm-driven policies: where to scrape, and when to alert.
 //!
 //! `GET /v1.0/prometheus/targets` is Prometheus' HTTP service discovery (`http_sd_configs`):
 //! one target group per running VDU instance whose metrics an alarm trigger of its VNF's VNFD
@@ -6,13 +6,23 @@
 //! and the Alertmanager receiver need (`vnf_id`, `vnfd_id`, `vdu`, `instance_id`, `project`).
 //! It answers from the gateway's copy of the VNF table, filtered by the caller's project like
 //! every list, and never names a secret. [`target_groups`] is the pure part.
+//!
+//! `GET /v1.0/prometheus/rules` is the rule file the VNFDs' alarm triggers mean (one alerting
+//! rule per trigger, [`render_rules`] the pure part), for the operator to put where
+//! Prometheus' `rule_files` reads it; the alerts it raises come back through
+//! [`crate::alarms`]' Alertmanager receiver.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
 
 use axum::Json;
 use axum::extract::State;
-use events::spec::VDU_METRICS_PORT;
+use axum::http::{HeaderMap, StatusCode};
+use events::spec::{Aggregation, AlarmTrigger, VDU_METRICS_PORT};
 use events::vnf::Vnf;
 use projector::table::Row;
 use serde::Serialize;
+use serde_json::Value;
 
 use crate::{ApiError, Caller, Gateway, visible};
 
@@ -73,12 +83,155 @@ pub(crate) fn target_groups(row: &Row<Vnf>) -> Vec<TargetGroup> {
         .collect()
 }
 
+/// `GET /v1.0/prometheus/rules`: a Prometheus rule file with one alerting rule per trigger of
+/// each VNFD that live VNFs the caller sees were made from.
+pub(crate) async fn rules(
+    State(gateway): State<Gateway>,
+    Caller(caller): Caller,
+) -> Result<(StatusCode, HeaderMap, String), ApiError> {
+    // Per VNFD, the spec of its first live VNF (by id): VNFs of one VNFD share its triggers
+    // unless `get_input` sets their thresholds, which one rule per VNFD cannot tell apart.
+    let mut specs: BTreeMap<String, (String, Vec<AlarmTrigger>)> = BTreeMap::new();
+    let mut rows = gateway.vnf_mirror().collect(|row| {
+        let vnf = &row.state;
+        let spec = vnf.vnfd.as_ref()?;
+        (vnf.exists() && visible(&caller, row) && !spec.alarm_triggers.is_empty()).then(|| {
+            let details = vnf.details.as_ref()?;
+            Some((
+                details.vnf_id.clone(),
+                details.vnfd_id.clone(),
+                spec.template_name.clone(),
+                spec.alarm_triggers.clone(),
+            ))
+        })?
+    });
+    rows.sort_by(|a, b| a.0.cmp(&b.0));
+    for (_, vnfd_id, template_name, triggers) in rows {
+        if specs.contains_key(&vnfd_id) {
+            continue;
+        }
+        let name = gateway
+            .vnfd_mirror()
+            .get(&vnfd_id)
+            .and_then(|row| row.state.descriptor.as_ref().map(|d| d.name.clone()))
+            .or(template_name)
+            .unwrap_or_else(|| vnfd_id.clone());
+        specs.insert(vnfd_id, (name, triggers));
+    }
+    let groups: Vec<RuleGroup> = specs
+        .iter()
+        .map(|(vnfd_id, (name, triggers))| RuleGroup {
+            vnfd_id,
+            vnfd_name: name,
+            triggers,
+        })
+        .collect();
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/yaml"),
+    );
+    Ok((StatusCode::OK, headers, render_rules(&groups)))
+}
+
+/// One VNFD's triggers, for [`render_rules`].
+pub(crate) struct RuleGroup<'a> {
+    pub vnfd_id: &'a str,
+    pub vnfd_name: &'a str,
+    pub triggers: &'a [AlarmTrigger],
+}
+
+/// The rule file: a group per VNFD, an alerting rule per trigger:
+/// `alert: <vnfd name>-<trigger>`, `expr: <agg> by (vnf_id) (<metric>{vnfd_id="<id>"}) <op>
+/// <threshold>`, `for: <evaluations × period>s`, `labels: {trigger: <name>}` (`vnf_id` comes
+/// from the `by`). Strings are written as JSON strings, which YAML reads as they are.
+pub(crate) fn render_rules(groups: &[RuleGroup]) -> String {
+    if groups.is_empty() {
+        return "groups: []\n".to_owned();
+    }
+    let mut yaml = String::from("groups:\n");
+    for group in groups {
+        let _ = writeln!(
+            yaml,
+            "  - name: {}",
+            quoted(&format!("vnfd-{}", group.vnfd_id))
+        );
+        let _ = writeln!(yaml, "    rules:");
+        for trigger in group.triggers {
+            let selector = format!(
+                "{}{{vnfd_id={}}}",
+                metric_name(&trigger.metric),
+                quoted(group.vnfd_id)
+            );
+            let aggregated = match trigger.aggregation {
+                Aggregation::Median => format!("quantile by (vnf_id) (0.5, {selector})"),
+                other => format!("{} by (vnf_id) ({selector})", promql_aggregation(other)),
+            };
+            let expr = format!(
+                "{aggregated} {} {}",
+                trigger.comparison.operator(),
+                trigger.threshold
+            );
+            let for_s = u64::from(trigger.evaluations) * u64::from(trigger.period_s);
+            let _ = writeln!(
+                yaml,
+                "      - alert: {}",
+                quoted(&format!("{}-{}", group.vnfd_name, trigger.name))
+            );
+            let _ = writeln!(yaml, "        expr: {}", quoted(&expr));
+            let _ = writeln!(yaml, "        for: {for_s}s");
+            let _ = writeln!(yaml, "        labels:");
+            let _ = writeln!(yaml, "          trigger: {}", quoted(&trigger.name));
+        }
+    }
+    yaml
+}
+
+fn quoted(text: &str) -> String {
+    Value::String(text.to_owned()).to_string()
+}
+
+/// PromQL's aggregation operator for a Tacker aggregation method. `last`: each series' value
+/// in an instant vector is already its last sample, and a VNF's instances are combined by
+/// their mean.
+fn promql_aggregation(aggregation: Aggregation) -> &'static str {
+    match aggregation {
+        Aggregation::Mean | Aggregation::Last => "avg",
+        Aggregation::Max => "max",
+        Aggregation::Min => "min",
+        Aggregation::Sum => "sum",
+        Aggregation::Count => "count",
+        Aggregation::Std => "stddev",
+        Aggregation::Median => "quantile",
+    }
+}
+
+/// A Prometheus metric name for a Tacker metric: every character outside
+/// `[a-zA-Z0-9_:]` becomes `_`, and a leading digit gets a `_` before it (`memory.usage` is
+/// `memory_usage`, `5xx-rate` is `_5xx_rate`).
+pub(crate) fn metric_name(metric: &str) -> String {
+    let mut name: String = metric
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == ':' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if name.starts_with(|c: char| c.is_ascii_digit()) || name.is_empty() {
+        name.insert(0, '_');
+    }
+    name
+}
+
 #[cfg(test)]
 mod tests {
     use std::net::Ipv4Addr;
 
     use events::fixtures;
-    use events::spec::{Aggregation, AlarmAction, AlarmTrigger, Comparison};
+    use events::spec::{Aggregation, AlarmAction, AlarmTrigger, Comparison, ScaleDirection};
     use events::vnf::{Instance, VnfStatus};
     use time::macros::datetime;
 
@@ -164,5 +317,54 @@ mod tests {
         let mut deleted = row(&[]);
         deleted.state.deleted = true;
         assert!(target_groups(&deleted).is_empty());
+    }
+
+    #[test]
+    fn one_rule_per_trigger_with_its_aggregation_comparison_and_duration() {
+        let triggers = vec![
+            AlarmTrigger {
+                evaluations: 3,
+                period_s: 20,
+                ..fixtures::scaling_trigger("cpu_high", "SP1", ScaleDirection::Out)
+            },
+            AlarmTrigger {
+                metric: "memory.usage".into(),
+                aggregation: Aggregation::Median,
+                comparison: Comparison::Le,
+                threshold: 10.5,
+                ..fixtures::trigger("mem_low", vec![AlarmAction::Log])
+            },
+        ];
+        let groups = [RuleGroup {
+            vnfd_id: "d1",
+            vnfd_name: "web",
+            triggers: &triggers,
+        }];
+        assert_eq!(
+            render_rules(&groups),
+            "groups:
+  - name: \"vnfd-d1\"
+    rules:
+      - alert: \"web-cpu_high\"
+        expr: \"avg by (vnf_id) (cpu_util{vnfd_id=\\\"d1\\\"}) > 80\"
+        for: 60s
+        labels:
+          trigger: \"cpu_high\"
+      - alert: \"web-mem_low\"
+        expr: \"quantile by (vnf_id) (0.5, memory_usage{vnfd_id=\\\"d1\\\"}) <= 10.5\"
+        for: 60s
+        labels:
+          trigger: \"mem_low\"
+"
+        );
+        assert_eq!(render_rules(&[]), "groups: []\n");
+    }
+
+    #[test]
+    fn metric_names_are_made_valid_prometheus_names() {
+        assert_eq!(metric_name("cpu_util"), "cpu_util");
+        assert_eq!(metric_name("memory.usage"), "memory_usage");
+        assert_eq!(metric_name("5xx-rate"), "_5xx_rate");
+        assert_eq!(metric_name("ns:metric"), "ns:metric");
     }
 }
