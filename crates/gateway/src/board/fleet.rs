@@ -2,7 +2,7 @@
 //! monitors' VDU states, the last hour of the lifecycle log and the monitor leases. The board's
 //! handlers read those and hand them here; nothing here reads NATS or a clock.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use events::monitor::{InstanceMonitorState, MonitorEvent};
 use events::names;
@@ -49,6 +49,9 @@ pub(crate) fn census<'a>(
     (by_status, instances)
 }
 
+/// How the board names a respawn an alarm asked for.
+const ALARM_RESPAWN: &str = "respawn (alarm)";
+
 /// One heal of the last hour: from the failure its monitor declared to the heal's completion.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub(crate) struct Heal {
@@ -83,17 +86,36 @@ impl Heals {
                 ..
             } => {
                 self.failures += 1;
-                self.running.insert(
-                    (vnf_id.to_owned(), operation_id.clone()),
-                    self.started.len(),
+                self.start(
+                    operation_id,
+                    Heal {
+                        vnf_id: vnf_id.to_owned(),
+                        vdu: failure.target.vdu.clone(),
+                        action: failure.action.as_str(),
+                        detected_at: failure.detected_at,
+                        latency_ms: None,
+                    },
                 );
-                self.started.push(Heal {
-                    vnf_id: vnf_id.to_owned(),
-                    vdu: failure.target.vdu.clone(),
-                    action: failure.action.as_str(),
-                    detected_at: failure.detected_at,
-                    latency_ms: None,
-                });
+            }
+            // An alarm's respawn is a heal too, timed from its claim (the alarm carries no
+            // detection time of its own).
+            VnfEvent::AlarmRespawnStarted {
+                operation_id,
+                add,
+                at,
+                ..
+            } => {
+                let vdus: BTreeSet<&str> = add.iter().map(|p| p.vdu.as_str()).collect();
+                self.start(
+                    operation_id,
+                    Heal {
+                        vnf_id: vnf_id.to_owned(),
+                        vdu: vdus.into_iter().collect::<Vec<_>>().join(", "),
+                        action: ALARM_RESPAWN,
+                        detected_at: *at,
+                        latency_ms: None,
+                    },
+                );
             }
             VnfEvent::HealCompleted { operation_id, .. } => {
                 if let Some(&index) = self.running.get(&(vnf_id.to_owned(), operation_id.clone())) {
@@ -111,6 +133,14 @@ impl Heals {
             }
             _ => {}
         }
+    }
+
+    fn start(&mut self, operation_id: &str, heal: Heal) {
+        self.running.insert(
+            (heal.vnf_id.clone(), operation_id.to_owned()),
+            self.started.len(),
+        );
+        self.started.push(heal);
     }
 
     /// The heals, newest first.
@@ -212,7 +242,7 @@ mod tests {
     use events::envelope::{Actor, ActorKind};
     use events::fixtures::{self, spec, vdu};
     use events::spec::PolicyAction;
-    use events::vnf::{FailedInstance, FailureRecord, Instance, VnfStatus};
+    use events::vnf::{FailedInstance, FailureRecord, Instance, PlannedInstance, VnfStatus};
     use time::macros::datetime;
 
     use super::*;
@@ -273,6 +303,46 @@ mod tests {
         assert_eq!(heals[0].action, "respawn");
         assert_eq!(latency_summary(&heals), Some((57, 57)));
         assert_eq!(latency_summary(&[]), None);
+    }
+
+    #[test]
+    fn an_alarm_s_respawn_is_a_heal_timed_from_its_claim() {
+        let claimed = datetime!(2026-12-01 10:00:00 UTC);
+        let mut heals = Heals::default();
+        let planned = |vdu: &str, id: &str| PlannedInstance {
+            vdu: vdu.into(),
+            instance_id: id.into(),
+        };
+        heals.apply(
+            "v",
+            claimed,
+            &VnfEvent::AlarmRespawnStarted {
+                operation_id: "op".into(),
+                occurrence_id: "tacker:a1".into(),
+                add: vec![
+                    planned("VDU2", "n1"),
+                    planned("VDU1", "n2"),
+                    planned("VDU1", "n3"),
+                ],
+                remove: vec!["o1".into(), "o2".into(), "o3".into()],
+                at: claimed,
+            },
+        );
+        heals.apply(
+            "v",
+            claimed + time::Duration::milliseconds(80),
+            &VnfEvent::HealCompleted {
+                operation_id: "op".into(),
+                added: Vec::new(),
+                removed: Vec::new(),
+            },
+        );
+        assert_eq!(heals.failures, 0, "an alarm is no failure");
+        let heals = heals.newest_first();
+        assert_eq!(heals.len(), 1);
+        assert_eq!(heals[0].vdu, "VDU1, VDU2");
+        assert_eq!(heals[0].action, "respawn (alarm)");
+        assert_eq!(heals[0].latency_ms, Some(80));
     }
 
     #[test]
