@@ -1105,6 +1105,14 @@ impl Aggregate for Vnf {
 /// [`RespawnLimit::heals_max`] can be and still be reached.
 pub const HEALS_REMEMBERED_MAX: usize = 32;
 
+/// Appends `item`, dropping the oldest beyond `max`: the aggregate's bounded memories.
+fn push_bounded<T>(items: &mut VecDeque<T>, item: T, max: usize) {
+    items.push_back(item);
+    while items.len() > max {
+        items.pop_front();
+    }
+}
+
 impl Vnf {
     fn record_failure(&mut self, failure: &FailureRecord) {
         self.failure_count += 1;
@@ -1112,17 +1120,11 @@ impl Vnf {
     }
 
     fn record_heal(&mut self, at: OffsetDateTime) {
-        self.heals_at.push_back(at);
-        while self.heals_at.len() > HEALS_REMEMBERED_MAX {
-            self.heals_at.pop_front();
-        }
+        push_bounded(&mut self.heals_at, at, HEALS_REMEMBERED_MAX);
     }
 
     fn remember_alarm(&mut self, occurrence_id: String) {
-        self.handled_alarms.push_back(occurrence_id);
-        while self.handled_alarms.len() > HANDLED_ALARMS_MAX {
-            self.handled_alarms.pop_front();
-        }
+        push_bounded(&mut self.handled_alarms, occurrence_id, HANDLED_ALARMS_MAX);
     }
 
     /// A scale by `policy` asked for at `at`, or why not: the VNF must be ACTIVE, the policy
@@ -1262,10 +1264,11 @@ impl Vnf {
     }
 
     fn remember_handled(&mut self, failure_id: &str) {
-        self.handled_failures.push_back(failure_id.to_owned());
-        while self.handled_failures.len() > HANDLED_FAILURES_MAX {
-            self.handled_failures.pop_front();
-        }
+        push_bounded(
+            &mut self.handled_failures,
+            failure_id.to_owned(),
+            HANDLED_FAILURES_MAX,
+        );
     }
 
     /// The policy action for a failure report, or why there is none.

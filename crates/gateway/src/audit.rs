@@ -190,13 +190,10 @@ impl Audited for Vnf {
             VnfEvent::AlarmClaimed { alarm, .. } => (
                 MONITOR,
                 format!(
-                    "Alarm {} claimed by {actor} for action {}: occurrence {} from {}, received by {}{}",
+                    "Alarm {} claimed by {actor} for action {}: {}",
                     alarm.trigger,
                     alarm.action.name(),
-                    alarm.occurrence_id,
-                    alarm.source.as_str(),
-                    alarm.received_by,
-                    story::alarm_instance_phrase(alarm)
+                    occurrence_phrase(alarm)
                 ),
             ),
             VnfEvent::AlarmRespawnStarted { add, remove, .. } => (
@@ -210,13 +207,10 @@ impl Audited for Vnf {
             VnfEvent::AlarmLogged { alarm, .. } => (
                 MONITOR,
                 format!(
-                    "Alarm {} logged by {actor} ({}): occurrence {} from {}, received by {}{}",
+                    "Alarm {} logged by {actor} ({}): {}",
                     alarm.trigger,
                     alarm.action.name(),
-                    alarm.occurrence_id,
-                    alarm.source.as_str(),
-                    alarm.received_by,
-                    story::alarm_instance_phrase(alarm)
+                    occurrence_phrase(alarm)
                 ),
             ),
             VnfEvent::AlarmCleared { occurrence_id } => (
@@ -248,6 +242,17 @@ impl Audited for Vnf {
     fn resource_state(after: &Vnf) -> String {
         after.status.map_or("", |s| s.as_str()).to_owned()
     }
+}
+
+/// Where an alarm came from: its occurrence, its source, who received it, its instance.
+fn occurrence_phrase(alarm: &events::vnf::AlarmRecord) -> String {
+    format!(
+        "occurrence {} from {}, received by {}{}",
+        alarm.occurrence_id,
+        alarm.source.as_str(),
+        alarm.received_by,
+        story::alarm_instance_phrase(alarm)
+    )
 }
 
 impl Audited for Vnfd {

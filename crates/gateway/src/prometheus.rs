@@ -253,16 +253,8 @@ mod tests {
             fixtures::vdu("VDU2", None),
         ]);
         spec.alarm_triggers = vec![AlarmTrigger {
-            policy: "AP1".into(),
-            name: "cpu_high".into(),
-            metric: "cpu_util".into(),
-            comparison: Comparison::Gt,
-            threshold: 80.0,
-            evaluations: 1,
-            period_s: 60,
-            aggregation: Aggregation::Mean,
-            actions: vec![AlarmAction::Respawn],
             vdus: watched.iter().map(|v| (*v).to_owned()).collect(),
+            ..fixtures::trigger("cpu_high", vec![AlarmAction::Respawn])
         }];
         let vnf = Vnf {
             details: Some(fixtures::details("vnf-1", "vnfd-1")),
