@@ -89,80 +89,113 @@ pub(crate) async fn rules(
     State(gateway): State<Gateway>,
     Caller(caller): Caller,
 ) -> Result<(StatusCode, HeaderMap, String), ApiError> {
-    // Per VNFD, the spec of its first live VNF (by id): VNFs of one VNFD share its triggers
-    // unless `get_input` sets their thresholds, which one rule per VNFD cannot tell apart.
-    let mut specs: BTreeMap<String, (String, Vec<AlarmTrigger>)> = BTreeMap::new();
-    let mut rows = gateway.vnf_mirror().collect(|row| {
+    let watched = gateway.vnf_mirror().collect(|row| {
         let vnf = &row.state;
-        let spec = vnf.vnfd.as_ref()?;
+        let (spec, details) = (vnf.vnfd.as_ref()?, vnf.details.as_ref()?);
         (vnf.exists() && visible(&caller, row) && !spec.alarm_triggers.is_empty()).then(|| {
-            let details = vnf.details.as_ref()?;
-            Some((
-                details.vnf_id.clone(),
-                details.vnfd_id.clone(),
-                spec.template_name.clone(),
-                spec.alarm_triggers.clone(),
-            ))
-        })?
-    });
-    rows.sort_by(|a, b| a.0.cmp(&b.0));
-    for (_, vnfd_id, template_name, triggers) in rows {
-        if specs.contains_key(&vnfd_id) {
-            continue;
-        }
-        let name = gateway
-            .vnfd_mirror()
-            .get(&vnfd_id)
-            .and_then(|row| row.state.descriptor.as_ref().map(|d| d.name.clone()))
-            .or(template_name)
-            .unwrap_or_else(|| vnfd_id.clone());
-        specs.insert(vnfd_id, (name, triggers));
-    }
-    let groups: Vec<RuleGroup> = specs
-        .iter()
-        .map(|(vnfd_id, (name, triggers))| RuleGroup {
-            vnfd_id,
-            vnfd_name: name,
-            triggers,
+            WatchedVnf {
+                vnf_id: details.vnf_id.clone(),
+                vnfd_id: details.vnfd_id.clone(),
+                vnfd_name: gateway
+                    .vnfd_mirror()
+                    .get(&details.vnfd_id)
+                    .and_then(|row| row.state.descriptor.as_ref().map(|d| d.name.clone()))
+                    .or_else(|| spec.template_name.clone())
+                    .unwrap_or_else(|| details.vnfd_id.clone()),
+                triggers: spec.alarm_triggers.clone(),
+            }
         })
-        .collect();
+    });
     let mut headers = HeaderMap::new();
     headers.insert(
         axum::http::header::CONTENT_TYPE,
         axum::http::HeaderValue::from_static("application/yaml"),
     );
-    Ok((StatusCode::OK, headers, render_rules(&groups)))
+    Ok((StatusCode::OK, headers, render_rules(&rule_groups(watched))))
 }
 
-/// One VNFD's triggers, for [`render_rules`].
-pub(crate) struct RuleGroup<'a> {
-    pub vnfd_id: &'a str,
-    pub vnfd_name: &'a str,
-    pub triggers: &'a [AlarmTrigger],
+/// A live VNF whose VNFD has alarm triggers, as its log recorded them (thresholds resolved).
+#[derive(Debug, Clone)]
+pub(crate) struct WatchedVnf {
+    pub vnf_id: String,
+    pub vnfd_id: String,
+    pub vnfd_name: String,
+    pub triggers: Vec<AlarmTrigger>,
 }
 
-/// The rule file: a group per VNFD, an alerting rule per trigger:
+/// The triggers of one VNFD's VNFs, for [`render_rules`].
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct RuleGroup {
+    /// The group's name, unique in the file: `vnfd-<id>`, with `-<n>` for a VNFD's variants.
+    pub name: String,
+    pub vnfd_id: String,
+    pub vnfd_name: String,
+    /// The VNFs these rules are for when the VNFD's VNFs do not all share its triggers (their
+    /// thresholds came from `get_input`); `None` when one set of rules serves them all.
+    pub vnf_ids: Option<Vec<String>>,
+    pub triggers: Vec<AlarmTrigger>,
+}
+
+/// Groups the VNFs by VNFD, and within a VNFD by their triggers: one rule group per VNFD when
+/// its VNFs share their triggers (the common case: one rule serves any number of VNFs), else one
+/// per distinct set, each selecting its VNFs by id. Groups in VNFD id order, variants in the
+/// order of their first VNF's id.
+pub(crate) fn rule_groups(mut vnfs: Vec<WatchedVnf>) -> Vec<RuleGroup> {
+    vnfs.sort_by(|a, b| (&a.vnfd_id, &a.vnf_id).cmp(&(&b.vnfd_id, &b.vnf_id)));
+    let mut by_vnfd: BTreeMap<String, Vec<RuleGroup>> = BTreeMap::new();
+    for vnf in vnfs {
+        let variants = by_vnfd.entry(vnf.vnfd_id.clone()).or_default();
+        match variants.iter_mut().find(|v| v.triggers == vnf.triggers) {
+            Some(variant) => variant
+                .vnf_ids
+                .get_or_insert_with(Vec::new)
+                .push(vnf.vnf_id),
+            None => variants.push(RuleGroup {
+                name: String::new(),
+                vnfd_id: vnf.vnfd_id,
+                vnfd_name: vnf.vnfd_name,
+                vnf_ids: Some(vec![vnf.vnf_id]),
+                triggers: vnf.triggers,
+            }),
+        }
+    }
+    by_vnfd
+        .into_values()
+        .flat_map(|mut variants| {
+            let shared = variants.len() == 1;
+            for (n, variant) in variants.iter_mut().enumerate() {
+                if shared {
+                    variant.name = format!("vnfd-{}", variant.vnfd_id);
+                    variant.vnf_ids = None;
+                } else {
+                    variant.name = format!("vnfd-{}-{}", variant.vnfd_id, n + 1);
+                }
+            }
+            variants
+        })
+        .collect()
+}
+
+/// The rule file: a group per [`RuleGroup`], an alerting rule per trigger:
 /// `alert: <vnfd name>-<trigger>`, `expr: <agg> by (vnf_id) (<metric>{vnfd_id="<id>"}) <op>
-/// <threshold>`, `for: <evaluations × period>s`, `labels: {trigger: <name>}` (`vnf_id` comes
-/// from the `by`). Strings are written as JSON strings, which YAML reads as they are.
+/// <threshold>` (with `vnf_id=~"<id>|..."` beside `vnfd_id` for a VNFD's variant),
+/// `for: <evaluations × period>s`, `labels: {trigger: <name>}` (`vnf_id` comes from the `by`).
+/// Strings are written as JSON strings, which YAML reads as they are.
 pub(crate) fn render_rules(groups: &[RuleGroup]) -> String {
     if groups.is_empty() {
         return "groups: []\n".to_owned();
     }
     let mut yaml = String::from("groups:\n");
     for group in groups {
-        let _ = writeln!(
-            yaml,
-            "  - name: {}",
-            quoted(&format!("vnfd-{}", group.vnfd_id))
-        );
+        let _ = writeln!(yaml, "  - name: {}", quoted(&group.name));
         let _ = writeln!(yaml, "    rules:");
-        for trigger in group.triggers {
-            let selector = format!(
-                "{}{{vnfd_id={}}}",
-                metric_name(&trigger.metric),
-                quoted(group.vnfd_id)
-            );
+        let mut labels = format!("vnfd_id={}", quoted(&group.vnfd_id));
+        if let Some(vnf_ids) = &group.vnf_ids {
+            // VNF ids are UUIDs: nothing in them is special to a regular expression.
+            let _ = write!(labels, ",vnf_id=~{}", quoted(&vnf_ids.join("|")));
+        }
+        for trigger in &group.triggers {
+            let selector = format!("{}{{{labels}}}", metric_name(&trigger.metric));
             let aggregated = match trigger.aggregation {
                 Aggregation::Median => format!("quantile by (vnf_id) (0.5, {selector})"),
                 other => format!("{} by (vnf_id) ({selector})", promql_aggregation(other)),
@@ -328,9 +361,11 @@ mod tests {
             },
         ];
         let groups = [RuleGroup {
-            vnfd_id: "d1",
-            vnfd_name: "web",
-            triggers: &triggers,
+            name: "vnfd-d1".into(),
+            vnfd_id: "d1".into(),
+            vnfd_name: "web".into(),
+            vnf_ids: None,
+            triggers: triggers.clone(),
         }];
         assert_eq!(
             render_rules(&groups),
@@ -350,6 +385,60 @@ mod tests {
 "
         );
         assert_eq!(render_rules(&[]), "groups: []\n");
+
+        let variant = [RuleGroup {
+            name: "vnfd-d1-2".into(),
+            vnf_ids: Some(vec!["v1".into(), "v3".into()]),
+            triggers: triggers[..1].to_vec(),
+            ..groups[0].clone()
+        }];
+        let rendered = render_rules(&variant);
+        assert!(rendered.contains("- name: \"vnfd-d1-2\""), "{rendered}");
+        assert!(
+            rendered.contains(
+                "expr: \"avg by (vnf_id) (cpu_util{vnfd_id=\\\"d1\\\",vnf_id=~\\\"v1|v3\\\"}) > 80\""
+            ),
+            "{rendered}"
+        );
+    }
+
+    #[test]
+    fn vnfs_sharing_their_triggers_share_one_group_and_the_others_get_their_own() {
+        let high = fixtures::trigger("cpu_high", vec![AlarmAction::Respawn]);
+        let higher = AlarmTrigger {
+            threshold: 95.0,
+            ..high.clone()
+        };
+        let vnf = |vnf_id: &str, vnfd_id: &str, trigger: &AlarmTrigger| WatchedVnf {
+            vnf_id: vnf_id.into(),
+            vnfd_id: vnfd_id.into(),
+            vnfd_name: format!("name-{vnfd_id}"),
+            triggers: vec![trigger.clone()],
+        };
+        let groups = rule_groups(vec![
+            vnf("v4", "d2", &high),
+            vnf("v2", "d1", &high),
+            vnf("v3", "d2", &higher),
+            vnf("v1", "d1", &high),
+            vnf("v5", "d2", &high),
+        ]);
+        let summary: Vec<(&str, Option<Vec<String>>, f64)> = groups
+            .iter()
+            .map(|g| (g.name.as_str(), g.vnf_ids.clone(), g.triggers[0].threshold))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                ("vnfd-d1", None, 80.0),
+                ("vnfd-d2-1", Some(vec!["v3".to_owned()]), 95.0),
+                (
+                    "vnfd-d2-2",
+                    Some(vec!["v4".to_owned(), "v5".to_owned()]),
+                    80.0
+                ),
+            ]
+        );
+        assert!(rule_groups(Vec::new()).is_empty());
     }
 
     #[test]
