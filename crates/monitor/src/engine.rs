@@ -16,6 +16,7 @@ use tokio::sync::{Semaphore, mpsc};
 use events::envelope::{Actor, ActorKind};
 use events::monitor::TargetRef;
 use events::monitor::cidr::ProbeCidrs;
+use events::telemetry;
 use events::vnf::VnfEvent;
 
 use crate::clock::Clock;
@@ -139,6 +140,7 @@ impl<P: Probe, C: Clock, S: Seeds> Engine<P, C, S> {
                 },
                 _ = tick.tick() => {
                     let owned = owned.borrow().clone();
+                    metrics::gauge!(telemetry::MONITOR_PARTITIONS).set(owned.len() as f64);
                     let now = self.clock.now();
                     let due = targets.due(now, &owned);
                     for vnf_id in due.seeds {
@@ -153,8 +155,17 @@ impl<P: Probe, C: Clock, S: Seeds> Engine<P, C, S> {
                             (self.probe.clone(), self.clock.clone(), results.clone(), attempts.clone());
                         tokio::spawn(async move {
                             let permit = attempts.acquire_owned().await.expect("never closed");
+                            let lateness_ns = clock.now().unix_timestamp_nanos() - start.round;
+                            metrics::histogram!(telemetry::PROBE_LATENESS)
+                                .record(lateness_ns.max(0) as f64 / 1e9);
                             let outcome = probe.probe(&start.target).await;
                             drop(permit);
+                            metrics::counter!(
+                                telemetry::PROBE_ATTEMPTS,
+                                "driver" => start.target.policy.driver.as_str(),
+                                "outcome" => if outcome.is_up() { "up" } else { "down" },
+                            )
+                            .increment(1);
                             let attempt = Attempt {
                                 round: start.round,
                                 target: TargetRef::from(&start.target),
@@ -206,9 +217,11 @@ impl<P: Probe, C: Clock, S: Seeds> Engine<P, C, S> {
         {
             let round = entry.remove();
             let at = self.clock.now();
+            let census = targets.census(owned);
+            metrics::gauge!(telemetry::MONITOR_TARGETS).set(census.targets as f64);
             let verdict = judge::judge(
                 round,
-                targets.census(owned),
+                census,
                 self.config.suspect_failures_min,
                 monitor,
                 at,
