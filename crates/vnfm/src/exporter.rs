@@ -143,6 +143,50 @@ mod tests {
         );
     }
 
+    /// Every name `ops/grafana/vnfm.json` queries is one vnfm exports (a histogram's
+    /// `_bucket`, `_sum` and `_count` series included), so a renamed metric breaks this test
+    /// and not only the dashboard.
+    #[test]
+    fn the_dashboard_queries_only_exported_metrics() {
+        let dashboard = include_str!("../../../ops/grafana/vnfm.json");
+        let exported = [
+            telemetry::PROBE_ATTEMPTS,
+            telemetry::PROBE_LATENESS,
+            telemetry::MONITOR_TARGETS,
+            telemetry::MONITOR_PARTITIONS,
+            telemetry::FAILURES_REPORTED,
+            telemetry::HEALS_CLAIMED,
+            telemetry::HEALS_COMPLETED,
+            telemetry::HEALS_FAILED,
+            telemetry::HEAL_LATENCY,
+            telemetry::CONSUMER_PENDING,
+            telemetry::CONSUMER_ACK_PENDING,
+            telemetry::APPEND_LATENCY,
+            telemetry::HTTP_REQUEST_LATENCY,
+        ];
+        let histograms: Vec<&str> = telemetry::HISTOGRAMS
+            .iter()
+            .map(|(name, _)| *name)
+            .collect();
+        let mut queried = 0;
+        for (start, _) in dashboard.match_indices("vnfm_") {
+            let name: String = dashboard[start..]
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
+                .collect();
+            let family = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|suffix| {
+                    name.strip_suffix(suffix)
+                        .filter(|base| histograms.contains(base))
+                })
+                .unwrap_or(&name);
+            assert!(exported.contains(&family), "the dashboard queries {name}");
+            queried += 1;
+        }
+        assert!(queried >= exported.len(), "{queried} queries");
+    }
+
     #[test]
     fn every_histogram_has_rising_buckets() {
         for (name, buckets) in telemetry::HISTOGRAMS {
