@@ -413,3 +413,62 @@ async fn every_roles_metrics_parse_and_a_heal_moves_its_counters() {
         );
     }
 }
+
+/// `vnfm up` serves every role's metrics on its one `--metrics-listen` port: the projector's
+/// and both conductor consumers' gauges, the monitor's partitions and the gateway's requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_serves_every_roles_metrics_on_one_port() {
+    let data_dir = tempfile::Builder::new()
+        .prefix("vnfm-up-metrics-")
+        .tempdir()
+        .expect("a temporary data dir");
+    let prefix = vnfm_tests::unique_vim_prefix('m');
+    let nats_server_bin = testkit::nats_server_bin();
+    let mut up = RoleProcess::spawn(
+        "up --metrics-listen",
+        &[
+            "up",
+            "--data-dir",
+            data_dir.path().to_str().expect("a UTF-8 temporary path"),
+            "--listen",
+            "127.0.0.1:0",
+            "--vim-prefix",
+            &prefix,
+            "--nats-server-bin",
+            nats_server_bin.to_str().expect("a UTF-8 binary path"),
+            METRICS_FLAGS[0],
+            METRICS_FLAGS[1],
+        ],
+    );
+    let listen = up.wait_for_listen_address(LISTEN_TIMEOUT).await;
+    let url = metrics_url(&mut up).await;
+    let http = reqwest::Client::new();
+    let status = http
+        .get(format!("http://{listen}/v1.0/vnfds"))
+        .send()
+        .await
+        .expect("list VNFDs")
+        .status();
+    assert_eq!(status, 200);
+    let scraped = scrape_until(&http, &url, "every role's series", |s| {
+        ["projector", "conductor", "conductor-heal"]
+            .iter()
+            .all(|consumer| {
+                s.get(&format!(
+                    "vnfm_consumer_pending_messages{{consumer=\"{consumer}\"}}"
+                ))
+                .is_some()
+            })
+            && s.get("vnfm_monitor_partitions") == Some(64.0)
+            && s.get("vnfm_monitor_targets") == Some(0.0)
+    })
+    .await;
+    assert_eq!(
+        scraped.counter(
+            "vnfm_http_request_seconds_count{route=\"/v1.0/vnfds\",method=\"GET\",status=\"2xx\"}"
+        ),
+        1,
+        "{}",
+        scraped.text
+    );
+}

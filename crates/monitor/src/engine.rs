@@ -38,6 +38,10 @@ const SEEDS_QUEUE: usize = 1_024;
 /// gave the best rate without losses on two cores (see `ops/bench-icmp`), where a task per
 /// target all at once cost twice the CPU per target.
 const ATTEMPTS_IN_FLIGHT_MAX: usize = 1_024;
+/// Ticks between two settings of the targets-held gauge outside rounds (a second): a monitor
+/// whose targets are all gone judges no round that would set it. Counting the targets walks
+/// them all, which a round's judge does anyway, so once a second costs no more than a round.
+const TARGETS_GAUGE_TICKS: u32 = 10;
 
 /// What the engine is fed, decoded.
 #[derive(Debug)]
@@ -120,6 +124,7 @@ impl<P: Probe, C: Clock, S: Seeds> Engine<P, C, S> {
         let mut inputs_open = true;
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut ticks: u32 = 0;
         let monitor = self.actor();
         loop {
             let jobs = tokio::select! {
@@ -141,6 +146,11 @@ impl<P: Probe, C: Clock, S: Seeds> Engine<P, C, S> {
                 _ = tick.tick() => {
                     let owned = owned.borrow().clone();
                     metrics::gauge!(telemetry::MONITOR_PARTITIONS).set(owned.len() as f64);
+                    if ticks == 0 {
+                        let held = targets.census(&owned).targets;
+                        metrics::gauge!(telemetry::MONITOR_TARGETS).set(held as f64);
+                    }
+                    ticks = (ticks + 1) % TARGETS_GAUGE_TICKS;
                     let now = self.clock.now();
                     let due = targets.due(now, &owned);
                     for vnf_id in due.seeds {
