@@ -184,9 +184,19 @@ impl System {
     /// conductors ([`spawn_conductor`](Self::spawn_conductor)) and monitors
     /// ([`spawn_monitor`](Self::spawn_monitor)) it needs, and owns them.
     pub async fn start_separate() -> System {
+        System::start_separate_with(&[]).await
+    }
+
+    /// [`start_separate`](Self::start_separate), with `flags` added to both the gateway's and
+    /// the projector's (such as `--metrics-listen 127.0.0.1:0`).
+    pub async fn start_separate_with(flags: &[&str]) -> System {
         let mut system = System::bare(false).await;
-        let mut gateway = system.spawn_role("gateway", &["gateway", "--listen", ANY_LOOPBACK_PORT]);
-        let mut projector = system.spawn_role("projector", &["projector"]);
+        let mut gateway_args = vec!["gateway", "--listen", ANY_LOOPBACK_PORT];
+        gateway_args.extend(flags);
+        let mut gateway = system.spawn_role("gateway", &gateway_args);
+        let mut projector_args = vec!["projector"];
+        projector_args.extend(flags);
+        let mut projector = system.spawn_role("projector", &projector_args);
         let listen = gateway.wait_for_listen_address(ROLE_START_TIMEOUT).await;
         projector
             .wait_for_log("Projector running.", ROLE_START_TIMEOUT)
@@ -252,7 +262,14 @@ impl System {
 
     /// A monitor process named `name`; returns once it runs.
     pub async fn spawn_monitor(&self, name: &str) -> RoleProcess {
-        let mut monitor = self.spawn_role(name, &["monitor", "--name", name]);
+        self.spawn_monitor_with(name, &[]).await
+    }
+
+    /// A monitor process named `name` with `flags` added; returns once it runs.
+    pub async fn spawn_monitor_with(&self, name: &str, flags: &[&str]) -> RoleProcess {
+        let mut args = vec!["monitor", "--name", name];
+        args.extend(flags);
+        let mut monitor = self.spawn_role(name, &args);
         monitor
             .wait_for_log("Monitor running.", ROLE_START_TIMEOUT)
             .await;

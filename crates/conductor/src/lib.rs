@@ -32,6 +32,7 @@ use events::monitor::{Failure, MonitorEvent, MonitorMessage};
 use events::names;
 use events::nats_error::NatsError;
 use events::store::{self, CommandError, EventLog, StoreError};
+use events::telemetry;
 use events::vnf::{
     Instance, OperationKind, PendingOperation, PlannedInstance, RespawnLimit, Vnf, VnfCommand,
     VnfError, VnfEvent,
@@ -109,6 +110,17 @@ impl Default for ConductorConfig {
             stop_at: None,
         }
     }
+}
+
+/// What one carrying out of an operation recorded on the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Recorded {
+    /// Its completion.
+    Completed,
+    /// Its failure (`OperationFailed`).
+    Failed,
+    /// Nothing: it was done already, or another conductor recorded it first.
+    Nothing,
 }
 
 /// Which durable consumer a loop serves.
@@ -265,6 +277,8 @@ impl Conductor {
                 ..Default::default()
             },
         );
+        // Ends with this consumer's loop (aborted below).
+        let lag = tokio::spawn(messages.report_lag());
         // Bounds the operations in flight; a permit is held by each spawned operation.
         let permits = Arc::new(Semaphore::new(OPERATIONS_IN_FLIGHT_MAX));
         let mut in_flight = JoinSet::new();
@@ -303,6 +317,7 @@ impl Conductor {
                 log_panic(name, joined);
             }
         }
+        lag.abort();
         tracing::info!(
             consumer = name,
             operations = in_flight.len(),
@@ -369,6 +384,9 @@ impl Conductor {
                     .as_ref()
                     .is_some_and(|p| p.operation_id == operation_id);
                 if healing {
+                    if !executed.events.is_empty() {
+                        metrics::counter!(telemetry::HEALS_CLAIMED).increment(1);
+                    }
                     self.stop_point(StopPoint::AfterClaim);
                     tracing::info!(vnf_id, failure_id = %failure.failure_id, action = failure.action.as_str(), "Healing.");
                     let completion = Cause::follow_up(
@@ -377,8 +395,21 @@ impl Conductor {
                         &claim.command_id,
                         &operation_id,
                     );
-                    self.carry_out_operation(vnf_id, &operation_id, &completion)
-                        .await?;
+                    match self
+                        .carry_out_operation(vnf_id, &operation_id, &completion)
+                        .await?
+                    {
+                        Recorded::Completed => {
+                            metrics::counter!(telemetry::HEALS_COMPLETED).increment(1);
+                            let latency = OffsetDateTime::now_utc() - failure.detected_at;
+                            metrics::histogram!(telemetry::HEAL_LATENCY)
+                                .record(latency.as_seconds_f64().max(0.0));
+                        }
+                        Recorded::Failed => {
+                            metrics::counter!(telemetry::HEALS_FAILED).increment(1);
+                        }
+                        Recorded::Nothing => {}
+                    }
                 } else if !executed.events.is_empty() {
                     tracing::info!(vnf_id, failure_id = %failure.failure_id, action = failure.action.as_str(), "Policy action recorded.");
                 }
@@ -455,13 +486,13 @@ impl Conductor {
     }
 
     /// Carries out one operation if it is still pending, recording the outcome under `cause`;
-    /// answers Ok when it is already done.
+    /// answers Ok when it is already done, with what this call recorded.
     async fn carry_out_operation(
         &self,
         vnf_id: &str,
         operation_id: &str,
         cause: &Cause,
-    ) -> Result<(), ConductorError> {
+    ) -> Result<Recorded, ConductorError> {
         let loaded = self.log.load::<Vnf>(vnf_id).await?;
         let vnf = loaded.aggregate;
         let Some(pending) = vnf
@@ -478,7 +509,7 @@ impl Conductor {
                 operation_id,
                 "Operation already done; nothing to do."
             );
-            return Ok(());
+            return Ok(Recorded::Nothing);
         };
         tracing::info!(vnf_id, operation_id, kind = ?pending.kind, "Carrying out operation.");
         let outcome = self.carry_out_plan(&vnf, vnf_id, &pending, cause).await?;
@@ -486,6 +517,11 @@ impl Conductor {
             tracing::warn!(vnf_id, operation_id, error = %e, "Operation failed.");
             self.undo_deploys(&pending).await;
         }
+        let recorded = if outcome.is_ok() {
+            Recorded::Completed
+        } else {
+            Recorded::Failed
+        };
         let command = pending.completion(outcome.map_err(|e| e.to_string()));
         let completed_delete = matches!(command, VnfCommand::CompleteDelete { .. });
         match self.log.execute::<Vnf>(vnf_id, command, &(), cause).await {
@@ -495,7 +531,7 @@ impl Conductor {
                         .await?;
                 }
                 tracing::info!(vnf_id, operation_id, "Operation recorded.");
-                Ok(())
+                Ok(recorded)
             }
             Err(CommandError::Rejected(VnfError::StaleOperation { .. })) => {
                 tracing::info!(
@@ -503,11 +539,11 @@ impl Conductor {
                     operation_id,
                     "Another conductor recorded the operation first."
                 );
-                Ok(())
+                Ok(Recorded::Nothing)
             }
             Err(CommandError::Rejected(e)) => {
                 tracing::error!(vnf_id, operation_id, error = %e, "Completion refused.");
-                Ok(())
+                Ok(Recorded::Nothing)
             }
             Err(CommandError::Store(e)) => Err(e.into()),
         }

@@ -16,6 +16,7 @@ use async_nats::jetstream::{self, AckKind, consumer, stream};
 use futures::StreamExt;
 
 use crate::nats_error::NatsError;
+use crate::telemetry;
 
 /// Pause before opening a consumer again after a failure: an outage or an election lasts
 /// seconds, and retrying faster only fills the log.
@@ -25,6 +26,10 @@ const REOPEN_DELAY: Duration = Duration::from_secs(1);
 /// client reports a missed heartbeat every few seconds while the server is away; a few of them
 /// in a row mean the pull requests it made are gone with the server.
 const ERRORS_BEFORE_REOPEN: u32 = 3;
+
+/// How often a consumer's pending and ack-pending counts are read for its gauges: one small
+/// request per consumer, and a Prometheus scrape (15 s by default) sees fresh figures.
+pub const CONSUMER_LAG_INTERVAL: Duration = Duration::from_secs(5);
 
 /// The messages of one durable pull consumer, reopened whenever they stop coming.
 pub struct Durable {
@@ -56,6 +61,33 @@ impl Durable {
 
     fn name(&self) -> &str {
         self.config.durable_name.as_deref().unwrap_or_default()
+    }
+
+    /// Sets the consumer's pending and ack-pending gauges (label `consumer`) from its info
+    /// every [`CONSUMER_LAG_INTERVAL`], until dropped. A failed read leaves them as they were
+    /// (a consumer not yet created has none to read).
+    pub fn report_lag(&self) -> impl Future<Output = ()> + Send + 'static {
+        let stream = self.stream.clone();
+        let name = self.name().to_owned();
+        async move {
+            let pending = metrics::gauge!(telemetry::CONSUMER_PENDING, "consumer" => name.clone());
+            let ack_pending =
+                metrics::gauge!(telemetry::CONSUMER_ACK_PENDING, "consumer" => name.clone());
+            let mut every = tokio::time::interval(CONSUMER_LAG_INTERVAL);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                match stream.consumer_info(&name).await {
+                    Ok(info) => {
+                        pending.set(info.num_pending as f64);
+                        ack_pending.set(info.num_ack_pending as f64);
+                    }
+                    Err(e) => {
+                        tracing::debug!(consumer = %name, error = %e, "Cannot read the consumer's info.");
+                    }
+                }
+            }
+        }
     }
 
     /// The next message. Never ends: through an outage it logs, waits and opens the consumer

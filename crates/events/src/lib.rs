@@ -4,7 +4,7 @@
 //! reader of a subject or a stream as it stands ([`read`]), the durable consumer the roles read
 //! the log with ([`consume`]), the NATS error type every role reports ([`nats_error`]), who may
 //! do what on the bus ([`access`]), the identities' keys ([`credentials`]) and the rule of unique
-//! names ([`name_claim`]).
+//! names ([`name_claim`]), and every metric's name ([`telemetry`]).
 //!
 //! This crate never spells a subject outside [`names`], never edits or deletes a stored event,
 //! and holds no decision that reads the clock or the network: the aggregates are pure.
@@ -25,6 +25,7 @@ pub mod secrets;
 pub mod setup;
 pub mod spec;
 pub mod store;
+pub mod telemetry;
 pub mod tls;
 pub mod vnf;
 pub mod vnfd;

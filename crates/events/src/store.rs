@@ -25,6 +25,7 @@ use crate::envelope::{self, Cause, Envelope, SCHEMA_VERSION};
 use crate::names::{self, AggregateKind};
 use crate::nats_error::{NatsError, NatsErrorKind};
 use crate::read::{self, Stored};
+use crate::telemetry;
 use crate::vnf::Vnf;
 use crate::vnfd::Vnfd;
 
@@ -305,8 +306,18 @@ impl EventLog {
         let payload = bytes::Bytes::from(serde_json::to_vec(&envelope)?);
         let subject = A::subject(aggregate_id);
         let message_id = format!("{}@{}", cause.command_id, aggregate_id);
-        self.publish_expecting(&subject, &message_id, expected_sequence, payload)
-            .await
+        let started = std::time::Instant::now();
+        let appended = self
+            .publish_expecting(&subject, &message_id, expected_sequence, payload)
+            .await;
+        let outcome = match &appended {
+            Ok(_) => "stored",
+            Err(StoreError::Conflict) => "conflict",
+            Err(_) => "error",
+        };
+        metrics::histogram!(telemetry::APPEND_LATENCY, "outcome" => outcome)
+            .record(started.elapsed());
+        appended
     }
 
     async fn publish_expecting(

@@ -36,7 +36,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::kv;
 use axum::Router;
-use axum::extract::{FromRequestParts, Path, Query, Request, State};
+use axum::extract::{FromRequestParts, MatchedPath, Path, Query, Request, State};
 use axum::http::request::Parts;
 use axum::http::{Method, Uri};
 use axum::middleware::{self, Next};
@@ -49,6 +49,7 @@ use events::names::{self, AggregateKind};
 use events::nats_error::NatsError;
 use events::secrets::DataKey;
 use events::store::{self, EventLog, Logged, StoreError};
+use events::telemetry;
 use events::vnf::{RespawnLimit, Vnf};
 use events::vnfd::Vnfd;
 use projector::Tables;
@@ -308,6 +309,7 @@ impl Gateway {
             .method_not_allowed_fallback(method_not_allowed)
             .layer(middleware::from_fn_with_state(self.clone(), authenticate))
             .layer(middleware::from_fn(guard::json_only))
+            .layer(middleware::from_fn(observe))
             .with_state(self.clone());
         // Routing happens before any layer of `api` runs, so the suffix is cut in a service
         // that wraps it.
@@ -698,6 +700,38 @@ fn canonical_uri(uri: &Uri) -> Option<Uri> {
     let mut parts = uri.clone().into_parts();
     parts.path_and_query = Some(path_and_query.parse().ok()?);
     Uri::from_parts(parts).ok()
+}
+
+/// Records each request's latency by route template (never the path itself, which holds ids),
+/// method and status class. Outermost of the API's layers, so that refusals count too.
+async fn observe(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+    let method = observed_method(request.method());
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    metrics::histogram!(
+        telemetry::HTTP_REQUEST_LATENCY,
+        "route" => route,
+        "method" => method,
+        "status" => telemetry::status_class(response.status().as_u16()),
+    )
+    .record(started.elapsed());
+    response
+}
+
+/// The method as a label: the API's own methods, and `other` for anything a client invents.
+fn observed_method(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        _ => "other",
+    }
 }
 
 /// Finds out who asks ([`Authenticator`]) and refuses what their roles never allow (a write by

@@ -16,6 +16,7 @@ use tokio::sync::{Semaphore, mpsc};
 use events::envelope::{Actor, ActorKind};
 use events::monitor::TargetRef;
 use events::monitor::cidr::ProbeCidrs;
+use events::telemetry;
 use events::vnf::VnfEvent;
 
 use crate::clock::Clock;
@@ -37,6 +38,10 @@ const SEEDS_QUEUE: usize = 1_024;
 /// gave the best rate without losses on two cores (see `ops/bench-icmp`), where a task per
 /// target all at once cost twice the CPU per target.
 const ATTEMPTS_IN_FLIGHT_MAX: usize = 1_024;
+/// Ticks between two settings of the targets-held gauge outside rounds (a second): a monitor
+/// whose targets are all gone judges no round that would set it. Counting the targets walks
+/// them all, which a round's judge does anyway, so once a second costs no more than a round.
+const TARGETS_GAUGE_TICKS: u32 = 10;
 
 /// What the engine is fed, decoded.
 #[derive(Debug)]
@@ -119,6 +124,7 @@ impl<P: Probe, C: Clock, S: Seeds> Engine<P, C, S> {
         let mut inputs_open = true;
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut ticks: u32 = 0;
         let monitor = self.actor();
         loop {
             let jobs = tokio::select! {
@@ -139,6 +145,12 @@ impl<P: Probe, C: Clock, S: Seeds> Engine<P, C, S> {
                 },
                 _ = tick.tick() => {
                     let owned = owned.borrow().clone();
+                    metrics::gauge!(telemetry::MONITOR_PARTITIONS).set(owned.len() as f64);
+                    if ticks == 0 {
+                        let held = targets.census(&owned).targets;
+                        metrics::gauge!(telemetry::MONITOR_TARGETS).set(held as f64);
+                    }
+                    ticks = (ticks + 1) % TARGETS_GAUGE_TICKS;
                     let now = self.clock.now();
                     let due = targets.due(now, &owned);
                     for vnf_id in due.seeds {
@@ -153,8 +165,17 @@ impl<P: Probe, C: Clock, S: Seeds> Engine<P, C, S> {
                             (self.probe.clone(), self.clock.clone(), results.clone(), attempts.clone());
                         tokio::spawn(async move {
                             let permit = attempts.acquire_owned().await.expect("never closed");
+                            let lateness_ns = clock.now().unix_timestamp_nanos() - start.round;
+                            metrics::histogram!(telemetry::PROBE_LATENESS)
+                                .record(lateness_ns.max(0) as f64 / 1e9);
                             let outcome = probe.probe(&start.target).await;
                             drop(permit);
+                            metrics::counter!(
+                                telemetry::PROBE_ATTEMPTS,
+                                "driver" => start.target.policy.driver.as_str(),
+                                "outcome" => if outcome.is_up() { "up" } else { "down" },
+                            )
+                            .increment(1);
                             let attempt = Attempt {
                                 round: start.round,
                                 target: TargetRef::from(&start.target),
@@ -206,9 +227,11 @@ impl<P: Probe, C: Clock, S: Seeds> Engine<P, C, S> {
         {
             let round = entry.remove();
             let at = self.clock.now();
+            let census = targets.census(owned);
+            metrics::gauge!(telemetry::MONITOR_TARGETS).set(census.targets as f64);
             let verdict = judge::judge(
                 round,
-                targets.census(owned),
+                census,
                 self.config.suspect_failures_min,
                 monitor,
                 at,

@@ -20,6 +20,7 @@ use tokio::sync::{mpsc, watch};
 use events::monitor::{InstanceMonitorState, MonitorEvent, MonitorMessage};
 use events::nats_error::NatsErrorKind;
 use events::store::StoreError;
+use events::telemetry;
 
 use crate::MonitorError;
 use crate::judge::Outgoing;
@@ -190,7 +191,12 @@ async fn deliver(sink: &impl Sink, job: &Publish) -> bool {
     let mut attempt = 1;
     loop {
         let error = match store(sink, job).await {
-            Ok(()) => return true,
+            Ok(()) => {
+                if kind == Kind::FailureReport {
+                    metrics::counter!(telemetry::FAILURES_REPORTED).increment(1);
+                }
+                return true;
+            }
             Err(e) if is_permanent(&e) => {
                 tracing::error!(?kind, error = %e, "Monitor job can never be stored; given up.");
                 return false;

@@ -175,6 +175,8 @@ pub async fn run(
         },
     );
     let data_keys = keyring::open_bucket(log.jetstream()).await?;
+    // Ends with the loop (aborted below).
+    let lag = tokio::spawn(messages.report_lag());
     tokio::pin!(shutdown);
     tracing::info!("Projector running.");
     loop {
@@ -205,6 +207,7 @@ pub async fn run(
             tracing::warn!(error = %e, "Ack lost; the message will be redelivered and skipped.");
         }
     }
+    lag.abort();
     tracing::info!("Projector stopped.");
     Ok(())
 }

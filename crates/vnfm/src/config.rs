@@ -21,9 +21,9 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::{
-    ApiArgs, AuditArgs, AuthMode, Command, ConductorArgs, GuardArgs, HealArgs, MonitorArgs,
-    NatsArgs, NatsConfigArgs, ProbeArgs, SetupArgs, TailArgs, TokenCommand, TokenCreateArgs,
-    UpArgs, VduHttpArgs, VimArgs, nats_server,
+    ApiArgs, AuditArgs, AuthMode, Command, ConductorArgs, GuardArgs, HealArgs, MetricsArgs,
+    MonitorArgs, NatsArgs, NatsConfigArgs, ProbeArgs, ProjectorArgs, SetupArgs, TailArgs,
+    TokenCommand, TokenCreateArgs, UpArgs, VduHttpArgs, VimArgs, nats_server,
 };
 
 /// The longest `--ack-wait-s`: an hour. A conductor that took a request and went silent holds
@@ -113,8 +113,12 @@ pub enum Config {
     Gateway {
         nats: Nats,
         api: Api,
+        metrics_listen: Option<SocketAddr>,
     },
-    Projector(Nats),
+    Projector {
+        nats: Nats,
+        metrics_listen: Option<SocketAddr>,
+    },
     Conductor(Conductor),
     Monitor(Monitor),
     Setup {
@@ -245,6 +249,8 @@ pub struct Conductor {
     pub ack_wait: Duration,
     pub respawn_limit: RespawnLimit,
     pub stop_at: Option<StopPoint>,
+    /// Where `/metrics` is served (`--metrics-listen`), if anywhere.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 #[derive(Debug)]
@@ -252,6 +258,8 @@ pub struct Monitor {
     pub nats: Nats,
     pub suspect_failures_min: usize,
     pub probe_cidrs: ProbeCidrs,
+    /// Where `/metrics` is served (`--metrics-listen`), if anywhere.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 #[derive(Debug)]
@@ -267,6 +275,8 @@ pub struct Up {
     pub respawn_limit: RespawnLimit,
     pub suspect_failures_min: usize,
     pub probe_cidrs: ProbeCidrs,
+    /// Where every role's `/metrics` is served (`--metrics-listen`), if anywhere.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// The files a configuration names: the token file, the seed file, Keystone's credentials and
@@ -323,17 +333,27 @@ pub fn validate(command: Command, files: &dyn Files) -> Result<Config, Vec<Confi
                     "required: the file of the key that wraps the secrets' data keys (`vnfm up` makes <data-dir>/credentials/master.key)",
                 );
             }
+            let metrics_listen = check.metrics_listen(&args.metrics, Some(api.listen));
             Config::Gateway {
                 nats: check.nats(args.nats),
                 api,
+                metrics_listen,
             }
         }
-        Command::Projector(nats) => Config::Projector(check.nats(nats)),
+        Command::Projector(ProjectorArgs { nats, metrics }) => Config::Projector {
+            nats: check.nats(nats),
+            metrics_listen: check.metrics_listen(&metrics, None),
+        },
         Command::Conductor(args) => Config::Conductor(check.conductor(args)),
-        Command::Monitor(MonitorArgs { nats, probe }) => Config::Monitor(Monitor {
+        Command::Monitor(MonitorArgs {
+            nats,
+            probe,
+            metrics,
+        }) => Config::Monitor(Monitor {
             nats: check.nats(nats),
             suspect_failures_min: check.suspect_failures_min(&probe),
             probe_cidrs: check.probe_cidrs(&probe),
+            metrics_listen: check.metrics_listen(&metrics, None),
         }),
         Command::Audit(AuditArgs {
             vnf_id,
@@ -696,6 +716,34 @@ impl Check<'_> {
             )),
             respawn_limit: self.respawn_limit(&args.heal),
             stop_at: args.stop_at,
+            metrics_listen: self.metrics_listen(&args.metrics, None),
+        }
+    }
+
+    /// `--metrics-listen`: a socket address (HOST:PORT, port 0 for any free one), not the
+    /// API's own.
+    fn metrics_listen(
+        &mut self,
+        args: &MetricsArgs,
+        api: Option<SocketAddr>,
+    ) -> Option<SocketAddr> {
+        let value = args.metrics_listen.as_deref()?;
+        match value.trim().parse::<SocketAddr>() {
+            Ok(addr) if api == Some(addr) && addr.port() != 0 => {
+                self.problem(
+                    "--metrics-listen",
+                    format!("{addr} is the API's own address (--listen); give another port"),
+                );
+                None
+            }
+            Ok(addr) => Some(addr),
+            Err(e) => {
+                self.problem(
+                    "--metrics-listen",
+                    format!("{value:?} is not an address HOST:PORT such as 127.0.0.1:9891 ({e})"),
+                );
+                None
+            }
         }
     }
 
@@ -704,7 +752,9 @@ impl Check<'_> {
             self.nats_url(url);
         }
         let respawn_limit = self.respawn_limit(&args.heal);
+        let metrics_listen = self.metrics_listen(&args.metrics, Some(args.api.listen));
         Up {
+            metrics_listen,
             api: Api {
                 respawn_limit,
                 ..self.api(&args.api)
@@ -763,6 +813,34 @@ mod tests {
             Ok(config) => panic!("{args:?} was accepted: {config:?}"),
             Err(problems) => problems.iter().map(ToString::to_string).collect(),
         }
+    }
+
+    #[test]
+    fn metrics_listen_is_an_address_on_every_role_and_never_the_apis() {
+        for role in ["up", "projector", "conductor", "monitor"] {
+            let found = problems(&[role, "--metrics-listen", "localhost"]);
+            assert_eq!(found.len(), 1, "{role}: {found:?}");
+            assert!(
+                found[0].starts_with("--metrics-listen: \"localhost\" is not an address"),
+                "{role}: {found:?}"
+            );
+        }
+        let found = problems(&["up", "--metrics-listen", "127.0.0.1:9890"]);
+        assert!(
+            found[0].starts_with("--metrics-listen: 127.0.0.1:9890 is the API's own address"),
+            "{found:?}"
+        );
+        let Ok(Config::Monitor(monitor)) = validate(
+            parse(&["monitor", "--metrics-listen", "127.0.0.1:0"]),
+            NO_FILES,
+        ) else {
+            panic!("a monitor with its metrics");
+        };
+        assert_eq!(monitor.metrics_listen, Some("127.0.0.1:0".parse().unwrap()));
+        let Ok(Config::Conductor(conductor)) = validate(parse(&["conductor"]), NO_FILES) else {
+            panic!("a conductor");
+        };
+        assert_eq!(conductor.metrics_listen, None, "off when absent");
     }
 
     #[test]
@@ -997,7 +1075,7 @@ mod tests {
             "{found:?}"
         );
         let seeds = events::credentials::ensure(dir.path()).unwrap();
-        let Ok(Config::Projector(nats)) = validate(
+        let Ok(Config::Projector { nats, .. }) = validate(
             parse(&["projector", "--nats-nkey", missing.to_str().unwrap()]),
             NO_FILES,
         ) else {

@@ -3,6 +3,7 @@
 //! tool (`audit`, `tail`, `rebuild`). It holds no logic of its own beyond wiring and start-up checks.
 
 mod config;
+mod exporter;
 mod nats_server;
 mod roles;
 
@@ -34,7 +35,7 @@ enum Command {
     /// Serve the Tacker v1.0 REST API.
     Gateway(GatewayArgs),
     /// Keep the VNF and VNFD tables from the log.
-    Projector(NatsArgs),
+    Projector(ProjectorArgs),
     /// Carry out VNF operations and policy actions through the VIM.
     Conductor(ConductorArgs),
     /// Probe every monitored VDU and report results and failures.
@@ -159,6 +160,23 @@ struct NatsArgs {
     /// Default: the role and the process id.
     #[arg(long, env = "VNFM_NAME")]
     name: Option<String>,
+}
+
+/// Where a role serves its Prometheus metrics.
+#[derive(Debug, Clone, Args)]
+struct MetricsArgs {
+    /// Serve `GET /metrics` (Prometheus text) on ADDR (HOST:PORT); off when absent. Without
+    /// authentication: the metrics name no VNF, instance or user.
+    #[arg(long, env = "VNFM_METRICS_LISTEN", value_name = "ADDR")]
+    metrics_listen: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+struct ProjectorArgs {
+    #[command(flatten)]
+    nats: NatsArgs,
+    #[command(flatten)]
+    metrics: MetricsArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -319,6 +337,8 @@ struct GatewayArgs {
     /// The heal limit of alarms' respawns (give the conductors' values).
     #[command(flatten)]
     heal: HealArgs,
+    #[command(flatten)]
+    metrics: MetricsArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -336,6 +356,8 @@ struct ConductorArgs {
     vim: VimArgs,
     #[command(flatten)]
     heal: HealArgs,
+    #[command(flatten)]
+    metrics: MetricsArgs,
     /// Seconds a request or failure report waits for a conductor that took it and went silent
     /// (crashed or stalled) before another conductor gets it.
     #[arg(
@@ -377,6 +399,8 @@ struct MonitorArgs {
     nats: NatsArgs,
     #[command(flatten)]
     probe: ProbeArgs,
+    #[command(flatten)]
+    metrics: MetricsArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -423,6 +447,9 @@ struct UpArgs {
     heal: HealArgs,
     #[command(flatten)]
     probe: ProbeArgs,
+    /// Every role's metrics, on one endpoint.
+    #[command(flatten)]
+    metrics: MetricsArgs,
 }
 
 /// Worker threads of a `vnfm monitor`. One: probing 10,000 targets a second takes about a

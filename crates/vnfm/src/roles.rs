@@ -44,7 +44,11 @@ const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
 pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
     match config {
         Config::Up(up_config) => up(up_config).await,
-        Config::Gateway { nats, api } => {
+        Config::Gateway {
+            nats,
+            api,
+            metrics_listen,
+        } => {
             let name = nats.instance("gateway");
             let log = open(&nats, &name, Identity::Gateway).await?;
             let tables = Tables::open(log.jetstream()).await?;
@@ -53,13 +57,18 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
                 .clone()
                 .context("--master-key: required (checked with the flags)")?;
             let mut roles = Roles::new();
+            roles.metrics(metrics_listen).await?;
             roles.gateway(log, tables, &api, master_key, name).await?;
             Ok(roles.wait().await)
         }
-        Config::Projector(nats) => {
+        Config::Projector {
+            nats,
+            metrics_listen,
+        } => {
             let log = open(&nats, &nats.instance("projector"), Identity::Projector).await?;
             let tables = Tables::open(log.jetstream()).await?;
             let mut roles = Roles::new();
+            roles.metrics(metrics_listen).await?;
             roles.projector(log, tables);
             Ok(roles.wait().await)
         }
@@ -74,6 +83,7 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
             };
             let log = open(nats, &config.instance, Identity::Conductor).await?;
             let mut roles = Roles::new();
+            roles.metrics(conductor.metrics_listen).await?;
             roles.conductor(log, vim, config);
             Ok(roles.wait().await)
         }
@@ -86,6 +96,7 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
             };
             let log = open(&monitor.nats, &config.instance, Identity::Monitor).await?;
             let mut roles = Roles::new();
+            roles.metrics(monitor.metrics_listen).await?;
             roles.monitor(log, prober, config);
             Ok(roles.wait().await)
         }
@@ -225,6 +236,8 @@ async fn up(config: config::Up) -> anyhow::Result<ExitCode> {
     .await?;
     setup::provision(&jetstream::new(admin), &LogConfig::default()).await?;
     let mut roles = Roles::new();
+    // One endpoint for every role: they share the process's recorder.
+    roles.metrics(config.metrics_listen).await?;
     let (client, _) = as_identity(Identity::Projector).await?;
     let log = EventLog::open(client).await?;
     let tables = Tables::open(log.jetstream()).await?;
@@ -302,6 +315,17 @@ impl Roles {
             .running
             .spawn(async move { run.await.map_err(Into::into) });
         self.names.insert(task.id(), role);
+    }
+
+    /// Serves the process's metrics on `listen`, when given, until the stop signal.
+    async fn metrics(&mut self, listen: Option<std::net::SocketAddr>) -> anyhow::Result<()> {
+        let Some(listen) = listen else {
+            return Ok(());
+        };
+        let (bound, serve) = crate::exporter::bind(listen, self.shutdown()).await?;
+        tracing::info!(metrics_listen = %bound, "Metrics on http://{bound}/metrics.");
+        self.spawn("metrics", serve);
+        Ok(())
     }
 
     fn projector(&mut self, log: EventLog, tables: Tables) {
