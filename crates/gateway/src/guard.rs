@@ -287,7 +287,8 @@ fn retry_later(error: ApiError) -> Response {
 /// What [`admit`] checks every request against.
 #[derive(Clone)]
 struct Admission {
-    hosts: Arc<AllowedHosts>,
+    /// `None` for an endpoint that takes any `Host` ([`Hosts::Any`]).
+    hosts: Option<Arc<AllowedHosts>>,
     /// One permit per request in flight: taken by [`admit`] before the request runs, given
     /// back when its response is made. None left answers 503.
     in_flight: Arc<Semaphore>,
@@ -300,7 +301,9 @@ struct Admission {
 /// The outermost layer: `Host`, the cap on requests in flight, and the body and request
 /// timeouts.
 async fn admit(State(admission): State<Admission>, request: Request, next: Next) -> Response {
-    if let Err(refused) = check_host(&request, &admission.hosts) {
+    if let Some(hosts) = &admission.hosts
+        && let Err(refused) = check_host(&request, hosts)
+    {
         return refused.into_response();
     }
     let Ok(_permit) = admission.in_flight.clone().try_acquire_owned() else {
@@ -353,9 +356,12 @@ async fn admit(State(admission): State<Admission>, request: Request, next: Next)
 }
 
 /// `router` behind [`admit`].
-fn guarded(router: Router, listen: SocketAddr, config: &GuardConfig) -> Router {
+fn guarded(router: Router, listen: SocketAddr, config: &GuardConfig, hosts: Hosts) -> Router {
     let admission = Admission {
-        hosts: Arc::new(AllowedHosts::new(listen, &config.public_hosts)),
+        hosts: match hosts {
+            Hosts::Named => Some(Arc::new(AllowedHosts::new(listen, &config.public_hosts))),
+            Hosts::Any => None,
+        },
         in_flight: Arc::new(Semaphore::new(config.requests_in_flight_max)),
         requests_in_flight_max: config.requests_in_flight_max,
         refusals: Arc::default(),
@@ -519,16 +525,28 @@ fn over_capacity_response() -> Vec<u8> {
     .into_bytes()
 }
 
+/// Which `Host` headers an endpoint serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hosts {
+    /// The listen address and `--public-host`s only: the API, which a page in a browser must
+    /// not reach through a rebound name.
+    Named,
+    /// Any: a read-only endpoint without secrets (`/metrics`), which scrapers name as they
+    /// please.
+    Any,
+}
+
 /// Serves `router` on `listener` behind the guard until `shutdown` resolves, then lets the
 /// requests in flight finish (idle connections are closed at once).
 pub(crate) async fn serve(
     listener: TcpListener,
     router: Router,
     config: &GuardConfig,
+    hosts: Hosts,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let listen = listener.local_addr()?;
-    let router = guarded(router, listen, config);
+    let router = guarded(router, listen, config, hosts);
     let over_capacity = over_capacity_response();
     let slots: Slots = Arc::default();
     let mut refusals = Refusals::default();
@@ -824,10 +842,21 @@ mod tests {
             test_router(Arc::default()),
             LISTEN.parse().unwrap(),
             &GuardConfig::default(),
+            Hosts::Named,
         );
         let response = send(&router, get("/fast", "rebind.evil.example")).await;
         assert_eq!(response.status().as_u16(), 421);
         let response = send(&router, get("/fast", LISTEN)).await;
+        assert_eq!(response.status().as_u16(), 200);
+
+        // A side endpoint (`/metrics`) is scraped under whatever name the scraper uses.
+        let side = guarded(
+            test_router(Arc::default()),
+            LISTEN.parse().unwrap(),
+            &GuardConfig::default(),
+            Hosts::Any,
+        );
+        let response = send(&side, get("/fast", "vnfm-host.example:9891")).await;
         assert_eq!(response.status().as_u16(), 200);
     }
 
@@ -838,7 +867,12 @@ mod tests {
             requests_in_flight_max: 1,
             ..GuardConfig::default()
         };
-        let router = guarded(test_router(gate.clone()), LISTEN.parse().unwrap(), &config);
+        let router = guarded(
+            test_router(gate.clone()),
+            LISTEN.parse().unwrap(),
+            &config,
+            Hosts::Named,
+        );
         let slow = tokio::spawn({
             let router = router.clone();
             async move { send(&router, get("/slow", LISTEN)).await }
@@ -861,6 +895,7 @@ mod tests {
             test_router(Arc::default()),
             LISTEN.parse().unwrap(),
             &GuardConfig::default(),
+            Hosts::Named,
         );
         let started = tokio::time::Instant::now();
         let response = send(&router, get("/slow", LISTEN)).await;
@@ -875,6 +910,7 @@ mod tests {
             test_router(Arc::default()),
             LISTEN.parse().unwrap(),
             &GuardConfig::default(),
+            Hosts::Named,
         );
         // A body whose first byte comes and whose rest never does.
         let (sender, receiver) = futures::channel::mpsc::unbounded::<Result<Bytes, Infallible>>();
@@ -905,7 +941,7 @@ mod tests {
         let address = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(async move {
-            serve(listener, router, &config, async move {
+            serve(listener, router, &config, Hosts::Named, async move {
                 let _ = stopped.await;
             })
             .await

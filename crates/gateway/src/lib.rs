@@ -673,11 +673,38 @@ pub async fn serve(
         listener,
         gateway.router(),
         &gateway.config().guard,
+        guard::Hosts::Named,
         shutdown,
     )
     .await?;
     tracing::info!(instance = %gateway.config().instance, "Gateway stopped.");
     Ok(())
+}
+
+/// A role's own small endpoint (`/metrics`): at most this many connections at once. A scraper
+/// or two and an operator's curl need a handful; the cap bounds what a flood holds open.
+const SIDE_ENDPOINT_CONNECTIONS_MAX: usize = 16;
+/// ... and this many requests in flight: a scrape renders in milliseconds.
+const SIDE_ENDPOINT_REQUESTS_IN_FLIGHT_MAX: usize = 4;
+
+/// Serves `router`, a role's own read-only endpoint without secrets (`/metrics`), behind the
+/// API's guard (header, body and request timeouts, capped connections and requests in flight)
+/// but taking any `Host`, until `shutdown` resolves.
+///
+/// # Errors
+///
+/// When the listener's address cannot be read.
+pub async fn serve_side_endpoint(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let config = GuardConfig {
+        connections_max: SIDE_ENDPOINT_CONNECTIONS_MAX,
+        requests_in_flight_max: SIDE_ENDPOINT_REQUESTS_IN_FLIGHT_MAX,
+        ..GuardConfig::default()
+    };
+    guard::serve(listener, router, &config, guard::Hosts::Any, shutdown).await
 }
 
 /// The URI with python-tackerclient's `.json` suffix (and a trailing `/`) cut from its path;

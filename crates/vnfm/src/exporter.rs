@@ -82,7 +82,7 @@ pub async fn bind(
             }
         };
         tokio::select! {
-            served = axum::serve(listener, router(handle)).with_graceful_shutdown(shutdown) => served,
+            served = gateway::serve_side_endpoint(listener, router(handle), shutdown) => served,
             () = upkeep => Ok(()),
         }
     };
