@@ -160,6 +160,29 @@ impl Monitoring {
             .unwrap_or_default()
     }
 
+    /// How many notifications Alertmanager has sent to its webhook so far (its own counter,
+    /// `alertmanager_notifications_total{integration="webhook"}`).
+    pub async fn webhook_notifications(&self) -> u64 {
+        let text = self
+            .http
+            .get(format!("{}/metrics", self.alertmanager_url))
+            .send()
+            .await
+            .expect("ask Alertmanager for its metrics")
+            .text()
+            .await
+            .expect("Alertmanager answers text");
+        text.lines()
+            .find(|line| {
+                line.starts_with("alertmanager_notifications_total{")
+                    && line.contains("integration=\"webhook\"")
+            })
+            .and_then(|line| line.rsplit(' ').next())
+            // A counter of whole notifications, printed as an integer.
+            .and_then(|value| value.parse::<u64>().ok())
+            .unwrap_or(0)
+    }
+
     /// The ends of both logs, for a failing test's message.
     pub fn logs(&self) -> String {
         format!(

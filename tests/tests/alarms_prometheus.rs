@@ -6,8 +6,6 @@
 //! out exactly once, however often the alert is re-sent; lowered below the scale-in trigger's
 //! threshold, the VNF scales in, but not before the scaling policy's cooldown has passed.
 
-use std::time::Duration;
-
 use events::vnf::{ScaleDirection, VnfEvent};
 use time::OffsetDateTime;
 use vnfm_tests::prometheus::Monitoring;
@@ -16,9 +14,9 @@ use vnfm_tests::{Options, PATIENCE, System, client_with, token_file};
 /// The scaling policy's cooldown: long enough that the scale-in alert (two one-second
 /// evaluations after the metric drops) fires inside it, short enough for a test.
 const COOLDOWN_S: i64 = 8;
-/// How long the test watches a firing alert being re-sent (every 2 s) after its scale-out,
-/// to see that no second scale-out comes of it.
-const RESENDS_WATCHED: Duration = Duration::from_secs(6);
+/// How many more notifications Alertmanager sends (a re-send every 2 s) after the scale-out
+/// before the test checks that none of them scaled out again.
+const RESENDS_WATCHED: u64 = 2;
 
 fn alarm_vnfd() -> String {
     format!(
@@ -209,7 +207,20 @@ async fn a_prometheus_alert_scales_out_once_and_in_after_the_cooldown() {
     );
     // The alert keeps firing (the new instance reports no CPU yet, the mean stays 95) and
     // Alertmanager keeps re-sending it: still one scale-out.
-    tokio::time::sleep(RESENDS_WATCHED).await;
+    let sent = monitoring.webhook_notifications().await;
+    testkit::eventually(
+        format!("Alertmanager re-sends the alert {RESENDS_WATCHED} times"),
+        PATIENCE,
+        || async {
+            let now = monitoring.webhook_notifications().await;
+            if now >= sent + RESENDS_WATCHED {
+                Ok(())
+            } else {
+                Err(format!("{now} sent, {sent} at the scale-out"))
+            }
+        },
+    )
+    .await;
     let after_out = scales(&system, &vnf_id).await;
     assert_eq!(after_out.len(), 1, "{after_out:?}\n{}", monitoring.logs());
     let (direction, scaled_out_at) = after_out[0];
