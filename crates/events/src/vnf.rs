@@ -652,11 +652,15 @@ impl Vnf {
         u32::try_from(count).unwrap_or(u32::MAX)
     }
 
-    fn require_status(&self, allowed: &[VnfStatus], action: &'static str) -> Result<(), VnfError> {
-        let status = self
-            .status
+    /// The VNF's status while it exists; `NotFound` before its create and after its delete.
+    fn live_status(&self) -> Result<VnfStatus, VnfError> {
+        self.status
             .filter(|_| !self.deleted)
-            .ok_or(VnfError::NotFound)?;
+            .ok_or(VnfError::NotFound)
+    }
+
+    fn require_status(&self, allowed: &[VnfStatus], action: &'static str) -> Result<(), VnfError> {
+        let status = self.live_status()?;
         if allowed.contains(&status) {
             Ok(())
         } else {
@@ -1178,10 +1182,7 @@ impl Vnf {
         at: OffsetDateTime,
         limit: RespawnLimit,
     ) -> Result<Vec<VnfEvent>, VnfError> {
-        let status = self
-            .status
-            .filter(|_| !self.deleted)
-            .ok_or(VnfError::NotFound)?;
+        let status = self.live_status()?;
         if self.handled_alarms.contains(&alarm.occurrence_id) {
             return Ok(Vec::new());
         }
@@ -1279,10 +1280,7 @@ impl Vnf {
         at: OffsetDateTime,
         limit: RespawnLimit,
     ) -> Result<Vec<VnfEvent>, VnfError> {
-        let status = self
-            .status
-            .filter(|_| !self.deleted)
-            .ok_or(VnfError::NotFound)?;
+        let status = self.live_status()?;
         if self.handled_failures.contains(&failure.failure_id) {
             return Ok(Vec::new());
         }
