@@ -85,6 +85,21 @@ async fn main() -> anyhow::Result<()> {
 
 /// A `vnfm gateway` process on a loopback port of the kernel's choosing with `flags`, once it
 /// listens, and its API's URL.
+/// A projector process on `server`, running, and the benchmark's VNFs written to `log`: the
+/// table every gateway benchmark reads.
+async fn projected_vnfs(
+    server: &NatsServer,
+    log: &EventLog,
+) -> (testkit::RoleProcess, Vec<String>) {
+    let projector = Identity::Projector;
+    let mut process = server.spawn_as(projector.name(), projector, &["projector"]);
+    process
+        .wait_for_log("Projector running.", ROLE_START_TIMEOUT)
+        .await;
+    let ids = write_vnfs(log).await;
+    (process, ids)
+}
+
 async fn start_gateway(server: &NatsServer, flags: &[&str]) -> (testkit::RoleProcess, String) {
     let mut args = vec!["gateway", "--listen", "127.0.0.1:0"];
     args.extend(flags);
@@ -101,12 +116,7 @@ const BOARD_PAGES: usize = 500;
 async fn board_pages() -> anyhow::Result<()> {
     let server = Bus::Identities.server(Durability::SyncAlways).await;
     let log = fixtures::log(server.client().await).await;
-    let role = |identity: Identity, args: &[&str]| server.spawn_as(identity.name(), identity, args);
-    let mut projector = role(Identity::Projector, &["projector"]);
-    projector
-        .wait_for_log("Projector running.", ROLE_START_TIMEOUT)
-        .await;
-    let ids = write_vnfs(&log).await;
+    let (_projector, ids) = projected_vnfs(&server, &log).await;
     let (_gateway, api) = start_gateway(&server, &[]).await;
     let http = reqwest::Client::new();
     listed_all(&http, &api).await?;
@@ -171,12 +181,7 @@ impl Bus {
 async fn token_auth() -> anyhow::Result<()> {
     let server = Bus::Identities.server(Durability::SyncAlways).await;
     let log = fixtures::log(server.client().await).await;
-    let role = |identity: Identity, args: &[&str]| server.spawn_as(identity.name(), identity, args);
-    let mut projector = role(Identity::Projector, &["projector"]);
-    projector
-        .wait_for_log("Projector running.", ROLE_START_TIMEOUT)
-        .await;
-    let ids = write_vnfs(&log).await;
+    let (_projector, ids) = projected_vnfs(&server, &log).await;
     let tokens = tempfile_dir()?;
     let token_file = tokens.join("tokens");
     let token = create_token(&token_file)?;
@@ -340,11 +345,7 @@ async fn gateway_latency(bus: Bus) -> anyhow::Result<(Latency, Latency)> {
     // Each role as its own `vnfm` process, as deployed ($VNFM_BIN; `ops/bench` builds the
     // release binary).
     let role = |identity: Identity, args: &[&str]| server.spawn_as(identity.name(), identity, args);
-    let mut projector = role(Identity::Projector, &["projector"]);
-    projector
-        .wait_for_log("Projector running.", ROLE_START_TIMEOUT)
-        .await;
-    let ids = write_vnfs(&log).await;
+    let (mut projector, ids) = projected_vnfs(&server, &log).await;
     let (mut gateway, api) = start_gateway(&server, &[]).await;
     let http = reqwest::Client::new();
     listed_all(&http, &api).await?;
