@@ -110,6 +110,7 @@ impl Identity {
                 for bucket in [
                     names::VNF_TABLE_BUCKET,
                     names::VNFD_TABLE_BUCKET,
+                    names::VIM_TABLE_BUCKET,
                     names::MONITOR_STATE_BUCKET,
                     names::MONITOR_LEASE_BUCKET,
                     names::DATA_KEY_BUCKET,
@@ -123,7 +124,11 @@ impl Identity {
             }
             Identity::Projector => {
                 p.read(names::LIFECYCLE_STREAM);
-                for bucket in [names::VNF_TABLE_BUCKET, names::VNFD_TABLE_BUCKET] {
+                for bucket in [
+                    names::VNF_TABLE_BUCKET,
+                    names::VNFD_TABLE_BUCKET,
+                    names::VIM_TABLE_BUCKET,
+                ] {
                     p.read(&kv_stream(bucket));
                     p.publish_allow.push(kv_writes(bucket));
                 }
@@ -355,6 +360,11 @@ mod tests {
                 names::vnf_subject("v"),
                 [Identity::Gateway, Identity::Conductor].as_slice(),
             ),
+            // A VIM: registered by a gateway, its status recorded by a conductor's check.
+            (
+                names::vim_subject("v"),
+                &[Identity::Gateway, Identity::Conductor],
+            ),
             (names::failure_subject("v"), &[Identity::Monitor]),
             (names::vdu_state_subject("v"), &[Identity::Monitor]),
             (names::round_subject("m"), &[Identity::Monitor]),
@@ -363,6 +373,10 @@ mod tests {
             (names::bad_action_subject("v"), &[Identity::Conductor]),
             (
                 format!("$KV.{}.v", names::VNF_TABLE_BUCKET),
+                &[Identity::Projector],
+            ),
+            (
+                format!("$KV.{}.v", names::VIM_TABLE_BUCKET),
                 &[Identity::Projector],
             ),
             (
