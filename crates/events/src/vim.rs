@@ -79,8 +79,8 @@ impl VimCredentials {
         if self.project_name.is_empty() {
             return fail("vim.vim_project.name", "required, the project to deploy in");
         }
-        let application = given(&self.application_credential_id)
-            || given(&self.application_credential_secret);
+        let application =
+            given(&self.application_credential_id) || given(&self.application_credential_secret);
         if application {
             if !given(&self.application_credential_id) {
                 return fail(
@@ -176,6 +176,8 @@ impl VimStatus {
 }
 
 /// A change of a VIM (Tacker's `vim-update`): each field given replaces the VIM's own.
+/// `is_default: Some(true)` marks it default anew even when it was (the default made last is
+/// its project's default).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct VimChanges {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -315,7 +317,9 @@ impl Aggregate for Vim {
                 if same(&changes.auth_url, &details.auth_url) {
                     changes.auth_url = None;
                 }
-                if changes.is_default == Some(details.is_default) {
+                // Marking a default VIM default again is recorded: it is the default made
+                // last, and so its project's default again.
+                if changes.is_default == Some(false) && !details.is_default {
                     changes.is_default = None;
                 }
                 if *changes != VimChanges::default() {
@@ -468,11 +472,17 @@ mod tests {
             .when(record(VimStatus::Reachable, None))
             .then_expect_events(vec![]);
         Given::with(())
-            .given(vec![registered(), recorded(VimStatus::Unreachable, Some("401"))])
+            .given(vec![
+                registered(),
+                recorded(VimStatus::Unreachable, Some("401")),
+            ])
             .when(record(VimStatus::Unreachable, Some("401")))
             .then_expect_events(vec![]);
         Given::with(())
-            .given(vec![registered(), recorded(VimStatus::Unreachable, Some("401"))])
+            .given(vec![
+                registered(),
+                recorded(VimStatus::Unreachable, Some("401")),
+            ])
             .when(record(VimStatus::Unreachable, Some("timed out")))
             .then_expect_events(vec![recorded(VimStatus::Unreachable, Some("timed out"))]);
         Given::with(())
@@ -521,9 +531,24 @@ mod tests {
             .given(vec![registered()])
             .when(update(VimChanges {
                 description: Some(String::new()),
+                is_default: Some(false),
                 ..VimChanges::default()
             }))
             .then_expect_events(vec![]);
+        let made_default_again = VimEvent::Updated {
+            changes: Box::new(VimChanges {
+                is_default: Some(true),
+                ..VimChanges::default()
+            }),
+            at: LATER,
+        };
+        Given::with(())
+            .given(vec![VimEvent::Registered(Box::new(details(true)))])
+            .when(update(VimChanges {
+                is_default: Some(true),
+                ..VimChanges::default()
+            }))
+            .then_expect_events(vec![made_default_again]);
         Given::with(())
             .given(vec![registered(), VimEvent::Deleted])
             .when(update(VimChanges::default()))
@@ -543,7 +568,10 @@ mod tests {
             }),
             at: LATER,
         });
-        assert_eq!((vim.status, vim.reason.as_deref()), (VimStatus::Pending, None));
+        assert_eq!(
+            (vim.status, vim.reason.as_deref()),
+            (VimStatus::Pending, None)
+        );
         vim.apply(VimEvent::Updated {
             changes: Box::new(VimChanges {
                 is_default: Some(false),
