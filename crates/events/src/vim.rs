@@ -154,6 +154,27 @@ pub struct VimDetails {
     pub registered_at: OffsetDateTime,
 }
 
+/// Why a VIM's stored credentials could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenCredentialsError {
+    #[error(transparent)]
+    Sealed(#[from] crate::secrets::SecretError),
+    #[error("a VIM's credentials do not read: {0}")]
+    Shape(#[from] serde_json::Error),
+}
+
+impl VimDetails {
+    /// The VIM's credentials, opened with its data key (`keyring::Keyring::get` of
+    /// `AggregateKind::Vim` and the VIM's id: gateways and, to reach the VIM, conductors).
+    pub fn credentials(
+        &self,
+        key: &crate::secrets::DataKey,
+    ) -> Result<VimCredentials, OpenCredentialsError> {
+        let plain = crate::secrets::open_secrets(&self.auth, key, AUTH_PATH)?;
+        Ok(serde_json::from_value(plain)?)
+    }
+}
+
 /// What a VIM's last check found; `Pending` until its first.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -672,6 +693,28 @@ mod tests {
         let parsed: VimCredentials =
             serde_json::from_value(json!({"project_name": "demo"})).unwrap();
         assert!(parsed.cert_verify);
+    }
+
+    #[test]
+    fn credentials_are_sealed_in_the_details_and_open_with_the_vims_key() {
+        let key = crate::secrets::DataKey::generate().unwrap();
+        let credentials = VimCredentials {
+            username: Some("nfv".into()),
+            password: Some("pw-1234".into()),
+            project_name: "demo".into(),
+            ..VimCredentials::default()
+        };
+        let plain = serde_json::to_value(&credentials).unwrap();
+        let auth = crate::secrets::seal_secrets(&plain, &key, AUTH_PATH).unwrap();
+        assert!(!auth.to_string().contains("pw-1234"), "{auth}");
+        assert_eq!(auth["username"], "nfv");
+        let details = VimDetails {
+            auth,
+            ..details(false)
+        };
+        assert_eq!(details.credentials(&key).unwrap(), credentials);
+        let other = crate::secrets::DataKey::generate().unwrap();
+        assert!(details.credentials(&other).is_err());
     }
 
     #[test]

@@ -237,9 +237,9 @@ async fn opened(gateway: &Gateway, details: &VimDetails) -> Result<VimCredential
         .await?
         // Deleting the VIM destroys its key: then it is gone for an update too.
         .ok_or_else(|| ApiError::vim_not_found(vim_id))?;
-    let plain = secrets::open_secrets(&details.auth, &key, AUTH_PATH)
-        .map_err(|e| ApiError::internal("opening a VIM's credentials", &e))?;
-    serde_json::from_value(plain).map_err(|e| ApiError::internal("reading a VIM's credentials", &e))
+    details
+        .credentials(&key)
+        .map_err(|e| ApiError::internal("opening a VIM's credentials", &e))
 }
 
 /// `GET /v1.0/vims`: the built-in `local` VIM, then every registered VIM the caller sees
