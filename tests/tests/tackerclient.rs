@@ -426,4 +426,6 @@ async fn tackers_own_client_registers_lists_updates_uses_and_deletes_a_vim() {
         );
     }
     assert_eq!(vim_messages, 3, "registered, updated, deleted");
+    // The VIM table is what a replay of the log makes of it.
+    system.verify_tables().await;
 }
