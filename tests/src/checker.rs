@@ -472,6 +472,8 @@ fn record(scan: &mut LogScan, message: &Stored) {
                 }
             }
         }
+        // The checker's workloads register no VIM.
+        Some((AggregateKind::Vim, _)) => {}
         None => panic!(
             "message {sequence} on {} is no aggregate's",
             message.subject

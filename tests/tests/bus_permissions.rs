@@ -41,6 +41,44 @@ fn operations() -> Vec<Operation> {
             &[Gateway, Conductor],
         ),
         op(
+            "append to a VIM's lifecycle subject",
+            names::vim_subject(vnf),
+            "{}",
+            &[Gateway, Conductor],
+        ),
+        op(
+            "write a VIM table row",
+            format!("$KV.{}.{vnf}", names::VIM_TABLE_BUCKET),
+            "{}",
+            &[Projector],
+        ),
+        op(
+            "read a VNF's data key",
+            format!(
+                "{api}.DIRECT.GET.KV_{bucket}.$KV.{bucket}.{}",
+                names::data_key_name(names::AggregateKind::Vnf, vnf),
+                bucket = names::DATA_KEY_BUCKET
+            ),
+            "",
+            &[Gateway],
+        ),
+        op(
+            "read a VIM's data key",
+            format!(
+                "{api}.DIRECT.GET.KV_{bucket}.$KV.{bucket}.{}",
+                names::data_key_name(names::AggregateKind::Vim, vnf),
+                bucket = names::DATA_KEY_BUCKET
+            ),
+            "",
+            &[Gateway, Conductor],
+        ),
+        op(
+            "read any data key by its sequence",
+            format!("{api}.DIRECT.GET.KV_{}", names::DATA_KEY_BUCKET),
+            r#"{"seq": 1}"#,
+            &[Gateway],
+        ),
+        op(
             "publish a failure report",
             names::failure_subject(vnf),
             "{}",
@@ -304,5 +342,40 @@ async fn no_consumer_can_deliver_a_stream_into_a_table() {
         vnfs.info().await.unwrap().state.messages,
         0,
         "the monitor stream was delivered into the VNF table"
+    );
+}
+
+/// A conductor reaches a registered VIM with its credentials, so it reads that VIM's data key
+/// (with the master key) and no other aggregate's.
+#[tokio::test]
+async fn a_conductor_opens_a_vims_data_key_and_no_other() {
+    use events::keyring::Keyring;
+    use events::names::AggregateKind;
+    let server = NatsServer::start().await;
+    events::fixtures::log(server.client().await).await;
+    let id = "5b3c0a40-8d0c-4a7a-9d55-6a7d2c6c0b11";
+    let master = server.access().master_key();
+    let keyring_as = |identity| {
+        let (server, master) = (&server, master.clone());
+        async move {
+            let jetstream = jetstream::new(server.client_as(identity).await);
+            Keyring::open(&jetstream, master)
+                .await
+                .expect("bind the data keys")
+        }
+    };
+    let gateway = keyring_as(Identity::Gateway).await;
+    let made = gateway.key_for(AggregateKind::Vim, id).await.unwrap();
+    gateway.key_for(AggregateKind::Vnf, id).await.unwrap();
+    let conductor = keyring_as(Identity::Conductor).await;
+    let read = conductor
+        .get(AggregateKind::Vim, id)
+        .await
+        .expect("a conductor reads a VIM's key")
+        .expect("the key is there");
+    assert_eq!(read.to_hex(), made.to_hex());
+    assert!(
+        conductor.get(AggregateKind::Vnf, id).await.is_err(),
+        "a conductor may not read a VNF's key"
     );
 }

@@ -272,3 +272,160 @@ async fn vnf_create_with_a_param_file_runs_the_vnf_with_its_values() {
         .unwrap();
     system.wait_vnf(&id, "deleted", |code, _| code == 404).await;
 }
+
+/// The VIM registry through Tacker's client: `vim-register --config-file` (a made-up
+/// Keystone nothing contacts here), `vim-list` with the built-in `local` VIM beside it,
+/// `vim-show` without the password, `vim-update`, `vnf-create --vim-name`, and `vim-delete`
+/// refused while the VNF exists and done after. The password never reaches the lifecycle
+/// stream in clear, as the reader identity reads it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tackers_own_client_registers_lists_updates_uses_and_deletes_a_vim() {
+    const PASSWORD: &str = "vim-pw-K3yst0ne-s3cret";
+    const NEW_PASSWORD: &str = "vim-pw-2nd-R0tated-s3cret";
+    let system = System::start().await;
+    let root = system.api.trim_end_matches("/v1.0").to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let config = |password: &str| {
+        format!(
+            "auth_url: 'http://127.0.0.1:1/v3'\nusername: 'nfv_user'\npassword: '{password}'\n\
+             project_name: 'nfv'\nproject_domain_name: 'Default'\nuser_domain_name: 'Default'\n\
+             cert_verify: 'False'\n"
+        )
+    };
+    let first = dir.path().join("vim.yaml");
+    std::fs::write(&first, config(PASSWORD)).unwrap();
+    let second = dir.path().join("vim-rotated.yaml");
+    std::fs::write(&second, config(NEW_PASSWORD)).unwrap();
+    let vnfd_file = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../crates/vnfd/tests/samples/tosca-vnfd-monitor.yaml");
+    let paths = [first, second, vnfd_file].map(|p| p.to_str().unwrap().to_owned());
+
+    let (vim_id, vnf_id) = tokio::task::spawn_blocking({
+        let root = root.clone();
+        move || {
+            let [first, second, vnfd_file] = &paths;
+            let registered = run(
+                &root,
+                &[
+                    "vim-register",
+                    "--config-file",
+                    first,
+                    "--is-default",
+                    "site",
+                ],
+            );
+            assert!(!registered.contains(PASSWORD), "{registered}");
+            let vim_id = id_in(&registered);
+            let listed = run(&root, &["vim-list"]);
+            assert!(
+                listed.contains("| local ") && listed.contains(&vim_id),
+                "{listed}"
+            );
+            let shown = run(&root, &["vim-show", "site"]);
+            assert!(
+                shown.contains("PENDING") && shown.contains("nfv_user"),
+                "{shown}"
+            );
+            assert!(
+                !shown.contains(PASSWORD) && !shown.contains("password"),
+                "{shown}"
+            );
+            let updated = run(
+                &root,
+                &[
+                    "vim-update",
+                    "--config-file",
+                    second,
+                    "--description",
+                    "the all-in-one",
+                    "--is-default",
+                    "True",
+                    "site",
+                ],
+            );
+            assert!(updated.contains("Updated vim: site"), "{updated}");
+            let shown = run(&root, &["vim-show", &vim_id]);
+            assert!(shown.contains("the all-in-one"), "{shown}");
+            assert!(!shown.contains(NEW_PASSWORD), "{shown}");
+            run(&root, &["vnfd-create", "--vnfd-file", vnfd_file, "web"]);
+            let created = run(
+                &root,
+                &[
+                    "vnf-create",
+                    "--vnfd-name",
+                    "web",
+                    "--vim-name",
+                    "site",
+                    "vnf-on-site",
+                ],
+            );
+            assert!(created.contains(&vim_id), "{created}");
+            let refused = run_refused(&root, &["vim-delete", "site"]);
+            assert!(
+                refused.contains("still used by 1 VNF(s)") && refused.contains(&id_in(&created)),
+                "{refused}"
+            );
+            let refused = run_refused(&root, &["vim-delete", "local"]);
+            assert!(refused.contains("built-in"), "{refused}");
+            (vim_id, id_in(&created))
+        }
+    })
+    .await
+    .unwrap();
+
+    // This part records no check and contacts no Keystone: the VNF goes wherever the
+    // conductor takes it, and is deleted from there.
+    system
+        .wait_vnf(&vnf_id, "out of PENDING_CREATE", |code, vnf| {
+            code == 200
+                && ["ACTIVE", "ERROR"].contains(&vnf["vnf"]["status"].as_str().unwrap_or(""))
+        })
+        .await;
+    tokio::task::spawn_blocking({
+        let root = root.clone();
+        move || run(&root, &["vnf-delete", "vnf-on-site"])
+    })
+    .await
+    .unwrap();
+    system
+        .wait_vnf(&vnf_id, "deleted", |code, _| code == 404)
+        .await;
+    let listed = tokio::task::spawn_blocking({
+        let root = root.clone();
+        move || {
+            run(&root, &["vim-delete", "site"]);
+            run(&root, &["vim-list"])
+        }
+    })
+    .await
+    .unwrap();
+    assert!(
+        !listed.contains(&vim_id) && listed.contains("| local "),
+        "{listed}"
+    );
+
+    let reader = async_nats::jetstream::new(system.nats.client_as(testkit::Identity::Reader).await);
+    let stream = reader
+        .get_stream(events::names::LIFECYCLE_STREAM)
+        .await
+        .expect("the reader reads the lifecycle stream");
+    let mut read = events::read::StreamRead::open(&stream, events::names::LIFECYCLE_SUBJECTS, 1)
+        .await
+        .expect("a replay");
+    let mut vim_messages = 0;
+    while let Some(message) = read.next().await.expect("the replay goes on") {
+        if let Some((events::names::AggregateKind::Vim, _)) =
+            events::names::parse_lifecycle_subject(&message.subject)
+        {
+            vim_messages += 1;
+        }
+        let payload = String::from_utf8_lossy(&message.payload);
+        assert!(
+            !payload.contains(PASSWORD) && !payload.contains(NEW_PASSWORD),
+            "a VIM password in clear on the log: {payload}"
+        );
+    }
+    assert_eq!(vim_messages, 3, "registered, updated, deleted");
+    // The VIM table is what a replay of the log makes of it.
+    system.verify_tables().await;
+}

@@ -8,8 +8,9 @@
 //!   and write the monitor state and lease buckets; only conductors publish `bad_action`.
 //! - Only gateways and conductors append to the lifecycle log; only projectors write the tables.
 //! - Only gateways read the data keys (each wrapped with the master key, which no identity
-//!   holds on the bus) and make them; projectors may only destroy them (a write); the reader
-//!   does not see that bucket at all.
+//!   holds on the bus) and make them, but for conductors, which read a registered VIM's key
+//!   (and no other) to open its credentials; projectors may only destroy them (a write); the
+//!   reader does not see that bucket at all.
 //! - A durable consumer is created, read and acked by its owner alone (`projector`, `conductor`,
 //!   `conductor-heal`); anybody else who may read a stream reads it through ephemeral consumers
 //!   and direct gets, never through a durable.
@@ -110,6 +111,7 @@ impl Identity {
                 for bucket in [
                     names::VNF_TABLE_BUCKET,
                     names::VNFD_TABLE_BUCKET,
+                    names::VIM_TABLE_BUCKET,
                     names::MONITOR_STATE_BUCKET,
                     names::MONITOR_LEASE_BUCKET,
                     names::DATA_KEY_BUCKET,
@@ -123,7 +125,11 @@ impl Identity {
             }
             Identity::Projector => {
                 p.read(names::LIFECYCLE_STREAM);
-                for bucket in [names::VNF_TABLE_BUCKET, names::VNFD_TABLE_BUCKET] {
+                for bucket in [
+                    names::VNF_TABLE_BUCKET,
+                    names::VNFD_TABLE_BUCKET,
+                    names::VIM_TABLE_BUCKET,
+                ] {
                     p.read(&kv_stream(bucket));
                     p.publish_allow.push(kv_writes(bucket));
                 }
@@ -141,6 +147,18 @@ impl Identity {
                 ]);
                 p.read(names::LIFECYCLE_STREAM);
                 p.read(names::MONITOR_STREAM);
+                // A registered VIM's data key, to open its credentials and reach it: binding to
+                // the bucket and the last value of a `vim.` key, never another aggregate's key
+                // (no get by sequence, no consumer).
+                let data_keys = kv_stream(names::DATA_KEY_BUCKET);
+                p.publish_allow.extend([
+                    format!("{API}.STREAM.INFO.{data_keys}"),
+                    format!(
+                        "{API}.DIRECT.GET.{data_keys}.$KV.{}.{}",
+                        names::DATA_KEY_BUCKET,
+                        names::data_key_name(names::AggregateKind::Vim, ">")
+                    ),
+                ]);
             }
             Identity::Monitor => {
                 p.publish_allow
@@ -355,6 +373,11 @@ mod tests {
                 names::vnf_subject("v"),
                 [Identity::Gateway, Identity::Conductor].as_slice(),
             ),
+            // A VIM: registered by a gateway, its status recorded by a conductor's check.
+            (
+                names::vim_subject("v"),
+                &[Identity::Gateway, Identity::Conductor],
+            ),
             (names::failure_subject("v"), &[Identity::Monitor]),
             (names::vdu_state_subject("v"), &[Identity::Monitor]),
             (names::round_subject("m"), &[Identity::Monitor]),
@@ -363,6 +386,10 @@ mod tests {
             (names::bad_action_subject("v"), &[Identity::Conductor]),
             (
                 format!("$KV.{}.v", names::VNF_TABLE_BUCKET),
+                &[Identity::Projector],
+            ),
+            (
+                format!("$KV.{}.v", names::VIM_TABLE_BUCKET),
                 &[Identity::Projector],
             ),
             (
@@ -394,6 +421,33 @@ mod tests {
                     "{identity:?} on {subject}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn a_conductor_reads_a_vims_data_key_and_no_other() {
+        let data_keys = kv_stream(names::DATA_KEY_BUCKET);
+        let last_of = |kind| {
+            format!(
+                "{API}.DIRECT.GET.{data_keys}.$KV.{}.{}",
+                names::DATA_KEY_BUCKET,
+                names::data_key_name(kind, "5b3c0a40-8d0c-4a7a-9d55-6a7d2c6c0b11")
+            )
+        };
+        let vim_key = last_of(names::AggregateKind::Vim);
+        assert!(publishes(Identity::Conductor, &vim_key));
+        assert!(publishes(Identity::Gateway, &vim_key));
+        for other in [
+            last_of(names::AggregateKind::Vnf),
+            last_of(names::AggregateKind::Vnfd),
+            format!("{API}.DIRECT.GET.{data_keys}"),
+            format!("{API}.STREAM.MSG.GET.{data_keys}"),
+            format!("{API}.CONSUMER.CREATE.{data_keys}"),
+        ] {
+            assert!(!publishes(Identity::Conductor, &other), "{other}");
+        }
+        for identity in [Identity::Monitor, Identity::Reader, Identity::Projector] {
+            assert!(!publishes(identity, &vim_key), "{identity:?}");
         }
     }
 

@@ -1,5 +1,5 @@
 //! The vocabulary of vnfm: every subject, stream, bucket and consumer name ([`names`]), every
-//! event schema ([`envelope`], [`vnf`], [`vnfd`], [`spec`]), the aggregates that decide which
+//! event schema ([`envelope`], [`vnf`], [`vnfd`], [`vim`], [`spec`]), the aggregates that decide which
 //! events a command yields, the JetStream event store that persists them ([`store`]), the one
 //! reader of a subject or a stream as it stands ([`read`]), the durable consumer the roles read
 //! the log with ([`consume`]), the NATS error type every role reports ([`nats_error`]), who may
@@ -27,6 +27,7 @@ pub mod spec;
 pub mod store;
 pub mod telemetry;
 pub mod tls;
+pub mod vim;
 pub mod vnf;
 pub mod vnfd;
 pub mod vnfd_use;

@@ -1,6 +1,6 @@
 //! Every subject, stream, bucket and consumer name of vnfm. No other crate spells one.
 
-/// The lifecycle log: every VNFD and VNF change. File-backed, never deleted or purged.
+/// The lifecycle log: every VNFD, VNF and VIM change. File-backed, never deleted or purged.
 pub const LIFECYCLE_STREAM: &str = "VNFM_LIFECYCLE";
 /// All subjects of the lifecycle stream.
 pub const LIFECYCLE_SUBJECTS: &str = "vnfm.lifecycle.>";
@@ -8,9 +8,12 @@ pub const LIFECYCLE_SUBJECTS: &str = "vnfm.lifecycle.>";
 pub const VNF_SUBJECTS: &str = "vnfm.lifecycle.vnf.*";
 /// All VNFD subjects (one per VNFD).
 pub const VNFD_SUBJECTS: &str = "vnfm.lifecycle.vnfd.*";
+/// All VIM subjects (one per registered VIM).
+pub const VIM_SUBJECTS: &str = "vnfm.lifecycle.vim.*";
 
 const VNF_SUBJECT_PREFIX: &str = "vnfm.lifecycle.vnf.";
 const VNFD_SUBJECT_PREFIX: &str = "vnfm.lifecycle.vnfd.";
+const VIM_SUBJECT_PREFIX: &str = "vnfm.lifecycle.vim.";
 
 /// The subject that holds one VNF's events.
 pub fn vnf_subject(vnf_id: &str) -> String {
@@ -22,29 +25,50 @@ pub fn vnfd_subject(vnfd_id: &str) -> String {
     format!("{VNFD_SUBJECT_PREFIX}{vnfd_id}")
 }
 
+/// The subject that holds one registered VIM's events.
+pub fn vim_subject(vim_id: &str) -> String {
+    format!("{VIM_SUBJECT_PREFIX}{vim_id}")
+}
+
 /// The aggregate a lifecycle subject belongs to, if it is one.
 pub fn parse_lifecycle_subject(subject: &str) -> Option<(AggregateKind, &str)> {
     if let Some(id) = subject.strip_prefix(VNF_SUBJECT_PREFIX) {
         Some((AggregateKind::Vnf, id))
+    } else if let Some(id) = subject.strip_prefix(VNFD_SUBJECT_PREFIX) {
+        Some((AggregateKind::Vnfd, id))
     } else {
         subject
-            .strip_prefix(VNFD_SUBJECT_PREFIX)
-            .map(|id| (AggregateKind::Vnfd, id))
+            .strip_prefix(VIM_SUBJECT_PREFIX)
+            .map(|id| (AggregateKind::Vim, id))
     }
 }
 
-/// The two aggregates of the lifecycle log.
+/// The aggregates of the lifecycle log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AggregateKind {
     Vnf,
     Vnfd,
+    Vim,
+}
+
+impl AggregateKind {
+    /// Its word in keys (`vnf`, `vnfd`, `vim`), as it is spelled on the log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AggregateKind::Vnf => "vnf",
+            AggregateKind::Vnfd => "vnfd",
+            AggregateKind::Vim => "vim",
+        }
+    }
 }
 
 /// The queryable VNF table kept by the projector (key: VNF id).
 pub const VNF_TABLE_BUCKET: &str = "VNFM_VNFS";
 /// The queryable VNFD table kept by the projector (key: VNFD id).
 pub const VNFD_TABLE_BUCKET: &str = "VNFM_VNFDS";
+/// The queryable table of registered VIMs kept by the projector (key: VIM id).
+pub const VIM_TABLE_BUCKET: &str = "VNFM_VIMS";
 
 /// Durable consumer of the lifecycle stream shared by every projector.
 pub const PROJECTOR_CONSUMER: &str = "projector";
@@ -159,40 +183,35 @@ pub const LEASE_MEMBER_PREFIX: &str = "member.";
 /// The lease bucket's key prefix of a partition's lease (`partition.<n>`, valued its holder).
 pub const LEASE_PARTITION_PREFIX: &str = "partition.";
 
-/// The data keys that seal each VNF's and VNFD's secrets, each wrapped with the master key
+/// The data keys that seal each VNF's, VNFD's and VIM's secrets, each wrapped with the master key
 /// (key: [`data_key_name`]); only gateways read them, and a deleted aggregate's key is
 /// destroyed (see `events::keyring`).
 pub const DATA_KEY_BUCKET: &str = "VNFM_DATA_KEYS";
 
 /// The [`DATA_KEY_BUCKET`] key of one aggregate's data key, to which its wrapping is bound.
 pub fn data_key_name(kind: AggregateKind, id: &str) -> String {
-    match kind {
-        AggregateKind::Vnf => format!("vnf.{id}"),
-        AggregateKind::Vnfd => format!("vnfd.{id}"),
-    }
+    format!("{}.{id}", kind.as_str())
 }
 
-/// Bucket of the names' claims (see [`crate::name_claim`]): one entry per VNF or VNFD name in
+/// Bucket of the names' claims (see [`crate::name_claim`]): one entry per VNF, VNFD or VIM name in
 /// use in a project, written by gateways only.
 pub const NAME_CLAIM_BUCKET: &str = "VNFM_NAMES";
 
-/// Key of the claim of `name` among a project's VNFs or VNFDs: the kind, then a UUIDv5 of the
+/// Key of the claim of `name` among a project's VNFs, VNFDs or VIMs: the kind, then a UUIDv5 of the
 /// project and the name, so that no user text (dots, wildcards) reaches a key.
 pub fn name_claim_key(kind: AggregateKind, project: &str, name: &str) -> String {
     let id = uuid::Uuid::new_v5(
         &uuid::Uuid::NAMESPACE_OID,
         serde_json::json!([project, name]).to_string().as_bytes(),
     );
-    match kind {
-        AggregateKind::Vnf => format!("vnf.{id}"),
-        AggregateKind::Vnfd => format!("vnfd.{id}"),
-    }
+    format!("{}.{id}", kind.as_str())
 }
 
 /// Every KV bucket of vnfm.
-pub const BUCKETS: [&str; 6] = [
+pub const BUCKETS: [&str; 7] = [
     VNF_TABLE_BUCKET,
     VNFD_TABLE_BUCKET,
+    VIM_TABLE_BUCKET,
     MONITOR_STATE_BUCKET,
     MONITOR_LEASE_BUCKET,
     DATA_KEY_BUCKET,
@@ -223,6 +242,11 @@ mod tests {
             parse_lifecycle_subject(&vnfd_subject(id)),
             Some((AggregateKind::Vnfd, id))
         );
+        assert_eq!(
+            parse_lifecycle_subject(&vim_subject(id)),
+            Some((AggregateKind::Vim, id))
+        );
+        assert_eq!(data_key_name(AggregateKind::Vim, id), format!("vim.{id}"));
         assert_eq!(parse_lifecycle_subject("vnfm.monitor.x"), None);
         assert_eq!(round_subject("host.a*b"), "vnfm.monitor.round.host_a_b");
         for subject in monitor_subjects_of(id) {

@@ -99,10 +99,10 @@ fn monitor_stream(config: &LogConfig) -> stream::Config {
     }
 }
 
-/// The VNF and VNFD tables, the monitor states, the monitor leases (whose entries expire
+/// The VNF, VNFD and VIM tables, the monitor states, the monitor leases (whose entries expire
 /// [`LEASE_TTL`] after their last write), the data keys (one revision each, so that a
 /// destroyed key leaves nothing behind in its bucket) and the names' claims.
-fn buckets(config: &LogConfig) -> [kv::Config; 6] {
+fn buckets(config: &LogConfig) -> [kv::Config; 7] {
     let bucket = |name: &str| kv::Config {
         bucket: name.into(),
         history: 1,
@@ -113,6 +113,7 @@ fn buckets(config: &LogConfig) -> [kv::Config; 6] {
     [
         bucket(names::VNF_TABLE_BUCKET),
         bucket(names::VNFD_TABLE_BUCKET),
+        bucket(names::VIM_TABLE_BUCKET),
         bucket(names::MONITOR_STATE_BUCKET),
         kv::Config {
             max_age: LEASE_TTL,

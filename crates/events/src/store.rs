@@ -26,6 +26,7 @@ use crate::names::{self, AggregateKind};
 use crate::nats_error::{NatsError, NatsErrorKind};
 use crate::read::{self, Stored};
 use crate::telemetry;
+use crate::vim::Vim;
 use crate::vnf::Vnf;
 use crate::vnfd::Vnfd;
 
@@ -58,6 +59,13 @@ impl Logged for Vnfd {
     const KIND: AggregateKind = AggregateKind::Vnfd;
     fn subject(aggregate_id: &str) -> String {
         names::vnfd_subject(aggregate_id)
+    }
+}
+
+impl Logged for Vim {
+    const KIND: AggregateKind = AggregateKind::Vim;
+    fn subject(aggregate_id: &str) -> String {
+        names::vim_subject(aggregate_id)
     }
 }
 

@@ -388,6 +388,8 @@ pub(crate) async fn event_by_id(
     let events = match kind {
         AggregateKind::Vnf => resource_events::<Vnf>(log, resource_id, Some(sequence)).await?,
         AggregateKind::Vnfd => resource_events::<Vnfd>(log, resource_id, Some(sequence)).await?,
+        // Tacker's events are of VNFDs and VNFs; a VIM's history is on its subject.
+        AggregateKind::Vim => return Ok(None),
     };
     Ok(events.into_iter().find(|event| event.id == id))
 }
@@ -423,7 +425,7 @@ pub(crate) async fn recent_events(
             Some((AggregateKind::Vnfd, id)) => {
                 window_step(log, &mut vnfds, &mut events, id, &message).await?;
             }
-            None => {}
+            Some((AggregateKind::Vim, _)) | None => {}
         }
     }
     Ok(events)

@@ -62,6 +62,14 @@ impl ApiError {
         Self::not_found("VNFDNotFound", format!("VNFD {vnfd_id} could not be found"))
     }
 
+    /// Tacker's `VimNotFoundException`.
+    pub(crate) fn vim_not_found(vim_id: &str) -> Self {
+        Self::not_found(
+            "VimNotFoundException",
+            format!("VIM {vim_id} could not be found"),
+        )
+    }
+
     pub(crate) fn conflict(kind: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::CONFLICT, kind, message)
     }

@@ -26,6 +26,7 @@ pub mod quota;
 mod render;
 pub mod story;
 mod unique;
+mod vims;
 mod vnfds;
 mod vnfs;
 
@@ -50,10 +51,11 @@ use events::nats_error::NatsError;
 use events::secrets::DataKey;
 use events::store::{self, EventLog, Logged, StoreError};
 use events::telemetry;
+use events::vim::Vim;
 use events::vnf::{RespawnLimit, Vnf};
 use events::vnfd::Vnfd;
 use projector::Tables;
-use projector::table::{self, Row, VnfRow, VnfdRow};
+use projector::table::{self, Row, VimRow, VnfRow, VnfdRow};
 use serde_json::{Value, json};
 use tokio::sync::{broadcast, oneshot};
 use tokio::task::JoinHandle;
@@ -163,6 +165,8 @@ struct Shared {
     vnfs: Arc<Mirror<Vnf>>,
     /// The same for the VNFD table.
     vnfds: Arc<Mirror<Vnfd>>,
+    /// The same for the VIM table.
+    vims: Arc<Mirror<Vim>>,
     /// The monitors' last known VDU states, shown with a VNF; kept by a watch task.
     monitor_states: Arc<MonitorStates>,
     /// The data keys of the secrets the gateway seals and shows.
@@ -191,7 +195,7 @@ impl Gateway {
         tables: Tables,
         config: GatewayConfig,
     ) -> Result<Gateway, GatewayError> {
-        for bucket in [&tables.vnfs, &tables.vnfds] {
+        for bucket in [&tables.vnfs, &tables.vnfds, &tables.vims] {
             bucket
                 .stream
                 .clone()
@@ -214,6 +218,7 @@ impl Gateway {
         };
         let vnfs = Arc::new(Mirror::default());
         let vnfds = Arc::new(Mirror::default());
+        let vims = Arc::new(Mirror::default());
         let monitor_states = Arc::new(MonitorStates::default());
         let announced = |copy: Arc<dyn mirror::BucketCopy>, kind| -> Arc<dyn mirror::BucketCopy> {
             Arc::new(mirror::Announcing {
@@ -222,7 +227,9 @@ impl Gateway {
                 changes: board.changes.clone(),
             })
         };
-        let copies: [(kv::Store, Arc<dyn mirror::BucketCopy>); 3] = [
+        // The board shows no VIM, so VIM changes are not announced to it.
+        let copies: [(kv::Store, Arc<dyn mirror::BucketCopy>); 4] = [
+            (tables.vims.clone(), vims.clone()),
             (
                 tables.vnfs.clone(),
                 announced(vnfs.clone(), ChangeKind::Vnf),
@@ -261,6 +268,7 @@ impl Gateway {
                 config,
                 vnfs,
                 vnfds,
+                vims,
                 monitor_states,
                 keyring,
                 name_claims,
@@ -288,6 +296,11 @@ impl Gateway {
             .route("/v1.0", get(api_index))
             .route("/v1.0/vnfds", get(vnfds::list).post(vnfds::create))
             .route("/v1.0/vnfds/{id}", get(vnfds::show).delete(vnfds::delete))
+            .route("/v1.0/vims", get(vims::list).post(vims::create))
+            .route(
+                "/v1.0/vims/{id}",
+                get(vims::show).put(vims::update).delete(vims::delete),
+            )
             .route("/v1.0/vnfs", get(vnfs::list).post(vnfs::create))
             .route(
                 "/v1.0/vnfs/{id}",
@@ -427,6 +440,12 @@ impl Gateway {
         .await
     }
 
+    /// [`Gateway::vnf_row`] for registered VIMs.
+    async fn vim_row(&self, vim_id: &str) -> Result<Option<VimRow>, ApiError> {
+        self.row(&self.shared.vims, self.shared.tables.vim(vim_id), vim_id)
+            .await
+    }
+
     /// `table` is read only when the mirror does not have the row.
     async fn row<A>(
         &self,
@@ -472,6 +491,38 @@ impl Gateway {
 
     async fn refresh_vnfd(&self, vnfd_id: &str) -> Result<Option<VnfdRow>, ApiError> {
         self.refresh_row(&self.shared.vnfds, vnfd_id).await
+    }
+
+    async fn refresh_vim(&self, vim_id: &str) -> Result<Option<VimRow>, ApiError> {
+        self.refresh_row(&self.shared.vims, vim_id).await
+    }
+
+    fn vim_mirror(&self) -> &Mirror<Vim> {
+        &self.shared.vims
+    }
+
+    /// Each project's default VIM (project → VIM id), from the gateway's copy of the VIM
+    /// table: of a project's live VIMs marked default, the one marked last (ties broken by
+    /// id). A project without one makes its VNFs on the built-in `local` VIM.
+    fn default_vims(&self) -> HashMap<String, String> {
+        let marked = self.shared.vims.collect(|row| {
+            let details = row.state.live()?;
+            let since = row.state.default_since?;
+            Some((details.tenant_id.clone(), since, details.vim_id.clone()))
+        });
+        let mut defaults: HashMap<String, (time::OffsetDateTime, String)> = HashMap::new();
+        for (project, since, vim_id) in marked {
+            let newer = defaults
+                .get(&project)
+                .is_none_or(|held| (since, &vim_id) > (held.0, &held.1));
+            if newer {
+                defaults.insert(project, (since, vim_id));
+            }
+        }
+        defaults
+            .into_iter()
+            .map(|(project, (_, vim_id))| (project, vim_id))
+            .collect()
     }
 
     /// The events of resources `caller` sees (all for an admin); a resource the gateway cannot
@@ -587,6 +638,12 @@ impl Owned for Vnf {
 impl Owned for Vnfd {
     fn tenant_id(&self) -> Option<&str> {
         self.descriptor.as_ref().map(|d| d.tenant_id.as_str())
+    }
+}
+
+impl Owned for Vim {
+    fn tenant_id(&self) -> Option<&str> {
+        self.details.as_ref().map(|d| d.tenant_id.as_str())
     }
 }
 
@@ -872,7 +929,7 @@ async fn api_index() -> axum::Json<Value> {
         })
     };
     axum::Json(json!({
-        "resources": [resource("vnfds"), resource("vnfs"), resource("events")]
+        "resources": [resource("vims"), resource("vnfds"), resource("vnfs"), resource("events")]
     }))
 }
 

@@ -1,13 +1,14 @@
-//! How table rows look on the wire: Tacker's VNF and VNFD objects, built by plain functions
-//! over the rows (no I/O).
+//! How table rows look on the wire: Tacker's VNF, VNFD and VIM objects, built by plain
+//! functions over the rows (no I/O).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use events::secrets::{self, DataKey};
 use events::spec::{MonitoringPolicy, VnfdSpec};
+use events::vim::{LOCAL_VIM_ID, LOCAL_VIM_TYPE, VimStatus};
 use events::vnf::{ATTRIBUTES_PATH, PLACEMENT_ATTR_PATH, Vnf};
 use events::vnfd::{TEMPLATE_PATH, Vnfd};
-use projector::table::{VnfRow, VnfdRow};
+use projector::table::{VimRow, VnfRow, VnfdRow};
 use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -45,6 +46,76 @@ pub(crate) fn vnfd_json(row: &VnfdRow, key: Option<&DataKey>) -> Option<Value> {
         "service_types": [SERVICE_TYPE],
         "attributes": {"vnfd": secrets::reveal(&descriptor.template_yaml, key, TEMPLATE_PATH)},
     }))
+}
+
+/// Tacker's VIM object, for a registered VIM that exists; `defaults` maps each project to its
+/// default VIM's id. Its credentials are shown without any secret field (Tacker masked the
+/// password): the user, the domains, the project and `cert_verify`. `status_reason` (beyond
+/// Tacker) is why the last check found it so.
+pub(crate) fn vim_json(row: &VimRow, defaults: &HashMap<String, String>) -> Option<Value> {
+    let details = row.state.live()?;
+    let mut auth_cred = match &details.auth {
+        Value::Object(auth) => auth
+            .iter()
+            .filter(|(name, _)| !secrets::is_secret_name(name))
+            .map(|(name, value)| (name.clone(), value.clone()))
+            .collect(),
+        _ => Map::new(),
+    };
+    let cert_verify = auth_cred
+        .get("cert_verify")
+        .and_then(Value::as_bool)
+        .unwrap_or(true);
+    auth_cred.insert(
+        "cert_verify".into(),
+        json!(if cert_verify { "True" } else { "False" }),
+    );
+    auth_cred.insert("auth_url".into(), json!(details.auth_url));
+    let project = |key: &str| auth_cred.get(key).cloned().unwrap_or(json!(""));
+    let vim_project = json!({
+        "name": project("project_name"),
+        "project_domain_name": project("project_domain_name"),
+    });
+    let is_default = defaults.get(&details.tenant_id) == Some(&details.vim_id);
+    Some(json!({
+        "id": details.vim_id,
+        "tenant_id": details.tenant_id,
+        "name": details.name,
+        "description": details.description,
+        "type": details.vim_type,
+        "auth_url": details.auth_url,
+        "auth_cred": auth_cred,
+        "vim_project": vim_project,
+        "placement_attr": details.placement_attr,
+        "shared": false,
+        "is_default": is_default,
+        "status": row.state.status.as_str(),
+        "status_reason": row.state.reason,
+        "created_at": timestamp(row.created_at),
+        "updated_at": timestamp(row.updated_at),
+    }))
+}
+
+/// The built-in VIM as a VIM object: every project's, always reachable, dated `since` (when
+/// the deployment's log was made).
+pub(crate) fn local_vim_json(is_default: bool, since: &str) -> Value {
+    json!({
+        "id": LOCAL_VIM_ID,
+        "tenant_id": "",
+        "name": LOCAL_VIM_ID,
+        "description": "The built-in VIM: a network namespace per VDU on the conductors' hosts",
+        "type": LOCAL_VIM_TYPE,
+        "auth_url": "",
+        "auth_cred": {},
+        "vim_project": {},
+        "placement_attr": {},
+        "shared": true,
+        "is_default": is_default,
+        "status": VimStatus::Reachable.as_str(),
+        "status_reason": null,
+        "created_at": since,
+        "updated_at": since,
+    })
 }
 
 /// Tacker's VNF object, for a VNF that exists (created, not deleted); its secrets opened with

@@ -1,4 +1,4 @@
-//! Unique VNF and VNFD names per project: a create takes its name in the names' bucket before
+//! Unique VNF, VNFD and VIM names per project: a create takes its name in the names' bucket before
 //! it appends (see [`events::name_claim`] for the rule, and why a claim is a lock beside the
 //! log, never a fact of it). A clash answers 409 naming the resource that has the name.
 //!
@@ -43,6 +43,11 @@ pub(crate) fn not_in_use(
                 && descriptor.name == name
                 && descriptor.vnfd_id != claimant)
                 .then(|| descriptor.vnfd_id.clone())
+        }),
+        AggregateKind::Vim => gateway.vim_mirror().collect(|row| {
+            let details = row.state.live()?;
+            (details.tenant_id == project && details.name == name && details.vim_id != claimant)
+                .then(|| details.vim_id.clone())
         }),
     };
     match holders.into_iter().min() {
@@ -142,6 +147,11 @@ async fn holder(
             Some(row) if row.state.deleted => Holder::Gone,
             _ => Holder::NotRecorded,
         },
+        AggregateKind::Vim => match gateway.vim_row(holder_id).await? {
+            Some(row) if row.state.live().is_some() => Holder::Live,
+            Some(row) if row.state.deleted => Holder::Gone,
+            _ => Holder::NotRecorded,
+        },
     })
 }
 
@@ -150,6 +160,7 @@ fn clash(kind: AggregateKind, project: &str, name: &str, holder_id: &str) -> Api
     let what = match kind {
         AggregateKind::Vnf => "VNF",
         AggregateKind::Vnfd => "VNFD",
+        AggregateKind::Vim => "VIM",
     };
     ApiError::conflict(
         "DuplicateEntity",

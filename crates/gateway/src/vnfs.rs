@@ -23,12 +23,10 @@ use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::input::{self, ListQuery};
 use crate::{
-    Caller, Gateway, ListParams, Owned, PathId, alarms, foreign, render, unique, visible, vnfds,
+    Caller, Gateway, ListParams, Owned, PathId, alarms, foreign, render, unique, vims, visible,
+    vnfds,
 };
 
-/// The VIM of a VNF created without `vim_id`: the built-in local VIM, the only one vnfm has
-/// (DESIGN.md, "The VIM").
-const DEFAULT_VIM_ID: &str = "local";
 /// Characters of the VNF id in the name of a VNFD given inline (`tmpl-<prefix>`).
 const INLINE_VNFD_NAME_ID_CHARS: usize = 8;
 
@@ -102,7 +100,10 @@ pub(crate) async fn create(
     let name = input::required_string(vnf, "name", "vnf")?;
     let description = input::optional_string(vnf, "description", "vnf")?;
     let vim_id = input::optional_string(vnf, "vim_id", "vnf")?;
+    let vim_name = input::optional_string(vnf, "vim_name", "vnf")?;
     let tenant_id = caller.tenant_for(input::optional_string(vnf, "tenant_id", "vnf")?)?;
+    // The named VIM, else the project's default (`local` when it has none).
+    let vim_id = vims::for_new_vnf(&gateway, &caller, &tenant_id, vim_id, vim_name).await?;
     let mut attributes = input::object_or_empty(vnf, "attributes", "vnf")?;
     let placement_attr = input::object_or_empty(vnf, "placement_attr", "vnf")?;
     let vnfd_id = input::optional_string(vnf, "vnfd_id", "vnf")?;
@@ -205,7 +206,7 @@ pub(crate) async fn create(
         description: description.unwrap_or(descriptor.description),
         tenant_id,
         vnfd_id: vnfd_id.clone(),
-        vim_id: vim_id.unwrap_or_else(|| DEFAULT_VIM_ID.to_owned()),
+        vim_id,
         attributes,
         placement_attr,
     };

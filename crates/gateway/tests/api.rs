@@ -358,7 +358,7 @@ async fn versions_and_index_answer() {
         .iter()
         .filter_map(|r| r["collection"].as_str())
         .collect();
-    assert_eq!(collections, vec!["vnfds", "vnfs", "events"]);
+    assert_eq!(collections, vec!["vims", "vnfds", "vnfs", "events"]);
 }
 
 #[tokio::test]

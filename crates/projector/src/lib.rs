@@ -1,5 +1,5 @@
-//! The projector: a durable consumer of the lifecycle log that keeps the queryable VNF and
-//! VNFD tables (JetStream KV buckets), and the rebuild that recomputes them from the log.
+//! The projector: a durable consumer of the lifecycle log that keeps the queryable VNF, VNFD
+//! and VIM tables (JetStream KV buckets), and the rebuild that recomputes them from the log.
 //!
 //! The projector never publishes to the log and never calls a VIM; the tables hold nothing
 //! that the log does not, so they can always be rebuilt. Any number of projectors may share
@@ -12,7 +12,7 @@
 //! whose row is too large to store is parked too (`is_permanent`), never offered again for
 //! ever.
 //!
-//! Once a VNF's or VNFD's row stands deleted, the projector destroys the aggregate's data key
+//! Once a VNF's, VNFD's or VIM's row stands deleted, the projector destroys the aggregate's data key
 //! ([`keyring::shred`]) before it acks: the secrets its events sealed become unreadable for
 //! good, while the events stay.
 
@@ -36,9 +36,10 @@ use events::names::{self, AggregateKind};
 use events::nats_error::{NatsError, NatsErrorKind};
 use events::read::{Stored, StreamRead};
 use events::store::{self, EventLog, Skipped};
+use events::vim::Vim;
 use events::vnf::Vnf;
 use events::vnfd::Vnfd;
-use table::{Row, Step, VnfRow, VnfdRow};
+use table::{Row, Step, VimRow, VnfRow, VnfdRow};
 
 /// How long the server waits for a projector's ack before redelivering. A row update is two
 /// KV round trips, far below this; what a crashed projector held is projected again (by
@@ -72,11 +73,12 @@ pub enum ProjectorError {
     Store(#[from] store::StoreError),
 }
 
-/// The two tables.
+/// The tables.
 #[derive(Clone)]
 pub struct Tables {
     pub vnfs: kv::Store,
     pub vnfds: kv::Store,
+    pub vims: kv::Store,
 }
 
 impl std::fmt::Debug for Tables {
@@ -91,6 +93,7 @@ impl Tables {
         Ok(Tables {
             vnfs: store::open_bucket(jetstream, names::VNF_TABLE_BUCKET).await?,
             vnfds: store::open_bucket(jetstream, names::VNFD_TABLE_BUCKET).await?,
+            vims: store::open_bucket(jetstream, names::VIM_TABLE_BUCKET).await?,
         })
     }
 
@@ -98,6 +101,7 @@ impl Tables {
         match kind {
             AggregateKind::Vnf => &self.vnfs,
             AggregateKind::Vnfd => &self.vnfds,
+            AggregateKind::Vim => &self.vims,
         }
     }
 
@@ -110,6 +114,13 @@ impl Tables {
 
     pub async fn vnfd(&self, vnfd_id: &str) -> Result<Option<VnfdRow>, ProjectorError> {
         read_row(&self.vnfds, vnfd_id)
+            .await
+            .map(|r| r.map(|(row, _)| row))
+    }
+
+    /// One registered VIM's row (deleted VIMs stay as rows with `deleted` set).
+    pub async fn vim(&self, vim_id: &str) -> Result<Option<VimRow>, ProjectorError> {
+        read_row(&self.vims, vim_id)
             .await
             .map(|r| r.map(|(row, _)| row))
     }
@@ -272,6 +283,11 @@ async fn project(
                 apply_to_row::<Vnfd>(&tables.vnfds, id, at, &message.payload).await?;
             (projected, row.is_some_and(|row| row.state.deleted))
         }
+        AggregateKind::Vim => {
+            let (projected, row) =
+                apply_to_row::<Vim>(&tables.vims, id, at, &message.payload).await?;
+            (projected, row.is_some_and(|row| row.state.deleted))
+        }
     };
     if deleted {
         keyring::shred(data_keys, kind, id).await?;
@@ -392,6 +408,7 @@ async fn write_row<A: Serialize>(
 pub struct Rebuilt {
     pub vnfs: BTreeMap<String, VnfRow>,
     pub vnfds: BTreeMap<String, VnfdRow>,
+    pub vims: BTreeMap<String, VimRow>,
     /// The last stream sequence folded in.
     pub through_sequence: u64,
     /// The messages left out because they do not decode, oldest first.
@@ -409,6 +426,7 @@ pub async fn rebuild(log: &EventLog) -> Result<Rebuilt, ProjectorError> {
         let skipped = match names::parse_lifecycle_subject(&message.subject) {
             Some((AggregateKind::Vnf, id)) => fold(&mut rebuilt.vnfs, id, &message),
             Some((AggregateKind::Vnfd, id)) => fold(&mut rebuilt.vnfds, id, &message),
+            Some((AggregateKind::Vim, id)) => fold(&mut rebuilt.vims, id, &message),
             None => Some("not a lifecycle subject".to_owned()),
         };
         if let Some(reason) = skipped {
@@ -475,6 +493,13 @@ pub async fn verify(
         "VNFD",
         &tables.all::<Vnfd>(AggregateKind::Vnfd).await?,
         &rebuilt.vnfds,
+        rebuilt.through_sequence,
+        &mut verification,
+    );
+    compare(
+        "VIM",
+        &tables.all::<Vim>(AggregateKind::Vim).await?,
+        &rebuilt.vims,
         rebuilt.through_sequence,
         &mut verification,
     );
@@ -545,6 +570,9 @@ pub async fn write_rebuild(log: &EventLog, tables: &Tables) -> Result<usize, Pro
     }
     for (key, row) in &rebuilt.vnfds {
         written += usize::from(repair_row(&tables.vnfds, key, row).await?);
+    }
+    for (key, row) in &rebuilt.vims {
+        written += usize::from(repair_row(&tables.vims, key, row).await?);
     }
     Ok(written)
 }

@@ -1,4 +1,4 @@
-//! The rows of the VNF and VNFD tables, and the pure fold that keeps them.
+//! The rows of the VNF, VNFD and VIM tables, and the pure fold that keeps them.
 //!
 //! A row is the aggregate's state plus when it was created and last changed and the stream
 //! sequence of the last message applied. The same fold serves the live projector, a rebuild
@@ -10,6 +10,7 @@ use time::OffsetDateTime;
 
 use events::envelope::Envelope;
 use events::store::History;
+use events::vim::Vim;
 use events::vnf::Vnf;
 use events::vnfd::Vnfd;
 
@@ -27,6 +28,7 @@ pub struct Row<A> {
 
 pub type VnfRow = Row<Vnf>;
 pub type VnfdRow = Row<Vnfd>;
+pub type VimRow = Row<Vim>;
 
 /// What to do with a message, given the row as it stands.
 #[derive(Debug, Clone, PartialEq)]
