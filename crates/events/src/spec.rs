@@ -112,7 +112,6 @@ pub struct VduSpec {
     pub connection_points: Vec<ConnectionPoint>,
 }
 
-// serde's `skip_serializing_if` takes a reference.
 #[expect(
     clippy::trivially_copy_pass_by_ref,
     reason = "serde passes a reference"
@@ -121,6 +120,10 @@ fn is_false(value: &bool) -> bool {
     !*value
 }
 
+#[expect(
+    clippy::trivially_copy_pass_by_ref,
+    reason = "serde passes a reference"
+)]
 fn is_true(value: &bool) -> bool {
     *value
 }

@@ -90,7 +90,7 @@ fn placement_policies_are_kept_with_their_targets() {
         ),
         targets: vec!["VDU1".to_owned(), "VDU2".to_owned()],
     };
-    assert_eq!(spec.placement_policies, [policy.clone()]);
+    assert_eq!(spec.placement_policies, std::slice::from_ref(&policy));
     assert_eq!(spec.placement_of("VDU2"), [policy]);
     assert_eq!(
         spec.vdus[1].nfv_compute.map(|c| c.num_cpus),

@@ -703,29 +703,28 @@ impl OpenStackVim {
                 )
                 .await?
                 .ok()?;
-            let port_id = match untagged["ports"].as_array().and_then(|p| p.first()) {
-                Some(port) => string(&port["id"]),
-                None => {
-                    let inputs = plan::PortInputs {
-                        cp,
-                        network_id: self.network_id(cp).await?,
-                        security_group_ids: self.security_group_ids(cp).await?,
-                    };
-                    let body = plan::port_body(
-                        &inputs,
-                        &request.vnf_id,
-                        &request.vdu,
-                        instance_id,
-                        tags,
-                        with_tags,
-                    )
-                    .map_err(VimError::Failed)?;
-                    let made = self
-                        .send(Api::Neutron, Method::POST, "/ports", &[], Some(&body))
-                        .await?
-                        .ok()?;
-                    string(&made["port"]["id"])
-                }
+            let port_id = if let Some(port) = untagged["ports"].as_array().and_then(|p| p.first()) {
+                string(&port["id"])
+            } else {
+                let inputs = plan::PortInputs {
+                    cp,
+                    network_id: self.network_id(cp).await?,
+                    security_group_ids: self.security_group_ids(cp).await?,
+                };
+                let body = plan::port_body(
+                    &inputs,
+                    &request.vnf_id,
+                    &request.vdu,
+                    instance_id,
+                    tags,
+                    with_tags,
+                )
+                .map_err(VimError::Failed)?;
+                let made = self
+                    .send(Api::Neutron, Method::POST, "/ports", &[], Some(&body))
+                    .await?
+                    .ok()?;
+                string(&made["port"]["id"])
             };
             if !with_tags {
                 self.send(

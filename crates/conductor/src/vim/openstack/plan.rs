@@ -356,8 +356,7 @@ pub fn mgmt_ip(ports: &[Value]) -> Option<std::net::Ipv4Addr> {
     port["fixed_ips"]
         .as_array()?
         .iter()
-        .filter_map(|ip| ip["ip_address"].as_str()?.parse().ok())
-        .next()
+        .find_map(|ip| ip["ip_address"].as_str()?.parse().ok())
 }
 
 /// Whether `value` is written as an id (a UUID) rather than a name.
