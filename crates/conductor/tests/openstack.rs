@@ -16,7 +16,7 @@ use conductor::vim::openstack::{
     Credentials, OpenStackAccess, OpenStackVim, ServerState, TaggedInventory,
 };
 use conductor::vim::{DeployRequest, Vim, VimError};
-use events::spec::{ComputeSpec, ConnectionPoint, VduSpec};
+use events::spec::{ComputeSpec, ConnectionPoint, Placement, PlacementPolicy, VduSpec};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -231,7 +231,19 @@ async fn deploy_answers_ping_and_http_redeploy_finds_the_same_server_delete_leav
         vim: Arc::clone(&vim),
         instance_ids: vec![instance_id.clone()],
     };
-    let request = request(&vnf_id, &instance_id, vdu());
+    let placement = PlacementPolicy {
+        name: "together".into(),
+        policy: Placement::Affinity,
+        strict: true,
+        description: None,
+        targets: vec!["VDU1".into()],
+    };
+    let request = DeployRequest {
+        placement: vec![placement],
+        ..request(&vnf_id, &instance_id, vdu())
+    };
+    let group_name = format!("vnfm-{vnf_id}-together");
+    let nova = BehindTheBack::login(&VimConfig::read()).await;
 
     let started = Instant::now();
     let deployed = vim.deploy_vdu(&request).await.expect("deploys");
@@ -285,6 +297,11 @@ async fn deploy_answers_ping_and_http_redeploy_finds_the_same_server_delete_leav
         .find(|s| s.instance_id == instance_id)
         .expect("listed");
     assert_eq!(server.vnf_id.as_deref(), Some(vnf_id.as_str()));
+    // The placement policy is a server group holding the server.
+    let groups = nova.server_groups_named(&group_name).await;
+    assert_eq!(groups.len(), 1, "{groups:?}");
+    assert_eq!(groups[0]["policy"], "affinity");
+    assert_eq!(groups[0]["members"], serde_json::json!([server.server_id]));
 
     let started = Instant::now();
     vim.delete_vdu(&instance_id).await.expect("deletes");
@@ -300,6 +317,10 @@ async fn deploy_answers_ping_and_http_redeploy_finds_the_same_server_delete_leav
         ServerState::Gone
     );
     assert_eq!(vim.mgmt_ip(&instance_id).await.expect("mgmt IP"), None);
+    assert!(
+        nova.server_groups_named(&group_name).await.is_empty(),
+        "the emptied server group is removed"
+    );
     vim.delete_vdu(&instance_id)
         .await
         .expect("deleting what is gone succeeds");
@@ -358,6 +379,27 @@ impl BehindTheBack {
             token,
             compute,
         }
+    }
+
+    async fn server_groups_named(&self, name: &str) -> Vec<serde_json::Value> {
+        let list: serde_json::Value = self
+            .http
+            .get(format!("{}/os-server-groups", self.compute))
+            .header("X-Auth-Token", &self.token)
+            .header("OpenStack-API-Version", "compute 2.64")
+            .send()
+            .await
+            .expect("Nova answers")
+            .json()
+            .await
+            .expect("JSON");
+        list["server_groups"]
+            .as_array()
+            .expect("server groups")
+            .iter()
+            .filter(|g| g["name"] == name)
+            .cloned()
+            .collect()
     }
 
     async fn delete_server_of(&self, instance_id: &str) {

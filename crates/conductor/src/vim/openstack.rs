@@ -205,9 +205,7 @@ impl OpenStackVim {
             .await
             .and_then(Answer::ok)
             .map(|_| ())
-            .map_err(|e| match e {
-                VimError::Failed(why) | VimError::Exhausted(why) => why,
-            })
+            .map_err(|e| reason(&e).to_owned())
     }
 
     /// The state of the instance's server as Nova reports it; `Gone` when no server carries
@@ -264,13 +262,9 @@ impl OpenStackVim {
             &a.user_domain_name,
         );
         let url = format!("{}/auth/tokens", self.keystone_url);
-        let answer = self
-            .http
-            .post(&url)
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| VimError::Failed(format!("Keystone at {url} is unreachable: {e}")))?;
+        let answer = self.http.post(&url).json(&body).send().await.map_err(|e| {
+            VimError::Failed(format!("Keystone at {url} is unreachable: {}", chain(&e)))
+        })?;
         let status = answer.status().as_u16();
         let token = answer
             .headers()
@@ -365,7 +359,7 @@ impl OpenStackVim {
             let answer = request
                 .send()
                 .await
-                .map_err(|e| VimError::Failed(format!("{call}: {e}")))?;
+                .map_err(|e| VimError::Failed(format!("{call}: {}", chain(&e))))?;
             let status = answer.status().as_u16();
             if status == 401 && !renew {
                 renew = true;
@@ -893,6 +887,12 @@ impl OpenStackVim {
         for server in &servers {
             self.wait_gone(&string(&server["id"]), instance_id).await?;
         }
+        for group in servers
+            .iter()
+            .filter_map(|s| s["metadata"][plan::META_SERVER_GROUP].as_str())
+        {
+            self.remove_group_if_empty(group).await?;
+        }
         for port in self.ports_tagged(&instance_tag(instance_id)).await? {
             let id = string(&port["id"]);
             let answer = self
@@ -903,6 +903,32 @@ impl OpenStackVim {
                     &[],
                     None,
                 )
+                .await?;
+            if answer.status != 404 {
+                answer.ok()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes the server group vnfm made for a placement policy once no server is in it
+    /// (the VNF's last instance of the policy's VDUs is gone; a later deploy makes it again).
+    async fn remove_group_if_empty(&self, group_id: &str) -> Result<(), VimError> {
+        let path = format!("/os-server-groups/{group_id}");
+        let answer = self.send(Api::Nova, Method::GET, &path, &[], None).await?;
+        if answer.status == 404 {
+            return Ok(());
+        }
+        let group = answer.ok()?;
+        let empty = group["server_group"]["members"]
+            .as_array()
+            .is_none_or(Vec::is_empty);
+        let ours = group["server_group"]["name"]
+            .as_str()
+            .is_some_and(|name| name.starts_with("vnfm-"));
+        if empty && ours {
+            let answer = self
+                .send(Api::Nova, Method::DELETE, &path, &[], None)
                 .await?;
             if answer.status != 404 {
                 answer.ok()?;
@@ -949,7 +975,9 @@ impl Vim for OpenStackVim {
             Err(failure) => match self.remove(&request.instance_id).await {
                 Ok(()) => Err(failure),
                 Err(cleanup) => Err(VimError::Failed(format!(
-                    "{failure}; removing the instance's server and ports failed too: {cleanup}"
+                    "{}; removing the instance's server and ports failed too: {}",
+                    reason(&failure),
+                    reason(&cleanup)
                 ))),
             },
         }
@@ -999,6 +1027,26 @@ impl Vim for OpenStackVim {
 pub fn config_digest(config: &Value) -> String {
     let bytes = serde_json::to_vec(config).unwrap_or_default();
     hex::encode(Sha256::digest(bytes))
+}
+
+/// What went wrong, without the kind's prefix.
+fn reason(error: &VimError) -> &str {
+    match error {
+        VimError::Failed(why) | VimError::Exhausted(why) => why,
+    }
+}
+
+/// An error with its causes (reqwest's own text hides why a request failed: refused,
+/// timed out...).
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        cause = e.source();
+    }
+    text
 }
 
 fn string(value: &Value) -> String {

@@ -24,6 +24,8 @@ pub const VNF_TAG_PREFIX: &str = "vnfm-vnf-";
 pub const META_INSTANCE_ID: &str = "vnfm_instance_id";
 pub const META_VNF_ID: &str = "vnfm_vnf_id";
 pub const META_VDU: &str = "vnfm_vdu";
+/// The server group the server was placed in: a delete removes the group once it is empty.
+pub const META_SERVER_GROUP: &str = "vnfm_server_group";
 pub const META_CONFIG_DIGEST: &str = "vnfm_config_digest";
 /// Nova and Neutron refuse tags longer than this (characters).
 pub const TAG_CHARS_MAX: usize = 60;
@@ -216,6 +218,15 @@ pub fn server_body(inputs: &ServerInputs) -> Result<Value, String> {
                 "the VDU's metadata sets {key}, which vnfm keeps for itself"
             ));
         }
+    }
+    if let Some(group) = &inputs.server_group_id
+        && metadata
+            .insert(META_SERVER_GROUP.to_owned(), group.clone().into())
+            .is_some()
+    {
+        return Err(format!(
+            "the VDU's metadata sets {META_SERVER_GROUP}, which vnfm keeps for itself"
+        ));
     }
     if let Some((key, _)) = metadata.iter().find(|(k, v)| {
         k.chars().count() > METADATA_CHARS_MAX
@@ -543,6 +554,7 @@ mod tests {
         assert_eq!(server["metadata"][META_VNF_ID], VNF);
         assert_eq!(server["tags"], json!(tags));
         assert_eq!(body["os:scheduler_hints"], json!({"group": "g-1"}));
+        assert_eq!(server["metadata"][META_SERVER_GROUP], "g-1");
         assert!(is_instance(
             &json!({"metadata": server["metadata"]}),
             INSTANCE
