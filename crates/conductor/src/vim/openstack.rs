@@ -396,10 +396,12 @@ impl OpenStackVim {
             let page = page["servers"].as_array().cloned().unwrap_or_default();
             let full = page.len() >= LIST_PAGE_SIZE;
             // Nova lets servers in its build queue through a tag filter: keep the tagged.
+            // A server being destroyed is listed as DELETED for a moment: it is gone.
             servers.extend(page.into_iter().filter(|s| {
                 s["tags"]
                     .as_array()
                     .is_none_or(|tags| tags.iter().any(|t| t == tag))
+                    && plan::server_state(s) != ServerState::Gone
             }));
             if !full {
                 return Ok(servers);
@@ -887,11 +889,12 @@ impl OpenStackVim {
         for server in &servers {
             self.wait_gone(&string(&server["id"]), instance_id).await?;
         }
+        let removed: Vec<String> = servers.iter().map(|s| string(&s["id"])).collect();
         for group in servers
             .iter()
             .filter_map(|s| s["metadata"][plan::META_SERVER_GROUP].as_str())
         {
-            self.remove_group_if_empty(group).await?;
+            self.remove_group_if_empty(group, &removed).await?;
         }
         for port in self.ports_tagged(&instance_tag(instance_id)).await? {
             let id = string(&port["id"]);
@@ -913,7 +916,12 @@ impl OpenStackVim {
 
     /// Deletes the server group vnfm made for a placement policy once no server is in it
     /// (the VNF's last instance of the policy's VDUs is gone; a later deploy makes it again).
-    async fn remove_group_if_empty(&self, group_id: &str) -> Result<(), VimError> {
+    /// `removed`: the servers just deleted, which Nova may list as members a moment longer.
+    async fn remove_group_if_empty(
+        &self,
+        group_id: &str,
+        removed: &[String],
+    ) -> Result<(), VimError> {
         let path = format!("/os-server-groups/{group_id}");
         let answer = self.send(Api::Nova, Method::GET, &path, &[], None).await?;
         if answer.status == 404 {
@@ -922,7 +930,11 @@ impl OpenStackVim {
         let group = answer.ok()?;
         let empty = group["server_group"]["members"]
             .as_array()
-            .is_none_or(Vec::is_empty);
+            .is_none_or(|members| {
+                members
+                    .iter()
+                    .all(|m| removed.iter().any(|r| m == r.as_str()))
+            });
         let ours = group["server_group"]["name"]
             .as_str()
             .is_some_and(|name| name.starts_with("vnfm-"));
