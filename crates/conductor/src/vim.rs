@@ -106,3 +106,26 @@ pub trait Vim: Send + Sync + 'static {
     /// The instance's management IP, or `None` when it does not exist.
     async fn mgmt_ip(&self, instance_id: &str) -> Result<Option<Ipv4Addr>, VimError>;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_deploy_request_never_shows_its_user_data() {
+        let request = DeployRequest {
+            operation_id: "op".into(),
+            vnf_id: "vnf".into(),
+            vdu: "VDU1".into(),
+            instance_id: "i".into(),
+            http_port: None,
+            metrics_port: None,
+            vdu_spec: None,
+            placement: vec![],
+            user_data: Some("#!/bin/sh\necho root:hunter2 | chpasswd".into()),
+        };
+        let shown = format!("{request:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("<redacted>"), "{shown}");
+    }
+}
