@@ -619,6 +619,18 @@ impl Conductor {
                     .as_ref()
                     .is_some_and(|spec| spec.metrics_watched(&planned.vdu))
                     .then_some(events::spec::VDU_METRICS_PORT),
+                vdu_spec: vnf
+                    .vnfd
+                    .as_ref()
+                    .and_then(|spec| spec.vdu(&planned.vdu))
+                    .cloned(),
+                placement: vnf
+                    .vnfd
+                    .as_ref()
+                    .map(|spec| spec.placement_of(&planned.vdu))
+                    .unwrap_or_default(),
+                // Opened from the sealed template by the conductor: not wired yet.
+                user_data: None,
             })
             .await?;
         Ok(Instance {

@@ -5,11 +5,14 @@
 //! one that is gone succeeds.
 
 pub mod local;
+pub mod openstack;
 
 use std::net::Ipv4Addr;
 
+use events::spec::{PlacementPolicy, VduSpec};
+
 /// What a VDU instance needs to boot.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq)]
 pub struct DeployRequest {
     /// The operation (create, scale, heal) this deployment belongs to; for logs.
     pub operation_id: String,
@@ -23,6 +26,29 @@ pub struct DeployRequest {
     /// port at the management IP: an alarm trigger of the VNFD watches the VDU
     /// ([`events::spec::VDU_METRICS_PORT`]).
     pub metrics_port: Option<u16>,
+    /// The VDU as the VNF's recorded VNFD describes it (image, flavor or sizes, connection
+    /// points...); none for a VNF whose log holds no VNFD. The `local` VIM reads none of it.
+    pub vdu_spec: Option<VduSpec>,
+    /// The VNF's placement policies that target this VDU, in template order.
+    pub placement: Vec<PlacementPolicy>,
+    /// The VDU's `user_data`, opened: a secret, so never printed by `Debug`.
+    pub user_data: Option<String>,
+}
+
+impl std::fmt::Debug for DeployRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeployRequest")
+            .field("operation_id", &self.operation_id)
+            .field("vnf_id", &self.vnf_id)
+            .field("vdu", &self.vdu)
+            .field("instance_id", &self.instance_id)
+            .field("http_port", &self.http_port)
+            .field("metrics_port", &self.metrics_port)
+            .field("vdu_spec", &self.vdu_spec)
+            .field("placement", &self.placement)
+            .field("user_data", &self.user_data.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 impl DeployRequest {
@@ -79,4 +105,27 @@ pub trait Vim: Send + Sync + 'static {
     async fn apply_config(&self, request: &ConfigRequest) -> Result<(), VimError>;
     /// The instance's management IP, or `None` when it does not exist.
     async fn mgmt_ip(&self, instance_id: &str) -> Result<Option<Ipv4Addr>, VimError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_deploy_request_never_shows_its_user_data() {
+        let request = DeployRequest {
+            operation_id: "op".into(),
+            vnf_id: "vnf".into(),
+            vdu: "VDU1".into(),
+            instance_id: "i".into(),
+            http_port: None,
+            metrics_port: None,
+            vdu_spec: None,
+            placement: vec![],
+            user_data: Some("#!/bin/sh\necho root:hunter2 | chpasswd".into()),
+        };
+        let shown = format!("{request:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("<redacted>"), "{shown}");
+    }
 }

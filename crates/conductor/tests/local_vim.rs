@@ -76,6 +76,9 @@ fn request(instance_id: &str, http_port: Option<u16>) -> DeployRequest {
         instance_id: instance_id.to_owned(),
         http_port,
         metrics_port: None,
+        vdu_spec: None,
+        placement: vec![],
+        user_data: None,
     }
 }
 

@@ -55,6 +55,7 @@ pub fn vdu(name: &str, monitoring_policy: Option<MonitoringPolicy>) -> VduSpec {
         flavor: None,
         mgmt_cp: Some(format!("CP-{name}")),
         monitoring_policy,
+        ..VduSpec::default()
     }
 }
 
@@ -67,6 +68,7 @@ pub fn spec(vdus: Vec<VduSpec>) -> VnfdSpec {
         scaling_policies: vec![],
         inputs: vec![],
         alarm_triggers: vec![],
+        placement_policies: vec![],
     }
 }
 

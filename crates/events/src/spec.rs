@@ -2,6 +2,8 @@
 //!
 //! Every later component reads these types from the log; none re-parses YAML.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 /// The port a VDU watched by an alarm trigger serves its metrics on (`GET /metrics`,
@@ -10,7 +12,7 @@ use serde::{Deserialize, Serialize};
 pub const VDU_METRICS_PORT: u16 = 9100;
 
 /// A VNFD, normalised.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct VnfdSpec {
     /// `metadata.template_name`, when the template has one.
     pub template_name: Option<String>,
@@ -27,6 +29,10 @@ pub struct VnfdSpec {
     /// order. Absent in events written before alarms were kept (such a VNF has none).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub alarm_triggers: Vec<AlarmTrigger>,
+    /// The VNFD's `tosca.policies.tacker.Placement` policies, in template order. Absent in
+    /// events written before placement was kept (such a VNF places its VDUs freely).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub placement_policies: Vec<PlacementPolicy>,
 }
 
 impl VnfdSpec {
@@ -60,6 +66,15 @@ impl VnfdSpec {
         self.alarm_triggers.iter().find(|t| t.name == name)
     }
 
+    /// The placement policies that target `vdu`, in template order.
+    pub fn placement_of(&self, vdu: &str) -> Vec<PlacementPolicy> {
+        self.placement_policies
+            .iter()
+            .filter(|p| p.targets.iter().any(|t| t == vdu))
+            .cloned()
+            .collect()
+    }
+
     /// True when any VDU carries a monitoring policy.
     pub fn is_monitored(&self) -> bool {
         self.vdus.iter().any(|vdu| vdu.monitoring_policy.is_some())
@@ -67,7 +82,7 @@ impl VnfdSpec {
 }
 
 /// One VDU (`tosca.nodes.nfv.VDU.Tacker`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct VduSpec {
     pub name: String,
     pub image: Option<String>,
@@ -78,6 +93,111 @@ pub struct VduSpec {
     #[serde(default)]
     pub mgmt_cp: Option<String>,
     pub monitoring_policy: Option<MonitoringPolicy>,
+    /// The `nfv_compute` capability: what a flavor for the VDU must hold, when the VDU names
+    /// no `flavor`. Absent when the VNFD gives none (and in events written before it was kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nfv_compute: Option<ComputeSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub availability_zone: Option<String>,
+    /// The VDU's `metadata`, every value as text: it becomes the server's metadata.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metadata: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_name: Option<String>,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub config_drive: bool,
+    /// The connection points bound to the VDU, ordered by their `order` (those without one
+    /// after, in template order): each is one port of the instance, in this order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub connection_points: Vec<ConnectionPoint>,
+}
+
+#[expect(
+    clippy::trivially_copy_pass_by_ref,
+    reason = "serde passes a reference"
+)]
+fn is_false(value: &bool) -> bool {
+    !*value
+}
+
+#[expect(
+    clippy::trivially_copy_pass_by_ref,
+    reason = "serde passes a reference"
+)]
+fn is_true(value: &bool) -> bool {
+    *value
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A VDU's `nfv_compute` properties, in the units a flavor counts them in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ComputeSpec {
+    pub num_cpus: u32,
+    /// `mem_size`, in MB as Tacker converted it (decimal units: `1 GB` is 1000 MB, `1 GiB`
+    /// 1024 MB; a bare number is MB).
+    pub mem_size_mb: u64,
+    /// `disk_size`, in GB the same way (a bare number is GB); none when not given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_size_gb: Option<u64>,
+}
+
+/// A `tosca.nodes.nfv.CP.Tacker` bound to a VDU: one port of each of its instances.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionPoint {
+    pub name: String,
+    /// The `network_name` of the VL its `virtualLink` requirement names; none without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_name: Option<String>,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub management: bool,
+    /// Tacker's default is true: port security stays on unless the VNFD turns it off.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub anti_spoofing_protection: bool,
+    /// Names or ids.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub security_groups: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_address: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac_address: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order: Option<u32>,
+}
+
+/// A `tosca.policies.tacker.Placement` policy: its targets' instances are placed on one host
+/// (affinity) or on different hosts (anti-affinity).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlacementPolicy {
+    pub name: String,
+    /// Tacker's default: affinity.
+    pub policy: Placement,
+    /// Tacker's default: true. When false, the scheduler may break the rule rather than
+    /// fail the deployment (Nova's soft policies).
+    pub strict: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// VDU names.
+    pub targets: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Placement {
+    Affinity,
+    AntiAffinity,
+}
+
+impl Placement {
+    /// Tacker's (and Nova's) spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Placement::Affinity => "affinity",
+            Placement::AntiAffinity => "anti-affinity",
+        }
+    }
 }
 
 /// A VDU's `monitoring_policy`, with Tacker's defaults filled in.
@@ -349,5 +469,34 @@ mod tests {
             .remove("mgmt_cp");
         let spec: VnfdSpec = serde_json::from_value(without).expect("decodes");
         assert_eq!(spec.vdus[0].mgmt_cp, None);
+    }
+
+    #[test]
+    fn openstack_properties_round_trip_and_default_as_tacker_did() {
+        let stored = serde_json::json!({
+            "template_name": null,
+            "description": null,
+            "vdus": [{"name": "VDU1", "image": "vnfm-guest", "flavor": null, "mgmt_cp": "CP1",
+                      "monitoring_policy": null,
+                      "nfv_compute": {"num_cpus": 1, "mem_size_mb": 256, "disk_size_gb": 1},
+                      "config_drive": true,
+                      "metadata": {"role": "web"},
+                      "connection_points": [
+                          {"name": "CP1", "network_name": "net_mgmt", "management": true},
+                          {"name": "CP2", "anti_spoofing_protection": false, "order": 1}]}],
+            "scaling_policies": [],
+            "placement_policies": [{"name": "P", "policy": "anti-affinity", "strict": false,
+                                    "targets": ["VDU1"]}],
+        });
+        let spec: VnfdSpec = serde_json::from_value(stored.clone()).expect("decodes");
+        let vdu = &spec.vdus[0];
+        assert!(
+            vdu.connection_points[0].anti_spoofing_protection,
+            "default on"
+        );
+        assert!(!vdu.connection_points[1].anti_spoofing_protection);
+        assert_eq!(spec.placement_of("VDU1")[0].policy, Placement::AntiAffinity);
+        assert!(spec.placement_of("VDU2").is_empty());
+        assert_eq!(serde_json::to_value(&spec).expect("encodes"), stored);
     }
 }

@@ -58,6 +58,7 @@ pub(crate) const VDU_TYPE: &str = "tosca.nodes.nfv.VDU.Tacker";
 pub(crate) const CP_TYPE: &str = "tosca.nodes.nfv.CP.Tacker";
 pub(crate) const SCALING_TYPE: &str = "tosca.policies.tacker.Scaling";
 pub(crate) const PLACEMENT_TYPE: &str = "tosca.policies.tacker.Placement";
+pub(crate) const VL_TYPE: &str = "tosca.nodes.nfv.VL";
 
 const INTEGER_MAX: i64 = i64::MAX;
 
@@ -170,7 +171,7 @@ const FLOATING_IP_PROPERTIES: &[Prop] = &[
 const NODE_TYPES: &[(&str, &[Prop])] = &[
     (VDU_TYPE, VDU_PROPERTIES),
     (CP_TYPE, CP_PROPERTIES),
-    ("tosca.nodes.nfv.VL", VL_PROPERTIES),
+    (VL_TYPE, VL_PROPERTIES),
     ("tosca.nodes.BlockStorage.Tacker", BLOCK_STORAGE_PROPERTIES),
     (
         "tosca.nodes.BlockStorageAttachment",

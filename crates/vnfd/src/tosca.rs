@@ -1,16 +1,24 @@
 //! Tacker's TOSCA dialect: from the document tree to a `VnfdSpec`, checking every field
-//! vnfm acts on and ignoring the ones it does not (capabilities, `mgmt_driver`, placement...).
+//! vnfm acts on and ignoring the ones it does not (`mgmt_driver`, reservation...). A VDU's
+//! `nfv_compute`, zone, metadata, key, config drive and connection points (each with its VL's
+//! network) and the placement policies are kept for a VIM that maps them (OpenStack's);
+//! `user_data` never is: it is a secret, sealed in the stored template.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Display;
 
+use std::collections::BTreeMap;
+
 use events::spec::{
-    Aggregation, AlarmAction, AlarmTrigger, Comparison, MonitorDriver, MonitoringPolicy,
-    PolicyAction, ScaleDirection, ScalingPolicy, VduSpec, VnfdSpec,
+    Aggregation, AlarmAction, AlarmTrigger, Comparison, ComputeSpec, ConnectionPoint,
+    MonitorDriver, MonitoringPolicy, Placement, PlacementPolicy, PolicyAction, ScaleDirection,
+    ScalingPolicy, VduSpec, VnfdSpec,
 };
 
 use crate::error::{VnfdError, invalid};
-use crate::grammar::{self, ALARMING_TYPE, CP_TYPE, SCALING_TYPE, VDU_TYPE, check_keys};
+use crate::grammar::{
+    self, ALARMING_TYPE, CP_TYPE, PLACEMENT_TYPE, SCALING_TYPE, VDU_TYPE, VL_TYPE, check_keys,
+};
 use crate::tree::{Map, Node, quote};
 
 const NODE_TEMPLATES: &str = "topology_template.node_templates";
@@ -122,14 +130,22 @@ pub(crate) fn vnfd_spec(root: &Node) -> Result<VnfdSpec, VnfdError> {
     }
 
     let mgmt_cps = management_cps(&templates)?;
+    let mut cps_by_vdu = connection_points(&templates)?;
     let vdus = templates
         .iter()
         .filter(|t| t.type_name == VDU_TYPE)
-        .map(|vdu| vdu_spec(vdu, &mgmt_cps))
+        .map(|vdu| {
+            let cps = cps_by_vdu.remove(vdu.name).unwrap_or_default();
+            vdu_spec(vdu, &mgmt_cps, cps)
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let vdu_names: HashSet<&str> = vdus.iter().map(|vdu| vdu.name.as_str()).collect();
-    let (scaling_policies, alarm_triggers) = match topology.get("policies") {
-        None | Some(Node::Null) => (Vec::new(), Vec::new()),
+    let Policies {
+        scaling: scaling_policies,
+        triggers: alarm_triggers,
+        placement: placement_policies,
+    } = match topology.get("policies") {
+        None | Some(Node::Null) => Policies::default(),
         Some(policies) => policies_of(policies, &vdu_names)?,
     };
     Ok(VnfdSpec {
@@ -139,6 +155,7 @@ pub(crate) fn vnfd_spec(root: &Node) -> Result<VnfdSpec, VnfdError> {
         scaling_policies,
         inputs: Vec::new(),
         alarm_triggers,
+        placement_policies,
     })
 }
 
@@ -282,7 +299,11 @@ fn virtual_binding<'a>(cp: &NodeTemplate<'a>) -> Result<Option<(&'a str, String)
     Ok(found)
 }
 
-fn vdu_spec(vdu: &NodeTemplate, mgmt_cps: &ManagementCps) -> Result<VduSpec, VnfdError> {
+fn vdu_spec(
+    vdu: &NodeTemplate,
+    mgmt_cps: &ManagementCps,
+    connection_points: Vec<ConnectionPoint>,
+) -> Result<VduSpec, VnfdError> {
     check_name(vdu.name, &vdu.field)?;
     let mgmt_cp = mgmt_cps.by_vdu.get(vdu.name);
     let field = format!("{}.properties", vdu.field);
@@ -308,13 +329,272 @@ fn vdu_spec(vdu: &NodeTemplate, mgmt_cps: &ManagementCps) -> Result<VduSpec, Vnf
             ),
         ));
     }
+    let (availability_zone, availability_zone_field) = property("availability_zone");
+    let (metadata, metadata_field) = property("metadata");
+    let (key_name, key_name_field) = property("key_name");
+    let (config_drive, config_drive_field) = property("config_drive");
     Ok(VduSpec {
         name: vdu.name.to_owned(),
         image: optional_string(image, &image_field)?.map(str::to_owned),
         flavor: optional_string(flavor, &flavor_field)?.map(str::to_owned),
         mgmt_cp: mgmt_cp.map(|cp| (*cp).to_owned()),
         monitoring_policy,
+        nfv_compute: nfv_compute(vdu)?,
+        availability_zone: optional_string(availability_zone, &availability_zone_field)?
+            .map(str::to_owned),
+        metadata: text_map(metadata, &metadata_field)?,
+        key_name: optional_string(key_name, &key_name_field)?.map(str::to_owned),
+        config_drive: flag(config_drive, &config_drive_field)?,
+        connection_points,
     })
+}
+
+/// A VDU's `capabilities.nfv_compute.properties` (checked against the type by the grammar
+/// already); none without them, or while `num_cpus` or `mem_size` await an input.
+fn nfv_compute(vdu: &NodeTemplate) -> Result<Option<ComputeSpec>, VnfdError> {
+    let field = format!("{}.capabilities.nfv_compute.properties", vdu.field);
+    let properties = vdu
+        .body
+        .get("capabilities")
+        .and_then(|c| match c {
+            Node::Map(c) => c.get("nfv_compute"),
+            _ => None,
+        })
+        .and_then(|n| match n {
+            Node::Map(n) => n.get("properties"),
+            _ => None,
+        });
+    let Some(properties) = optional_map(properties, &field)? else {
+        return Ok(None);
+    };
+    let (Some(num_cpus), Some(mem_size)) = (properties.get("num_cpus"), properties.get("mem_size"))
+    else {
+        return Ok(None);
+    };
+    let num_cpus = whole(num_cpus, &format!("{field}.num_cpus"), 1, u32::MAX)?;
+    let mem_size_mb = size_in(mem_size, &format!("{field}.mem_size"), BYTES_PER_MB)?;
+    let disk_size_gb = properties
+        .get("disk_size")
+        .map(|disk| size_in(disk, &format!("{field}.disk_size"), BYTES_PER_GB))
+        .transpose()?;
+    Ok(Some(ComputeSpec {
+        num_cpus,
+        mem_size_mb,
+        disk_size_gb,
+    }))
+}
+
+const BYTES_PER_MB: f64 = 1e6;
+const BYTES_PER_GB: f64 = 1e9;
+
+/// TOSCA's `scalar-unit.size` units with their sizes in bytes, as tosca-parser and Tacker's
+/// `convert_unit_size_to_num` knew them (matched without regard to case).
+const SIZE_UNITS: &[(&str, f64)] = &[
+    ("B", 1.0),
+    ("kB", 1e3),
+    ("KiB", 1024.0),
+    ("MB", 1e6),
+    ("MiB", 1_048_576.0),
+    ("GB", 1e9),
+    ("GiB", 1_073_741_824.0),
+    ("TB", 1e12),
+    ("TiB", 1_099_511_627_776.0),
+];
+
+/// A size (`512 MB`, `1 GB`, or a bare number, already in the target unit) as a whole number
+/// of the unit `unit_bytes` bytes long, rounded down as Tacker's flavor translation did.
+pub(crate) fn size_in(node: &Node, field: &str, unit_bytes: f64) -> Result<u64, VnfdError> {
+    let wrong = || {
+        invalid(
+            field,
+            format!(
+                "must be a size such as 512 MB or 1 GB, not {}",
+                node.describe()
+            ),
+        )
+    };
+    let value = match node {
+        Node::Number(n) => *n,
+        Node::String(text) => {
+            let text = text.trim();
+            let split = text
+                .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+                .unwrap_or(text.len());
+            let (number, unit) = text.split_at(split);
+            let number: f64 = number.parse().map_err(|_| wrong())?;
+            let unit = unit.trim();
+            if unit.is_empty() {
+                number
+            } else {
+                let (_, bytes) = SIZE_UNITS
+                    .iter()
+                    .find(|(name, _)| name.eq_ignore_ascii_case(unit))
+                    .ok_or_else(|| {
+                        invalid(
+                            field,
+                            format!(
+                                "unknown size unit {}; expected one of {}",
+                                quote(unit),
+                                SIZE_UNITS
+                                    .iter()
+                                    .map(|(name, _)| *name)
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            ),
+                        )
+                    })?;
+                number * bytes / unit_bytes
+            }
+        }
+        _ => return Err(wrong()),
+    };
+    // A petabyte of memory or disk for one VDU is a unit mistake.
+    if !value.is_finite() || !(0.0..=1e15 / unit_bytes).contains(&value) {
+        return Err(wrong());
+    }
+    #[expect(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "checked above: finite, non-negative and far below u64::MAX; truncation is Tacker's rounding"
+    )]
+    let whole = value as u64;
+    Ok(whole)
+}
+
+/// A mapping of scalars, each kept as its text (`metadata`).
+fn text_map(node: Option<&Node>, field: &str) -> Result<BTreeMap<String, String>, VnfdError> {
+    let Some(map) = optional_map(node, field)? else {
+        return Ok(BTreeMap::new());
+    };
+    map.iter()
+        .filter(|(_, value)| !matches!(value, Node::Null | Node::Input(_)))
+        .map(|(key, value)| {
+            let text = match value {
+                Node::String(s) => s.clone(),
+                Node::Bool(b) => b.to_string(),
+                Node::Number(n) => n.to_string(),
+                other => {
+                    return Err(invalid(
+                        format!("{field}.{key}"),
+                        format!("must be a string, not {}", other.describe()),
+                    ));
+                }
+            };
+            Ok((key.to_owned(), text))
+        })
+        .collect()
+}
+
+/// The connection points of each VDU, in order (`order` first, then template order), with
+/// the `network_name` of the VL each links to.
+fn connection_points<'a>(
+    templates: &[NodeTemplate<'a>],
+) -> Result<HashMap<&'a str, Vec<ConnectionPoint>>, VnfdError> {
+    let networks: HashMap<&str, Option<&str>> = templates
+        .iter()
+        .filter(|t| t.type_name == VL_TYPE)
+        .map(|vl| {
+            let name = match vl.body.get("properties") {
+                Some(Node::Map(p)) => match p.get("network_name") {
+                    Some(Node::String(name)) => Some(name.as_str()),
+                    _ => None,
+                },
+                _ => None,
+            };
+            (vl.name, name)
+        })
+        .collect();
+    let mut by_vdu: HashMap<&str, Vec<ConnectionPoint>> = HashMap::new();
+    for cp in templates.iter().filter(|t| t.type_name == CP_TYPE) {
+        let Some((vdu, _)) = virtual_binding(cp)? else {
+            continue;
+        };
+        let field = format!("{}.properties", cp.field);
+        let properties = optional_map(cp.body.get("properties"), &field)?;
+        let property = |key: &str| {
+            (
+                properties.and_then(|p| p.get(key)),
+                format!("{field}.{key}"),
+            )
+        };
+        let (management, management_field) = property("management");
+        let (anti_spoofing, anti_spoofing_field) = property("anti_spoofing_protection");
+        let (security_groups, security_groups_field) = property("security_groups");
+        let (ip_address, ip_address_field) = property("ip_address");
+        let (mac_address, mac_address_field) = property("mac_address");
+        let (order, order_field) = property("order");
+        let security_groups = match security_groups {
+            None | Some(Node::Null) => Vec::new(),
+            Some(Node::Seq(items)) => items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| {
+                    string(item, &format!("{security_groups_field}[{i}]")).map(str::to_owned)
+                })
+                .collect::<Result<_, _>>()?,
+            Some(other) => {
+                return Err(invalid(
+                    security_groups_field,
+                    format!("must be a list of names or ids, not {}", other.describe()),
+                ));
+            }
+        };
+        let network_name = virtual_link(cp)?
+            .and_then(|vl| networks.get(vl).copied().flatten())
+            .map(str::to_owned);
+        by_vdu.entry(vdu).or_default().push(ConnectionPoint {
+            name: cp.name.to_owned(),
+            network_name,
+            management: flag(management, &management_field)?,
+            anti_spoofing_protection: match anti_spoofing {
+                None | Some(Node::Null) => true,
+                some => flag(some, &anti_spoofing_field)?,
+            },
+            security_groups,
+            ip_address: optional_string(ip_address, &ip_address_field)?.map(str::to_owned),
+            mac_address: optional_string(mac_address, &mac_address_field)?.map(str::to_owned),
+            order: order
+                .map(|order| whole(order, &order_field, 0, u32::MAX))
+                .transpose()?,
+        });
+    }
+    for cps in by_vdu.values_mut() {
+        // Stable: connection points without an order keep the template's.
+        cps.sort_by_key(|cp| (cp.order.is_none(), cp.order));
+    }
+    Ok(by_vdu)
+}
+
+/// The node a connection point's `virtualLink` requirement names (`{node: VL1}` or `VL1`).
+fn virtual_link<'a>(cp: &NodeTemplate<'a>) -> Result<Option<&'a str>, VnfdError> {
+    let field = format!("{}.requirements", cp.field);
+    let Some(Node::Seq(requirements)) = cp.body.get("requirements") else {
+        // Anything but a list was refused by `virtual_binding`.
+        return Ok(None);
+    };
+    for (i, item) in requirements.iter().enumerate() {
+        let item_field = format!("{field}[{i}]");
+        match expect_map(item, &item_field)?.get("virtualLink") {
+            None | Some(Node::Null) => {}
+            Some(Node::String(vl)) => return Ok(Some(vl.as_str())),
+            Some(Node::Map(link)) => {
+                return optional_string(
+                    link.get("node"),
+                    &format!("{item_field}.virtualLink.node"),
+                );
+            }
+            Some(other) => {
+                return Err(invalid(
+                    format!("{item_field}.virtualLink"),
+                    format!(
+                        "must name a VL, as `node: VL1` or `VL1`, not {}",
+                        other.describe()
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(None)
 }
 
 /// A VDU's `monitoring_policy`: `name` (the driver), `parameters`, `actions`.
@@ -437,10 +717,15 @@ fn failure_action(node: Option<&Node>, field: &str) -> Result<PolicyAction, Vnfd
 /// one mapping of names to policies. Every policy is checked against Tacker's policy types;
 /// scaling policies and alarming policies' triggers are kept (placement, reservation... are
 /// checked and otherwise ignored).
-fn policies_of(
-    node: &Node,
-    vdu_names: &HashSet<&str>,
-) -> Result<(Vec<ScalingPolicy>, Vec<AlarmTrigger>), VnfdError> {
+/// The policies vnfm acts on.
+#[derive(Default)]
+struct Policies {
+    scaling: Vec<ScalingPolicy>,
+    triggers: Vec<AlarmTrigger>,
+    placement: Vec<PlacementPolicy>,
+}
+
+fn policies_of(node: &Node, vdu_names: &HashSet<&str>) -> Result<Policies, VnfdError> {
     let policies: Vec<(&str, &Node)> = match node {
         Node::Seq(items) => items
             .iter()
@@ -461,6 +746,7 @@ fn policies_of(
     let mut scaled_by: HashMap<&str, &str> = HashMap::new();
     let mut scaling = Vec::new();
     let mut alarming = Vec::new();
+    let mut placement = Vec::new();
     for (name, policy) in policies {
         let field = format!("{POLICIES}.{name}");
         if !names.insert(name) {
@@ -476,6 +762,7 @@ fn policies_of(
                 &mut scaled_by,
             )?),
             ALARMING_TYPE => alarming.push((name, policy, field)),
+            PLACEMENT_TYPE => placement.push(placement_policy(name, policy, &field, vdu_names)?),
             _ => {}
         }
     }
@@ -496,7 +783,78 @@ fn policies_of(
             triggers.push(trigger.0);
         }
     }
-    Ok((scaling, triggers))
+    Ok(Policies {
+        scaling,
+        triggers,
+        placement,
+    })
+}
+
+/// A `tosca.policies.tacker.Placement` policy (its properties checked by the grammar), with
+/// Tacker's defaults: affinity, strict.
+fn placement_policy(
+    name: &str,
+    policy: &Map,
+    field: &str,
+    vdu_names: &HashSet<&str>,
+) -> Result<PlacementPolicy, VnfdError> {
+    check_name(name, field)?;
+    let properties_field = format!("{field}.properties");
+    let properties = optional_map(policy.get("properties"), &properties_field)?;
+    let kind_field = format!("{properties_field}.policy");
+    let kind = match optional_string(properties.and_then(|p| p.get("policy")), &kind_field)? {
+        None | Some("affinity") => Placement::Affinity,
+        Some("anti-affinity") => Placement::AntiAffinity,
+        Some(other) => {
+            return Err(invalid(
+                kind_field,
+                format!(
+                    "unknown placement {}; expected affinity or anti-affinity",
+                    quote(other)
+                ),
+            ));
+        }
+    };
+    let strict = match properties.and_then(|p| p.get("strict")) {
+        None | Some(Node::Null) => true,
+        some => flag(some, &format!("{properties_field}.strict"))?,
+    };
+    let description = optional_string(policy.get("description"), &format!("{field}.description"))?;
+    let targets_field = format!("{field}.targets");
+    let targets = match policy.get("targets") {
+        Some(Node::Seq(targets)) if !targets.is_empty() => targets,
+        None | Some(Node::Null | Node::Seq(_)) => {
+            return Err(invalid(
+                targets_field,
+                "must name at least one VDU to place",
+            ));
+        }
+        Some(other) => {
+            return Err(invalid(
+                targets_field,
+                format!("must be a list of VDU names, not {}", other.describe()),
+            ));
+        }
+    };
+    let mut names = Vec::with_capacity(targets.len());
+    for (i, target) in targets.iter().enumerate() {
+        let target_field = format!("{targets_field}[{i}]");
+        let vdu = string(target, &target_field)?;
+        if !vdu_names.contains(vdu) {
+            return Err(invalid(
+                target_field,
+                format!("{} is not a VDU of this VNFD", quote(vdu)),
+            ));
+        }
+        names.push(vdu.to_owned());
+    }
+    Ok(PlacementPolicy {
+        name: name.to_owned(),
+        policy: kind,
+        strict,
+        description: description.map(str::to_owned),
+        targets: names,
+    })
 }
 
 /// The triggers of the alarming policy `name` (checked by the grammar already), each with
