@@ -17,6 +17,8 @@ use std::time::Duration;
 
 use conductor::vim::local::{self, LocalVim, LocalVimConfig};
 use conductor::{Conductor, ConductorConfig};
+use events::keyring::Keyring;
+use events::monitor::cidr::ProbeCidrs;
 use events::read::StreamRead;
 use events::store::EventLog;
 use events::vnf::RespawnLimit;
@@ -50,6 +52,10 @@ pub struct Options {
     /// Run on a bus without identities (`testkit::Access::open`): only for a benchmark's
     /// reference run, which measures what the permissions cost.
     pub open_bus: bool,
+    /// The monitor's `--probe-cidrs`; `None` is its default (the local VIM's range).
+    pub probe_cidrs: Option<ProbeCidrs>,
+    /// The conductor's `--vim-check-interval-s`; `None` is its default.
+    pub vim_check_interval: Option<Duration>,
 }
 
 /// A running vnfm.
@@ -106,19 +112,35 @@ impl System {
         tokio::spawn(projector::run(projector_log, projector_tables, shutdown()));
         let vim = LocalVim::new(LocalVimConfig::new(vim_prefix.clone(), testkit::vnfm_bin()))
             .expect("the local VIM (tests run as root)");
+        let conductor_log = system.log_as(Identity::Conductor).await;
+        let keyring = Keyring::open(conductor_log.jetstream(), system.nats.access().master_key())
+            .await
+            .expect("open the data keys as the conductor");
         let conductor = Conductor::new(
-            system.log_as(Identity::Conductor).await,
+            conductor_log,
             Arc::new(vim),
             ConductorConfig {
                 instance: format!("conductor-{vim_prefix}"),
                 respawn_limit: options.respawn_limit,
+                vim_check_interval: options
+                    .vim_check_interval
+                    .unwrap_or(conductor::VIM_CHECK_INTERVAL_DEFAULT),
                 ..ConductorConfig::default()
             },
-        );
+        )
+        .with_registered_vims(keyring);
         tokio::spawn(conductor.run(shutdown()));
-        let monitor = start_monitor(
-            &system.log_as(Identity::Monitor).await,
-            &format!("monitor-{vim_prefix}"),
+        let monitor = Monitor::new(
+            system.log_as(Identity::Monitor).await,
+            Arc::new(Prober::new().expect("the ICMP socket (tests run as root)")),
+            MonitorConfig {
+                instance: format!("monitor-{vim_prefix}"),
+                probe_cidrs: options
+                    .probe_cidrs
+                    .clone()
+                    .unwrap_or_else(|| MonitorConfig::default().probe_cidrs),
+                ..MonitorConfig::default()
+            },
         );
         tokio::spawn(monitor.run(shutdown()));
         let gateway_log = system.log_as(Identity::Gateway).await;
@@ -435,19 +457,6 @@ pub fn identity_of(args: &[&str]) -> Identity {
             .unwrap_or_else(|| panic!("{role} is not a vnfm role with an identity")),
         None => panic!("an empty command line"),
     }
-}
-
-/// A monitor named `instance` over `log`, ready to run.
-pub fn start_monitor(log: &EventLog, instance: &str) -> Monitor {
-    let prober = Prober::new().expect("the ICMP socket (tests run as root)");
-    Monitor::new(
-        log.clone(),
-        Arc::new(prober),
-        MonitorConfig {
-            instance: instance.into(),
-            ..MonitorConfig::default()
-        },
-    )
 }
 
 /// A sample VNFD shipped with the vnfd crate's tests.

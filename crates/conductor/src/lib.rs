@@ -14,6 +14,7 @@
 
 mod supervise;
 pub mod vim;
+pub mod vims;
 mod vnfd_use;
 
 use std::future::Future;
@@ -28,6 +29,7 @@ use tokio::task::JoinSet;
 
 use events::consume::Durable;
 use events::envelope::{self, Actor, Cause, Envelope, SCHEMA_VERSION};
+use events::keyring::Keyring;
 use events::monitor::{Failure, MonitorEvent, MonitorMessage};
 use events::names;
 use events::nats_error::NatsError;
@@ -40,6 +42,7 @@ use events::vnf::{
 use events::vnfd::{Vnfd, VnfdCommand};
 use supervise::{Restarts, Verdict};
 use vim::{DeployRequest, Vim};
+use vims::{Vims, VimsError};
 
 /// Tunables of a conductor.
 #[derive(Debug, Clone)]
@@ -54,6 +57,9 @@ pub struct ConductorConfig {
     /// Fault injection for tests: the conductor stops itself (SIGSTOP) the first time it
     /// reaches this point of a heal, so that a test can kill it there or resume it later.
     pub stop_at: Option<StopPoint>,
+    /// How often the registered VIMs are checked (authenticated and called once) and their
+    /// status recorded when it changed.
+    pub vim_check_interval: Duration,
 }
 
 /// The points of a heal at which a conductor can crash or stall, in order.
@@ -108,6 +114,7 @@ impl Default for ConductorConfig {
             ack_wait: ACK_WAIT_DEFAULT,
             respawn_limit: RespawnLimit::default(),
             stop_at: None,
+            vim_check_interval: VIM_CHECK_INTERVAL_DEFAULT,
         }
     }
 }
@@ -145,6 +152,10 @@ fn derived_id(from: &str, step: &str) -> String {
 /// of this) keep long operations alive, so this only bounds how long a crashed or stalled
 /// conductor's work waits for another.
 pub const ACK_WAIT_DEFAULT: Duration = Duration::from_secs(10);
+/// Thirty seconds between checks of the registered VIMs: a VIM that stops answering shows
+/// `UNREACHABLE` within about that, and every conductor's check costs each VIM one Keystone
+/// authentication and one Nova call per period.
+pub const VIM_CHECK_INTERVAL_DEFAULT: Duration = Duration::from_secs(30);
 /// Operations one conductor carries out at once. Each holds a few VIM calls; more would only
 /// queue inside the VIM.
 const OPERATIONS_IN_FLIGHT_MAX: usize = 32;
@@ -178,7 +189,7 @@ pub enum ConductorError {
 #[derive(Clone)]
 pub struct Conductor {
     log: EventLog,
-    vim: Arc<dyn Vim>,
+    vims: Arc<Vims>,
     config: ConductorConfig,
     /// Set once the stop point has fired, so that a resumed conductor goes on.
     stopped: Arc<std::sync::atomic::AtomicBool>,
@@ -193,13 +204,21 @@ impl std::fmt::Debug for Conductor {
 }
 
 impl Conductor {
-    pub fn new(log: EventLog, vim: Arc<dyn Vim>, config: ConductorConfig) -> Self {
+    /// A conductor that drives `local` (the built-in VIM) only.
+    pub fn new(log: EventLog, local: Arc<dyn Vim>, config: ConductorConfig) -> Self {
         Conductor {
             log,
-            vim,
+            vims: Arc::new(Vims::local_only(local)),
             config,
             stopped: Arc::default(),
         }
+    }
+
+    /// The same conductor, driving the VIMs registered on the log too: their credentials
+    /// open with their data keys, which `keyring` unwraps with the master key.
+    pub fn with_registered_vims(self, keyring: Keyring) -> Self {
+        let vims = Arc::new(self.vims.with_registry(self.log.clone(), keyring));
+        Conductor { vims, ..self }
     }
 
     /// Stops this process (SIGSTOP) if `point` is the configured stop point reached first.
@@ -243,7 +262,34 @@ impl Conductor {
         let heals = supervised(names::HEAL_CONSUMER, shutdown.clone(), || {
             self.consume(Work::Heal, shutdown.clone())
         });
-        tokio::try_join!(lifecycle, heals).map(|((), ())| ())
+        let checks = self.check_vims(shutdown.clone());
+        tokio::try_join!(lifecycle, heals, checks).map(|((), (), ())| ())
+    }
+
+    /// Checks the registered VIMs every `vim_check_interval` until `shutdown`, the first time
+    /// at once. A check that cannot reach the log is logged and tried again next period.
+    async fn check_vims(&self, shutdown: impl Future<Output = ()>) -> Result<(), ConductorError> {
+        tokio::pin!(shutdown);
+        if !self.vims.has_registry() {
+            shutdown.await;
+            return Ok(());
+        }
+        let actor = self.actor();
+        let mut ticks = tokio::time::interval(self.config.vim_check_interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => return Ok(()),
+                _ = ticks.tick() => {}
+            }
+            let checked = tokio::select! {
+                () = &mut shutdown => return Ok(()),
+                checked = self.vims.check_all(&actor) => checked,
+            };
+            if let Err(e) = checked {
+                tracing::warn!(error = %e, "VIM check not finished; next period.");
+            }
+        }
     }
 
     async fn consume(
@@ -512,10 +558,21 @@ impl Conductor {
             return Ok(Recorded::Nothing);
         };
         tracing::info!(vnf_id, operation_id, kind = ?pending.kind, "Carrying out operation.");
-        let outcome = self.carry_out_plan(&vnf, vnf_id, &pending, cause).await?;
-        if let Err(e) = &outcome {
+        let vim_id = vnf
+            .details
+            .as_ref()
+            .map_or(events::vim::LOCAL_VIM_ID, |details| details.vim_id.as_str());
+        let vim = match self.vims.get(vim_id).await {
+            Ok(vim) => Ok(vim),
+            Err(VimsError::Store(e)) => return Err(e.into()),
+            Err(VimsError::Unusable(reason)) => Err(reason),
+        };
+        let outcome = self
+            .carry_out_plan(&vnf, vnf_id, &pending, vim.as_deref(), cause)
+            .await?;
+        if let (Err(e), Ok(vim)) = (&outcome, &vim) {
             tracing::warn!(vnf_id, operation_id, error = %e, "Operation failed.");
-            self.undo_deploys(&pending).await;
+            self.undo_deploys(vim.as_ref(), &pending).await;
         }
         let recorded = if outcome.is_ok() {
             Recorded::Completed
@@ -553,6 +610,7 @@ impl Conductor {
     /// hands the VNF's config to the VIM); answers the deployed ones.
     async fn execute_plan(
         &self,
+        vim: &dyn Vim,
         vnf: &Vnf,
         vnf_id: &str,
         pending: &PendingOperation,
@@ -560,7 +618,7 @@ impl Conductor {
         let mut added = Vec::with_capacity(pending.add.len());
         for planned in &pending.add {
             added.push(
-                self.deploy(vnf, vnf_id, &pending.operation_id, planned)
+                self.deploy(vim, vnf, vnf_id, &pending.operation_id, planned)
                     .await?,
             );
         }
@@ -571,7 +629,7 @@ impl Conductor {
             self.stop_point(StopPoint::DuringVim);
         }
         for instance_id in &pending.remove {
-            self.vim.delete_vdu(instance_id).await?;
+            vim.delete_vdu(instance_id).await?;
         }
         if pending.kind == OperationKind::Update {
             let config = vnf
@@ -580,24 +638,24 @@ impl Conductor {
                 .and_then(|details| details.attributes.get("config"))
                 .cloned()
                 .unwrap_or(serde_json::Value::Null);
-            self.vim
-                .apply_config(&vim::ConfigRequest {
-                    operation_id: pending.operation_id.clone(),
-                    vnf_id: vnf_id.to_owned(),
-                    instance_ids: vnf
-                        .instances
-                        .iter()
-                        .map(|i| i.instance_id.clone())
-                        .collect(),
-                    config,
-                })
-                .await?;
+            vim.apply_config(&vim::ConfigRequest {
+                operation_id: pending.operation_id.clone(),
+                vnf_id: vnf_id.to_owned(),
+                instance_ids: vnf
+                    .instances
+                    .iter()
+                    .map(|i| i.instance_id.clone())
+                    .collect(),
+                config,
+            })
+            .await?;
         }
         Ok(added)
     }
 
     async fn deploy(
         &self,
+        vim: &dyn Vim,
         vnf: &Vnf,
         vnf_id: &str,
         operation_id: &str,
@@ -606,8 +664,7 @@ impl Conductor {
         let http_port = vnf
             .monitoring_policy(&planned.vdu)
             .and_then(|policy| policy.port);
-        let deployed = self
-            .vim
+        let deployed = vim
             .deploy_vdu(&DeployRequest {
                 operation_id: operation_id.to_owned(),
                 vnf_id: vnf_id.to_owned(),
@@ -642,9 +699,9 @@ impl Conductor {
     }
 
     /// Best effort: a failed operation leaves no half-deployed instance running.
-    async fn undo_deploys(&self, pending: &PendingOperation) {
+    async fn undo_deploys(&self, vim: &dyn Vim, pending: &PendingOperation) {
         for planned in &pending.add {
-            if let Err(e) = self.vim.delete_vdu(&planned.instance_id).await {
+            if let Err(e) = vim.delete_vdu(&planned.instance_id).await {
                 tracing::warn!(instance_id = %planned.instance_id, error = %e, "Cannot undo a deploy; a later delete will retry.");
             }
         }

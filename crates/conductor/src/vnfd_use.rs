@@ -8,7 +8,7 @@ use events::vnf::{Instance, OperationKind, PendingOperation, Vnf};
 use events::vnfd::{self, VnfdError};
 use events::vnfd_use::{Used, take_into_use};
 
-use crate::vim::VimError;
+use crate::vim::{Vim, VimError};
 use crate::{Conductor, ConductorError};
 
 /// Why an operation's plan was not carried out; recorded as the reason of `OperationFailed`.
@@ -48,6 +48,7 @@ impl Conductor {
         vnf: &Vnf,
         vnf_id: &str,
         pending: &PendingOperation,
+        vim: Result<&dyn Vim, &String>,
         cause: &Cause,
     ) -> Result<Result<Vec<Instance>, PlanError>, ConductorError> {
         if let Some(vnfd_id) = vnfd_to_use(vnf, pending) {
@@ -67,8 +68,12 @@ impl Conductor {
                 Err(CommandError::Store(e)) => return Err(e.into()),
             }
         }
+        let vim = match vim {
+            Ok(vim) => vim,
+            Err(reason) => return Ok(Err(PlanError::Vim(VimError::Failed(reason.clone())))),
+        };
         Ok(self
-            .execute_plan(vnf, vnf_id, pending)
+            .execute_plan(vim, vnf, vnf_id, pending)
             .await
             .map_err(PlanError::from))
     }
@@ -187,7 +192,7 @@ mod tests {
         let conductor =
             Conductor::new(log.clone(), Arc::new(NoDeploys), ConductorConfig::default());
         let planned = conductor
-            .carry_out_plan(&stale.aggregate, "v1", &pending, &user())
+            .carry_out_plan(&stale.aggregate, "v1", &pending, Ok(&NoDeploys), &user())
             .await
             .unwrap();
         assert!(

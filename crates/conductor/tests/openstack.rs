@@ -3,7 +3,7 @@
 //!
 //! Needs the VIM config file (Tacker's `vim-register` format) at the path in
 //! `VNFM_OPENSTACK_VIM_CONFIG`, the image `vnfm-guest` (answers ping and HTTP on port 80) and
-//! the network `net_mgmt` (203.0.113.0/24, reached from this host). Fails, saying so, when the
+//! the network `net_mgmt` (198.51.100.0/24, reached from this host). Fails, saying so, when the
 //! variable is unset. Every test works under instance and VNF ids of its own and removes what
 //! it made through a `Drop` guard, pass or fail.
 
@@ -17,14 +17,10 @@ use conductor::vim::openstack::{
 };
 use conductor::vim::{DeployRequest, Vim, VimError};
 use events::spec::{ComputeSpec, ConnectionPoint, Placement, PlacementPolicy, VduSpec};
+use testkit::openstack::{Cloud, IMAGE, NETWORK, VimConfig, in_test_network};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-const CONFIG_ENV: &str = "VNFM_OPENSTACK_VIM_CONFIG";
-const IMAGE: &str = "vnfm-guest";
-const NETWORK: &str = "net_mgmt";
-/// `net_mgmt`'s subnet: the only addresses these tests send traffic to.
-const NETWORK_PREFIX: (Ipv4Addr, u8) = (Ipv4Addr::new(203, 0, 113, 0), 24);
 /// A TCG guest answers 6–7 s after the create call (13.6 s cold); ACTIVE comes first, so the
 /// guest's own boot is what remains after the deploy.
 const GUEST_ANSWER_PATIENCE: Duration = Duration::from_secs(60);
@@ -36,66 +32,24 @@ const HTTP_TIMEOUT: Duration = Duration::from_secs(2);
 /// A guest on the host's own bridge answers within milliseconds: a second means no answer.
 const PING_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// The VIM config file, as Tacker's `vim-register --config-file` reads it.
-struct VimConfig {
-    values: BTreeMap<String, String>,
-}
-
-impl VimConfig {
-    fn read() -> VimConfig {
-        let path = std::env::var(CONFIG_ENV)
-            .ok()
-            .filter(|path| !path.trim().is_empty());
-        let path = path.unwrap_or_else(|| {
-            panic!(
-                "{CONFIG_ENV} is not set: these tests need a real OpenStack. Bring one up with \
-                 `ops/openstack-aio up` (its last line is the VIM config file's path) and run \
-                 with {CONFIG_ENV}=<that path>"
-            )
-        });
-        let text =
-            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{CONFIG_ENV}={path}: {e}"));
-        // A flat mapping of strings: `key: 'value'`.
-        let values = text
-            .lines()
-            .filter(|line| !line.trim_start().starts_with('#'))
-            .filter_map(|line| line.split_once(':'))
-            .map(|(key, value)| {
-                let value = value.trim().trim_matches(|c| c == '\'' || c == '"');
-                (key.trim().to_owned(), value.to_owned())
-            })
-            .collect();
-        VimConfig { values }
-    }
-
-    fn get(&self, key: &str) -> String {
-        self.values
-            .get(key)
-            .cloned()
-            .unwrap_or_else(|| panic!("the VIM config has no {key}"))
-    }
-
-    fn access(&self) -> OpenStackAccess {
-        OpenStackAccess {
-            auth_url: self.get("auth_url"),
-            credentials: Credentials::Password {
-                username: self.get("username"),
-                password: self.get("password"),
-            },
-            project_name: self.get("project_name"),
-            project_domain_name: self.get("project_domain_name"),
-            user_domain_name: self.get("user_domain_name"),
-            region_name: None,
-            cert_verify: !self
-                .values
-                .get("cert_verify")
-                .is_some_and(|v| v.eq_ignore_ascii_case("false")),
-        }
+/// The driver's access to the all-in-one the config names.
+fn access(config: &VimConfig) -> OpenStackAccess {
+    OpenStackAccess {
+        auth_url: config.get("auth_url"),
+        credentials: Credentials::Password {
+            username: config.get("username"),
+            password: config.get("password"),
+        },
+        project_name: config.get("project_name"),
+        project_domain_name: config.get("project_domain_name"),
+        user_domain_name: config.get("user_domain_name"),
+        region_name: None,
+        cert_verify: !config.get("cert_verify").eq_ignore_ascii_case("false"),
     }
 }
 
 fn vim() -> Arc<OpenStackVim> {
-    Arc::new(OpenStackVim::new(VimConfig::read().access()).expect("the VIM builds"))
+    Arc::new(OpenStackVim::new(access(&VimConfig::read())).expect("the VIM builds"))
 }
 
 /// The VDU every test boots: `vnfm-guest` on `net_mgmt`, 1 CPU, 256 MB, 1 GB. Port security
@@ -167,12 +121,6 @@ impl Drop for Cleanup {
         });
         let _ = done.join();
     }
-}
-
-fn in_test_network(ip: Ipv4Addr) -> bool {
-    let (network, len) = NETWORK_PREFIX;
-    let mask = u32::MAX << (32 - len);
-    u32::from(ip) & mask == u32::from(network)
 }
 
 /// One ICMP echo with a one-second wait, as `ping -c1 -W1` (iputils' ping is not on every
@@ -251,7 +199,7 @@ async fn deploy_answers_ping_and_http_redeploy_finds_the_same_server_delete_leav
         ..request(&vnf_id, &instance_id, vdu())
     };
     let group_name = format!("vnfm-{vnf_id}-together");
-    let nova = BehindTheBack::login(&VimConfig::read()).await;
+    let nova = Cloud::login(&VimConfig::read()).await;
 
     let started = Instant::now();
     let deployed = vim.deploy_vdu(&request).await.expect("deploys");
@@ -334,109 +282,6 @@ async fn deploy_answers_ping_and_http_redeploy_finds_the_same_server_delete_leav
         .expect("deleting what is gone succeeds");
 }
 
-/// Nova's API, called directly: what an operator does behind vnfm's back.
-struct BehindTheBack {
-    http: reqwest::Client,
-    token: String,
-    compute: String,
-}
-
-impl BehindTheBack {
-    async fn login(config: &VimConfig) -> BehindTheBack {
-        let http = reqwest::Client::builder()
-            .pool_max_idle_per_host(0)
-            .build()
-            .expect("a client");
-        let auth_url = conductor::vim::openstack::v3_root(&config.get("auth_url"));
-        let body = serde_json::json!({"auth": {
-            "identity": {"methods": ["password"], "password": {"user": {
-                "name": config.get("username"),
-                "domain": {"name": config.get("user_domain_name")},
-                "password": config.get("password")}}},
-            "scope": {"project": {"name": config.get("project_name"),
-                                  "domain": {"name": config.get("project_domain_name")}}}}});
-        let answer = http
-            .post(format!("{auth_url}/auth/tokens"))
-            .json(&body)
-            .send()
-            .await
-            .expect("Keystone answers");
-        assert_eq!(answer.status().as_u16(), 201, "Keystone issues a token");
-        let token = answer.headers()["X-Subject-Token"]
-            .to_str()
-            .expect("a token")
-            .to_owned();
-        let body: serde_json::Value = answer.json().await.expect("JSON");
-        let compute = body["token"]["catalog"]
-            .as_array()
-            .expect("a catalog")
-            .iter()
-            .find(|s| s["type"] == "compute")
-            .and_then(|s| {
-                s["endpoints"]
-                    .as_array()?
-                    .iter()
-                    .find(|e| e["interface"] == "public")
-            })
-            .and_then(|e| e["url"].as_str())
-            .expect("a public compute endpoint")
-            .trim_end_matches('/')
-            .to_owned();
-        BehindTheBack {
-            http,
-            token,
-            compute,
-        }
-    }
-
-    async fn server_groups_named(&self, name: &str) -> Vec<serde_json::Value> {
-        let list: serde_json::Value = self
-            .http
-            .get(format!("{}/os-server-groups", self.compute))
-            .header("X-Auth-Token", &self.token)
-            .header("OpenStack-API-Version", "compute 2.64")
-            .send()
-            .await
-            .expect("Nova answers")
-            .json()
-            .await
-            .expect("JSON");
-        list["server_groups"]
-            .as_array()
-            .expect("server groups")
-            .iter()
-            .filter(|g| g["name"] == name)
-            .cloned()
-            .collect()
-    }
-
-    async fn delete_server_of(&self, instance_id: &str) {
-        let list: serde_json::Value = self
-            .http
-            .get(format!("{}/servers", self.compute))
-            .query(&[("tags", format!("vnfm-instance-{instance_id}"))])
-            .header("X-Auth-Token", &self.token)
-            .header("OpenStack-API-Version", "compute 2.64")
-            .send()
-            .await
-            .expect("Nova answers")
-            .json()
-            .await
-            .expect("JSON");
-        let servers = list["servers"].as_array().expect("servers");
-        assert_eq!(servers.len(), 1, "{list}");
-        let id = servers[0]["id"].as_str().expect("an id");
-        let answer = self
-            .http
-            .delete(format!("{}/servers/{id}", self.compute))
-            .header("X-Auth-Token", &self.token)
-            .send()
-            .await
-            .expect("Nova answers");
-        assert_eq!(answer.status().as_u16(), 204, "Nova deletes {id}");
-    }
-}
-
 #[tokio::test]
 async fn a_server_deleted_behind_the_drivers_back_is_gone_and_its_ports_are_still_removed() {
     let vim = vim();
@@ -448,9 +293,13 @@ async fn a_server_deleted_behind_the_drivers_back_is_gone_and_its_ports_are_stil
     vim.deploy_vdu(&request(&vnf_id, &instance_id, vdu()))
         .await
         .expect("deploys");
-    BehindTheBack::login(&VimConfig::read())
-        .await
-        .delete_server_of(&instance_id)
+    let cloud = Cloud::login(&VimConfig::read()).await;
+    let servers = cloud
+        .servers_tagged(&format!("vnfm-instance-{instance_id}"))
+        .await;
+    assert_eq!(servers.len(), 1, "{servers:?}");
+    cloud
+        .delete_server(servers[0]["id"].as_str().expect("an id"))
         .await;
     testkit::wait::eventually("the server is reported Gone", GONE_PATIENCE, || async {
         match vim.server_state(&instance_id).await {
@@ -485,7 +334,7 @@ async fn a_wrong_password_fails_the_check_with_a_reason_that_holds_no_password()
             username: config.get("username"),
             password: wrong_password.clone(),
         },
-        ..config.access()
+        ..access(&config)
     };
     let reason = OpenStackVim::new(access)
         .expect("builds")

@@ -117,7 +117,7 @@ impl Access {
     }
 
     /// The flags of a `vnfm <command>` that runs as `identity`: its seed (`--nats-nkey`,
-    /// unless the bus is open) and, for a gateway, the master key (`--master-key`).
+    /// unless the bus is open) and, for a gateway or a conductor, the master key (`--master-key`).
     pub fn role_args(&self, identity: Identity, command: &str) -> Vec<String> {
         let mut args = Vec::new();
         if !self.open {
@@ -126,7 +126,8 @@ impl Access {
                 self.seed_path(identity).display().to_string(),
             ]);
         }
-        if command == "gateway" {
+        // A conductor opens registered VIMs' credentials with it.
+        if command == "gateway" || command == "conductor" {
             args.extend([
                 "--master-key".to_owned(),
                 self.master_key_path().display().to_string(),

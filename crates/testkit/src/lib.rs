@@ -15,6 +15,7 @@
 
 pub mod access;
 pub mod cluster;
+pub mod openstack;
 pub mod process;
 pub mod wait;
 
@@ -247,7 +248,7 @@ impl NatsServer {
     }
 
     /// `vnfm <args> --nats-url URL --nats-nkey SEED` as a process labelled `label`: a role (or
-    /// tool) reaching this server as `identity` (a gateway with `--master-key` too).
+    /// tool) reaching this server as `identity` (a gateway or a conductor with `--master-key` too).
     pub fn spawn_as(&self, label: &str, identity: Identity, args: &[&str]) -> RoleProcess {
         let mut args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
         args.extend(["--nats-url".to_owned(), self.url()]);

@@ -26,6 +26,9 @@ use crate::{
     TokenCommand, TokenCreateArgs, UpArgs, VduHttpArgs, VimArgs, nats_server,
 };
 
+/// The longest `--vim-check-interval-s`: an hour. A VIM that stopped answering shows
+/// `REACHABLE` until its next check; longer would hide an outage from operators for too long.
+const VIM_CHECK_INTERVAL_MAX_S: u64 = 3_600;
 /// The longest `--ack-wait-s`: an hour. A conductor that took a request and went silent holds
 /// it this long before another conductor gets it; a longer stall of heals helps nobody.
 const ACK_WAIT_MAX_S: u64 = 3600;
@@ -251,6 +254,9 @@ pub struct Conductor {
     pub stop_at: Option<StopPoint>,
     /// Where `/metrics` is served (`--metrics-listen`), if anywhere.
     pub metrics_listen: Option<SocketAddr>,
+    /// The master key read from `--master-key`: registered VIMs are driven only with it.
+    pub master_key: Option<Arc<DataKey>>,
+    pub vim_check_interval: Duration,
 }
 
 #[derive(Debug)]
@@ -545,19 +551,14 @@ impl Check<'_> {
                 ApiAuth::None
             }
         };
-        let master_key = args.master_key.as_deref().and_then(|path| {
-            self.files
-                .master_key(path)
-                .map_err(|e| self.problem("--master-key", e.to_string()))
-                .ok()
-        });
+        let master_key = self.master_key(args.master_key.as_deref());
         Api {
             listen: args.listen,
             auth,
             stop_at: args.stop_at,
             guard: self.guard(&args.guard),
             quotas: args.quotas.quotas(),
-            master_key: master_key.map(Arc::new),
+            master_key,
             respawn_limit: RespawnLimit::default(),
         }
     }
@@ -660,6 +661,16 @@ impl Check<'_> {
         }
     }
 
+    /// `--master-key`: the key in the file, if one is named.
+    fn master_key(&mut self, path: Option<&Path>) -> Option<Arc<DataKey>> {
+        let key = self
+            .files
+            .master_key(path?)
+            .map_err(|e| self.problem("--master-key", e.to_string()))
+            .ok()?;
+        Some(Arc::new(key))
+    }
+
     fn vim_prefix(&mut self, args: VimArgs) -> String {
         if let Err(reason) = conductor::vim::local::validate_prefix(&args.vim_prefix) {
             self.problem("--vim-prefix", reason);
@@ -717,6 +728,13 @@ impl Check<'_> {
             respawn_limit: self.respawn_limit(&args.heal),
             stop_at: args.stop_at,
             metrics_listen: self.metrics_listen(&args.metrics, None),
+            master_key: self.master_key(args.master_key.as_deref()),
+            vim_check_interval: Duration::from_secs(self.in_range(
+                "--vim-check-interval-s",
+                args.vim_check_interval_s,
+                (1, VIM_CHECK_INTERVAL_MAX_S),
+                " seconds",
+            )),
         }
     }
 

@@ -371,6 +371,19 @@ struct ConductorArgs {
     /// this point (before-claim, after-claim, during-vim, before-ack).
     #[arg(long, hide = true)]
     stop_at: Option<conductor::StopPoint>,
+    /// The file of the master key (the gateways' own): with it the conductor opens the
+    /// credentials of registered VIMs (`/v1.0/vims`) and drives them; without it, it drives the
+    /// built-in local VIM only and fails operations on any other.
+    #[arg(long, env = "VNFM_MASTER_KEY")]
+    master_key: Option<PathBuf>,
+    /// Seconds between checks of the registered VIMs (REACHABLE or UNREACHABLE, with the reason).
+    #[arg(
+        long,
+        env = "VNFM_VIM_CHECK_INTERVAL_S",
+        allow_negative_numbers = true,
+        default_value_t = conductor::VIM_CHECK_INTERVAL_DEFAULT.as_secs()
+    )]
+    vim_check_interval_s: u64,
 }
 
 #[derive(Debug, Clone, Args)]

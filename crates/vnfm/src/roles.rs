@@ -16,6 +16,7 @@ use async_nats::jetstream;
 use conductor::vim::local::{LocalVim, LocalVimConfig};
 use conductor::{Conductor, ConductorConfig};
 use events::access::{self, Identity};
+use events::keyring::Keyring;
 use events::secrets::DataKey;
 use events::setup::{self, LogConfig};
 use events::store::{self, EventLog};
@@ -80,11 +81,14 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
                 ack_wait: conductor.ack_wait,
                 respawn_limit: conductor.respawn_limit,
                 stop_at: conductor.stop_at,
+                vim_check_interval: conductor.vim_check_interval,
             };
             let log = open(nats, &config.instance, Identity::Conductor).await?;
             let mut roles = Roles::new();
             roles.metrics(conductor.metrics_listen).await?;
-            roles.conductor(log, vim, config);
+            roles
+                .conductor(log, vim, conductor.master_key, config)
+                .await?;
             Ok(roles.wait().await)
         }
         Config::Monitor(monitor) => {
@@ -242,13 +246,26 @@ async fn up(config: config::Up) -> anyhow::Result<ExitCode> {
     let log = EventLog::open(client).await?;
     let tables = Tables::open(log.jetstream()).await?;
     roles.projector(log, tables);
+    let master_key = match &config.api.master_key {
+        Some(key) => key.clone(),
+        None => Arc::new(credentials::ensure_master_key(
+            &credentials::master_key_path(&credentials_dir),
+        )?),
+    };
     let (client, instance) = as_identity(Identity::Conductor).await?;
     let conductor = ConductorConfig {
         instance,
         respawn_limit: config.respawn_limit,
         ..ConductorConfig::default()
     };
-    roles.conductor(EventLog::open(client).await?, vim, conductor);
+    roles
+        .conductor(
+            EventLog::open(client).await?,
+            vim,
+            Some(master_key.clone()),
+            conductor,
+        )
+        .await?;
     let (client, instance) = as_identity(Identity::Monitor).await?;
     let monitor = MonitorConfig {
         instance,
@@ -256,12 +273,6 @@ async fn up(config: config::Up) -> anyhow::Result<ExitCode> {
         probe_cidrs: config.probe_cidrs,
     };
     roles.monitor(EventLog::open(client).await?, prober, monitor);
-    let master_key = match &config.api.master_key {
-        Some(key) => key.clone(),
-        None => Arc::new(credentials::ensure_master_key(
-            &credentials::master_key_path(&credentials_dir),
-        )?),
-    };
     let (client, instance) = as_identity(Identity::Gateway).await?;
     let log = EventLog::open(client).await?;
     let tables = Tables::open(log.jetstream()).await?;
@@ -334,11 +345,23 @@ impl Roles {
         self.spawn("projector", projector::run(log, tables, shutdown));
     }
 
-    fn conductor(&mut self, log: EventLog, vim: LocalVim, config: ConductorConfig) {
+    /// A conductor on the local VIM and, with the master key, on every registered VIM.
+    async fn conductor(
+        &mut self,
+        log: EventLog,
+        vim: LocalVim,
+        master_key: Option<Arc<DataKey>>,
+        config: ConductorConfig,
+    ) -> anyhow::Result<()> {
         self.clients.push(log.jetstream().client());
-        let conductor = Conductor::new(log, Arc::new(vim), config);
+        let mut conductor = Conductor::new(log.clone(), Arc::new(vim), config);
+        if let Some(master_key) = master_key {
+            let keyring = Keyring::open(log.jetstream(), master_key).await?;
+            conductor = conductor.with_registered_vims(keyring);
+        }
         let shutdown = self.shutdown();
         self.spawn("conductor", async move { conductor.run(shutdown).await });
+        Ok(())
     }
 
     fn monitor(&mut self, log: EventLog, prober: Prober, config: MonitorConfig) {

@@ -461,7 +461,7 @@ mod tests {
     fn a_management_port_with_ip_mac_and_security_groups() {
         let mgmt = ConnectionPoint {
             management: true,
-            ip_address: Some("203.0.113.50".into()),
+            ip_address: Some("198.51.100.50".into()),
             mac_address: Some("fa:16:3e:00:00:01".into()),
             ..cp("CP1")
         };
@@ -475,7 +475,7 @@ mod tests {
         let port = &body["port"];
         assert_eq!(port["name"], format!("vnfm-{INSTANCE}-CP1"));
         assert_eq!(port["network_id"], "net-1");
-        assert_eq!(port["fixed_ips"], json!([{"ip_address": "203.0.113.50"}]));
+        assert_eq!(port["fixed_ips"], json!([{"ip_address": "198.51.100.50"}]));
         assert_eq!(port["mac_address"], "fa:16:3e:00:00:01");
         assert_eq!(port["security_groups"], json!(["sg-1"]));
         assert!(port.get("port_security_enabled").is_none());
@@ -650,9 +650,12 @@ mod tests {
             json!({"name": "vnfm-i-CP1", "tags": ["vnfm"],
                    "fixed_ips": [{"ip_address": "10.0.0.5"}]}),
             json!({"name": "vnfm-i-CP2", "tags": ["vnfm", "vnfm-mgmt"],
-                   "fixed_ips": [{"ip_address": "2001:db8::5"}, {"ip_address": "203.0.113.7"}]}),
+                   "fixed_ips": [{"ip_address": "2001:db8::5"}, {"ip_address": "198.51.100.7"}]}),
         ];
-        assert_eq!(mgmt_ip(&ports), Some("203.0.113.7".parse().expect("an IP")));
+        assert_eq!(
+            mgmt_ip(&ports),
+            Some("198.51.100.7".parse().expect("an IP"))
+        );
         assert_eq!(
             mgmt_ip(&ports[..1]),
             Some("10.0.0.5".parse().expect("an IP")),
