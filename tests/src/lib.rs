@@ -8,6 +8,7 @@ pub mod browser;
 pub mod checker;
 pub mod keystone;
 pub mod prometheus;
+pub mod tacker;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

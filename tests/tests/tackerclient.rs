@@ -2,68 +2,9 @@
 //! README's walk-through with Tacker's own client, its legacy VNFM commands and their output.
 
 use std::path::PathBuf;
-use std::process::{Command, Output};
 
 use vnfm_tests::System;
-
-/// Tacker's client, as `ops/install-tackerclient.sh` leaves it.
-fn tacker() -> PathBuf {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../ops/.venv-tacker/bin/tacker");
-    assert!(
-        path.exists(),
-        "{} is missing: run ops/install-tackerclient.sh",
-        path.display()
-    );
-    path
-}
-
-/// Runs `tacker ARGS` against `root` (the API's root URL) without Keystone.
-fn tacker_output(root: &str, args: &[&str]) -> Output {
-    Command::new(tacker())
-        .args(["--os-auth-strategy", "noauth", "--os-url", root])
-        .args(args)
-        .output()
-        .expect("run tacker")
-}
-
-/// Runs `tacker ARGS`, which must succeed; answers stdout.
-fn run(root: &str, args: &[&str]) -> String {
-    let out = tacker_output(root, args);
-    assert!(
-        out.status.success(),
-        "tacker {args:?}: {}\n{}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Runs `tacker ARGS`, which must fail; answers what it printed.
-fn run_refused(root: &str, args: &[&str]) -> String {
-    let out = tacker_output(root, args);
-    let printed = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        !out.status.success(),
-        "tacker {args:?} succeeded: {printed}"
-    );
-    printed
-}
-
-/// The `id` row of a `tacker *-create`'s table.
-fn id_in(table: &str) -> String {
-    table
-        .lines()
-        .find(|line| line.contains("| id "))
-        .and_then(|line| line.split('|').nth(2))
-        .map(str::trim)
-        .expect("an id row")
-        .to_owned()
-}
+use vnfm_tests::tacker::{id_in, run, run_refused, tacker_output};
 
 /// The id of the VNF whose `vnf-create` printed `created`, once it is ACTIVE.
 async fn active_vnf(system: &System, created: &str) -> String {

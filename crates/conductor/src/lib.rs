@@ -216,6 +216,7 @@ impl Conductor {
 
     /// The same conductor, driving the VIMs registered on the log too: their credentials
     /// open with their data keys, which `keyring` unwraps with the master key.
+    #[must_use]
     pub fn with_registered_vims(self, keyring: Keyring) -> Self {
         let vims = Arc::new(self.vims.with_registry(self.log.clone(), keyring));
         Conductor { vims, ..self }

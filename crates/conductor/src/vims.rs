@@ -83,6 +83,7 @@ impl Vims {
     }
 
     /// The same local VIM, and every VIM registered on `log`, opened with `keyring`.
+    #[must_use]
     pub fn with_registry(&self, log: EventLog, keyring: Keyring) -> Self {
         Vims {
             local: self.local.clone(),
