@@ -7,6 +7,7 @@ pub mod attacker;
 pub mod browser;
 pub mod checker;
 pub mod keystone;
+pub mod openstack;
 pub mod prometheus;
 pub mod tacker;
 

@@ -1,99 +1,17 @@
-//! vnfm on a real OpenStack (the all-in-one of `ops/openstack-aio`), driven by
-//! python-tackerclient 1.14.0 as Tacker's users drove Tacker: the VIM registered with
-//! `vim-register`, a VNF created on it, its VDU watched by ping and respawned when it stops
-//! answering, scaled out and in, and deleted without leaving a server or a port.
-//!
 //! Needs the VIM config file at the path in `VNFM_OPENSTACK_VIM_CONFIG` (`ops/test` brings the
 //! all-in-one up and sets it); fails, saying so, without it.
 
 use std::net::Ipv4Addr;
-use std::time::Duration;
 
-use events::monitor::cidr::{Ipv4Cidr, LOCAL_VIM_RANGE, ProbeCidrs};
 use serde_json::Value;
-use testkit::openstack::{Cloud, IMAGE, NETWORK, NETWORK_PREFIX, VimConfig, in_test_network};
+use testkit::openstack::{Cloud, IMAGE, NETWORK, VimConfig, in_test_network};
 use testkit::wait::eventually;
+use vnfm_tests::System;
+use vnfm_tests::openstack::{
+    CLOUD_PATIENCE, MONITORING_DELAY_S, guest_vnfd, on_the_log, probed_up, register, start,
+    wait_vim,
+};
 use vnfm_tests::tacker::{id_in, run, run_refused};
-use vnfm_tests::{Options, System};
-
-/// A TCG guest boots in 6–12 s once Nova made it (up to 40 s for the first one after `up`);
-/// the conductor waits for ACTIVE, and the monitor starts probing this long after that.
-const MONITORING_DELAY_S: u64 = 30;
-/// Create → ACTIVE takes 5–13 s on the all-in-one; a respawn deletes a server and makes one.
-const CLOUD_PATIENCE: Duration = Duration::from_secs(120);
-/// The conductor's VIM checks in these tests.
-const VIM_CHECK_INTERVAL: Duration = Duration::from_secs(2);
-
-/// One monitored VDU (ping → respawn) on `net_mgmt`, sized with `nfv_compute`, and a scaling
-/// policy of one to two instances.
-fn vnfd() -> String {
-    format!(
-        r"tosca_definitions_version: tosca_simple_profile_for_nfv_1_0_0
-description: one guest of the all-in-one, pinged, respawned, scaled
-metadata:
-  template_name: openstack-guest
-topology_template:
-  node_templates:
-    VDU1:
-      type: tosca.nodes.nfv.VDU.Tacker
-      capabilities:
-        nfv_compute:
-          properties:
-            num_cpus: 1
-            mem_size: 256 MB
-            disk_size: 1 GB
-      properties:
-        image: {IMAGE}
-        monitoring_policy:
-          name: ping
-          parameters:
-            monitoring_delay: {MONITORING_DELAY_S}
-            count: 1
-            interval: 1
-            timeout: 1
-            retry: 2
-          actions:
-            failure: respawn
-    CP1:
-      type: tosca.nodes.nfv.CP.Tacker
-      properties:
-        management: true
-        order: 0
-      requirements:
-        - virtualLink:
-            node: VL1
-        - virtualBinding:
-            node: VDU1
-    VL1:
-      type: tosca.nodes.nfv.VL
-      properties:
-        network_name: {NETWORK}
-        vendor: Tacker
-  policies:
-    - SP1:
-        type: tosca.policies.tacker.Scaling
-        properties:
-          targets: [VDU1]
-          increment: 1
-          cooldown: 0
-          min_instances: 1
-          max_instances: 2
-          default_instances: 1
-"
-    )
-}
-
-/// A system whose monitor may probe `net_mgmt` and whose conductor checks VIMs often.
-async fn system() -> System {
-    let (network, len) = NETWORK_PREFIX;
-    let net_mgmt: Ipv4Cidr = format!("{network}/{len}").parse().expect("a CIDR");
-    System::start_with(Options {
-        probe_cidrs: Some(ProbeCidrs::new(vec![LOCAL_VIM_RANGE, net_mgmt]).expect("ranges")),
-        vim_check_interval: Some(VIM_CHECK_INTERVAL),
-        ..Options::default()
-    })
-    .await
-}
 
 /// Runs `tacker ARGS` on a blocking thread (the CLI takes a second or two to start).
 async fn tacker(root: &str, args: &[&str]) -> String {
@@ -118,59 +36,26 @@ async fn tacker_refused(root: &str, args: &[&str]) -> String {
     .expect("tacker ran")
 }
 
-/// Waits until the VIM's show has `status`; answers the show.
-async fn wait_vim(system: &System, vim_id: &str, status: &str) -> Value {
-    eventually(
-        format!("VIM {vim_id} is {status}"),
-        CLOUD_PATIENCE,
-        || async {
-            let (code, vim) = system.get(&format!("/vims/{vim_id}")).await;
-            if code == 200 && vim["vim"]["status"] == status {
-                Ok(vim)
-            } else {
-                Err(format!("{code} {vim}"))
-            }
-        },
-    )
-    .await
-}
-
-/// Waits, as long as the cloud may take, until the VNF's log satisfies `done`.
-async fn on_the_log(
-    system: &System,
-    vnf_id: &str,
-    what: &str,
-    done: impl Fn(&events::vnf::Vnf) -> bool,
-) -> events::vnf::Vnf {
-    eventually(format!("VNF {vnf_id} {what}"), CLOUD_PATIENCE, || async {
-        let vnf = system.vnf(vnf_id).await;
-        if done(&vnf) {
-            Ok(vnf)
-        } else {
-            Err(format!("{:?} {:?}", vnf.status, vnf.instances))
-        }
-    })
-    .await
-}
-
-/// Waits until the monitor has probed the instance up (it starts `MONITORING_DELAY_S` after
-/// the instance was booted).
-async fn probed_up(system: &System, instance: &events::vnf::Instance) {
-    let ip = instance.mgmt_ip;
-    eventually(format!("{ip} is probed up"), CLOUD_PATIENCE, || async {
-        system
-            .probe_results()
-            .await
-            .into_iter()
-            .find(|r| r.target.mgmt_ip == ip && r.at > instance.booted_at && r.outcome.is_up())
-            .ok_or("no such result in the monitor stream")
-    })
-    .await;
-}
-
 /// The VNF's servers in Nova, by vnfm's tag.
 async fn servers_of(cloud: &Cloud, vnf_id: &str) -> Vec<Value> {
     cloud.servers_tagged(&format!("vnfm-vnf-{vnf_id}")).await
+}
+
+/// Waits until no server and no port of the VNF is left.
+async fn nothing_left(cloud: &Cloud, vnf_id: &str) {
+    let tag = format!("vnfm-vnf-{vnf_id}");
+    eventually("nothing of the VNF is left", CLOUD_PATIENCE, || async {
+        let (servers, ports) = (
+            cloud.servers_tagged(&tag).await,
+            cloud.ports_tagged(&tag).await,
+        );
+        if servers.is_empty() && ports.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{} servers, {} ports", servers.len(), ports.len()))
+        }
+    })
+    .await;
 }
 
 /// The server's addresses on `net_mgmt`.
@@ -187,11 +72,11 @@ fn addresses(server: &Value) -> Vec<Ipv4Addr> {
 async fn tackers_client_runs_a_vnf_on_openstack_heals_scales_and_deletes_it_leaving_nothing() {
     let config = VimConfig::read();
     let cloud = Cloud::login(&config).await;
-    let system = system().await;
+    let system = start().await;
     let root = system.api.trim_end_matches("/v1.0").to_owned();
     let dir = tempfile::tempdir().unwrap();
     let vnfd_file = dir.path().join("vnfd.yaml");
-    std::fs::write(&vnfd_file, vnfd()).unwrap();
+    std::fs::write(&vnfd_file, guest_vnfd()).unwrap();
     let config_file = config.path.to_str().unwrap();
 
     let registered = tacker(
@@ -331,19 +216,7 @@ async fn tackers_client_runs_a_vnf_on_openstack_heals_scales_and_deletes_it_leav
     system
         .wait_vnf(&vnf_id, "deleted", |code, _| code == 404)
         .await;
-    let tag = format!("vnfm-vnf-{vnf_id}");
-    eventually("nothing of the VNF is left", CLOUD_PATIENCE, || async {
-        let (servers, ports) = (
-            cloud.servers_tagged(&tag).await,
-            cloud.ports_tagged(&tag).await,
-        );
-        if servers.is_empty() && ports.is_empty() {
-            Ok(())
-        } else {
-            Err(format!("{} servers, {} ports", servers.len(), ports.len()))
-        }
-    })
-    .await;
+    nothing_left(&cloud, &vnf_id).await;
 
     // The VIM's password is nowhere on the log.
     assert_no_password_on_the_log(&system, &config.get("password")).await;
@@ -352,14 +225,14 @@ async fn tackers_client_runs_a_vnf_on_openstack_heals_scales_and_deletes_it_leav
 #[tokio::test]
 async fn a_vim_with_a_wrong_password_is_unreachable_with_the_reason_and_refuses_vnfs() {
     let config = VimConfig::read();
-    let system = system().await;
+    let system = start().await;
     let root = system.api.trim_end_matches("/v1.0").to_owned();
     let dir = tempfile::tempdir().unwrap();
     let wrong = "not-the-vnfm-password-7Qx";
     let config_file = dir.path().join("wrong.yaml");
     std::fs::write(&config_file, config.with("password", wrong)).unwrap();
     let vnfd_file = dir.path().join("vnfd.yaml");
-    std::fs::write(&vnfd_file, vnfd()).unwrap();
+    std::fs::write(&vnfd_file, guest_vnfd()).unwrap();
 
     let registered = tacker(
         &root,
@@ -431,4 +304,124 @@ async fn assert_no_password_on_the_log(system: &System, password: &str) {
         );
     }
     assert!(messages > 0, "the log was read");
+}
+
+/// A conductor killed (SIGKILL) while Nova builds the server it asked for: another conductor
+/// takes the create over, finds that server by its instance tag and waits for it, so the VNF
+/// ends ACTIVE on exactly one server.
+#[tokio::test]
+async fn a_conductor_killed_during_the_nova_create_leaves_exactly_one_server() {
+    let config = VimConfig::read();
+    let cloud = Cloud::login(&config).await;
+    let system = System::start_separate().await;
+    // Quick to hand a silent colleague's work over, and quick to find the VIM reachable.
+    let flags = ["--ack-wait-s", "3", "--vim-check-interval-s", "2"];
+    let mut first = system.spawn_conductor("conductor-1", &flags).await;
+    register(&system, &config, "aio").await;
+    let vnfd_id = system.onboard(&guest_vnfd()).await;
+    let (code, created) = system
+        .post(
+            "/vnfs",
+            serde_json::json!({"vnf": {"name": "os-killed", "vnfd_id": vnfd_id}}),
+        )
+        .await;
+    assert_eq!(code, 201, "{created}");
+    let vnf_id = created["vnf"]["id"].as_str().expect("an id").to_owned();
+    eventually("Nova builds the VNF's server", CLOUD_PATIENCE, || async {
+        let servers = servers_of(&cloud, &vnf_id).await;
+        match servers.as_slice() {
+            [server] if server["status"] == "BUILD" => Ok(()),
+            _ => Err(format!("{servers:?}")),
+        }
+    })
+    .await;
+    first.kill();
+    let _second = system.spawn_conductor("conductor-2", &flags).await;
+
+    let vnf = on_the_log(&system, &vnf_id, "ACTIVE after the takeover", |v| {
+        v.status == Some(events::vnf::VnfStatus::Active)
+    })
+    .await;
+    let servers = servers_of(&cloud, &vnf_id).await;
+    assert_eq!(servers.len(), 1, "exactly one server: {servers:?}");
+    assert_eq!(addresses(&servers[0]), vec![vnf.instances[0].mgmt_ip]);
+
+    let (code, answer) = system.delete(&format!("/vnfs/{vnf_id}")).await;
+    assert_eq!(code, 204, "{answer}");
+    nothing_left(&cloud, &vnf_id).await;
+}
+
+/// Two VDUs, the first watched by ping with `vdu_autoheal`, the second not watched.
+fn two_guests_vnfd() -> String {
+    let vdu = |name: &str, cp: &str, vl: &str, policy: &str| {
+        format!(
+            "    {name}:\n      type: tosca.nodes.nfv.VDU.Tacker\n      capabilities:\n        nfv_compute:\n          properties: {{num_cpus: 1, mem_size: 256 MB, disk_size: 1 GB}}\n      properties:\n        image: {IMAGE}\n{policy}    {cp}:\n      type: tosca.nodes.nfv.CP.Tacker\n      properties: {{management: true}}\n      requirements:\n        - virtualLink: {{node: {vl}}}\n        - virtualBinding: {{node: {name}}}\n    {vl}:\n      type: tosca.nodes.nfv.VL\n      properties: {{network_name: {NETWORK}, vendor: Tacker}}\n"
+        )
+    };
+    let watched = format!(
+        "        monitoring_policy:\n          name: ping\n          parameters: {{monitoring_delay: {MONITORING_DELAY_S}, count: 1, interval: 1, timeout: 1, retry: 2}}\n          actions: {{failure: vdu_autoheal}}\n"
+    );
+    format!(
+        "tosca_definitions_version: tosca_simple_profile_for_nfv_1_0_0\nmetadata: {{template_name: two-guests}}\ntopology_template:\n  node_templates:\n{}{}",
+        vdu("VDU1", "CP1", "VL1", &watched),
+        vdu("VDU2", "CP2", "VL2", "")
+    )
+}
+
+/// `vdu_autoheal` replaces the failed VDU's server and no other.
+#[tokio::test]
+async fn vdu_autoheal_replaces_the_failed_vdus_server_alone() {
+    let config = VimConfig::read();
+    let cloud = Cloud::login(&config).await;
+    let system = start().await;
+    register(&system, &config, "aio").await;
+    let vnfd_id = system.onboard(&two_guests_vnfd()).await;
+    let (code, created) = system
+        .post(
+            "/vnfs",
+            serde_json::json!({"vnf": {"name": "os-autoheal", "vnfd_id": vnfd_id}}),
+        )
+        .await;
+    assert_eq!(code, 201, "{created}");
+    let vnf_id = created["vnf"]["id"].as_str().expect("an id").to_owned();
+    let vnf = on_the_log(&system, &vnf_id, "ACTIVE", |v| {
+        v.status == Some(events::vnf::VnfStatus::Active)
+    })
+    .await;
+    let of = |vnf: &events::vnf::Vnf, vdu: &str| {
+        vnf.instances
+            .iter()
+            .find(|i| i.vdu == vdu)
+            .cloned()
+            .unwrap_or_else(|| panic!("an instance of {vdu}: {:?}", vnf.instances))
+    };
+    let (watched, other) = (of(&vnf, "VDU1"), of(&vnf, "VDU2"));
+    probed_up(&system, &watched).await;
+    let port = cloud
+        .ports_tagged(&format!("vnfm-instance-{}", watched.instance_id))
+        .await;
+    cloud
+        .set_port_up(port[0]["id"].as_str().expect("a port id"), false)
+        .await;
+
+    let healed = on_the_log(&system, &vnf_id, "VDU1 healed", |v| {
+        v.status == Some(events::vnf::VnfStatus::Active)
+            && v.instances.len() == 2
+            && v.instances
+                .iter()
+                .all(|i| i.instance_id != watched.instance_id)
+    })
+    .await;
+    assert_eq!(of(&healed, "VDU2"), other, "VDU2's server is untouched");
+    let replaced = of(&healed, "VDU1");
+    let servers = servers_of(&cloud, &vnf_id).await;
+    let mut ips: Vec<Ipv4Addr> = servers.iter().flat_map(addresses).collect();
+    ips.sort_unstable();
+    let mut expected = vec![replaced.mgmt_ip, other.mgmt_ip];
+    expected.sort_unstable();
+    assert_eq!(ips, expected, "the new VDU1 server and the old VDU2 server");
+
+    let (code, answer) = system.delete(&format!("/vnfs/{vnf_id}")).await;
+    assert_eq!(code, 204, "{answer}");
+    nothing_left(&cloud, &vnf_id).await;
 }

@@ -1,5 +1,6 @@
 //! `vnfm-bench-heal`: failure-to-heal latency, printed (nothing asserted). Run with
-//! `ops/bench-heal` (root: the local VIM makes network namespaces).
+//! `ops/bench-heal` (root: the local VIM makes network namespaces), or `ops/bench-heal --vim
+//! openstack` on the all-in-one of `ops/openstack-aio` (see `measure_openstack`).
 //!
 //! A whole vnfm runs in this process over a fresh nats-server. VNFs monitored by ping
 //! (interval 0.5 s, timeout 1 s, retry 2, action respawn) are made unreachable one at a time,
@@ -29,6 +30,146 @@ const ALARMS: usize = 20;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        [] | ["--vim", "local"] => measure_local().await,
+        ["--vim", "openstack"] => measure_openstack().await,
+        _ => {
+            eprintln!("usage: vnfm-bench-heal [--vim local|openstack] (given: {args:?})");
+            std::process::exit(2);
+        }
+    }
+}
+
+/// VNFs on the all-in-one measured.
+const OPENSTACK_VNFS: usize = 10;
+/// How many of them exist at once: the all-in-one's project may hold 10 servers, a respawn
+/// holds two for a moment, and the tests may hold a few of their own.
+const OPENSTACK_ROUND: usize = 3;
+
+/// On the real OpenStack of `ops/openstack-aio` (`VNFM_OPENSTACK_VIM_CONFIG`): in rounds of
+/// [`OPENSTACK_ROUND`], VNFs created one at a time (create posted → VNF ACTIVE), then each
+/// guest cut off from the network (its port's admin state down), a second apart (cut off →
+/// failure declared → VNF ACTIVE again on a new server), then deleted.
+async fn measure_openstack() {
+    use testkit::openstack::{Cloud, VimConfig};
+    use vnfm_tests::openstack::{self as aio, on_the_log, probed_up};
+
+    let config = VimConfig::read();
+    let cloud = Cloud::login(&config).await;
+    let system = aio::start().await;
+    aio::register(&system, &config, "aio").await;
+    let vnfd_id = system.onboard(&aio::guest_vnfd()).await;
+    let (mut to_active, mut detect, mut to_healed) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..OPENSTACK_VNFS.div_ceil(OPENSTACK_ROUND) {
+        let mut vnf_ids = Vec::new();
+        for n in 0..OPENSTACK_ROUND.min(OPENSTACK_VNFS - round * OPENSTACK_ROUND) {
+            let posted = time::OffsetDateTime::now_utc();
+            let name = format!("guest-{round}-{n}");
+            let (code, created) = system
+                .post(
+                    "/vnfs",
+                    serde_json::json!({"vnf": {"name": name, "vnfd_id": vnfd_id}}),
+                )
+                .await;
+            assert_eq!(code, 201, "{created}");
+            let vnf_id = created["vnf"]["id"].as_str().expect("an id").to_owned();
+            on_the_log(&system, &vnf_id, "ACTIVE", |v| {
+                v.status == Some(VnfStatus::Active)
+            })
+            .await;
+            let completed = system
+                .history(&vnf_id)
+                .await
+                .into_iter()
+                .find(|r| {
+                    r.envelope
+                        .events
+                        .iter()
+                        .any(|e| matches!(e, VnfEvent::CreateCompleted { .. }))
+                })
+                .expect("the create completed");
+            to_active.push(completed.envelope.recorded_at - posted);
+            vnf_ids.push(vnf_id);
+        }
+        let mut cut_at = Vec::new();
+        for vnf_id in &vnf_ids {
+            let instance = system.vnf(vnf_id).await.instances[0].clone();
+            probed_up(&system, &instance).await;
+            let ports = cloud.ports_tagged(&format!("vnfm-vnf-{vnf_id}")).await;
+            let port = ports
+                .first()
+                .and_then(|p| p["id"].as_str())
+                .expect("a port");
+            cut_at.push(time::OffsetDateTime::now_utc());
+            cloud.set_port_up(port, false).await;
+            tokio::time::sleep(KILL_SPACING).await;
+        }
+        for (vnf_id, cut) in vnf_ids.iter().zip(cut_at) {
+            on_the_log(&system, vnf_id, "respawned", |v| {
+                v.failure_count == 1 && v.status == Some(VnfStatus::Active)
+            })
+            .await;
+            let (detected, healed) = heal_spans(&system.history(vnf_id).await);
+            detect.push(detected - cut);
+            to_healed.push(healed - detected);
+        }
+        for vnf_id in &vnf_ids {
+            let (code, answer) = system.delete(&format!("/vnfs/{vnf_id}")).await;
+            assert_eq!(code, 204, "{answer}");
+        }
+        for vnf_id in &vnf_ids {
+            system
+                .wait_vnf(vnf_id, "deleted", |code, _| code == 404)
+                .await;
+        }
+    }
+    println!(
+        "openstack (the all-in-one of ops/openstack-aio), {OPENSTACK_VNFS} VNFs of one VDU \
+         (1 vCPU, 256 MB, 1 GB; ping: interval 1 s, timeout 1 s, retry 2; respawn), \
+         {OPENSTACK_ROUND} at a time:"
+    );
+    for (what, samples) in [
+        ("create posted -> VNF ACTIVE", to_active),
+        ("guest cut off (port down) -> failure declared", detect),
+        ("failure declared -> VNF ACTIVE (respawned)", to_healed),
+    ] {
+        let at = percentiles(samples);
+        println!(
+            "  {what}: p50 {:.2} s, p99 {:.2} s",
+            at.p50.as_seconds_f64(),
+            at.p99.as_seconds_f64()
+        );
+    }
+}
+
+/// The moment a VNF's (only) heal's failure was declared and the moment its heal completed.
+fn heal_spans(
+    history: &[events::store::Recorded<VnfEvent>],
+) -> (time::OffsetDateTime, time::OffsetDateTime) {
+    let mut detected = None;
+    for recorded in history {
+        for event in &recorded.envelope.events {
+            match event {
+                VnfEvent::HealStarted { failure, .. } => detected = Some(failure.detected_at),
+                VnfEvent::HealCompleted { .. } => {
+                    let detected = detected.expect("a heal completes after it starts");
+                    return (detected, recorded.envelope.recorded_at);
+                }
+                _ => {}
+            }
+        }
+    }
+    panic!("no completed heal in the VNF's history")
+}
+
+/// The local VIM, as before: on a bus without identities and with them, then alarms.
+async fn measure_local() {
     let open = measure(true).await;
     print("on a bus without identities (the reference)", &open);
     let secured = measure(false).await;
