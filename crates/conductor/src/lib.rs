@@ -616,13 +616,16 @@ impl Conductor {
         vnf_id: &str,
         pending: &PendingOperation,
     ) -> Result<Vec<Instance>, vim::VimError> {
-        let mut added = Vec::with_capacity(pending.add.len());
-        for planned in &pending.add {
-            added.push(
-                self.deploy(vim, vnf, vnf_id, &pending.operation_id, planned)
-                    .await?,
-            );
-        }
+        // All at once: a cloud builds servers side by side (one at a time, a VNF of several
+        // VDUs would take the sum of their boots). On a failure the others are dropped, and
+        // `undo_deploys` removes whatever each had made.
+        let added = futures::future::try_join_all(
+            pending
+                .add
+                .iter()
+                .map(|planned| self.deploy(vim, vnf, vnf_id, &pending.operation_id, planned)),
+        )
+        .await?;
         if matches!(
             pending.kind,
             OperationKind::Respawn | OperationKind::VduAutoheal

@@ -787,26 +787,26 @@ impl OpenStackVim {
         Ok(string(&made["server"]["id"]))
     }
 
+    /// The server as Nova shows it; `None` when Nova knows no such server.
+    async fn server(&self, server_id: &str) -> Result<Option<Value>, VimError> {
+        let path = format!("/servers/{server_id}");
+        let answer = self.send(Api::Nova, Method::GET, &path, &[], None).await?;
+        if answer.status == 404 {
+            return Ok(None);
+        }
+        Ok(Some(answer.ok()?["server"].take()))
+    }
+
     /// Waits until the server is ACTIVE; ERROR fails with Nova's fault.
     async fn wait_active(&self, server_id: &str, instance_id: &str) -> Result<(), VimError> {
         let deadline = tokio::time::Instant::now() + SERVER_ACTIVE_TIMEOUT;
         loop {
-            let answer = self
-                .send(
-                    Api::Nova,
-                    Method::GET,
-                    &format!("/servers/{server_id}"),
-                    &[],
-                    None,
-                )
-                .await?;
-            if answer.status == 404 {
+            let Some(server) = self.server(server_id).await? else {
                 return Err(VimError::Failed(format!(
                     "server {server_id} of instance {instance_id} vanished while building"
                 )));
-            }
-            let server = answer.ok()?;
-            match plan::server_state(&server["server"]) {
+            };
+            match plan::server_state(&server) {
                 ServerState::Active => return Ok(()),
                 ServerState::Build => {}
                 ServerState::Error { fault } => {
@@ -952,21 +952,10 @@ impl OpenStackVim {
     async fn wait_gone(&self, server_id: &str, instance_id: &str) -> Result<(), VimError> {
         let deadline = tokio::time::Instant::now() + SERVER_GONE_TIMEOUT;
         loop {
-            let answer = self
-                .send(
-                    Api::Nova,
-                    Method::GET,
-                    &format!("/servers/{server_id}"),
-                    &[],
-                    None,
-                )
-                .await?;
-            if answer.status == 404 {
-                return Ok(());
-            }
-            let server = answer.ok()?;
-            if plan::server_state(&server["server"]) == ServerState::Gone {
-                return Ok(());
+            match self.server(server_id).await? {
+                None => return Ok(()),
+                Some(server) if plan::server_state(&server) == ServerState::Gone => return Ok(()),
+                Some(_) => {}
             }
             if tokio::time::Instant::now() >= deadline {
                 return Err(VimError::Failed(format!(
