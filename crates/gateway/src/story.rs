@@ -478,6 +478,10 @@ impl VnfStory {
             VnfEvent::AlarmCleared { occurrence_id } => {
                 format!("alarm {occurrence_id} over: its next firing acts again")
             }
+            VnfEvent::VimDriftFound { drift } => format!(
+                "VIM drift of {} instance {}, found by {by}: {} (no monitoring policy: ERROR)",
+                drift.vdu, drift.instance_id, drift.reason
+            ),
         }
     }
 
