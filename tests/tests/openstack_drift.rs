@@ -239,7 +239,10 @@ async fn a_server_deleted_behind_vnfms_back_is_respawned_once_and_a_stray_is_an_
     let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
 
     let (code, vim) = system
-        .post("/vims", register_body(&config, &format!("aio-drift-{suffix}")))
+        .post(
+            "/vims",
+            register_body(&config, &format!("aio-drift-{suffix}")),
+        )
         .await;
     assert_eq!(code, 201, "{vim}");
     let vim_id = vim["vim"]["id"].as_str().expect("a VIM id").to_owned();
@@ -293,10 +296,16 @@ async fn a_server_deleted_behind_vnfms_back_is_respawned_once_and_a_stray_is_an_
             let vnf = system.vnf(&vnf_id).await;
             let replaced = vnf.status == Some(VnfStatus::Active)
                 && !vnf.instances.is_empty()
-                && vnf.instances.iter().all(|i| i.instance_id != old.instance_id);
-            if vnf.status == Some(VnfStatus::Error) {
-                panic!("the VNF went ERROR: {:?}", vnf.error_reason);
-            }
+                && vnf
+                    .instances
+                    .iter()
+                    .all(|i| i.instance_id != old.instance_id);
+            assert_ne!(
+                vnf.status,
+                Some(VnfStatus::Error),
+                "the VNF went ERROR: {:?}",
+                vnf.error_reason
+            );
             if replaced {
                 Ok(vnf)
             } else {
@@ -312,7 +321,10 @@ async fn a_server_deleted_behind_vnfms_back_is_respawned_once_and_a_stray_is_an_
     assert!(in_test_network(new.mgmt_ip), "{}", new.mgmt_ip);
     let new_servers = cloud.servers_tagged(&instance_tag(&new.instance_id)).await;
     let [new_server] = &new_servers[..] else {
-        panic!("one server of instance {}: {new_servers:?}", new.instance_id)
+        panic!(
+            "one server of instance {}: {new_servers:?}",
+            new.instance_id
+        )
     };
     assert_ne!(new_server["id"], old_server_id.as_str(), "a new server");
     assert_eq!(new_server["status"], "ACTIVE", "{new_server}");
@@ -352,12 +364,18 @@ async fn a_server_deleted_behind_vnfms_back_is_respawned_once_and_a_stray_is_an_
     let orphans = orphans_on(&listed, &vim_id);
     for kind in ["server", "port"] {
         assert!(
-            orphans.contains(&(kind.to_owned(), stray_instance.clone(), stray_vnf_id.clone())),
+            orphans.contains(&(
+                kind.to_owned(),
+                stray_instance.clone(),
+                stray_vnf_id.clone()
+            )),
             "the stray {kind} is an orphan: {orphans:?}"
         );
     }
     assert!(
-        orphans.iter().all(|(_, instance, vnf)| *instance != new.instance_id && *vnf != vnf_id),
+        orphans
+            .iter()
+            .all(|(_, instance, vnf)| *instance != new.instance_id && *vnf != vnf_id),
         "nothing of the VNF is an orphan: {orphans:?}"
     );
     driver
@@ -367,9 +385,7 @@ async fn a_server_deleted_behind_vnfms_back_is_respawned_once_and_a_stray_is_an_
 
     let (code, body) = system.delete(&format!("/vnfs/{vnf_id}")).await;
     assert!(code == 202 || code == 204, "{code} {body}");
-    system
-        .wait_log(&vnf_id, "deleted", |vnf| vnf.deleted)
-        .await;
+    system.wait_log(&vnf_id, "deleted", |vnf| vnf.deleted).await;
     eventually(
         format!("nothing of VNF {vnf_id} is left in Nova or Neutron"),
         GONE_PATIENCE,

@@ -14,7 +14,7 @@
 //!
 //! [`VnfCommand::RecordVimDrift`]: events::vnf::VnfCommand::RecordVimDrift
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 use time::OffsetDateTime;
 
@@ -32,8 +32,8 @@ pub struct Seen {
 }
 
 /// The servers of each instance id in `inventory`.
-pub fn servers_by_instance(inventory: &TaggedInventory) -> HashMap<String, Vec<Seen>> {
-    let mut servers: HashMap<String, Vec<Seen>> = HashMap::new();
+pub fn servers_by_instance(inventory: &TaggedInventory) -> BTreeMap<String, Vec<Seen>> {
+    let mut servers: BTreeMap<String, Vec<Seen>> = BTreeMap::new();
     for server in &inventory.servers {
         servers
             .entry(server.instance_id.clone())
@@ -99,7 +99,7 @@ pub fn instance_drift(instance_id: &str, servers: &[Seen]) -> Option<(&'static s
 pub fn plan(
     vnf_id: &str,
     vnf: &Vnf,
-    servers: &HashMap<String, Vec<Seen>>,
+    servers: &BTreeMap<String, Vec<Seen>>,
     found_by: &Actor,
     at: OffsetDateTime,
 ) -> Vec<Finding> {
@@ -166,14 +166,11 @@ pub fn owned_instances<'a>(vnfs: impl IntoIterator<Item = &'a Vnf>) -> BTreeSet<
     vnfs.into_iter()
         .filter(|vnf| vnf.exists())
         .flat_map(|vnf| {
-            vnf.instances
-                .iter()
-                .map(|i| i.instance_id.clone())
-                .chain(
-                    vnf.pending
-                        .iter()
-                        .flat_map(|p| p.add.iter().map(|a| a.instance_id.clone())),
-                )
+            vnf.instances.iter().map(|i| i.instance_id.clone()).chain(
+                vnf.pending
+                    .iter()
+                    .flat_map(|p| p.add.iter().map(|a| a.instance_id.clone())),
+            )
         })
         .collect()
 }
@@ -225,7 +222,7 @@ mod tests {
     use events::envelope::ActorKind;
     use events::fixtures;
     use events::spec::PolicyAction;
-    use events::vnf::{PendingOperation, OperationKind, PlannedInstance};
+    use events::vnf::{OperationKind, PendingOperation, PlannedInstance};
     use time::macros::datetime;
 
     use super::*;
@@ -450,7 +447,11 @@ mod tests {
             servers: vec![
                 server("i-1", "s-1", ServerState::Active),
                 server("i-new", "s-new", ServerState::Build),
-                server("i-failed", "s-failed", ServerState::Error { fault: "x".into() }),
+                server(
+                    "i-failed",
+                    "s-failed",
+                    ServerState::Error { fault: "x".into() },
+                ),
                 server("i-of-deleted", "s-del", ServerState::Active),
             ],
             ports: vec![

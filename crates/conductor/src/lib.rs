@@ -226,6 +226,7 @@ impl Conductor {
 
     /// The same conductor, driving the VIMs registered on the log too: their credentials
     /// open with their data keys, which `keyring` unwraps with the master key.
+    #[must_use]
     pub fn with_registered_vims(self, keyring: Keyring) -> Self {
         let vims = Arc::new(self.vims.with_registry(self.log.clone(), keyring));
         Conductor { vims, ..self }
@@ -304,7 +305,12 @@ impl Conductor {
             };
             match reconciled {
                 Ok(done) if done.failures + done.errors > 0 => {
-                    tracing::info!(vims = done.vims, failures = done.failures, errors = done.errors, "VIM drift acted on.");
+                    tracing::info!(
+                        vims = done.vims,
+                        failures = done.failures,
+                        errors = done.errors,
+                        "VIM drift acted on."
+                    );
                 }
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "VIM drift not reconciled; next period."),

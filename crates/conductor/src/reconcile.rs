@@ -95,7 +95,11 @@ pub async fn reconcile(
             Ok(inventory) => inventory,
             Err(VimsError::Store(e)) => return Err(e),
             Err(VimsError::Unusable(reason)) => {
-                tracing::debug!(vim_id, reason, "VIM not listed; drift waits for the next period.");
+                tracing::debug!(
+                    vim_id,
+                    reason,
+                    "VIM not listed; drift waits for the next period."
+                );
                 continue;
             }
         };

@@ -94,6 +94,7 @@ impl Vims {
     }
 
     /// The same local VIM, and every VIM registered on `log`, opened with `keyring`.
+    #[must_use]
     pub fn with_registry(&self, log: EventLog, keyring: Keyring) -> Self {
         Vims {
             local: self.local.clone(),
@@ -110,9 +111,10 @@ impl Vims {
     /// The VIM of that id, ready to call.
     pub async fn get(&self, vim_id: &str) -> Result<Arc<dyn Vim>, VimsError> {
         if vim_id == LOCAL_VIM_ID {
-            return self.local.clone().ok_or_else(|| {
-                VimsError::Unusable("the local VIM is not driven here".to_owned())
-            });
+            return self
+                .local
+                .clone()
+                .ok_or_else(|| VimsError::Unusable("the local VIM is not driven here".to_owned()));
         }
         Ok(self.registered(vim_id).await?)
     }

@@ -530,13 +530,11 @@ mod tests {
 
     #[test]
     fn a_conductor_reads_the_vnf_table_for_drift_and_no_other_table() {
-        let read = |bucket| {
-            format!(
-                "{API}.DIRECT.GET.{}.$KV.{bucket}.v",
-                kv_stream(bucket)
-            )
-        };
-        assert!(publishes(Identity::Conductor, &read(names::VNF_TABLE_BUCKET)));
+        let read = |bucket| format!("{API}.DIRECT.GET.{}.$KV.{bucket}.v", kv_stream(bucket));
+        assert!(publishes(
+            Identity::Conductor,
+            &read(names::VNF_TABLE_BUCKET)
+        ));
         for other in [names::VNFD_TABLE_BUCKET, names::MONITOR_STATE_BUCKET] {
             assert!(!publishes(Identity::Conductor, &read(other)), "{other}");
         }

@@ -4,6 +4,7 @@
 //! (or a fault) would behind vnfm's back.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
@@ -77,10 +78,12 @@ impl VimConfig {
     pub fn with(&self, key: &str, value: &str) -> String {
         let mut values = self.values.clone();
         values.insert(key.to_owned(), value.to_owned());
-        values
-            .iter()
-            .map(|(key, value)| format!("{key}: '{value}'\n"))
-            .collect()
+        let mut text = String::new();
+        for (key, value) in &values {
+            // Writing to a String cannot fail.
+            let _ = writeln!(text, "{key}: '{value}'");
+        }
+        text
     }
 }
 
