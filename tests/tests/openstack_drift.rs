@@ -236,55 +236,20 @@ async fn a_server_deleted_behind_vnfms_back_is_respawned_once_and_a_stray_is_an_
         ..Options::default()
     })
     .await;
-    let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
-
-    let (code, vim) = system
-        .post(
-            "/vims",
-            register_body(&config, &format!("aio-drift-{suffix}")),
-        )
-        .await;
-    assert_eq!(code, 201, "{vim}");
-    let vim_id = vim["vim"]["id"].as_str().expect("a VIM id").to_owned();
-
-    let vnfd_id = system.onboard(VNFD).await;
-    let (code, created) = system
-        .post(
-            "/vnfs",
-            json!({"vnf": {"name": format!("drift-{suffix}"), "vnfd_id": vnfd_id,
-                           "vim_id": vim_id, "attributes": {}}}),
-        )
-        .await;
-    assert_eq!(code, 201, "{created}");
-    let vnf_id = created["vnf"]["id"].as_str().expect("a VNF id").to_owned();
+    let suffix = short_id();
+    let vim_id = register(&system, &config, &suffix).await;
+    let vnf_id = create(&system, VNFD, &vim_id, &suffix).await;
     let stray_vnf_id = format!("stray-{suffix}");
     let _cleanup = Cleanup {
         vim: Arc::clone(&driver),
         vnf_ids: vec![vnf_id.clone(), stray_vnf_id.clone()],
     };
-
-    let active = eventually(
-        format!("VNF {vnf_id} is ACTIVE on the all-in-one"),
-        DEPLOY_PATIENCE,
-        || async {
-            let vnf = system.vnf(&vnf_id).await;
-            match vnf.status {
-                Some(VnfStatus::Active) => Ok(vnf),
-                Some(VnfStatus::Error) => panic!("the create failed: {:?}", vnf.error_reason),
-                _ => Err(format!("{:?}", vnf.status)),
-            }
-        },
-    )
-    .await;
+    let active = wait_active(&system, &vnf_id).await;
     let [old] = &active.instances[..] else {
         panic!("one instance: {:?}", active.instances)
     };
     assert!(in_test_network(old.mgmt_ip), "{}", old.mgmt_ip);
-    let servers = cloud.servers_tagged(&instance_tag(&old.instance_id)).await;
-    let [server] = &servers[..] else {
-        panic!("one server of instance {}: {servers:?}", old.instance_id)
-    };
-    let old_server_id = server["id"].as_str().expect("a server id").to_owned();
+    let old_server_id = server_of(&cloud, &old.instance_id).await;
 
     // Behind vnfm's back.
     cloud.delete_server(&old_server_id).await;
@@ -383,15 +348,165 @@ async fn a_server_deleted_behind_vnfms_back_is_respawned_once_and_a_stray_is_an_
         .await
         .expect("the stray goes");
 
+    delete_and_wait_gone(&system, &cloud, &vnf_id).await;
+}
+
+/// One VDU as [`VNFD`]'s, without a monitoring policy.
+fn unmonitored_vnfd() -> String {
+    let start = VNFD.find("        monitoring_policy:").expect("a policy");
+    let end = VNFD.find("    CP1:").expect("a CP");
+    format!("{}{}", &VNFD[..start], &VNFD[end..]).replace(
+        "{template_name: drift}",
+        "{template_name: drift-unmonitored}",
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_stopped_behind_vnfms_back_without_a_policy_makes_its_vnf_error_once() {
+    let config = VimConfig::read();
+    let cloud = Cloud::login(&config).await;
+    let driver = Arc::new(OpenStackVim::new(access(&config)).expect("the driver builds"));
+    let system = System::start_with(Options {
+        drift_interval: Some(DRIFT_INTERVAL),
+        ..Options::default()
+    })
+    .await;
+    let suffix = short_id();
+    let vim_id = register(&system, &config, &suffix).await;
+    let vnf_id = create(&system, &unmonitored_vnfd(), &vim_id, &suffix).await;
+    let _cleanup = Cleanup {
+        vim: Arc::clone(&driver),
+        vnf_ids: vec![vnf_id.clone()],
+    };
+    let active = wait_active(&system, &vnf_id).await;
+    let [instance] = &active.instances[..] else {
+        panic!("one instance: {:?}", active.instances)
+    };
+    let server_id = server_of(&cloud, &instance.instance_id).await;
+
+    // Behind vnfm's back.
+    cloud.stop_server(&server_id).await;
+
+    let failed = eventually(
+        format!("VNF {vnf_id} is ERROR after its server stopped"),
+        HEAL_PATIENCE,
+        || async {
+            let vnf = system.vnf(&vnf_id).await;
+            if vnf.status == Some(VnfStatus::Error) {
+                Ok(vnf)
+            } else {
+                Err(format!("{:?} {:?}", vnf.status, vnf.instances))
+            }
+        },
+    )
+    .await;
+    let reason =
+        format!("the VIM reports server {server_id} SHUTOFF (VDU VDU1 has no monitoring policy)");
+    assert_eq!(failed.error_reason.as_deref(), Some(reason.as_str()));
+
+    // An ERROR VNF may be deleted; the delete's waits span several drift periods, after
+    // which the drift is still recorded once and nothing was healed.
+    delete_and_wait_gone(&system, &cloud, &vnf_id).await;
+    let events: Vec<VnfEvent> = system
+        .history(&vnf_id)
+        .await
+        .into_iter()
+        .flat_map(|recorded| recorded.envelope.events)
+        .collect();
+    let drifts: Vec<_> = events
+        .iter()
+        .filter_map(|event| match event {
+            VnfEvent::VimDriftFound { drift } => Some(drift),
+            _ => None,
+        })
+        .collect();
+    let [drift] = &drifts[..] else {
+        panic!("exactly one drift on the log: {drifts:?}")
+    };
+    assert_eq!(drift.drift_id, drift_id(&instance.instance_id, "SHUTOFF"));
+    assert_eq!(drift.vim_state, "SHUTOFF");
+    assert!(
+        !events
+            .iter()
+            .any(|event| matches!(event, VnfEvent::HealStarted { .. })),
+        "no heal: {events:?}"
+    );
+}
+
+/// Eight hex digits for this test's names.
+fn short_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..8].to_owned()
+}
+
+/// Registers the all-in-one through the API; answers the VIM's id.
+async fn register(system: &System, config: &VimConfig, suffix: &str) -> String {
+    let (code, vim) = system
+        .post(
+            "/vims",
+            register_body(config, &format!("aio-drift-{suffix}")),
+        )
+        .await;
+    assert_eq!(code, 201, "{vim}");
+    vim["vim"]["id"].as_str().expect("a VIM id").to_owned()
+}
+
+/// Onboards `template` and creates a VNF of it on `vim_id`; answers the VNF's id.
+async fn create(system: &System, template: &str, vim_id: &str, suffix: &str) -> String {
+    let vnfd_id = system.onboard(template).await;
+    let (code, created) = system
+        .post(
+            "/vnfs",
+            json!({"vnf": {"name": format!("drift-{suffix}"), "vnfd_id": vnfd_id,
+                           "vim_id": vim_id, "attributes": {}}}),
+        )
+        .await;
+    assert_eq!(code, 201, "{created}");
+    created["vnf"]["id"].as_str().expect("a VNF id").to_owned()
+}
+
+/// Waits until the VNF is ACTIVE on the log; a create that fails fails the test at once.
+async fn wait_active(system: &System, vnf_id: &str) -> events::vnf::Vnf {
+    eventually(
+        format!("VNF {vnf_id} is ACTIVE on the all-in-one"),
+        DEPLOY_PATIENCE,
+        || async {
+            let vnf = system.vnf(vnf_id).await;
+            assert_ne!(
+                vnf.status,
+                Some(VnfStatus::Error),
+                "the create failed: {:?}",
+                vnf.error_reason
+            );
+            if vnf.status == Some(VnfStatus::Active) {
+                Ok(vnf)
+            } else {
+                Err(format!("{:?}", vnf.status))
+            }
+        },
+    )
+    .await
+}
+
+/// The Nova id of the instance's one server.
+async fn server_of(cloud: &Cloud, instance_id: &str) -> String {
+    let servers = cloud.servers_tagged(&instance_tag(instance_id)).await;
+    let [server] = &servers[..] else {
+        panic!("one server of instance {instance_id}: {servers:?}")
+    };
+    server["id"].as_str().expect("a server id").to_owned()
+}
+
+/// Deletes the VNF through the API and waits until nothing of it is left in Nova or Neutron.
+async fn delete_and_wait_gone(system: &System, cloud: &Cloud, vnf_id: &str) {
     let (code, body) = system.delete(&format!("/vnfs/{vnf_id}")).await;
     assert!(code == 202 || code == 204, "{code} {body}");
-    system.wait_log(&vnf_id, "deleted", |vnf| vnf.deleted).await;
+    system.wait_log(vnf_id, "deleted", |vnf| vnf.deleted).await;
     eventually(
         format!("nothing of VNF {vnf_id} is left in Nova or Neutron"),
         GONE_PATIENCE,
         || async {
-            let servers = cloud.servers_tagged(&vnf_tag(&vnf_id)).await;
-            let ports = cloud.ports_tagged(&vnf_tag(&vnf_id)).await;
+            let servers = cloud.servers_tagged(&vnf_tag(vnf_id)).await;
+            let ports = cloud.ports_tagged(&vnf_tag(vnf_id)).await;
             if servers.is_empty() && ports.is_empty() {
                 Ok(())
             } else {
