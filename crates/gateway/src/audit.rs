@@ -222,7 +222,7 @@ impl Audited for Vnf {
             VnfEvent::VimDriftFound { drift } => (
                 MONITOR,
                 format!(
-                    "VIM drift of VDU {} instance {} found by {actor}: {}; the VDU has no monitoring policy, so the VNF is ERROR",
+                    "VIM drift of VDU {} instance {} found by {actor}: {}; the VNF is ERROR",
                     drift.vdu, drift.instance_id, drift.reason
                 ),
             ),
