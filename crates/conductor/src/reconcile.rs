@@ -15,6 +15,7 @@ use events::monitor::{Failure, MonitorEvent, MonitorMessage};
 use events::names;
 use events::nats_error::NatsError;
 use events::store::{self, CommandError, EventLog, StoreError};
+use events::telemetry;
 use events::vim::LOCAL_VIM_ID;
 use events::vnf::{VimDrift, Vnf, VnfCommand, VnfStatus};
 
@@ -122,10 +123,14 @@ pub async fn reconcile(
                 match finding {
                     Finding::Failure(failure) => {
                         publish_failure(log, &failure).await?;
+                        metrics::counter!(telemetry::VIM_DRIFTS, "action" => "failure_reported")
+                            .increment(1);
                         done.failures += 1;
                     }
                     Finding::Error(drift) => {
                         if record_error(log, &vnf_id, drift, actor).await? {
+                            metrics::counter!(telemetry::VIM_DRIFTS, "action" => "vnf_error")
+                                .increment(1);
                             done.errors += 1;
                             // The VNF is ERROR now: its other drifts change nothing.
                             break;
