@@ -58,6 +58,8 @@ pub struct Options {
     pub probe_cidrs: Option<ProbeCidrs>,
     /// The conductor's `--vim-check-interval-s`; `None` is its default.
     pub vim_check_interval: Option<Duration>,
+    /// The conductor's `--vim-drift-interval-s`; `None` is its default.
+    pub drift_interval: Option<Duration>,
 }
 
 /// A running vnfm.
@@ -127,6 +129,9 @@ impl System {
                 vim_check_interval: options
                     .vim_check_interval
                     .unwrap_or(conductor::VIM_CHECK_INTERVAL_DEFAULT),
+                drift_interval: options
+                    .drift_interval
+                    .unwrap_or(conductor::DRIFT_INTERVAL_DEFAULT),
                 ..ConductorConfig::default()
             },
         )

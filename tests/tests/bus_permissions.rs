@@ -82,7 +82,8 @@ fn operations() -> Vec<Operation> {
             "publish a failure report",
             names::failure_subject(vnf),
             "{}",
-            &[Monitor],
+            // A probe's, or a drift's (`conductor::reconcile`).
+            &[Monitor, Conductor],
         ),
         op(
             "publish a VDU state change",

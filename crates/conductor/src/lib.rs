@@ -12,6 +12,8 @@
 //! A message no conductor can handle is parked (term'd, never redelivered); a consumer that
 //! keeps failing stops the conductor (`supervise`), never a conductor that runs on with one.
 
+pub mod drift;
+pub mod reconcile;
 mod supervise;
 pub mod vim;
 pub mod vims;
@@ -60,6 +62,8 @@ pub struct ConductorConfig {
     /// How often the registered VIMs are checked (authenticated and called once) and their
     /// status recorded when it changed.
     pub vim_check_interval: Duration,
+    /// How often what each registered VIM reports is reconciled with the log (drift).
+    pub drift_interval: Duration,
 }
 
 /// The points of a heal at which a conductor can crash or stall, in order.
@@ -115,6 +119,7 @@ impl Default for ConductorConfig {
             respawn_limit: RespawnLimit::default(),
             stop_at: None,
             vim_check_interval: VIM_CHECK_INTERVAL_DEFAULT,
+            drift_interval: DRIFT_INTERVAL_DEFAULT,
         }
     }
 }
@@ -156,6 +161,11 @@ pub const ACK_WAIT_DEFAULT: Duration = Duration::from_secs(10);
 /// `UNREACHABLE` within about that, and every conductor's check costs each VIM one Keystone
 /// authentication and one Nova call per period.
 pub const VIM_CHECK_INTERVAL_DEFAULT: Duration = Duration::from_secs(30);
+/// Fifteen seconds between reconciliations of the registered VIMs with the log: a server
+/// deleted or stopped behind vnfm's back is acted on within about that (Tacker walked its VNFs
+/// every 10 s; Kubernetes and Masakari notice a failure in about 30 s), and each period costs
+/// each VIM one Nova and one Neutron list per conductor, plus a read of the VNF table.
+pub const DRIFT_INTERVAL_DEFAULT: Duration = Duration::from_secs(15);
 /// Operations one conductor carries out at once. Each holds a few VIM calls; more would only
 /// queue inside the VIM.
 const OPERATIONS_IN_FLIGHT_MAX: usize = 32;
@@ -264,7 +274,48 @@ impl Conductor {
             self.consume(Work::Heal, shutdown.clone())
         });
         let checks = self.check_vims(shutdown.clone());
-        tokio::try_join!(lifecycle, heals, checks).map(|((), (), ())| ())
+        let drift = self.reconcile_drift(shutdown.clone());
+        tokio::try_join!(lifecycle, heals, checks, drift).map(|((), (), (), ())| ())
+    }
+
+    /// Reconciles what the registered VIMs report with the log every `drift_interval` until
+    /// `shutdown` (`reconcile`), the first time one period after the start. A reconciliation
+    /// that cannot reach the log is logged and tried again next period.
+    async fn reconcile_drift(
+        &self,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), ConductorError> {
+        tokio::pin!(shutdown);
+        if !self.vims.has_registry() {
+            shutdown.await;
+            return Ok(());
+        }
+        let actor = self.actor();
+        let start = tokio::time::Instant::now() + self.config.drift_interval;
+        let mut ticks = tokio::time::interval_at(start, self.config.drift_interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => return Ok(()),
+                _ = ticks.tick() => {}
+            }
+            let reconciled = tokio::select! {
+                () = &mut shutdown => return Ok(()),
+                reconciled = reconcile::reconcile(&self.log, &self.vims, &actor) => reconciled,
+            };
+            match reconciled {
+                Ok(done) if done.failures + done.errors > 0 => {
+                    tracing::info!(
+                        vims = done.vims,
+                        failures = done.failures,
+                        errors = done.errors,
+                        "VIM drift acted on."
+                    );
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "VIM drift not reconciled; next period."),
+            }
+        }
     }
 
     /// Checks the registered VIMs every `vim_check_interval` until `shutdown`, the first time

@@ -25,7 +25,7 @@ use events::vim::{
 };
 
 use crate::vim::Vim;
-use crate::vim::openstack::{Credentials, OpenStackAccess, OpenStackVim};
+use crate::vim::openstack::{Credentials, OpenStackAccess, OpenStackVim, TaggedInventory};
 
 /// Why a VNF's VIM cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -52,7 +52,8 @@ impl From<KeyringError> for VimsError {
 
 /// The VIMs a conductor reaches.
 pub struct Vims {
-    local: Arc<dyn Vim>,
+    /// The built-in VIM; `None` for a reader of registered VIMs alone (`vnfm vim orphans`).
+    local: Option<Arc<dyn Vim>>,
     /// How registered VIMs are read and opened; `None` without a master key.
     registry: Option<Registry>,
     /// Each registered VIM's driver, with the sequence of the record it was made from.
@@ -76,8 +77,18 @@ impl Vims {
     /// The local VIM alone: a VNF on a registered VIM fails, naming the missing master key.
     pub fn local_only(local: Arc<dyn Vim>) -> Self {
         Vims {
-            local,
+            local: Some(local),
             registry: None,
+            drivers: Mutex::default(),
+        }
+    }
+
+    /// The VIMs registered on `log`, opened with `keyring`, and no local VIM: what a command
+    /// that looks at registered VIMs (`vnfm vim orphans`) reaches.
+    pub fn registered_only(log: EventLog, keyring: Keyring) -> Self {
+        Vims {
+            local: None,
+            registry: Some(Registry { log, keyring }),
             drivers: Mutex::default(),
         }
     }
@@ -100,7 +111,10 @@ impl Vims {
     /// The VIM of that id, ready to call.
     pub async fn get(&self, vim_id: &str) -> Result<Arc<dyn Vim>, VimsError> {
         if vim_id == LOCAL_VIM_ID {
-            return Ok(self.local.clone());
+            return self
+                .local
+                .clone()
+                .ok_or_else(|| VimsError::Unusable("the local VIM is not driven here".to_owned()));
         }
         Ok(self.registered(vim_id).await?)
     }
@@ -178,6 +192,29 @@ impl Vims {
             }
         }
         Ok(())
+    }
+
+    /// The ids of the registered VIMs that are not deleted.
+    pub async fn live_ids(&self) -> Result<Vec<String>, StoreError> {
+        let Some(registry) = &self.registry else {
+            return Ok(Vec::new());
+        };
+        let mut live = Vec::new();
+        for vim_id in registered_ids(&registry.log).await? {
+            if self.is_live(&vim_id).await? {
+                live.push(vim_id);
+            }
+        }
+        Ok(live)
+    }
+
+    /// Every server and port vnfm tagged on a registered VIM (one Nova and one Neutron list).
+    pub async fn inventory(&self, vim_id: &str) -> Result<TaggedInventory, VimsError> {
+        self.registered(vim_id)
+            .await?
+            .tagged_inventory()
+            .await
+            .map_err(|e| VimsError::Unusable(format!("VIM {vim_id}: {e}")))
     }
 
     async fn is_live(&self, vim_id: &str) -> Result<bool, StoreError> {

@@ -5,8 +5,11 @@
 //!
 //! The rules, as the server enforces them:
 //! - Only monitors publish monitor results (`vnfm.monitor.{round,state,failure,suspect,refused}`)
-//!   and write the monitor state and lease buckets; only conductors publish `bad_action`.
-//! - Only gateways and conductors append to the lifecycle log; only projectors write the tables.
+//!   and write the monitor state and lease buckets, but for failure reports, which conductors
+//!   publish too (a server that drifted on its VIM, found by their reconciliation); only
+//!   conductors publish `bad_action`.
+//! - Only gateways and conductors append to the lifecycle log; only projectors write the tables
+//!   (which gateways, conductors, for drift, and the reader read).
 //! - Only gateways read the data keys (each wrapped with the master key, which no identity
 //!   holds on the bus) and make them, but for conductors, which read a registered VIM's key
 //!   (and no other) to open its credentials; projectors may only destroy them (a write); the
@@ -144,9 +147,13 @@ impl Identity {
                 p.publish_allow.extend([
                     names::LIFECYCLE_SUBJECTS.to_owned(),
                     names::BAD_ACTION_SUBJECTS.to_owned(),
+                    // A drift's failure report (`conductor::reconcile`), for the heal path.
+                    names::FAILURE_SUBJECTS.to_owned(),
                 ]);
                 p.read(names::LIFECYCLE_STREAM);
                 p.read(names::MONITOR_STREAM);
+                // Drift finds the VNFs of each VIM in the VNF table: read, never written.
+                p.read(&kv_stream(names::VNF_TABLE_BUCKET));
                 // A registered VIM's data key, to open its credentials and reach it: binding to
                 // the bucket and the last value of a `vim.` key, never another aggregate's key
                 // (no get by sequence, no consumer).
@@ -378,7 +385,11 @@ mod tests {
                 names::vim_subject("v"),
                 &[Identity::Gateway, Identity::Conductor],
             ),
-            (names::failure_subject("v"), &[Identity::Monitor]),
+            // A probe's failure, or a drift a conductor found.
+            (
+                names::failure_subject("v"),
+                &[Identity::Monitor, Identity::Conductor],
+            ),
             (names::vdu_state_subject("v"), &[Identity::Monitor]),
             (names::round_subject("m"), &[Identity::Monitor]),
             (names::suspect_subject("m"), &[Identity::Monitor]),
@@ -515,6 +526,22 @@ mod tests {
             assert!(publishes(Identity::Monitor, &subject));
             assert!(publishes(Identity::Reader, &subject));
         }
+    }
+
+    #[test]
+    fn a_conductor_reads_the_vnf_table_for_drift_and_no_other_table() {
+        let read = |bucket| format!("{API}.DIRECT.GET.{}.$KV.{bucket}.v", kv_stream(bucket));
+        assert!(publishes(
+            Identity::Conductor,
+            &read(names::VNF_TABLE_BUCKET)
+        ));
+        for other in [names::VNFD_TABLE_BUCKET, names::MONITOR_STATE_BUCKET] {
+            assert!(!publishes(Identity::Conductor, &read(other)), "{other}");
+        }
+        assert!(!publishes(
+            Identity::Conductor,
+            &format!("$KV.{}.v", names::VNF_TABLE_BUCKET)
+        ));
     }
 
     #[test]

@@ -79,7 +79,8 @@ pub const CONDUCTOR_CONSUMER: &str = "conductor";
 pub const MONITOR_STREAM: &str = "VNFM_MONITOR";
 /// All subjects of the monitor stream.
 pub const MONITOR_SUBJECTS: &str = "vnfm.monitor.>";
-/// Failure reports of every VNF, which conductors consume.
+/// Failure reports of every VNF, which conductors consume: monitors' and the drifts
+/// conductors' reconciliation finds.
 pub const FAILURE_SUBJECTS: &str = "vnfm.monitor.failure.*";
 /// Conductors' rejections of stale failure reports, which monitors follow.
 pub const BAD_ACTION_SUBJECTS: &str = "vnfm.monitor.bad_action.*";
@@ -91,7 +92,8 @@ pub const ROUND_SUBJECTS: &str = "vnfm.monitor.round.*";
 pub const REFUSED_TARGET_SUBJECTS: &str = "vnfm.monitor.refused.*";
 /// VDU state changes of every VNF.
 pub const STATE_SUBJECTS: &str = "vnfm.monitor.state.*";
-/// Everything monitors publish, and only they.
+/// Everything monitors publish, and only they, but for failure reports (conductors publish a
+/// drift's too).
 pub const MONITOR_REPORT_SUBJECTS: [&str; 5] = [
     ROUND_SUBJECTS,
     STATE_SUBJECTS,

@@ -16,6 +16,9 @@ pub const MONITOR_TARGETS: &str = "vnfm_monitor_targets";
 pub const MONITOR_PARTITIONS: &str = "vnfm_monitor_partitions";
 /// Failure reports a monitor stored on the monitor stream.
 pub const FAILURES_REPORTED: &str = "vnfm_failures_reported_total";
+/// Drifts a conductor's reconciliation acted on, by `action` (`failure_reported` for a
+/// monitored VDU, `vnf_error` for one without a policy).
+pub const VIM_DRIFTS: &str = "vnfm_vim_drifts_total";
 /// Heals a conductor claimed (its `HandleFailure` recorded the heal).
 pub const HEALS_CLAIMED: &str = "vnfm_heals_claimed_total";
 /// Heals a conductor recorded as completed.
@@ -87,6 +90,10 @@ pub fn describe() {
     describe_counter!(
         FAILURES_REPORTED,
         "Failure reports stored on the monitor stream."
+    );
+    describe_counter!(
+        VIM_DRIFTS,
+        "VIM drifts this conductor acted on, by action (failure_reported, vnf_error)."
     );
     describe_counter!(HEALS_CLAIMED, "Heals this conductor claimed.");
     describe_counter!(

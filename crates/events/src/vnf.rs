@@ -179,6 +179,39 @@ pub struct FailedInstance {
     pub action_id: String,
 }
 
+/// What a conductor found on a VNF's VIM that the log does not account for: the server of a
+/// running instance gone, in ERROR or SHUTOFF, behind vnfm's back (drift). A VDU with a
+/// monitoring policy has it handled as a failure report (`HandleFailure`); one without makes
+/// the VNF ERROR with this ([`VnfCommand::RecordVimDrift`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VimDrift {
+    /// [`drift_id`] of the instance and the VIM state: every conductor, every period, derives
+    /// the same one, so the VNF records it once.
+    pub drift_id: String,
+    pub vdu: String,
+    pub instance_id: String,
+    /// The state as the VIM reports it: `gone`, `ERROR` or `SHUTOFF`.
+    pub vim_state: String,
+    /// For a person: "the VIM reports server <id> SHUTOFF", with Nova's fault for ERROR.
+    pub reason: String,
+    /// The conductor whose reconciliation found it.
+    pub found_by: Actor,
+    #[serde(with = "time::serde::rfc3339")]
+    pub found_at: OffsetDateTime,
+}
+
+/// The id of the drift of `instance_id` into `vim_state` (`gone`, `ERROR`, `SHUTOFF`): UUIDv5,
+/// so that every conductor and every period names the same drift, which the VNF's claim (of
+/// the failure, or of the drift itself) makes exclusive. Serves as the failure id of the
+/// failure report a drift of a monitored VDU becomes.
+pub fn drift_id(instance_id: &str, vim_state: &str) -> String {
+    uuid::Uuid::new_v5(
+        &uuid::Uuid::NAMESPACE_OID,
+        format!("{instance_id}/vim-drift/{vim_state}").as_bytes(),
+    )
+    .to_string()
+}
+
 /// Alarm occurrences a VNF remembers as handled, so a repeated notification acts once. What
 /// is re-sent at once is one occurrence per trigger (Alertmanager re-sends a group's firing
 /// alerts every `repeat_interval`, each with its first `startsAt`; Aodh re-posts an alarm that
@@ -340,6 +373,11 @@ pub enum VnfCommand {
     ClearAlarm {
         occurrence_id: String,
     },
+    /// A conductor found a running instance of a VDU without a monitoring policy gone, in
+    /// ERROR or SHUTOFF on its VIM: the VNF goes ERROR with the reason. Once per drift id.
+    RecordVimDrift {
+        drift: VimDrift,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -460,6 +498,11 @@ pub enum VnfEvent {
     AlarmCleared {
         occurrence_id: String,
     },
+    /// The VIM reports a running instance of a VDU without a monitoring policy gone, in ERROR
+    /// or SHUTOFF: the VNF is ERROR with the drift's reason.
+    VimDriftFound {
+        drift: VimDrift,
+    },
 }
 
 impl DomainEvent for VnfEvent {
@@ -484,6 +527,7 @@ impl DomainEvent for VnfEvent {
             VnfEvent::AlarmRespawnStarted { .. } => "AlarmRespawnStarted",
             VnfEvent::AlarmLogged { .. } => "AlarmLogged",
             VnfEvent::AlarmCleared { .. } => "AlarmCleared",
+            VnfEvent::VimDriftFound { .. } => "VimDriftFound",
         }
         .into()
     }
@@ -561,6 +605,10 @@ pub enum VnfError {
         action: String,
         actions: Vec<String>,
     },
+    /// A drift of a VDU that has a monitoring policy is a failure report for that policy
+    /// (`HandleFailure`), never the VNF's ERROR.
+    #[error("VDU {vdu} has a monitoring policy ({}): its drift is handled as a failure", .policy.as_str())]
+    DriftHasPolicy { vdu: String, policy: PolicyAction },
     /// An alarm is about an instance the VNF no longer runs.
     #[error("stale alarm: {reason}")]
     StaleAlarm { reason: String },
@@ -942,6 +990,11 @@ impl Aggregate for Vnf {
                         .await;
                 }
             }
+            VnfCommand::RecordVimDrift { drift } => {
+                for event in self.decide_vim_drift(drift)? {
+                    sink.write(event, self).await;
+                }
+            }
             VnfCommand::CompleteHeal {
                 operation_id,
                 added,
@@ -1086,6 +1139,12 @@ impl Aggregate for Vnf {
             }
             VnfEvent::AlarmCleared { occurrence_id } => {
                 self.handled_alarms.retain(|id| *id != occurrence_id);
+            }
+            VnfEvent::VimDriftFound { drift } => {
+                self.failure_count += 1;
+                self.remember_handled(&drift.drift_id);
+                self.status = Some(VnfStatus::Error);
+                self.error_reason = Some(drift.reason);
             }
             VnfEvent::OperationFailed { reason, .. } => {
                 if let Some(pending) = self.pending.take() {
@@ -1367,6 +1426,49 @@ impl Vnf {
                 }]
             }
         })
+    }
+
+    /// What a drift of a VDU without a monitoring policy does, in this order: a drift already
+    /// recorded, or of an instance an operation is replacing, nothing; of an instance the VNF
+    /// no longer runs, stale; of a VDU with a policy, refused (a failure report's job); while
+    /// another operation runs, busy; else the VNF goes ERROR with the reason.
+    fn decide_vim_drift(&self, drift: VimDrift) -> Result<Vec<VnfEvent>, VnfError> {
+        let status = self.live_status()?;
+        if self.handled_failures.contains(&drift.drift_id) {
+            return Ok(Vec::new());
+        }
+        let being_replaced = self
+            .pending
+            .as_ref()
+            .is_some_and(|p| p.remove.contains(&drift.instance_id));
+        if being_replaced {
+            return Ok(Vec::new());
+        }
+        let Some(instance) = self
+            .instances
+            .iter()
+            .find(|i| i.instance_id == drift.instance_id)
+        else {
+            return Err(VnfError::StaleFailure {
+                reason: format!(
+                    "instance {} is no longer part of the VNF",
+                    drift.instance_id
+                ),
+            });
+        };
+        if let Some(policy) = self.monitoring_policy(&instance.vdu) {
+            return Err(VnfError::DriftHasPolicy {
+                vdu: instance.vdu.clone(),
+                policy: policy.failure_action,
+            });
+        }
+        if self.pending.is_some() {
+            return Err(VnfError::Busy { status });
+        }
+        if status != VnfStatus::Active {
+            return Err(VnfError::NotHealable { status });
+        }
+        Ok(vec![VnfEvent::VimDriftFound { drift }])
     }
 
     /// The replacement of the instances `replaced` picks (a heal's plan). Replacements keep

@@ -394,7 +394,8 @@ fn alarm_error(vnf_id: &str, error: CommandError<VnfError>) -> ApiError {
             | VnfError::StaleOperation { .. }
             | VnfError::PlanMismatch { .. }
             | VnfError::StaleFailure { .. }
-            | VnfError::NotThePolicy { .. }),
+            | VnfError::NotThePolicy { .. }
+            | VnfError::DriftHasPolicy { .. }),
         ) => ApiError::internal("an alarm on a VNF", &e),
         CommandError::Store(e) => ApiError::store("appending an alarm", &e),
     }

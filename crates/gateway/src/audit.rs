@@ -219,6 +219,13 @@ impl Audited for Vnf {
                     "Alarm occurrence {occurrence_id} cleared by {actor}: its next firing acts again"
                 ),
             ),
+            VnfEvent::VimDriftFound { drift } => (
+                MONITOR,
+                format!(
+                    "VIM drift of VDU {} instance {} found by {actor}: {}; the VNF is ERROR",
+                    drift.vdu, drift.instance_id, drift.reason
+                ),
+            ),
             VnfEvent::OperationFailed { reason, .. } => {
                 let operation = before.pending.as_ref().map(|p| p.kind);
                 let kind = match operation {

@@ -478,6 +478,10 @@ impl VnfStory {
             VnfEvent::AlarmCleared { occurrence_id } => {
                 format!("alarm {occurrence_id} over: its next firing acts again")
             }
+            VnfEvent::VimDriftFound { drift } => format!(
+                "VIM drift of {} instance {}, found by {by}: {}; the VNF is ERROR",
+                drift.vdu, drift.instance_id, drift.reason
+            ),
         }
     }
 
@@ -485,6 +489,20 @@ impl VnfStory {
     /// about no one VNF (rounds, a monitor's own faults).
     fn monitor_text(&self, event: &MonitorEvent) -> Option<(String, String)> {
         Some(match event {
+            // A conductor's report is a drift its reconciliation found, not a probe's.
+            MonitorEvent::Failure(failure)
+                if failure.monitor.kind == events::envelope::ActorKind::Conductor =>
+            {
+                (
+                    who(&failure.monitor),
+                    format!(
+                        "VDU {} down (VIM drift found by {}: {})",
+                        vdu(&failure.target),
+                        who(&failure.monitor),
+                        failure.reason
+                    ),
+                )
+            }
             MonitorEvent::Failure(failure) => (
                 who(&failure.monitor),
                 format!(

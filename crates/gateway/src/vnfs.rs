@@ -620,6 +620,7 @@ fn command_error(vnf_id: &str, error: CommandError<VnfError>) -> ApiError {
             | VnfError::PlanMismatch { .. }
             | VnfError::StaleFailure { .. }
             | VnfError::NotThePolicy { .. }
+            | VnfError::DriftHasPolicy { .. }
             | VnfError::Busy { .. }
             | VnfError::NotHealable { .. }
             | VnfError::UnknownTrigger { .. }

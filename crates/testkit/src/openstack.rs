@@ -194,6 +194,13 @@ impl Cloud {
         self.call(reqwest::Method::DELETE, url, None).await;
     }
 
+    /// Stops a server (Nova's `os-stop`): it goes SHUTOFF.
+    pub async fn stop_server(&self, server_id: &str) {
+        let url = format!("{}/servers/{server_id}/action", self.compute);
+        let body = json!({"os-stop": null});
+        self.call(reqwest::Method::POST, url, Some(body)).await;
+    }
+
     /// The ports that carry `tag`.
     pub async fn ports_tagged(&self, tag: &str) -> Vec<Value> {
         let url = format!("{}/v2.0/ports?tags={tag}", self.network);

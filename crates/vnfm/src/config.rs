@@ -23,12 +23,17 @@ use time::format_description::well_known::Rfc3339;
 use crate::{
     ApiArgs, AuditArgs, AuthMode, Command, ConductorArgs, GuardArgs, HealArgs, MetricsArgs,
     MonitorArgs, NatsArgs, NatsConfigArgs, ProbeArgs, ProjectorArgs, SetupArgs, TailArgs,
-    TokenCommand, TokenCreateArgs, UpArgs, VduHttpArgs, VimArgs, nats_server,
+    TokenCommand, TokenCreateArgs, UpArgs, VduHttpArgs, VimArgs, VimCommand, VimOrphansArgs,
+    nats_server,
 };
 
 /// The longest `--vim-check-interval-s`: an hour. A VIM that stopped answering shows
 /// `REACHABLE` until its next check; longer would hide an outage from operators for too long.
 const VIM_CHECK_INTERVAL_MAX_S: u64 = 3_600;
+/// The longest `--vim-drift-interval-s`: an hour. A server deleted behind vnfm's back is
+/// healed (or its VNF set to ERROR) within a period; longer leaves a VDU without a policy
+/// silently gone for too long.
+const VIM_DRIFT_INTERVAL_MAX_S: u64 = 3_600;
 /// The longest `--ack-wait-s`: an hour. A conductor that took a request and went silent holds
 /// it this long before another conductor gets it; a longer stall of heals helps nobody.
 const ACK_WAIT_MAX_S: u64 = 3600;
@@ -150,6 +155,13 @@ pub enum Config {
         verify: bool,
         nats: Nats,
     },
+    /// `vnfm vim orphans`: list the registered VIMs' orphans, as the conductor identity.
+    VimOrphans {
+        nats: Nats,
+        /// Always read when the configuration is valid (an unreadable file is a problem).
+        master_key: Option<Arc<DataKey>>,
+        json: bool,
+    },
     /// Passed on as given: the local VIM builds its command line.
     VduHttp(VduHttpArgs),
     TokenCreate(TokenCreate),
@@ -257,6 +269,7 @@ pub struct Conductor {
     /// The master key read from `--master-key`: registered VIMs are driven only with it.
     pub master_key: Option<Arc<DataKey>>,
     pub vim_check_interval: Duration,
+    pub drift_interval: Duration,
 }
 
 #[derive(Debug)]
@@ -380,6 +393,15 @@ pub fn validate(command: Command, files: &dyn Files) -> Result<Config, Vec<Confi
         Command::Tail(TailArgs { vnf, nats }) => Config::Tail {
             vnf_id: vnf.map(|id| check.vnf_id("--vnf", id)),
             nats: check.nats(nats),
+        },
+        Command::Vim(VimCommand::Orphans(VimOrphansArgs {
+            master_key,
+            json,
+            nats,
+        })) => Config::VimOrphans {
+            nats: check.nats(nats),
+            master_key: check.master_key(Some(&master_key)),
+            json,
         },
         Command::Rebuild { verify, nats } => Config::Rebuild {
             verify,
@@ -735,6 +757,12 @@ impl Check<'_> {
                 (1, VIM_CHECK_INTERVAL_MAX_S),
                 " seconds",
             )),
+            drift_interval: Duration::from_secs(self.in_range(
+                "--vim-drift-interval-s",
+                args.vim_drift_interval_s,
+                (1, VIM_DRIFT_INTERVAL_MAX_S),
+                " seconds",
+            )),
         }
     }
 
@@ -889,6 +917,10 @@ mod tests {
                 "--ack-wait-s: must be 1..=3600 seconds, got 0",
             ),
             (
+                &["conductor", "--vim-drift-interval-s", "0"],
+                "--vim-drift-interval-s: must be 1..=3600 seconds, got 0",
+            ),
+            (
                 &["conductor", "--heals-max", "33"],
                 "--heals-max: must be 1..=32 heals, got 33",
             ),
@@ -989,6 +1021,13 @@ mod tests {
             ],
             "{found:#?}"
         );
+    }
+
+    #[test]
+    fn vim_orphans_needs_a_master_key_it_can_read() {
+        let found = problems(&["vim", "orphans", "--master-key", "/no/such/key"]);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].starts_with("--master-key: "), "{found:?}");
     }
 
     #[test]

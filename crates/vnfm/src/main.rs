@@ -55,6 +55,9 @@ enum Command {
     /// Follow the log live from now on, telling every VNF's events (or one's) in the words of
     /// `audit` as they happen, until interrupted. As the reader identity.
     Tail(TailArgs),
+    /// Look at the registered VIMs (as the conductor identity, with --master-key).
+    #[command(subcommand)]
+    Vim(VimCommand),
     /// Rebuild the VNF and VNFD tables from the log.
     Rebuild {
         /// Compare the rebuild with the live tables instead of writing it; exit 1 on any difference.
@@ -93,6 +96,27 @@ struct TailArgs {
     /// Follow only this VNF. Without it, every VNF, each line naming its VNF's short id.
     #[arg(long, value_name = "VNF_ID")]
     vnf: Option<String>,
+    #[command(flatten)]
+    nats: NatsArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum VimCommand {
+    /// List, per registered VIM, the servers and ports tagged by vnfm that no live VNF's
+    /// instance owns (by instance id): VIM, kind, OpenStack id, instance id, VNF id. Reports,
+    /// never deletes. Exits 1 when a VIM could not be listed.
+    Orphans(VimOrphansArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+struct VimOrphansArgs {
+    /// The master key file (the gateways' and conductors' own), which opens the registered
+    /// VIMs' credentials.
+    #[arg(long, env = "VNFM_MASTER_KEY")]
+    master_key: PathBuf,
+    /// One JSON document on stdout, for machines.
+    #[arg(long)]
+    json: bool,
     #[command(flatten)]
     nats: NatsArgs,
 }
@@ -384,6 +408,15 @@ struct ConductorArgs {
         default_value_t = conductor::VIM_CHECK_INTERVAL_DEFAULT.as_secs()
     )]
     vim_check_interval_s: u64,
+    /// Seconds between reconciliations of what the registered VIMs report with the log
+    /// (drift): a server of an ACTIVE VNF gone, in ERROR or SHUTOFF is a failure of its VDU.
+    #[arg(
+        long,
+        env = "VNFM_VIM_DRIFT_INTERVAL_S",
+        allow_negative_numbers = true,
+        default_value_t = conductor::DRIFT_INTERVAL_DEFAULT.as_secs()
+    )]
+    vim_drift_interval_s: u64,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -82,6 +82,7 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
                 respawn_limit: conductor.respawn_limit,
                 stop_at: conductor.stop_at,
                 vim_check_interval: conductor.vim_check_interval,
+                drift_interval: conductor.drift_interval,
             };
             let log = open(nats, &config.instance, Identity::Conductor).await?;
             let mut roles = Roles::new();
@@ -139,6 +140,11 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
         } => audit(&nats, &vnf_id, json, window).await,
         Config::Tail { vnf_id, nats } => tail(&nats, vnf_id.as_deref()).await,
         Config::Rebuild { verify, nats } => rebuild(&nats, verify).await,
+        Config::VimOrphans {
+            nats,
+            master_key,
+            json,
+        } => vim_orphans(&nats, master_key, json).await,
         // Its namespace must be entered before any runtime thread exists: `main` runs it.
         Config::VduHttp(_) => anyhow::bail!("vdu-http runs before the async runtime starts"),
         Config::TokenCreate(_) => {
@@ -709,6 +715,49 @@ fn delivered<E: std::error::Error + Send + Sync + 'static>(
         .with_context(|| format!("the {what} stream's consumer ended"))?
         .with_context(|| format!("following the {what} stream"))?;
     Ok(events::read::Stored::delivered(message)?)
+}
+
+/// `vnfm vim orphans`: as the conductor identity, since it must open the VIMs' credentials
+/// (their data keys, with the master key) and read the VNF table, which the conductor's drift
+/// reads too; it writes nothing.
+async fn vim_orphans(
+    nats: &Nats,
+    master_key: Option<Arc<DataKey>>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let master_key = master_key.context("--master-key names no readable key")?;
+    let log = open(nats, "vnfm-vim-orphans", Identity::Conductor).await?;
+    let keyring = Keyring::open(log.jetstream(), master_key).await?;
+    let vims = conductor::vims::Vims::registered_only(log.clone(), keyring);
+    let listed = conductor::reconcile::orphans(&log, &vims).await?;
+    let failed = listed.iter().filter(|vim| vim.error.is_some()).count();
+    if json {
+        println!("{}", serde_json::json!({ "vims": listed }));
+    } else {
+        println!("VIM\tKIND\tOPENSTACK_ID\tINSTANCE_ID\tVNF_ID");
+        for orphan in listed.iter().flat_map(|vim| &vim.orphans) {
+            println!(
+                "{}\t{}\t{}\t{}\t{}",
+                orphan.vim_id,
+                orphan.kind,
+                orphan.openstack_id,
+                orphan.instance_id,
+                orphan.vnf_id.as_deref().unwrap_or("-")
+            );
+        }
+        for vim in &listed {
+            if let Some(error) = &vim.error {
+                eprintln!("vnfm vim orphans: VIM {} not listed: {error}", vim.vim_id);
+            }
+        }
+        let count: usize = listed.iter().map(|vim| vim.orphans.len()).sum();
+        eprintln!("{count} orphans on {} registered VIMs", listed.len());
+    }
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 async fn rebuild(nats: &Nats, verify: bool) -> anyhow::Result<ExitCode> {

@@ -28,7 +28,7 @@ use tokio::sync::{Mutex, OnceCell};
 pub use keystone::{Credentials, Endpoints, TOKEN_RENEWAL_MARGIN, needs_renewal, v3_root};
 pub use plan::{
     INSTANCE_TAG_PREFIX, META_CONFIG_DIGEST, MGMT_TAG, ServerState, VNFM_TAG, flavor_name,
-    instance_tag, port_name,
+    instance_tag, port_name, vnf_tag,
 };
 
 use crate::vim::{ConfigRequest, DeployRequest, Deployed, Vim, VimError};

@@ -1509,3 +1509,145 @@ mod alarms {
         assert_eq!(serde_json::to_value(&event).unwrap(), stored);
     }
 }
+
+mod vim_drift {
+    use super::*;
+    use crate::envelope::{Actor, ActorKind};
+
+    /// The drift of the running instance at `index` (of [`active`]'s plan) into `vim_state`.
+    fn drift(index: usize, vim_state: &str) -> VimDrift {
+        let instance = &running(&create_plan(), 1)[index];
+        VimDrift {
+            drift_id: drift_id(&instance.instance_id, vim_state),
+            vdu: instance.vdu.clone(),
+            instance_id: instance.instance_id.clone(),
+            vim_state: vim_state.into(),
+            reason: format!("the VIM reports server s-{index} {vim_state}"),
+            found_by: Actor::new(ActorKind::Conductor, "c1"),
+            found_at: datetime!(2026-11-25 10:05 UTC),
+        }
+    }
+
+    fn record(drift: VimDrift) -> VnfCommand {
+        VnfCommand::RecordVimDrift { drift }
+    }
+
+    #[test]
+    fn a_drift_id_is_the_same_for_the_same_instance_and_state_only() {
+        assert_eq!(drift_id("i-1", "SHUTOFF"), drift_id("i-1", "SHUTOFF"));
+        assert_ne!(drift_id("i-1", "SHUTOFF"), drift_id("i-1", "gone"));
+        assert_ne!(drift_id("i-1", "gone"), drift_id("i-2", "gone"));
+    }
+
+    #[test]
+    fn a_drift_of_a_vdu_without_a_policy_makes_the_vnf_error_with_the_reason() {
+        let found = drift(2, "SHUTOFF");
+        Given::with(())
+            .given(active())
+            .when(record(found.clone()))
+            .then_expect_events(vec![VnfEvent::VimDriftFound {
+                drift: found.clone(),
+            }]);
+        let mut events = active();
+        events.push(VnfEvent::VimDriftFound { drift: found });
+        let vnf = state_after(events);
+        assert_eq!(vnf.status, Some(VnfStatus::Error));
+        assert_eq!(
+            vnf.error_reason.as_deref(),
+            Some("the VIM reports server s-2 SHUTOFF")
+        );
+        assert_eq!(vnf.failure_count, 1);
+        // Its instances stay recorded: a person decides (a delete removes them).
+        assert_eq!(vnf.instances.len(), 3);
+    }
+
+    #[test]
+    fn the_same_drift_again_records_nothing() {
+        let found = drift(0, "gone");
+        let mut events = active();
+        events.push(VnfEvent::VimDriftFound {
+            drift: found.clone(),
+        });
+        Given::with(())
+            .given(events)
+            .when(record(found))
+            .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn another_state_of_a_vnf_already_in_error_is_not_healable() {
+        let mut events = active();
+        events.push(VnfEvent::VimDriftFound {
+            drift: drift(0, "SHUTOFF"),
+        });
+        Given::with(())
+            .given(events)
+            .when(record(drift(0, "gone")))
+            .then_expect_error(VnfError::NotHealable {
+                status: VnfStatus::Error,
+            });
+    }
+
+    #[test]
+    fn a_drift_of_an_instance_being_replaced_is_no_drift() {
+        let mut events = active();
+        events.push(VnfEvent::ScaleRequested {
+            operation_id: "op-scale".into(),
+            policy: "SP1".into(),
+            direction: ScaleDirection::In,
+            add: vec![],
+            remove: vec![planned(CREATE_OP, "VDU1", 1).instance_id],
+            at: Some(SCALED_AT),
+        });
+        Given::with(())
+            .given(events.clone())
+            .when(record(drift(1, "gone")))
+            .then_expect_events(vec![]);
+        // Another instance while the scale runs: the drift waits for it.
+        Given::with(())
+            .given(events)
+            .when(record(drift(2, "gone")))
+            .then_expect_error(VnfError::Busy {
+                status: VnfStatus::PendingScaleIn,
+            });
+    }
+
+    #[test]
+    fn a_drift_of_an_instance_the_vnf_no_longer_runs_is_stale() {
+        let mut gone = drift(0, "gone");
+        gone.instance_id = "i-replaced".into();
+        gone.drift_id = drift_id("i-replaced", "gone");
+        Given::with(())
+            .given(active())
+            .when(record(gone))
+            .then_expect_error(VnfError::StaleFailure {
+                reason: "instance i-replaced is no longer part of the VNF".into(),
+            });
+    }
+
+    #[test]
+    fn a_drift_of_a_monitored_vdu_is_left_to_its_policy() {
+        let events = vec![
+            create_requested(true),
+            VnfEvent::CreateCompleted {
+                operation_id: CREATE_OP.into(),
+                instances: running(&create_plan(), 1),
+            },
+        ];
+        Given::with(())
+            .given(events)
+            .when(record(drift(0, "ERROR")))
+            .then_expect_error(VnfError::DriftHasPolicy {
+                vdu: "VDU1".into(),
+                policy: PolicyAction::Respawn,
+            });
+    }
+
+    #[test]
+    fn a_drift_of_a_deleted_vnf_is_not_found() {
+        Given::with(())
+            .given(vec![])
+            .when(record(drift(0, "gone")))
+            .then_expect_error(VnfError::NotFound);
+    }
+}

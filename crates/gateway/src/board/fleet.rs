@@ -126,6 +126,7 @@ impl Heals {
                 }
             }
             VnfEvent::FailureLogged { .. }
+            | VnfEvent::VimDriftFound { .. }
             | VnfEvent::RespawnLimitReached {
                 failure: Some(_), ..
             } => {

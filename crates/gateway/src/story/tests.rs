@@ -632,3 +632,52 @@ fn alarms_are_told_with_their_trigger_action_and_source() {
         ]
     );
 }
+
+#[test]
+fn a_vim_drift_is_told_as_the_vims_not_a_probes() {
+    let detected_at = T0 + ms(20_000);
+    let drift = Failure {
+        failure_id: events::vnf::drift_id("i-1", "gone"),
+        monitor: conductor("conductor-3"),
+        reason: "the VIM reports the server of instance i-1 gone".into(),
+        attempts: 1,
+        ..respawn_failure(1, detected_at)
+    };
+    let mut messages = created();
+    messages.push(on_monitor(detected_at, MonitorEvent::Failure(drift)));
+    let lines = story(VNF_ID, messages);
+    assert_eq!(
+        texts(&lines).last().copied(),
+        Some(
+            "VDU WEB 198.18.3.219 down (VIM drift found by conductor-3: \
+             the VIM reports the server of instance i-1 gone)"
+        )
+    );
+
+    let mut messages = created();
+    messages.push(lifecycle(
+        3,
+        detected_at,
+        conductor("conductor-3"),
+        vec![VnfEvent::VimDriftFound {
+            drift: events::vnf::VimDrift {
+                drift_id: events::vnf::drift_id("i-1", "SHUTOFF"),
+                vdu: "WEB".into(),
+                instance_id: "i-1".into(),
+                vim_state: "SHUTOFF".into(),
+                reason: "the VIM reports server s-1 SHUTOFF (VDU WEB has no monitoring policy)"
+                    .into(),
+                found_by: conductor("conductor-3"),
+                found_at: detected_at,
+            },
+        }],
+    ));
+    let lines = story(VNF_ID, messages);
+    assert_eq!(
+        texts(&lines).last().copied(),
+        Some(
+            "VIM drift of WEB instance i-1, found by conductor-3: the VIM reports server s-1 \
+             SHUTOFF (VDU WEB has no monitoring policy); the VNF is ERROR"
+        )
+    );
+}
