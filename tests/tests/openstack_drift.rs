@@ -472,7 +472,8 @@ topology_template:
 /// A line that occurs nowhere but in the VDU's `user_data`.
 const USER_DATA_MARKER: &str = "vnfm-user-data-marker-4b7e";
 /// The VDU's `user_data` as the VNFD holds it, indented under its key.
-const USER_DATA_SCRIPT: &str = "          #!/bin/sh\n          echo vnfm-user-data-marker-4b7e > /run/marker";
+const USER_DATA_SCRIPT: &str =
+    "          #!/bin/sh\n          echo vnfm-user-data-marker-4b7e > /run/marker";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_vdus_user_data_and_config_drive_reach_its_server_and_never_the_log_in_clear() {

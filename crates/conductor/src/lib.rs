@@ -684,15 +684,10 @@ impl Conductor {
         // All at once: a cloud builds servers side by side (one at a time, a VNF of several
         // VDUs would take the sum of their boots). On a failure the others are dropped, and
         // `undo_deploys` removes whatever each had made.
-        let added = futures::future::try_join_all(
-            pending
-                .add
-                .iter()
-                .map(|planned| {
-                    let user_data = user_data.get(&planned.vdu).map(String::as_str);
-                    self.deploy(vim, vnf, vnf_id, &pending.operation_id, planned, user_data)
-                }),
-        )
+        let added = futures::future::try_join_all(pending.add.iter().map(|planned| {
+            let user_data = user_data.get(&planned.vdu).map(String::as_str);
+            self.deploy(vim, vnf, vnf_id, &pending.operation_id, planned, user_data)
+        }))
         .await?;
         if matches!(
             pending.kind,

@@ -22,11 +22,11 @@ use events::keyring::{Keyring, KeyringError};
 use events::names::{self, AggregateKind};
 use events::nats_error::NatsError;
 use events::store::{CommandError, EventLog, StoreError};
-use events::vnf::USER_DATA_PATH;
 use events::vim::{
     LOCAL_VIM_ID, OPENSTACK_VIM_TYPE, Vim as VimRecord, VimCommand, VimCredentials, VimDetails,
     VimError as VimRecordError, VimStatus,
 };
+use events::vnf::USER_DATA_PATH;
 
 use crate::vim::Vim;
 use crate::vim::openstack::{Credentials, OpenStackAccess, OpenStackVim, TaggedInventory};
@@ -139,7 +139,9 @@ impl Vims {
             }
         };
         let opened = events::secrets::open_secrets(sealed, &key, USER_DATA_PATH).map_err(|e| {
-            VimsError::Unusable(format!("VNF {vnf_id}: its VDUs' user_data does not open: {e}"))
+            VimsError::Unusable(format!(
+                "VNF {vnf_id}: its VDUs' user_data does not open: {e}"
+            ))
         })?;
         serde_json::from_value(opened).map_err(|e| {
             VimsError::Unusable(format!(
@@ -349,5 +351,45 @@ fn or_default(domain: String) -> String {
         "Default".to_owned()
     } else {
         domain
+    }
+}
+
+#[cfg(test)]
+mod user_data_tests {
+    use super::*;
+
+    fn without_master_key() -> Vims {
+        Vims {
+            local: None,
+            registry: None,
+            drivers: Mutex::default(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_vnf_without_user_data_needs_no_key() {
+        let opened = without_master_key()
+            .user_data("v1", &serde_json::Value::Null)
+            .await
+            .expect("nothing to open");
+        assert!(opened.is_empty());
+    }
+
+    #[tokio::test]
+    async fn sealed_user_data_without_the_master_key_fails_naming_it() {
+        let key = events::secrets::DataKey::generate().unwrap();
+        let sealed = events::secrets::seal(
+            &serde_json::json!({"VDU1": "#!/bin/sh"}),
+            &key,
+            USER_DATA_PATH,
+        )
+        .unwrap();
+        match without_master_key().user_data("v1", &sealed).await {
+            Err(VimsError::Unusable(reason)) => {
+                assert!(reason.contains("--master-key"), "{reason}");
+                assert!(reason.contains("v1"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

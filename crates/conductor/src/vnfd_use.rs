@@ -195,7 +195,14 @@ mod tests {
         let conductor =
             Conductor::new(log.clone(), Arc::new(NoDeploys), ConductorConfig::default());
         let planned = conductor
-            .carry_out_plan(&stale.aggregate, "v1", &pending, Ok(&NoDeploys), &Default::default(), &user())
+            .carry_out_plan(
+                &stale.aggregate,
+                "v1",
+                &pending,
+                Ok(&NoDeploys),
+                &Default::default(),
+                &user(),
+            )
             .await
             .unwrap();
         assert!(

@@ -2352,10 +2352,7 @@ async fn a_vnf_create_records_the_vdus_user_data_sealed_and_a_show_never_has_it(
             .details
             .expect("details");
         assert!(
-            details
-                .user_data
-                .get(events::secrets::SEALED_TAG)
-                .is_some(),
+            details.user_data.get(events::secrets::SEALED_TAG).is_some(),
             "user_data is sealed whole: {}",
             details.user_data
         );
@@ -2377,6 +2374,12 @@ async fn a_vnf_create_records_the_vdus_user_data_sealed_and_a_show_never_has_it(
     // A VNF whose VDUs have no user_data records none.
     let plain = api.onboard(SCALE, "no-user-data").await;
     let vnf_id = id_of(&api.create_vnf(&plain, "ud-none").await);
-    let details = api.log.load::<Vnf>(&vnf_id).await.unwrap().aggregate.details;
+    let details = api
+        .log
+        .load::<Vnf>(&vnf_id)
+        .await
+        .unwrap()
+        .aggregate
+        .details;
     assert!(details.expect("details").user_data.is_null());
 }
