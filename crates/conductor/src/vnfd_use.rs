@@ -200,7 +200,7 @@ mod tests {
                 "v1",
                 &pending,
                 Ok(&NoDeploys),
-                &Default::default(),
+                &BTreeMap::default(),
                 &user(),
             )
             .await

@@ -162,7 +162,7 @@ pub fn onboarded(vnfd_id: &str) -> VnfdEvent {
 /// operation `operation_id`.
 pub fn create(vnf_id: &str, vnfd_id: &str, vnfd: VnfdSpec, operation_id: &str) -> VnfCommand {
     VnfCommand::Create {
-        details: details(vnf_id, vnfd_id),
+        details: Box::new(details(vnf_id, vnfd_id)),
         vnfd,
         operation_id: operation_id.into(),
     }

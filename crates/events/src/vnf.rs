@@ -313,7 +313,7 @@ impl PendingOperation {
 #[derive(Debug, Clone, PartialEq)]
 pub enum VnfCommand {
     Create {
-        details: VnfDetails,
+        details: Box<VnfDetails>,
         vnfd: VnfdSpec,
         operation_id: String,
     },
@@ -872,7 +872,7 @@ impl Aggregate for Vnf {
                 let monitored = vnfd.is_monitored();
                 let action_id = monitor_action_id(&operation_id);
                 let requested = VnfEvent::CreateRequested {
-                    details,
+                    details: *details,
                     vnfd,
                     operation_id,
                     add,

@@ -234,7 +234,7 @@ pub(crate) async fn create(
         user_data,
     };
     let command = VnfCommand::Create {
-        details,
+        details: Box::new(details),
         vnfd: descriptor.spec,
         operation_id: uuid::Uuid::new_v4().to_string(),
     };

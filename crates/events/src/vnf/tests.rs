@@ -117,7 +117,7 @@ fn create_plans_default_instances_and_attaches_the_monitor() {
     Given::with(())
         .given_no_previous_events()
         .when(VnfCommand::Create {
-            details: details(),
+            details: Box::new(details()),
             vnfd: vnfd(true),
             operation_id: CREATE_OP.into(),
         })
@@ -134,7 +134,7 @@ fn create_without_monitoring_policy_attaches_no_monitor() {
     Given::with(())
         .given_no_previous_events()
         .when(VnfCommand::Create {
-            details: details(),
+            details: Box::new(details()),
             vnfd: vnfd(false),
             operation_id: CREATE_OP.into(),
         })
@@ -146,7 +146,7 @@ fn create_of_an_existing_vnf_is_refused() {
     Given::with(())
         .given(vec![create_requested(false)])
         .when(VnfCommand::Create {
-            details: details(),
+            details: Box::new(details()),
             vnfd: vnfd(false),
             operation_id: "other".into(),
         })
