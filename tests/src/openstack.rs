@@ -171,3 +171,26 @@ pub async fn register(system: &System, config: &VimConfig, name: &str) -> String
     wait_vim(system, &vim_id, "REACHABLE").await;
     vim_id
 }
+
+/// Reads the whole lifecycle stream as the reader identity: `secret` (`what`, for the
+/// message) occurs in no message, in clear.
+pub async fn assert_not_on_the_log(system: &System, secret: &str, what: &str) {
+    let reader = async_nats::jetstream::new(system.nats.client_as(testkit::Identity::Reader).await);
+    let stream = reader
+        .get_stream(events::names::LIFECYCLE_STREAM)
+        .await
+        .expect("the reader reads the lifecycle stream");
+    let mut read = events::read::StreamRead::open(&stream, events::names::LIFECYCLE_SUBJECTS, 1)
+        .await
+        .expect("a replay");
+    let mut messages = 0;
+    while let Some(message) = read.next().await.expect("the replay goes on") {
+        messages += 1;
+        assert!(
+            !String::from_utf8_lossy(&message.payload).contains(secret),
+            "{what} is in clear on {}",
+            message.subject
+        );
+    }
+    assert!(messages > 0, "the log was read");
+}

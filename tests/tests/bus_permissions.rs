@@ -60,6 +60,17 @@ fn operations() -> Vec<Operation> {
                 bucket = names::DATA_KEY_BUCKET
             ),
             "",
+            // A conductor's, to open the VDUs' user_data for the servers it deploys.
+            &[Gateway, Conductor],
+        ),
+        op(
+            "read a VNFD's data key",
+            format!(
+                "{api}.DIRECT.GET.KV_{bucket}.$KV.{bucket}.{}",
+                names::data_key_name(names::AggregateKind::Vnfd, vnf),
+                bucket = names::DATA_KEY_BUCKET
+            ),
+            "",
             &[Gateway],
         ),
         op(
@@ -347,9 +358,9 @@ async fn no_consumer_can_deliver_a_stream_into_a_table() {
 }
 
 /// A conductor reaches a registered VIM with its credentials, so it reads that VIM's data key
-/// (with the master key) and no other aggregate's.
+/// (with the master key), and a VNF's (its VDUs' user_data), and no VNFD's.
 #[tokio::test]
-async fn a_conductor_opens_a_vims_data_key_and_no_other() {
+async fn a_conductor_opens_a_vims_and_a_vnfs_data_key_and_no_other() {
     use events::keyring::Keyring;
     use events::names::AggregateKind;
     let server = NatsServer::start().await;
@@ -367,7 +378,8 @@ async fn a_conductor_opens_a_vims_data_key_and_no_other() {
     };
     let gateway = keyring_as(Identity::Gateway).await;
     let made = gateway.key_for(AggregateKind::Vim, id).await.unwrap();
-    gateway.key_for(AggregateKind::Vnf, id).await.unwrap();
+    let vnf_key = gateway.key_for(AggregateKind::Vnf, id).await.unwrap();
+    gateway.key_for(AggregateKind::Vnfd, id).await.unwrap();
     let conductor = keyring_as(Identity::Conductor).await;
     let read = conductor
         .get(AggregateKind::Vim, id)
@@ -375,8 +387,14 @@ async fn a_conductor_opens_a_vims_data_key_and_no_other() {
         .expect("a conductor reads a VIM's key")
         .expect("the key is there");
     assert_eq!(read.to_hex(), made.to_hex());
+    let read = conductor
+        .get(AggregateKind::Vnf, id)
+        .await
+        .expect("a conductor reads a VNF's key")
+        .expect("the key is there");
+    assert_eq!(read.to_hex(), vnf_key.to_hex());
     assert!(
-        conductor.get(AggregateKind::Vnf, id).await.is_err(),
-        "a conductor may not read a VNF's key"
+        conductor.get(AggregateKind::Vnfd, id).await.is_err(),
+        "a conductor may not read a VNFD's key"
     );
 }

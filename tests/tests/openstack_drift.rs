@@ -1,6 +1,7 @@
 //! Drift on a real OpenStack (the all-in-one of `ops/openstack-aio`): a VNF's server deleted
 //! through Nova behind vnfm's back is found by the conductor's reconciliation and respawned
-//! once by its VDU's policy, and `vnfm vim orphans` reports a tagged server no VNF owns.
+//! once by its VDU's policy, and `vnfm vim orphans` reports a tagged server no VNF owns. And
+//! a VDU's `user_data` (+ `config_drive`) reaches its server, never in clear on the log.
 //!
 //! Needs the VIM config file at the path in `VNFM_OPENSTACK_VIM_CONFIG` (fails, saying so,
 //! without it), the image `vnfm-guest` and the network `net_mgmt`. At most two servers of its
@@ -22,6 +23,7 @@ use serde_json::{Value, json};
 use testkit::Identity;
 use testkit::openstack::{Cloud, IMAGE, NETWORK, VimConfig, in_test_network};
 use testkit::wait::eventually;
+use vnfm_tests::openstack::assert_not_on_the_log;
 use vnfm_tests::{Options, System};
 
 /// The conductor's drift period here: short, so that the test waits on the VIM, not on it.
@@ -434,6 +436,83 @@ async fn a_server_stopped_behind_vnfms_back_without_a_policy_makes_its_vnf_error
 }
 
 /// Eight hex digits for this test's names.
+/// One VDU as [`VNFD`] but unmonitored, with a `user_data` script holding [`USER_DATA_MARKER`]
+/// and a config drive.
+fn user_data_vnfd() -> String {
+    format!(
+        "
+tosca_definitions_version: tosca_simple_profile_for_nfv_1_0_0
+metadata: {{template_name: user-data}}
+topology_template:
+  node_templates:
+    VDU1:
+      type: tosca.nodes.nfv.VDU.Tacker
+      capabilities:
+        nfv_compute:
+          properties: {{num_cpus: 1, mem_size: 256 MB, disk_size: 1 GB}}
+      properties:
+        image: vnfm-guest
+        config_drive: true
+        user_data_format: RAW
+        user_data: |
+{USER_DATA_SCRIPT}
+    CP1:
+      type: tosca.nodes.nfv.CP.Tacker
+      properties: {{management: true, anti_spoofing_protection: false}}
+      requirements:
+        - virtualLink: {{node: VL1}}
+        - virtualBinding: {{node: VDU1}}
+    VL1:
+      type: tosca.nodes.nfv.VL
+      properties: {{network_name: net_mgmt, vendor: Tacker}}
+"
+    )
+}
+
+/// A line that occurs nowhere but in the VDU's `user_data`.
+const USER_DATA_MARKER: &str = "vnfm-user-data-marker-4b7e";
+/// The VDU's `user_data` as the VNFD holds it, indented under its key.
+const USER_DATA_SCRIPT: &str =
+    "          #!/bin/sh\n          echo vnfm-user-data-marker-4b7e > /run/marker";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vdus_user_data_and_config_drive_reach_its_server_and_never_the_log_in_clear() {
+    use base64::Engine;
+
+    let config = VimConfig::read();
+    let cloud = Cloud::login(&config).await;
+    let driver = Arc::new(OpenStackVim::new(access(&config)).expect("the driver builds"));
+    let system = System::start_with(Options::default()).await;
+    let suffix = short_id();
+    let vim_id = register(&system, &config, &suffix).await;
+    let vnf_id = create(&system, &user_data_vnfd(), &vim_id, &suffix).await;
+    let _cleanup = Cleanup {
+        vim: Arc::clone(&driver),
+        vnf_ids: vec![vnf_id.clone()],
+    };
+    let active = wait_active(&system, &vnf_id).await;
+    let [instance] = &active.instances[..] else {
+        panic!("one instance: {:?}", active.instances)
+    };
+    let server = cloud
+        .server(&server_of(&cloud, &instance.instance_id).await)
+        .await;
+    let user_data = format!("#!/bin/sh\necho {USER_DATA_MARKER} > /run/marker\n");
+    assert_eq!(
+        server["OS-EXT-SRV-ATTR:user_data"],
+        base64::engine::general_purpose::STANDARD.encode(&user_data),
+        "{server}"
+    );
+    // Nova answers "True" for a config drive asked for; "" without one.
+    let config_drive = server["config_drive"].as_str().unwrap_or_default();
+    assert!(
+        config_drive.eq_ignore_ascii_case("true"),
+        "config_drive: {server}"
+    );
+    assert_not_on_the_log(&system, USER_DATA_MARKER, "the VDU's user_data").await;
+    delete_and_wait_gone(&system, &cloud, &vnf_id).await;
+}
+
 fn short_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()[..8].to_owned()
 }

@@ -670,7 +670,7 @@ async fn write_vnfs(log: &EventLog) -> Vec<String> {
             let log = log.clone();
             async move {
                 let create = VnfCommand::Create {
-                    details: fixtures::details(id, "vnfd-bench"),
+                    details: Box::new(fixtures::details(id, "vnfd-bench")),
                     vnfd: vnfd(),
                     operation_id: format!("op-{id}"),
                 };

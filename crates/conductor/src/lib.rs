@@ -19,6 +19,7 @@ pub mod vim;
 pub mod vims;
 mod vnfd_use;
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -619,8 +620,20 @@ impl Conductor {
             Err(VimsError::Store(e)) => return Err(e.into()),
             Err(VimsError::Unusable(reason)) => Err(reason),
         };
+        // Only a registered VIM's servers take user_data (the local VIM ignores it), and only
+        // an operation that deploys needs it opened.
+        let sealed_user_data = vnf
+            .details
+            .as_ref()
+            .filter(|_| vim_id != events::vim::LOCAL_VIM_ID && !pending.add.is_empty())
+            .map_or(&serde_json::Value::Null, |details| &details.user_data);
+        let (vim, user_data) = match self.vims.user_data(vnf_id, sealed_user_data).await {
+            Ok(user_data) => (vim, user_data),
+            Err(VimsError::Store(e)) => return Err(e.into()),
+            Err(VimsError::Unusable(reason)) => (vim.and(Err(reason)), BTreeMap::new()),
+        };
         let outcome = self
-            .carry_out_plan(&vnf, vnf_id, &pending, vim.as_deref(), cause)
+            .carry_out_plan(&vnf, vnf_id, &pending, vim.as_deref(), &user_data, cause)
             .await?;
         if let (Err(e), Ok(vim)) = (&outcome, &vim) {
             tracing::warn!(vnf_id, operation_id, error = %e, "Operation failed.");
@@ -666,16 +679,15 @@ impl Conductor {
         vnf: &Vnf,
         vnf_id: &str,
         pending: &PendingOperation,
+        user_data: &BTreeMap<String, String>,
     ) -> Result<Vec<Instance>, vim::VimError> {
         // All at once: a cloud builds servers side by side (one at a time, a VNF of several
         // VDUs would take the sum of their boots). On a failure the others are dropped, and
         // `undo_deploys` removes whatever each had made.
-        let added = futures::future::try_join_all(
-            pending
-                .add
-                .iter()
-                .map(|planned| self.deploy(vim, vnf, vnf_id, &pending.operation_id, planned)),
-        )
+        let added = futures::future::try_join_all(pending.add.iter().map(|planned| {
+            let user_data = user_data.get(&planned.vdu).map(String::as_str);
+            self.deploy(vim, vnf, vnf_id, &pending.operation_id, planned, user_data)
+        }))
         .await?;
         if matches!(
             pending.kind,
@@ -715,6 +727,7 @@ impl Conductor {
         vnf_id: &str,
         operation_id: &str,
         planned: &PlannedInstance,
+        user_data: Option<&str>,
     ) -> Result<Instance, vim::VimError> {
         let http_port = vnf
             .monitoring_policy(&planned.vdu)
@@ -741,8 +754,8 @@ impl Conductor {
                     .as_ref()
                     .map(|spec| spec.placement_of(&planned.vdu))
                     .unwrap_or_default(),
-                // Opened from the sealed template by the conductor: not wired yet.
-                user_data: None,
+                // Opened from the VNF's sealed user_data (`Vims::user_data`).
+                user_data: user_data.map(str::to_owned),
             })
             .await?;
         Ok(Instance {

@@ -6,8 +6,11 @@
 //! key (`VNFM_DATA_KEYS`, unwrapped with the master key), and its driver is kept while the
 //! record stays as it was, so that its Keystone token is reused. A conductor without the
 //! master key drives the local VIM only.
+//!
+//! The same keys open a VNF's sealed `user_data` (its VDUs', for a registered VIM's servers):
+//! a conductor reads the `vnf.<id>` data keys as it reads the `vim.<id>` ones.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use futures::TryStreamExt;
@@ -23,6 +26,7 @@ use events::vim::{
     LOCAL_VIM_ID, OPENSTACK_VIM_TYPE, Vim as VimRecord, VimCommand, VimCredentials, VimDetails,
     VimError as VimRecordError, VimStatus,
 };
+use events::vnf::USER_DATA_PATH;
 
 use crate::vim::Vim;
 use crate::vim::openstack::{Credentials, OpenStackAccess, OpenStackVim, TaggedInventory};
@@ -101,6 +105,49 @@ impl Vims {
             registry: Some(Registry { log, keyring }),
             drivers: Mutex::default(),
         }
+    }
+
+    /// Each VDU's `user_data` of the VNF `vnf_id` (VDU name -> text), opened from `sealed`
+    /// (`VnfDetails::user_data`) with the VNF's data key; empty when the VNF has none.
+    /// Without a master key, or when the key is gone or does not open it, the operation
+    /// cannot give its servers their user_data: [`VimsError::Unusable`], naming why.
+    pub async fn user_data(
+        &self,
+        vnf_id: &str,
+        sealed: &serde_json::Value,
+    ) -> Result<BTreeMap<String, String>, VimsError> {
+        if sealed.is_null() {
+            return Ok(BTreeMap::new());
+        }
+        let Some(registry) = &self.registry else {
+            return Err(VimsError::Unusable(format!(
+                "VNF {vnf_id}: this conductor has no master key (--master-key), so it cannot open the VDUs' user_data"
+            )));
+        };
+        let key = match registry.keyring.get(AggregateKind::Vnf, vnf_id).await {
+            Ok(Some(key)) => key,
+            Ok(None) => {
+                return Err(VimsError::Unusable(format!(
+                    "VNF {vnf_id}: its data key is gone, so its VDUs' user_data does not open"
+                )));
+            }
+            Err(KeyringError::Nats(e)) => return Err(VimsError::Store(e.into())),
+            Err(KeyringError::Secret(e)) => {
+                return Err(VimsError::Unusable(format!(
+                    "VNF {vnf_id}: its data key does not open with this conductor's master key: {e}"
+                )));
+            }
+        };
+        let opened = events::secrets::open_secrets(sealed, &key, USER_DATA_PATH).map_err(|e| {
+            VimsError::Unusable(format!(
+                "VNF {vnf_id}: its VDUs' user_data does not open: {e}"
+            ))
+        })?;
+        serde_json::from_value(opened).map_err(|e| {
+            VimsError::Unusable(format!(
+                "VNF {vnf_id}: its VDUs' user_data is not a map of VDU names to text: {e}"
+            ))
+        })
     }
 
     /// Whether registered VIMs are reached (a master key was given).
@@ -304,5 +351,45 @@ fn or_default(domain: String) -> String {
         "Default".to_owned()
     } else {
         domain
+    }
+}
+
+#[cfg(test)]
+mod user_data_tests {
+    use super::*;
+
+    fn without_master_key() -> Vims {
+        Vims {
+            local: None,
+            registry: None,
+            drivers: Mutex::default(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_vnf_without_user_data_needs_no_key() {
+        let opened = without_master_key()
+            .user_data("v1", &serde_json::Value::Null)
+            .await
+            .expect("nothing to open");
+        assert!(opened.is_empty());
+    }
+
+    #[tokio::test]
+    async fn sealed_user_data_without_the_master_key_fails_naming_it() {
+        let key = events::secrets::DataKey::generate().unwrap();
+        let sealed = events::secrets::seal(
+            &serde_json::json!({"VDU1": "#!/bin/sh"}),
+            &key,
+            USER_DATA_PATH,
+        )
+        .unwrap();
+        match without_master_key().user_data("v1", &sealed).await {
+            Err(VimsError::Unusable(reason)) => {
+                assert!(reason.contains("--master-key"), "{reason}");
+                assert!(reason.contains("v1"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

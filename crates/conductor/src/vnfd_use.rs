@@ -2,6 +2,8 @@
 //! create the gateway recorded (the create is the decision; this follows from it). It never
 //! deploys, and never records on a VNFD anything but its use by the VNF being created.
 
+use std::collections::BTreeMap;
+
 use events::envelope::Cause;
 use events::store::CommandError;
 use events::vnf::{Instance, OperationKind, PendingOperation, Vnf};
@@ -49,6 +51,7 @@ impl Conductor {
         vnf_id: &str,
         pending: &PendingOperation,
         vim: Result<&dyn Vim, &String>,
+        user_data: &BTreeMap<String, String>,
         cause: &Cause,
     ) -> Result<Result<Vec<Instance>, PlanError>, ConductorError> {
         if let Some(vnfd_id) = vnfd_to_use(vnf, pending) {
@@ -73,7 +76,7 @@ impl Conductor {
             Err(reason) => return Ok(Err(PlanError::Vim(VimError::Failed(reason.clone())))),
         };
         Ok(self
-            .execute_plan(vim, vnf, vnf_id, pending)
+            .execute_plan(vim, vnf, vnf_id, pending, user_data)
             .await
             .map_err(PlanError::from))
     }
@@ -192,7 +195,14 @@ mod tests {
         let conductor =
             Conductor::new(log.clone(), Arc::new(NoDeploys), ConductorConfig::default());
         let planned = conductor
-            .carry_out_plan(&stale.aggregate, "v1", &pending, Ok(&NoDeploys), &user())
+            .carry_out_plan(
+                &stale.aggregate,
+                "v1",
+                &pending,
+                Ok(&NoDeploys),
+                &BTreeMap::default(),
+                &user(),
+            )
             .await
             .unwrap();
         assert!(

@@ -154,18 +154,20 @@ impl Identity {
                 p.read(names::MONITOR_STREAM);
                 // Drift finds the VNFs of each VIM in the VNF table: read, never written.
                 p.read(&kv_stream(names::VNF_TABLE_BUCKET));
-                // A registered VIM's data key, to open its credentials and reach it: binding to
-                // the bucket and the last value of a `vim.` key, never another aggregate's key
+                // A registered VIM's data key, to open its credentials and reach it, and a
+                // VNF's, to open its VDUs' user_data for the servers it deploys: binding to
+                // the bucket and the last value of a `vim.` or `vnf.` key, never a VNFD's key
                 // (no get by sequence, no consumer).
                 let data_keys = kv_stream(names::DATA_KEY_BUCKET);
-                p.publish_allow.extend([
-                    format!("{API}.STREAM.INFO.{data_keys}"),
-                    format!(
+                p.publish_allow
+                    .push(format!("{API}.STREAM.INFO.{data_keys}"));
+                for kind in [names::AggregateKind::Vim, names::AggregateKind::Vnf] {
+                    p.publish_allow.push(format!(
                         "{API}.DIRECT.GET.{data_keys}.$KV.{}.{}",
                         names::DATA_KEY_BUCKET,
-                        names::data_key_name(names::AggregateKind::Vim, ">")
-                    ),
-                ]);
+                        names::data_key_name(kind, ">")
+                    ));
+                }
             }
             Identity::Monitor => {
                 p.publish_allow
@@ -436,7 +438,7 @@ mod tests {
     }
 
     #[test]
-    fn a_conductor_reads_a_vims_data_key_and_no_other() {
+    fn a_conductor_reads_a_vims_and_a_vnfs_data_key_and_no_other() {
         let data_keys = kv_stream(names::DATA_KEY_BUCKET);
         let last_of = |kind| {
             format!(
@@ -446,10 +448,12 @@ mod tests {
             )
         };
         let vim_key = last_of(names::AggregateKind::Vim);
-        assert!(publishes(Identity::Conductor, &vim_key));
-        assert!(publishes(Identity::Gateway, &vim_key));
+        let vnf_key = last_of(names::AggregateKind::Vnf);
+        for key in [&vim_key, &vnf_key] {
+            assert!(publishes(Identity::Conductor, key), "{key}");
+            assert!(publishes(Identity::Gateway, key), "{key}");
+        }
         for other in [
-            last_of(names::AggregateKind::Vnf),
             last_of(names::AggregateKind::Vnfd),
             format!("{API}.DIRECT.GET.{data_keys}"),
             format!("{API}.STREAM.MSG.GET.{data_keys}"),
@@ -459,6 +463,7 @@ mod tests {
         }
         for identity in [Identity::Monitor, Identity::Reader, Identity::Projector] {
             assert!(!publishes(identity, &vim_key), "{identity:?}");
+            assert!(!publishes(identity, &vnf_key), "{identity:?}");
         }
     }
 
@@ -550,7 +555,7 @@ mod tests {
         for identity in Identity::ALL {
             for read in [
                 format!(
-                    "{API}.DIRECT.GET.{stream}.$KV.{}.vnf.v",
+                    "{API}.DIRECT.GET.{stream}.$KV.{}.vnfd.v",
                     names::DATA_KEY_BUCKET
                 ),
                 format!("{API}.STREAM.MSG.GET.{stream}"),

@@ -130,6 +130,7 @@ pub fn details(vnf_id: &str, vnfd_id: &str) -> VnfDetails {
         vim_id: "local".into(),
         attributes: serde_json::json!({}),
         placement_attr: serde_json::json!({}),
+        user_data: serde_json::Value::Null,
     }
 }
 
@@ -161,7 +162,7 @@ pub fn onboarded(vnfd_id: &str) -> VnfdEvent {
 /// operation `operation_id`.
 pub fn create(vnf_id: &str, vnfd_id: &str, vnfd: VnfdSpec, operation_id: &str) -> VnfCommand {
     VnfCommand::Create {
-        details: details(vnf_id, vnfd_id),
+        details: Box::new(details(vnf_id, vnfd_id)),
         vnfd,
         operation_id: operation_id.into(),
     }

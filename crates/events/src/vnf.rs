@@ -52,6 +52,8 @@ impl VnfStatus {
 pub const ATTRIBUTES_PATH: &str = "/attributes";
 /// Where the sealed values of a VNF's `placement_attr` are bound.
 pub const PLACEMENT_ATTR_PATH: &str = "/placement_attr";
+/// Where a VNF's sealed `user_data` (VDU name -> the VDU's `user_data`) is bound.
+pub const USER_DATA_PATH: &str = "/user_data";
 
 /// What the user asked for when creating the VNF, kept as given but for its secret-bearing
 /// fields, which the gateway seals (`events::secrets`) before the create is appended.
@@ -65,6 +67,11 @@ pub struct VnfDetails {
     pub vim_id: String,
     pub attributes: serde_json::Value,
     pub placement_attr: serde_json::Value,
+    /// Each VDU's `user_data` from the VNFD (VDU name -> text), sealed whole with the VNF's
+    /// data key under [`USER_DATA_PATH`]; null when no VDU has one (and in events recorded
+    /// before it was kept). Read by the conductor that deploys the VDU; the API never shows it.
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub user_data: serde_json::Value,
 }
 
 /// A running VDU instance.
@@ -306,7 +313,7 @@ impl PendingOperation {
 #[derive(Debug, Clone, PartialEq)]
 pub enum VnfCommand {
     Create {
-        details: VnfDetails,
+        details: Box<VnfDetails>,
         vnfd: VnfdSpec,
         operation_id: String,
     },
@@ -865,7 +872,7 @@ impl Aggregate for Vnf {
                 let monitored = vnfd.is_monitored();
                 let action_id = monitor_action_id(&operation_id);
                 let requested = VnfEvent::CreateRequested {
-                    details,
+                    details: *details,
                     vnfd,
                     operation_id,
                     add,

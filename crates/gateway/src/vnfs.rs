@@ -1,6 +1,8 @@
 //! `/v1.0/vnfs`: creating, listing, showing, updating (a new config), scaling and deleting
 //! VNFs, and listing their resources. Every change is a request recorded on the VNF's subject; conductors carry it out.
 
+use std::collections::BTreeMap;
+
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
@@ -11,8 +13,8 @@ use events::secrets;
 use events::spec::VnfdSpec;
 use events::store::CommandError;
 use events::vnf::{
-    ATTRIBUTES_PATH, PLACEMENT_ATTR_PATH, ScaleDirection, Vnf, VnfCommand, VnfDetails, VnfError,
-    VnfStatus,
+    ATTRIBUTES_PATH, PLACEMENT_ATTR_PATH, ScaleDirection, USER_DATA_PATH, Vnf, VnfCommand,
+    VnfDetails, VnfError, VnfStatus,
 };
 use events::vnfd::{self, TemplateSource, VnfdDescriptor};
 use events::vnfd_use::take_into_use;
@@ -122,6 +124,8 @@ pub(crate) async fn create(
     };
     // Resolved against the VNFD's inputs below; sealed with the other attributes.
     let param_values = attributes.get("param_values").cloned();
+    // Each VDU's user_data (VDU name -> text), from the VNFD's template; sealed below.
+    let user_data: BTreeMap<String, String>;
     let descriptor = match (vnfd_id, template) {
         (Some(_), Some(_)) => {
             return Err(ApiError::invalid_input(
@@ -135,9 +139,15 @@ pub(crate) async fn create(
         }
         (Some(vnfd_id), None) => {
             let mut descriptor = live_vnfd(&gateway, &caller, &vnfd_id).await?;
+            // Opened for every create, not only one with parameters: the template alone
+            // holds the VDUs' user_data (the spec leaves it out).
+            let text = vnfds::template_text(&gateway, &descriptor).await?;
             if with_parameters(&descriptor.spec) {
-                let text = vnfds::template_text(&gateway, &descriptor).await?;
-                descriptor.spec = resolved_spec(&text, param_values.as_ref())?;
+                let resolved = resolved_vnf(&text, param_values.as_ref())?;
+                descriptor.spec = resolved.spec;
+                user_data = resolved.user_data;
+            } else {
+                user_data = resolved_vnf(&text, None)?.user_data;
             }
             gateway.within_quota(&tenant_id, |quotas, usage| {
                 quotas.create(&tenant_id, &descriptor.spec, usage)
@@ -147,8 +157,11 @@ pub(crate) async fn create(
         (None, Some(template)) => {
             let parsed = input::parse_template(template, "vnf.vnfd_template")?;
             let spec = if with_parameters(&parsed.spec) {
-                resolved_spec(&parsed.template_yaml, param_values.as_ref())?
+                let resolved = resolved_vnf(&parsed.template_yaml, param_values.as_ref())?;
+                user_data = resolved.user_data;
+                resolved.spec
             } else {
+                user_data = parsed.user_data.clone();
                 parsed.spec.clone()
             };
             gateway.within_quota(&tenant_id, |quotas, usage| {
@@ -188,7 +201,10 @@ pub(crate) async fn create(
             Value::String(alarms::new_alarm_key()?),
         );
     }
-    let key = if secrets::holds_secrets(&attributes) || secrets::holds_secrets(&placement_attr) {
+    let key = if secrets::holds_secrets(&attributes)
+        || secrets::holds_secrets(&placement_attr)
+        || !user_data.is_empty()
+    {
         Some(gateway.data_key(AggregateKind::Vnf, &vnf_id).await?)
     } else {
         None
@@ -200,6 +216,12 @@ pub(crate) async fn create(
     };
     let attributes = seal(attributes, ATTRIBUTES_PATH)?;
     let placement_attr = seal(placement_attr, PLACEMENT_ATTR_PATH)?;
+    // Sealed whole: the conductor that deploys a VDU opens it; the API never shows it.
+    let user_data = match &key {
+        Some(key) if !user_data.is_empty() => secrets::seal(&json!(user_data), key, USER_DATA_PATH)
+            .map_err(|e| ApiError::internal("sealing a VNF's user_data", &e))?,
+        _ => Value::Null,
+    };
     let details = VnfDetails {
         vnf_id: vnf_id.clone(),
         name,
@@ -209,9 +231,10 @@ pub(crate) async fn create(
         vim_id,
         attributes,
         placement_attr,
+        user_data,
     };
     let command = VnfCommand::Create {
-        details,
+        details: Box::new(details),
         vnfd: descriptor.spec,
         operation_id: uuid::Uuid::new_v4().to_string(),
     };
@@ -249,11 +272,14 @@ fn with_parameters(spec: &VnfdSpec) -> bool {
     !spec.inputs.is_empty()
 }
 
-/// The spec of a VNF made from the template `template_yaml` with `param_values`, or 400
-/// naming the parameter (or the template's field) at fault.
-fn resolved_spec(template_yaml: &str, param_values: Option<&Value>) -> Result<VnfdSpec, ApiError> {
+/// The spec and VDUs' user_data of a VNF made from the template `template_yaml` with
+/// `param_values`, or 400 naming the parameter (or the template's field) at fault.
+fn resolved_vnf(
+    template_yaml: &str,
+    param_values: Option<&Value>,
+) -> Result<::vnfd::ResolvedVnf, ApiError> {
     const LOCATION: &str = "vnf.attributes.param_values";
-    ::vnfd::resolve(template_yaml, param_values).map_err(|e| match e {
+    ::vnfd::resolve_vnf(template_yaml, param_values).map_err(|e| match e {
         ::vnfd::VnfdError::Parameter { name, message } if name.is_empty() => {
             ApiError::invalid_input(format!("{LOCATION}: {message}"))
         }

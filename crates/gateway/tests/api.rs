@@ -2298,3 +2298,88 @@ async fn alertmanager_firing_twice_scales_once_resolved_does_nothing_and_a_beare
     let (status, _) = send_bearer(&api, "POST", "/v1.0/alertmanager", Some(&firing), "wrong").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
+
+/// A VNFD whose VDU1 has `user_data` (a marker line) and `config_drive`.
+const USER_DATA_VNFD: &str = "\
+tosca_definitions_version: tosca_simple_profile_for_nfv_1_0_0
+topology_template:
+  node_templates:
+    VDU1:
+      type: tosca.nodes.nfv.VDU.Tacker
+      properties:
+        image: vnfm-guest
+        flavor: m1.tiny
+        config_drive: true
+        user_data_format: RAW
+        user_data: |
+          #!/bin/sh
+          echo ud-marker-5e1f > /tmp/marker
+    VDU2:
+      type: tosca.nodes.nfv.VDU.Tacker
+      properties:
+        image: vnfm-guest
+        flavor: m1.tiny
+";
+
+/// A VNF's create records its VDUs' user_data sealed with the VNF's key (from an onboarded
+/// VNFD and from an inline one), never in clear on the log, and a show never has it.
+#[tokio::test]
+async fn a_vnf_create_records_the_vdus_user_data_sealed_and_a_show_never_has_it() {
+    let api = Api::start().await;
+    let vnfd_id = api.onboard(USER_DATA_VNFD, "with-user-data").await;
+    let onboarded = id_of(&api.create_vnf(&vnfd_id, "ud-onboarded").await);
+    let body = json!({"vnf": {"name": "ud-inline", "vnfd_template": USER_DATA_VNFD}});
+    let (status, created) = api.post("/v1.0/vnfs.json", &body).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let inline = id_of(&created["vnf"]);
+    assert!(!created.to_string().contains("ud-marker-5e1f"), "{created}");
+
+    for vnf_id in [onboarded, inline] {
+        let history = api
+            .log
+            .read_subject::<events::vnf::VnfEvent>(&events::names::vnf_subject(&vnf_id))
+            .await
+            .unwrap();
+        let recorded = serde_json::to_string(&history[0].envelope).unwrap();
+        assert!(recorded.contains("CreateRequested"), "{recorded}");
+        assert!(!recorded.contains("ud-marker-5e1f"), "{recorded}");
+        let details = api
+            .log
+            .load::<Vnf>(&vnf_id)
+            .await
+            .unwrap()
+            .aggregate
+            .details
+            .expect("details");
+        assert!(
+            details.user_data.get(events::secrets::SEALED_TAG).is_some(),
+            "user_data is sealed whole: {}",
+            details.user_data
+        );
+        // The spec keeps the config drive and leaves the user_data out.
+        let spec = api.log.load::<Vnf>(&vnf_id).await.unwrap().aggregate.vnfd;
+        assert!(spec.expect("spec").vdus[0].config_drive);
+
+        let uri = format!("/v1.0/vnfs/{vnf_id}.json");
+        let shown = api
+            .show_until(&vnf_id, |vnf| vnf["status"] == "PENDING_CREATE")
+            .await;
+        assert!(shown.get("user_data").is_none(), "{shown}");
+        let (status, raw) = api.get(&uri).await;
+        assert_eq!(status, StatusCode::OK, "{raw}");
+        assert!(raw["vnf"].get("user_data").is_none(), "{raw}");
+        assert!(!raw.to_string().contains("ud-marker-5e1f"), "{raw}");
+    }
+
+    // A VNF whose VDUs have no user_data records none.
+    let plain = api.onboard(SCALE, "no-user-data").await;
+    let vnf_id = id_of(&api.create_vnf(&plain, "ud-none").await);
+    let details = api
+        .log
+        .load::<Vnf>(&vnf_id)
+        .await
+        .unwrap()
+        .aggregate
+        .details;
+    assert!(details.expect("details").user_data.is_null());
+}

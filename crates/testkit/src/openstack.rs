@@ -175,6 +175,13 @@ impl Cloud {
         list["servers"].as_array().cloned().unwrap_or_default()
     }
 
+    /// The server of that Nova id, as Nova shows it (to an admin of its project, with its
+    /// `OS-EXT-SRV-ATTR:user_data`).
+    pub async fn server(&self, server_id: &str) -> Value {
+        let url = format!("{}/servers/{server_id}", self.compute);
+        self.call(reqwest::Method::GET, url, None).await["server"].clone()
+    }
+
     /// The server groups named `name`.
     pub async fn server_groups_named(&self, name: &str) -> Vec<Value> {
         let url = format!("{}/os-server-groups", self.compute);

@@ -13,6 +13,8 @@ mod tosca;
 mod tree;
 mod yaml;
 
+use std::collections::BTreeMap;
+
 use events::spec::VnfdSpec;
 
 pub use error::VnfdError;
@@ -29,6 +31,17 @@ pub struct ParsedVnfd {
     /// The template as YAML text, to store and to show back as `attributes.vnfd`: the
     /// user's own text for YAML input, a rendering of the object for JSON input.
     pub template_yaml: String,
+    /// Each VDU's `user_data`, by VDU name (VDUs without one are absent): a secret, so never
+    /// in `spec`; the caller seals it.
+    pub user_data: BTreeMap<String, String>,
+}
+
+/// What a VNF is made of: the VNFD resolved with the VNF's parameters ([`resolve_vnf`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResolvedVnf {
+    pub spec: VnfdSpec,
+    /// Each VDU's `user_data`, by VDU name, its inputs resolved: a secret, never in `spec`.
+    pub user_data: BTreeMap<String, String>,
 }
 
 /// Parses a VNFD given as YAML text, for onboarding: each `get_input` takes its input's
@@ -37,10 +50,11 @@ pub struct ParsedVnfd {
 pub fn parse_yaml(text: &str) -> Result<ParsedVnfd, VnfdError> {
     check_size(text)?;
     let root = tree::from_yaml(text)?;
-    let spec = spec_with(root, &params::Values::Defaults)?;
+    let (spec, user_data) = spec_with(root, &params::Values::Defaults)?;
     Ok(ParsedVnfd {
         spec,
         template_yaml: text.to_owned(),
+        user_data,
     })
 }
 
@@ -52,12 +66,13 @@ pub fn parse_json(value: &serde_json::Value) -> Result<ParsedVnfd, VnfdError> {
     }
     // Converting first also bounds the depth, which the YAML rendering below relies on.
     let root = tree::from_json(value)?;
-    let spec = spec_with(root, &params::Values::Defaults)?;
+    let (spec, user_data) = spec_with(root, &params::Values::Defaults)?;
     let template_yaml = yaml::render(value)?;
     check_size(&template_yaml)?;
     Ok(ParsedVnfd {
         spec,
         template_yaml,
+        user_data,
     })
 }
 
@@ -70,6 +85,15 @@ pub fn resolve(
     template_yaml: &str,
     param_values: Option<&serde_json::Value>,
 ) -> Result<VnfdSpec, VnfdError> {
+    resolve_vnf(template_yaml, param_values).map(|resolved| resolved.spec)
+}
+
+/// As [`resolve`], with each VDU's `user_data` (resolved with the same parameters) beside
+/// the spec.
+pub fn resolve_vnf(
+    template_yaml: &str,
+    param_values: Option<&serde_json::Value>,
+) -> Result<ResolvedVnf, VnfdError> {
     check_size(template_yaml)?;
     let root = tree::from_yaml(template_yaml)?;
     let given = match param_values {
@@ -91,7 +115,8 @@ pub fn resolve(
             )));
         }
     };
-    spec_with(root, &params::Values::Given(given))
+    let (spec, user_data) = spec_with(root, &params::Values::Given(given))?;
+    Ok(ResolvedVnf { spec, user_data })
 }
 
 fn param_values_error(message: &str) -> VnfdError {
@@ -101,12 +126,15 @@ fn param_values_error(message: &str) -> VnfdError {
     }
 }
 
-fn spec_with(mut root: tree::Node, values: &params::Values) -> Result<VnfdSpec, VnfdError> {
+fn spec_with(
+    mut root: tree::Node,
+    values: &params::Values,
+) -> Result<(VnfdSpec, BTreeMap<String, String>), VnfdError> {
     let inputs = params::input_names(&root);
     params::resolve(&mut root, values)?;
     let mut spec = tosca::vnfd_spec(&root)?;
     spec.inputs = inputs;
-    Ok(spec)
+    Ok((spec, tosca::user_data(&root)))
 }
 
 /// YAML text (a VNFD, or any document) as the JSON value python-tackerclient would send for

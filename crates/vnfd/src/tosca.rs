@@ -2,7 +2,8 @@
 //! vnfm acts on and ignoring the ones it does not (`mgmt_driver`, reservation...). A VDU's
 //! `nfv_compute`, zone, metadata, key, config drive and connection points (each with its VL's
 //! network) and the placement policies are kept for a VIM that maps them (OpenStack's);
-//! `user_data` never is: it is a secret, sealed in the stored template.
+//! `user_data` never is in the spec: it is a secret, sealed in the stored template, and
+//! [`user_data`] reads it apart for the VNF that will be sealed with the VNF's key.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Display;
@@ -157,6 +158,38 @@ pub(crate) fn vnfd_spec(root: &Node) -> Result<VnfdSpec, VnfdError> {
         alarm_triggers,
         placement_policies,
     })
+}
+
+/// Each VDU's `user_data` (Tacker's property; `user_data_format` RAW, the only one Tacker's
+/// legacy API used, is the string itself), by VDU name. Read from a tree [`vnfd_spec`]
+/// accepted; a `user_data` still awaiting an input (onboarding) is left out.
+pub(crate) fn user_data(root: &Node) -> BTreeMap<String, String> {
+    let Node::Map(root) = root else {
+        return BTreeMap::new();
+    };
+    let templates = match root.get("topology_template") {
+        Some(Node::Map(topology)) => match topology.get("node_templates") {
+            Some(Node::Map(templates)) => templates,
+            _ => return BTreeMap::new(),
+        },
+        _ => return BTreeMap::new(),
+    };
+    templates
+        .iter()
+        .filter_map(|(name, node)| {
+            let Node::Map(body) = node else { return None };
+            if !matches!(body.get("type"), Some(Node::String(t)) if t == VDU_TYPE) {
+                return None;
+            }
+            let Some(Node::Map(properties)) = body.get("properties") else {
+                return None;
+            };
+            match properties.get("user_data") {
+                Some(Node::String(text)) => Some((name.to_string(), text.clone())),
+                _ => None,
+            }
+        })
+        .collect()
 }
 
 fn node_template<'a>(name: &'a str, node: &'a Node) -> Result<NodeTemplate<'a>, VnfdError> {

@@ -230,6 +230,7 @@ fn json_input_yields_the_same_spec() {
         let ParsedVnfd {
             spec,
             template_yaml,
+            ..
         } = parse_json(&json).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         assert_eq!(spec, from_yaml, "{}", path.display());
         // The rendering shown as attributes.vnfd reads back as the same VNFD.

@@ -117,7 +117,7 @@ fn create_plans_default_instances_and_attaches_the_monitor() {
     Given::with(())
         .given_no_previous_events()
         .when(VnfCommand::Create {
-            details: details(),
+            details: Box::new(details()),
             vnfd: vnfd(true),
             operation_id: CREATE_OP.into(),
         })
@@ -134,7 +134,7 @@ fn create_without_monitoring_policy_attaches_no_monitor() {
     Given::with(())
         .given_no_previous_events()
         .when(VnfCommand::Create {
-            details: details(),
+            details: Box::new(details()),
             vnfd: vnfd(false),
             operation_id: CREATE_OP.into(),
         })
@@ -146,7 +146,7 @@ fn create_of_an_existing_vnf_is_refused() {
     Given::with(())
         .given(vec![create_requested(false)])
         .when(VnfCommand::Create {
-            details: details(),
+            details: Box::new(details()),
             vnfd: vnfd(false),
             operation_id: "other".into(),
         })
@@ -1650,4 +1650,29 @@ mod vim_drift {
             .when(record(drift(0, "gone")))
             .then_expect_error(VnfError::NotFound);
     }
+}
+
+#[test]
+fn user_data_is_sealed_whole_with_the_vnf_key_and_old_details_decode_without_it() {
+    use crate::secrets::{self, DataKey};
+    let key = DataKey::generate().unwrap();
+    let clear = serde_json::json!({"VDU1": "#!/bin/sh\necho marker-77\n"});
+    let sealed = VnfDetails {
+        user_data: secrets::seal(&clear, &key, USER_DATA_PATH).unwrap(),
+        ..details()
+    };
+    let encoded = serde_json::to_string(&sealed).unwrap();
+    assert!(!encoded.contains("marker-77"), "{encoded}");
+    let decoded: VnfDetails = serde_json::from_str(&encoded).unwrap();
+    assert_eq!(
+        secrets::open_secrets(&decoded.user_data, &key, USER_DATA_PATH).unwrap(),
+        clear
+    );
+    assert!(secrets::open_secrets(&decoded.user_data, &key, ATTRIBUTES_PATH).is_err());
+
+    // Details recorded before user_data was kept have none, and none is written.
+    let old = serde_json::to_value(details()).unwrap();
+    assert!(old.get("user_data").is_none());
+    let decoded: VnfDetails = serde_json::from_value(old).unwrap();
+    assert!(decoded.user_data.is_null());
 }
