@@ -579,7 +579,7 @@ async fn server_of(cloud: &Cloud, instance_id: &str) -> String {
 async fn delete_and_wait_gone(system: &System, cloud: &Cloud, vnf_id: &str) {
     let (code, body) = system.delete(&format!("/vnfs/{vnf_id}")).await;
     assert!(code == 202 || code == 204, "{code} {body}");
-    system.wait_log(vnf_id, "deleted", |vnf| vnf.deleted).await;
+    vnfm_tests::openstack::on_the_log(system, vnf_id, "deleted", |vnf| vnf.deleted).await;
     eventually(
         format!("nothing of VNF {vnf_id} is left in Nova or Neutron"),
         GONE_PATIENCE,

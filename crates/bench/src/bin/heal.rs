@@ -124,9 +124,7 @@ async fn measure_openstack() {
             assert_eq!(code, 204, "{answer}");
         }
         for vnf_id in &vnf_ids {
-            system
-                .wait_vnf(vnf_id, "deleted", |code, _| code == 404)
-                .await;
+            on_the_log(&system, vnf_id, "deleted", |v| v.deleted).await;
         }
     }
     println!(
