@@ -26,8 +26,6 @@ use tokio::net::TcpStream;
 const GUEST_ANSWER_PATIENCE: Duration = Duration::from_secs(60);
 /// Nova drops a deleted server from its lists within 2.3–2.5 s.
 const GONE_PATIENCE: Duration = Duration::from_secs(30);
-/// Between two pings or HTTP attempts: each ping waits up to a second itself.
-const PROBE_PERIOD: Duration = Duration::from_millis(200);
 const HTTP_TIMEOUT: Duration = Duration::from_secs(2);
 /// A guest on the host's own bridge answers within milliseconds: a second means no answer.
 const PING_TIMEOUT: Duration = Duration::from_secs(1);
@@ -134,10 +132,7 @@ async fn ping(ip: Ipv4Addr) -> Result<(), String> {
     pinger.timeout(PING_TIMEOUT);
     match pinger.ping(surge_ping::PingSequence(0), &[0u8; 16]).await {
         Ok(_) => Ok(()),
-        Err(e) => {
-            tokio::time::sleep(PROBE_PERIOD).await;
-            Err(format!("no echo reply from {ip}: {e}"))
-        }
+        Err(e) => Err(format!("no echo reply from {ip}: {e}")),
     }
 }
 
@@ -155,10 +150,7 @@ async fn http_get(ip: Ipv4Addr, port: u16) -> Result<String, String> {
     match tokio::time::timeout(HTTP_TIMEOUT, exchange).await {
         Ok(Ok(answer)) if answer.starts_with("HTTP/1.") => Ok(answer),
         Ok(Ok(answer)) => Err(format!("not HTTP: {answer:?}")),
-        Ok(Err(e)) => {
-            tokio::time::sleep(PROBE_PERIOD).await;
-            Err(e.to_string())
-        }
+        Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err(format!("no answer within {HTTP_TIMEOUT:?}")),
     }
 }
