@@ -90,6 +90,11 @@ pub enum VimError {
     /// The VIM has no room for another instance.
     #[error("VIM exhausted: {0}")]
     Exhausted(String),
+    /// The VIM did not answer in time, refused the connection, or answered that it cannot
+    /// now (an HTTP 5xx): the same call may succeed later. A driver tries again itself, within
+    /// a named budget, before it answers with this.
+    #[error("VIM unavailable: {0}")]
+    Unavailable(String),
     /// Anything else that went wrong talking to the infrastructure.
     #[error("VIM failure: {0}")]
     Failed(String),

@@ -274,6 +274,83 @@ async fn deploy_answers_ping_and_http_redeploy_finds_the_same_server_delete_leav
         .expect("deleting what is gone succeeds");
 }
 
+/// nova-api stopped (SIGSTOP to its process group, as `ops/openstack-aio` recorded it) until
+/// dropped: its socket still accepts, nothing answers, as an overloaded or hung API.
+struct Stalled(String);
+
+impl Stalled {
+    fn nova_api() -> Stalled {
+        let config = VimConfig::read();
+        let pid_file = config
+            .path
+            .parent()
+            .expect("the VIM config is in the all-in-one's state directory")
+            .join("pids/nova-api.pid");
+        let pid = std::fs::read_to_string(&pid_file)
+            .unwrap_or_else(|e| panic!("{}: {e}", pid_file.display()));
+        let stalled = Stalled(pid.trim().to_owned());
+        stalled.signal("STOP");
+        stalled
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), "--", &format!("-{}", self.0)])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -{signal} -- -{} failed", self.0);
+    }
+}
+
+impl Drop for Stalled {
+    fn drop(&mut self) {
+        self.signal("CONT");
+    }
+}
+
+/// Each call of the stalled test's driver gives up after this (the real limit is 30 s): over
+/// twice the slowest call measured on the all-in-one (a server create, 2.3 s), so that only the
+/// stall makes one time out.
+const STALLED_CALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long nova-api stays stopped: two of those calls time out meanwhile.
+const STALL: Duration = Duration::from_secs(12);
+
+#[tokio::test]
+async fn a_deploy_rides_out_a_stalled_nova_api_and_makes_one_server() {
+    let vim = Arc::new(
+        OpenStackVim::with_request_timeout(access(&VimConfig::read()), STALLED_CALL_TIMEOUT)
+            .expect("the VIM builds"),
+    );
+    let (vnf_id, instance_id) = (new_id(), new_id());
+    let _cleanup = Cleanup {
+        vim: self::vim(),
+        instance_ids: vec![instance_id.clone()],
+    };
+
+    let stalled = Stalled::nova_api();
+    let started = Instant::now();
+    let resume = tokio::spawn(async move {
+        tokio::time::sleep(STALL).await;
+        drop(stalled);
+    });
+    let deployed = vim
+        .deploy_vdu(&request(&vnf_id, &instance_id, vdu()))
+        .await
+        .expect("deploys once nova-api answers again");
+    resume.await.expect("nova-api resumed");
+    assert!(
+        started.elapsed() >= STALL,
+        "the deploy cannot have finished while nova-api was stopped"
+    );
+    assert!(in_test_network(deployed.mgmt_ip), "{}", deployed.mgmt_ip);
+    let inventory = self::vim().tagged_inventory().await.expect("inventory");
+    assert_eq!(
+        of_instance(&inventory, &instance_id),
+        (1, 1),
+        "{inventory:?}"
+    );
+}
+
 #[tokio::test]
 async fn a_server_deleted_behind_the_drivers_back_is_gone_and_its_ports_are_still_removed() {
     let vim = vim();

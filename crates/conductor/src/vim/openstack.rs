@@ -8,7 +8,9 @@
 //! named `vnfm-<instance id>-<CP>` and carry the same tags (the management port also
 //! `vnfm-mgmt`). A deploy looks the instance's server and ports up first and makes only what
 //! is missing; a deploy that fails removes every server and port of the instance before it
-//! answers; a delete of what is gone succeeds.
+//! answers; a delete of what is gone succeeds. A timeout, a refused connection or an HTTP
+//! 5xx is transient ([`VimError::Unavailable`]): the operation is tried again whole, after
+//! `plan::retry_delay`, which the idempotency keys make safe.
 //!
 //! It never touches a server or port that does not carry the instance's tag, never prints a
 //! password, secret or token, and never deletes a flavor, image, network or security group.
@@ -124,6 +126,8 @@ impl Answer {
         // Nova's and Neutron's quotas answer 403 (Nova) or 409 (Neutron) "Quota exceeded".
         if message.contains("Quota exceeded") || message.contains("quota exceeded") {
             VimError::Exhausted(text)
+        } else if plan::is_transient_status(self.status) {
+            VimError::Unavailable(text)
         } else {
             VimError::Failed(text)
         }
@@ -178,10 +182,19 @@ impl std::fmt::Debug for OpenStackVim {
 impl OpenStackVim {
     /// A VIM for `access`. Nothing is called until the first operation (or [`Self::check`]).
     pub fn new(access: OpenStackAccess) -> Result<OpenStackVim, VimError> {
+        OpenStackVim::with_request_timeout(access, HTTP_REQUEST_TIMEOUT)
+    }
+
+    /// A VIM whose calls give up after `request_timeout` instead of
+    /// [`HTTP_REQUEST_TIMEOUT`] (a test that stalls an API need not wait 30 s a call).
+    pub fn with_request_timeout(
+        access: OpenStackAccess,
+        request_timeout: Duration,
+    ) -> Result<OpenStackVim, VimError> {
         // No idle connections kept: uwsgi's plain HTTP socket (Keystone, Placement on Debian's
         // packages) resets a reused connection on POST.
         let http = reqwest::Client::builder()
-            .timeout(HTTP_REQUEST_TIMEOUT)
+            .timeout(request_timeout)
             .connect_timeout(HTTP_CONNECT_TIMEOUT)
             .pool_max_idle_per_host(0)
             .danger_accept_invalid_certs(!access.cert_verify)
@@ -263,7 +276,7 @@ impl OpenStackVim {
         );
         let url = format!("{}/auth/tokens", self.keystone_url);
         let answer = self.http.post(&url).json(&body).send().await.map_err(|e| {
-            VimError::Failed(format!("Keystone at {url} is unreachable: {}", chain(&e)))
+            VimError::Unavailable(format!("Keystone at {url} is unreachable: {}", chain(&e)))
         })?;
         let status = answer.status().as_u16();
         let token = answer
@@ -272,8 +285,9 @@ impl OpenStackVim {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         let text = answer.text().await.map_err(|e| {
-            VimError::Failed(format!(
-                "Keystone POST /v3/auth/tokens: reading the answer: {e}"
+            VimError::Unavailable(format!(
+                "Keystone POST /v3/auth/tokens: reading the answer: {}",
+                chain(&e)
             ))
         })?;
         match status {
@@ -284,10 +298,15 @@ impl OpenStackVim {
                 ));
             }
             other => {
-                return Err(VimError::Failed(format!(
+                let text = format!(
                     "Keystone POST /v3/auth/tokens answered {other}: {}",
                     plan::error_message(&text)
-                )));
+                );
+                return Err(if plan::is_transient_status(other) {
+                    VimError::Unavailable(text)
+                } else {
+                    VimError::Failed(text)
+                });
             }
         }
         let token = token.ok_or_else(|| {
@@ -359,16 +378,15 @@ impl OpenStackVim {
             let answer = request
                 .send()
                 .await
-                .map_err(|e| VimError::Failed(format!("{call}: {}", chain(&e))))?;
+                .map_err(|e| VimError::Unavailable(format!("{call}: {}", chain(&e))))?;
             let status = answer.status().as_u16();
             if status == 401 && !renew {
                 renew = true;
                 continue;
             }
-            let text = answer
-                .text()
-                .await
-                .map_err(|e| VimError::Failed(format!("{call}: reading the answer: {e}")))?;
+            let text = answer.text().await.map_err(|e| {
+                VimError::Unavailable(format!("{call}: reading the answer: {}", chain(&e)))
+            })?;
             let body = serde_json::from_str(&text).unwrap_or(Value::Null);
             return Ok(Answer {
                 call,
@@ -971,9 +989,9 @@ impl OpenStackVim {
 #[async_trait::async_trait]
 impl Vim for OpenStackVim {
     async fn deploy_vdu(&self, request: &DeployRequest) -> Result<Deployed, VimError> {
-        match self.deploy(request).await {
+        match retrying(|| self.deploy(request)).await {
             Ok(deployed) => Ok(deployed),
-            Err(failure) => match self.remove(&request.instance_id).await {
+            Err(failure) => match retrying(|| self.remove(&request.instance_id)).await {
                 Ok(()) => Err(failure),
                 Err(cleanup) => Err(VimError::Failed(format!(
                     "{}; removing the instance's server and ports failed too: {}",
@@ -985,7 +1003,7 @@ impl Vim for OpenStackVim {
     }
 
     async fn delete_vdu(&self, instance_id: &str) -> Result<(), VimError> {
-        self.remove(instance_id).await
+        retrying(|| self.remove(instance_id)).await
     }
 
     /// Tacker's legacy update pushed the config through a management driver into the VM;
@@ -993,6 +1011,23 @@ impl Vim for OpenStackVim {
     /// metadata `vnfm_config_digest`: what an agent in the guest (or an operator) can compare
     /// with the VNF's config. Giving the same config again writes the same digest.
     async fn apply_config(&self, request: &ConfigRequest) -> Result<(), VimError> {
+        retrying(|| self.configure(request)).await
+    }
+
+    async fn mgmt_ip(&self, instance_id: &str) -> Result<Option<Ipv4Addr>, VimError> {
+        retrying(|| async {
+            if self.servers_of(instance_id).await?.is_empty() {
+                return Ok(None);
+            }
+            self.mgmt_ip_of(instance_id).await
+        })
+        .await
+    }
+}
+
+impl OpenStackVim {
+    /// Records the config's digest on every instance's server.
+    async fn configure(&self, request: &ConfigRequest) -> Result<(), VimError> {
         let digest = config_digest(&request.config);
         for instance_id in &request.instance_ids {
             let servers = self.servers_of(instance_id).await?;
@@ -1015,12 +1050,38 @@ impl Vim for OpenStackVim {
         }
         Ok(())
     }
+}
 
-    async fn mgmt_ip(&self, instance_id: &str) -> Result<Option<Ipv4Addr>, VimError> {
-        if self.servers_of(instance_id).await?.is_empty() {
-            return Ok(None);
+/// Runs `attempt`, and runs it again after each transient failure
+/// ([`VimError::Unavailable`]) once [`plan::retry_delay`] has passed, until the retries are
+/// spent; any other answer ends it at once. `attempt` must be safe to repeat (the driver's
+/// operations look up what an earlier try made before they make anything).
+async fn retrying<T, F, Fut>(attempt: F) -> Result<T, VimError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T, VimError>>,
+{
+    let mut retry = 0;
+    loop {
+        match attempt().await {
+            Err(VimError::Unavailable(why)) => {
+                retry += 1;
+                let Some(delay) = plan::retry_delay(retry) else {
+                    return Err(VimError::Unavailable(format!(
+                        "{why} (still so after {} retries)",
+                        plan::TRANSIENT_RETRIES
+                    )));
+                };
+                tracing::warn!(
+                    retry,
+                    delay_s = delay.as_secs(),
+                    reason = %why,
+                    "The VIM is unavailable for now; trying again."
+                );
+                tokio::time::sleep(delay).await;
+            }
+            answer => return answer,
         }
-        self.mgmt_ip_of(instance_id).await
     }
 }
 
@@ -1033,7 +1094,7 @@ pub fn config_digest(config: &Value) -> String {
 /// What went wrong, without the kind's prefix.
 fn reason(error: &VimError) -> &str {
     match error {
-        VimError::Failed(why) | VimError::Exhausted(why) => why,
+        VimError::Failed(why) | VimError::Exhausted(why) | VimError::Unavailable(why) => why,
     }
 }
 
@@ -1104,5 +1165,60 @@ mod tests {
         assert_eq!(digest.len(), 64);
         assert_eq!(digest, config_digest(&config.clone()));
         assert_ne!(digest, config_digest(&json!({})));
+    }
+
+    /// An attempt that answers `Unavailable` `failures` times, then `last`; counts its runs.
+    fn flaky(
+        failures: usize,
+        last: fn() -> Result<u32, VimError>,
+    ) -> (
+        std::sync::Arc<std::sync::atomic::AtomicUsize>,
+        impl Fn() -> std::future::Ready<Result<u32, VimError>>,
+    ) {
+        use std::sync::atomic::Ordering;
+        let runs = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = runs.clone();
+        let attempt = move || {
+            let run = counted.fetch_add(1, Ordering::SeqCst);
+            std::future::ready(if run < failures {
+                Err(VimError::Unavailable(format!(
+                    "Nova GET /servers: timed out ({run})"
+                )))
+            } else {
+                last()
+            })
+        };
+        (runs, attempt)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_transient_failure_is_tried_again_after_the_backoff() {
+        let (runs, attempt) = flaky(2, || Ok(7));
+        let started = tokio::time::Instant::now();
+        assert_eq!(retrying(attempt).await.unwrap(), 7);
+        assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 3);
+        assert_eq!(started.elapsed(), Duration::from_secs(2 + 4));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failure_that_lasts_ends_the_retries_with_its_reason() {
+        let (runs, attempt) = flaky(usize::MAX, || Ok(7));
+        let started = tokio::time::Instant::now();
+        let Err(VimError::Unavailable(why)) = retrying(attempt).await else {
+            panic!("expected the failure to come back");
+        };
+        assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 5);
+        assert_eq!(started.elapsed(), Duration::from_secs(2 + 4 + 8 + 16));
+        assert!(
+            why.contains("timed out (4)") && why.contains("after 4 retries"),
+            "{why}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn any_other_failure_is_not_tried_again() {
+        let (runs, attempt) = flaky(0, || Err(VimError::Failed("Nova answered 400".into())));
+        assert!(matches!(retrying(attempt).await, Err(VimError::Failed(_))));
+        assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 }

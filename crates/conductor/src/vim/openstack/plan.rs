@@ -4,6 +4,7 @@
 //! Neutron's answers read. Pure: no HTTP here.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use base64::Engine as _;
 use events::spec::{ComputeSpec, ConnectionPoint, Placement, PlacementPolicy};
@@ -405,6 +406,28 @@ pub fn error_message(body: &str) -> String {
     }
 }
 
+/// Tries after the first that a call meeting a transient failure (a timeout, a refused
+/// connection, an HTTP 5xx) gets: with [`RETRY_FIRST_DELAY`] doubling, 2 + 4 + 8 + 16 = 30 s
+/// of waiting, enough for an API process to restart or a loaded one to catch up.
+pub const TRANSIENT_RETRIES: u32 = 4;
+/// The wait before the first retry; each later one waits twice the one before.
+pub const RETRY_FIRST_DELAY: Duration = Duration::from_secs(2);
+
+/// The wait before retry number `retry` (1 is the first), or `None` once
+/// [`TRANSIENT_RETRIES`] are spent.
+pub fn retry_delay(retry: u32) -> Option<Duration> {
+    (1..=TRANSIENT_RETRIES)
+        .contains(&retry)
+        .then(|| RETRY_FIRST_DELAY * 2u32.pow(retry - 1))
+}
+
+/// Whether an HTTP status says "not now" rather than "no": an API that failed inside (500,
+/// a database or message-queue timeout on a loaded cloud), or a proxy or service that cannot
+/// answer now (502, 503, 504).
+pub fn is_transient_status(status: u16) -> bool {
+    matches!(status, 500 | 502 | 503 | 504)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -678,5 +701,29 @@ mod tests {
         );
         assert_eq!(error_message("  "), "no message");
         assert!(error_message(&"x".repeat(1000)).ends_with('…'));
+    }
+
+    #[test]
+    fn transient_failures_are_retried_four_times_doubling_from_two_seconds() {
+        let delays: Vec<_> = (1..=5).map(retry_delay).collect();
+        assert_eq!(
+            delays,
+            [2, 4, 8, 16]
+                .map(|s| Some(Duration::from_secs(s)))
+                .into_iter()
+                .chain([None])
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(retry_delay(0), None);
+    }
+
+    #[test]
+    fn only_server_side_statuses_are_transient() {
+        for status in [500, 502, 503, 504] {
+            assert!(is_transient_status(status), "{status}");
+        }
+        for status in [200, 400, 401, 403, 404, 409, 413, 501] {
+            assert!(!is_transient_status(status), "{status}");
+        }
     }
 }
