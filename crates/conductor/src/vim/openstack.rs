@@ -209,11 +209,16 @@ impl OpenStackVim {
         })
     }
 
-    /// Authenticates afresh and makes one cheap Nova call. The error is a reason for a
-    /// person ("Keystone refused the credentials (401)"), never holding a secret.
+    /// Makes one cheap Nova call with the held token (authenticating when there is none, it
+    /// is about to expire, or Nova answers 401). The error is a reason for a person ("Keystone
+    /// refused the credentials (401)"), never holding a secret.
+    ///
+    /// The token is reused on purpose: a password authentication costs Keystone a bcrypt hash
+    /// and every API a token validation, and a check every few seconds that authenticated
+    /// afresh kept the all-in-one's Keystone near a core busy (1–3 s a validation). A password
+    /// changed behind vnfm's back shows at the token's renewal; new credentials given through
+    /// `vim-update` make a new driver, whose first check authenticates.
     pub async fn check(&self) -> Result<(), String> {
-        let session = self.authenticate().await.map_err(|e| e.to_string())?;
-        *self.session.lock().await = Some(session);
         self.send(Api::Nova, Method::GET, "/flavors", &[("limit", "1")], None)
             .await
             .and_then(Answer::ok)
