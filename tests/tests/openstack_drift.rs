@@ -140,8 +140,7 @@ fn stray_request(vnf_id: &str, instance_id: &str) -> DeployRequest {
 }
 
 /// Removes, when dropped, every server and port tagged with one of `vnf_ids` (the VNF's,
-/// whatever instances it had by then, and the stray's), pass or fail; on a thread of its own,
-/// since `Drop` cannot wait on the test's runtime.
+/// whatever instances it had by then, and the stray's), pass or fail.
 struct Cleanup {
     vim: Arc<OpenStackVim>,
     vnf_ids: Vec<String>,
@@ -151,39 +150,32 @@ impl Drop for Cleanup {
     fn drop(&mut self) {
         let vim = Arc::clone(&self.vim);
         let vnf_ids = std::mem::take(&mut self.vnf_ids);
-        let done = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("a runtime");
-            runtime.block_on(async {
-                let inventory = match vim.tagged_inventory().await {
-                    Ok(inventory) => inventory,
-                    Err(e) => return eprintln!("cleanup: cannot list the VIM: {e}"),
-                };
-                let mut instances: Vec<String> = inventory
-                    .servers
-                    .iter()
-                    .filter(|s| s.vnf_id.as_ref().is_some_and(|v| vnf_ids.contains(v)))
-                    .map(|s| s.instance_id.clone())
-                    .chain(
-                        inventory
-                            .ports
-                            .iter()
-                            .filter(|p| p.vnf_id.as_ref().is_some_and(|v| vnf_ids.contains(v)))
-                            .map(|p| p.instance_id.clone()),
-                    )
-                    .collect();
-                instances.sort_unstable();
-                instances.dedup();
-                for id in instances {
-                    if let Err(e) = vim.delete_vdu(&id).await {
-                        eprintln!("cleanup of instance {id} failed: {e}");
-                    }
+        testkit::block_on_own_thread(|| async move {
+            let inventory = match vim.tagged_inventory().await {
+                Ok(inventory) => inventory,
+                Err(e) => return eprintln!("cleanup: cannot list the VIM: {e}"),
+            };
+            let mut instances: Vec<String> = inventory
+                .servers
+                .iter()
+                .filter(|s| s.vnf_id.as_ref().is_some_and(|v| vnf_ids.contains(v)))
+                .map(|s| s.instance_id.clone())
+                .chain(
+                    inventory
+                        .ports
+                        .iter()
+                        .filter(|p| p.vnf_id.as_ref().is_some_and(|v| vnf_ids.contains(v)))
+                        .map(|p| p.instance_id.clone()),
+                )
+                .collect();
+            instances.sort_unstable();
+            instances.dedup();
+            for id in instances {
+                if let Err(e) = vim.delete_vdu(&id).await {
+                    eprintln!("cleanup of instance {id} failed: {e}");
                 }
-            });
+            }
         });
-        let _ = done.join();
     }
 }
 

@@ -95,8 +95,7 @@ fn new_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
-/// Deletes its instances when dropped, pass or fail (on a thread of its own: `Drop` cannot
-/// wait on the test's runtime).
+/// Deletes its instances when dropped, pass or fail.
 struct Cleanup {
     vim: Arc<OpenStackVim>,
     instance_ids: Vec<String>,
@@ -106,18 +105,13 @@ impl Drop for Cleanup {
     fn drop(&mut self) {
         let vim = Arc::clone(&self.vim);
         let ids = std::mem::take(&mut self.instance_ids);
-        let done = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("a runtime");
+        testkit::block_on_own_thread(|| async move {
             for id in ids {
-                if let Err(e) = runtime.block_on(vim.delete_vdu(&id)) {
+                if let Err(e) = vim.delete_vdu(&id).await {
                     eprintln!("cleanup of instance {id} failed: {e}");
                 }
             }
         });
-        let _ = done.join();
     }
 }
 

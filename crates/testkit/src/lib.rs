@@ -23,7 +23,7 @@ pub use access::Access;
 pub use cluster::NatsCluster;
 pub use events::access::Identity;
 pub use process::{RoleProcess, vnfm_bin};
-pub use wait::{eventually, eventually_every, poll};
+pub use wait::{block_on_own_thread, eventually, eventually_every, poll};
 
 use cluster::Membership;
 

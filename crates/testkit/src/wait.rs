@@ -78,6 +78,26 @@ where
     }
 }
 
+/// Runs the future `make` gives to its end on a thread and runtime of its own, and waits for
+/// it: for a `Drop` guard's cleanup, which cannot wait on the test's runtime (the test may be
+/// unwinding inside it). A panic in the cleanup is printed, not raised.
+pub fn block_on_own_thread<F, Fut>(make: F)
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = ()>,
+{
+    let done = std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime for the cleanup")
+            .block_on(make());
+    });
+    if done.join().is_err() {
+        eprintln!("a cleanup panicked");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicU32, Ordering};

@@ -115,9 +115,9 @@ async fn measure_openstack() {
                 v.failure_count == 1 && v.status == Some(VnfStatus::Active)
             })
             .await;
-            let (detected, healed) = heal_spans(&system.history(vnf_id).await);
-            detect.push(detected - cut);
-            to_healed.push(healed - detected);
+            let heal = heal_span(&system.history(vnf_id).await);
+            detect.push(heal.detected - cut);
+            to_healed.push(heal.completed - heal.detected);
         }
         for vnf_id in &vnf_ids {
             let (code, answer) = system.delete(&format!("/vnfs/{vnf_id}")).await;
@@ -146,18 +146,29 @@ async fn measure_openstack() {
     }
 }
 
-/// The moment a VNF's (only) heal's failure was declared and the moment its heal completed.
-fn heal_spans(
-    history: &[events::store::Recorded<VnfEvent>],
-) -> (time::OffsetDateTime, time::OffsetDateTime) {
-    let mut detected = None;
+/// A VNF's (only) heal: when its failure was declared, and when the heal was claimed and
+/// completed on the log.
+struct HealSpan {
+    detected: time::OffsetDateTime,
+    started: time::OffsetDateTime,
+    completed: time::OffsetDateTime,
+}
+
+fn heal_span(history: &[events::store::Recorded<VnfEvent>]) -> HealSpan {
+    let mut started = None;
     for recorded in history {
         for event in &recorded.envelope.events {
             match event {
-                VnfEvent::HealStarted { failure, .. } => detected = Some(failure.detected_at),
+                VnfEvent::HealStarted { failure, .. } => {
+                    started = Some((failure.detected_at, recorded.envelope.recorded_at));
+                }
                 VnfEvent::HealCompleted { .. } => {
-                    let detected = detected.expect("a heal completes after it starts");
-                    return (detected, recorded.envelope.recorded_at);
+                    let (detected, started) = started.expect("a heal completes after it starts");
+                    return HealSpan {
+                        detected,
+                        started,
+                        completed: recorded.envelope.recorded_at,
+                    };
                 }
                 _ => {}
             }
@@ -313,24 +324,10 @@ async fn measure(open_bus: bool) -> Vec<(&'static str, Percentiles)> {
                 v.failure_count == 1 && v.status == Some(VnfStatus::Active)
             })
             .await;
-        let history = system.history(vnf_id).await;
-        let mut detected = None;
-        for recorded in history {
-            for event in &recorded.envelope.events {
-                match event {
-                    VnfEvent::HealStarted { failure, .. } => {
-                        detected = Some(failure.detected_at);
-                        detect.push(failure.detected_at - killed);
-                        to_start.push(recorded.envelope.recorded_at - failure.detected_at);
-                    }
-                    VnfEvent::HealCompleted { .. } => {
-                        let detected = detected.expect("a heal completes after it starts");
-                        to_active.push(recorded.envelope.recorded_at - detected);
-                    }
-                    _ => {}
-                }
-            }
-        }
+        let heal = heal_span(&system.history(vnf_id).await);
+        detect.push(heal.detected - killed);
+        to_start.push(heal.started - heal.detected);
+        to_active.push(heal.completed - heal.detected);
     }
     [
         ("VDU unreachable -> failure declared", detect),
