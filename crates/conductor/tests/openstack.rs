@@ -303,11 +303,12 @@ impl Drop for Stalled {
 }
 
 /// Each call of the stalled test's driver gives up after this (the real limit is 30 s): over
-/// twice the slowest call measured on the all-in-one (a server create, 2.3 s), so that only the
-/// stall makes one time out.
-const STALLED_CALL_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long nova-api stays stopped: two of those calls time out meanwhile.
-const STALL: Duration = Duration::from_secs(12);
+/// four times the slowest call measured on the all-in-one at rest (a server create, 2.3 s), so
+/// that on a machine busy with the other tests it is the stall that makes calls time out.
+const STALLED_CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long nova-api stays stopped: the deploy's first two Nova calls time out meanwhile (10 s,
+/// 2 s of backoff, 10 s), and two of its four retries are left for the rest.
+const STALL: Duration = Duration::from_secs(25);
 
 #[tokio::test]
 async fn a_deploy_rides_out_a_stalled_nova_api_and_makes_one_server() {
