@@ -49,7 +49,10 @@ async fn a_blocked_address_is_respawned_at_a_new_one_and_the_others_are_untouche
         ..Options::default()
     })
     .await;
-    let blocklist = system.blocklist.clone().expect("the loopback VIM's blocklist");
+    let blocklist = system
+        .blocklist
+        .clone()
+        .expect("the loopback VIM's blocklist");
     let ids = system
         .active_vnfs(&monitored_vnfd("ping", "respawn", false), 3)
         .await;
@@ -219,8 +222,7 @@ async fn up_starts_on_the_loopback_vim_and_probes_its_range() {
     );
     let api = format!("http://{listen}/v1.0");
     let http = reqwest::Client::new();
-    let vnfd_id =
-        vnfm_tests::onboard(&http, &api, &monitored_vnfd("ping", "respawn", false)).await;
+    let vnfd_id = vnfm_tests::onboard(&http, &api, &monitored_vnfd("ping", "respawn", false)).await;
     let (code, created) = vnfm_tests::call(
         &http,
         &api,

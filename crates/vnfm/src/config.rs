@@ -22,10 +22,10 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::{
-    ApiArgs, AuditArgs, AuthMode, Command, ConductorArgs, GuardArgs, HealArgs, MetricsArgs,
-    MonitorArgs, NatsArgs, NatsConfigArgs, ProbeArgs, ProjectorArgs, SetupArgs, TailArgs,
-    LoopbackArgs, LoopbackCommand, TokenCommand, TokenCreateArgs, UpArgs, VduHttpArgs, VimArgs,
-    VimCommand, VimOrphansArgs, nats_server,
+    ApiArgs, AuditArgs, AuthMode, Command, ConductorArgs, GuardArgs, HealArgs, LoopbackArgs,
+    LoopbackCommand, MetricsArgs, MonitorArgs, NatsArgs, NatsConfigArgs, ProbeArgs, ProjectorArgs,
+    SetupArgs, TailArgs, TokenCommand, TokenCreateArgs, UpArgs, VduHttpArgs, VimArgs, VimCommand,
+    VimOrphansArgs, nats_server,
 };
 
 /// The longest `--vim-check-interval-s`: an hour. A VIM that stopped answering shows
@@ -435,10 +435,13 @@ pub fn validate(command: Command, files: &dyn Files) -> Result<Config, Vec<Confi
             json,
         },
         Command::Vim(VimCommand::Loopback(command)) => {
-            let (op, LoopbackArgs {
-                vim_prefix,
-                addresses,
-            }) = match command {
+            let (
+                op,
+                LoopbackArgs {
+                    vim_prefix,
+                    addresses,
+                },
+            ) = match command {
                 LoopbackCommand::Block(args) => (BlocklistOp::Block, args),
                 LoopbackCommand::Unblock(args) => (BlocklistOp::Unblock, args),
             };
@@ -448,7 +451,9 @@ pub fn validate(command: Command, files: &dyn Files) -> Result<Config, Vec<Confi
             let addresses = if addresses.is_empty() {
                 None
             } else {
-                match conductor::vim::loopback::parse_addresses(addresses.iter().map(String::as_str)) {
+                match conductor::vim::loopback::parse_addresses(
+                    addresses.iter().map(String::as_str),
+                ) {
                     Ok(addresses) => Some(addresses),
                     Err(reason) => {
                         check.problem("ADDRESS", reason);
@@ -1059,7 +1064,10 @@ mod tests {
         ) else {
             panic!("up with its own ranges");
         };
-        assert!(!up.probe_cidrs.contains(std::net::Ipv4Addr::new(127, 128, 0, 1)));
+        assert!(
+            !up.probe_cidrs
+                .contains(std::net::Ipv4Addr::new(127, 128, 0, 1))
+        );
         let Ok(Config::Up(up)) = validate(parse(&["up"]), NO_FILES) else {
             panic!("up");
         };
@@ -1081,7 +1089,14 @@ mod tests {
             op,
             addresses,
         }) = validate(
-            parse(&["vim", "loopback", "block", "--vim-prefix", "t1", "127.128.0.9"]),
+            parse(&[
+                "vim",
+                "loopback",
+                "block",
+                "--vim-prefix",
+                "t1",
+                "127.128.0.9",
+            ]),
             NO_FILES,
         )
         else {

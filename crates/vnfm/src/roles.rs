@@ -797,7 +797,11 @@ async fn vim_loopback(
         BlocklistOp::Block => "blocked",
         BlocklistOp::Unblock => "unblocked",
     };
-    println!("{done} {} addresses in {}", addresses.len(), blocklist.set());
+    println!(
+        "{done} {} addresses in {}",
+        addresses.len(),
+        blocklist.set()
+    );
     Ok(ExitCode::SUCCESS)
 }
 

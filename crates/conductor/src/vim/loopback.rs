@@ -48,7 +48,7 @@ pub const ADDRESSES_COUNT: u32 = (1 << (32 - LOOPBACK_VIM_RANGE.prefix_len())) -
 pub fn candidate(instance_id: &str, attempt: u32) -> Ipv4Addr {
     let mut hash = Sha256::new();
     hash.update(instance_id.as_bytes());
-    hash.update([0]);
+    hash.update([0u8]);
     hash.update(attempt.to_be_bytes());
     let digest = hash.finalize();
     let drawn = u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]);
@@ -291,9 +291,10 @@ mod tests {
     #[test]
     fn a_candidate_is_stable_and_each_attempt_differs() {
         let id = "0d3b9832-1c6e-5a2f-9b1e-2f0c6b7a8e11";
-        assert_eq!(candidate(id, 0), candidate(id, 0));
-        // Pinned: an upgrade that changed the derivation would move live instances.
-        assert_eq!(candidate(id, 0), candidate(id, 0));
+        // Pinned (computed apart, with Python's hashlib): an upgrade that changed the
+        // derivation would strand the claims of live instances.
+        assert_eq!(candidate(id, 0), Ipv4Addr::new(127, 198, 210, 224));
+        assert_eq!(candidate(id, 1), Ipv4Addr::new(127, 162, 23, 161));
         let attempts: HashSet<Ipv4Addr> = (0..ADDRESS_ATTEMPTS_MAX)
             .map(|attempt| candidate(id, attempt))
             .collect();
@@ -308,7 +309,10 @@ mod tests {
         let mut seen = HashSet::new();
         let mut collisions = 0;
         for n in 0..ids {
-            if !seen.insert(candidate(&uuid::Uuid::from_u128(u128::from(n)).to_string(), 0)) {
+            if !seen.insert(candidate(
+                &uuid::Uuid::from_u128(u128::from(n)).to_string(),
+                0,
+            )) {
                 collisions += 1;
             }
         }

@@ -186,7 +186,7 @@ impl Blocklist {
         let rule = rule(&self.set);
         let check = [&["-w", "-C"][..], &rule[..]].concat();
         if run("iptables", &check, None).await.is_err() {
-            let insert = [&["-w", "-I"][..], &rule[..1], &["1"], &rule[1..]].concat();
+            let insert = [&["-w", "-I"][..], &rule[..1], &["1"][..], &rule[1..]].concat();
             run("iptables", &insert, None).await?;
             tracing::info!(set = %self.set, "Made the loopback VIM's blocklist rule.");
         }
