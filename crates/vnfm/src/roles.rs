@@ -766,25 +766,21 @@ fn delivered<E: std::error::Error + Send + Sync + 'static>(
     Ok(events::read::Stored::delivered(message)?)
 }
 
-/// `vnfm vim orphans`: as the conductor identity, since it must open the VIMs' credentials
-/// (their data keys, with the master key) and read the VNF table, which the conductor's drift
-/// reads too; it writes nothing.
 /// `vnfm vim loopback block|unblock`: `addresses`, or those on standard input, one a line.
 async fn vim_loopback(
     vim_prefix: &str,
     op: BlocklistOp,
     addresses: Option<Vec<std::net::Ipv4Addr>>,
 ) -> anyhow::Result<ExitCode> {
-    let addresses = match addresses {
-        Some(addresses) => addresses,
-        None => {
-            let mut text = String::new();
-            tokio::io::AsyncReadExt::read_to_string(&mut tokio::io::stdin(), &mut text)
-                .await
-                .context("reading addresses from standard input")?;
-            conductor::vim::loopback::parse_addresses(text.lines())
-                .map_err(|reason| anyhow::anyhow!("standard input: {reason}"))?
-        }
+    let addresses = if let Some(addresses) = addresses {
+        addresses
+    } else {
+        let mut text = String::new();
+        tokio::io::AsyncReadExt::read_to_string(&mut tokio::io::stdin(), &mut text)
+            .await
+            .context("reading addresses from standard input")?;
+        conductor::vim::loopback::parse_addresses(text.lines())
+            .map_err(|reason| anyhow::anyhow!("standard input: {reason}"))?
     };
     let blocklist = Blocklist::new(vim_prefix)?;
     blocklist.apply(op, &addresses).await.with_context(|| {
@@ -805,6 +801,9 @@ async fn vim_loopback(
     Ok(ExitCode::SUCCESS)
 }
 
+/// `vnfm vim orphans`: as the conductor identity, since it must open the VIMs' credentials
+/// (their data keys, with the master key) and read the VNF table, which the conductor's drift
+/// reads too; it writes nothing.
 async fn vim_orphans(
     nats: &Nats,
     master_key: Option<Arc<DataKey>>,
