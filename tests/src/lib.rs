@@ -17,7 +17,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+use conductor::vim::Vim;
 use conductor::vim::local::{self, LocalVim, LocalVimConfig};
+use conductor::vim::loopback::{Blocklist, LoopbackVim};
 use conductor::{Conductor, ConductorConfig};
 use events::keyring::Keyring;
 use events::monitor::cidr::ProbeCidrs;
@@ -60,6 +62,9 @@ pub struct Options {
     pub vim_check_interval: Option<Duration>,
     /// The conductor's `--vim-drift-interval-s`; `None` is its default.
     pub drift_interval: Option<Duration>,
+    /// The conductor's `--vim loopback`: the built-in VIM is the loopback VIM (with this
+    /// system's prefix), and the monitor probes its range unless `probe_cidrs` says otherwise.
+    pub loopback_vim: bool,
 }
 
 /// A running vnfm.
@@ -70,6 +75,8 @@ pub struct System {
     pub api: String,
     pub http: reqwest::Client,
     pub vim_prefix: String,
+    /// The loopback VIM's blocklist, with `Options::loopback_vim`; removed on drop.
+    pub blocklist: Option<Blocklist>,
     stop: watch::Sender<bool>,
     /// Role processes of a [`System::start_separate`], killed before the namespaces go.
     processes: Vec<RoleProcess>,
@@ -114,15 +121,33 @@ impl System {
             .await
             .expect("open the tables as the projector");
         tokio::spawn(projector::run(projector_log, projector_tables, shutdown()));
-        let vim = LocalVim::new(LocalVimConfig::new(vim_prefix.clone(), testkit::vnfm_bin()))
-            .expect("the local VIM (tests run as root)");
         let conductor_log = system.log_as(Identity::Conductor).await;
+        let vim: Arc<dyn Vim> = if options.loopback_vim {
+            let blocklist = Blocklist::new(&vim_prefix).expect("a valid prefix");
+            system.blocklist = Some(blocklist.clone());
+            let allocations = events::store::open_bucket(
+                conductor_log.jetstream(),
+                events::names::LOOPBACK_VIM_BUCKET,
+            )
+            .await
+            .expect("open the loopback VIM's bucket as the conductor");
+            Arc::new(
+                LoopbackVim::new(allocations, blocklist)
+                    .await
+                    .expect("the loopback VIM (tests run as root, with ipset and iptables)"),
+            )
+        } else {
+            Arc::new(
+                LocalVim::new(LocalVimConfig::new(vim_prefix.clone(), testkit::vnfm_bin()))
+                    .expect("the local VIM (tests run as root)"),
+            )
+        };
         let keyring = Keyring::open(conductor_log.jetstream(), system.nats.access().master_key())
             .await
             .expect("open the data keys as the conductor");
         let conductor = Conductor::new(
             conductor_log,
-            Arc::new(vim),
+            vim,
             ConductorConfig {
                 instance: format!("conductor-{vim_prefix}"),
                 respawn_limit: options.respawn_limit,
@@ -142,10 +167,13 @@ impl System {
             Arc::new(Prober::new().expect("the ICMP socket (tests run as root)")),
             MonitorConfig {
                 instance: format!("monitor-{vim_prefix}"),
-                probe_cidrs: options
-                    .probe_cidrs
-                    .clone()
-                    .unwrap_or_else(|| MonitorConfig::default().probe_cidrs),
+                probe_cidrs: options.probe_cidrs.clone().unwrap_or_else(|| {
+                    if options.loopback_vim {
+                        ProbeCidrs::from(events::monitor::cidr::LOOPBACK_VIM_RANGE)
+                    } else {
+                        MonitorConfig::default().probe_cidrs
+                    }
+                }),
                 ..MonitorConfig::default()
             },
         );
@@ -203,6 +231,7 @@ impl System {
             api: String::new(),
             http: reqwest::Client::new(),
             vim_prefix,
+            blocklist: None,
             stop: watch::channel(false).0,
             processes: Vec::new(),
             violations_expected: false,
@@ -359,6 +388,11 @@ impl Drop for System {
         self.processes.clear();
         if let Err(e) = local::cleanup_prefix_blocking(&self.vim_prefix) {
             eprintln!("cleanup of {} failed: {e}", self.vim_prefix);
+        }
+        if let Some(blocklist) = &self.blocklist
+            && let Err(e) = blocklist.remove_blocking()
+        {
+            eprintln!("removing {} failed: {e}", blocklist.set());
         }
         // Every role ran as its own identity: none may have been refused anything it does.
         if !self.violations_expected && !std::thread::panicking() {

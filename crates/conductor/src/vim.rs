@@ -5,6 +5,7 @@
 //! one that is gone succeeds.
 
 pub mod local;
+pub mod loopback;
 pub mod openstack;
 
 use std::net::Ipv4Addr;

@@ -154,6 +154,10 @@ impl Identity {
                 p.read(names::MONITOR_STREAM);
                 // Drift finds the VNFs of each VIM in the VNF table: read, never written.
                 p.read(&kv_stream(names::VNF_TABLE_BUCKET));
+                // The loopback VIM's address allocations (`conductor::vim::loopback`): conductors
+                // alone read and write them.
+                p.read(&kv_stream(names::LOOPBACK_VIM_BUCKET));
+                p.publish_allow.push(kv_writes(names::LOOPBACK_VIM_BUCKET));
                 // A registered VIM's data key, to open its credentials and reach it, and a
                 // VNF's, to open its VDUs' user_data for the servers it deploys: binding to
                 // the bucket and the last value of a `vim.` or `vnf.` key, never a VNFD's key
@@ -424,6 +428,10 @@ mod tests {
                     names::name_claim_key(names::AggregateKind::Vnf, "p", "web")
                 ),
                 &[Identity::Gateway],
+            ),
+            (
+                format!("$KV.{}.address.127-128-0-1", names::LOOPBACK_VIM_BUCKET),
+                &[Identity::Conductor],
             ),
         ];
         for (subject, writers) in cases {

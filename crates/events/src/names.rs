@@ -209,8 +209,13 @@ pub fn name_claim_key(kind: AggregateKind, project: &str, name: &str) -> String 
     format!("{}.{id}", kind.as_str())
 }
 
+/// Bucket of the loopback VIM's addresses (`conductor::vim::loopback`): `instance.<id>` holds an
+/// instance's address, `address.<a>-<b>-<c>-<d>` the instance that holds an address, so that no
+/// two instances share one. Written by conductors only.
+pub const LOOPBACK_VIM_BUCKET: &str = "VNFM_LOOPBACK_VIM";
+
 /// Every KV bucket of vnfm.
-pub const BUCKETS: [&str; 7] = [
+pub const BUCKETS: [&str; 8] = [
     VNF_TABLE_BUCKET,
     VNFD_TABLE_BUCKET,
     VIM_TABLE_BUCKET,
@@ -218,6 +223,7 @@ pub const BUCKETS: [&str; 7] = [
     MONITOR_LEASE_BUCKET,
     DATA_KEY_BUCKET,
     NAME_CLAIM_BUCKET,
+    LOOPBACK_VIM_BUCKET,
 ];
 
 /// Durable consumer of failure reports shared by every conductor.

@@ -101,8 +101,9 @@ fn monitor_stream(config: &LogConfig) -> stream::Config {
 
 /// The VNF, VNFD and VIM tables, the monitor states, the monitor leases (whose entries expire
 /// [`LEASE_TTL`] after their last write), the data keys (one revision each, so that a
-/// destroyed key leaves nothing behind in its bucket) and the names' claims.
-fn buckets(config: &LogConfig) -> [kv::Config; 7] {
+/// destroyed key leaves nothing behind in its bucket), the names' claims and the loopback VIM's
+/// addresses.
+fn buckets(config: &LogConfig) -> [kv::Config; 8] {
     let bucket = |name: &str| kv::Config {
         bucket: name.into(),
         history: 1,
@@ -121,6 +122,7 @@ fn buckets(config: &LogConfig) -> [kv::Config; 7] {
         },
         bucket(names::DATA_KEY_BUCKET),
         bucket(names::NAME_CLAIM_BUCKET),
+        bucket(names::LOOPBACK_VIM_BUCKET),
     ]
 }
 

@@ -4,14 +4,15 @@
 //! through the [`Files`] it is given.
 
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use conductor::StopPoint;
+use conductor::vim::loopback::BlocklistOp;
 use events::credentials::{self, CredentialsError, Seed};
-use events::monitor::cidr::{LOCAL_VIM_RANGE, ProbeCidrs};
+use events::monitor::cidr::{LOCAL_VIM_RANGE, LOOPBACK_VIM_RANGE, ProbeCidrs};
 use events::secrets::DataKey;
 use events::setup::LogConfig;
 use events::vnf::{HEALS_REMEMBERED_MAX, RespawnLimit};
@@ -21,10 +22,10 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::{
-    ApiArgs, AuditArgs, AuthMode, Command, ConductorArgs, GuardArgs, HealArgs, MetricsArgs,
-    MonitorArgs, NatsArgs, NatsConfigArgs, ProbeArgs, ProjectorArgs, SetupArgs, TailArgs,
-    TokenCommand, TokenCreateArgs, UpArgs, VduHttpArgs, VimArgs, VimCommand, VimOrphansArgs,
-    nats_server,
+    ApiArgs, AuditArgs, AuthMode, Command, ConductorArgs, GuardArgs, HealArgs, LoopbackArgs,
+    LoopbackCommand, MetricsArgs, MonitorArgs, NatsArgs, NatsConfigArgs, ProbeArgs, ProjectorArgs,
+    SetupArgs, TailArgs, TokenCommand, TokenCreateArgs, UpArgs, VduHttpArgs, VimArgs, VimCommand,
+    VimOrphansArgs, nats_server,
 };
 
 /// The longest `--vim-check-interval-s`: an hour. A VIM that stopped answering shows
@@ -99,6 +100,26 @@ fn parse_when(text: &str, now: OffsetDateTime) -> Result<OffsetDateTime, String>
     Ok(now - time::Duration::seconds(ago_s))
 }
 
+/// What serves the built-in VIM id `local` (`--vim`): the gateway and VNFDs see no difference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum VimKind {
+    /// `conductor::vim::local`: a network namespace per VDU.
+    #[default]
+    Local,
+    /// `conductor::vim::loopback`: an address in 127.128.0.0/9 per VDU, nothing deployed.
+    Loopback,
+}
+
+impl VimKind {
+    /// The range its management IPs come from: what monitors must be let probe.
+    pub fn range(self) -> events::monitor::cidr::Ipv4Cidr {
+        match self {
+            VimKind::Local => LOCAL_VIM_RANGE,
+            VimKind::Loopback => LOOPBACK_VIM_RANGE,
+        }
+    }
+}
+
 /// One flag whose value cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigProblem {
@@ -161,6 +182,14 @@ pub enum Config {
         /// Always read when the configuration is valid (an unreadable file is a problem).
         master_key: Option<Arc<DataKey>>,
         json: bool,
+    },
+    /// `vnfm vim loopback block|unblock`: change the loopback VIM's blocklist on this host.
+    VimLoopback {
+        /// The conductors' `--vim-prefix`, checked.
+        vim_prefix: String,
+        op: BlocklistOp,
+        /// Each in the loopback VIM's range; `None` reads them from standard input.
+        addresses: Option<Vec<Ipv4Addr>>,
     },
     /// Passed on as given: the local VIM builds its command line.
     VduHttp(VduHttpArgs),
@@ -260,6 +289,7 @@ pub struct Api {
 #[derive(Debug)]
 pub struct Conductor {
     pub nats: Nats,
+    pub vim_kind: VimKind,
     pub vim_prefix: String,
     pub ack_wait: Duration,
     pub respawn_limit: RespawnLimit,
@@ -290,6 +320,7 @@ pub struct Up {
     /// Serve (or reach) NATS over TLS with the certificates in `<data_dir>/tls`.
     pub tls: bool,
     pub api: Api,
+    pub vim_kind: VimKind,
     pub vim_prefix: String,
     pub respawn_limit: RespawnLimit,
     pub suspect_failures_min: usize,
@@ -371,7 +402,7 @@ pub fn validate(command: Command, files: &dyn Files) -> Result<Config, Vec<Confi
         }) => Config::Monitor(Monitor {
             nats: check.nats(nats),
             suspect_failures_min: check.suspect_failures_min(&probe),
-            probe_cidrs: check.probe_cidrs(&probe),
+            probe_cidrs: check.probe_cidrs(&probe, VimKind::Local),
             metrics_listen: check.metrics_listen(&metrics, None),
         }),
         Command::Audit(AuditArgs {
@@ -403,6 +434,39 @@ pub fn validate(command: Command, files: &dyn Files) -> Result<Config, Vec<Confi
             master_key: check.master_key(Some(&master_key)),
             json,
         },
+        Command::Vim(VimCommand::Loopback(command)) => {
+            let (
+                op,
+                LoopbackArgs {
+                    vim_prefix,
+                    addresses,
+                },
+            ) = match command {
+                LoopbackCommand::Block(args) => (BlocklistOp::Block, args),
+                LoopbackCommand::Unblock(args) => (BlocklistOp::Unblock, args),
+            };
+            if let Err(reason) = conductor::vim::local::validate_prefix(&vim_prefix) {
+                check.problem("--vim-prefix", reason);
+            }
+            let addresses = if addresses.is_empty() {
+                None
+            } else {
+                match conductor::vim::loopback::parse_addresses(
+                    addresses.iter().map(String::as_str),
+                ) {
+                    Ok(addresses) => Some(addresses),
+                    Err(reason) => {
+                        check.problem("ADDRESS", reason);
+                        None
+                    }
+                }
+            };
+            Config::VimLoopback {
+                vim_prefix,
+                op,
+                addresses,
+            }
+        }
         Command::Rebuild { verify, nats } => Config::Rebuild {
             verify,
             nats: check.nats(nats),
@@ -729,16 +793,21 @@ impl Check<'_> {
         args.suspect_failures_min
     }
 
-    fn probe_cidrs(&mut self, args: &ProbeArgs) -> ProbeCidrs {
-        args.probe_cidrs.parse().unwrap_or_else(|e| {
+    /// `--probe-cidrs`, by default the range of the VIM that `vim` names.
+    fn probe_cidrs(&mut self, args: &ProbeArgs, vim: VimKind) -> ProbeCidrs {
+        let Some(text) = &args.probe_cidrs else {
+            return ProbeCidrs::from(vim.range());
+        };
+        text.parse().unwrap_or_else(|e| {
             self.problem("--probe-cidrs", format!("{e}"));
-            ProbeCidrs::from(LOCAL_VIM_RANGE)
+            ProbeCidrs::from(vim.range())
         })
     }
 
     fn conductor(&mut self, args: ConductorArgs) -> Conductor {
         Conductor {
             nats: self.nats(args.nats),
+            vim_kind: args.vim.vim_kind,
             vim_prefix: self.vim_prefix(args.vim),
             // At least a second: progress acks go at a third of it, and zero has no meaning.
             ack_wait: Duration::from_secs(self.in_range(
@@ -805,10 +874,11 @@ impl Check<'_> {
                 respawn_limit,
                 ..self.api(&args.api)
             },
+            vim_kind: args.vim.vim_kind,
+            probe_cidrs: self.probe_cidrs(&args.probe, args.vim.vim_kind),
             vim_prefix: self.vim_prefix(args.vim),
             respawn_limit,
             suspect_failures_min: self.suspect_failures_min(&args.probe),
-            probe_cidrs: self.probe_cidrs(&args.probe),
             data_dir: args.data_dir,
             nats_url: args.nats_url,
             nats_server_bin: args.nats_server_bin,
@@ -978,6 +1048,72 @@ mod tests {
         assert!(
             !up.probe_cidrs
                 .contains(std::net::Ipv4Addr::new(169, 254, 169, 254))
+        );
+    }
+
+    #[test]
+    fn the_loopback_vim_is_chosen_with_its_probe_range_unless_ranges_are_given() {
+        let Ok(Config::Up(up)) = validate(parse(&["up", "--vim", "loopback"]), NO_FILES) else {
+            panic!("up on the loopback VIM");
+        };
+        assert_eq!(up.vim_kind, VimKind::Loopback);
+        assert_eq!(up.probe_cidrs, ProbeCidrs::from(LOOPBACK_VIM_RANGE));
+        let Ok(Config::Up(up)) = validate(
+            parse(&["up", "--vim", "loopback", "--probe-cidrs", "10.0.0.0/8"]),
+            NO_FILES,
+        ) else {
+            panic!("up with its own ranges");
+        };
+        assert!(
+            !up.probe_cidrs
+                .contains(std::net::Ipv4Addr::new(127, 128, 0, 1))
+        );
+        let Ok(Config::Up(up)) = validate(parse(&["up"]), NO_FILES) else {
+            panic!("up");
+        };
+        assert_eq!(up.vim_kind, VimKind::Local);
+        assert_eq!(up.probe_cidrs, ProbeCidrs::from(LOCAL_VIM_RANGE));
+        let Ok(Config::Conductor(conductor)) =
+            validate(parse(&["conductor", "--vim", "loopback"]), NO_FILES)
+        else {
+            panic!("a conductor on the loopback VIM");
+        };
+        assert_eq!(conductor.vim_kind, VimKind::Loopback);
+        assert!(Cli::try_parse_from(["vnfm", "conductor", "--vim", "kvm"]).is_err());
+    }
+
+    #[test]
+    fn a_block_takes_loopback_addresses_only() {
+        let Ok(Config::VimLoopback {
+            vim_prefix,
+            op,
+            addresses,
+        }) = validate(
+            parse(&[
+                "vim",
+                "loopback",
+                "block",
+                "--vim-prefix",
+                "t1",
+                "127.128.0.9",
+            ]),
+            NO_FILES,
+        )
+        else {
+            panic!("a block");
+        };
+        assert_eq!(vim_prefix, "t1");
+        assert_eq!(op, BlocklistOp::Block);
+        assert_eq!(addresses, Some(vec![Ipv4Addr::new(127, 128, 0, 9)]));
+        let Ok(Config::VimLoopback { op, addresses, .. }) =
+            validate(parse(&["vim", "loopback", "unblock"]), NO_FILES)
+        else {
+            panic!("an unblock from standard input");
+        };
+        assert_eq!((op, addresses), (BlocklistOp::Unblock, None));
+        assert_eq!(
+            problems(&["vim", "loopback", "block", "127.0.0.1"]),
+            ["ADDRESS: 127.0.0.1 is not in the loopback VIM's range 127.128.0.0/9"]
         );
     }
 

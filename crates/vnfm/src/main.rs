@@ -106,6 +106,27 @@ enum VimCommand {
     /// instance owns (by instance id): VIM, kind, OpenStack id, instance id, VNF id. Reports,
     /// never deletes. Exits 1 when a VIM could not be listed.
     Orphans(VimOrphansArgs),
+    /// The loopback VIM's blocklist on this host: make instances' addresses unreachable and
+    /// reachable again (tests and benchmarks; root).
+    #[command(subcommand, hide = true)]
+    Loopback(LoopbackCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum LoopbackCommand {
+    /// Make these addresses unreachable: every packet to them on `lo` is dropped.
+    Block(LoopbackArgs),
+    /// Make these addresses reachable again.
+    Unblock(LoopbackArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+struct LoopbackArgs {
+    /// The conductors' --vim-prefix: the blocklist is `<prefix>-lo-blocked`.
+    #[arg(long, env = "VNFM_VIM_PREFIX", default_value = conductor::vim::local::DEFAULT_PREFIX)]
+    vim_prefix: String,
+    /// The addresses, each in 127.128.0.0/9; none reads them from standard input, one a line.
+    addresses: Vec<String>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -367,6 +388,11 @@ struct GatewayArgs {
 
 #[derive(Debug, Clone, Args)]
 struct VimArgs {
+    /// What serves the built-in VIM `local`: `local`, a network namespace per VDU, or
+    /// `loopback`, an address in 127.128.0.0/9 per VDU with nothing deployed (fleet-scale tests
+    /// and capacity planning on one machine; ping-monitored VDUs only).
+    #[arg(long = "vim", env = "VNFM_VIM", value_enum, default_value_t = config::VimKind::Local)]
+    vim_kind: config::VimKind,
     /// Name prefix of the namespaces and links the local VIM creates (at most 5 of [a-z0-9]).
     #[arg(long, env = "VNFM_VIM_PREFIX", default_value = conductor::vim::local::DEFAULT_PREFIX)]
     vim_prefix: String,
@@ -462,12 +488,10 @@ struct ProbeArgs {
     suspect_failures_min: usize,
     /// The address ranges a monitor may probe, comma-separated IPv4 CIDRs (every VIM's
     /// range). A VDU whose management IP lies outside them is reported, never probed.
-    #[arg(
-        long,
-        env = "VNFM_PROBE_CIDRS",
-        default_value_t = events::monitor::cidr::LOCAL_VIM_RANGE.to_string()
-    )]
-    probe_cidrs: String,
+    /// Default: the local VIM's 198.18.0.0/15, or with `up --vim loopback` the loopback VIM's
+    /// 127.128.0.0/9.
+    #[arg(long, env = "VNFM_PROBE_CIDRS")]
+    probe_cidrs: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]

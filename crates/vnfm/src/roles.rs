@@ -13,7 +13,9 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use async_nats::jetstream;
+use conductor::vim::Vim;
 use conductor::vim::local::{LocalVim, LocalVimConfig};
+use conductor::vim::loopback::{Blocklist, BlocklistOp, LoopbackVim};
 use conductor::{Conductor, ConductorConfig};
 use events::access::{self, Identity};
 use events::keyring::Keyring;
@@ -29,7 +31,7 @@ use monitor::probe::Prober;
 use monitor::{Monitor, MonitorConfig};
 use projector::Tables;
 
-use crate::config::{self, Api, Config, Nats};
+use crate::config::{self, Api, Config, Nats, VimKind};
 use crate::nats_server;
 
 /// How long `rebuild --verify` waits for the projector to reach the end of the log.
@@ -74,7 +76,7 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
             Ok(roles.wait().await)
         }
         Config::Conductor(conductor) => {
-            let vim = local_vim(&conductor.vim_prefix)?;
+            let vim = BuiltinVim::start(conductor.vim_kind, &conductor.vim_prefix).await?;
             let nats = &conductor.nats;
             let config = ConductorConfig {
                 instance: nats.instance("conductor"),
@@ -145,6 +147,11 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
             master_key,
             json,
         } => vim_orphans(&nats, master_key, json).await,
+        Config::VimLoopback {
+            vim_prefix,
+            op,
+            addresses,
+        } => vim_loopback(&vim_prefix, op, addresses).await,
         // Its namespace must be entered before any runtime thread exists: `main` runs it.
         Config::VduHttp(_) => anyhow::bail!("vdu-http runs before the async runtime starts"),
         Config::TokenCreate(_) => {
@@ -175,6 +182,47 @@ fn local_vim(prefix: &str) -> anyhow::Result<LocalVim> {
     LocalVim::new(LocalVimConfig::new(prefix, program)).context("starting the local VIM")
 }
 
+/// What serves the built-in VIM `local`, as `--vim` chose it, before it binds to the bus.
+enum BuiltinVim {
+    Local(LocalVim),
+    /// The loopback VIM's blocklist, made; the VIM binds to its bucket once connected.
+    Loopback(Blocklist),
+}
+
+impl BuiltinVim {
+    /// Started before anything connects, so that a host that cannot run it (no root, no
+    /// iproute2, no ipset or iptables) is refused at once.
+    async fn start(kind: VimKind, prefix: &str) -> anyhow::Result<Self> {
+        match kind {
+            VimKind::Local => Ok(BuiltinVim::Local(local_vim(prefix)?)),
+            VimKind::Loopback => {
+                let blocklist = Blocklist::new(prefix)?;
+                blocklist
+                    .ensure()
+                    .await
+                    .context("making the loopback VIM's blocklist")?;
+                Ok(BuiltinVim::Loopback(blocklist))
+            }
+        }
+    }
+
+    /// The driver, bound to the bus of `log` where it keeps its state.
+    async fn open(self, log: &EventLog) -> anyhow::Result<Arc<dyn Vim>> {
+        match self {
+            BuiltinVim::Local(vim) => Ok(Arc::new(vim)),
+            BuiltinVim::Loopback(blocklist) => {
+                let allocations =
+                    store::open_bucket(log.jetstream(), names::LOOPBACK_VIM_BUCKET).await?;
+                tracing::info!(
+                    blocklist = blocklist.set(),
+                    "The built-in VIM is the loopback VIM."
+                );
+                Ok(Arc::new(LoopbackVim::new(allocations, blocklist).await?))
+            }
+        }
+    }
+}
+
 /// The monitor's ICMP socket, opened before anything connects.
 fn prober() -> anyhow::Result<Prober> {
     let prober =
@@ -187,7 +235,7 @@ fn prober() -> anyhow::Result<Prober> {
 }
 
 async fn up(config: config::Up) -> anyhow::Result<ExitCode> {
-    let vim = local_vim(&config.vim_prefix)?;
+    let vim = BuiltinVim::start(config.vim_kind, &config.vim_prefix).await?;
     let prober = prober()?;
     let credentials_dir = config.data_dir.join("credentials");
     let seeds = credentials::ensure(&credentials_dir)?;
@@ -351,16 +399,17 @@ impl Roles {
         self.spawn("projector", projector::run(log, tables, shutdown));
     }
 
-    /// A conductor on the local VIM and, with the master key, on every registered VIM.
+    /// A conductor on the built-in VIM and, with the master key, on every registered VIM.
     async fn conductor(
         &mut self,
         log: EventLog,
-        vim: LocalVim,
+        vim: BuiltinVim,
         master_key: Option<Arc<DataKey>>,
         config: ConductorConfig,
     ) -> anyhow::Result<()> {
         self.clients.push(log.jetstream().client());
-        let mut conductor = Conductor::new(log.clone(), Arc::new(vim), config);
+        let vim = vim.open(&log).await?;
+        let mut conductor = Conductor::new(log.clone(), vim, config);
         if let Some(master_key) = master_key {
             let keyring = Keyring::open(log.jetstream(), master_key).await?;
             conductor = conductor.with_registered_vims(keyring);
@@ -715,6 +764,41 @@ fn delivered<E: std::error::Error + Send + Sync + 'static>(
         .with_context(|| format!("the {what} stream's consumer ended"))?
         .with_context(|| format!("following the {what} stream"))?;
     Ok(events::read::Stored::delivered(message)?)
+}
+
+/// `vnfm vim loopback block|unblock`: `addresses`, or those on standard input, one a line.
+async fn vim_loopback(
+    vim_prefix: &str,
+    op: BlocklistOp,
+    addresses: Option<Vec<std::net::Ipv4Addr>>,
+) -> anyhow::Result<ExitCode> {
+    let addresses = if let Some(addresses) = addresses {
+        addresses
+    } else {
+        let mut text = String::new();
+        tokio::io::AsyncReadExt::read_to_string(&mut tokio::io::stdin(), &mut text)
+            .await
+            .context("reading addresses from standard input")?;
+        conductor::vim::loopback::parse_addresses(text.lines())
+            .map_err(|reason| anyhow::anyhow!("standard input: {reason}"))?
+    };
+    let blocklist = Blocklist::new(vim_prefix)?;
+    blocklist.apply(op, &addresses).await.with_context(|| {
+        format!(
+            "changing {} (made by a conductor with --vim loopback --vim-prefix {vim_prefix} on this host)",
+            blocklist.set()
+        )
+    })?;
+    let done = match op {
+        BlocklistOp::Block => "blocked",
+        BlocklistOp::Unblock => "unblocked",
+    };
+    println!(
+        "{done} {} addresses in {}",
+        addresses.len(),
+        blocklist.set()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `vnfm vim orphans`: as the conductor identity, since it must open the VIMs' credentials

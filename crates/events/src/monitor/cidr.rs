@@ -1,5 +1,5 @@
 //! IPv4 address ranges in CIDR notation (`198.18.0.0/15`), the list of them a monitor may
-//! probe (`--probe-cidrs`), and the local VIM's range, spelled here once.
+//! probe (`--probe-cidrs`), and the local and loopback VIMs' ranges, spelled here once.
 //!
 //! Plain data and parsing only: it never resolves a name or touches the network.
 
@@ -15,6 +15,15 @@ use serde::{Deserialize, Serialize};
 pub const LOCAL_VIM_RANGE: Ipv4Cidr = Ipv4Cidr {
     base: Ipv4Addr::new(198, 18, 0, 0),
     prefix_len: 15,
+};
+
+/// The range every address of the loopback VIM comes from: the upper half of 127.0.0.0/8
+/// (8,388,608 addresses, which the kernel answers on `lo` by itself), so that 127.0.0.1 and the
+/// rest of 127.0.0.0/16 are never an instance. `vnfm up --vim loopback`'s default of
+/// `--probe-cidrs`.
+pub const LOOPBACK_VIM_RANGE: Ipv4Cidr = Ipv4Cidr {
+    base: Ipv4Addr::new(127, 128, 0, 0),
+    prefix_len: 9,
 };
 
 /// The longest prefix length of an IPv4 range: one address.
