@@ -1,0 +1,307 @@
+//! Issue 13: failures never share retention with telemetry. Conductors are stopped while
+//! failures of real VNFs are reported and probe rounds are written many times past the
+//! telemetry stream's bound; started again, they handle every failure once.
+//!
+//! Made cheap for CI: the telemetry bound is set small for the test ([`TELEMETRY_BOUND_BYTES`],
+//! the way `vnfm setup` sets it), the rounds are raw publishes of realistic round messages as
+//! the monitor identity, and the 2,000 failures fall on [`VNFS`] VNFs whose VDU's policy is
+//! `log` (each report a claim on the log, `FailureLogged`, with no VIM work), so that the
+//! test pays for a handful of namespaces, not 2,000.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use async_nats::jetstream;
+use events::envelope::{Actor, ActorKind};
+use events::monitor::{Failure, MonitorEvent, MonitorMessage, ProbeOutcome, ProbeResult, TargetRef};
+use events::names::{self, headers};
+use events::read::StreamRead;
+use events::setup::{self, LogConfig};
+use events::spec::PolicyAction;
+use events::vnf::VnfEvent;
+use futures::future::try_join_all;
+use testkit::{Identity, eventually_every};
+use time::OffsetDateTime;
+use vnfm_tests::{System, monitored_vnfd};
+
+/// The telemetry stream's bound for this test (the default is 1 GiB).
+const TELEMETRY_BOUND_BYTES: i64 = 8 * 1024 * 1024;
+/// Telemetry written in all: the issue's 100 MB, twelve times the bound.
+const TELEMETRY_WRITTEN_BYTES: usize = 100 * 1000 * 1000;
+/// Telemetry written before the first failure report: twice the bound, so that its eviction
+/// shows on the stream's first sequence.
+const TELEMETRY_BEFORE_BYTES: usize = 2 * TELEMETRY_BOUND_BYTES as usize;
+/// Failure reports, as the issue counts them.
+const FAILURES: usize = 2_000;
+/// The VNFs they fall on: enough that two conductors' claims on one VNF rarely race (50
+/// reports each), few enough to deploy in seconds on the local VIM.
+const VNFS: usize = 40;
+/// Results in one round message: a monitor with a thousand targets in one tick.
+const RESULTS_PER_ROUND: usize = 1_000;
+/// Round messages in flight at once while the test writes telemetry.
+const ROUNDS_IN_FLIGHT: usize = 16;
+/// How long the restarted conductors may take to claim every failure: 2,000 appends.
+const HANDLED_PATIENCE: Duration = Duration::from_secs(120);
+/// Pause between two counts of the claims (each reads every VNF's history).
+const COUNT_INTERVAL: Duration = Duration::from_millis(500);
+
+fn now() -> OffsetDateTime {
+    OffsetDateTime::now_utc()
+}
+
+/// A round message as a monitor publishes it: `RESULTS_PER_ROUND` targets, all up.
+fn round(n: usize) -> Vec<u8> {
+    let results = (0..RESULTS_PER_ROUND)
+        .map(|i| {
+            let host = u32::try_from(n * RESULTS_PER_ROUND + i).unwrap() % (1 << 24);
+            ProbeResult {
+                target: TargetRef {
+                    vnf_id: uuid::Uuid::new_v4().to_string(),
+                    vdu: "VDU1".into(),
+                    instance_id: uuid::Uuid::new_v4().to_string(),
+                    mgmt_ip: Ipv4Addr::from(0x7f00_0000 | host),
+                    action_id: uuid::Uuid::new_v4().to_string(),
+                },
+                outcome: ProbeOutcome::Up { rtt_us: 180 },
+                at: now(),
+            }
+        })
+        .collect();
+    let event = MonitorEvent::Round {
+        monitor: Actor::new(ActorKind::Monitor, "telemetry-writer"),
+        at: now(),
+        targets: RESULTS_PER_ROUND,
+        results,
+    };
+    serde_json::to_vec(&MonitorMessage::new(event)).unwrap()
+}
+
+/// Writes at least `bytes` of round messages as the monitor; answers the bytes written and
+/// the telemetry stream's last sequence.
+async fn write_telemetry(monitor: &jetstream::Context, bytes: usize) -> (usize, u64) {
+    let subject = names::round_subject("telemetry-writer");
+    let mut written = 0;
+    let mut last = 0;
+    let mut n = 0;
+    // One round at first, to learn its size; then as many at once as are still wanted, up to
+    // ROUNDS_IN_FLIGHT.
+    let mut round_bytes = 0;
+    while written < bytes {
+        let count = if round_bytes == 0 {
+            1
+        } else {
+            (bytes - written)
+                .div_ceil(round_bytes)
+                .clamp(1, ROUNDS_IN_FLIGHT)
+        };
+        let batch: Vec<Vec<u8>> = (0..count).map(|i| round(n + i)).collect();
+        n += count;
+        round_bytes = batch[0].len();
+        written += batch.iter().map(Vec::len).sum::<usize>();
+        let acks = try_join_all(
+            batch
+                .into_iter()
+                .map(|payload| monitor.publish(subject.clone(), payload.into())),
+        )
+        .await
+        .expect("round messages sent");
+        for ack in try_join_all(acks).await.expect("round messages stored") {
+            assert_eq!(ack.stream, names::TELEMETRY_STREAM, "a round's stream");
+            last = last.max(ack.sequence);
+        }
+    }
+    (written, last)
+}
+
+/// The failure report `failure_id` of the VNF's single instance, as a monitor sends it.
+fn failure(system_vnf: &events::vnf::Vnf, vnf_id: &str, failure_id: String) -> Failure {
+    let instance = &system_vnf.instances[0];
+    Failure {
+        failure_id,
+        monitor: Actor::new(ActorKind::Monitor, "telemetry-writer"),
+        target: TargetRef {
+            vnf_id: vnf_id.to_owned(),
+            vdu: instance.vdu.clone(),
+            instance_id: instance.instance_id.clone(),
+            mgmt_ip: instance.mgmt_ip,
+            action_id: system_vnf.action_id.clone().expect("a monitored VNF"),
+        },
+        action: PolicyAction::Log,
+        attempts: 2,
+        reason: "no answer to 2 pings".into(),
+        detected_at: now(),
+    }
+}
+
+/// How many times each failure id is claimed (`FailureLogged`) on the VNFs' subjects.
+async fn claims(system: &System, vnf_ids: &[String]) -> BTreeMap<String, usize> {
+    let mut claimed = BTreeMap::new();
+    for vnf_id in vnf_ids {
+        for recorded in system.history(vnf_id).await {
+            for event in &recorded.envelope.events {
+                if let VnfEvent::FailureLogged { failure } = event {
+                    *claimed.entry(failure.failure_id.clone()).or_insert(0) += 1;
+                }
+            }
+        }
+    }
+    claimed
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_reported_while_conductors_are_down_survive_telemetry_and_are_handled_once() {
+    let system = System::start_separate().await;
+    // The telemetry bound set where the streams are set up, as the admin.
+    let admin = jetstream::new(system.nats.client_as(Identity::Admin).await);
+    setup::provision(
+        &admin,
+        &LogConfig {
+            telemetry_bytes_max: TELEMETRY_BOUND_BYTES,
+            ..LogConfig::default()
+        },
+    )
+    .await
+    .expect("the telemetry bound set");
+
+    let mut first = system.spawn_conductor("conductor-1", &[]).await;
+    let vnf_ids = system
+        .active_vnfs(&monitored_vnfd("ping", "log", false), VNFS)
+        .await;
+    let mut vnfs = Vec::new();
+    for vnf_id in &vnf_ids {
+        vnfs.push((vnf_id.clone(), system.vnf(vnf_id).await));
+    }
+    // The heal consumer exists (the conductor made it); now nobody consumes it.
+    first.terminate();
+    first.wait_exit(Duration::from_secs(30)).await;
+
+    let monitor = jetstream::new(system.nats.client_as(Identity::Monitor).await);
+    let (before, last_before) = write_telemetry(&monitor, TELEMETRY_BEFORE_BYTES).await;
+    let mut written = before;
+    let mut reported = Vec::with_capacity(FAILURES);
+    let telemetry_between = (TELEMETRY_WRITTEN_BYTES - before) / FAILURES * 10;
+    for n in 0..FAILURES {
+        let (vnf_id, vnf) = &vnfs[n % VNFS];
+        let report = failure(vnf, vnf_id, format!("failure-{n}"));
+        let mut message_id = HeaderMap::new();
+        message_id.insert(headers::MSG_ID, report.failure_id.as_str());
+        reported.push(report.failure_id.clone());
+        let payload =
+            serde_json::to_vec(&MonitorMessage::new(MonitorEvent::Failure(report))).unwrap();
+        let ack = monitor
+            .publish_with_headers(names::failure_subject(vnf_id), message_id, payload.into())
+            .await
+            .unwrap()
+            .await
+            .expect("the failure report stored");
+        assert_eq!(ack.stream, names::MONITOR_STREAM);
+        // Telemetry keeps flowing between the reports.
+        if n % 10 == 9 {
+            written += write_telemetry(&monitor, telemetry_between).await.0;
+        }
+    }
+    if written < TELEMETRY_WRITTEN_BYTES {
+        written += write_telemetry(&monitor, TELEMETRY_WRITTEN_BYTES - written)
+            .await
+            .0;
+    }
+
+    let mut telemetry = system
+        .log
+        .jetstream()
+        .get_stream(names::TELEMETRY_STREAM)
+        .await
+        .unwrap();
+    let state = telemetry.info().await.unwrap().state.clone();
+    println!(
+        "telemetry: {written} bytes written, bound {TELEMETRY_BOUND_BYTES}; the stream holds \
+         {} bytes, sequences {}..={}; the last round before the failures was {last_before}",
+        state.bytes, state.first_sequence, state.last_sequence
+    );
+    assert!(
+        written >= 4 * TELEMETRY_BOUND_BYTES as usize,
+        "telemetry written several times past its bound"
+    );
+    assert!(
+        state.bytes <= TELEMETRY_BOUND_BYTES as u64,
+        "the telemetry stream keeps to its bound"
+    );
+    assert!(
+        state.first_sequence > last_before,
+        "every round written before the failures was evicted"
+    );
+    let monitor_stream = system
+        .log
+        .jetstream()
+        .get_stream(names::MONITOR_STREAM)
+        .await
+        .unwrap();
+    let mut held = 0;
+    let mut read = StreamRead::open(&monitor_stream, names::FAILURE_SUBJECTS, 1)
+        .await
+        .unwrap();
+    while let Some(stored) = read.next().await.unwrap() {
+        if let Ok(MonitorMessage {
+            event: MonitorEvent::Failure(report),
+            ..
+        }) = serde_json::from_slice(&stored.payload)
+        {
+            held += usize::from(reported.contains(&report.failure_id));
+        }
+    }
+    assert_eq!(
+        held, FAILURES,
+        "every failure report is still in the monitor stream"
+    );
+
+    // Conductors started again handle every failure, each once.
+    let restarted = [
+        system.spawn_conductor("conductor-2", &[]).await,
+        system.spawn_conductor("conductor-3", &[]).await,
+    ];
+    let what = format!("{FAILURES} failures claimed");
+    eventually_every(what, HANDLED_PATIENCE, COUNT_INTERVAL, || async {
+        let claimed = claims(&system, &vnf_ids).await;
+        if claimed.len() == FAILURES {
+            Ok(())
+        } else {
+            Err(format!("{} claimed", claimed.len()))
+        }
+    })
+    .await;
+    // Every report acked: nothing left to redeliver.
+    eventually_every(
+        "the heal consumer drained",
+        HANDLED_PATIENCE,
+        COUNT_INTERVAL,
+        || async {
+            let mut consumer = monitor_stream
+                .get_consumer::<jetstream::consumer::pull::Config>(names::HEAL_CONSUMER)
+                .await
+                .map_err(|e| e.to_string())?;
+            let info = consumer.info().await.map_err(|e| e.to_string())?;
+            if info.num_pending == 0 && info.num_ack_pending == 0 {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{} pending, {} unacked",
+                    info.num_pending, info.num_ack_pending
+                ))
+            }
+        },
+    )
+    .await;
+    let claimed = claims(&system, &vnf_ids).await;
+    let twice: Vec<_> = claimed.iter().filter(|(_, n)| **n != 1).collect();
+    assert!(twice.is_empty(), "claimed more than once: {twice:?}");
+    let mut expected = reported;
+    expected.sort();
+    assert_eq!(
+        claimed.into_keys().collect::<Vec<_>>(),
+        expected,
+        "every failure reported is claimed, and nothing else"
+    );
+    drop(restarted);
+}
