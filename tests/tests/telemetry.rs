@@ -27,12 +27,12 @@ use time::OffsetDateTime;
 use vnfm_tests::{System, monitored_vnfd};
 
 /// The telemetry stream's bound for this test (the default is 1 GiB).
-const TELEMETRY_BOUND_BYTES: i64 = 8 * 1024 * 1024;
+const TELEMETRY_BOUND_BYTES: usize = 8 * 1024 * 1024;
 /// Telemetry written in all: the issue's 100 MB, twelve times the bound.
 const TELEMETRY_WRITTEN_BYTES: usize = 100 * 1000 * 1000;
 /// Telemetry written before the first failure report: twice the bound, so that its eviction
 /// shows on the stream's first sequence.
-const TELEMETRY_BEFORE_BYTES: usize = 2 * TELEMETRY_BOUND_BYTES as usize;
+const TELEMETRY_BEFORE_BYTES: usize = 2 * TELEMETRY_BOUND_BYTES;
 /// Failure reports, as the issue counts them.
 const FAILURES: usize = 2_000;
 /// The VNFs they fall on: enough that two conductors' claims on one VNF rarely race (50
@@ -158,7 +158,7 @@ async fn failures_reported_while_conductors_are_down_survive_telemetry_and_are_h
     setup::provision(
         &admin,
         &LogConfig {
-            telemetry_bytes_max: TELEMETRY_BOUND_BYTES,
+            telemetry_bytes_max: i64::try_from(TELEMETRY_BOUND_BYTES).unwrap(),
             ..LogConfig::default()
         },
     )
@@ -221,11 +221,11 @@ async fn failures_reported_while_conductors_are_down_survive_telemetry_and_are_h
         state.bytes, state.first_sequence, state.last_sequence
     );
     assert!(
-        written >= 4 * TELEMETRY_BOUND_BYTES as usize,
+        written >= 4 * TELEMETRY_BOUND_BYTES,
         "telemetry written several times past its bound"
     );
     assert!(
-        state.bytes <= TELEMETRY_BOUND_BYTES as u64,
+        state.bytes <= u64::try_from(TELEMETRY_BOUND_BYTES).unwrap(),
         "the telemetry stream keeps to its bound"
     );
     assert!(

@@ -21,7 +21,7 @@ pub struct LogConfig {
     /// 1 for a single server, 3 for the production cluster.
     pub replicas: usize,
     /// The telemetry stream's size bound, in bytes: past it, the oldest probe rounds are
-    /// evicted. At least [`TELEMETRY_STREAM_BYTES_MIN`].
+    /// evicted. [`TELEMETRY_STREAM_BYTES_MIN`]..=[`TELEMETRY_STREAM_BYTES_MAX`].
     pub telemetry_bytes_max: i64,
 }
 
@@ -48,6 +48,9 @@ pub const TELEMETRY_STREAM_BYTES_DEFAULT: i64 = 1024 * 1024 * 1024;
 /// The smallest telemetry bound accepted: room for many rounds of the largest monitor message,
 /// so that a bound given in the wrong unit (KiB for MiB) is refused rather than obeyed.
 pub const TELEMETRY_STREAM_BYTES_MIN: i64 = 1024 * 1024;
+/// The largest telemetry bound accepted: 1 TiB, past any store vnfm is planned for (a server
+/// refuses a stream whose bound its store cannot reserve anyway).
+pub const TELEMETRY_STREAM_BYTES_MAX: i64 = 1024 * 1024 * 1024 * 1024;
 /// The monitor stream's size bound. It has no age limit and refuses new messages past this
 /// bound rather than evicting old ones (`discard: new`), so that no failure report is ever
 /// removed unhandled: a monitor's publish then fails with the server's "maximum bytes
@@ -72,10 +75,12 @@ pub async fn provision(
     jetstream: &jetstream::Context,
     config: &LogConfig,
 ) -> Result<(), StoreError> {
-    if config.telemetry_bytes_max < TELEMETRY_STREAM_BYTES_MIN {
+    if !(TELEMETRY_STREAM_BYTES_MIN..=TELEMETRY_STREAM_BYTES_MAX)
+        .contains(&config.telemetry_bytes_max)
+    {
         return Err(StoreError::Misconfigured(format!(
-            "the telemetry stream's size bound must be at least {TELEMETRY_STREAM_BYTES_MIN} \
-             bytes, got {}",
+            "the telemetry stream's size bound must be {TELEMETRY_STREAM_BYTES_MIN}..=\
+             {TELEMETRY_STREAM_BYTES_MAX} bytes, got {}",
             config.telemetry_bytes_max
         )));
     }
