@@ -535,7 +535,7 @@ fn aggregate_error<E: std::error::Error>(error: StoreError) -> AggregateError<E>
     match error {
         StoreError::Conflict => AggregateError::AggregateConflict,
         StoreError::Encode(_) => AggregateError::DeserializationError(Box::new(error)),
-        StoreError::Nats(_) | StoreError::NotProvisioned(_) => {
+        StoreError::Nats(_) | StoreError::NotProvisioned(_) | StoreError::Misconfigured(_) => {
             AggregateError::DatabaseConnectionError(Box::new(error))
         }
     }
