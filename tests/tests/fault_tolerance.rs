@@ -11,7 +11,7 @@ use conductor::StopPoint;
 use events::vnf::VnfEvent;
 use testkit::eventually_every;
 use time::OffsetDateTime;
-use vnfm_tests::{TELEMETRY_STREAM_POLL_INTERVAL, System, monitored_vnfd};
+use vnfm_tests::{System, TELEMETRY_STREAM_POLL_INTERVAL, monitored_vnfd};
 
 /// How long the monitors may take to settle into a steady share after a membership change:
 /// lease renewals every second, so a few renewals plus a probe window.

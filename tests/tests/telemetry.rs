@@ -20,7 +20,9 @@ use std::time::Duration;
 use async_nats::HeaderMap;
 use async_nats::jetstream;
 use events::envelope::{Actor, ActorKind};
-use events::monitor::{Failure, MonitorEvent, MonitorMessage, ProbeOutcome, ProbeResult, TargetRef};
+use events::monitor::{
+    Failure, MonitorEvent, MonitorMessage, ProbeOutcome, ProbeResult, TargetRef,
+};
 use events::names::{self, headers};
 use events::read::StreamRead;
 use events::setup::{self, LogConfig};
@@ -183,9 +185,11 @@ async fn failures_reported_while_conductors_are_down_survive_telemetry_and_are_h
     let (before, last_before) = write_telemetry(&monitor, &round, TELEMETRY_BEFORE_BYTES).await;
     let mut written = before;
     let mut reported = Vec::with_capacity(FAILURES);
-    let telemetry_between =
-        (TELEMETRY_WRITTEN_BYTES - before) / FAILURES * REPORTS_BETWEEN_ROUNDS;
-    for batch in (0..FAILURES).collect::<Vec<_>>().chunks(REPORTS_BETWEEN_ROUNDS) {
+    let telemetry_between = (TELEMETRY_WRITTEN_BYTES - before) / FAILURES * REPORTS_BETWEEN_ROUNDS;
+    for batch in (0..FAILURES)
+        .collect::<Vec<_>>()
+        .chunks(REPORTS_BETWEEN_ROUNDS)
+    {
         let mut acks = Vec::with_capacity(batch.len());
         for &n in batch {
             let (vnf_id, vnf) = &vnfs[n % VNFS];
@@ -201,7 +205,11 @@ async fn failures_reported_while_conductors_are_down_survive_telemetry_and_are_h
             acks.push(sent.expect("a failure report sent").into_future());
         }
         for ack in try_join_all(acks).await.expect("failure reports stored") {
-            assert_eq!(ack.stream, names::MONITOR_STREAM, "a failure report's stream");
+            assert_eq!(
+                ack.stream,
+                names::MONITOR_STREAM,
+                "a failure report's stream"
+            );
         }
         // Telemetry keeps flowing between the reports.
         written += write_telemetry(&monitor, &round, telemetry_between).await.0;
@@ -212,7 +220,10 @@ async fn failures_reported_while_conductors_are_down_survive_telemetry_and_are_h
             .0;
     }
 
-    println!("reports and telemetry written after {:?}", started.elapsed());
+    println!(
+        "reports and telemetry written after {:?}",
+        started.elapsed()
+    );
     let mut telemetry = system
         .log
         .jetstream()

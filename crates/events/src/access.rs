@@ -304,10 +304,10 @@ fn streams() -> Vec<String> {
         names::MONITOR_STREAM,
         names::TELEMETRY_STREAM,
     ]
-        .map(str::to_owned)
-        .into_iter()
-        .chain(names::BUCKETS.map(kv_stream))
-        .collect()
+    .map(str::to_owned)
+    .into_iter()
+    .chain(names::BUCKETS.map(kv_stream))
+    .collect()
 }
 
 /// The nats-server `authorization` block that lets in exactly `users` (each identity with its
