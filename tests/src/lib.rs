@@ -42,10 +42,10 @@ pub const PATIENCE: Duration = Duration::from_secs(30);
 /// taken by another test's client in between.
 pub const ANY_LOOPBACK_PORT: &str = "127.0.0.1:0";
 
-/// Pause between two reads of the whole monitor stream while waiting on it: a read replays
+/// Pause between two reads of the whole telemetry stream while waiting on it: a read replays
 /// every round stored, so polling it as often as a row would load the 2-core machine that
 /// runs the monitors being measured.
-pub const MONITOR_STREAM_POLL_INTERVAL: Duration = Duration::from_millis(250);
+pub const TELEMETRY_STREAM_POLL_INTERVAL: Duration = Duration::from_millis(250);
 
 /// Tunables of a test system.
 #[derive(Clone, Default)]
@@ -684,7 +684,7 @@ impl System {
         assert!(status.success(), "silencing {namespace}");
     }
 
-    /// Every probe result now in the monitor stream, oldest first.
+    /// Every probe result now in the telemetry stream, oldest first.
     pub async fn probe_results(&self) -> Vec<events::monitor::ProbeResult> {
         self.probe_results_by_monitor()
             .await
@@ -693,18 +693,19 @@ impl System {
             .collect()
     }
 
-    /// Every probe result now in the monitor stream with the monitor that probed, oldest first.
+    /// Every probe result now in the telemetry stream with the monitor that probed, oldest
+    /// first.
     pub async fn probe_results_by_monitor(&self) -> Vec<(String, events::monitor::ProbeResult)> {
         use events::monitor::{MonitorEvent, MonitorMessage};
         let stream = self
             .log
             .jetstream()
-            .get_stream(events::names::MONITOR_STREAM)
+            .get_stream(events::names::TELEMETRY_STREAM)
             .await
-            .expect("the monitor stream");
+            .expect("the telemetry stream");
         let mut read = StreamRead::open(&stream, events::names::ROUND_SUBJECTS, 1)
             .await
-            .expect("a replay of the monitor stream");
+            .expect("a replay of the telemetry stream");
         let mut results = Vec::new();
         while let Some(message) = read.next().await.expect("a monitor message") {
             // A message on a round subject that does not decode (a poison test's) is no round.
@@ -724,7 +725,7 @@ impl System {
         results
     }
 
-    /// Which monitors probed each IP after `since`, from the monitor stream.
+    /// Which monitors probed each IP after `since`, from the telemetry stream.
     pub async fn probed_by(
         &self,
         since: time::OffsetDateTime,
@@ -741,7 +742,7 @@ impl System {
         by_ip
     }
 
-    /// Waits until the monitor stream shows `ip` probed with the outcome `up` after `after`.
+    /// Waits until the telemetry stream shows `ip` probed with the outcome `up` after `after`.
     pub async fn wait_probed(
         &self,
         ip: Ipv4Addr,
@@ -749,17 +750,17 @@ impl System {
         up: bool,
     ) -> events::monitor::ProbeResult {
         let what = format!("{ip} is probed (up: {up}) after {after}");
-        eventually_every(what, PATIENCE, MONITOR_STREAM_POLL_INTERVAL, || async {
+        eventually_every(what, PATIENCE, TELEMETRY_STREAM_POLL_INTERVAL, || async {
             self.probe_results()
                 .await
                 .into_iter()
                 .find(|r| r.target.mgmt_ip == ip && r.at > after && r.outcome.is_up() == up)
-                .ok_or("no such result in the monitor stream")
+                .ok_or("no such result in the telemetry stream")
         })
         .await
     }
 
-    /// The VNF's `index`th instance, once the monitor stream shows it probed and up.
+    /// The VNF's `index`th instance, once the telemetry stream shows it probed and up.
     pub async fn probed_instance(&self, vnf_id: &str, index: usize) -> events::vnf::Instance {
         let instance = self.vnf(vnf_id).await.instances[index].clone();
         self.wait_probed(instance.mgmt_ip, instance.booted_at, true)
@@ -768,7 +769,7 @@ impl System {
     }
 
     /// Waits until the VNF's log shows `old` replaced and the VNF ACTIVE again (a respawn),
-    /// then until the monitor stream shows every instance it now has probed up; answers the
+    /// then until the telemetry stream shows every instance it now has probed up; answers the
     /// VNF as its log then stands.
     pub async fn wait_respawned(
         &self,

@@ -215,18 +215,28 @@ const DURABLES: [(&str, &str, Identity); 3] = [
 ];
 
 /// Attack 3: deleting and purging every stream and bucket, and deleting the durable consumers,
-/// as every identity. A consumer's owner and the admin may delete it (to make it again): those
-/// destructive operations are allowed, and not tried.
+/// as every identity. A consumer's owner and the admin may delete it (to make it again), and
+/// the admin may purge the monitor stream (of the probe rounds an older build left there):
+/// those destructive operations are allowed, and not tried.
 async fn destroy_streams_and_consumers(system: &System) {
     let api = "$JS.API";
     let mut tries: Vec<(String, Vec<Identity>)> = Vec::new();
-    let streams = [names::LIFECYCLE_STREAM, names::MONITOR_STREAM]
-        .map(str::to_owned)
-        .into_iter()
-        .chain(names::BUCKETS.map(|bucket| format!("KV_{bucket}")));
+    let streams = [
+        names::LIFECYCLE_STREAM,
+        names::MONITOR_STREAM,
+        names::TELEMETRY_STREAM,
+    ]
+    .map(str::to_owned)
+    .into_iter()
+    .chain(names::BUCKETS.map(|bucket| format!("KV_{bucket}")));
     for stream in streams {
+        let purgers = if stream == names::MONITOR_STREAM {
+            vec![Identity::Admin]
+        } else {
+            Vec::new()
+        };
         tries.push((format!("{api}.STREAM.DELETE.{stream}"), Vec::new()));
-        tries.push((format!("{api}.STREAM.PURGE.{stream}"), Vec::new()));
+        tries.push((format!("{api}.STREAM.PURGE.{stream}"), purgers));
     }
     for (stream, consumer, owner) in DURABLES {
         tries.push((

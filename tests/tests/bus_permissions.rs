@@ -24,7 +24,7 @@ struct Operation {
 }
 
 fn operations() -> Vec<Operation> {
-    use Identity::{Admin, Conductor, Gateway, Monitor, Projector};
+    use Identity::{Admin, Conductor, Gateway, Monitor, Projector, Reader};
     let vnf = "6b1d4f8e-1f0a-4e49-9a0f-2f4c1c5d7e01";
     let api = "$JS.API";
     let op = |what, subject: String, payload: &str, allowed| Operation {
@@ -132,11 +132,24 @@ fn operations() -> Vec<Operation> {
             "",
             &[],
         ),
+        // The admin's, to remove the probe rounds an older build left there (`setup`).
         op(
             "purge the monitor stream",
             format!("{api}.STREAM.PURGE.{}", names::MONITOR_STREAM),
             "{}",
+            &[Admin],
+        ),
+        op(
+            "purge the telemetry stream",
+            format!("{api}.STREAM.PURGE.{}", names::TELEMETRY_STREAM),
+            "{}",
             &[],
+        ),
+        op(
+            "read a probe round",
+            format!("{api}.DIRECT.GET.{}", names::TELEMETRY_STREAM),
+            r#"{"last_by_subj": "vnfm.monitor.round.m"}"#,
+            &[Gateway, Reader],
         ),
         op(
             "delete a message of the monitor stream",
@@ -259,7 +272,11 @@ async fn every_identity_is_refused_what_is_not_its_job() {
     };
     assert!(ack.contains("\"seq\""), "{ack}");
     // Nothing was lost on the way.
-    for stream in [names::LIFECYCLE_STREAM, names::MONITOR_STREAM] {
+    for stream in [
+        names::LIFECYCLE_STREAM,
+        names::MONITOR_STREAM,
+        names::TELEMETRY_STREAM,
+    ] {
         log.jetstream().get_stream(stream).await.unwrap();
     }
     let mut lifecycle = log

@@ -11,7 +11,7 @@ use conductor::StopPoint;
 use events::vnf::VnfEvent;
 use testkit::eventually_every;
 use time::OffsetDateTime;
-use vnfm_tests::{MONITOR_STREAM_POLL_INTERVAL, System, monitored_vnfd};
+use vnfm_tests::{System, TELEMETRY_STREAM_POLL_INTERVAL, monitored_vnfd};
 
 /// How long the monitors may take to settle into a steady share after a membership change:
 /// lease renewals every second, so a few renewals plus a probe window.
@@ -79,7 +79,7 @@ async fn first_probes(
     patience: Duration,
 ) -> BTreeMap<Ipv4Addr, OffsetDateTime> {
     let what = format!("all {} targets are probed after {since}", ips.len());
-    eventually_every(what, patience, MONITOR_STREAM_POLL_INTERVAL, || async {
+    eventually_every(what, patience, TELEMETRY_STREAM_POLL_INTERVAL, || async {
         let mut first: BTreeMap<Ipv4Addr, OffsetDateTime> = BTreeMap::new();
         for (monitor, result) in system.probe_results_by_monitor().await {
             let ip = result.target.mgmt_ip;

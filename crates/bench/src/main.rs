@@ -393,7 +393,7 @@ async fn gateway_latency(bus: Bus) -> anyhow::Result<(Latency, Latency)> {
         "  monitor writes during it: {} round messages ({:.1} MB) to {}, {} state puts to {}",
         writes.round_messages,
         writes.round_bytes as f64 / 1e6,
-        names::MONITOR_STREAM,
+        names::TELEMETRY_STREAM,
         writes.state_puts,
         names::MONITOR_STATE_BUCKET,
     );
@@ -571,11 +571,11 @@ impl MonitorWrites {
     }
 }
 
-/// The monitor stream's last sequence and bytes (it only grows during a phase) and the state
+/// The telemetry stream's last sequence and bytes (it only grows during a phase) and the state
 /// bucket's last sequence (one per put).
 async fn monitor_writes(log: &EventLog) -> anyhow::Result<MonitorWrites> {
     let js = log.jetstream();
-    let mut stream = js.get_stream(names::MONITOR_STREAM).await?;
+    let mut stream = js.get_stream(names::TELEMETRY_STREAM).await?;
     let rounds = stream.info().await?.state.clone();
     let mut bucket = js
         .get_stream(format!("KV_{}", names::MONITOR_STATE_BUCKET))
@@ -588,10 +588,10 @@ async fn monitor_writes(log: &EventLog) -> anyhow::Result<MonitorWrites> {
     })
 }
 
-/// Successful probe results the monitor stream holds from after `since`.
+/// Successful probe results the telemetry stream holds from after `since`.
 async fn probes_since(log: &EventLog, since: time::OffsetDateTime) -> anyhow::Result<usize> {
     use events::monitor::{MonitorEvent, MonitorMessage};
-    let stream = log.jetstream().get_stream(names::MONITOR_STREAM).await?;
+    let stream = log.jetstream().get_stream(names::TELEMETRY_STREAM).await?;
     let mut read = StreamRead::open(&stream, names::ROUND_SUBJECTS, 1).await?;
     let mut probed = 0;
     while let Some(message) = read.next().await? {

@@ -18,8 +18,12 @@
 //!   `conductor-heal`); anybody else who may read a stream reads it through ephemeral consumers
 //!   and direct gets, never through a durable.
 //! - No role creates, updates, deletes or purges a stream or a bucket: `admin` creates and
-//!   updates them (and consumers), and nothing deletes or purges one, nor deletes another's
-//!   consumer (that takes the server's own operator).
+//!   updates them (and consumers), and nothing deletes one, nor deletes another's consumer
+//!   (that takes the server's own operator). The one purge is `admin`'s, of the monitor stream
+//!   alone, for the migration that moved probe rounds out of it (`setup`); `admin` could empty
+//!   that stream by an update (a bound of one message) anyway, so the right adds no power.
+//! - Probe rounds live in the telemetry stream, which the monitor publishes to and binds to
+//!   (its info) and gateways (the board's round-trip times) and the reader read.
 //! - `reader` reads every vnfm stream and subject and publishes nothing but read requests.
 //! - Every identity receives replies on an inbox prefix of its own, which no other can
 //!   subscribe to.
@@ -103,14 +107,17 @@ impl Identity {
                     format!("{API}.INFO"),
                     format!("{API}.STREAM.NAMES"),
                     format!("{API}.STREAM.LIST"),
+                    // Removing the probe rounds an older build left there (`setup`).
+                    format!("{API}.STREAM.PURGE.{}", names::MONITOR_STREAM),
                 ]);
             }
             Identity::Gateway => {
                 p.publish_allow.push(names::LIFECYCLE_SUBJECTS.to_owned());
                 p.read(names::LIFECYCLE_STREAM);
-                // The monitor stream and leases for the status board (probe results, suspect
-                // monitors, who holds which partition).
+                // The monitor and telemetry streams and leases for the status board (probe
+                // results, suspect monitors, who holds which partition) and the audit.
                 p.read(names::MONITOR_STREAM);
+                p.read(names::TELEMETRY_STREAM);
                 for bucket in [
                     names::VNF_TABLE_BUCKET,
                     names::VNFD_TABLE_BUCKET,
@@ -180,6 +187,9 @@ impl Identity {
                     .push(names::BAD_ACTION_SUBJECTS.to_owned());
                 p.read(names::LIFECYCLE_STREAM);
                 p.read(names::MONITOR_STREAM);
+                // Binding to the telemetry stream it publishes rounds to; it reads none.
+                p.publish_allow
+                    .push(format!("{API}.STREAM.INFO.{}", names::TELEMETRY_STREAM));
                 for bucket in [names::MONITOR_STATE_BUCKET, names::MONITOR_LEASE_BUCKET] {
                     p.read(&kv_stream(bucket));
                     p.publish_allow.push(kv_writes(bucket));
@@ -290,13 +300,18 @@ fn kv_writes(bucket: &str) -> String {
     format!("$KV.{bucket}.>")
 }
 
-/// Every stream vnfm keeps: the lifecycle log, the monitor stream and the buckets' streams.
+/// Every stream vnfm keeps: the lifecycle log, the monitor and telemetry streams and the
+/// buckets' streams.
 fn streams() -> Vec<String> {
-    [names::LIFECYCLE_STREAM, names::MONITOR_STREAM]
-        .map(str::to_owned)
-        .into_iter()
-        .chain(names::BUCKETS.map(kv_stream))
-        .collect()
+    [
+        names::LIFECYCLE_STREAM,
+        names::MONITOR_STREAM,
+        names::TELEMETRY_STREAM,
+    ]
+    .map(str::to_owned)
+    .into_iter()
+    .chain(names::BUCKETS.map(kv_stream))
+    .collect()
 }
 
 /// The nats-server `authorization` block that lets in exactly `users` (each identity with its
@@ -479,10 +494,17 @@ mod tests {
     fn no_identity_deletes_or_purges_a_stream_and_only_admin_changes_one() {
         for identity in Identity::ALL {
             for stream in streams() {
-                for verb in ["DELETE", "PURGE", "MSG.DELETE"] {
+                for verb in ["DELETE", "MSG.DELETE"] {
                     let subject = format!("{API}.STREAM.{verb}.{stream}");
                     assert!(!publishes(identity, &subject), "{identity:?} {subject}");
                 }
+                // The migration's purge of old rounds: the admin's, of the monitor stream.
+                let purge = format!("{API}.STREAM.PURGE.{stream}");
+                assert_eq!(
+                    publishes(identity, &purge),
+                    identity == Identity::Admin && stream == names::MONITOR_STREAM,
+                    "{identity:?} {purge}"
+                );
                 for verb in ["CREATE", "UPDATE"] {
                     let subject = format!("{API}.STREAM.{verb}.{stream}");
                     assert_eq!(
@@ -538,6 +560,23 @@ mod tests {
         for subject in [ephemeral, again] {
             assert!(publishes(Identity::Monitor, &subject));
             assert!(publishes(Identity::Reader, &subject));
+        }
+    }
+
+    #[test]
+    fn rounds_are_read_from_the_telemetry_stream_by_the_gateway_and_the_reader_alone() {
+        let get = format!("{API}.DIRECT.GET.{}", names::TELEMETRY_STREAM);
+        let follow = format!("{API}.CONSUMER.CREATE.{}", names::TELEMETRY_STREAM);
+        let info = format!("{API}.STREAM.INFO.{}", names::TELEMETRY_STREAM);
+        for identity in Identity::ALL {
+            let reads = matches!(identity, Identity::Gateway | Identity::Reader);
+            assert_eq!(publishes(identity, &get), reads, "{identity:?}");
+            assert_eq!(publishes(identity, &follow), reads, "{identity:?}");
+            assert_eq!(
+                publishes(identity, &info),
+                reads || matches!(identity, Identity::Monitor | Identity::Admin),
+                "{identity:?}"
+            );
         }
     }
 

@@ -75,10 +75,16 @@ pub const PROJECTOR_CONSUMER: &str = "projector";
 /// Durable consumer of VNF subjects shared by every conductor (lifecycle operations).
 pub const CONDUCTOR_CONSUMER: &str = "conductor";
 
-/// Monitor results and failures: high rate, bounded by age and size (the lifecycle stream is not).
+/// What monitors and conductors report that somebody acts on or audits: failure reports,
+/// `bad_action` rejections, suspect reports, refused targets and VDU state changes. Low rate;
+/// never evicted by telemetry (see `setup`), which lives in [`TELEMETRY_STREAM`].
 pub const MONITOR_STREAM: &str = "VNFM_MONITOR";
-/// All subjects of the monitor stream.
-pub const MONITOR_SUBJECTS: &str = "vnfm.monitor.>";
+/// Probe rounds: high rate, bounded by age and size, the oldest evicted first. Nothing acts on
+/// a round; readers (the board's round-trip times, tests, the bench) only look.
+pub const TELEMETRY_STREAM: &str = "VNFM_TELEMETRY";
+/// Every monitor subject, both streams' (`vnfm.monitor.>`): what the monitor stream held
+/// before telemetry moved out of it, and what a migration recognises it by.
+pub const ALL_MONITOR_SUBJECTS: &str = "vnfm.monitor.>";
 /// Failure reports of every VNF, which conductors consume: monitors' and the drifts
 /// conductors' reconciliation finds.
 pub const FAILURE_SUBJECTS: &str = "vnfm.monitor.failure.*";
@@ -92,6 +98,17 @@ pub const ROUND_SUBJECTS: &str = "vnfm.monitor.round.*";
 pub const REFUSED_TARGET_SUBJECTS: &str = "vnfm.monitor.refused.*";
 /// VDU state changes of every VNF.
 pub const STATE_SUBJECTS: &str = "vnfm.monitor.state.*";
+/// The subjects of the monitor stream, listed (streams may not overlap): every monitor
+/// subject but the rounds'.
+pub const MONITOR_STREAM_SUBJECTS: [&str; 5] = [
+    STATE_SUBJECTS,
+    FAILURE_SUBJECTS,
+    BAD_ACTION_SUBJECTS,
+    SUSPECT_SUBJECTS,
+    REFUSED_TARGET_SUBJECTS,
+];
+/// The subjects of the telemetry stream.
+pub const TELEMETRY_STREAM_SUBJECTS: [&str; 1] = [ROUND_SUBJECTS];
 /// Everything monitors publish, and only they, but for failure reports (conductors publish a
 /// drift's too).
 pub const MONITOR_REPORT_SUBJECTS: [&str; 5] = [
@@ -263,5 +280,36 @@ mod tests {
         assert_eq!(parse_monitor_vnf_subject(&round_subject("m-1")), None);
         assert_eq!(parse_monitor_vnf_subject(&vnf_subject(id)), None);
         assert_eq!(parse_monitor_vnf_subject("vnfm.monitor.failure.a.b"), None);
+    }
+
+    #[test]
+    fn the_monitor_and_telemetry_streams_share_no_subject_and_cover_every_monitor_subject() {
+        let wildcards: Vec<&str> = MONITOR_STREAM_SUBJECTS
+            .iter()
+            .chain(&TELEMETRY_STREAM_SUBJECTS)
+            .copied()
+            .collect();
+        let mut sorted = wildcards.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted.len(), wildcards.len(), "{wildcards:?}");
+        for subject in [
+            round_subject("m"),
+            suspect_subject("m"),
+            vdu_state_subject("v"),
+            failure_subject("v"),
+            bad_action_subject("v"),
+            refused_target_subject("v"),
+        ] {
+            let holders: Vec<&str> = wildcards
+                .iter()
+                .copied()
+                .filter(|w| subject.starts_with(w.trim_end_matches('*')))
+                .collect();
+            assert_eq!(holders.len(), 1, "{subject}: {holders:?}");
+            assert!(subject.starts_with(ALL_MONITOR_SUBJECTS.trim_end_matches('>')));
+        }
+        assert!(TELEMETRY_STREAM_SUBJECTS.contains(&ROUND_SUBJECTS));
+        assert!(MONITOR_STREAM_SUBJECTS.contains(&FAILURE_SUBJECTS));
     }
 }

@@ -204,6 +204,16 @@ impl HasNatsKind for stream::LastRawMessageErrorKind {
     }
 }
 
+impl HasNatsKind for stream::PurgeErrorKind {
+    fn nats_kind(&self) -> NatsErrorKind {
+        match self {
+            Self::TimedOut => TimedOut,
+            Self::JetStream(e) => jetstream_kind(e),
+            Self::Request => Other,
+        }
+    }
+}
+
 impl HasNatsKind for stream::ConsumerErrorKind {
     fn nats_kind(&self) -> NatsErrorKind {
         match self {

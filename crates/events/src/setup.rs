@@ -2,8 +2,11 @@
 //! at start). [`provision`] creates each one missing and brings each existing one to the
 //! configuration below; the roles only bind to them ([`store`](crate::store)'s `open*`), and
 //! may not create, update or delete one ([`access`](crate::access)). Nothing here ever deletes
-//! or purges a stream.
+//! a stream, and the one purge is a migration's: probe rounds left in the monitor stream by a
+//! build that kept them there (before [`names::TELEMETRY_STREAM`]), which no reader looks for
+//! there any more and which would otherwise stay forever (the monitor stream has no age limit).
 
+use std::future::IntoFuture;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, kv, stream};
@@ -17,11 +20,17 @@ use crate::store::StoreError;
 pub struct LogConfig {
     /// 1 for a single server, 3 for the production cluster.
     pub replicas: usize,
+    /// The telemetry stream's size bound, in bytes: past it, the oldest probe rounds are
+    /// evicted. [`TELEMETRY_STREAM_BYTES_MIN`]..=[`TELEMETRY_STREAM_BYTES_MAX`].
+    pub telemetry_bytes_max: i64,
 }
 
 impl Default for LogConfig {
     fn default() -> Self {
-        LogConfig { replicas: 1 }
+        LogConfig {
+            replicas: 1,
+            telemetry_bytes_max: TELEMETRY_STREAM_BYTES_DEFAULT,
+        }
     }
 }
 
@@ -31,11 +40,26 @@ const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
 /// The largest lifecycle message: a VNFD with its template is the biggest, and the VNFD parser
 /// caps templates well below this.
 const LIFECYCLE_MESSAGE_BYTES_MAX: i32 = 4 * 1024 * 1024;
-/// How long probe rounds, state changes and failure reports are kept: long enough to audit a
-/// week of incidents, bounded so that high-rate results never fill the disk.
-const MONITOR_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
-/// The monitor stream's size bound; the oldest results go first.
-const MONITOR_STREAM_BYTES_MAX: i64 = 1024 * 1024 * 1024;
+/// How long probe rounds are kept at most: a week of incidents to look back on, when the size
+/// bound allows it (at 10,000 targets a second it does not: the bytes bound evicts first).
+const TELEMETRY_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+/// The telemetry stream's default size bound; the oldest rounds go first.
+pub const TELEMETRY_STREAM_BYTES_DEFAULT: i64 = 1024 * 1024 * 1024;
+/// The smallest telemetry bound accepted: room for many rounds of the largest monitor message,
+/// so that a bound given in the wrong unit (KiB for MiB) is refused rather than obeyed.
+pub const TELEMETRY_STREAM_BYTES_MIN: i64 = 1024 * 1024;
+/// The largest telemetry bound accepted: 1 TiB, past any store vnfm is planned for (a server
+/// refuses a stream whose bound its store cannot reserve anyway).
+pub const TELEMETRY_STREAM_BYTES_MAX: i64 = 1024 * 1024 * 1024 * 1024;
+/// The monitor stream's size bound. It has no age limit and refuses new messages past this
+/// bound rather than evicting old ones (`discard: new`), so that no failure report is ever
+/// removed unhandled: a monitor's publish then fails with the server's "maximum bytes
+/// exceeded", which it logs and retries (failure reports and state changes are retried until
+/// stored). Its messages are small and rare (a failure report is about 600 bytes), so 1 GiB
+/// is well over a million failures and state changes. Not larger: a single nats-server
+/// reserves every stream's `max_bytes` against its store's limit (75 % of the free disk by
+/// default) and refuses a stream that does not fit.
+pub const MONITOR_STREAM_BYTES_MAX: i64 = 1024 * 1024 * 1024;
 /// How long a monitor's membership and partition leases live after their last write: four
 /// renewals (`monitor::share` renews every second), so one late renewal loses nothing.
 pub const LEASE_TTL: Duration = Duration::from_secs(4);
@@ -51,12 +75,29 @@ pub async fn provision(
     jetstream: &jetstream::Context,
     config: &LogConfig,
 ) -> Result<(), StoreError> {
-    for stream in [lifecycle_stream(config), monitor_stream(config)] {
+    if !(TELEMETRY_STREAM_BYTES_MIN..=TELEMETRY_STREAM_BYTES_MAX)
+        .contains(&config.telemetry_bytes_max)
+    {
+        return Err(StoreError::Misconfigured(format!(
+            "the telemetry stream's size bound must be {TELEMETRY_STREAM_BYTES_MIN}..=\
+             {TELEMETRY_STREAM_BYTES_MAX} bytes, got {}",
+            config.telemetry_bytes_max
+        )));
+    }
+    // The monitor stream first: an older build's took every monitor subject, rounds included,
+    // and streams may not overlap, so it gives up the rounds before the telemetry stream takes
+    // them.
+    for stream in [
+        lifecycle_stream(config),
+        monitor_stream(config),
+        telemetry_stream(config),
+    ] {
         retried("creating or updating a stream", || {
             jetstream.create_or_update_stream(stream.clone())
         })
         .await?;
     }
+    purge_old_rounds(jetstream).await?;
     for bucket in buckets(config) {
         retried("creating or updating a bucket", || {
             jetstream.create_or_update_key_value(bucket.clone())
@@ -82,21 +123,63 @@ fn lifecycle_stream(config: &LogConfig) -> stream::Config {
     }
 }
 
-/// Probe rounds, VDU state changes, failure reports and `bad_action` rejections, bounded by
-/// age and size.
+/// VDU state changes, failure reports, `bad_action` rejections, suspect reports and refused
+/// targets: no age limit, and past its size bound new messages are refused, never old ones
+/// evicted (see [`MONITOR_STREAM_BYTES_MAX`]).
 fn monitor_stream(config: &LogConfig) -> stream::Config {
     stream::Config {
         name: names::MONITOR_STREAM.into(),
-        subjects: vec![names::MONITOR_SUBJECTS.into()],
+        subjects: names::MONITOR_STREAM_SUBJECTS.map(str::to_owned).into(),
         storage: stream::StorageType::File,
         num_replicas: config.replicas,
-        max_age: MONITOR_RETENTION,
         max_bytes: MONITOR_STREAM_BYTES_MAX,
-        discard: stream::DiscardPolicy::Old,
+        discard: stream::DiscardPolicy::New,
         allow_direct: true,
         duplicate_window: DUPLICATE_WINDOW,
         ..Default::default()
     }
+}
+
+/// Probe rounds, bounded by age and size: the oldest go first, and nothing else is there to go
+/// with them.
+fn telemetry_stream(config: &LogConfig) -> stream::Config {
+    stream::Config {
+        name: names::TELEMETRY_STREAM.into(),
+        subjects: names::TELEMETRY_STREAM_SUBJECTS.map(str::to_owned).into(),
+        storage: stream::StorageType::File,
+        num_replicas: config.replicas,
+        max_age: TELEMETRY_RETENTION,
+        max_bytes: config.telemetry_bytes_max,
+        discard: stream::DiscardPolicy::Old,
+        allow_direct: true,
+        ..Default::default()
+    }
+}
+
+/// Removes the probe rounds an older build stored in the monitor stream (which took
+/// `vnfm.monitor.>` then); a no-op once they are gone. Answers how many it removed.
+async fn purge_old_rounds(jetstream: &jetstream::Context) -> Result<u64, StoreError> {
+    let monitor = retried("opening the monitor stream", || {
+        jetstream.get_stream(names::MONITOR_STREAM)
+    })
+    .await?;
+    let mut purged = 0;
+    for subjects in names::TELEMETRY_STREAM_SUBJECTS {
+        let answer = retried("purging old probe rounds from the monitor stream", || {
+            monitor.purge().filter(subjects).into_future()
+        })
+        .await?;
+        purged += answer.purged;
+    }
+    if purged > 0 {
+        tracing::info!(
+            purged,
+            from = names::MONITOR_STREAM,
+            to = names::TELEMETRY_STREAM,
+            "Probe rounds now have a stream of their own; removed the old ones."
+        );
+    }
+    Ok(purged)
 }
 
 /// The VNF, VNFD and VIM tables, the monitor states, the monitor leases (whose entries expire
@@ -159,6 +242,134 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::read::StreamRead;
+    use testkit::{Identity, NatsServer};
+
+    /// The monitor stream as builds before the telemetry stream made it: every monitor subject,
+    /// a week, 1 GiB, the oldest evicted first.
+    fn monitor_stream_before_telemetry() -> stream::Config {
+        stream::Config {
+            name: names::MONITOR_STREAM.into(),
+            subjects: vec![names::ALL_MONITOR_SUBJECTS.into()],
+            storage: stream::StorageType::File,
+            max_age: Duration::from_secs(7 * 24 * 3600),
+            max_bytes: 1024 * 1024 * 1024,
+            discard: stream::DiscardPolicy::Old,
+            allow_direct: true,
+            duplicate_window: DUPLICATE_WINDOW,
+            ..Default::default()
+        }
+    }
+
+    async fn publish(jetstream: &jetstream::Context, subject: String, payload: &str) -> u64 {
+        jetstream
+            .publish(subject, payload.to_owned().into())
+            .await
+            .unwrap()
+            .await
+            .unwrap()
+            .sequence
+    }
+
+    /// Every message of `stream` on `filter`: (sequence, subject).
+    async fn stored(stream: &stream::Stream, filter: &str) -> Vec<(u64, String)> {
+        let mut read = StreamRead::open(stream, filter, 1).await.unwrap();
+        let mut messages = Vec::new();
+        while let Some(message) = read.next().await.unwrap() {
+            messages.push((message.sequence, message.subject));
+        }
+        messages
+    }
+
+    #[tokio::test]
+    async fn a_monitor_stream_holding_rounds_is_migrated_by_the_admin_and_keeps_its_reports() {
+        let server = NatsServer::start().await;
+        let old = jetstream::new(server.client().await);
+        old.create_stream(monitor_stream_before_telemetry())
+            .await
+            .unwrap();
+        let mut kept = Vec::new();
+        for n in 0..3 {
+            publish(&old, names::round_subject("m1"), "round").await;
+            let vnf = format!("v{n}");
+            kept.push((
+                publish(&old, names::failure_subject(&vnf), "failure").await,
+                names::failure_subject(&vnf),
+            ));
+            kept.push((
+                publish(&old, names::vdu_state_subject(&vnf), "down").await,
+                names::vdu_state_subject(&vnf),
+            ));
+            publish(&old, names::round_subject("m2"), "round").await;
+        }
+        kept.push((
+            publish(&old, names::suspect_subject("m1"), "suspect").await,
+            names::suspect_subject("m1"),
+        ));
+        kept.push((
+            publish(&old, names::bad_action_subject("v0"), "bad").await,
+            names::bad_action_subject("v0"),
+        ));
+
+        // The next start, as the admin identity (with only its rights), migrates it.
+        let admin = jetstream::new(server.client_as(Identity::Admin).await);
+        let config = LogConfig {
+            telemetry_bytes_max: TELEMETRY_STREAM_BYTES_MIN,
+            ..LogConfig::default()
+        };
+        provision(&admin, &config).await.unwrap();
+
+        let mut monitor = old.get_stream(names::MONITOR_STREAM).await.unwrap();
+        let info = monitor.info().await.unwrap().clone();
+        assert_eq!(info.config.subjects, names::MONITOR_STREAM_SUBJECTS);
+        assert_eq!(info.config.discard, stream::DiscardPolicy::New);
+        assert_eq!(info.config.max_age, Duration::ZERO, "no age limit");
+        assert_eq!(info.config.max_bytes, MONITOR_STREAM_BYTES_MAX);
+        assert_eq!(
+            stored(&monitor, names::ALL_MONITOR_SUBJECTS).await,
+            kept,
+            "every report kept at its sequence, every round gone"
+        );
+        let mut telemetry = old.get_stream(names::TELEMETRY_STREAM).await.unwrap();
+        let telemetry_config = telemetry.info().await.unwrap().config.clone();
+        assert_eq!(telemetry_config.subjects, names::TELEMETRY_STREAM_SUBJECTS);
+        assert_eq!(telemetry_config.max_bytes, TELEMETRY_STREAM_BYTES_MIN);
+        assert_eq!(telemetry_config.discard, stream::DiscardPolicy::Old);
+
+        // Rounds now land in the telemetry stream, reports still in the monitor stream.
+        let round = publish(&old, names::round_subject("m1"), "round").await;
+        assert_eq!(
+            stored(&telemetry, names::ROUND_SUBJECTS).await,
+            [(round, names::round_subject("m1"))]
+        );
+        let failure = publish(&old, names::failure_subject("v9"), "failure").await;
+        kept.push((failure, names::failure_subject("v9")));
+
+        // Starting again changes nothing.
+        provision(&admin, &config).await.unwrap();
+        assert_eq!(stored(&monitor, names::ALL_MONITOR_SUBJECTS).await, kept);
+        assert_eq!(
+            stored(&telemetry, names::ROUND_SUBJECTS).await,
+            [(round, names::round_subject("m1"))]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_telemetry_bound_below_the_minimum_is_refused_naming_it() {
+        let server = NatsServer::start().await;
+        let admin = jetstream::new(server.client_as(Identity::Admin).await);
+        let config = LogConfig {
+            telemetry_bytes_max: 1024,
+            ..LogConfig::default()
+        };
+        let error = provision(&admin, &config).await.unwrap_err().to_string();
+        assert!(error.contains("telemetry stream's size bound"), "{error}");
+        assert!(error.contains("got 1024"), "{error}");
+        assert!(
+            admin.get_stream(names::MONITOR_STREAM).await.is_err(),
+            "nothing made"
+        );
+    }
 
     #[test]
     fn every_bucket_is_provisioned() {

@@ -81,6 +81,9 @@ pub enum StoreError {
     NotProvisioned(String),
     #[error("event cannot be encoded: {0}")]
     Encode(#[from] serde_json::Error),
+    /// A stream or bucket cannot be made as asked (a bound out of range): what was wrong.
+    #[error("{0}")]
+    Misconfigured(String),
 }
 
 /// Why a command did not commit.
@@ -433,12 +436,19 @@ fn conflict_backoff(conflicts: u32) -> Duration {
     ceiling * fraction / 1_000
 }
 
-/// Binds to the monitor stream: probe rounds, VDU state changes, failure reports and
-/// `bad_action` rejections.
+/// Binds to the monitor stream: VDU state changes, failure reports, `bad_action` rejections,
+/// suspect reports and refused targets.
 pub async fn open_monitor_stream(
     jetstream: &jetstream::Context,
 ) -> Result<stream::Stream, StoreError> {
     bind_stream(jetstream, names::MONITOR_STREAM).await
+}
+
+/// Binds to the telemetry stream: probe rounds.
+pub async fn open_telemetry_stream(
+    jetstream: &jetstream::Context,
+) -> Result<stream::Stream, StoreError> {
+    bind_stream(jetstream, names::TELEMETRY_STREAM).await
 }
 
 /// Binds to the bucket in which monitors keep each VNF's last known VDU states.
@@ -525,7 +535,7 @@ fn aggregate_error<E: std::error::Error>(error: StoreError) -> AggregateError<E>
     match error {
         StoreError::Conflict => AggregateError::AggregateConflict,
         StoreError::Encode(_) => AggregateError::DeserializationError(Box::new(error)),
-        StoreError::Nats(_) | StoreError::NotProvisioned(_) => {
+        StoreError::Nats(_) | StoreError::NotProvisioned(_) | StoreError::Misconfigured(_) => {
             AggregateError::DatabaseConnectionError(Box::new(error))
         }
     }

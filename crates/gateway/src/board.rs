@@ -263,7 +263,13 @@ async fn monitor_shares(
             );
         }
     }
-    let reports = monitor_events(gateway, names::SUSPECT_SUBJECTS, since, usize::MAX).await?;
+    let reports = monitor_events(
+        &gateway.board().monitor_stream,
+        names::SUSPECT_SUBJECTS,
+        since,
+        usize::MAX,
+    )
+    .await?;
     Ok(fleet::monitors(
         entries.iter().map(|(k, v)| (k.as_str(), v.as_str())),
         &reports,
@@ -275,15 +281,16 @@ async fn monitor_shares(
 /// depend on the monitor crate).
 const PARTITIONS: u32 = 64;
 
-/// The monitor-stream events on `filter` stored since `since`, at most `max`.
+/// The events of `stream` (the monitor or the telemetry stream) on `filter` stored since
+/// `since`, at most `max`.
 async fn monitor_events(
-    gateway: &Gateway,
+    stream: &stream::Stream,
     filter: &str,
     since: OffsetDateTime,
     max: usize,
 ) -> Result<Vec<MonitorEvent>, ApiError> {
-    let failed = |e| ApiError::nats("reading the monitor stream", &e);
-    let mut read = StreamRead::since(&gateway.board().monitor_stream, filter, since)
+    let failed = |e| ApiError::nats("reading the monitor or telemetry stream", &e);
+    let mut read = StreamRead::since(stream, filter, since)
         .await
         .map_err(failed)?;
     let mut events = Vec::new();
@@ -389,7 +396,7 @@ pub(crate) async fn vnf(
     let mut shown = render::vnf_json(&row, None).ok_or_else(not_found)?;
     shown["monitor"] = render::monitor_json(&row, &gateway.monitor_states(&vnf_id));
     let rounds = monitor_events(
-        &gateway,
+        &gateway.board().telemetry_stream,
         names::ROUND_SUBJECTS,
         OffsetDateTime::now_utc() - RTT_WINDOW,
         RTT_ROUNDS_READ_MAX,
@@ -505,11 +512,12 @@ pub(crate) async fn live(
     Sse::new(stream).keep_alive(KeepAlive::new().interval(LIVE_KEEP_ALIVE))
 }
 
-/// What the board reads besides the API's tables: the monitors' leases and the monitor stream,
-/// and the feed of the tables' changes.
+/// What the board reads besides the API's tables: the monitors' leases, the monitor stream
+/// (suspect reports), the telemetry stream (probe rounds), and the feed of the tables' changes.
 pub(crate) struct Sources {
     pub leases: kv::Store,
     pub monitor_stream: stream::Stream,
+    pub telemetry_stream: stream::Stream,
     pub changes: broadcast::Sender<Change>,
     /// Set when the gateway stops: every live feed ends, so that its connection can close
     /// within the drain (a feed never ends by itself).

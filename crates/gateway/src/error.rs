@@ -185,7 +185,9 @@ impl ApiError {
         match error {
             StoreError::Conflict => Self::lost_race(),
             StoreError::Nats(e) => Self::nats(context, e),
-            StoreError::Encode(_) | StoreError::NotProvisioned(_) => Self::internal(context, error),
+            StoreError::Encode(_)
+            | StoreError::NotProvisioned(_)
+            | StoreError::Misconfigured(_) => Self::internal(context, error),
         }
     }
 

@@ -208,11 +208,8 @@ impl Gateway {
         let name_claims = store::open_bucket(log.jetstream(), names::NAME_CLAIM_BUCKET).await?;
         let board = board::Sources {
             leases: store::open_bucket(log.jetstream(), names::MONITOR_LEASE_BUCKET).await?,
-            monitor_stream: log
-                .jetstream()
-                .get_stream(names::MONITOR_STREAM)
-                .await
-                .map_err(|e| NatsError::new("opening the monitor stream", e))?,
+            monitor_stream: store::open_monitor_stream(log.jetstream()).await?,
+            telemetry_stream: store::open_telemetry_stream(log.jetstream()).await?,
             changes: broadcast::channel(LIVE_CHANGES_BUFFER).0,
             stopping: tokio::sync::watch::channel(false).0,
         };

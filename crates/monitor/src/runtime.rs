@@ -176,6 +176,7 @@ impl<P: Probe> Monitor<P> {
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), MonitorError> {
         let jetstream = self.log.jetstream().clone();
         store::open_monitor_stream(&jetstream).await?;
+        store::open_telemetry_stream(&jetstream).await?;
         let states = store::open_monitor_states(&jetstream).await?;
         let leases = share::open_leases(&jetstream).await?;
         let lifecycle = follow_lifecycle(&self.log, 0).await?;

@@ -14,7 +14,7 @@ use conductor::vim::loopback::BlocklistOp;
 use events::credentials::{self, CredentialsError, Seed};
 use events::monitor::cidr::{LOCAL_VIM_RANGE, LOOPBACK_VIM_RANGE, ProbeCidrs};
 use events::secrets::DataKey;
-use events::setup::LogConfig;
+use events::setup::{self, LogConfig};
 use events::vnf::{HEALS_REMEMBERED_MAX, RespawnLimit};
 use gateway::Authenticator;
 use gateway::auth::{NoAuth, TokenFile, TokenFileError};
@@ -471,10 +471,23 @@ pub fn validate(command: Command, files: &dyn Files) -> Result<Config, Vec<Confi
             verify,
             nats: check.nats(nats),
         },
-        Command::Setup(SetupArgs { nats, replicas }) => Config::Setup {
+        Command::Setup(SetupArgs {
+            nats,
+            replicas,
+            telemetry_bytes_max,
+        }) => Config::Setup {
             nats: check.nats(nats),
             log: LogConfig {
                 replicas: check.in_range("--replicas", replicas, (1, REPLICAS_MAX), ""),
+                telemetry_bytes_max: check.in_range(
+                    "--telemetry-bytes-max",
+                    telemetry_bytes_max,
+                    (
+                        setup::TELEMETRY_STREAM_BYTES_MIN,
+                        setup::TELEMETRY_STREAM_BYTES_MAX,
+                    ),
+                    " bytes",
+                ),
             },
         },
         Command::NatsConfig(NatsConfigArgs {
@@ -1255,6 +1268,25 @@ mod tests {
             panic!("a setup");
         };
         assert_eq!(log.replicas, 3);
+    }
+
+    #[test]
+    fn the_telemetry_bound_is_the_setup_s_and_bounded() {
+        assert_eq!(
+            problems(&["setup", "--telemetry-bytes-max", "1024"]),
+            [format!(
+                "--telemetry-bytes-max: must be {}..={} bytes, got 1024",
+                setup::TELEMETRY_STREAM_BYTES_MIN,
+                setup::TELEMETRY_STREAM_BYTES_MAX
+            )]
+        );
+        let Ok(Config::Setup { log, .. }) = validate(
+            parse(&["setup", "--telemetry-bytes-max", "8388608"]),
+            NO_FILES,
+        ) else {
+            panic!("a setup");
+        };
+        assert_eq!(log.telemetry_bytes_max, 8 * 1024 * 1024);
     }
 
     #[test]

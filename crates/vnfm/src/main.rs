@@ -237,6 +237,15 @@ struct SetupArgs {
         default_value_t = events::setup::LogConfig::default().replicas
     )]
     replicas: usize,
+    /// The telemetry stream's (probe rounds') size bound in bytes; past it the oldest rounds
+    /// are evicted. Failure reports live in another stream, which telemetry never evicts.
+    #[arg(
+        long,
+        env = "VNFM_TELEMETRY_BYTES_MAX",
+        allow_negative_numbers = true,
+        default_value_t = events::setup::LogConfig::default().telemetry_bytes_max
+    )]
+    telemetry_bytes_max: i64,
 }
 
 #[derive(Debug, Clone, Args)]

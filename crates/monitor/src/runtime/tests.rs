@@ -364,3 +364,120 @@ async fn a_monitor_whose_partitions_are_all_leased_to_an_intruder_says_so_until_
     started.shutdown.send(()).unwrap();
     started.running.await.unwrap().unwrap();
 }
+
+/// A monitor stream's bound in the test below: room for a few failure reports.
+const FULL_STREAM_BYTES: i64 = 4096;
+
+/// A failure report numbered `n`, as the judge makes one.
+fn failure_report(n: usize) -> Publish {
+    use events::envelope::{Actor, ActorKind};
+    use events::monitor::{Failure, TargetRef};
+    let failure = Failure {
+        failure_id: format!("failure-{n}"),
+        monitor: Actor::new(ActorKind::Monitor, "m1"),
+        target: TargetRef {
+            vnf_id: "vnf-1".into(),
+            vdu: "VDU1".into(),
+            instance_id: instance_id("vnf-1", 0),
+            mgmt_ip: ip(1, 0),
+            action_id: "a1".into(),
+        },
+        action: events::spec::PolicyAction::Respawn,
+        attempts: 2,
+        reason: "no reply".into(),
+        detected_at: BOOTED_AT,
+    };
+    Publish::Message {
+        subject: names::failure_subject("vnf-1"),
+        message: Box::new(MonitorMessage::new(MonitorEvent::Failure(failure))),
+        message_id: Some(format!("failure-{n}")),
+    }
+}
+
+/// Telemetry is elsewhere, and the monitor stream refuses rather than evicts: when it is full
+/// every report in it stays, a new one is refused with an error the publisher retries (not
+/// one it gives up on), and it is stored once the stream has room again.
+#[tokio::test]
+async fn a_full_monitor_stream_keeps_every_report_and_a_new_one_waits_for_room() {
+    let server = NatsServer::start().await;
+    let log = fixtures::log(server.client().await).await;
+    let jetstream = log.jetstream().clone();
+    let mut stream = jetstream.get_stream(names::MONITOR_STREAM).await.unwrap();
+    let provisioned = stream.info().await.unwrap().config.clone();
+    assert_eq!(provisioned.discard, jetstream::stream::DiscardPolicy::New);
+    jetstream
+        .update_stream(jetstream::stream::Config {
+            max_bytes: FULL_STREAM_BYTES,
+            ..provisioned.clone()
+        })
+        .await
+        .unwrap();
+    let sink = NatsSink {
+        jetstream: jetstream.clone(),
+        states: store::open_monitor_states(&jetstream).await.unwrap(),
+    };
+    let mut stored = 0;
+    let refusal = loop {
+        let Publish::Message {
+            subject,
+            message,
+            message_id,
+        } = failure_report(stored)
+        else {
+            unreachable!("a report is a message")
+        };
+        let payload = publisher::encode(&message).unwrap();
+        match sink.publish(&subject, payload, message_id.as_deref()).await {
+            Ok(()) => stored += 1,
+            Err(refused) => break refused,
+        }
+        assert!(
+            stored < 100,
+            "a {FULL_STREAM_BYTES}-byte stream took {stored} reports"
+        );
+    };
+    assert!(stored > 0, "room for one report at least");
+    assert!(!publisher::is_permanent(&refusal), "{refusal}");
+    assert!(refusal.to_string().contains("maximum bytes"), "{refusal}");
+    let state = stream.info().await.unwrap().state.clone();
+    assert_eq!(
+        (state.first_sequence, state.messages),
+        (1, stored as u64),
+        "nothing evicted"
+    );
+
+    // The publisher retries the refused report until the stream has room (an operator raised
+    // the bound again).
+    let (outbox, inbox) = mpsc::channel(1);
+    let (_stop, stopped) = watch::channel(false);
+    let publishing = tokio::spawn(publisher::run(sink, inbox, stopped, DRAIN_DEADLINE));
+    outbox.send(failure_report(stored)).await.unwrap();
+    // Long enough for a few attempts (200 ms, then doubling).
+    tokio::time::sleep(publisher::RETRY_DELAY_FIRST * 4).await;
+    assert_eq!(
+        stream.info().await.unwrap().state.messages,
+        stored as u64,
+        "refused while full"
+    );
+    jetstream.update_stream(provisioned).await.unwrap();
+    testkit::eventually("the waiting report stored", WAIT, || async {
+        let messages = jetstream
+            .get_stream(names::MONITOR_STREAM)
+            .await
+            .map_err(|e| e.to_string())?
+            .info()
+            .await
+            .map_err(|e| e.to_string())?
+            .state
+            .messages;
+        if messages == stored as u64 + 1 {
+            Ok(())
+        } else {
+            Err(format!("{messages} messages"))
+        }
+    })
+    .await;
+    drop(outbox);
+    let undelivered = publishing.await.unwrap();
+    assert!(undelivered.is_empty(), "{undelivered:?}");
+}
