@@ -4,7 +4,7 @@
 //! may not create, update or delete one ([`access`](crate::access)). Nothing here ever deletes
 //! a stream, and the one purge is a migration's: probe rounds left in the monitor stream by a
 //! build that kept them there (before [`names::TELEMETRY_STREAM`]), which no reader looks for
-//! there any more and which would otherwise stay forever (the monitor stream has no age limit).
+//! there any more and which would otherwise stay a month (the monitor stream's age limit).
 
 use std::future::IntoFuture;
 use std::time::Duration;
@@ -51,8 +51,8 @@ pub const TELEMETRY_STREAM_BYTES_MIN: i64 = 1024 * 1024;
 /// The largest telemetry bound accepted: 1 TiB, past any store vnfm is planned for (a server
 /// refuses a stream whose bound its store cannot reserve anyway).
 pub const TELEMETRY_STREAM_BYTES_MAX: i64 = 1024 * 1024 * 1024 * 1024;
-/// The monitor stream's size bound. It has no age limit and refuses new messages past this
-/// bound rather than evicting old ones (`discard: new`), so that no failure report is ever
+/// The monitor stream's size bound. It refuses new messages past this bound rather than
+/// evicting old ones (`discard: new`), so that no failure report is ever
 /// removed unhandled: a monitor's publish then fails with the server's "maximum bytes
 /// exceeded", which it logs and retries (failure reports and state changes are retried until
 /// stored). Its messages are small and rare (a failure report is about 600 bytes), so 1 GiB
@@ -60,6 +60,12 @@ pub const TELEMETRY_STREAM_BYTES_MAX: i64 = 1024 * 1024 * 1024 * 1024;
 /// reserves every stream's `max_bytes` against its store's limit (75 % of the free disk by
 /// default) and refuses a stream that does not fit.
 pub const MONITOR_STREAM_BYTES_MAX: i64 = 1024 * 1024 * 1024;
+/// How long the monitor stream keeps a message: a month. Only age removes what is there, and
+/// only this old: a failure report still unhandled after a month of conductors down is a site
+/// that was gone, whose VDUs the monitors report afresh when they fail again. Without it the
+/// handled reports and state changes would pile up until the size bound refused every new
+/// failure report.
+pub const MONITOR_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
 /// How long a monitor's membership and partition leases live after their last write: four
 /// renewals (`monitor::share` renews every second), so one late renewal loses nothing.
 pub const LEASE_TTL: Duration = Duration::from_secs(4);
@@ -124,14 +130,15 @@ fn lifecycle_stream(config: &LogConfig) -> stream::Config {
 }
 
 /// VDU state changes, failure reports, `bad_action` rejections, suspect reports and refused
-/// targets: no age limit, and past its size bound new messages are refused, never old ones
-/// evicted (see [`MONITOR_STREAM_BYTES_MAX`]).
+/// targets: kept a month ([`MONITOR_RETENTION`]), and past its size bound new messages are
+/// refused, never old ones evicted (see [`MONITOR_STREAM_BYTES_MAX`]).
 fn monitor_stream(config: &LogConfig) -> stream::Config {
     stream::Config {
         name: names::MONITOR_STREAM.into(),
         subjects: names::MONITOR_STREAM_SUBJECTS.map(str::to_owned).into(),
         storage: stream::StorageType::File,
         num_replicas: config.replicas,
+        max_age: MONITOR_RETENTION,
         max_bytes: MONITOR_STREAM_BYTES_MAX,
         discard: stream::DiscardPolicy::New,
         allow_direct: true,
@@ -323,7 +330,7 @@ mod tests {
         let info = monitor.info().await.unwrap().clone();
         assert_eq!(info.config.subjects, names::MONITOR_STREAM_SUBJECTS);
         assert_eq!(info.config.discard, stream::DiscardPolicy::New);
-        assert_eq!(info.config.max_age, Duration::ZERO, "no age limit");
+        assert_eq!(info.config.max_age, MONITOR_RETENTION);
         assert_eq!(info.config.max_bytes, MONITOR_STREAM_BYTES_MAX);
         assert_eq!(
             stored(&monitor, names::ALL_MONITOR_SUBJECTS).await,
