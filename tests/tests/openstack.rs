@@ -36,6 +36,28 @@ async fn tacker_refused(root: &str, args: &[&str]) -> String {
     .expect("tacker ran")
 }
 
+/// `tacker vnfd-create` of the guest VNFD in `file`, named `os-guest`.
+fn onboard_guest(file: &std::path::Path) -> [&str; 4] {
+    [
+        "vnfd-create",
+        "--vnfd-file",
+        file.to_str().expect("a UTF-8 path"),
+        "os-guest",
+    ]
+}
+
+/// `tacker vnf-create` of `os-vnf` from `os-guest` on the VIM named `vim`.
+fn create_guest_on(vim: &str) -> [&str; 6] {
+    [
+        "vnf-create",
+        "--vnfd-name",
+        "os-guest",
+        "--vim-name",
+        vim,
+        "os-vnf",
+    ]
+}
+
 /// The VNF's servers in Nova, by vnfm's tag.
 async fn servers_of(cloud: &Cloud, vnf_id: &str) -> Vec<Value> {
     cloud.servers_tagged(&format!("vnfm-vnf-{vnf_id}")).await
@@ -92,28 +114,8 @@ async fn tackers_client_runs_a_vnf_on_openstack_heals_scales_and_deletes_it_leav
     .await;
     let vim_id = id_in(&registered);
     wait_vim(&system, &vim_id, "REACHABLE").await;
-    tacker(
-        &root,
-        &[
-            "vnfd-create",
-            "--vnfd-file",
-            vnfd_file.to_str().unwrap(),
-            "os-guest",
-        ],
-    )
-    .await;
-    let created = tacker(
-        &root,
-        &[
-            "vnf-create",
-            "--vnfd-name",
-            "os-guest",
-            "--vim-name",
-            "aio",
-            "os-vnf",
-        ],
-    )
-    .await;
+    tacker(&root, &onboard_guest(&vnfd_file)).await;
+    let created = tacker(&root, &create_guest_on("aio")).await;
     let vnf_id = id_in(&created);
     assert!(created.contains(&vim_id), "{created}");
 
@@ -253,28 +255,8 @@ async fn a_vim_with_a_wrong_password_is_unreachable_with_the_reason_and_refuses_
         "the reason names Keystone's refusal: {shown}"
     );
     assert!(!reason.contains(wrong), "{reason}");
-    tacker(
-        &root,
-        &[
-            "vnfd-create",
-            "--vnfd-file",
-            vnfd_file.to_str().unwrap(),
-            "os-guest",
-        ],
-    )
-    .await;
-    let refused = tacker_refused(
-        &root,
-        &[
-            "vnf-create",
-            "--vnfd-name",
-            "os-guest",
-            "--vim-name",
-            "wrong",
-            "os-vnf",
-        ],
-    )
-    .await;
+    tacker(&root, &onboard_guest(&vnfd_file)).await;
+    let refused = tacker_refused(&root, &create_guest_on("wrong")).await;
     assert!(
         refused.contains(&reason),
         "the create quotes the reason: {refused}"

@@ -222,26 +222,17 @@ fn orphans_on(listed: &Value, vim_id: &str) -> Vec<(String, String, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_deleted_behind_vnfms_back_is_respawned_once_and_a_stray_is_an_orphan() {
-    let config = VimConfig::read();
-    let cloud = Cloud::login(&config).await;
-    let driver = Arc::new(OpenStackVim::new(access(&config)).expect("the driver builds"));
-    let system = System::start_with(Options {
-        drift_interval: Some(DRIFT_INTERVAL),
-        ..Options::default()
-    })
-    .await;
     let suffix = short_id();
-    let vim_id = register(&system, &config, &suffix).await;
-    let vnf_id = create(&system, VNFD, &vim_id, &suffix).await;
     let stray_vnf_id = format!("stray-{suffix}");
-    let _cleanup = Cleanup {
-        vim: Arc::clone(&driver),
-        vnf_ids: vec![vnf_id.clone(), stray_vnf_id.clone()],
-    };
-    let active = wait_active(&system, &vnf_id).await;
-    let [old] = &active.instances[..] else {
-        panic!("one instance: {:?}", active.instances)
-    };
+    let Scene {
+        cloud,
+        driver,
+        system,
+        vim_id,
+        vnf_id,
+        instance: old,
+        _cleanup,
+    } = Scene::start(VNFD, drift_options, &suffix, &[&stray_vnf_id]).await;
     assert!(in_test_network(old.mgmt_ip), "{}", old.mgmt_ip);
     let old_server_id = server_of(&cloud, &old.instance_id).await;
 
@@ -357,25 +348,14 @@ fn unmonitored_vnfd() -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_stopped_behind_vnfms_back_without_a_policy_makes_its_vnf_error_once() {
-    let config = VimConfig::read();
-    let cloud = Cloud::login(&config).await;
-    let driver = Arc::new(OpenStackVim::new(access(&config)).expect("the driver builds"));
-    let system = System::start_with(Options {
-        drift_interval: Some(DRIFT_INTERVAL),
-        ..Options::default()
-    })
-    .await;
-    let suffix = short_id();
-    let vim_id = register(&system, &config, &suffix).await;
-    let vnf_id = create(&system, &unmonitored_vnfd(), &vim_id, &suffix).await;
-    let _cleanup = Cleanup {
-        vim: Arc::clone(&driver),
-        vnf_ids: vec![vnf_id.clone()],
-    };
-    let active = wait_active(&system, &vnf_id).await;
-    let [instance] = &active.instances[..] else {
-        panic!("one instance: {:?}", active.instances)
-    };
+    let Scene {
+        cloud,
+        system,
+        vnf_id,
+        instance,
+        _cleanup,
+        ..
+    } = Scene::start(&unmonitored_vnfd(), drift_options, &short_id(), &[]).await;
     let server_id = server_of(&cloud, &instance.instance_id).await;
 
     // Behind vnfm's back.
@@ -471,21 +451,14 @@ const USER_DATA_SCRIPT: &str =
 async fn a_vdus_user_data_and_config_drive_reach_its_server_and_never_the_log_in_clear() {
     use base64::Engine;
 
-    let config = VimConfig::read();
-    let cloud = Cloud::login(&config).await;
-    let driver = Arc::new(OpenStackVim::new(access(&config)).expect("the driver builds"));
-    let system = System::start_with(Options::default()).await;
-    let suffix = short_id();
-    let vim_id = register(&system, &config, &suffix).await;
-    let vnf_id = create(&system, &user_data_vnfd(), &vim_id, &suffix).await;
-    let _cleanup = Cleanup {
-        vim: Arc::clone(&driver),
-        vnf_ids: vec![vnf_id.clone()],
-    };
-    let active = wait_active(&system, &vnf_id).await;
-    let [instance] = &active.instances[..] else {
-        panic!("one instance: {:?}", active.instances)
-    };
+    let Scene {
+        cloud,
+        system,
+        vnf_id,
+        instance,
+        _cleanup,
+        ..
+    } = Scene::start(&user_data_vnfd(), Options::default, &short_id(), &[]).await;
     let server = cloud
         .server(&server_of(&cloud, &instance.instance_id).await)
         .await;
@@ -503,6 +476,62 @@ async fn a_vdus_user_data_and_config_drive_reach_its_server_and_never_the_log_in
     );
     assert_not_on_the_log(&system, USER_DATA_MARKER, "the VDU's user_data").await;
     delete_and_wait_gone(&system, &cloud, &vnf_id).await;
+}
+
+/// The system's options in the drift tests: drift checked every [`DRIFT_INTERVAL`].
+fn drift_options() -> Options {
+    Options {
+        drift_interval: Some(DRIFT_INTERVAL),
+        ..Options::default()
+    }
+}
+
+/// Where each test starts: a system (with `options()`) that has the all-in-one registered as a
+/// VIM and one VNF of `vnfd` ACTIVE on it with one instance; the VNF's servers and ports, and
+/// those of `more_vnf_ids`, removed when it drops.
+struct Scene {
+    cloud: Cloud,
+    driver: Arc<OpenStackVim>,
+    system: System,
+    vim_id: String,
+    vnf_id: String,
+    instance: events::vnf::Instance,
+    _cleanup: Cleanup,
+}
+
+impl Scene {
+    async fn start(
+        vnfd: &str,
+        options: fn() -> Options,
+        suffix: &str,
+        more_vnf_ids: &[&str],
+    ) -> Scene {
+        let config = VimConfig::read();
+        let cloud = Cloud::login(&config).await;
+        let driver = Arc::new(OpenStackVim::new(access(&config)).expect("the driver builds"));
+        let system = System::start_with(options()).await;
+        let vim_id = register(&system, &config, suffix).await;
+        let vnf_id = create(&system, vnfd, &vim_id, suffix).await;
+        let cleanup = Cleanup {
+            vim: Arc::clone(&driver),
+            vnf_ids: std::iter::once(vnf_id.clone())
+                .chain(more_vnf_ids.iter().map(|id| (*id).to_owned()))
+                .collect(),
+        };
+        let active = wait_active(&system, &vnf_id).await;
+        let [instance] = &active.instances[..] else {
+            panic!("one instance: {:?}", active.instances)
+        };
+        Scene {
+            instance: instance.clone(),
+            cloud,
+            driver,
+            system,
+            vim_id,
+            vnf_id,
+            _cleanup: cleanup,
+        }
+    }
 }
 
 fn short_id() -> String {
