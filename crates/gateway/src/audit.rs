@@ -604,7 +604,7 @@ fn events_beyond(message: &Stored, place: PagePlace) -> usize {
     let base = message.sequence * EVENT_ID_STRIDE;
     let beyond = match place {
         PagePlace::Newest => count,
-        PagePlace::After(marker) => (base + count).saturating_sub((marker + 1).max(base)),
+        PagePlace::After(marker) => (base + count).saturating_sub(marker.saturating_add(1).max(base)),
         PagePlace::Before(marker) => marker.saturating_sub(base).min(count),
     };
     usize::try_from(beyond).unwrap_or(usize::MAX)

@@ -553,6 +553,33 @@ mod tests {
 
     use super::*;
 
+    #[test]
+    fn a_cut_page_refuses_a_limit_over_its_maximum_and_a_marker_that_is_no_number() {
+        let cut = |pairs: &[(&str, &str)]| query(pairs).cut_page(100, 1000, "events");
+        assert_eq!(cut(&[]).unwrap(), (100, None, false));
+        assert_eq!(
+            cut(&[("limit", "0"), ("marker", "7001"), ("page_reverse", "True")]).unwrap(),
+            (1000, Some(7001), true)
+        );
+        assert_eq!(cut(&[("page_size", "5")]).unwrap(), (5, None, false));
+        for (pairs, said) in [
+            (
+                &[("limit", "1001")][..],
+                "limit: at most 1000 events a page, not 1001",
+            ),
+            (
+                &[("page_size", "-1")][..],
+                "page_size: must be a whole number of events (0..=1000), not \"-1\"",
+            ),
+            (
+                &[("marker", "abc")][..],
+                "marker: must be the id of one of the events (a whole number), not \"abc\"",
+            ),
+        ] {
+            assert_eq!(cut(pairs).unwrap_err().message(), said);
+        }
+    }
+
     fn query(pairs: &[(&str, &str)]) -> ListQuery {
         ListQuery::new(
             pairs
