@@ -29,7 +29,9 @@ pub async fn events_pages(vnfs: usize) -> anyhow::Result<()> {
     let long = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, b"long-history").to_string();
     let started = Instant::now();
     // The long history first, so that its VNF's subject spans the whole log's start.
-    let mut at = log.append::<Vnf>(&long, 0, &cause(), sample_event(0)).await?;
+    let mut at = log
+        .append::<Vnf>(&long, 0, &cause(), sample_event(0))
+        .await?;
     for n in 1..LONG_HISTORY_MESSAGES {
         let event = VnfEvent::MonitorAttached {
             action_id: format!("action-{n}"),
@@ -78,7 +80,8 @@ pub async fn events_pages(vnfs: usize) -> anyhow::Result<()> {
         // Markers spread over the VNFs' part of the log.
         let sequence = LONG_HISTORY_MESSAGES + 1 + (n as u64 * 7919) % (2 * vnfs as u64 - 200);
         async move {
-            let page = audit::page(log, PagePlace::After(sequence * EVENT_ID_STRIDE), limit).await?;
+            let page =
+                audit::page(log, PagePlace::After(sequence * EVENT_ID_STRIDE), limit).await?;
             anyhow::ensure!(page.events.len() == limit, "a short page");
             Ok(page.events.iter().map(audit::TackerEvent::to_json).count())
         }

@@ -13,7 +13,7 @@ use std::collections::hash_map::Entry;
 use events::envelope::Actor;
 use events::names::{self, AggregateKind};
 use events::nats_error::NatsError;
-use events::read::{Stored, StreamRead};
+use events::read::Stored;
 use events::store::{self, EventLog, Logged, Recorded, Skipped, StoreError};
 use events::vnf::{OperationKind, Vnf, VnfEvent};
 use events::vnfd::{TemplateSource, Vnfd, VnfdEvent};
@@ -488,7 +488,12 @@ pub async fn page(log: &EventLog, place: PagePlace, limit: usize) -> Result<Even
 
 /// The page `place` asks for out of the events of the messages read: those beyond the marker,
 /// at most `limit`, and what lies beside them. Pure.
-fn cut_page(events: Vec<TackerEvent>, read: &PageRead, place: PagePlace, limit: usize) -> EventsPage {
+fn cut_page(
+    events: Vec<TackerEvent>,
+    read: &PageRead,
+    place: PagePlace,
+    limit: usize,
+) -> EventsPage {
     let lowest_read = read.messages.first().map(|m| m.sequence);
     let highest_read = read.messages.last().map(|m| m.sequence);
     match place {
@@ -600,11 +605,15 @@ fn events_beyond(message: &Stored, place: PagePlace) -> usize {
     }
     let count = events::envelope::decode::<serde::de::IgnoredAny>(&message.payload)
         .map_or(1, |envelope| envelope.events.len());
-    let count = u64::try_from(count).unwrap_or(u64::MAX).min(EVENT_ID_STRIDE);
+    let count = u64::try_from(count)
+        .unwrap_or(u64::MAX)
+        .min(EVENT_ID_STRIDE);
     let base = message.sequence * EVENT_ID_STRIDE;
     let beyond = match place {
         PagePlace::Newest => count,
-        PagePlace::After(marker) => (base + count).saturating_sub(marker.saturating_add(1).max(base)),
+        PagePlace::After(marker) => {
+            (base + count).saturating_sub(marker.saturating_add(1).max(base))
+        }
         PagePlace::Before(marker) => marker.saturating_sub(base).min(count),
     };
     usize::try_from(beyond).unwrap_or(usize::MAX)
@@ -770,14 +779,23 @@ mod tests {
             vec![("MONITOR", "PENDING_DELETE"), ("DELETE", "PENDING_DELETE")]
         );
         assert_eq!((newest.older_than, newest.newer_than), (Some(4000), None));
-        assert_eq!(page(&log, PagePlace::Newest, 1000).await.unwrap().events, history);
+        assert_eq!(
+            page(&log, PagePlace::Newest, 1000).await.unwrap().events,
+            history
+        );
         // A page cut inside a message, and the pages beside it.
         let second = page(&log, PagePlace::After(1000), 2).await.unwrap();
         assert_eq!(second.events, history[1..3]);
-        assert_eq!((second.older_than, second.newer_than), (Some(1001), Some(2000)));
+        assert_eq!(
+            (second.older_than, second.newer_than),
+            (Some(1001), Some(2000))
+        );
         let before = page(&log, PagePlace::Before(3000), 2).await.unwrap();
         assert_eq!(before.events, history[1..3]);
-        assert_eq!((before.older_than, before.newer_than), (Some(1001), Some(2000)));
+        assert_eq!(
+            (before.older_than, before.newer_than),
+            (Some(1001), Some(2000))
+        );
         let last = page(&log, PagePlace::After(3000), 5).await.unwrap();
         assert_eq!(last.events, history[4..]);
         assert_eq!(last.newer_than, None);
@@ -829,8 +847,14 @@ mod tests {
             "{:?}",
             history[6]
         );
-        assert_eq!(page(&log, PagePlace::Newest, 1000).await.unwrap().events, history);
-        assert_eq!(page(&log, PagePlace::Newest, 2).await.unwrap().events, history[6..]);
+        assert_eq!(
+            page(&log, PagePlace::Newest, 1000).await.unwrap().events,
+            history
+        );
+        assert_eq!(
+            page(&log, PagePlace::Newest, 2).await.unwrap().events,
+            history[6..]
+        );
         assert_eq!(
             event_by_id(&log, 6000).await.unwrap().as_ref(),
             Some(&history[7])
@@ -841,7 +865,11 @@ mod tests {
     async fn an_empty_log_has_no_events() {
         let nats = NatsServer::start().await;
         let log = fixtures::log(nats.client().await).await;
-        for place in [PagePlace::Newest, PagePlace::After(0), PagePlace::Before(5000)] {
+        for place in [
+            PagePlace::Newest,
+            PagePlace::After(0),
+            PagePlace::Before(5000),
+        ] {
             let empty = page(&log, place, 1000).await.unwrap();
             assert!(empty.events.is_empty(), "{place:?}: {empty:?}");
             assert_eq!(empty.older_than, None, "{place:?}");
@@ -918,7 +946,10 @@ mod tests {
         for n in 0..8_u32 {
             let vnfd_id = format!("6b3c0a40-8d0c-4a7a-9d55-{n:012}");
             log.jetstream()
-                .publish(names::vnfd_subject(&vnfd_id), vec![b'x'; message_bytes].into())
+                .publish(
+                    names::vnfd_subject(&vnfd_id),
+                    vec![b'x'; message_bytes].into(),
+                )
                 .await
                 .unwrap()
                 .await

@@ -284,7 +284,11 @@ impl ListQuery {
         let limit = match (self.last("limit"), self.last("page_size")) {
             (None, None) => default_items,
             (Some(given), _) | (None, Some(given)) => {
-                let name = if self.last("limit").is_some() { "limit" } else { "page_size" };
+                let name = if self.last("limit").is_some() {
+                    "limit"
+                } else {
+                    "page_size"
+                };
                 let limit: usize = given.parse().map_err(|_| {
                     ApiError::invalid_input(format!(
                         "{name}: must be a whole number of {unit} (0..={max_items}), not {given:?}"

@@ -1748,9 +1748,16 @@ async fn walking_the_pages_under_concurrent_creates_shows_every_item_once() {
         let mut once = walked.clone();
         once.sort();
         once.dedup();
-        assert_eq!(once.len(), walked.len(), "{collection}: one twice in {walked:?}");
+        assert_eq!(
+            once.len(),
+            walked.len(),
+            "{collection}: one twice in {walked:?}"
+        );
         for id in &before {
-            assert!(walked.contains(id), "{collection}: {id} missing from {walked:?}");
+            assert!(
+                walked.contains(id),
+                "{collection}: {id} missing from {walked:?}"
+            );
         }
         if collection == "events" {
             let ids: Vec<u64> = walked.iter().map(|id| id.parse().unwrap()).collect();
