@@ -8,7 +8,6 @@
 //! why (with the id of its first event), and the resource's history goes on around it.
 
 use std::collections::HashMap;
-use std::collections::hash_map::Entry;
 
 use events::envelope::Actor;
 use events::names::{self, AggregateKind};
@@ -17,6 +16,7 @@ use events::read::Stored;
 use events::store::{self, EventLog, Logged, Recorded, Skipped, StoreError};
 use events::vnf::{OperationKind, Vnf, VnfEvent};
 use events::vnfd::{TemplateSource, Vnfd, VnfdEvent};
+use futures::{StreamExt, TryStreamExt};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -469,21 +469,81 @@ struct PageRead {
 /// resource's subject for one whose history began before it.
 pub async fn page(log: &EventLog, place: PagePlace, limit: usize) -> Result<EventsPage, PageError> {
     let read = read_page(log, place, limit).await?;
-    let mut vnfs: HashMap<String, Vnf> = HashMap::new();
-    let mut vnfds: HashMap<String, Vnfd> = HashMap::new();
+    let mut vnfs: HashMap<String, Vnf> =
+        states_before(log, needing_history::<Vnf>(&read.messages)).await?;
+    let mut vnfds: HashMap<String, Vnfd> =
+        states_before(log, needing_history::<Vnfd>(&read.messages)).await?;
     let mut events = Vec::new();
     for message in &read.messages {
         match names::parse_lifecycle_subject(&message.subject) {
-            Some((AggregateKind::Vnf, id)) => {
-                window_step(log, &mut vnfs, &mut events, id, message).await?;
-            }
-            Some((AggregateKind::Vnfd, id)) => {
-                window_step(log, &mut vnfds, &mut events, id, message).await?;
-            }
+            Some((AggregateKind::Vnf, id)) => page_step(&mut vnfs, &mut events, id, message),
+            Some((AggregateKind::Vnfd, id)) => page_step(&mut vnfds, &mut events, id, message),
             Some((AggregateKind::Vim, _)) | None => {}
         }
     }
     Ok(cut_page(events, &read, place, limit))
+}
+
+/// Subject reads in flight while a page gathers the states its resources were in before it.
+const PAGE_STATE_READS_IN_FLIGHT: usize = 16;
+
+/// The resources of kind `A` on a page whose history began before it, each with the sequence
+/// of its first message on the page. Pure.
+fn needing_history<A: Audited>(messages: &[Stored]) -> Vec<(String, u64)>
+where
+    A::Event: DeserializeOwned,
+{
+    let mut seen = std::collections::HashSet::new();
+    let mut needed = Vec::new();
+    for message in messages {
+        let Some((kind, id)) = names::parse_lifecycle_subject(&message.subject) else {
+            continue;
+        };
+        if kind != A::KIND || !seen.insert(id) {
+            continue;
+        }
+        // The writer's expected last sequence of the subject: 0 on a resource's first message.
+        let starts_history =
+            message.header(names::headers::EXPECTED_LAST_SUBJECT_SEQUENCE) == Some("0");
+        let told =
+            A::TOLD_BY_ITS_EVENTS && events::envelope::decode::<A::Event>(&message.payload).is_ok();
+        if !starts_history && !told {
+            needed.push((id.to_owned(), message.sequence));
+        }
+    }
+    needed
+}
+
+/// Each resource as the messages of its subject before the given sequence left it, read a
+/// few subjects at a time.
+async fn states_before<A: Audited>(
+    log: &EventLog,
+    needed: Vec<(String, u64)>,
+) -> Result<HashMap<String, A>, StoreError> {
+    futures::stream::iter(needed)
+        .map(|(id, before)| async move {
+            let state = state_before::<A>(log, &id, before).await?;
+            Ok::<_, StoreError>((id, state))
+        })
+        .buffer_unordered(PAGE_STATE_READS_IN_FLIGHT)
+        .try_collect()
+        .await
+}
+
+/// Adds the events of one page message of `resource_id`, folding them into its state in
+/// `states` (the default aggregate where its history begins on the page). Pure.
+fn page_step<A: Audited>(
+    states: &mut HashMap<String, A>,
+    events: &mut Vec<TackerEvent>,
+    resource_id: &str,
+    message: &Stored,
+) {
+    let state = states.entry(resource_id.to_owned()).or_default();
+    events.extend(audit_stored(
+        state,
+        resource_id,
+        store::decode_or_skip(message),
+    ));
 }
 
 /// The page `place` asks for out of the events of the messages read: those beyond the marker,
@@ -617,37 +677,6 @@ fn events_beyond(message: &Stored, place: PagePlace) -> usize {
         PagePlace::Before(marker) => marker.saturating_sub(base).min(count),
     };
     usize::try_from(beyond).unwrap_or(usize::MAX)
-}
-
-/// Adds the events of one window message of `resource_id`, with the state of its resource in
-/// `states`.
-async fn window_step<A: Audited>(
-    log: &EventLog,
-    states: &mut HashMap<String, A>,
-    events: &mut Vec<TackerEvent>,
-    resource_id: &str,
-    message: &Stored,
-) -> Result<(), StoreError>
-where
-    A::Event: DeserializeOwned,
-{
-    // The writer's expected last sequence of the subject: 0 on a resource's first message.
-    let starts_history =
-        message.header(names::headers::EXPECTED_LAST_SUBJECT_SEQUENCE) == Some("0");
-    let decoded = store::decode_or_skip(message);
-    let state = match states.entry(resource_id.to_owned()) {
-        Entry::Occupied(held) => held.into_mut(),
-        Entry::Vacant(slot) => {
-            let before = if starts_history || (A::TOLD_BY_ITS_EVENTS && decoded.is_ok()) {
-                A::default()
-            } else {
-                state_before::<A>(log, resource_id, message.sequence).await?
-            };
-            slot.insert(before)
-        }
-    };
-    events.extend(audit_stored(state, resource_id, decoded));
-    Ok(())
 }
 
 /// The aggregate as the messages of its subject before `before` left it.
