@@ -120,6 +120,27 @@ async fn tackers_own_client_refuses_duplicates_pages_and_updates() {
     assert_eq!(requests.len(), 2, "two pages of two: {requests:#?}");
     assert!(requests[1].contains("marker="), "{requests:#?}");
 
+    // `events-list` follows the events' `next` links (pages read from the log) to the end.
+    let (events, vnf_events) = tokio::task::spawn_blocking({
+        let (root, vnf_id) = (root.clone(), ids[1].clone());
+        move || {
+            (
+                run(&root, &["events-list", "--resource-type", "vnf"]),
+                run(&root, &["vnf-events-list", "--resource-id", &vnf_id]),
+            )
+        }
+    })
+    .await
+    .unwrap();
+    for id in &ids {
+        assert!(events.contains(id), "{id} missing from {events}");
+    }
+    assert!(events.contains("PENDING_CREATE"), "{events}");
+    assert!(
+        vnf_events.contains(&ids[1]) && !vnf_events.contains(&ids[0]),
+        "{vnf_events}"
+    );
+
     let vnf_id = ids[0].clone();
     system
         .wait_vnf(&vnf_id, "ACTIVE", |code, vnf| {

@@ -28,6 +28,8 @@ use testkit::{Durability, NatsServer};
 
 use bench::{cpu_time, machine_busy, run_queue_wait};
 
+mod events_pages;
+
 /// Messages per append run: enough for a steady rate over several seconds on two cores.
 const APPENDS: usize = 50_000;
 /// Publishes in flight, as in DESIGN.md's anchor (169k/s raw, 131k/s with the header).
@@ -50,11 +52,19 @@ const MONITOR_WARM_UP: Duration = Duration::from_secs(100);
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    // `vnfm-bench gateway`: only the gateway measurement.
+    // `vnfm-bench gateway`: only the gateway measurement; `events [VNFS]`: only the events
+    // pages (`events_pages`).
     match std::env::args().nth(1).as_deref() {
         Some("gateway") => return gateways().await,
         Some("auth") => return token_auth().await,
         Some("board") => return board_pages().await,
+        Some("events") => {
+            let vnfs = match std::env::args().nth(2) {
+                Some(vnfs) => vnfs.parse().context("events VNFS: a whole number")?,
+                None => events_pages::VNFS_DEFAULT,
+            };
+            return events_pages::events_pages(vnfs).await;
+        }
         _ => {}
     }
     for (durability, label) in [

@@ -8,15 +8,15 @@
 //! why (with the id of its first event), and the resource's history goes on around it.
 
 use std::collections::HashMap;
-use std::collections::hash_map::Entry;
 
 use events::envelope::Actor;
 use events::names::{self, AggregateKind};
 use events::nats_error::NatsError;
-use events::read::{Stored, StreamRead};
+use events::read::Stored;
 use events::store::{self, EventLog, Logged, Recorded, Skipped, StoreError};
 use events::vnf::{OperationKind, Vnf, VnfEvent};
 use events::vnfd::{TemplateSource, Vnfd, VnfdEvent};
+use futures::{StreamExt, TryStreamExt};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -25,11 +25,12 @@ use crate::{render, story};
 
 /// Event ids per lifecycle message. A command yields a handful of events; an event past this
 /// index would share an id with the next message's, so it is left out (and logged).
-pub(crate) const EVENT_ID_STRIDE: u64 = 1000;
-/// How many of the newest lifecycle messages a list without `resource_id` reads. Bounds the
-/// work of one request whatever the log's length; `resource_id` reads a resource's whole
-/// history instead.
-pub(crate) const EVENTS_WINDOW_MESSAGES_MAX: u64 = 1000;
+pub const EVENT_ID_STRIDE: u64 = 1000;
+/// Events on a page of `GET /v1.0/events` (without `resource_id`) when the request names no
+/// `limit`: what python-tackerclient's `event-list` shows, the newest.
+pub const EVENTS_PAGE_DEFAULT_ITEMS: usize = 100;
+/// The most events on one such page; a larger `limit` is refused.
+pub const EVENTS_PAGE_MAX_ITEMS: usize = 1_000;
 
 /// Tacker's event types.
 pub(crate) mod event_type {
@@ -50,7 +51,7 @@ const VNFD_GONE: &str = "Not Applicable";
 
 /// One event as `GET /v1.0/events` shows it.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct TackerEvent {
+pub struct TackerEvent {
     pub id: u64,
     pub resource_id: String,
     pub resource_type: &'static str,
@@ -61,7 +62,7 @@ pub(crate) struct TackerEvent {
 }
 
 impl TackerEvent {
-    pub(crate) fn to_json(&self) -> Value {
+    pub fn to_json(&self) -> Value {
         json!({
             "id": self.id,
             "resource_id": self.resource_id,
@@ -75,8 +76,12 @@ impl TackerEvent {
 }
 
 /// An aggregate whose events the audit can tell.
-pub(crate) trait Audited: Logged + Clone {
+pub trait Audited: Logged + Clone {
     const RESOURCE_TYPE: &'static str;
+    /// True when the events of a message that decodes, folded from the default aggregate, tell
+    /// and leave the same state whatever came before them on the subject: a page then needs
+    /// no earlier history of the resource.
+    const TOLD_BY_ITS_EVENTS: bool;
 
     /// Tacker's event type for `event`, applied to `before`, and a sentence saying what
     /// happened and who (`actor`) did it.
@@ -88,6 +93,9 @@ pub(crate) trait Audited: Logged + Clone {
 
 impl Audited for Vnf {
     const RESOURCE_TYPE: &'static str = "vnf";
+    /// A VNF's status after most events depends on what came before (a monitor attached, a
+    /// failure logged).
+    const TOLD_BY_ITS_EVENTS: bool = false;
 
     fn describe(before: &Vnf, event: &VnfEvent, actor: &Actor) -> (&'static str, String) {
         use event_type::{CREATE, DELETE, HEAL, MONITOR, SCALE, UPDATE};
@@ -264,6 +272,11 @@ fn occurrence_phrase(alarm: &events::vnf::AlarmRecord) -> String {
 
 impl Audited for Vnfd {
     const RESOURCE_TYPE: &'static str = "vnfd";
+    /// `describe` reads nothing of the VNFD before, and its state is `OnBoarded` until its
+    /// `Deleted`, after which no event can be recorded (use and delete need it live, a release
+    /// needs a user, and a VNFD is deleted only without users): a page of VNFD messages never
+    /// reads a VNFD's history, where its 1 MB template is.
+    const TOLD_BY_ITS_EVENTS: bool = true;
 
     fn describe(_before: &Vnfd, event: &VnfdEvent, actor: &Actor) -> (&'static str, String) {
         use event_type::{CREATE, DELETE, UPDATE};
@@ -356,7 +369,7 @@ fn audit_stored<A: Audited>(
 
 /// Every event of one resource, oldest first; with `through`, only those of messages up to
 /// that stream sequence.
-pub(crate) async fn resource_events<A: Audited>(
+pub async fn resource_events<A: Audited>(
     log: &EventLog,
     resource_id: &str,
     through: Option<u64>,
@@ -401,75 +414,269 @@ pub(crate) async fn event_by_id(
     Ok(events.into_iter().find(|event| event.id == id))
 }
 
-/// Why the window of newest events could not be read.
+/// Why a page of events could not be read.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum WindowError {
+pub enum PageError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
     Nats(#[from] NatsError),
 }
 
-/// The events of the newest `messages_max` lifecycle messages, oldest first.
-///
-/// Each resource's state is folded from its first message in the window; a resource whose
-/// history began before the window has that earlier part read from its subject first, so
-/// every `resource_state` is exact.
-pub(crate) async fn recent_events(
-    log: &EventLog,
-    messages_max: u64,
-) -> Result<Vec<TackerEvent>, WindowError> {
-    let mut read =
-        StreamRead::newest(log.stream(), names::LIFECYCLE_SUBJECTS, messages_max).await?;
-    let mut vnfs: HashMap<String, Vnf> = HashMap::new();
-    let mut vnfds: HashMap<String, Vnfd> = HashMap::new();
+/// Where a page of events lies in the log. Event ids are positions in the log (see
+/// [`EVENT_ID_STRIDE`]), so a marker need not name an event that exists: it is a place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PagePlace {
+    /// The newest events.
+    Newest,
+    /// The oldest events with an id greater than this one.
+    After(u64),
+    /// The newest events with an id less than this one.
+    Before(u64),
+}
+
+/// A page of events, oldest first, and the part of the log it covered.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventsPage {
+    pub events: Vec<TackerEvent>,
+    /// Events older than the page may exist: the id a previous page reads before.
+    pub older_than: Option<u64>,
+    /// Events newer than the page exist (stored when the page was read): the id a next page
+    /// reads after.
+    pub newer_than: Option<u64>,
+}
+
+/// The most bytes of lifecycle messages (payloads) one page of events reads: a page of 1 MB
+/// VNFD messages stops after about this much, shorter than asked, with a link to the rest.
+/// At least one message is always read, so every page moves on.
+pub const EVENTS_PAGE_READ_BYTES_MAX: usize = 4 * 1024 * 1024;
+/// The most lifecycle messages one page of events reads: VIM messages show no event, so a
+/// run of them must not make one page walk the whole log.
+pub const EVENTS_PAGE_READ_MESSAGES_MAX: u64 = 2_000;
+
+/// The lifecycle messages of one page, oldest first, and where the reading stopped.
+struct PageRead {
+    messages: Vec<Stored>,
+    /// The stream's first and last sequence when the page was read.
+    first: u64,
+    last: u64,
+}
+
+/// A page of at most `limit` events at `place`, each with the exact state it left its
+/// resource in. Reads the lifecycle stream by sequence (one direct get per message), from the
+/// marker's sequence onwards (or backwards), never more than [`EVENTS_PAGE_READ_BYTES_MAX`]
+/// and [`EVENTS_PAGE_READ_MESSAGES_MAX`]; the states are folded over the page, from each
+/// resource's subject for one whose history began before it.
+pub async fn page(log: &EventLog, place: PagePlace, limit: usize) -> Result<EventsPage, PageError> {
+    let read = read_page(log, place, limit).await?;
+    let mut vnfs: HashMap<String, Vnf> =
+        states_before(log, needing_history::<Vnf>(&read.messages)).await?;
+    let mut vnfds: HashMap<String, Vnfd> =
+        states_before(log, needing_history::<Vnfd>(&read.messages)).await?;
     let mut events = Vec::new();
-    while let Some(message) = read.next().await? {
+    for message in &read.messages {
         match names::parse_lifecycle_subject(&message.subject) {
-            Some((AggregateKind::Vnf, id)) => {
-                window_step(log, &mut vnfs, &mut events, id, &message).await?;
-            }
-            Some((AggregateKind::Vnfd, id)) => {
-                window_step(log, &mut vnfds, &mut events, id, &message).await?;
-            }
+            Some((AggregateKind::Vnf, id)) => page_step(&mut vnfs, &mut events, id, message),
+            Some((AggregateKind::Vnfd, id)) => page_step(&mut vnfds, &mut events, id, message),
             Some((AggregateKind::Vim, _)) | None => {}
         }
     }
-    Ok(events)
+    Ok(cut_page(events, &read, place, limit))
 }
 
-/// Adds the events of one window message of `resource_id`, with the state of its resource in
-/// `states`.
-async fn window_step<A: Audited>(
+/// Subject reads in flight while a page gathers the states its resources were in before it.
+const PAGE_STATE_READS_IN_FLIGHT: usize = 16;
+
+/// The resources of kind `A` on a page whose history began before it, each with the sequence
+/// of its first message on the page. Pure.
+fn needing_history<A: Audited>(messages: &[Stored]) -> Vec<(String, u64)>
+where
+    A::Event: DeserializeOwned,
+{
+    let mut seen = std::collections::HashSet::new();
+    let mut needed = Vec::new();
+    for message in messages {
+        let Some((kind, id)) = names::parse_lifecycle_subject(&message.subject) else {
+            continue;
+        };
+        if kind != A::KIND || !seen.insert(id) {
+            continue;
+        }
+        // The writer's expected last sequence of the subject: 0 on a resource's first message.
+        let starts_history =
+            message.header(names::headers::EXPECTED_LAST_SUBJECT_SEQUENCE) == Some("0");
+        let told =
+            A::TOLD_BY_ITS_EVENTS && events::envelope::decode::<A::Event>(&message.payload).is_ok();
+        if !starts_history && !told {
+            needed.push((id.to_owned(), message.sequence));
+        }
+    }
+    needed
+}
+
+/// Each resource as the messages of its subject before the given sequence left it, read a
+/// few subjects at a time.
+async fn states_before<A: Audited>(
     log: &EventLog,
+    needed: Vec<(String, u64)>,
+) -> Result<HashMap<String, A>, StoreError> {
+    futures::stream::iter(needed)
+        .map(|(id, before)| async move {
+            let state = state_before::<A>(log, &id, before).await?;
+            Ok::<_, StoreError>((id, state))
+        })
+        .buffer_unordered(PAGE_STATE_READS_IN_FLIGHT)
+        .try_collect()
+        .await
+}
+
+/// Adds the events of one page message of `resource_id`, folding them into its state in
+/// `states` (the default aggregate where its history begins on the page). Pure.
+fn page_step<A: Audited>(
     states: &mut HashMap<String, A>,
     events: &mut Vec<TackerEvent>,
     resource_id: &str,
     message: &Stored,
-) -> Result<(), StoreError>
-where
-    A::Event: DeserializeOwned,
-{
-    // The writer's expected last sequence of the subject: 0 on a resource's first message.
-    let starts_history =
-        message.header(names::headers::EXPECTED_LAST_SUBJECT_SEQUENCE) == Some("0");
-    let state = match states.entry(resource_id.to_owned()) {
-        Entry::Occupied(held) => held.into_mut(),
-        Entry::Vacant(slot) => {
-            let before = if starts_history {
-                A::default()
-            } else {
-                state_before::<A>(log, resource_id, message.sequence).await?
-            };
-            slot.insert(before)
-        }
-    };
+) {
+    let state = states.entry(resource_id.to_owned()).or_default();
     events.extend(audit_stored(
         state,
         resource_id,
         store::decode_or_skip(message),
     ));
-    Ok(())
+}
+
+/// The page `place` asks for out of the events of the messages read: those beyond the marker,
+/// at most `limit`, and what lies beside them. Pure.
+fn cut_page(
+    events: Vec<TackerEvent>,
+    read: &PageRead,
+    place: PagePlace,
+    limit: usize,
+) -> EventsPage {
+    let lowest_read = read.messages.first().map(|m| m.sequence);
+    let highest_read = read.messages.last().map(|m| m.sequence);
+    match place {
+        PagePlace::After(marker) => {
+            let events: Vec<TackerEvent> = events
+                .into_iter()
+                .filter(|e| e.id > marker)
+                .take(limit)
+                .collect();
+            let covered = events
+                .last()
+                .map(|e| e.id)
+                .or(highest_read.map(|s| s * EVENT_ID_STRIDE + (EVENT_ID_STRIDE - 1)))
+                .unwrap_or(marker);
+            let read_all = highest_read.is_none_or(|s| s >= read.last) && events.len() < limit;
+            let earlier = marker > 0 && marker / EVENT_ID_STRIDE >= read.first;
+            EventsPage {
+                older_than: earlier
+                    .then(|| events.first().map_or(marker.saturating_add(1), |e| e.id)),
+                newer_than: (!read_all).then_some(covered),
+                events,
+            }
+        }
+        PagePlace::Newest | PagePlace::Before(_) => {
+            let before = match place {
+                PagePlace::Before(marker) => marker,
+                _ => u64::MAX,
+            };
+            let mut events: Vec<TackerEvent> =
+                events.into_iter().filter(|e| e.id < before).collect();
+            let cut = events.len().saturating_sub(limit);
+            let events = events.split_off(cut);
+            let covered = events
+                .first()
+                .map(|e| e.id)
+                .or(lowest_read.map(|s| s * EVENT_ID_STRIDE))
+                .unwrap_or(before);
+            let older = cut > 0 || lowest_read.is_some_and(|s| s > read.first);
+            EventsPage {
+                older_than: older.then_some(covered),
+                newer_than: matches!(place, PagePlace::Before(_))
+                    .then(|| events.last().map_or(before.saturating_sub(1), |e| e.id)),
+                events,
+            }
+        }
+    }
+}
+
+/// Reads the lifecycle messages of one page: forwards from the marker's message until
+/// `limit` events lie past the marker, backwards from it (or from the newest) until `limit`
+/// lie before it, within the read bounds.
+async fn read_page(log: &EventLog, place: PagePlace, limit: usize) -> Result<PageRead, PageError> {
+    let mut stream = log.stream().clone();
+    let state = tokio::time::timeout(events::read::READ_MESSAGE_TIMEOUT, stream.info())
+        .await
+        .map_err(|elapsed| NatsError::timed_out("reading the lifecycle stream's state", elapsed))?
+        .map_err(|e| NatsError::new("reading the lifecycle stream's state", e))?
+        .state
+        .clone();
+    let (first, last) = (state.first_sequence.max(1), state.last_sequence);
+    let mut read = PageRead {
+        messages: Vec::new(),
+        first,
+        last,
+    };
+    let forward = matches!(place, PagePlace::After(_));
+    let mut sequence = match place {
+        PagePlace::Newest => last,
+        PagePlace::After(marker) => (marker / EVENT_ID_STRIDE).max(first),
+        PagePlace::Before(marker) => (marker.saturating_sub(1) / EVENT_ID_STRIDE).min(last),
+    };
+    let (mut bytes, mut messages, mut counted) = (0_usize, 0_u64, 0_usize);
+    while last > 0
+        && (first..=last).contains(&sequence)
+        && counted < limit
+        && messages < EVENTS_PAGE_READ_MESSAGES_MAX
+        && (messages == 0 || bytes < EVENTS_PAGE_READ_BYTES_MAX)
+    {
+        if let Some(message) = log.read_at(sequence).await? {
+            let message: Stored = message.into();
+            messages += 1;
+            bytes += message.payload.len();
+            counted += events_beyond(&message, place);
+            read.messages.push(message);
+        }
+        sequence = if forward {
+            sequence + 1
+        } else {
+            match sequence.checked_sub(1) {
+                Some(next) => next,
+                None => break,
+            }
+        };
+    }
+    if !forward {
+        read.messages.reverse();
+    }
+    Ok(read)
+}
+
+/// How many of a VNF or VNFD message's events lie beyond `place`'s marker (a message that
+/// does not decode shows one).
+fn events_beyond(message: &Stored, place: PagePlace) -> usize {
+    if !matches!(
+        names::parse_lifecycle_subject(&message.subject),
+        Some((AggregateKind::Vnf | AggregateKind::Vnfd, _))
+    ) {
+        return 0;
+    }
+    let count = events::envelope::decode::<serde::de::IgnoredAny>(&message.payload)
+        .map_or(1, |envelope| envelope.events.len());
+    let count = u64::try_from(count)
+        .unwrap_or(u64::MAX)
+        .min(EVENT_ID_STRIDE);
+    let base = message.sequence * EVENT_ID_STRIDE;
+    let beyond = match place {
+        PagePlace::Newest => count,
+        PagePlace::After(marker) => {
+            (base + count).saturating_sub(marker.saturating_add(1).max(base))
+        }
+        PagePlace::Before(marker) => marker.saturating_sub(base).min(count),
+    };
+    usize::try_from(beyond).unwrap_or(usize::MAX)
 }
 
 /// The aggregate as the messages of its subject before `before` left it.
@@ -594,13 +801,33 @@ mod tests {
             history[2]
         );
 
-        // Only the last message is in the window: its resource's earlier state is read first.
-        let window = recent_events(&log, 1).await.unwrap();
+        // Only the last message is on the page: its resource's earlier state is read first.
+        let newest = page(&log, PagePlace::Newest, 2).await.unwrap();
         assert_eq!(
-            shape(&window),
+            shape(&newest.events),
             vec![("MONITOR", "PENDING_DELETE"), ("DELETE", "PENDING_DELETE")]
         );
-        assert_eq!(recent_events(&log, 1000).await.unwrap(), history);
+        assert_eq!((newest.older_than, newest.newer_than), (Some(4000), None));
+        assert_eq!(
+            page(&log, PagePlace::Newest, 1000).await.unwrap().events,
+            history
+        );
+        // A page cut inside a message, and the pages beside it.
+        let second = page(&log, PagePlace::After(1000), 2).await.unwrap();
+        assert_eq!(second.events, history[1..3]);
+        assert_eq!(
+            (second.older_than, second.newer_than),
+            (Some(1001), Some(2000))
+        );
+        let before = page(&log, PagePlace::Before(3000), 2).await.unwrap();
+        assert_eq!(before.events, history[1..3]);
+        assert_eq!(
+            (before.older_than, before.newer_than),
+            (Some(1001), Some(2000))
+        );
+        let last = page(&log, PagePlace::After(3000), 5).await.unwrap();
+        assert_eq!(last.events, history[4..]);
+        assert_eq!(last.newer_than, None);
 
         let found = event_by_id(&log, 1001).await.unwrap();
         assert_eq!(found.as_ref(), Some(&history[1]));
@@ -649,8 +876,14 @@ mod tests {
             "{:?}",
             history[6]
         );
-        assert_eq!(recent_events(&log, 1000).await.unwrap(), history);
-        assert_eq!(recent_events(&log, 2).await.unwrap(), history[6..]);
+        assert_eq!(
+            page(&log, PagePlace::Newest, 1000).await.unwrap().events,
+            history
+        );
+        assert_eq!(
+            page(&log, PagePlace::Newest, 2).await.unwrap().events,
+            history[6..]
+        );
         assert_eq!(
             event_by_id(&log, 6000).await.unwrap().as_ref(),
             Some(&history[7])
@@ -661,7 +894,105 @@ mod tests {
     async fn an_empty_log_has_no_events() {
         let nats = NatsServer::start().await;
         let log = fixtures::log(nats.client().await).await;
-        assert!(recent_events(&log, 1000).await.unwrap().is_empty());
+        for place in [
+            PagePlace::Newest,
+            PagePlace::After(0),
+            PagePlace::Before(5000),
+        ] {
+            let empty = page(&log, place, 1000).await.unwrap();
+            assert!(empty.events.is_empty(), "{place:?}: {empty:?}");
+            assert_eq!(empty.older_than, None, "{place:?}");
+        }
+    }
+
+    /// Pages of 3 from the oldest by their `newer_than` markers while VNFs are created: every
+    /// event once, in order, with the state the whole history gives it, the events created
+    /// during the walk included.
+    #[tokio::test]
+    async fn walking_the_pages_shows_every_event_once_while_vnfs_are_created() {
+        let nats = NatsServer::start().await;
+        let log = fixtures::log(nats.client().await).await;
+        let ids: Vec<String> = (0..40_u32)
+            .map(|n| format!("5b3c0a40-8d0c-4a7a-9d55-{n:012}"))
+            .collect();
+        whole_life(&log, &ids[0]).await;
+        let writer = {
+            let (log, ids) = (log.clone(), ids.clone());
+            tokio::spawn(async move {
+                for id in &ids[1..] {
+                    let monitored =
+                        fixtures::vdu("VDU1", Some(fixtures::ping(PolicyAction::Respawn)));
+                    let create =
+                        fixtures::create(id, "d1", fixtures::spec(vec![monitored]), "op-create");
+                    log.execute::<Vnf>(id, create, &(), &user()).await.unwrap();
+                    tokio::task::yield_now().await;
+                }
+            })
+        };
+        let mut walked: Vec<TackerEvent> = Vec::new();
+        let mut marker = 0;
+        let mut pages = 0;
+        loop {
+            let written = writer.is_finished();
+            let next = page(&log, PagePlace::After(marker), 3).await.unwrap();
+            pages += 1;
+            assert!(next.events.len() <= 3, "{next:?}");
+            walked.extend(next.events);
+            match next.newer_than {
+                Some(newer) => marker = newer,
+                None if written => break,
+                None => tokio::task::yield_now().await,
+            }
+            assert!(pages < 1_000, "the walk does not end: {walked:?}");
+        }
+        writer.await.unwrap();
+        let mut whole = Vec::new();
+        for id in &ids {
+            whole.extend(resource_events::<Vnf>(&log, id, None).await.unwrap());
+        }
+        whole.sort_by_key(|e| e.id);
+        assert_eq!(whole.len(), 6 + 39 * 2);
+        assert_eq!(walked, whole);
+
+        // Backwards from the newest by the `older_than` markers: the same events.
+        let mut backwards = page(&log, PagePlace::Newest, 4).await.unwrap();
+        let mut walked_back = backwards.events.clone();
+        while let Some(older) = backwards.older_than {
+            backwards = page(&log, PagePlace::Before(older), 4).await.unwrap();
+            walked_back.splice(0..0, backwards.events.iter().cloned());
+        }
+        assert_eq!(walked_back, whole);
+    }
+
+    /// A page of large messages stops reading at [`EVENTS_PAGE_READ_BYTES_MAX`], shorter than
+    /// asked, and the next page goes on from there.
+    #[tokio::test]
+    async fn a_page_of_large_messages_reads_a_bounded_number_of_bytes() {
+        let nats = NatsServer::start().await;
+        let log = fixtures::log(nats.client().await).await;
+        let message_bytes = 900_000;
+        let per_page = EVENTS_PAGE_READ_BYTES_MAX.div_ceil(message_bytes);
+        for n in 0..8_u32 {
+            let vnfd_id = format!("6b3c0a40-8d0c-4a7a-9d55-{n:012}");
+            log.jetstream()
+                .publish(
+                    names::vnfd_subject(&vnfd_id),
+                    vec![b'x'; message_bytes].into(),
+                )
+                .await
+                .unwrap()
+                .await
+                .unwrap();
+        }
+        let first = page(&log, PagePlace::After(0), 100).await.unwrap();
+        assert_eq!(first.events.len(), per_page, "{:?}", first.newer_than);
+        let marker = first.newer_than.expect("more to read");
+        let rest = page(&log, PagePlace::After(marker), 100).await.unwrap();
+        assert_eq!(rest.events.len(), 8 - per_page);
+        assert_eq!(rest.newer_than, None);
+        let newest = page(&log, PagePlace::Newest, 100).await.unwrap();
+        assert_eq!(newest.events.len(), per_page);
+        assert!(newest.older_than.is_some());
     }
 
     #[test]

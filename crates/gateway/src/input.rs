@@ -235,6 +235,96 @@ impl ListQuery {
         Ok(Value::Object(answer))
     }
 
+    /// The answer to a list whose page was cut where its items were read (the events, read
+    /// page by page from the log): the items that pass every filter, in the order given, each
+    /// cut to the requested `fields`, with `<collection>_links` to the page before
+    /// `previous_before` and after `next_after` (markers) where there is one.
+    pub(crate) fn answer_cut(
+        &self,
+        items: Vec<Value>,
+        collection: &str,
+        limit: usize,
+        previous_before: Option<String>,
+        next_after: Option<String>,
+    ) -> Value {
+        let fields = self.values("fields");
+        let mut answer = serde_json::Map::new();
+        answer.insert(
+            collection.to_owned(),
+            self.filtered(items)
+                .into_iter()
+                .map(|item| select(item, &fields))
+                .collect(),
+        );
+        let links: Vec<Value> = [
+            next_after.map(|marker| ("next", self.link_query(limit, &marker, false))),
+            previous_before.map(|marker| ("previous", self.link_query(limit, &marker, true))),
+        ]
+        .into_iter()
+        .flatten()
+        .map(|(rel, query)| {
+            serde_json::json!({"rel": rel, "href": format!("/v1.0/{collection}?{query}")})
+        })
+        .collect();
+        if !links.is_empty() {
+            answer.insert(format!("{collection}_links"), Value::Array(links));
+        }
+        Value::Object(answer)
+    }
+
+    /// A cut page's size, marker and direction: `limit` (else `page_size`, else
+    /// `default_items`; `0` means `max_items`), refused over `max_items`; the `marker` as an
+    /// unsigned number; `page_reverse`.
+    pub(crate) fn cut_page(
+        &self,
+        default_items: usize,
+        max_items: usize,
+        unit: &str,
+    ) -> Result<(usize, Option<u64>, bool), ApiError> {
+        let limit = match (self.last("limit"), self.last("page_size")) {
+            (None, None) => default_items,
+            (Some(given), _) | (None, Some(given)) => {
+                let name = if self.last("limit").is_some() {
+                    "limit"
+                } else {
+                    "page_size"
+                };
+                let limit: usize = given.parse().map_err(|_| {
+                    ApiError::invalid_input(format!(
+                        "{name}: must be a whole number of {unit} (0..={max_items}), not {given:?}"
+                    ))
+                })?;
+                if limit > max_items {
+                    return Err(ApiError::invalid_input(format!(
+                        "{name}: at most {max_items} {unit} a page, not {limit}"
+                    )));
+                }
+                if limit == 0 { max_items } else { limit }
+            }
+        };
+        let marker = match self.last("marker") {
+            None => None,
+            Some(marker) => Some(marker.parse::<u64>().map_err(|_| {
+                ApiError::invalid_input(format!(
+                    "marker: must be the id of one of the {unit} (a whole number), not {marker:?}"
+                ))
+            })?),
+        };
+        Ok((limit, marker, self.reverse()?))
+    }
+
+    /// `page_reverse`: true or false (any case), false when absent.
+    fn reverse(&self) -> Result<bool, ApiError> {
+        match self.last("page_reverse") {
+            None => Ok(false),
+            Some(flag) if flag.eq_ignore_ascii_case("true") => Ok(true),
+            Some(flag) if flag.eq_ignore_ascii_case("false") => Ok(false),
+            Some(other) => Err(ApiError::invalid_input(format!(
+                "page_reverse: must be true or false, not {other:?}"
+            ))),
+        }
+    }
+
     /// The items that pass every filter.
     fn filtered(&self, items: Vec<Value>) -> Vec<Value> {
         let mut filters: Vec<(&str, Vec<&str>)> = Vec::new();
@@ -310,16 +400,7 @@ impl ListQuery {
     /// (before it with `page_reverse`), and the links to the pages beside it.
     fn page(&self, items: Vec<Value>) -> Result<Page, ApiError> {
         let limit = self.limit()?;
-        let reverse = match self.last("page_reverse") {
-            None => false,
-            Some(flag) if flag.eq_ignore_ascii_case("true") => true,
-            Some(flag) if flag.eq_ignore_ascii_case("false") => false,
-            Some(other) => {
-                return Err(ApiError::invalid_input(format!(
-                    "page_reverse: must be true or false, not {other:?}"
-                )));
-            }
-        };
+        let reverse = self.reverse()?;
         let marker = self.last("marker");
         let at = match marker {
             None => None,
@@ -475,6 +556,33 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn a_cut_page_refuses_a_limit_over_its_maximum_and_a_marker_that_is_no_number() {
+        let cut = |pairs: &[(&str, &str)]| query(pairs).cut_page(100, 1000, "events");
+        assert_eq!(cut(&[]).unwrap(), (100, None, false));
+        assert_eq!(
+            cut(&[("limit", "0"), ("marker", "7001"), ("page_reverse", "True")]).unwrap(),
+            (1000, Some(7001), true)
+        );
+        assert_eq!(cut(&[("page_size", "5")]).unwrap(), (5, None, false));
+        for (pairs, said) in [
+            (
+                &[("limit", "1001")][..],
+                "limit: at most 1000 events a page, not 1001",
+            ),
+            (
+                &[("page_size", "-1")][..],
+                "page_size: must be a whole number of events (0..=1000), not \"-1\"",
+            ),
+            (
+                &[("marker", "abc")][..],
+                "marker: must be the id of one of the events (a whole number), not \"abc\"",
+            ),
+        ] {
+            assert_eq!(cut(pairs).unwrap_err().message(), said);
+        }
+    }
 
     fn query(pairs: &[(&str, &str)]) -> ListQuery {
         ListQuery::new(

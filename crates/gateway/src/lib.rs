@@ -13,7 +13,7 @@
 //! append to the log, which the projector, the conductor and the monitors take from there.
 
 mod alarms;
-mod audit;
+pub mod audit;
 pub mod auth;
 mod board;
 mod error;
@@ -969,9 +969,12 @@ impl<S: Send + Sync> FromRequestParts<S> for ListParams {
     }
 }
 
-/// `GET /v1.0/events`: with `resource_id`, that resource's whole history; without, the events
-/// of the newest [`audit::EVENTS_WINDOW_MESSAGES_MAX`] lifecycle messages. Oldest first, then
-/// sorted and paged as asked ([`input::ListQuery::answer`]).
+/// `GET /v1.0/events`: with `resource_id`, that resource's whole history, sorted and paged as
+/// asked ([`input::ListQuery::answer`]); without, a page read from the log itself
+/// ([`audit::page`]), as Tacker paged: [`audit::EVENTS_PAGE_DEFAULT_ITEMS`] events (or
+/// `limit`), oldest first, after `marker` (from the oldest without one) with a `next` link
+/// while newer ones exist; with `page_reverse`, those before `marker` (the newest without one)
+/// with a `previous` link while older ones exist. Filters apply within each page.
 async fn list_events(
     State(gateway): State<Gateway>,
     Caller(caller): Caller,
@@ -980,35 +983,54 @@ async fn list_events(
     let resource_ids = query.values("resource_id");
     let kinds = query.values("resource_type");
     let wants = |kind: &str| kinds.is_empty() || kinds.contains(&kind);
-    let mut found = Vec::new();
     if resource_ids.is_empty() {
-        found = audit::recent_events(gateway.log(), audit::EVENTS_WINDOW_MESSAGES_MAX)
+        let (limit, marker, reverse) = query.cut_page(
+            audit::EVENTS_PAGE_DEFAULT_ITEMS,
+            audit::EVENTS_PAGE_MAX_ITEMS,
+            "events",
+        )?;
+        let place = match (marker, reverse) {
+            (None, false) => audit::PagePlace::After(0),
+            (None, true) => audit::PagePlace::Newest,
+            (Some(marker), false) => audit::PagePlace::After(marker),
+            (Some(marker), true) => audit::PagePlace::Before(marker),
+        };
+        let page = audit::page(gateway.log(), place, limit)
             .await
             .map_err(|e| match e {
-                audit::WindowError::Store(e) => ApiError::store("reading the newest events", &e),
-                audit::WindowError::Nats(e) => ApiError::nats("reading the newest events", &e),
+                audit::PageError::Store(e) => ApiError::store("reading a page of events", &e),
+                audit::PageError::Nats(e) => ApiError::nats("reading a page of events", &e),
             })?;
-    } else {
-        for id in resource_ids.iter().filter(|id| input::is_resource_id(id)) {
-            let read = |e: StoreError| ApiError::store("reading a resource's events", &e);
-            if wants("vnf") {
-                found.extend(
-                    audit::resource_events::<Vnf>(gateway.log(), id, None)
-                        .await
-                        .map_err(read)?,
-                );
-            }
-            if wants("vnfd") {
-                found.extend(
-                    audit::resource_events::<Vnfd>(gateway.log(), id, None)
-                        .await
-                        .map_err(read)?,
-                );
-            }
-        }
-        found.sort_by_key(|event| event.id);
-        found.dedup_by_key(|event| event.id);
+        let found = gateway.visible_events(&caller, page.events).await?;
+        let events = found.iter().map(audit::TackerEvent::to_json).collect();
+        return Ok(axum::Json(query.answer_cut(
+            events,
+            "events",
+            limit,
+            page.older_than.map(|id| id.to_string()),
+            page.newer_than.map(|id| id.to_string()),
+        )));
     }
+    let mut found = Vec::new();
+    for id in resource_ids.iter().filter(|id| input::is_resource_id(id)) {
+        let read = |e: StoreError| ApiError::store("reading a resource's events", &e);
+        if wants("vnf") {
+            found.extend(
+                audit::resource_events::<Vnf>(gateway.log(), id, None)
+                    .await
+                    .map_err(read)?,
+            );
+        }
+        if wants("vnfd") {
+            found.extend(
+                audit::resource_events::<Vnfd>(gateway.log(), id, None)
+                    .await
+                    .map_err(read)?,
+            );
+        }
+    }
+    found.sort_by_key(|event| event.id);
+    found.dedup_by_key(|event| event.id);
     let found = gateway.visible_events(&caller, found).await?;
     let events = found.iter().map(audit::TackerEvent::to_json).collect();
     Ok(axum::Json(query.answer(events, "events")?))
