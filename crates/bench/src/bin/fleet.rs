@@ -189,13 +189,12 @@ async fn main() -> anyhow::Result<()> {
         rate(vdus, active),
         load_average()
     );
-    let held = wait_held(&monitor_processes, &http, vdus).await?;
+    wait_held(&monitor_processes, &http, vdus).await?;
     println!(
         "monitors hold all {vdus} targets {:.1} s after the last VNF was ACTIVE; load {}",
         (started.elapsed() - active).as_secs_f64(),
         load_average()
     );
-    drop(held);
 
     // 2. Cold starts on the resulting log.
     let lifecycle = system
@@ -241,7 +240,7 @@ async fn main() -> anyhow::Result<()> {
     let probes = probe_totals(&monitor_processes, &http)
         .await?
         .since(&probes_before);
-    let telemetry_bytes = telemetry_bytes(&system).await?.saturating_sub(telemetry_before);
+    let written = telemetry_bytes(&system).await?.saturating_sub(telemetry_before);
     let on_time = probes.on_time_percent();
     println!(
         "over {seconds:.0} s: {} probe attempts ({:.0}/s, {} down), {on_time:.3} % started within \
@@ -250,8 +249,8 @@ async fn main() -> anyhow::Result<()> {
         probes.attempts,
         probes.attempts / seconds,
         probes.down,
-        telemetry_bytes as f64 / 1e6,
-        telemetry_bytes as f64 / probes.attempts.max(1.0),
+        written as f64 / 1e6,
+        written as f64 / probes.attempts.max(1.0),
         load_average()
     );
     println!("CPU (share of one core over the window) and RSS at its end, per role:");
@@ -466,7 +465,9 @@ async fn probe_totals(
         totals.attempts += page.total(telemetry::PROBE_ATTEMPTS);
         totals.down += page.sum(telemetry::PROBE_ATTEMPTS, |l| l.contains("outcome=\"down\""));
         totals.timed += page.total(&count);
-        totals.on_time += page.sum(&bucket, |l| le(l) == Some(ON_TIME_S));
+        totals.on_time += page.sum(&bucket, |l| {
+            le(l).is_some_and(|bound| (bound - ON_TIME_S).abs() < f64::EPSILON)
+        });
     }
     Ok(totals)
 }
@@ -495,22 +496,21 @@ fn metrics_url_now(process: &RoleProcess) -> anyhow::Result<String> {
     Ok(format!("http://{address}/metrics"))
 }
 
-/// Waits until the monitors together hold `vdus` targets; answers what each holds.
+/// Waits until the monitors together hold `vdus` targets.
 async fn wait_held(
     monitors: &[RoleProcess],
     http: &reqwest::Client,
     vdus: usize,
-) -> anyhow::Result<Vec<f64>> {
+) -> anyhow::Result<()> {
     let since = Instant::now();
     loop {
-        let mut held = Vec::new();
+        let mut total = 0.0;
         for monitor in monitors {
             let page = scrape(http, &metrics_url_now(monitor)?).await?;
-            held.push(page.total(telemetry::MONITOR_TARGETS));
+            total += page.total(telemetry::MONITOR_TARGETS);
         }
-        let total: f64 = held.iter().sum();
         if total >= vdus as f64 {
-            return Ok(held);
+            return Ok(());
         }
         anyhow::ensure!(
             since.elapsed() < SETTLE_TIMEOUT,
