@@ -109,7 +109,13 @@ pub fn rss_bytes(pid: u32) -> u64 {
 /// The machine's load averages over 1, 5 and 15 minutes, as `uptime` prints them (the first
 /// three fields of `/proc/loadavg`).
 pub fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|load| load.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "unknown".to_owned())
+    std::fs::read_to_string("/proc/loadavg").map_or_else(
+        |_| "unknown".to_owned(),
+        |load| {
+            load.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        },
+    )
 }

@@ -192,7 +192,7 @@ async fn main() -> anyhow::Result<()> {
     wait_held(&monitor_processes, &http, vdus).await?;
     println!(
         "monitors hold all {vdus} targets {:.1} s after the last VNF was ACTIVE; load {}",
-        (started.elapsed() - active).as_secs_f64(),
+        started.elapsed().saturating_sub(active).as_secs_f64(),
         load_average()
     );
 
@@ -240,7 +240,9 @@ async fn main() -> anyhow::Result<()> {
     let probes = probe_totals(&monitor_processes, &http)
         .await?
         .since(&probes_before);
-    let written = telemetry_bytes(&system).await?.saturating_sub(telemetry_before);
+    let written = telemetry_bytes(&system)
+        .await?
+        .saturating_sub(telemetry_before);
     let on_time = probes.on_time_percent();
     println!(
         "over {seconds:.0} s: {} probe attempts ({:.0}/s, {} down), {on_time:.3} % started within \
@@ -332,7 +334,12 @@ async fn create_fleet(
             .map(str::to_owned)
             .with_context(|| format!("create fleet-{n}: no id in {vnf}"))
     });
-    creates.buffered(concurrency).collect::<Vec<_>>().await.into_iter().collect()
+    creates
+        .buffered(concurrency)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect()
 }
 
 /// Waits until every VNF of `ids` is shown ACTIVE, `concurrency` shows at a time.
@@ -345,9 +352,14 @@ async fn wait_active(
     let waits = futures::stream::iter(ids).map(|id| async move {
         let since = Instant::now();
         loop {
-            let (code, vnf) =
-                vnfm_tests::call(http, api, reqwest::Method::GET, &format!("/vnfs/{id}"), None)
-                    .await;
+            let (code, vnf) = vnfm_tests::call(
+                http,
+                api,
+                reqwest::Method::GET,
+                &format!("/vnfs/{id}"),
+                None,
+            )
+            .await;
             match vnf["vnf"]["status"].as_str() {
                 Some("ACTIVE") => return Ok(()),
                 Some("ERROR") => anyhow::bail!("VNF {id} went to ERROR: {vnf}"),
@@ -389,8 +401,16 @@ async fn metrics_url(process: &mut RoleProcess) -> String {
 
 /// One scrape of `url`.
 async fn scrape(http: &reqwest::Client, url: &str) -> anyhow::Result<Scrape> {
-    let response = http.get(url).send().await.with_context(|| format!("scrape {url}"))?;
-    anyhow::ensure!(response.status() == 200, "scrape {url}: {}", response.status());
+    let response = http
+        .get(url)
+        .send()
+        .await
+        .with_context(|| format!("scrape {url}"))?;
+    anyhow::ensure!(
+        response.status() == 200,
+        "scrape {url}: {}",
+        response.status()
+    );
     Ok(Scrape(response.text().await?))
 }
 
@@ -405,8 +425,7 @@ impl Scrape {
             .filter(|line| !line.starts_with('#'))
             .filter_map(|line| {
                 let (series, value) = line.rsplit_once(' ')?;
-                let (series_name, series_labels) =
-                    series.split_once('{').unwrap_or((series, "}"));
+                let (series_name, series_labels) = series.split_once('{').unwrap_or((series, "}"));
                 (series_name == name && labels(series_labels))
                     .then(|| value.parse::<f64>().ok())
                     .flatten()
@@ -463,7 +482,9 @@ async fn probe_totals(
     for monitor in monitors {
         let page = scrape(http, &metrics_url_now(monitor)?).await?;
         totals.attempts += page.total(telemetry::PROBE_ATTEMPTS);
-        totals.down += page.sum(telemetry::PROBE_ATTEMPTS, |l| l.contains("outcome=\"down\""));
+        totals.down += page.sum(telemetry::PROBE_ATTEMPTS, |l| {
+            l.contains("outcome=\"down\"")
+        });
         totals.timed += page.total(&count);
         totals.on_time += page.sum(&bucket, |l| {
             le(l).is_some_and(|bound| (bound - ON_TIME_S).abs() < f64::EPSILON)
@@ -526,8 +547,9 @@ async fn cold_start_monitor(
     monitor: &mut RoleProcess,
     http: &reqwest::Client,
 ) -> anyhow::Result<()> {
-    let held_before =
-        scrape(http, &metrics_url_now(monitor)?).await?.total(telemetry::MONITOR_TARGETS);
+    let held_before = scrape(http, &metrics_url_now(monitor)?)
+        .await?
+        .total(telemetry::MONITOR_TARGETS);
     let restarted = Instant::now();
     monitor.restart();
     let url = metrics_url(monitor).await;
@@ -610,7 +632,10 @@ async fn cold_start_projector(
     system.process("projector").restart();
     let body = serde_json::json!({"vnf": {"name": "after-projector-restart", "vnfd_id": vnfd_id}});
     let (code, created) = system.post("/vnfs", body).await;
-    anyhow::ensure!(code == 201, "create after the projector's restart: {code} {created}");
+    anyhow::ensure!(
+        code == 201,
+        "create after the projector's restart: {code} {created}"
+    );
     let id = created["vnf"]["id"].as_str().context("an id")?.to_owned();
     system
         .process("projector")
@@ -739,7 +764,9 @@ async fn conductors_total(
 ) -> anyhow::Result<f64> {
     let mut total = 0.0;
     for conductor in conductors {
-        total += scrape(http, &metrics_url_now(conductor)?).await?.total(name);
+        total += scrape(http, &metrics_url_now(conductor)?)
+            .await?
+            .total(name);
     }
     Ok(total)
 }
@@ -755,7 +782,11 @@ async fn loopback(verb: &str, prefix: &str, addresses: &[Ipv4Addr]) -> anyhow::R
         .spawn()
         .context("run vnfm vim loopback")?;
     let mut input = child.stdin.take().context("its stdin")?;
-    let lines: String = addresses.iter().map(|a| format!("{a}\n")).collect();
+    let lines = addresses
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n");
     input.write_all(lines.as_bytes()).await?;
     drop(input);
     let output = child.wait_with_output().await?;
@@ -850,11 +881,15 @@ fn first_claim(
     history: &[events::store::Recorded<VnfEvent>],
 ) -> Option<(OffsetDateTime, OffsetDateTime)> {
     history.iter().find_map(|recorded| {
-        recorded.envelope.events.iter().find_map(|event| match event {
-            VnfEvent::HealStarted { failure, .. } => {
-                Some((failure.detected_at, recorded.envelope.recorded_at))
-            }
-            _ => None,
-        })
+        recorded
+            .envelope
+            .events
+            .iter()
+            .find_map(|event| match event {
+                VnfEvent::HealStarted { failure, .. } => {
+                    Some((failure.detected_at, recorded.envelope.recorded_at))
+                }
+                _ => None,
+            })
     })
 }
