@@ -1,5 +1,6 @@
-//! What the benchmark binaries measure processes and the machine with: CPU times from
-//! `/proc`, read the same way by every benchmark. Linux only; no role uses it.
+//! What the benchmark binaries measure processes and the machine with: CPU times, resident
+//! memory, load and child pids from `/proc`, read the same way by every benchmark. Linux
+//! only; no role uses it.
 
 use std::time::Duration;
 
@@ -62,4 +63,59 @@ pub fn machine_busy() -> Duration {
         })
         .unwrap_or(0);
     ticks(busy)
+}
+
+/// The pid of this process's child whose command line has an argument containing `needle`.
+pub fn child_pid_with_arg(needle: &str) -> anyhow::Result<u32> {
+    let me = std::process::id();
+    for entry in std::fs::read_dir("/proc")? {
+        let Ok(pid) = entry?.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let (Ok(cmdline), Ok(stat)) = (
+            std::fs::read(format!("/proc/{pid}/cmdline")),
+            std::fs::read_to_string(format!("/proc/{pid}/stat")),
+        ) else {
+            continue;
+        };
+        let parent = stat
+            .rsplit_once(") ")
+            .and_then(|(_, rest)| rest.split(' ').nth(1))
+            .and_then(|ppid| ppid.parse::<u32>().ok());
+        if parent == Some(me)
+            && cmdline
+                .split(|b| *b == 0)
+                .any(|arg| String::from_utf8_lossy(arg).contains(needle))
+        {
+            return Ok(pid);
+        }
+    }
+    anyhow::bail!("no child of {me} has an argument containing {needle:?}")
+}
+
+/// A process's resident set size now (`VmRSS` of `/proc/<pid>/status`), in bytes; 0 once it
+/// is gone.
+pub fn rss_bytes(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+            let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some(kib * 1024)
+        })
+        .unwrap_or(0)
+}
+
+/// The machine's load averages over 1, 5 and 15 minutes, as `uptime` prints them (the first
+/// three fields of `/proc/loadavg`).
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg").map_or_else(
+        |_| "unknown".to_owned(),
+        |load| {
+            load.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        },
+    )
 }

@@ -26,7 +26,7 @@ use events::store::EventLog;
 use events::vnf::{Instance, Vnf, VnfCommand, VnfEvent};
 use testkit::{Durability, NatsServer};
 
-use bench::{cpu_time, machine_busy, run_queue_wait};
+use bench::{child_pid_with_arg, cpu_time, machine_busy, run_queue_wait};
 
 mod events_pages;
 
@@ -450,34 +450,6 @@ async fn print_kv_gets(log: &EventLog, ids: &[String]) -> anyhow::Result<()> {
 
 /// How long a role process may take to announce it is running.
 const ROLE_START_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// The pid of this process's child whose command line has an argument containing `needle`.
-fn child_pid_with_arg(needle: &str) -> anyhow::Result<u32> {
-    let me = std::process::id();
-    for entry in std::fs::read_dir("/proc")? {
-        let Ok(pid) = entry?.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let (Ok(cmdline), Ok(stat)) = (
-            std::fs::read(format!("/proc/{pid}/cmdline")),
-            std::fs::read_to_string(format!("/proc/{pid}/stat")),
-        ) else {
-            continue;
-        };
-        let parent = stat
-            .rsplit_once(") ")
-            .and_then(|(_, rest)| rest.split(' ').nth(1))
-            .and_then(|ppid| ppid.parse::<u32>().ok());
-        if parent == Some(me)
-            && cmdline
-                .split(|b| *b == 0)
-                .any(|arg| String::from_utf8_lossy(arg).contains(needle))
-        {
-            return Ok(pid);
-        }
-    }
-    anyhow::bail!("no child of {me} has an argument containing {needle:?}")
-}
 
 /// CPUs this process may use.
 fn cores() -> usize {

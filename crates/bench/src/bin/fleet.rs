@@ -1,0 +1,895 @@
+//! `vnfm-bench-fleet`: a fleet of N VDUs on the loopback VIM, printed (nothing asserted). Run
+//! with `ops/bench-fleet [--vdus N] [--monitors M] [--window-s S] [--concurrency C]` (root:
+//! the monitors open raw ICMP sockets and the loopback VIM's blocklist is an ipset).
+//!
+//! Every role is a `vnfm` process of its own (`$VNFM_BIN`, the release build under
+//! `ops/bench-fleet`) over one nats-server: a gateway, a projector, two conductors on `--vim
+//! loopback` and M monitors, each with `--metrics-listen`. One VNFD, one VDU pinged every 30 s
+//! (retry 2, respawn); N VNFs created through the API, C at a time. Then, in order:
+//!
+//! 1. the time to create the fleet (every create answered, then every VNF ACTIVE) and the rate;
+//! 2. each role's cold start on the resulting log: a monitor restarted until it holds its
+//!    targets again and until it has probed every one of them, the gateway until it answers a
+//!    show, the projector until a VNF created after its restart is shown ACTIVE;
+//! 3. over a window of S seconds: the share of probe attempts that started within 1 s of
+//!    their schedule (the monitors' `vnfm_probe_lateness_seconds` histogram), CPU and RSS of
+//!    every role (from `/proc`), and the telemetry stream's bytes per probe attempt;
+//! 4. a storm: 1 % of the VDUs blocked at once (`vnfm vim loopback block`, addresses on
+//!    stdin); detection → claim p50/p99 from the log (each VNF's `HealStarted` recorded_at
+//!    minus its failure's `detected_at`), claims per second, and the gateway's show p99 during
+//!    the storm against before it. The blocked addresses are unblocked afterwards.
+//!
+//! Its last line is `fleet: vdus=N monitors=M on_time=P% storm_claim_p99_ms=X
+//! show_p99_ratio=R`.
+
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use futures::StreamExt;
+use time::OffsetDateTime;
+
+use bench::{child_pid_with_arg, cpu_time, load_average, rss_bytes};
+use conductor::vim::loopback::Blocklist;
+use events::monitor::cidr::LOOPBACK_VIM_RANGE;
+use events::telemetry;
+use events::vnf::VnfEvent;
+use testkit::RoleProcess;
+use vnfm_tests::{System, mgmt_ips, monitored_vnfd};
+
+/// The issue's fleet: a million VDUs.
+const VDUS_DEFAULT: usize = 1_000_000;
+/// Monitor processes the targets are shared among.
+const MONITORS_DEFAULT: usize = 10;
+/// The window the on-time share, CPU, RSS and telemetry bytes are measured over: the issue's
+/// five minutes.
+const WINDOW_S_DEFAULT: u64 = 300;
+/// Creates in flight at once through the API.
+const CREATE_CONCURRENCY_DEFAULT: usize = 64;
+/// The most of any of them the bench takes: the loopback VIM holds 8,388,606 addresses, of
+/// which a conductor may fill half; monitors and concurrency past these are typos.
+const VDUS_MAX: usize = 4_000_000;
+const MONITORS_MAX: usize = 64;
+const CREATE_CONCURRENCY_MAX: usize = 4_096;
+const WINDOW_S_MAX: u64 = 86_400;
+/// The VDUs' ping interval, as the issue sets it.
+const PING_INTERVAL_S: u64 = 30;
+/// An attempt is on time when it starts within this of its schedule: the issue's one second,
+/// which is also a bucket bound of the lateness histogram (`events::telemetry::HISTOGRAMS`).
+const ON_TIME_S: f64 = 1.0;
+/// The share of VDUs blocked in the storm, in percent.
+const STORM_PERCENT: usize = 1;
+/// Conductors, as the issue sets it.
+const CONDUCTORS: usize = 2;
+/// How long the baseline shows (before the storm) run.
+const SHOW_BASELINE: Duration = Duration::from_secs(10);
+/// How long a role may take to say it runs (a release build on a loaded machine).
+const ROLE_START_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long one VNF may take to become ACTIVE once its create is answered and the bench looks.
+const ACTIVE_TIMEOUT: Duration = Duration::from_secs(600);
+/// How long the monitors may take to hold every target, and a restarted role to serve: long
+/// enough for a large log, reported as an error past it.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(1_800);
+/// How long the storm's heals may take, from the block to the last heal completed: a detection
+/// needs up to an interval and the retries, then every claim and respawn.
+const STORM_TIMEOUT: Duration = Duration::from_secs(1_800);
+/// How often the waits below look again.
+const POLL_INTERVAL: Duration = Duration::from_millis(100);
+
+/// The command line, checked.
+struct Args {
+    vdus: usize,
+    monitors: usize,
+    window: Duration,
+    concurrency: usize,
+}
+
+fn parse_args() -> anyhow::Result<Args> {
+    let mut args = Args {
+        vdus: VDUS_DEFAULT,
+        monitors: MONITORS_DEFAULT,
+        window: Duration::from_secs(WINDOW_S_DEFAULT),
+        concurrency: CREATE_CONCURRENCY_DEFAULT,
+    };
+    let mut given = std::env::args().skip(1);
+    while let Some(flag) = given.next() {
+        let value = given
+            .next()
+            .with_context(|| format!("{flag} needs a value"))?;
+        let number = |max: u64| -> anyhow::Result<u64> {
+            let n: u64 = value
+                .parse()
+                .with_context(|| format!("{flag} {value:?}: not a whole number"))?;
+            anyhow::ensure!(
+                (1..=max).contains(&n),
+                "{flag} {n}: must be between 1 and {max}"
+            );
+            Ok(n)
+        };
+        match flag.as_str() {
+            "--vdus" => args.vdus = usize::try_from(number(VDUS_MAX as u64)?)?,
+            "--monitors" => args.monitors = usize::try_from(number(MONITORS_MAX as u64)?)?,
+            "--window-s" => args.window = Duration::from_secs(number(WINDOW_S_MAX)?),
+            "--concurrency" => {
+                args.concurrency = usize::try_from(number(CREATE_CONCURRENCY_MAX as u64)?)?;
+            }
+            _ => anyhow::bail!(
+                "unknown flag {flag:?}; usage: vnfm-bench-fleet [--vdus N] [--monitors M] \
+                 [--window-s S] [--concurrency C]"
+            ),
+        }
+    }
+    Ok(args)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = parse_args()?;
+    let Args {
+        vdus,
+        monitors,
+        window,
+        concurrency,
+    } = args;
+    println!(
+        "fleet of {vdus} VDUs (one VNF each, ping every {PING_INTERVAL_S} s, retry 2, respawn) on \
+         the loopback VIM; {monitors} monitors, {CONDUCTORS} conductors, a gateway, a projector \
+         and nats-server as separate processes; {} cores; load {}",
+        std::thread::available_parallelism().map_or(1, usize::from),
+        load_average()
+    );
+    let metrics = ["--metrics-listen", "127.0.0.1:0"];
+    let mut system = System::start_separate_with(&metrics).await;
+    // The conductors make the blocklist at start; the system removes it when dropped.
+    system.blocklist = Some(Blocklist::new(&system.vim_prefix).context("the blocklist")?);
+    let nats_pid = child_pid_with_arg(
+        &system
+            .nats
+            .store_dir()
+            .parent()
+            .context("the store's parent")?
+            .to_string_lossy(),
+    )?;
+    let mut conductors = Vec::new();
+    for n in 1..=CONDUCTORS {
+        let mut flags = vec!["--vim", "loopback"];
+        flags.extend(metrics);
+        conductors.push(
+            system
+                .spawn_conductor(&format!("conductor-{n}"), &flags)
+                .await,
+        );
+    }
+    let range = LOOPBACK_VIM_RANGE.to_string();
+    let mut monitor_processes = Vec::new();
+    for n in 1..=monitors {
+        let mut flags = vec!["--probe-cidrs", range.as_str()];
+        flags.extend(metrics);
+        monitor_processes.push(
+            system
+                .spawn_monitor_with(&format!("monitor-{n}"), &flags)
+                .await,
+        );
+    }
+    let http = reqwest::Client::new();
+
+    // 1. The fleet.
+    let vnfd_id = system.onboard(&fleet_vnfd()).await;
+    let started = Instant::now();
+    let ids = create_fleet(&system.api, &http, &vnfd_id, vdus, concurrency).await?;
+    let answered = started.elapsed();
+    wait_active(&system.api, &http, &ids, concurrency).await?;
+    let active = started.elapsed();
+    println!(
+        "create: {vdus} creates answered in {:.1} s ({:.0} creates/s, {concurrency} in flight); \
+         all ACTIVE after {:.1} s ({:.0} VNFs/s); load {}",
+        answered.as_secs_f64(),
+        rate(vdus, answered),
+        active.as_secs_f64(),
+        rate(vdus, active),
+        load_average()
+    );
+    wait_held(&monitor_processes, &http, vdus).await?;
+    println!(
+        "monitors hold all {vdus} targets {:.1} s after the last VNF was ACTIVE; load {}",
+        started.elapsed().saturating_sub(active).as_secs_f64(),
+        load_average()
+    );
+
+    // 2. Cold starts on the resulting log.
+    let lifecycle = system
+        .log
+        .jetstream()
+        .get_stream(events::names::LIFECYCLE_STREAM)
+        .await?
+        .info()
+        .await?
+        .state
+        .clone();
+    println!(
+        "cold starts on a lifecycle log of {} messages ({:.1} MB); load {}",
+        lifecycle.messages,
+        lifecycle.bytes as f64 / 1e6,
+        load_average()
+    );
+    cold_start_monitor(&mut monitor_processes[0], &http).await?;
+    cold_start_gateway(&mut system, &http, &ids[0]).await?;
+    cold_start_projector(&mut system, &http, &vnfd_id).await?;
+    // The restarted monitor's targets have had an interval to be probed again.
+    tokio::time::sleep(Duration::from_secs(PING_INTERVAL_S)).await;
+
+    // 3. The window.
+    let mut roles: Vec<(String, u32)> = vec![
+        ("nats-server".to_owned(), nats_pid),
+        ("gateway".to_owned(), system.process("gateway").pid()),
+        ("projector".to_owned(), system.process("projector").pid()),
+    ];
+    roles.extend(
+        conductors
+            .iter()
+            .chain(&monitor_processes)
+            .map(|p| (p.label().to_owned(), p.pid())),
+    );
+    roles.push(("bench client".to_owned(), std::process::id()));
+    let cpu_before: Vec<Duration> = roles.iter().map(|(_, pid)| cpu_time(*pid)).collect();
+    let probes_before = probe_totals(&monitor_processes, &http).await?;
+    let telemetry_before = telemetry_bytes(&system).await?;
+    let window_started = Instant::now();
+    tokio::time::sleep(window).await;
+    let seconds = window_started.elapsed().as_secs_f64();
+    let probes = probe_totals(&monitor_processes, &http)
+        .await?
+        .since(&probes_before);
+    let written = telemetry_bytes(&system)
+        .await?
+        .saturating_sub(telemetry_before);
+    let on_time = probes.on_time_percent();
+    println!(
+        "over {seconds:.0} s: {} probe attempts ({:.0}/s, {} down), {on_time:.3} % started within \
+         {ON_TIME_S} s of schedule (goal >= 99.9 %); telemetry {:.1} MB, {:.2} bytes per probe \
+         result (goal <= 4); load {}",
+        probes.attempts,
+        probes.attempts / seconds,
+        probes.down,
+        written as f64 / 1e6,
+        written as f64 / probes.attempts.max(1.0),
+        load_average()
+    );
+    println!("CPU (share of one core over the window) and RSS at its end, per role:");
+    for ((label, pid), before) in roles.iter().zip(&cpu_before) {
+        println!(
+            "  {label}: CPU {:.1} %, RSS {:.1} MB",
+            (cpu_time(*pid).saturating_sub(*before)).as_secs_f64() / seconds * 100.0,
+            rss_bytes(*pid) as f64 / 1e6
+        );
+    }
+
+    // 4. The storm.
+    let storm = storm(&system, &conductors, &http, &ids, concurrency).await?;
+    println!(
+        "storm: {} VDUs ({STORM_PERCENT} %) blocked at once; detection -> claim p50 {:.1} ms, p99 \
+         {:.1} ms (goal <= 1000); {:.0} claims/s over {:.2} s; all claimed {:.1} s and all \
+         respawned {:.1} s after the block; load {}",
+        storm.victims,
+        ms(storm.claim.p50),
+        ms(storm.claim.p99),
+        rate(storm.victims, storm.claims_span),
+        storm.claims_span.as_secs_f64(),
+        storm.all_claimed.as_secs_f64(),
+        storm.all_healed.as_secs_f64(),
+        load_average()
+    );
+    let show_ratio = ms(storm.shows_during.p99) / ms(storm.shows_before.p99);
+    println!(
+        "gateway show: before the storm p50 {:.2} ms p99 {:.2} ms ({} shows); during it p50 \
+         {:.2} ms p99 {:.2} ms ({} shows); p99 during / before {show_ratio:.2} (goal <= 2)",
+        ms(storm.shows_before.p50),
+        ms(storm.shows_before.p99),
+        storm.shows_before.count,
+        ms(storm.shows_during.p50),
+        ms(storm.shows_during.p99),
+        storm.shows_during.count
+    );
+    for process in conductors.iter_mut().chain(monitor_processes.iter_mut()) {
+        if let Some(status) = process.exit_status() {
+            anyhow::bail!(
+                "{} exited early ({status}):\n{}",
+                process.label(),
+                process.log()
+            );
+        }
+    }
+    println!(
+        "fleet: vdus={vdus} monitors={monitors} on_time={on_time:.3}% storm_claim_p99_ms={:.1} \
+         show_p99_ratio={show_ratio:.2}",
+        ms(storm.claim.p99)
+    );
+    Ok(())
+}
+
+/// The fleet's VNFD: the tests' ping-monitored VDU, pinged every [`PING_INTERVAL_S`].
+fn fleet_vnfd() -> String {
+    let vnfd = monitored_vnfd("ping", "respawn", false);
+    let short = "interval: 0.5,";
+    assert!(vnfd.contains(short), "the tests' VNFD changed: {vnfd}");
+    vnfd.replace(short, &format!("interval: {PING_INTERVAL_S},"))
+}
+
+/// Creates `count` VNFs of `vnfd_id` through the API, `concurrency` at a time; answers their
+/// ids in creation order.
+async fn create_fleet(
+    api: &str,
+    http: &reqwest::Client,
+    vnfd_id: &str,
+    count: usize,
+    concurrency: usize,
+) -> anyhow::Result<Vec<String>> {
+    let creates = futures::stream::iter(0..count).map(|n| async move {
+        let body = serde_json::json!({"vnf": {"name": format!("fleet-{n}"), "vnfd_id": vnfd_id}});
+        let (code, vnf) =
+            vnfm_tests::call(http, api, reqwest::Method::POST, "/vnfs", Some(body)).await;
+        anyhow::ensure!(code == 201, "create fleet-{n}: {code} {vnf}");
+        vnf["vnf"]["id"]
+            .as_str()
+            .map(str::to_owned)
+            .with_context(|| format!("create fleet-{n}: no id in {vnf}"))
+    });
+    creates
+        .buffered(concurrency)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect()
+}
+
+/// Waits until every VNF of `ids` is shown ACTIVE, `concurrency` shows at a time.
+async fn wait_active(
+    api: &str,
+    http: &reqwest::Client,
+    ids: &[String],
+    concurrency: usize,
+) -> anyhow::Result<()> {
+    let waits = futures::stream::iter(ids).map(|id| async move {
+        let since = Instant::now();
+        loop {
+            let (code, vnf) = vnfm_tests::call(
+                http,
+                api,
+                reqwest::Method::GET,
+                &format!("/vnfs/{id}"),
+                None,
+            )
+            .await;
+            match vnf["vnf"]["status"].as_str() {
+                Some("ACTIVE") => return Ok(()),
+                Some("ERROR") => anyhow::bail!("VNF {id} went to ERROR: {vnf}"),
+                _ if since.elapsed() > ACTIVE_TIMEOUT => {
+                    anyhow::bail!("VNF {id} not ACTIVE after {ACTIVE_TIMEOUT:?}: {code} {vnf}")
+                }
+                _ => tokio::time::sleep(POLL_INTERVAL).await,
+            }
+        }
+    });
+    let mut waits = waits.buffer_unordered(concurrency);
+    while let Some(done) = waits.next().await {
+        done?;
+    }
+    Ok(())
+}
+
+fn rate(count: usize, span: Duration) -> f64 {
+    count as f64 / span.as_secs_f64().max(f64::EPSILON)
+}
+
+fn ms(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1_000.0
+}
+
+/// Where a role process serves `/metrics` in its current life (it binds port 0 and says
+/// which port it got).
+async fn metrics_url(process: &mut RoleProcess) -> String {
+    const SERVING: &str = "Metrics on http://";
+    process.wait_for_log(SERVING, ROLE_START_TIMEOUT).await;
+    let log = process.log();
+    let address = log
+        .rsplit(SERVING)
+        .next()
+        .and_then(|rest| rest.split("/metrics").next())
+        .unwrap_or_else(|| panic!("{}: no address after {SERVING:?}", process.label()));
+    format!("http://{address}/metrics")
+}
+
+/// One scrape of `url`.
+async fn scrape(http: &reqwest::Client, url: &str) -> anyhow::Result<Scrape> {
+    let response = http
+        .get(url)
+        .send()
+        .await
+        .with_context(|| format!("scrape {url}"))?;
+    anyhow::ensure!(
+        response.status() == 200,
+        "scrape {url}: {}",
+        response.status()
+    );
+    Ok(Scrape(response.text().await?))
+}
+
+/// A `/metrics` page in the Prometheus text format.
+struct Scrape(String);
+
+impl Scrape {
+    /// The sum of the samples of `name` whose labels satisfy `labels` (0 when none).
+    fn sum(&self, name: &str, labels: impl Fn(&str) -> bool) -> f64 {
+        self.0
+            .lines()
+            .filter(|line| !line.starts_with('#'))
+            .filter_map(|line| {
+                let (series, value) = line.rsplit_once(' ')?;
+                let (series_name, series_labels) = series.split_once('{').unwrap_or((series, "}"));
+                (series_name == name && labels(series_labels))
+                    .then(|| value.parse::<f64>().ok())
+                    .flatten()
+            })
+            .sum()
+    }
+
+    fn total(&self, name: &str) -> f64 {
+        self.sum(name, |_| true)
+    }
+}
+
+/// The probe counters of every monitor, summed.
+#[derive(Clone, Copy)]
+struct ProbeTotals {
+    attempts: f64,
+    down: f64,
+    /// Lateness observations, and those within [`ON_TIME_S`].
+    timed: f64,
+    on_time: f64,
+}
+
+impl ProbeTotals {
+    fn since(&self, before: &ProbeTotals) -> ProbeTotals {
+        ProbeTotals {
+            attempts: self.attempts - before.attempts,
+            down: self.down - before.down,
+            timed: self.timed - before.timed,
+            on_time: self.on_time - before.on_time,
+        }
+    }
+
+    fn on_time_percent(&self) -> f64 {
+        if self.timed > 0.0 {
+            self.on_time / self.timed * 100.0
+        } else {
+            0.0
+        }
+    }
+}
+
+async fn probe_totals(
+    monitors: &[RoleProcess],
+    http: &reqwest::Client,
+) -> anyhow::Result<ProbeTotals> {
+    let mut totals = ProbeTotals {
+        attempts: 0.0,
+        down: 0.0,
+        timed: 0.0,
+        on_time: 0.0,
+    };
+    let bucket = format!("{}_bucket", telemetry::PROBE_LATENESS);
+    let count = format!("{}_count", telemetry::PROBE_LATENESS);
+    for monitor in monitors {
+        let page = scrape(http, &metrics_url_now(monitor)?).await?;
+        totals.attempts += page.total(telemetry::PROBE_ATTEMPTS);
+        totals.down += page.sum(telemetry::PROBE_ATTEMPTS, |l| {
+            l.contains("outcome=\"down\"")
+        });
+        totals.timed += page.total(&count);
+        totals.on_time += page.sum(&bucket, |l| {
+            le(l).is_some_and(|bound| (bound - ON_TIME_S).abs() < f64::EPSILON)
+        });
+    }
+    Ok(totals)
+}
+
+/// A bucket's upper bound, from its labels (`le="1"}`).
+fn le(labels: &str) -> Option<f64> {
+    labels
+        .split("le=\"")
+        .nth(1)?
+        .split('"')
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// [`metrics_url`] of a process that already said where it serves.
+fn metrics_url_now(process: &RoleProcess) -> anyhow::Result<String> {
+    const SERVING: &str = "Metrics on http://";
+    let log = process.log();
+    let address = log
+        .rsplit(SERVING)
+        .next()
+        .filter(|_| log.contains(SERVING))
+        .and_then(|rest| rest.split("/metrics").next())
+        .with_context(|| format!("{}: no {SERVING:?} in its log", process.label()))?;
+    Ok(format!("http://{address}/metrics"))
+}
+
+/// Waits until the monitors together hold `vdus` targets.
+async fn wait_held(
+    monitors: &[RoleProcess],
+    http: &reqwest::Client,
+    vdus: usize,
+) -> anyhow::Result<()> {
+    let since = Instant::now();
+    loop {
+        let mut total = 0.0;
+        for monitor in monitors {
+            let page = scrape(http, &metrics_url_now(monitor)?).await?;
+            total += page.total(telemetry::MONITOR_TARGETS);
+        }
+        if total >= vdus as f64 {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            since.elapsed() < SETTLE_TIMEOUT,
+            "the monitors hold {total} of {vdus} targets after {SETTLE_TIMEOUT:?}"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Restarts a monitor (kill -9, as a crash) and prints the time until it holds targets again
+/// and until it has probed as many as it holds.
+async fn cold_start_monitor(
+    monitor: &mut RoleProcess,
+    http: &reqwest::Client,
+) -> anyhow::Result<()> {
+    let held_before = scrape(http, &metrics_url_now(monitor)?)
+        .await?
+        .total(telemetry::MONITOR_TARGETS);
+    let restarted = Instant::now();
+    monitor.restart();
+    let url = metrics_url(monitor).await;
+    let mut holding = None;
+    loop {
+        let page = scrape(http, &url).await?;
+        let held = page.total(telemetry::MONITOR_TARGETS);
+        let attempts = page.total(telemetry::PROBE_ATTEMPTS);
+        if holding.is_none() && held >= held_before {
+            holding = Some((restarted.elapsed(), held));
+        }
+        if let Some((holds, held)) = holding
+            && attempts >= held
+        {
+            println!(
+                "  monitor: restarted (kill -9) holding {held_before} targets; holds {held} again \
+                 after {:.2} s, has probed as many after {:.2} s (their {PING_INTERVAL_S} s \
+                 interval included); load {}",
+                holds.as_secs_f64(),
+                restarted.elapsed().as_secs_f64(),
+                load_average()
+            );
+            return Ok(());
+        }
+        anyhow::ensure!(
+            restarted.elapsed() < SETTLE_TIMEOUT,
+            "{}: after {SETTLE_TIMEOUT:?} holds {held} of {held_before} targets and made {attempts} \
+             attempts",
+            monitor.label()
+        );
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+}
+
+/// Restarts the gateway and prints the time until it answers a show.
+async fn cold_start_gateway(
+    system: &mut System,
+    http: &reqwest::Client,
+    vnf_id: &str,
+) -> anyhow::Result<()> {
+    let restarted = Instant::now();
+    let gateway = system.process("gateway");
+    gateway.restart();
+    let listen = gateway.wait_for_listen_address(SETTLE_TIMEOUT).await;
+    let listening = restarted.elapsed();
+    system.api = format!("http://{listen}/v1.0");
+    loop {
+        let shown = http
+            .get(format!("{}/vnfs/{vnf_id}", system.api))
+            .send()
+            .await
+            .map(|r| r.status() == 200);
+        if shown.unwrap_or(false) {
+            break;
+        }
+        anyhow::ensure!(
+            restarted.elapsed() < SETTLE_TIMEOUT,
+            "the gateway does not show {vnf_id} {SETTLE_TIMEOUT:?} after its restart"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    println!(
+        "  gateway: restarted (kill -9); listening after {:.2} s, answers a show after {:.2} s; \
+         load {}",
+        listening.as_secs_f64(),
+        restarted.elapsed().as_secs_f64(),
+        load_average()
+    );
+    Ok(())
+}
+
+/// Restarts the projector, creates a VNF right away and prints the time until the projector
+/// says it runs and until the gateway shows the new VNF ACTIVE (projected by it).
+async fn cold_start_projector(
+    system: &mut System,
+    http: &reqwest::Client,
+    vnfd_id: &str,
+) -> anyhow::Result<()> {
+    let restarted = Instant::now();
+    system.process("projector").restart();
+    let body = serde_json::json!({"vnf": {"name": "after-projector-restart", "vnfd_id": vnfd_id}});
+    let (code, created) = system.post("/vnfs", body).await;
+    anyhow::ensure!(
+        code == 201,
+        "create after the projector's restart: {code} {created}"
+    );
+    let id = created["vnf"]["id"].as_str().context("an id")?.to_owned();
+    system
+        .process("projector")
+        .wait_for_log("Projector running.", SETTLE_TIMEOUT)
+        .await;
+    let running = restarted.elapsed();
+    loop {
+        let (_, shown) = vnfm_tests::call(
+            http,
+            &system.api,
+            reqwest::Method::GET,
+            &format!("/vnfs/{id}"),
+            None,
+        )
+        .await;
+        if shown["vnf"]["status"] == "ACTIVE" {
+            break;
+        }
+        anyhow::ensure!(
+            restarted.elapsed() < SETTLE_TIMEOUT,
+            "VNF {id} not shown ACTIVE {SETTLE_TIMEOUT:?} after the projector's restart: {shown}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    println!(
+        "  projector: restarted (kill -9); running after {:.2} s, a VNF created at its restart \
+         shown ACTIVE after {:.2} s; load {}",
+        running.as_secs_f64(),
+        restarted.elapsed().as_secs_f64(),
+        load_average()
+    );
+    Ok(())
+}
+
+/// The telemetry stream's bytes now.
+async fn telemetry_bytes(system: &System) -> anyhow::Result<u64> {
+    Ok(system
+        .log
+        .jetstream()
+        .get_stream(events::names::TELEMETRY_STREAM)
+        .await?
+        .info()
+        .await?
+        .state
+        .bytes)
+}
+
+/// A median, a 99th percentile and how many samples they are of.
+struct Percentiles {
+    p50: Duration,
+    p99: Duration,
+    count: usize,
+}
+
+fn percentiles(mut samples: Vec<Duration>) -> anyhow::Result<Percentiles> {
+    anyhow::ensure!(!samples.is_empty(), "no samples");
+    samples.sort_unstable();
+    let at = |share: usize| samples[(samples.len() * share / 100).min(samples.len() - 1)];
+    Ok(Percentiles {
+        p50: at(50),
+        p99: at(99),
+        count: samples.len(),
+    })
+}
+
+/// What the storm measured.
+struct Storm {
+    victims: usize,
+    claim: Percentiles,
+    /// From the first claim recorded to the last.
+    claims_span: Duration,
+    all_claimed: Duration,
+    all_healed: Duration,
+    shows_before: Percentiles,
+    shows_during: Percentiles,
+}
+
+/// Shows of the fleet's VNFs one after another (a stride through `ids`) until `stop` says so;
+/// answers their latencies.
+async fn shows_until(
+    api: String,
+    http: reqwest::Client,
+    ids: Vec<String>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<Vec<Duration>> {
+    /// A prime stride, so that the shows visit VNFs all over the table.
+    const STRIDE: usize = 7_919;
+    let mut latencies = Vec::new();
+    let mut n = 0;
+    while !*stop.borrow_and_update() {
+        let id = &ids[(n * STRIDE) % ids.len()];
+        n += 1;
+        let started = Instant::now();
+        let response = http.get(format!("{api}/vnfs/{id}")).send().await?;
+        anyhow::ensure!(response.status() == 200, "show {id}: {}", response.status());
+        response.bytes().await?;
+        latencies.push(started.elapsed());
+    }
+    Ok(latencies)
+}
+
+/// Runs [`shows_until`] on a task of its own; answers a sender that stops it and its handle.
+fn spawn_shows(
+    system: &System,
+    http: &reqwest::Client,
+    ids: &[String],
+) -> (
+    tokio::sync::watch::Sender<bool>,
+    tokio::task::JoinHandle<anyhow::Result<Vec<Duration>>>,
+) {
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(shows_until(
+        system.api.clone(),
+        http.clone(),
+        ids.to_vec(),
+        stopped,
+    ));
+    (stop, task)
+}
+
+/// Sums a counter over the conductors' `/metrics`.
+async fn conductors_total(
+    conductors: &[RoleProcess],
+    http: &reqwest::Client,
+    name: &str,
+) -> anyhow::Result<f64> {
+    let mut total = 0.0;
+    for conductor in conductors {
+        total += scrape(http, &metrics_url_now(conductor)?)
+            .await?
+            .total(name);
+    }
+    Ok(total)
+}
+
+/// Runs `vnfm vim loopback <verb> --vim-prefix <prefix>` with `addresses` on stdin.
+async fn loopback(verb: &str, prefix: &str, addresses: &[Ipv4Addr]) -> anyhow::Result<()> {
+    use tokio::io::AsyncWriteExt as _;
+    let mut child = tokio::process::Command::new(testkit::vnfm_bin())
+        .args(["vim", "loopback", verb, "--vim-prefix", prefix])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .context("run vnfm vim loopback")?;
+    let mut input = child.stdin.take().context("its stdin")?;
+    let lines = addresses
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n");
+    input.write_all(lines.as_bytes()).await?;
+    drop(input);
+    let output = child.wait_with_output().await?;
+    anyhow::ensure!(
+        output.status.success(),
+        "vnfm vim loopback {verb}: {}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(())
+}
+
+/// Blocks [`STORM_PERCENT`] of the VDUs (every hundredth VNF's) at once, with shows running,
+/// until every one is claimed and respawned; unblocks them after.
+async fn storm(
+    system: &System,
+    conductors: &[RoleProcess],
+    http: &reqwest::Client,
+    ids: &[String],
+    concurrency: usize,
+) -> anyhow::Result<Storm> {
+    let victims: Vec<String> = ids.iter().step_by(100 / STORM_PERCENT).cloned().collect();
+    let addresses = futures::stream::iter(&victims)
+        .map(|id| async move {
+            let (code, vnf) = system.get(&format!("/vnfs/{id}")).await;
+            anyhow::ensure!(code == 200, "show {id}: {code} {vnf}");
+            Ok(mgmt_ips(&vnf))
+        })
+        .buffered(concurrency)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<anyhow::Result<Vec<_>>>()?
+        .concat();
+    let claimed_before = conductors_total(conductors, http, telemetry::HEALS_CLAIMED).await?;
+    let healed_before = conductors_total(conductors, http, telemetry::HEALS_COMPLETED).await?;
+
+    let (stop, before) = spawn_shows(system, http, ids);
+    tokio::time::sleep(SHOW_BASELINE).await;
+    stop.send_replace(true);
+    let shows_before = percentiles(before.await??)?;
+
+    let (stop, during) = spawn_shows(system, http, ids);
+    let blocked = Instant::now();
+    loopback("block", &system.vim_prefix, &addresses).await?;
+    let target = victims.len() as f64;
+    let mut all_claimed = None;
+    let all_healed = loop {
+        let claimed =
+            conductors_total(conductors, http, telemetry::HEALS_CLAIMED).await? - claimed_before;
+        let healed =
+            conductors_total(conductors, http, telemetry::HEALS_COMPLETED).await? - healed_before;
+        if all_claimed.is_none() && claimed >= target {
+            all_claimed = Some(blocked.elapsed());
+        }
+        if healed >= target {
+            break blocked.elapsed();
+        }
+        anyhow::ensure!(
+            blocked.elapsed() < STORM_TIMEOUT,
+            "after {STORM_TIMEOUT:?}: {claimed} of {target} heals claimed, {healed} completed"
+        );
+        tokio::time::sleep(POLL_INTERVAL).await;
+    };
+    stop.send_replace(true);
+    let shows_during = percentiles(during.await??)?;
+    loopback("unblock", &system.vim_prefix, &addresses).await?;
+
+    let mut claims = Vec::with_capacity(victims.len());
+    let mut claimed_at = Vec::with_capacity(victims.len());
+    for id in &victims {
+        let (detected, claimed) = first_claim(&system.history(id).await)
+            .with_context(|| format!("VNF {id}: no HealStarted on its log"))?;
+        claims.push(Duration::try_from(claimed - detected).unwrap_or(Duration::ZERO));
+        claimed_at.push(claimed);
+    }
+    let first = claimed_at.iter().min().copied().context("no claims")?;
+    let last = claimed_at.iter().max().copied().context("no claims")?;
+    Ok(Storm {
+        victims: victims.len(),
+        claim: percentiles(claims)?,
+        claims_span: Duration::try_from(last - first).unwrap_or(Duration::ZERO),
+        all_claimed: all_claimed.unwrap_or(all_healed),
+        all_healed,
+        shows_before,
+        shows_during,
+    })
+}
+
+/// A VNF's first heal: its failure's `detected_at` and its `HealStarted`'s `recorded_at`.
+fn first_claim(
+    history: &[events::store::Recorded<VnfEvent>],
+) -> Option<(OffsetDateTime, OffsetDateTime)> {
+    history.iter().find_map(|recorded| {
+        recorded
+            .envelope
+            .events
+            .iter()
+            .find_map(|event| match event {
+                VnfEvent::HealStarted { failure, .. } => {
+                    Some((failure.detected_at, recorded.envelope.recorded_at))
+                }
+                _ => None,
+            })
+    })
+}
