@@ -88,6 +88,40 @@ pub struct System {
 /// How long a role process may take to start: a debug build connecting to a local server.
 const ROLE_START_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// `vnfm up` with `flags` on a fresh data dir, an API port and a VIM prefix of its own, once its
+/// gateway listens; answers the data dir and the API's address too.
+pub async fn start_up(flags: &[&str]) -> (tempfile::TempDir, String, testkit::RoleProcess) {
+    start_up_with_prefix(&unique_vim_prefix('x'), flags).await
+}
+
+/// [`start_up`] under the VIM prefix `prefix` (a test that cleans up what the VIM makes).
+pub async fn start_up_with_prefix(
+    prefix: &str,
+    flags: &[&str],
+) -> (tempfile::TempDir, String, testkit::RoleProcess) {
+    let data_dir = tempfile::Builder::new()
+        .prefix("vnfm-up-")
+        .tempdir()
+        .expect("a temporary data dir");
+    let listen = format!("127.0.0.1:{}", testkit::free_port());
+    let nats_server_bin = testkit::nats_server_bin();
+    let mut args = vec![
+        "up",
+        "--data-dir",
+        data_dir.path().to_str().expect("a UTF-8 temporary path"),
+        "--listen",
+        &listen,
+        "--vim-prefix",
+        prefix,
+        "--nats-server-bin",
+        nats_server_bin.to_str().expect("a UTF-8 binary path"),
+    ];
+    args.extend(flags);
+    let mut up = testkit::RoleProcess::spawn(&format!("up {}", flags.join(" ")), &args);
+    up.wait_for_log("Gateway listening", PATIENCE).await;
+    (data_dir, listen, up)
+}
+
 /// A local VIM prefix unique among the tests running now: `letter`, two hex digits of the
 /// process id, two of a counter; five characters, the most the local VIM allows.
 pub fn unique_vim_prefix(letter: char) -> String {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use conductor::vim::loopback::{self, Blocklist};
 use events::monitor::cidr::LOOPBACK_VIM_RANGE;
 use events::vnf::{VnfEvent, VnfStatus};
-use testkit::{RoleProcess, eventually};
+use testkit::eventually;
 use vnfm_tests::{Options, PATIENCE, System, monitored_vnfd};
 
 /// How long `vnfm up` may take to exit after SIGTERM (as in `up.rs`).
@@ -190,31 +190,10 @@ impl Drop for RemoveOnDrop {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_starts_on_the_loopback_vim_and_probes_its_range() {
-    let data_dir = tempfile::Builder::new()
-        .prefix("vnfm-up-")
-        .tempdir()
-        .expect("a temporary data dir");
-    let listen = format!("127.0.0.1:{}", testkit::free_port());
     let prefix = vnfm_tests::unique_vim_prefix('l');
     let _cleanup = RemoveOnDrop(Blocklist::new(&prefix).unwrap());
-    let nats_server_bin = testkit::nats_server_bin();
-    let mut up = RoleProcess::spawn(
-        "up --vim loopback",
-        &[
-            "up",
-            "--vim",
-            "loopback",
-            "--data-dir",
-            data_dir.path().to_str().expect("a UTF-8 temporary path"),
-            "--listen",
-            &listen,
-            "--vim-prefix",
-            &prefix,
-            "--nats-server-bin",
-            nats_server_bin.to_str().expect("a UTF-8 binary path"),
-        ],
-    );
-    up.wait_for_log("Gateway listening", PATIENCE).await;
+    let (_data_dir, listen, mut up) =
+        vnfm_tests::start_up_with_prefix(&prefix, &["--vim", "loopback"]).await;
     assert!(
         up.log().contains("The built-in VIM is the loopback VIM."),
         "{}",

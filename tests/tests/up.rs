@@ -12,7 +12,7 @@ use events::names;
 use futures::StreamExt as _;
 use testkit::{Identity, RoleProcess, eventually};
 use vnfm_tests::attacker::{self, Attacker, Outcome};
-use vnfm_tests::{PATIENCE, monitored_vnfd};
+use vnfm_tests::{PATIENCE, monitored_vnfd, start_up};
 
 /// How long `vnfm up` may take to exit after SIGTERM: its drain deadline (`DRAIN_DEADLINE`,
 /// 10 s, in crates/vnfm/src/roles.rs) and two seconds for a debug build to exit.
@@ -295,33 +295,6 @@ fn token_create(token_file: &str, user: &str, project: &str) -> String {
         .expect("UTF-8")
         .trim_end()
         .to_owned()
-}
-
-/// `vnfm up` with `flags` on a fresh data dir, an API port and a VIM prefix of its own, once its
-/// gateway listens; answers the data dir and the API's address too.
-async fn start_up(flags: &[&str]) -> (tempfile::TempDir, String, RoleProcess) {
-    let data_dir = tempfile::Builder::new()
-        .prefix("vnfm-up-")
-        .tempdir()
-        .expect("a temporary data dir");
-    let listen = format!("127.0.0.1:{}", testkit::free_port());
-    let prefix = vnfm_tests::unique_vim_prefix('x');
-    let nats_server_bin = testkit::nats_server_bin();
-    let mut args = vec![
-        "up",
-        "--data-dir",
-        data_dir.path().to_str().expect("a UTF-8 temporary path"),
-        "--listen",
-        &listen,
-        "--vim-prefix",
-        &prefix,
-        "--nats-server-bin",
-        nats_server_bin.to_str().expect("a UTF-8 binary path"),
-    ];
-    args.extend(flags);
-    let mut up = RoleProcess::spawn(&format!("up {}", flags.join(" ")), &args);
-    up.wait_for_log("Gateway listening", PATIENCE).await;
-    (data_dir, listen, up)
 }
 
 /// The NATS URL `vnfm up` says it uses, from its log; it starts with `scheme`.

@@ -15,7 +15,7 @@
 use std::fs::File;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
-use std::process::Stdio;
+use std::process::{Output, Stdio};
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
@@ -141,19 +141,7 @@ async fn run(program: &str, args: &[&str], stdin: Option<&str>) -> Result<String
         .await
         .map_err(|_| command_failed(program, args, format!("no end within {COMMAND_TIMEOUT:?}")))?
         .map_err(|e| command_failed(program, args, e))?;
-    if output.status.success() {
-        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-    } else {
-        Err(command_failed(
-            program,
-            args,
-            format!(
-                "{}: {}",
-                output.status,
-                String::from_utf8_lossy(&output.stderr).trim()
-            ),
-        ))
-    }
+    answer(program, args, &output)
 }
 
 impl Blocklist {
@@ -246,13 +234,8 @@ impl Blocklist {
     }
 }
 
-/// Runs `program args` on this thread and answers its standard output.
-fn run_blocking(program: &str, args: &[&str]) -> Result<String, VimError> {
-    let output = std::process::Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| command_failed(program, args, format!("cannot run it ({e})")))?;
+/// A finished command's standard output, or an error with its status and standard error.
+fn answer(program: &str, args: &[&str], output: &Output) -> Result<String, VimError> {
     if output.status.success() {
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     } else {
@@ -266,6 +249,16 @@ fn run_blocking(program: &str, args: &[&str]) -> Result<String, VimError> {
             ),
         ))
     }
+}
+
+/// Runs `program args` on this thread and answers its standard output.
+fn run_blocking(program: &str, args: &[&str]) -> Result<String, VimError> {
+    let output = std::process::Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| command_failed(program, args, format!("cannot run it ({e})")))?;
+    answer(program, args, &output)
 }
 
 /// The host-wide lock of the rules, held until the file is dropped.
