@@ -74,20 +74,50 @@ impl Stored {
 /// Every message on `subject` of `stream`, oldest first, read from the stream's leader by
 /// direct gets: one per message, however long the rest of the stream is.
 pub async fn subject(stream: &stream::Stream, subject: &str) -> Result<Vec<Stored>, NatsError> {
+    Ok(subject_after(stream, subject, 0).await?.messages)
+}
+
+/// The messages of one subject stored after a sequence: [`subject_after`]'s answer.
+#[derive(Debug)]
+pub struct Tail {
+    /// The subject's messages after the sequence asked for, oldest first.
+    pub messages: Vec<Stored>,
+    /// Stream sequence of the subject's last message; 0 when it has none. Below the sequence
+    /// asked for, the subject is not the one read before (the stream was made anew).
+    pub last_sequence: u64,
+}
+
+/// The messages on `subject` of `stream` stored after stream sequence `after`, oldest first,
+/// read from the stream's leader by direct gets: one for the subject's last message, and one
+/// per message after `after` before it.
+pub async fn subject_after(
+    stream: &stream::Stream,
+    subject: &str,
+    after: u64,
+) -> Result<Tail, NatsError> {
     let context = "reading a subject";
     let last = match timed(context, stream.get_last_raw_message_by_subject(subject)).await? {
         Ok(message) => message,
         Err(e) => {
             let error = NatsError::new("reading a subject's last message", e);
             return match error.kind() {
-                NatsErrorKind::NotFound => Ok(Vec::new()),
+                NatsErrorKind::NotFound => Ok(Tail {
+                    messages: Vec::new(),
+                    last_sequence: 0,
+                }),
                 _ => Err(error),
             };
         }
     };
     let through = last.sequence;
     let mut messages = Vec::new();
-    let mut next = 1;
+    if through <= after {
+        return Ok(Tail {
+            messages,
+            last_sequence: through,
+        });
+    }
+    let mut next = after + 1;
     while next < through {
         let message = timed(
             context,
@@ -102,7 +132,10 @@ pub async fn subject(stream: &stream::Stream, subject: &str) -> Result<Vec<Store
         messages.push(message.into());
     }
     messages.push(last.into());
-    Ok(messages)
+    Ok(Tail {
+        messages,
+        last_sequence: through,
+    })
 }
 
 /// A replay of a stream's messages under a filter, from a start sequence up to the last

@@ -3,14 +3,16 @@
 //! One subject per aggregate. An append is one message carrying the command's events, published
 //! with `Nats-Expected-Last-Subject-Sequence` (optimistic concurrency) and a `Nats-Msg-Id`
 //! derived from the command (so a retry after a timeout stores nothing twice). Loading reads the
-//! subject's messages from the stream leader and applies them to a fresh aggregate; nothing is
-//! cached, so any process can load any aggregate. A stored message that does not decode
+//! subject's messages from the stream leader and applies them to a fresh aggregate, or to the
+//! fold this process kept of a long history ([`folds`]), reading only what was appended since;
+//! any process can load any aggregate from the log alone. A stored message that does not decode
 //! (garbage, an unknown event type, a newer schema) is skipped, logged and counted
 //! ([`Skipped`]); it never makes an aggregate unloadable, and it still counts as the subject's
 //! last sequence for the next append.
 
 use std::collections::HashMap;
 use std::marker::PhantomData;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::message::StreamMessage;
@@ -29,6 +31,7 @@ use crate::telemetry;
 use crate::vim::Vim;
 use crate::vnf::Vnf;
 use crate::vnfd::Vnfd;
+use folds::{Fold, Folds};
 
 /// How often an append is re-sent after a timeout or a lost connection before giving up.
 /// Three covers a leader election in a three-node cluster (a few seconds) at the publish timeout.
@@ -43,7 +46,7 @@ const CONFLICT_RETRIES_MAX: u32 = 32;
 const CONFLICT_BACKOFF_MAX: Duration = Duration::from_millis(64);
 
 /// An aggregate that lives on the lifecycle log.
-pub trait Logged: Aggregate<Event: Serialize + DeserializeOwned> {
+pub trait Logged: Aggregate<Event: Serialize + DeserializeOwned> + Clone + 'static {
     const KIND: AggregateKind;
     fn subject(aggregate_id: &str) -> String;
 }
@@ -211,11 +214,13 @@ pub struct Executed<A: Aggregate> {
     pub sequence: u64,
 }
 
-/// A handle on the lifecycle stream. Cheap to clone; shares the NATS connection.
+/// A handle on the lifecycle stream. Cheap to clone; shares the NATS connection and the folds
+/// kept.
 #[derive(Clone)]
 pub struct EventLog {
     jetstream: jetstream::Context,
     stream: stream::Stream,
+    folds: Arc<Folds>,
 }
 
 impl std::fmt::Debug for EventLog {
@@ -229,7 +234,11 @@ impl EventLog {
     pub async fn open(client: async_nats::Client) -> Result<Self, StoreError> {
         let jetstream = jetstream::new(client);
         let stream = bind_stream(&jetstream, names::LIFECYCLE_STREAM).await?;
-        Ok(EventLog { jetstream, stream })
+        Ok(EventLog {
+            jetstream,
+            stream,
+            folds: Arc::default(),
+        })
     }
 
     pub fn jetstream(&self) -> &jetstream::Context {
@@ -275,25 +284,45 @@ impl EventLog {
         )
     }
 
-    /// Loads an aggregate by replaying its subject. Messages that do not decode are left out
-    /// and listed in [`Loaded::skipped`].
+    /// Loads an aggregate by replaying its subject (or the part appended since the fold this
+    /// process kept of it). Messages that do not decode are left out and listed in
+    /// [`Loaded::skipped`].
     pub async fn load<A: Logged>(&self, aggregate_id: &str) -> Result<Loaded<A>, StoreError> {
-        let history = self.history::<A::Event>(&A::subject(aggregate_id)).await?;
-        let last_sequence = history.last_sequence;
-        let (recorded, skipped) = history.split();
-        let mut aggregate = A::default();
-        for message in recorded {
-            message
-                .envelope
-                .events
-                .into_iter()
-                .for_each(|e| aggregate.apply(e));
+        let subject = A::subject(aggregate_id);
+        let mut fold = self.folds.get::<A>(&subject).unwrap_or_default();
+        let mut tail = read::subject_after(&self.stream, &subject, fold.last_sequence).await?;
+        if tail.last_sequence < fold.last_sequence {
+            tracing::warn!(
+                subject,
+                kept = fold.last_sequence,
+                last = tail.last_sequence,
+                "The log ends before a kept fold; reading the subject anew."
+            );
+            self.folds.forget(&subject);
+            fold = Fold::default();
+            tail = read::subject_after(&self.stream, &subject, 0).await?;
+        }
+        for message in &tail.messages {
+            fold.messages += 1;
+            fold.bytes += message.payload.len();
+            match decode_or_skip::<A::Event>(message) {
+                Ok(recorded) => recorded
+                    .envelope
+                    .events
+                    .into_iter()
+                    .for_each(|e| fold.aggregate.apply(e)),
+                Err(skipped) => fold.skipped.push(skipped),
+            }
+        }
+        fold.last_sequence = fold.last_sequence.max(tail.last_sequence);
+        if !tail.messages.is_empty() {
+            self.folds.keep(&subject, &fold);
         }
         Ok(Loaded {
             aggregate_id: aggregate_id.to_owned(),
-            aggregate,
-            last_sequence,
-            skipped,
+            aggregate: fold.aggregate,
+            last_sequence: fold.last_sequence,
+            skipped: fold.skipped,
         })
     }
 
@@ -608,6 +637,8 @@ impl<A: Logged> EventStore<A> for JetStreamStore<A> {
             .collect())
     }
 }
+
+pub mod folds;
 
 #[cfg(test)]
 mod tests;

@@ -54,6 +54,36 @@ async fn a_subject_reads_its_own_messages_and_nothing_else() {
 }
 
 #[tokio::test]
+async fn a_subjects_tail_reads_only_what_was_stored_after_a_sequence() {
+    let server = NatsServer::start().await;
+    let (jetstream, stream) = four_messages(&server).await;
+    let tail = subject_after(&stream, "t.a", 1).await.unwrap();
+    assert_eq!(payloads(&tail.messages), vec![(3, "a2")]);
+    assert_eq!(tail.last_sequence, 3);
+    let tail = subject_after(&stream, "t.a", 3).await.unwrap();
+    assert!(tail.messages.is_empty());
+    assert_eq!(tail.last_sequence, 3);
+    // Past the subject's last message: nothing, and the last sequence shows it.
+    let tail = subject_after(&stream, "t.a", 9).await.unwrap();
+    assert!(tail.messages.is_empty());
+    assert_eq!(tail.last_sequence, 3);
+    for payload in ["a3", "a4"] {
+        jetstream
+            .publish("t.a", payload.into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    let tail = subject_after(&stream, "t.a", 3).await.unwrap();
+    assert_eq!(payloads(&tail.messages), vec![(5, "a3"), (6, "a4")]);
+    assert_eq!(tail.last_sequence, 6);
+    let none = subject_after(&stream, "t.none", 0).await.unwrap();
+    assert!(none.messages.is_empty());
+    assert_eq!(none.last_sequence, 0);
+}
+
+#[tokio::test]
 async fn a_stream_read_stops_at_the_last_message_present_when_it_began() {
     let server = NatsServer::start().await;
     let (jetstream, stream) = four_messages(&server).await;

@@ -219,3 +219,72 @@ async fn undecodable_messages_are_skipped_counted_and_still_count_for_the_next_a
         .unwrap();
     assert_eq!(events.len(), 2);
 }
+
+/// Loads `d1` through a handle of its own (a fresh process: nothing kept).
+async fn fresh_load(server: &NatsServer) -> Loaded<Vnfd> {
+    fixtures::log(server.client().await)
+        .await
+        .load::<Vnfd>("d1")
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_load_starts_from_the_kept_fold_and_ends_where_a_full_replay_does() {
+    let server = NatsServer::start().await;
+    let log = fixtures::log(server.client().await).await;
+    // Another process writing to the same aggregate.
+    let other = fixtures::log(server.client().await).await;
+    log.append::<Vnfd>("d1", 0, &user(), vec![onboarded("d1")])
+        .await
+        .unwrap();
+    let subject = names::vnfd_subject("d1");
+    let take = |log: &EventLog, vnf: String| {
+        let log = log.clone();
+        async move {
+            let command = VnfdCommand::Use { vnf_id: vnf };
+            log.execute::<Vnfd>("d1", command, &(), &user()).await.unwrap()
+        }
+    };
+    for n in 0..folds::FOLD_MESSAGES_MIN {
+        take(&log, format!("v{n}")).await;
+    }
+    assert_eq!(log.folds.kept().0, 1, "a long history is kept");
+    // The other writer appends, and a message that does not decode lands in between.
+    take(&other, "w1".into()).await;
+    let garbage = log
+        .jetstream()
+        .publish(subject.clone(), UNDECODABLE[0].into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    take(&other, "w2".into()).await;
+    let kept_through = log.folds.get::<Vnfd>(&subject).unwrap().last_sequence;
+    let loaded = log.load::<Vnfd>("d1").await.unwrap();
+    let full = fresh_load(&server).await;
+    assert!(loaded.last_sequence > kept_through);
+    assert_eq!(loaded.aggregate, full.aggregate);
+    assert_eq!(loaded.last_sequence, full.last_sequence);
+    assert_eq!(loaded.skipped, full.skipped);
+    assert_eq!(loaded.skipped[0].sequence, garbage.sequence);
+    assert!(loaded.aggregate.users.contains("w2"));
+    // Racing writers through the kept fold and through a fresh one: every use lands once.
+    let racers = (0..8).map(|n| {
+        let log = if n % 2 == 0 { log.clone() } else { other.clone() };
+        take(&log, format!("r{n}"))
+    });
+    futures::future::join_all(racers).await;
+    let loaded = log.load::<Vnfd>("d1").await.unwrap();
+    assert_eq!(loaded.aggregate, fresh_load(&server).await.aggregate);
+    assert_eq!(loaded.aggregate.users.len(), folds::FOLD_MESSAGES_MIN + 2 + 8);
+
+    // What a load starts from is the kept fold: one marked here shows through the tail.
+    let mut marked = log.folds.get::<Vnfd>(&subject).unwrap();
+    marked.aggregate.users.insert("only-in-the-kept-fold".into());
+    log.folds.forget(&subject);
+    log.folds.keep(&subject, &marked);
+    take(&other, "after".into()).await;
+    let users = log.load::<Vnfd>("d1").await.unwrap().aggregate.users;
+    assert!(users.contains("only-in-the-kept-fold") && users.contains("after"));
+}
