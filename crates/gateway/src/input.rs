@@ -167,9 +167,9 @@ const NON_FILTER_PARAMETERS: &[&str] = &[
 /// large enough that a list of a project's usual VNFs stays one page, and small enough that
 /// one answer stays well under a megabyte (a listed VNF renders to about 600 bytes).
 pub(crate) const LIST_PAGE_DEFAULT_ITEMS: usize = 1_000;
-/// The most items on one page, whatever `limit` asks (a larger one is cut to this, and
-/// `limit=0`, Neutron's "no limit", means this): the same bound as the default, so that no
-/// request renders more than the default page.
+/// The most items on one page (a larger `limit` is refused naming this, and `limit=0`,
+/// Neutron's "no limit", means this): the same bound as the default, so that no request
+/// renders more than the default page.
 pub(crate) const LIST_PAGE_MAX_ITEMS: usize = 1_000;
 /// The most `sort_key`s one list takes: more keys than any item has fields only cost work.
 const SORT_KEYS_MAX: usize = 8;
@@ -281,27 +281,7 @@ impl ListQuery {
         max_items: usize,
         unit: &str,
     ) -> Result<(usize, Option<u64>, bool), ApiError> {
-        let limit = match (self.last("limit"), self.last("page_size")) {
-            (None, None) => default_items,
-            (Some(given), _) | (None, Some(given)) => {
-                let name = if self.last("limit").is_some() {
-                    "limit"
-                } else {
-                    "page_size"
-                };
-                let limit: usize = given.parse().map_err(|_| {
-                    ApiError::invalid_input(format!(
-                        "{name}: must be a whole number of {unit} (0..={max_items}), not {given:?}"
-                    ))
-                })?;
-                if limit > max_items {
-                    return Err(ApiError::invalid_input(format!(
-                        "{name}: at most {max_items} {unit} a page, not {limit}"
-                    )));
-                }
-                if limit == 0 { max_items } else { limit }
-            }
-        };
+        let limit = self.page_limit(default_items, max_items, unit)?;
         let marker = match self.last("marker") {
             None => None,
             Some(marker) => Some(marker.parse::<u64>().map_err(|_| {
@@ -442,21 +422,34 @@ impl ListQuery {
 
     /// The page size asked for (`limit`, else `page_size`), within [`LIST_PAGE_MAX_ITEMS`].
     fn limit(&self) -> Result<usize, ApiError> {
+        self.page_limit(LIST_PAGE_DEFAULT_ITEMS, LIST_PAGE_MAX_ITEMS, "items")
+    }
+
+    /// The page size asked for (`limit`, else `page_size`): `default_items` when neither is
+    /// given, `max_items` for 0 (Neutron's "no limit"), refused above `max_items`.
+    fn page_limit(
+        &self,
+        default_items: usize,
+        max_items: usize,
+        unit: &str,
+    ) -> Result<usize, ApiError> {
         let (name, given) = match (self.last("limit"), self.last("page_size")) {
             (Some(limit), _) => ("limit", limit),
             (None, Some(size)) => ("page_size", size),
-            (None, None) => return Ok(LIST_PAGE_DEFAULT_ITEMS),
+            (None, None) => return Ok(default_items),
         };
         let limit: usize = given.parse().map_err(|_| {
             ApiError::invalid_input(format!(
-                "{name}: must be a whole number of items (0..={LIST_PAGE_MAX_ITEMS}), not {given:?}"
+                "{name}: must be a whole number of {unit} (0..={max_items}), not {given:?}"
             ))
         })?;
-        Ok(if limit == 0 {
-            LIST_PAGE_MAX_ITEMS
-        } else {
-            limit.min(LIST_PAGE_MAX_ITEMS)
-        })
+        match limit {
+            0 => Ok(max_items),
+            limit if limit > max_items => Err(ApiError::invalid_input(format!(
+                "{name}: at most {max_items} {unit} a page, not {limit}"
+            ))),
+            limit => Ok(limit),
+        }
     }
 
     /// The last value given for `key`.
@@ -727,9 +720,10 @@ mod tests {
         let (ids, links) = listed(&[], &many);
         assert_eq!(ids.len(), LIST_PAGE_DEFAULT_ITEMS);
         assert_eq!(links.len(), 1);
-        let too_many = (LIST_PAGE_MAX_ITEMS * 2).to_string();
         assert_eq!(
-            listed(&[("limit", &too_many)], &many).0.len(),
+            listed(&[("limit", &LIST_PAGE_MAX_ITEMS.to_string())], &many)
+                .0
+                .len(),
             LIST_PAGE_MAX_ITEMS
         );
         assert_eq!(
@@ -749,6 +743,13 @@ mod tests {
         };
         assert!(refused(&[("limit", "-1")]).starts_with("limit: must be a whole number"));
         assert!(refused(&[("page_size", "x")]).starts_with("page_size: must be a whole number"));
+        assert_eq!(
+            refused(&[("limit", &(LIST_PAGE_MAX_ITEMS + 1).to_string())]),
+            format!(
+                "limit: at most {LIST_PAGE_MAX_ITEMS} items a page, not {}",
+                LIST_PAGE_MAX_ITEMS + 1
+            )
+        );
         assert!(refused(&[("marker", "zz")]).starts_with("marker: no item zz in this list"));
         assert!(refused(&[("sort_key", "n"), ("sort_dir", "up")]).starts_with("sort_dir: must be"));
         assert!(refused(&[("sort_dir", "asc")]).starts_with("sort_dir: 1 given for 0 sort_key"));

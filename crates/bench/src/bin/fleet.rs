@@ -4,7 +4,8 @@
 //!
 //! Every role is a `vnfm` process of its own (`$VNFM_BIN`, the release build under
 //! `ops/bench-fleet`) over one nats-server: a gateway, a projector, two conductors on `--vim
-//! loopback` and M monitors, each with `--metrics-listen`. One VNFD, one VDU pinged every 30 s
+//! loopback` and M monitors, each with `--metrics-listen` (the gateway without per-project
+//! quotas: `ops/bench-fleet` sets `VNFM_QUOTA_VNFS` and `VNFM_QUOTA_INSTANCES` to 0). One VNFD, one VDU pinged every 30 s
 //! (retry 2, respawn); N VNFs created through the API, C at a time. Then, in order:
 //!
 //! 1. the time to create the fleet (every create answered, then every VNF ACTIVE) and the rate;

@@ -243,7 +243,9 @@ async fn a_load_starts_from_the_kept_fold_and_ends_where_a_full_replay_does() {
         let log = log.clone();
         async move {
             let command = VnfdCommand::Use { vnf_id: vnf };
-            log.execute::<Vnfd>("d1", command, &(), &user()).await.unwrap()
+            log.execute::<Vnfd>("d1", command, &(), &user())
+                .await
+                .unwrap()
         }
     };
     for n in 0..folds::FOLD_MESSAGES_MIN {
@@ -271,17 +273,27 @@ async fn a_load_starts_from_the_kept_fold_and_ends_where_a_full_replay_does() {
     assert!(loaded.aggregate.users.contains("w2"));
     // Racing writers through the kept fold and through a fresh one: every use lands once.
     let racers = (0..8).map(|n| {
-        let log = if n % 2 == 0 { log.clone() } else { other.clone() };
+        let log = if n % 2 == 0 {
+            log.clone()
+        } else {
+            other.clone()
+        };
         take(&log, format!("r{n}"))
     });
     futures::future::join_all(racers).await;
     let loaded = log.load::<Vnfd>("d1").await.unwrap();
     assert_eq!(loaded.aggregate, fresh_load(&server).await.aggregate);
-    assert_eq!(loaded.aggregate.users.len(), folds::FOLD_MESSAGES_MIN + 2 + 8);
+    assert_eq!(
+        loaded.aggregate.users.len(),
+        folds::FOLD_MESSAGES_MIN + 2 + 8
+    );
 
     // What a load starts from is the kept fold: one marked here shows through the tail.
     let mut marked = log.folds.get::<Vnfd>(&subject).unwrap();
-    marked.aggregate.users.insert("only-in-the-kept-fold".into());
+    marked
+        .aggregate
+        .users
+        .insert("only-in-the-kept-fold".into());
     log.folds.forget(&subject);
     log.folds.keep(&subject, &marked);
     take(&other, "after".into()).await;
