@@ -81,6 +81,7 @@ impl From<Outgoing> for Publish {
 /// What a job is, for the retry rule and the shutdown count.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
+    /// Telemetry: a round message or its roster.
     RoundResults,
     StateWrite,
     FailureReport,
@@ -94,7 +95,7 @@ impl Publish {
         match self {
             Publish::State { .. } => Kind::StateWrite,
             Publish::Message { message, .. } => match message.event {
-                MonitorEvent::Round { .. } => Kind::RoundResults,
+                MonitorEvent::Round { .. } | MonitorEvent::Roster { .. } => Kind::RoundResults,
                 MonitorEvent::Failure(_) => Kind::FailureReport,
                 _ => Kind::StateChange,
             },

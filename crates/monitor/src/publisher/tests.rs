@@ -101,7 +101,12 @@ fn round_results() -> Publish {
         monitor: Actor::new(ActorKind::Monitor, "m1"),
         at: BOOTED_AT,
         targets: 0,
-        results: Vec::new(),
+        packed: events::monitor::rounds::PackedRound {
+            roster: events::monitor::rounds::digest(&[]),
+            count: 0,
+            reasons: Vec::new(),
+            outcomes: String::new(),
+        },
     };
     Publish::Message {
         subject: "round".into(),
