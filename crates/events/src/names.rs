@@ -315,10 +315,11 @@ mod tests {
             let (mut pattern, mut subject) = (pattern.split('.'), subject.split('.'));
             loop {
                 match (pattern.next(), subject.next()) {
-                    (Some(">"), Some(_)) => return true,
                     (Some(p), Some(s)) if p == "*" || p == s => {}
-                    (None, None) => return true,
-                    _ => return false,
+                    (next, rest) => {
+                        return next.is_none() && rest.is_none()
+                            || next == Some(">") && rest.is_some();
+                    }
                 }
             }
         };

@@ -336,11 +336,13 @@ pub fn unpack(
 /// Appends `value` as a LEB128 varint: seven bits a byte, low first, the high bit set on every
 /// byte but the last.
 fn put_varint(out: &mut Vec<u8>, mut value: u64) {
+    // The low seven bits, which always fit a byte.
+    let low = |value: u64| u8::try_from(value & 0x7f).unwrap_or_default();
     while value >= 0x80 {
-        out.push((value as u8 & 0x7f) | 0x80);
+        out.push(low(value) | 0x80);
         value >>= 7;
     }
-    out.push(value as u8);
+    out.push(low(value));
 }
 
 /// Why a varint could not be read.
