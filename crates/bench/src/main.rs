@@ -399,7 +399,7 @@ async fn gateway_latency(bus: Bus) -> anyhow::Result<(Latency, Latency)> {
     print_cpu(&cpu);
     print_kv_gets(&log, &ids).await?;
     println!(
-        "  monitor writes during it: {} round messages ({:.1} MB) to {}, {} state puts to {}",
+        "  monitor writes during it: {} round and roster messages ({:.1} MB) to {}, {} state puts to {}",
         writes.round_messages,
         writes.round_bytes as f64 / 1e6,
         names::TELEMETRY_STREAM,

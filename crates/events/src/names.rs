@@ -79,8 +79,9 @@ pub const CONDUCTOR_CONSUMER: &str = "conductor";
 /// `bad_action` rejections, suspect reports, refused targets and VDU state changes. Low rate;
 /// never evicted by telemetry (see `setup`), which lives in [`TELEMETRY_STREAM`].
 pub const MONITOR_STREAM: &str = "VNFM_MONITOR";
-/// Probe rounds: high rate, bounded by age and size, the oldest evicted first. Nothing acts on
-/// a round; readers (the board's round-trip times, tests, the bench) only look.
+/// Probe rounds and their rosters: high rate, bounded by age and size, the oldest evicted
+/// first. Nothing acts on a round; readers (the board's round-trip times, tests, the bench)
+/// only look.
 pub const TELEMETRY_STREAM: &str = "VNFM_TELEMETRY";
 /// Every monitor subject, both streams' (`vnfm.monitor.>`): what the monitor stream held
 /// before telemetry moved out of it, and what a migration recognises it by.
