@@ -83,6 +83,19 @@ impl Roster {
             targets,
         }
     }
+
+    /// Whether the targets digest to the roster's digest: a reader checks a roster it read
+    /// once, before [`unpack`] trusts it for every round that names it.
+    pub fn check(&self) -> Result<(), RoundError> {
+        let actual = digest(&self.targets);
+        if actual != self.digest {
+            return Err(RoundError::RosterCorrupt {
+                claimed: self.digest.clone(),
+                actual,
+            });
+        }
+        Ok(())
+    }
 }
 
 /// How the targets of one roster answered in one round.
@@ -256,7 +269,9 @@ fn pack_chunk(results: Vec<ProbeResult>) -> Result<(Roster, PackedRound), RoundE
     Ok((roster, packed))
 }
 
-/// The results of a packed round, given its roster, each stamped with the round's time `at`.
+/// The results of a packed round, given its roster (checked once by [`Roster::check`]: a
+/// roster's digest is not computed again for each round), each stamped with the round's time
+/// `at`.
 pub fn unpack(
     round: &PackedRound,
     roster: &Roster,
@@ -266,13 +281,6 @@ pub fn unpack(
         return Err(RoundError::RosterMismatch {
             round: round.roster.clone(),
             roster: roster.digest.clone(),
-        });
-    }
-    let actual = digest(&roster.targets);
-    if actual != roster.digest {
-        return Err(RoundError::RosterCorrupt {
-            claimed: roster.digest.clone(),
-            actual,
         });
     }
     if round.count > ROUND_TARGETS_PER_MESSAGE_MAX {

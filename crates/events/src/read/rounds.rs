@@ -47,7 +47,8 @@ pub struct Round {
 pub struct Skipped {
     /// Not a round message of this format (garbage, or an older format).
     pub undecodable: usize,
-    /// No roster that decodes is in the stream under its digest (evicted, being older).
+    /// No roster that decodes and matches its digest is in the stream under it (evicted,
+    /// being older).
     pub without_roster: usize,
     /// The round does not match its roster, or its outcomes do not decode
     /// ([`rounds::RoundError`]).
@@ -64,7 +65,8 @@ impl Skipped {
 pub struct RoundRead {
     stream: stream::Stream,
     read: StreamRead,
-    /// Rosters by subject: `None` for one that is not in the stream, or does not decode.
+    /// Rosters by subject, checked: `None` for one that is not in the stream, does not decode
+    /// or does not match its digest.
     rosters: HashMap<String, Option<Arc<Roster>>>,
     skipped: Skipped,
 }
@@ -167,7 +169,13 @@ impl RoundRead {
                 Ok(MonitorMessage {
                     event: MonitorEvent::Roster { roster, .. },
                     ..
-                }) => Some(Arc::new(roster)),
+                }) => match roster.check() {
+                    Ok(()) => Some(Arc::new(roster)),
+                    Err(error) => {
+                        tracing::debug!(%subject, %error, "Roster does not match its digest.");
+                        None
+                    }
+                },
                 _ => None,
             },
             Err(e) => {

@@ -110,8 +110,9 @@ fn the_wrong_roster_or_a_tampered_one_is_refused_by_name() {
     );
     let mut tampered = roster.clone();
     tampered.targets[0].mgmt_ip = Ipv4Addr::new(10, 0, 0, 1);
+    assert_eq!(roster.check(), Ok(()));
     assert!(matches!(
-        unpack(&packed, &tampered, AT),
+        tampered.check(),
         Err(RoundError::RosterCorrupt { .. })
     ));
     let mut miscounted = packed.clone();

@@ -142,6 +142,27 @@ async fn rounds_read_with_their_rosters_and_the_rest_is_skipped_and_counted() {
         round(&monitor, bogus_round),
     )
     .await;
+    // A roster whose targets do not match its digest (tampered with).
+    let (mut tampered, tampered_round) =
+        rounds::pack(vec![result(8, ProbeOutcome::Up { rtt_us: 1 })])
+            .unwrap()
+            .remove(0);
+    tampered.targets[0].mgmt_ip = Ipv4Addr::new(10, 0, 0, 8);
+    publish(
+        &monitor_bus,
+        names::roster_subject(&monitor.id, &tampered.digest),
+        MonitorEvent::Roster {
+            monitor: monitor.clone(),
+            roster: tampered,
+        },
+    )
+    .await;
+    publish(
+        &monitor_bus,
+        round_subject.clone(),
+        round(&monitor, tampered_round),
+    )
+    .await;
     let last = publish(&monitor_bus, round_subject, round(&monitor, packed)).await;
 
     let reader = jetstream::new(server.client_as(Identity::Reader).await);
@@ -163,7 +184,7 @@ async fn rounds_read_with_their_rosters_and_the_rest_is_skipped_and_counted() {
         read.skipped(),
         Skipped {
             undecodable: 2,
-            without_roster: 2,
+            without_roster: 3,
             invalid: 1,
         }
     );
