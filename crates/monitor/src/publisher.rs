@@ -17,7 +17,6 @@ use bytes::Bytes;
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 
-use events::monitor::rounds::ROSTER_REPUBLISH_ROUNDS;
 use events::monitor::{InstanceMonitorState, MonitorEvent, MonitorMessage};
 use events::nats_error::NatsErrorKind;
 use events::store::StoreError;
@@ -85,7 +84,8 @@ pub enum Kind {
     RoundResults,
     /// The roster of round messages (`events::monitor::rounds`): retried until stored, since
     /// every round that names it is unreadable without it until the monitor publishes it
-    /// again, [`ROSTER_REPUBLISH_ROUNDS`] rounds later.
+    /// again, [`ROSTER_REPUBLISH_ROUNDS`](events::monitor::rounds::ROSTER_REPUBLISH_ROUNDS)
+    /// rounds later.
     Roster,
     StateWrite,
     FailureReport,
