@@ -26,8 +26,8 @@ use time::OffsetDateTime;
 use super::{ProbeOutcome, ProbeResult, TargetRef};
 
 /// Targets in one roster, and so results in one round message. A roster of this many
-/// targets is about 340 KB of JSON (170 bytes a target: three UUIDs, a VDU name, an
-/// address), a third of NATS's default 1 MiB payload; a larger round is split into several
+/// targets is about 380 KB of JSON (190 bytes a target: three UUIDs, a VDU name, an
+/// address), well under NATS's default 1 MiB payload; a larger round is split into several
 /// rosters and round messages, each under its own digest.
 pub const ROUND_TARGETS_PER_MESSAGE_MAX: usize = 2_000;
 /// The largest roster message's JSON: half of NATS's default 1 MiB payload, so that a roster
@@ -50,8 +50,8 @@ pub const ROUND_PAYLOAD_BYTES_MAX: usize = 256 * 1024;
 /// that use it, so only the oldest N rounds of each roster in the stream can outlive it (they
 /// are counted and skipped by readers, see `read::rounds`).
 ///
-/// Why this many: the re-publication costs a roster (about 170 bytes a target) every N rounds,
-/// that is 170/N bytes per probe result: 0.28 at 600, beside about 1.4 to 2.7 for the packed
+/// Why this many: the re-publication costs a roster (about 190 bytes a target) every N rounds,
+/// that is 190/N bytes per probe result: 0.32 at 600, beside about 1.4 to 2.7 for the packed
 /// outcome itself (one or two varint bytes of a loopback round-trip time, base64), which
 /// keeps a round within the 4-byte budget of issue 13 (see the test
 /// `steady_state_costs_at_most_four_bytes_per_result`). 600 rounds is 10 minutes at a 1-second
