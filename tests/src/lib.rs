@@ -23,7 +23,6 @@ use conductor::vim::loopback::{Blocklist, LoopbackVim};
 use conductor::{Conductor, ConductorConfig};
 use events::keyring::Keyring;
 use events::monitor::cidr::ProbeCidrs;
-use events::read::StreamRead;
 use events::store::EventLog;
 use events::vnf::RespawnLimit;
 use gateway::auth::TokenFile;
@@ -729,32 +728,22 @@ impl System {
 
     /// Every probe result now in the telemetry stream with the monitor that probed, oldest
     /// first.
+    /// Read through the one round reader: a message on a round subject that does not read (a
+    /// poison test's) is no round.
     pub async fn probe_results_by_monitor(&self) -> Vec<(String, events::monitor::ProbeResult)> {
-        use events::monitor::{MonitorEvent, MonitorMessage};
         let stream = self
             .log
             .jetstream()
             .get_stream(events::names::TELEMETRY_STREAM)
             .await
             .expect("the telemetry stream");
-        let mut read = StreamRead::open(&stream, events::names::ROUND_SUBJECTS, 1)
+        let mut read = events::read::rounds::RoundRead::open(&stream, 1)
             .await
             .expect("a replay of the telemetry stream");
         let mut results = Vec::new();
-        while let Some(message) = read.next().await.expect("a monitor message") {
-            // A message on a round subject that does not decode (a poison test's) is no round.
-            if let Ok(MonitorMessage {
-                event:
-                    MonitorEvent::Round {
-                        monitor,
-                        results: round,
-                        ..
-                    },
-                ..
-            }) = serde_json::from_slice(&message.payload)
-            {
-                results.extend(round.into_iter().map(|r| (monitor.id.clone(), r)));
-            }
+        while let Some(round) = read.next().await.expect("a probe round") {
+            let monitor = round.monitor.id;
+            results.extend(round.results.into_iter().map(|r| (monitor.clone(), r)));
         }
         results
     }

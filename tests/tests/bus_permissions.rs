@@ -103,6 +103,12 @@ fn operations() -> Vec<Operation> {
             &[Monitor],
         ),
         op(
+            "publish a probe round's roster",
+            names::roster_subject("m", "0123abcd"),
+            "{}",
+            &[Monitor],
+        ),
+        op(
             "publish a bad_action answer",
             names::bad_action_subject(vnf),
             "{}",
@@ -149,6 +155,16 @@ fn operations() -> Vec<Operation> {
             "read a probe round",
             format!("{api}.DIRECT.GET.{}", names::TELEMETRY_STREAM),
             r#"{"last_by_subj": "vnfm.monitor.round.m"}"#,
+            &[Gateway, Reader],
+        ),
+        op(
+            "read a probe round's roster by its subject",
+            format!(
+                "{api}.DIRECT.GET.{}.{}",
+                names::TELEMETRY_STREAM,
+                names::roster_subject("m", "0123abcd")
+            ),
+            "",
             &[Gateway, Reader],
         ),
         op(

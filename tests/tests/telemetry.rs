@@ -3,8 +3,8 @@
 //! telemetry stream's bound; started again, they handle every failure once.
 //!
 //! Made cheap for CI: the telemetry bound is set small for the test ([`TELEMETRY_BOUND_BYTES`],
-//! the way `vnfm setup` sets it), the rounds are raw publishes of realistic round messages as
-//! the monitor identity, and the failures fall on [`VNFS`] VNFs whose VDU's policy is `log`
+//! the way `vnfm setup` sets it), the rounds are raw publishes of realistic round messages and
+//! their rosters as the monitor identity, and the failures fall on [`VNFS`] VNFs whose VDU's policy is `log`
 //! (each report a claim on the log, `FailureLogged`, with no VIM work), so that the test pays
 //! for a handful of namespaces, not one per failure. It reports the issue's [`FAILURES`] =
 //! 2,000, 100 per VNF: many more than what a VNF remembers as handled
@@ -21,7 +21,7 @@ use async_nats::HeaderMap;
 use async_nats::jetstream;
 use events::envelope::{Actor, ActorKind};
 use events::monitor::{
-    Failure, MonitorEvent, MonitorMessage, ProbeOutcome, ProbeResult, TargetRef,
+    Failure, MonitorEvent, MonitorMessage, ProbeOutcome, ProbeResult, TargetRef, rounds,
 };
 use events::names::{self, headers};
 use events::read::StreamRead;
@@ -48,7 +48,7 @@ const VNFS: usize = 20;
 const REPORTS_BETWEEN_ROUNDS: usize = 20;
 /// Results in one round message: a monitor with a thousand targets in one tick.
 const RESULTS_PER_ROUND: usize = 1_000;
-/// Round messages in flight at once while the test writes telemetry.
+/// Telemetry messages in flight at once while the test writes telemetry.
 const ROUNDS_IN_FLIGHT: usize = 16;
 /// How long the restarted conductors may take to claim every failure: 2,000 appends.
 const HANDLED_PATIENCE: Duration = Duration::from_secs(120);
@@ -59,10 +59,12 @@ fn now() -> OffsetDateTime {
     OffsetDateTime::now_utc()
 }
 
-/// A round message as a monitor publishes it: `RESULTS_PER_ROUND` targets, all up. A
-/// monitor's rounds at steady state differ in their times alone, so the test sends this one
-/// again and again.
-fn round() -> Vec<u8> {
+/// A round message as a monitor publishes it, after its roster: `RESULTS_PER_ROUND` targets,
+/// all up. Both are written again and again, a roster with every round: what a monitor whose
+/// targets change every round writes, the heaviest telemetry there is (at steady state a
+/// monitor's rounds differ in their times alone and the roster goes out once in
+/// `ROSTER_REPUBLISH_ROUNDS`).
+fn telemetry_messages() -> Vec<(String, bytes::Bytes)> {
     let results = (0..RESULTS_PER_ROUND)
         .map(|i| {
             let host = u32::try_from(i).unwrap();
@@ -79,37 +81,51 @@ fn round() -> Vec<u8> {
             }
         })
         .collect();
-    let event = MonitorEvent::Round {
-        monitor: Actor::new(ActorKind::Monitor, "telemetry-writer"),
-        at: now(),
-        targets: RESULTS_PER_ROUND,
-        results,
-    };
-    serde_json::to_vec(&MonitorMessage::new(event)).unwrap()
+    let monitor = Actor::new(ActorKind::Monitor, "telemetry-writer");
+    let (roster, packed) = rounds::pack(results).unwrap().remove(0);
+    let encode =
+        |event| bytes::Bytes::from(serde_json::to_vec(&MonitorMessage::new(event)).unwrap());
+    vec![
+        (
+            names::roster_subject(&monitor.id, &roster.digest),
+            encode(MonitorEvent::Roster {
+                monitor: monitor.clone(),
+                roster,
+            }),
+        ),
+        (
+            names::round_subject(&monitor.id),
+            encode(MonitorEvent::Round {
+                monitor,
+                at: now(),
+                targets: RESULTS_PER_ROUND,
+                packed,
+            }),
+        ),
+    ]
 }
 
-/// Writes at least `bytes` of round messages as the monitor; answers the bytes written and
-/// the telemetry stream's last sequence.
+/// Writes at least `bytes` of `messages` (in turn) as the monitor; answers the bytes written
+/// and the telemetry stream's last sequence.
 async fn write_telemetry(
     monitor: &jetstream::Context,
-    round: &bytes::Bytes,
+    messages: &[(String, bytes::Bytes)],
     bytes: usize,
 ) -> (usize, u64) {
-    let subject = names::round_subject("telemetry-writer");
     let mut written = 0;
     let mut last = 0;
+    let mut next = 0;
     while written < bytes {
-        let count = (bytes - written)
-            .div_ceil(round.len())
-            .clamp(1, ROUNDS_IN_FLIGHT);
-        written += count * round.len();
-        let mut acks = Vec::with_capacity(count);
-        for _ in 0..count {
-            let sent = monitor.publish(subject.clone(), round.clone()).await;
-            acks.push(sent.expect("a round message sent").into_future());
+        let mut acks = Vec::with_capacity(ROUNDS_IN_FLIGHT);
+        while acks.len() < ROUNDS_IN_FLIGHT && written < bytes {
+            let (subject, payload) = &messages[next % messages.len()];
+            next += 1;
+            written += payload.len();
+            let sent = monitor.publish(subject.clone(), payload.clone()).await;
+            acks.push(sent.expect("a telemetry message sent").into_future());
         }
-        for ack in try_join_all(acks).await.expect("round messages stored") {
-            assert_eq!(ack.stream, names::TELEMETRY_STREAM, "a round's stream");
+        for ack in try_join_all(acks).await.expect("telemetry messages stored") {
+            assert_eq!(ack.stream, names::TELEMETRY_STREAM, "telemetry's stream");
             last = last.max(ack.sequence);
         }
     }
@@ -181,8 +197,8 @@ async fn failures_reported_while_conductors_are_down_survive_telemetry_and_are_h
     first.wait_exit(Duration::from_secs(30)).await;
 
     let monitor = jetstream::new(system.nats.client_as(Identity::Monitor).await);
-    let round = bytes::Bytes::from(round());
-    let (before, last_before) = write_telemetry(&monitor, &round, TELEMETRY_BEFORE_BYTES).await;
+    let telemetry = telemetry_messages();
+    let (before, last_before) = write_telemetry(&monitor, &telemetry, TELEMETRY_BEFORE_BYTES).await;
     let mut written = before;
     let mut reported = Vec::with_capacity(FAILURES);
     let telemetry_between = (TELEMETRY_WRITTEN_BYTES - before) / FAILURES * REPORTS_BETWEEN_ROUNDS;
@@ -212,10 +228,12 @@ async fn failures_reported_while_conductors_are_down_survive_telemetry_and_are_h
             );
         }
         // Telemetry keeps flowing between the reports.
-        written += write_telemetry(&monitor, &round, telemetry_between).await.0;
+        written += write_telemetry(&monitor, &telemetry, telemetry_between)
+            .await
+            .0;
     }
     if written < TELEMETRY_WRITTEN_BYTES {
-        written += write_telemetry(&monitor, &round, TELEMETRY_WRITTEN_BYTES - written)
+        written += write_telemetry(&monitor, &telemetry, TELEMETRY_WRITTEN_BYTES - written)
             .await
             .0;
     }

@@ -20,7 +20,6 @@ use events::access::Identity;
 use events::envelope::{Actor, ActorKind, Cause, Envelope, SCHEMA_VERSION};
 use events::fixtures;
 use events::names::{self, AggregateKind};
-use events::read::StreamRead;
 use events::spec::{MonitoringPolicy, PolicyAction, VnfdSpec};
 use events::store::EventLog;
 use events::vnf::{Instance, Vnf, VnfCommand, VnfEvent};
@@ -400,7 +399,7 @@ async fn gateway_latency(bus: Bus) -> anyhow::Result<(Latency, Latency)> {
     print_cpu(&cpu);
     print_kv_gets(&log, &ids).await?;
     println!(
-        "  monitor writes during it: {} round messages ({:.1} MB) to {}, {} state puts to {}",
+        "  monitor writes during it: {} round and roster messages ({:.1} MB) to {}, {} state puts to {}",
         writes.round_messages,
         writes.round_bytes as f64 / 1e6,
         names::TELEMETRY_STREAM,
@@ -572,21 +571,15 @@ async fn monitor_writes(log: &EventLog) -> anyhow::Result<MonitorWrites> {
 
 /// Successful probe results the telemetry stream holds from after `since`.
 async fn probes_since(log: &EventLog, since: time::OffsetDateTime) -> anyhow::Result<usize> {
-    use events::monitor::{MonitorEvent, MonitorMessage};
     let stream = log.jetstream().get_stream(names::TELEMETRY_STREAM).await?;
-    let mut read = StreamRead::open(&stream, names::ROUND_SUBJECTS, 1).await?;
+    let mut read = events::read::rounds::RoundRead::open(&stream, 1).await?;
     let mut probed = 0;
-    while let Some(message) = read.next().await? {
-        if let Ok(MonitorMessage {
-            event: MonitorEvent::Round { results, .. },
-            ..
-        }) = serde_json::from_slice(&message.payload)
-        {
-            probed += results
-                .iter()
-                .filter(|r| r.at > since && r.outcome.is_up())
-                .count();
-        }
+    while let Some(round) = read.next().await? {
+        probed += round
+            .results
+            .iter()
+            .filter(|r| r.at > since && r.outcome.is_up())
+            .count();
     }
     Ok(probed)
 }

@@ -4,7 +4,8 @@
 //! holds no key; the credentials are [`credentials`](crate::credentials)'.
 //!
 //! The rules, as the server enforces them:
-//! - Only monitors publish monitor results (`vnfm.monitor.{round,state,failure,suspect,refused}`)
+//! - Only monitors publish monitor results
+//!   (`vnfm.monitor.{round,roster,state,failure,suspect,refused}`)
 //!   and write the monitor state and lease buckets, but for failure reports, which conductors
 //!   publish too (a server that drifted on its VIM, found by their reconciliation); only
 //!   conductors publish `bad_action`.
@@ -22,8 +23,9 @@
 //!   (that takes the server's own operator). The one purge is `admin`'s, of the monitor stream
 //!   alone, for the migration that moved probe rounds out of it (`setup`); `admin` could empty
 //!   that stream by an update (a bound of one message) anyway, so the right adds no power.
-//! - Probe rounds live in the telemetry stream, which the monitor publishes to and binds to
-//!   (its info) and gateways (the board's round-trip times) and the reader read.
+//! - Probe rounds and their rosters live in the telemetry stream, which the monitor publishes
+//!   to and binds to (its info) and gateways (the board's round-trip times) and the reader
+//!   read (a roster by a direct get of its subject's last message).
 //! - `reader` reads every vnfm stream and subject and publishes nothing but read requests.
 //! - Every identity receives replies on an inbox prefix of its own, which no other can
 //!   subscribe to.
@@ -413,6 +415,7 @@ mod tests {
             ),
             (names::vdu_state_subject("v"), &[Identity::Monitor]),
             (names::round_subject("m"), &[Identity::Monitor]),
+            (names::roster_subject("m", "0123abcd"), &[Identity::Monitor]),
             (names::suspect_subject("m"), &[Identity::Monitor]),
             (names::refused_target_subject("v"), &[Identity::Monitor]),
             (names::bad_action_subject("v"), &[Identity::Conductor]),
@@ -568,9 +571,16 @@ mod tests {
         let get = format!("{API}.DIRECT.GET.{}", names::TELEMETRY_STREAM);
         let follow = format!("{API}.CONSUMER.CREATE.{}", names::TELEMETRY_STREAM);
         let info = format!("{API}.STREAM.INFO.{}", names::TELEMETRY_STREAM);
+        // A roster, found by its subject's last message.
+        let roster = format!(
+            "{API}.DIRECT.GET.{}.{}",
+            names::TELEMETRY_STREAM,
+            names::roster_subject("m", "0123abcd")
+        );
         for identity in Identity::ALL {
             let reads = matches!(identity, Identity::Gateway | Identity::Reader);
             assert_eq!(publishes(identity, &get), reads, "{identity:?}");
+            assert_eq!(publishes(identity, &roster), reads, "{identity:?}");
             assert_eq!(publishes(identity, &follow), reads, "{identity:?}");
             assert_eq!(
                 publishes(identity, &info),

@@ -14,6 +14,7 @@ use crate::spec::{MonitoringPolicy, PolicyAction};
 use crate::vnf::{FailedInstance, FailureRecord, Vnf, VnfStatus};
 
 pub mod cidr;
+pub mod rounds;
 
 use cidr::ProbeCidrs;
 
@@ -167,14 +168,24 @@ impl From<Failure> for FailureRecord {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type")]
 pub enum MonitorEvent {
-    /// The attempts one monitor finished in one round.
+    /// The attempts one monitor finished in one round (or in a part of it: one message per
+    /// roster), packed: their outcomes in the order of the roster the round names, each
+    /// result at the round's time. [`rounds::unpack`] reads it with its roster.
     Round {
         monitor: Actor,
         #[serde(with = "time::serde::rfc3339")]
         at: OffsetDateTime,
         /// How many targets the monitor had when the round ended.
         targets: usize,
-        results: Vec<ProbeResult>,
+        #[serde(flatten)]
+        packed: rounds::PackedRound,
+    },
+    /// Who a monitor's rounds probed: a roster of targets, named by its digest, which the
+    /// rounds that use it name (see [`rounds`]).
+    Roster {
+        monitor: Actor,
+        #[serde(flatten)]
+        roster: rounds::Roster,
     },
     VduDown {
         monitor: Actor,

@@ -79,8 +79,9 @@ pub const CONDUCTOR_CONSUMER: &str = "conductor";
 /// `bad_action` rejections, suspect reports, refused targets and VDU state changes. Low rate;
 /// never evicted by telemetry (see `setup`), which lives in [`TELEMETRY_STREAM`].
 pub const MONITOR_STREAM: &str = "VNFM_MONITOR";
-/// Probe rounds: high rate, bounded by age and size, the oldest evicted first. Nothing acts on
-/// a round; readers (the board's round-trip times, tests, the bench) only look.
+/// Probe rounds and their rosters: high rate, bounded by age and size, the oldest evicted
+/// first. Nothing acts on a round; readers (the board's round-trip times, tests, the bench)
+/// only look.
 pub const TELEMETRY_STREAM: &str = "VNFM_TELEMETRY";
 /// Every monitor subject, both streams' (`vnfm.monitor.>`): what the monitor stream held
 /// before telemetry moved out of it, and what a migration recognises it by.
@@ -94,6 +95,8 @@ pub const BAD_ACTION_SUBJECTS: &str = "vnfm.monitor.bad_action.*";
 pub const SUSPECT_SUBJECTS: &str = "vnfm.monitor.suspect.*";
 /// Probe rounds of every monitor.
 pub const ROUND_SUBJECTS: &str = "vnfm.monitor.round.*";
+/// Rosters of every monitor's probe rounds, one subject per monitor and roster digest.
+pub const ROSTER_SUBJECTS: &str = "vnfm.monitor.roster.*.*";
 /// Targets of every VNF that monitors refused to probe (outside `--probe-cidrs`).
 pub const REFUSED_TARGET_SUBJECTS: &str = "vnfm.monitor.refused.*";
 /// VDU state changes of every VNF.
@@ -107,12 +110,13 @@ pub const MONITOR_STREAM_SUBJECTS: [&str; 5] = [
     SUSPECT_SUBJECTS,
     REFUSED_TARGET_SUBJECTS,
 ];
-/// The subjects of the telemetry stream.
-pub const TELEMETRY_STREAM_SUBJECTS: [&str; 1] = [ROUND_SUBJECTS];
+/// The subjects of the telemetry stream: probe rounds and their rosters.
+pub const TELEMETRY_STREAM_SUBJECTS: [&str; 2] = [ROUND_SUBJECTS, ROSTER_SUBJECTS];
 /// Everything monitors publish, and only they, but for failure reports (conductors publish a
 /// drift's too).
-pub const MONITOR_REPORT_SUBJECTS: [&str; 5] = [
+pub const MONITOR_REPORT_SUBJECTS: [&str; 6] = [
     ROUND_SUBJECTS,
+    ROSTER_SUBJECTS,
     STATE_SUBJECTS,
     FAILURE_SUBJECTS,
     SUSPECT_SUBJECTS,
@@ -122,6 +126,12 @@ pub const MONITOR_REPORT_SUBJECTS: [&str; 5] = [
 /// One probe round's results of one monitor instance.
 pub fn round_subject(monitor: &str) -> String {
     format!("vnfm.monitor.round.{}", token(monitor))
+}
+
+/// The roster `digest` of monitor `monitor`'s probe rounds (`monitor::rounds`): a reader
+/// finds it by one direct get of this subject's last message.
+pub fn roster_subject(monitor: &str, digest: &str) -> String {
+    format!("vnfm.monitor.roster.{}.{}", token(monitor), token(digest))
 }
 
 /// A VDU instance of `vnf_id` went down or came back.
@@ -274,6 +284,14 @@ mod tests {
         assert_eq!(data_key_name(AggregateKind::Vim, id), format!("vim.{id}"));
         assert_eq!(parse_lifecycle_subject("vnfm.monitor.x"), None);
         assert_eq!(round_subject("host.a*b"), "vnfm.monitor.round.host_a_b");
+        assert_eq!(
+            roster_subject("host.a", "0f1e"),
+            "vnfm.monitor.roster.host_a.0f1e"
+        );
+        assert_eq!(
+            parse_monitor_vnf_subject(&roster_subject("m-1", "ab")),
+            None
+        );
         for subject in monitor_subjects_of(id) {
             assert_eq!(parse_monitor_vnf_subject(&subject), Some(id), "{subject}");
         }
@@ -293,8 +311,22 @@ mod tests {
         sorted.sort_unstable();
         sorted.dedup();
         assert_eq!(sorted.len(), wildcards.len(), "{wildcards:?}");
+        // Whether `subject` matches the wildcard `pattern`, token by token.
+        let matches = |pattern: &str, subject: &str| {
+            let (mut pattern, mut subject) = (pattern.split('.'), subject.split('.'));
+            loop {
+                match (pattern.next(), subject.next()) {
+                    (Some(p), Some(s)) if p == "*" || p == s => {}
+                    (next, rest) => {
+                        return next.is_none() && rest.is_none()
+                            || next == Some(">") && rest.is_some();
+                    }
+                }
+            }
+        };
         for subject in [
             round_subject("m"),
+            roster_subject("m", "0123abcd"),
             suspect_subject("m"),
             vdu_state_subject("v"),
             failure_subject("v"),
@@ -304,12 +336,13 @@ mod tests {
             let holders: Vec<&str> = wildcards
                 .iter()
                 .copied()
-                .filter(|w| subject.starts_with(w.trim_end_matches('*')))
+                .filter(|w| matches(w, &subject))
                 .collect();
             assert_eq!(holders.len(), 1, "{subject}: {holders:?}");
-            assert!(subject.starts_with(ALL_MONITOR_SUBJECTS.trim_end_matches('>')));
+            assert!(matches(ALL_MONITOR_SUBJECTS, &subject));
         }
         assert!(TELEMETRY_STREAM_SUBJECTS.contains(&ROUND_SUBJECTS));
+        assert!(TELEMETRY_STREAM_SUBJECTS.contains(&ROSTER_SUBJECTS));
         assert!(MONITOR_STREAM_SUBJECTS.contains(&FAILURE_SUBJECTS));
     }
 }

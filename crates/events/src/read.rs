@@ -293,3 +293,5 @@ async fn timed<T>(context: &'static str, future: impl Future<Output = T>) -> Res
 
 #[cfg(test)]
 mod tests;
+
+pub mod rounds;

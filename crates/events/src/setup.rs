@@ -147,8 +147,9 @@ fn monitor_stream(config: &LogConfig) -> stream::Config {
     }
 }
 
-/// Probe rounds, bounded by age and size: the oldest go first, and nothing else is there to go
-/// with them.
+/// Probe rounds and their rosters, bounded by age and size: the oldest go first, and nothing
+/// else is there to go with them. An older deployment's stream, which took rounds alone,
+/// gains the roster subjects by this update.
 fn telemetry_stream(config: &LogConfig) -> stream::Config {
     stream::Config {
         name: names::TELEMETRY_STREAM.into(),
@@ -358,6 +359,57 @@ mod tests {
         assert_eq!(
             stored(&telemetry, names::ROUND_SUBJECTS).await,
             [(round, names::round_subject("m1"))]
+        );
+    }
+
+    /// A deployment whose telemetry stream holds rounds alone (before rosters) gains the
+    /// roster subjects at the next start, keeps its rounds, and a further start changes
+    /// nothing.
+    #[tokio::test]
+    async fn a_telemetry_stream_without_rosters_gains_them_and_keeps_its_rounds() {
+        let server = NatsServer::start().await;
+        let old = jetstream::new(server.client().await);
+        let config = LogConfig {
+            telemetry_bytes_max: TELEMETRY_STREAM_BYTES_MIN,
+            ..LogConfig::default()
+        };
+        old.create_stream(stream::Config {
+            subjects: vec![names::ROUND_SUBJECTS.into()],
+            ..telemetry_stream(&config)
+        })
+        .await
+        .unwrap();
+        let round = publish(&old, names::round_subject("m1"), "round").await;
+        let roster_subject = names::roster_subject("m1", "0123abcd");
+        assert!(
+            old.publish(roster_subject.clone(), "roster".into())
+                .await
+                .unwrap()
+                .await
+                .is_err(),
+            "no stream took rosters before"
+        );
+
+        let admin = jetstream::new(server.client_as(Identity::Admin).await);
+        let mut telemetry = old.get_stream(names::TELEMETRY_STREAM).await.unwrap();
+        for start in 0..2 {
+            provision(&admin, &config).await.unwrap();
+            let info = telemetry.info().await.unwrap().clone();
+            assert_eq!(
+                info.config.subjects,
+                names::TELEMETRY_STREAM_SUBJECTS,
+                "start {start}"
+            );
+            assert_eq!(
+                stored(&telemetry, names::ROUND_SUBJECTS).await,
+                [(round, names::round_subject("m1"))],
+                "start {start}"
+            );
+        }
+        let roster = publish(&old, roster_subject.clone(), "roster").await;
+        assert_eq!(
+            stored(&telemetry, names::ROSTER_SUBJECTS).await,
+            [(roster, roster_subject)]
         );
     }
 

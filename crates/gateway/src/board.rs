@@ -21,9 +21,10 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Redirect, Response};
 use events::envelope;
-use events::monitor::{MonitorEvent, MonitorMessage};
+use events::monitor::{MonitorEvent, MonitorMessage, ProbeResult};
 use events::names::{self, AggregateKind};
 use events::read::StreamRead;
+use events::read::rounds::RoundRead;
 use events::vnf::VnfEvent;
 use futures::Stream;
 use serde::Deserialize;
@@ -45,8 +46,8 @@ const HEALS_WINDOW_MESSAGES_MAX: usize = 20_000;
 const SUSPECT_WINDOW: Duration = Duration::from_secs(300);
 /// How far back a VNF's page charts its round-trip times.
 const RTT_WINDOW: Duration = Duration::from_secs(120);
-/// The most probe rounds a VNF's page reads for its chart (every monitor's rounds are read and
-/// the VNF's results picked out).
+/// The most probe round messages a VNF's page reads for its chart (every monitor's rounds are
+/// read and the VNF's results picked out).
 const RTT_ROUNDS_READ_MAX: usize = 600;
 /// Round-trip times charted per instance, newest kept.
 const RTT_POINTS_MAX: usize = 60;
@@ -395,9 +396,9 @@ pub(crate) async fn vnf(
         .ok_or_else(not_found)?;
     let mut shown = render::vnf_json(&row, None).ok_or_else(not_found)?;
     shown["monitor"] = render::monitor_json(&row, &gateway.monitor_states(&vnf_id));
-    let rounds = monitor_events(
+    let results = probe_results_of(
         &gateway.board().telemetry_stream,
-        names::ROUND_SUBJECTS,
+        &vnf_id,
         OffsetDateTime::now_utc() - RTT_WINDOW,
         RTT_ROUNDS_READ_MAX,
     )
@@ -419,29 +420,59 @@ pub(crate) async fn vnf(
     Ok(Json(json!({
         "vnf": shown,
         "policies": row.state.vnfd.as_ref().map(|spec| &spec.scaling_policies),
-        "rtts": round_trip_times(&vnf_id, &rounds),
+        "rtts": round_trip_times(&results),
         "story": story,
     })))
 }
 
-/// Each instance's probe results in `rounds`, oldest first, the newest [`RTT_POINTS_MAX`]:
-/// `[unix milliseconds, round-trip microseconds or null when down]`.
-fn round_trip_times(vnf_id: &str, rounds: &[MonitorEvent]) -> BTreeMap<String, Vec<Value>> {
-    let mut points: BTreeMap<String, Vec<(i128, Option<u64>)>> = BTreeMap::new();
-    for round in rounds {
-        let MonitorEvent::Round { results, .. } = round else {
-            continue;
+/// The probe results of `vnf_id` in the telemetry stream's rounds stored since `since`, of at
+/// most `max` round messages (every monitor's rounds are read, through the one round reader,
+/// and the VNF's results kept).
+async fn probe_results_of(
+    stream: &stream::Stream,
+    vnf_id: &str,
+    since: OffsetDateTime,
+    max: usize,
+) -> Result<Vec<ProbeResult>, ApiError> {
+    let failed = |e| ApiError::nats("reading the telemetry stream", &e);
+    let mut read = RoundRead::since(stream, since).await.map_err(failed)?;
+    let mut results = Vec::new();
+    let mut read_rounds = 0;
+    while read_rounds < max {
+        let Some(round) = read.next().await.map_err(failed)? else {
+            break;
         };
-        for result in results.iter().filter(|r| r.target.vnf_id == vnf_id) {
-            let rtt = match &result.outcome {
-                events::monitor::ProbeOutcome::Up { rtt_us } => Some(*rtt_us),
-                events::monitor::ProbeOutcome::Down { .. } => None,
-            };
-            points
-                .entry(result.target.instance_id.clone())
-                .or_default()
-                .push((result.at.unix_timestamp_nanos() / 1_000_000, rtt));
-        }
+        read_rounds += 1;
+        results.extend(
+            round
+                .results
+                .into_iter()
+                .filter(|r| r.target.vnf_id == vnf_id),
+        );
+    }
+    let skipped = read.skipped();
+    if skipped.total() > 0 {
+        tracing::debug!(
+            ?skipped,
+            "Round messages skipped while charting round-trip times."
+        );
+    }
+    Ok(results)
+}
+
+/// Each instance's probe results among `results`, oldest first, the newest
+/// [`RTT_POINTS_MAX`]: `[unix milliseconds, round-trip microseconds or null when down]`.
+fn round_trip_times(results: &[ProbeResult]) -> BTreeMap<String, Vec<Value>> {
+    let mut points: BTreeMap<String, Vec<(i128, Option<u64>)>> = BTreeMap::new();
+    for result in results {
+        let rtt = match &result.outcome {
+            events::monitor::ProbeOutcome::Up { rtt_us } => Some(*rtt_us),
+            events::monitor::ProbeOutcome::Down { .. } => None,
+        };
+        points
+            .entry(result.target.instance_id.clone())
+            .or_default()
+            .push((result.at.unix_timestamp_nanos() / 1_000_000, rtt));
     }
     points
         .into_iter()

@@ -555,6 +555,7 @@ impl VnfStory {
                 ),
             ),
             MonitorEvent::Round { .. }
+            | MonitorEvent::Roster { .. }
             | MonitorEvent::SuspectedFault { .. }
             | MonitorEvent::Starved { .. } => return None,
         })

@@ -16,6 +16,7 @@ use tokio::sync::{Semaphore, mpsc};
 use events::envelope::{Actor, ActorKind};
 use events::monitor::TargetRef;
 use events::monitor::cidr::ProbeCidrs;
+use events::monitor::rounds::RosterMemory;
 use events::telemetry;
 use events::vnf::VnfEvent;
 
@@ -121,6 +122,8 @@ impl<P: Probe, C: Clock, S: Seeds> Engine<P, C, S> {
         let attempts = Arc::new(Semaphore::new(ATTEMPTS_IN_FLIGHT_MAX));
         let mut targets = Targets::new(self.config.probe_cidrs.clone());
         let mut rounds: BTreeMap<i128, Round> = BTreeMap::new();
+        // The rosters this monitor published, which the judge consults for each round.
+        let mut rosters = RosterMemory::default();
         let mut inputs_open = true;
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -201,7 +204,7 @@ impl<P: Probe, C: Clock, S: Seeds> Engine<P, C, S> {
                         round.record(&mut targets, attempt);
                     }
                     let owned = owned.borrow().clone();
-                    self.finish_rounds(&mut targets, &mut rounds, &owned, &monitor)
+                    self.finish_rounds(&mut targets, &mut rounds, &mut rosters, &owned, &monitor)
                 }
             };
             for job in jobs {
@@ -218,6 +221,7 @@ impl<P: Probe, C: Clock, S: Seeds> Engine<P, C, S> {
         &self,
         targets: &mut Targets,
         rounds: &mut BTreeMap<i128, Round>,
+        rosters: &mut RosterMemory,
         owned: &BTreeSet<u32>,
         monitor: &Actor,
     ) -> Vec<Publish> {
@@ -236,6 +240,7 @@ impl<P: Probe, C: Clock, S: Seeds> Engine<P, C, S> {
                 monitor,
                 at,
                 || uuid::Uuid::new_v4().to_string(),
+                rosters,
             );
             targets.unreport(&verdict.unreport);
             jobs.extend(verdict.messages.into_iter().map(Publish::from));

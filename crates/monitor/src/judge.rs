@@ -10,6 +10,7 @@ use time::OffsetDateTime;
 
 use events::envelope::Actor;
 use events::monitor::cidr::ProbeCidrs;
+use events::monitor::rounds::{self, RosterMemory};
 use events::monitor::{
     self as schema, Failure, MonitorEvent, ProbeOutcome, ProbeResult, Target, TargetRef,
 };
@@ -17,9 +18,6 @@ use events::names;
 
 use crate::targets::{Census, Targets};
 use crate::tracker::{self, Transition};
-
-/// Results per round message, keeping each message far below NATS's default 1 MiB payload.
-pub const ROUND_RESULTS_PER_MESSAGE_MAX: usize = 2_000;
 
 /// One finished attempt, on its way back to the engine.
 #[derive(Debug, Clone)]
@@ -126,7 +124,13 @@ pub struct Verdict {
 }
 
 /// Judges a round whose attempts are all in. `census` counts the monitor's targets after it;
-/// `at` stamps the round and its suspected fault; `failure_id` names each failure reported.
+/// `at` stamps the round and its suspected fault; `failure_id` names each failure reported;
+/// `rosters` is what the monitor published of its rosters, which says whether a round
+/// message's roster goes out before it (see [`rounds`]).
+///
+/// The round's results go out packed, one round message per roster of at most
+/// [`rounds::ROUND_TARGETS_PER_MESSAGE_MAX`] targets, each preceded by its roster when that is
+/// new or due again.
 ///
 /// A round is judged by every target whose latest attempt failed, not only by those whose
 /// `retry` ran out in it: targets killed together cross their thresholds in neighbouring
@@ -138,6 +142,7 @@ pub fn judge(
     monitor: &Actor,
     at: OffsetDateTime,
     mut failure_id: impl FnMut() -> String,
+    rosters: &mut RosterMemory,
 ) -> Verdict {
     let Round {
         results,
@@ -157,17 +162,37 @@ pub fn judge(
         ..Verdict::default()
     };
     let round_subject = names::round_subject(&monitor.id);
-    for chunk in results.chunks(ROUND_RESULTS_PER_MESSAGE_MAX) {
-        verdict.messages.push(Outgoing {
-            subject: round_subject.clone(),
-            event: MonitorEvent::Round {
-                monitor: monitor.clone(),
-                at,
-                targets: census.targets,
-                results: chunk.to_vec(),
-            },
-            message_id: None,
-        });
+    rosters.begin_round();
+    match rounds::pack(results) {
+        Ok(packed) => {
+            for (roster, packed) in packed {
+                if rosters.due(&roster.digest) {
+                    verdict.messages.push(Outgoing {
+                        subject: names::roster_subject(&monitor.id, &roster.digest),
+                        event: MonitorEvent::Roster {
+                            monitor: monitor.clone(),
+                            roster,
+                        },
+                        message_id: None,
+                    });
+                }
+                verdict.messages.push(Outgoing {
+                    subject: round_subject.clone(),
+                    event: MonitorEvent::Round {
+                        monitor: monitor.clone(),
+                        at,
+                        targets: census.targets,
+                        packed,
+                    },
+                    message_id: None,
+                });
+            }
+        }
+        // Only a target too large for any roster or an impossible round-trip time gets here:
+        // the round's telemetry is lost, its verdict stands.
+        Err(error) => {
+            tracing::error!(%error, "Round results do not pack; this round's telemetry is not stored.");
+        }
     }
     if suspect {
         tracing::error!(

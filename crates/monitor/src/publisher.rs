@@ -1,9 +1,9 @@
 //! The publisher: stores the monitor's messages and state writes, in order, through a
 //! [`Sink`] (NATS in production), retrying what is not stored.
 //!
-//! A failure report or a VDU state change is retried with back-off until it is stored or the
-//! monitor stops; round results and state writes (telemetry, and rewritten by later rounds)
-//! are given up after [`ATTEMPTS_MAX`] with a log line that says so. A job that can never be
+//! A failure report, a VDU state change or a roster is retried with back-off until it is
+//! stored or the monitor stops; round results and state writes (telemetry, and rewritten by
+//! later rounds) are given up after [`ATTEMPTS_MAX`] with a log line that says so. A job that can never be
 //! stored ([`is_permanent`]: it does not encode, or is larger than the server accepts) is
 //! given up at once, whatever its kind. Once the monitor stops,
 //! the publisher keeps going only until its drain deadline, then says what it did not
@@ -82,6 +82,11 @@ impl From<Outgoing> for Publish {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     RoundResults,
+    /// The roster of round messages (`events::monitor::rounds`): retried until stored, since
+    /// every round that names it is unreadable without it until the monitor publishes it
+    /// again, [`ROSTER_REPUBLISH_ROUNDS`](events::monitor::rounds::ROSTER_REPUBLISH_ROUNDS)
+    /// rounds later.
+    Roster,
     StateWrite,
     FailureReport,
     /// A VDU going down or coming back, a suspected fault or a starved monitor, a refused
@@ -95,6 +100,7 @@ impl Publish {
             Publish::State { .. } => Kind::StateWrite,
             Publish::Message { message, .. } => match message.event {
                 MonitorEvent::Round { .. } => Kind::RoundResults,
+                MonitorEvent::Roster { .. } => Kind::Roster,
                 MonitorEvent::Failure(_) => Kind::FailureReport,
                 _ => Kind::StateChange,
             },
@@ -105,7 +111,7 @@ impl Publish {
 /// The pause before attempt `attempt + 1` of a job of `kind` after `attempt` failed, or `None`
 /// to give it up.
 pub fn retry_delay(kind: Kind, attempt: u32) -> Option<Duration> {
-    let until_stored = matches!(kind, Kind::FailureReport | Kind::StateChange);
+    let until_stored = matches!(kind, Kind::FailureReport | Kind::StateChange | Kind::Roster);
     if !until_stored && attempt >= ATTEMPTS_MAX {
         return None;
     }
@@ -117,6 +123,7 @@ pub fn retry_delay(kind: Kind, attempt: u32) -> Option<Duration> {
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Undelivered {
     pub round_results: usize,
+    pub rosters: usize,
     pub state_writes: usize,
     pub failure_reports: usize,
     pub state_changes: usize,
@@ -126,6 +133,7 @@ impl Undelivered {
     fn count(&mut self, job: &Publish) {
         match job.kind() {
             Kind::RoundResults => self.round_results += 1,
+            Kind::Roster => self.rosters += 1,
             Kind::StateWrite => self.state_writes += 1,
             Kind::FailureReport => self.failure_reports += 1,
             Kind::StateChange => self.state_changes += 1,
@@ -267,6 +275,7 @@ pub async fn run(
     if !undelivered.is_empty() {
         tracing::error!(
             round_results = undelivered.round_results,
+            rosters = undelivered.rosters,
             state_writes = undelivered.state_writes,
             failure_reports = undelivered.failure_reports,
             state_changes = undelivered.state_changes,

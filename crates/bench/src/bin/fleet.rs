@@ -14,7 +14,9 @@
 //!    show, the projector until a VNF created after its restart is shown ACTIVE;
 //! 3. over a window of S seconds: the share of probe attempts that started within 1 s of
 //!    their schedule (the monitors' `vnfm_probe_lateness_seconds` histogram), CPU and RSS of
-//!    every role (from `/proc`), and the telemetry stream's bytes per probe attempt;
+//!    every role (from `/proc`), and the telemetry stream's bytes per probe attempt (and what
+//!    of it rosters and rounds took: a roster published in a short window weighs on it far
+//!    more than at steady state, where it goes out once in `ROSTER_REPUBLISH_ROUNDS` rounds);
 //! 4. a storm: 1 % of the VDUs blocked at once (`vnfm vim loopback block`, addresses on
 //!    stdin); detection → claim p50/p99 from the log (each VNF's `HealStarted` recorded_at
 //!    minus its failure's `detected_at`), claims per second, and the gateway's show p99 during
@@ -234,7 +236,7 @@ async fn main() -> anyhow::Result<()> {
     roles.push(("bench client".to_owned(), std::process::id()));
     let cpu_before: Vec<Duration> = roles.iter().map(|(_, pid)| cpu_time(*pid)).collect();
     let probes_before = probe_totals(&monitor_processes, &http).await?;
-    let telemetry_before = telemetry_bytes(&system).await?;
+    let (telemetry_before, telemetry_last_before) = telemetry_bytes(&system).await?;
     let window_started = Instant::now();
     tokio::time::sleep(window).await;
     let seconds = window_started.elapsed().as_secs_f64();
@@ -243,7 +245,9 @@ async fn main() -> anyhow::Result<()> {
         .since(&probes_before);
     let written = telemetry_bytes(&system)
         .await?
+        .0
         .saturating_sub(telemetry_before);
+    let split = telemetry_split(&system, telemetry_last_before + 1).await?;
     let on_time = probes.on_time_percent();
     println!(
         "over {seconds:.0} s: {} probe attempts ({:.0}/s, {} down), {on_time:.3} % started within \
@@ -255,6 +259,15 @@ async fn main() -> anyhow::Result<()> {
         written as f64 / 1e6,
         written as f64 / probes.attempts.max(1.0),
         load_average()
+    );
+    println!(
+        "  of which rosters: {} messages, {:.1} KB; rounds: {} messages, {:.1} KB, {:.2} bytes \
+         per probe result (subjects and payloads, without the store's own bytes)",
+        split.roster_messages,
+        split.roster_bytes as f64 / 1e3,
+        split.round_messages,
+        split.round_bytes as f64 / 1e3,
+        split.round_bytes as f64 / probes.attempts.max(1.0),
     );
     println!("CPU (share of one core over the window) and RSS at its end, per role:");
     for ((label, pid), before) in roles.iter().zip(&cpu_before) {
@@ -671,9 +684,9 @@ async fn cold_start_projector(
     Ok(())
 }
 
-/// The telemetry stream's bytes now.
-async fn telemetry_bytes(system: &System) -> anyhow::Result<u64> {
-    Ok(system
+/// The telemetry stream's bytes and last sequence now.
+async fn telemetry_bytes(system: &System) -> anyhow::Result<(u64, u64)> {
+    let state = system
         .log
         .jetstream()
         .get_stream(events::names::TELEMETRY_STREAM)
@@ -681,7 +694,45 @@ async fn telemetry_bytes(system: &System) -> anyhow::Result<u64> {
         .info()
         .await?
         .state
-        .bytes)
+        .clone();
+    Ok((state.bytes, state.last_sequence))
+}
+
+/// The telemetry stream's messages from a sequence on, by kind: what the rosters cost and
+/// what the rounds themselves cost (subject and payload bytes).
+#[derive(Default)]
+struct TelemetrySplit {
+    roster_messages: usize,
+    roster_bytes: usize,
+    round_messages: usize,
+    round_bytes: usize,
+}
+
+async fn telemetry_split(system: &System, from: u64) -> anyhow::Result<TelemetrySplit> {
+    use events::monitor::{MonitorEvent, MonitorMessage};
+    let stream = system
+        .log
+        .jetstream()
+        .get_stream(events::names::TELEMETRY_STREAM)
+        .await?;
+    let mut read =
+        events::read::StreamRead::open(&stream, events::names::ALL_MONITOR_SUBJECTS, from).await?;
+    let mut split = TelemetrySplit::default();
+    while let Some(message) = read.next().await? {
+        let bytes = message.subject.len() + message.payload.len();
+        match serde_json::from_slice::<MonitorMessage>(&message.payload).map(|m| m.event) {
+            Ok(MonitorEvent::Roster { .. }) => {
+                split.roster_messages += 1;
+                split.roster_bytes += bytes;
+            }
+            Ok(MonitorEvent::Round { .. }) => {
+                split.round_messages += 1;
+                split.round_bytes += bytes;
+            }
+            _ => {}
+        }
+    }
+    Ok(split)
 }
 
 /// A median, a 99th percentile and how many samples they are of.

@@ -63,7 +63,15 @@ const AT: OffsetDateTime = BOOTED_AT;
 /// [`AT`], with failure ids `failure-1`, `failure-2`, ...
 fn judged(round: Round, targets: usize, failing: usize) -> Verdict {
     let census = Census { targets, failing };
-    judge(round, census, 5, &monitor(), AT, ids())
+    judge(
+        round,
+        census,
+        5,
+        &monitor(),
+        AT,
+        ids(),
+        &mut RosterMemory::default(),
+    )
 }
 
 #[test]
@@ -77,12 +85,16 @@ fn a_failure_is_reported_with_the_id_passed_in() {
     assert_eq!(
         subjects,
         [
+            names::roster_subject(
+                "m1",
+                &rounds::Roster::new(vec![TargetRef::from(&target(0))]).digest
+            ),
             names::round_subject("m1"),
             names::vdu_state_subject("vnf-1"),
             names::failure_subject("vnf-1")
         ]
     );
-    let report = &verdict.messages[2];
+    let report = &verdict.messages[3];
     assert_eq!(report.message_id.as_deref(), Some("failure-1"));
     let MonitorEvent::Failure(failure) = &report.event else {
         panic!("not a failure: {report:?}")
@@ -123,7 +135,11 @@ fn failing_targets_without_a_declared_failure_are_not_suspect() {
     let mut round = failed_round();
     round.transitions.clear();
     let verdict = judged(round, 10, 9);
-    assert_eq!(verdict.messages.len(), 1, "the round's results only");
+    assert_eq!(
+        verdict.messages.len(),
+        2,
+        "the round's results (and roster) only"
+    );
 }
 
 #[test]
@@ -137,19 +153,101 @@ fn below_the_minimum_a_small_deployment_still_heals() {
     );
 }
 
+/// A round of `count` targets, all up, with round-trip times `rtt_us + n`.
+fn up_round(count: usize, rtt_us: u64) -> Round {
+    let results = (0..count)
+        .map(|n| {
+            let mut target = TargetRef::from(&target(0));
+            target.instance_id = format!("instance-{n:06}");
+            ProbeResult {
+                target,
+                outcome: ProbeOutcome::Up {
+                    rtt_us: rtt_us + n as u64,
+                },
+                at: BOOTED_AT,
+            }
+        })
+        .collect();
+    Round {
+        results,
+        ..Round::default()
+    }
+}
+
+/// The round messages' results, read back with the rosters published before them.
+fn expanded(messages: &[Outgoing], published: &mut Vec<rounds::Roster>) -> Vec<ProbeResult> {
+    let mut results = Vec::new();
+    for message in messages {
+        match &message.event {
+            MonitorEvent::Roster { roster, .. } => {
+                assert_eq!(message.subject, names::roster_subject("m1", &roster.digest));
+                published.push(roster.clone());
+            }
+            MonitorEvent::Round { packed, at, .. } => {
+                assert_eq!(message.subject, names::round_subject("m1"));
+                let roster = published
+                    .iter()
+                    .find(|r| r.digest == packed.roster)
+                    .expect("the round's roster was published before it");
+                results.extend(rounds::unpack(packed, roster, *at).unwrap());
+            }
+            other => panic!("not telemetry: {other:?}"),
+        }
+    }
+    results
+}
+
 #[test]
-fn a_large_round_is_split_into_messages() {
-    let mut round = failed_round();
-    round.transitions.clear();
-    round.results = vec![down(0); ROUND_RESULTS_PER_MESSAGE_MAX + 1];
-    let verdict = judged(round, 1, 1);
-    let sizes: Vec<usize> = verdict
+fn a_large_round_is_split_into_messages_each_after_its_roster() {
+    let count = rounds::ROUND_TARGETS_PER_MESSAGE_MAX + 1;
+    let round = up_round(count, 30);
+    let sent = round.results.clone();
+    let verdict = judged(round, count, 0);
+    let kinds: Vec<&str> = verdict
         .messages
         .iter()
         .map(|m| match &m.event {
-            MonitorEvent::Round { results, .. } => results.len(),
-            other => panic!("not a round: {other:?}"),
+            MonitorEvent::Roster { .. } => "roster",
+            MonitorEvent::Round { .. } => "round",
+            other => panic!("not telemetry: {other:?}"),
         })
         .collect();
-    assert_eq!(sizes, [ROUND_RESULTS_PER_MESSAGE_MAX, 1]);
+    assert_eq!(kinds, ["roster", "round", "roster", "round"]);
+    let read = expanded(&verdict.messages, &mut Vec::new());
+    let at_round_time: Vec<ProbeResult> = sent
+        .into_iter()
+        .map(|r| ProbeResult { at: AT, ..r })
+        .collect();
+    assert_eq!(read, at_round_time);
+}
+
+#[test]
+fn at_steady_state_a_roster_goes_out_once_and_again_every_republish_rounds() {
+    let mut rosters = RosterMemory::default();
+    let mut published = Vec::new();
+    let mut judge_one = |rtt_us| {
+        let verdict = judge(
+            up_round(3, rtt_us),
+            Census {
+                targets: 3,
+                failing: 0,
+            },
+            5,
+            &monitor(),
+            AT,
+            ids(),
+            &mut rosters,
+        );
+        let results = expanded(&verdict.messages, &mut published);
+        assert_eq!(results.len(), 3);
+        assert_eq!(results[2].outcome, ProbeOutcome::Up { rtt_us: rtt_us + 2 });
+        verdict.messages.len()
+    };
+    assert_eq!(judge_one(10), 2, "the first round brings its roster");
+    for n in 1..rounds::ROSTER_REPUBLISH_ROUNDS {
+        assert_eq!(judge_one(10 + n), 1, "round {n}: the round alone");
+    }
+    assert_eq!(judge_one(7), 2, "the roster again");
+    assert_eq!(published.len(), 2);
+    assert_eq!(published[0], published[1]);
 }

@@ -101,11 +101,28 @@ fn round_results() -> Publish {
         monitor: Actor::new(ActorKind::Monitor, "m1"),
         at: BOOTED_AT,
         targets: 0,
-        results: Vec::new(),
+        packed: events::monitor::rounds::PackedRound {
+            roster: events::monitor::rounds::digest(&[]),
+            count: 0,
+            reasons: Vec::new(),
+            outcomes: String::new(),
+        },
     };
     Publish::Message {
         subject: "round".into(),
         message: Box::new(MonitorMessage::new(round)),
+        message_id: None,
+    }
+}
+
+fn roster() -> Publish {
+    let roster = MonitorEvent::Roster {
+        monitor: Actor::new(ActorKind::Monitor, "m1"),
+        roster: events::monitor::rounds::Roster::new(Vec::new()),
+    };
+    Publish::Message {
+        subject: "roster".into(),
+        message: Box::new(MonitorMessage::new(roster)),
         message_id: None,
     }
 }
@@ -141,6 +158,7 @@ fn failure_reports_are_never_given_up_and_telemetry_is() {
     for attempt in 1..100 {
         assert!(retry_delay(Kind::FailureReport, attempt).is_some());
         assert!(retry_delay(Kind::StateChange, attempt).is_some());
+        assert!(retry_delay(Kind::Roster, attempt).is_some());
     }
     assert_eq!(retry_delay(Kind::RoundResults, ATTEMPTS_MAX), None);
     assert_eq!(retry_delay(Kind::StateWrite, ATTEMPTS_MAX), None);
@@ -165,6 +183,21 @@ async fn a_failure_report_is_retried_until_stored() {
     .await;
     assert_eq!(sink.stored(), ["failure", "round"]);
     assert_eq!(sink.attempts(), refusals + 2);
+    assert!(undelivered.is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_roster_is_retried_until_stored_and_its_round_follows() {
+    let refusals = ATTEMPTS_MAX as usize * 3;
+    let sink = Arc::new(ScriptedSink::refusing(refusals));
+    let undelivered = publish(
+        &sink,
+        vec![roster(), round_results()],
+        Duration::from_secs(600),
+        Duration::from_secs(1),
+    )
+    .await;
+    assert_eq!(sink.stored(), ["roster", "round"]);
     assert!(undelivered.is_empty());
 }
 
@@ -209,6 +242,7 @@ async fn a_stopped_publisher_gives_up_at_its_drain_deadline_and_counts_what_is_l
             state_writes: 1,
             failure_reports: 1,
             state_changes: 0,
+            rosters: 0,
         }
     );
 }
