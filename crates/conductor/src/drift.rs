@@ -247,10 +247,10 @@ mod tests {
     fn given_active_vnf() -> Vnf {
         Vnf {
             details: Some(fixtures::details("vnf-1", "vnfd-1")),
-            vnfd: Some(fixtures::spec(vec![
+            vnfd: Some(std::sync::Arc::new(fixtures::spec(vec![
                 fixtures::vdu("VDU1", Some(fixtures::ping(PolicyAction::Respawn))),
                 fixtures::vdu("VDU2", None),
-            ])),
+            ]))),
             status: Some(VnfStatus::Active),
             instances: vec![instance("i-1", "VDU1", 11), instance("i-2", "VDU2", 12)],
             action_id: Some("act-1".into()),

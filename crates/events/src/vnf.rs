@@ -6,8 +6,9 @@
 //! under the same operation id. A completion for an operation that is no longer pending is
 //! refused as stale, which is what makes redelivered work harmless.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::Ipv4Addr;
+use std::sync::{Arc, Weak};
 
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, DomainEvent};
@@ -630,7 +631,9 @@ pub enum VnfError {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Vnf {
     pub details: Option<VnfDetails>,
-    pub vnfd: Option<VnfdSpec>,
+    /// The VNFD's spec as the create recorded it. Shared: copies of one VNFD's spec in many
+    /// VNFs held by one process can be one allocation ([`SharedSpecs`]).
+    pub vnfd: Option<Arc<VnfdSpec>>,
     pub status: Option<VnfStatus>,
     pub deleted: bool,
     /// The running VDU instances, oldest first.
@@ -657,6 +660,49 @@ pub struct Vnf {
     /// notification changes nothing. Absent from rows stored before alarms.
     #[serde(default)]
     pub handled_alarms: VecDeque<String>,
+}
+
+/// The size of [`SharedSpecs`]' index below which it is never pruned.
+const SHARED_SPECS_PRUNE_MIN: usize = 64;
+
+/// One allocation per distinct VNFD spec among the VNFs one process holds (the gateway's
+/// mirror, a monitor's fold): a hundred thousand VNFs created from one VNFD hold one spec, not
+/// a hundred thousand copies. Specs are indexed by their VNFD's id and shared only when equal,
+/// so a VNF whose recorded spec differs keeps its own. The index holds no spec alive: it is
+/// pruned of specs nobody holds any more whenever it doubles.
+#[derive(Debug, Default)]
+pub struct SharedSpecs {
+    by_vnfd: HashMap<String, Weak<VnfdSpec>>,
+    /// The index's size after its last pruning.
+    pruned_len: usize,
+}
+
+impl SharedSpecs {
+    /// Makes `vnf`'s spec the one already held for its VNFD when they are equal, or the one
+    /// held from now on when none is.
+    pub fn share(&mut self, vnf: &mut Vnf) {
+        let (Some(spec), Some(details)) = (vnf.vnfd.as_mut(), vnf.details.as_ref()) else {
+            return;
+        };
+        match self.by_vnfd.get(&details.vnfd_id).and_then(Weak::upgrade) {
+            Some(held) if Arc::ptr_eq(&held, spec) => {}
+            Some(held) if *held == **spec => *spec = held,
+            Some(_) => {}
+            None => {
+                self.by_vnfd
+                    .insert(details.vnfd_id.clone(), Arc::downgrade(spec));
+                if self.by_vnfd.len() >= 2 * self.pruned_len.max(SHARED_SPECS_PRUNE_MIN) {
+                    self.by_vnfd.retain(|_, spec| spec.strong_count() > 0);
+                    self.pruned_len = self.by_vnfd.len();
+                }
+            }
+        }
+    }
+
+    /// VNFDs whose spec is indexed (some possibly no longer held).
+    pub fn indexed(&self) -> usize {
+        self.by_vnfd.len()
+    }
 }
 
 /// Deterministic instance ids: a retried or redelivered operation plans the same instances.
@@ -1030,7 +1076,7 @@ impl Aggregate for Vnf {
                 add,
             } => {
                 self.details = Some(details);
-                self.vnfd = Some(vnfd);
+                self.vnfd = Some(Arc::new(vnfd));
                 self.stack_id = Some(operation_id.clone());
                 self.begin(operation_id, OperationKind::Create, add, Vec::new());
             }

@@ -451,7 +451,7 @@ impl Gateway {
         id: &str,
     ) -> Result<Option<Row<A>>, ApiError>
     where
-        A: Logged + Clone,
+        A: Logged + Clone + mirror::Share,
     {
         if let Some(row) = mirror.get(id) {
             return Ok(Some(row));
@@ -471,7 +471,7 @@ impl Gateway {
     /// its own command, a gateway shows the command's effect at once.
     async fn refresh_row<A>(&self, mirror: &Mirror<A>, id: &str) -> Result<Option<Row<A>>, ApiError>
     where
-        A: Logged + Clone,
+        A: Logged + Clone + mirror::Share,
     {
         let row = row_from_log::<A>(self.log(), id)
             .await

@@ -8,12 +8,15 @@
 //! command (which can be ahead of the projector) can both feed it in any order.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use async_nats::jetstream::kv;
 use events::monitor::InstanceMonitorState;
 use events::nats_error::NatsError;
+use events::vim::Vim;
+use events::vnf::{SharedSpecs, Vnf};
+use events::vnfd::Vnfd;
 use futures::StreamExt;
 use projector::table::Row;
 use serde::de::DeserializeOwned;
@@ -29,19 +32,37 @@ const WATCH_RETRY_DELAY: Duration = Duration::from_secs(1);
 #[derive(Debug)]
 pub(crate) struct Mirror<A> {
     rows: RwLock<BTreeMap<String, Row<A>>>,
+    /// What the rows share (the VNFs' VNFD specs), written under `rows`' write lock.
+    specs: Mutex<SharedSpecs>,
 }
 
 impl<A> Default for Mirror<A> {
     fn default() -> Self {
         Mirror {
             rows: RwLock::new(BTreeMap::new()),
+            specs: Mutex::default(),
         }
     }
 }
 
-impl<A: Clone> Mirror<A> {
+/// A row's part that many rows hold alike, kept once in the mirror's memory.
+pub(crate) trait Share {
+    fn share(&mut self, _specs: &mut SharedSpecs) {}
+}
+
+/// A VNF holds its VNFD's spec: one copy per VNFD however many VNFs.
+impl Share for Vnf {
+    fn share(&mut self, specs: &mut SharedSpecs) {
+        specs.share(self);
+    }
+}
+
+impl Share for Vnfd {}
+impl Share for Vim {}
+
+impl<A: Clone + Share> Mirror<A> {
     /// Keeps `row` unless the mirror already holds a row that applied more of the log.
-    pub(crate) fn offer(&self, key: &str, row: Row<A>) {
+    pub(crate) fn offer(&self, key: &str, mut row: Row<A>) {
         let mut rows = self
             .rows
             .write()
@@ -49,11 +70,19 @@ impl<A: Clone> Mirror<A> {
         match rows.get(key) {
             Some(held) if held.last_sequence > row.last_sequence => {}
             _ => {
+                row.state.share(
+                    &mut self
+                        .specs
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner),
+                );
                 rows.insert(key.to_owned(), row);
             }
         }
     }
+}
 
+impl<A: Clone> Mirror<A> {
     fn remove(&self, key: &str) {
         let mut rows = self
             .rows
@@ -160,7 +189,7 @@ pub(crate) trait BucketCopy: Send + Sync {
     fn remove(&self, key: &str);
 }
 
-impl<A: Clone + DeserializeOwned + Send + Sync> BucketCopy for Mirror<A> {
+impl<A: Clone + Share + DeserializeOwned + Send + Sync> BucketCopy for Mirror<A> {
     fn put(&self, key: &str, value: &[u8]) -> Result<(), serde_json::Error> {
         self.offer(key, serde_json::from_slice(value)?);
         Ok(())
@@ -259,7 +288,9 @@ mod tests {
 
     use super::*;
 
-    fn row(last_sequence: u64, state: u32) -> Row<u32> {
+    impl Share for u32 {}
+
+    fn row<A>(last_sequence: u64, state: A) -> Row<A> {
         Row {
             state,
             created_at: datetime!(2026-11-25 10:00 UTC),
@@ -280,5 +311,45 @@ mod tests {
         assert_eq!(mirror.collect(|r| Some(r.state)), vec![3, 4]);
         mirror.remove("a");
         assert_eq!(mirror.get("a"), None);
+    }
+
+    fn vnf(vnf_id: &str, vnfd_id: &str, vdu: &str) -> Vnf {
+        use events::fixtures;
+        Vnf {
+            details: Some(fixtures::details(vnf_id, vnfd_id)),
+            vnfd: Some(Arc::new(fixtures::spec(vec![fixtures::vdu(vdu, None)]))),
+            ..Vnf::default()
+        }
+    }
+
+    fn spec_of(mirror: &Mirror<Vnf>, key: &str) -> Arc<events::spec::VnfdSpec> {
+        mirror.get(key).unwrap().state.vnfd.unwrap()
+    }
+
+    #[test]
+    fn vnfs_of_one_vnfd_hold_one_copy_of_its_spec() {
+        let mirror = Mirror::default();
+        // Each row decoded on its own: three equal specs in three allocations.
+        mirror.offer("v1", row(1, vnf("v1", "d1", "VDU1")));
+        mirror.offer("v2", row(2, vnf("v2", "d1", "VDU1")));
+        mirror.offer("v3", row(3, vnf("v3", "d2", "VDU1")));
+        assert!(Arc::ptr_eq(
+            &spec_of(&mirror, "v1"),
+            &spec_of(&mirror, "v2")
+        ));
+        // Another VNFD's spec is its own, even when equal.
+        assert!(!Arc::ptr_eq(
+            &spec_of(&mirror, "v1"),
+            &spec_of(&mirror, "v3")
+        ));
+        // A spec recorded differently for the same VNFD id is kept apart, not replaced.
+        mirror.offer("v4", row(4, vnf("v4", "d1", "VDU9")));
+        assert_eq!(spec_of(&mirror, "v4").vdus[0].name, "VDU9");
+        // A newer row of v1 (decoded afresh) shares the held copy again.
+        mirror.offer("v1", row(5, vnf("v1", "d1", "VDU1")));
+        assert!(Arc::ptr_eq(
+            &spec_of(&mirror, "v1"),
+            &spec_of(&mirror, "v2")
+        ));
     }
 }

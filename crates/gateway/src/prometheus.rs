@@ -291,7 +291,7 @@ mod tests {
         }];
         let vnf = Vnf {
             details: Some(fixtures::details("vnf-1", "vnfd-1")),
-            vnfd: Some(spec),
+            vnfd: Some(spec.into()),
             status: Some(VnfStatus::Active),
             instances: vec![
                 instance("VDU1", "i-1", 3),
@@ -336,7 +336,7 @@ mod tests {
     fn a_vnf_without_triggers_or_gone_has_no_target() {
         let mut unwatched = row(&[]);
         if let Some(spec) = unwatched.state.vnfd.as_mut() {
-            spec.alarm_triggers.clear();
+            std::sync::Arc::make_mut(spec).alarm_triggers.clear();
         }
         assert!(target_groups(&unwatched).is_empty());
         let mut deleted = row(&[]);

@@ -131,7 +131,7 @@ pub(crate) fn vnf_json(row: &VnfRow, key: Option<&DataKey>) -> Option<Value> {
         Value::Object(object) => object,
         _ => Map::new(),
     };
-    if let Some(policy) = vnf.vnfd.as_ref().and_then(monitoring_policy) {
+    if let Some(policy) = vnf.vnfd.as_deref().and_then(monitoring_policy) {
         attributes.insert("monitoring_policy".into(), Value::String(policy));
     }
     Some(json!({

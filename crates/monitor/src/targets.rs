@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 
 use events::monitor::cidr::ProbeCidrs;
 use events::monitor::{self as schema, InstanceMonitorState, ProbeOutcome, Target};
-use events::vnf::{Vnf, VnfEvent};
+use events::vnf::{SharedSpecs, Vnf, VnfEvent};
 
 use crate::share;
 use crate::tracker::{Health, Tracker};
@@ -79,6 +79,8 @@ pub struct Targets {
     /// The ranges this monitor may probe (`--probe-cidrs`).
     allowed: ProbeCidrs,
     vnfs: HashMap<String, Vnf>,
+    /// The VNFs' VNFD specs, one copy per VNFD.
+    specs: SharedSpecs,
     pub(crate) trackers: HashMap<String, Tracker>,
     by_vnf: HashMap<String, HashSet<String>>,
     /// When each written VNF's states are to be written again if nothing changes.
@@ -112,6 +114,7 @@ impl Targets {
         Targets {
             allowed,
             vnfs: HashMap::new(),
+            specs: SharedSpecs::default(),
             trackers: HashMap::new(),
             by_vnf: HashMap::new(),
             states_due: HashMap::new(),
@@ -130,6 +133,7 @@ impl Targets {
         for event in events {
             vnf.apply(event);
         }
+        self.specs.share(vnf);
         let derived = schema::targets(vnf_id, vnf);
         if vnf.deleted {
             self.vnfs.remove(vnf_id);

@@ -19,10 +19,10 @@ fn instance(id: &str, vdu: &str, last_octet: u8) -> Instance {
 fn vnf(status: VnfStatus) -> Vnf {
     Vnf {
         details: Some(fixtures::details("v1", "d1")),
-        vnfd: Some(fixtures::spec(vec![
+        vnfd: Some(std::sync::Arc::new(fixtures::spec(vec![
             fixtures::vdu("VDU1", Some(fixtures::ping(PolicyAction::Respawn))),
             fixtures::vdu("VDU2", None),
-        ])),
+        ]))),
         status: Some(status),
         instances: vec![
             instance("a", "VDU1", 1),

@@ -387,10 +387,10 @@ mod tests {
         };
         let vnf = Vnf {
             details: Some(fixtures::details("v", "d")),
-            vnfd: Some(spec(vec![
+            vnfd: Some(std::sync::Arc::new(spec(vec![
                 vdu("VDU1", Some(fixtures::ping(PolicyAction::Respawn))),
                 vdu("VDU2", None),
-            ])),
+            ]))),
             status: Some(VnfStatus::Active),
             instances: vec![
                 instance("a", "VDU1"),
