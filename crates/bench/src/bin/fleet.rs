@@ -14,7 +14,8 @@
 //!    show, the projector until a VNF created after its restart is shown ACTIVE;
 //! 3. over a window of S seconds: the share of probe attempts that started within 1 s of
 //!    their schedule (the monitors' `vnfm_probe_lateness_seconds` histogram), CPU and RSS of
-//!    every role (from `/proc`), and the telemetry stream's bytes per probe attempt (and what
+//!    every role (from `/proc`), the gateway's memory per VNF (the restarted gateway's RSS
+//!    against its RSS before the fleet), and the telemetry stream's bytes per probe attempt (and what
 //!    of it rosters and rounds took: a roster published in a short window weighs on it far
 //!    more than at steady state, where it goes out once in `ROSTER_REPUBLISH_ROUNDS` rounds);
 //! 4. a storm: 1 % of the VDUs blocked at once (`vnfm vim loopback block`, addresses on
@@ -178,6 +179,7 @@ async fn main() -> anyhow::Result<()> {
 
     // 1. The fleet.
     let vnfd_id = system.onboard(&fleet_vnfd()).await;
+    let gateway_rss_empty = rss_bytes(system.process("gateway").pid());
     let started = Instant::now();
     let ids = create_fleet(&system.api, &http, &vnfd_id, vdus, concurrency).await?;
     let answered = started.elapsed();
@@ -277,6 +279,15 @@ async fn main() -> anyhow::Result<()> {
             rss_bytes(*pid) as f64 / 1e6
         );
     }
+    // The gateway restarted with every row (its cold start above) against one that held none.
+    let gateway_rss = rss_bytes(system.process("gateway").pid());
+    println!(
+        "gateway memory: RSS {:.1} MB holding {vdus} VNFs against {:.1} MB holding none before \
+         the fleet: {:.2} KiB per VNF (goal <= 2)",
+        gateway_rss as f64 / 1e6,
+        gateway_rss_empty as f64 / 1e6,
+        gateway_rss.saturating_sub(gateway_rss_empty) as f64 / 1024.0 / vdus as f64,
+    );
 
     // 4. The storm.
     let storm = storm(&system, &conductors, &http, &ids, concurrency).await?;
