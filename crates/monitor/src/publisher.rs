@@ -1,5 +1,11 @@
-//! The publisher: stores the monitor's messages and state writes, in order, through a
-//! [`Sink`] (NATS in production), retrying what is not stored.
+//! The publisher: stores the monitor's messages and state writes through a [`Sink`] (NATS in
+//! production), retrying what is not stored.
+//!
+//! Reports go first: failure reports and VDU state changes (and the monitor's other reports)
+//! are stored before telemetry (rosters, rounds) and state writes that were queued earlier, so
+//! that a failure is never held up behind a round's thousands of state writes. Within each of
+//! the two lanes the order is kept (a roster before the rounds that name it; a target's
+//! transitions in the order they happened).
 //!
 //! A failure report, a VDU state change or a roster is retried with back-off until it is
 //! stored or the monitor stops; round results and state writes (telemetry, and rewritten by
@@ -9,7 +15,7 @@
 //! the publisher keeps going only until its drain deadline, then says what it did not
 //! deliver. It never decides what to publish, and never writes a state it could not encode.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
 use std::time::Duration;
 
@@ -34,6 +40,10 @@ pub const RETRY_DELAY_FIRST: Duration = Duration::from_millis(200);
 /// The longest pause between attempts: a NATS leader election takes a few seconds, and a
 /// report must follow soon after the stream is back.
 pub const RETRY_DELAY_MAX: Duration = Duration::from_secs(5);
+/// Jobs taken from the inbox ahead of the one being stored, so that a report queued behind
+/// them can go first: a round's state writes for a few thousand VNFs. More would only hold
+/// memory the inbox's own bound already limits.
+pub const JOBS_AHEAD_MAX: usize = 4_096;
 
 /// Where the publisher stores things: the monitor stream and the state bucket.
 pub trait Sink: Send + Sync + 'static {
@@ -92,6 +102,49 @@ pub enum Kind {
     /// A VDU going down or coming back, a suspected fault or a starved monitor, a refused
     /// target.
     StateChange,
+}
+
+impl Kind {
+    /// Whether a job of this kind is a report, stored before the telemetry and state writes
+    /// queued ahead of it.
+    pub fn is_report(self) -> bool {
+        matches!(self, Kind::FailureReport | Kind::StateChange)
+    }
+}
+
+/// Jobs taken from the inbox and not stored yet: reports, then the rest, each in order.
+#[derive(Debug, Default)]
+struct Lanes {
+    reports: VecDeque<Publish>,
+    bulk: VecDeque<Publish>,
+}
+
+impl Lanes {
+    fn push(&mut self, job: Publish) {
+        if job.kind().is_report() {
+            self.reports.push_back(job);
+        } else {
+            self.bulk.push_back(job);
+        }
+    }
+
+    fn pop(&mut self) -> Option<Publish> {
+        self.reports.pop_front().or_else(|| self.bulk.pop_front())
+    }
+
+    fn len(&self) -> usize {
+        self.reports.len() + self.bulk.len()
+    }
+
+    /// Takes what waits in `inbox`, without waiting, up to [`JOBS_AHEAD_MAX`].
+    fn fill(&mut self, inbox: &mut mpsc::Receiver<Publish>) {
+        while self.len() < JOBS_AHEAD_MAX {
+            match inbox.try_recv() {
+                Ok(job) => self.push(job),
+                Err(_) => return,
+            }
+        }
+    }
 }
 
 impl Publish {
@@ -221,7 +274,7 @@ async fn deliver(sink: &impl Sink, job: &Publish) -> bool {
     }
 }
 
-/// Stores jobs in order until `inbox` closes, or until `drain` has passed since `stop` was
+/// Stores jobs (reports first, see the module's note) until `inbox` closes, or until `drain` has passed since `stop` was
 /// set. Answers what was not delivered, and logs it (with each failure id) when not nothing.
 pub async fn run(
     sink: impl Sink,
@@ -248,14 +301,20 @@ pub async fn run(
             lost_failures.push(id.clone());
         }
     };
+    let mut lanes = Lanes::default();
     loop {
-        let job = tokio::select! {
-            biased;
-            () = &mut deadline => break,
-            job = inbox.recv() => match job {
-                Some(job) => job,
-                None => break,
-            },
+        lanes.fill(&mut inbox);
+        let job = if let Some(job) = lanes.pop() {
+            job
+        } else {
+            tokio::select! {
+                biased;
+                () = &mut deadline => break,
+                job = inbox.recv() => match job {
+                    Some(job) => job,
+                    None => break,
+                },
+            }
         };
         tokio::select! {
             biased;
@@ -269,6 +328,9 @@ pub async fn run(
         }
     }
     inbox.close();
+    while let Some(job) = lanes.pop() {
+        lost(&job, &mut undelivered);
+    }
     while let Ok(job) = inbox.try_recv() {
         lost(&job, &mut undelivered);
     }

@@ -206,12 +206,13 @@ async fn round_results_are_given_up_after_their_attempts() {
     let sink = Arc::new(ScriptedSink::refusing(ATTEMPTS_MAX as usize));
     let undelivered = publish(
         &sink,
-        vec![round_results(), failure_report()],
+        vec![round_results(), state_write()],
         Duration::from_secs(600),
         Duration::from_secs(1),
     )
     .await;
-    assert_eq!(sink.stored(), ["failure"]);
+    // Given up, the round holds up nothing queued behind it.
+    assert_eq!(sink.stored(), ["state:vnf-1"]);
     assert_eq!(
         undelivered,
         Undelivered {
@@ -280,4 +281,35 @@ fn only_a_job_that_can_never_be_stored_is_given_up_at_once() {
     assert!(!is_permanent(
         &NatsError::other("publishing", "no responders").into()
     ));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failure_report_goes_before_the_telemetry_and_state_writes_queued_ahead_of_it() {
+    let sink = Arc::new(ScriptedSink::refusing(0));
+    let write = |vnf: &str| Publish::State {
+        vnf_id: vnf.into(),
+        states: Some(BTreeMap::new()),
+    };
+    let undelivered = publish(
+        &sink,
+        vec![
+            write("a"),
+            roster(),
+            round_results(),
+            write("b"),
+            failure_report(),
+            write("c"),
+        ],
+        Duration::from_secs(60),
+        Duration::from_secs(1),
+    )
+    .await;
+    // The report first; the rest in the order queued (the roster before its round).
+    assert_eq!(
+        sink.stored(),
+        [
+            "failure", "state:a", "roster", "round", "state:b", "state:c"
+        ]
+    );
+    assert!(undelivered.is_empty());
 }
