@@ -5,7 +5,8 @@
 //!
 //! At steady state a monitor probes the same targets round after round, so the roster is
 //! published once (and again every [`ROSTER_REPUBLISH_ROUNDS`] rounds, see there) and each
-//! round costs one or two bytes per target: an up target is the varint of `rtt_us << 1`, a down
+//! round costs one or two bytes per target: an up target is the varint of its round-trip time in
+//! steps of [`RTT_QUANTUM_US`] shifted left by one (`steps << 1`), a down
 //! one the varint of `(reason_index << 1) | 1`, with the round's distinct down reasons listed
 //! once. The bytes are base64 in the round's JSON, so the message stays JSON on the bus.
 //! Every result of a packed round carries the round's time (`at`, when the round was judged,
@@ -64,6 +65,10 @@ pub const ROSTERS_REMEMBERED_MAX: usize = 1_024;
 /// Bytes of SHA-256 kept in a roster's digest (hex, twice as many characters): 128 bits, so
 /// that two different rosters never share one.
 pub const ROSTER_DIGEST_BYTES: usize = 16;
+/// The step of a stored round-trip time: a time is stored to the nearest multiple of this.
+/// Four microseconds is below what a probe's scheduling jitter adds to a loopback round
+/// trip, and it keeps every time under 256 µs (loopback under load) one varint byte.
+pub const RTT_QUANTUM_US: u64 = 4;
 /// The longest varint of a `u64`.
 const VARINT_BYTES_MAX: usize = 10;
 
@@ -108,7 +113,8 @@ pub struct PackedRound {
     /// The distinct reasons of the round's down outcomes, indexed by the outcomes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reasons: Vec<String>,
-    /// Base64 of one varint per target: `rtt_us << 1` up, `(reason index << 1) | 1` down.
+    /// Base64 of one varint per target: `(rtt_us / RTT_QUANTUM_US) << 1` up (to the nearest
+    /// step), `(reason index << 1) | 1` down.
     pub outcomes: String,
 }
 
@@ -119,8 +125,6 @@ pub enum RoundError {
         "target {instance_id} alone takes {bytes} bytes of roster, more than {ROSTER_BYTES_MAX}"
     )]
     TargetTooLarge { instance_id: String, bytes: usize },
-    #[error("round-trip time of {instance_id} is {rtt_us} µs, more than a varint outcome holds")]
-    RttOutOfRange { instance_id: String, rtt_us: u64 },
     #[error("packed round is {bytes} bytes, more than {ROUND_PAYLOAD_BYTES_MAX}")]
     PayloadTooLarge { bytes: usize },
     #[error("round names roster {round}, but the roster given is {roster}")]
@@ -231,13 +235,9 @@ fn pack_chunk(results: Vec<ProbeResult>) -> Result<(Roster, PackedRound), RoundE
     {
         let value = match outcome {
             ProbeOutcome::Up { rtt_us } => {
-                if rtt_us > u64::MAX >> 1 {
-                    return Err(RoundError::RttOutOfRange {
-                        instance_id: target.instance_id,
-                        rtt_us,
-                    });
-                }
-                rtt_us << 1
+                // At most u64::MAX / 4 steps: shifted left by one, still a u64.
+                let steps = rtt_us.saturating_add(RTT_QUANTUM_US / 2) / RTT_QUANTUM_US;
+                steps << 1
             }
             ProbeOutcome::Down { reason } => {
                 let next = reasons.len() as u64;
@@ -312,7 +312,9 @@ pub fn unpack(
         })?;
         offset += read;
         let outcome = if value & 1 == 0 {
-            ProbeOutcome::Up { rtt_us: value >> 1 }
+            ProbeOutcome::Up {
+                rtt_us: (value >> 1) * RTT_QUANTUM_US,
+            }
         } else {
             let reason = value >> 1;
             let text = usize::try_from(reason)

@@ -161,8 +161,9 @@ fn up_round(count: usize, rtt_us: u64) -> Round {
             target.instance_id = format!("instance-{n:06}");
             ProbeResult {
                 target,
+                // Whole steps, which a packed round keeps exactly.
                 outcome: ProbeOutcome::Up {
-                    rtt_us: rtt_us + n as u64,
+                    rtt_us: (rtt_us + n as u64) * rounds::RTT_QUANTUM_US,
                 },
                 at: BOOTED_AT,
             }
@@ -240,7 +241,12 @@ fn at_steady_state_a_roster_goes_out_once_and_again_every_republish_rounds() {
         );
         let results = expanded(&verdict.messages, &mut published);
         assert_eq!(results.len(), 3);
-        assert_eq!(results[2].outcome, ProbeOutcome::Up { rtt_us: rtt_us + 2 });
+        assert_eq!(
+            results[2].outcome,
+            ProbeOutcome::Up {
+                rtt_us: (rtt_us + 2) * rounds::RTT_QUANTUM_US
+            }
+        );
         verdict.messages.len()
     };
     assert_eq!(judge_one(10), 2, "the first round brings its roster");

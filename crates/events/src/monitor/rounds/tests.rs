@@ -188,7 +188,7 @@ fn truncated_or_garbled_outcomes_are_errors_never_panics() {
 #[test]
 fn a_large_round_is_split_into_rosters_within_their_bounds() {
     let count = 2 * ROUND_TARGETS_PER_MESSAGE_MAX + 1;
-    let results: Vec<ProbeResult> = (0..count).map(|n| up(n, 50)).collect();
+    let results: Vec<ProbeResult> = (0..count).map(|n| up(n, 48)).collect();
     let packed = pack(results.clone()).unwrap();
     let sizes: Vec<usize> = packed.iter().map(|(r, _)| r.targets.len()).collect();
     assert_eq!(
@@ -229,10 +229,24 @@ fn a_large_round_is_split_into_rosters_within_their_bounds() {
         pack(vec![huge]),
         Err(RoundError::TargetTooLarge { .. })
     ));
-    assert!(matches!(
-        pack(vec![up(0, u64::MAX)]),
-        Err(RoundError::RttOutOfRange { .. })
-    ));
+}
+
+#[test]
+fn a_round_trip_time_is_kept_to_the_nearest_step() {
+    let results = vec![up(0, 41), up(1, 42), up(2, 1), up(3, u64::MAX)];
+    let (roster, packed) = one(results);
+    let back: Vec<u64> = unpack(&packed, &roster, AT)
+        .unwrap()
+        .into_iter()
+        .map(|r| match r.outcome {
+            ProbeOutcome::Up { rtt_us } => rtt_us,
+            ProbeOutcome::Down { .. } => panic!("down"),
+        })
+        .collect();
+    assert_eq!(
+        back,
+        [40, 44, 0, u64::MAX / RTT_QUANTUM_US * RTT_QUANTUM_US]
+    );
 }
 
 #[test]
@@ -275,7 +289,8 @@ fn stored(subject: &str, event: MonitorEvent) -> usize {
     STORED_MESSAGE_OVERHEAD_BYTES + subject.len() + payload.len()
 }
 
-/// Issue 13's measurement: 1,000 targets, all up, loopback round-trip times (20 to 119 µs),
+/// Issue 13's measurement: 1,000 targets, all up, loopback round-trip times as a loaded
+/// machine measures them (60 to 249 µs, as `ops/bench-fleet` saw at 5,000 VDUs),
 /// one round message per round and the roster again every [`ROSTER_REPUBLISH_ROUNDS`]
 /// rounds. Prints the figure (`cargo test -p events --lib steady_state -- --nocapture`).
 #[test]
@@ -283,7 +298,7 @@ fn steady_state_costs_at_most_four_bytes_per_result() {
     const TARGETS: usize = 1_000;
     let monitor = Actor::new(ActorKind::Monitor, "monitor-host-1.example.net-4242");
     let results: Vec<ProbeResult> = (0..TARGETS)
-        .map(|n| up(n, 20 + (n as u64 * 37) % 100))
+        .map(|n| up(n, 60 + (n as u64 * 37) % 190))
         .collect();
     let (roster, packed) = one(results);
     let round_bytes = stored(

@@ -65,7 +65,7 @@ async fn rounds_read_with_their_rosters_and_the_rest_is_skipped_and_counted() {
     let monitor_bus = jetstream::new(server.client_as(Identity::Monitor).await);
     let monitor = Actor::new(ActorKind::Monitor, "m.1");
     let results = vec![
-        result(1, ProbeOutcome::Up { rtt_us: 42 }),
+        result(1, ProbeOutcome::Up { rtt_us: 44 }),
         result(
             2,
             ProbeOutcome::Down {
