@@ -70,6 +70,15 @@ pub const MONITOR_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
 /// renewals (`monitor::share` renews every second), so one late renewal loses nothing.
 pub const LEASE_TTL: Duration = Duration::from_secs(4);
 
+/// The largest monitor snapshot a monitor writes or reads (`monitor::snapshot`). A VNF of a
+/// typical VNFD takes about 1.5 KiB in a snapshot (its VNFD's spec stored once), so 100,000
+/// VNFs (issue 13's cold start) take about 150 MiB; twice that leaves room for long histories
+/// (failure records, scale times) before a snapshot is refused and monitors replay the log.
+pub const SNAPSHOT_BYTES_MAX: i64 = 384 * 1024 * 1024;
+/// The snapshot bucket's bound: two snapshots (the one a put replaces stays until the new one
+/// is stored) and their metadata.
+const SNAPSHOT_BUCKET_BYTES_MAX: i64 = 2 * SNAPSHOT_BYTES_MAX + 1024 * 1024;
+
 /// How often a create or update is asked for again after it went unanswered: a clustered
 /// nats-server may leave a request about a replicated stream unanswered during an election
 /// (nats-io/nats-server#3677, nats-io/nats.go#949), and asking again is idempotent.
@@ -110,7 +119,33 @@ pub async fn provision(
         })
         .await?;
     }
+    // An object store bucket is a stream of the shape the object store protocol expects;
+    // made as one, so that an existing bucket is updated rather than refused.
+    retried("creating or updating an object store bucket", || {
+        jetstream.create_or_update_stream(snapshot_bucket(config))
+    })
+    .await?;
     Ok(())
+}
+
+/// The monitors' snapshot bucket: room for the one snapshot and the one replacing it (a put
+/// stores the new version whole before it purges the old), and past that a put is refused
+/// (`discard: new`) rather than evicting the snapshot in place. Compressed at rest (S2): a
+/// snapshot is JSON, mostly repeated keys.
+fn snapshot_bucket(config: &LogConfig) -> stream::Config {
+    let bucket = names::MONITOR_SNAPSHOT_BUCKET;
+    stream::Config {
+        name: names::object_store_stream(bucket),
+        subjects: names::object_store_stream_subjects(bucket).into(),
+        storage: stream::StorageType::File,
+        num_replicas: config.replicas,
+        max_bytes: SNAPSHOT_BUCKET_BYTES_MAX,
+        discard: stream::DiscardPolicy::New,
+        allow_rollup: true,
+        allow_direct: true,
+        compression: Some(stream::Compression::S2),
+        ..Default::default()
+    }
 }
 
 /// The lifecycle log: file-backed, no message ever deleted or purged.

@@ -59,12 +59,16 @@ fn start(seeds: MapSeeds, suspect_failures_min: usize) -> Running {
             instance: "m1".into(),
             suspect_failures_min,
             probe_cidrs: probe_cidrs(),
+            snapshots: crate::snapshot::Schedule::default(),
         },
     );
+    // No snapshot is due within these tests' minutes: the default interval is longer.
+    let (snapshots, _) = mpsc::channel(1);
     tokio::spawn(engine.run(Wiring {
         inputs: engine_inputs,
         owned,
         outbox,
+        snapshots,
     }));
     Running {
         inputs,
@@ -77,6 +81,7 @@ fn start(seeds: MapSeeds, suspect_failures_min: usize) -> Running {
 impl Running {
     async fn feed(&self, vnf_id: &str, events: Vec<VnfEvent>) {
         let input = Input::Lifecycle {
+            sequence: 1,
             vnf_id: vnf_id.into(),
             events,
         };
