@@ -300,8 +300,7 @@ fn hand_over(snapshots: &mpsc::Sender<Fold>, fold: &Fold) -> bool {
             );
             true
         }
-        Err(TrySendError::Full(_)) => false,
-        Err(TrySendError::Closed(_)) => false,
+        Err(TrySendError::Full(_) | TrySendError::Closed(_)) => false,
     }
 }
 

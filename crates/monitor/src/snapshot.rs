@@ -168,14 +168,14 @@ pub fn encode(fold: &Fold) -> Result<Vec<u8>, serde_json::Error> {
         let vnfd = match &vnf.vnfd {
             None => None,
             Some(spec) => {
-                let digest = match known.iter().rev().find(|(seen, _)| *seen == spec) {
-                    Some((_, digest)) => digest.clone(),
-                    None => {
-                        let digest = digest(spec)?;
-                        body.vnfds.insert(digest.clone(), spec.clone());
-                        known.push((spec, digest.clone()));
-                        digest
-                    }
+                let seen = known.iter().rev().find(|(seen, _)| *seen == spec);
+                let digest = if let Some((_, digest)) = seen {
+                    digest.clone()
+                } else {
+                    let digest = digest(spec)?;
+                    body.vnfds.insert(digest.clone(), spec.clone());
+                    known.push((spec, digest.clone()));
+                    digest
                 };
                 Some(digest)
             }
