@@ -47,8 +47,19 @@ fn bytes_max() -> u64 {
 }
 
 /// The sequence a stored snapshot says it covers (from its metadata), if it says.
-fn stored_sequence(info: &ObjectInfo) -> Option<u64> {
+fn sequence_of(info: &ObjectInfo) -> Option<u64> {
     info.metadata.get(SEQUENCE_KEY)?.parse().ok()
+}
+
+/// The sequence the stored snapshot says it covers, from its metadata alone (`None`: there is
+/// no snapshot, or it does not say).
+pub async fn stored_sequence(store: &ObjectStore) -> Result<Option<u64>, SnapshotIoError> {
+    match store.info(names::MONITOR_SNAPSHOT_OBJECT).await {
+        Ok(info) if !info.deleted => Ok(sequence_of(&info)),
+        Ok(_) => Ok(None),
+        Err(e) if e.kind() == InfoErrorKind::NotFound => Ok(None),
+        Err(e) => Err(NatsError::other("reading the snapshot's metadata", e).into()),
+    }
 }
 
 /// The lifecycle stream's last sequence.
@@ -126,15 +137,11 @@ pub async fn write(store: &ObjectStore, fold: Fold) -> Result<Written, SnapshotI
         }
         .into());
     }
-    match store.info(names::MONITOR_SNAPSHOT_OBJECT).await {
-        Ok(info) if !info.deleted => {
-            if let Some(stored) = stored_sequence(&info).filter(|stored| *stored >= sequence) {
-                return Ok(Written::Kept { stored });
-            }
-        }
-        Ok(_) => {}
-        Err(e) if e.kind() == InfoErrorKind::NotFound => {}
-        Err(e) => return Err(NatsError::other("reading the snapshot's metadata", e).into()),
+    if let Some(stored) = stored_sequence(store)
+        .await?
+        .filter(|stored| *stored >= sequence)
+    {
+        return Ok(Written::Kept { stored });
     }
     let meta = ObjectMetadata {
         name: names::MONITOR_SNAPSHOT_OBJECT.to_owned(),
