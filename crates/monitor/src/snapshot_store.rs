@@ -105,6 +105,14 @@ pub async fn read(
         .read_to_end(&mut bytes)
         .await
         .map_err(|e| NatsError::other("reading the snapshot", e))?;
+    let read = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
+    if read > bytes_max() {
+        return Err(SnapshotError::TooLarge {
+            bytes: read,
+            max: bytes_max(),
+        }
+        .into());
+    }
     let fold = tokio::task::spawn_blocking(move || snapshot::decode(&bytes, last)).await??;
     Ok(Some(fold))
 }
