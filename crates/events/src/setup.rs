@@ -74,12 +74,21 @@ pub const LEASE_TTL: Duration = Duration::from_secs(4);
 /// history of heals and scales takes about 830 bytes in a snapshot (its VNFD's spec stored
 /// once; `vnfm-bench`'s `a_snapshot_of_the_benchs_fleet_fits_the_bound` prints it), so issue
 /// 13's 100,000 VNFs take about 83 MB: this leaves room for 2 KiB a VNF (larger attributes,
-/// longer failure records) before a snapshot is refused and monitors replay the log. Not
-/// larger: a single nats-server reserves the bucket's bound (twice this) against its store.
+/// longer failure records) before a snapshot is refused and monitors replay the log.
 pub const SNAPSHOT_BYTES_MAX: i64 = 192 * 1024 * 1024;
-/// The snapshot bucket's bound: two snapshots (the one a put replaces stays until the new one
-/// is stored) and their metadata.
-const SNAPSHOT_BUCKET_BYTES_MAX: i64 = 2 * SNAPSHOT_BYTES_MAX + 1024 * 1024;
+/// The chunk a snapshot is stored in (the object store's default): the bucket refuses a
+/// larger message, so that its count of messages bounds its bytes.
+pub const SNAPSHOT_CHUNK_BYTES: usize = 128 * 1024;
+/// The largest message of the snapshot bucket: a chunk, or an object's metadata (a few hundred
+/// bytes), with room for headers.
+const SNAPSHOT_BUCKET_MESSAGE_BYTES_MAX: i32 = 128 * 1024 + 4 * 1024;
+/// The snapshot bucket's bound, in messages: two snapshots of [`SNAPSHOT_BYTES_MAX`] (the one
+/// a put replaces stays until the new one is stored) and their metadata. With the message
+/// bound it holds at most about 400 MiB. A bound in bytes would do the same, but a
+/// nats-server reserves a stream's `max_bytes` against its store when it makes the stream,
+/// whether used or not, where the snapshot is usually a fraction of it.
+const SNAPSHOT_BUCKET_MESSAGES_MAX: i64 =
+    2 * (SNAPSHOT_BYTES_MAX / SNAPSHOT_CHUNK_BYTES as i64 + 1) + 2;
 
 /// How often a create or update is asked for again after it went unanswered: a clustered
 /// nats-server may leave a request about a replicated stream unanswered during an election
@@ -131,8 +140,9 @@ pub async fn provision(
 }
 
 /// The monitors' snapshot bucket: room for the one snapshot and the one replacing it (a put
-/// stores the new version whole before it purges the old), and past that a put is refused
-/// (`discard: new`) rather than evicting the snapshot in place. Compressed at rest (S2): a
+/// stores the new version whole before it purges the old), bounded by its count of messages of
+/// a bounded size, and past that a put is refused (`discard: new`) rather than evicting the
+/// snapshot in place. Compressed at rest (S2): a
 /// snapshot is JSON, mostly repeated keys.
 fn snapshot_bucket(config: &LogConfig) -> stream::Config {
     let bucket = names::MONITOR_SNAPSHOT_BUCKET;
@@ -141,7 +151,8 @@ fn snapshot_bucket(config: &LogConfig) -> stream::Config {
         subjects: names::object_store_stream_subjects(bucket).into(),
         storage: stream::StorageType::File,
         num_replicas: config.replicas,
-        max_bytes: SNAPSHOT_BUCKET_BYTES_MAX,
+        max_messages: SNAPSHOT_BUCKET_MESSAGES_MAX,
+        max_message_size: SNAPSHOT_BUCKET_MESSAGE_BYTES_MAX,
         discard: stream::DiscardPolicy::New,
         allow_rollup: true,
         allow_direct: true,

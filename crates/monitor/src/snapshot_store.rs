@@ -18,7 +18,7 @@ use events::envelope;
 use events::names;
 use events::nats_error::NatsError;
 use events::read::StreamRead;
-use events::setup::SNAPSHOT_BYTES_MAX;
+use events::setup::{SNAPSHOT_BYTES_MAX, SNAPSHOT_CHUNK_BYTES};
 use events::telemetry;
 use events::vnf::VnfEvent;
 
@@ -155,6 +155,8 @@ pub async fn write(store: &ObjectStore, fold: Fold) -> Result<Written, SnapshotI
         name: names::MONITOR_SNAPSHOT_OBJECT.to_owned(),
         description: Some("the monitors' lifecycle fold (vnfm verify-snapshot checks it)".into()),
         metadata: HashMap::from([(SEQUENCE_KEY.to_owned(), sequence.to_string())]),
+        // The bucket refuses larger messages (`events::setup`).
+        chunk_size: Some(SNAPSHOT_CHUNK_BYTES),
         ..Default::default()
     };
     let started = Instant::now();
