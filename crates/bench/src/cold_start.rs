@@ -23,8 +23,9 @@ use events::envelope::{Envelope, SCHEMA_VERSION};
 use events::fixtures;
 use events::monitor::{Failure, TargetRef};
 use events::names::{self, AggregateKind};
+use events::setup::{self, LogConfig, TELEMETRY_STREAM_BYTES_MIN};
 use events::spec::{PolicyAction, ScaleDirection};
-use events::store;
+use events::store::{self, EventLog};
 use events::telemetry;
 use events::vnf::{Instance, PlannedInstance, VnfEvent};
 use monitor::snapshot_store;
@@ -190,7 +191,14 @@ async fn write_log(
     messages: usize,
 ) -> anyhow::Result<(usize, u64)> {
     let client = server.client().await;
-    let log = fixtures::log(client.clone()).await;
+    // The smallest telemetry bound: 100,000 targets pinged every second write megabytes of
+    // rounds a second, which nothing here reads.
+    let config = LogConfig {
+        telemetry_bytes_max: TELEMETRY_STREAM_BYTES_MIN,
+        ..LogConfig::default()
+    };
+    setup::provision(&async_nats::jetstream::new(client.clone()), &config).await?;
+    let log = EventLog::open(client).await?;
     let jetstream = log.jetstream().clone();
     let ids: Vec<String> = (0..vnfs)
         .map(|n| uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, &n.to_be_bytes()).to_string())
