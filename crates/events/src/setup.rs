@@ -87,8 +87,7 @@ const SNAPSHOT_BUCKET_MESSAGE_BYTES_MAX: i32 = 128 * 1024 + 4 * 1024;
 /// bound it holds at most about 400 MiB. A bound in bytes would do the same, but a
 /// nats-server reserves a stream's `max_bytes` against its store when it makes the stream,
 /// whether used or not, where the snapshot is usually a fraction of it.
-const SNAPSHOT_BUCKET_MESSAGES_MAX: i64 =
-    2 * (SNAPSHOT_BYTES_MAX / SNAPSHOT_CHUNK_BYTES as i64 + 1) + 2;
+const SNAPSHOT_BUCKET_MESSAGES_MAX: i64 = 2 * (SNAPSHOT_BYTES_MAX / (128 * 1024) + 1) + 2;
 
 /// How often a create or update is asked for again after it went unanswered: a clustered
 /// nats-server may leave a request about a replicated stream unanswered during an election
@@ -424,6 +423,14 @@ mod tests {
             admin.get_stream(names::MONITOR_STREAM).await.is_err(),
             "nothing made"
         );
+    }
+
+    #[test]
+    fn the_snapshot_bucket_holds_two_of_the_largest_snapshots_and_their_metadata() {
+        let chunk = i64::try_from(SNAPSHOT_CHUNK_BYTES).unwrap();
+        let chunks = (SNAPSHOT_BYTES_MAX + chunk - 1) / chunk;
+        assert!(SNAPSHOT_BUCKET_MESSAGES_MAX >= 2 * (chunks + 1));
+        assert!(i64::from(SNAPSHOT_BUCKET_MESSAGE_BYTES_MAX) > chunk);
     }
 
     #[test]
