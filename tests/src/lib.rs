@@ -515,8 +515,8 @@ pub async fn onboard(http: &reqwest::Client, api: &str, template: &str) -> Strin
     vnfd["vnfd"]["id"].as_str().unwrap().to_owned()
 }
 
-/// The identity a `vnfm` command line runs as: its role's, the reader's for `audit`, `tail`
-/// and `rebuild --verify`, the projector's for `rebuild`, the admin's for `setup`.
+/// The identity a `vnfm` command line runs as: its role's, the reader's for `audit`, `tail`,
+/// `verify-snapshot` and `rebuild --verify`, the projector's for `rebuild`, the admin's for `setup`.
 ///
 /// # Panics
 ///
@@ -525,7 +525,7 @@ pub fn identity_of(args: &[&str]) -> Identity {
     match args.first().copied() {
         Some("rebuild") if args.contains(&"--verify") => Identity::Reader,
         Some("rebuild") => Identity::Projector,
-        Some("audit" | "tail") => Identity::Reader,
+        Some("audit" | "tail" | "verify-snapshot") => Identity::Reader,
         Some("setup") => Identity::Admin,
         Some(role) => Identity::from_name(role)
             .unwrap_or_else(|| panic!("{role} is not a vnfm role with an identity")),

@@ -216,8 +216,9 @@ const DURABLES: [(&str, &str, Identity); 3] = [
 
 /// Attack 3: deleting and purging every stream and bucket, and deleting the durable consumers,
 /// as every identity. A consumer's owner and the admin may delete it (to make it again), and
-/// the admin may purge the monitor stream (of the probe rounds an older build left there):
-/// those destructive operations are allowed, and not tried.
+/// the admin may purge the monitor stream (of the probe rounds an older build left there), a
+/// monitor its snapshot bucket (of the version a put replaces): those destructive operations
+/// are allowed, and not tried.
 async fn destroy_streams_and_consumers(system: &System) {
     let api = "$JS.API";
     let mut tries: Vec<(String, Vec<Identity>)> = Vec::new();
@@ -228,10 +229,15 @@ async fn destroy_streams_and_consumers(system: &System) {
     ]
     .map(str::to_owned)
     .into_iter()
-    .chain(names::BUCKETS.map(|bucket| format!("KV_{bucket}")));
+    .chain(names::BUCKETS.map(|bucket| format!("KV_{bucket}")))
+    .chain(names::OBJECT_BUCKETS.map(names::object_store_stream));
+    let snapshots = names::object_store_stream(names::MONITOR_SNAPSHOT_BUCKET);
     for stream in streams {
         let purgers = if stream == names::MONITOR_STREAM {
             vec![Identity::Admin]
+        } else if stream == snapshots {
+            // A snapshot's put purges the version it replaces.
+            vec![Identity::Monitor]
         } else {
             Vec::new()
         };
@@ -263,6 +269,9 @@ async fn destroy_streams_and_consumers(system: &System) {
     let jetstream = system.log.jetstream();
     for bucket in names::BUCKETS {
         jetstream.get_key_value(bucket).await.unwrap();
+    }
+    for bucket in names::OBJECT_BUCKETS {
+        jetstream.get_object_store(bucket).await.unwrap();
     }
     for (stream, consumer, _) in DURABLES {
         let stream = jetstream.get_stream(stream).await.unwrap();

@@ -216,6 +216,47 @@ fn operations() -> Vec<Operation> {
             &[Admin, Projector],
         ),
         op(
+            "write a chunk of the monitors' snapshot",
+            format!("$O.{}.C.attacker", names::MONITOR_SNAPSHOT_BUCKET),
+            "{}",
+            &[Monitor],
+        ),
+        op(
+            "write the monitors' snapshot's metadata",
+            format!("$O.{}.M.bGlmZWN5Y2xl", names::MONITOR_SNAPSHOT_BUCKET),
+            "{}",
+            &[Monitor],
+        ),
+        // A put purges the version it replaces.
+        op(
+            "purge the snapshot bucket",
+            format!(
+                "{api}.STREAM.PURGE.{}",
+                names::object_store_stream(names::MONITOR_SNAPSHOT_BUCKET)
+            ),
+            "{}",
+            &[Monitor],
+        ),
+        op(
+            "read the monitors' snapshot's metadata",
+            format!(
+                "{api}.DIRECT.GET.{}.$O.{}.M.bGlmZWN5Y2xl",
+                names::object_store_stream(names::MONITOR_SNAPSHOT_BUCKET),
+                names::MONITOR_SNAPSHOT_BUCKET
+            ),
+            "",
+            &[Monitor, Reader],
+        ),
+        op(
+            "delete the snapshot bucket",
+            format!(
+                "{api}.STREAM.DELETE.{}",
+                names::object_store_stream(names::MONITOR_SNAPSHOT_BUCKET)
+            ),
+            "",
+            &[],
+        ),
+        op(
             "delete the lease bucket",
             format!("{api}.STREAM.DELETE.KV_{}", names::MONITOR_LEASE_BUCKET),
             "",
@@ -429,5 +470,78 @@ async fn a_conductor_opens_a_vims_and_a_vnfs_data_key_and_no_other() {
     assert!(
         conductor.get(AggregateKind::Vnfd, id).await.is_err(),
         "a conductor may not read a VNFD's key"
+    );
+}
+
+/// A monitor writes and reads its lifecycle snapshot and the reader reads it (`vnfm
+/// verify-snapshot`) with their own rights, and the server refuses them nothing on the way.
+#[tokio::test]
+async fn a_monitor_writes_and_reads_its_snapshot_and_the_reader_reads_it() {
+    use monitor::snapshot::Fold;
+    use monitor::snapshot_store::{self, Written};
+    let server = NatsServer::start().await;
+    events::fixtures::log(server.client().await).await;
+    let gateway = events::store::EventLog::open(server.client_as(Identity::Gateway).await)
+        .await
+        .unwrap();
+    let vnf_id = "6b1d4f8e-1f0a-4e49-9a0f-2f4c1c5d7e01";
+    let spec = events::fixtures::spec(vec![events::fixtures::vdu("VDU1", None)]);
+    gateway
+        .execute::<events::vnf::Vnf>(
+            vnf_id,
+            events::fixtures::create(vnf_id, "d1", spec, "create"),
+            &(),
+            &events::fixtures::user(),
+        )
+        .await
+        .unwrap();
+    let as_identity = |identity| {
+        let server = &server;
+        async move {
+            let log = events::store::EventLog::open(server.client_as(identity).await)
+                .await
+                .unwrap();
+            let store = events::store::open_monitor_snapshots(log.jetstream())
+                .await
+                .unwrap_or_else(|e| panic!("{identity:?} binds to the snapshot bucket: {e}"));
+            (log, store)
+        }
+    };
+    let (log, store) = as_identity(Identity::Monitor).await;
+    let mut fold = Fold::default();
+    for stored in events::read::subject(log.stream(), &names::vnf_subject(vnf_id))
+        .await
+        .unwrap()
+    {
+        let envelope = events::envelope::decode::<events::vnf::VnfEvent>(&stored.payload).unwrap();
+        fold.apply(stored.sequence, vnf_id, envelope.events);
+    }
+    // Stored, replaced (the put purges the first version's chunks), and kept over an older.
+    for (written, expected) in [
+        (Fold::default(), true),
+        (fold.clone(), true),
+        (Fold::default(), false),
+    ] {
+        let written = snapshot_store::write(&store, written).await.unwrap();
+        assert_eq!(
+            matches!(written, Written::Stored { .. }),
+            expected,
+            "{written:?}"
+        );
+    }
+    assert_eq!(
+        snapshot_store::read(&store, log.stream()).await.unwrap(),
+        Some(fold.clone())
+    );
+    let (log, store) = as_identity(Identity::Reader).await;
+    let verification = snapshot_store::verify(&store, log.stream())
+        .await
+        .unwrap()
+        .expect("a snapshot");
+    assert!(verification.matches(), "{verification:?}");
+    assert_eq!(
+        server.permission_violations(),
+        Vec::<String>::new(),
+        "refused on the way"
     );
 }

@@ -27,6 +27,7 @@ use testkit::{Durability, NatsServer};
 
 use bench::{child_pid_with_arg, cpu_time, machine_busy, run_queue_wait};
 
+mod cold_start;
 mod events_pages;
 
 /// Messages per append run: enough for a steady rate over several seconds on two cores.
@@ -52,11 +53,23 @@ const MONITOR_WARM_UP: Duration = Duration::from_secs(100);
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     // `vnfm-bench gateway`: only the gateway measurement; `events [VNFS]`: only the events
-    // pages (`events_pages`).
+    // pages (`events_pages`); `monitor-cold-start [VNFS] [MESSAGES_PER_VNF]`: only a monitor's
+    // cold start without and with a snapshot (`cold_start`).
     match std::env::args().nth(1).as_deref() {
         Some("gateway") => return gateways().await,
         Some("auth") => return token_auth().await,
         Some("board") => return board_pages().await,
+        Some("monitor-cold-start") => {
+            let number = |n: usize, default: usize| match std::env::args().nth(n) {
+                Some(text) => text.parse::<usize>().context("a whole number"),
+                None => Ok(default),
+            };
+            return cold_start::monitor_cold_start(
+                number(2, cold_start::VNFS_DEFAULT).context("VNFS")?,
+                number(3, cold_start::MESSAGES_PER_VNF_DEFAULT).context("MESSAGES_PER_VNF")?,
+            )
+            .await;
+        }
         Some("events") => {
             let vnfs = match std::env::args().nth(2) {
                 Some(vnfs) => vnfs.parse().context("events VNFS: a whole number")?,

@@ -20,9 +20,15 @@
 //!   and direct gets, never through a durable.
 //! - No role creates, updates, deletes or purges a stream or a bucket: `admin` creates and
 //!   updates them (and consumers), and nothing deletes one, nor deletes another's consumer
-//!   (that takes the server's own operator). The one purge is `admin`'s, of the monitor stream
-//!   alone, for the migration that moved probe rounds out of it (`setup`); `admin` could empty
-//!   that stream by an update (a bound of one message) anyway, so the right adds no power.
+//!   (that takes the server's own operator). The purges: `admin`'s, of the monitor stream
+//!   alone, for the migration that moved probe rounds out of it (`setup`), where `admin` could
+//!   empty that stream by an update (a bound of one message) anyway, so the right adds no
+//!   power; and `monitor`'s, of its snapshot bucket alone, which an object store put makes to
+//!   drop the version it replaced (a stolen monitor seed can empty the bucket, which costs
+//!   monitors a full replay at their next start, or write a false snapshot, which `vnfm
+//!   verify-snapshot` finds; it could already publish false failure reports).
+//! - Only monitors write the snapshot bucket (their lifecycle fold, `monitor::snapshot`), whose
+//!   put purges the version it replaces; monitors and the reader read it.
 //! - Probe rounds and their rosters live in the telemetry stream, which the monitor publishes
 //!   to and binds to (its info) and gateways (the board's round-trip times) and the reader
 //!   read (a roster by a direct get of its subject's last message).
@@ -196,6 +202,15 @@ impl Identity {
                     p.read(&kv_stream(bucket));
                     p.publish_allow.push(kv_writes(bucket));
                 }
+                // Its lifecycle snapshots (`monitor::snapshot`): read at start, put by the
+                // holder of partition 0. An object store put purges the replaced version's
+                // chunks, a purge of the snapshot bucket's stream alone.
+                let snapshots = names::object_store_stream(names::MONITOR_SNAPSHOT_BUCKET);
+                p.read(&snapshots);
+                p.publish_allow.extend([
+                    names::object_store_subjects(names::MONITOR_SNAPSHOT_BUCKET),
+                    format!("{API}.STREAM.PURGE.{snapshots}"),
+                ]);
             }
             Identity::Reader => {
                 let data_keys = kv_stream(names::DATA_KEY_BUCKET);
@@ -303,7 +318,7 @@ fn kv_writes(bucket: &str) -> String {
 }
 
 /// Every stream vnfm keeps: the lifecycle log, the monitor and telemetry streams and the
-/// buckets' streams.
+/// buckets' streams (KV and object store).
 fn streams() -> Vec<String> {
     [
         names::LIFECYCLE_STREAM,
@@ -313,6 +328,7 @@ fn streams() -> Vec<String> {
     .map(str::to_owned)
     .into_iter()
     .chain(names::BUCKETS.map(kv_stream))
+    .chain(names::OBJECT_BUCKETS.map(names::object_store_stream))
     .collect()
 }
 
@@ -451,6 +467,15 @@ mod tests {
                 format!("$KV.{}.address.127-128-0-1", names::LOOPBACK_VIM_BUCKET),
                 &[Identity::Conductor],
             ),
+            // A snapshot's chunks and its metadata.
+            (
+                format!("$O.{}.C.x", names::MONITOR_SNAPSHOT_BUCKET),
+                &[Identity::Monitor],
+            ),
+            (
+                format!("$O.{}.M.x", names::MONITOR_SNAPSHOT_BUCKET),
+                &[Identity::Monitor],
+            ),
         ];
         for (subject, writers) in cases {
             for identity in Identity::ALL {
@@ -501,11 +526,15 @@ mod tests {
                     let subject = format!("{API}.STREAM.{verb}.{stream}");
                     assert!(!publishes(identity, &subject), "{identity:?} {subject}");
                 }
-                // The migration's purge of old rounds: the admin's, of the monitor stream.
+                // The migration's purge of old rounds: the admin's, of the monitor stream; and
+                // a snapshot put's purge of the version it replaces: the monitor's, of the
+                // snapshot bucket.
                 let purge = format!("{API}.STREAM.PURGE.{stream}");
+                let snapshots = names::object_store_stream(names::MONITOR_SNAPSHOT_BUCKET);
                 assert_eq!(
                     publishes(identity, &purge),
-                    identity == Identity::Admin && stream == names::MONITOR_STREAM,
+                    (identity == Identity::Admin && stream == names::MONITOR_STREAM)
+                        || (identity == Identity::Monitor && stream == snapshots),
                     "{identity:?} {purge}"
                 );
                 for verb in ["CREATE", "UPDATE"] {

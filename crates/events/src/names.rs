@@ -253,6 +253,33 @@ pub const BUCKETS: [&str; 8] = [
     LOOPBACK_VIM_BUCKET,
 ];
 
+/// The object store bucket of the monitors' lifecycle snapshots (`monitor::snapshot`): the
+/// fold of every VNF subject up to a stream sequence, written by the monitor that holds
+/// partition 0 and read by every monitor at start. A cache of the log, never its truth: it
+/// can be lost or refused and a monitor replays the log instead.
+pub const MONITOR_SNAPSHOT_BUCKET: &str = "VNFM_MONITOR_SNAPSHOTS";
+/// The one object in [`MONITOR_SNAPSHOT_BUCKET`]: the newest snapshot of the lifecycle fold.
+pub const MONITOR_SNAPSHOT_OBJECT: &str = "lifecycle";
+
+/// Every object store bucket of vnfm.
+pub const OBJECT_BUCKETS: [&str; 1] = [MONITOR_SNAPSHOT_BUCKET];
+
+/// The stream behind an object store bucket (as the object store protocol names it).
+pub fn object_store_stream(bucket: &str) -> String {
+    format!("OBJ_{bucket}")
+}
+
+/// Every subject of an object store bucket (chunks `$O.<bucket>.C.*`, metadata
+/// `$O.<bucket>.M.*`), as the object store protocol spells them.
+pub fn object_store_subjects(bucket: &str) -> String {
+    format!("$O.{bucket}.>")
+}
+
+/// The chunk and metadata subjects of an object store bucket's stream.
+pub fn object_store_stream_subjects(bucket: &str) -> [String; 2] {
+    [format!("$O.{bucket}.C.>"), format!("$O.{bucket}.M.>")]
+}
+
 /// Durable consumer of failure reports shared by every conductor.
 pub const HEAL_CONSUMER: &str = "conductor-heal";
 

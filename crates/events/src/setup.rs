@@ -70,6 +70,25 @@ pub const MONITOR_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
 /// renewals (`monitor::share` renews every second), so one late renewal loses nothing.
 pub const LEASE_TTL: Duration = Duration::from_secs(4);
 
+/// The largest monitor snapshot a monitor writes or reads (`monitor::snapshot`). A VNF with a
+/// history of heals and scales takes about 830 bytes in a snapshot (its VNFD's spec stored
+/// once; `vnfm-bench`'s `a_snapshot_of_the_benchs_fleet_fits_the_bound` prints it), so issue
+/// 13's 100,000 VNFs take about 83 MB: this leaves room for 2 KiB a VNF (larger attributes,
+/// longer failure records) before a snapshot is refused and monitors replay the log.
+pub const SNAPSHOT_BYTES_MAX: i64 = 192 * 1024 * 1024;
+/// The chunk a snapshot is stored in (the object store's default): the bucket refuses a
+/// larger message, so that its count of messages bounds its bytes.
+pub const SNAPSHOT_CHUNK_BYTES: usize = 128 * 1024;
+/// The largest message of the snapshot bucket: a chunk, or an object's metadata (a few hundred
+/// bytes), with room for headers.
+const SNAPSHOT_BUCKET_MESSAGE_BYTES_MAX: i32 = 128 * 1024 + 4 * 1024;
+/// The snapshot bucket's bound, in messages: two snapshots of [`SNAPSHOT_BYTES_MAX`] (the one
+/// a put replaces stays until the new one is stored) and their metadata. With the message
+/// bound it holds at most about 400 MiB. A bound in bytes would do the same, but a
+/// nats-server reserves a stream's `max_bytes` against its store when it makes the stream,
+/// whether used or not, where the snapshot is usually a fraction of it.
+const SNAPSHOT_BUCKET_MESSAGES_MAX: i64 = 2 * (SNAPSHOT_BYTES_MAX / (128 * 1024) + 1) + 2;
+
 /// How often a create or update is asked for again after it went unanswered: a clustered
 /// nats-server may leave a request about a replicated stream unanswered during an election
 /// (nats-io/nats-server#3677, nats-io/nats.go#949), and asking again is idempotent.
@@ -110,7 +129,35 @@ pub async fn provision(
         })
         .await?;
     }
+    // An object store bucket is a stream of the shape the object store protocol expects;
+    // made as one, so that an existing bucket is updated rather than refused.
+    retried("creating or updating an object store bucket", || {
+        jetstream.create_or_update_stream(snapshot_bucket(config))
+    })
+    .await?;
     Ok(())
+}
+
+/// The monitors' snapshot bucket: room for the one snapshot and the one replacing it (a put
+/// stores the new version whole before it purges the old), bounded by its count of messages of
+/// a bounded size, and past that a put is refused (`discard: new`) rather than evicting the
+/// snapshot in place. Compressed at rest (S2): a
+/// snapshot is JSON, mostly repeated keys.
+fn snapshot_bucket(config: &LogConfig) -> stream::Config {
+    let bucket = names::MONITOR_SNAPSHOT_BUCKET;
+    stream::Config {
+        name: names::object_store_stream(bucket),
+        subjects: names::object_store_stream_subjects(bucket).into(),
+        storage: stream::StorageType::File,
+        num_replicas: config.replicas,
+        max_messages: SNAPSHOT_BUCKET_MESSAGES_MAX,
+        max_message_size: SNAPSHOT_BUCKET_MESSAGE_BYTES_MAX,
+        discard: stream::DiscardPolicy::New,
+        allow_rollup: true,
+        allow_direct: true,
+        compression: Some(stream::Compression::S2),
+        ..Default::default()
+    }
 }
 
 /// The lifecycle log: file-backed, no message ever deleted or purged.
@@ -428,6 +475,14 @@ mod tests {
             admin.get_stream(names::MONITOR_STREAM).await.is_err(),
             "nothing made"
         );
+    }
+
+    #[test]
+    fn the_snapshot_bucket_holds_two_of_the_largest_snapshots_and_their_metadata() {
+        let chunk = i64::try_from(SNAPSHOT_CHUNK_BYTES).unwrap();
+        let chunks = (SNAPSHOT_BYTES_MAX + chunk - 1) / chunk;
+        assert!(SNAPSHOT_BUCKET_MESSAGES_MAX >= 2 * (chunks + 1));
+        assert!(i64::from(SNAPSHOT_BUCKET_MESSAGE_BYTES_MAX) > chunk);
     }
 
     #[test]

@@ -487,6 +487,19 @@ pub async fn open_monitor_states(
     open_bucket(jetstream, names::MONITOR_STATE_BUCKET).await
 }
 
+/// Binds to the object store bucket in which monitors keep their lifecycle snapshots.
+pub async fn open_monitor_snapshots(
+    jetstream: &jetstream::Context,
+) -> Result<jetstream::object_store::ObjectStore, StoreError> {
+    let bucket = names::MONITOR_SNAPSHOT_BUCKET;
+    // The bucket's stream first: its error tells a missing bucket from an unreachable server.
+    bind_stream(jetstream, &names::object_store_stream(bucket)).await?;
+    jetstream
+        .get_object_store(bucket)
+        .await
+        .map_err(|e| NatsError::other("opening an object store bucket", e).into())
+}
+
 /// Binds to the stream `name`; one that does not exist is an error naming it and the step that
 /// makes it (roles never create a stream: they may not).
 async fn bind_stream(

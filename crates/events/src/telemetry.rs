@@ -14,6 +14,11 @@ pub const PROBE_LATENESS: &str = "vnfm_probe_lateness_seconds";
 pub const MONITOR_TARGETS: &str = "vnfm_monitor_targets";
 /// Partitions (of `monitor::share`'s 64) a monitor holds.
 pub const MONITOR_PARTITIONS: &str = "vnfm_monitor_partitions";
+/// A monitor's lifecycle snapshots, by `outcome`: `restored` (its start resumed from one),
+/// `refused` (one was there and did not decode, or was of another schema or beyond the log:
+/// a full replay instead), `written` (stored as the holder of partition 0), `failed` (not
+/// stored).
+pub const MONITOR_SNAPSHOTS: &str = "vnfm_monitor_snapshots_total";
 /// Failure reports a monitor stored on the monitor stream.
 pub const FAILURES_REPORTED: &str = "vnfm_failures_reported_total";
 /// Drifts a conductor's reconciliation acted on, by `action` (`failure_reported` for a
@@ -87,6 +92,10 @@ pub fn describe() {
         "Targets in the partitions this monitor holds."
     );
     describe_gauge!(MONITOR_PARTITIONS, "Partitions this monitor holds.");
+    describe_counter!(
+        MONITOR_SNAPSHOTS,
+        "Lifecycle snapshots this monitor restored, refused, wrote or failed to write."
+    );
     describe_counter!(
         FAILURES_REPORTED,
         "Failure reports stored on the monitor stream."

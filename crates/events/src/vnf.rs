@@ -670,7 +670,7 @@ const SHARED_SPECS_PRUNE_MIN: usize = 64;
 /// a hundred thousand copies. Specs are indexed by their VNFD's id and shared only when equal,
 /// so a VNF whose recorded spec differs keeps its own. The index holds no spec alive: it is
 /// pruned of specs nobody holds any more whenever it doubles.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct SharedSpecs {
     by_vnfd: HashMap<String, Weak<VnfdSpec>>,
     /// The index's size after its last pruning.

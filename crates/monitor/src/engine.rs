@@ -11,6 +11,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{Semaphore, mpsc};
 
 use events::envelope::{Actor, ActorKind};
@@ -25,6 +26,7 @@ use crate::judge::{self, Attempt, Round};
 use crate::probe::Probe;
 use crate::publisher::Publish;
 use crate::share::Owned;
+use crate::snapshot::{self, Fold};
 use crate::targets::{Seed, StateWrite, Targets};
 
 /// How often due targets are looked for. Attempts start on interval boundaries; a tenth of a
@@ -47,8 +49,9 @@ const TARGETS_GAUGE_TICKS: u32 = 10;
 /// What the engine is fed, decoded.
 #[derive(Debug)]
 pub enum Input {
-    /// One lifecycle message's events for a VNF.
+    /// One lifecycle message's events for a VNF, and where the message is in the stream.
     Lifecycle {
+        sequence: u64,
         vnf_id: String,
         events: Vec<VnfEvent>,
     },
@@ -70,6 +73,9 @@ pub struct EngineConfig {
     pub suspect_failures_min: usize,
     /// The ranges the monitor may probe; a target outside them is reported, never probed.
     pub probe_cidrs: ProbeCidrs,
+    /// When the holder of [`snapshot::WRITER_PARTITION`] hands its lifecycle fold to the
+    /// snapshot writer ([`snapshot::due`]).
+    pub snapshots: snapshot::Schedule,
 }
 
 /// The engine's connections to its shell.
@@ -83,6 +89,10 @@ pub struct Wiring {
     /// Jobs for the publisher; the engine sends, the publisher receives. Dropping the engine
     /// drops it, which lets the publisher drain.
     pub outbox: mpsc::Sender<Publish>,
+    /// Copies of the lifecycle fold to snapshot; the engine sends (never waiting: a full queue
+    /// means the writer is still at the last one, and this one waits for the next tick), the
+    /// snapshot writer receives. Closed, nothing is snapshotted.
+    pub snapshots: mpsc::Sender<Fold>,
 }
 
 /// The engine of one monitor.
@@ -91,6 +101,8 @@ pub struct Engine<P, C, S> {
     clock: Arc<C>,
     seeds: Arc<S>,
     config: EngineConfig,
+    /// The lifecycle fold it starts from: a snapshot's, or an empty one.
+    start: Fold,
 }
 
 impl<P: Probe, C: Clock, S: Seeds> Engine<P, C, S> {
@@ -100,7 +112,16 @@ impl<P: Probe, C: Clock, S: Seeds> Engine<P, C, S> {
             clock,
             seeds,
             config,
+            start: Fold::default(),
         }
+    }
+
+    /// Starts from `fold` (a snapshot's) rather than from nothing: its VNFs' targets are held
+    /// at once, and the lifecycle inputs are the messages after its sequence.
+    #[must_use]
+    pub fn restoring(mut self, fold: Fold) -> Self {
+        self.start = fold;
+        self
     }
 
     fn actor(&self) -> Actor {
@@ -108,11 +129,12 @@ impl<P: Probe, C: Clock, S: Seeds> Engine<P, C, S> {
     }
 
     /// Probes until dropped, or until the publisher is gone.
-    pub async fn run(self, wiring: Wiring) {
+    pub async fn run(mut self, wiring: Wiring) {
         let Wiring {
             mut inputs,
             owned,
             outbox,
+            snapshots,
         } = wiring;
         // Finished attempts come back here; attempt tasks hold senders until they finish.
         let (results, mut finished) = mpsc::channel::<Attempt>(RESULTS_QUEUE);
@@ -120,7 +142,12 @@ impl<P: Probe, C: Clock, S: Seeds> Engine<P, C, S> {
         let (seeds_sender, mut seeds_read) = mpsc::channel::<Seed>(SEEDS_QUEUE);
         // Taken by each attempt task for the length of its probe; bounds attempts in flight.
         let attempts = Arc::new(Semaphore::new(ATTEMPTS_IN_FLIGHT_MAX));
-        let mut targets = Targets::new(self.config.probe_cidrs.clone());
+        let start = std::mem::take(&mut self.start);
+        let mut targets = Targets::restore(self.config.probe_cidrs.clone(), start);
+        // When the last snapshot was handed over (the start counts as one), and how many
+        // lifecycle messages were folded since.
+        let mut snapshot_at = self.clock.now();
+        let mut folded_since: u64 = 0;
         let mut rounds: BTreeMap<i128, Round> = BTreeMap::new();
         // The rosters this monitor published, which the judge consults for each round.
         let mut rosters = RosterMemory::default();
@@ -132,8 +159,9 @@ impl<P: Probe, C: Clock, S: Seeds> Engine<P, C, S> {
         loop {
             let jobs = tokio::select! {
                 input = inputs.recv(), if inputs_open => match input {
-                    Some(Input::Lifecycle { vnf_id, events }) => {
-                        targets.apply(&vnf_id, events).map(state_job).into_iter().collect()
+                    Some(Input::Lifecycle { sequence, vnf_id, events }) => {
+                        folded_since += 1;
+                        targets.apply(sequence, &vnf_id, events).map(state_job).into_iter().collect()
                     }
                     Some(Input::BadAction { target, reason }) => {
                         if targets.drop_job(&target.instance_id, &target.action_id) {
@@ -155,6 +183,14 @@ impl<P: Probe, C: Clock, S: Seeds> Engine<P, C, S> {
                     }
                     ticks = (ticks + 1) % TARGETS_GAUGE_TICKS;
                     let now = self.clock.now();
+                    let since = std::time::Duration::try_from(now - snapshot_at).unwrap_or_default();
+                    let writer = owned.contains(&snapshot::WRITER_PARTITION);
+                    if snapshot::due(writer, since, &self.config.snapshots, folded_since)
+                        && hand_over(&snapshots, targets.fold())
+                    {
+                        snapshot_at = now;
+                        folded_since = 0;
+                    }
                     let due = targets.due(now, &owned);
                     for vnf_id in due.seeds {
                         let (source, sender) = (self.seeds.clone(), seeds_sender.clone());
@@ -248,6 +284,28 @@ impl<P: Probe, C: Clock, S: Seeds> Engine<P, C, S> {
             jobs.extend(writes.into_iter().map(state_job));
         }
         jobs
+    }
+}
+
+/// Hands a copy of the fold to the snapshot writer unless it is busy (or gone); answers
+/// whether it took it. The copy counts references, one per VNF: the probe loop does not wait
+/// for a snapshot to be encoded.
+fn hand_over(snapshots: &mpsc::Sender<Fold>, fold: &Fold) -> bool {
+    let started = std::time::Instant::now();
+    let copy = fold.clone();
+    let copied_us = started.elapsed().as_micros();
+    let (vnfs, sequence) = (copy.vnfs.len(), copy.sequence);
+    match snapshots.try_send(copy) {
+        Ok(()) => {
+            tracing::info!(
+                vnfs,
+                sequence,
+                copied_us,
+                "Lifecycle fold handed to the snapshot writer."
+            );
+            true
+        }
+        Err(TrySendError::Full(_) | TrySendError::Closed(_)) => false,
     }
 }
 

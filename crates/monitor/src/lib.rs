@@ -20,6 +20,8 @@ pub mod probe;
 pub mod publisher;
 pub mod runtime;
 pub mod share;
+pub mod snapshot;
+pub mod snapshot_store;
 pub mod targets;
 pub mod tracker;
 
@@ -42,6 +44,9 @@ pub struct MonitorConfig {
     /// The ranges the monitor may probe (`--probe-cidrs`); a target outside them is reported
     /// once and never probed, so a forged management IP cannot aim monitors at another host.
     pub probe_cidrs: ProbeCidrs,
+    /// When the holder of the writer partition snapshots its lifecycle fold
+    /// (`--snapshot-interval-s`, `--snapshot-messages-min`).
+    pub snapshots: snapshot::Schedule,
 }
 
 impl Default for MonitorConfig {
@@ -52,6 +57,7 @@ impl Default for MonitorConfig {
             suspect_failures_min: 10,
             // The local VIM's: where every VDU it deploys gets its address.
             probe_cidrs: ProbeCidrs::from(LOCAL_VIM_RANGE),
+            snapshots: snapshot::Schedule::default(),
         }
     }
 }

@@ -21,14 +21,16 @@ use events::monitor::{InstanceMonitorState, MonitorEvent, MonitorMessage};
 use events::names;
 use events::nats_error::NatsError;
 use events::store::{self, EventLog};
+use events::telemetry;
 use events::vnf::VnfEvent;
 
 use crate::clock::SystemClock;
 use crate::engine::{Engine, EngineConfig, Input, Seeds, Wiring};
 use crate::probe::{Probe, Prober};
 use crate::publisher::{self, Publish, Sink};
+use crate::snapshot::Fold;
 use crate::targets::Seed;
-use crate::{MonitorConfig, MonitorError, share};
+use crate::{MonitorConfig, MonitorError, share, snapshot_store};
 
 /// Pause between attempts to follow the lifecycle log again after its consumer ended.
 const FOLLOW_RETRY_DELAY: Duration = Duration::from_secs(1);
@@ -37,6 +39,9 @@ const FOLLOW_RETRY_DELAY: Duration = Duration::from_secs(1);
 const INPUTS_QUEUE: usize = 1_024;
 /// Jobs waiting to be published. Rounds are batched, so this is generous.
 const PUBLISH_QUEUE: usize = 16_384;
+/// Folds waiting for the snapshot writer: none beyond the one it is writing (the engine
+/// tries again at a later tick), so that at most two copies of the fold are alive.
+const SNAPSHOT_QUEUE: usize = 1;
 /// How long a stopping monitor may take to give its leases back and store what it has
 /// queued, whatever the state of NATS: well inside the ten seconds an orchestrator usually
 /// waits between SIGTERM and SIGKILL.
@@ -179,7 +184,10 @@ impl<P: Probe> Monitor<P> {
         store::open_telemetry_stream(&jetstream).await?;
         let states = store::open_monitor_states(&jetstream).await?;
         let leases = share::open_leases(&jetstream).await?;
-        let lifecycle = follow_lifecycle(&self.log, 0).await?;
+        let snapshots = store::open_monitor_snapshots(&jetstream).await?;
+        let start = restore(&snapshots, &self.log).await;
+        let after = start.sequence;
+        let lifecycle = follow_lifecycle(&self.log, after).await?;
         let bad_actions = jetstream
             .client()
             .subscribe(names::BAD_ACTION_SUBJECTS)
@@ -191,6 +199,10 @@ impl<P: Probe> Monitor<P> {
         // stores them until both are gone. Setting `stop` starts the publisher's drain deadline.
         let (outbox, inbox) = mpsc::channel::<Publish>(PUBLISH_QUEUE);
         let (stop, stopped) = watch::channel(false);
+        // The engine hands folds to the snapshot writer; dropping the engine ends the writer
+        // after the snapshot it is storing, which the drain waits for.
+        let (snapshot_sender, folds) = mpsc::channel::<Fold>(SNAPSHOT_QUEUE);
+        let snapshot_writer = tokio::spawn(snapshot_store::run_writer(snapshots, folds));
         let sink = NatsSink {
             jetstream,
             states: states.clone(),
@@ -223,12 +235,15 @@ impl<P: Probe> Monitor<P> {
                 instance: self.config.instance.clone(),
                 suspect_failures_min: self.config.suspect_failures_min,
                 probe_cidrs: self.config.probe_cidrs.clone(),
+                snapshots: self.config.snapshots,
             },
-        );
+        )
+        .restoring(start);
         let wiring = Wiring {
             inputs: engine_inputs,
             owned,
             outbox,
+            snapshots: snapshot_sender,
         };
         tracing::info!(instance = %self.config.instance, "Monitor running.");
         let mut leases_held = true;
@@ -240,7 +255,7 @@ impl<P: Probe> Monitor<P> {
                 leases_held = false;
             }
             () = engine.run(wiring) => tracing::warn!("Engine ended; the monitor stops."),
-            () = follow_lifecycle_into(&self.log, lifecycle, inputs.clone(), &self.skips) => {}
+            () = follow_lifecycle_into(&self.log, after, lifecycle, inputs.clone(), &self.skips) => {}
             () = follow_bad_actions(bad_actions, inputs, &self.skips) => {}
         }
         stop.send_replace(true);
@@ -250,13 +265,50 @@ impl<P: Probe> Monitor<P> {
                 tracing::warn!("Leases not given back within the drain deadline; they expire.");
             }
         };
-        let ((), undelivered) = tokio::join!(leases_given_back, publisher);
+        let snapshot_stored = async {
+            if tokio::time::timeout(self.drain, snapshot_writer)
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    "The snapshot being written was not stored within the drain deadline."
+                );
+            }
+        };
+        let ((), undelivered, ()) = tokio::join!(leases_given_back, publisher, snapshot_stored);
         match undelivered {
             Ok(undelivered) if undelivered.is_empty() => tracing::info!("Monitor stopped."),
             Ok(_) => tracing::warn!("Monitor stopped; some jobs were not delivered."),
             Err(e) => tracing::error!(error = %e, "Monitor publisher failed."),
         }
         Ok(())
+    }
+}
+
+/// The lifecycle fold to start from: the stored snapshot's when there is one and it is
+/// accepted, else an empty one (the whole log is replayed). A refusal is logged and counted.
+async fn restore(snapshots: &jetstream::object_store::ObjectStore, log: &EventLog) -> Fold {
+    let started = std::time::Instant::now();
+    match snapshot_store::read(snapshots, log.stream()).await {
+        Ok(Some(fold)) => {
+            metrics::counter!(telemetry::MONITOR_SNAPSHOTS, "outcome" => "restored").increment(1);
+            tracing::info!(
+                vnfs = fold.vnfs.len(),
+                sequence = fold.sequence,
+                read_ms = started.elapsed().as_millis(),
+                "Resuming from the lifecycle snapshot; following the log after it."
+            );
+            fold
+        }
+        Ok(None) => {
+            tracing::info!("No lifecycle snapshot; replaying the log.");
+            Fold::default()
+        }
+        Err(e) => {
+            metrics::counter!(telemetry::MONITOR_SNAPSHOTS, "outcome" => "refused").increment(1);
+            tracing::warn!(error = %e, "Lifecycle snapshot refused; replaying the whole log.");
+            Fold::default()
+        }
     }
 }
 
@@ -290,12 +342,14 @@ async fn follow_lifecycle(
 /// only when the engine is gone. An undecodable message is skipped, counted and logged.
 async fn follow_lifecycle_into(
     log: &EventLog,
+    after: u64,
     mut lifecycle: consumer::pull::Ordered,
     inputs: mpsc::Sender<Input>,
     skips: &Skips,
 ) {
-    // The last lifecycle message read: where to follow on from if the consumer ends.
-    let mut sequence = 0;
+    // The last lifecycle message read (at first, the snapshot's): where to follow on from if
+    // the consumer ends.
+    let mut sequence = after;
     loop {
         let message = match lifecycle.next().await {
             Some(Ok(message)) => message,
@@ -332,6 +386,7 @@ async fn follow_lifecycle_into(
             }
         };
         let input = Input::Lifecycle {
+            sequence,
             vnf_id: vnf_id.to_owned(),
             events,
         };

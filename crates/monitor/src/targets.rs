@@ -7,14 +7,14 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-use cqrs_es::Aggregate;
 use time::OffsetDateTime;
 
 use events::monitor::cidr::ProbeCidrs;
 use events::monitor::{self as schema, InstanceMonitorState, ProbeOutcome, Target};
-use events::vnf::{SharedSpecs, Vnf, VnfEvent};
+use events::vnf::{Vnf, VnfEvent};
 
 use crate::share;
+use crate::snapshot::Fold;
 use crate::tracker::{Health, Tracker};
 
 /// How long a VNF's states stay unwritten when nothing changes (a change is written at once):
@@ -78,9 +78,8 @@ struct Refused {
 pub struct Targets {
     /// The ranges this monitor may probe (`--probe-cidrs`).
     allowed: ProbeCidrs,
-    vnfs: HashMap<String, Vnf>,
-    /// The VNFs' VNFD specs, one copy per VNFD.
-    specs: SharedSpecs,
+    /// The VNFs as the log left them, and the last lifecycle message folded.
+    fold: Fold,
     pub(crate) trackers: HashMap<String, Tracker>,
     by_vnf: HashMap<String, HashSet<String>>,
     /// When each written VNF's states are to be written again if nothing changes.
@@ -113,8 +112,7 @@ impl Targets {
     pub fn new(allowed: ProbeCidrs) -> Self {
         Targets {
             allowed,
-            vnfs: HashMap::new(),
-            specs: SharedSpecs::default(),
+            fold: Fold::default(),
             trackers: HashMap::new(),
             by_vnf: HashMap::new(),
             states_due: HashMap::new(),
@@ -126,19 +124,47 @@ impl Targets {
         }
     }
 
-    /// Folds one lifecycle message and re-derives the VNF's targets. Answers a state delete
-    /// when the VNF lost its last target after its states were written.
-    pub fn apply(&mut self, vnf_id: &str, events: Vec<VnfEvent>) -> Option<StateWrite> {
-        let vnf = self.vnfs.entry(vnf_id.to_owned()).or_default();
-        for event in events {
-            vnf.apply(event);
+    /// The targets of a restored lifecycle fold (a snapshot's): each VNF's derived as
+    /// [`apply`](Self::apply) derives them, so that folding the log after the snapshot on top
+    /// gives what folding the whole log gives.
+    pub fn restore(allowed: ProbeCidrs, fold: Fold) -> Self {
+        let vnfs: Vec<(String, std::sync::Arc<Vnf>)> = fold
+            .vnfs
+            .iter()
+            .map(|(id, vnf)| (id.clone(), vnf.clone()))
+            .collect();
+        let mut targets = Targets::new(allowed);
+        targets.fold = fold;
+        for (vnf_id, vnf) in vnfs {
+            targets.derive(&vnf_id, &vnf);
         }
-        self.specs.share(vnf);
-        let derived = schema::targets(vnf_id, vnf);
+        targets
+    }
+
+    /// The lifecycle fold: what a snapshot writes down.
+    pub fn fold(&self) -> &Fold {
+        &self.fold
+    }
+
+    /// Folds one lifecycle message, stored at stream sequence `sequence`, and re-derives the
+    /// VNF's targets. Answers a state delete when the VNF lost its last target after its
+    /// states were written.
+    pub fn apply(
+        &mut self,
+        sequence: u64,
+        vnf_id: &str,
+        events: Vec<VnfEvent>,
+    ) -> Option<StateWrite> {
+        let vnf = self.fold.apply(sequence, vnf_id, events);
         if vnf.deleted {
-            self.vnfs.remove(vnf_id);
             self.seeded.remove(vnf_id);
         }
+        self.derive(vnf_id, &vnf)
+    }
+
+    /// Re-derives the VNF's targets from `vnf`, as it now stands.
+    fn derive(&mut self, vnf_id: &str, vnf: &Vnf) -> Option<StateWrite> {
+        let derived = schema::targets(vnf_id, vnf);
         let wanted: HashSet<String> = derived.iter().map(|t| t.instance_id.clone()).collect();
         let known = self.by_vnf.entry(vnf_id.to_owned()).or_default();
         for gone in known.difference(&wanted) {

@@ -18,6 +18,7 @@ use events::setup::{self, LogConfig};
 use events::vnf::{HEALS_REMEMBERED_MAX, RespawnLimit};
 use gateway::Authenticator;
 use gateway::auth::{NoAuth, TokenFile, TokenFileError};
+use monitor::snapshot::Schedule;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -176,6 +177,10 @@ pub enum Config {
         verify: bool,
         nats: Nats,
     },
+    /// `vnfm verify-snapshot`, as the reader.
+    VerifySnapshot {
+        nats: Nats,
+    },
     /// `vnfm vim orphans`: list the registered VIMs' orphans, as the conductor identity.
     VimOrphans {
         nats: Nats,
@@ -306,6 +311,7 @@ pub struct Conductor {
 pub struct Monitor {
     pub nats: Nats,
     pub suspect_failures_min: usize,
+    pub snapshots: Schedule,
     pub probe_cidrs: ProbeCidrs,
     /// Where `/metrics` is served (`--metrics-listen`), if anywhere.
     pub metrics_listen: Option<SocketAddr>,
@@ -324,6 +330,7 @@ pub struct Up {
     pub vim_prefix: String,
     pub respawn_limit: RespawnLimit,
     pub suspect_failures_min: usize,
+    pub snapshots: Schedule,
     pub probe_cidrs: ProbeCidrs,
     /// Where every role's `/metrics` is served (`--metrics-listen`), if anywhere.
     pub metrics_listen: Option<SocketAddr>,
@@ -402,6 +409,7 @@ pub fn validate(command: Command, files: &dyn Files) -> Result<Config, Vec<Confi
         }) => Config::Monitor(Monitor {
             nats: check.nats(nats),
             suspect_failures_min: check.suspect_failures_min(&probe),
+            snapshots: check.snapshots(&probe),
             probe_cidrs: check.probe_cidrs(&probe, VimKind::Local),
             metrics_listen: check.metrics_listen(&metrics, None),
         }),
@@ -467,6 +475,9 @@ pub fn validate(command: Command, files: &dyn Files) -> Result<Config, Vec<Confi
                 addresses,
             }
         }
+        Command::VerifySnapshot { nats } => Config::VerifySnapshot {
+            nats: check.nats(nats),
+        },
         Command::Rebuild { verify, nats } => Config::Rebuild {
             verify,
             nats: check.nats(nats),
@@ -806,6 +817,25 @@ impl Check<'_> {
         args.suspect_failures_min
     }
 
+    /// `--snapshot-interval-s` and `--snapshot-messages-min`.
+    fn snapshots(&mut self, args: &ProbeArgs) -> Schedule {
+        use monitor::snapshot::{INTERVAL_MAX, INTERVAL_MIN, MESSAGES_MIN_MAX, MESSAGES_MIN_MIN};
+        Schedule {
+            interval: Duration::from_secs(self.in_range(
+                "--snapshot-interval-s",
+                args.snapshot_interval_s,
+                (INTERVAL_MIN.as_secs(), INTERVAL_MAX.as_secs()),
+                " seconds",
+            )),
+            messages_min: self.in_range(
+                "--snapshot-messages-min",
+                args.snapshot_messages_min,
+                (MESSAGES_MIN_MIN, MESSAGES_MIN_MAX),
+                " messages",
+            ),
+        }
+    }
+
     /// `--probe-cidrs`, by default the range of the VIM that `vim` names.
     fn probe_cidrs(&mut self, args: &ProbeArgs, vim: VimKind) -> ProbeCidrs {
         let Some(text) = &args.probe_cidrs else {
@@ -892,6 +922,7 @@ impl Check<'_> {
             vim_prefix: self.vim_prefix(args.vim),
             respawn_limit,
             suspect_failures_min: self.suspect_failures_min(&args.probe),
+            snapshots: self.snapshots(&args.probe),
             data_dir: args.data_dir,
             nats_url: args.nats_url,
             nats_server_bin: args.nats_server_bin,

@@ -58,6 +58,14 @@ enum Command {
     /// Look at the registered VIMs (as the conductor identity, with --master-key).
     #[command(subcommand)]
     Vim(VimCommand),
+    /// Check the monitors' lifecycle snapshot against the log (as the reader identity): the
+    /// log folded up to the snapshot's sequence must equal it, and the snapshot with the rest
+    /// of the log folded on top must equal the whole log folded. Prints "matches" with the
+    /// counts, or the first VNF that differs and exits 1.
+    VerifySnapshot {
+        #[command(flatten)]
+        nats: NatsArgs,
+    },
     /// Rebuild the VNF and VNFD tables from the log.
     Rebuild {
         /// Compare the rebuild with the live tables instead of writing it; exit 1 on any difference.
@@ -501,6 +509,22 @@ struct ProbeArgs {
     /// 127.128.0.0/9.
     #[arg(long, env = "VNFM_PROBE_CIDRS")]
     probe_cidrs: Option<String>,
+    /// How often the monitor holding partition 0 snapshots its lifecycle fold to the
+    /// snapshot bucket, so that a monitor's start replays only the log after it (1..=86400).
+    #[arg(
+        long,
+        env = "VNFM_SNAPSHOT_INTERVAL_S",
+        default_value_t = monitor::snapshot::INTERVAL_DEFAULT.as_secs()
+    )]
+    snapshot_interval_s: u64,
+    /// The fewest lifecycle messages folded since the last snapshot that make the next one
+    /// worth writing (1..=10000000).
+    #[arg(
+        long,
+        env = "VNFM_SNAPSHOT_MESSAGES_MIN",
+        default_value_t = monitor::snapshot::MESSAGES_MIN_DEFAULT
+    )]
+    snapshot_messages_min: u64,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -28,7 +28,7 @@ use futures::StreamExt;
 use gateway::story::{self, Told};
 use gateway::{Gateway, GatewayConfig};
 use monitor::probe::Prober;
-use monitor::{Monitor, MonitorConfig};
+use monitor::{Monitor, MonitorConfig, snapshot_store};
 use projector::Tables;
 
 use crate::config::{self, Api, Config, Nats, VimKind};
@@ -100,6 +100,7 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
                 instance: monitor.nats.instance("monitor"),
                 suspect_failures_min: monitor.suspect_failures_min,
                 probe_cidrs: monitor.probe_cidrs,
+                snapshots: monitor.snapshots,
             };
             let log = open(&monitor.nats, &config.instance, Identity::Monitor).await?;
             let mut roles = Roles::new();
@@ -142,6 +143,7 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
         } => audit(&nats, &vnf_id, json, window).await,
         Config::Tail { vnf_id, nats } => tail(&nats, vnf_id.as_deref()).await,
         Config::Rebuild { verify, nats } => rebuild(&nats, verify).await,
+        Config::VerifySnapshot { nats } => verify_snapshot(&nats).await,
         Config::VimOrphans {
             nats,
             master_key,
@@ -325,6 +327,7 @@ async fn up(config: config::Up) -> anyhow::Result<ExitCode> {
         instance,
         suspect_failures_min: config.suspect_failures_min,
         probe_cidrs: config.probe_cidrs,
+        snapshots: config.snapshots,
     };
     roles.monitor(EventLog::open(client).await?, prober, monitor);
     let (client, instance) = as_identity(Identity::Gateway).await?;
@@ -842,6 +845,47 @@ async fn vim_orphans(
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// `vnfm verify-snapshot`: the monitors' lifecycle snapshot against the log, as the reader.
+async fn verify_snapshot(nats: &Nats) -> anyhow::Result<ExitCode> {
+    let log = open(nats, "vnfm-verify-snapshot", Identity::Reader).await?;
+    let snapshots = store::open_monitor_snapshots(log.jetstream()).await?;
+    let Some(verification) = snapshot_store::verify(&snapshots, log.stream()).await? else {
+        println!("no snapshot to verify: monitors replay the whole log at their start");
+        return Ok(ExitCode::SUCCESS);
+    };
+    let snapshot_store::Verification {
+        sequence,
+        at_snapshot,
+        at_end,
+        end,
+        skipped,
+    } = &verification;
+    for (what, comparison) in [
+        (
+            format!("the snapshot at sequence {sequence} against the log folded to it"),
+            at_snapshot,
+        ),
+        (
+            format!("the snapshot plus the log after it against the whole log, to sequence {end}"),
+            at_end,
+        ),
+    ] {
+        match &comparison.difference {
+            None => println!("{what}: matches ({} VNFs)", comparison.vnfs),
+            Some(difference) => println!("{what}: differs: {difference}"),
+        }
+    }
+    if verification.matches() {
+        println!(
+            "matches: snapshot at sequence {sequence}, {} VNFs; log to sequence {end}, {} VNFs; {skipped} undecodable messages skipped",
+            at_snapshot.vnfs, at_end.vnfs
+        );
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Ok(ExitCode::FAILURE)
+    }
 }
 
 async fn rebuild(nats: &Nats, verify: bool) -> anyhow::Result<ExitCode> {

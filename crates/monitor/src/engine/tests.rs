@@ -17,6 +17,7 @@ use events::vnf::{RespawnLimit, Vnf, VnfCommand, VnfEvent};
 use super::*;
 use crate::publisher::Publish;
 use crate::share::PARTITIONS;
+use crate::snapshot::{Fold, Schedule, WRITER_PARTITION};
 use crate::targets::Seed;
 use crate::testing::{
     BOOTED_AT, INTERVAL_MS, OUTSIDE, RETRY, Script, ScriptedProbe, TokioClock, created, created_at,
@@ -41,12 +42,30 @@ struct Running {
     inputs: mpsc::Sender<Input>,
     jobs: mpsc::Receiver<Publish>,
     probe: Arc<ScriptedProbe>,
-    _owned: watch::Sender<Arc<BTreeSet<u32>>>,
+    owned: watch::Sender<Arc<BTreeSet<u32>>>,
 }
 
 const INTERVAL: Duration = Duration::from_millis(INTERVAL_MS);
 
 fn start(seeds: MapSeeds, suspect_failures_min: usize) -> Running {
+    // No snapshot is due within these tests' minutes: the default interval is longer.
+    let (running, _) = start_with(
+        seeds,
+        suspect_failures_min,
+        Schedule::default(),
+        Fold::default(),
+    );
+    running
+}
+
+/// A running engine that snapshots on `schedule`, started from `fold`; answers it and the
+/// receiver of the folds it hands over.
+fn start_with(
+    seeds: MapSeeds,
+    suspect_failures_min: usize,
+    schedule: Schedule,
+    fold: Fold,
+) -> (Running, mpsc::Receiver<Fold>) {
     let probe = Arc::new(ScriptedProbe::default());
     let (inputs, engine_inputs) = mpsc::channel(64);
     let (outbox, jobs) = mpsc::channel(4_096);
@@ -59,24 +78,34 @@ fn start(seeds: MapSeeds, suspect_failures_min: usize) -> Running {
             instance: "m1".into(),
             suspect_failures_min,
             probe_cidrs: probe_cidrs(),
+            snapshots: schedule,
         },
-    );
+    )
+    .restoring(fold);
+    let (snapshots, folds) = mpsc::channel(1);
     tokio::spawn(engine.run(Wiring {
         inputs: engine_inputs,
         owned,
         outbox,
+        snapshots,
     }));
-    Running {
+    let running = Running {
         inputs,
         jobs,
         probe,
-        _owned: owned_sender,
-    }
+        owned: owned_sender,
+    };
+    (running, folds)
 }
 
 impl Running {
     async fn feed(&self, vnf_id: &str, events: Vec<VnfEvent>) {
+        self.feed_at(1, vnf_id, events).await;
+    }
+
+    async fn feed_at(&self, sequence: u64, vnf_id: &str, events: Vec<VnfEvent>) {
         let input = Input::Lifecycle {
+            sequence,
             vnf_id: vnf_id.into(),
             events,
         };
@@ -396,4 +425,75 @@ async fn a_target_outside_the_probe_ranges_is_reported_once_and_never_probed() {
         Some(events::monitor::target_refused_id(&target))
     );
     assert_eq!(allowed, probe_cidrs());
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_writer_partitions_holder_hands_its_fold_over_after_the_interval_and_enough_messages() {
+    let schedule = Schedule {
+        interval: Duration::from_secs(60),
+        messages_min: 2,
+    };
+    let (running, mut folds) = start_with(MapSeeds::default(), 10, schedule, Fold::default());
+    running
+        .feed_at(3, "vnf-1", created("vnf-1", 1, 1, "a1"))
+        .await;
+    tokio::time::sleep(schedule.interval).await;
+    assert!(folds.try_recv().is_err(), "one message is not enough");
+    running
+        .feed_at(5, "vnf-2", created("vnf-2", 2, 1, "a2"))
+        .await;
+    tokio::time::sleep(TICK * 2).await;
+    let fold = folds.try_recv().expect("a fold handed over");
+    assert_eq!(fold.sequence, 5);
+    assert_eq!(fold.vnfs.len(), 2);
+    running
+        .feed_at(6, "vnf-3", created("vnf-3", 3, 1, "a3"))
+        .await;
+    running
+        .feed_at(
+            7,
+            "vnf-3",
+            vec![VnfEvent::MonitorAttached {
+                action_id: "a3-new".into(),
+            }],
+        )
+        .await;
+    tokio::time::sleep(schedule.interval / 2).await;
+    assert!(
+        folds.try_recv().is_err(),
+        "within the interval of the last one"
+    );
+    // Without the writer partition, nothing is handed over however long it waits.
+    running.owned.send_replace(Arc::new(
+        (0..PARTITIONS).filter(|p| *p != WRITER_PARTITION).collect(),
+    ));
+    tokio::time::sleep(schedule.interval * 3).await;
+    assert!(folds.try_recv().is_err(), "not the writer");
+    running
+        .owned
+        .send_replace(Arc::new((0..PARTITIONS).collect()));
+    tokio::time::sleep(TICK * 2).await;
+    assert_eq!(folds.try_recv().expect("the writer again").sequence, 7);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_engine_restored_from_a_fold_probes_its_vnfs_at_once_and_folds_what_follows() {
+    let mut fold = Fold::default();
+    fold.apply(4, "vnf-1", created("vnf-1", 1, 1, "a1"));
+    fold.apply(9, "vnf-2", created("vnf-2", 2, 1, "a2"));
+    let (running, _folds) = start_with(MapSeeds::default(), 10, Schedule::default(), fold);
+    tokio::time::sleep(INTERVAL * 2).await;
+    assert!(running.probe.count(ip(1, 0)) >= 1);
+    assert!(running.probe.count(ip(2, 0)) >= 1);
+    running
+        .feed_at(
+            10,
+            "vnf-1",
+            vec![VnfEvent::DeleteRequested {
+                operation_id: "delete".into(),
+            }],
+        )
+        .await;
+    tokio::time::sleep(TICK).await;
+    running.assert_stopped_while_on(ip(1, 0), ip(2, 0)).await;
 }

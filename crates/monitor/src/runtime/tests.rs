@@ -14,10 +14,11 @@ use tokio::time::Instant;
 use events::fixtures;
 use events::monitor::{InstanceMonitorState, MonitorEvent, MonitorMessage};
 use events::store::EventLog;
-use events::vnf::Vnf;
+use events::vnf::{Vnf, VnfEvent};
 use testkit::NatsServer;
 
 use super::*;
+use crate::snapshot::Schedule;
 use crate::testing::{
     BOOTED_AT, OUTSIDE, ScriptedProbe, created, created_at, instance_id, ip, probe_cidrs,
 };
@@ -57,12 +58,16 @@ struct Started {
 }
 
 fn start(log: &EventLog, drain: Duration) -> Started {
-    let probe = Arc::new(ScriptedProbe::default());
     let config = MonitorConfig {
         instance: "m1".into(),
         probe_cidrs: probe_cidrs(),
         ..MonitorConfig::default()
     };
+    start_with(log, drain, config)
+}
+
+fn start_with(log: &EventLog, drain: Duration, config: MonitorConfig) -> Started {
+    let probe = Arc::new(ScriptedProbe::default());
     let monitor = Monitor::new(log.clone(), probe.clone(), config).with_drain_deadline(drain);
     let skips = monitor.skips();
     let (shutdown, stopped) = oneshot::channel::<()>();
@@ -480,4 +485,90 @@ async fn a_full_monitor_stream_keeps_every_report_and_a_new_one_waits_for_room()
     drop(outbox);
     let undelivered = publishing.await.unwrap();
     assert!(undelivered.is_empty(), "{undelivered:?}");
+}
+
+#[tokio::test]
+async fn a_restarted_monitor_resumes_from_its_snapshot_and_one_refused_costs_a_full_replay() {
+    let server = NatsServer::start().await;
+    let log = fixtures::log(server.client().await).await;
+    create(&log, "vnf-1", 1).await;
+    create(&log, "vnf-2", 2).await;
+    let config = MonitorConfig {
+        instance: "m1".into(),
+        probe_cidrs: probe_cidrs(),
+        snapshots: Schedule {
+            interval: Duration::from_secs(1),
+            messages_min: 1,
+        },
+        ..MonitorConfig::default()
+    };
+    let started = start_with(&log, DRAIN_DEADLINE, config.clone());
+    let snapshots = store::open_monitor_snapshots(log.jetstream())
+        .await
+        .unwrap();
+    let written = testkit::eventually("a snapshot of both VNFs", WAIT, || async {
+        match snapshot_store::read(&snapshots, log.stream()).await {
+            Ok(Some(fold)) if fold.vnfs.len() == 2 => Ok(fold),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    started.shutdown.send(()).unwrap();
+    started.running.await.unwrap().unwrap();
+
+    // After the snapshot: a VNF created, one deleted.
+    create(&log, "vnf-3", 3).await;
+    let delete = vec![
+        VnfEvent::DeleteRequested {
+            operation_id: "delete".into(),
+        },
+        VnfEvent::Deleted {
+            operation_id: "delete".into(),
+        },
+    ];
+    log.append::<Vnf>("vnf-1", 1, &fixtures::user(), delete)
+        .await
+        .unwrap();
+    let verification = snapshot_store::verify(&snapshots, log.stream())
+        .await
+        .unwrap()
+        .expect("a snapshot");
+    assert!(verification.matches(), "{verification:?}");
+    assert_eq!(verification.sequence, written.sequence);
+    assert_eq!(verification.at_snapshot.vnfs, 2);
+    assert_eq!(verification.end, 4);
+
+    let restarted = start_with(&log, DRAIN_DEADLINE, config.clone());
+    let probe = restarted.probe.clone();
+    counted("vnf-2 is probed", 2, || probe.count(ip(2, 0))).await;
+    counted("vnf-3 is probed", 2, || probe.count(ip(3, 0))).await;
+    assert_eq!(probe.count(ip(1, 0)), 0, "the deleted VNF is not probed");
+    restarted.shutdown.send(()).unwrap();
+    restarted.running.await.unwrap().unwrap();
+
+    // A snapshot that is not one: refused, and the whole log replayed.
+    let mut garbage: &[u8] = b"\x00garbage{";
+    snapshots
+        .put(names::MONITOR_SNAPSHOT_OBJECT, &mut garbage)
+        .await
+        .unwrap();
+    let refused = snapshot_store::read(&snapshots, log.stream()).await;
+    assert!(
+        matches!(refused, Err(snapshot_store::SnapshotIoError::Refused(_))),
+        "{refused:?}"
+    );
+    let replayed = start_with(
+        &log,
+        DRAIN_DEADLINE,
+        MonitorConfig {
+            snapshots: Schedule::default(),
+            ..config
+        },
+    );
+    let probe = replayed.probe.clone();
+    counted("vnf-2 is probed", 2, || probe.count(ip(2, 0))).await;
+    counted("vnf-3 is probed", 2, || probe.count(ip(3, 0))).await;
+    assert_eq!(probe.count(ip(1, 0)), 0, "the deleted VNF is not probed");
+    replayed.shutdown.send(()).unwrap();
+    replayed.running.await.unwrap().unwrap();
 }

@@ -39,7 +39,7 @@ fn tick(
 #[test]
 fn a_target_outside_the_probe_ranges_is_never_due_and_is_reported_once() {
     let mut targets = Targets::new(probe_cidrs());
-    targets.apply("vnf-1", created_at("vnf-1", &[ip(1, 0), OUTSIDE], "a1"));
+    targets.apply(1, "vnf-1", created_at("vnf-1", &[ip(1, 0), OUTSIDE], "a1"));
     let owned = every_partition();
     let (started, refused) = tick(&mut targets, BOOTED_AT, &owned);
     assert!(started.is_empty(), "the VNF's states are read first");
@@ -53,7 +53,7 @@ fn a_target_outside_the_probe_ranges_is_never_due_and_is_reported_once() {
             let attached = VnfEvent::MonitorAttached {
                 action_id: "a2".into(),
             };
-            targets.apply("vnf-1", vec![attached]);
+            targets.apply(1, "vnf-1", vec![attached]);
         }
         let (started, refused) = tick(
             &mut targets,
@@ -82,7 +82,7 @@ fn a_target_outside_the_probe_ranges_is_never_due_and_is_reported_once() {
 #[test]
 fn a_refused_target_is_reported_by_the_monitor_that_holds_its_partition() {
     let mut targets = Targets::new(probe_cidrs());
-    targets.apply("vnf-1", created_at("vnf-1", &[OUTSIDE], "a1"));
+    targets.apply(1, "vnf-1", created_at("vnf-1", &[OUTSIDE], "a1"));
     let (_, refused) = tick(&mut targets, BOOTED_AT, &BTreeSet::new());
     assert!(refused.is_empty(), "not this monitor's target");
     let owned = BTreeSet::from([share::partition("vnf-1")]);
@@ -104,11 +104,11 @@ fn a_refused_target_is_reported_by_the_monitor_that_holds_its_partition() {
 #[test]
 fn a_refused_target_of_a_deleted_vnf_is_forgotten() {
     let mut targets = Targets::new(probe_cidrs());
-    targets.apply("vnf-1", created_at("vnf-1", &[OUTSIDE], "a1"));
+    targets.apply(1, "vnf-1", created_at("vnf-1", &[OUTSIDE], "a1"));
     let deleted = VnfEvent::DeleteRequested {
         operation_id: "delete".into(),
     };
-    targets.apply("vnf-1", vec![deleted]);
+    targets.apply(1, "vnf-1", vec![deleted]);
     let (_, refused) = tick(&mut targets, BOOTED_AT, &every_partition());
     assert!(refused.is_empty(), "{refused:?}");
     assert!(targets.refused.is_empty());

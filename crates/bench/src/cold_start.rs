@@ -1,0 +1,408 @@
+//! `vnfm-bench monitor-cold-start [VNFS] [MESSAGES_PER_VNF]`: a monitor's cold start on a long
+//! lifecycle log, without and with a snapshot (issue 13: 100,000 VNFs, at least 1,000,000
+//! lifecycle messages with scale and heal history, serving within 10 s).
+//!
+//! The log is written straight to the lifecycle stream (raw publishes of the envelopes the
+//! aggregates would append, no expected-sequence check: only the monitor's read is measured).
+//! Each VNF is created with one monitored instance on the loopback VIM's range, then goes
+//! through heals, scale-outs and scale-ins, ending with one instance. A `vnfm monitor` process
+//! (`$VNFM_BIN`, the release build under `ops/bench`) is started on it three times, killed
+//! (kill -9) in between: without a snapshot; again, writing one once it has replayed the
+//! log; and from that snapshot. Each start prints the time until the monitor holds every target and until it has
+//! probed as many (from its `/metrics`).
+
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use futures::StreamExt;
+use time::OffsetDateTime;
+
+use events::access::Identity;
+use events::envelope::{Envelope, SCHEMA_VERSION};
+use events::fixtures;
+use events::monitor::{Failure, TargetRef};
+use events::names::{self, AggregateKind};
+use events::setup::{self, LogConfig, TELEMETRY_STREAM_BYTES_MIN};
+use events::spec::{PolicyAction, ScaleDirection};
+use events::store::{self, EventLog};
+use events::telemetry;
+use events::vnf::{Instance, PlannedInstance, VnfEvent};
+use monitor::snapshot_store;
+use testkit::{Durability, NatsServer, RoleProcess};
+
+use crate::{IN_FLIGHT, cause, vnfd};
+
+/// VNFs written by default, and lifecycle messages each: issue 13's million messages.
+pub const VNFS_DEFAULT: usize = 100_000;
+pub const MESSAGES_PER_VNF_DEFAULT: usize = 10;
+/// A create takes two messages (requested with the monitor attached, completed); each cycle
+/// after it two more (heal, scale out, scale in, in turn).
+const CREATE_MESSAGES: usize = 2;
+/// The generations of instances a VNF may go through: each has an address of its own
+/// (`ADDRESSES_PER_VNF` per VNF), so no two VNFs share one.
+const ADDRESSES_PER_VNF: usize = 16;
+/// The most messages a VNF may have: one address per cycle, and one for the create.
+const MESSAGES_PER_VNF_MAX: usize = CREATE_MESSAGES + 2 * (ADDRESSES_PER_VNF - 1);
+/// How long a start may take before the bench gives up on it.
+const START_TIMEOUT: Duration = Duration::from_secs(600);
+/// How often the monitor's `/metrics` is read during a start.
+const POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// The monitor's name, the same at every start so that it takes its leases back at once.
+const MONITOR: &str = "monitor-bench";
+
+/// Instance `generation` of VNF number `n`: its id and address in the loopback VIM's range.
+fn instance(n: usize, generation: usize) -> (String, Ipv4Addr) {
+    let base = u32::from(Ipv4Addr::new(127, 128, 0, 0));
+    let offset = u32::try_from(n * ADDRESSES_PER_VNF + generation).expect("within the /9");
+    (
+        format!("vnf-{n}-i{generation}"),
+        Ipv4Addr::from(base + offset),
+    )
+}
+
+fn running(n: usize, generation: usize) -> Instance {
+    let (instance_id, mgmt_ip) = instance(n, generation);
+    Instance {
+        instance_id,
+        vdu: "VDU1".into(),
+        mgmt_ip,
+        booted_at: OffsetDateTime::now_utc(),
+    }
+}
+
+fn planned(n: usize, generation: usize) -> PlannedInstance {
+    PlannedInstance {
+        vdu: "VDU1".into(),
+        instance_id: instance(n, generation).0,
+    }
+}
+
+/// The lifecycle messages of VNF number `n` (`id`): a create, then heals, scale-outs and
+/// scale-ins in turn, `messages` in all; it ends with one running instance.
+fn history(n: usize, id: &str, messages: usize) -> Vec<Vec<VnfEvent>> {
+    let operation = format!("create-{n}");
+    let mut history = vec![
+        vec![
+            VnfEvent::CreateRequested {
+                details: fixtures::details(&format!("bench-{n}"), "vnfd-bench"),
+                vnfd: vnfd(),
+                operation_id: operation.clone(),
+                add: vec![planned(n, 0)],
+            },
+            VnfEvent::MonitorAttached {
+                action_id: format!("action-{n}"),
+            },
+        ],
+        vec![VnfEvent::CreateCompleted {
+            operation_id: operation,
+            instances: vec![running(n, 0)],
+        }],
+    ];
+    // The instances running, oldest first, and the next generation's number.
+    let mut current = vec![0];
+    let mut next = 1;
+    let mut cycle = 0;
+    while history.len() + 2 <= messages {
+        let operation = format!("op-{n}-{cycle}");
+        let at = OffsetDateTime::now_utc();
+        match cycle % 3 {
+            // A heal of the oldest instance.
+            0 => {
+                let old = current.remove(0);
+                let (old_id, old_ip) = instance(n, old);
+                let failure = Failure {
+                    failure_id: format!("failure-{n}-{cycle}"),
+                    monitor: cause().actor,
+                    target: TargetRef {
+                        vnf_id: id.to_owned(),
+                        vdu: "VDU1".into(),
+                        instance_id: old_id.clone(),
+                        mgmt_ip: old_ip,
+                        action_id: format!("action-{n}"),
+                    },
+                    action: PolicyAction::Respawn,
+                    attempts: 3,
+                    reason: "no reply".into(),
+                    detected_at: at,
+                };
+                history.push(vec![VnfEvent::HealStarted {
+                    operation_id: operation.clone(),
+                    failure: failure.into(),
+                    add: vec![planned(n, next)],
+                    remove: vec![old_id.clone()],
+                    at,
+                }]);
+                history.push(vec![VnfEvent::HealCompleted {
+                    operation_id: operation,
+                    added: vec![running(n, next)],
+                    removed: vec![old_id],
+                }]);
+                current.push(next);
+                next += 1;
+            }
+            // A scale out by one.
+            1 => {
+                history.push(vec![VnfEvent::ScaleRequested {
+                    operation_id: operation.clone(),
+                    policy: "SP1".into(),
+                    direction: ScaleDirection::Out,
+                    add: vec![planned(n, next)],
+                    remove: Vec::new(),
+                    at: Some(at),
+                }]);
+                history.push(vec![VnfEvent::ScaleCompleted {
+                    operation_id: operation,
+                    added: vec![running(n, next)],
+                    removed: Vec::new(),
+                }]);
+                current.push(next);
+                next += 1;
+            }
+            // A scale in of the oldest instance.
+            _ => {
+                let old = instance(n, current.remove(0)).0;
+                history.push(vec![VnfEvent::ScaleRequested {
+                    operation_id: operation.clone(),
+                    policy: "SP1".into(),
+                    direction: ScaleDirection::In,
+                    add: Vec::new(),
+                    remove: vec![old.clone()],
+                    at: Some(at),
+                }]);
+                history.push(vec![VnfEvent::ScaleCompleted {
+                    operation_id: operation,
+                    added: Vec::new(),
+                    removed: vec![old],
+                }]);
+            }
+        }
+        cycle += 1;
+    }
+    history
+}
+
+/// Writes `vnfs` VNFs of `messages` messages each to the lifecycle stream, a VNF's messages in
+/// order and VNFs interleaved (every VNF's create, then every VNF's first cycle, ...), as a
+/// long-lived fleet's log is. Answers the messages written and the stream's last sequence.
+async fn write_log(
+    server: &NatsServer,
+    vnfs: usize,
+    messages: usize,
+) -> anyhow::Result<(usize, u64)> {
+    let client = server.client().await;
+    // The smallest telemetry bound: 100,000 targets pinged every second write megabytes of
+    // rounds a second, which nothing here reads.
+    let config = LogConfig {
+        telemetry_bytes_max: TELEMETRY_STREAM_BYTES_MIN,
+        ..LogConfig::default()
+    };
+    setup::provision(&async_nats::jetstream::new(client.clone()), &config).await?;
+    let log = EventLog::open(client).await?;
+    let jetstream = log.jetstream().clone();
+    let ids: Vec<String> = (0..vnfs)
+        .map(|n| uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, &n.to_be_bytes()).to_string())
+        .collect();
+    let histories: Vec<Vec<Vec<VnfEvent>>> = ids
+        .iter()
+        .enumerate()
+        .map(|(n, id)| history(n, id, messages))
+        .collect();
+    let started = Instant::now();
+    let mut written = 0;
+    for step in 0..messages {
+        let batch: Vec<(String, bytes::Bytes)> = histories
+            .iter()
+            .zip(&ids)
+            .filter_map(|(history, id)| Some((id, history.get(step)?)))
+            .map(|(id, events)| {
+                let envelope = Envelope {
+                    schema_version: SCHEMA_VERSION,
+                    aggregate: AggregateKind::Vnf,
+                    aggregate_id: id.clone(),
+                    cause: cause(),
+                    recorded_at: OffsetDateTime::now_utc(),
+                    events: events.clone(),
+                };
+                let payload = serde_json::to_vec(&envelope).expect("encodable");
+                (names::vnf_subject(id), payload.into())
+            })
+            .collect();
+        written += batch.len();
+        futures::stream::iter(batch)
+            .map(|(subject, payload)| {
+                let jetstream = jetstream.clone();
+                async move { jetstream.publish(subject, payload).await?.await.map(|_| ()) }
+            })
+            .buffer_unordered(IN_FLIGHT)
+            .for_each(|r| {
+                r.expect("a lifecycle message stored");
+                async {}
+            })
+            .await;
+    }
+    let mut stream = log.stream().clone();
+    let state = stream.info().await?.state.clone();
+    println!(
+        "monitor cold start: wrote {written} lifecycle messages ({vnfs} VNFs of {messages}: a \
+         create, heals, scale-outs and scale-ins) in {:.1} s; the stream holds {} bytes",
+        started.elapsed().as_secs_f64(),
+        state.bytes
+    );
+    Ok((written, state.last_sequence))
+}
+
+/// The sum of a metric's samples (every label set) in Prometheus text.
+fn total(page: &str, metric: &str) -> f64 {
+    page.lines()
+        .filter(|line| {
+            line.strip_prefix(metric)
+                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+        })
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Starts a monitor with `flags` and prints the times until it holds `targets` targets and
+/// until it has made as many attempts; answers the process and the first of the two times.
+async fn timed_start(
+    server: &NatsServer,
+    label: &str,
+    flags: &[&str],
+    targets: usize,
+) -> anyhow::Result<(RoleProcess, Duration)> {
+    let http = reqwest::Client::new();
+    let mut args = vec![
+        "monitor",
+        "--name",
+        MONITOR,
+        "--probe-cidrs",
+        "127.128.0.0/9",
+        "--metrics-listen",
+        "127.0.0.1:0",
+    ];
+    args.extend(flags);
+    let started = Instant::now();
+    let mut monitor = server.spawn_as(MONITOR, Identity::Monitor, &args);
+    monitor
+        .wait_for_log("Metrics on http://", START_TIMEOUT)
+        .await;
+    let log = monitor.log();
+    let url = log
+        .split("Metrics on http://")
+        .nth(1)
+        .and_then(|rest| rest.split("/metrics").next())
+        .map(|address| format!("http://{address}/metrics"))
+        .context("the monitor's metrics address")?;
+    let mut holds = None;
+    loop {
+        let page = http.get(&url).send().await?.text().await?;
+        let held = total(&page, telemetry::MONITOR_TARGETS);
+        let attempts = total(&page, telemetry::PROBE_ATTEMPTS);
+        if holds.is_none() && held >= targets as f64 {
+            holds = Some(started.elapsed());
+        }
+        if let Some(holds) = holds
+            && attempts >= targets as f64
+        {
+            let resumed = monitor
+                .log()
+                .lines()
+                .find(|line| line.contains("Resuming from the lifecycle snapshot"))
+                .map(|line| format!("; {}", line.trim()))
+                .unwrap_or_default();
+            println!(
+                "  {label}: holds {targets} targets after {:.2} s, has probed as many after \
+                 {:.2} s{resumed}",
+                holds.as_secs_f64(),
+                started.elapsed().as_secs_f64()
+            );
+            return Ok((monitor, holds));
+        }
+        anyhow::ensure!(
+            started.elapsed() < START_TIMEOUT,
+            "{label}: after {START_TIMEOUT:?} the monitor holds {held} targets and made \
+             {attempts} attempts"
+        );
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+}
+
+pub async fn monitor_cold_start(vnfs: usize, messages: usize) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        (CREATE_MESSAGES..=MESSAGES_PER_VNF_MAX).contains(&messages),
+        "MESSAGES_PER_VNF must be {CREATE_MESSAGES}..={MESSAGES_PER_VNF_MAX}, got {messages}"
+    );
+    // The server's default sync: the log's writing is not what is measured.
+    let server = NatsServer::start_with(Durability::ServerDefault).await;
+    let (written, last) = write_log(&server, vnfs, messages).await?;
+    println!("monitor cold start on {written} messages, {vnfs} targets:");
+    let (mut monitor, replay) = timed_start(&server, "without a snapshot", &[], vnfs).await?;
+    monitor.kill();
+    // Again, snapshotting once the replay is over (a fifth longer than it took the first
+    // time, and some); until a snapshot covers the whole log.
+    let interval_s = (replay.as_secs() * 6 / 5 + 5).to_string();
+    let after_replay = [
+        "--snapshot-interval-s",
+        &interval_s,
+        "--snapshot-messages-min",
+        "1",
+    ];
+    let (mut monitor, _) = timed_start(
+        &server,
+        "without a snapshot, writing one after the replay",
+        &after_replay,
+        vnfs,
+    )
+    .await?;
+    let reader = async_nats::jetstream::new(server.client_as(Identity::Reader).await);
+    let snapshots = store::open_monitor_snapshots(&reader).await?;
+    let since = Instant::now();
+    while snapshot_store::stored_sequence(&snapshots).await? != Some(last) {
+        anyhow::ensure!(
+            since.elapsed() < START_TIMEOUT,
+            "no snapshot of the whole log after {START_TIMEOUT:?}"
+        );
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+    for line in monitor.log().lines().filter(|line| {
+        line.contains("Lifecycle snapshot written.")
+            || line.contains("Lifecycle fold handed to the snapshot writer.")
+    }) {
+        println!("    {}", line.trim());
+    }
+    monitor.kill();
+    let (mut monitor, _) = timed_start(&server, "from the snapshot", &[], vnfs).await?;
+    monitor.kill();
+    println!("monitor cold start: goal <= 10 s to serve on 100,000 VNFs and 1,000,000 messages");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use monitor::snapshot::{self, Fold};
+
+    /// Issue 13's 100,000 VNFs of this bench's history fit in a snapshot a monitor reads.
+    #[test]
+    fn a_snapshot_of_the_benchs_fleet_fits_the_bound() {
+        let vnfs = 1_000;
+        let mut fold = Fold::default();
+        let mut sequence = 0;
+        for n in 0..vnfs {
+            let id = format!("{n:08}-0000-0000-0000-000000000000");
+            for events in history(n, &id, MESSAGES_PER_VNF_DEFAULT) {
+                sequence += 1;
+                fold.apply(sequence, &id, events);
+            }
+        }
+        let bytes = snapshot::encode(&fold).unwrap().len();
+        let per_vnf = bytes / vnfs;
+        let fleet = per_vnf * VNFS_DEFAULT;
+        println!("{per_vnf} bytes a VNF; {fleet} bytes for {VNFS_DEFAULT} VNFs");
+        assert!(
+            i64::try_from(fleet).unwrap() < events::setup::SNAPSHOT_BYTES_MAX,
+            "{fleet} bytes"
+        );
+    }
+}
