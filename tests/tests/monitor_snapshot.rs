@@ -15,9 +15,9 @@ use vnfm_tests::{PATIENCE, System, monitored_vnfd};
 
 /// How long a monitor may take to start (connect, read the snapshot, bind).
 const MONITOR_START: Duration = Duration::from_secs(30);
-/// How long a deleted VNF's address is watched for probes after the restart: several rounds
-/// of the test VNFD's 0.5 s interval.
-const DELETED_WATCH: Duration = Duration::from_secs(3);
+/// Rounds a deleted VNF's address is watched for probes after the restart, each shown by
+/// every live target probed again.
+const DELETED_WATCH_ROUNDS: usize = 3;
 
 fn now() -> OffsetDateTime {
     OffsetDateTime::now_utc()
@@ -103,7 +103,9 @@ async fn a_monitor_restarted_on_a_snapshot_and_its_tail_probes_what_a_full_repla
         .wait_for_log("Resuming from the lifecycle snapshot", MONITOR_START)
         .await;
     all_probed(&system, &live, restarted).await;
-    tokio::time::sleep(DELETED_WATCH).await;
+    for _ in 0..DELETED_WATCH_ROUNDS {
+        all_probed(&system, &live, now()).await;
+    }
     let probed = system.probed_by(restarted).await;
     for ip in &deleted_ips {
         assert!(

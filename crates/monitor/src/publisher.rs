@@ -3,7 +3,8 @@
 //!
 //! Reports go first: failure reports and VDU state changes (and the monitor's other reports)
 //! are stored before telemetry (rosters, rounds) and state writes that were queued earlier, so
-//! that a failure is never held up behind a round's thousands of state writes. Within each of
+//! that a failure is not held up behind a round's thousands of state writes (up to
+//! [`JOBS_AHEAD_MAX`] of them taken ahead; a report further back waits for room). Within each of
 //! the two lanes the order is kept (a roster before the rounds that name it; a target's
 //! transitions in the order they happened).
 //!
