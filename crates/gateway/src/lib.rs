@@ -18,6 +18,8 @@ pub mod auth;
 mod board;
 mod error;
 mod guard;
+#[cfg(test)]
+mod heap;
 mod input;
 pub mod keystone;
 mod mirror;
