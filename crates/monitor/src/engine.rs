@@ -59,9 +59,10 @@ pub enum Input {
     BadAction { target: TargetRef, reason: String },
 }
 
-/// Where a VNF's recorded states are read from when this monitor takes it over.
+/// Where VNFs' recorded states are read from when this monitor takes them over.
 pub trait Seeds: Send + Sync + 'static {
-    fn read(&self, vnf_id: String) -> impl Future<Output = Seed> + Send;
+    /// One seed for each of `vnf_ids`, in any order.
+    fn read(&self, vnf_ids: Vec<String>) -> impl Future<Output = Vec<Seed>> + Send;
 }
 
 /// The engine's settings.
@@ -192,10 +193,15 @@ impl<P: Probe, C: Clock, S: Seeds> Engine<P, C, S> {
                         folded_since = 0;
                     }
                     let due = targets.due(now, &owned);
-                    for vnf_id in due.seeds {
+                    if !due.seeds.is_empty() {
                         let (source, sender) = (self.seeds.clone(), seeds_sender.clone());
+                        let vnf_ids = due.seeds;
                         tokio::spawn(async move {
-                            let _ = sender.send(source.read(vnf_id).await).await;
+                            for seed in source.read(vnf_ids).await {
+                                if sender.send(seed).await.is_err() {
+                                    return;
+                                }
+                            }
                         });
                     }
                     for start in due.starts {

@@ -5,7 +5,7 @@
 //! It decides nothing about probing; it never lets one undecodable message stop it: such a
 //! message is skipped, counted in [`Skips`] and logged with where it was and why.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,6 +32,16 @@ use crate::snapshot::Fold;
 use crate::targets::Seed;
 use crate::{MonitorConfig, MonitorError, share, snapshot_store};
 
+/// A batch of seeds at least this large is read in one pass over the whole state bucket rather
+/// than one get per VNF: a monitor starting on 100,000 VNFs makes one read, not 100,000 round
+/// trips, even when it holds a tenth of them.
+const SEEDS_BULK_MIN: usize = 256;
+/// How long one pass over the state bucket may take before the batch is read VNF by VNF.
+const SEEDS_BULK_TIMEOUT: Duration = Duration::from_secs(30);
+/// Gets of single VNFs' states in flight at once, for a batch read one by one.
+const SEED_GETS_IN_FLIGHT: usize = 64;
+/// The KV key pattern that matches every entry (a NATS wildcard).
+const ALL_KEYS: &str = ">";
 /// Pause between attempts to follow the lifecycle log again after its consumer ended.
 const FOLLOW_RETRY_DELAY: Duration = Duration::from_secs(1);
 /// Decoded inputs waiting for the engine. The followers wait on a full queue, which only
@@ -132,21 +142,105 @@ pub struct BucketSeeds {
 }
 
 impl Seeds for BucketSeeds {
-    /// The VNF's recorded states; an unreadable or undecodable entry counts as none.
-    async fn read(&self, vnf_id: String) -> Seed {
-        let entry = match self.states.entry(&vnf_id).await {
-            Ok(Some(entry)) if entry.operation == kv::Operation::Put => entry,
-            Ok(_) => return Seed::from_states(vnf_id, BTreeMap::new()),
+    /// The VNFs' recorded states: a batch of [`SEEDS_BULK_MIN`] or more from one pass over the
+    /// whole bucket, a smaller one (or one whose pass failed) one get per VNF. An unreadable
+    /// or undecodable entry counts as none.
+    async fn read(&self, vnf_ids: Vec<String>) -> Vec<Seed> {
+        if vnf_ids.len() >= SEEDS_BULK_MIN {
+            match self.read_bucket(&vnf_ids).await {
+                Ok(mut found) => {
+                    return vnf_ids
+                        .into_iter()
+                        .map(|vnf_id| {
+                            let entry = found.remove(&vnf_id);
+                            self.seed(vnf_id, entry)
+                        })
+                        .collect();
+                }
+                Err(e) => {
+                    tracing::warn!(vnfs = vnf_ids.len(), error = %e, "Cannot read the state bucket in one pass; reading the VNFs' states one by one.");
+                }
+            }
+        }
+        futures::stream::iter(vnf_ids)
+            .map(|vnf_id| self.read_one(vnf_id))
+            .buffer_unordered(SEED_GETS_IN_FLIGHT)
+            .collect()
+            .await
+    }
+}
+
+impl BucketSeeds {
+    async fn read_one(&self, vnf_id: String) -> Seed {
+        match self.states.entry(&vnf_id).await {
+            Ok(Some(entry)) if entry.operation == kv::Operation::Put => {
+                self.seed(vnf_id, Some((entry.revision, entry.value)))
+            }
+            Ok(_) => self.seed(vnf_id, None),
             Err(e) => {
                 tracing::warn!(vnf_id, error = %e, "Cannot read the VNF's monitor states; probing it afresh.");
-                return Seed::from_states(vnf_id, BTreeMap::new());
+                self.seed(vnf_id, None)
             }
+        }
+    }
+
+    /// The last value (and its sequence) of every key of `wanted` in the bucket, from one
+    /// watch of every key's last entry, within [`SEEDS_BULK_TIMEOUT`].
+    async fn read_bucket(
+        &self,
+        wanted: &[String],
+    ) -> Result<HashMap<String, (u64, Bytes)>, NatsError> {
+        let wanted: HashSet<&str> = wanted.iter().map(String::as_str).collect();
+        let pass = async {
+            let mut found = HashMap::new();
+            // An empty bucket delivers nothing to a watch: ask the stream itself first.
+            let mut stream = self.states.stream.clone();
+            let info = stream
+                .info()
+                .await
+                .map_err(|e| NatsError::new("reading the state bucket's size", e))?;
+            if info.state.messages == 0 {
+                return Ok(found);
+            }
+            let mut watch = self
+                .states
+                .watch_with_history(ALL_KEYS)
+                .await
+                .map_err(|e| NatsError::new("reading the state bucket", e))?;
+            while let Some(entry) = watch.next().await {
+                let entry = entry.map_err(|e| NatsError::new("reading the state bucket", e))?;
+                let caught_up = entry.delta == 0;
+                if entry.operation == kv::Operation::Put && wanted.contains(entry.key.as_str()) {
+                    found.insert(entry.key, (entry.revision, entry.value));
+                } else {
+                    found.remove(&entry.key);
+                }
+                if caught_up {
+                    break;
+                }
+            }
+            Ok(found)
         };
-        match serde_json::from_slice::<BTreeMap<String, InstanceMonitorState>>(&entry.value) {
+        tokio::time::timeout(SEEDS_BULK_TIMEOUT, pass)
+            .await
+            .map_err(|_| {
+                NatsError::other(
+                    "reading the state bucket",
+                    format!("not read whole within {} s", SEEDS_BULK_TIMEOUT.as_secs()),
+                )
+            })?
+    }
+
+    /// The seed of a VNF whose states entry is `entry` (its sequence and value), or none.
+    fn seed(&self, vnf_id: String, entry: Option<(u64, Bytes)>) -> Seed {
+        let Some((sequence, value)) = entry else {
+            return Seed::from_states(vnf_id, BTreeMap::new());
+        };
+        match serde_json::from_slice::<BTreeMap<String, InstanceMonitorState>>(&value) {
             Ok(states) => Seed::from_states(vnf_id, states),
             Err(e) => {
                 let skipped = Skips::count(&self.skips.states);
-                tracing::warn!(vnf_id, sequence = entry.revision, error = %e, skipped, "Undecodable monitor states; skipped, probing the VNF afresh.");
+                tracing::warn!(vnf_id, sequence, error = %e, skipped, "Undecodable monitor states; skipped, probing the VNF afresh.");
                 Seed::from_states(vnf_id, BTreeMap::new())
             }
         }

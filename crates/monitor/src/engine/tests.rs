@@ -29,11 +29,16 @@ use crate::testing::{
 struct MapSeeds(HashMap<String, Seed>);
 
 impl Seeds for MapSeeds {
-    async fn read(&self, vnf_id: String) -> Seed {
-        self.0.get(&vnf_id).cloned().unwrap_or(Seed {
-            vnf_id,
-            down: Vec::new(),
-        })
+    async fn read(&self, vnf_ids: Vec<String>) -> Vec<Seed> {
+        vnf_ids
+            .into_iter()
+            .map(|vnf_id| {
+                self.0.get(&vnf_id).cloned().unwrap_or(Seed {
+                    vnf_id,
+                    down: Vec::new(),
+                })
+            })
+            .collect()
     }
 }
 

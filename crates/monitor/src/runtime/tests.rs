@@ -184,9 +184,82 @@ async fn a_reported_episode_round_trips_through_the_state_bucket() {
         states,
         skips: Arc::default(),
     };
-    let seed = seeds.read("vnf-1".into()).await;
-    assert_eq!(seed.down, [(instance_id("vnf-1", 0), BOOTED_AT)]);
-    assert!(seeds.read("vnf-9".into()).await.down.is_empty());
+    let read = seeds.read(vec!["vnf-1".into(), "vnf-9".into()]).await;
+    let seed = |vnf_id: &str| read.iter().find(|seed| seed.vnf_id == vnf_id).unwrap();
+    assert_eq!(read.len(), 2);
+    assert_eq!(seed("vnf-1").down, [(instance_id("vnf-1", 0), BOOTED_AT)]);
+    assert!(seed("vnf-9").down.is_empty());
+}
+
+/// The seeds of `vnf_ids`, sorted by VNF id.
+async fn sorted_seeds(seeds: &BucketSeeds, vnf_ids: Vec<String>) -> Vec<Seed> {
+    let mut read = seeds.read(vnf_ids).await;
+    read.sort_by(|a, b| a.vnf_id.cmp(&b.vnf_id));
+    read
+}
+
+#[tokio::test]
+async fn a_large_batch_of_seeds_is_read_in_one_pass_as_one_by_one() {
+    let server = NatsServer::start().await;
+    let log = fixtures::log(server.client().await).await;
+    let states = store::open_monitor_states(log.jetstream()).await.unwrap();
+    let vnf_id = |n: usize| format!("vnf-{n:04}");
+    // 300 VNFs recorded: every third down since its own time, one undecodable, one deleted;
+    // 40 asked for that were never recorded.
+    for n in 0..300 {
+        let since = BOOTED_AT + Duration::from_secs(u64::try_from(n).unwrap());
+        let state = InstanceMonitorState {
+            vdu: "VDU1".into(),
+            mgmt_ip: ip(1, 0),
+            state: if n % 3 == 0 { "down" } else { "up" }.into(),
+            since: Some(since),
+            last_result: None,
+            last_probed_at: Some(since),
+            monitor: "m0".into(),
+        };
+        let recorded = BTreeMap::from([(instance_id(&vnf_id(n), 0), state)]);
+        states
+            .put(vnf_id(n), serde_json::to_vec(&recorded).unwrap().into())
+            .await
+            .unwrap();
+    }
+    states.put(vnf_id(7), "not json".into()).await.unwrap();
+    states.delete(vnf_id(9)).await.unwrap();
+    let asked: Vec<String> = (0..340).map(vnf_id).collect();
+    assert!(asked.len() >= SEEDS_BULK_MIN);
+
+    let skips = Arc::new(Skips::default());
+    let seeds = BucketSeeds {
+        states,
+        skips: skips.clone(),
+    };
+    let bulk = sorted_seeds(&seeds, asked.clone()).await;
+    assert_eq!(
+        skips.states.load(Ordering::Relaxed),
+        1,
+        "the undecodable entry"
+    );
+    let mut one_by_one = Vec::new();
+    for vnf_id in &asked {
+        one_by_one.extend(sorted_seeds(&seeds, vec![vnf_id.clone()]).await);
+    }
+    assert_eq!(bulk, one_by_one);
+    assert_eq!(bulk.len(), 340);
+    let down: Vec<&str> = bulk
+        .iter()
+        .filter(|seed| !seed.down.is_empty())
+        .map(|seed| seed.vnf_id.as_str())
+        .collect();
+    // Every third of the 300, less the deleted vnf-0009.
+    assert_eq!(down.len(), 99, "{down:?}");
+    assert!(!down.contains(&"vnf-0009"));
+    assert_eq!(
+        bulk[3].down,
+        [(
+            instance_id(&vnf_id(3), 0),
+            BOOTED_AT + Duration::from_secs(3)
+        )]
+    );
 }
 
 #[tokio::test]
