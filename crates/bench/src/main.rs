@@ -53,8 +53,8 @@ const MONITOR_WARM_UP: Duration = Duration::from_secs(100);
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     // `vnfm-bench gateway`: only the gateway measurement; `events [VNFS]`: only the events
-    // pages (`events_pages`); `monitor-cold-start [VNFS] [MESSAGES_PER_VNF]`: only a monitor's
-    // cold start without and with a snapshot (`cold_start`).
+    // pages (`events_pages`); `monitor-cold-start [VNFS] [MESSAGES_PER_VNF] [--no-replay]`: only a
+    // monitor's cold start without and with a snapshot (`cold_start`).
     match std::env::args().nth(1).as_deref() {
         Some("gateway") => return gateways().await,
         Some("auth") => return token_auth().await,
@@ -64,9 +64,15 @@ async fn main() -> anyhow::Result<()> {
                 Some(text) => text.parse::<usize>().context("a whole number"),
                 None => Ok(default),
             };
+            let snapshotting = if std::env::args().any(|arg| arg == "--no-replay") {
+                cold_start::Snapshotting::Folding
+            } else {
+                cold_start::Snapshotting::Replaying
+            };
             return cold_start::monitor_cold_start(
                 number(2, cold_start::VNFS_DEFAULT).context("VNFS")?,
                 number(3, cold_start::MESSAGES_PER_VNF_DEFAULT).context("MESSAGES_PER_VNF")?,
+                snapshotting,
             )
             .await;
         }

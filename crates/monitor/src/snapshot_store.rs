@@ -213,7 +213,7 @@ pub async fn run_writer(store: ObjectStore, mut folds: mpsc::Receiver<Fold>) {
 /// fold and each message's sequence before folding it, so that a caller can look at the fold
 /// as it passes a sequence. Messages that do not decode are skipped and counted, as a monitor
 /// skips them. Answers the count skipped and the last sequence read.
-async fn fold_log(
+pub async fn fold_log(
     lifecycle: &stream::Stream,
     from: u64,
     until: u64,
