@@ -19,7 +19,8 @@ use events::vnf::{SharedSpecs, Vnf};
 use events::vnfd::Vnfd;
 use futures::StreamExt;
 use projector::table::Row;
-use serde::de::DeserializeOwned;
+use serde::de::{DeserializeOwned, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
 use tokio::sync::{broadcast, oneshot};
 
 /// The KV key pattern that matches every row (a NATS wildcard, not a lifecycle subject).
@@ -122,8 +123,37 @@ pub(crate) struct MonitorStates {
     by_vnf: RwLock<HashMap<String, InstanceStates>>,
 }
 
-/// One VNF's instance states, sorted by instance id.
-type InstanceStates = Box<[(String, InstanceMonitorState)]>;
+/// One VNF's instance states, sorted by instance id: read from the bucket's JSON object
+/// straight into a slice, with no map built only to be dropped.
+#[derive(Debug)]
+struct InstanceStates(Box<[(String, InstanceMonitorState)]>);
+
+impl<'de> Deserialize<'de> for InstanceStates {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Pairs;
+        impl<'de> Visitor<'de> for Pairs {
+            type Value = Vec<(String, InstanceMonitorState)>;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+                formatter.write_str("an object of instance states by instance id")
+            }
+
+            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
+                let mut pairs = Vec::with_capacity(map.size_hint().unwrap_or(1));
+                while let Some(pair) = map.next_entry()? {
+                    pairs.push(pair);
+                }
+                Ok(pairs)
+            }
+        }
+        let mut pairs = deserializer.deserialize_map(Pairs)?;
+        // A repeated id keeps its last state, as a map would.
+        pairs.reverse();
+        pairs.sort_by(|a, b| a.0.cmp(&b.0));
+        pairs.dedup_by(|later, earlier| later.0 == earlier.0);
+        Ok(InstanceStates(pairs.into_boxed_slice()))
+    }
+}
 
 impl MonitorStates {
     /// The VNF's instance states (empty when none is known).
@@ -134,7 +164,7 @@ impl MonitorStates {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         by_vnf
             .get(vnf_id)
-            .map(|states| states.iter().cloned().collect())
+            .map(|states| states.0.iter().cloned().collect())
             .unwrap_or_default()
     }
 }
@@ -215,12 +245,12 @@ impl<A: Clone + Share + DeserializeOwned + Send + Sync> BucketCopy for Mirror<A>
 
 impl BucketCopy for MonitorStates {
     fn put(&self, key: &str, value: &[u8]) -> Result<(), serde_json::Error> {
-        let states: BTreeMap<String, InstanceMonitorState> = serde_json::from_slice(value)?;
+        let states: InstanceStates = serde_json::from_slice(value)?;
         let mut by_vnf = self
             .by_vnf
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        by_vnf.insert(key.to_owned(), states.into_iter().collect());
+        by_vnf.insert(key.to_owned(), states);
         Ok(())
     }
 
@@ -409,6 +439,31 @@ mod tests {
             serde_json::to_vec(&row(u64::try_from(n).unwrap(), vnf)).unwrap(),
             serde_json::to_vec(&states).unwrap(),
         )
+    }
+
+    #[test]
+    fn instance_states_are_held_as_the_bucket_has_them() {
+        let state = |vdu: &str| {
+            serde_json::json!({"vdu": vdu, "mgmt_ip": "127.0.0.1", "state": "up", "since": null,
+                "last_result": null, "last_probed_at": null, "monitor": "m1"})
+        };
+        // Out of order, and one id twice: the later state is the one kept, as a map keeps it.
+        let value = format!(
+            r#"{{"i2": {}, "i1": {}, "i2": {}}}"#,
+            state("VDU2"),
+            state("VDU1"),
+            state("VDU3")
+        );
+        let states = MonitorStates::default();
+        BucketCopy::put(&states, "v1", value.as_bytes()).unwrap();
+        let held = states.get("v1");
+        let vdus: Vec<(&str, &str)> = held
+            .iter()
+            .map(|(id, state)| (id.as_str(), state.vdu.as_str()))
+            .collect();
+        assert_eq!(vdus, [("i1", "VDU1"), ("i2", "VDU3")]);
+        assert!(BucketCopy::put(&states, "v2", b"[]").is_err());
+        assert!(states.get("v2").is_empty());
     }
 
     /// What the mirror's own allocations come to per VNF, allocator overhead aside; the fleet
