@@ -10,7 +10,9 @@
 //! (kill -9) in between: without a snapshot; again, writing one once it has replayed the
 //! log; and from that snapshot. With `--no-replay`, the bench folds the log into the snapshot
 //! itself and the monitor starts from it twice (the second time with every VNF's states
-//! recorded). Each start prints the time until the monitor holds every target and until it has
+//! recorded); then a projector projects the log from its start, is killed and started again,
+//! and a gateway starts on the tables: how long each takes to serve, and the gateway's memory
+//! per VNF. Each start prints the time until the monitor holds every target and until it has
 //! probed as many (from its `/metrics`).
 
 use std::net::Ipv4Addr;
@@ -34,6 +36,7 @@ use monitor::snapshot_store;
 use testkit::{Durability, NatsServer, RoleProcess};
 
 use crate::{IN_FLIGHT, cause, vnfd};
+use bench::rss_bytes;
 
 /// VNFs written by default, and lifecycle messages each: issue 13's million messages.
 pub const VNFS_DEFAULT: usize = 100_000;
@@ -48,6 +51,9 @@ const ADDRESSES_PER_VNF: usize = 16;
 const MESSAGES_PER_VNF_MAX: usize = CREATE_MESSAGES + 2 * (ADDRESSES_PER_VNF - 1);
 /// How long a start may take before the bench gives up on it.
 const START_TIMEOUT: Duration = Duration::from_secs(600);
+/// How long a projector may take to project the whole log from its start (about 500 s for a
+/// million messages here): not a cold start, the bench's set-up for the restarts.
+const PROJECTION_TIMEOUT: Duration = Duration::from_secs(1_800);
 /// How often the monitor's `/metrics` is read during a start.
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
 /// The monitor's name, the same at every start so that it takes its leases back at once.
@@ -184,6 +190,24 @@ fn history(n: usize, id: &str, messages: usize) -> Vec<Vec<VnfEvent>> {
     history
 }
 
+/// VNF number `n`'s id.
+fn vnf_id(n: usize) -> String {
+    uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, &n.to_be_bytes()).to_string()
+}
+
+/// The lifecycle message of VNF `id` that records `events`, as the event store writes it.
+fn payload(id: &str, events: Vec<VnfEvent>) -> bytes::Bytes {
+    let envelope = Envelope {
+        schema_version: SCHEMA_VERSION,
+        aggregate: AggregateKind::Vnf,
+        aggregate_id: id.to_owned(),
+        cause: cause(),
+        recorded_at: OffsetDateTime::now_utc(),
+        events,
+    };
+    serde_json::to_vec(&envelope).expect("encodable").into()
+}
+
 /// Writes `vnfs` VNFs of `messages` messages each to the lifecycle stream, a VNF's messages in
 /// order and VNFs interleaved (every VNF's create, then every VNF's first cycle, ...), as a
 /// long-lived fleet's log is. Answers the messages written and the stream's last sequence.
@@ -202,9 +226,7 @@ async fn write_log(
     setup::provision(&async_nats::jetstream::new(client.clone()), &config).await?;
     let log = EventLog::open(client).await?;
     let jetstream = log.jetstream().clone();
-    let ids: Vec<String> = (0..vnfs)
-        .map(|n| uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, &n.to_be_bytes()).to_string())
-        .collect();
+    let ids: Vec<String> = (0..vnfs).map(vnf_id).collect();
     let histories: Vec<Vec<Vec<VnfEvent>>> = ids
         .iter()
         .enumerate()
@@ -217,18 +239,7 @@ async fn write_log(
             .iter()
             .zip(&ids)
             .filter_map(|(history, id)| Some((id, history.get(step)?)))
-            .map(|(id, events)| {
-                let envelope = Envelope {
-                    schema_version: SCHEMA_VERSION,
-                    aggregate: AggregateKind::Vnf,
-                    aggregate_id: id.clone(),
-                    cause: cause(),
-                    recorded_at: OffsetDateTime::now_utc(),
-                    events: events.clone(),
-                };
-                let payload = serde_json::to_vec(&envelope).expect("encodable");
-                (names::vnf_subject(id), payload.into())
-            })
+            .map(|(id, events)| (names::vnf_subject(id), payload(id, events.clone())))
             .collect();
         written += batch.len();
         futures::stream::iter(batch)
@@ -252,6 +263,119 @@ async fn write_log(
         state.bytes
     );
     Ok((written, state.last_sequence))
+}
+
+/// A projector projects the whole log from its start, is killed (kill -9) and started again;
+/// then a gateway starts on the tables. Prints how long each took to serve (the issue's goals:
+/// 5 s each) and the gateway's memory against a gateway started on empty tables.
+async fn projector_and_gateway(
+    server: &NatsServer,
+    vnfs: usize,
+    empty_gateway_rss: u64,
+) -> anyhow::Result<()> {
+    let jetstream = async_nats::jetstream::new(server.client().await);
+    let lifecycle = jetstream.get_stream(names::LIFECYCLE_STREAM).await?;
+    let tables = projector::Tables::open(&jetstream).await?;
+    let http = reqwest::Client::new();
+
+    let started = Instant::now();
+    let mut projector = server.spawn_as("projector", Identity::Projector, &["projector"]);
+    let last = lifecycle.clone().info().await?.state.last_sequence;
+    loop {
+        if let Ok(info) = lifecycle.consumer_info(names::PROJECTOR_CONSUMER).await
+            && info.ack_floor.stream_sequence >= last
+        {
+            break;
+        }
+        anyhow::ensure!(
+            started.elapsed() < PROJECTION_TIMEOUT,
+            "the projector has not projected the log after {PROJECTION_TIMEOUT:?}"
+        );
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+    let took = started.elapsed().as_secs_f64();
+    println!(
+        "  a projector from the log's start: projected its {last} messages in {took:.1} s \
+         ({:.0} messages/s)",
+        last as f64 / took
+    );
+
+    projector.kill();
+    let restarted = Instant::now();
+    let mut projector = server.spawn_as("projector", Identity::Projector, &["projector"]);
+    projector
+        .wait_for_log("Projector running.", START_TIMEOUT)
+        .await;
+    let running = restarted.elapsed();
+    let id = vnf_id(vnfs);
+    let create = history(vnfs, &id, CREATE_MESSAGES).swap_remove(0);
+    jetstream
+        .publish(names::vnf_subject(&id), payload(&id, create))
+        .await?
+        .await?;
+    while tables.vnfs.get(&id).await?.is_none() {
+        anyhow::ensure!(
+            restarted.elapsed() < START_TIMEOUT,
+            "the restarted projector has not projected a new VNF after {START_TIMEOUT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    println!(
+        "  projector restarted (kill -9): running after {:.2} s, a VNF created then projected \
+         after {:.2} s (goal <= 5 s)",
+        running.as_secs_f64(),
+        restarted.elapsed().as_secs_f64()
+    );
+    drop(projector);
+
+    let (gateway, listening) = timed_gateway(server, &http, Some(&vnf_id(0))).await?;
+    let rss = rss_bytes(gateway.pid());
+    println!(
+        "  gateway on the tables and VDU states of {} VNFs: listening after {:.2} s; RSS {:.1} \
+         MB against {:.1} MB on empty ones: {:.2} KiB per VNF (goal <= 2)",
+        vnfs + 1,
+        listening.as_secs_f64(),
+        rss as f64 / 1e6,
+        empty_gateway_rss as f64 / 1e6,
+        rss.saturating_sub(empty_gateway_rss) as f64 / 1024.0 / (vnfs + 1) as f64
+    );
+    Ok(())
+}
+
+/// Starts a gateway; answers it and how long it took to listen, having printed how long until
+/// it answered a show of `show` (when given).
+async fn timed_gateway(
+    server: &NatsServer,
+    http: &reqwest::Client,
+    show: Option<&str>,
+) -> anyhow::Result<(RoleProcess, Duration)> {
+    let started = Instant::now();
+    let mut gateway = server.spawn_as(
+        "gateway",
+        Identity::Gateway,
+        &["gateway", "--listen", "127.0.0.1:0"],
+    );
+    let address = gateway.wait_for_listen_address(START_TIMEOUT).await;
+    let listening = started.elapsed();
+    if let Some(vnf_id) = show {
+        let url = format!("http://{address}/v1.0/vnfs/{vnf_id}");
+        loop {
+            let status = http.get(&url).send().await?.status();
+            if status.is_success() {
+                break;
+            }
+            anyhow::ensure!(
+                started.elapsed() < START_TIMEOUT,
+                "the gateway answers {status} to a show after {START_TIMEOUT:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        println!(
+            "  gateway started: answers a show after {:.2} s (goal <= 5 s)",
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok((gateway, listening))
 }
 
 /// Folds the whole lifecycle log as a monitor would and stores the fold as the monitors'
@@ -375,6 +499,10 @@ pub async fn monitor_cold_start(
     let (written, last) = write_log(&server, vnfs, messages).await?;
     println!("monitor cold start on {written} messages, {vnfs} targets:");
     if snapshotting == Snapshotting::Folding {
+        // A gateway before any table or VDU state is written: the baseline of its memory.
+        let (empty, _) = timed_gateway(&server, &reqwest::Client::new(), None).await?;
+        let empty_gateway_rss = rss_bytes(empty.pid());
+        drop(empty);
         fold_into_snapshot(&server).await?;
         // The first start finds the state bucket empty; the second, every VNF's states as the
         // first wrote them, as a monitor restarting in a running fleet does.
@@ -401,6 +529,7 @@ pub async fn monitor_cold_start(
         monitor.kill();
         let (mut monitor, _) = timed_start(&server, "from the snapshot again", &[], vnfs).await?;
         monitor.kill();
+        projector_and_gateway(&server, vnfs, empty_gateway_rss).await?;
         println!(
             "monitor cold start: goal <= 10 s to serve on 100,000 VNFs and 1,000,000 messages"
         );
