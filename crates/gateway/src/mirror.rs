@@ -7,7 +7,7 @@
 //! as much of the log (`last_sequence`), so the watch and the gateway's own read-back after a
 //! command (which can be ahead of the projector) can both feed it in any order.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -49,15 +49,25 @@ impl<A> Default for Mirror<A> {
     }
 }
 
-/// A row's part that many rows hold alike, kept once in the mirror's memory.
+/// What the mirror keeps of a row: the parts many rows hold alike once, and nothing that no
+/// show, list or board reads.
 pub(crate) trait Share {
     fn share(&mut self, _specs: &mut SharedSpecs) {}
 }
 
-/// A VNF holds its VNFD's spec: one copy per VNFD however many VNFs.
+/// A VNF holds its VNFD's spec: one copy per VNFD however many VNFs. The aggregate's own
+/// bookkeeping (failure reports and alarms already handled, when heals and scalings happened,
+/// replaced and orphaned instances) is dropped: the API never shows it, and it would make a
+/// VNF's memory grow with its heal history.
 impl Share for Vnf {
     fn share(&mut self, specs: &mut SharedSpecs) {
         specs.share(self);
+        self.handled_failures = VecDeque::new();
+        self.handled_alarms = VecDeque::new();
+        self.heals_at = VecDeque::new();
+        self.dead_instances = Vec::new();
+        self.orphans = Vec::new();
+        self.scaled_at = BTreeMap::new();
     }
 }
 
@@ -439,6 +449,33 @@ mod tests {
             serde_json::to_vec(&row(u64::try_from(n).unwrap(), vnf)).unwrap(),
             serde_json::to_vec(&states).unwrap(),
         )
+    }
+
+    #[test]
+    fn a_vnf_is_held_without_the_aggregates_bookkeeping() {
+        let at = datetime!(2026-11-25 10:00 UTC);
+        let mut full = vnf("v1", "d1", "VDU1");
+        full.failure_count = 2;
+        full.handled_failures = VecDeque::from(["f1".to_owned(), "f2".to_owned()]);
+        full.handled_alarms = VecDeque::from(["a1".to_owned()]);
+        full.heals_at = VecDeque::from([at, at]);
+        full.dead_instances = vec!["i0".to_owned(), "i1".to_owned()];
+        full.orphans = vec!["i9".to_owned()];
+        full.scaled_at = BTreeMap::from([("SP1".to_owned(), at)]);
+        let mirror = Mirror::default();
+        mirror.offer("v1", row(1, full.clone()));
+        let held = mirror.get("v1").unwrap().state;
+        let shown = Vnf {
+            handled_failures: VecDeque::new(),
+            handled_alarms: VecDeque::new(),
+            heals_at: VecDeque::new(),
+            dead_instances: Vec::new(),
+            orphans: Vec::new(),
+            scaled_at: BTreeMap::new(),
+            ..full
+        };
+        assert_eq!(held, shown);
+        assert_eq!(held.failure_count, 2);
     }
 
     #[test]
