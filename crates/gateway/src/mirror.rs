@@ -55,13 +55,17 @@ pub(crate) trait Share {
     fn share(&mut self, _specs: &mut SharedSpecs) {}
 }
 
-/// A VNF holds its VNFD's spec: one copy per VNFD however many VNFs. The aggregate's own
-/// bookkeeping (failure reports and alarms already handled, when heals and scalings happened,
-/// replaced and orphaned instances) is dropped: the API never shows it, and it would make a
+/// A VNF holds its VNFD's spec: one copy per VNFD however many VNFs. Its sealed `user_data`
+/// (read only by the conductor that deploys a VDU) and the aggregate's own bookkeeping
+/// (failure reports and alarms already handled, when heals and scalings happened, replaced and
+/// orphaned instances) are dropped: the API never shows them, and the bookkeeping would make a
 /// VNF's memory grow with its heal history.
 impl Share for Vnf {
     fn share(&mut self, specs: &mut SharedSpecs) {
         specs.share(self);
+        if let Some(details) = self.details.as_mut() {
+            details.user_data = serde_json::Value::Null;
+        }
         self.handled_failures = VecDeque::new();
         self.handled_alarms = VecDeque::new();
         self.heals_at = VecDeque::new();
@@ -452,7 +456,7 @@ mod tests {
     }
 
     #[test]
-    fn a_vnf_is_held_without_the_aggregates_bookkeeping() {
+    fn a_vnf_is_held_without_its_user_data_and_the_aggregates_bookkeeping() {
         let at = datetime!(2026-11-25 10:00 UTC);
         let mut full = vnf("v1", "d1", "VDU1");
         full.failure_count = 2;
@@ -462,10 +466,16 @@ mod tests {
         full.dead_instances = vec!["i0".to_owned(), "i1".to_owned()];
         full.orphans = vec!["i9".to_owned()];
         full.scaled_at = BTreeMap::from([("SP1".to_owned(), at)]);
+        let mut details = full.details.clone().unwrap();
+        details.user_data = serde_json::json!({"sealed": "ciphertext"});
+        full.details = Some(details);
         let mirror = Mirror::default();
         mirror.offer("v1", row(1, full.clone()));
         let held = mirror.get("v1").unwrap().state;
+        let mut details = full.details.clone().unwrap();
+        details.user_data = serde_json::Value::Null;
         let shown = Vnf {
+            details: Some(details),
             handled_failures: VecDeque::new(),
             handled_alarms: VecDeque::new(),
             heals_at: VecDeque::new(),
