@@ -526,6 +526,28 @@ pub async fn open_bucket(
         .map_err(|e| NatsError::other("opening a bucket", e).into())
 }
 
+/// A watch of `bucket`: every key's last entry, then every change; and whether the bucket was
+/// empty when it began. An empty bucket's watch delivers nothing until a change, so a reader
+/// that waits for the watch to catch up (an entry with `delta` 0) must not wait then.
+pub async fn watch_every_key(
+    bucket: &jetstream::kv::Store,
+) -> Result<(jetstream::kv::Watch, bool), NatsError> {
+    // `Store::status` answers from the handle's cache, so ask the stream itself.
+    let mut stream = bucket.stream.clone();
+    let info = stream
+        .info()
+        .await
+        .map_err(|e| NatsError::new("reading a bucket's size", e))?;
+    let watch = bucket
+        .watch_with_history(ALL_KEYS)
+        .await
+        .map_err(|e| NatsError::new("watching a bucket", e))?;
+    Ok((watch, info.state.messages == 0))
+}
+
+/// The KV key pattern that matches every key (a NATS wildcard, not a lifecycle subject).
+const ALL_KEYS: &str = ">";
+
 /// `error`, or when it says the stream is missing, an error that says what to run.
 fn not_provisioned(error: NatsError, what: &str, name: &str) -> StoreError {
     if error.kind() == NatsErrorKind::NotFound {

@@ -14,6 +14,7 @@ use std::time::Duration;
 use async_nats::jetstream::kv;
 use events::monitor::InstanceMonitorState;
 use events::nats_error::NatsError;
+use events::store;
 use events::vim::Vim;
 use events::vnf::{SharedSpecs, Vnf};
 use events::vnfd::Vnfd;
@@ -23,8 +24,6 @@ use serde::de::{DeserializeOwned, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use tokio::sync::{broadcast, oneshot};
 
-/// The KV key pattern that matches every row (a NATS wildcard, not a lifecycle subject).
-const ALL_ROWS: &str = ">";
 /// Pause before re-watching a bucket after the watch failed or ended (NATS restarting, a
 /// leader moving); long enough not to spin, short next to a client's patience.
 const WATCH_RETRY_DELAY: Duration = Duration::from_secs(1);
@@ -307,18 +306,7 @@ async fn follow_once(
             let _ = synced.send(());
         }
     };
-    // An empty bucket delivers nothing to a watch, so there would be no last entry to wait for.
-    // (`Store::status` answers from the handle's cache, so ask the stream itself.)
-    let mut stream = bucket.stream.clone();
-    let info = stream
-        .info()
-        .await
-        .map_err(|e| NatsError::new("reading a table's state", e))?;
-    let empty = info.state.messages == 0;
-    let mut watch = bucket
-        .watch_with_history(ALL_ROWS)
-        .await
-        .map_err(|e| NatsError::new("watching a table", e))?;
+    let (mut watch, empty) = store::watch_every_key(bucket).await?;
     if empty {
         signal();
     }

@@ -40,8 +40,6 @@ const SEEDS_BULK_MIN: usize = 256;
 const SEEDS_BULK_TIMEOUT: Duration = Duration::from_secs(30);
 /// Gets of single VNFs' states in flight at once, for a batch read one by one.
 const SEED_GETS_IN_FLIGHT: usize = 64;
-/// The KV key pattern that matches every entry (a NATS wildcard).
-const ALL_KEYS: &str = ">";
 /// Pause between attempts to follow the lifecycle log again after its consumer ended.
 const FOLLOW_RETRY_DELAY: Duration = Duration::from_secs(1);
 /// Decoded inputs waiting for the engine. The followers wait on a full queue, which only
@@ -193,20 +191,10 @@ impl BucketSeeds {
         let wanted: HashSet<&str> = wanted.iter().map(String::as_str).collect();
         let pass = async {
             let mut found = HashMap::new();
-            // An empty bucket delivers nothing to a watch: ask the stream itself first.
-            let mut stream = self.states.stream.clone();
-            let info = stream
-                .info()
-                .await
-                .map_err(|e| NatsError::new("reading the state bucket's size", e))?;
-            if info.state.messages == 0 {
+            let (mut watch, empty) = store::watch_every_key(&self.states).await?;
+            if empty {
                 return Ok(found);
             }
-            let mut watch = self
-                .states
-                .watch_with_history(ALL_KEYS)
-                .await
-                .map_err(|e| NatsError::new("reading the state bucket", e))?;
             while let Some(entry) = watch.next().await {
                 let entry = entry.map_err(|e| NatsError::new("reading the state bucket", e))?;
                 let caught_up = entry.delta == 0;
