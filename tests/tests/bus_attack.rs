@@ -137,9 +137,13 @@ async fn forged_failure_report(system: &System, vnf_id: &str) {
         .get_stream(names::MONITOR_STREAM)
         .await
         .unwrap();
-    let reports = events::read::subject(&stream, &names::failure_subject(vnf_id))
-        .await
-        .unwrap();
+    let reports = events::read::subject(
+        &system.log.jetstream().client(),
+        &stream,
+        &names::failure_subject(vnf_id),
+    )
+    .await
+    .unwrap();
     assert_eq!(
         reports.len(),
         2,

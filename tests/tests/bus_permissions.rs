@@ -509,9 +509,13 @@ async fn a_monitor_writes_and_reads_its_snapshot_and_the_reader_reads_it() {
     };
     let (log, store) = as_identity(Identity::Monitor).await;
     let mut fold = Fold::default();
-    for stored in events::read::subject(log.stream(), &names::vnf_subject(vnf_id))
-        .await
-        .unwrap()
+    for stored in events::read::subject(
+        &log.jetstream().client(),
+        log.stream(),
+        &names::vnf_subject(vnf_id),
+    )
+    .await
+    .unwrap()
     {
         let envelope = events::envelope::decode::<events::vnf::VnfEvent>(&stored.payload).unwrap();
         fold.apply(stored.sequence, vnf_id, envelope.events);

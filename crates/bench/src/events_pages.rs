@@ -92,7 +92,7 @@ pub async fn events_pages(vnfs: usize) -> anyhow::Result<()> {
         ("a VNF's events, long history", &long, LONG_HISTORY_MESSAGES),
         ("a VNF's events, short history", &ids[vnfs / 2], 2),
     ] {
-        let latency = time(REQUESTS / 4, |_| {
+        let latency = time(REQUESTS, |_| {
             let log = &log;
             async move {
                 let events = audit::resource_events::<Vnf>(log, id, None).await?;

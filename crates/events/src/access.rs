@@ -41,7 +41,7 @@ use std::fmt::Write as _;
 use crate::names;
 
 /// The JetStream API's subject prefix.
-const API: &str = "$JS.API";
+pub(crate) const API: &str = "$JS.API";
 
 /// One identity on the bus: a role, the operator's setup tool, or a read-only observer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -71,10 +71,14 @@ impl Stored {
     }
 }
 
-/// Every message on `subject` of `stream`, oldest first, read from the stream's leader by
-/// direct gets: one per message, however long the rest of the stream is.
-pub async fn subject(stream: &stream::Stream, subject: &str) -> Result<Vec<Stored>, NatsError> {
-    Ok(subject_after(stream, subject, 0).await?.messages)
+/// Every message on `subject` of `stream`, oldest first: the subject's last message read from
+/// the stream's leader, the rest in batches (see [`subject_after`]).
+pub async fn subject(
+    client: &async_nats::Client,
+    stream: &stream::Stream,
+    subject: &str,
+) -> Result<Vec<Stored>, NatsError> {
+    Ok(subject_after(client, stream, subject, 0).await?.messages)
 }
 
 /// The messages of one subject stored after a sequence: [`subject_after`]'s answer.
@@ -87,10 +91,14 @@ pub struct Tail {
     pub last_sequence: u64,
 }
 
-/// The messages on `subject` of `stream` stored after stream sequence `after`, oldest first,
-/// read from the stream's leader by direct gets: one for the subject's last message, and one
-/// per message after `after` before it.
+/// The messages on `subject` of `stream` stored after stream sequence `after`, oldest first.
+/// The subject's last message is read from the stream's leader (one get). Those before it, if
+/// any, are read by one batched direct get of up to [`SUBJECT_BATCH_MESSAGES`], and what that
+/// batch leaves (a longer history, or a replica behind the leader answered) by an ordered
+/// consumer: the server delivers a consumer's messages at about a third of a direct get's cost
+/// each, which pays for the consumer's setup past a hundred messages or so.
 pub async fn subject_after(
+    client: &async_nats::Client,
     stream: &stream::Stream,
     subject: &str,
     after: u64,
@@ -111,32 +119,213 @@ pub async fn subject_after(
     };
     let through = last.sequence;
     let mut messages = Vec::new();
-    if through <= after {
-        return Ok(Tail {
-            messages,
-            last_sequence: through,
-        });
-    }
     let mut next = after + 1;
-    while next < through {
-        let message = timed(
-            context,
-            stream.get_first_raw_message_by_subject(subject, next),
+    if next < through {
+        let batch = direct_batch(
+            client,
+            stream,
+            subject,
+            next,
+            SUBJECT_BATCH_MESSAGES,
+            DIRECT_BATCH_BYTES_MAX,
         )
-        .await?
-        .map_err(|e| NatsError::new(context, e))?;
-        if message.sequence >= through {
-            break;
+        .await?;
+        for message in batch.messages {
+            if message.sequence >= through {
+                next = through;
+                break;
+            }
+            if message.sequence >= next {
+                next = message.sequence + 1;
+                messages.push(message);
+            }
         }
-        next = message.sequence + 1;
-        messages.push(message.into());
     }
-    messages.push(last.into());
+    if next < through {
+        let mut rest = StreamRead::open(stream, subject, next).await?;
+        while let Some(message) = rest.next().await? {
+            if message.sequence >= through {
+                break;
+            }
+            messages.push(message);
+        }
+    }
+    if through > after {
+        messages.push(last.into());
+    }
     Ok(Tail {
         messages,
         last_sequence: through,
     })
 }
+
+/// The most messages of one subject [`subject_after`] reads by a batched direct get before it
+/// reads the rest by an ordered consumer.
+pub const SUBJECT_BATCH_MESSAGES: usize = 100;
+
+/// The messages of `stream` from sequence `from` through `through`, oldest first, as one
+/// batched direct get answers them: all of them, or those from `from` that fit in `max_bytes`
+/// (as the server counts a message: its subject and payload; always one at least). Meant for a stream that never deletes a message (the
+/// lifecycle log), where every sequence up to the last holds one: where the answer stops short
+/// of `through` with nothing left past it (a replica behind the leader answered), the rest is
+/// read from the leader, one get each, within the same byte bound.
+pub async fn run(
+    client: &async_nats::Client,
+    stream: &stream::Stream,
+    from: u64,
+    through: u64,
+    max_bytes: usize,
+) -> Result<Vec<Stored>, NatsError> {
+    if through < from {
+        return Ok(Vec::new());
+    }
+    let count = usize::try_from(through - from + 1)
+        .unwrap_or(usize::MAX)
+        .min(DIRECT_BATCH_MESSAGES_MAX);
+    let batch = direct_batch(client, stream, ">", from, count, max_bytes).await?;
+    let mut run: Vec<Stored> = Vec::with_capacity(batch.messages.len());
+    for message in batch.messages {
+        let expected = from + run.len() as u64;
+        if message.sequence != expected || message.sequence > through {
+            break;
+        }
+        run.push(message);
+    }
+    let reached = from + run.len() as u64;
+    let cut_by_the_server = run.len() == count || batch.pending > 0;
+    if reached > through || (cut_by_the_server && !run.is_empty()) {
+        return Ok(run);
+    }
+    let mut bytes: usize = run.iter().map(|m| m.payload.len()).sum();
+    for sequence in reached..=through {
+        if !run.is_empty() && bytes >= max_bytes {
+            break;
+        }
+        let context = "reading a message";
+        match timed(context, stream.get_raw_message(sequence)).await? {
+            Ok(message) => {
+                bytes += message.payload.len();
+                run.push(message.into());
+            }
+            Err(e) => {
+                let error = NatsError::new(context, e);
+                if error.kind() != NatsErrorKind::NotFound {
+                    return Err(error);
+                }
+            }
+        }
+    }
+    Ok(run)
+}
+
+/// The newest messages of `from` through `through` that fit in `max_bytes` (one at least),
+/// oldest first: [`run`] for reading backwards. A run cut short by the bound is read again,
+/// starting about as many messages below `through` as fit.
+pub async fn newest_run(
+    client: &async_nats::Client,
+    stream: &stream::Stream,
+    mut from: u64,
+    through: u64,
+    max_bytes: usize,
+) -> Result<Vec<Stored>, NatsError> {
+    loop {
+        let read = run(client, stream, from, through, max_bytes).await?;
+        match read.last() {
+            Some(last) if last.sequence < through && from < through => {
+                let fits = u64::try_from(read.len()).unwrap_or(u64::MAX);
+                from = (from + 1).max((through + 1).saturating_sub(fits));
+            }
+            _ => return Ok(read),
+        }
+    }
+}
+
+/// The most messages one batched direct get asks for.
+pub const DIRECT_BATCH_MESSAGES_MAX: usize = 1_000;
+/// The most bytes one batched direct get of a subject asks for: the server sends no more in
+/// one answer (and at least one message), and an ordered consumer reads what it leaves.
+pub const DIRECT_BATCH_BYTES_MAX: usize = 8 * 1024 * 1024;
+
+/// What one batched direct get answered.
+#[derive(Debug, Default)]
+pub struct Batch {
+    /// The messages, oldest first.
+    pub messages: Vec<Stored>,
+    /// How many messages matching the filter the answering server holds past the batch.
+    pub pending: u64,
+}
+
+/// Up to `count` messages of `stream` matching `filter`, from sequence `from` on, oldest first,
+/// in one batched direct get (`$JS.API.DIRECT.GET.<stream>` with `batch`, answered by the
+/// messages and then an empty end-of-batch status, 204 `EOB`): at most `max_bytes` (subjects and
+/// payloads, as the server counts them) and at least one message. Any replica of the stream may answer, so the batch may lack the
+/// newest messages; it never holds a wrong one. The answers come to an inbox of the
+/// connection's own prefix, which only this identity may read.
+pub async fn direct_batch(
+    client: &async_nats::Client,
+    stream: &stream::Stream,
+    filter: &str,
+    from: u64,
+    count: usize,
+    max_bytes: usize,
+) -> Result<Batch, NatsError> {
+    let context = "reading a batch of messages";
+    let inbox = client.new_inbox();
+    let mut replies = client
+        .subscribe(inbox.clone())
+        .await
+        .map_err(|e| NatsError::other(context, e))?;
+    let request = serde_json::json!({
+        "seq": from.max(1),
+        "next_by_subj": filter,
+        "batch": count.max(1),
+        "max_bytes": max_bytes.max(1),
+    });
+    let name = &stream.cached_info().config.name;
+    client
+        .publish_with_reply(
+            format!("{}.DIRECT.GET.{name}", crate::access::API),
+            inbox,
+            request.to_string().into(),
+        )
+        .await
+        .map_err(|e| NatsError::other(context, e))?;
+    let mut batch = Batch::default();
+    loop {
+        let Some(reply) = timed(context, replies.next()).await? else {
+            return Err(NatsError::other(context, "the reply subscription ended"));
+        };
+        match reply.status.map(|status| status.as_u16()) {
+            None | Some(200) => {
+                let message =
+                    StreamMessage::try_from(reply).map_err(|e| NatsError::other(context, e))?;
+                batch.messages.push(message.into());
+            }
+            // The end of the batch.
+            Some(204) => {
+                batch.pending = reply
+                    .headers
+                    .as_ref()
+                    .and_then(|headers| headers.get(NUM_PENDING))
+                    .and_then(|pending| pending.as_str().parse().ok())
+                    .unwrap_or(0);
+                return Ok(batch);
+            }
+            // Nothing matches from `from` on.
+            Some(404) => return Ok(batch),
+            Some(status) => {
+                let description = reply.description.unwrap_or_default();
+                return Err(NatsError::other(
+                    context,
+                    format!("the server answered {status} {description}"),
+                ));
+            }
+        }
+    }
+}
+
+/// The header of a batch's end that counts the matching messages past it.
+const NUM_PENDING: &str = "Nats-Num-Pending";
 
 /// A replay of a stream's messages under a filter, from a start sequence up to the last
 /// message present when it was opened. Messages stored later are not read.

@@ -265,7 +265,7 @@ impl EventLog {
         subject: &str,
     ) -> Result<History<E>, StoreError> {
         Ok(History::decode(
-            &read::subject(&self.stream, subject).await?,
+            &read::subject(&self.jetstream.client(), &self.stream, subject).await?,
         ))
     }
 
@@ -290,7 +290,13 @@ impl EventLog {
     pub async fn load<A: Logged>(&self, aggregate_id: &str) -> Result<Loaded<A>, StoreError> {
         let subject = A::subject(aggregate_id);
         let mut fold = self.folds.get::<A>(&subject).unwrap_or_default();
-        let mut tail = read::subject_after(&self.stream, &subject, fold.last_sequence).await?;
+        let mut tail = read::subject_after(
+            &self.jetstream.client(),
+            &self.stream,
+            &subject,
+            fold.last_sequence,
+        )
+        .await?;
         if tail.last_sequence < fold.last_sequence {
             tracing::warn!(
                 subject,
@@ -300,7 +306,7 @@ impl EventLog {
             );
             self.folds.forget(&subject);
             fold = Fold::default();
-            tail = read::subject_after(&self.stream, &subject, 0).await?;
+            tail = read::subject_after(&self.jetstream.client(), &self.stream, &subject, 0).await?;
         }
         for message in &tail.messages {
             fold.messages += 1;

@@ -463,8 +463,8 @@ struct PageRead {
 }
 
 /// A page of at most `limit` events at `place`, each with the exact state it left its
-/// resource in. Reads the lifecycle stream by sequence (one direct get per message), from the
-/// marker's sequence onwards (or backwards), never more than [`EVENTS_PAGE_READ_BYTES_MAX`]
+/// resource in. Reads the lifecycle stream by sequence (batched direct gets, see
+/// [`events::read::run`]), from the marker's sequence onwards (or backwards), never more than [`EVENTS_PAGE_READ_BYTES_MAX`]
 /// and [`EVENTS_PAGE_READ_MESSAGES_MAX`]; the states are folded over the page, from each
 /// resource's subject for one whose history began before it.
 pub async fn page(log: &EventLog, place: PagePlace, limit: usize) -> Result<EventsPage, PageError> {
@@ -625,28 +625,52 @@ async fn read_page(log: &EventLog, place: PagePlace, limit: usize) -> Result<Pag
         PagePlace::After(marker) => (marker / EVENT_ID_STRIDE).max(first),
         PagePlace::Before(marker) => (marker.saturating_sub(1) / EVENT_ID_STRIDE).min(last),
     };
+    let client = log.jetstream().client();
     let (mut bytes, mut messages, mut counted) = (0_usize, 0_u64, 0_usize);
-    while last > 0
-        && (first..=last).contains(&sequence)
-        && counted < limit
-        && messages < EVENTS_PAGE_READ_MESSAGES_MAX
-        && (messages == 0 || bytes < EVENTS_PAGE_READ_BYTES_MAX)
-    {
-        if let Some(message) = log.read_at(sequence).await? {
-            let message: Stored = message.into();
+    let more = |bytes: usize, messages: u64, counted: usize| {
+        counted < limit
+            && messages < EVENTS_PAGE_READ_MESSAGES_MAX
+            && (messages == 0 || bytes < EVENTS_PAGE_READ_BYTES_MAX)
+    };
+    // Runs of messages in batched direct gets, each about as long as the events still wanted
+    // (most messages tell one), walked one message at a time.
+    'read: while last > 0 && (first..=last).contains(&sequence) && more(bytes, messages, counted) {
+        let wanted = u64::try_from(limit - counted)
+            .unwrap_or(u64::MAX)
+            .min(EVENTS_PAGE_READ_MESSAGES_MAX - messages);
+        let budget = EVENTS_PAGE_READ_BYTES_MAX.saturating_sub(bytes);
+        let (run, past) = if forward {
+            let through = sequence.saturating_add(wanted - 1).min(last);
+            let run = events::read::run(&client, log.stream(), sequence, through, budget).await?;
+            (run, through + 1)
+        } else {
+            let from = sequence.saturating_sub(wanted - 1).max(first);
+            let mut run =
+                events::read::newest_run(&client, log.stream(), from, sequence, budget).await?;
+            run.reverse();
+            (run, from - 1)
+        };
+        let mut walked = false;
+        for message in run {
+            if !more(bytes, messages, counted) {
+                break 'read;
+            }
+            walked = true;
             messages += 1;
             bytes += message.payload.len();
             counted += events_beyond(&message, place);
+            // Stream sequences start at 1, so walking back ends at 0, outside `first..=last`.
+            sequence = if forward {
+                message.sequence + 1
+            } else {
+                message.sequence.saturating_sub(1)
+            };
             read.messages.push(message);
         }
-        sequence = if forward {
-            sequence + 1
-        } else {
-            match sequence.checked_sub(1) {
-                Some(next) => next,
-                None => break,
-            }
-        };
+        if !walked {
+            // Nothing stored in the run's range.
+            sequence = past;
+        }
     }
     if !forward {
         read.messages.reverse();
@@ -941,7 +965,11 @@ mod tests {
             match next.newer_than {
                 Some(newer) => marker = newer,
                 None if written => break,
-                None => tokio::task::yield_now().await,
+                // Caught up with the writer: wait, then go on after the last event seen.
+                None => {
+                    marker = walked.last().map_or(marker, |last| last.id);
+                    tokio::task::yield_now().await;
+                }
             }
             assert!(pages < 1_000, "the walk does not end: {walked:?}");
         }

@@ -35,7 +35,9 @@ pub async fn read(
     let mut monitor_messages = Vec::new();
     if let Ok(monitor_stream) = log.jetstream().get_stream(names::MONITOR_STREAM).await {
         for subject in names::monitor_subjects_of(vnf_id) {
-            monitor_messages.extend(events::read::subject(&monitor_stream, &subject).await?);
+            monitor_messages.extend(
+                events::read::subject(&log.jetstream().client(), &monitor_stream, &subject).await?,
+            );
         }
     }
     Ok((history, monitor_messages))

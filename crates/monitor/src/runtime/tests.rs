@@ -356,7 +356,9 @@ async fn a_management_ip_outside_the_probe_ranges_is_reported_once_and_never_pro
         .get_stream(names::MONITOR_STREAM)
         .await
         .unwrap();
-    let stored = events::read::subject(&stream, &subject).await.unwrap();
+    let stored = events::read::subject(&log.jetstream().client(), &stream, &subject)
+        .await
+        .unwrap();
     assert_eq!(stored.len(), 1, "one message per refused target");
     assert_eq!(restarted.probe.count(OUTSIDE), 0);
     restarted.shutdown.send(()).unwrap();
