@@ -20,6 +20,7 @@ mod error;
 mod guard;
 #[cfg(test)]
 mod heap;
+mod heap_trim;
 mod input;
 pub mod keystone;
 mod mirror;
@@ -260,6 +261,7 @@ impl Gateway {
                 "The tables did not load within {MIRROR_SYNC_TIMEOUT:?}; lists may miss rows until they do."
             );
         }
+        heap_trim::trim();
         Ok(Gateway {
             shared: Arc::new(Shared {
                 log,
