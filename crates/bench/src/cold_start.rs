@@ -358,6 +358,13 @@ async fn timed_gateway(
     );
     let address = gateway.wait_for_listen_address(START_TIMEOUT).await;
     let listening = started.elapsed();
+    if let Some(trimmed) = gateway
+        .log()
+        .lines()
+        .find(|line| line.contains("free pages given back"))
+    {
+        println!("  gateway: {trimmed}");
+    }
     if let Some(vnf_id) = show {
         let url = format!("http://{address}/v1.0/vnfs/{vnf_id}");
         testkit::poll(START_TIMEOUT, QUICK_POLL_INTERVAL, || async {

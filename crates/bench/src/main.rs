@@ -52,9 +52,10 @@ const MONITOR_WARM_UP: Duration = Duration::from_secs(100);
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    // `vnfm-bench gateway`: only the gateway measurement; `events [VNFS]`: only the events
-    // pages (`events_pages`); `monitor-cold-start [VNFS] [MESSAGES_PER_VNF] [--no-replay]`: only a
-    // monitor's cold start without and with a snapshot (`cold_start`).
+    // `vnfm-bench gateway`: only the gateway measurement; `appends`: only the appends;
+    // `events [VNFS]`: only the events pages (`events_pages`); `monitor-cold-start [VNFS]
+    // [MESSAGES_PER_VNF] [--no-replay]`: only a monitor's cold start without and with a
+    // snapshot (`cold_start`).
     match std::env::args().nth(1).as_deref() {
         Some("gateway") => return gateways().await,
         Some("auth") => return token_auth().await,
@@ -83,8 +84,18 @@ async fn main() -> anyhow::Result<()> {
             };
             return events_pages::events_pages(vnfs).await;
         }
+        Some("appends") => return append_figures().await,
         _ => {}
     }
+    append_figures().await?;
+    gateways().await?;
+    token_auth().await?;
+    board_pages().await
+}
+
+/// Appends through the event store against raw JetStream publishes, for both durabilities
+/// and on both buses (`vnfm-bench appends`: only these).
+async fn append_figures() -> anyhow::Result<()> {
     for (durability, label) in [
         (Durability::ServerDefault, "server default sync"),
         (Durability::SyncAlways, "sync_interval: always"),
@@ -106,9 +117,7 @@ async fn main() -> anyhow::Result<()> {
             checked_by_bus[1] / checked_by_bus[0]
         );
     }
-    gateways().await?;
-    token_auth().await?;
-    board_pages().await
+    Ok(())
 }
 
 /// A `vnfm gateway` process on a loopback port of the kernel's choosing with `flags`, once it

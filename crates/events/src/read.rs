@@ -135,10 +135,8 @@ pub async fn subject_after(
                 next = through;
                 break;
             }
-            if message.sequence >= next {
-                next = message.sequence + 1;
-                messages.push(message);
-            }
+            next = message.sequence + 1;
+            messages.push(message);
         }
     }
     if next < through {
@@ -165,10 +163,12 @@ pub const SUBJECT_BATCH_MESSAGES: usize = 100;
 
 /// The messages of `stream` from sequence `from` through `through`, oldest first, as one
 /// batched direct get answers them: all of them, or those from `from` that fit in `max_bytes`
-/// (as the server counts a message: its subject and payload; always one at least). Meant for a stream that never deletes a message (the
-/// lifecycle log), where every sequence up to the last holds one: where the answer stops short
-/// of `through` with nothing left past it (a replica behind the leader answered), the rest is
-/// read from the leader, one get each, within the same byte bound.
+/// (as the server counts a message: its subject and payload; always one at least).
+///
+/// Meant for a stream that never deletes a message (the lifecycle log), where every sequence
+/// up to the last holds one: where the answer stops short of `through` with nothing left past
+/// it (a replica behind the leader answered), the rest is read from the leader, one get each,
+/// within the same byte bound.
 pub async fn run(
     client: &async_nats::Client,
     stream: &stream::Stream,

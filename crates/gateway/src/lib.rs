@@ -261,7 +261,13 @@ impl Gateway {
                 "The tables did not load within {MIRROR_SYNC_TIMEOUT:?}; lists may miss rows until they do."
             );
         }
+        let trimming = std::time::Instant::now();
         heap_trim::trim();
+        tracing::info!(
+            instance = %config.instance,
+            trim_ms = trimming.elapsed().as_millis(),
+            "Tables loaded; the heap's free pages given back."
+        );
         Ok(Gateway {
             shared: Arc::new(Shared {
                 log,
