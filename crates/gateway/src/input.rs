@@ -212,19 +212,66 @@ impl ListQuery {
     /// A filter on a key an item does not have is ignored, as Tacker ignored filters on
     /// unknown attributes.
     pub(crate) fn answer(&self, items: Vec<Value>, collection: &str) -> Result<Value, ApiError> {
-        let page = self.page(self.sorted(self.filtered(items))?)?;
+        let items = self.sorted(self.filtered(items))?;
+        let ids: Vec<Value> = items
+            .iter()
+            .map(|item| item.get("id").cloned().unwrap_or(Value::Null))
+            .collect();
+        let (window, links) = self.window(&ids)?;
+        let items = items
+            .into_iter()
+            .skip(window.start)
+            .take(window.len())
+            .collect();
+        Ok(self.respond(items, links, collection))
+    }
+
+    /// Whether the query only pages (and cuts fields): no filter, no `sort_key`. Its page
+    /// then depends on nothing but the items' order and ids, so a list can cut the page before
+    /// it renders any item ([`ListQuery::answer_rendering_page`]).
+    pub(crate) fn only_pages(&self) -> bool {
+        self.pairs
+            .iter()
+            .all(|(key, _)| NON_FILTER_PARAMETERS.contains(&key.as_str()) && key != "sort_key")
+    }
+
+    /// [`ListQuery::answer`] for a query that [`only_pages`](ListQuery::only_pages), of items
+    /// given in order as `(id, entry)`: the page is cut by the ids, and only its entries are
+    /// rendered (`render`; an entry it makes nothing of is left out of the page).
+    pub(crate) fn answer_rendering_page<T>(
+        &self,
+        entries: Vec<(String, T)>,
+        collection: &str,
+        mut render: impl FnMut(T) -> Option<Value>,
+    ) -> Result<Value, ApiError> {
+        let ids: Vec<Value> = entries
+            .iter()
+            .map(|(id, _)| Value::String(id.clone()))
+            .collect();
+        let (window, links) = self.window(&ids)?;
+        let items = entries
+            .into_iter()
+            .skip(window.start)
+            .take(window.len())
+            .filter_map(|(_, entry)| render(entry))
+            .collect();
+        Ok(self.respond(items, links, collection))
+    }
+
+    /// A list's answer: a page's items, each cut to the requested `fields`, and the links
+    /// beside it.
+    fn respond(&self, items: Vec<Value>, links: Links, collection: &str) -> Value {
         let fields = self.values("fields");
         let mut answer = serde_json::Map::new();
         answer.insert(
             collection.to_owned(),
-            page.items
+            items
                 .into_iter()
                 .map(|item| select(item, &fields))
                 .collect(),
         );
-        if !page.links.is_empty() {
-            let links = page
-                .links
+        if !links.is_empty() {
+            let links = links
                 .into_iter()
                 .map(|(rel, query)| {
                     serde_json::json!({"rel": rel, "href": format!("/v1.0/{collection}?{query}")})
@@ -232,7 +279,7 @@ impl ListQuery {
                 .collect();
             answer.insert(format!("{collection}_links"), Value::Array(links));
         }
-        Ok(Value::Object(answer))
+        Value::Object(answer)
     }
 
     /// The answer to a list whose page was cut where its items were read (the events, read
@@ -376,35 +423,36 @@ impl ListQuery {
         Ok(items)
     }
 
-    /// The page of `items` the request asks for: at most `limit` items after the `marker`
-    /// (before it with `page_reverse`), and the links to the pages beside it.
-    fn page(&self, items: Vec<Value>) -> Result<Page, ApiError> {
+    /// Where the page the request asks for lies among items whose ids are `ids` (in order):
+    /// at most `limit` items after the `marker` (before it with `page_reverse`), and the links
+    /// to the pages beside it.
+    fn window(&self, ids: &[Value]) -> Result<(std::ops::Range<usize>, Links), ApiError> {
         let limit = self.limit()?;
         let reverse = self.reverse()?;
         let marker = self.last("marker");
         let at = match marker {
             None => None,
             Some(marker) => Some(
-                items
-                    .iter()
-                    .position(|item| item.get("id").is_some_and(|id| matches(id, marker)))
-                    .ok_or_else(|| {
-                        ApiError::invalid_input(format!(
-                            "marker: no item {marker} in this list (deleted since the last page?); list again without a marker"
-                        ))
-                    })?,
-            ),
+                ids.iter()
+                    .position(|id| !id.is_null() && matches(id, marker))
+                    .ok_or_else(
+                || {
+                    ApiError::invalid_input(format!(
+                        "marker: no item {marker} in this list (deleted since the last page?); list again without a marker"
+                    ))
+                },
+            )?),
         };
-        // The window [start, end) of `items` on this page.
+        // The window [start, end) of the items on this page.
         let (start, end) = match (at, reverse) {
-            (None, false) => (0, limit.min(items.len())),
-            (None, true) => (items.len().saturating_sub(limit), items.len()),
-            (Some(at), false) => (at + 1, (at + 1 + limit).min(items.len())),
+            (None, false) => (0, limit.min(ids.len())),
+            (None, true) => (ids.len().saturating_sub(limit), ids.len()),
+            (Some(at), false) => (at + 1, (at + 1 + limit).min(ids.len())),
             (Some(at), true) => (at.saturating_sub(limit), at),
         };
         let mut links = Vec::new();
-        let id_at = |i: usize| items.get(i).and_then(|item| item.get("id")).map(text);
-        if end < items.len()
+        let id_at = |i: usize| ids.get(i).filter(|id| !id.is_null()).map(text);
+        if end < ids.len()
             && end > start
             && let Some(last) = id_at(end - 1)
         {
@@ -416,8 +464,7 @@ impl ListQuery {
         {
             links.push(("previous", self.link_query(limit, &first, true)));
         }
-        let items = items.into_iter().skip(start).take(end - start).collect();
-        Ok(Page { items, links })
+        Ok((start..end, links))
     }
 
     /// The page size asked for (`limit`, else `page_size`), within [`LIST_PAGE_MAX_ITEMS`].
@@ -478,11 +525,8 @@ impl ListQuery {
     }
 }
 
-/// One page of a list, and the queries of the pages beside it by their `rel`.
-struct Page {
-    items: Vec<Value>,
-    links: Vec<(&'static str, String)>,
-}
+/// The queries of the pages beside a page, by their `rel` (`next`, `previous`).
+type Links = Vec<(&'static str, String)>;
 
 /// A value as a query string carries it.
 fn text(value: &Value) -> String {
@@ -641,6 +685,60 @@ mod tests {
             .unwrap();
         assert_eq!(cut["vnfs"][0], json!({"id": "a", "name": "one"}));
         assert!(cut.get("vnfs_links").is_none(), "{cut}");
+    }
+
+    /// A query that only pages answers the same whether every item is rendered first or only
+    /// those of its page; one that filters or sorts is not such a query.
+    #[test]
+    fn a_page_cut_before_rendering_is_the_page_cut_after() {
+        let items: Vec<Value> = (0..7)
+            .map(|n| json!({"id": format!("id-{n}"), "name": format!("vnf-{n}"), "n": n}))
+            .collect();
+        let entries: Vec<(String, usize)> = (0..7).map(|n| (format!("id-{n}"), n)).collect();
+        for pairs in [
+            &[][..],
+            &[("limit", "3")][..],
+            &[("limit", "3"), ("marker", "id-2")][..],
+            &[("limit", "3"), ("marker", "id-5"), ("page_reverse", "true")][..],
+            &[("page_reverse", "true"), ("limit", "2")][..],
+            &[("limit", "0"), ("fields", "name")][..],
+            &[("page_size", "4"), ("marker", "id-6")][..],
+        ] {
+            let query = query(pairs);
+            assert!(query.only_pages(), "{pairs:?}");
+            let mut rendered = Vec::new();
+            let lazy = query
+                .answer_rendering_page(entries.clone(), "vnfs", |n| {
+                    rendered.push(n);
+                    Some(items[n].clone())
+                })
+                .unwrap();
+            assert_eq!(
+                lazy,
+                query.answer(items.clone(), "vnfs").unwrap(),
+                "{pairs:?}"
+            );
+            assert_eq!(
+                rendered.len(),
+                lazy["vnfs"].as_array().unwrap().len(),
+                "{pairs:?}"
+            );
+        }
+        let unknown = query(&[("marker", "id-9")]);
+        assert_eq!(
+            unknown
+                .answer_rendering_page(entries, "vnfs", |n| Some(items[n].clone()))
+                .unwrap_err()
+                .message(),
+            unknown.answer(items.clone(), "vnfs").unwrap_err().message()
+        );
+        for pairs in [
+            &[("name", "vnf-1")][..],
+            &[("sort_key", "n")][..],
+            &[("id", "id-1")][..],
+        ] {
+            assert!(!query(pairs).only_pages(), "{pairs:?}");
+        }
     }
 
     #[test]

@@ -706,6 +706,46 @@ where
     Ok(rows.into_iter().map(|(_, _, json)| json).collect())
 }
 
+/// The answer to a list of `collection` over `mirror`'s rows (see [`matching`]): filtered,
+/// sorted and paged as `query` asks ([`input::ListQuery::answer`]). A query that only pages
+/// is cut into its page by the rows' order and ids first, and only the page's rows are
+/// rendered: rendering every row took about 200 ms a page on 10,000 VNFs.
+#[allow(clippy::too_many_arguments)]
+async fn list_answer<A, Read>(
+    caller: &Principal,
+    query: &ListQuery,
+    collection: &str,
+    mirror: &Mirror<A>,
+    listed: impl Fn(&Row<A>) -> bool,
+    read: impl Fn(String) -> Read,
+    key: impl Fn(&Row<A>) -> Option<String>,
+    render: impl Fn(&Row<A>) -> Option<Value>,
+) -> Result<Value, ApiError>
+where
+    A: Owned + Clone,
+    Read: Future<Output = Result<Option<Row<A>>, ApiError>>,
+{
+    if !query.only_pages() {
+        let items = matching(caller, query, mirror, &listed, read, key, render).await?;
+        return query.answer(items, collection);
+    }
+    let shown = |row: &Row<A>| listed(row) && visible(caller, row);
+    let mut rows = mirror
+        .collect_keyed(|held, row| shown(row).then(|| (row.created_at, key(row), held.to_owned())));
+    rows.sort_by(|(at_a, id_a, _), (at_b, id_b, _)| (at_a, id_a).cmp(&(at_b, id_b)));
+    let entries = rows
+        .into_iter()
+        .filter_map(|(_, id, held)| Some((id?, held)))
+        .collect();
+    // A row changed since is rendered as it is now; one gone since is left out.
+    query.answer_rendering_page(entries, collection, |held: String| {
+        mirror
+            .get(&held)
+            .filter(|row| shown(row))
+            .and_then(|row| render(&row))
+    })
+}
+
 /// An aggregate's row folded from its subject with the projector's own fold: a message that
 /// does not decode moves the row past it, so its `last_sequence` is the projector's.
 async fn row_from_log<A>(log: &EventLog, id: &str) -> Result<Option<Row<A>>, StoreError>

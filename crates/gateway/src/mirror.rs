@@ -118,11 +118,21 @@ impl<A: Clone> Mirror<A> {
 
     /// `view` of every row it accepts, without copying the rows.
     pub(crate) fn collect<T>(&self, mut view: impl FnMut(&Row<A>) -> Option<T>) -> Vec<T> {
+        self.collect_keyed(|_, row| view(row))
+    }
+
+    /// `view` of every row it accepts, with the row's key, without copying the rows.
+    pub(crate) fn collect_keyed<T>(
+        &self,
+        mut view: impl FnMut(&str, &Row<A>) -> Option<T>,
+    ) -> Vec<T> {
         let rows = self
             .rows
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        rows.values().filter_map(|row| view(row)).collect()
+        rows.iter()
+            .filter_map(|(key, row)| view(key, row))
+            .collect()
     }
 }
 

@@ -157,19 +157,19 @@ pub(crate) async fn list(
     } else {
         query
     };
-    let vnfds = matching(&gateway, &caller, &query).await?;
-    Ok(Json(query.answer(vnfds, "vnfds")?))
+    Ok(Json(answer(&gateway, &caller, &query).await?))
 }
 
-/// The VNFDs a list considers (see [`crate::matching`]).
-async fn matching(
+/// The answer to a list of VNFDs (see [`crate::list_answer`]).
+async fn answer(
     gateway: &Gateway,
     caller: &Principal,
     query: &ListQuery,
-) -> Result<Vec<Value>, ApiError> {
-    crate::matching(
+) -> Result<Value, ApiError> {
+    crate::list_answer(
         caller,
         query,
+        "vnfds",
         gateway.vnfd_mirror(),
         |row| row.state.live().is_some(),
         |id| async move { gateway.vnfd_row(&id).await },

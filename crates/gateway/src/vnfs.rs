@@ -337,19 +337,19 @@ pub(crate) async fn list(
     Caller(caller): Caller,
     ListParams(query): ListParams,
 ) -> Result<Json<Value>, ApiError> {
-    let vnfs = matching(&gateway, &caller, &query).await?;
-    Ok(Json(query.answer(vnfs, "vnfs")?))
+    Ok(Json(answer(&gateway, &caller, &query).await?))
 }
 
-/// The VNFs a list considers (see [`crate::matching`]).
-async fn matching(
+/// The answer to a list of VNFs (see [`crate::list_answer`]).
+async fn answer(
     gateway: &Gateway,
     caller: &Principal,
     query: &ListQuery,
-) -> Result<Vec<Value>, ApiError> {
-    crate::matching(
+) -> Result<Value, ApiError> {
+    crate::list_answer(
         caller,
         query,
+        "vnfs",
         gateway.vnf_mirror(),
         |row| row.state.exists(),
         |id| async move { gateway.vnf_row(&id).await },
