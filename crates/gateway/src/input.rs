@@ -217,13 +217,7 @@ impl ListQuery {
             .iter()
             .map(|item| item.get("id").cloned().unwrap_or(Value::Null))
             .collect();
-        let (window, links) = self.window(&ids)?;
-        let items = items
-            .into_iter()
-            .skip(window.start)
-            .take(window.len())
-            .collect();
-        Ok(self.respond(items, links, collection))
+        self.page_answer(&ids, items, collection, Some)
     }
 
     /// Whether the query only pages (and cuts fields): no filter, no `sort_key`. Its page
@@ -248,12 +242,27 @@ impl ListQuery {
             .iter()
             .map(|(id, _)| Value::String(id.clone()))
             .collect();
-        let (window, links) = self.window(&ids)?;
+        self.page_answer(&ids, entries, collection, |(_, entry)| render(entry))
+    }
+
+    /// The page of `entries` (whose ids are `ids`, in order) the request asks for, each
+    /// rendered (`render`; an entry it makes nothing of is left out), as [`respond`] answers
+    /// it.
+    ///
+    /// [`respond`]: ListQuery::respond
+    fn page_answer<T>(
+        &self,
+        ids: &[Value],
+        entries: Vec<T>,
+        collection: &str,
+        render: impl FnMut(T) -> Option<Value>,
+    ) -> Result<Value, ApiError> {
+        let (window, links) = self.window(ids)?;
         let items = entries
             .into_iter()
             .skip(window.start)
             .take(window.len())
-            .filter_map(|(_, entry)| render(entry))
+            .filter_map(render)
             .collect();
         Ok(self.respond(items, links, collection))
     }
@@ -294,29 +303,14 @@ impl ListQuery {
         previous_before: Option<String>,
         next_after: Option<String>,
     ) -> Value {
-        let fields = self.values("fields");
-        let mut answer = serde_json::Map::new();
-        answer.insert(
-            collection.to_owned(),
-            self.filtered(items)
-                .into_iter()
-                .map(|item| select(item, &fields))
-                .collect(),
-        );
-        let links: Vec<Value> = [
+        let links = [
             next_after.map(|marker| ("next", self.link_query(limit, &marker, false))),
             previous_before.map(|marker| ("previous", self.link_query(limit, &marker, true))),
         ]
         .into_iter()
         .flatten()
-        .map(|(rel, query)| {
-            serde_json::json!({"rel": rel, "href": format!("/v1.0/{collection}?{query}")})
-        })
         .collect();
-        if !links.is_empty() {
-            answer.insert(format!("{collection}_links"), Value::Array(links));
-        }
-        Value::Object(answer)
+        self.respond(self.filtered(items), links, collection)
     }
 
     /// A cut page's size, marker and direction: `limit` (else `page_size`, else
