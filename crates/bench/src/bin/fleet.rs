@@ -359,12 +359,25 @@ async fn create_fleet(
             .map(str::to_owned)
             .with_context(|| format!("create fleet-{n}: no id in {vnf}"))
     });
-    creates
-        .buffered(concurrency)
-        .collect::<Vec<_>>()
-        .await
-        .into_iter()
-        .collect()
+    // The rate of each tenth of the fleet: whether a create costs more as the fleet grows.
+    let tenth = count.div_ceil(10).max(1);
+    let mut ids = Vec::with_capacity(count);
+    let mut slice_started = Instant::now();
+    let mut created = creates.buffered(concurrency);
+    while let Some(id) = created.next().await {
+        ids.push(id?);
+        if ids.len() % tenth == 0 || ids.len() == count {
+            let slice = ids.len() - (ids.len() - 1) / tenth * tenth;
+            println!(
+                "    {} created; the last {slice} at {:.0}/s; load {}",
+                ids.len(),
+                slice as f64 / slice_started.elapsed().as_secs_f64(),
+                load_average()
+            );
+            slice_started = Instant::now();
+        }
+    }
+    Ok(ids)
 }
 
 /// Waits until every VNF of `ids` is shown ACTIVE, `concurrency` shows at a time.
