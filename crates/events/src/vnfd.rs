@@ -1,6 +1,5 @@
-//! The VNFD aggregate: an onboarded descriptor and the VNFs that use it.
-
-use std::collections::BTreeSet;
+//! The VNFD aggregate: an onboarded descriptor and the VNFs that use it; and the listing of it
+//! that the VNFD table holds, its users counted rather than named.
 
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, DomainEvent};
@@ -105,8 +104,23 @@ pub enum VnfdError {
     NotFound,
     #[error("VNFD already exists")]
     AlreadyExists,
-    #[error("VNFD is in use by VNF(s) {}", .vnf_ids.join(", "))]
-    InUse { vnf_ids: Vec<String> },
+    #[error("VNFD is in use by {users} VNF(s): {}{}", .named.join(", "), more(*.users, .named.len()))]
+    InUse {
+        users: usize,
+        /// The first [`IN_USE_NAMED_MAX`] of them, in id order.
+        named: Vec<String>,
+    },
+}
+
+/// The most VNF ids a refusal to delete a VNFD in use names: the rest are counted, so that the
+/// refusal of a VNFD used by a fleet stays a line.
+pub const IN_USE_NAMED_MAX: usize = 10;
+
+fn more(users: usize, named: usize) -> String {
+    match users - named {
+        0 => String::new(),
+        rest => format!(" and {rest} more"),
+    }
 }
 
 /// The VNFD as its events left it.
@@ -114,8 +128,9 @@ pub enum VnfdError {
 pub struct Vnfd {
     pub descriptor: Option<VnfdDescriptor>,
     pub deleted: bool,
-    /// VNFs created from this VNFD and not yet deleted.
-    pub users: BTreeSet<String>,
+    /// VNFs created from this VNFD and not yet deleted. Persistent: a copy of the VNFD shares
+    /// it, and a use or release copies only the path to the id it changes.
+    pub users: imbl::OrdSet<String>,
 }
 
 impl Vnfd {
@@ -131,6 +146,60 @@ impl Vnfd {
             .is_some_and(|d| d.template_source == TemplateSource::Inline)
             && self.users.is_empty()
     }
+}
+
+/// What the VNFD table holds of a VNFD: the VNFD as its events left it, with its users counted
+/// instead of named. A VNFD's users grow with its fleet (100,000 VNFs name 4 MB of ids), and its
+/// row is rewritten, and read again by every gateway, at each VNF's create and delete; only the
+/// aggregate decides on the set ([`Vnfd`]). The count is exact: the aggregate records a use
+/// only for a VNF that does not use the VNFD yet, and a release only for one that does.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct VnfdListing {
+    pub descriptor: Option<VnfdDescriptor>,
+    pub deleted: bool,
+    /// How many VNFs use it (created from it and not yet deleted). A row written before the
+    /// users were counted holds their ids, and is read as their number.
+    #[serde(deserialize_with = "count_or_ids")]
+    pub users: u64,
+}
+
+impl VnfdListing {
+    /// The descriptor of a VNFD that exists (onboarded and not deleted).
+    pub fn live(&self) -> Option<&VnfdDescriptor> {
+        self.descriptor.as_ref().filter(|_| !self.deleted)
+    }
+
+    /// [`Vnfd::apply`], the users counted.
+    pub fn apply(&mut self, event: VnfdEvent) {
+        match event {
+            VnfdEvent::Onboarded(descriptor) => self.descriptor = Some(*descriptor),
+            VnfdEvent::UsedBy { .. } => self.users += 1,
+            VnfdEvent::ReleasedBy { .. } => self.users = self.users.saturating_sub(1),
+            VnfdEvent::Deleted => self.deleted = true,
+        }
+    }
+}
+
+/// A count of users, or (in a row written before they were counted) the list of their ids.
+fn count_or_ids<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+    struct CountOrIds;
+    impl<'de> serde::de::Visitor<'de> for CountOrIds {
+        type Value = u64;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a count of users or a list of their ids")
+        }
+        fn visit_u64<E>(self, count: u64) -> Result<u64, E> {
+            Ok(count)
+        }
+        fn visit_seq<S: serde::de::SeqAccess<'de>>(self, mut ids: S) -> Result<u64, S::Error> {
+            let mut count = 0;
+            while ids.next_element::<serde::de::IgnoredAny>()?.is_some() {
+                count += 1;
+            }
+            Ok(count)
+        }
+    }
+    deserializer.deserialize_any(CountOrIds)
 }
 
 impl Aggregate for Vnfd {
@@ -170,8 +239,10 @@ impl Aggregate for Vnfd {
             VnfdCommand::Delete => {
                 self.live().ok_or(VnfdError::NotFound)?;
                 if !self.users.is_empty() {
-                    let vnf_ids = self.users.iter().cloned().collect();
-                    return Err(VnfdError::InUse { vnf_ids });
+                    return Err(VnfdError::InUse {
+                        users: self.users.len(),
+                        named: self.users.iter().take(IN_USE_NAMED_MAX).cloned().collect(),
+                    });
                 }
                 sink.write(VnfdEvent::Deleted, self).await;
             }
@@ -355,8 +426,29 @@ mod tests {
             ])
             .when(VnfdCommand::Delete)
             .then_expect_error(VnfdError::InUse {
-                vnf_ids: vec!["v1".into()],
+                users: 1,
+                named: vec!["v1".into()],
             });
+    }
+
+    #[test]
+    fn a_refusal_names_the_first_users_and_counts_the_rest() {
+        let used = (0..IN_USE_NAMED_MAX + 5).map(|n| VnfdEvent::UsedBy {
+            vnf_id: format!("v{n:02}"),
+        });
+        let refused = VnfdError::InUse {
+            users: IN_USE_NAMED_MAX + 5,
+            named: (0..IN_USE_NAMED_MAX).map(|n| format!("v{n:02}")).collect(),
+        };
+        Given::with(())
+            .given(std::iter::once(onboarded("d1")).chain(used).collect())
+            .when(VnfdCommand::Delete)
+            .then_expect_error(refused.clone());
+        assert_eq!(
+            refused.to_string(),
+            "VNFD is in use by 15 VNF(s): v00, v01, v02, v03, v04, v05, v06, v07, v08, v09 and 5 \
+             more"
+        );
     }
 
     #[test]
@@ -373,5 +465,53 @@ mod tests {
             .given_no_previous_events()
             .when(VnfdCommand::Delete)
             .then_expect_error(VnfdError::NotFound);
+    }
+
+    #[test]
+    fn the_listing_counts_the_users_the_aggregate_names() {
+        let used = |vnf: &str| VnfdEvent::UsedBy { vnf_id: vnf.into() };
+        let released = |vnf: &str| VnfdEvent::ReleasedBy { vnf_id: vnf.into() };
+        let events = vec![
+            onboarded("d1"),
+            used("v1"),
+            used("v2"),
+            released("v1"),
+            used("v3"),
+        ];
+        let mut vnfd = Vnfd::default();
+        let mut listing = VnfdListing::default();
+        for event in events {
+            vnfd.apply(event.clone());
+            listing.apply(event);
+        }
+        assert_eq!(listing.users, 2);
+        assert_eq!(listing.users, vnfd.users.len() as u64);
+        assert_eq!(listing.live(), vnfd.live());
+        listing.apply(released("v2"));
+        listing.apply(released("v3"));
+        listing.apply(VnfdEvent::Deleted);
+        assert_eq!((listing.users, listing.live()), (0, None));
+    }
+
+    #[test]
+    fn a_listing_is_stored_with_a_count_and_read_from_a_count_or_ids() {
+        let listing = VnfdListing {
+            descriptor: None,
+            deleted: false,
+            users: 3,
+        };
+        let stored = serde_json::to_value(&listing).unwrap();
+        assert_eq!(stored["users"], 3);
+        assert_eq!(serde_json::from_value::<VnfdListing>(stored).unwrap(), listing);
+        let before_counting = serde_json::json!({
+            "descriptor": null, "deleted": false, "users": ["v1", "v2", "v3"]
+        });
+        assert_eq!(
+            serde_json::from_value::<VnfdListing>(before_counting).unwrap(),
+            listing
+        );
+        let neither = serde_json::json!({"descriptor": null, "deleted": false, "users": "v1"});
+        let refused = serde_json::from_value::<VnfdListing>(neither).unwrap_err();
+        assert!(refused.to_string().contains("a count of users or a list of their ids"));
     }
 }

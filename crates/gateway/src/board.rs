@@ -500,7 +500,7 @@ pub(crate) async fn vnfd(
     Ok(Json(json!({
         "vnfd": shown,
         "spec": row.state.live().map(|descriptor| &descriptor.spec),
-        "used_by": row.state.users,
+        "users": row.state.users,
     })))
 }
 

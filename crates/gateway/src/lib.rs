@@ -56,9 +56,9 @@ use events::store::{self, EventLog, Logged, StoreError};
 use events::telemetry;
 use events::vim::Vim;
 use events::vnf::{RespawnLimit, Vnf};
-use events::vnfd::Vnfd;
+use events::vnfd::{Vnfd, VnfdListing};
 use projector::Tables;
-use projector::table::{self, Row, VimRow, VnfRow, VnfdRow};
+use projector::table::{self, Projection, Row, VimRow, VnfRow, VnfdRow};
 use serde_json::{Value, json};
 use tokio::sync::{broadcast, oneshot};
 use tokio::task::JoinHandle;
@@ -167,7 +167,7 @@ struct Shared {
     /// read by lists.
     vnfs: Arc<Mirror<Vnf>>,
     /// The same for the VNFD table.
-    vnfds: Arc<Mirror<Vnfd>>,
+    vnfds: Arc<Mirror<VnfdListing>>,
     /// The same for the VIM table.
     vims: Arc<Mirror<Vim>>,
     /// The monitors' last known VDU states, shown with a VNF; kept by a watch task.
@@ -461,7 +461,7 @@ impl Gateway {
         id: &str,
     ) -> Result<Option<Row<A>>, ApiError>
     where
-        A: Logged + Clone + mirror::Share,
+        A: Projection + mirror::Share,
     {
         if let Some(row) = mirror.get(id) {
             return Ok(Some(row));
@@ -481,7 +481,7 @@ impl Gateway {
     /// its own command, a gateway shows the command's effect at once.
     async fn refresh_row<A>(&self, mirror: &Mirror<A>, id: &str) -> Result<Option<Row<A>>, ApiError>
     where
-        A: Logged + Clone + mirror::Share,
+        A: Projection + mirror::Share,
     {
         let row = row_from_log::<A>(self.log(), id)
             .await
@@ -625,7 +625,7 @@ impl Gateway {
         })
     }
 
-    fn vnfd_mirror(&self) -> &Mirror<Vnfd> {
+    fn vnfd_mirror(&self) -> &Mirror<VnfdListing> {
         &self.shared.vnfds
     }
 }
@@ -642,7 +642,7 @@ impl Owned for Vnf {
     }
 }
 
-impl Owned for Vnfd {
+impl Owned for VnfdListing {
     fn tenant_id(&self) -> Option<&str> {
         self.descriptor.as_ref().map(|d| d.tenant_id.as_str())
     }
@@ -748,11 +748,13 @@ where
 
 /// An aggregate's row folded from its subject with the projector's own fold: a message that
 /// does not decode moves the row past it, so its `last_sequence` is the projector's.
-async fn row_from_log<A>(log: &EventLog, id: &str) -> Result<Option<Row<A>>, StoreError>
-where
-    A: Logged + Clone,
-{
-    let history = log.history::<A::Event>(&A::subject(id)).await?;
+async fn row_from_log<A: Projection>(
+    log: &EventLog,
+    id: &str,
+) -> Result<Option<Row<A>>, StoreError> {
+    let history = log
+        .history::<table::EventOf<A>>(&A::Source::subject(id))
+        .await?;
     Ok(table::fold_history(history))
 }
 

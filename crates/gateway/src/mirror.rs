@@ -17,7 +17,7 @@ use events::nats_error::NatsError;
 use events::store;
 use events::vim::Vim;
 use events::vnf::{SharedSpecs, Vnf};
-use events::vnfd::Vnfd;
+use events::vnfd::VnfdListing;
 use futures::StreamExt;
 use projector::table::Row;
 use serde::de::{DeserializeOwned, MapAccess, Visitor};
@@ -74,7 +74,7 @@ impl Share for Vnf {
     }
 }
 
-impl Share for Vnfd {}
+impl Share for VnfdListing {}
 impl Share for Vim {}
 
 impl<A: Clone + Share> Mirror<A> {

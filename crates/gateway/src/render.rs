@@ -7,7 +7,7 @@ use events::secrets::{self, DataKey};
 use events::spec::{MonitoringPolicy, VnfdSpec};
 use events::vim::{LOCAL_VIM_ID, LOCAL_VIM_TYPE, VimStatus};
 use events::vnf::{ATTRIBUTES_PATH, PLACEMENT_ATTR_PATH, Vnf};
-use events::vnfd::{TEMPLATE_PATH, Vnfd};
+use events::vnfd::TEMPLATE_PATH;
 use projector::table::{VimRow, VnfRow, VnfdRow};
 use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
@@ -33,7 +33,7 @@ pub(crate) fn timestamp(at: OffsetDateTime) -> String {
 /// Tacker's VNFD object, for a VNFD that exists (onboarded, not deleted); its template opened
 /// with `key` when given, else shown as hidden.
 pub(crate) fn vnfd_json(row: &VnfdRow, key: Option<&DataKey>) -> Option<Value> {
-    let descriptor = Vnfd::live(&row.state)?;
+    let descriptor = row.state.live()?;
     Some(json!({
         "id": descriptor.vnfd_id,
         "tenant_id": descriptor.tenant_id,

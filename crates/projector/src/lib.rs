@@ -23,7 +23,6 @@ use std::future::Future;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind, consumer, kv};
-use cqrs_es::Aggregate;
 use futures::StreamExt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -38,8 +37,8 @@ use events::read::{Stored, StreamRead};
 use events::store::{self, EventLog, Skipped};
 use events::vim::Vim;
 use events::vnf::Vnf;
-use events::vnfd::Vnfd;
-use table::{Row, Step, VimRow, VnfRow, VnfdRow};
+use events::vnfd::VnfdListing;
+use table::{Projection, Row, Step, VimRow, VnfRow, VnfdRow};
 
 /// How long the server waits for a projector's ack before redelivering. A row update is two
 /// KV round trips, far below this; what a crashed projector held is projected again (by
@@ -280,7 +279,7 @@ async fn project(
         }
         AggregateKind::Vnfd => {
             let (projected, row) =
-                apply_to_row::<Vnfd>(&tables.vnfds, id, at, &message.payload).await?;
+                apply_to_row::<VnfdListing>(&tables.vnfds, id, at, &message.payload).await?;
             (projected, row.is_some_and(|row| row.state.deleted))
         }
         AggregateKind::Vim => {
@@ -307,12 +306,12 @@ struct Position {
 
 /// The row's next state for the message with `payload` at `at`: its events applied, or, when
 /// it does not decode, the row moved past it (and the decode error).
-fn next_row<A: Aggregate + Clone + DeserializeOwned>(
+fn next_row<A: Projection + DeserializeOwned>(
     row: Option<&Row<A>>,
     at: Position,
     payload: &[u8],
 ) -> (Step<A>, Option<DecodeError>) {
-    match envelope::decode::<A::Event>(payload) {
+    match envelope::decode::<table::EventOf<A>>(payload) {
         Ok(envelope) => (table::step(row, at.sequence, at.previous, envelope), None),
         Err(e) => (
             table::skip(row, at.sequence, at.previous, at.stored_at),
@@ -330,7 +329,7 @@ async fn apply_to_row<A>(
     payload: &[u8],
 ) -> Result<(Projected, Option<Row<A>>), ProjectorError>
 where
-    A: Aggregate + Clone + Serialize + DeserializeOwned,
+    A: Projection + Serialize + DeserializeOwned,
 {
     for _ in 0..ROW_WRITE_ATTEMPTS_MAX {
         let current = read_row::<A>(bucket, key).await?;
@@ -444,7 +443,7 @@ pub async fn rebuild(log: &EventLog) -> Result<Rebuilt, ProjectorError> {
 /// Folds `message` into its row; why it was skipped, if it does not decode.
 fn fold<A>(rows: &mut BTreeMap<String, Row<A>>, key: &str, message: &Stored) -> Option<String>
 where
-    A: Aggregate + Clone + DeserializeOwned,
+    A: Projection + DeserializeOwned,
 {
     let at = Position {
         sequence: message.sequence,
@@ -491,7 +490,7 @@ pub async fn verify(
     );
     compare(
         "VNFD",
-        &tables.all::<Vnfd>(AggregateKind::Vnfd).await?,
+        &tables.all::<VnfdListing>(AggregateKind::Vnfd).await?,
         &rebuilt.vnfds,
         rebuilt.through_sequence,
         &mut verification,

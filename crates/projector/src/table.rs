@@ -1,7 +1,8 @@
 //! The rows of the VNF, VNFD and VIM tables, and the pure fold that keeps them.
 //!
-//! A row is the aggregate's state plus when it was created and last changed and the stream
-//! sequence of the last message applied. The same fold serves the live projector, a rebuild
+//! A row is what the table holds of an aggregate (its state, or for a VNFD a listing of it:
+//! [`Projection`]) plus when it was created and last changed and the stream sequence of the
+//! last message applied. The same fold serves the live projector, a rebuild
 //! from the log, and the gateway's read of a VNF the projector has not reached yet.
 
 use cqrs_es::Aggregate;
@@ -9,12 +10,44 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use events::envelope::Envelope;
-use events::store::History;
+use events::store::{History, Logged};
 use events::vim::Vim;
 use events::vnf::Vnf;
-use events::vnfd::Vnfd;
+use events::vnfd::{Vnfd, VnfdListing};
 
-/// One row of a table: an aggregate's state and its place in the log.
+/// What a table's row holds of an aggregate, folded from the aggregate's own events: its state
+/// (VNFs, VIMs), or a listing of it (VNFDs, whose users are counted, not named).
+pub trait Projection: Default + Clone {
+    /// The aggregate whose subject and events the row folds.
+    type Source: Logged;
+    fn apply(&mut self, event: EventOf<Self>);
+}
+
+/// The events a row of `P` folds.
+pub type EventOf<P> = <<P as Projection>::Source as Aggregate>::Event;
+
+impl Projection for Vnf {
+    type Source = Vnf;
+    fn apply(&mut self, event: EventOf<Self>) {
+        Aggregate::apply(self, event);
+    }
+}
+
+impl Projection for Vim {
+    type Source = Vim;
+    fn apply(&mut self, event: EventOf<Self>) {
+        Aggregate::apply(self, event);
+    }
+}
+
+impl Projection for VnfdListing {
+    type Source = Vnfd;
+    fn apply(&mut self, event: EventOf<Self>) {
+        VnfdListing::apply(self, event);
+    }
+}
+
+/// One row of a table: what it holds of an aggregate and its place in the log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Row<A> {
     pub state: A,
@@ -27,7 +60,7 @@ pub struct Row<A> {
 }
 
 pub type VnfRow = Row<Vnf>;
-pub type VnfdRow = Row<Vnfd>;
+pub type VnfdRow = Row<VnfdListing>;
 pub type VimRow = Row<Vim>;
 
 /// What to do with a message, given the row as it stands.
@@ -45,11 +78,11 @@ pub enum Step<A> {
 ///
 /// `previous` is the subject's sequence the writer expected (`Nats-Expected-Last-Subject-Sequence`),
 /// when the message carries it; a message is applied only on top of its predecessor.
-pub fn step<A: Aggregate + Clone>(
+pub fn step<A: Projection>(
     row: Option<&Row<A>>,
     sequence: u64,
     previous: Option<u64>,
-    envelope: Envelope<A::Event>,
+    envelope: Envelope<EventOf<A>>,
 ) -> Step<A> {
     advance(
         row,
@@ -64,7 +97,7 @@ pub fn step<A: Aggregate + Clone>(
 /// and the row's sequence becomes the message's, so that the subject's next message (which
 /// names the skipped one as its predecessor) applies. A subject without a row yet gets one in
 /// the aggregate's empty state, stored at `stored_at` (the server's time of the message).
-pub fn skip<A: Aggregate + Clone>(
+pub fn skip<A: Projection>(
     row: Option<&Row<A>>,
     sequence: u64,
     previous: Option<u64>,
@@ -78,7 +111,7 @@ pub fn skip<A: Aggregate + Clone>(
 /// moved past with [`skip`]; `None` for an empty subject.
 ///
 /// [`EventLog::history`]: events::store::EventLog::history
-pub fn fold_history<A: Aggregate + Clone>(history: History<A::Event>) -> Option<Row<A>> {
+pub fn fold_history<A: Projection>(history: History<EventOf<A>>) -> Option<Row<A>> {
     let mut row: Option<Row<A>> = None;
     for message in history.messages {
         let next = match message {
@@ -94,12 +127,12 @@ pub fn fold_history<A: Aggregate + Clone>(history: History<A::Event>) -> Option<
 
 /// The shared rule of [`step`] and [`skip`]: `events`, when there are some, are applied and
 /// date the row's change at `at`.
-fn advance<A: Aggregate + Clone>(
+fn advance<A: Projection>(
     row: Option<&Row<A>>,
     sequence: u64,
     previous: Option<u64>,
     at: OffsetDateTime,
-    events: Option<Vec<A::Event>>,
+    events: Option<Vec<EventOf<A>>>,
 ) -> Step<A> {
     let row_sequence = row.map_or(0, |r| r.last_sequence);
     if row_sequence >= sequence {
@@ -155,14 +188,14 @@ mod tests {
 
     #[test]
     fn applies_in_order_and_ignores_redelivery() {
-        let Step::Apply(first) = step::<Vnfd>(None, 3, Some(0), envelope(vec![used("a")])) else {
+        let Step::Apply(first) = step::<VnfdListing>(None, 3, Some(0), envelope(vec![used("a")])) else {
             panic!("first message not applied")
         };
         assert_eq!(first.last_sequence, 3);
         let Step::Apply(second) = step(Some(&first), 7, Some(3), envelope(vec![used("b")])) else {
             panic!("second message not applied")
         };
-        assert_eq!(second.state.users.len(), 2);
+        assert_eq!(second.state.users, 2);
         assert_eq!(
             step(Some(&second), 3, Some(0), envelope(vec![used("a")])),
             Step::AlreadyApplied
@@ -171,7 +204,7 @@ mod tests {
 
     #[test]
     fn a_skipped_message_moves_the_row_on_without_changing_it() {
-        let Step::Apply(first) = step::<Vnfd>(None, 3, Some(0), envelope(vec![used("a")])) else {
+        let Step::Apply(first) = step::<VnfdListing>(None, 3, Some(0), envelope(vec![used("a")])) else {
             panic!("first message not applied")
         };
         let later = datetime!(2026-11-26 10:00 UTC);
@@ -186,17 +219,17 @@ mod tests {
             step(Some(&skipped), 7, Some(5), envelope(vec![used("b")])),
             Step::Apply(_)
         ));
-        let Step::Apply(fresh) = skip::<Vnfd>(None, 2, None, later) else {
+        let Step::Apply(fresh) = skip::<VnfdListing>(None, 2, None, later) else {
             panic!("skip without a row not applied")
         };
-        assert_eq!(fresh.state, Vnfd::default());
+        assert_eq!(fresh.state, VnfdListing::default());
         assert_eq!((fresh.created_at, fresh.last_sequence), (later, 2));
     }
 
     #[test]
     fn waits_for_a_missing_predecessor() {
         assert_eq!(
-            step::<Vnfd>(None, 7, Some(3), envelope(vec![used("b")])),
+            step::<VnfdListing>(None, 7, Some(3), envelope(vec![used("b")])),
             Step::Gap {
                 row_sequence: 0,
                 previous: 3

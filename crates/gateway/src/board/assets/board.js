@@ -416,7 +416,7 @@ async function vnfd(route) {
     el("h1", { text: d.name }),
     el("p", { class: "muted", text: d.description }),
     el("p", { class: "muted" }, el("span", { class: "mono", text: d.id }),
-      ` · ${d.template_source} · used by ${data.used_by.length} VNF(s)`),
+      ` · ${d.template_source} · used by ${data.users} VNF(s)`),
     el("div", { class: "section" }, el("h2", { text: "VDUs" }), el("div", { class: "scroll" }, vdus)),
     spec.scaling_policies.length
       ? el("div", { class: "section" }, el("h2", { text: "Scaling" }), el("div", { class: "scroll" }, policies)) : null,
