@@ -461,7 +461,7 @@ impl Gateway {
         id: &str,
     ) -> Result<Option<Row<A>>, ApiError>
     where
-        A: Projection + mirror::Share,
+        A: Projection + mirror::Share + mirror::Census,
     {
         if let Some(row) = mirror.get(id) {
             return Ok(Some(row));
@@ -481,7 +481,7 @@ impl Gateway {
     /// its own command, a gateway shows the command's effect at once.
     async fn refresh_row<A>(&self, mirror: &Mirror<A>, id: &str) -> Result<Option<Row<A>>, ApiError>
     where
-        A: Projection + mirror::Share,
+        A: Projection + mirror::Share + mirror::Census,
     {
         let row = row_from_log::<A>(self.log(), id)
             .await
@@ -586,23 +586,14 @@ impl Gateway {
     }
 
     /// What `project` holds now (its live VNFDs, VNFs and their instances, planned ones
-    /// included), counted from the gateway's copies of the tables.
+    /// included), from the census of the gateway's copies of the tables.
     fn usage(&self, project: &str) -> quota::Usage {
         let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
-        let ours = |tenant: Option<&str>, deleted: bool| !deleted && tenant == Some(project);
-        let vnfds = self
-            .shared
-            .vnfds
-            .collect(|row| ours(row.state.tenant_id(), row.state.deleted).then_some(()));
-        let vnfs = self.shared.vnfs.collect(|row| {
-            let vnf = &row.state;
-            ours(vnf.tenant_id(), vnf.deleted)
-                .then(|| vnf.instances.len() + vnf.pending.as_ref().map_or(0, |p| p.add.len()))
-        });
+        let vnfs = self.shared.vnfs.project_use(project);
         quota::Usage {
-            vnfds: count(vnfds.len()),
-            vnfs: count(vnfs.len()),
-            instances: count(vnfs.iter().sum()),
+            vnfds: count(self.shared.vnfds.project_use(project).live),
+            vnfs: count(vnfs.live),
+            instances: count(vnfs.instances),
         }
     }
 

@@ -6,8 +6,14 @@
 //! Rows only move forward: a row replaces its predecessor only when it has applied at least
 //! as much of the log (`last_sequence`), so the watch and the gateway's own read-back after a
 //! command (which can be ahead of the projector) can both feed it in any order.
+//!
+//! A table's copy also keeps a census of its live rows by project ([`Census`]), kept with every
+//! row it takes or drops: the quotas' use and a create's name check read it instead of passing
+//! over every row, which made each create cost more the larger the fleet.
 
+use std::collections::hash_map::{Entry, RandomState};
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -37,6 +43,8 @@ pub(crate) struct Mirror<A> {
     rows: RwLock<BTreeMap<String, Box<Row<A>>>>,
     /// What the rows share (the VNFs' VNFD specs), written under `rows`' write lock.
     specs: Mutex<SharedSpecs>,
+    /// The live rows counted by project and name, written under `rows`' write lock.
+    census: Mutex<Tally>,
 }
 
 impl<A> Default for Mirror<A> {
@@ -44,6 +52,111 @@ impl<A> Default for Mirror<A> {
         Mirror {
             rows: RwLock::new(BTreeMap::new()),
             specs: Mutex::default(),
+            census: Mutex::default(),
+        }
+    }
+}
+
+/// What a live row counts for in its project.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Counted<'a> {
+    pub(crate) project: &'a str,
+    pub(crate) name: &'a str,
+    /// The instances it holds or is about to (a VNF's; none for the others).
+    pub(crate) instances: usize,
+}
+
+/// A row that a project's census counts while it lives.
+pub(crate) trait Census {
+    /// `None` for a row that does not count: not created yet, or deleted.
+    fn counted(&self) -> Option<Counted<'_>>;
+}
+
+/// A VNF counts from its create until its delete, with its instances and those its pending
+/// change adds (as the quotas count them).
+impl Census for Vnf {
+    fn counted(&self) -> Option<Counted<'_>> {
+        let details = self.details.as_ref().filter(|_| self.exists())?;
+        Some(Counted {
+            project: &details.tenant_id,
+            name: &details.name,
+            instances: self.instances.len() + self.pending.as_ref().map_or(0, |p| p.add.len()),
+        })
+    }
+}
+
+impl Census for VnfdListing {
+    fn counted(&self) -> Option<Counted<'_>> {
+        let descriptor = self.live()?;
+        Some(Counted {
+            project: &descriptor.tenant_id,
+            name: &descriptor.name,
+            instances: 0,
+        })
+    }
+}
+
+impl Census for Vim {
+    fn counted(&self) -> Option<Counted<'_>> {
+        let details = self.live()?;
+        Some(Counted {
+            project: &details.tenant_id,
+            name: &details.name,
+            instances: 0,
+        })
+    }
+}
+
+/// A project's live rows in one table.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ProjectUse {
+    pub(crate) live: usize,
+    pub(crate) instances: usize,
+}
+
+/// The census itself. Names are counted by a keyed hash of project and name, not held: a
+/// create whose name hashes to no live row's is unique at once, and one that does (a clash,
+/// or rarely another name with the same hash) looks at the rows.
+#[derive(Debug, Default)]
+struct Tally {
+    by_project: HashMap<String, ProjectUse>,
+    names: HashMap<u64, u32>,
+    hasher: RandomState,
+}
+
+impl Tally {
+    fn name_key(&self, project: &str, name: &str) -> u64 {
+        self.hasher.hash_one((project, name))
+    }
+
+    fn add(&mut self, counted: Counted<'_>) {
+        let used = self
+            .by_project
+            .entry(counted.project.to_owned())
+            .or_default();
+        used.live += 1;
+        used.instances += counted.instances;
+        *self
+            .names
+            .entry(self.name_key(counted.project, counted.name))
+            .or_default() += 1;
+    }
+
+    fn subtract(&mut self, counted: Counted<'_>) {
+        if let Some(used) = self.by_project.get_mut(counted.project) {
+            used.live = used.live.saturating_sub(1);
+            used.instances = used.instances.saturating_sub(counted.instances);
+            if used.live == 0 {
+                self.by_project.remove(counted.project);
+            }
+        }
+        if let Entry::Occupied(mut holders) =
+            self.names.entry(self.name_key(counted.project, counted.name))
+        {
+            *holders.get_mut() -= 1;
+            if *holders.get() == 0 {
+                holders.remove();
+            }
         }
     }
 }
@@ -77,36 +190,87 @@ impl Share for Vnf {
 impl Share for VnfdListing {}
 impl Share for Vim {}
 
-impl<A: Clone + Share> Mirror<A> {
+impl<A: Clone + Share + Census> Mirror<A> {
     /// Keeps `row` unless the mirror already holds a row that applied more of the log.
     pub(crate) fn offer(&self, key: &str, mut row: Row<A>) {
         let mut rows = self
             .rows
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        match rows.get(key) {
-            Some(held) if held.last_sequence > row.last_sequence => {}
-            _ => {
-                row.state.share(
-                    &mut self
-                        .specs
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner),
-                );
-                rows.insert(key.to_owned(), Box::new(row));
-            }
+        let held = rows.get(key);
+        if held.is_some_and(|held| held.last_sequence > row.last_sequence) {
+            return;
         }
+        row.state.share(
+            &mut self
+                .specs
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        let mut census = self.census();
+        if let Some(counted) = held.and_then(|held| held.state.counted()) {
+            census.subtract(counted);
+        }
+        if let Some(counted) = row.state.counted() {
+            census.add(counted);
+        }
+        drop(census);
+        rows.insert(key.to_owned(), Box::new(row));
     }
-}
 
-impl<A: Clone> Mirror<A> {
     fn remove(&self, key: &str) {
         let mut rows = self
             .rows
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        rows.remove(key);
+        if let Some(counted) = rows.remove(key).as_ref().and_then(|row| row.state.counted()) {
+            self.census().subtract(counted);
+        }
     }
+}
+
+impl<A> Mirror<A> {
+    fn census(&self) -> std::sync::MutexGuard<'_, Tally> {
+        self.census
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// `project`'s live rows and their instances.
+    pub(crate) fn project_use(&self, project: &str) -> ProjectUse {
+        self.census()
+            .by_project
+            .get(project)
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// False when no live row of `project` has `name`; true when one may (look at the rows).
+    fn may_have_name(&self, project: &str, name: &str) -> bool {
+        let census = self.census();
+        census.names.contains_key(&census.name_key(project, name))
+    }
+}
+
+impl<A: Clone + Census> Mirror<A> {
+    /// The key of the live row of `project` with `name` (the least, should the log hold more
+    /// than one), other than `except`. The rows are looked at only when the census says one
+    /// may have the name.
+    pub(crate) fn holder(&self, project: &str, name: &str, except: &str) -> Option<String> {
+        if !self.may_have_name(project, name) {
+            return None;
+        }
+        self.collect_keyed(|key, row| {
+            let counted = row.state.counted()?;
+            (counted.project == project && counted.name == name && key != except)
+                .then(|| key.to_owned())
+        })
+        .into_iter()
+        .min()
+    }
+}
+
+impl<A: Clone> Mirror<A> {
 
     pub(crate) fn get(&self, key: &str) -> Option<Row<A>> {
         let rows = self
@@ -255,7 +419,7 @@ pub(crate) trait BucketCopy: Send + Sync {
     fn remove(&self, key: &str);
 }
 
-impl<A: Clone + Share + DeserializeOwned + Send + Sync> BucketCopy for Mirror<A> {
+impl<A: Clone + Share + Census + DeserializeOwned + Send + Sync> BucketCopy for Mirror<A> {
     fn put(&self, key: &str, value: &[u8]) -> Result<(), serde_json::Error> {
         self.offer(key, serde_json::from_slice(value)?);
         Ok(())
@@ -345,6 +509,12 @@ mod tests {
 
     impl Share for u32 {}
 
+    impl Census for u32 {
+        fn counted(&self) -> Option<Counted<'_>> {
+            None
+        }
+    }
+
     fn row<A>(last_sequence: u64, state: A) -> Row<A> {
         Row {
             state,
@@ -406,6 +576,84 @@ mod tests {
             &spec_of(&mirror, "v1"),
             &spec_of(&mirror, "v2")
         ));
+    }
+
+    /// A VNF of `project` named `name`, with `instances` instances: live or deleted.
+    fn named_vnf(project: &str, name: &str, instances: usize, deleted: bool) -> Vnf {
+        use events::vnf::{Instance, VnfStatus};
+        let mut vnf = vnf(name, "d1", "VDU1");
+        let details = vnf.details.as_mut().unwrap();
+        (details.tenant_id, details.name) = (project.into(), name.into());
+        vnf.status = Some(VnfStatus::Active);
+        vnf.deleted = deleted;
+        vnf.instances = (0..instances)
+            .map(|n| Instance {
+                instance_id: format!("{name}-{n}"),
+                vdu: "VDU1".into(),
+                mgmt_ip: std::net::Ipv4Addr::LOCALHOST,
+                booted_at: datetime!(2026-11-25 10:00 UTC),
+            })
+            .collect();
+        vnf
+    }
+
+    /// The census as a pass over every row would find it (as quotas and names were checked
+    /// before the census).
+    fn counted_by_a_pass(mirror: &Mirror<Vnf>, project: &str) -> (ProjectUse, Vec<String>) {
+        let ours = mirror.collect(|row| {
+            let counted = row.state.counted().filter(|c| c.project == project)?;
+            Some((counted.instances, counted.name.to_owned()))
+        });
+        let used = ProjectUse {
+            live: ours.len(),
+            instances: ours.iter().map(|(instances, _)| instances).sum(),
+        };
+        (used, ours.into_iter().map(|(_, name)| name).collect())
+    }
+
+    #[test]
+    fn the_census_follows_every_row_taken_and_dropped() {
+        let mirror = Mirror::default();
+        let check = |mirror: &Mirror<Vnf>| {
+            for project in ["p1", "p2"] {
+                let (used, names) = counted_by_a_pass(mirror, project);
+                assert_eq!(mirror.project_use(project), used, "{project}");
+                for name in ["a", "b", "c"] {
+                    let held = names.iter().any(|n| n == name);
+                    assert_eq!(mirror.holder(project, name, "-").is_some(), held, "{project}/{name}");
+                }
+            }
+        };
+        mirror.offer("v1", row(1, named_vnf("p1", "a", 1, false)));
+        mirror.offer("v2", row(2, named_vnf("p1", "b", 2, false)));
+        mirror.offer("v3", row(3, named_vnf("p2", "a", 1, false)));
+        check(&mirror);
+        assert_eq!(
+            mirror.project_use("p1"),
+            ProjectUse {
+                live: 2,
+                instances: 3
+            }
+        );
+        assert!(!mirror.may_have_name("p1", "c"));
+        assert_eq!(mirror.holder("p1", "b", "-").as_deref(), Some("v2"));
+        assert_eq!(mirror.holder("p1", "b", "v2"), None, "its own name");
+        // Scaled out, then an older row of it offered again: counted once, as it stands.
+        mirror.offer("v2", row(4, named_vnf("p1", "b", 3, false)));
+        mirror.offer("v2", row(2, named_vnf("p1", "b", 2, false)));
+        check(&mirror);
+        assert_eq!(mirror.project_use("p1").instances, 4);
+        // Deleted (a tombstone row), then its key dropped: its name is free again.
+        mirror.offer("v1", row(5, named_vnf("p1", "a", 1, true)));
+        check(&mirror);
+        assert!(!mirror.may_have_name("p1", "a"));
+        assert!(mirror.may_have_name("p2", "a"));
+        mirror.remove("v1");
+        mirror.remove("v3");
+        check(&mirror);
+        assert_eq!(mirror.project_use("p2"), ProjectUse::default());
+        assert!(!mirror.may_have_name("p2", "a"));
+        assert_eq!(mirror.census().by_project.len(), 1);
     }
 
     /// A VNF of the fleet benchmark's: one monitored VDU instance, up, created from one VNFD.

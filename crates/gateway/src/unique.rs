@@ -28,29 +28,12 @@ pub(crate) fn not_in_use(
     name: &str,
     claimant: &str,
 ) -> Result<(), ApiError> {
-    let holders = match kind {
-        AggregateKind::Vnf => gateway.vnf_mirror().collect(|row| {
-            let details = row.state.details.as_ref()?;
-            (row.state.exists()
-                && details.tenant_id == project
-                && details.name == name
-                && details.vnf_id != claimant)
-                .then(|| details.vnf_id.clone())
-        }),
-        AggregateKind::Vnfd => gateway.vnfd_mirror().collect(|row| {
-            let descriptor = row.state.live()?;
-            (descriptor.tenant_id == project
-                && descriptor.name == name
-                && descriptor.vnfd_id != claimant)
-                .then(|| descriptor.vnfd_id.clone())
-        }),
-        AggregateKind::Vim => gateway.vim_mirror().collect(|row| {
-            let details = row.state.live()?;
-            (details.tenant_id == project && details.name == name && details.vim_id != claimant)
-                .then(|| details.vim_id.clone())
-        }),
+    let holder = match kind {
+        AggregateKind::Vnf => gateway.vnf_mirror().holder(project, name, claimant),
+        AggregateKind::Vnfd => gateway.vnfd_mirror().holder(project, name, claimant),
+        AggregateKind::Vim => gateway.vim_mirror().holder(project, name, claimant),
     };
-    match holders.into_iter().min() {
+    match holder {
         Some(holder_id) => Err(clash(kind, project, name, &holder_id)),
         None => Ok(()),
     }
