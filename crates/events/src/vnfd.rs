@@ -502,7 +502,10 @@ mod tests {
         };
         let stored = serde_json::to_value(&listing).unwrap();
         assert_eq!(stored["users"], 3);
-        assert_eq!(serde_json::from_value::<VnfdListing>(stored).unwrap(), listing);
+        assert_eq!(
+            serde_json::from_value::<VnfdListing>(stored).unwrap(),
+            listing
+        );
         let before_counting = serde_json::json!({
             "descriptor": null, "deleted": false, "users": ["v1", "v2", "v3"]
         });
@@ -512,6 +515,10 @@ mod tests {
         );
         let neither = serde_json::json!({"descriptor": null, "deleted": false, "users": "v1"});
         let refused = serde_json::from_value::<VnfdListing>(neither).unwrap_err();
-        assert!(refused.to_string().contains("a count of users or a list of their ids"));
+        assert!(
+            refused
+                .to_string()
+                .contains("a count of users or a list of their ids")
+        );
     }
 }

@@ -150,8 +150,9 @@ impl Tally {
                 self.by_project.remove(counted.project);
             }
         }
-        if let Entry::Occupied(mut holders) =
-            self.names.entry(self.name_key(counted.project, counted.name))
+        if let Entry::Occupied(mut holders) = self
+            .names
+            .entry(self.name_key(counted.project, counted.name))
         {
             *holders.get_mut() -= 1;
             if *holders.get() == 0 {
@@ -223,7 +224,11 @@ impl<A: Clone + Share + Census> Mirror<A> {
             .rows
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(counted) = rows.remove(key).as_ref().and_then(|row| row.state.counted()) {
+        if let Some(counted) = rows
+            .remove(key)
+            .as_ref()
+            .and_then(|row| row.state.counted())
+        {
             self.census().subtract(counted);
         }
     }
@@ -271,7 +276,6 @@ impl<A: Clone + Census> Mirror<A> {
 }
 
 impl<A: Clone> Mirror<A> {
-
     pub(crate) fn get(&self, key: &str) -> Option<Row<A>> {
         let rows = self
             .rows
@@ -620,7 +624,11 @@ mod tests {
                 assert_eq!(mirror.project_use(project), used, "{project}");
                 for name in ["a", "b", "c"] {
                     let held = names.iter().any(|n| n == name);
-                    assert_eq!(mirror.holder(project, name, "-").is_some(), held, "{project}/{name}");
+                    assert_eq!(
+                        mirror.holder(project, name, "-").is_some(),
+                        held,
+                        "{project}/{name}"
+                    );
                 }
             }
         };

@@ -188,7 +188,8 @@ mod tests {
 
     #[test]
     fn applies_in_order_and_ignores_redelivery() {
-        let Step::Apply(first) = step::<VnfdListing>(None, 3, Some(0), envelope(vec![used("a")])) else {
+        let Step::Apply(first) = step::<VnfdListing>(None, 3, Some(0), envelope(vec![used("a")]))
+        else {
             panic!("first message not applied")
         };
         assert_eq!(first.last_sequence, 3);
@@ -204,7 +205,8 @@ mod tests {
 
     #[test]
     fn a_skipped_message_moves_the_row_on_without_changing_it() {
-        let Step::Apply(first) = step::<VnfdListing>(None, 3, Some(0), envelope(vec![used("a")])) else {
+        let Step::Apply(first) = step::<VnfdListing>(None, 3, Some(0), envelope(vec![used("a")]))
+        else {
             panic!("first message not applied")
         };
         let later = datetime!(2026-11-26 10:00 UTC);

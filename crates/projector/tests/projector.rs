@@ -61,15 +61,11 @@ async fn rows_follow_the_log_and_a_rebuild_equals_them() {
     .await
     .unwrap();
     eventually("every row is projected", PROJECTED_PATIENCE, || async {
-        row_where(tables.vnfd("d19").await.unwrap(), |r| {
-            r.state.users == 3
-        })
+        row_where(tables.vnfd("d19").await.unwrap(), |r| r.state.users == 3)
     })
     .await;
     eventually("the release is projected", PROJECTED_PATIENCE, || async {
-        row_where(tables.vnfd("d0").await.unwrap(), |r| {
-            r.state.users == 2
-        })
+        row_where(tables.vnfd("d0").await.unwrap(), |r| r.state.users == 2)
     })
     .await;
     let verification = projector::verify(&log, &tables, Duration::from_secs(10))
