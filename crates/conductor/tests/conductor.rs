@@ -654,3 +654,59 @@ mod poison {
         assert!(!conductor.is_finished(), "the conductor runs on");
     }
 }
+
+/// Drift's one-pass read of the VNF table finds what a get of each key would: every row as
+/// last written, deleted keys gone, an undecodable row skipped; an empty table is empty.
+#[tokio::test]
+async fn the_vnf_table_is_read_in_one_pass_as_each_key_reads() {
+    let server = NatsServer::start().await;
+    let log = fixtures::log(server.client().await).await;
+    assert!(
+        conductor::reconcile::table_vnfs(&log)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let table = events::store::open_bucket(log.jetstream(), names::VNF_TABLE_BUCKET)
+        .await
+        .unwrap();
+    let row = |vnf_id: &str, name: &str| {
+        let mut details = fixtures::details(vnf_id, VNFD);
+        details.name = name.into();
+        let vnf = Vnf {
+            details: Some(details),
+            ..Vnf::default()
+        };
+        serde_json::to_vec(&serde_json::json!({ "state": vnf }))
+            .unwrap()
+            .into()
+    };
+    for n in 0..300 {
+        table
+            .put(format!("v{n}"), row(&format!("v{n}"), "first"))
+            .await
+            .unwrap();
+    }
+    for n in (0..300).step_by(7) {
+        table
+            .put(format!("v{n}"), row(&format!("v{n}"), "second"))
+            .await
+            .unwrap();
+    }
+    for n in (0..300).step_by(30) {
+        table.delete(format!("v{n}")).await.unwrap();
+    }
+    table.put("v1", "not a row".into()).await.unwrap();
+
+    let read = conductor::reconcile::table_vnfs(&log).await.unwrap();
+    let mut expected = BTreeMap::new();
+    for n in (0..300).filter(|n| n % 30 != 0 && *n != 1) {
+        let name = if n % 7 == 0 { "second" } else { "first" };
+        expected.insert(format!("v{n}"), name.to_owned());
+    }
+    let names: BTreeMap<String, String> = read
+        .into_iter()
+        .map(|(id, vnf)| (id, vnf.details.unwrap().name))
+        .collect();
+    assert_eq!(names, expected);
+}
