@@ -113,3 +113,35 @@ fn a_refused_target_of_a_deleted_vnf_is_forgotten() {
     assert!(refused.is_empty(), "{refused:?}");
     assert!(targets.refused.is_empty());
 }
+
+#[test]
+fn only_the_targets_of_the_partitions_held_are_due_and_counted() {
+    let mut targets = Targets::new(probe_cidrs());
+    // Two VNFs in different partitions.
+    let (a, b) = ("vnf-1", "vnf-2");
+    assert_ne!(share::partition(a), share::partition(b));
+    targets.apply(1, a, created_at(a, &[ip(1, 0)], "a1"));
+    targets.apply(2, b, created_at(b, &[ip(2, 0)], "a2"));
+    let only_a = BTreeSet::from([share::partition(a)]);
+    tick(&mut targets, BOOTED_AT, &only_a);
+    let (started, _) = tick(
+        &mut targets,
+        BOOTED_AT + time::Duration::seconds(1),
+        &only_a,
+    );
+    assert_eq!(started, vec![ip(1, 0)]);
+    assert_eq!(targets.census(&only_a).targets, 1);
+    // The other partition taken: its target is due at once (after its states are read).
+    let owned = BTreeSet::from([share::partition(a), share::partition(b)]);
+    tick(&mut targets, BOOTED_AT + time::Duration::seconds(2), &owned);
+    let (mut started, _) = tick(&mut targets, BOOTED_AT + time::Duration::seconds(3), &owned);
+    started.sort();
+    assert_eq!(started, vec![ip(1, 0), ip(2, 0)]);
+    assert_eq!(targets.census(&owned).targets, 2);
+    // A deleted VNF leaves its partition's index.
+    let deleted = VnfEvent::Deleted {
+        operation_id: "vnf-2-delete".into(),
+    };
+    targets.apply(3, b, vec![deleted]);
+    assert_eq!(targets.census(&owned).targets, 1);
+}
