@@ -1,4 +1,4 @@
-//! The monitor's engine: one loop that starts due attempts on interval boundaries, folds the
+//! The monitor's engine: one loop that starts due attempts in their phases, folds the
 //! decoded lifecycle events and `bad_action` answers it is fed, and hands each finished round
 //! to the judge and the result to the publisher's queue.
 //!
@@ -29,8 +29,8 @@ use crate::share::Owned;
 use crate::snapshot::{self, Fold};
 use crate::targets::{Seed, StateWrite, Targets};
 
-/// How often due targets are looked for. Attempts start on interval boundaries; a tenth of a
-/// second keeps them close to the boundary without spinning.
+/// How often due targets are looked for. Attempts start on interval boundaries shifted by
+/// their partition's phase; a tenth of a second keeps them close to it without spinning.
 pub const TICK: Duration = Duration::from_millis(100);
 /// Results waiting to be folded into their round. Attempts block on a full queue, which only
 /// slows probing down; a round of 100,000 targets fits.

@@ -28,7 +28,7 @@ pub struct Attempt {
     pub at: OffsetDateTime,
 }
 
-/// Attempts that started on one interval boundary. Each is recorded in its target's tracker
+/// Attempts due on one instant: an interval boundary, shifted by a phase. Each is recorded in its target's tracker
 /// as soon as it ends, so a slow attempt (a silent VDU runs to its timeout) holds up no other
 /// target's next one. What the round changed is announced once all its attempts are in, so
 /// that it can be judged whole (see [`tracker::round_is_suspect`]), and in the order rounds
@@ -134,7 +134,10 @@ pub struct Verdict {
 ///
 /// A round is judged by every target whose latest attempt failed, not only by those whose
 /// `retry` ran out in it: targets killed together cross their thresholds in neighbouring
-/// rounds. Suspicion only matters when the round would fire an action.
+/// rounds. It is also judged by its own results: a round is one phase of the monitor's
+/// targets (see `targets::phases`), a sample of them all, so when the monitor's host loses the
+/// network, the first phase to see it fails whole while the census still counts the other
+/// phases' successes. Suspicion only matters when the round would fire an action.
 pub fn judge(
     round: Round,
     census: Census,
@@ -154,15 +157,22 @@ pub fn judge(
     let declared = transitions
         .iter()
         .any(|(_, t, _)| matches!(t, Transition::Failed { .. }));
-    let suspect =
-        declared && tracker::round_is_suspect(census.failing, census.targets, suspect_failures_min);
+    let in_round = (
+        results.iter().filter(|r| !r.outcome.is_up()).count(),
+        results.len(),
+    );
+    // What made the round suspect: the census's failing and targets, or the round's own.
+    let suspect = [(census.failing, census.targets), in_round]
+        .into_iter()
+        .find(|&(failing, targets)| {
+            declared && tracker::round_is_suspect(failing, targets, suspect_failures_min)
+        });
     let mut verdict = Verdict {
         touched,
         changed,
         ..Verdict::default()
     };
     let round_subject = names::round_subject(&monitor.id);
-    rosters.begin_round();
     match rounds::pack(results) {
         Ok(packed) => {
             for (roster, packed) in packed {
@@ -194,10 +204,10 @@ pub fn judge(
             tracing::error!(%error, "Round results do not pack; this round's telemetry is not stored.");
         }
     }
-    if suspect {
+    if let Some((failed, targets)) = suspect {
         tracing::error!(
-            failing = census.failing,
-            targets = census.targets,
+            failed,
+            targets,
             "Most targets failed at once: suspecting this monitor, firing no actions."
         );
         verdict.messages.push(Outgoing {
@@ -205,8 +215,8 @@ pub fn judge(
             event: MonitorEvent::SuspectedFault {
                 monitor: monitor.clone(),
                 at,
-                failed: census.failing,
-                targets: census.targets,
+                failed,
+                targets,
             },
             message_id: None,
         });
@@ -215,7 +225,9 @@ pub fn judge(
         let reference = TargetRef::from(&target);
         let state_subject = names::vdu_state_subject(&target.vnf_id);
         match transition {
-            Transition::Failed { .. } if suspect => verdict.unreport.push(target.instance_id),
+            Transition::Failed { .. } if suspect.is_some() => {
+                verdict.unreport.push(target.instance_id);
+            }
             Transition::Failed { attempts, reason } => {
                 tracing::warn!(vnf_id = %target.vnf_id, instance_id = %target.instance_id, mgmt_ip = %target.mgmt_ip, reason, "VDU failed.");
                 verdict.messages.push(Outgoing {

@@ -15,7 +15,7 @@ use events::vnf::{Vnf, VnfEvent};
 
 use crate::share;
 use crate::snapshot::Fold;
-use crate::tracker::{Health, Tracker};
+use crate::tracker::{Health, Phase, Tracker};
 
 /// How long a VNF's states stay unwritten when nothing changes (a change is written at once):
 /// at least this, plus up to [`STATE_REFRESH_SPREAD`] chosen by the VNF's partition, so that
@@ -24,6 +24,31 @@ use crate::tracker::{Health, Tracker};
 /// writes every ten seconds on the nats-server the API also reads from.
 const STATE_REFRESH_MIN: time::Duration = time::Duration::seconds(30);
 const STATE_REFRESH_SPREAD: time::Duration = time::Duration::seconds(60);
+
+/// Attempts a monitor starts on one instant, about: the partitions it holds are spread over as
+/// many phases of the interval as keep each phase's targets under this (see [`phases`]).
+///
+/// Why: with every target on the interval's boundary, a monitor holding 5,000 started them all
+/// at once, through its 1,024 attempts in flight on one thread, and a quarter of them started
+/// more than a second late (`ops/bench-fleet`, 20,000 VDUs on 4 monitors); holding 2,500, all
+/// were on time. A phase is also a round: the roster of one round message
+/// ([`ROUND_TARGETS_PER_MESSAGE_MAX`](events::monitor::rounds::ROUND_TARGETS_PER_MESSAGE_MAX)
+/// is 2,000 too), judged as a sample of the monitor's targets (see `judge`).
+pub const PHASE_TARGETS: usize = 2_000;
+
+/// The phase of each partition in `owned`, in order, given how many targets they hold in all:
+/// as many phases as it takes for each to hold at most about [`PHASE_TARGETS`], and no more
+/// than there are partitions; the partitions, in order, fill the phases in equal numbers
+/// (their VNFs are spread by a hash, so their targets are too).
+pub fn phases(owned: &BTreeSet<u32>, held: usize) -> impl Iterator<Item = (u32, Phase)> + '_ {
+    let partitions = u32::try_from(owned.len()).unwrap_or(u32::MAX).max(1);
+    let wanted = u32::try_from(held.div_ceil(PHASE_TARGETS)).unwrap_or(u32::MAX);
+    let slots = wanted.clamp(1, partitions);
+    owned.iter().zip(0u32..).map(move |(&partition, rank)| {
+        let slot = rank * slots / partitions;
+        (partition, Phase { slot, slots })
+    })
+}
 
 /// What the state bucket said about a VNF when this monitor took it over: the instances that
 /// were down (a failure already reported), and since when. Probing waits for it, so that a
@@ -46,8 +71,8 @@ impl Seed {
     }
 }
 
-/// One attempt to start: the target, and the round (its interval boundary, in Unix
-/// nanoseconds) it belongs to.
+/// One attempt to start: the target, and the round it belongs to (when it was due: its
+/// interval boundary shifted by its phase, in Unix nanoseconds).
 #[derive(Debug, Clone)]
 pub struct Start {
     pub round: i128,
@@ -86,6 +111,8 @@ pub struct Targets {
     /// log, so a look over all trackers cost each monitor in proportion to the whole fleet,
     /// ten times a second (most of a monitor's CPU while 20,000 VNFs were created).
     by_vnf: Vec<HashMap<String, HashSet<String>>>,
+    /// The instance ids in each partition's `by_vnf`, counted: what [`phases`] spreads.
+    held: Vec<usize>,
     /// When each written VNF's states are to be written again if nothing changes.
     states_due: HashMap<String, OffsetDateTime>,
     /// VNFs whose last recorded states this monitor has read since it took their partition;
@@ -119,6 +146,7 @@ impl Targets {
             fold: Fold::default(),
             trackers: HashMap::new(),
             by_vnf: (0..share::PARTITIONS).map(|_| HashMap::new()).collect(),
+            held: vec![0; share::PARTITIONS as usize],
             states_due: HashMap::new(),
             seeded: HashSet::new(),
             seeding: HashSet::new(),
@@ -170,7 +198,8 @@ impl Targets {
     fn derive(&mut self, vnf_id: &str, vnf: &Vnf) -> Option<StateWrite> {
         let derived = schema::targets(vnf_id, vnf);
         let wanted: HashSet<String> = derived.iter().map(|t| t.instance_id.clone()).collect();
-        let partition = &mut self.by_vnf[share::partition(vnf_id) as usize];
+        let index = share::partition(vnf_id) as usize;
+        let partition = &mut self.by_vnf[index];
         let known = partition.entry(vnf_id.to_owned()).or_default();
         for gone in known.difference(&wanted) {
             self.trackers.remove(gone);
@@ -204,6 +233,7 @@ impl Targets {
                     .insert(target.instance_id.clone(), Tracker::new(target));
             }
         }
+        self.held[index] = self.held[index] - known.len() + wanted.len();
         *known = wanted;
         if known.is_empty() {
             partition.remove(vnf_id);
@@ -243,9 +273,9 @@ impl Targets {
         self.seeded.insert(seed.vnf_id);
     }
 
-    /// The attempts due at `now` on targets in the partitions `owned`, marked started; a
-    /// target of a VNF whose recorded states are not read yet waits for them (and their read
-    /// is asked for once). Partitions given away are read again if they come back. Targets
+    /// The attempts due at `now` on targets in the partitions `owned`, each partition in its
+    /// phase ([`phases`]), marked started; a target of a VNF whose recorded states are not
+    /// read yet waits for them (and their read is asked for once). Partitions given away are read again if they come back. Targets
     /// outside the probe ranges are never due; each in `owned` is answered once as refused.
     pub fn due(&mut self, now: OffsetDateTime, owned: &BTreeSet<u32>) -> Due {
         if *owned != self.seeded_for {
@@ -265,31 +295,35 @@ impl Targets {
                 due.refused.push(refused.target.clone());
             }
         }
-        let owned_ids = owned
+        let held = owned
             .iter()
-            .filter_map(|p| self.by_vnf.get(*p as usize))
-            .flat_map(HashMap::values)
-            .flatten();
-        for instance_id in owned_ids {
-            let Some(tracker) = self.trackers.get_mut(instance_id) else {
-                continue; // refused: outside the probe ranges
+            .filter_map(|p| self.held.get(*p as usize))
+            .sum();
+        for (partition, phase) in phases(owned, held) {
+            let Some(partition) = self.by_vnf.get(partition as usize) else {
+                continue;
             };
-            if !tracker.is_due(now) {
-                continue;
-            }
-            let vnf_id = &tracker.target.vnf_id;
-            if !self.seeded.contains(vnf_id) {
-                if self.seeding.insert(vnf_id.clone()) {
-                    due.seeds.push(vnf_id.clone());
+            for instance_id in partition.values().flatten() {
+                let Some(tracker) = self.trackers.get_mut(instance_id) else {
+                    continue; // refused: outside the probe ranges
+                };
+                if !tracker.is_due(now, phase) {
+                    continue;
                 }
-                continue;
+                let vnf_id = &tracker.target.vnf_id;
+                if !self.seeded.contains(vnf_id) {
+                    if self.seeding.insert(vnf_id.clone()) {
+                        due.seeds.push(vnf_id.clone());
+                    }
+                    continue;
+                }
+                let round = tracker.due_at(phase).unix_timestamp_nanos();
+                tracker.start(now, phase);
+                due.starts.push(Start {
+                    round,
+                    target: tracker.target.clone(),
+                });
             }
-            let round = tracker.next_due.unix_timestamp_nanos();
-            tracker.start(now);
-            due.starts.push(Start {
-                round,
-                target: tracker.target.clone(),
-            });
         }
         due
     }

@@ -2,7 +2,8 @@
 //! attempt's outcome means (a VDU going down after `retry` failures, coming back up).
 //!
 //! Attempts are scheduled on boundaries of the policy's interval counted from the Unix epoch,
-//! so every target with the same interval is probed in the same round: a round in which most
+//! each shifted by the [`Phase`] the monitor gives the target's partition, so every target
+//! with the same interval and phase is probed in the same round: a round in which most
 //! targets fail at once is visible as such (see [`round_is_suspect`]).
 
 use events::monitor::{ProbeOutcome, Target};
@@ -43,7 +44,8 @@ pub struct Tracker {
     pub since: Option<OffsetDateTime>,
     pub last_outcome: Option<ProbeOutcome>,
     pub last_probed_at: Option<OffsetDateTime>,
-    /// The start of the next attempt.
+    /// The interval boundary of the next attempt, which starts at the boundary shifted by the
+    /// target's phase ([`Tracker::due_at`]).
     pub next_due: OffsetDateTime,
     /// An attempt is running; no other starts until it ends.
     pub in_flight: bool,
@@ -62,6 +64,25 @@ fn interval(target: &Target) -> Duration {
 /// A VNFD's milliseconds as a duration (the parser bounds them far below `i64::MAX`).
 fn milliseconds(ms: u64) -> Duration {
     Duration::milliseconds(i64::try_from(ms).unwrap_or(i64::MAX))
+}
+
+/// Where in its interval a target's attempts start: `slot` of `slots` equal parts after the
+/// interval's boundary. The monitor gives each partition it holds a phase, so that it does
+/// not start all its targets on one instant (see `targets::phases`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Phase {
+    pub slot: u32,
+    pub slots: u32,
+}
+
+impl Phase {
+    /// On the boundary itself.
+    pub const ON_BOUNDARY: Phase = Phase { slot: 0, slots: 1 };
+
+    /// How long after the boundary of `interval` the phase begins.
+    fn offset(self, interval: Duration) -> Duration {
+        interval * self.slot / self.slots.max(1)
+    }
 }
 
 /// The first interval boundary at or after `at`.
@@ -109,14 +130,22 @@ impl Tracker {
         self.reported && self.health == Health::Down
     }
 
-    pub fn is_due(&self, now: OffsetDateTime) -> bool {
-        !self.in_flight && !self.dropped && now >= self.next_due
+    /// When the next attempt is due in `phase`: the round it belongs to.
+    pub fn due_at(&self, phase: Phase) -> OffsetDateTime {
+        self.next_due + phase.offset(interval(&self.target))
     }
 
-    /// An attempt starts now; the next is due on the following boundary.
-    pub fn start(&mut self, now: OffsetDateTime) {
+    pub fn is_due(&self, now: OffsetDateTime, phase: Phase) -> bool {
+        !self.in_flight && !self.dropped && now >= self.due_at(phase)
+    }
+
+    /// An attempt starts now in `phase`; the next is due in the same phase of the following
+    /// interval (a phase that changed between the two moves the next attempt by less than
+    /// an interval).
+    pub fn start(&mut self, now: OffsetDateTime, phase: Phase) {
         self.in_flight = true;
-        self.next_due = align_up(now + interval(&self.target) / 2, interval(&self.target));
+        let interval = interval(&self.target);
+        self.next_due = align_up(now - phase.offset(interval) + interval / 2, interval);
     }
 
     /// Records an attempt's outcome.
@@ -223,18 +252,53 @@ mod tests {
     fn the_first_attempt_waits_for_the_monitoring_delay_then_the_boundary() {
         let tracker = Tracker::new(target(1, 45_000));
         assert_eq!(tracker.next_due, datetime!(2026-11-25 10:00:46 UTC));
-        assert!(!tracker.is_due(datetime!(2026-11-25 10:00:45.300 UTC)));
-        assert!(tracker.is_due(datetime!(2026-11-25 10:00:46 UTC)));
+        let on_boundary = Phase::ON_BOUNDARY;
+        assert!(!tracker.is_due(datetime!(2026-11-25 10:00:45.300 UTC), on_boundary));
+        assert!(tracker.is_due(datetime!(2026-11-25 10:00:46 UTC), on_boundary));
     }
 
     #[test]
     fn attempts_follow_interval_boundaries_and_never_overlap() {
         let mut tracker = Tracker::new(target(1, 0));
         let t0 = tracker.next_due;
-        tracker.start(t0);
-        assert!(!tracker.is_due(t0 + Duration::seconds(5)), "in flight");
+        tracker.start(t0, Phase::ON_BOUNDARY);
+        assert!(
+            !tracker.is_due(t0 + Duration::seconds(5), Phase::ON_BOUNDARY),
+            "in flight"
+        );
         tracker.record(UP, t0 + Duration::milliseconds(2));
         assert_eq!(tracker.next_due, t0 + Duration::seconds(1));
+    }
+
+    #[test]
+    fn a_phase_shifts_every_attempt_by_its_share_of_the_interval() {
+        let mut tracker = Tracker::new(target(1, 0));
+        let boundary = tracker.next_due;
+        let quarter = Phase { slot: 1, slots: 4 };
+        assert_eq!(
+            tracker.due_at(quarter),
+            boundary + Duration::milliseconds(250)
+        );
+        assert!(!tracker.is_due(boundary + Duration::milliseconds(249), quarter));
+        let started = boundary + Duration::milliseconds(260);
+        tracker.start(started, quarter);
+        tracker.record(UP, started + Duration::milliseconds(1));
+        assert_eq!(
+            tracker.due_at(quarter),
+            boundary + Duration::milliseconds(1_250)
+        );
+        // The phase changes: the next attempt moves by less than an interval.
+        let last = Phase { slot: 3, slots: 4 };
+        assert_eq!(
+            tracker.due_at(last),
+            boundary + Duration::milliseconds(1_750)
+        );
+        tracker.start(tracker.due_at(last), last);
+        tracker.record(UP, boundary + Duration::milliseconds(1_751));
+        assert_eq!(
+            tracker.due_at(Phase::ON_BOUNDARY),
+            boundary + Duration::seconds(2)
+        );
     }
 
     #[test]
@@ -302,11 +366,11 @@ mod tests {
         let mut tracker = Tracker::new(target(1, 0));
         tracker.dropped = true;
         let due = tracker.next_due;
-        assert!(!tracker.is_due(due));
+        assert!(!tracker.is_due(due, Phase::ON_BOUNDARY));
         let mut renewed = target(1, 0);
         renewed.action_id = "b".into();
         tracker.update(renewed);
-        assert!(tracker.is_due(due));
+        assert!(tracker.is_due(due, Phase::ON_BOUNDARY));
     }
 
     #[test]

@@ -43,7 +43,8 @@ const ROSTER_ENVELOPE_BYTES_MAX: usize = 4 * 1024;
 /// leaves room for the down reasons of a round in which every target failed differently
 /// (a prober's reason is a short sentence). Base64 makes it 4/3 of this, far below 1 MiB.
 pub const ROUND_PAYLOAD_BYTES_MAX: usize = 256 * 1024;
-/// A monitor publishes a roster again after this many of its rounds, even when unchanged.
+/// A monitor publishes a roster again after this many round messages named it, even when
+/// unchanged.
 ///
 /// Why: the telemetry stream evicts its oldest messages first, so a roster published once
 /// would be evicted while the rounds that name it are still stored, and they could no longer
@@ -378,42 +379,53 @@ fn varint(bytes: &[u8]) -> Result<(u64, usize), Varint> {
     Err(Varint::Truncated)
 }
 
-/// Which rosters a monitor has published, and when, in its own rounds: it decides whether a
-/// round message's roster is published with it (new, or not published for
-/// [`ROSTER_REPUBLISH_ROUNDS`] rounds). Bounded by [`ROSTERS_REMEMBERED_MAX`].
+/// Which rosters a monitor has published, and how many of its round messages named each
+/// since: it decides whether a round message's roster is published with it (new, or named by
+/// [`ROSTER_REPUBLISH_ROUNDS`] round messages since its last publication). Counted per roster,
+/// not in the monitor's rounds: a monitor judges a round per phase of the interval (see the
+/// monitor's `targets`), and each phase's roster is named once per interval. Bounded by
+/// [`ROSTERS_REMEMBERED_MAX`], forgetting the roster published longest ago.
 #[derive(Debug, Default)]
 pub struct RosterMemory {
-    /// The monitor's rounds so far.
-    round: u64,
-    /// Each remembered roster's digest, with the round it was last published in.
-    published: HashMap<String, u64>,
+    /// Publications so far: the clock of [`Published::at`].
+    publications: u64,
+    /// Each remembered roster's digest, and its last publication.
+    published: HashMap<String, Published>,
+}
+
+#[derive(Debug)]
+struct Published {
+    /// Which of the monitor's publications it was.
+    at: u64,
+    /// Round messages that named the roster since.
+    named: u64,
 }
 
 impl RosterMemory {
-    /// A new round begins.
-    pub fn begin_round(&mut self) {
-        self.round += 1;
-    }
-
-    /// Whether the roster `digest` is to be published in this round; if so, remembered as
-    /// published now (the oldest publication forgotten past [`ROSTERS_REMEMBERED_MAX`]).
+    /// Whether the roster `digest`, named by a round message about to go out, is to be
+    /// published before it; if so, remembered as published now.
     pub fn due(&mut self, digest: &str) -> bool {
-        if let Some(&at) = self.published.get(digest)
-            && self.round - at < ROSTER_REPUBLISH_ROUNDS
-        {
-            return false;
-        }
-        if !self.published.contains_key(digest) && self.published.len() >= ROSTERS_REMEMBERED_MAX {
+        if let Some(published) = self.published.get_mut(digest) {
+            published.named += 1;
+            if published.named < ROSTER_REPUBLISH_ROUNDS {
+                return false;
+            }
+        } else if self.published.len() >= ROSTERS_REMEMBERED_MAX {
             let oldest = self
                 .published
                 .iter()
-                .min_by_key(|(_, at)| **at)
+                .min_by_key(|(_, published)| published.at)
                 .map(|(digest, _)| digest.clone());
             if let Some(oldest) = oldest {
                 self.published.remove(&oldest);
             }
         }
-        self.published.insert(digest.to_owned(), self.round);
+        self.publications += 1;
+        let published = Published {
+            at: self.publications,
+            named: 0,
+        };
+        self.published.insert(digest.to_owned(), published);
         true
     }
 }

@@ -131,6 +131,41 @@ fn a_round_with_a_failure_while_most_targets_fail_is_suspect() {
 }
 
 #[test]
+fn a_round_in_which_most_of_its_own_targets_fail_is_suspect() {
+    // One phase of a monitor's twenty targets: six of its eight fail, the first to see the
+    // host's network go; the census still counts the other phases' successes.
+    let mut round = failed_round();
+    round.results = (0..8)
+        .map(|n| match n {
+            0..6 => down(n),
+            _ => ProbeResult {
+                outcome: ProbeOutcome::Up { rtt_us: 40 },
+                ..down(n)
+            },
+        })
+        .collect();
+    let verdict = judged(round, 20, 6);
+    assert_eq!(
+        verdict.unreport,
+        [instance_id("vnf-1", 0)],
+        "no action fired"
+    );
+    assert!(verdict.messages.iter().any(|m| m.event
+        == MonitorEvent::SuspectedFault {
+            monitor: monitor(),
+            at: AT,
+            failed: 6,
+            targets: 8
+        }));
+    let mut few = failed_round();
+    few.results = (0..4).map(down).collect();
+    assert!(
+        judged(few, 20, 4).unreport.is_empty(),
+        "a round below the minimum still heals"
+    );
+}
+
+#[test]
 fn failing_targets_without_a_declared_failure_are_not_suspect() {
     let mut round = failed_round();
     round.transitions.clear();

@@ -1,6 +1,6 @@
 //! The target fold without an engine: which attempts are due, and which targets are refused.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::Ipv4Addr;
 
 use events::monitor::ProbeOutcome;
@@ -8,7 +8,7 @@ use events::vnf::VnfEvent;
 
 use super::*;
 use crate::share::PARTITIONS;
-use crate::testing::{BOOTED_AT, OUTSIDE, created_at, instance_id, ip, probe_cidrs};
+use crate::testing::{BOOTED_AT, INTERVAL_MS, OUTSIDE, created_at, instance_id, ip, probe_cidrs};
 
 fn every_partition() -> BTreeSet<u32> {
     (0..PARTITIONS).collect()
@@ -144,4 +144,78 @@ fn only_the_targets_of_the_partitions_held_are_due_and_counted() {
     };
     targets.apply(3, b, vec![deleted]);
     assert_eq!(targets.census(&owned).targets, 1);
+}
+
+#[test]
+fn partitions_fill_as_many_phases_as_their_targets_need() {
+    let owned = BTreeSet::from([3, 9, 17, 40]);
+    let slots = |held| -> Vec<(u32, u32, u32)> {
+        phases(&owned, held)
+            .map(|(p, phase)| (p, phase.slot, phase.slots))
+            .collect()
+    };
+    assert_eq!(
+        slots(PHASE_TARGETS),
+        [(3, 0, 1), (9, 0, 1), (17, 0, 1), (40, 0, 1)],
+        "one phase holds them all"
+    );
+    assert_eq!(
+        slots(2 * PHASE_TARGETS + 1),
+        [(3, 0, 3), (9, 0, 3), (17, 1, 3), (40, 2, 3)]
+    );
+    assert_eq!(
+        slots(100 * PHASE_TARGETS),
+        [(3, 0, 4), (9, 1, 4), (17, 2, 4), (40, 3, 4)],
+        "no more phases than partitions"
+    );
+    assert_eq!(slots(0), [(3, 0, 1), (9, 0, 1), (17, 0, 1), (40, 0, 1)]);
+}
+
+#[test]
+fn a_monitor_holding_many_targets_starts_them_in_phases_once_an_interval() {
+    const VNFS: u8 = 250;
+    const INSTANCES: u8 = 20;
+    let mut targets = Targets::new(probe_cidrs());
+    for vnf in 0..VNFS {
+        let vnf_id = format!("vnf-{vnf}");
+        let ips: Vec<Ipv4Addr> = (0..INSTANCES).map(|n| ip(vnf, n)).collect();
+        targets.apply(u64::from(vnf), &vnf_id, created_at(&vnf_id, &ips, "a1"));
+    }
+    let held = usize::from(VNFS) * usize::from(INSTANCES);
+    let owned = every_partition();
+    let interval = time::Duration::milliseconds(i64::try_from(INTERVAL_MS).unwrap());
+    let step = time::Duration::milliseconds(10);
+    // Three intervals, ticked every 10 ms: each target starts once in each after its states
+    // are read, and the rounds (when their attempts were due) are the phases of the interval.
+    let mut starts: HashMap<String, usize> = HashMap::new();
+    let mut rounds: BTreeMap<i128, usize> = BTreeMap::new();
+    let mut now = BOOTED_AT;
+    while now < BOOTED_AT + interval * 3 {
+        let due = targets.due(now, &owned);
+        for vnf_id in due.seeds {
+            let down = Vec::new();
+            targets.seeded(Seed { vnf_id, down });
+        }
+        for start in due.starts {
+            *starts.entry(start.target.instance_id.clone()).or_default() += 1;
+            *rounds.entry(start.round).or_default() += 1;
+            let tracker = targets.trackers.get_mut(&start.target.instance_id).unwrap();
+            tracker.record(ProbeOutcome::Up { rtt_us: 1 }, now);
+        }
+        now += step;
+    }
+    assert_eq!(starts.len(), held);
+    assert!(starts.values().all(|n| (2..=3).contains(n)), "{starts:?}");
+    let slots = held.div_ceil(PHASE_TARGETS);
+    let boundary = BOOTED_AT.unix_timestamp_nanos();
+    let phase = interval.whole_nanoseconds() / i128::try_from(slots).unwrap();
+    let first: Vec<i128> = rounds.keys().take(slots).copied().collect();
+    let expected: Vec<i128> = (0..slots)
+        .map(|slot| boundary + i128::try_from(slot).unwrap() * phase)
+        .collect();
+    assert_eq!(first, expected, "one round per phase");
+    assert!(
+        rounds.values().all(|n| *n <= PHASE_TARGETS),
+        "no phase starts more than {PHASE_TARGETS}: {rounds:?}"
+    );
 }
