@@ -4,9 +4,11 @@
 //! Reports go first: failure reports and VDU state changes (and the monitor's other reports)
 //! are stored before telemetry (rosters, rounds) and state writes that were queued earlier, so
 //! that a failure is not held up behind a round's thousands of state writes (up to
-//! [`JOBS_AHEAD_MAX`] of them taken ahead; a report further back waits for room). Within each of
-//! the two lanes the order is kept (a roster before the rounds that name it; a target's
-//! transitions in the order they happened).
+//! [`JOBS_AHEAD_MAX`] of them taken ahead; a report further back waits for room). Jobs are
+//! stored several at once ([`REPORTS_IN_FLIGHT_MAX`], [`BULK_IN_FLIGHT_MAX`]), but never two of
+//! one sequence ([`Publish::sequence`]: a VNF's, or the monitor's own), so within each lane a
+//! sequence keeps its order (a roster before the rounds that name it; a target's transitions
+//! in the order they happened).
 //!
 //! A failure report, a VDU state change or a roster is retried with back-off until it is
 //! stored or the monitor stops; round results and state writes (telemetry, and rewritten by
@@ -16,11 +18,14 @@
 //! the publisher keeps going only until its drain deadline, then says what it did not
 //! deliver. It never decides what to publish, and never writes a state it could not encode.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 
@@ -45,6 +50,14 @@ pub const RETRY_DELAY_MAX: Duration = Duration::from_secs(5);
 /// them can go first: a round's state writes for a few thousand VNFs. More would only hold
 /// memory the inbox's own bound already limits.
 pub const JOBS_AHEAD_MAX: usize = 4_096;
+/// Reports stored at once, each waiting for its acknowledgement. One at a time, a round that
+/// found 66 VDUs down stored their 132 reports one after the other, each a round trip to a
+/// busy nats-server, and the last failure reached the conductors about a second after it was
+/// detected (`ops/bench-fleet`'s storm at 20,000 VDUs).
+pub const REPORTS_IN_FLIGHT_MAX: usize = 64;
+/// Telemetry and state writes stored at once: they are not waited for by anyone, and each
+/// round's writes come in a burst that must not crowd out the API's reads on nats-server.
+pub const BULK_IN_FLIGHT_MAX: usize = 4;
 
 /// Where the publisher stores things: the monitor stream and the state bucket.
 pub trait Sink: Send + Sync + 'static {
@@ -113,11 +126,19 @@ impl Kind {
     }
 }
 
-/// Jobs taken from the inbox and not stored yet: reports, then the rest, each in order.
+/// Jobs taken from the inbox and not stored yet, reports and the rest, each in order, and
+/// what is being stored.
 #[derive(Debug, Default)]
 struct Lanes {
     reports: VecDeque<Publish>,
     bulk: VecDeque<Publish>,
+    /// The jobs being stored, by the number [`Lanes::start`] gave them.
+    started: HashMap<u64, Arc<Publish>>,
+    /// Jobs started so far: the next one's number.
+    starts: u64,
+    /// The sequences of the jobs being stored, and how many of them are reports.
+    busy: HashSet<Option<String>>,
+    reports_in_flight: usize,
 }
 
 impl Lanes {
@@ -129,8 +150,42 @@ impl Lanes {
         }
     }
 
-    fn pop(&mut self) -> Option<Publish> {
-        self.reports.pop_front().or_else(|| self.bulk.pop_front())
+    /// The next job to store and its number, marked as being stored: the first report of a
+    /// sequence not being stored while reports have room, else the first such job of the rest
+    /// while they have.
+    fn start(&mut self) -> Option<(u64, Arc<Publish>)> {
+        let in_flight = self.busy.len();
+        let bulk_in_flight = in_flight - self.reports_in_flight;
+        let free = |lane: &VecDeque<Publish>, busy: &HashSet<Option<String>>| {
+            lane.iter().position(|job| !busy.contains(&job.sequence()))
+        };
+        let job = if self.reports_in_flight < REPORTS_IN_FLIGHT_MAX
+            && let Some(at) = free(&self.reports, &self.busy)
+        {
+            self.reports_in_flight += 1;
+            self.reports.remove(at)
+        } else if bulk_in_flight < BULK_IN_FLIGHT_MAX
+            && let Some(at) = free(&self.bulk, &self.busy)
+        {
+            self.bulk.remove(at)
+        } else {
+            None
+        }?;
+        self.busy.insert(job.sequence());
+        let (number, job) = (self.starts, Arc::new(job));
+        self.starts += 1;
+        self.started.insert(number, job.clone());
+        Some((number, job))
+    }
+
+    /// Job `number` is stored or given up: answers it.
+    fn finish(&mut self, number: u64) -> Option<Arc<Publish>> {
+        let job = self.started.remove(&number)?;
+        self.busy.remove(&job.sequence());
+        if job.kind().is_report() {
+            self.reports_in_flight -= 1;
+        }
+        Some(job)
     }
 
     fn len(&self) -> usize {
@@ -146,9 +201,40 @@ impl Lanes {
             }
         }
     }
+
+    /// Drains every job not stored: those being stored, then those not started.
+    fn drain(&mut self) -> Vec<Arc<Publish>> {
+        let mut started: Vec<(u64, Arc<Publish>)> = self.started.drain().collect();
+        started.sort_by_key(|(number, _)| *number);
+        let waiting = self.reports.drain(..).chain(self.bulk.drain(..));
+        started
+            .into_iter()
+            .map(|(_, job)| job)
+            .chain(waiting.map(Arc::new))
+            .collect()
+    }
 }
 
 impl Publish {
+    /// The sequence the job is stored in, never two at once: the VNF its state or message is
+    /// about, or `None` for the monitor's own (rounds and rosters, suspected faults, starved).
+    pub fn sequence(&self) -> Option<String> {
+        match self {
+            Publish::State { vnf_id, .. } => Some(vnf_id.clone()),
+            Publish::Message { message, .. } => match &message.event {
+                MonitorEvent::VduDown { target, .. }
+                | MonitorEvent::VduUp { target, .. }
+                | MonitorEvent::BadAction { target, .. }
+                | MonitorEvent::TargetRefused { target, .. } => Some(target.vnf_id.clone()),
+                MonitorEvent::Failure(failure) => Some(failure.target.vnf_id.clone()),
+                MonitorEvent::Round { .. }
+                | MonitorEvent::Roster { .. }
+                | MonitorEvent::SuspectedFault { .. }
+                | MonitorEvent::Starved { .. } => None,
+            },
+        }
+    }
+
     pub fn kind(&self) -> Kind {
         match self {
             Publish::State { .. } => Kind::StateWrite,
@@ -303,33 +389,39 @@ pub async fn run(
         }
     };
     let mut lanes = Lanes::default();
+    // The jobs being stored, each answering its number and whether it was stored.
+    let mut in_flight = FuturesUnordered::new();
+    let mut inbox_open = true;
     loop {
         lanes.fill(&mut inbox);
-        let job = if let Some(job) = lanes.pop() {
-            job
-        } else {
-            tokio::select! {
-                biased;
-                () = &mut deadline => break,
-                job = inbox.recv() => match job {
-                    Some(job) => job,
-                    None => break,
-                },
-            }
-        };
+        while let Some((number, job)) = lanes.start() {
+            let sink = &sink;
+            in_flight.push(async move { (number, deliver(sink, &job).await) });
+        }
+        if !inbox_open && in_flight.is_empty() && lanes.len() == 0 {
+            break;
+        }
         tokio::select! {
             biased;
-            () = &mut deadline => {
-                lost(&job, &mut undelivered);
-                break;
+            () = &mut deadline => break,
+            Some((number, stored)) = in_flight.next() => {
+                if let Some(job) = lanes.finish(number)
+                    && !stored
+                {
+                    lost(&job, &mut undelivered);
+                }
             }
-            stored = deliver(&sink, &job) => if !stored {
-                lost(&job, &mut undelivered);
+            job = inbox.recv(), if inbox_open && lanes.len() < JOBS_AHEAD_MAX => match job {
+                Some(job) => lanes.push(job),
+                None => inbox_open = false,
             },
         }
     }
     inbox.close();
-    while let Some(job) = lanes.pop() {
+    // What was being stored when the deadline passed is counted with the rest: its last
+    // attempt may or may not have reached the server.
+    drop(in_flight);
+    for job in lanes.drain() {
         lost(&job, &mut undelivered);
     }
     while let Ok(job) = inbox.try_recv() {
