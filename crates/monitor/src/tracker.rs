@@ -49,6 +49,10 @@ pub struct Tracker {
     pub next_due: OffsetDateTime,
     /// An attempt is running; no other starts until it ends.
     pub in_flight: bool,
+    /// An attempt has started. The first is due on its boundary whatever the phase: at once
+    /// when that is past, as it is for every target a restarted monitor or one taking over a
+    /// partition holds, which it probes without waiting for their phases.
+    started: bool,
     failures_in_row: u32,
     /// The failure of the current down episode was reported; reported once per episode.
     reported: bool,
@@ -110,6 +114,7 @@ impl Tracker {
             last_probed_at: None,
             next_due,
             in_flight: false,
+            started: false,
             failures_in_row: 0,
             reported: false,
             dropped: false,
@@ -132,7 +137,11 @@ impl Tracker {
 
     /// When the next attempt is due in `phase`: the round it belongs to.
     pub fn due_at(&self, phase: Phase) -> OffsetDateTime {
-        self.next_due + phase.offset(interval(&self.target))
+        if self.started {
+            self.next_due + phase.offset(interval(&self.target))
+        } else {
+            self.next_due
+        }
     }
 
     pub fn is_due(&self, now: OffsetDateTime, phase: Phase) -> bool {
@@ -145,7 +154,14 @@ impl Tracker {
     pub fn start(&mut self, now: OffsetDateTime, phase: Phase) {
         self.in_flight = true;
         let interval = interval(&self.target);
-        self.next_due = align_up(now - phase.offset(interval) + interval / 2, interval);
+        // The first attempt was on its boundary: the next is a whole interval and the phase on.
+        let offset = if self.started {
+            phase.offset(interval)
+        } else {
+            Duration::ZERO
+        };
+        self.started = true;
+        self.next_due = align_up(now - offset + interval / 2, interval);
     }
 
     /// Records an attempt's outcome.
@@ -273,8 +289,12 @@ mod tests {
     #[test]
     fn a_phase_shifts_every_attempt_by_its_share_of_the_interval() {
         let mut tracker = Tracker::new(target(1, 0));
-        let boundary = tracker.next_due;
+        let first = tracker.next_due;
         let quarter = Phase { slot: 1, slots: 4 };
+        assert!(tracker.is_due(first, quarter), "the first on its boundary");
+        tracker.start(first, quarter);
+        tracker.record(UP, first + Duration::milliseconds(1));
+        let boundary = first + Duration::seconds(1);
         assert_eq!(
             tracker.due_at(quarter),
             boundary + Duration::milliseconds(250)

@@ -20,7 +20,8 @@
 //!    more than at steady state, where it goes out once in `ROSTER_REPUBLISH_ROUNDS` rounds);
 //! 4. a storm: 1 % of the VDUs blocked at once (`vnfm vim loopback block`, addresses on
 //!    stdin); detection → claim p50/p99 from the log (each VNF's `HealStarted` recorded_at
-//!    minus its failure's `detected_at`), claims per second, and the gateway's show p99 during
+//!    minus its failure's `detected_at`), split at the failure report's time in the monitor
+//!    stream (the monitor's leg, then the conductors'), claims per second, and the gateway's show p99 during
 //!    the storm against before it. The blocked addresses are unblocked afterwards.
 //!
 //! Its last line is `fleet: vdus=N monitors=M on_time=P% storm_claim_p99_ms=X
@@ -305,6 +306,14 @@ async fn main() -> anyhow::Result<()> {
         storm.all_healed.as_secs_f64(),
         storm.others_claimed,
         load_average()
+    );
+    println!(
+        "  of which detection -> failure report stored p50 {:.1} ms, p99 {:.1} ms; stored -> \
+         claim p50 {:.1} ms, p99 {:.1} ms",
+        ms(storm.reported.p50),
+        ms(storm.reported.p99),
+        ms(storm.taken.p50),
+        ms(storm.taken.p99),
     );
     let show_ratio = ms(storm.shows_during.p99) / ms(storm.shows_before.p99);
     println!(
@@ -783,6 +792,10 @@ fn percentiles(mut samples: Vec<Duration>) -> anyhow::Result<Percentiles> {
 struct Storm {
     victims: usize,
     claim: Percentiles,
+    /// The claim's two legs: from detection to the failure report stored in the monitor
+    /// stream, and from there to the claim.
+    reported: Percentiles,
+    taken: Percentiles,
     /// From the first claim recorded to the last.
     claims_span: Duration,
     all_claimed: Duration,
@@ -941,9 +954,15 @@ async fn storm(
     let claimed_in_all =
         conductors_total(conductors, http, telemetry::HEALS_CLAIMED).await? - claimed_before;
     let mut claims = Vec::with_capacity(victims.len());
+    let mut legs = (Vec::new(), Vec::new());
     let mut claimed_at = Vec::with_capacity(victims.len());
+    let monitor_stream = system
+        .log
+        .jetstream()
+        .get_stream(events::names::MONITOR_STREAM)
+        .await?;
     for id in &victims {
-        let (detected, claimed) = loop {
+        let (failure_id, detected, claimed) = loop {
             if let Some(claim) = first_claim_after(&system.history(id).await, blocked_at) {
                 break claim;
             }
@@ -953,14 +972,29 @@ async fn storm(
             );
             tokio::time::sleep(POLL_INTERVAL).await;
         };
-        claims.push(Duration::try_from(claimed - detected).unwrap_or(Duration::ZERO));
+        let since = |from: OffsetDateTime, to: OffsetDateTime| {
+            Duration::try_from(to - from).unwrap_or(Duration::ZERO)
+        };
+        claims.push(since(detected, claimed));
         claimed_at.push(claimed);
+        let report = monitor_stream
+            .get_last_raw_message_by_subject(&events::names::failure_subject(id))
+            .await?;
+        let stored: events::monitor::MonitorMessage = serde_json::from_slice(&report.payload)?;
+        if let events::monitor::MonitorEvent::Failure(failure) = stored.event
+            && failure.failure_id == failure_id
+        {
+            legs.0.push(since(detected, report.time));
+            legs.1.push(since(report.time, claimed));
+        }
     }
     let first = claimed_at.iter().min().copied().context("no claims")?;
     let last = claimed_at.iter().max().copied().context("no claims")?;
     Ok(Storm {
         victims: victims.len(),
         claim: percentiles(claims)?,
+        reported: percentiles(legs.0).context("no failure report read back")?,
+        taken: percentiles(legs.1).context("no failure report read back")?,
         claims_span: Duration::try_from(last - first).unwrap_or(Duration::ZERO),
         all_claimed: all_claimed.unwrap_or(all_healed),
         others_claimed: (claimed_in_all - target).max(0.0),
@@ -970,12 +1004,12 @@ async fn storm(
     })
 }
 
-/// A VNF's first heal recorded at or after `after`: its failure's `detected_at` and its
-/// `HealStarted`'s `recorded_at`.
+/// A VNF's first heal recorded at or after `after`: its failure's id and `detected_at`, and
+/// its `HealStarted`'s `recorded_at`.
 fn first_claim_after(
     history: &[events::store::Recorded<VnfEvent>],
     after: OffsetDateTime,
-) -> Option<(OffsetDateTime, OffsetDateTime)> {
+) -> Option<(String, OffsetDateTime, OffsetDateTime)> {
     history
         .iter()
         .filter(|recorded| recorded.envelope.recorded_at >= after)
@@ -985,9 +1019,11 @@ fn first_claim_after(
                 .events
                 .iter()
                 .find_map(|event| match event {
-                    VnfEvent::HealStarted { failure, .. } => {
-                        Some((failure.detected_at, recorded.envelope.recorded_at))
-                    }
+                    VnfEvent::HealStarted { failure, .. } => Some((
+                        failure.failure_id.clone(),
+                        failure.detected_at,
+                        recorded.envelope.recorded_at,
+                    )),
                     _ => None,
                 })
         })

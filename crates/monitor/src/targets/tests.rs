@@ -186,7 +186,8 @@ fn a_monitor_holding_many_targets_starts_them_in_phases_once_an_interval() {
     let interval = time::Duration::milliseconds(i64::try_from(INTERVAL_MS).unwrap());
     let step = time::Duration::milliseconds(10);
     // Three intervals, ticked every 10 ms: each target starts once in each after its states
-    // are read, and the rounds (when their attempts were due) are the phases of the interval.
+    // are read, the first on the boundary (as after a restart: at once), and the rounds of the
+    // next (when their attempts were due) are the phases of the interval.
     let mut starts: HashMap<String, usize> = HashMap::new();
     let mut rounds: BTreeMap<i128, usize> = BTreeMap::new();
     let mut now = BOOTED_AT;
@@ -208,6 +209,8 @@ fn a_monitor_holding_many_targets_starts_them_in_phases_once_an_interval() {
     assert!(starts.values().all(|n| (2..=3).contains(n)), "{starts:?}");
     let slots = held.div_ceil(PHASE_TARGETS);
     let boundary = BOOTED_AT.unix_timestamp_nanos();
+    assert_eq!(rounds.remove(&boundary), Some(held), "all at once, first");
+    let boundary = (BOOTED_AT + interval).unix_timestamp_nanos();
     let phase = interval.whole_nanoseconds() / i128::try_from(slots).unwrap();
     let first: Vec<i128> = rounds.keys().take(slots).copied().collect();
     let expected: Vec<i128> = (0..slots)
