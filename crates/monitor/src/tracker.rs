@@ -36,6 +36,18 @@ impl Health {
     }
 }
 
+/// Where a target's attempts are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Attempt {
+    /// None started yet. The first is due on its boundary whatever the phase: at once when
+    /// that is past, as it is for every target a restarted monitor or one taking over a
+    /// partition holds, which it probes without waiting for their phases.
+    NoneYet,
+    /// One is running; no other starts until it ends.
+    Running,
+    Ended,
+}
+
 #[derive(Debug, Clone)]
 pub struct Tracker {
     pub target: Target,
@@ -47,12 +59,8 @@ pub struct Tracker {
     /// The interval boundary of the next attempt, which starts at the boundary shifted by the
     /// target's phase ([`Tracker::due_at`]).
     pub next_due: OffsetDateTime,
-    /// An attempt is running; no other starts until it ends.
-    pub in_flight: bool,
-    /// An attempt has started. The first is due on its boundary whatever the phase: at once
-    /// when that is past, as it is for every target a restarted monitor or one taking over a
-    /// partition holds, which it probes without waiting for their phases.
-    started: bool,
+    /// Whether an attempt started, and whether it is still running.
+    attempt: Attempt,
     failures_in_row: u32,
     /// The failure of the current down episode was reported; reported once per episode.
     reported: bool,
@@ -113,8 +121,7 @@ impl Tracker {
             last_outcome: None,
             last_probed_at: None,
             next_due,
-            in_flight: false,
-            started: false,
+            attempt: Attempt::NoneYet,
             failures_in_row: 0,
             reported: false,
             dropped: false,
@@ -137,36 +144,35 @@ impl Tracker {
 
     /// When the next attempt is due in `phase`: the round it belongs to.
     pub fn due_at(&self, phase: Phase) -> OffsetDateTime {
-        if self.started {
-            self.next_due + phase.offset(interval(&self.target))
-        } else {
+        if self.attempt == Attempt::NoneYet {
             self.next_due
+        } else {
+            self.next_due + phase.offset(interval(&self.target))
         }
     }
 
     pub fn is_due(&self, now: OffsetDateTime, phase: Phase) -> bool {
-        !self.in_flight && !self.dropped && now >= self.due_at(phase)
+        self.attempt != Attempt::Running && !self.dropped && now >= self.due_at(phase)
     }
 
     /// An attempt starts now in `phase`; the next is due in the same phase of the following
     /// interval (a phase that changed between the two moves the next attempt by less than
     /// an interval).
     pub fn start(&mut self, now: OffsetDateTime, phase: Phase) {
-        self.in_flight = true;
         let interval = interval(&self.target);
         // The first attempt was on its boundary: the next is a whole interval and the phase on.
-        let offset = if self.started {
-            phase.offset(interval)
-        } else {
+        let offset = if self.attempt == Attempt::NoneYet {
             Duration::ZERO
+        } else {
+            phase.offset(interval)
         };
-        self.started = true;
+        self.attempt = Attempt::Running;
         self.next_due = align_up(now - offset + interval / 2, interval);
     }
 
     /// Records an attempt's outcome.
     pub fn record(&mut self, outcome: ProbeOutcome, now: OffsetDateTime) -> Option<Transition> {
-        self.in_flight = false;
+        self.attempt = Attempt::Ended;
         self.last_probed_at = Some(now);
         let transition = match &outcome {
             ProbeOutcome::Up { .. } => {
