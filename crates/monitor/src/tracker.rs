@@ -1,10 +1,11 @@
 //! One target's probing state, without I/O: when its next attempt is due, and what an
 //! attempt's outcome means (a VDU going down after `retry` failures, coming back up).
 //!
-//! Attempts are scheduled on boundaries of the policy's interval counted from the Unix epoch,
-//! each shifted by the [`Phase`] the monitor gives the target's partition, so every target
-//! with the same interval and phase is probed in the same round: a round in which most
-//! targets fail at once is visible as such (see [`round_is_suspect`]).
+//! Attempts (but the first, see [`FIRST_ATTEMPT_GRID`]) are scheduled on boundaries of the
+//! policy's interval counted from the Unix epoch, each shifted by the [`Phase`] the monitor
+//! gives the target's partition, so every target with the same interval and phase is probed
+//! in the same round: a round in which most targets fail at once is visible as such (see
+//! [`round_is_suspect`]).
 
 use events::monitor::{ProbeOutcome, Target};
 use time::{Duration, OffsetDateTime};
@@ -39,9 +40,9 @@ impl Health {
 /// Where a target's attempts are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Attempt {
-    /// None started yet. The first is due on its boundary whatever the phase: at once when
-    /// that is past, as it is for every target a restarted monitor or one taking over a
-    /// partition holds, which it probes without waiting for their phases.
+    /// None started yet. The first is due on [`FIRST_ATTEMPT_GRID`] whatever the phase: at
+    /// once when that is past, as it is for every target a restarted monitor or one taking
+    /// over a partition holds, which it probes without waiting for their phases.
     NoneYet,
     /// One is running; no other starts until it ends.
     Running,
@@ -68,6 +69,15 @@ pub struct Tracker {
     /// gives the instance a new action id.
     pub dropped: bool,
 }
+
+/// The grid a target's first attempt is aligned to, when its interval is longer: the first
+/// whole second after its monitoring delay, not the interval's next boundary. So a VDU just
+/// booted is probed within a second of its delay (as Tacker's monitor starts right after
+/// it), the first attempts of the VDUs booted within one second share a round, and a monitor
+/// that restarts, or takes a partition over, probes at once every target it holds: their
+/// first attempts are past. On the interval's boundary instead (30 s in `ops/bench-fleet`),
+/// a restarted monitor's targets booted since the last boundary waited up to an interval.
+const FIRST_ATTEMPT_GRID: Duration = Duration::SECOND;
 
 fn interval(target: &Target) -> Duration {
     milliseconds(target.policy.interval_ms.max(1))
@@ -113,7 +123,8 @@ fn align_up(at: OffsetDateTime, step: Duration) -> OffsetDateTime {
 impl Tracker {
     pub fn new(target: Target) -> Self {
         let delay = milliseconds(target.policy.monitoring_delay_ms);
-        let next_due = align_up(target.booted_at + delay, interval(&target));
+        let grid = interval(&target).min(FIRST_ATTEMPT_GRID);
+        let next_due = align_up(target.booted_at + delay, grid);
         Tracker {
             target,
             health: Health::Pending,
@@ -277,6 +288,23 @@ mod tests {
         let on_boundary = Phase::ON_BOUNDARY;
         assert!(!tracker.is_due(datetime!(2026-11-25 10:00:45.300 UTC), on_boundary));
         assert!(tracker.is_due(datetime!(2026-11-25 10:00:46 UTC), on_boundary));
+    }
+
+    #[test]
+    fn the_first_attempt_of_a_long_interval_is_on_the_next_whole_second() {
+        let mut long = target(1, 2_000);
+        long.policy.interval_ms = 30_000;
+        let mut tracker = Tracker::new(long);
+        assert_eq!(tracker.next_due, datetime!(2026-11-25 10:00:03 UTC));
+        let quarter = Phase { slot: 1, slots: 4 };
+        assert_eq!(tracker.due_at(quarter), tracker.next_due, "not phased");
+        tracker.start(datetime!(2026-11-25 10:00:03 UTC), quarter);
+        tracker.record(UP, datetime!(2026-11-25 10:00:03.001 UTC));
+        assert_eq!(
+            tracker.due_at(quarter),
+            datetime!(2026-11-25 10:00:37.500 UTC),
+            "then on the interval's boundaries, in the phase"
+        );
     }
 
     #[test]
