@@ -9,8 +9,8 @@
 //! (retry 2, respawn); N VNFs created through the API, C at a time. Then, in order:
 //!
 //! 1. the time to create the fleet (every create answered, then every VNF ACTIVE) and the rate;
-//! 2. each role's cold start on the resulting log: a monitor restarted until it holds its
-//!    targets again and until it has probed every one of them, the gateway until it answers a
+//! 2. each role's cold start on the resulting log: a monitor restarted until it holds as many
+//!    partitions again and until it has probed every target in them, the gateway until it answers a
 //!    show, the projector until a VNF created after its restart is shown ACTIVE;
 //! 3. over a window of S seconds: the share of probe attempts that started within 1 s of
 //!    their schedule (the monitors' `vnfm_probe_lateness_seconds` histogram), CPU and RSS of
@@ -590,15 +590,17 @@ async fn wait_held(
     }
 }
 
-/// Restarts a monitor (kill -9, as a crash) and prints the time until it holds targets again
-/// and until it has probed as many as it holds.
+/// Restarts a monitor (kill -9, as a crash) and prints the time until it holds as many
+/// partitions again and until it has probed as many targets as it then holds. The partitions
+/// may not be the same ones: leases that expired while monitors were starved of CPU during
+/// the creates may have moved, and then its targets are not the same count either.
 async fn cold_start_monitor(
     monitor: &mut RoleProcess,
     http: &reqwest::Client,
 ) -> anyhow::Result<()> {
-    let held_before = scrape(http, &metrics_url_now(monitor)?)
-        .await?
-        .total(telemetry::MONITOR_TARGETS);
+    let before = scrape(http, &metrics_url_now(monitor)?).await?;
+    let held_before = before.total(telemetry::MONITOR_TARGETS);
+    let partitions_before = before.total(telemetry::MONITOR_PARTITIONS);
     let restarted = Instant::now();
     monitor.restart();
     let url = metrics_url(monitor).await;
@@ -606,17 +608,18 @@ async fn cold_start_monitor(
     loop {
         let page = scrape(http, &url).await?;
         let held = page.total(telemetry::MONITOR_TARGETS);
+        let partitions = page.total(telemetry::MONITOR_PARTITIONS);
         let attempts = page.total(telemetry::PROBE_ATTEMPTS);
-        if holding.is_none() && held >= held_before {
+        if holding.is_none() && partitions >= partitions_before && held > 0.0 {
             holding = Some((restarted.elapsed(), held));
         }
         if let Some((holds, held)) = holding
             && attempts >= held
         {
             println!(
-                "  monitor: restarted (kill -9) holding {held_before} targets; holds {held} again \
-                 after {:.2} s, has probed as many after {:.2} s (their {PING_INTERVAL_S} s \
-                 interval included); load {}",
+                "  monitor: restarted (kill -9) holding {held_before} targets in \
+                 {partitions_before} partitions; holds as many partitions again, with {held} \
+                 targets, after {:.2} s, has probed as many after {:.2} s; load {}",
                 holds.as_secs_f64(),
                 restarted.elapsed().as_secs_f64(),
                 load_average()
@@ -625,8 +628,8 @@ async fn cold_start_monitor(
         }
         anyhow::ensure!(
             restarted.elapsed() < SETTLE_TIMEOUT,
-            "{}: after {SETTLE_TIMEOUT:?} holds {held} of {held_before} targets and made {attempts} \
-             attempts",
+            "{}: after {SETTLE_TIMEOUT:?} holds {partitions} of {partitions_before} partitions \
+             ({held} targets) and made {attempts} attempts",
             monitor.label()
         );
         tokio::time::sleep(POLL_INTERVAL).await;
