@@ -120,14 +120,23 @@ fn a_round_with_a_failure_while_most_targets_fail_is_suspect() {
         )),
         "no action fired"
     );
-    assert!(verdict.messages.iter().any(|m| m.event
-        == MonitorEvent::SuspectedFault {
-            monitor: monitor(),
-            at: AT,
-            failed: 6,
-            targets: 10
-        }));
+    assert_suspect(&verdict, 6, 10);
     assert_eq!(verdict.unreport, [instance_id("vnf-1", 0)]);
+}
+
+/// The verdict holds a suspected fault of `failed` of `targets`.
+fn assert_suspect(verdict: &Verdict, failed: usize, targets: usize) {
+    let suspect = MonitorEvent::SuspectedFault {
+        monitor: monitor(),
+        at: AT,
+        failed,
+        targets,
+    };
+    assert!(
+        verdict.messages.iter().any(|m| m.event == suspect),
+        "{suspect:?} in {:?}",
+        verdict.messages
+    );
 }
 
 #[test]
@@ -150,13 +159,7 @@ fn a_round_in_which_most_of_its_own_targets_fail_is_suspect() {
         [instance_id("vnf-1", 0)],
         "no action fired"
     );
-    assert!(verdict.messages.iter().any(|m| m.event
-        == MonitorEvent::SuspectedFault {
-            monitor: monitor(),
-            at: AT,
-            failed: 6,
-            targets: 8
-        }));
+    assert_suspect(&verdict, 6, 8);
     let mut few = failed_round();
     few.results = (0..4).map(down).collect();
     assert!(
