@@ -28,9 +28,9 @@ pub struct Attempt {
     pub at: OffsetDateTime,
 }
 
-/// Attempts due on one instant: an interval boundary, shifted by a phase. Each is recorded in its target's tracker
-/// as soon as it ends, so a slow attempt (a silent VDU runs to its timeout) holds up no other
-/// target's next one. What the round changed is announced once all its attempts are in, so
+/// Attempts due on one instant: an interval boundary, shifted by a phase. Each is recorded in
+/// its target's tracker as soon as it ends, so a slow attempt (a silent VDU runs to its
+/// timeout) holds up no other target's next one. What the round changed is announced once all its attempts are in, so
 /// that it can be judged whole (see [`tracker::round_is_suspect`]), and in the order rounds
 /// started, so that a target's transitions keep their order.
 #[derive(Debug, Default)]

@@ -275,8 +275,9 @@ impl Targets {
 
     /// The attempts due at `now` on targets in the partitions `owned`, each partition in its
     /// phase ([`phases`]), marked started; a target of a VNF whose recorded states are not
-    /// read yet waits for them (and their read is asked for once). Partitions given away are read again if they come back. Targets
-    /// outside the probe ranges are never due; each in `owned` is answered once as refused.
+    /// read yet waits for them (and their read is asked for once). Partitions given away are
+    /// read again if they come back. Targets outside the probe ranges are never due; each in
+    /// `owned` is answered once as refused.
     pub fn due(&mut self, now: OffsetDateTime, owned: &BTreeSet<u32>) -> Due {
         if *owned != self.seeded_for {
             self.seeded

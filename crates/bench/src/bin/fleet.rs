@@ -21,8 +21,8 @@
 //! 4. a storm: 1 % of the VDUs blocked at once (`vnfm vim loopback block`, addresses on
 //!    stdin); detection → claim p50/p99 from the log (each VNF's `HealStarted` recorded_at
 //!    minus its failure's `detected_at`), split at the failure report's time in the monitor
-//!    stream (the monitor's leg, then the conductors'), claims per second, and the gateway's show p99 during
-//!    the storm against before it. The blocked addresses are unblocked afterwards.
+//!    stream (the monitor's leg, then the conductors'), claims per second, and the gateway's
+//!    show p99 during the storm against before it. The blocked addresses are unblocked afterwards.
 //!
 //! Its last line is `fleet: vdus=N monitors=M on_time=P% storm_claim_p99_ms=X
 //! show_p99_ratio=R`.
