@@ -121,20 +121,66 @@ async fn up_makes_the_identities_once_and_lets_in_only_them() {
         "{shown}"
     );
 
-    // Killed outright, `vnfm up` cannot stop its nats-server, which goes on serving the
-    // store. Started again on the same data dir, it stops that server before starting its
-    // own: two servers never share a store.
+    // Killed outright, `vnfm up` takes its nats-server with it: the server gets the
+    // parent-death signal and closes the store.
     let pid_file = data_dir.path().join("nats-server.pid");
-    let leftover: i32 = std::fs::read_to_string(&pid_file)
-        .expect("the server's pid file")
-        .trim()
-        .parse()
-        .expect("a pid");
+    let server = read_pid(&pid_file);
     up.kill();
-    assert!(alive(leftover), "the server outlives a killed vnfm up");
+    eventually(
+        "the server ends with its killed vnfm up",
+        STOP_TIMEOUT,
+        || async {
+            if alive(server) {
+                Err(format!("pid {server} is alive"))
+            } else {
+                Ok(())
+            }
+        },
+    )
+    .await;
+    // A server still serving the data dir when `vnfm up` starts (one started by hand with its
+    // configuration, or one slow to end) is stopped before another starts: two servers never
+    // share a store.
+    let leftover = std::process::Command::new(testkit::nats_server_bin())
+        .arg("-c")
+        .arg(data_dir.path().join("nats-server.conf"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("a nats-server on the data dir's configuration");
+    let leftover_pid = i32::try_from(leftover.id()).expect("a pid");
+    // Reaped as soon as it ends: `vnfm up` waits for the pid to be gone.
+    let leftover = std::thread::spawn(move || {
+        let mut leftover = leftover;
+        leftover.wait()
+    });
+    eventually(
+        "the leftover server writes its pid file",
+        PATIENCE,
+        || async {
+            let written = read_pid(&pid_file);
+            if written == leftover_pid {
+                Ok(())
+            } else {
+                Err(format!("the pid file names {written}"))
+            }
+        },
+    )
+    .await;
     up.restart();
     up.wait_for_log("Gateway listening", PATIENCE).await;
-    assert!(!alive(leftover), "the leftover server was stopped");
+    eventually("the leftover server was stopped", STOP_TIMEOUT, || async {
+        if leftover.is_finished() {
+            Ok(())
+        } else {
+            Err("it runs")
+        }
+    })
+    .await;
+    leftover
+        .join()
+        .expect("the reaper")
+        .expect("the leftover's status");
     assert!(
         up.log().contains("left by an earlier vnfm up"),
         "{}",
@@ -142,6 +188,14 @@ async fn up_makes_the_identities_once_and_lets_in_only_them() {
     );
     // Stopped by its signal, so that it stops its nats-server.
     stop(&mut up).await;
+}
+
+/// The pid a server's pid file names (0 while it names none).
+fn read_pid(pid_file: &Path) -> i32 {
+    std::fs::read_to_string(pid_file)
+        .ok()
+        .and_then(|text| text.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 /// True while a process with that pid exists.

@@ -226,12 +226,15 @@ pub async fn start(
                 tls.map(|tls| tls.server_block(false)).unwrap_or_default(),
             ),
         )?;
-        let mut child = Command::new(&binary)
+        let mut command = Command::new(&binary);
+        command
             .arg("-c")
             .arg(&config)
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
-            .kill_on_drop(true)
+            .kill_on_drop(true);
+        stops_with_this_process(&mut command);
+        let mut child = command
             .spawn()
             .with_context(|| format!("starting {}", binary.display()))?;
         if let Some(status) = listening(&mut child, data_dir).await? {
@@ -244,6 +247,32 @@ pub async fn start(
         return Ok(EmbeddedServer { _child: child, url });
     }
     bail!("nats-server could not listen on port {PREFERRED_PORT} nor on a free port")
+}
+
+/// Makes the server started by `command` stop (SIGTERM, which it answers by closing its store)
+/// when this process ends, however it ends: dropping the child kills the server only when this
+/// process lives to drop it, and a `vnfm up` killed with SIGKILL left its server serving the
+/// store until the next start on the data dir stopped it ([`stop_leftover`]). The signal is
+/// Linux's parent-death signal; a parent already gone by the time the child sets it is caught
+/// by comparing the child's parent with this process, and the start fails. Linux sends it when
+/// the starting *thread* ends: `vnfm up` starts the server from its main thread (the runtime's
+/// `block_on`), which ends with the process.
+#[allow(unsafe_code)]
+fn stops_with_this_process(command: &mut Command) {
+    let parent = rustix::process::getpid();
+    // SAFETY: the closure runs in the forked child before it executes the server, and only
+    // makes two system calls (`prctl`, `getppid`); it allocates nothing and takes no lock.
+    unsafe {
+        command.pre_exec(move || {
+            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::TERM))
+                .map_err(std::io::Error::from)?;
+            if rustix::process::getppid() == Some(parent) {
+                Ok(())
+            } else {
+                Err(rustix::io::Errno::SRCH.into())
+            }
+        });
+    }
 }
 
 /// Waits until the started server listens, which it says by writing its ports file into
