@@ -41,9 +41,10 @@ const SEEDS_QUEUE: usize = 1_024;
 /// gave the best rate without losses on two cores (see `ops/bench-icmp`), where a task per
 /// target all at once cost twice the CPU per target.
 const ATTEMPTS_IN_FLIGHT_MAX: usize = 1_024;
-/// Ticks between two settings of the targets-held gauge outside rounds (a second): a monitor
-/// whose targets are all gone judges no round that would set it. Counting the targets walks
-/// them all, which a round's judge does anyway, so once a second costs no more than a round.
+/// Ticks between two settings of the targets-held gauge outside rounds (a second), unless the
+/// partitions held change, which sets it at once: a monitor whose targets are all gone judges
+/// no round that would set it. Counting the targets walks them all, which a round's judge does
+/// anyway, so once a second costs no more than a round.
 const TARGETS_GAUGE_TICKS: u32 = 10;
 
 /// What the engine is fed, decoded.
@@ -156,6 +157,8 @@ impl<P: Probe, C: Clock, S: Seeds> Engine<P, C, S> {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let mut ticks: u32 = 0;
+        // The partitions the gauges were last set for.
+        let mut gauged = Arc::new(BTreeSet::new());
         let monitor = self.actor();
         loop {
             let jobs = tokio::select! {
@@ -177,10 +180,12 @@ impl<P: Probe, C: Clock, S: Seeds> Engine<P, C, S> {
                 },
                 _ = tick.tick() => {
                     let owned = owned.borrow().clone();
-                    metrics::gauge!(telemetry::MONITOR_PARTITIONS).set(owned.len() as f64);
-                    if ticks == 0 {
+                    if ticks == 0 || *owned != *gauged {
+                        // Both at once: a reader that sees the partitions sees their targets.
                         let held = targets.census(&owned).targets;
                         metrics::gauge!(telemetry::MONITOR_TARGETS).set(held as f64);
+                        metrics::gauge!(telemetry::MONITOR_PARTITIONS).set(owned.len() as f64);
+                        gauged = owned.clone();
                     }
                     ticks = (ticks + 1) % TARGETS_GAUGE_TICKS;
                     let now = self.clock.now();
