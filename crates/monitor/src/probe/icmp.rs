@@ -19,6 +19,7 @@ use surge_ping::{
     Client, Config, ICMP, IcmpPacket, Icmpv4Packet, PingIdentifier, PingSequence, SurgeError,
 };
 use tokio::sync::Semaphore;
+use tokio::time::Instant;
 use tracing::warn;
 
 use super::{ProbeError, ProbeOutcome, micros};
@@ -51,6 +52,11 @@ const ECHO_PAYLOAD: [u8; 16] = [0; 16];
 /// socket the kernel owns the identifier and only the 16-bit sequence is ours, so after
 /// 65,536 requests within one timeout a key can repeat, and one fresh draw resolves it.
 const IDENTICAL_KEY_REDRAWS_MAX: u32 = 3;
+/// How late an attempt's timer may wake before the monitor counts itself starved of CPU (see
+/// `starved_deadline`): a busy runtime's timers wake within milliseconds of their time.
+const TIMER_LATENESS_SLACK: Duration = Duration::from_millis(100);
+/// How long past its timeout a starved attempt may wait for replies that came in time.
+const STARVED_WAIT_MAX: Duration = Duration::from_secs(5);
 /// ICMPv4 type of an echo reply (RFC 792).
 const ICMP_ECHO_REPLY: u8 = 0;
 
@@ -117,29 +123,32 @@ impl EchoSocket {
         let [b0, b1, ..] = self.identifier_key.hash_one(ip).to_le_bytes();
         let base = u16::from_le_bytes([b0, b1]);
         let first = self.next_request.fetch_add(count, Ordering::Relaxed);
+        let mut deadline = Instant::now() + timeout;
+        let last = deadline + STARVED_WAIT_MAX;
         // Polled for the first time together, so every request is registered and sent
-        // before any is awaited: back to back.
+        // before any is awaited: back to back. Each waits until `last`: the attempt decides
+        // when it has waited long enough.
         let mut requests: FuturesUnordered<_> = (0..count)
-            .map(|i| self.echo(ip, base, first.wrapping_add(i), timeout))
+            .map(|i| self.echo(ip, base, first.wrapping_add(i), timeout + STARVED_WAIT_MAX))
             .collect();
         let mut failure = None;
-        let answered = tokio::time::timeout(timeout, async {
-            while let Some(answer) = requests.next().await {
-                match answer {
-                    Ok(rtt) => return Some(rtt),
-                    Err(reason) => failure = Some(reason),
-                }
+        let rtt = loop {
+            match tokio::time::timeout_at(deadline, first_reply(&mut requests, &mut failure)).await
+            {
+                Ok(answer) => break answer,
+                Err(_) => match starved_deadline(deadline, Instant::now(), last) {
+                    Some(later) => deadline = later,
+                    None => break None,
+                },
             }
-            None
-        })
-        .await;
-        match answered {
-            Ok(Some(rtt)) => ProbeOutcome::Up {
+        };
+        match rtt {
+            Some(rtt) => ProbeOutcome::Up {
                 rtt_us: micros(rtt),
             },
             // Every request failed early (ICMP errors, send errors), or time ran out; the
-            // requests still waiting were dropped, which unregisters them.
-            Ok(None) | Err(_) => ProbeOutcome::Down {
+            // requests still waiting are dropped, which unregisters them.
+            None => ProbeOutcome::Down {
                 reason: failure.unwrap_or_else(|| no_reply(count, timeout)),
             },
         }
@@ -178,6 +187,37 @@ impl EchoSocket {
             };
         }
     }
+}
+
+/// The round trip of the first reply among `requests`, or none once all have failed (the last
+/// failure's reason in `failure`). Cancelled, it leaves the requests still waiting in place.
+async fn first_reply<F>(
+    requests: &mut FuturesUnordered<F>,
+    failure: &mut Option<String>,
+) -> Option<Duration>
+where
+    F: Future<Output = Result<Duration, String>>,
+{
+    while let Some(answer) = requests.next().await {
+        match answer {
+            Ok(rtt) => return Some(rtt),
+            Err(reason) => *failure = Some(reason),
+        }
+    }
+    None
+}
+
+/// Whether an attempt whose time ran out at `deadline` was woken so late that the monitor
+/// must have been starved of CPU, and until when it then waits for a reply (never past
+/// `last`). A starved monitor's replies came in time and wait unread in the socket, behind
+/// every other attempt woken by its own timer: a task reads them, and the attempts would
+/// otherwise all be called down before it runs (10,000 of 10,000 attempts on loopback, held
+/// 600 ms on one thread, in `replies_that_came_while_the_prober_was_starved_count`). It
+/// waits as long again as it was late, which is the time the replies had to pile up, and
+/// again while it keeps being woken late.
+fn starved_deadline(deadline: Instant, woken: Instant, last: Instant) -> Option<Instant> {
+    let late = woken.saturating_duration_since(deadline);
+    (late > TIMER_LATENESS_SLACK && deadline < last).then(|| (woken + late).min(last))
 }
 
 /// The (identifier, sequence) of echo request number `n` to a target whose identifier base
@@ -299,6 +339,29 @@ mod tests {
         for i in 0..140_000u32 {
             assert!(keys.insert(echo_key(base, start.wrapping_add(i))), "{i}");
         }
+    }
+
+    #[test]
+    fn a_timer_woken_late_waits_as_long_again_until_the_last_moment() {
+        let deadline = Instant::now();
+        let last = deadline + STARVED_WAIT_MAX;
+        let ms = Duration::from_millis;
+        // On time, or late within the slack: the time is up.
+        assert_eq!(starved_deadline(deadline, deadline, last), None);
+        assert_eq!(
+            starved_deadline(deadline, deadline + TIMER_LATENESS_SLACK, last),
+            None
+        );
+        // Starved for 700 ms: 700 ms more, counted from the wake.
+        let woken = deadline + ms(700);
+        assert_eq!(
+            starved_deadline(deadline, woken, last),
+            Some(woken + ms(700))
+        );
+        // Never past the last moment, and not again once there.
+        let woken = deadline + ms(3_000);
+        assert_eq!(starved_deadline(deadline, woken, last), Some(last));
+        assert_eq!(starved_deadline(last, last + ms(700), last), None);
     }
 
     #[test]
