@@ -284,6 +284,8 @@ async fn every_roles_metrics_parse_and_a_heal_moves_its_counters() {
     let monitor_before = scrape_until(&http, &monitor_url, "probes counted", |s| {
         s.counter("vnfm_probe_attempts_total{driver=\"ping\",outcome=\"up\"}") >= 1
             && s.get("vnfm_monitor_targets") == Some(1.0)
+            // It has read the log to its end.
+            && s.get("vnfm_monitor_lifecycle_pending_messages") == Some(0.0)
     })
     .await;
     assert_eq!(monitor_before.get("vnfm_monitor_partitions"), Some(64.0));

@@ -14,6 +14,9 @@ pub const PROBE_LATENESS: &str = "vnfm_probe_lateness_seconds";
 pub const MONITOR_TARGETS: &str = "vnfm_monitor_targets";
 /// Partitions (of `monitor::share`'s 64) a monitor holds.
 pub const MONITOR_PARTITIONS: &str = "vnfm_monitor_partitions";
+/// Lifecycle messages a monitor has not read yet (its consumer of the log's pending count, set
+/// as each message comes): 0 once it has caught up with the log.
+pub const MONITOR_LIFECYCLE_PENDING: &str = "vnfm_monitor_lifecycle_pending_messages";
 /// A monitor's lifecycle snapshots, by `outcome`: `restored` (its start resumed from one),
 /// `refused` (one was there and did not decode, or was of another schema or beyond the log:
 /// a full replay instead), `written` (stored as the holder of partition 0), `failed` (not
@@ -92,6 +95,10 @@ pub fn describe() {
         "Targets in the partitions this monitor holds."
     );
     describe_gauge!(MONITOR_PARTITIONS, "Partitions this monitor holds.");
+    describe_gauge!(
+        MONITOR_LIFECYCLE_PENDING,
+        "Lifecycle messages this monitor has not read yet."
+    );
     describe_counter!(
         MONITOR_SNAPSHOTS,
         "Lifecycle snapshots this monitor restored, refused, wrote or failed to write."

@@ -414,6 +414,8 @@ async fn follow_lifecycle(
         })
         .await
         .map_err(|e| NatsError::new("following the lifecycle log", e))?;
+    metrics::gauge!(telemetry::MONITOR_LIFECYCLE_PENDING)
+        .set(consumer.cached_info().num_pending as f64);
     consumer
         .messages()
         .await
@@ -432,6 +434,7 @@ async fn follow_lifecycle_into(
     // The last lifecycle message read (at first, the snapshot's): where to follow on from if
     // the consumer ends.
     let mut sequence = after;
+    let pending = metrics::gauge!(telemetry::MONITOR_LIFECYCLE_PENDING);
     loop {
         let message = match lifecycle.next().await {
             Some(Ok(message)) => message,
@@ -455,6 +458,7 @@ async fn follow_lifecycle_into(
         };
         if let Ok(info) = message.info() {
             sequence = info.stream_sequence;
+            pending.set(info.pending as f64);
         }
         let Some((_, vnf_id)) = names::parse_lifecycle_subject(&message.subject) else {
             continue;

@@ -154,6 +154,7 @@ mod tests {
             telemetry::PROBE_LATENESS,
             telemetry::MONITOR_TARGETS,
             telemetry::MONITOR_PARTITIONS,
+            telemetry::MONITOR_LIFECYCLE_PENDING,
             telemetry::FAILURES_REPORTED,
             telemetry::HEALS_CLAIMED,
             telemetry::HEALS_COMPLETED,

@@ -10,14 +10,16 @@
 //!
 //! 1. the time to create the fleet (every create answered, then every VNF ACTIVE) and the rate;
 //! 2. each role's cold start on the resulting log: a monitor restarted until it holds as many
-//!    partitions again and until it has probed every target in them, the gateway until it answers a
-//!    show, the projector until a VNF created after its restart is shown ACTIVE;
+//!    partitions again and has read the log, and until it has probed every target in them, the
+//!    gateway until it answers a show, the projector until a VNF created after its restart is shown ACTIVE;
 //! 3. over a window of S seconds: the share of probe attempts that started within 1 s of
 //!    their schedule (the monitors' `vnfm_probe_lateness_seconds` histogram), CPU and RSS of
 //!    every role (from `/proc`), the gateway's memory per VNF (the restarted gateway's RSS
 //!    against its RSS before the fleet), and the telemetry stream's bytes per probe attempt (and what
 //!    of it rosters and rounds took: a roster published in a short window weighs on it far
 //!    more than at steady state, where it goes out once in `ROSTER_REPUBLISH_ROUNDS` rounds);
+//!    and the failure reports and heal claims so far, each of a VDU judged down while it
+//!    answered (none was blocked yet);
 //! 4. a storm: 1 % of the VDUs blocked at once (`vnfm vim loopback block`, addresses on
 //!    stdin); detection → claim p50/p99 from the log (each VNF's `HealStarted` recorded_at
 //!    minus its failure's `detected_at`), split at the failure report's time in the monitor
@@ -80,6 +82,8 @@ const SETTLE_TIMEOUT: Duration = Duration::from_secs(1_800);
 const STORM_TIMEOUT: Duration = Duration::from_secs(1_800);
 /// How often the waits below look again.
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// How often a monitor sets its targets gauge (every ten of its 100 ms ticks), and a poll more.
+const TARGETS_GAUGE_PERIOD: Duration = Duration::from_millis(1_100);
 
 /// The command line, checked.
 struct Args {
@@ -290,6 +294,14 @@ async fn main() -> anyhow::Result<()> {
         gateway_rss.saturating_sub(gateway_rss_empty) as f64 / 1024.0 / vdus as f64,
     );
 
+    // No VDU was blocked yet: every failure reported so far is a VDU judged down while it
+    // answered, and every claim a heal it did not need.
+    println!(
+        "before the storm, no VDU blocked: {} failure reports stored, {:.0} heals claimed",
+        failure_reports(&system).await?,
+        conductors_total(&conductors, &http, telemetry::HEALS_CLAIMED).await?
+    );
+
     // 4. The storm.
     let storm = storm(&system, &conductors, &http, &ids, concurrency).await?;
     println!(
@@ -485,6 +497,13 @@ impl Scrape {
     fn total(&self, name: &str) -> f64 {
         self.sum(name, |_| true)
     }
+
+    /// The value of `name`'s sample without labels, if the page has one.
+    fn get(&self, name: &str) -> Option<f64> {
+        self.0
+            .lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+    }
 }
 
 /// The probe counters of every monitor, summed.
@@ -591,9 +610,11 @@ async fn wait_held(
 }
 
 /// Restarts a monitor (kill -9, as a crash) and prints the time until it holds as many
-/// partitions again and until it has probed as many targets as it then holds. The partitions
-/// may not be the same ones: leases that expired while monitors were starved of CPU during
-/// the creates may have moved, and then its targets are not the same count either.
+/// partitions again and has read the lifecycle log to its end, and until it has probed as many
+/// targets as it then holds. The partitions may not be the same ones: leases that expired while
+/// monitors were starved of CPU during the creates may have moved, and then its targets are not
+/// the same count either. The targets are read once the gauge has been set since the catch-up
+/// (it is set every [`TARGETS_GAUGE_PERIOD`]): before it, they are the part of the log read.
 async fn cold_start_monitor(
     monitor: &mut RoleProcess,
     http: &reqwest::Client,
@@ -604,23 +625,30 @@ async fn cold_start_monitor(
     let restarted = Instant::now();
     monitor.restart();
     let url = metrics_url(monitor).await;
-    let mut holding = None;
+    let mut caught_up = None;
+    let mut held = None;
     loop {
         let page = scrape(http, &url).await?;
-        let held = page.total(telemetry::MONITOR_TARGETS);
         let partitions = page.total(telemetry::MONITOR_PARTITIONS);
+        let pending = page.get(telemetry::MONITOR_LIFECYCLE_PENDING);
         let attempts = page.total(telemetry::PROBE_ATTEMPTS);
-        if holding.is_none() && partitions >= partitions_before && held > 0.0 {
-            holding = Some((restarted.elapsed(), held));
+        if caught_up.is_none() && partitions >= partitions_before && pending == Some(0.0) {
+            caught_up = Some(restarted.elapsed());
         }
-        if let Some((holds, held)) = holding
+        if let Some(at) = caught_up
+            && held.is_none()
+            && restarted.elapsed() >= at + TARGETS_GAUGE_PERIOD
+        {
+            held = Some(page.total(telemetry::MONITOR_TARGETS));
+        }
+        if let (Some(at), Some(held)) = (caught_up, held)
             && attempts >= held
         {
             println!(
                 "  monitor: restarted (kill -9) holding {held_before} targets in \
-                 {partitions_before} partitions; holds as many partitions again, with {held} \
-                 targets, after {:.2} s, has probed as many after {:.2} s; load {}",
-                holds.as_secs_f64(),
+                 {partitions_before} partitions; holds as many partitions again and has read the \
+                 log after {:.2} s, with {held} targets; has probed as many after {:.2} s; load {}",
+                at.as_secs_f64(),
                 restarted.elapsed().as_secs_f64(),
                 load_average()
             );
@@ -628,8 +656,8 @@ async fn cold_start_monitor(
         }
         anyhow::ensure!(
             restarted.elapsed() < SETTLE_TIMEOUT,
-            "{}: after {SETTLE_TIMEOUT:?} holds {partitions} of {partitions_before} partitions \
-             ({held} targets) and made {attempts} attempts",
+            "{}: after {SETTLE_TIMEOUT:?} holds {partitions} of {partitions_before} partitions, \
+             {pending:?} lifecycle messages unread, and made {attempts} attempts",
             monitor.label()
         );
         tokio::time::sleep(POLL_INTERVAL).await;
@@ -853,6 +881,23 @@ fn spawn_shows(
 }
 
 /// Sums a counter over the conductors' `/metrics`.
+/// Failure reports on the monitor stream, of every VNF.
+async fn failure_reports(system: &System) -> anyhow::Result<usize> {
+    let stream = system
+        .log
+        .jetstream()
+        .get_stream(events::names::MONITOR_STREAM)
+        .await?;
+    let mut subjects = stream
+        .info_with_subjects(events::names::FAILURE_SUBJECTS)
+        .await?;
+    let mut reports = 0;
+    while let Some(subject) = subjects.next().await {
+        reports += subject?.1;
+    }
+    Ok(reports)
+}
+
 async fn conductors_total(
     conductors: &[RoleProcess],
     http: &reqwest::Client,

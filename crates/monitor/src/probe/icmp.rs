@@ -214,7 +214,10 @@ where
 /// otherwise all be called down before it runs (10,000 of 10,000 attempts on loopback, held
 /// 600 ms on one thread, in `replies_that_came_while_the_prober_was_starved_count`). It
 /// waits as long again as it was late, which is the time the replies had to pile up, and
-/// again while it keeps being woken late.
+/// again while it keeps being woken late. A reply that came after the timeout, while the
+/// monitor was starved, counts too: its arrival is known only as the moment it was read, so
+/// the two cannot be told apart, and a VDU called up wrongly is probed again an interval later,
+/// whereas one called down wrongly may be healed.
 fn starved_deadline(deadline: Instant, woken: Instant, last: Instant) -> Option<Instant> {
     let late = woken.saturating_duration_since(deadline);
     (late > TIMER_LATENESS_SLACK && deadline < last).then(|| (woken + late).min(last))
