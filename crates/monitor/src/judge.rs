@@ -230,29 +230,31 @@ pub fn judge(
             }
             Transition::Failed { attempts, reason } => {
                 tracing::warn!(vnf_id = %target.vnf_id, instance_id = %target.instance_id, mgmt_ip = %target.mgmt_ip, reason, "VDU failed.");
-                verdict.messages.push(Outgoing {
-                    subject: state_subject,
-                    event: MonitorEvent::VduDown {
-                        monitor: monitor.clone(),
-                        target: reference.clone(),
-                        reason: reason.clone(),
-                        since,
-                    },
-                    message_id: None,
-                });
+                // The report first: a VNF's messages are stored one after the other, and the
+                // conductors wait for the report, nobody for the state change.
                 let failure = Failure {
                     failure_id: failure_id(),
                     monitor: monitor.clone(),
-                    target: reference,
+                    target: reference.clone(),
                     action: target.policy.failure_action,
                     attempts,
-                    reason,
+                    reason: reason.clone(),
                     detected_at: since,
                 };
                 verdict.messages.push(Outgoing {
                     subject: names::failure_subject(&target.vnf_id),
                     message_id: Some(failure.failure_id.clone()),
                     event: MonitorEvent::Failure(failure),
+                });
+                verdict.messages.push(Outgoing {
+                    subject: state_subject,
+                    event: MonitorEvent::VduDown {
+                        monitor: monitor.clone(),
+                        target: reference,
+                        reason,
+                        since,
+                    },
+                    message_id: None,
                 });
             }
             Transition::Recovered => {

@@ -90,11 +90,12 @@ fn a_failure_is_reported_with_the_id_passed_in() {
                 &rounds::Roster::new(vec![TargetRef::from(&target(0))]).digest
             ),
             names::round_subject("m1"),
-            names::vdu_state_subject("vnf-1"),
-            names::failure_subject("vnf-1")
+            // The report before the state change: the conductors wait for it.
+            names::failure_subject("vnf-1"),
+            names::vdu_state_subject("vnf-1")
         ]
     );
-    let report = &verdict.messages[3];
+    let report = &verdict.messages[2];
     assert_eq!(report.message_id.as_deref(), Some("failure-1"));
     let MonitorEvent::Failure(failure) = &report.event else {
         panic!("not a failure: {report:?}")
