@@ -226,6 +226,26 @@ pub async fn hold(
             tracing::warn!(error = %e, "Cannot renew membership.");
             continue;
         }
+        // Renew what is held, all at once and before anything else: one after the other, on a
+        // host busy enough to slow each write, a renewal took longer than the leases live.
+        // A failed compare-and-set means the lease was lost.
+        let renewals = held.iter().map(|(&partition, &revision)| {
+            let (leases, value) = (&leases, instance.clone().into());
+            async move {
+                let renewed = leases.update(&lease_key(partition), value, revision).await;
+                (partition, renewed)
+            }
+        });
+        let mut renewed = BTreeMap::new();
+        for (partition, outcome) in futures::future::join_all(renewals).await {
+            match outcome {
+                Ok(revision) => {
+                    renewed.insert(partition, revision);
+                }
+                Err(e) => tracing::warn!(partition, error = %e, "Lease lost."),
+            }
+        }
+        held = renewed;
         let live = match members(&leases).await {
             Ok(live) => Some(live),
             Err(e) => {
@@ -234,30 +254,18 @@ pub async fn hold(
             }
         };
         let members = live.as_ref().map_or(1, |live| live.len().max(1));
-        // Renew what is held; a failed compare-and-set means the lease was lost.
-        let mut renewed = BTreeMap::new();
-        for (partition, revision) in &held {
-            let key = lease_key(*partition);
-            match leases
-                .update(&key, instance.clone().into(), *revision)
-                .await
-            {
-                Ok(revision) => {
-                    renewed.insert(*partition, revision);
-                }
-                Err(e) => tracing::warn!(partition, error = %e, "Lease lost."),
-            }
-        }
-        held = renewed;
         let mut free = Vec::new();
-        // Who holds each partition this monitor does not.
+        // Who holds each partition this monitor does not, read all at once.
         let mut holders = BTreeMap::new();
-        for partition in 0..PARTITIONS {
-            if held.contains_key(&partition) {
-                continue;
-            }
+        let reads = (0..PARTITIONS)
+            .filter(|partition| !held.contains_key(partition))
+            .map(|partition| {
+                let leases = &leases;
+                async move { (partition, leases.entry(&lease_key(partition)).await) }
+            });
+        for (partition, read) in futures::future::join_all(reads).await {
             let key = lease_key(partition);
-            match leases.entry(&key).await {
+            match read {
                 Ok(Some(entry)) if entry.operation == kv::Operation::Put => {
                     // Held under this monitor's name by its previous life (a restart under a
                     // stable name): take it back now rather than after the lease expires.
