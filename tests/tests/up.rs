@@ -125,6 +125,7 @@ async fn up_makes_the_identities_once_and_lets_in_only_them() {
     // parent-death signal and closes the store.
     let pid_file = data_dir.path().join("nats-server.pid");
     let server = read_pid(&pid_file);
+    assert_ne!(server, 0, "no pid in {}", pid_file.display());
     up.kill();
     eventually(
         "the server ends with its killed vnfm up",

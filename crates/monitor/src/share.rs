@@ -226,9 +226,9 @@ pub async fn hold(
             tracing::warn!(error = %e, "Cannot renew membership.");
             continue;
         }
-        // Renew what is held, all at once and before anything else: one after the other, on a
-        // host busy enough to slow each write, a renewal took longer than the leases live.
-        // A failed compare-and-set means the lease was lost.
+        // Renew what is held, all at once and right after the membership: one after the other,
+        // each write slowed by a busy host, they add up (leases expired while 20,000 VNFs were
+        // created). A failed compare-and-set means the lease was lost.
         let renewals = held.iter().map(|(&partition, &revision)| {
             let (leases, value) = (&leases, instance.clone().into());
             async move {
