@@ -31,7 +31,9 @@ fn replies_that_came_while_the_prober_was_starved_count() {
                 tokio::spawn(async move { prober.ping(ip, 1, ATTEMPT_TIMEOUT).await })
             })
             .collect();
-        // Queued behind every attempt, so it runs once they have all sent their request.
+        // Queued behind every attempt, so it runs once they have all sent their request. A
+        // blocking sleep, not a paused clock: it is the starvation under test, real replies
+        // arriving while nothing on the thread runs.
         tokio::spawn(async { std::thread::sleep(STARVED_FOR) });
         let mut down = Vec::new();
         for attempt in attempts {
