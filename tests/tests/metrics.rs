@@ -290,6 +290,9 @@ async fn every_roles_metrics_parse_and_a_heal_moves_its_counters() {
     .await;
     assert_eq!(monitor_before.get("vnfm_monitor_partitions"), Some(64.0));
     assert!(monitor_before.sum("vnfm_probe_lateness_seconds_count") >= 1.0);
+    // It renewed its leases (it holds partitions) and, alone, lost none.
+    assert!(monitor_before.sum("vnfm_monitor_lease_renewal_seconds_count") >= 1.0);
+    assert_eq!(monitor_before.counter("vnfm_monitor_leases_lost_total"), 0);
     let conductor_before = scrape(&http, &conductor_url).await;
     let reported_before = monitor_before.counter("vnfm_failures_reported_total");
     let claimed_before = conductor_before.counter("vnfm_heals_claimed_total");

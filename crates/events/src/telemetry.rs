@@ -17,6 +17,11 @@ pub const MONITOR_PARTITIONS: &str = "vnfm_monitor_partitions";
 /// Lifecycle messages a monitor has not read yet (its consumer of the log's pending count, set
 /// as each message comes): 0 once it has caught up with the log.
 pub const MONITOR_LIFECYCLE_PENDING: &str = "vnfm_monitor_lifecycle_pending_messages";
+/// Seconds a monitor's lease renewal took: its membership written, its leases renewed, the
+/// others read and free ones taken. One past the leases' time to live (4 s) loses them.
+pub const MONITOR_LEASE_RENEWAL: &str = "vnfm_monitor_lease_renewal_seconds";
+/// Partition leases a monitor lost: found taken or expired when it renewed them.
+pub const MONITOR_LEASES_LOST: &str = "vnfm_monitor_leases_lost_total";
 /// A monitor's lifecycle snapshots, by `outcome`: `restored` (its start resumed from one),
 /// `refused` (one was there and did not decode, or was of another schema or beyond the log:
 /// a full replay instead), `written` (stored as the holder of partition 0), `failed` (not
@@ -46,12 +51,18 @@ pub const APPEND_LATENCY: &str = "vnfm_append_seconds";
 pub const HTTP_REQUEST_LATENCY: &str = "vnfm_http_request_seconds";
 
 /// Every histogram and the bucket bounds it is exported with, in seconds.
-pub const HISTOGRAMS: [(&str, &[f64]); 4] = [
+pub const HISTOGRAMS: [(&str, &[f64]); 5] = [
     // A probe starts within the engine's tick (0.1 s) when the monitor keeps up; lateness
     // past a second means attempts miss their rounds.
     (
         PROBE_LATENESS,
         &[0.01, 0.05, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0],
+    ),
+    // A renewal is a few KV writes and reads, milliseconds on loopback; it is renewed every
+    // second and its leases live 4 s.
+    (
+        MONITOR_LEASE_RENEWAL,
+        &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0],
     ),
     // A heal is claimed within milliseconds of its report (ops/bench-heal); a local VIM's
     // respawn completed 43 ms after detection in tests/tests/metrics.rs, a real VIM's VIM
@@ -98,6 +109,15 @@ pub fn describe() {
     describe_gauge!(
         MONITOR_LIFECYCLE_PENDING,
         "Lifecycle messages this monitor has not read yet."
+    );
+    describe_histogram!(
+        MONITOR_LEASE_RENEWAL,
+        Unit::Seconds,
+        "Time this monitor's lease renewal took."
+    );
+    describe_counter!(
+        MONITOR_LEASES_LOST,
+        "Partition leases this monitor found taken or expired when it renewed them."
     );
     describe_counter!(
         MONITOR_SNAPSHOTS,

@@ -39,6 +39,7 @@ use events::monitor::MonitorEvent;
 use events::names;
 use events::nats_error::NatsError;
 use events::store::{self, StoreError};
+use events::telemetry;
 
 use crate::judge::Outgoing;
 use crate::publisher::Publish;
@@ -222,6 +223,7 @@ pub async fn hold(
             _ = tick.tick() => {}
             _ = stop.wait_for(|s| *s) => break,
         }
+        let renewal = std::time::Instant::now();
         if let Err(e) = leases.put(&member_key, instance.clone().into()).await {
             tracing::warn!(error = %e, "Cannot renew membership.");
             continue;
@@ -242,7 +244,10 @@ pub async fn hold(
                 Ok(revision) => {
                     renewed.insert(partition, revision);
                 }
-                Err(e) => tracing::warn!(partition, error = %e, "Lease lost."),
+                Err(e) => {
+                    metrics::counter!(telemetry::MONITOR_LEASES_LOST).increment(1);
+                    tracing::warn!(partition, error = %e, "Lease lost.");
+                }
             }
         }
         held = renewed;
@@ -314,6 +319,7 @@ pub async fn hold(
                 );
             }
         }
+        metrics::histogram!(telemetry::MONITOR_LEASE_RENEWAL).record(renewal.elapsed());
         let now: BTreeSet<u32> = held.keys().copied().collect();
         if **owned.borrow() != now {
             tracing::info!(partitions = now.len(), members, "Monitor share changed.");

@@ -155,6 +155,8 @@ mod tests {
             telemetry::MONITOR_TARGETS,
             telemetry::MONITOR_PARTITIONS,
             telemetry::MONITOR_LIFECYCLE_PENDING,
+            telemetry::MONITOR_LEASE_RENEWAL,
+            telemetry::MONITOR_LEASES_LOST,
             telemetry::FAILURES_REPORTED,
             telemetry::HEALS_CLAIMED,
             telemetry::HEALS_COMPLETED,
