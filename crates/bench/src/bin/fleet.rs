@@ -1,6 +1,8 @@
 //! `vnfm-bench-fleet`: a fleet of N VDUs on the loopback VIM, printed (nothing asserted). Run
-//! with `ops/bench-fleet [--vdus N] [--monitors M] [--window-s S] [--concurrency C]` (root:
-//! the monitors open raw ICMP sockets and the loopback VIM's blocklist is an ipset).
+//! with `ops/bench-fleet [--vdus N] [--monitors M] [--window-s S] [--concurrency C]
+//! [--keep-logs DIR]` (root: the monitors open raw ICMP sockets and the loopback VIM's
+//! blocklist is an ipset). With `--keep-logs`, every role's log is copied into DIR (one
+//! `<role>.log` each) after the storm, so that a figure can be explained from them.
 //!
 //! Every role is a `vnfm` process of its own (`$VNFM_BIN`, the release build under
 //! `ops/bench-fleet`) over one nats-server: a gateway, a projector, two conductors on `--vim
@@ -24,7 +26,9 @@
 //!    stdin); detection → claim p50/p99 from the log (each VNF's `HealStarted` recorded_at
 //!    minus its failure's `detected_at`), split at the failure report's time in the monitor
 //!    stream (the monitor's leg, then the conductors'), claims per second, and the gateway's
-//!    show p99 during the storm against before it. The blocked addresses are unblocked afterwards.
+//!    show p99 during the storm against before it, the slowest claims (VNF, both legs), and the
+//!    monitors' lease renewals (how many took over a second, leases lost) before and during it.
+//!    The blocked addresses are unblocked afterwards.
 //!
 //! Its last line is `fleet: vdus=N monitors=M on_time=P% storm_claim_p99_ms=X
 //! show_p99_ratio=R`.
@@ -91,6 +95,8 @@ struct Args {
     monitors: usize,
     window: Duration,
     concurrency: usize,
+    /// Where to copy the roles' logs, if anywhere.
+    keep_logs: Option<std::path::PathBuf>,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -99,6 +105,7 @@ fn parse_args() -> anyhow::Result<Args> {
         monitors: MONITORS_DEFAULT,
         window: Duration::from_secs(WINDOW_S_DEFAULT),
         concurrency: CREATE_CONCURRENCY_DEFAULT,
+        keep_logs: None,
     };
     let mut given = std::env::args().skip(1);
     while let Some(flag) = given.next() {
@@ -122,9 +129,15 @@ fn parse_args() -> anyhow::Result<Args> {
             "--concurrency" => {
                 args.concurrency = usize::try_from(number(CREATE_CONCURRENCY_MAX as u64)?)?;
             }
+            "--keep-logs" => {
+                let dir = std::path::PathBuf::from(value);
+                std::fs::create_dir_all(&dir)
+                    .with_context(|| format!("--keep-logs {}", dir.display()))?;
+                args.keep_logs = Some(dir);
+            }
             _ => anyhow::bail!(
                 "unknown flag {flag:?}; usage: vnfm-bench-fleet [--vdus N] [--monitors M] \
-                 [--window-s S] [--concurrency C]"
+                 [--window-s S] [--concurrency C] [--keep-logs DIR]"
             ),
         }
     }
@@ -139,6 +152,7 @@ async fn main() -> anyhow::Result<()> {
         monitors,
         window,
         concurrency,
+        keep_logs,
     } = args;
     println!(
         "fleet of {vdus} VDUs (one VNF each, ping every {PING_INTERVAL_S} s, retry 2, respawn) on \
@@ -299,11 +313,13 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "before the storm, no VDU blocked: {} failure reports stored, {:.0} heals claimed",
         failure_reports(&system).await?,
-        conductors_total(&conductors, &http, telemetry::HEALS_CLAIMED).await?
+        roles_total(&conductors, &http, telemetry::HEALS_CLAIMED).await?
     );
 
     // 4. The storm.
+    let leases_before = lease_totals(&monitor_processes, &http).await?;
     let storm = storm(&system, &conductors, &http, &ids, concurrency).await?;
+    let leases_after = lease_totals(&monitor_processes, &http).await?;
     println!(
         "storm: {} VDUs ({STORM_PERCENT} %) blocked at once; detection -> claim p50 {:.1} ms, p99 \
          {:.1} ms (goal <= 1000); {:.0} claims/s over {:.2} s; all claimed {:.1} s and all \
@@ -327,6 +343,27 @@ async fn main() -> anyhow::Result<()> {
         ms(storm.taken.p50),
         ms(storm.taken.p99),
     );
+    for slow in &storm.slowest {
+        println!(
+            "  slow claim: VNF {} detected at {}, report stored after {:.1} ms, claimed after \
+             {:.1} ms",
+            slow.vnf_id,
+            slow.detected,
+            slow.reported.map_or(f64::NAN, ms),
+            ms(slow.claimed)
+        );
+    }
+    let storm_leases = leases_after.since(&leases_before);
+    println!(
+        "monitors' lease renewals before the storm (since each monitor started): {:.0}, {:.0} \
+         over 1 s, {:.0} leases lost; during it: {:.0}, {:.0} over 1 s, {:.0} leases lost",
+        leases_before.renewals,
+        leases_before.slow,
+        leases_before.lost,
+        storm_leases.renewals,
+        storm_leases.slow,
+        storm_leases.lost,
+    );
     let show_ratio = ms(storm.shows_during.p99) / ms(storm.shows_before.p99);
     println!(
         "gateway show: before the storm p50 {:.2} ms p99 {:.2} ms ({} shows); during it p50 \
@@ -338,6 +375,24 @@ async fn main() -> anyhow::Result<()> {
         ms(storm.shows_during.p99),
         storm.shows_during.count
     );
+    if let Some(dir) = &keep_logs {
+        let shared = ["gateway", "projector"].map(|label| system.process(label).log());
+        let logs = ["gateway", "projector"]
+            .into_iter()
+            .zip(shared)
+            .map(|(label, log)| (label.to_owned(), log))
+            .chain(
+                conductors
+                    .iter()
+                    .chain(&monitor_processes)
+                    .map(|p| (p.label().to_owned(), p.log())),
+            );
+        for (label, log) in logs {
+            let path = dir.join(format!("{label}.log"));
+            std::fs::write(&path, log).with_context(|| format!("write {}", path.display()))?;
+        }
+        println!("role logs kept in {}", dir.display());
+    }
     for process in conductors.iter_mut().chain(monitor_processes.iter_mut()) {
         if let Some(status) = process.exit_status() {
             anyhow::bail!(
@@ -498,6 +553,14 @@ impl Scrape {
         self.sum(name, |_| true)
     }
 
+    /// A histogram's observations, and those at or under `bound` (one of its buckets' `le`).
+    fn observed(&self, histogram: &str, bound: f64) -> (f64, f64) {
+        let within = self.sum(&format!("{histogram}_bucket"), |labels| {
+            le(labels).is_some_and(|le| (le - bound).abs() < f64::EPSILON)
+        });
+        (self.total(&format!("{histogram}_count")), within)
+    }
+
     /// The value of `name`'s sample without labels, if the page has one.
     fn get(&self, name: &str) -> Option<f64> {
         self.0
@@ -507,7 +570,7 @@ impl Scrape {
 }
 
 /// The probe counters of every monitor, summed.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Default)]
 struct ProbeTotals {
     attempts: f64,
     down: f64,
@@ -539,24 +602,16 @@ async fn probe_totals(
     monitors: &[RoleProcess],
     http: &reqwest::Client,
 ) -> anyhow::Result<ProbeTotals> {
-    let mut totals = ProbeTotals {
-        attempts: 0.0,
-        down: 0.0,
-        timed: 0.0,
-        on_time: 0.0,
-    };
-    let bucket = format!("{}_bucket", telemetry::PROBE_LATENESS);
-    let count = format!("{}_count", telemetry::PROBE_LATENESS);
+    let mut totals = ProbeTotals::default();
     for monitor in monitors {
         let page = scrape(http, &metrics_url_now(monitor)?).await?;
         totals.attempts += page.total(telemetry::PROBE_ATTEMPTS);
         totals.down += page.sum(telemetry::PROBE_ATTEMPTS, |l| {
             l.contains("outcome=\"down\"")
         });
-        totals.timed += page.total(&count);
-        totals.on_time += page.sum(&bucket, |l| {
-            le(l).is_some_and(|bound| (bound - ON_TIME_S).abs() < f64::EPSILON)
-        });
+        let (timed, on_time) = page.observed(telemetry::PROBE_LATENESS, ON_TIME_S);
+        totals.timed += timed;
+        totals.on_time += on_time;
     }
     Ok(totals)
 }
@@ -835,6 +890,21 @@ struct Storm {
     others_claimed: f64,
     shows_before: Percentiles,
     shows_during: Percentiles,
+    /// The [`SLOWEST_CLAIMS`] slowest claims, slowest first.
+    slowest: Vec<Claim>,
+}
+
+/// Claims of the storm printed one by one, slowest first: the tail behind its p99.
+const SLOWEST_CLAIMS: usize = 3;
+
+/// One VDU's claim in the storm, to look for in the roles' logs.
+struct Claim {
+    vnf_id: String,
+    detected: OffsetDateTime,
+    /// From detection to the failure report stored (unknown when the report read back was of a
+    /// later failure).
+    reported: Option<Duration>,
+    claimed: Duration,
 }
 
 /// Shows of the fleet's VNFs one after another (a stride through `ids`) until `stop` says so;
@@ -898,18 +968,50 @@ async fn failure_reports(system: &System) -> anyhow::Result<usize> {
     Ok(reports)
 }
 
-async fn conductors_total(
-    conductors: &[RoleProcess],
+async fn roles_total(
+    roles: &[RoleProcess],
     http: &reqwest::Client,
     name: &str,
 ) -> anyhow::Result<f64> {
     let mut total = 0.0;
-    for conductor in conductors {
-        total += scrape(http, &metrics_url_now(conductor)?)
-            .await?
-            .total(name);
+    for role in roles {
+        total += scrape(http, &metrics_url_now(role)?).await?.total(name);
     }
     Ok(total)
+}
+
+/// The monitors' lease renewals so far, summed.
+#[derive(Clone, Copy, Default)]
+struct LeaseTotals {
+    renewals: f64,
+    /// Renewals that took over a second.
+    slow: f64,
+    lost: f64,
+}
+
+impl LeaseTotals {
+    fn since(&self, before: &LeaseTotals) -> LeaseTotals {
+        LeaseTotals {
+            renewals: self.renewals - before.renewals,
+            slow: self.slow - before.slow,
+            lost: self.lost - before.lost,
+        }
+    }
+}
+
+async fn lease_totals(
+    monitors: &[RoleProcess],
+    http: &reqwest::Client,
+) -> anyhow::Result<LeaseTotals> {
+    let mut totals = LeaseTotals::default();
+    for monitor in monitors {
+        let page = scrape(http, &metrics_url_now(monitor)?).await?;
+        let (renewals, within_a_second) = page.observed(telemetry::MONITOR_LEASE_RENEWAL, 1.0);
+        totals.renewals += renewals;
+        totals.slow += renewals - within_a_second;
+        totals.lost += page.total(telemetry::MONITOR_LEASES_LOST);
+    }
+    Ok(totals)
 }
 
 /// Runs `vnfm vim loopback <verb> --vim-prefix <prefix>` with `addresses` on stdin.
@@ -962,8 +1064,8 @@ async fn storm(
         .into_iter()
         .collect::<anyhow::Result<Vec<_>>>()?
         .concat();
-    let claimed_before = conductors_total(conductors, http, telemetry::HEALS_CLAIMED).await?;
-    let healed_before = conductors_total(conductors, http, telemetry::HEALS_COMPLETED).await?;
+    let claimed_before = roles_total(conductors, http, telemetry::HEALS_CLAIMED).await?;
+    let healed_before = roles_total(conductors, http, telemetry::HEALS_COMPLETED).await?;
 
     let (stop, before) = spawn_shows(system, http, ids);
     tokio::time::sleep(SHOW_BASELINE).await;
@@ -978,9 +1080,9 @@ async fn storm(
     let mut all_claimed = None;
     let all_healed = loop {
         let claimed =
-            conductors_total(conductors, http, telemetry::HEALS_CLAIMED).await? - claimed_before;
+            roles_total(conductors, http, telemetry::HEALS_CLAIMED).await? - claimed_before;
         let healed =
-            conductors_total(conductors, http, telemetry::HEALS_COMPLETED).await? - healed_before;
+            roles_total(conductors, http, telemetry::HEALS_COMPLETED).await? - healed_before;
         if all_claimed.is_none() && claimed >= target {
             all_claimed = Some(blocked.elapsed());
         }
@@ -1000,10 +1102,10 @@ async fn storm(
     // The conductors' totals count every claim: a VDU not blocked but judged down (a monitor
     // starved of CPU) counts too. Each blocked VDU's own claim is waited for on its log.
     let claimed_in_all =
-        conductors_total(conductors, http, telemetry::HEALS_CLAIMED).await? - claimed_before;
-    let mut claims = Vec::with_capacity(victims.len());
+        roles_total(conductors, http, telemetry::HEALS_CLAIMED).await? - claimed_before;
     let mut legs = (Vec::new(), Vec::new());
     let mut claimed_at = Vec::with_capacity(victims.len());
+    let mut each = Vec::with_capacity(victims.len());
     let monitor_stream = system
         .log
         .jetstream()
@@ -1023,8 +1125,13 @@ async fn storm(
         let since = |from: OffsetDateTime, to: OffsetDateTime| {
             Duration::try_from(to - from).unwrap_or(Duration::ZERO)
         };
-        claims.push(since(detected, claimed));
         claimed_at.push(claimed);
+        let mut claim = Claim {
+            vnf_id: id.clone(),
+            detected,
+            reported: None,
+            claimed: since(detected, claimed),
+        };
         let report = monitor_stream
             .get_last_raw_message_by_subject(&events::names::failure_subject(id))
             .await?;
@@ -1034,8 +1141,14 @@ async fn storm(
         {
             legs.0.push(since(detected, report.time));
             legs.1.push(since(report.time, claimed));
+            claim.reported = Some(since(detected, report.time));
         }
+        each.push(claim);
     }
+    let claims = each.iter().map(|claim| claim.claimed).collect();
+    let mut slowest = each;
+    slowest.sort_by_key(|claim| std::cmp::Reverse(claim.claimed));
+    slowest.truncate(SLOWEST_CLAIMS);
     let first = claimed_at.iter().min().copied().context("no claims")?;
     let last = claimed_at.iter().max().copied().context("no claims")?;
     Ok(Storm {
@@ -1049,6 +1162,7 @@ async fn storm(
         all_healed,
         shows_before,
         shows_during,
+        slowest,
     })
 }
 
