@@ -11,29 +11,41 @@ struct Counting;
 
 thread_local! {
     static HELD: Cell<isize> = const { Cell::new(0) };
+    static CHUNKS: Cell<isize> = const { Cell::new(0) };
 }
 
-fn count(bytes: isize) {
-    // During a thread's teardown its counter is gone; nothing to count then.
+/// The bytes glibc's malloc takes for an allocation of `size`: the size and its 8-byte header
+/// rounded up to 16, at least 32 (allocations past its mmap threshold, 128 KiB, take whole
+/// pages; none of the structures measured here makes one).
+fn chunk(size: usize) -> isize {
+    ((size + 8).next_multiple_of(16).max(32)).cast_signed()
+}
+
+fn count(bytes: isize, chunks: isize) {
+    // During a thread's teardown its counters are gone; nothing to count then.
     let _ = HELD.try_with(|held| held.set(held.get() + bytes));
+    let _ = CHUNKS.try_with(|held| held.set(held.get() + chunks));
 }
 
 // SAFETY: every call is passed to `System` unchanged; only the sizes are counted.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count(layout.size().cast_signed());
+        count(layout.size().cast_signed(), chunk(layout.size()));
         // SAFETY: the caller's contract is `System`'s.
         unsafe { System.alloc(layout) }
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        count(-layout.size().cast_signed());
+        count(-layout.size().cast_signed(), -chunk(layout.size()));
         // SAFETY: as above.
         unsafe { System.dealloc(ptr, layout) }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count(new_size.cast_signed() - layout.size().cast_signed());
+        count(
+            new_size.cast_signed() - layout.size().cast_signed(),
+            chunk(new_size) - chunk(layout.size()),
+        );
         // SAFETY: as above.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -45,4 +57,10 @@ static COUNTING: Counting = Counting;
 /// The bytes this thread has allocated and not freed since it started.
 pub(crate) fn held() -> isize {
     HELD.with(Cell::get)
+}
+
+/// What this thread's allocations not freed since it started take of glibc's heap, each
+/// allocation with its header and rounding ([`chunk`]).
+pub(crate) fn chunks() -> isize {
+    CHUNKS.with(Cell::get)
 }

@@ -783,6 +783,7 @@ mod tests {
         let vnfs = Mirror::<Vnf>::default();
         let monitor_states = MonitorStates::default();
         let before = crate::heap::held();
+        let chunks_before = crate::heap::chunks();
         for (key, vnf, _) in &entries {
             BucketCopy::put(&vnfs, key, vnf).unwrap();
         }
@@ -791,12 +792,15 @@ mod tests {
             BucketCopy::put(&monitor_states, key, states).unwrap();
         }
         let held = usize::try_from(crate::heap::held() - before).unwrap();
+        let chunks = usize::try_from(crate::heap::chunks() - chunks_before).unwrap();
         let rows = usize::try_from(rows).unwrap();
         println!(
-            "a fleet VNF costs the gateway {} bytes: its row {}, its VDU states {}",
+            "a fleet VNF costs the gateway {} bytes: its row {}, its VDU states {}; {} bytes of \
+             glibc's heap with each allocation's header and rounding",
             held / VNFS,
             rows / VNFS,
-            (held - rows) / VNFS
+            (held - rows) / VNFS,
+            chunks / VNFS
         );
         assert!(held / VNFS <= GOAL_BYTES, "{} bytes per VNF", held / VNFS);
         // The copies answer as the entries say.
