@@ -251,7 +251,10 @@ impl<P: Probe, C: Clock, S: Seeds> Engine<P, C, S> {
                         round.record(&mut targets, attempt);
                     }
                     let owned = owned.borrow().clone();
-                    self.finish_rounds(&mut targets, &mut rounds, &mut rosters, &owned, &monitor)
+                    let mut jobs =
+                        self.finish_rounds(&mut targets, &mut rounds, &mut rosters, &owned, &monitor);
+                    jobs.extend(self.announce_early(&targets, &mut rounds, &owned, &monitor));
+                    jobs
                 }
             };
             for job in jobs {
@@ -295,6 +298,30 @@ impl<P: Probe, C: Clock, S: Seeds> Engine<P, C, S> {
             jobs.extend(writes.into_iter().map(state_job));
         }
         jobs
+    }
+
+    /// Announces what the oldest round still running has changed so far, if nothing it can
+    /// still find would make it suspect (see [`judge::early`]).
+    fn announce_early(
+        &self,
+        targets: &Targets,
+        rounds: &mut BTreeMap<i128, Round>,
+        owned: &BTreeSet<u32>,
+        monitor: &Actor,
+    ) -> Vec<Publish> {
+        let Some(mut oldest) = rounds.first_entry() else {
+            return Vec::new();
+        };
+        judge::early(
+            oldest.get_mut(),
+            || targets.census(owned),
+            self.config.suspect_failures_min,
+            monitor,
+            || uuid::Uuid::new_v4().to_string(),
+        )
+        .into_iter()
+        .map(Publish::from)
+        .collect()
     }
 }
 

@@ -1,5 +1,6 @@
 //! The round judge, without I/O: what a round of attempts means once all of them are in, as
-//! plain data (the messages to publish and the failures to forget).
+//! plain data (the messages to publish and the failures to forget), and what of it can be
+//! told before then ([`early`]).
 //!
 //! It never publishes, reads a clock or makes an id: the time and the failure ids are passed
 //! in, so the same round always yields the same verdict.
@@ -32,7 +33,8 @@ pub struct Attempt {
 /// its target's tracker as soon as it ends, so a slow attempt (a silent VDU runs to its
 /// timeout) holds up no other target's next one. What the round changed is announced once all its attempts are in, so
 /// that it can be judged whole (see [`tracker::round_is_suspect`]), and in the order rounds
-/// started, so that a target's transitions keep their order.
+/// started, so that a target's transitions keep their order; or earlier, once nothing the
+/// round can still find would make it suspect (see [`early`]).
 #[derive(Debug, Default)]
 pub struct Round {
     pub running: usize,
@@ -70,6 +72,53 @@ impl Round {
             at,
         });
     }
+
+    /// Whether nothing this round can still find makes it suspect: were every attempt still
+    /// running to fail, neither its own results nor the monitor's targets (`census`, as they
+    /// stand) would be mostly failing.
+    fn cannot_turn_suspect(&self, census: impl FnOnce() -> Census, failures_min: usize) -> bool {
+        let failing = self.results.iter().filter(|r| !r.outcome.is_up()).count();
+        let suspect_if_all_fail = |failing: usize, of: usize| {
+            tracker::round_is_suspect(failing + self.running, of, failures_min)
+        };
+        // Its own results first: counting them costs less than the census, and a round that
+        // may still be suspect by them needs no census.
+        if suspect_if_all_fail(failing, self.results.len() + self.running) {
+            return false;
+        }
+        let census = census();
+        !suspect_if_all_fail(census.failing, census.targets)
+    }
+}
+
+/// The transitions of a round still running, announced at once when nothing the round can
+/// still find would make it suspect ([`Round::cannot_turn_suspect`]); none otherwise. A failure
+/// detected early in a round is then reported at once, not once the round's last attempt is
+/// in: a phase's attempts end over about half a second at 20,000 VDUs on 4 monitors
+/// (`ops/bench-fleet`), and that wait was the storm's slowest claims. The round's results,
+/// its census and whatever it changes later are judged when it is whole ([`judge`]). Only
+/// the oldest round still running may be passed in, so that a target's transitions keep their
+/// order. `census` counts the monitor's targets now; it is only taken when the round's own
+/// results leave the question open.
+pub fn early(
+    round: &mut Round,
+    census: impl FnOnce() -> Census,
+    failures_min: usize,
+    monitor: &Actor,
+    failure_id: impl FnMut() -> String,
+) -> Vec<Outgoing> {
+    if round.transitions.is_empty() || !round.cannot_turn_suspect(census, failures_min) {
+        return Vec::new();
+    }
+    let mut verdict = Verdict::default();
+    announce(
+        std::mem::take(&mut round.transitions),
+        false,
+        monitor,
+        failure_id,
+        &mut verdict,
+    );
+    verdict.messages
 }
 
 /// One monitor message to publish.
@@ -144,7 +193,7 @@ pub fn judge(
     suspect_failures_min: usize,
     monitor: &Actor,
     at: OffsetDateTime,
-    mut failure_id: impl FnMut() -> String,
+    failure_id: impl FnMut() -> String,
     rosters: &mut RosterMemory,
 ) -> Verdict {
     let Round {
@@ -221,11 +270,31 @@ pub fn judge(
             message_id: None,
         });
     }
+    announce(
+        transitions,
+        suspect.is_some(),
+        monitor,
+        failure_id,
+        &mut verdict,
+    );
+    verdict
+}
+
+/// The messages of `transitions`, in order, onto `verdict`: a failure's report then its state
+/// change, a recovery's state change. In a `suspect` round a failure is not reported; its
+/// instance goes onto `unreport` instead.
+fn announce(
+    transitions: Vec<(Target, Transition, OffsetDateTime)>,
+    suspect: bool,
+    monitor: &Actor,
+    mut failure_id: impl FnMut() -> String,
+    verdict: &mut Verdict,
+) {
     for (target, transition, since) in transitions {
         let reference = TargetRef::from(&target);
         let state_subject = names::vdu_state_subject(&target.vnf_id);
         match transition {
-            Transition::Failed { .. } if suspect.is_some() => {
+            Transition::Failed { .. } if suspect => {
                 verdict.unreport.push(target.instance_id);
             }
             Transition::Failed { attempts, reason } => {
@@ -271,7 +340,6 @@ pub fn judge(
             }
         }
     }
-    verdict
 }
 
 #[cfg(test)]

@@ -129,6 +129,8 @@ pub enum Script {
     Up,
     /// No reply: the attempt runs this long (its timeout), then is Down.
     Silent(Duration),
+    /// Answers after this long: a slow reply within the timeout.
+    UpAfter(Duration),
 }
 
 /// A probe that answers by a script per IP (Up by default) and records every attempt.
@@ -186,6 +188,12 @@ impl Probe for ScriptedProbe {
             Script::Up => {
                 tokio::time::sleep(RTT).await;
                 ProbeOutcome::Up { rtt_us: 1_000 }
+            }
+            Script::UpAfter(rtt) => {
+                tokio::time::sleep(rtt).await;
+                ProbeOutcome::Up {
+                    rtt_us: u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX),
+                }
             }
             Script::Silent(timeout) => {
                 tokio::time::sleep(timeout).await;

@@ -233,6 +233,36 @@ async fn a_failure_is_reported_once_after_retry_attempts() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_failure_is_reported_before_its_rounds_slowest_attempt_ends() {
+    let mut running = start(MapSeeds::default(), 10);
+    let (failing, slow) = (ip(1, 0), ip(1, 1));
+    running.probe.set(failing, Script::Silent(INTERVAL / 4));
+    running.probe.set(slow, Script::UpAfter(INTERVAL * 3 / 4));
+    running.feed("vnf-1", created("vnf-1", 1, 4, "a1")).await;
+    let reported_at = loop {
+        tokio::time::sleep(TICK / 10).await;
+        if !failures(&running.events()).is_empty() {
+            break Instant::now();
+        }
+        assert!(
+            running.probe.count(failing) <= RETRY as usize + 1,
+            "no failure reported after {} attempts",
+            running.probe.count(failing)
+        );
+    };
+    // The round that declared it: the failing VDU's last attempt, and the slow one's of the
+    // same instant.
+    let declared_in = *running.probe.starts(failing).last().unwrap();
+    assert!(running.probe.starts(slow).contains(&declared_in));
+    assert!(
+        reported_at - declared_in < INTERVAL / 2,
+        "reported {:?} after its round began: not before the slow attempt's {:?} were up",
+        reported_at - declared_in,
+        INTERVAL * 3 / 4
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_round_where_most_targets_fail_is_suspect_and_reports_nothing() {
     let mut running = start(MapSeeds::default(), 2);
     running.probe.set(ip(1, 0), Script::Silent(INTERVAL / 2));

@@ -192,6 +192,73 @@ fn below_the_minimum_a_small_deployment_still_heals() {
     );
 }
 
+/// [`failed_round`] still running `running` attempts, with `up` results besides its failure.
+fn running_round(up: usize, running: usize) -> Round {
+    let mut round = failed_round();
+    round.results.extend(up_round(up, 40).results);
+    round.running = running;
+    round
+}
+
+fn is_report(message: &Outgoing) -> bool {
+    matches!(message.event, MonitorEvent::Failure(_))
+}
+
+#[test]
+fn a_failure_is_announced_before_its_round_ends_once_the_round_cannot_turn_suspect() {
+    // One failure and eight answers in, two attempts still running: were both to fail, three
+    // of eleven would have failed.
+    let mut round = running_round(8, 2);
+    let census = || Census {
+        targets: 20,
+        failing: 1,
+    };
+    let announced = early(&mut round, census, 3, &monitor(), ids());
+    let subjects: Vec<&str> = announced.iter().map(|m| m.subject.as_str()).collect();
+    assert_eq!(
+        subjects,
+        [
+            names::failure_subject("vnf-1"),
+            names::vdu_state_subject("vnf-1")
+        ]
+    );
+    assert_eq!(announced[0].message_id.as_deref(), Some("failure-1"));
+    assert!(round.transitions.is_empty(), "announced once");
+    // The whole round, once in, goes out without the failure again.
+    round.running = 0;
+    let verdict = judged(round, 20, 1);
+    assert!(!verdict.messages.iter().any(is_report), "{verdict:?}");
+    assert_eq!(
+        verdict.messages.last().unwrap().subject,
+        names::round_subject("m1")
+    );
+}
+
+#[test]
+fn a_round_that_may_still_turn_suspect_announces_nothing_before_it_ends() {
+    // By its own results: one failure and two answers in, three still running.
+    let mut round = running_round(2, 3);
+    let untaken = || -> Census { panic!("the census is not needed") };
+    assert!(early(&mut round, untaken, 3, &monitor(), ids()).is_empty());
+    // By the census: most of the monitor's targets would fail were the two running to.
+    let mut by_census = running_round(20, 2);
+    let census = || Census {
+        targets: 10,
+        failing: 4,
+    };
+    assert!(early(&mut by_census, census, 3, &monitor(), ids()).is_empty());
+    for kept in [round, by_census] {
+        assert_eq!(
+            kept.transitions.len(),
+            1,
+            "left for the whole round's verdict"
+        );
+        let mut whole = kept;
+        whole.running = 0;
+        assert!(judged(whole, 20, 1).messages.iter().any(is_report));
+    }
+}
+
 /// A round of `count` targets, all up, with round-trip times `rtt_us + n`.
 fn up_round(count: usize, rtt_us: u64) -> Round {
     let results = (0..count)
