@@ -109,10 +109,11 @@ async fn append_figures() -> anyhow::Result<()> {
         for bus in [Bus::Open, Bus::Identities] {
             let [raw, expecting, with_id, checked] = appends(durability, bus).await?;
             println!(
-                "appends ({label}, {}, {APPENDS} messages, {IN_FLIGHT} in flight, median of {APPEND_ROUNDS} runs): raw JetStream \
-                 {raw:.0}/s; raw with the expected-sequence header {expecting:.0}/s ({:.2}), and \
-                 a message id {with_id:.0}/s ({:.2}); event store (encodes the envelope, both \
-                 headers) {checked:.0}/s, ratio {:.2} (goal >= 0.75)",
+                "appends ({label}, {}, {APPENDS} messages, {IN_FLIGHT} in flight, median of \
+                 {APPEND_ROUNDS} runs): raw JetStream {raw:.0}/s; raw with the expected-sequence \
+                 header {expecting:.0}/s ({:.2}), and a message id {with_id:.0}/s ({:.2}); event \
+                 store (encodes the envelope, both headers) {checked:.0}/s, ratio {:.2} (goal >= \
+                 0.75)",
                 bus.label(),
                 expecting / raw,
                 with_id / raw,

@@ -349,8 +349,8 @@ async fn main() -> anyhow::Result<()> {
              {:.1} ms",
             slow.vnf_id,
             slow.detected,
-            slow.reported.map_or(f64::NAN, ms),
-            ms(slow.claimed)
+            slow.legs().map_or(f64::NAN, |(reported, _)| ms(reported)),
+            ms(slow.latency())
         );
     }
     let storm_leases = leases_after.since(&leases_before);
@@ -376,17 +376,16 @@ async fn main() -> anyhow::Result<()> {
         storm.shows_during.count
     );
     if let Some(dir) = &keep_logs {
-        let shared = ["gateway", "projector"].map(|label| system.process(label).log());
-        let logs = ["gateway", "projector"]
+        let mut logs: Vec<(String, String)> = ["gateway", "projector"]
             .into_iter()
-            .zip(shared)
-            .map(|(label, log)| (label.to_owned(), log))
-            .chain(
-                conductors
-                    .iter()
-                    .chain(&monitor_processes)
-                    .map(|p| (p.label().to_owned(), p.log())),
-            );
+            .map(|label| (label.to_owned(), system.process(label).log()))
+            .collect();
+        logs.extend(
+            conductors
+                .iter()
+                .chain(&monitor_processes)
+                .map(|p| (p.label().to_owned(), p.log())),
+        );
         for (label, log) in logs {
             let path = dir.join(format!("{label}.log"));
             std::fs::write(&path, log).with_context(|| format!("write {}", path.display()))?;
@@ -901,10 +900,32 @@ const SLOWEST_CLAIMS: usize = 3;
 struct Claim {
     vnf_id: String,
     detected: OffsetDateTime,
-    /// From detection to the failure report stored (unknown when the report read back was of a
-    /// later failure).
-    reported: Option<Duration>,
-    claimed: Duration,
+    /// When its failure report was stored (unknown when the report read back was of a later
+    /// failure).
+    stored: Option<OffsetDateTime>,
+    claimed: OffsetDateTime,
+}
+
+impl Claim {
+    /// Detection to claim.
+    fn latency(&self) -> Duration {
+        elapsed(self.detected, self.claimed)
+    }
+
+    /// Detection to the report stored (the monitor's leg) and from there to the claim (the
+    /// conductors'), when the report is known.
+    fn legs(&self) -> Option<(Duration, Duration)> {
+        let stored = self.stored?;
+        Some((
+            elapsed(self.detected, stored),
+            elapsed(stored, self.claimed),
+        ))
+    }
+}
+
+/// From `from` to `to`; nothing when the clocks put `to` first.
+fn elapsed(from: OffsetDateTime, to: OffsetDateTime) -> Duration {
+    Duration::try_from(to - from).unwrap_or(Duration::ZERO)
 }
 
 /// Shows of the fleet's VNFs one after another (a stride through `ids`) until `stop` says so;
@@ -1103,8 +1124,6 @@ async fn storm(
     // starved of CPU) counts too. Each blocked VDU's own claim is waited for on its log.
     let claimed_in_all =
         roles_total(conductors, http, telemetry::HEALS_CLAIMED).await? - claimed_before;
-    let mut legs = (Vec::new(), Vec::new());
-    let mut claimed_at = Vec::with_capacity(victims.len());
     let mut each = Vec::with_capacity(victims.len());
     let monitor_stream = system
         .log
@@ -1122,40 +1141,39 @@ async fn storm(
             );
             tokio::time::sleep(POLL_INTERVAL).await;
         };
-        let since = |from: OffsetDateTime, to: OffsetDateTime| {
-            Duration::try_from(to - from).unwrap_or(Duration::ZERO)
-        };
-        claimed_at.push(claimed);
-        let mut claim = Claim {
-            vnf_id: id.clone(),
-            detected,
-            reported: None,
-            claimed: since(detected, claimed),
-        };
         let report = monitor_stream
             .get_last_raw_message_by_subject(&events::names::failure_subject(id))
             .await?;
         let stored: events::monitor::MonitorMessage = serde_json::from_slice(&report.payload)?;
-        if let events::monitor::MonitorEvent::Failure(failure) = stored.event
-            && failure.failure_id == failure_id
-        {
-            legs.0.push(since(detected, report.time));
-            legs.1.push(since(report.time, claimed));
-            claim.reported = Some(since(detected, report.time));
-        }
-        each.push(claim);
+        let ours = matches!(&stored.event,
+            events::monitor::MonitorEvent::Failure(failure) if failure.failure_id == failure_id);
+        each.push(Claim {
+            vnf_id: id.clone(),
+            detected,
+            stored: ours.then_some(report.time),
+            claimed,
+        });
     }
-    let claims = each.iter().map(|claim| claim.claimed).collect();
+    let claims = each.iter().map(Claim::latency).collect();
+    let (reported, taken): (Vec<_>, Vec<_>) = each.iter().filter_map(Claim::legs).unzip();
+    let first = each
+        .iter()
+        .map(|claim| claim.claimed)
+        .min()
+        .context("no claims")?;
+    let last = each
+        .iter()
+        .map(|claim| claim.claimed)
+        .max()
+        .context("no claims")?;
     let mut slowest = each;
-    slowest.sort_by_key(|claim| std::cmp::Reverse(claim.claimed));
+    slowest.sort_by_key(|claim| std::cmp::Reverse(claim.latency()));
     slowest.truncate(SLOWEST_CLAIMS);
-    let first = claimed_at.iter().min().copied().context("no claims")?;
-    let last = claimed_at.iter().max().copied().context("no claims")?;
     Ok(Storm {
         victims: victims.len(),
         claim: percentiles(claims)?,
-        reported: percentiles(legs.0).context("no failure report read back")?,
-        taken: percentiles(legs.1).context("no failure report read back")?,
+        reported: percentiles(reported).context("no failure report read back")?,
+        taken: percentiles(taken).context("no failure report read back")?,
         claims_span: Duration::try_from(last - first).unwrap_or(Duration::ZERO),
         all_claimed: all_claimed.unwrap_or(all_healed),
         others_claimed: (claimed_in_all - target).max(0.0),

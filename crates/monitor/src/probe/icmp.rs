@@ -280,8 +280,7 @@ fn no_reply(count: u32, timeout: Duration) -> String {
 /// with a warning: replies to large bursts may then be lost.
 ///
 /// The socket is surge-ping's, which shows only its `RawFd`; every socket-option API wants a
-/// borrowed descriptor, which a `RawFd` becomes only through `unsafe`, kept to
-/// this function.
+/// borrowed descriptor, which a `RawFd` becomes only through `unsafe`, kept to this function.
 fn raise_receive_buffer(fd: RawFd) -> std::io::Result<usize> {
     // SAFETY: `fd` is the socket of the `Client` that the caller holds, open for the whole of
     // this call; the borrow ends with it and nothing here closes or moves the descriptor.
