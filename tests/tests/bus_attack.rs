@@ -202,7 +202,7 @@ async fn forged_delete(system: &System, vnf_id: &str) {
 /// vnfm's durable consumers: stream, name, and the identity that owns it.
 const DURABLES: [(&str, &str, Identity); 3] = [
     (
-        names::MONITOR_STREAM,
+        names::FAILURE_STREAM,
         names::HEAL_CONSUMER,
         Identity::Conductor,
     ),
@@ -229,6 +229,7 @@ async fn destroy_streams_and_consumers(system: &System) {
     let streams = [
         names::LIFECYCLE_STREAM,
         names::MONITOR_STREAM,
+        names::FAILURE_STREAM,
         names::TELEMETRY_STREAM,
     ]
     .map(str::to_owned)

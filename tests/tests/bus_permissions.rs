@@ -189,7 +189,7 @@ fn operations() -> Vec<Operation> {
             "delete the heal consumer",
             format!(
                 "{api}.CONSUMER.DELETE.{}.{}",
-                names::MONITOR_STREAM,
+                names::FAILURE_STREAM,
                 names::HEAL_CONSUMER
             ),
             "",
@@ -199,7 +199,7 @@ fn operations() -> Vec<Operation> {
             "pull failure reports from the heal consumer",
             format!(
                 "{api}.CONSUMER.MSG.NEXT.{}.{}",
-                names::MONITOR_STREAM,
+                names::FAILURE_STREAM,
                 names::HEAL_CONSUMER
             ),
             r#"{"batch": 1, "no_wait": true}"#,
@@ -269,21 +269,6 @@ fn operations() -> Vec<Operation> {
 async fn every_identity_is_refused_what_is_not_its_job() {
     let server = NatsServer::start().await;
     let log = events::fixtures::log(server.client().await).await;
-    // The heal consumer, as a conductor makes it.
-    log.jetstream()
-        .get_stream(names::MONITOR_STREAM)
-        .await
-        .unwrap()
-        .get_or_create_consumer(
-            names::HEAL_CONSUMER,
-            jetstream::consumer::pull::Config {
-                durable_name: Some(names::HEAL_CONSUMER.into()),
-                filter_subject: names::FAILURE_SUBJECTS.into(),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
     let mut refused = 0;
     for identity in Identity::ALL {
         let mut attacker = Attacker::connect(&server, identity).await;
@@ -332,6 +317,7 @@ async fn every_identity_is_refused_what_is_not_its_job() {
     for stream in [
         names::LIFECYCLE_STREAM,
         names::MONITOR_STREAM,
+        names::FAILURE_STREAM,
         names::TELEMETRY_STREAM,
     ] {
         log.jetstream().get_stream(stream).await.unwrap();

@@ -1,6 +1,8 @@
-//! Issue 13: failures never share retention with telemetry. Conductors are stopped while
-//! failures of real VNFs are reported and probe rounds are written many times past the
-//! telemetry stream's bound; started again, they handle every failure once.
+//! Issue 13: failures never share retention with telemetry, and nothing but their handling
+//! removes them. Conductors are stopped while failures of real VNFs are reported and probe
+//! rounds are written many times past the telemetry stream's bound; started again, they handle
+//! every failure once, and the handled reports leave the failure stream (their copies stay in
+//! the monitor stream).
 //!
 //! Made cheap for CI: the telemetry bound is set small for the test ([`TELEMETRY_BOUND_BYTES`],
 //! the way `vnfm setup` sets it), the rounds are raw publishes of realistic round messages and
@@ -54,6 +56,24 @@ const ROUNDS_IN_FLIGHT: usize = 16;
 const HANDLED_PATIENCE: Duration = Duration::from_secs(120);
 /// Pause between two looks at the heal consumer.
 const COUNT_INTERVAL: Duration = Duration::from_millis(250);
+
+/// How many of the failure reports `reported` (by id) `stream` holds.
+async fn reports_held(stream: &jetstream::stream::Stream, reported: &[String]) -> usize {
+    let mut held = 0;
+    let mut read = StreamRead::open(stream, names::FAILURE_SUBJECTS, 1)
+        .await
+        .unwrap();
+    while let Some(stored) = read.next().await.unwrap() {
+        if let Ok(MonitorMessage {
+            event: MonitorEvent::Failure(report),
+            ..
+        }) = serde_json::from_slice(&stored.payload)
+        {
+            held += usize::from(reported.contains(&report.failure_id));
+        }
+    }
+    held
+}
 
 fn now() -> OffsetDateTime {
     OffsetDateTime::now_utc()
@@ -223,7 +243,7 @@ async fn failures_reported_while_conductors_are_down_survive_telemetry_and_are_h
         for ack in try_join_all(acks).await.expect("failure reports stored") {
             assert_eq!(
                 ack.stream,
-                names::MONITOR_STREAM,
+                names::FAILURE_STREAM,
                 "a failure report's stream"
             );
         }
@@ -266,28 +286,13 @@ async fn failures_reported_while_conductors_are_down_survive_telemetry_and_are_h
         state.first_sequence > last_before,
         "every round written before the failures was evicted"
     );
-    let monitor_stream = system
-        .log
-        .jetstream()
-        .get_stream(names::MONITOR_STREAM)
-        .await
-        .unwrap();
-    let mut held = 0;
-    let mut read = StreamRead::open(&monitor_stream, names::FAILURE_SUBJECTS, 1)
-        .await
-        .unwrap();
-    while let Some(stored) = read.next().await.unwrap() {
-        if let Ok(MonitorMessage {
-            event: MonitorEvent::Failure(report),
-            ..
-        }) = serde_json::from_slice(&stored.payload)
-        {
-            held += usize::from(reported.contains(&report.failure_id));
-        }
-    }
+    let jetstream = system.log.jetstream();
+    let failure_stream = jetstream.get_stream(names::FAILURE_STREAM).await.unwrap();
+    let monitor_stream = jetstream.get_stream(names::MONITOR_STREAM).await.unwrap();
     assert_eq!(
-        held, FAILURES,
-        "every failure report is still in the monitor stream"
+        reports_held(&failure_stream, &reported).await,
+        FAILURES,
+        "every failure report waits in the failure stream"
     );
 
     // Conductors started again handle every failure, each once.
@@ -302,7 +307,7 @@ async fn failures_reported_while_conductors_are_down_survive_telemetry_and_are_h
         HANDLED_PATIENCE,
         COUNT_INTERVAL,
         || async {
-            let mut consumer = monitor_stream
+            let mut consumer = failure_stream
                 .get_consumer::<jetstream::consumer::pull::Config>(names::HEAL_CONSUMER)
                 .await
                 .map_err(|e| e.to_string())?;
@@ -319,6 +324,25 @@ async fn failures_reported_while_conductors_are_down_survive_telemetry_and_are_h
     )
     .await;
     println!("every failure handled after {:?}", started.elapsed());
+    // Handled, they leave the failure stream; their copies stay in the monitor stream for the
+    // audit.
+    eventually_every(
+        "the handled reports leave the failure stream",
+        HANDLED_PATIENCE,
+        COUNT_INTERVAL,
+        || async {
+            match reports_held(&failure_stream, &reported).await {
+                0 => Ok(()),
+                held => Err(format!("{held} held")),
+            }
+        },
+    )
+    .await;
+    assert_eq!(
+        reports_held(&monitor_stream, &reported).await,
+        FAILURES,
+        "every failure report's copy is in the monitor stream"
+    );
     let claimed = claims(&system, &vnf_ids).await;
     let twice: Vec<_> = claimed.iter().filter(|(_, n)| **n != 1).collect();
     assert!(twice.is_empty(), "claimed more than once: {twice:?}");

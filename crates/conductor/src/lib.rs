@@ -359,9 +359,9 @@ impl Conductor {
             Work::Heal => (
                 self.log
                     .jetstream()
-                    .get_stream(names::MONITOR_STREAM)
+                    .get_stream(names::FAILURE_STREAM)
                     .await
-                    .map_err(|e| NatsError::new("opening the monitor stream", e))?,
+                    .map_err(|e| NatsError::new("opening the failure stream", e))?,
                 names::HEAL_CONSUMER,
                 names::FAILURE_SUBJECTS,
             ),

@@ -492,7 +492,7 @@ mod heal {
         });
         futures::future::join_all(reports).await;
         // Every report handled (acked by one conductor or another), then count.
-        drained(&log, names::MONITOR_STREAM, names::HEAL_CONSUMER).await;
+        drained(&log, names::FAILURE_STREAM, names::HEAL_CONSUMER).await;
         let events = history(&log).await;
         let started = events
             .iter()
@@ -646,11 +646,11 @@ mod poison {
         let vnf = wait_status(&log, "v2", VnfStatus::Active).await;
         assert_eq!(vnf.instances.len(), 2);
         drained(&log, names::LIFECYCLE_STREAM, names::CONDUCTOR_CONSUMER).await;
-        drained(&log, names::MONITOR_STREAM, names::HEAL_CONSUMER).await;
+        drained(&log, names::FAILURE_STREAM, names::HEAL_CONSUMER).await;
         // Parked, not redelivered: after several ack waits nothing is outstanding still.
         tokio::time::sleep(Duration::from_secs(3)).await;
         drained(&log, names::LIFECYCLE_STREAM, names::CONDUCTOR_CONSUMER).await;
-        drained(&log, names::MONITOR_STREAM, names::HEAL_CONSUMER).await;
+        drained(&log, names::FAILURE_STREAM, names::HEAL_CONSUMER).await;
         assert!(!conductor.is_finished(), "the conductor runs on");
     }
 }

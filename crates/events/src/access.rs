@@ -117,6 +117,13 @@ impl Identity {
                     format!("{API}.STREAM.LIST"),
                     // Removing the probe rounds an older build left there (`setup`).
                     format!("{API}.STREAM.PURGE.{}", names::MONITOR_STREAM),
+                    // Removing the heal consumer an older build made there, once it has
+                    // nothing left to handle (`setup`).
+                    format!(
+                        "{API}.CONSUMER.DELETE.{}.{}",
+                        names::MONITOR_STREAM,
+                        names::HEAL_CONSUMER
+                    ),
                 ]);
             }
             Identity::Gateway => {
@@ -167,6 +174,7 @@ impl Identity {
                 ]);
                 p.read(names::LIFECYCLE_STREAM);
                 p.read(names::MONITOR_STREAM);
+                p.read(names::FAILURE_STREAM);
                 // Drift finds the VNFs of each VIM in the VNF table: read, never written.
                 p.read(&kv_stream(names::VNF_TABLE_BUCKET));
                 // The loopback VIM's address allocations (`conductor::vim::loopback`): conductors
@@ -286,7 +294,7 @@ const DURABLES: [Durable; 3] = [
         owner: Identity::Conductor,
     },
     Durable {
-        stream: names::MONITOR_STREAM,
+        stream: names::FAILURE_STREAM,
         name: names::HEAL_CONSUMER,
         owner: Identity::Conductor,
     },
@@ -317,12 +325,13 @@ fn kv_writes(bucket: &str) -> String {
     format!("$KV.{bucket}.>")
 }
 
-/// Every stream vnfm keeps: the lifecycle log, the monitor and telemetry streams and the
+/// Every stream vnfm keeps: the lifecycle log, the monitor, failure and telemetry streams and the
 /// buckets' streams (KV and object store).
 fn streams() -> Vec<String> {
     [
         names::LIFECYCLE_STREAM,
         names::MONITOR_STREAM,
+        names::FAILURE_STREAM,
         names::TELEMETRY_STREAM,
     ]
     .map(str::to_owned)
@@ -553,7 +562,7 @@ mod tests {
     fn a_durable_consumer_is_its_owners_alone() {
         let heal_next = format!(
             "{API}.CONSUMER.MSG.NEXT.{}.{}",
-            names::MONITOR_STREAM,
+            names::FAILURE_STREAM,
             names::HEAL_CONSUMER
         );
         let projector_update = format!(
@@ -564,9 +573,16 @@ mod tests {
         );
         let heal_delete = format!(
             "{API}.CONSUMER.DELETE.{}.{}",
+            names::FAILURE_STREAM,
+            names::HEAL_CONSUMER
+        );
+        // The one an older build made on the monitor stream: the admin removes it (`setup`).
+        let old_heal_delete = format!(
+            "{API}.CONSUMER.DELETE.{}.{}",
             names::MONITOR_STREAM,
             names::HEAL_CONSUMER
         );
+        assert!(publishes(Identity::Admin, &old_heal_delete));
         for identity in Identity::ALL {
             for subject in [&heal_next, &heal_delete] {
                 assert_eq!(

@@ -40,8 +40,9 @@ pub struct Durable {
 }
 
 impl Durable {
-    /// The consumer `config.durable_name` on `stream`, created with `config` if missing. Nothing
-    /// is opened until the first [`next`](Self::next).
+    /// The consumer `config.durable_name` on `stream`, created with `config` if missing and
+    /// brought to it if not (`setup` makes the heal consumer before any conductor, which then
+    /// sets its own `ack_wait`). Nothing is opened until the first [`next`](Self::next).
     ///
     /// # Panics
     ///
@@ -151,7 +152,7 @@ impl Durable {
     async fn open(&self) -> Result<consumer::pull::Stream, NatsError> {
         let consumer = self
             .stream
-            .get_or_create_consumer(self.name(), self.config.clone())
+            .create_consumer(self.config.clone())
             .await
             .map_err(|e| NatsError::new("opening a durable consumer", e))?;
         consumer

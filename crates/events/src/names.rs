@@ -75,10 +75,15 @@ pub const PROJECTOR_CONSUMER: &str = "projector";
 /// Durable consumer of VNF subjects shared by every conductor (lifecycle operations).
 pub const CONDUCTOR_CONSUMER: &str = "conductor";
 
-/// What monitors and conductors report that somebody acts on or audits: failure reports,
-/// `bad_action` rejections, suspect reports, refused targets and VDU state changes. Low rate;
-/// never evicted by telemetry (see `setup`), which lives in [`TELEMETRY_STREAM`].
+/// What monitors and conductors report that somebody audits: `bad_action` rejections, suspect
+/// reports, refused targets and VDU state changes, and a copy of every failure report (sourced
+/// from [`FAILURE_STREAM`]). Low rate; never evicted by telemetry (see `setup`), which lives
+/// in [`TELEMETRY_STREAM`].
 pub const MONITOR_STREAM: &str = "VNFM_MONITOR";
+/// Failure reports as work: each stays until `conductor-heal` ([`HEAL_CONSUMER`]) has handled
+/// it, and nothing else removes it (interest retention, no age limit, refusing new reports
+/// when full; see `setup`).
+pub const FAILURE_STREAM: &str = "VNFM_FAILURES";
 /// Probe rounds and their rosters: high rate, bounded by age and size, the oldest evicted
 /// first. Nothing acts on a round; readers (the board's round-trip times, tests, the bench)
 /// only look.
@@ -102,14 +107,16 @@ pub const REFUSED_TARGET_SUBJECTS: &str = "vnfm.monitor.refused.*";
 /// VDU state changes of every VNF.
 pub const STATE_SUBJECTS: &str = "vnfm.monitor.state.*";
 /// The subjects of the monitor stream, listed (streams may not overlap): every monitor
-/// subject but the rounds'.
-pub const MONITOR_STREAM_SUBJECTS: [&str; 5] = [
+/// subject but the rounds' and the failure reports' (which it holds as copies, sourced from
+/// [`FAILURE_STREAM`]).
+pub const MONITOR_STREAM_SUBJECTS: [&str; 4] = [
     STATE_SUBJECTS,
-    FAILURE_SUBJECTS,
     BAD_ACTION_SUBJECTS,
     SUSPECT_SUBJECTS,
     REFUSED_TARGET_SUBJECTS,
 ];
+/// The subjects of the failure stream: failure reports alone.
+pub const FAILURE_STREAM_SUBJECTS: [&str; 1] = [FAILURE_SUBJECTS];
 /// The subjects of the telemetry stream: probe rounds and their rosters.
 pub const TELEMETRY_STREAM_SUBJECTS: [&str; 2] = [ROUND_SUBJECTS, ROSTER_SUBJECTS];
 /// Everything monitors publish, and only they, but for failure reports (conductors publish a
@@ -328,9 +335,11 @@ mod tests {
     }
 
     #[test]
-    fn the_monitor_and_telemetry_streams_share_no_subject_and_cover_every_monitor_subject() {
+    fn the_monitor_failure_and_telemetry_streams_share_no_subject_and_cover_every_monitor_subject()
+    {
         let wildcards: Vec<&str> = MONITOR_STREAM_SUBJECTS
             .iter()
+            .chain(&FAILURE_STREAM_SUBJECTS)
             .chain(&TELEMETRY_STREAM_SUBJECTS)
             .copied()
             .collect();
@@ -370,6 +379,6 @@ mod tests {
         }
         assert!(TELEMETRY_STREAM_SUBJECTS.contains(&ROUND_SUBJECTS));
         assert!(TELEMETRY_STREAM_SUBJECTS.contains(&ROSTER_SUBJECTS));
-        assert!(MONITOR_STREAM_SUBJECTS.contains(&FAILURE_SUBJECTS));
+        assert!(FAILURE_STREAM_SUBJECTS.contains(&FAILURE_SUBJECTS));
     }
 }

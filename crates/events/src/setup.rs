@@ -1,15 +1,19 @@
 //! Making vnfm's streams and buckets: the admin identity's one job (`vnfm setup`, and `vnfm up`
 //! at start). [`provision`] creates each one missing and brings each existing one to the
 //! configuration below; the roles only bind to them ([`store`](crate::store)'s `open*`), and
-//! may not create, update or delete one ([`access`](crate::access)). Nothing here ever deletes
-//! a stream, and the one purge is a migration's: probe rounds left in the monitor stream by a
-//! build that kept them there (before [`names::TELEMETRY_STREAM`]), which no reader looks for
-//! there any more and which would otherwise stay a month (the monitor stream's age limit).
+//! may not create, update or delete one ([`access`](crate::access)). It also makes the heal
+//! consumer, which the failure stream needs before any report is stored. Nothing here ever
+//! deletes a stream, and the one purge is a migration's: probe rounds left in the monitor
+//! stream by a build that kept them there (before [`names::TELEMETRY_STREAM`]), which no
+//! reader looks for there any more and which would otherwise stay a month (the monitor
+//! stream's age limit); the one consumer deleted is another's: the heal consumer a build
+//! before [`names::FAILURE_STREAM`] made on the monitor stream, once it has nothing pending.
 
 use std::future::IntoFuture;
 use std::time::Duration;
 
-use async_nats::jetstream::{self, kv, stream};
+use async_nats::jetstream::{self, consumer, kv, stream};
+use futures::TryStreamExt;
 
 use crate::names;
 use crate::nats_error::{HasNatsKind, NatsError, NatsErrorKind};
@@ -52,20 +56,24 @@ pub const TELEMETRY_STREAM_BYTES_MIN: i64 = 1024 * 1024;
 /// refuses a stream whose bound its store cannot reserve anyway).
 pub const TELEMETRY_STREAM_BYTES_MAX: i64 = 1024 * 1024 * 1024 * 1024;
 /// The monitor stream's size bound. It refuses new messages past this bound rather than
-/// evicting old ones (`discard: new`), so that no failure report is ever
-/// removed unhandled: a monitor's publish then fails with the server's "maximum bytes
-/// exceeded", which it logs and retries (failure reports and state changes are retried until
-/// stored). Its messages are small and rare (a failure report is about 600 bytes), so 1 GiB
-/// is well over a million failures and state changes. Not larger: a single nats-server
+/// evicting old ones (`discard: new`), so that no record is ever lost to a newer one: a
+/// monitor's publish then fails with the server's "maximum bytes exceeded", which it logs and
+/// retries (state changes are retried until stored), and the failure reports' copies wait in
+/// the failure stream's source. Its messages are small and rare (a failure report is about 600
+/// bytes), so 1 GiB is well over a million copies and state changes. Not larger: a single nats-server
 /// reserves every stream's `max_bytes` against its store's limit (75 % of the free disk by
 /// default) and refuses a stream that does not fit.
 pub const MONITOR_STREAM_BYTES_MAX: i64 = 1024 * 1024 * 1024;
-/// How long the monitor stream keeps a message: a month. Only age removes what is there, and
-/// only this old: a failure report still unhandled after a month of conductors down is a site
-/// that was gone, whose VDUs the monitors report afresh when they fail again. Without it the
-/// handled reports and state changes would pile up until the size bound refused every new
-/// failure report.
+/// How long the monitor stream keeps a message: a month of state changes, rejections, suspect
+/// reports and failure reports' copies to audit. Without it they would pile up until the size
+/// bound refused every new one. No failure report waits for handling there: that is the
+/// failure stream's, which has no age limit.
 pub const MONITOR_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
+/// The failure stream's size bound: failure reports not yet handled. Past it a new report is
+/// refused (`discard: new`) and the monitor retries it until stored, as with the monitor
+/// stream's bound; a handled report leaves the stream. A report is about 600 bytes, so this is
+/// over 400,000 reports waiting, forty storms of 10,000 failures with every conductor down.
+pub const FAILURE_STREAM_BYTES_MAX: i64 = 256 * 1024 * 1024;
 /// How long a monitor's membership and partition leases live after their last write: four
 /// renewals (`monitor::share` renews every second), so one late renewal loses nothing.
 pub const LEASE_TTL: Duration = Duration::from_secs(4);
@@ -109,12 +117,14 @@ pub async fn provision(
             config.telemetry_bytes_max
         )));
     }
-    // The monitor stream first: an older build's took every monitor subject, rounds included,
-    // and streams may not overlap, so it gives up the rounds before the telemetry stream takes
-    // them.
+    refuse_unhandled_failures_of_an_older_build(jetstream).await?;
+    // The monitor stream first: an older build's took every monitor subject, rounds and
+    // failure reports included, and streams may not overlap, so it gives them up before the
+    // failure and telemetry streams take them.
     for stream in [
         lifecycle_stream(config),
         monitor_stream(config),
+        failure_stream(config),
         telemetry_stream(config),
     ] {
         retried("creating or updating a stream", || {
@@ -123,6 +133,7 @@ pub async fn provision(
         .await?;
     }
     purge_old_rounds(jetstream).await?;
+    provision_heal_consumer(jetstream).await?;
     for bucket in buckets(config) {
         retried("creating or updating a bucket", || {
             jetstream.create_or_update_key_value(bucket.clone())
@@ -176,8 +187,9 @@ fn lifecycle_stream(config: &LogConfig) -> stream::Config {
     }
 }
 
-/// VDU state changes, failure reports, `bad_action` rejections, suspect reports and refused
-/// targets: kept a month ([`MONITOR_RETENTION`]), and past its size bound new messages are
+/// VDU state changes, `bad_action` rejections, suspect reports and refused targets, and a copy
+/// of every failure report (sourced from the failure stream, under its own subject): kept a
+/// month ([`MONITOR_RETENTION`]) for the audit, and past its size bound new messages are
 /// refused, never old ones evicted (see [`MONITOR_STREAM_BYTES_MAX`]).
 fn monitor_stream(config: &LogConfig) -> stream::Config {
     stream::Config {
@@ -190,8 +202,138 @@ fn monitor_stream(config: &LogConfig) -> stream::Config {
         discard: stream::DiscardPolicy::New,
         allow_direct: true,
         duplicate_window: DUPLICATE_WINDOW,
+        sources: Some(vec![stream::Source {
+            name: names::FAILURE_STREAM.into(),
+            ..Default::default()
+        }]),
         ..Default::default()
     }
+}
+
+/// Failure reports waiting to be handled: interest retention, so that a report leaves when
+/// every consumer has it, which is `conductor-heal`'s ack (the monitor stream's source takes
+/// its copy as soon as it is stored). No age limit, and past its size bound new reports are
+/// refused rather than old ones evicted ([`FAILURE_STREAM_BYTES_MAX`]): nothing but handling
+/// removes a report.
+fn failure_stream(config: &LogConfig) -> stream::Config {
+    stream::Config {
+        name: names::FAILURE_STREAM.into(),
+        subjects: names::FAILURE_STREAM_SUBJECTS.map(str::to_owned).into(),
+        storage: stream::StorageType::File,
+        num_replicas: config.replicas,
+        retention: stream::RetentionPolicy::Interest,
+        max_bytes: FAILURE_STREAM_BYTES_MAX,
+        discard: stream::DiscardPolicy::New,
+        allow_direct: true,
+        duplicate_window: DUPLICATE_WINDOW,
+        ..Default::default()
+    }
+}
+
+/// `conductor-heal` on the failure stream, made here when missing rather than by the first
+/// conductor: an interest stream keeps a report only for the consumers that exist when it is
+/// stored, so the consumer must exist before any report does. Its conductors set their own
+/// `ack_wait` when they open it.
+async fn provision_heal_consumer(jetstream: &jetstream::Context) -> Result<(), StoreError> {
+    let failures = retried("opening the failure stream", || {
+        jetstream.get_stream(names::FAILURE_STREAM)
+    })
+    .await?;
+    retried("creating the heal consumer", || {
+        failures.get_or_create_consumer(names::HEAL_CONSUMER, heal_consumer())
+    })
+    .await?;
+    // An older build's `conductor-heal` read the monitor stream; it has nothing left to hand
+    // over (see `refuse_unhandled_failures_of_an_older_build`), and left there it would count
+    // the failure reports' copies as pending forever.
+    let monitor = retried("opening the monitor stream", || {
+        jetstream.get_stream(names::MONITOR_STREAM)
+    })
+    .await?;
+    match monitor
+        .delete_consumer(names::HEAL_CONSUMER)
+        .await
+        .map_err(|e| NatsError::new("removing the old heal consumer", e))
+    {
+        Ok(_) => tracing::info!(
+            consumer = names::HEAL_CONSUMER,
+            from = names::MONITOR_STREAM,
+            to = names::FAILURE_STREAM,
+            "Failure reports now have a stream of their own; removed the old consumer."
+        ),
+        Err(e) if e.kind() == NatsErrorKind::NotFound => {}
+        Err(e) => return Err(e.into()),
+    }
+    Ok(())
+}
+
+/// The heal consumer as made by `setup`: every failure report, each acked on its own.
+pub fn heal_consumer() -> consumer::pull::Config {
+    consumer::pull::Config {
+        durable_name: Some(names::HEAL_CONSUMER.into()),
+        filter_subject: names::FAILURE_SUBJECTS.into(),
+        ack_policy: consumer::AckPolicy::Explicit,
+        ..Default::default()
+    }
+}
+
+/// Refuses to move failure reports to their own stream while an older build's monitor stream
+/// still holds some that its `conductor-heal` has not handled (pending or unacked; every one
+/// when that consumer was never made): moved, they would leave the consumer that knows which
+/// are handled. An error names how many and what to do; nothing is changed.
+async fn refuse_unhandled_failures_of_an_older_build(
+    jetstream: &jetstream::Context,
+) -> Result<(), StoreError> {
+    let monitor = match jetstream
+        .get_stream(names::MONITOR_STREAM)
+        .await
+        .map_err(|e| NatsError::new("opening the monitor stream", e))
+    {
+        Ok(monitor) => monitor,
+        Err(e) if e.kind() == NatsErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    let subjects = &monitor.cached_info().config.subjects;
+    let older = subjects.iter().any(|subject| {
+        subject == names::FAILURE_SUBJECTS || subject == names::ALL_MONITOR_SUBJECTS
+    });
+    if !older {
+        return Ok(());
+    }
+    let unhandled = match monitor
+        .consumer_info(names::HEAL_CONSUMER)
+        .await
+        .map_err(|e| NatsError::new("reading the old heal consumer", e))
+    {
+        Ok(heal) => heal.num_pending + heal.num_ack_pending as u64,
+        Err(e) if e.kind() == NatsErrorKind::NotFound => {
+            let mut reports = monitor
+                .info_with_subjects(names::FAILURE_SUBJECTS)
+                .await
+                .map_err(|e| NatsError::new("counting the failure reports", e))?;
+            let mut count = 0;
+            while let Some((_, messages)) = reports
+                .try_next()
+                .await
+                .map_err(|e| NatsError::new("counting the failure reports", e))?
+            {
+                count += messages as u64;
+            }
+            count
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if unhandled > 0 {
+        return Err(StoreError::Misconfigured(format!(
+            "{unhandled} failure reports in {} are not handled yet; this build's conductors \
+             read failure reports from {} instead. Run the conductors of the build that made \
+             it until its consumer `{}` has none pending, then set up again.",
+            names::MONITOR_STREAM,
+            names::FAILURE_STREAM,
+            names::HEAL_CONSUMER
+        )));
+    }
+    Ok(())
 }
 
 /// Probe rounds and their rosters, bounded by age and size: the oldest go first, and nothing
@@ -298,6 +440,7 @@ where
 mod tests {
     use super::*;
     use crate::read::StreamRead;
+    use testkit::wait::eventually;
     use testkit::{Identity, NatsServer};
 
     /// The monitor stream as builds before the telemetry stream made it: every monitor subject,
@@ -365,6 +508,9 @@ mod tests {
             publish(&old, names::bad_action_subject("v0"), "bad").await,
             names::bad_action_subject("v0"),
         ));
+        // The older build's conductors handled every failure report.
+        let old_heal = old_heal_consumer(&old).await;
+        ack_every_report(&old_heal, 3).await;
 
         // The next start, as the admin identity (with only its rights), migrates it.
         let admin = jetstream::new(server.client_as(Identity::Admin).await);
@@ -375,6 +521,19 @@ mod tests {
         provision(&admin, &config).await.unwrap();
 
         let mut monitor = old.get_stream(names::MONITOR_STREAM).await.unwrap();
+        assert!(
+            monitor.consumer_info(names::HEAL_CONSUMER).await.is_err(),
+            "the old heal consumer is removed"
+        );
+        let mut failures = old.get_stream(names::FAILURE_STREAM).await.unwrap();
+        let failure_config = failures.info().await.unwrap().config.clone();
+        assert_eq!(failure_config.subjects, names::FAILURE_STREAM_SUBJECTS);
+        assert_eq!(failure_config.retention, stream::RetentionPolicy::Interest);
+        assert_eq!(failure_config.discard, stream::DiscardPolicy::New);
+        assert_eq!(failure_config.max_age, Duration::ZERO, "no age limit");
+        assert_eq!(failure_config.max_bytes, FAILURE_STREAM_BYTES_MAX);
+        let heal = failures.consumer_info(names::HEAL_CONSUMER).await.unwrap();
+        assert_eq!(heal.config.filter_subject, names::FAILURE_SUBJECTS);
         let info = monitor.info().await.unwrap().clone();
         assert_eq!(info.config.subjects, names::MONITOR_STREAM_SUBJECTS);
         assert_eq!(info.config.discard, stream::DiscardPolicy::New);
@@ -397,8 +556,28 @@ mod tests {
             stored(&telemetry, names::ROUND_SUBJECTS).await,
             [(round, names::round_subject("m1"))]
         );
-        let failure = publish(&old, names::failure_subject("v9"), "failure").await;
-        kept.push((failure, names::failure_subject("v9")));
+        // A failure report lands in the failure stream, and its copy in the monitor stream.
+        let ack = old
+            .publish(names::failure_subject("v9"), "failure".into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        assert_eq!(ack.stream, names::FAILURE_STREAM);
+        let copy = eventually(
+            "the report's copy is in the monitor stream",
+            PATIENCE,
+            || async {
+                let copies = stored(&monitor, names::FAILURE_SUBJECTS).await;
+                match copies.last() {
+                    Some(last) if copies.len() == 4 => Ok(last.clone()),
+                    _ => Err(format!("{copies:?}")),
+                }
+            },
+        )
+        .await;
+        assert_eq!(copy.1, names::failure_subject("v9"));
+        kept.push(copy);
 
         // Starting again changes nothing.
         provision(&admin, &config).await.unwrap();
@@ -407,6 +586,131 @@ mod tests {
             stored(&telemetry, names::ROUND_SUBJECTS).await,
             [(round, names::round_subject("m1"))]
         );
+    }
+
+    /// An older build's heal consumer, on the monitor stream.
+    async fn old_heal_consumer(
+        jetstream: &jetstream::Context,
+    ) -> consumer::Consumer<consumer::pull::Config> {
+        jetstream
+            .get_stream(names::MONITOR_STREAM)
+            .await
+            .unwrap()
+            .create_consumer(heal_consumer())
+            .await
+            .unwrap()
+    }
+
+    /// Takes `count` failure reports from `heal` and acks each, as conductors do.
+    async fn ack_every_report(heal: &consumer::Consumer<consumer::pull::Config>, count: usize) {
+        let mut batch = heal.fetch().max_messages(count).messages().await.unwrap();
+        let mut acked = 0;
+        while let Some(message) = batch.try_next().await.unwrap() {
+            message.double_ack().await.unwrap();
+            acked += 1;
+        }
+        assert_eq!(acked, count);
+    }
+
+    /// Time for the server to do what it does on its own: copy a source's message, remove an
+    /// acked one.
+    const PATIENCE: Duration = Duration::from_secs(10);
+
+    #[tokio::test]
+    async fn an_older_builds_unhandled_failure_reports_stop_the_migration_naming_them() {
+        let server = NatsServer::start().await;
+        let old = jetstream::new(server.client().await);
+        old.create_stream(monitor_stream_before_telemetry())
+            .await
+            .unwrap();
+        for n in 0..3 {
+            publish(&old, names::failure_subject(&format!("v{n}")), "failure").await;
+        }
+        let admin = jetstream::new(server.client_as(Identity::Admin).await);
+        let config = LogConfig::default();
+
+        // No conductor ever read them: all three wait.
+        let error = provision(&admin, &config).await.unwrap_err().to_string();
+        assert!(error.contains("3 failure reports"), "{error}");
+        assert!(error.contains(names::HEAL_CONSUMER), "{error}");
+        // One handled: two wait.
+        let old_heal = old_heal_consumer(&old).await;
+        ack_every_report(&old_heal, 1).await;
+        let error = provision(&admin, &config).await.unwrap_err().to_string();
+        assert!(error.contains("2 failure reports"), "{error}");
+
+        let mut monitor = old.get_stream(names::MONITOR_STREAM).await.unwrap();
+        assert_eq!(
+            monitor.info().await.unwrap().config.subjects,
+            [names::ALL_MONITOR_SUBJECTS],
+            "nothing changed"
+        );
+        assert!(old.get_stream(names::FAILURE_STREAM).await.is_err());
+        assert!(monitor.consumer_info(names::HEAL_CONSUMER).await.is_ok());
+
+        // Every one handled: the migration goes through.
+        ack_every_report(&old_heal, 2).await;
+        provision(&admin, &config).await.unwrap();
+        assert!(old.get_stream(names::FAILURE_STREAM).await.is_ok());
+    }
+
+    /// A failure report stays in the failure stream, whoever reads it, until the heal consumer
+    /// acks it, and no longer; its copy stays in the monitor stream for the audit.
+    #[tokio::test]
+    async fn a_failure_report_stays_until_it_is_handled_and_its_copy_stays_for_the_audit() {
+        let server = NatsServer::start().await;
+        let admin = jetstream::new(server.client_as(Identity::Admin).await);
+        provision(&admin, &LogConfig::default()).await.unwrap();
+        let monitor_identity = jetstream::new(server.client_as(Identity::Monitor).await);
+        let ack = monitor_identity
+            .publish(names::failure_subject("v1"), "failure".into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        assert_eq!(ack.stream, names::FAILURE_STREAM);
+
+        let conductor = jetstream::new(server.client_as(Identity::Conductor).await);
+        let mut failures = conductor.get_stream(names::FAILURE_STREAM).await.unwrap();
+        let monitor = conductor.get_stream(names::MONITOR_STREAM).await.unwrap();
+        let copied = || async {
+            match stored(&monitor, names::FAILURE_SUBJECTS).await.as_slice() {
+                [(_, subject)] if *subject == names::failure_subject("v1") => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        };
+        eventually(
+            "the report's copy is in the monitor stream",
+            PATIENCE,
+            copied,
+        )
+        .await;
+        // Read whole by a reader (an ordered consumer), and delivered but not acked: kept.
+        assert_eq!(
+            stored(&failures, names::FAILURE_SUBJECTS).await,
+            [(ack.sequence, names::failure_subject("v1"))]
+        );
+        let heal = failures
+            .get_consumer::<consumer::pull::Config>(names::HEAL_CONSUMER)
+            .await
+            .unwrap();
+        let mut batch = heal.fetch().max_messages(1).messages().await.unwrap();
+        let delivered = batch.try_next().await.unwrap().expect("the report");
+        assert_eq!(failures.info().await.unwrap().state.messages, 1);
+
+        // Acked: gone from the failure stream, its copy still in the monitor stream.
+        delivered.double_ack().await.unwrap();
+        eventually("the handled report leaves", PATIENCE, || {
+            let mut failures = failures.clone();
+            async move {
+                match failures.info().await.unwrap().state.messages {
+                    0 => Ok(()),
+                    left => Err(format!("{left} messages")),
+                }
+            }
+        })
+        .await;
+        copied().await.unwrap();
     }
 
     /// A deployment whose telemetry stream holds rounds alone (before rosters) gains the

@@ -471,8 +471,8 @@ fn conflict_backoff(conflicts: u32) -> Duration {
     ceiling * fraction / 1_000
 }
 
-/// Binds to the monitor stream: VDU state changes, failure reports, `bad_action` rejections,
-/// suspect reports and refused targets.
+/// Binds to the monitor stream: VDU state changes, `bad_action` rejections, suspect reports,
+/// refused targets and the failure reports' copies.
 pub async fn open_monitor_stream(
     jetstream: &jetstream::Context,
 ) -> Result<stream::Stream, StoreError> {

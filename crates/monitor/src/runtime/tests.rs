@@ -445,7 +445,7 @@ async fn a_monitor_whose_partitions_are_all_leased_to_an_intruder_says_so_until_
     started.running.await.unwrap().unwrap();
 }
 
-/// A monitor stream's bound in the test below: room for a few failure reports.
+/// A failure stream's bound in the test below: room for a few failure reports.
 const FULL_STREAM_BYTES: i64 = 4096;
 
 /// A failure report numbered `n`, as the judge makes one.
@@ -474,15 +474,15 @@ fn failure_report(n: usize) -> Publish {
     }
 }
 
-/// Telemetry is elsewhere, and the monitor stream refuses rather than evicts: when it is full
-/// every report in it stays, a new one is refused with an error the publisher retries (not
-/// one it gives up on), and it is stored once the stream has room again.
+/// Nothing but handling removes a failure report: when the failure stream is full every report
+/// in it stays, a new one is refused with an error the publisher retries (not one it gives up
+/// on), and it is stored once the stream has room again.
 #[tokio::test]
-async fn a_full_monitor_stream_keeps_every_report_and_a_new_one_waits_for_room() {
+async fn a_full_failure_stream_keeps_every_report_and_a_new_one_waits_for_room() {
     let server = NatsServer::start().await;
     let log = fixtures::log(server.client().await).await;
     let jetstream = log.jetstream().clone();
-    let mut stream = jetstream.get_stream(names::MONITOR_STREAM).await.unwrap();
+    let mut stream = jetstream.get_stream(names::FAILURE_STREAM).await.unwrap();
     let provisioned = stream.info().await.unwrap().config.clone();
     assert_eq!(provisioned.discard, jetstream::stream::DiscardPolicy::New);
     jetstream
@@ -542,7 +542,7 @@ async fn a_full_monitor_stream_keeps_every_report_and_a_new_one_waits_for_room()
     jetstream.update_stream(provisioned).await.unwrap();
     testkit::eventually("the waiting report stored", WAIT, || async {
         let messages = jetstream
-            .get_stream(names::MONITOR_STREAM)
+            .get_stream(names::FAILURE_STREAM)
             .await
             .map_err(|e| e.to_string())?
             .info()
