@@ -113,7 +113,8 @@ async fn append_figures() -> anyhow::Result<()> {
     ] {
         let mut checked_by_bus = Vec::new();
         for bus in [Bus::Open, Bus::Identities] {
-            let [raw, expecting, with_id, encoding, checked] = appends(durability, bus).await?;
+            let runs = appends(durability, bus).await?;
+            let [raw, expecting, with_id, encoding, checked] = runs.map(|run| run.rate);
             println!(
                 "appends ({label}, {}, {APPENDS} messages, {IN_FLIGHT} in flight, median of \
                  {APPEND_ROUNDS} runs): raw JetStream {raw:.0}/s; raw with the expected-sequence \
@@ -128,7 +129,15 @@ async fn append_figures() -> anyhow::Result<()> {
                 checked / raw,
                 checked / encoding
             );
-            checked_by_bus.push(checked);
+            let [raw, expecting, with_id, encoding, checked] =
+                runs.map(|run| format!("{:.1} / {:.1}", run.client_us, run.server_us));
+            println!(
+                "appends ({label}, {}): CPU per append, bench client / nats-server (us, medians): \
+                 raw {raw}; expected-sequence header {expecting}; and a message id {with_id}; \
+                 encoding in flight {encoding}; event store {checked}",
+                bus.label()
+            );
+            checked_by_bus.push(runs[4].rate);
         }
         println!(
             "appends ({label}): event store with permissions / without {:.2} (goal >= 0.95)",
@@ -343,22 +352,44 @@ const KINDS: [AppendKind; 5] = [
     AppendKind::EventStore,
 ];
 
-/// The appends per second of each kind, in [`KINDS`]' order: the median of
-/// [`APPEND_ROUNDS`] runs, each on a fresh server (same durability and bus), the same
-/// messages, the same concurrency. Each round starts with the next kind, so that no kind always
-/// runs in the same place (first on a quiet server and disk, or last behind the others).
-async fn appends(durability: Durability, bus: Bus) -> anyhow::Result<[f64; KINDS.len()]> {
-    let mut runs: [Vec<f64>; KINDS.len()] = Default::default();
+/// One append run's figures: appends a second, and the CPU time each append cost the bench's
+/// client (this process: encoding, the client library, the runtime) and the nats-server, in
+/// microseconds. Where an append's time goes, process by process.
+#[derive(Debug, Clone, Copy)]
+struct AppendRun {
+    rate: f64,
+    client_us: f64,
+    server_us: f64,
+}
+
+/// The figures of each kind, in [`KINDS`]' order: each the median of [`APPEND_ROUNDS`] runs,
+/// each run on a fresh server (same durability and bus), the same messages, the same
+/// concurrency. Each round starts with the next kind, so that no kind always runs in the same
+/// place (first on a quiet server and disk, or last behind the others).
+async fn appends(durability: Durability, bus: Bus) -> anyhow::Result<[AppendRun; KINDS.len()]> {
+    let mut runs: [Vec<AppendRun>; KINDS.len()] = Default::default();
     for round in 0..APPEND_ROUNDS {
         for k in (0..KINDS.len()).map(|k| (k + round) % KINDS.len()) {
             let server = bus.server(durability).await;
+            let server_pid = child_pid_with_arg(
+                &server
+                    .store_dir()
+                    .parent()
+                    .context("store parent")?
+                    .to_string_lossy(),
+            )?;
             let log = as_gateway(&server).await?;
-            runs[k].push(append_run(&log, KINDS[k]).await);
+            runs[k].push(append_run(&log, KINDS[k], server_pid).await);
         }
     }
-    Ok(runs.map(|mut rates| {
-        rates.sort_by(f64::total_cmp);
-        rates[rates.len() / 2]
+    let median = |mut values: Vec<f64>| {
+        values.sort_by(f64::total_cmp);
+        values[values.len() / 2]
+    };
+    Ok(runs.map(|runs| AppendRun {
+        rate: median(runs.iter().map(|run| run.rate).collect()),
+        client_us: median(runs.iter().map(|run| run.client_us).collect()),
+        server_us: median(runs.iter().map(|run| run.server_us).collect()),
     }))
 }
 
@@ -387,9 +418,9 @@ fn raw_message(n: usize) -> (String, String, bytes::Bytes) {
     )
 }
 
-/// [`APPENDS`] appends of `kind`, [`IN_FLIGHT`] at a time, each of a VNF of its own; answers
-/// how many a second.
-async fn append_run(log: &EventLog, kind: AppendKind) -> f64 {
+/// [`APPENDS`] appends of `kind`, [`IN_FLIGHT`] at a time, each of a VNF of its own, to the
+/// nats-server `server_pid`.
+async fn append_run(log: &EventLog, kind: AppendKind, server_pid: u32) -> AppendRun {
     let js = log.jetstream();
     let mut encoded = match kind {
         AppendKind::Raw
@@ -398,6 +429,8 @@ async fn append_run(log: &EventLog, kind: AppendKind) -> f64 {
         AppendKind::RawEncodingInFlight | AppendKind::EventStore => Vec::new(),
     }
     .into_iter();
+    let client_before = cpu_time(std::process::id());
+    let server_before = cpu_time(server_pid);
     let started = Instant::now();
     futures::stream::iter(0..APPENDS)
         .map(|n| {
@@ -425,7 +458,13 @@ async fn append_run(log: &EventLog, kind: AppendKind) -> f64 {
             async {}
         })
         .await;
-    APPENDS as f64 / started.elapsed().as_secs_f64()
+    let elapsed = started.elapsed();
+    let per_append = |cpu: Duration| cpu.as_secs_f64() * 1e6 / APPENDS as f64;
+    AppendRun {
+        rate: APPENDS as f64 / elapsed.as_secs_f64(),
+        client_us: per_append(cpu_time(std::process::id()).saturating_sub(client_before)),
+        server_us: per_append(cpu_time(server_pid).saturating_sub(server_before)),
+    }
 }
 
 /// A raw JetStream publish of `message` with the headers `kind` sets, once stored.
