@@ -350,12 +350,18 @@ impl Conductor {
         work: Work,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), ConductorError> {
-        let (stream, name, filter) = match work {
+        let (stream, name, config) = match work {
             Work::Lifecycle => (
                 self.log.stream().clone(),
                 names::CONDUCTOR_CONSUMER,
-                names::VNF_SUBJECTS,
+                consumer::pull::Config {
+                    durable_name: Some(names::CONDUCTOR_CONSUMER.into()),
+                    filter_subject: names::VNF_SUBJECTS.into(),
+                    ack_policy: consumer::AckPolicy::Explicit,
+                    ..Default::default()
+                },
             ),
+            // `setup` made this consumer; the conductor only sets its own ack wait on it.
             Work::Heal => (
                 self.log
                     .jetstream()
@@ -363,17 +369,14 @@ impl Conductor {
                     .await
                     .map_err(|e| NatsError::new("opening the failure stream", e))?,
                 names::HEAL_CONSUMER,
-                names::FAILURE_SUBJECTS,
+                events::setup::heal_consumer(),
             ),
         };
         let mut messages = Durable::new(
             stream,
             consumer::pull::Config {
-                durable_name: Some(name.into()),
-                filter_subject: filter.into(),
-                ack_policy: consumer::AckPolicy::Explicit,
                 ack_wait: self.config.ack_wait,
-                ..Default::default()
+                ..config
             },
         );
         // Ends with this consumer's loop (aborted below).
