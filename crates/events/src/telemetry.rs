@@ -49,6 +49,10 @@ pub const APPEND_LATENCY: &str = "vnfm_append_seconds";
 /// Seconds an API request took, by `route` (the route template, `unmatched` for none),
 /// `method` and `status` class (`2xx` to `5xx`).
 pub const HTTP_REQUEST_LATENCY: &str = "vnfm_http_request_seconds";
+/// Bytes of the process's heap in live allocations, as of the scrape.
+pub const HEAP_IN_USE: &str = "vnfm_heap_in_use_bytes";
+/// Bytes of the process's heap freed and kept by the allocator, as of the scrape.
+pub const HEAP_FREE: &str = "vnfm_heap_free_bytes";
 
 /// Every histogram and the bucket bounds it is exported with, in seconds.
 pub const HISTOGRAMS: [(&str, &[f64]); 5] = [
@@ -159,6 +163,16 @@ pub fn describe() {
         HTTP_REQUEST_LATENCY,
         Unit::Seconds,
         "Time an API request took, by route template, method and status class."
+    );
+    describe_gauge!(
+        HEAP_IN_USE,
+        Unit::Bytes,
+        "Bytes of the process's heap in live allocations (glibc's mallinfo2)."
+    );
+    describe_gauge!(
+        HEAP_FREE,
+        Unit::Bytes,
+        "Bytes of the process's heap freed and kept by the allocator (glibc's mallinfo2)."
     );
 }
 

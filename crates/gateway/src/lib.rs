@@ -17,10 +17,10 @@ pub mod audit;
 pub mod auth;
 mod board;
 mod error;
+pub mod glibc_heap;
 mod guard;
 #[cfg(test)]
 mod heap;
-mod heap_trim;
 mod input;
 pub mod keystone;
 mod mirror;
@@ -261,11 +261,14 @@ impl Gateway {
                 "The tables did not load within {MIRROR_SYNC_TIMEOUT:?}; lists may miss rows until they do."
             );
         }
+        let loaded = glibc_heap::usage();
         let trimming = std::time::Instant::now();
-        heap_trim::trim();
+        glibc_heap::trim();
         tracing::info!(
             instance = %config.instance,
             trim_ms = trimming.elapsed().as_millis(),
+            heap_in_use_bytes = loaded.map(|heap| heap.in_use),
+            heap_free_bytes = loaded.map(|heap| heap.free),
             "Tables loaded; the heap's free pages given back."
         );
         Ok(Gateway {

@@ -56,9 +56,20 @@ fn router(handle: PrometheusHandle) -> Router {
         "/metrics",
         get(move || {
             let handle = handle.clone();
-            async move { ([(header::CONTENT_TYPE, CONTENT_TYPE)], handle.render()).into_response() }
+            async move {
+                record_heap();
+                ([(header::CONTENT_TYPE, CONTENT_TYPE)], handle.render()).into_response()
+            }
         }),
     )
+}
+
+/// Sets the heap gauges to the allocator's figures of now (none where it cannot tell).
+fn record_heap() {
+    if let Some(heap) = gateway::glibc_heap::usage() {
+        metrics::gauge!(telemetry::HEAP_IN_USE).set(heap.in_use as f64);
+        metrics::gauge!(telemetry::HEAP_FREE).set(heap.free as f64);
+    }
 }
 
 /// Installs the recorder and binds `listen`; answers the bound address and the server, which
@@ -143,6 +154,23 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_scrape_shows_the_heap_in_use_and_free() {
+        let text = rendered(record_heap);
+        let value = |name: &str| -> f64 {
+            text.lines()
+                .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+                .unwrap_or_else(|| panic!("no sample of {name} in:\n{text}"))
+        };
+        assert!(
+            text.lines()
+                .any(|l| l == "# TYPE vnfm_heap_in_use_bytes gauge")
+        );
+        // This test process has allocated at least the page it renders.
+        assert!(value(telemetry::HEAP_IN_USE) > 1000.0, "{text}");
+        assert!(value(telemetry::HEAP_FREE) >= 0.0, "{text}");
+    }
+
     /// Every name `ops/grafana/vnfm.json` queries is one vnfm exports (a histogram's
     /// `_bucket`, `_sum` and `_count` series included), so a renamed metric breaks this test
     /// and not only the dashboard.
@@ -166,6 +194,8 @@ mod tests {
             telemetry::CONSUMER_ACK_PENDING,
             telemetry::APPEND_LATENCY,
             telemetry::HTTP_REQUEST_LATENCY,
+            telemetry::HEAP_IN_USE,
+            telemetry::HEAP_FREE,
         ];
         let histograms: Vec<&str> = telemetry::HISTOGRAMS
             .iter()

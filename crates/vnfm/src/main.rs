@@ -617,6 +617,8 @@ fn main() -> ExitCode {
             }
         };
     }
+    // Before the runtime's threads exist, so that they all allocate from the one arena.
+    gateway::glibc_heap::one_arena();
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if let Config::Monitor(_) = &config {
         runtime.worker_threads(MONITOR_WORKER_THREADS);

@@ -199,6 +199,7 @@ async fn main() -> anyhow::Result<()> {
     // 1. The fleet.
     let vnfd_id = system.onboard(&fleet_vnfd()).await;
     let gateway_rss_empty = rss_bytes(system.process("gateway").pid());
+    let gateway_heap_empty = gateway_heap(&mut system, &http).await?;
     let started = Instant::now();
     let ids = create_fleet(&system.api, &http, &vnfd_id, vdus, concurrency).await?;
     let answered = started.elapsed();
@@ -300,12 +301,23 @@ async fn main() -> anyhow::Result<()> {
     }
     // The gateway restarted with every row (its cold start above) against one that held none.
     let gateway_rss = rss_bytes(system.process("gateway").pid());
+    let gateway_heap = gateway_heap(&mut system, &http).await?;
+    let per_vnf = |full: f64, empty: f64| (full - empty).max(0.0) / 1024.0 / vdus as f64;
     println!(
         "gateway memory: RSS {:.1} MB holding {vdus} VNFs against {:.1} MB holding none before \
          the fleet: {:.2} KiB per VNF (goal <= 2)",
         gateway_rss as f64 / 1e6,
         gateway_rss_empty as f64 / 1e6,
-        gateway_rss.saturating_sub(gateway_rss_empty) as f64 / 1024.0 / vdus as f64,
+        per_vnf(gateway_rss as f64, gateway_rss_empty as f64),
+    );
+    println!(
+        "  its heap: {:.1} MB in live allocations against {:.1} MB before, {:.2} KiB per VNF; \
+         {:.1} MB freed and kept by malloc against {:.1} MB before",
+        gateway_heap.in_use / 1e6,
+        gateway_heap_empty.in_use / 1e6,
+        per_vnf(gateway_heap.in_use, gateway_heap_empty.in_use),
+        gateway_heap.free / 1e6,
+        gateway_heap_empty.free / 1e6,
     );
 
     // No VDU was blocked yet: every failure reported so far is a VDU judged down while it
@@ -512,6 +524,25 @@ async fn metrics_url(process: &mut RoleProcess) -> String {
         .and_then(|rest| rest.split("/metrics").next())
         .unwrap_or_else(|| panic!("{}: no address after {SERVING:?}", process.label()));
     format!("http://{address}/metrics")
+}
+
+/// The gateway's heap, as its `/metrics` says now: bytes in live allocations, and freed and
+/// kept by malloc.
+struct Heap {
+    in_use: f64,
+    free: f64,
+}
+
+async fn gateway_heap(system: &mut System, http: &reqwest::Client) -> anyhow::Result<Heap> {
+    let page = scrape(http, &metrics_url(system.process("gateway")).await).await?;
+    let bytes = |name: &str| {
+        page.get(name)
+            .with_context(|| format!("the gateway's /metrics has no {name}"))
+    };
+    Ok(Heap {
+        in_use: bytes(events::telemetry::HEAP_IN_USE)?,
+        free: bytes(events::telemetry::HEAP_FREE)?,
+    })
 }
 
 /// One scrape of `url`.
