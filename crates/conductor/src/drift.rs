@@ -391,7 +391,7 @@ mod tests {
     fn a_vnf_not_active_or_with_an_operation_pending_has_no_drift() {
         let mut pending = given_active_vnf();
         pending.status = Some(VnfStatus::Dead);
-        pending.pending = Some(PendingOperation {
+        pending.pending = Some(Box::new(PendingOperation {
             operation_id: "op-heal".into(),
             kind: OperationKind::Respawn,
             add: vec![PlannedInstance {
@@ -399,7 +399,7 @@ mod tests {
                 instance_id: "i-3".into(),
             }],
             remove: vec!["i-1".into(), "i-2".into()],
-        });
+        }));
         assert_eq!(when_planned(&pending, vec![]), vec![]);
         let mut error = given_active_vnf();
         error.status = Some(VnfStatus::Error);
@@ -426,11 +426,11 @@ mod tests {
     #[test]
     fn orphans_are_the_tagged_servers_and_ports_no_live_instance_owns() {
         let mut vnf = given_active_vnf();
-        vnf.orphans = vec!["i-failed".into()];
+        vnf.orphans = vec!["i-failed".into()].into();
         let mut creating = given_active_vnf();
         creating.instances = vec![];
         creating.status = Some(VnfStatus::PendingCreate);
-        creating.pending = Some(PendingOperation {
+        creating.pending = Some(Box::new(PendingOperation {
             operation_id: "op-create".into(),
             kind: OperationKind::Create,
             add: vec![PlannedInstance {
@@ -438,7 +438,7 @@ mod tests {
                 instance_id: "i-new".into(),
             }],
             remove: vec![],
-        });
+        }));
         let mut deleted = given_active_vnf();
         deleted.deleted = true;
         deleted.instances = vec![instance("i-of-deleted", "VDU1", 20)];

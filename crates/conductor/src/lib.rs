@@ -629,7 +629,8 @@ impl Conductor {
             .details
             .as_ref()
             .filter(|_| vim_id != events::vim::LOCAL_VIM_ID && !pending.add.is_empty())
-            .map_or(&serde_json::Value::Null, |details| &details.user_data);
+            .and_then(|details| details.user_data.as_deref())
+            .unwrap_or(&serde_json::Value::Null);
         let (vim, user_data) = match self.vims.user_data(vnf_id, sealed_user_data).await {
             Ok(user_data) => (vim, user_data),
             Err(VimsError::Store(e)) => return Err(e.into()),

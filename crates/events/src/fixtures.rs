@@ -130,7 +130,7 @@ pub fn details(vnf_id: &str, vnfd_id: &str) -> VnfDetails {
         vim_id: "local".into(),
         attributes: serde_json::json!({}),
         placement_attr: serde_json::json!({}),
-        user_data: serde_json::Value::Null,
+        user_data: None,
     }
 }
 

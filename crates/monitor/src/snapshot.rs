@@ -106,6 +106,7 @@ impl Fold {
         for event in events {
             vnf.apply(event);
         }
+        vnf.shrink_to_fit();
         self.specs.share(vnf);
         let answer = shared.clone();
         if answer.deleted {
@@ -316,6 +317,7 @@ pub fn decode(bytes: &[u8], last_sequence: u64) -> Result<Fold, SnapshotError> {
             vnf.vnfd = Some(spec.clone());
         }
         specs.share(&mut vnf);
+        vnf.shrink_to_fit();
         vnfs.insert(vnf_id, Arc::new(vnf));
     }
     Ok(Fold {

@@ -71,12 +71,12 @@ fn dead_pending_create_and_error_vnfs_are_not_probed() {
 #[test]
 fn instances_being_removed_are_no_longer_probed() {
     let mut scaling_in = vnf(VnfStatus::PendingScaleIn);
-    scaling_in.pending = Some(PendingOperation {
+    scaling_in.pending = Some(Box::new(PendingOperation {
         operation_id: "op".into(),
         kind: OperationKind::ScaleIn,
         add: vec![],
         remove: vec!["b".into()],
-    });
+    }));
     assert_eq!(ids(&targets("v1", &scaling_in)), ["a"]);
 }
 

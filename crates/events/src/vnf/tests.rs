@@ -1472,7 +1472,7 @@ mod alarms {
         }
         let vnf = state_after(events);
         assert_eq!(vnf.handled_alarms.len(), HANDLED_ALARMS_MAX);
-        assert_eq!(vnf.handled_alarms.front().map(String::as_str), Some("t:1"));
+        assert_eq!(vnf.handled_alarms.first().map(String::as_str), Some("t:1"));
     }
 
     #[test]
@@ -1658,21 +1658,29 @@ fn user_data_is_sealed_whole_with_the_vnf_key_and_old_details_decode_without_it(
     let key = DataKey::generate().unwrap();
     let clear = serde_json::json!({"VDU1": "#!/bin/sh\necho marker-77\n"});
     let sealed = VnfDetails {
-        user_data: secrets::seal(&clear, &key, USER_DATA_PATH).unwrap(),
+        user_data: Some(Box::new(
+            secrets::seal(&clear, &key, USER_DATA_PATH).unwrap(),
+        )),
         ..details()
     };
     let encoded = serde_json::to_string(&sealed).unwrap();
     assert!(!encoded.contains("marker-77"), "{encoded}");
     let decoded: VnfDetails = serde_json::from_str(&encoded).unwrap();
+    let user_data = decoded.user_data.expect("user_data");
     assert_eq!(
-        secrets::open_secrets(&decoded.user_data, &key, USER_DATA_PATH).unwrap(),
+        secrets::open_secrets(&user_data, &key, USER_DATA_PATH).unwrap(),
         clear
     );
-    assert!(secrets::open_secrets(&decoded.user_data, &key, ATTRIBUTES_PATH).is_err());
+    assert!(secrets::open_secrets(&user_data, &key, ATTRIBUTES_PATH).is_err());
 
     // Details recorded before user_data was kept have none, and none is written.
     let old = serde_json::to_value(details()).unwrap();
     assert!(old.get("user_data").is_none());
-    let decoded: VnfDetails = serde_json::from_value(old).unwrap();
-    assert!(decoded.user_data.is_null());
+    let decoded: VnfDetails = serde_json::from_value(old.clone()).unwrap();
+    assert!(decoded.user_data.is_none());
+    // Nor do details that say null.
+    let mut null = old;
+    null["user_data"] = serde_json::Value::Null;
+    let decoded: VnfDetails = serde_json::from_value(null).unwrap();
+    assert!(decoded.user_data.is_none());
 }
