@@ -359,6 +359,9 @@ impl Roles {
             tracing::info!("Stopping.");
             on_signal.send_replace(true);
         });
+        tokio::spawn(gateway::glibc_heap::trim_every(
+            gateway::glibc_heap::HEAP_TRIM_INTERVAL,
+        ));
         Roles {
             stop,
             running: JoinSet::new(),
