@@ -51,7 +51,8 @@ pub const APPEND_LATENCY: &str = "vnfm_append_seconds";
 pub const HTTP_REQUEST_LATENCY: &str = "vnfm_http_request_seconds";
 /// Bytes of the process's heap in live allocations, as of the scrape.
 pub const HEAP_IN_USE: &str = "vnfm_heap_in_use_bytes";
-/// Bytes of the process's heap freed and kept by the allocator, as of the scrape.
+/// Bytes of the process's heap freed and not reused yet, as of the scrape; pages of it given
+/// back to the system stay counted.
 pub const HEAP_FREE: &str = "vnfm_heap_free_bytes";
 
 /// Every histogram and the bucket bounds it is exported with, in seconds.
@@ -172,7 +173,7 @@ pub fn describe() {
     describe_gauge!(
         HEAP_FREE,
         Unit::Bytes,
-        "Bytes of the process's heap freed and kept by the allocator (glibc's mallinfo2)."
+        "Bytes of the process's heap freed and not reused yet, pages given back included (glibc's mallinfo2)."
     );
 }
 

@@ -732,7 +732,7 @@ pub fn monitor_action_id(operation_id: &str) -> String {
 }
 
 impl Vnf {
-    /// Gives back the room its lists have beyond what they hold, for a VNF kept long: a
+    /// Gives back the room its instance list has beyond what it holds, for a VNF kept long: a
     /// list of one instance, grown by a push or decoded, has room for four (216 bytes more).
     pub fn shrink_to_fit(&mut self) {
         self.instances.shrink_to_fit();
