@@ -129,8 +129,10 @@ mod tests {
         let held = vec![1_u8; BYTES];
         std::hint::black_box(&held);
         let during = usage().expect("glibc");
+        // The figures are the whole process's, and other tests allocate and free meanwhile:
+        // half the allocation is the margin either way.
         assert!(
-            during.in_use >= before.in_use + BYTES as u64,
+            during.in_use > before.in_use + (BYTES as u64) / 2,
             "{before:?} then {during:?}"
         );
         drop(held);
