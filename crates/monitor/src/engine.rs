@@ -180,14 +180,6 @@ impl<P: Probe, C: Clock, S: Seeds> Engine<P, C, S> {
                 },
                 _ = tick.tick() => {
                     let owned = owned.borrow().clone();
-                    if ticks == 0 || *owned != *gauged {
-                        // Both at once: a reader that sees the partitions sees their targets.
-                        let held = targets.census(&owned).targets;
-                        metrics::gauge!(telemetry::MONITOR_TARGETS).set(held as f64);
-                        metrics::gauge!(telemetry::MONITOR_PARTITIONS).set(owned.len() as f64);
-                        gauged = owned.clone();
-                    }
-                    ticks = (ticks + 1) % TARGETS_GAUGE_TICKS;
                     let now = self.clock.now();
                     let since = std::time::Duration::try_from(now - snapshot_at).unwrap_or_default();
                     let writer = owned.contains(&snapshot::WRITER_PARTITION);
@@ -198,6 +190,15 @@ impl<P: Probe, C: Clock, S: Seeds> Engine<P, C, S> {
                         folded_since = 0;
                     }
                     let due = targets.due(now, &owned);
+                    if ticks == 0 || *owned != *gauged {
+                        // Both at once, once `due` derived the partitions' targets: a reader
+                        // that sees the partitions sees their targets.
+                        let held = targets.census().targets;
+                        metrics::gauge!(telemetry::MONITOR_TARGETS).set(held as f64);
+                        metrics::gauge!(telemetry::MONITOR_PARTITIONS).set(owned.len() as f64);
+                        gauged = owned.clone();
+                    }
+                    ticks = (ticks + 1) % TARGETS_GAUGE_TICKS;
                     if !due.seeds.is_empty() {
                         let (source, sender) = (self.seeds.clone(), seeds_sender.clone());
                         let vnf_ids = due.seeds;
@@ -250,10 +251,8 @@ impl<P: Probe, C: Clock, S: Seeds> Engine<P, C, S> {
                         round.running -= 1;
                         round.record(&mut targets, attempt);
                     }
-                    let owned = owned.borrow().clone();
-                    let mut jobs =
-                        self.finish_rounds(&mut targets, &mut rounds, &mut rosters, &owned, &monitor);
-                    jobs.extend(self.announce_early(&targets, &mut rounds, &owned, &monitor));
+                    let mut jobs = self.finish_rounds(&mut targets, &mut rounds, &mut rosters, &monitor);
+                    jobs.extend(self.announce_early(&targets, &mut rounds, &monitor));
                     jobs
                 }
             };
@@ -272,7 +271,6 @@ impl<P: Probe, C: Clock, S: Seeds> Engine<P, C, S> {
         targets: &mut Targets,
         rounds: &mut BTreeMap<i128, Round>,
         rosters: &mut RosterMemory,
-        owned: &BTreeSet<u32>,
         monitor: &Actor,
     ) -> Vec<Publish> {
         let mut jobs = Vec::new();
@@ -281,7 +279,7 @@ impl<P: Probe, C: Clock, S: Seeds> Engine<P, C, S> {
         {
             let round = entry.remove();
             let at = self.clock.now();
-            let census = targets.census(owned);
+            let census = targets.census();
             metrics::gauge!(telemetry::MONITOR_TARGETS).set(census.targets as f64);
             let verdict = judge::judge(
                 round,
@@ -306,7 +304,6 @@ impl<P: Probe, C: Clock, S: Seeds> Engine<P, C, S> {
         &self,
         targets: &Targets,
         rounds: &mut BTreeMap<i128, Round>,
-        owned: &BTreeSet<u32>,
         monitor: &Actor,
     ) -> Vec<Publish> {
         let Some(mut oldest) = rounds.first_entry() else {
@@ -314,7 +311,7 @@ impl<P: Probe, C: Clock, S: Seeds> Engine<P, C, S> {
         };
         judge::early(
             oldest.get_mut(),
-            || targets.census(owned),
+            || targets.census(),
             self.config.suspect_failures_min,
             monitor,
             || uuid::Uuid::new_v4().to_string(),

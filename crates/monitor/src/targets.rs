@@ -1,11 +1,18 @@
 //! The target fold, without I/O: the VNFs as the lifecycle log left them, a [`Tracker`] per
-//! monitored VDU instance inside the ranges the monitor may probe, and which of them are due
-//! for an attempt; a target outside those ranges gets no tracker and is reported once instead.
+//! monitored VDU instance of the partitions the monitor holds, inside the ranges it may
+//! probe, and which of them are due for an attempt; a target outside those ranges gets no
+//! tracker and is reported once instead.
+//!
+//! Every monitor folds the whole log (a partition it takes over is probed at once, from the
+//! VNFs as they stand), but derives targets only for the partitions it holds: they are derived
+//! when it takes a partition and dropped when it gives it away, so its trackers follow its
+//! share of the fleet, not the fleet.
 //!
 //! It never probes, publishes or reads NATS: the engine feeds it decoded events and acts on
 //! what it answers.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 
 use time::OffsetDateTime;
 
@@ -98,18 +105,19 @@ struct Refused {
     reported: bool,
 }
 
-/// What the loop knows: the VNFs as the log left them and a tracker per target.
+/// What the loop knows: the VNFs as the log left them and a tracker per target of the
+/// partitions it holds.
 #[derive(Debug)]
 pub struct Targets {
     /// The ranges this monitor may probe (`--probe-cidrs`).
     allowed: ProbeCidrs,
     /// The VNFs as the log left them, and the last lifecycle message folded.
     fold: Fold,
+    /// The partitions whose targets are derived: everything below holds only their VNFs.
+    derived_for: BTreeSet<u32>,
     pub(crate) trackers: HashMap<String, Tracker>,
-    /// Each VNF's instance ids, by the VNF's partition: the loop's every-tick look for due
-    /// attempts visits only the partitions this monitor holds. Every monitor folds the whole
-    /// log, so a look over all trackers cost each monitor in proportion to the whole fleet,
-    /// ten times a second (most of a monitor's CPU while 20,000 VNFs were created).
+    /// Each VNF's instance ids, by the VNF's partition: what a partition given away drops,
+    /// and what the loop's every-tick look for due attempts visits.
     by_vnf: Vec<HashMap<String, HashSet<String>>>,
     /// The instance ids in each partition's `by_vnf`, counted: what [`phases`] spreads.
     held: Vec<usize>,
@@ -120,8 +128,6 @@ pub struct Targets {
     seeded: HashSet<String>,
     /// VNFs whose states are being read.
     seeding: HashSet<String>,
-    /// The partitions `seeded` was last pruned for.
-    seeded_for: BTreeSet<u32>,
     /// Targets outside `allowed`, by instance id: they have no tracker.
     refused: HashMap<String, Refused>,
     /// Whether a refused target may be due for its report: one was added, or the partitions
@@ -144,33 +150,26 @@ impl Targets {
         Targets {
             allowed,
             fold: Fold::default(),
+            derived_for: BTreeSet::new(),
             trackers: HashMap::new(),
             by_vnf: (0..share::PARTITIONS).map(|_| HashMap::new()).collect(),
             held: vec![0; share::PARTITIONS as usize],
             states_due: HashMap::new(),
             seeded: HashSet::new(),
             seeding: HashSet::new(),
-            seeded_for: BTreeSet::new(),
             refused: HashMap::new(),
             refused_changed: false,
         }
     }
 
-    /// The targets of a restored lifecycle fold (a snapshot's): each VNF's derived as
-    /// [`apply`](Self::apply) derives them, so that folding the log after the snapshot on top
-    /// gives what folding the whole log gives.
+    /// Starts from a restored lifecycle fold (a snapshot's): the targets of the partitions
+    /// held are derived from it as from a replayed one, so that folding the log after the
+    /// snapshot on top gives what folding the whole log gives.
     pub fn restore(allowed: ProbeCidrs, fold: Fold) -> Self {
-        let vnfs: Vec<(String, std::sync::Arc<Vnf>)> = fold
-            .vnfs
-            .iter()
-            .map(|(id, vnf)| (id.clone(), vnf.clone()))
-            .collect();
-        let mut targets = Targets::new(allowed);
-        targets.fold = fold;
-        for (vnf_id, vnf) in vnfs {
-            targets.derive(&vnf_id, &vnf);
+        Targets {
+            fold,
+            ..Targets::new(allowed)
         }
-        targets
     }
 
     /// The lifecycle fold: what a snapshot writes down.
@@ -179,8 +178,8 @@ impl Targets {
     }
 
     /// Folds one lifecycle message, stored at stream sequence `sequence`, and re-derives the
-    /// VNF's targets. Answers a state delete when the VNF lost its last target after its
-    /// states were written.
+    /// VNF's targets if its partition is held. Answers a state delete when the VNF lost its
+    /// last target after its states were written.
     pub fn apply(
         &mut self,
         sequence: u64,
@@ -188,10 +187,61 @@ impl Targets {
         events: Vec<VnfEvent>,
     ) -> Option<StateWrite> {
         let vnf = self.fold.apply(sequence, vnf_id, events);
+        if !self.derived_for.contains(&share::partition(vnf_id)) {
+            return None;
+        }
         if vnf.deleted {
             self.seeded.remove(vnf_id);
         }
         self.derive(vnf_id, &vnf)
+    }
+
+    /// Derives the targets of the partitions `owned` and drops those of the others, if
+    /// `owned` changed since the last call. A partition taken (again) starts afresh: its VNFs'
+    /// states are read again (see [`Seed`]), and its refused targets reported again, as by any
+    /// monitor taking it over.
+    fn hold(&mut self, owned: &BTreeSet<u32>) {
+        if *owned == self.derived_for {
+            return;
+        }
+        let given: Vec<u32> = self.derived_for.difference(owned).copied().collect();
+        for &partition in &given {
+            let index = partition as usize;
+            let Some(vnfs) = self.by_vnf.get_mut(index) else {
+                continue;
+            };
+            for (vnf_id, instance_ids) in std::mem::take(vnfs) {
+                for instance_id in &instance_ids {
+                    self.trackers.remove(instance_id);
+                    self.refused.remove(instance_id);
+                }
+                self.states_due.remove(&vnf_id);
+            }
+            self.held[index] = 0;
+        }
+        if !given.is_empty() {
+            // A monitor alone at first takes every partition, then gives most of them away.
+            self.trackers.shrink_to_fit();
+            self.states_due.shrink_to_fit();
+        }
+        let in_owned = |vnf_id: &String| owned.contains(&share::partition(vnf_id));
+        self.seeded.retain(in_owned);
+        self.seeding.retain(in_owned);
+        let taken: Vec<(String, Arc<Vnf>)> = self
+            .fold
+            .vnfs
+            .iter()
+            .filter(|(vnf_id, _)| {
+                let partition = share::partition(vnf_id);
+                owned.contains(&partition) && !self.derived_for.contains(&partition)
+            })
+            .map(|(vnf_id, vnf)| (vnf_id.clone(), vnf.clone()))
+            .collect();
+        self.derived_for.clone_from(owned);
+        for (vnf_id, vnf) in taken {
+            self.derive(&vnf_id, &vnf);
+        }
+        self.refused_changed = true;
     }
 
     /// Re-derives the VNF's targets from `vnf`, as it now stands.
@@ -261,9 +311,13 @@ impl Targets {
         }
     }
 
-    /// Takes a VNF's seed: down instances continue their reported episode.
+    /// Takes a VNF's seed: down instances continue their reported episode. A seed read for
+    /// a partition given away meanwhile is dropped.
     pub fn seeded(&mut self, seed: Seed) {
         self.seeding.remove(&seed.vnf_id);
+        if !self.derived_for.contains(&share::partition(&seed.vnf_id)) {
+            return;
+        }
         for (instance_id, since) in seed.down {
             if let Some(tracker) = self.trackers.get_mut(&instance_id) {
                 tracing::info!(vnf_id = %seed.vnf_id, %instance_id, %since, "Continuing a reported failure.");
@@ -273,24 +327,16 @@ impl Targets {
         self.seeded.insert(seed.vnf_id);
     }
 
-    /// The attempts due at `now` on targets in the partitions `owned`, each partition in its
-    /// phase ([`phases`]), marked started; a target of a VNF whose recorded states are not
-    /// read yet waits for them (and their read is asked for once). Partitions given away are
-    /// read again if they come back. Targets outside the probe ranges are never due; each in
-    /// `owned` is answered once as refused.
+    /// The attempts due at `now` on targets in the partitions `owned` (derived first if they
+    /// changed, see [`hold`](Self::hold)), each partition in its phase ([`phases`]), marked
+    /// started; a target of a VNF whose recorded states are not read yet waits for them (and
+    /// their read is asked for once). Targets outside the probe ranges are never due; each is
+    /// answered once as refused.
     pub fn due(&mut self, now: OffsetDateTime, owned: &BTreeSet<u32>) -> Due {
-        if *owned != self.seeded_for {
-            self.seeded
-                .retain(|vnf_id| owned.contains(&share::partition(vnf_id)));
-            self.seeded_for.clone_from(owned);
-            self.refused_changed = true;
-        }
+        self.hold(owned);
         let mut due = Due::default();
         if std::mem::take(&mut self.refused_changed) {
-            let unreported = self
-                .refused
-                .values_mut()
-                .filter(|r| !r.reported && owned.contains(&share::partition(&r.target.vnf_id)));
+            let unreported = self.refused.values_mut().filter(|r| !r.reported);
             for refused in unreported {
                 refused.reported = true;
                 due.refused.push(refused.target.clone());
@@ -329,15 +375,10 @@ impl Targets {
         due
     }
 
-    /// How many targets in the partitions `owned` there are, and how many of them failed
-    /// their latest attempt.
-    pub fn census(&self, owned: &BTreeSet<u32>) -> Census {
-        let mine = owned
-            .iter()
-            .filter_map(|p| self.by_vnf.get(*p as usize))
-            .flat_map(HashMap::values)
-            .flatten()
-            .filter_map(|id| self.trackers.get(id));
+    /// How many targets of the partitions held there are (as of the last [`due`](Self::due)),
+    /// and how many of them failed their latest attempt.
+    pub fn census(&self) -> Census {
+        let mine = self.trackers.values();
         let (mut targets, mut failing) = (0, 0);
         for tracker in mine {
             targets += 1;
@@ -358,7 +399,8 @@ impl Targets {
     }
 
     /// The state writes after a round at `at`: every touched VNF whose health changed or whose
-    /// written states are due for a refresh.
+    /// written states are due for a refresh, but those of partitions given away meanwhile
+    /// (their new holder writes them).
     pub fn state_writes(
         &mut self,
         touched: HashSet<String>,
@@ -367,7 +409,10 @@ impl Targets {
         monitor: &str,
     ) -> Vec<StateWrite> {
         let mut writes = Vec::new();
-        for vnf_id in touched {
+        let held = touched
+            .into_iter()
+            .filter(|vnf_id| self.derived_for.contains(&share::partition(vnf_id)));
+        for vnf_id in held {
             let stale = self.states_due.get(&vnf_id).is_none_or(|due| at >= *due);
             if stale || changed.contains(&vnf_id) {
                 self.states_due

@@ -8,7 +8,9 @@ use events::vnf::VnfEvent;
 
 use super::*;
 use crate::share::PARTITIONS;
-use crate::testing::{BOOTED_AT, INTERVAL_MS, OUTSIDE, created_at, instance_id, ip, probe_cidrs};
+use crate::testing::{
+    BOOTED_AT, INTERVAL_MS, OUTSIDE, created, created_at, instance_id, ip, probe_cidrs,
+};
 
 fn every_partition() -> BTreeSet<u32> {
     (0..PARTITIONS).collect()
@@ -73,7 +75,7 @@ fn a_target_outside_the_probe_ranges_is_never_due_and_is_reported_once() {
         "the target inside is probed every second: {probed:?}"
     );
     assert_eq!(
-        targets.census(&owned).targets,
+        targets.census().targets,
         1,
         "a refused target is not counted"
     );
@@ -95,10 +97,13 @@ fn a_refused_target_is_reported_by_the_monitor_that_holds_its_partition() {
     );
     assert!(refused.is_empty());
     let (_, refused) = tick(&mut targets, BOOTED_AT + time::Duration::seconds(3), &owned);
-    assert!(
-        refused.is_empty(),
-        "once per monitor, whatever its partitions do"
+    assert_eq!(
+        refused.len(),
+        1,
+        "taken back, reported again, as by any monitor taking the partition over"
     );
+    let (_, refused) = tick(&mut targets, BOOTED_AT + time::Duration::seconds(4), &owned);
+    assert!(refused.is_empty(), "once while the partition is held");
 }
 
 #[test]
@@ -130,20 +135,106 @@ fn only_the_targets_of_the_partitions_held_are_due_and_counted() {
         &only_a,
     );
     assert_eq!(started, vec![ip(1, 0)]);
-    assert_eq!(targets.census(&only_a).targets, 1);
+    assert_eq!(targets.census().targets, 1);
     // The other partition taken: its target is due at once (after its states are read).
     let owned = BTreeSet::from([share::partition(a), share::partition(b)]);
     tick(&mut targets, BOOTED_AT + time::Duration::seconds(2), &owned);
     let (mut started, _) = tick(&mut targets, BOOTED_AT + time::Duration::seconds(3), &owned);
     started.sort();
     assert_eq!(started, vec![ip(1, 0), ip(2, 0)]);
-    assert_eq!(targets.census(&owned).targets, 2);
+    assert_eq!(targets.census().targets, 2);
     // A deleted VNF leaves its partition's index.
     let deleted = VnfEvent::Deleted {
         operation_id: "vnf-2-delete".into(),
     };
     targets.apply(3, b, vec![deleted]);
-    assert_eq!(targets.census(&owned).targets, 1);
+    assert_eq!(targets.census().targets, 1);
+}
+
+#[test]
+fn a_monitor_tracks_only_the_partitions_it_holds_and_starts_a_taken_one_afresh() {
+    let mut targets = Targets::new(probe_cidrs());
+    let vnf_ids: Vec<String> = (0..200).map(|n| format!("vnf-{n}")).collect();
+    for (n, vnf_id) in (0u8..).zip(&vnf_ids) {
+        targets.apply(u64::from(n), vnf_id, created(vnf_id, n, 1, "a1"));
+    }
+    assert!(targets.trackers.is_empty(), "nothing held, nothing tracked");
+    let (a, b) = (share::partition("vnf-1"), share::partition("vnf-2"));
+    let in_partition = |p: u32| {
+        vnf_ids
+            .iter()
+            .filter(|id| share::partition(id) == p)
+            .count()
+    };
+    let owned = BTreeSet::from([a, b]);
+    tick(&mut targets, BOOTED_AT, &owned);
+    assert_eq!(targets.trackers.len(), in_partition(a) + in_partition(b));
+    // A message for a VNF of a partition not held is folded, and derives nothing.
+    let other = vnf_ids
+        .iter()
+        .find(|id| !owned.contains(&share::partition(id)))
+        .unwrap();
+    let attached = VnfEvent::MonitorAttached {
+        action_id: "a2".into(),
+    };
+    assert_eq!(targets.apply(300, other, vec![attached]), None);
+    assert_eq!(targets.trackers.len(), in_partition(a) + in_partition(b));
+    assert_eq!(
+        targets.fold().vnfs[other.as_str()].action_id.as_deref(),
+        Some("a2")
+    );
+    // Down and reported, then given away: the trackers go.
+    let down = ProbeOutcome::Down {
+        reason: "no reply".into(),
+    };
+    let vnf_1 = instance_id("vnf-1", 0);
+    for second in 1..=2 {
+        let due = targets.due(BOOTED_AT + time::Duration::seconds(second), &owned);
+        assert!(due.starts.iter().any(|s| s.target.instance_id == vnf_1));
+        let tracker = targets.trackers.get_mut(&vnf_1).unwrap();
+        tracker.record(down.clone(), BOOTED_AT + time::Duration::seconds(second));
+    }
+    assert!(targets.trackers[&vnf_1].failure_reported());
+    let only_b = BTreeSet::from([b]);
+    tick(
+        &mut targets,
+        BOOTED_AT + time::Duration::seconds(3),
+        &only_b,
+    );
+    assert_eq!(targets.trackers.len(), in_partition(b));
+    assert_eq!(targets.census().targets, in_partition(b));
+    // Taken back: its states are read again before it is probed, and a seed read for it
+    // while it was away is dropped.
+    let due = targets.due(BOOTED_AT + time::Duration::seconds(4), &owned);
+    assert!(
+        due.starts
+            .iter()
+            .all(|s| share::partition(&s.target.vnf_id) == b)
+    );
+    assert!(due.seeds.contains(&"vnf-1".to_owned()), "{:?}", due.seeds);
+    assert!(!targets.trackers[&vnf_1].failure_reported(), "afresh");
+    targets.seeded(Seed {
+        vnf_id: "vnf-1".into(),
+        down: vec![(vnf_1.clone(), BOOTED_AT)],
+    });
+    assert!(
+        targets.trackers[&vnf_1].failure_reported(),
+        "the episode continues from the states"
+    );
+    tick(
+        &mut targets,
+        BOOTED_AT + time::Duration::seconds(5),
+        &only_b,
+    );
+    targets.seeded(Seed {
+        vnf_id: "vnf-1".into(),
+        down: Vec::new(),
+    });
+    let due = targets.due(BOOTED_AT + time::Duration::seconds(6), &owned);
+    assert!(
+        due.seeds.contains(&"vnf-1".to_owned()),
+        "a seed taken while away does not count"
+    );
 }
 
 #[test]
