@@ -128,9 +128,12 @@ async fn a_monitor_restarted_on_a_snapshot_and_its_tail_probes_what_a_full_repla
         .get_object_store(names::MONITOR_SNAPSHOT_BUCKET)
         .await
         .unwrap();
-    let mut garbage: &[u8] = b"vnfm-monitor-snapshot 1 3\n{\"vnfds\": ";
+    let garbage = format!(
+        "vnfm-monitor-snapshot {} 3\n{{\"vnfds\": ",
+        monitor::snapshot::SCHEMA_VERSION
+    );
     store
-        .put(names::MONITOR_SNAPSHOT_OBJECT, &mut garbage)
+        .put(names::MONITOR_SNAPSHOT_OBJECT, &mut garbage.as_bytes())
         .await
         .unwrap();
     let restarted = now();

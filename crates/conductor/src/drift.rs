@@ -246,7 +246,7 @@ mod tests {
     /// An ACTIVE VNF: VDU1 monitored (ping → respawn) with instance i-1, VDU2 not, with i-2.
     fn given_active_vnf() -> Vnf {
         Vnf {
-            details: Some(fixtures::details("vnf-1", "vnfd-1")),
+            details: Some(Box::new(fixtures::details("vnf-1", "vnfd-1"))),
             vnfd: Some(std::sync::Arc::new(fixtures::spec(vec![
                 fixtures::vdu("VDU1", Some(fixtures::ping(PolicyAction::Respawn))),
                 fixtures::vdu("VDU2", None),

@@ -97,7 +97,7 @@ mod tests {
 
     fn vnf() -> Vnf {
         Vnf {
-            details: Some(fixtures::details("v1", "d1")),
+            details: Some(Box::new(fixtures::details("v1", "d1"))),
             ..Vnf::default()
         }
     }

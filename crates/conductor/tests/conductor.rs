@@ -674,7 +674,7 @@ async fn the_vnf_table_is_read_in_one_pass_as_each_key_reads() {
         let mut details = fixtures::details(vnf_id, VNFD);
         details.name = name.into();
         let vnf = Vnf {
-            details: Some(details),
+            details: Some(Box::new(details)),
             ..Vnf::default()
         };
         serde_json::to_vec(&serde_json::json!({ "state": vnf }))

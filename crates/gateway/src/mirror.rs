@@ -546,7 +546,7 @@ mod tests {
     fn vnf(vnf_id: &str, vnfd_id: &str, vdu: &str) -> Vnf {
         use events::fixtures;
         Vnf {
-            details: Some(fixtures::details(vnf_id, vnfd_id)),
+            details: Some(Box::new(fixtures::details(vnf_id, vnfd_id))),
             vnfd: Some(Arc::new(fixtures::spec(vec![fixtures::vdu(vdu, None)]))),
             ..Vnf::default()
         }
@@ -679,7 +679,7 @@ mod tests {
         details.name = format!("fleet-{n}");
         details.description = "Demo example".into();
         let vnf = Vnf {
-            details: Some(details),
+            details: Some(Box::new(details)),
             vnfd: Some(Arc::new(spec.clone())),
             status: Some(VnfStatus::Active),
             instances: vec![Instance {
@@ -783,17 +783,17 @@ mod tests {
             .collect();
         let vnfs = Mirror::<Vnf>::default();
         let monitor_states = MonitorStates::default();
-        let before = crate::heap::held();
-        let chunks_before = crate::heap::chunks();
+        let before = testkit::heap::held();
+        let chunks_before = testkit::heap::chunks();
         for (key, vnf, _) in &entries {
             BucketCopy::put(&vnfs, key, vnf).unwrap();
         }
-        let rows = crate::heap::held() - before;
+        let rows = testkit::heap::held() - before;
         for (key, _, states) in &entries {
             BucketCopy::put(&monitor_states, key, states).unwrap();
         }
-        let held = usize::try_from(crate::heap::held() - before).unwrap();
-        let chunks = usize::try_from(crate::heap::chunks() - chunks_before).unwrap();
+        let held = usize::try_from(testkit::heap::held() - before).unwrap();
+        let chunks = usize::try_from(testkit::heap::chunks() - chunks_before).unwrap();
         let rows = usize::try_from(rows).unwrap();
         println!(
             "a fleet VNF costs the gateway {} bytes: its row {}, its VDU states {}; {} bytes of \

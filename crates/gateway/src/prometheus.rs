@@ -290,7 +290,7 @@ mod tests {
             ..fixtures::trigger("cpu_high", vec![AlarmAction::Respawn])
         }];
         let vnf = Vnf {
-            details: Some(fixtures::details("vnf-1", "vnfd-1")),
+            details: Some(Box::new(fixtures::details("vnf-1", "vnfd-1"))),
             vnfd: Some(spec.into()),
             status: Some(VnfStatus::Active),
             instances: vec![

@@ -28,6 +28,11 @@ pub mod tracker;
 #[cfg(test)]
 mod testing;
 
+/// The unit tests count what the structures they build allocate.
+#[cfg(test)]
+#[global_allocator]
+static COUNTING: testkit::heap::Counting = testkit::heap::Counting;
+
 use events::monitor::cidr::{LOCAL_VIM_RANGE, ProbeCidrs};
 use events::nats_error::NatsError;
 use events::store::StoreError;

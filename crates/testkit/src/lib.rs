@@ -10,11 +10,14 @@
 //! `ops/nats/cluster-*.conf`, for tests that kill a stream leader.
 //!
 //! [`RoleProcess`] runs a `vnfm` role as a child process, for tests that kill and pause roles.
+//! [`heap::Counting`] is an allocator that unit tests install to measure what their structures
+//! cost.
 //! [`eventually`] (and [`eventually_every`], at a pause of the caller's choosing) is the one
 //! polling loop tests wait with.
 
 pub mod access;
 pub mod cluster;
+pub mod heap;
 pub mod openstack;
 pub mod process;
 pub mod wait;

@@ -319,6 +319,19 @@ async fn main() -> anyhow::Result<()> {
         gateway_heap.free / 1e6,
         gateway_heap_empty.free / 1e6,
     );
+    // Every monitor folds the whole log and tracks only the targets of the partitions it holds.
+    for monitor in &monitor_processes {
+        let page = scrape(&http, &metrics_url_now(monitor)?).await?;
+        let heap = Heap::of(&page, monitor.label())?;
+        println!(
+            "  {} heap: {:.1} MB in live allocations holding {:.0} targets, {:.2} KiB per VNF \
+             of the fleet",
+            monitor.label(),
+            heap.in_use / 1e6,
+            page.total(telemetry::MONITOR_TARGETS),
+            heap.in_use / 1024.0 / vdus as f64,
+        );
+    }
 
     // No VDU was blocked yet: every failure reported so far is a VDU judged down while it
     // answered, and every claim a heal it did not need.
@@ -526,23 +539,29 @@ async fn metrics_url(process: &mut RoleProcess) -> String {
     format!("http://{address}/metrics")
 }
 
-/// The gateway's heap, as its `/metrics` says now: bytes in live allocations, and freed and
-/// kept by malloc.
+/// A role's heap, as its `/metrics` says: bytes in live allocations, and freed and kept by
+/// malloc.
 struct Heap {
     in_use: f64,
     free: f64,
 }
 
+impl Heap {
+    fn of(page: &Scrape, role: &str) -> anyhow::Result<Heap> {
+        let bytes = |name: &str| {
+            page.get(name)
+                .with_context(|| format!("{role}'s /metrics has no {name}"))
+        };
+        Ok(Heap {
+            in_use: bytes(events::telemetry::HEAP_IN_USE)?,
+            free: bytes(events::telemetry::HEAP_FREE)?,
+        })
+    }
+}
+
 async fn gateway_heap(system: &mut System, http: &reqwest::Client) -> anyhow::Result<Heap> {
     let page = scrape(http, &metrics_url(system.process("gateway")).await).await?;
-    let bytes = |name: &str| {
-        page.get(name)
-            .with_context(|| format!("the gateway's /metrics has no {name}"))
-    };
-    Ok(Heap {
-        in_use: bytes(events::telemetry::HEAP_IN_USE)?,
-        free: bytes(events::telemetry::HEAP_FREE)?,
-    })
+    Heap::of(&page, "the gateway")
 }
 
 /// One scrape of `url`.

@@ -18,7 +18,7 @@ fn instance(id: &str, vdu: &str, last_octet: u8) -> Instance {
 /// VDU1 monitored (two instances), VDU2 not.
 fn vnf(status: VnfStatus) -> Vnf {
     Vnf {
-        details: Some(fixtures::details("v1", "d1")),
+        details: Some(Box::new(fixtures::details("v1", "d1"))),
         vnfd: Some(std::sync::Arc::new(fixtures::spec(vec![
             fixtures::vdu("VDU1", Some(fixtures::ping(PolicyAction::Respawn))),
             fixtures::vdu("VDU2", None),

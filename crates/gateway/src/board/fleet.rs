@@ -386,7 +386,7 @@ mod tests {
             booted_at: datetime!(2026-12-01 10:00 UTC),
         };
         let vnf = Vnf {
-            details: Some(fixtures::details("v", "d")),
+            details: Some(Box::new(fixtures::details("v", "d"))),
             vnfd: Some(std::sync::Arc::new(spec(vec![
                 vdu("VDU1", Some(fixtures::ping(PolicyAction::Respawn))),
                 vdu("VDU2", None),

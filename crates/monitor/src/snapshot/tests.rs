@@ -192,11 +192,11 @@ fn a_snapshot_that_is_not_one_of_this_schema_or_beyond_the_log_is_refused() {
             "not a monitor snapshot: the schema \"one\"",
         ),
         (
-            with_header("vnfm-monitor-snapshot 2 9"),
-            "a snapshot of schema 2, this build reads 1",
+            with_header("vnfm-monitor-snapshot 1 9"),
+            "a snapshot of schema 1, this build reads 2",
         ),
         (
-            with_header("vnfm-monitor-snapshot 1 10"),
+            with_header("vnfm-monitor-snapshot 2 10"),
             "covers stream sequence 10, beyond the log's last 9",
         ),
         (

@@ -313,3 +313,42 @@ fn a_monitor_holding_many_targets_starts_them_in_phases_once_an_interval() {
         "no phase starts more than {PHASE_TARGETS}: {rounds:?}"
     );
 }
+
+/// What a fleet VNF costs every monitor (its aggregate in the fold; the VNFD's spec is
+/// shared), and what its target costs the one monitor holding its partition (tracker, index,
+/// seeded mark), in glibc's heap with each allocation's header and rounding. `ops/bench-fleet`
+/// prints each monitor's whole heap.
+#[test]
+fn a_fleet_vnf_costs_every_monitor_its_aggregate_and_only_its_holder_a_tracker() {
+    const VNFS: u32 = 2_000;
+    const FOLD_BYTES_MAX: isize = 768;
+    const TARGET_BYTES_MAX: isize = 1_536;
+    let messages: Vec<(String, Vec<VnfEvent>)> = (0..VNFS)
+        .map(|n| {
+            let vnf_id = format!("{n:08x}-0000-4000-8000-000000000001");
+            let events = created_at(&vnf_id, &[Ipv4Addr::from(0x7f01_0000 + n)], "a1");
+            (vnf_id, events)
+        })
+        .collect();
+    let mut targets = Targets::new(probe_cidrs());
+    let before = testkit::heap::chunks();
+    for (sequence, (vnf_id, events)) in (1..).zip(&messages) {
+        targets.apply(sequence, vnf_id, events.clone());
+    }
+    let folded = testkit::heap::chunks() - before;
+    tick(&mut targets, BOOTED_AT, &every_partition());
+    let tracked = testkit::heap::chunks() - before - folded;
+    let vnfs = isize::try_from(VNFS).unwrap();
+    println!(
+        "a fleet VNF costs every monitor {} bytes, and the monitor holding it {} bytes more",
+        folded / vnfs,
+        tracked / vnfs
+    );
+    assert_eq!(targets.census().targets, usize::try_from(VNFS).unwrap());
+    assert!(folded / vnfs <= FOLD_BYTES_MAX, "{} bytes", folded / vnfs);
+    assert!(
+        tracked / vnfs <= TARGET_BYTES_MAX,
+        "{} bytes",
+        tracked / vnfs
+    );
+}

@@ -1,13 +1,14 @@
-//! The gateway's unit tests' allocator: the system's, counting the bytes each thread holds, so
-//! that a test can measure what the structures it builds cost (other tests, on other
-//! threads, do not count).
+//! A unit-test allocator: the system's, counting the bytes each thread holds, so that a test
+//! can measure what the structures it builds cost (other tests, on other threads, do not
+//! count). A crate's tests install it with
+//! `#[cfg(test)] #[global_allocator] static COUNTING: testkit::heap::Counting = testkit::heap::Counting;`.
 
 #![allow(unsafe_code)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
-struct Counting;
+pub struct Counting;
 
 thread_local! {
     static HELD: Cell<isize> = const { Cell::new(0) };
@@ -51,16 +52,13 @@ unsafe impl GlobalAlloc for Counting {
     }
 }
 
-#[global_allocator]
-static COUNTING: Counting = Counting;
-
 /// The bytes this thread has allocated and not freed since it started.
-pub(crate) fn held() -> isize {
+pub fn held() -> isize {
     HELD.with(Cell::get)
 }
 
 /// What this thread's allocations not freed since it started take of glibc's heap, each
 /// allocation with its header and rounding ([`chunk`]).
-pub(crate) fn chunks() -> isize {
+pub fn chunks() -> isize {
     CHUNKS.with(Cell::get)
 }
