@@ -227,19 +227,19 @@ impl Targets {
         let in_owned = |vnf_id: &String| owned.contains(&share::partition(vnf_id));
         self.seeded.retain(in_owned);
         self.seeding.retain(in_owned);
-        let taken: Vec<(String, Arc<Vnf>)> = self
-            .fold
-            .vnfs
-            .iter()
-            .filter(|(vnf_id, _)| {
-                let partition = share::partition(vnf_id);
-                owned.contains(&partition) && !self.derived_for.contains(&partition)
-            })
-            .map(|(vnf_id, vnf)| (vnf_id.clone(), vnf.clone()))
-            .collect();
+        let taken: BTreeSet<u32> = owned.difference(&self.derived_for).copied().collect();
         self.derived_for.clone_from(owned);
-        for (vnf_id, vnf) in taken {
-            self.derive(&vnf_id, &vnf);
+        if !taken.is_empty() {
+            let vnfs: Vec<(String, Arc<Vnf>)> = self
+                .fold
+                .vnfs
+                .iter()
+                .filter(|(vnf_id, _)| taken.contains(&share::partition(vnf_id)))
+                .map(|(vnf_id, vnf)| (vnf_id.clone(), vnf.clone()))
+                .collect();
+            for (vnf_id, vnf) in vnfs {
+                self.derive(&vnf_id, &vnf);
+            }
         }
         self.refused_changed = true;
     }
