@@ -245,10 +245,11 @@ fn starved_deadline(deadline: Instant, woken: Instant, last: Instant) -> Option<
 /// Why the second: the timer can wake on time while the one task that reads the socket runs
 /// behind, and then replies that came in time wait unread. With 40,000 VDUs on 4 monitors
 /// and the machine at load 8 to 10 during their creates, 542 VDUs that answered were called
-/// down (`ops/bench-fleet --vdus 40000`). The socket also receives every other ICMP packet on
-/// the host, so a packet waiting does not prove a reply to this attempt waits; the receive
-/// task, when it runs, drains such packets in well under [`UNREAD_WAIT`], so that costs a
-/// down target a few such waits at most.
+/// down (`ops/bench-fleet --vdus 40000`); with this wait, none, at load up to 15 (one run
+/// each). The socket also receives every other ICMP packet on the host, so a packet waiting
+/// does not prove a reply to this attempt waits; the receive task, when it runs, drains such
+/// packets in well under [`UNREAD_WAIT`], so that costs a down target a few such waits at
+/// most.
 fn keep_waiting(
     deadline: Instant,
     woken: Instant,
