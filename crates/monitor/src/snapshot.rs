@@ -12,8 +12,8 @@
 //! [`events::monitor::targets`] reads today: later lifecycle messages are applied on top of
 //! it, and `apply` reads fields (pending operation, instances, orphans) that `targets` does
 //! not. The details (name, description, tenant, VIM, attributes) are read by neither and are
-//! dropped as the VNF is folded: every monitor folds every VNF, and they were about a third
-//! of what one cost it. Each VNF carries a copy of its
+//! dropped as the VNF is folded: every monitor folds every VNF, and with them a fleet VNF cost
+//! it 1,091 bytes, without them (and boxed in `Vnf`) 611. Each VNF carries a copy of its
 //! VNFD's spec; a snapshot stores each distinct spec once, by the SHA-256 of its JSON, so that
 //! 100,000 VNFs of one VNFD do not carry 100,000 copies.
 //!
@@ -309,7 +309,8 @@ pub fn decode(bytes: &[u8], last_sequence: u64) -> Result<Fold, SnapshotError> {
         .into_iter()
         .map(|(digest, spec)| (digest, Arc::new(spec)))
         .collect();
-    let mut specs = SharedSpecs::default();
+    // VNFs are stored without their details, which hold the VNFD id that `SharedSpecs`
+    // indexes by: the digests share the specs here.
     let mut vnfs = HashMap::with_capacity(body.vnfs.len());
     for (vnf_id, StoredVnf { vnfd, mut vnf }) in body.vnfs {
         if vnf.deleted {
@@ -324,14 +325,13 @@ pub fn decode(bytes: &[u8], last_sequence: u64) -> Result<Fold, SnapshotError> {
             };
             vnf.vnfd = Some(spec.clone());
         }
-        specs.share(&mut vnf);
         vnf.shrink_to_fit();
         vnfs.insert(vnf_id, Arc::new(vnf));
     }
     Ok(Fold {
         sequence,
         vnfs,
-        specs,
+        specs: SharedSpecs::default(),
     })
 }
 
