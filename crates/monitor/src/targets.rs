@@ -95,6 +95,19 @@ pub struct Due {
     /// Targets outside the ranges the monitor may probe, in the partitions it holds, that it
     /// has not reported yet: to be reported, never probed.
     pub refused: Vec<Target>,
+    /// Targets looked at to find these: what the pass cost.
+    pub looked_at: usize,
+}
+
+/// How [`Targets::due`] last left a partition: the phase it looked through the partition's
+/// targets in, and the earliest moment one of them is due after that (`None`: none is until
+/// something changes them). Until then, and while nothing changes the partition, `due` passes
+/// it by: a tick looks only at the partitions with an attempt due, so each target is looked at
+/// about once an interval, not at every tick.
+#[derive(Debug, Clone, Copy)]
+struct Looked {
+    phase: Phase,
+    next: Option<OffsetDateTime>,
 }
 
 /// A target outside the ranges the monitor may probe.
@@ -117,10 +130,13 @@ pub struct Targets {
     derived_for: BTreeSet<u32>,
     pub(crate) trackers: HashMap<String, Tracker>,
     /// Each VNF's instance ids, by the VNF's partition: what a partition given away drops,
-    /// and what the loop's every-tick look for due attempts visits.
+    /// and what [`due`](Self::due) looks through.
     by_vnf: Vec<HashMap<String, HashSet<String>>>,
     /// The instance ids in each partition's `by_vnf`, counted: what [`phases`] spreads.
     held: Vec<usize>,
+    /// Each partition as [`due`](Self::due) last left it; `None`: to be looked through at the
+    /// next tick (its targets changed since).
+    looked: Vec<Option<Looked>>,
     /// When each written VNF's states are to be written again if nothing changes.
     states_due: HashMap<String, OffsetDateTime>,
     /// VNFs whose last recorded states this monitor has read since it took their partition;
@@ -154,6 +170,7 @@ impl Targets {
             trackers: HashMap::new(),
             by_vnf: (0..share::PARTITIONS).map(|_| HashMap::new()).collect(),
             held: vec![0; share::PARTITIONS as usize],
+            looked: vec![None; share::PARTITIONS as usize],
             states_due: HashMap::new(),
             seeded: HashSet::new(),
             seeding: HashSet::new(),
@@ -218,6 +235,7 @@ impl Targets {
                 self.states_due.remove(&vnf_id);
             }
             self.held[index] = 0;
+            self.looked[index] = None;
         }
         if !given.is_empty() {
             // A monitor alone at first takes every partition, then gives most of them away.
@@ -249,6 +267,7 @@ impl Targets {
         let derived = schema::targets(vnf_id, vnf);
         let wanted: HashSet<String> = derived.iter().map(|t| t.instance_id.clone()).collect();
         let index = share::partition(vnf_id) as usize;
+        self.looked[index] = None;
         let partition = &mut self.by_vnf[index];
         let known = partition.entry(vnf_id.to_owned()).or_default();
         for gone in known.difference(&wanted) {
@@ -347,30 +366,41 @@ impl Targets {
             .filter_map(|p| self.held.get(*p as usize))
             .sum();
         for (partition, phase) in phases(owned, held) {
-            let Some(partition) = self.by_vnf.get(partition as usize) else {
+            let index = partition as usize;
+            let looked = self.looked.get(index).copied().flatten();
+            if looked.is_some_and(|l| l.phase == phase && l.next.is_none_or(|next| now < next)) {
+                continue;
+            }
+            let Some(partition) = self.by_vnf.get(index) else {
                 continue;
             };
+            let mut next: Option<OffsetDateTime> = None;
             for instance_id in partition.values().flatten() {
                 let Some(tracker) = self.trackers.get_mut(instance_id) else {
                     continue; // refused: outside the probe ranges
                 };
-                if !tracker.is_due(now, phase) {
-                    continue;
-                }
-                let vnf_id = &tracker.target.vnf_id;
-                if !self.seeded.contains(vnf_id) {
-                    if self.seeding.insert(vnf_id.clone()) {
+                due.looked_at += 1;
+                if tracker.is_due(now, phase) {
+                    let vnf_id = &tracker.target.vnf_id;
+                    if self.seeded.contains(vnf_id) {
+                        let round = tracker.due_at(phase).unix_timestamp_nanos();
+                        tracker.start(now, phase);
+                        due.starts.push(Start {
+                            round,
+                            target: tracker.target.clone(),
+                        });
+                    } else if self.seeding.insert(vnf_id.clone()) {
                         due.seeds.push(vnf_id.clone());
                     }
-                    continue;
                 }
-                let round = tracker.due_at(phase).unix_timestamp_nanos();
-                tracker.start(now, phase);
-                due.starts.push(Start {
-                    round,
-                    target: tracker.target.clone(),
-                });
+                // Running, its next attempt is already set; waiting for its seed, it is due
+                // now, so the partition is looked through again at the next tick.
+                if !tracker.dropped {
+                    let at = tracker.due_at(phase);
+                    next = Some(next.map_or(at, |n| n.min(at)));
+                }
             }
+            self.looked[index] = Some(Looked { phase, next });
         }
         due
     }

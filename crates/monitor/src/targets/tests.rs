@@ -282,8 +282,10 @@ fn a_monitor_holding_many_targets_starts_them_in_phases_once_an_interval() {
     let mut starts: HashMap<String, usize> = HashMap::new();
     let mut rounds: BTreeMap<i128, usize> = BTreeMap::new();
     let mut now = BOOTED_AT;
+    let mut looked_at = 0;
     while now < BOOTED_AT + interval * 3 {
         let due = targets.due(now, &owned);
+        looked_at += due.looked_at;
         for vnf_id in due.seeds {
             let down = Vec::new();
             targets.seeded(Seed { vnf_id, down });
@@ -298,6 +300,8 @@ fn a_monitor_holding_many_targets_starts_them_in_phases_once_an_interval() {
     }
     assert_eq!(starts.len(), held);
     assert!(starts.values().all(|n| (2..=3).contains(n)), "{starts:?}");
+    // Each target looked at on its reads and starts, not at each of the 300 ticks.
+    assert!(looked_at <= 5 * held, "{looked_at} looks at {held} targets");
     let slots = held.div_ceil(PHASE_TARGETS);
     let boundary = BOOTED_AT.unix_timestamp_nanos();
     assert_eq!(rounds.remove(&boundary), Some(held), "all at once, first");
@@ -312,6 +316,55 @@ fn a_monitor_holding_many_targets_starts_them_in_phases_once_an_interval() {
         rounds.values().all(|n| *n <= PHASE_TARGETS),
         "no phase starts more than {PHASE_TARGETS}: {rounds:?}"
     );
+}
+
+/// A tick looks through a partition only when one of its attempts is due or its targets
+/// changed, so each target is looked at about once an interval, not at every tick (ten a
+/// second in the engine), which had been most of an idle monitor's CPU.
+#[test]
+fn a_tick_looks_only_at_partitions_with_an_attempt_due_or_a_change() {
+    const VNFS: u8 = 100;
+    let mut targets = Targets::new(probe_cidrs());
+    for vnf in 0..VNFS {
+        let vnf_id = format!("vnf-{vnf}");
+        targets.apply(u64::from(vnf), &vnf_id, created(&vnf_id, vnf, 1, "a1"));
+    }
+    let owned = every_partition();
+    let ms = time::Duration::milliseconds;
+    tick(&mut targets, BOOTED_AT, &owned);
+    let (started, _) = tick(&mut targets, BOOTED_AT + ms(10), &owned);
+    assert_eq!(started.len(), usize::from(VNFS), "all started once seeded");
+    let between = targets.due(BOOTED_AT + ms(500), &owned);
+    assert_eq!(between.looked_at, 0, "nothing due before the next boundary");
+    assert!(between.starts.is_empty());
+    // A VNF created meanwhile: its partition alone is looked through.
+    let new = "vnf-new";
+    targets.apply(u64::from(VNFS), new, created(new, 200, 1, "a1"));
+    let partition = share::partition(new);
+    let in_partition = (0..VNFS)
+        .filter(|vnf| share::partition(&format!("vnf-{vnf}")) == partition)
+        .count()
+        + 1;
+    let changed = targets.due(BOOTED_AT + ms(600), &owned);
+    assert_eq!(changed.looked_at, in_partition);
+    assert_eq!(changed.seeds, vec![new.to_owned()]);
+    // Waiting for its seed, the new target keeps its partition looked at; once it is read,
+    // nothing more is looked at until the boundary.
+    targets.seeded(Seed {
+        vnf_id: new.into(),
+        down: Vec::new(),
+    });
+    let (started, _) = tick(&mut targets, BOOTED_AT + ms(700), &owned);
+    assert_eq!(started, vec![ip(200, 0)]);
+    assert_eq!(targets.due(BOOTED_AT + ms(800), &owned).looked_at, 0);
+    // On the boundary, every target is looked at once; those started on it are started again
+    // (the new one started late, so its next attempt is on the boundary after).
+    let at_boundary = targets.due(BOOTED_AT + ms(1_000), &owned);
+    assert_eq!(at_boundary.looked_at, usize::from(VNFS) + 1);
+    assert_eq!(at_boundary.starts.len(), usize::from(VNFS));
+    // Partitions given away leave the others as they were: nothing is due, nothing looked at.
+    let half: BTreeSet<u32> = (0..PARTITIONS / 2).collect();
+    assert_eq!(targets.due(BOOTED_AT + ms(1_100), &half).looked_at, 0);
 }
 
 /// What a fleet VNF costs every monitor (its aggregate in the fold; the VNFD's spec is
