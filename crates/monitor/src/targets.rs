@@ -196,7 +196,7 @@ impl Targets {
 
     /// Folds one lifecycle message, stored at stream sequence `sequence`, and re-derives the
     /// VNF's targets if its partition is held. Answers a state delete when the VNF lost its
-    /// last target after its states were written.
+    /// last target here, or after this monitor wrote its states.
     pub fn apply(
         &mut self,
         sequence: u64,
@@ -302,11 +302,15 @@ impl Targets {
                     .insert(target.instance_id.clone(), Tracker::new(target));
             }
         }
+        let had_targets = !known.is_empty();
         self.held[index] = self.held[index] - known.len() + wanted.len();
         *known = wanted;
         if known.is_empty() {
             partition.remove(vnf_id);
-            if self.states_due.remove(vnf_id).is_some() {
+            self.states_due.remove(vnf_id);
+            // Whether or not this monitor wrote them: the monitor that held the partition
+            // before may have, and it no longer looks at the VNF.
+            if had_targets {
                 return Some((vnf_id.to_owned(), None));
             }
         }

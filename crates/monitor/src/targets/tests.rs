@@ -151,6 +151,34 @@ fn only_the_targets_of_the_partitions_held_are_due_and_counted() {
     assert_eq!(targets.census().targets, 1);
 }
 
+/// The states of a VNF that loses its last target are deleted by the monitor holding its
+/// partition even if another monitor wrote them: one that took the partition over a moment
+/// before has written none yet, and the one before it no longer looks at the VNF.
+#[test]
+fn a_deleted_vnf_s_states_are_deleted_by_its_holder_whoever_wrote_them() {
+    let mut targets = Targets::new(probe_cidrs());
+    let (a, b) = ("vnf-1", "vnf-2");
+    targets.apply(1, a, created_at(a, &[ip(1, 0)], "a1"));
+    targets.apply(2, b, created_at(b, &[ip(2, 0)], "a2"));
+    let only_a = BTreeSet::from([share::partition(a)]);
+    tick(&mut targets, BOOTED_AT, &only_a);
+    let deleted = || {
+        vec![VnfEvent::Deleted {
+            operation_id: "delete".into(),
+        }]
+    };
+    assert_eq!(
+        targets.apply(3, a, deleted()),
+        Some((a.to_owned(), None)),
+        "taken over, no states written here yet"
+    );
+    assert_eq!(
+        targets.apply(4, b, deleted()),
+        None,
+        "not held: its holder's"
+    );
+}
+
 #[test]
 fn a_monitor_tracks_only_the_partitions_it_holds_and_starts_a_taken_one_afresh() {
     let mut targets = Targets::new(probe_cidrs());
