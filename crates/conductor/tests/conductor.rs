@@ -409,12 +409,17 @@ mod heal {
     }
 
     fn failure_of(vnf: &Vnf, failure_id: &str, action: PolicyAction) -> Failure {
+        failure_of_vnf("v1", vnf, failure_id, action)
+    }
+
+    /// A failure of VNF `vnf_id`'s first instance.
+    fn failure_of_vnf(vnf_id: &str, vnf: &Vnf, failure_id: &str, action: PolicyAction) -> Failure {
         let instance = &vnf.instances[0];
         Failure {
             failure_id: failure_id.into(),
             monitor: Actor::new(ActorKind::Monitor, "m-test"),
             target: TargetRef {
-                vnf_id: "v1".into(),
+                vnf_id: vnf_id.into(),
                 vdu: instance.vdu.clone(),
                 instance_id: instance.instance_id.clone(),
                 mgmt_ip: instance.mgmt_ip,
@@ -428,10 +433,11 @@ mod heal {
     }
 
     async fn report(log: &EventLog, failure: Failure) {
+        let subject = names::failure_subject(&failure.target.vnf_id);
         let payload =
             serde_json::to_vec(&MonitorMessage::new(MonitorEvent::Failure(failure))).unwrap();
         log.jetstream()
-            .publish(names::failure_subject("v1"), payload.into())
+            .publish(subject, payload.into())
             .await
             .unwrap()
             .await
@@ -521,6 +527,64 @@ mod heal {
             "one deploy per new instance"
         );
         assert_eq!(vim.instances.lock().unwrap().len(), 2);
+    }
+
+    /// A storm's claims do not wait for the VIM: with every operation taken by a heal whose
+    /// deploys the VIM holds, the next failure is still claimed at once; its VIM work waits for
+    /// an operation, and every heal completes once the VIM answers.
+    #[tokio::test]
+    async fn failures_are_claimed_while_every_operation_waits_on_the_vim() {
+        const VNFS: usize = conductor::OPERATIONS_IN_FLIGHT_MAX + 1;
+        let server = NatsServer::start().await;
+        let gate = Arc::new(Semaphore::new(0));
+        let vim = Arc::new(MemoryVim {
+            gate: Some(gate.clone()),
+            ..MemoryVim::default()
+        });
+        let (log, _conductor) = start(&server, vim.clone(), Duration::from_secs(30)).await;
+        let spec = vnfd(Some(fixtures::ping(PolicyAction::Respawn)));
+        let vnf_ids: Vec<String> = (0..VNFS).map(|n| format!("v{n}")).collect();
+        // The creates' deploys pass: two instances each.
+        gate.add_permits(2 * VNFS);
+        let mut vnfs = Vec::new();
+        for vnf_id in &vnf_ids {
+            let create = fixtures::create(vnf_id, VNFD, spec.clone(), &format!("op-{vnf_id}"));
+            log.execute::<Vnf>(vnf_id, create, &(), &user())
+                .await
+                .unwrap();
+            vnfs.push(wait_status(&log, vnf_id, VnfStatus::Active).await);
+        }
+        let deploys_before = *vim.deploy_calls.lock().unwrap();
+        for (vnf_id, vnf) in vnf_ids.iter().zip(&vnfs) {
+            let failure =
+                failure_of_vnf(vnf_id, vnf, &format!("f-{vnf_id}"), PolicyAction::Respawn);
+            report(&log, failure).await;
+        }
+        eventually("every failure claimed", PATIENCE, || async {
+            let mut unclaimed = Vec::new();
+            for vnf_id in &vnf_ids {
+                let vnf = log.load::<Vnf>(vnf_id).await.unwrap().aggregate;
+                if vnf.pending.is_none() {
+                    unclaimed.push(vnf_id.clone());
+                }
+            }
+            if unclaimed.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("not claimed: {unclaimed:?}"))
+            }
+        })
+        .await;
+        let deploys_held = *vim.deploy_calls.lock().unwrap() - deploys_before;
+        assert!(
+            deploys_held <= u32::try_from(2 * conductor::OPERATIONS_IN_FLIGHT_MAX).unwrap(),
+            "{deploys_held} deploys entered: no more operations than the bound"
+        );
+        gate.add_permits(2 * VNFS);
+        for vnf_id in &vnf_ids {
+            let vnf = wait_status(&log, vnf_id, VnfStatus::Active).await;
+            assert_eq!(vnf.failure_count, 1, "{vnf_id} healed once");
+        }
     }
 
     #[tokio::test]
