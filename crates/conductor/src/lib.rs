@@ -173,8 +173,8 @@ pub const OPERATIONS_IN_FLIGHT_MAX: usize = 32;
 /// Failure reports the heal consumer holds at once, unacked, their ack wait kept by progress
 /// reports. More than the operations: a heal's claim is recorded as soon as its report is in
 /// hand, and only its VIM work waits for one of the operations. With one operation per report
-/// in hand, a storm's claims waited behind the VIM work of the heals before them (claim p99
-/// 1.6 s at 60,000 VDUs in `ops/bench-fleet`, while 32 heals held every slot). The lifecycle
+/// in hand, a storm's claims waited behind the VIM work of the heals before them (part of the
+/// claims' tail at 60,000 VDUs in `ops/bench-fleet`, while 32 heals held every slot). The lifecycle
 /// consumer holds as many messages as it carries out operations: they can be large, and each
 /// needs an operation anyway.
 const FAILURES_IN_HAND_MAX: usize = 256;
