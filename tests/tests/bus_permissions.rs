@@ -130,7 +130,9 @@ fn operations() -> Vec<Operation> {
             "write a monitor state row",
             format!("$KV.{}.{vnf}", names::MONITOR_STATE_BUCKET),
             "{}",
-            &[Monitor],
+            // The projector deletes a deleted VNF's states, which a subject cannot tell from
+            // a put.
+            &[Monitor, Projector],
         ),
         op(
             "delete the lifecycle stream",

@@ -158,12 +158,16 @@ impl Identity {
                     p.read(&kv_stream(bucket));
                     p.publish_allow.push(kv_writes(bucket));
                 }
-                // Destroying a deleted aggregate's data key: binding to the bucket and writing
-                // its tombstone, never reading a key.
-                p.publish_allow.extend([
-                    format!("{API}.STREAM.INFO.{}", kv_stream(names::DATA_KEY_BUCKET)),
-                    kv_writes(names::DATA_KEY_BUCKET),
-                ]);
+                // Destroying a deleted aggregate's data key, and deleting a deleted VNF's VDU
+                // states: binding to each bucket and writing tombstones, never reading a key.
+                // (A subject cannot tell a delete from a put: the projector could write a
+                // state, as it writes every table row.)
+                for bucket in [names::DATA_KEY_BUCKET, names::MONITOR_STATE_BUCKET] {
+                    p.publish_allow.extend([
+                        format!("{API}.STREAM.INFO.{}", kv_stream(bucket)),
+                        kv_writes(bucket),
+                    ]);
+                }
             }
             Identity::Conductor => {
                 p.publish_allow.extend([
@@ -458,7 +462,7 @@ mod tests {
             ),
             (
                 format!("$KV.{}.v", names::MONITOR_STATE_BUCKET),
-                &[Identity::Monitor],
+                &[Identity::Monitor, Identity::Projector],
             ),
             (
                 format!("$KV.{}.vnf.v", names::DATA_KEY_BUCKET),

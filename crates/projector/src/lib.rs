@@ -14,7 +14,10 @@
 //!
 //! Once a VNF's, VNFD's or VIM's row stands deleted, the projector destroys the aggregate's data key
 //! ([`keyring::shred`]) before it acks: the secrets its events sealed become unreadable for
-//! good, while the events stay.
+//! good, while the events stay. A deleted VNF's VDU states go from the monitors' state bucket
+//! too: the monitor holding the VNF's partition deletes them as well, but a VNF deleted while
+//! no monitor holds its partition (a dead monitor's lease running out) would keep them for
+//! ever.
 
 pub mod table;
 
@@ -184,7 +187,10 @@ pub async fn run(
             ..Default::default()
         },
     );
-    let data_keys = keyring::open_bucket(log.jetstream()).await?;
+    let erasures = Erasures {
+        data_keys: keyring::open_bucket(log.jetstream()).await?,
+        monitor_states: store::open_monitor_states(log.jetstream()).await?,
+    };
     // Ends with the loop (aborted below).
     let lag = tokio::spawn(messages.report_lag());
     tokio::pin!(shutdown);
@@ -194,7 +200,7 @@ pub async fn run(
             () = &mut shutdown => break,
             message = messages.next() => message,
         };
-        let projected = project(&tables, &data_keys, &message).await.or_else(|e| {
+        let projected = project(&tables, &erasures, &message).await.or_else(|e| {
             if is_permanent(&e) {
                 Ok(Projected::Park(e.to_string()))
             } else {
@@ -251,9 +257,30 @@ enum Projected {
     Park(String),
 }
 
+/// What the projector erases once an aggregate's row stands deleted.
+struct Erasures {
+    data_keys: kv::Store,
+    monitor_states: kv::Store,
+}
+
+impl Erasures {
+    /// Destroys the deleted aggregate's data key and, for a VNF, deletes its VDU states.
+    /// Idempotent.
+    async fn erase(&self, kind: AggregateKind, id: &str) -> Result<(), NatsError> {
+        keyring::shred(&self.data_keys, kind, id).await?;
+        if kind == AggregateKind::Vnf {
+            self.monitor_states
+                .delete(id)
+                .await
+                .map_err(|e| NatsError::new("deleting a deleted VNF's monitor states", e))?;
+        }
+        Ok(())
+    }
+}
+
 async fn project(
     tables: &Tables,
-    data_keys: &kv::Store,
+    erasures: &Erasures,
     message: &jetstream::Message,
 ) -> Result<Projected, ProjectorError> {
     let Some((kind, id)) = names::parse_lifecycle_subject(&message.subject) else {
@@ -289,7 +316,7 @@ async fn project(
         }
     };
     if deleted {
-        keyring::shred(data_keys, kind, id).await?;
+        erasures.erase(kind, id).await?;
     }
     Ok(projected)
 }

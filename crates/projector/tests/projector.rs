@@ -3,8 +3,10 @@
 
 use std::time::Duration;
 
-use events::fixtures::{self, onboard, user};
+use events::access::Identity;
+use events::fixtures::{self, conductor, onboard, user};
 use events::store::EventLog;
+use events::vnf::{Vnf, VnfCommand};
 use events::vnfd::{Vnfd, VnfdCommand, VnfdEvent};
 use projector::Tables;
 use testkit::{NatsServer, eventually};
@@ -237,4 +239,66 @@ async fn a_message_whose_row_is_too_large_to_store_is_parked_not_offered_for_eve
     )
     .await;
     assert!(tables.vnfd("d1").await.unwrap().is_none(), "no row written");
+}
+
+#[tokio::test]
+async fn a_deleted_vnf_s_monitor_states_are_deleted_whoever_holds_its_partition() {
+    let server = NatsServer::start().await;
+    let log = fixtures::log(server.client().await).await;
+    // The projector on its own identity, as deployed: deleting states is within its rights.
+    let projector_log = EventLog::open(server.client_as(Identity::Projector).await)
+        .await
+        .unwrap();
+    let tables = Tables::open(projector_log.jetstream()).await.unwrap();
+    tokio::spawn(projector::run(
+        projector_log,
+        tables.clone(),
+        futures::future::pending(),
+    ));
+    // States a monitor wrote for two VNFs; no monitor runs, as while a dead monitor's lease
+    // runs out.
+    let states = events::store::open_monitor_states(log.jetstream())
+        .await
+        .unwrap();
+    for vnf_id in ["v1", "v2"] {
+        states.put(vnf_id, r#"{"i1":{}}"#.into()).await.unwrap();
+    }
+    let spec = fixtures::spec(vec![fixtures::vdu("VDU1", None)]);
+    for vnf_id in ["v1", "v2"] {
+        let create = fixtures::create(vnf_id, "d1", spec.clone(), &format!("{vnf_id}-create"));
+        log.execute::<Vnf>(vnf_id, create, &(), &user())
+            .await
+            .unwrap();
+    }
+    // v1 fails to deploy and is deleted.
+    let commands = [
+        VnfCommand::FailOperation {
+            operation_id: "v1-create".into(),
+            reason: "no room".into(),
+        },
+        VnfCommand::Delete {
+            operation_id: "v1-delete".into(),
+        },
+        VnfCommand::CompleteDelete {
+            operation_id: "v1-delete".into(),
+        },
+    ];
+    for command in commands {
+        log.execute::<Vnf>("v1", command, &(), &conductor("c1"))
+            .await
+            .unwrap();
+    }
+    eventually("v1's row stands deleted", PROJECTED_PATIENCE, || async {
+        row_where(tables.vnf("v1").await.unwrap(), |r| r.state.deleted)
+    })
+    .await;
+    eventually("v1's states are deleted", PROJECTED_PATIENCE, || async {
+        match states.get("v1").await.unwrap() {
+            None => Ok(()),
+            Some(value) => Err(format!("still {value:?}")),
+        }
+    })
+    .await;
+    assert!(states.get("v2").await.unwrap().is_some(), "v2 lives on");
+    assert_eq!(server.permission_violations(), Vec::<String>::new());
 }
