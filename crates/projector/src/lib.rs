@@ -266,13 +266,17 @@ struct Erasures {
 impl Erasures {
     /// Destroys the deleted aggregate's data key and, for a VNF, deletes its VDU states.
     /// Idempotent.
+    ///
+    /// Only the data key must go before the message is acked: the states are what the API
+    /// shows of a VNF it no longer shows, a few hundred bytes. A delete that fails (say, on a
+    /// server whose permissions predate it: `vnfm nats-config` prints the current ones) is
+    /// logged and left, rather than holding the row's message back for ever.
     async fn erase(&self, kind: AggregateKind, id: &str) -> Result<(), NatsError> {
         keyring::shred(&self.data_keys, kind, id).await?;
-        if kind == AggregateKind::Vnf {
-            self.monitor_states
-                .delete(id)
-                .await
-                .map_err(|e| NatsError::new("deleting a deleted VNF's monitor states", e))?;
+        if kind == AggregateKind::Vnf
+            && let Err(e) = self.monitor_states.delete(id).await
+        {
+            tracing::warn!(vnf_id = id, error = %e, "Cannot delete a deleted VNF's monitor states; they stay.");
         }
         Ok(())
     }
