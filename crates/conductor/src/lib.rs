@@ -202,6 +202,11 @@ pub enum ConductorError {
         /// printed with `{:#}` names it once.
         last_error: Box<ConductorError>,
     },
+    /// The conductor stopped while the operation waited for one of
+    /// [`OPERATIONS_IN_FLIGHT_MAX`]: it is left, pending, to the next conductor its request
+    /// is offered to.
+    #[error("the conductor is stopping; the operation is left to another conductor")]
+    Stopping,
 }
 
 /// One conductor instance.
@@ -266,8 +271,9 @@ impl Conductor {
         Actor::new(envelope::ActorKind::Conductor, self.config.instance.clone())
     }
 
-    /// Consumes VNF requests and failure reports until `shutdown` resolves, then drains the
-    /// operations in hand.
+    /// Consumes VNF requests and failure reports until `shutdown` resolves, then finishes the
+    /// operations it has begun; a request in hand still waiting for an operation is put back
+    /// for another conductor.
     ///
     /// A consumer that fails is opened again after a pause; one that keeps failing ends the
     /// conductor with [`ConductorError::ConsumerFailed`], never a conductor that runs on with
@@ -440,9 +446,13 @@ impl Conductor {
             }
         }
         lag.abort();
+        // What waits for an operation is put back rather than carried out: a stopping conductor
+        // finishes only the operations it has begun (its claims are recorded either way).
+        operations.close();
         tracing::info!(
             consumer = name,
-            operations = in_flight.len(),
+            in_hand = in_flight.len(),
+            operations = OPERATIONS_IN_FLIGHT_MAX - operations.available_permits(),
             "Conductor draining."
         );
         while let Some(joined) = in_flight.join_next().await {
@@ -623,7 +633,7 @@ impl Conductor {
 
     /// Carries out one operation if it is still pending, recording the outcome under `cause`,
     /// once one of `operations` is free; answers Ok when it is already done, with what this
-    /// call recorded.
+    /// call recorded, and [`ConductorError::Stopping`] when `operations` closed first.
     async fn carry_out_operation(
         &self,
         vnf_id: &str,
@@ -631,7 +641,9 @@ impl Conductor {
         cause: &Cause,
         operations: &Semaphore,
     ) -> Result<Recorded, ConductorError> {
-        let _operation = operations.acquire().await.expect("semaphore never closed");
+        let Ok(_operation) = operations.acquire().await else {
+            return Err(ConductorError::Stopping);
+        };
         let loaded = self.log.load::<Vnf>(vnf_id).await?;
         let vnf = loaded.aggregate;
         let Some(pending) = vnf

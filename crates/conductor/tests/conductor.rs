@@ -113,19 +113,30 @@ async fn start(
     init_logs();
     let log = fixtures::log(server.client().await).await;
     onboard_vnfd(&log).await;
+    let task = run_conductor(&log, vim, "c-test", ack_wait, futures::future::pending());
+    (log, task)
+}
+
+/// Runs the conductor `instance` on `log` until `shutdown` resolves and it has drained.
+fn run_conductor(
+    log: &EventLog,
+    vim: Arc<MemoryVim>,
+    instance: &str,
+    ack_wait: Duration,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
     let conductor = Conductor::new(
         log.clone(),
         vim,
         ConductorConfig {
-            instance: "c-test".into(),
+            instance: instance.into(),
             ack_wait,
             ..ConductorConfig::default()
         },
     );
-    let task = tokio::spawn(async move {
-        conductor.run(futures::future::pending()).await.unwrap();
-    });
-    (log, task)
+    tokio::spawn(async move {
+        conductor.run(shutdown).await.unwrap();
+    })
 }
 
 /// Waits until the VNF is `wanted` with no operation pending, and returns it.
@@ -531,17 +542,25 @@ mod heal {
 
     /// A storm's claims do not wait for the VIM: with every operation taken by a heal whose
     /// deploys the VIM holds, the next failure is still claimed at once; its VIM work waits for
-    /// an operation, and every heal completes once the VIM answers.
+    /// an operation. Stopped then, the conductor finishes the heals it began and puts back the
+    /// one still waiting, which another conductor carries out: every VNF is healed once.
     #[tokio::test]
     async fn failures_are_claimed_while_every_operation_waits_on_the_vim() {
         const VNFS: usize = conductor::OPERATIONS_IN_FLIGHT_MAX + 1;
+        const ACK_WAIT: Duration = Duration::from_secs(30);
         let server = NatsServer::start().await;
         let gate = Arc::new(Semaphore::new(0));
         let vim = Arc::new(MemoryVim {
             gate: Some(gate.clone()),
             ..MemoryVim::default()
         });
-        let (log, _conductor) = start(&server, vim.clone(), Duration::from_secs(30)).await;
+        init_logs();
+        let log = fixtures::log(server.client().await).await;
+        onboard_vnfd(&log).await;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let first = run_conductor(&log, vim.clone(), "c-first", ACK_WAIT, async {
+            let _ = stopped.await;
+        });
         let spec = vnfd(Some(fixtures::ping(PolicyAction::Respawn)));
         let vnf_ids: Vec<String> = (0..VNFS).map(|n| format!("v{n}")).collect();
         // The creates' deploys pass: two instances each.
@@ -580,7 +599,31 @@ mod heal {
             deploys_held <= u32::try_from(2 * conductor::OPERATIONS_IN_FLIGHT_MAX).unwrap(),
             "{deploys_held} deploys entered: no more operations than the bound"
         );
+        stop.send(()).unwrap();
         gate.add_permits(2 * VNFS);
+        tokio::time::timeout(PATIENCE, first)
+            .await
+            .expect("the first conductor drains")
+            .unwrap();
+        let mut pending = Vec::new();
+        for vnf_id in &vnf_ids {
+            if log
+                .load::<Vnf>(vnf_id)
+                .await
+                .unwrap()
+                .aggregate
+                .pending
+                .is_some()
+            {
+                pending.push(vnf_id.clone());
+            }
+        }
+        assert_eq!(
+            pending.len(),
+            VNFS - conductor::OPERATIONS_IN_FLIGHT_MAX,
+            "the heals that waited for an operation are left to another conductor: {pending:?}"
+        );
+        let _second = run_conductor(&log, vim, "c-second", ACK_WAIT, futures::future::pending());
         for vnf_id in &vnf_ids {
             let vnf = wait_status(&log, vnf_id, VnfStatus::Active).await;
             assert_eq!(vnf.failure_count, 1, "{vnf_id} healed once");
