@@ -9,7 +9,8 @@
 //!    and the ratio of the two p99s, timed by a client on one thread of its own. Gateway,
 //!    projector and monitor run as separate `vnfm` processes, as deployed (`$VNFM_BIN`, which
 //!    `ops/bench` sets to the release build), and each one's CPU use during each phase is
-//!    printed with the latencies.
+//!    printed with the latencies. Both phases run with a `SCHED_IDLE` busy loop on every CPU
+//!    ([`IdleSpinners`]), so that neither pays a CPU's wake from idle the other does not.
 
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
@@ -27,7 +28,7 @@ use events::store::EventLog;
 use events::vnf::{Instance, Vnf, VnfCommand, VnfEvent};
 use testkit::{Durability, NatsServer};
 
-use bench::{child_pid_with_arg, cpu_time, machine_busy, run_queue_wait};
+use bench::{IdleSpinners, child_pid_with_arg, cpu_time, machine_busy, run_queue_wait};
 
 mod cold_start;
 mod events_pages;
@@ -534,7 +535,8 @@ async fn gateway_latency(bus: Bus) -> anyhow::Result<(Latency, Latency)> {
         ("nats-server", nats_server_pid),
         ("bench client", std::process::id()),
     ];
-    let (quiet, cpu) = measure_with_cpu(&api, &ids, &processes).await?;
+    let spinners = IdleSpinners::start(cores())?;
+    let (quiet, cpu) = measure_with_cpu(&api, &ids, &processes, &spinners).await?;
     quiet.print("without monitoring");
     print_cpu(&cpu);
     print_kv_gets(&log, &ids).await?;
@@ -558,7 +560,7 @@ async fn gateway_latency(bus: Bus) -> anyhow::Result<(Latency, Latency)> {
     tokio::time::sleep(MONITOR_WARM_UP).await;
     let writes_before = monitor_writes(&log).await?;
     let started = time::OffsetDateTime::now_utc();
-    let (busy, cpu) = measure_with_cpu(&api, &ids, &processes).await?;
+    let (busy, cpu) = measure_with_cpu(&api, &ids, &processes, &spinners).await?;
     let seconds = (time::OffsetDateTime::now_utc() - started).as_seconds_f64();
     let writes = monitor_writes(&log).await?.since(&writes_before);
     let probed = probes_since(&log, started).await?;
@@ -633,6 +635,8 @@ struct CpuUse {
     /// The whole machine's busy time, in cores: what else ran (a build, another test) shows as
     /// the difference, and makes the phase's figures unreliable.
     machine: f64,
+    /// The idle spinners' share, in cores: the time nothing else wanted.
+    spinners: f64,
 }
 
 fn print_cpu(cpu: &CpuUse) {
@@ -649,13 +653,14 @@ fn print_cpu(cpu: &CpuUse) {
         .collect();
     let total: f64 = cpu.cores.iter().map(|(_, cores, _)| cores).sum();
     println!(
-        "  CPU during it ({:.1} s, % of one core, {} cores = {}%): {}; total {:.0}%, other processes on the machine {:.0}%",
+        "  CPU during it ({:.1} s, % of one core, {} cores = {}%): {}; total {:.0}%, other processes on the machine {:.0}%, idle spinners {:.0}%",
         cpu.seconds,
         cores(),
         cores() * 100,
         each.join(", "),
         total * 100.0,
-        (cpu.machine - total).max(0.0) * 100.0
+        (cpu.machine - total - cpu.spinners).max(0.0) * 100.0,
+        cpu.spinners * 100.0
     );
 }
 
@@ -663,12 +668,14 @@ async fn measure_with_cpu(
     api: &str,
     ids: &[String],
     processes: &[(&'static str, u32)],
+    spinners: &IdleSpinners,
 ) -> anyhow::Result<(Latency, CpuUse)> {
     let before: Vec<(Duration, Duration)> = processes
         .iter()
         .map(|(_, pid)| (cpu_time(*pid), run_queue_wait(*pid)))
         .collect();
     let machine_before = machine_busy();
+    let spinners_before = spinners.cpu_time();
     let started = Instant::now();
     // The requests go one at a time from a client on a thread of its own with a single-threaded
     // runtime, as a load tool such as wrk does, so that what is timed is the gateway rather
@@ -684,6 +691,11 @@ async fn measure_with_cpu(
     .await??;
     let seconds = started.elapsed().as_secs_f64();
     let machine = machine_busy().saturating_sub(machine_before).as_secs_f64() / seconds;
+    let spinners = spinners
+        .cpu_time()
+        .saturating_sub(spinners_before)
+        .as_secs_f64()
+        / seconds;
     let cores = processes
         .iter()
         .zip(before)
@@ -701,6 +713,7 @@ async fn measure_with_cpu(
             seconds,
             cores,
             machine,
+            spinners,
         },
     ))
 }
