@@ -14,10 +14,10 @@
 //!
 //! Once a VNF's, VNFD's or VIM's row stands deleted, the projector destroys the aggregate's data key
 //! ([`keyring::shred`]) before it acks: the secrets its events sealed become unreadable for
-//! good, while the events stay. A deleted VNF's VDU states go from the monitors' state bucket
-//! too: the monitor holding the VNF's partition deletes them as well, but a VNF deleted while
-//! no monitor holds its partition (a dead monitor's lease running out) would keep them for
-//! ever.
+//! good, while the events stay. It deletes a deleted VNF's VDU states from the monitors' state
+//! bucket too (best effort, `Erasures::erase`): the monitor holding the VNF's partition
+//! deletes them as well, but a VNF deleted while no monitor holds its partition (a dead
+//! monitor's lease running out) would keep them for ever.
 
 pub mod table;
 
