@@ -129,7 +129,7 @@ pub fn load_average() -> String {
 /// show p50 was 0.46 ms without monitoring and 0.16 ms with it, in one run. A `SCHED_IDLE`
 /// task gives its CPU up as soon as any other task wakes, so it costs the measured processes
 /// a context switch at each wake, not CPU time: over a phase of 100,000 shows the gateway's
-/// time waiting for a CPU rose from 0.46 to 0.73 s to 2.9 to 4.7 s, while its show p50 and p99
+/// time waiting for a CPU rose from 0.46 to 0.73 s to 2.9 to 6.4 s, while its show p50 and p99
 /// fell.
 pub struct IdleSpinners(Vec<std::process::Child>);
 
