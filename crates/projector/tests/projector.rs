@@ -270,21 +270,30 @@ async fn a_deleted_vnf_s_monitor_states_are_deleted_whoever_holds_its_partition(
             .await
             .unwrap();
     }
-    // v1 fails to deploy and is deleted.
+    // v1 fails to deploy, and a user deletes it.
     let commands = [
-        VnfCommand::FailOperation {
-            operation_id: "v1-create".into(),
-            reason: "no room".into(),
-        },
-        VnfCommand::Delete {
-            operation_id: "v1-delete".into(),
-        },
-        VnfCommand::CompleteDelete {
-            operation_id: "v1-delete".into(),
-        },
+        (
+            VnfCommand::FailOperation {
+                operation_id: "v1-create".into(),
+                reason: "no room".into(),
+            },
+            conductor("c1"),
+        ),
+        (
+            VnfCommand::Delete {
+                operation_id: "v1-delete".into(),
+            },
+            user(),
+        ),
+        (
+            VnfCommand::CompleteDelete {
+                operation_id: "v1-delete".into(),
+            },
+            conductor("c1"),
+        ),
     ];
-    for command in commands {
-        log.execute::<Vnf>("v1", command, &(), &conductor("c1"))
+    for (command, cause) in commands {
+        log.execute::<Vnf>("v1", command, &(), &cause)
             .await
             .unwrap();
     }
