@@ -93,6 +93,41 @@ pub fn child_pid_with_arg(needle: &str) -> anyhow::Result<u32> {
     anyhow::bail!("no child of {me} has an argument containing {needle:?}")
 }
 
+/// Stops process `pid` (`SIGSTOP`) and waits until it has stopped (state `T` in
+/// `/proc/<pid>/stat`), for at most a second.
+pub fn pause(pid: u32) -> anyhow::Result<()> {
+    signal(pid, rustix::process::Signal::STOP)?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(1);
+    loop {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+        if stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('T'))
+        {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "process {pid} had not stopped 1 s after SIGSTOP"
+        );
+        std::thread::yield_now();
+    }
+}
+
+/// Lets process `pid` go on after [`pause`] (`SIGCONT`).
+pub fn resume(pid: u32) -> anyhow::Result<()> {
+    signal(pid, rustix::process::Signal::CONT)
+}
+
+fn signal(pid: u32, signal: rustix::process::Signal) -> anyhow::Result<()> {
+    let target = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+        .ok_or_else(|| anyhow::anyhow!("{pid} is not a process id"))?;
+    rustix::process::kill_process(target, signal)
+        .map_err(|e| anyhow::anyhow!("sending {signal:?} to process {pid}: {e}"))
+}
+
 /// A process's resident set size now (`VmRSS` of `/proc/<pid>/status`), in bytes; 0 once it
 /// is gone.
 pub fn rss_bytes(pid: u32) -> u64 {
@@ -147,9 +182,9 @@ impl IdleSpinners {
         Ok(spinners)
     }
 
-    /// The CPU time they have used so far, all together.
-    pub fn cpu_time(&self) -> Duration {
-        self.0.iter().map(|spinner| cpu_time(spinner.id())).sum()
+    /// Their process ids, to read their CPU time with [`cpu_time`].
+    pub fn pids(&self) -> Vec<u32> {
+        self.0.iter().map(std::process::Child::id).collect()
     }
 }
 

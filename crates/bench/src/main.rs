@@ -5,12 +5,13 @@
 //!    and between them raw publishes with the expected-sequence header, then with the message
 //!    id too: where the event store's appends lose against raw ones.
 //! 2. Gateway latency (p50/p99) of VNF show and list with 10,000 VNFs in the table, first
-//!    without monitoring, then with a monitor pinging all 10,000 VDUs (loopback) every second,
-//!    and the ratio of the two p99s, timed by a client on one thread of its own. Gateway,
-//!    projector and monitor run as separate `vnfm` processes, as deployed (`$VNFM_BIN`, which
-//!    `ops/bench` sets to the release build), and each one's CPU use during each phase is
-//!    printed with the latencies. Both phases run with a `SCHED_IDLE` busy loop on every CPU
-//!    ([`IdleSpinners`]), so that neither pays a CPU's wake from idle the other does not.
+//!    without a monitor process, then with a monitor pinging all 10,000 VDUs (loopback) every
+//!    second, paused and running in turns ([`BLOCKS`]), and the ratio of the running half's
+//!    p99s to the paused half's, timed by a client on one thread of its own. Gateway, projector
+//!    and monitor run as separate `vnfm` processes, as deployed (`$VNFM_BIN`, which `ops/bench`
+//!    sets to the release build), and each one's CPU use during each measurement is printed
+//!    with the latencies. Every measurement runs with a `SCHED_IDLE` busy loop on every CPU
+//!    ([`IdleSpinners`]), so that none pays a CPU's wake from idle another does not.
 
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
@@ -49,6 +50,16 @@ const VNFS: usize = 10_000;
 /// 100 it was the slowest but one and moved between 0.8 and 1.3 from run to run.
 const SHOWS: usize = 100_000;
 const LISTS: usize = 200;
+/// Pairs of blocks in the measurement under monitoring: the monitor is paused (`SIGSTOP`) for
+/// the first block of each pair and runs through the second, and each block makes [`SHOWS`] /
+/// `BLOCKS` shows and [`LISTS`] / `BLOCKS` lists. The two halves so span the same minutes and
+/// share whatever else this machine's host does in them: measured as two phases one after the
+/// other, the phase without monitoring alone had its show p99 move between 0.24 and 0.76 ms
+/// from run to run. A block takes under a second (with 50 blocks, up to 2.1 s), well inside a
+/// lease ([`events::setup::LEASE_TTL`]), so the paused monitor keeps its partitions. On
+/// resuming, the monitor probes at once every target that fell due while it was paused, so its
+/// running half probes more targets a second than steady monitoring does (printed).
+const BLOCKS: usize = 100;
 /// KV gets timed from the bench's own NATS client after each phase.
 const KV_GETS: usize = 10_000;
 /// Time for a monitor to replay 10,000 VNFs and reach its steady state: one-second rounds, and
@@ -509,7 +520,9 @@ async fn as_gateway(server: &NatsServer) -> anyhow::Result<EventLog> {
     Ok(EventLog::open(server.client_as(Identity::Gateway).await).await?)
 }
 
-/// Show and list latencies without and with monitoring, on `bus`.
+/// Show and list latencies on `bus`: first without a monitor process, then with a monitor
+/// pinging every VNF's VDU every second, paused and running in turns ([`BLOCKS`]). Answers the
+/// first and the running half.
 async fn gateway_latency(bus: Bus) -> anyhow::Result<(Latency, Latency)> {
     println!("gateway measurement, {}:", bus.label());
     let server = bus.server(Durability::SyncAlways).await;
@@ -529,15 +542,18 @@ async fn gateway_latency(bus: Bus) -> anyhow::Result<(Latency, Latency)> {
     let (mut gateway, api) = start_gateway(&server, &[]).await;
     let http = reqwest::Client::new();
     listed_all(&http, &api).await?;
-    let mut processes = vec![
-        ("gateway", gateway.pid()),
-        ("projector", projector.pid()),
-        ("nats-server", nats_server_pid),
-        ("bench client", std::process::id()),
-    ];
     let spinners = IdleSpinners::start(cores())?;
-    let (quiet, cpu) = measure_with_cpu(&api, &ids, &processes, &spinners).await?;
-    quiet.print("without monitoring");
+    let mut meter = CpuMeter {
+        processes: vec![
+            ("gateway", gateway.pid()),
+            ("projector", projector.pid()),
+            ("nats-server", nats_server_pid),
+            ("bench client", std::process::id()),
+        ],
+        spinners: spinners.pids(),
+    };
+    let (quiet, cpu) = measure_with_cpu(&api, &ids, meter.clone()).await?;
+    quiet.print("without a monitor process");
     print_cpu(&cpu);
     print_kv_gets(&log, &ids).await?;
     // The same table with every VNF's VDU probed by ICMP every second (all on loopback).
@@ -555,40 +571,51 @@ async fn gateway_latency(bus: Bus) -> anyhow::Result<(Latency, Latency)> {
     monitor
         .wait_for_log("Monitor running.", ROLE_START_TIMEOUT)
         .await;
-    processes.insert(2, ("monitor", monitor.pid()));
+    meter.processes.insert(2, ("monitor", monitor.pid()));
     // Let the monitor replay the log and settle into its one-second rounds.
     tokio::time::sleep(MONITOR_WARM_UP).await;
     let writes_before = monitor_writes(&log).await?;
     let started = time::OffsetDateTime::now_utc();
-    let (busy, cpu) = measure_with_cpu(&api, &ids, &processes, &spinners).await?;
-    let seconds = (time::OffsetDateTime::now_utc() - started).as_seconds_f64();
+    let turns = measure_in_turns(&api, &ids, meter, monitor.pid()).await?;
     let writes = monitor_writes(&log).await?.since(&writes_before);
-    let probed = probes_since(&log, started).await?;
-    busy.print(&format!(
-        "while the monitor probed {probed} targets ({:.0}/s, all up)",
-        probed as f64 / seconds
+    let (up, not_up) = probes_since(&log, started).await?;
+    let (paused, paused_cpu) = turns.paused;
+    let (running, running_cpu) = turns.running;
+    paused.print(&format!(
+        "monitor paused (SIGSTOP) in {BLOCKS} blocks of {} shows and {} lists, each followed by one of the next",
+        SHOWS / BLOCKS,
+        LISTS / BLOCKS
     ));
-    print_cpu(&cpu);
+    print_cpu(&paused_cpu);
+    running.print(&format!(
+        "monitor running in the {BLOCKS} blocks between, {up} probe results up ({:.0}/s of its running time), {not_up} not up",
+        up as f64 / running_cpu.elapsed.as_secs_f64()
+    ));
+    print_cpu(&running_cpu);
     print_kv_gets(&log, &ids).await?;
     println!(
-        "  monitor writes during it: {} round and roster messages ({:.1} MB) to {}, {} state puts to {}",
+        "  monitor writes during both: {} round and roster messages ({:.1} MB) to {}, {} state puts to {}; longest pause {:.2} s (a lease lasts {} s)",
         writes.round_messages,
         writes.round_bytes as f64 / 1e6,
         names::TELEMETRY_STREAM,
         writes.state_puts,
         names::MONITOR_STATE_BUCKET,
+        turns.longest_pause.as_secs_f64(),
+        events::setup::LEASE_TTL.as_secs()
     );
     println!(
-        "gateway p99 under monitoring / without: show {:.2} (goal <= 1.1), list {:.2}",
-        busy.show_p99.as_secs_f64() / quiet.show_p99.as_secs_f64(),
-        busy.list_p99.as_secs_f64() / quiet.list_p99.as_secs_f64()
+        "gateway p99 under monitoring / paused: show {:.2} (goal <= 1.1), list {:.2}; paused / without a monitor process: show {:.2}, list {:.2}",
+        running.show_p99.as_secs_f64() / paused.show_p99.as_secs_f64(),
+        running.list_p99.as_secs_f64() / paused.list_p99.as_secs_f64(),
+        paused.show_p99.as_secs_f64() / quiet.show_p99.as_secs_f64(),
+        paused.list_p99.as_secs_f64() / quiet.list_p99.as_secs_f64()
     );
     for role in [&mut monitor, &mut gateway, &mut projector] {
         if let Some(status) = role.exit_status() {
             anyhow::bail!("{} exited early ({status}):\n{}", role.label(), role.log());
         }
     }
-    Ok((quiet, busy))
+    Ok((quiet, running))
 }
 
 /// The two reads a show makes, timed from the bench's own NATS client right after a phase's
@@ -627,95 +654,203 @@ fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
 }
 
-/// Each process's CPU use during a measurement, in cores (1.0 = one core busy throughout),
-/// and the time its threads waited for a CPU.
+/// The processes whose CPU use a measurement prints, and the idle spinners'.
+#[derive(Clone)]
+struct CpuMeter {
+    processes: Vec<(&'static str, u32)>,
+    spinners: Vec<u32>,
+}
+
+/// The counters [`CpuMeter`] reads, at one moment.
+struct CpuReading {
+    at: Instant,
+    /// Each process's CPU time and time waiting for a CPU so far, in [`CpuMeter`]'s order.
+    each: Vec<(Duration, Duration)>,
+    machine: Duration,
+    spinners: Duration,
+}
+
+impl CpuMeter {
+    fn read(&self) -> CpuReading {
+        CpuReading {
+            at: Instant::now(),
+            each: self
+                .processes
+                .iter()
+                .map(|(_, pid)| (cpu_time(*pid), run_queue_wait(*pid)))
+                .collect(),
+            machine: machine_busy(),
+            spinners: self.spinners.iter().map(|pid| cpu_time(*pid)).sum(),
+        }
+    }
+}
+
+/// CPU used during a measurement, summed over its blocks: each process's CPU time and the time
+/// its threads waited for a CPU.
 struct CpuUse {
-    seconds: f64,
-    cores: Vec<(&'static str, f64, Duration)>,
-    /// The whole machine's busy time, in cores: what else ran (a build, another test) shows as
-    /// the difference, and makes the phase's figures unreliable.
-    machine: f64,
-    /// The idle spinners' share, in cores: the time nothing else wanted.
-    spinners: f64,
+    elapsed: Duration,
+    each: Vec<(&'static str, Duration, Duration)>,
+    /// The whole machine's busy time: what else ran (a build, another test) shows as the
+    /// difference, and makes the phase's figures unreliable.
+    machine: Duration,
+    /// The idle spinners' CPU time: the time nothing else wanted.
+    spinners: Duration,
+}
+
+impl CpuUse {
+    fn none(meter: &CpuMeter) -> CpuUse {
+        CpuUse {
+            elapsed: Duration::ZERO,
+            each: meter
+                .processes
+                .iter()
+                .map(|(label, _)| (*label, Duration::ZERO, Duration::ZERO))
+                .collect(),
+            machine: Duration::ZERO,
+            spinners: Duration::ZERO,
+        }
+    }
+
+    /// Adds what was used from `from` to `to`.
+    fn add(&mut self, from: &CpuReading, to: &CpuReading) {
+        self.elapsed += to.at - from.at;
+        for ((_, cpu, wait), ((cpu_from, wait_from), (cpu_to, wait_to))) in
+            self.each.iter_mut().zip(from.each.iter().zip(&to.each))
+        {
+            *cpu += cpu_to.saturating_sub(*cpu_from);
+            *wait += wait_to.saturating_sub(*wait_from);
+        }
+        self.machine += to.machine.saturating_sub(from.machine);
+        self.spinners += to.spinners.saturating_sub(from.spinners);
+    }
 }
 
 fn print_cpu(cpu: &CpuUse) {
+    let seconds = cpu.elapsed.as_secs_f64();
+    let share = |time: Duration| time.as_secs_f64() / seconds * 100.0;
     let each: Vec<String> = cpu
-        .cores
+        .each
         .iter()
-        .map(|(label, cores, wait)| {
+        .map(|(label, time, wait)| {
             format!(
                 "{label} {:.0}% (waited {:.0} ms for a CPU)",
-                cores * 100.0,
+                share(*time),
                 ms(*wait)
             )
         })
         .collect();
-    let total: f64 = cpu.cores.iter().map(|(_, cores, _)| cores).sum();
+    let total: Duration = cpu.each.iter().map(|(_, time, _)| *time).sum();
     println!(
-        "  CPU during it ({:.1} s, % of one core, {} cores = {}%): {}; total {:.0}%, other processes on the machine {:.0}%, idle spinners {:.0}%",
-        cpu.seconds,
+        "  CPU during it ({seconds:.1} s, % of one core, {} cores = {}%): {}; total {:.0}%, other processes on the machine {:.0}%, idle spinners {:.0}%",
         cores(),
         cores() * 100,
         each.join(", "),
-        total * 100.0,
-        (cpu.machine - total - cpu.spinners).max(0.0) * 100.0,
-        cpu.spinners * 100.0
+        share(total),
+        share(cpu.machine.saturating_sub(total + cpu.spinners)),
+        share(cpu.spinners)
     );
 }
 
+/// Runs `measure` on a thread of its own with a single-threaded runtime, as a load tool such as
+/// wrk does, so that what is timed is the gateway rather than the client. On this process's
+/// multi-threaded runtime the client took half a core and waited 2.5 s for a CPU in a 20 s
+/// phase without monitoring, and twice that with it.
+async fn on_client_thread<T: Send + 'static>(
+    measure: impl FnOnce(&tokio::runtime::Runtime, &reqwest::Client) -> anyhow::Result<T>
+    + Send
+    + 'static,
+) -> anyhow::Result<T> {
+    tokio::task::spawn_blocking(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        measure(&runtime, &reqwest::Client::new())
+    })
+    .await?
+}
+
+/// [`SHOWS`] shows and [`LISTS`] lists, and the CPU used meanwhile.
 async fn measure_with_cpu(
     api: &str,
     ids: &[String],
-    processes: &[(&'static str, u32)],
-    spinners: &IdleSpinners,
+    meter: CpuMeter,
 ) -> anyhow::Result<(Latency, CpuUse)> {
-    let before: Vec<(Duration, Duration)> = processes
-        .iter()
-        .map(|(_, pid)| (cpu_time(*pid), run_queue_wait(*pid)))
-        .collect();
-    let machine_before = machine_busy();
-    let spinners_before = spinners.cpu_time();
-    let started = Instant::now();
-    // The requests go one at a time from a client on a thread of its own with a single-threaded
-    // runtime, as a load tool such as wrk does, so that what is timed is the gateway rather
-    // than the client. On this process's multi-threaded runtime the client took half a core
-    // and waited 2.5 s for a CPU in a 20 s phase without monitoring, and twice that with it.
     let (api, ids) = (api.to_owned(), ids.to_vec());
-    let latency = tokio::task::spawn_blocking(move || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?
-            .block_on(measure(&reqwest::Client::new(), &api, &ids))
+    on_client_thread(move |runtime, http| {
+        let mut samples = Samples::default();
+        let mut cpu = CpuUse::none(&meter);
+        let before = meter.read();
+        runtime.block_on(measure_block(
+            http,
+            &api,
+            &ids,
+            0..SHOWS,
+            LISTS,
+            &mut samples,
+        ))?;
+        cpu.add(&before, &meter.read());
+        Ok((samples.latency(), cpu))
     })
-    .await??;
-    let seconds = started.elapsed().as_secs_f64();
-    let machine = machine_busy().saturating_sub(machine_before).as_secs_f64() / seconds;
-    let spinners = spinners
-        .cpu_time()
-        .saturating_sub(spinners_before)
-        .as_secs_f64()
-        / seconds;
-    let cores = processes
-        .iter()
-        .zip(before)
-        .map(|((label, pid), (cpu, wait))| {
-            (
-                *label,
-                cpu_time(*pid).saturating_sub(cpu).as_secs_f64() / seconds,
-                run_queue_wait(*pid).saturating_sub(wait),
-            )
+    .await
+}
+
+/// The two halves of a measurement in turns, each with the CPU used during it.
+struct Turns {
+    paused: (Latency, CpuUse),
+    running: (Latency, CpuUse),
+    /// The longest the monitor stayed paused.
+    longest_pause: Duration,
+}
+
+/// [`BLOCKS`] pairs of blocks of requests: the monitor (process `monitor`) paused through the
+/// first block of each pair, running through the second. Both halves make the same requests,
+/// [`SHOWS`] shows and [`LISTS`] lists each.
+async fn measure_in_turns(
+    api: &str,
+    ids: &[String],
+    meter: CpuMeter,
+    monitor: u32,
+) -> anyhow::Result<Turns> {
+    let (api, ids) = (api.to_owned(), ids.to_vec());
+    on_client_thread(move |runtime, http| {
+        let (shows, lists) = (SHOWS / BLOCKS, LISTS / BLOCKS);
+        let mut paused = (Samples::default(), CpuUse::none(&meter));
+        let mut running = (Samples::default(), CpuUse::none(&meter));
+        let mut longest_pause = Duration::ZERO;
+        for block in 0..BLOCKS {
+            let range = block * shows..(block + 1) * shows;
+            bench::pause(monitor)?;
+            let before = meter.read();
+            runtime.block_on(measure_block(
+                http,
+                &api,
+                &ids,
+                range.clone(),
+                lists,
+                &mut paused.0,
+            ))?;
+            let after = meter.read();
+            bench::resume(monitor)?;
+            longest_pause = longest_pause.max(after.at - before.at);
+            paused.1.add(&before, &after);
+            let before = meter.read();
+            runtime.block_on(measure_block(
+                http,
+                &api,
+                &ids,
+                range,
+                lists,
+                &mut running.0,
+            ))?;
+            running.1.add(&before, &meter.read());
+        }
+        Ok(Turns {
+            paused: (paused.0.latency(), paused.1),
+            running: (running.0.latency(), running.1),
+            longest_pause,
         })
-        .collect();
-    Ok((
-        latency,
-        CpuUse {
-            seconds,
-            cores,
-            machine,
-            spinners,
-        },
-    ))
+    })
+    .await
 }
 
 /// What the monitor had written to its stream and state bucket, to count a phase's writes.
@@ -752,19 +887,24 @@ async fn monitor_writes(log: &EventLog) -> anyhow::Result<MonitorWrites> {
     })
 }
 
-/// Successful probe results the telemetry stream holds from after `since`.
-async fn probes_since(log: &EventLog, since: time::OffsetDateTime) -> anyhow::Result<usize> {
+/// Probe results the telemetry stream holds from after `since`: those up, and the others.
+async fn probes_since(
+    log: &EventLog,
+    since: time::OffsetDateTime,
+) -> anyhow::Result<(usize, usize)> {
     let stream = log.jetstream().get_stream(names::TELEMETRY_STREAM).await?;
     let mut read = events::read::rounds::RoundRead::open(&stream, 1).await?;
-    let mut probed = 0;
+    let (mut up, mut not_up) = (0, 0);
     while let Some(round) = read.next().await? {
-        probed += round
-            .results
-            .iter()
-            .filter(|r| r.at > since && r.outcome.is_up())
-            .count();
+        for result in round.results.iter().filter(|r| r.at > since) {
+            if result.outcome.is_up() {
+                up += 1;
+            } else {
+                not_up += 1;
+            }
+        }
     }
-    Ok(probed)
+    Ok((up, not_up))
 }
 
 /// Gateway latencies of one measurement.
@@ -787,34 +927,61 @@ impl Latency {
     }
 }
 
+/// [`SHOWS`] shows and [`LISTS`] lists, one at a time.
 async fn measure(http: &reqwest::Client, api: &str, ids: &[String]) -> anyhow::Result<Latency> {
-    let mut shows = Vec::with_capacity(SHOWS);
-    for n in 0..SHOWS {
+    let mut samples = Samples::default();
+    measure_block(http, api, ids, 0..SHOWS, LISTS, &mut samples).await?;
+    Ok(samples.latency())
+}
+
+/// Request timings, added to block by block.
+#[derive(Default)]
+struct Samples {
+    shows: Vec<Duration>,
+    lists: Vec<Duration>,
+}
+
+impl Samples {
+    fn latency(mut self) -> Latency {
+        let (show_p50, show_p99) = percentiles(&mut self.shows);
+        let (list_p50, list_p99) = percentiles(&mut self.lists);
+        Latency {
+            show_p50,
+            show_p99,
+            list_p50,
+            list_p99,
+        }
+    }
+}
+
+/// The shows numbered `shows` (the `n`th reads VNF `n * 7919 % VNFS`, so that measurements
+/// read the same VNFs in the same order), then `lists` lists of all VNFs, one at a time.
+async fn measure_block(
+    http: &reqwest::Client,
+    api: &str,
+    ids: &[String],
+    shows: std::ops::Range<usize>,
+    lists: usize,
+    samples: &mut Samples,
+) -> anyhow::Result<()> {
+    for n in shows {
         let id = &ids[(n * 7919) % VNFS];
         let started = Instant::now();
         let response = http.get(format!("{api}/vnfs/{id}")).send().await?;
         anyhow::ensure!(response.status() == 200, "show {id}: {}", response.status());
         response.bytes().await.context("show body")?;
-        shows.push(started.elapsed());
+        samples.shows.push(started.elapsed());
     }
-    let mut lists = Vec::with_capacity(LISTS);
-    for _ in 0..LISTS {
+    for _ in 0..lists {
         let started = Instant::now();
         let (count, bytes) = list_all(http, api).await?;
-        lists.push(started.elapsed());
+        samples.lists.push(started.elapsed());
         anyhow::ensure!(
             count == VNFS && bytes > VNFS * 100,
             "list too small: {count} VNFs in {bytes} bytes"
         );
     }
-    let (show_p50, show_p99) = percentiles(&mut shows);
-    let (list_p50, list_p99) = percentiles(&mut lists);
-    Ok(Latency {
-        show_p50,
-        show_p99,
-        list_p50,
-        list_p99,
-    })
+    Ok(())
 }
 
 /// [`VNFS`] VNFs written through the log without a VIM (a create and its completion each),
