@@ -7,12 +7,17 @@ use std::time::Duration;
 /// `/proc/<pid>/stat`'s utime, stime, cutime and cstime, in clock ticks (fields 14 to 17,
 /// counted from the pid; the command name before them, in parentheses, may contain spaces).
 fn stat_ticks(pid: &str) -> Option<[u64; 4]> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let (_, rest) = stat.rsplit_once(") ")?;
-    // `rest` starts at field 3 (the state).
+    let rest = stat_from_state(pid)?;
     let fields: Vec<&str> = rest.split(' ').collect();
     let field = |n: usize| fields.get(n - 3)?.parse::<u64>().ok();
     Some([field(14)?, field(15)?, field(16)?, field(17)?])
+}
+
+/// `/proc/<pid>/stat` from field 3 (the state) on: after the command name, in parentheses,
+/// which may contain spaces.
+fn stat_from_state(pid: &str) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    Some(stat.rsplit_once(") ")?.1.to_owned())
 }
 
 fn ticks(count: u64) -> Duration {
@@ -99,11 +104,7 @@ pub fn pause(pid: u32) -> anyhow::Result<()> {
     signal(pid, rustix::process::Signal::STOP)?;
     let deadline = std::time::Instant::now() + Duration::from_secs(1);
     loop {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-        if stat
-            .rsplit_once(") ")
-            .is_some_and(|(_, rest)| rest.starts_with('T'))
-        {
+        if stat_from_state(&pid.to_string()).is_some_and(|rest| rest.starts_with('T')) {
             return Ok(());
         }
         anyhow::ensure!(

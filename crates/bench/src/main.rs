@@ -57,9 +57,9 @@ const LISTS: usize = 200;
 /// other, the phase without monitoring alone had its show p99 move between 0.24 and 0.76 ms
 /// from run to run. A pause lasts about a second (at most 1.15 s measured; 2.19 s with 50
 /// blocks), well inside a lease ([`events::setup::LEASE_TTL`]), so the monitor keeps its
-/// partitions. On
-/// resuming, the monitor probes at once every target that fell due while it was paused, so its
-/// running half probes more targets a second than steady monitoring does (printed).
+/// partitions. On resuming, the monitor probes at once every target that fell due while it
+/// was paused, so its running half probes more targets a second than steady monitoring does
+/// (printed).
 const BLOCKS: usize = 100;
 /// KV gets timed from the bench's own NATS client after each phase.
 const KV_GETS: usize = 10_000;
@@ -770,6 +770,51 @@ async fn on_client_thread<T: Send + 'static>(
     .await?
 }
 
+/// Request timings and the CPU used meanwhile, added to block by block.
+struct Measured {
+    samples: Samples,
+    cpu: CpuUse,
+}
+
+impl Measured {
+    fn none(meter: &CpuMeter) -> Measured {
+        Measured {
+            samples: Samples::default(),
+            cpu: CpuUse::none(meter),
+        }
+    }
+
+    /// Makes one block of requests ([`measure_block`]) from the client thread and adds them;
+    /// answers how long the block took.
+    fn block(
+        &mut self,
+        runtime: &tokio::runtime::Runtime,
+        http: &reqwest::Client,
+        target: (&str, &[String]),
+        requests: (std::ops::Range<usize>, usize),
+        meter: &CpuMeter,
+    ) -> anyhow::Result<Duration> {
+        let before = meter.read();
+        let (api, ids) = target;
+        let (shows, lists) = requests;
+        runtime.block_on(measure_block(
+            http,
+            api,
+            ids,
+            shows,
+            lists,
+            &mut self.samples,
+        ))?;
+        let after = meter.read();
+        self.cpu.add(&before, &after);
+        Ok(after.at - before.at)
+    }
+
+    fn finish(self) -> (Latency, CpuUse) {
+        (self.samples.latency(), self.cpu)
+    }
+}
+
 /// [`SHOWS`] shows and [`LISTS`] lists, and the CPU used meanwhile.
 async fn measure_with_cpu(
     api: &str,
@@ -778,19 +823,9 @@ async fn measure_with_cpu(
 ) -> anyhow::Result<(Latency, CpuUse)> {
     let (api, ids) = (api.to_owned(), ids.to_vec());
     on_client_thread(move |runtime, http| {
-        let mut samples = Samples::default();
-        let mut cpu = CpuUse::none(&meter);
-        let before = meter.read();
-        runtime.block_on(measure_block(
-            http,
-            &api,
-            &ids,
-            0..SHOWS,
-            LISTS,
-            &mut samples,
-        ))?;
-        cpu.add(&before, &meter.read());
-        Ok((samples.latency(), cpu))
+        let mut measured = Measured::none(&meter);
+        measured.block(runtime, http, (&api, &ids), (0..SHOWS, LISTS), &meter)?;
+        Ok(measured.finish())
     })
     .await
 }
@@ -815,39 +850,20 @@ async fn measure_in_turns(
     let (api, ids) = (api.to_owned(), ids.to_vec());
     on_client_thread(move |runtime, http| {
         let (shows, lists) = (SHOWS / BLOCKS, LISTS / BLOCKS);
-        let mut paused = (Samples::default(), CpuUse::none(&meter));
-        let mut running = (Samples::default(), CpuUse::none(&meter));
+        let mut paused = Measured::none(&meter);
+        let mut running = Measured::none(&meter);
         let mut longest_pause = Duration::ZERO;
         for block in 0..BLOCKS {
             let range = block * shows..(block + 1) * shows;
             bench::pause(monitor)?;
-            let before = meter.read();
-            runtime.block_on(measure_block(
-                http,
-                &api,
-                &ids,
-                range.clone(),
-                lists,
-                &mut paused.0,
-            ))?;
-            let after = meter.read();
+            let pause = paused.block(runtime, http, (&api, &ids), (range.clone(), lists), &meter);
             bench::resume(monitor)?;
-            longest_pause = longest_pause.max(after.at - before.at);
-            paused.1.add(&before, &after);
-            let before = meter.read();
-            runtime.block_on(measure_block(
-                http,
-                &api,
-                &ids,
-                range,
-                lists,
-                &mut running.0,
-            ))?;
-            running.1.add(&before, &meter.read());
+            longest_pause = longest_pause.max(pause?);
+            running.block(runtime, http, (&api, &ids), (range, lists), &meter)?;
         }
         Ok(Turns {
-            paused: (paused.0.latency(), paused.1),
-            running: (running.0.latency(), running.1),
+            paused: paused.finish(),
+            running: running.finish(),
             longest_pause,
         })
     })
