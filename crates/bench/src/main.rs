@@ -64,7 +64,7 @@ const BLOCKS: usize = 100;
 /// it was paused (about 9,000), which steady monitoring never does. Without the wait, a
 /// block's shows, which take its first 0.1 to 0.2 s (its lists come after), were all timed
 /// during that catch-up: on the bus without identities the show p99 ratio was 2.33 without
-/// the wait, and 0.90 to 1.62 in three runs with it (2026-12-04, `ops/bench gateway`).
+/// the wait, and 0.90 to 1.62 in five runs with it (2026-12-04, `ops/bench gateway`).
 const SETTLE: Duration = Duration::from_millis(500);
 /// KV gets timed from the bench's own NATS client after each phase.
 const KV_GETS: usize = 10_000;
