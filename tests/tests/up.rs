@@ -141,10 +141,17 @@ async fn up_makes_the_identities_once_and_lets_in_only_them() {
     .await;
     // A server still serving the data dir when `vnfm up` starts (one started by hand with its
     // configuration, or one slow to end) is stopped before another starts: two servers never
-    // share a store.
+    // share a store. It listens on a port of its own (`-p` overrides the configuration's):
+    // the other tests' `vnfm up`s may take the port the killed one had, and a leftover that
+    // cannot listen ends before `vnfm up` can find it.
+    let leftover_port = std::net::TcpListener::bind(("127.0.0.1", 0))
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port();
     let leftover = std::process::Command::new(testkit::nats_server_bin())
         .arg("-c")
         .arg(data_dir.path().join("nats-server.conf"))
+        .args(["-p", &leftover_port.to_string()])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -155,18 +162,20 @@ async fn up_makes_the_identities_once_and_lets_in_only_them() {
         let mut leftover = leftover;
         leftover.wait()
     });
-    eventually(
-        "the leftover server writes its pid file",
-        PATIENCE,
-        || async {
-            let written = read_pid(&pid_file);
-            if written == leftover_pid {
-                Ok(())
-            } else {
-                Err(format!("the pid file names {written}"))
-            }
-        },
-    )
+    // Serving: its pid file names it and it listens (its ports file, `ports_file_dir`).
+    let ports_file = data_dir
+        .path()
+        .join(format!("nats-server_{leftover_pid}.ports"));
+    eventually("the leftover server serves", PATIENCE, || async {
+        let written = read_pid(&pid_file);
+        if written != leftover_pid {
+            Err(format!("the pid file names {written}"))
+        } else if !ports_file.exists() {
+            Err(format!("no {}", ports_file.display()))
+        } else {
+            Ok(())
+        }
+    })
     .await;
     up.restart();
     up.wait_for_log("Gateway listening", PATIENCE).await;
