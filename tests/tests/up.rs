@@ -144,14 +144,10 @@ async fn up_makes_the_identities_once_and_lets_in_only_them() {
     // share a store. It listens on a port of its own (`-p` overrides the configuration's):
     // the other tests' `vnfm up`s may take the port the killed one had, and a leftover that
     // cannot listen ends before `vnfm up` can find it.
-    let leftover_port = std::net::TcpListener::bind(("127.0.0.1", 0))
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port();
     let leftover = std::process::Command::new(testkit::nats_server_bin())
         .arg("-c")
         .arg(data_dir.path().join("nats-server.conf"))
-        .args(["-p", &leftover_port.to_string()])
+        .args(["-p", &testkit::free_port().to_string()])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()

@@ -61,10 +61,11 @@ const LISTS: usize = 200;
 const BLOCKS: usize = 100;
 /// How long each block of [`BLOCKS`] waits after the monitor was paused or resumed before it
 /// times requests. On resuming, the monitor starts at once every attempt that fell due while
-/// it was paused (about 9,000), which steady monitoring never does. Without the wait, a
-/// block's shows, which take its first 0.1 to 0.2 s (its lists come after), were all timed
-/// during that catch-up: on the bus without identities the show p99 ratio was 2.33 without
-/// the wait, and 0.90 to 1.62 in five runs with it (2026-12-04, `ops/bench gateway`).
+/// it was paused (about 9,000 for a 0.9 s pause at 10,000 targets a second), which steady
+/// monitoring never does. Without the wait, a block's shows, which take its first 0.1 to
+/// 0.2 s (its lists come after), were all timed during that catch-up: on the bus without
+/// identities the show p99 ratio was 2.33 without the wait, and 0.90 to 1.62 in five runs with
+/// it (2026-12-04, `ops/bench gateway`).
 const SETTLE: Duration = Duration::from_millis(500);
 /// KV gets timed from the bench's own NATS client after each phase.
 const KV_GETS: usize = 10_000;
