@@ -8,7 +8,7 @@
 
 use std::hash::{BuildHasher, RandomState};
 use std::net::{IpAddr, Ipv4Addr};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
@@ -25,14 +25,15 @@ use tracing::warn;
 use super::{ProbeError, ProbeOutcome, micros};
 
 /// The receive buffer asked for. Replies to a burst queue in the socket while the one
-/// receive task drains them, and on loopback a raw socket also queues a copy of every
-/// request it sent. At the kernel default (208 KiB) a 1,000-target burst lost most replies.
+/// receive task drains them. At the kernel default (208 KiB) a 1,000-target burst lost most
+/// replies.
 /// The kernel accounts twice the size asked for, 32 MiB: room for 20,000 loopback echo
 /// exchanges that nobody has read yet (see `ECHO_REQUESTS_IN_FLIGHT_MAX`). Memory is charged
 /// only while packets wait.
 const RECEIVE_BUFFER_BYTES: usize = 16 << 20;
 /// Buffer one queued ICMP packet takes (its skb's truesize), measured on this kernel with a
-/// 16-byte payload: 832 bytes. A loopback exchange queues two (the request's copy, the reply).
+/// 16-byte payload: 832 bytes. A loopback exchange queues two, the reply and a copy of the
+/// request, should the socket refuse [`ANSWER_TYPES`]' filter.
 const QUEUED_PACKET_BYTES: usize = 832;
 /// Echo requests in flight at once through one prober; an attempt waits for room before its
 /// timeout starts. Even if the receive task read nothing, the replies to this many requests
@@ -61,8 +62,26 @@ const STARVED_WAIT_MAX: Duration = Duration::from_secs(5);
 /// socket (see [`keep_waiting`]): the receive task drains what waits in well under this when
 /// it runs at all.
 const UNREAD_WAIT: Duration = Duration::from_millis(10);
-/// ICMPv4 type of an echo reply (RFC 792).
+/// ICMPv4 types (RFC 792).
 const ICMP_ECHO_REPLY: u8 = 0;
+const ICMP_DESTINATION_UNREACHABLE: u8 = 3;
+const ICMP_TIME_EXCEEDED: u8 = 11;
+const ICMP_PARAMETER_PROBLEM: u8 = 12;
+/// The ICMP types the receive task is given on a raw socket: the answers to an echo request.
+/// The kernel drops every other type before queuing it (`ICMP_FILTER`). Without the filter a
+/// raw socket receives every ICMP packet the host receives, and that includes, on loopback, a
+/// copy of each echo request it sent: the receive task read, decoded and dropped two packets
+/// per loopback probe, and the copies took half the receive buffer.
+const ANSWER_TYPES: [u8; 4] = [
+    ICMP_ECHO_REPLY,
+    ICMP_DESTINATION_UNREACHABLE,
+    ICMP_TIME_EXCEEDED,
+    ICMP_PARAMETER_PROBLEM,
+];
+/// `ICMP_FILTER` of `<linux/icmp.h>`, an option of raw ICMPv4 sockets at level `SOL_RAW`: a
+/// 32-bit mask of the ICMP types (below 32) that the socket is not given. libc does not name
+/// it.
+const ICMP_FILTER: libc::c_int = 1;
 
 /// The shared socket and the numbering of the echo requests sent through it.
 pub(super) struct EchoSocket {
@@ -96,13 +115,22 @@ impl EchoSocket {
             .build();
         let client = Client::new(&config).map_err(ProbeError::Socket)?;
         let socket = client.get_socket();
-        if socket.get_type() != socket2::Type::RAW {
+        let queue = duplicate(socket.get_native_sock()).map_err(ProbeError::Socket)?;
+        if socket.get_type() == socket2::Type::RAW {
+            if let Err(error) = receive_only(queue.as_fd(), ANSWER_TYPES) {
+                warn!(
+                    %error,
+                    "The raw ICMP socket refused its filter: its receive task also reads every \
+                     other ICMP packet the host receives."
+                );
+            }
+        } else {
+            // A ping socket is given only the answers to its own requests.
             warn!(
                 "No raw ICMP socket (not root?): using an unprivileged ping socket, whose \
                  identifier the kernel picks."
             );
         }
-        let queue = duplicate(socket.get_native_sock()).map_err(ProbeError::Socket)?;
         let receive_buffer_bytes =
             raise_receive_buffer(queue.as_fd()).map_err(ProbeError::ReceiveBuffer)?;
         Ok(EchoSocket {
@@ -272,6 +300,32 @@ fn duplicate(fd: RawFd) -> std::io::Result<OwnedFd> {
     socket.try_clone_to_owned()
 }
 
+/// Has the kernel give the raw ICMPv4 `socket` only packets of the ICMP `types`
+/// (`ICMP_FILTER`); a raw socket is otherwise given every ICMP packet the host receives.
+fn receive_only<const N: usize>(socket: BorrowedFd<'_>, types: [u8; N]) -> std::io::Result<()> {
+    let given = types.iter().fold(0u32, |mask, &kind| mask | 1 << kind);
+    let filtered_out: u32 = !given;
+    let size = libc::socklen_t::try_from(size_of::<u32>()).expect("4 fits");
+    // SAFETY: `socket` is open for the whole call (it is borrowed), and the option's value is
+    // the `u32` the kernel reads (`struct icmp_filter`), alive for the call and `size` bytes
+    // long.
+    #[expect(unsafe_code, reason = "neither rustix nor socket2 sets ICMP_FILTER")]
+    let set = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_RAW,
+            ICMP_FILTER,
+            (&raw const filtered_out).cast(),
+            size,
+        )
+    };
+    if set == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
 /// The (identifier, sequence) of echo request number `n` to a target whose identifier base
 /// is `base`: the identifier is the base plus the high 16 bits of `n`, the sequence the low
 /// 16 bits.
@@ -302,9 +356,9 @@ fn is_echo_reply(packet: &Icmpv4Packet) -> bool {
 /// An ICMP error quoting one of our requests, as a reason.
 fn describe_icmp_error(packet: &Icmpv4Packet) -> String {
     let what = match packet.get_icmp_type().0 {
-        3 => "destination unreachable",
-        11 => "time exceeded",
-        12 => "parameter problem",
+        ICMP_DESTINATION_UNREACHABLE => "destination unreachable",
+        ICMP_TIME_EXCEEDED => "time exceeded",
+        ICMP_PARAMETER_PROBLEM => "parameter problem",
         _ => "unexpected ICMP answer",
     };
     format!(
@@ -351,6 +405,9 @@ fn raise_receive_buffer(socket: BorrowedFd<'_>) -> std::io::Result<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// ICMPv4 type of an echo request (RFC 792).
+    const ICMP_ECHO_REQUEST: u8 = 8;
 
     /// The inverse named in `echo_key`'s argument.
     fn request_number(base: u16, (identifier, sequence): (u16, u16)) -> u32 {
@@ -453,6 +510,70 @@ mod tests {
         let mut buffer = [0; 64];
         receiver.recv(&mut buffer).unwrap();
         assert_eq!(unread(), 0, "read: nothing waits");
+    }
+
+    /// The ICMP types of the packets carrying `identifier` that a raw socket is given, in
+    /// order, after it sends an echo request to 127.0.0.1, until the reply (at most a second
+    /// per packet). Every raw ICMP socket on the host is given every ICMP packet, others'
+    /// too: the identifier picks out this one's.
+    fn types_given_around_an_echo(filter: Option<[u8; 4]>, identifier: u16) -> Vec<u8> {
+        use std::io::Read;
+        use std::net::SocketAddrV4;
+        let socket = socket2::Socket::new(
+            socket2::Domain::IPV4,
+            socket2::Type::RAW,
+            Some(socket2::Protocol::ICMPV4),
+        )
+        .expect("a raw ICMP socket (the tests run as root)");
+        if let Some(types) = filter {
+            receive_only(socket.as_fd(), types).unwrap();
+        }
+        socket
+            .set_read_timeout(Some(Duration::from_secs(1)))
+            .unwrap();
+        let mut request = [ICMP_ECHO_REQUEST, 0, 0, 0, 0, 0, 0, 1];
+        request[4..6].copy_from_slice(&identifier.to_be_bytes());
+        let sum = checksum(&request);
+        request[2..4].copy_from_slice(&sum.to_be_bytes());
+        let to = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0);
+        socket.send_to(&request, &to.into()).unwrap();
+        let mut given = Vec::new();
+        let mut packet = [0; 2048];
+        while !given.contains(&ICMP_ECHO_REPLY) {
+            let size = (&socket)
+                .read(&mut packet)
+                .expect("the echo reply within a second");
+            // An IPv4 header (its length in 32-bit words in the low nibble), then the ICMP.
+            let icmp = &packet[usize::from(packet[0] & 0x0f) * 4..size];
+            if icmp.len() >= 8 && icmp[4..6] == identifier.to_be_bytes() {
+                given.push(icmp[0]);
+            }
+        }
+        given
+    }
+
+    /// The Internet checksum (RFC 1071) of an even-sized packet whose checksum field is zero.
+    fn checksum(packet: &[u8]) -> u16 {
+        let sum: u32 = packet
+            .chunks(2)
+            .map(|pair| u32::from(u16::from_be_bytes([pair[0], pair[1]])))
+            .sum();
+        let folded = (sum & 0xffff) + (sum >> 16);
+        !u16::try_from((folded & 0xffff) + (folded >> 16)).unwrap()
+    }
+
+    #[test]
+    fn a_filtered_raw_socket_is_given_the_reply_but_not_its_own_request() {
+        let identifier = u16::try_from(std::process::id() & 0xffff).unwrap();
+        // Unfiltered, loopback gives the socket its own request before the reply.
+        assert_eq!(
+            types_given_around_an_echo(None, identifier),
+            [ICMP_ECHO_REQUEST, ICMP_ECHO_REPLY]
+        );
+        assert_eq!(
+            types_given_around_an_echo(Some(ANSWER_TYPES), identifier.wrapping_add(1)),
+            [ICMP_ECHO_REPLY]
+        );
     }
 
     #[test]
