@@ -167,6 +167,10 @@ pub fn load_average() -> String {
 /// a context switch at each wake, not CPU time: over a phase of 100,000 shows the gateway's
 /// time waiting for a CPU rose from 0.46 to 0.73 s to 2.9 to 6.4 s, while its show p50 and p99
 /// fell.
+///
+/// Each ends by itself once the process that started it is gone (`kill -0` on its parent,
+/// a shell builtin, at every turn of the loop): a bench stopped by a signal runs no `Drop`,
+/// and its spinners would otherwise spin on and take the idle time of the next run's.
 pub struct IdleSpinners(Vec<std::process::Child>);
 
 impl IdleSpinners {
@@ -174,7 +178,13 @@ impl IdleSpinners {
         let mut spinners = IdleSpinners(Vec::with_capacity(cpus));
         for _ in 0..cpus {
             let spinner = std::process::Command::new("chrt")
-                .args(["--idle", "0", "sh", "-c", "while :; do :; done"])
+                .args([
+                    "--idle",
+                    "0",
+                    "sh",
+                    "-c",
+                    "while kill -0 $PPID 2>/dev/null; do :; done",
+                ])
                 .stdin(std::process::Stdio::null())
                 .spawn()
                 .map_err(|e| anyhow::anyhow!("starting an idle spinner with chrt: {e}"))?;
