@@ -18,7 +18,6 @@
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use futures::StreamExt;
 use time::OffsetDateTime;
 
@@ -36,6 +35,7 @@ use monitor::snapshot_store;
 use testkit::{Durability, NatsServer, RoleProcess};
 
 use crate::{IN_FLIGHT, cause, vnfd};
+use bench::metrics::{metrics_url, scrape};
 use bench::rss_bytes;
 
 /// VNFs written by default, and lifecycle messages each: issue 13's million messages.
@@ -406,17 +406,6 @@ async fn fold_into_snapshot(server: &NatsServer) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The sum of a metric's samples (every label set) in Prometheus text.
-fn total(page: &str, metric: &str) -> f64 {
-    page.lines()
-        .filter(|line| {
-            line.strip_prefix(metric)
-                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
-        })
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 /// Starts a monitor with `flags` and prints the times until it holds `targets` targets and
 /// until it has made as many attempts; answers the process and the first of the two times.
 async fn timed_start(
@@ -438,21 +427,12 @@ async fn timed_start(
     args.extend(flags);
     let started = Instant::now();
     let mut monitor = server.spawn_as(MONITOR, Identity::Monitor, &args);
-    monitor
-        .wait_for_log("Metrics on http://", START_TIMEOUT)
-        .await;
-    let log = monitor.log();
-    let url = log
-        .split("Metrics on http://")
-        .nth(1)
-        .and_then(|rest| rest.split("/metrics").next())
-        .map(|address| format!("http://{address}/metrics"))
-        .context("the monitor's metrics address")?;
+    let url = metrics_url(&mut monitor, START_TIMEOUT).await?;
     let mut holds = None;
     loop {
-        let page = http.get(&url).send().await?.text().await?;
-        let held = total(&page, telemetry::MONITOR_TARGETS);
-        let attempts = total(&page, telemetry::PROBE_ATTEMPTS);
+        let page = scrape(&http, &url).await?;
+        let held = page.total(telemetry::MONITOR_TARGETS);
+        let attempts = page.total(telemetry::PROBE_ATTEMPTS);
         if holds.is_none() && held >= targets as f64 {
             holds = Some(started.elapsed());
         }

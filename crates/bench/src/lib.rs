@@ -1,8 +1,10 @@
 //! What the benchmark binaries measure processes and the machine with: CPU times, resident
-//! memory, load and child pids from `/proc`, read the same way by every benchmark. Linux
-//! only; no role uses it.
+//! memory, load and child pids from `/proc`, and the roles' own figures from their `/metrics`
+//! ([`metrics`]), read the same way by every benchmark. Linux only; no role uses it.
 
 use std::time::Duration;
+
+pub mod metrics;
 
 /// `/proc/<pid>/stat`'s utime, stime, cutime and cstime, in clock ticks (fields 14 to 17,
 /// counted from the pid; the command name before them, in parentheses, may contain spaces).

@@ -30,6 +30,7 @@ use events::store::EventLog;
 use events::vnf::{Instance, Vnf, VnfCommand, VnfEvent};
 use testkit::{Durability, NatsServer};
 
+use bench::metrics::{metrics_url, scrape};
 use bench::{IdleSpinners, child_pid_with_arg, cpu_time, machine_busy, run_queue_wait};
 
 mod cold_start;
@@ -67,6 +68,13 @@ const BLOCKS: usize = 100;
 /// identities the show p99 ratio was 2.33 without the wait, and 0.90 to 1.62 in five runs with
 /// it (2026-12-04, `ops/bench gateway`).
 const SETTLE: Duration = Duration::from_millis(500);
+/// How late after its round's time an attempt may start and still be steady monitoring, in
+/// seconds (a bucket bound of the monitor's lateness histogram): a steady attempt waits at
+/// most a tick (`monitor::engine::TICK`, 100 ms) and its turn among the attempts in flight.
+/// An attempt later than this that starts during a running block is the catch-up after a
+/// pause reaching into the block: the bench counts them, to show whether [`SETTLE`] was long
+/// enough.
+const CATCH_UP_LATENESS_S: f64 = 0.25;
 /// KV gets timed from the bench's own NATS client after each phase.
 const KV_GETS: usize = 10_000;
 /// Time for a monitor to replay 10,000 VNFs and reach its steady state: one-second rounds, and
@@ -573,17 +581,20 @@ async fn gateway_latency(bus: Bus) -> anyhow::Result<(Latency, Latency)> {
             // The VDUs' management IPs are loopback addresses, outside the default range.
             "--probe-cidrs",
             "127.0.0.0/8",
+            "--metrics-listen",
+            "127.0.0.1:0",
         ],
     );
     monitor
         .wait_for_log("Monitor running.", ROLE_START_TIMEOUT)
         .await;
+    let monitor_metrics = metrics_url(&mut monitor, ROLE_START_TIMEOUT).await?;
     meter.processes.insert(2, ("monitor", monitor.pid()));
     // Let the monitor replay the log and settle into its one-second rounds.
     tokio::time::sleep(MONITOR_WARM_UP).await;
     let writes_before = monitor_writes(&log).await?;
     let started = time::OffsetDateTime::now_utc();
-    let turns = measure_in_turns(&api, &ids, meter, monitor.pid()).await?;
+    let turns = measure_in_turns(&api, &ids, meter, (monitor.pid(), &monitor_metrics)).await?;
     let writes = monitor_writes(&log).await?.since(&writes_before);
     let (up, not_up) = probes_since(&log, started).await?;
     let (paused, paused_cpu) = turns.paused;
@@ -599,6 +610,10 @@ async fn gateway_latency(bus: Bus) -> anyhow::Result<(Latency, Latency)> {
         up as f64 / (running_cpu.elapsed.as_secs_f64() + SETTLE.as_secs_f64() * BLOCKS as f64)
     ));
     print_cpu(&running_cpu);
+    println!(
+        "  attempts started during the running blocks: {:.0}, {:.0} of them more than {CATCH_UP_LATENESS_S} s after their round's time (the catch-up after a pause reaching into a block)",
+        turns.attempts.started, turns.attempts.late
+    );
     print_kv_gets(&log, &ids).await?;
     println!(
         "  monitor writes during both: {} round and roster messages ({:.1} MB) to {}, {} state puts to {}; longest pause {:.2} s (a lease lasts {} s)",
@@ -841,23 +856,58 @@ struct Turns {
     running: (Latency, CpuUse),
     /// The longest the monitor stayed paused.
     longest_pause: Duration,
+    /// The monitor's attempts that started during the running blocks.
+    attempts: Attempts,
 }
 
-/// [`BLOCKS`] pairs of blocks of requests: the monitor (process `monitor`) paused through the
-/// first block of each pair, running through the second. Both halves make the same requests,
-/// [`SHOWS`] shows and [`LISTS`] lists each.
+/// Attempts counted by the monitor's lateness histogram.
+#[derive(Default)]
+struct Attempts {
+    started: f64,
+    /// Those that started more than [`CATCH_UP_LATENESS_S`] after their round's time.
+    late: f64,
+}
+
+impl Attempts {
+    /// The monitor's counts so far, from its `/metrics` at `url`.
+    fn read(
+        runtime: &tokio::runtime::Runtime,
+        http: &reqwest::Client,
+        url: &str,
+    ) -> anyhow::Result<Attempts> {
+        let page = runtime.block_on(scrape(http, url))?;
+        let (started, on_time) =
+            page.observed(events::telemetry::PROBE_LATENESS, CATCH_UP_LATENESS_S);
+        Ok(Attempts {
+            started,
+            late: started - on_time,
+        })
+    }
+
+    /// Adds what happened between `before` and `after`.
+    fn add(&mut self, before: &Attempts, after: &Attempts) {
+        self.started += after.started - before.started;
+        self.late += after.late - before.late;
+    }
+}
+
+/// [`BLOCKS`] pairs of blocks of requests: the monitor (its process id and `/metrics` address)
+/// paused through the first block of each pair, running through the second. Both halves make
+/// the same requests, [`SHOWS`] shows and [`LISTS`] lists each. The monitor's `/metrics` is
+/// read just before and just after each running block, outside its timing.
 async fn measure_in_turns(
     api: &str,
     ids: &[String],
     meter: CpuMeter,
-    monitor: u32,
+    (monitor, metrics): (u32, &str),
 ) -> anyhow::Result<Turns> {
-    let (api, ids) = (api.to_owned(), ids.to_vec());
+    let (api, ids, metrics) = (api.to_owned(), ids.to_vec(), metrics.to_owned());
     on_client_thread(move |runtime, http| {
         let (shows, lists) = (SHOWS / BLOCKS, LISTS / BLOCKS);
         let mut paused = Measured::none(&meter);
         let mut running = Measured::none(&meter);
         let mut longest_pause = Duration::ZERO;
+        let mut attempts = Attempts::default();
         for block in 0..BLOCKS {
             let range = block * shows..(block + 1) * shows;
             bench::pause(monitor)?;
@@ -868,12 +918,15 @@ async fn measure_in_turns(
             longest_pause = longest_pause.max(paused_at.elapsed());
             block?;
             std::thread::sleep(SETTLE);
+            let before = Attempts::read(runtime, http, &metrics)?;
             running.block(runtime, http, (&api, &ids), (range, lists), &meter)?;
+            attempts.add(&before, &Attempts::read(runtime, http, &metrics)?);
         }
         Ok(Turns {
             paused: paused.finish(),
             running: running.finish(),
             longest_pause,
+            attempts,
         })
     })
     .await

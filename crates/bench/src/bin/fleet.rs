@@ -40,6 +40,7 @@ use anyhow::Context;
 use futures::StreamExt;
 use time::OffsetDateTime;
 
+use bench::metrics::{Scrape, metrics_url, metrics_url_now, scrape};
 use bench::{child_pid_with_arg, cpu_time, load_average, rss_bytes};
 use conductor::vim::loopback::Blocklist;
 use events::monitor::cidr::LOOPBACK_VIM_RANGE;
@@ -525,20 +526,6 @@ fn ms(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1_000.0
 }
 
-/// Where a role process serves `/metrics` in its current life (it binds port 0 and says
-/// which port it got).
-async fn metrics_url(process: &mut RoleProcess) -> String {
-    const SERVING: &str = "Metrics on http://";
-    process.wait_for_log(SERVING, ROLE_START_TIMEOUT).await;
-    let log = process.log();
-    let address = log
-        .rsplit(SERVING)
-        .next()
-        .and_then(|rest| rest.split("/metrics").next())
-        .unwrap_or_else(|| panic!("{}: no address after {SERVING:?}", process.label()));
-    format!("http://{address}/metrics")
-}
-
 /// A role's heap, as its `/metrics` says: bytes in live allocations, and freed and kept by
 /// malloc.
 struct Heap {
@@ -560,62 +547,12 @@ impl Heap {
 }
 
 async fn gateway_heap(system: &mut System, http: &reqwest::Client) -> anyhow::Result<Heap> {
-    let page = scrape(http, &metrics_url(system.process("gateway")).await).await?;
+    let page = scrape(
+        http,
+        &metrics_url(system.process("gateway"), ROLE_START_TIMEOUT).await?,
+    )
+    .await?;
     Heap::of(&page, "the gateway")
-}
-
-/// One scrape of `url`.
-async fn scrape(http: &reqwest::Client, url: &str) -> anyhow::Result<Scrape> {
-    let response = http
-        .get(url)
-        .send()
-        .await
-        .with_context(|| format!("scrape {url}"))?;
-    anyhow::ensure!(
-        response.status() == 200,
-        "scrape {url}: {}",
-        response.status()
-    );
-    Ok(Scrape(response.text().await?))
-}
-
-/// A `/metrics` page in the Prometheus text format.
-struct Scrape(String);
-
-impl Scrape {
-    /// The sum of the samples of `name` whose labels satisfy `labels` (0 when none).
-    fn sum(&self, name: &str, labels: impl Fn(&str) -> bool) -> f64 {
-        self.0
-            .lines()
-            .filter(|line| !line.starts_with('#'))
-            .filter_map(|line| {
-                let (series, value) = line.rsplit_once(' ')?;
-                let (series_name, series_labels) = series.split_once('{').unwrap_or((series, "}"));
-                (series_name == name && labels(series_labels))
-                    .then(|| value.parse::<f64>().ok())
-                    .flatten()
-            })
-            .sum()
-    }
-
-    fn total(&self, name: &str) -> f64 {
-        self.sum(name, |_| true)
-    }
-
-    /// A histogram's observations, and those at or under `bound` (one of its buckets' `le`).
-    fn observed(&self, histogram: &str, bound: f64) -> (f64, f64) {
-        let within = self.sum(&format!("{histogram}_bucket"), |labels| {
-            le(labels).is_some_and(|le| (le - bound).abs() < f64::EPSILON)
-        });
-        (self.total(&format!("{histogram}_count")), within)
-    }
-
-    /// The value of `name`'s sample without labels, if the page has one.
-    fn get(&self, name: &str) -> Option<f64> {
-        self.0
-            .lines()
-            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-    }
 }
 
 /// The probe counters of every monitor, summed.
@@ -665,30 +602,6 @@ async fn probe_totals(
     Ok(totals)
 }
 
-/// A bucket's upper bound, from its labels (`le="1"}`).
-fn le(labels: &str) -> Option<f64> {
-    labels
-        .split("le=\"")
-        .nth(1)?
-        .split('"')
-        .next()?
-        .parse()
-        .ok()
-}
-
-/// [`metrics_url`] of a process that already said where it serves.
-fn metrics_url_now(process: &RoleProcess) -> anyhow::Result<String> {
-    const SERVING: &str = "Metrics on http://";
-    let log = process.log();
-    let address = log
-        .rsplit(SERVING)
-        .next()
-        .filter(|_| log.contains(SERVING))
-        .and_then(|rest| rest.split("/metrics").next())
-        .with_context(|| format!("{}: no {SERVING:?} in its log", process.label()))?;
-    Ok(format!("http://{address}/metrics"))
-}
-
 /// Waits until the monitors together hold `vdus` targets.
 async fn wait_held(
     monitors: &[RoleProcess],
@@ -728,7 +641,7 @@ async fn cold_start_monitor(
     let partitions_before = before.total(telemetry::MONITOR_PARTITIONS);
     let restarted = Instant::now();
     monitor.restart();
-    let url = metrics_url(monitor).await;
+    let url = metrics_url(monitor, ROLE_START_TIMEOUT).await?;
     let mut caught_up = None;
     let mut held = None;
     loop {

@@ -1,0 +1,121 @@
+//! Reading a role's `/metrics`: where it serves them, and the figures on a page.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use testkit::RoleProcess;
+
+/// What a role logs once it serves `/metrics`, followed by the address.
+const SERVING: &str = "Metrics on http://";
+
+/// Where a role process serves `/metrics` in its current life (it binds port 0 and says
+/// which port it got), once it has said so, waiting at most `timeout`.
+pub async fn metrics_url(process: &mut RoleProcess, timeout: Duration) -> anyhow::Result<String> {
+    process.wait_for_log(SERVING, timeout).await;
+    metrics_url_now(process)
+}
+
+/// [`metrics_url`] of a process that already said where it serves.
+pub fn metrics_url_now(process: &RoleProcess) -> anyhow::Result<String> {
+    let log = process.log();
+    let address = log
+        .rsplit(SERVING)
+        .next()
+        .filter(|_| log.contains(SERVING))
+        .and_then(|rest| rest.split("/metrics").next())
+        .with_context(|| format!("{}: no {SERVING:?} in its log", process.label()))?;
+    Ok(format!("http://{address}/metrics"))
+}
+
+/// One scrape of `url`.
+pub async fn scrape(http: &reqwest::Client, url: &str) -> anyhow::Result<Scrape> {
+    let response = http
+        .get(url)
+        .send()
+        .await
+        .with_context(|| format!("scrape {url}"))?;
+    anyhow::ensure!(
+        response.status() == 200,
+        "scrape {url}: {}",
+        response.status()
+    );
+    Ok(Scrape(response.text().await?))
+}
+
+/// A `/metrics` page in the Prometheus text format.
+pub struct Scrape(String);
+
+impl Scrape {
+    /// The sum of the samples of `name` whose labels satisfy `labels` (0 when none).
+    pub fn sum(&self, name: &str, labels: impl Fn(&str) -> bool) -> f64 {
+        self.0
+            .lines()
+            .filter(|line| !line.starts_with('#'))
+            .filter_map(|line| {
+                let (series, value) = line.rsplit_once(' ')?;
+                let (series_name, series_labels) = series.split_once('{').unwrap_or((series, "}"));
+                (series_name == name && labels(series_labels))
+                    .then(|| value.parse::<f64>().ok())
+                    .flatten()
+            })
+            .sum()
+    }
+
+    /// The sum of the samples of `name`, every label set.
+    pub fn total(&self, name: &str) -> f64 {
+        self.sum(name, |_| true)
+    }
+
+    /// A histogram's observations, and those at or under `bound` (one of its buckets' `le`).
+    pub fn observed(&self, histogram: &str, bound: f64) -> (f64, f64) {
+        let within = self.sum(&format!("{histogram}_bucket"), |labels| {
+            le(labels).is_some_and(|le| (le - bound).abs() < f64::EPSILON)
+        });
+        (self.total(&format!("{histogram}_count")), within)
+    }
+
+    /// The value of `name`'s sample without labels, if the page has one.
+    pub fn get(&self, name: &str) -> Option<f64> {
+        self.0
+            .lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+    }
+}
+
+/// A bucket's upper bound, from its labels (`le="1"}`).
+fn le(labels: &str) -> Option<f64> {
+    labels
+        .split("le=\"")
+        .nth(1)?
+        .split('"')
+        .next()?
+        .parse()
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[expect(clippy::float_cmp, reason = "whole numbers, exact in an f64")]
+    fn a_histogram_is_read_by_its_count_and_one_bucket() {
+        let page = Scrape(
+            "# TYPE h histogram\n\
+             h_bucket{le=\"0.25\"} 7\n\
+             h_bucket{le=\"0.5\"} 9\n\
+             h_bucket{le=\"+Inf\"} 10\n\
+             h_sum 2.5\n\
+             h_count 10\n\
+             c{outcome=\"up\"} 3\n\
+             c{outcome=\"down\"} 4\n\
+             g 5\n"
+                .to_owned(),
+        );
+        assert_eq!(page.observed("h", 0.25), (10.0, 7.0));
+        assert_eq!(page.total("c"), 7.0);
+        assert_eq!(page.sum("c", |labels| labels.contains("down")), 4.0);
+        assert_eq!(page.get("g"), Some(5.0));
+        assert_eq!(page.get("h"), None);
+    }
+}
