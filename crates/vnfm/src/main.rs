@@ -564,6 +564,14 @@ const MONITOR_WORKER_THREADS: usize = 1;
 /// How much a `vnfm monitor` lowers its CPU priority: probing is background work, and on a
 /// host whose cores are contended the API and nats-server go first. On an idle host it
 /// changes nothing, and probe timeouts (a second or more) dwarf the delay it can add.
+///
+/// Nice weighs a process only against those of its own scheduling group: with autogroups
+/// (`kernel.sched_autogroup_enabled`, on in many distributions' kernels), against the
+/// processes of its session; under a service manager that gives each service a cgroup of
+/// its own, against its service's. Roles started as separate processes from one shell, as
+/// `ops/bench` does, share the monitor's group and nice applies; run as separate services,
+/// the cgroups' CPU weights (systemd's `CPUWeight=`) are the setting that does. (`vnfm up`
+/// runs every role in its one process, which is not lowered.)
 const MONITOR_NICE_INCREMENT: i32 = 5;
 
 /// The exit code of a refused flag value: the one clap exits with on a flag it cannot parse, so
