@@ -117,7 +117,7 @@ impl EchoSocket {
         let socket = client.get_socket();
         let queue = duplicate(socket.get_native_sock()).map_err(ProbeError::Socket)?;
         if socket.get_type() == socket2::Type::RAW {
-            if let Err(error) = receive_only(queue.as_fd(), ANSWER_TYPES) {
+            if let Err(error) = receive_only(queue.as_fd(), &ANSWER_TYPES) {
                 warn!(
                     %error,
                     "The raw ICMP socket refused its filter: its receive task also reads every \
@@ -302,7 +302,7 @@ fn duplicate(fd: RawFd) -> std::io::Result<OwnedFd> {
 
 /// Has the kernel give the raw ICMPv4 `socket` only packets of the ICMP `types`
 /// (`ICMP_FILTER`); a raw socket is otherwise given every ICMP packet the host receives.
-fn receive_only<const N: usize>(socket: BorrowedFd<'_>, types: [u8; N]) -> std::io::Result<()> {
+fn receive_only(socket: BorrowedFd<'_>, types: &[u8]) -> std::io::Result<()> {
     let given = types.iter().fold(0u32, |mask, &kind| mask | 1 << kind);
     let filtered_out: u32 = !given;
     let size = libc::socklen_t::try_from(size_of::<u32>()).expect("4 fits");
@@ -526,7 +526,7 @@ mod tests {
         )
         .expect("a raw ICMP socket (the tests run as root)");
         if let Some(types) = filter {
-            receive_only(socket.as_fd(), types).unwrap();
+            receive_only(socket.as_fd(), &types).unwrap();
         }
         socket
             .set_read_timeout(Some(Duration::from_secs(1)))
