@@ -480,6 +480,11 @@ pub async fn monitor_cold_start(
         (CREATE_MESSAGES..=MESSAGES_PER_VNF_MAX).contains(&messages),
         "MESSAGES_PER_VNF must be {CREATE_MESSAGES}..={MESSAGES_PER_VNF_MAX}, got {messages}"
     );
+    // A create is two messages and each cycle after it two more: an odd count cannot be met.
+    anyhow::ensure!(
+        messages.is_multiple_of(2),
+        "MESSAGES_PER_VNF must be even (a create and each cycle are two messages), got {messages}"
+    );
     // The server's default sync: the log's writing is not what is measured.
     let server = NatsServer::start_with(Durability::ServerDefault).await;
     let (written, last) = write_log(&server, vnfs, messages).await?;

@@ -29,7 +29,15 @@ fn ticks(count: u64) -> Duration {
 /// User plus system CPU time a process has used so far (utime + stime), at clock-tick
 /// resolution (10 ms): measure phases long enough for that not to matter.
 pub fn cpu_time(pid: u32) -> Duration {
-    ticks(stat_ticks(&pid.to_string()).map_or(0, |[user, system, ..]| user + system))
+    let (user, system) = user_system_time(pid);
+    user + system
+}
+
+/// [`cpu_time`]'s two parts: the CPU time a process used in user space (its own code and its
+/// libraries') and in the kernel on its behalf (system calls, the network stack it drives).
+pub fn user_system_time(pid: u32) -> (Duration, Duration) {
+    let [user, system, ..] = stat_ticks(&pid.to_string()).unwrap_or_default();
+    (ticks(user), ticks(system))
 }
 
 /// User plus system CPU time of this process's children that it has waited for, so far

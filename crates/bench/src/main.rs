@@ -35,6 +35,7 @@ use bench::{IdleSpinners, child_pid_with_arg, cpu_time, machine_busy, run_queue_
 
 mod cold_start;
 mod events_pages;
+mod monitor_cpu;
 
 /// Messages per append run: enough for a steady rate over several seconds on two cores.
 const APPENDS: usize = 50_000;
@@ -89,9 +90,11 @@ async fn main() -> anyhow::Result<()> {
     // `vnfm-bench gateway`: only the gateway measurement; `appends`: only the appends;
     // `events [VNFS]`: only the events pages (`events_pages`); `monitor-cold-start [VNFS]
     // [MESSAGES_PER_VNF] [--no-replay]`: only a monitor's cold start without and with a
-    // snapshot (`cold_start`).
+    // snapshot (`cold_start`); `monitor-cpu`: only a monitor's CPU per attempt (`monitor_cpu`,
+    // not part of the whole run).
     match std::env::args().nth(1).as_deref() {
         Some("gateway") => return gateways().await,
+        Some("monitor-cpu") => return monitor_cpu::monitor_cpu().await,
         Some("auth") => return token_auth().await,
         Some("board") => return board_pages().await,
         Some("monitor-cold-start") => {
@@ -191,6 +194,38 @@ async fn projected_vnfs(
         .await;
     let ids = write_vnfs(log).await;
     (process, ids)
+}
+
+/// The pid of `server`'s nats-server process (a child of this one).
+fn nats_server_pid(server: &NatsServer) -> anyhow::Result<u32> {
+    let dir = server.store_dir().parent().context("store parent")?;
+    child_pid_with_arg(&dir.to_string_lossy()).context("finding the nats-server process")
+}
+
+/// A `vnfm monitor` process on `server` with the monitor's identity, allowed to probe
+/// loopback (where the benchmark's VNFs have their addresses), once it runs, and where it
+/// serves `/metrics`.
+async fn start_monitor(server: &NatsServer) -> anyhow::Result<(testkit::RoleProcess, String)> {
+    let identity = Identity::Monitor;
+    let mut monitor = server.spawn_as(
+        identity.name(),
+        identity,
+        &[
+            "monitor",
+            "--name",
+            "bench-monitor",
+            // The VDUs' management IPs are loopback addresses, outside the default range.
+            "--probe-cidrs",
+            "127.0.0.0/8",
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ],
+    );
+    monitor
+        .wait_for_log("Monitor running.", ROLE_START_TIMEOUT)
+        .await;
+    let metrics = metrics_url(&mut monitor, ROLE_START_TIMEOUT).await?;
+    Ok((monitor, metrics))
 }
 
 async fn start_gateway(server: &NatsServer, flags: &[&str]) -> (testkit::RoleProcess, String) {
@@ -400,13 +435,7 @@ async fn appends(durability: Durability, bus: Bus) -> anyhow::Result<[AppendRun;
     for round in 0..APPEND_ROUNDS {
         for k in (0..KINDS.len()).map(|k| (k + round) % KINDS.len()) {
             let server = bus.server(durability).await;
-            let server_pid = child_pid_with_arg(
-                &server
-                    .store_dir()
-                    .parent()
-                    .context("store parent")?
-                    .to_string_lossy(),
-            )?;
+            let server_pid = nats_server_pid(&server)?;
             let log = as_gateway(&server).await?;
             runs[k].push(append_run(&log, KINDS[k], server_pid).await);
         }
@@ -543,18 +572,10 @@ async fn as_gateway(server: &NatsServer) -> anyhow::Result<EventLog> {
 async fn gateway_latency(bus: Bus) -> anyhow::Result<(Latency, Latency)> {
     println!("gateway measurement, {}:", bus.label());
     let server = bus.server(Durability::SyncAlways).await;
-    let nats_server_pid = child_pid_with_arg(
-        &server
-            .store_dir()
-            .parent()
-            .context("store parent")?
-            .to_string_lossy(),
-    )
-    .context("finding the nats-server process")?;
+    let nats_server_pid = nats_server_pid(&server)?;
     let log = fixtures::log(server.client().await).await;
     // Each role as its own `vnfm` process, as deployed ($VNFM_BIN; `ops/bench` builds the
     // release binary).
-    let role = |identity: Identity, args: &[&str]| server.spawn_as(identity.name(), identity, args);
     let (mut projector, ids) = projected_vnfs(&server, &log).await;
     let (mut gateway, api) = start_gateway(&server, &[]).await;
     let http = reqwest::Client::new();
@@ -574,23 +595,7 @@ async fn gateway_latency(bus: Bus) -> anyhow::Result<(Latency, Latency)> {
     print_cpu(&cpu);
     print_kv_gets(&log, &ids).await?;
     // The same table with every VNF's VDU probed by ICMP every second (all on loopback).
-    let mut monitor = role(
-        Identity::Monitor,
-        &[
-            "monitor",
-            "--name",
-            "bench-monitor",
-            // The VDUs' management IPs are loopback addresses, outside the default range.
-            "--probe-cidrs",
-            "127.0.0.0/8",
-            "--metrics-listen",
-            "127.0.0.1:0",
-        ],
-    );
-    monitor
-        .wait_for_log("Monitor running.", ROLE_START_TIMEOUT)
-        .await;
-    let monitor_metrics = metrics_url(&mut monitor, ROLE_START_TIMEOUT).await?;
+    let (mut monitor, monitor_metrics) = start_monitor(&server).await?;
     meter.processes.insert(2, ("monitor", monitor.pid()));
     // Let the monitor replay the log and settle into its one-second rounds.
     tokio::time::sleep(MONITOR_WARM_UP).await;
