@@ -216,11 +216,27 @@ pub fn pack(mut results: Vec<ProbeResult>) -> Result<Vec<(Roster, PackedRound)>,
     chunks.into_iter().map(pack_chunk).collect()
 }
 
-/// The length of a target's JSON, as a roster message spells it.
+/// The length of a target's JSON, as a roster message spells it: counted as it is written,
+/// never kept (a monitor measures every target of every round).
 fn target_json_bytes(target: &TargetRef) -> usize {
+    let mut counted = Counted(0);
     // Serialising a struct of strings and an address cannot fail; a length of 0 on the
     // impossible error would only let the server refuse the roster (`TooLarge`).
-    serde_json::to_vec(target).map_or(0, |json| json.len())
+    serde_json::to_writer(&mut counted, target).map_or(0, |()| counted.0)
+}
+
+/// A writer that only counts the bytes written to it.
+struct Counted(usize);
+
+impl std::io::Write for Counted {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0 += bytes.len();
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// One round message's roster and packed outcomes.

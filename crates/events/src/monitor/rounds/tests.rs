@@ -323,3 +323,13 @@ fn steady_state_costs_at_most_four_bytes_per_result() {
     );
     assert!(per_result <= 4.0, "{per_result:.2} bytes per probe result");
 }
+
+#[test]
+fn a_target_is_measured_as_long_as_its_json() {
+    let mut quoted = target(7);
+    quoted.vdu = "V\"D\\U\n\u{1}é".into();
+    for target in [target(0), quoted] {
+        let json = serde_json::to_vec(&target).unwrap();
+        assert_eq!(target_json_bytes(&target), json.len(), "{target:?}");
+    }
+}
