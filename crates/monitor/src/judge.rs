@@ -5,7 +5,7 @@
 //! It never publishes, reads a clock or makes an id: the time and the failure ids are passed
 //! in, so the same round always yields the same verdict.
 
-use std::collections::HashSet;
+use std::sync::Arc;
 
 use time::OffsetDateTime;
 
@@ -17,6 +17,7 @@ use events::monitor::{
 };
 use events::names;
 
+use crate::IdSet;
 use crate::targets::{Census, Targets};
 use crate::tracker::{self, Transition};
 
@@ -39,10 +40,10 @@ pub struct Attempt {
 pub struct Round {
     pub running: usize,
     pub results: Vec<ProbeResult>,
-    pub transitions: Vec<(Target, Transition, OffsetDateTime)>,
+    pub transitions: Vec<(Arc<Target>, Transition, OffsetDateTime)>,
     /// VNFs with a result in this round, and those of them whose health changed.
-    pub touched: HashSet<String>,
-    pub changed: HashSet<String>,
+    pub touched: IdSet<String>,
+    pub changed: IdSet<String>,
 }
 
 impl Round {
@@ -168,8 +169,8 @@ pub struct Verdict {
     pub messages: Vec<Outgoing>,
     /// Instances whose failure was not reported because the round was suspect.
     pub unreport: Vec<String>,
-    pub touched: HashSet<String>,
-    pub changed: HashSet<String>,
+    pub touched: IdSet<String>,
+    pub changed: IdSet<String>,
 }
 
 /// Judges a round whose attempts are all in. `census` counts the monitor's targets after it;
@@ -284,18 +285,18 @@ pub fn judge(
 /// change, a recovery's state change. In a `suspect` round a failure is not reported; its
 /// instance goes onto `unreport` instead.
 fn announce(
-    transitions: Vec<(Target, Transition, OffsetDateTime)>,
+    transitions: Vec<(Arc<Target>, Transition, OffsetDateTime)>,
     suspect: bool,
     monitor: &Actor,
     mut failure_id: impl FnMut() -> String,
     verdict: &mut Verdict,
 ) {
     for (target, transition, since) in transitions {
-        let reference = TargetRef::from(&target);
+        let reference = TargetRef::from(&*target);
         let state_subject = names::vdu_state_subject(&target.vnf_id);
         match transition {
             Transition::Failed { .. } if suspect => {
-                verdict.unreport.push(target.instance_id);
+                verdict.unreport.push(target.instance_id.clone());
             }
             Transition::Failed { attempts, reason } => {
                 tracing::warn!(vnf_id = %target.vnf_id, instance_id = %target.instance_id, mgmt_ip = %target.mgmt_ip, reason, "VDU failed.");

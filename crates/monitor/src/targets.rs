@@ -11,7 +11,7 @@
 //! It never probes, publishes or reads NATS: the engine feeds it decoded events and acts on
 //! what it answers.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use time::OffsetDateTime;
@@ -23,6 +23,7 @@ use events::vnf::{Vnf, VnfEvent};
 use crate::share;
 use crate::snapshot::Fold;
 use crate::tracker::{Health, Phase, Tracker};
+use crate::{IdMap, IdSet};
 
 /// How long a VNF's states stay unwritten when nothing changes (a change is written at once):
 /// at least this, plus up to [`STATE_REFRESH_SPREAD`] chosen by the VNF's partition, so that
@@ -83,7 +84,7 @@ impl Seed {
 #[derive(Debug, Clone)]
 pub struct Start {
     pub round: i128,
-    pub target: Target,
+    pub target: Arc<Target>,
 }
 
 /// What is due at one tick.
@@ -128,24 +129,24 @@ pub struct Targets {
     fold: Fold,
     /// The partitions whose targets are derived: everything below holds only their VNFs.
     derived_for: BTreeSet<u32>,
-    pub(crate) trackers: HashMap<String, Tracker>,
+    pub(crate) trackers: IdMap<String, Tracker>,
     /// Each VNF's instance ids, by the VNF's partition: what a partition given away drops,
     /// and what [`due`](Self::due) looks through.
-    by_vnf: Vec<HashMap<String, HashSet<String>>>,
+    by_vnf: Vec<IdMap<String, IdSet<String>>>,
     /// The instance ids in each partition's `by_vnf`, counted: what [`phases`] spreads.
     held: Vec<usize>,
     /// Each partition as [`due`](Self::due) last left it; `None`: to be looked through at the
     /// next tick (its targets changed since).
     looked: Vec<Option<Looked>>,
     /// When each written VNF's states are to be written again if nothing changes.
-    states_due: HashMap<String, OffsetDateTime>,
+    states_due: IdMap<String, OffsetDateTime>,
     /// VNFs whose last recorded states this monitor has read since it took their partition;
     /// only they are probed (see [`Seed`]).
-    seeded: HashSet<String>,
+    seeded: IdSet<String>,
     /// VNFs whose states are being read.
-    seeding: HashSet<String>,
+    seeding: IdSet<String>,
     /// Targets outside `allowed`, by instance id: they have no tracker.
-    refused: HashMap<String, Refused>,
+    refused: IdMap<String, Refused>,
     /// Whether a refused target may be due for its report: one was added, or the partitions
     /// held changed, since `refused` was last looked through.
     refused_changed: bool,
@@ -167,14 +168,14 @@ impl Targets {
             allowed,
             fold: Fold::default(),
             derived_for: BTreeSet::new(),
-            trackers: HashMap::new(),
-            by_vnf: (0..share::PARTITIONS).map(|_| HashMap::new()).collect(),
+            trackers: IdMap::default(),
+            by_vnf: (0..share::PARTITIONS).map(|_| IdMap::default()).collect(),
             held: vec![0; share::PARTITIONS as usize],
             looked: vec![None; share::PARTITIONS as usize],
-            states_due: HashMap::new(),
-            seeded: HashSet::new(),
-            seeding: HashSet::new(),
-            refused: HashMap::new(),
+            states_due: IdMap::default(),
+            seeded: IdSet::default(),
+            seeding: IdSet::default(),
+            refused: IdMap::default(),
             refused_changed: false,
         }
     }
@@ -265,7 +266,7 @@ impl Targets {
     /// Re-derives the VNF's targets from `vnf`, as it now stands.
     fn derive(&mut self, vnf_id: &str, vnf: &Vnf) -> Option<StateWrite> {
         let derived = schema::targets(vnf_id, vnf);
-        let wanted: HashSet<String> = derived.iter().map(|t| t.instance_id.clone()).collect();
+        let wanted: IdSet<String> = derived.iter().map(|t| t.instance_id.clone()).collect();
         let index = share::partition(vnf_id) as usize;
         self.looked[index] = None;
         let partition = &mut self.by_vnf[index];
@@ -437,8 +438,8 @@ impl Targets {
     /// (their new holder writes them).
     pub fn state_writes(
         &mut self,
-        touched: HashSet<String>,
-        changed: &HashSet<String>,
+        touched: IdSet<String>,
+        changed: &IdSet<String>,
         at: OffsetDateTime,
         monitor: &str,
     ) -> Vec<StateWrite> {

@@ -7,6 +7,8 @@
 //! in the same round: a round in which most targets fail at once is visible as such (see
 //! [`round_is_suspect`]).
 
+use std::sync::Arc;
+
 use events::monitor::{ProbeOutcome, Target};
 use time::{Duration, OffsetDateTime};
 
@@ -51,7 +53,8 @@ enum Attempt {
 
 #[derive(Debug, Clone)]
 pub struct Tracker {
-    pub target: Target,
+    /// Shared with the attempts started on it: a start copies a pointer, not four ids.
+    pub target: Arc<Target>,
     pub health: Health,
     /// When `health` last changed.
     pub since: Option<OffsetDateTime>,
@@ -126,7 +129,7 @@ impl Tracker {
         let grid = interval(&target).min(FIRST_ATTEMPT_GRID);
         let next_due = align_up(target.booted_at + delay, grid);
         Tracker {
-            target,
+            target: Arc::new(target),
             health: Health::Pending,
             since: None,
             last_outcome: None,
@@ -144,7 +147,7 @@ impl Tracker {
         if target.action_id != self.target.action_id {
             self.dropped = false;
         }
-        self.target = target;
+        self.target = Arc::new(target);
     }
 
     /// Down, with the failure of this episode reported (by this monitor, or by the one whose

@@ -43,9 +43,9 @@ fn failed_round() -> Round {
     Round {
         running: 0,
         results: vec![down(0)],
-        transitions: vec![(target(0), failed, BOOTED_AT)],
-        touched: ["vnf-1".to_owned()].into(),
-        changed: ["vnf-1".to_owned()].into(),
+        transitions: vec![(target(0).into(), failed, BOOTED_AT)],
+        touched: IdSet::from_iter(["vnf-1".to_owned()]),
+        changed: IdSet::from_iter(["vnf-1".to_owned()]),
     }
 }
 

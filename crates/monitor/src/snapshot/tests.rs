@@ -94,7 +94,7 @@ fn held(targets: &mut Targets) -> Vec<Target> {
     let mut held: Vec<Target> = targets
         .trackers
         .values()
-        .map(|t| t.target.clone())
+        .map(|t| Target::clone(&t.target))
         .collect();
     held.sort_by(|a, b| a.instance_id.cmp(&b.instance_id));
     held
