@@ -1,6 +1,7 @@
-//! A unit-test allocator: the system's, counting the bytes each thread holds, so that a test
-//! can measure what the structures it builds cost (other tests, on other threads, do not
-//! count). A crate's tests install it with
+//! A unit-test allocator: the system's, counting the bytes each thread holds and the
+//! allocations it makes, so that a test can measure what the structures it builds cost, or
+//! what a path allocates (other tests, on other threads, do not count). A crate's tests
+//! install it with
 //! `#[cfg(test)] #[global_allocator] static COUNTING: testkit::heap::Counting = testkit::heap::Counting;`.
 
 #![allow(unsafe_code)]
@@ -13,6 +14,7 @@ pub struct Counting;
 thread_local! {
     static HELD: Cell<isize> = const { Cell::new(0) };
     static CHUNKS: Cell<isize> = const { Cell::new(0) };
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
 }
 
 /// The bytes glibc's malloc takes for an allocation of `size`: the size and its 8-byte header
@@ -32,6 +34,7 @@ fn count(bytes: isize, chunks: isize) {
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         count(layout.size().cast_signed(), chunk(layout.size()));
+        let _ = ALLOCATIONS.try_with(|made| made.set(made.get() + 1));
         // SAFETY: the caller's contract is `System`'s.
         unsafe { System.alloc(layout) }
     }
@@ -55,6 +58,12 @@ unsafe impl GlobalAlloc for Counting {
 /// The bytes this thread has allocated and not freed since it started.
 pub fn held() -> isize {
     HELD.with(Cell::get)
+}
+
+/// How many allocations this thread has made since it started (reallocations not counted):
+/// what a path's work costs malloc, whatever it frees again.
+pub fn allocations() -> u64 {
+    ALLOCATIONS.with(Cell::get)
 }
 
 /// What this thread's allocations not freed since it started take of glibc's heap, each

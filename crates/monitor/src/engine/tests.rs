@@ -532,3 +532,41 @@ async fn an_engine_restored_from_a_fold_probes_its_vnfs_at_once_and_folds_what_f
     tokio::time::sleep(TICK).await;
     running.assert_stopped_while_on(ip(1, 0), ip(2, 0)).await;
 }
+
+/// Allocations per attempt at steady state (a fleet's thousand targets up, after the first
+/// rounds have read their seeds and published their rosters and states), whatever is freed
+/// again: an attempt's due, task, result and share of its round's judging and packing, the
+/// scripted probe's bookkeeping included. Counted on the one thread a paused-clock test runs
+/// on. The bound keeps the per-attempt path from growing unnoticed; the figure is printed
+/// (`cargo test -p monitor --lib an_attempt -- --nocapture`).
+#[tokio::test(start_paused = true)]
+async fn an_attempt_makes_a_bounded_number_of_allocations() {
+    const VNFS: u8 = 200;
+    const INSTANCES: u8 = 5;
+    const ALLOCATIONS_PER_ATTEMPT_MAX: f64 = 9.0;
+    let mut running = start(MapSeeds::default(), 10);
+    for vnf in 1..=VNFS {
+        let vnf_id = format!("vnf-{vnf}");
+        running
+            .feed(&vnf_id, created(&vnf_id, vnf, INSTANCES, "a"))
+            .await;
+    }
+    tokio::time::sleep(INTERVAL * 10).await;
+    running.events();
+    let attempts_before = running.probe.attempts.lock().unwrap().len();
+    let allocations_before = testkit::heap::allocations();
+    for _ in 0..20 {
+        tokio::time::sleep(INTERVAL).await;
+        running.events();
+    }
+    let allocations = testkit::heap::allocations() - allocations_before;
+    let attempts = running.probe.attempts.lock().unwrap().len() - attempts_before;
+    let targets = usize::from(VNFS) * usize::from(INSTANCES);
+    assert!(attempts >= targets * 19, "{attempts} attempts");
+    let per_attempt = allocations as f64 / attempts as f64;
+    println!("{allocations} allocations in {attempts} attempts: {per_attempt:.1} per attempt");
+    assert!(
+        per_attempt <= ALLOCATIONS_PER_ATTEMPT_MAX,
+        "{per_attempt:.1} allocations per attempt"
+    );
+}
