@@ -62,6 +62,11 @@ pub async fn monitor_cpu() -> anyhow::Result<()> {
         tokio::time::sleep(WINDOW).await;
         let after = read().await?;
         let attempts = after.attempts - before.attempts;
+        anyhow::ensure!(
+            attempts > 0.0,
+            "the monitor started no attempt in window {window}:\n{}",
+            monitor.log()
+        );
         let per_attempt = |cpu: Duration| cpu.as_secs_f64() * 1e6 / attempts;
         let user = per_attempt(after.monitor.0.saturating_sub(before.monitor.0));
         let system = per_attempt(after.monitor.1.saturating_sub(before.monitor.1));
