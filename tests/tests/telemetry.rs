@@ -102,7 +102,7 @@ fn telemetry_messages() -> Vec<(String, bytes::Bytes)> {
         })
         .collect();
     let monitor = Actor::new(ActorKind::Monitor, "telemetry-writer");
-    let (roster, packed) = rounds::pack(results).unwrap().remove(0);
+    let (roster, packed) = rounds::pack_results(results).unwrap().remove(0);
     let encode =
         |event| bytes::Bytes::from(serde_json::to_vec(&MonitorMessage::new(event)).unwrap());
     vec![

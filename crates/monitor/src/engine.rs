@@ -229,7 +229,7 @@ impl<P: Probe, C: Clock, S: Seeds> Engine<P, C, S> {
                             .increment(1);
                             let attempt = Attempt {
                                 round: start.round,
-                                target: TargetRef::from(&*start.target),
+                                target: start.target,
                                 outcome,
                                 at: clock.now(),
                             };

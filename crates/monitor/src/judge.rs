@@ -12,9 +12,7 @@ use time::OffsetDateTime;
 use events::envelope::Actor;
 use events::monitor::cidr::ProbeCidrs;
 use events::monitor::rounds::{self, RosterMemory};
-use events::monitor::{
-    self as schema, Failure, MonitorEvent, ProbeOutcome, ProbeResult, Target, TargetRef,
-};
+use events::monitor::{self as schema, Failure, MonitorEvent, ProbeOutcome, Target, TargetRef};
 use events::names;
 
 use crate::IdSet;
@@ -25,7 +23,7 @@ use crate::tracker::{self, Transition};
 #[derive(Debug, Clone)]
 pub struct Attempt {
     pub round: i128,
-    pub target: TargetRef,
+    pub target: Arc<Target>,
     pub outcome: ProbeOutcome,
     pub at: OffsetDateTime,
 }
@@ -39,7 +37,9 @@ pub struct Attempt {
 #[derive(Debug, Default)]
 pub struct Round {
     pub running: usize,
-    pub results: Vec<ProbeResult>,
+    /// Each finished attempt's target and outcome: packed from the targets the monitor holds
+    /// (see [`rounds::pack`]), so that a result copies no id.
+    pub results: Vec<(Arc<Target>, ProbeOutcome)>,
     pub transitions: Vec<(Arc<Target>, Transition, OffsetDateTime)>,
     /// VNFs with a result in this round, and those of them whose health changed.
     pub touched: IdSet<String>,
@@ -67,18 +67,14 @@ impl Round {
             }
             self.touched.insert(target.vnf_id.clone());
         }
-        self.results.push(ProbeResult {
-            target,
-            outcome,
-            at,
-        });
+        self.results.push((target, outcome));
     }
 
     /// Whether nothing this round can still find makes it suspect: were every attempt still
     /// running to fail, neither its own results nor the monitor's targets (`census`, as they
     /// stand) would be mostly failing.
     fn cannot_turn_suspect(&self, census: impl FnOnce() -> Census, failures_min: usize) -> bool {
-        let failing = self.results.iter().filter(|r| !r.outcome.is_up()).count();
+        let failing = self.results.iter().filter(|(_, o)| !o.is_up()).count();
         let suspect_if_all_fail = |failing: usize, of: usize| {
             tracker::round_is_suspect(failing + self.running, of, failures_min)
         };
@@ -208,7 +204,7 @@ pub fn judge(
         .iter()
         .any(|(_, t, _)| matches!(t, Transition::Failed { .. }));
     let in_round = (
-        results.iter().filter(|r| !r.outcome.is_up()).count(),
+        results.iter().filter(|(_, o)| !o.is_up()).count(),
         results.len(),
     );
     // What made the round suspect: the census's failing and targets, or the round's own.
@@ -225,13 +221,14 @@ pub fn judge(
     let round_subject = names::round_subject(&monitor.id);
     match rounds::pack(results) {
         Ok(packed) => {
-            for (roster, packed) in packed {
-                if rosters.due(&roster.digest) {
+            for chunk in packed {
+                // Its roster copied only when it is to be published.
+                if rosters.due(&chunk.round.roster) {
                     verdict.messages.push(Outgoing {
-                        subject: names::roster_subject(&monitor.id, &roster.digest),
+                        subject: names::roster_subject(&monitor.id, &chunk.round.roster),
                         event: MonitorEvent::Roster {
                             monitor: monitor.clone(),
-                            roster,
+                            roster: chunk.roster(),
                         },
                         message_id: None,
                     });
@@ -242,7 +239,7 @@ pub fn judge(
                         monitor: monitor.clone(),
                         at,
                         targets: census.targets,
-                        packed,
+                        packed: chunk.round,
                     },
                     message_id: None,
                 });

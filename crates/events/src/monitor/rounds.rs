@@ -17,6 +17,8 @@
 //! garbled payload) is a [`RoundError`] naming what was wrong, never a panic.
 
 use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -24,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use time::OffsetDateTime;
 
-use super::{ProbeOutcome, ProbeResult, TargetRef};
+use super::{ProbeOutcome, ProbeResult, Target, TargetRef};
 
 /// Targets in one roster, and so results in one round message. A roster of this many
 /// targets is about 380 KB of JSON (190 bytes a target: three UUIDs, a VDU name, an
@@ -83,7 +85,7 @@ pub struct Roster {
 impl Roster {
     /// The roster of `targets`, sorted canonically (by instance id, then the rest).
     pub fn new(mut targets: Vec<TargetRef>) -> Roster {
-        targets.sort_by(canonical_order);
+        targets.sort_by(|a, b| canonical_order(a.listing(), b.listing()));
         Roster {
             digest: digest(&targets),
             targets,
@@ -152,28 +154,84 @@ pub enum RoundError {
     TrailingBytes { extra: usize },
 }
 
+/// A target as a roster lists it, borrowed from whatever holds it: what [`pack`] sorts,
+/// digests and measures. A monitor packs each round from the targets it holds, and copies
+/// them into a [`Roster`] only for a roster it publishes ([`Packed::roster`]), once in
+/// [`ROSTER_REPUBLISH_ROUNDS`] rounds at steady state. Its JSON is a [`TargetRef`]'s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Listing<'a> {
+    pub vnf_id: &'a str,
+    pub vdu: &'a str,
+    pub instance_id: &'a str,
+    pub mgmt_ip: Ipv4Addr,
+    pub action_id: &'a str,
+}
+
+impl From<Listing<'_>> for TargetRef {
+    fn from(listing: Listing<'_>) -> Self {
+        TargetRef {
+            vnf_id: listing.vnf_id.to_owned(),
+            vdu: listing.vdu.to_owned(),
+            instance_id: listing.instance_id.to_owned(),
+            mgmt_ip: listing.mgmt_ip,
+            action_id: listing.action_id.to_owned(),
+        }
+    }
+}
+
+/// What holds a target a roster can list: a [`TargetRef`] (a roster's own), or a monitor's
+/// [`Target`], shared or not.
+pub trait Listed {
+    fn listing(&self) -> Listing<'_>;
+}
+
+/// [`Listed`] for a type with a target's five fields, by the same names.
+macro_rules! listed_by_fields {
+    ($($holder:ty),*) => {$(
+        impl Listed for $holder {
+            fn listing(&self) -> Listing<'_> {
+                Listing {
+                    vnf_id: &self.vnf_id,
+                    vdu: &self.vdu,
+                    instance_id: &self.instance_id,
+                    mgmt_ip: self.mgmt_ip,
+                    action_id: &self.action_id,
+                }
+            }
+        }
+    )*};
+}
+
+listed_by_fields!(TargetRef, Target);
+
+impl<T: Listed> Listed for Arc<T> {
+    fn listing(&self) -> Listing<'_> {
+        T::listing(self)
+    }
+}
+
 /// The canonical order of a roster's targets: by instance id (unique among a round's
 /// targets), then by the rest, so that the order is total whatever the input.
-fn canonical_order(a: &TargetRef, b: &TargetRef) -> std::cmp::Ordering {
-    (&a.instance_id, &a.vnf_id, &a.vdu, a.mgmt_ip, &a.action_id).cmp(&(
-        &b.instance_id,
-        &b.vnf_id,
-        &b.vdu,
+fn canonical_order(a: Listing<'_>, b: Listing<'_>) -> std::cmp::Ordering {
+    (a.instance_id, a.vnf_id, a.vdu, a.mgmt_ip, a.action_id).cmp(&(
+        b.instance_id,
+        b.vnf_id,
+        b.vdu,
         b.mgmt_ip,
-        &b.action_id,
+        b.action_id,
     ))
 }
 
 /// The digest of targets in this order: the first [`ROSTER_DIGEST_BYTES`] of the SHA-256 of
 /// their canonical encoding (each field length-prefixed, so no two lists encode alike), hex.
-pub fn digest(targets: &[TargetRef]) -> String {
+pub fn digest<T: Listed>(targets: &[T]) -> String {
     let mut hash = Sha256::new();
     let mut field = |bytes: &[u8]| {
         hash.update((bytes.len() as u64).to_le_bytes());
         hash.update(bytes);
     };
     field(&(targets.len() as u64).to_le_bytes());
-    for target in targets {
+    for target in targets.iter().map(Listed::listing) {
         field(target.vnf_id.as_bytes());
         field(target.vdu.as_bytes());
         field(target.instance_id.as_bytes());
@@ -183,19 +241,43 @@ pub fn digest(targets: &[TargetRef]) -> String {
     hex::encode(&hash.finalize()[..ROSTER_DIGEST_BYTES])
 }
 
-/// A round's results as rosters and packed rounds, one pair per round message: sorted
-/// canonically, split every [`ROUND_TARGETS_PER_MESSAGE_MAX`] targets or before a roster
-/// would pass [`ROSTER_BYTES_MAX`].
-pub fn pack(mut results: Vec<ProbeResult>) -> Result<Vec<(Roster, PackedRound)>, RoundError> {
-    results.sort_by(|a, b| canonical_order(&a.target, &b.target));
-    let mut chunks: Vec<Vec<ProbeResult>> = Vec::new();
+/// One round message's share of a round: its targets in roster order, as the packer was given
+/// them, and how they answered (naming their roster by its digest).
+#[derive(Debug)]
+pub struct Packed<T> {
+    pub targets: Vec<T>,
+    pub round: PackedRound,
+}
+
+impl<T: Listed> Packed<T> {
+    /// The roster the round names, its targets copied: to publish it.
+    pub fn roster(&self) -> Roster {
+        Roster {
+            digest: self.round.roster.clone(),
+            targets: self
+                .targets
+                .iter()
+                .map(|target| TargetRef::from(target.listing()))
+                .collect(),
+        }
+    }
+}
+
+/// A round's results as packed rounds, one per round message, each with its targets (whose
+/// roster [`Packed::roster`] makes): sorted canonically, split every
+/// [`ROUND_TARGETS_PER_MESSAGE_MAX`] targets or before a roster would pass
+/// [`ROSTER_BYTES_MAX`].
+pub fn pack<T: Listed>(mut results: Vec<(T, ProbeOutcome)>) -> Result<Vec<Packed<T>>, RoundError> {
+    results.sort_by(|(a, _), (b, _)| canonical_order(a.listing(), b.listing()));
+    let mut chunks: Vec<Vec<(T, ProbeOutcome)>> = Vec::new();
     let mut roster_bytes = 0;
     for result in results {
         // The target's JSON in the roster's list, with its comma.
-        let bytes = target_json_bytes(&result.target) + 1;
+        let listing = result.0.listing();
+        let bytes = target_json_bytes(listing) + 1;
         if bytes > ROSTER_BYTES_MAX - ROSTER_ENVELOPE_BYTES_MAX {
             return Err(RoundError::TargetTooLarge {
-                instance_id: result.target.instance_id,
+                instance_id: listing.instance_id.to_owned(),
                 bytes,
             });
         }
@@ -216,13 +298,23 @@ pub fn pack(mut results: Vec<ProbeResult>) -> Result<Vec<(Roster, PackedRound)>,
     chunks.into_iter().map(pack_chunk).collect()
 }
 
+/// [`pack`] of whole results, with each round message's roster made: for those who hold
+/// [`ProbeResult`]s (each result's own time is not packed: a packed round has one).
+pub fn pack_results(results: Vec<ProbeResult>) -> Result<Vec<(Roster, PackedRound)>, RoundError> {
+    let results = results.into_iter().map(|r| (r.target, r.outcome)).collect();
+    Ok(pack(results)?
+        .into_iter()
+        .map(|packed| (packed.roster(), packed.round))
+        .collect())
+}
+
 /// The length of a target's JSON, as a roster message spells it: counted as it is written,
 /// never kept (a monitor measures every target of every round).
-fn target_json_bytes(target: &TargetRef) -> usize {
+fn target_json_bytes(target: Listing<'_>) -> usize {
     let mut counted = Counted(0);
     // Serialising a struct of strings and an address cannot fail; a length of 0 on the
     // impossible error would only let the server refuse the roster (`TooLarge`).
-    serde_json::to_writer(&mut counted, target).map_or(0, |()| counted.0)
+    serde_json::to_writer(&mut counted, &target).map_or(0, |()| counted.0)
 }
 
 /// A writer that only counts the bytes written to it.
@@ -240,16 +332,13 @@ impl std::io::Write for Counted {
 }
 
 /// One round message's roster and packed outcomes.
-fn pack_chunk(results: Vec<ProbeResult>) -> Result<(Roster, PackedRound), RoundError> {
+fn pack_chunk<T: Listed>(results: Vec<(T, ProbeOutcome)>) -> Result<Packed<T>, RoundError> {
     let count = results.len();
     let mut reasons: Vec<String> = Vec::new();
     let mut reason_index: HashMap<String, u64> = HashMap::new();
     let mut outcomes = Vec::with_capacity(count * 2);
     let mut targets = Vec::with_capacity(count);
-    for ProbeResult {
-        target, outcome, ..
-    } in results
-    {
+    for (target, outcome) in results {
         let value = match outcome {
             ProbeOutcome::Up { rtt_us } => {
                 // At most u64::MAX / 4 steps: shifted left by one, still a u64.
@@ -273,17 +362,13 @@ fn pack_chunk(results: Vec<ProbeResult>) -> Result<(Roster, PackedRound), RoundE
         return Err(RoundError::PayloadTooLarge { bytes });
     }
     // Already in canonical order: `pack` sorted the results.
-    let roster = Roster {
-        digest: digest(&targets),
-        targets,
-    };
-    let packed = PackedRound {
-        roster: roster.digest.clone(),
+    let round = PackedRound {
+        roster: digest(&targets),
         count,
         reasons,
         outcomes: BASE64.encode(outcomes),
     };
-    Ok((roster, packed))
+    Ok(Packed { targets, round })
 }
 
 /// The results of a packed round, given its roster (checked once by [`Roster::check`]: a

@@ -543,7 +543,7 @@ async fn an_engine_restored_from_a_fold_probes_its_vnfs_at_once_and_folds_what_f
 async fn an_attempt_makes_a_bounded_number_of_allocations() {
     const VNFS: u8 = 200;
     const INSTANCES: u8 = 5;
-    const ALLOCATIONS_PER_ATTEMPT_MAX: f64 = 9.0;
+    const ALLOCATIONS_PER_ATTEMPT_MAX: f64 = 4.0;
     let mut running = start(MapSeeds::default(), 10);
     for vnf in 1..=VNFS {
         let vnf_id = format!("vnf-{vnf}");

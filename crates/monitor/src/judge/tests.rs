@@ -24,14 +24,11 @@ fn monitor() -> Actor {
     Actor::new(ActorKind::Monitor, "m1")
 }
 
-fn down(n: u8) -> ProbeResult {
-    ProbeResult {
-        target: TargetRef::from(&target(n)),
-        outcome: ProbeOutcome::Down {
-            reason: "no reply".into(),
-        },
-        at: BOOTED_AT,
-    }
+fn down(n: u8) -> (Arc<Target>, ProbeOutcome) {
+    let outcome = ProbeOutcome::Down {
+        reason: "no reply".into(),
+    };
+    (Arc::new(target(n)), outcome)
 }
 
 /// A round in which instance 0 failed for good.
@@ -148,10 +145,7 @@ fn a_round_in_which_most_of_its_own_targets_fail_is_suspect() {
     round.results = (0..8)
         .map(|n| match n {
             0..6 => down(n),
-            _ => ProbeResult {
-                outcome: ProbeOutcome::Up { rtt_us: 40 },
-                ..down(n)
-            },
+            _ => (down(n).0, ProbeOutcome::Up { rtt_us: 40 }),
         })
         .collect();
     let verdict = judged(round, 20, 6);
@@ -263,16 +257,15 @@ fn a_round_that_may_still_turn_suspect_announces_nothing_before_it_ends() {
 fn up_round(count: usize, rtt_us: u64) -> Round {
     let results = (0..count)
         .map(|n| {
-            let mut target = TargetRef::from(&target(0));
-            target.instance_id = format!("instance-{n:06}");
-            ProbeResult {
-                target,
-                // Whole steps, which a packed round keeps exactly.
-                outcome: ProbeOutcome::Up {
-                    rtt_us: (rtt_us + n as u64) * rounds::RTT_QUANTUM_US,
-                },
-                at: BOOTED_AT,
-            }
+            let target = Target {
+                instance_id: format!("instance-{n:06}"),
+                ..target(0)
+            };
+            // Whole steps, which a packed round keeps exactly.
+            let outcome = ProbeOutcome::Up {
+                rtt_us: (rtt_us + n as u64) * rounds::RTT_QUANTUM_US,
+            };
+            (Arc::new(target), outcome)
         })
         .collect();
     Round {
@@ -321,10 +314,15 @@ fn a_large_round_is_split_into_messages_each_after_its_roster() {
         .collect();
     assert_eq!(kinds, ["roster", "round", "roster", "round"]);
     let read = expanded(&verdict.messages, &mut Vec::new());
-    let at_round_time: Vec<ProbeResult> = sent
+    let mut at_round_time: Vec<ProbeResult> = sent
         .into_iter()
-        .map(|r| ProbeResult { at: AT, ..r })
+        .map(|(target, outcome)| ProbeResult {
+            target: TargetRef::from(&*target),
+            outcome,
+            at: AT,
+        })
         .collect();
+    at_round_time.sort_by(|a, b| a.target.instance_id.cmp(&b.target.instance_id));
     assert_eq!(read, at_round_time);
 }
 

@@ -130,7 +130,7 @@ fn round_results() -> Publish {
         at: BOOTED_AT,
         targets: 0,
         packed: events::monitor::rounds::PackedRound {
-            roster: events::monitor::rounds::digest(&[]),
+            roster: events::monitor::rounds::digest::<TargetRef>(&[]),
             count: 0,
             reasons: Vec::new(),
             outcomes: String::new(),

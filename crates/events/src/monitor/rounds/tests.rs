@@ -52,7 +52,7 @@ fn sorted(mut results: Vec<ProbeResult>) -> Vec<ProbeResult> {
 }
 
 fn one(results: Vec<ProbeResult>) -> (Roster, PackedRound) {
-    let mut packed = pack(results).unwrap();
+    let mut packed = pack_results(results).unwrap();
     assert_eq!(packed.len(), 1);
     packed.remove(0)
 }
@@ -189,7 +189,7 @@ fn truncated_or_garbled_outcomes_are_errors_never_panics() {
 fn a_large_round_is_split_into_rosters_within_their_bounds() {
     let count = 2 * ROUND_TARGETS_PER_MESSAGE_MAX + 1;
     let results: Vec<ProbeResult> = (0..count).map(|n| up(n, 48)).collect();
-    let packed = pack(results.clone()).unwrap();
+    let packed = pack_results(results.clone()).unwrap();
     let sizes: Vec<usize> = packed.iter().map(|(r, _)| r.targets.len()).collect();
     assert_eq!(
         sizes,
@@ -213,7 +213,7 @@ fn a_large_round_is_split_into_rosters_within_their_bounds() {
             result
         })
         .collect();
-    let packed = pack(long).unwrap();
+    let packed = pack_results(long).unwrap();
     assert!(packed.len() > 1, "{} rosters", packed.len());
     for (roster, _) in &packed {
         let message = MonitorMessage::new(MonitorEvent::Roster {
@@ -226,7 +226,7 @@ fn a_large_round_is_split_into_rosters_within_their_bounds() {
     let mut huge = up(0, 1);
     huge.target.vdu = "V".repeat(ROSTER_BYTES_MAX);
     assert!(matches!(
-        pack(vec![huge]),
+        pack_results(vec![huge]),
         Err(RoundError::TargetTooLarge { .. })
     ));
 }
@@ -330,6 +330,10 @@ fn a_target_is_measured_as_long_as_its_json() {
     quoted.vdu = "V\"D\\U\n\u{1}é".into();
     for target in [target(0), quoted] {
         let json = serde_json::to_vec(&target).unwrap();
-        assert_eq!(target_json_bytes(&target), json.len(), "{target:?}");
+        assert_eq!(
+            target_json_bytes(target.listing()),
+            json.len(),
+            "{target:?}"
+        );
     }
 }

@@ -73,7 +73,7 @@ async fn rounds_read_with_their_rosters_and_the_rest_is_skipped_and_counted() {
             },
         ),
     ];
-    let (roster, packed) = rounds::pack(results.clone()).unwrap().remove(0);
+    let (roster, packed) = rounds::pack_results(results.clone()).unwrap().remove(0);
     let roster_subject = names::roster_subject(&monitor.id, &roster.digest);
     let round_subject = names::round_subject(&monitor.id);
     publish(
@@ -104,7 +104,7 @@ async fn rounds_read_with_their_rosters_and_the_rest_is_skipped_and_counted() {
             .unwrap();
     }
     // A round whose roster was never stored (evicted, in the stream's terms).
-    let (_, orphan) = rounds::pack(vec![result(9, ProbeOutcome::Up { rtt_us: 1 })])
+    let (_, orphan) = rounds::pack_results(vec![result(9, ProbeOutcome::Up { rtt_us: 1 })])
         .unwrap()
         .remove(0);
     publish(&monitor_bus, round_subject.clone(), round(&monitor, orphan)).await;
@@ -120,7 +120,7 @@ async fn rounds_read_with_their_rosters_and_the_rest_is_skipped_and_counted() {
     )
     .await;
     // A roster subject whose message is no roster.
-    let (bogus, _) = rounds::pack(vec![result(7, ProbeOutcome::Up { rtt_us: 1 })])
+    let (bogus, _) = rounds::pack_results(vec![result(7, ProbeOutcome::Up { rtt_us: 1 })])
         .unwrap()
         .remove(0);
     monitor_bus
@@ -144,7 +144,7 @@ async fn rounds_read_with_their_rosters_and_the_rest_is_skipped_and_counted() {
     .await;
     // A roster whose targets do not match its digest (tampered with).
     let (mut tampered, tampered_round) =
-        rounds::pack(vec![result(8, ProbeOutcome::Up { rtt_us: 1 })])
+        rounds::pack_results(vec![result(8, ProbeOutcome::Up { rtt_us: 1 })])
             .unwrap()
             .remove(0);
     tampered.targets[0].mgmt_ip = Ipv4Addr::new(10, 0, 0, 8);
