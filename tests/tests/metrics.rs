@@ -191,19 +191,6 @@ fn check_labels(mut labels: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Where `process` serves its metrics, from its log line "Metrics on http://ADDR/metrics.".
-async fn metrics_url(process: &mut RoleProcess) -> String {
-    const SERVING: &str = "Metrics on http://";
-    process.wait_for_log(SERVING, LISTEN_TIMEOUT).await;
-    let log = process.log();
-    let address = log
-        .split(SERVING)
-        .nth(1)
-        .and_then(|rest| rest.split("/metrics").next())
-        .unwrap_or_else(|| panic!("{}: no address after {SERVING:?}:\n{log}", process.label()));
-    format!("http://{address}/metrics")
-}
-
 /// One scrape of `url`, which must answer 200 in the text format and parse.
 async fn scrape(http: &reqwest::Client, url: &str) -> Scrape {
     let response = http.get(url).send().await.expect("scrape");
@@ -268,10 +255,16 @@ async fn every_roles_metrics_parse_and_a_heal_moves_its_counters() {
         .spawn_monitor_with("monitor-metrics", &METRICS_FLAGS)
         .await;
     let http = reqwest::Client::new();
-    let gateway_url = metrics_url(system.process("gateway")).await;
-    let projector_url = metrics_url(system.process("projector")).await;
-    let conductor_url = metrics_url(&mut conductor).await;
-    let monitor_url = metrics_url(&mut monitor).await;
+    let gateway_url = system
+        .process("gateway")
+        .wait_for_metrics_url(LISTEN_TIMEOUT)
+        .await;
+    let projector_url = system
+        .process("projector")
+        .wait_for_metrics_url(LISTEN_TIMEOUT)
+        .await;
+    let conductor_url = conductor.wait_for_metrics_url(LISTEN_TIMEOUT).await;
+    let monitor_url = monitor.wait_for_metrics_url(LISTEN_TIMEOUT).await;
 
     let vnf_id = system
         .active_vnf(&monitored_vnfd("ping", "respawn", false))
@@ -446,7 +439,7 @@ async fn up_serves_every_roles_metrics_on_one_port() {
         ],
     );
     let listen = up.wait_for_listen_address(LISTEN_TIMEOUT).await;
-    let url = metrics_url(&mut up).await;
+    let url = up.wait_for_metrics_url(LISTEN_TIMEOUT).await;
     let http = reqwest::Client::new();
     let status = http
         .get(format!("http://{listen}/v1.0/vnfds"))

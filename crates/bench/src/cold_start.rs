@@ -35,7 +35,7 @@ use monitor::snapshot_store;
 use testkit::{Durability, NatsServer, RoleProcess};
 
 use crate::{IN_FLIGHT, cause, vnfd};
-use bench::metrics::{metrics_url, scrape};
+use bench::metrics::scrape;
 use bench::rss_bytes;
 
 /// VNFs written by default, and lifecycle messages each: issue 13's million messages.
@@ -427,7 +427,7 @@ async fn timed_start(
     args.extend(flags);
     let started = Instant::now();
     let mut monitor = server.spawn_as(MONITOR, Identity::Monitor, &args);
-    let url = metrics_url(&mut monitor, START_TIMEOUT).await?;
+    let url = monitor.wait_for_metrics_url(START_TIMEOUT).await;
     let mut holds = None;
     loop {
         let page = scrape(&http, &url).await?;

@@ -30,7 +30,7 @@ use events::store::EventLog;
 use events::vnf::{Instance, Vnf, VnfCommand, VnfEvent};
 use testkit::{Durability, NatsServer};
 
-use bench::metrics::{metrics_url, scrape};
+use bench::metrics::scrape;
 use bench::{IdleSpinners, child_pid_with_arg, cpu_time, machine_busy, run_queue_wait};
 
 mod cold_start;
@@ -224,7 +224,7 @@ async fn start_monitor(server: &NatsServer) -> anyhow::Result<(testkit::RoleProc
     monitor
         .wait_for_log("Monitor running.", ROLE_START_TIMEOUT)
         .await;
-    let metrics = metrics_url(&mut monitor, ROLE_START_TIMEOUT).await?;
+    let metrics = monitor.wait_for_metrics_url(ROLE_START_TIMEOUT).await;
     Ok((monitor, metrics))
 }
 

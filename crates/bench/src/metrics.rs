@@ -1,31 +1,7 @@
-//! Reading a role's `/metrics`: where it serves them, and the figures on a page.
-
-use std::time::Duration;
+//! Reading a role's `/metrics` (its address: `testkit::RoleProcess::metrics_url`): the
+//! figures on a page.
 
 use anyhow::Context;
-use testkit::RoleProcess;
-
-/// What a role logs once it serves `/metrics`, followed by the address.
-const SERVING: &str = "Metrics on http://";
-
-/// Where a role process serves `/metrics` in its current life (it binds port 0 and says
-/// which port it got), once it has said so, waiting at most `timeout`.
-pub async fn metrics_url(process: &mut RoleProcess, timeout: Duration) -> anyhow::Result<String> {
-    process.wait_for_log(SERVING, timeout).await;
-    metrics_url_now(process)
-}
-
-/// [`metrics_url`] of a process that already said where it serves.
-pub fn metrics_url_now(process: &RoleProcess) -> anyhow::Result<String> {
-    let log = process.log();
-    let address = log
-        .rsplit(SERVING)
-        .next()
-        .filter(|_| log.contains(SERVING))
-        .and_then(|rest| rest.split("/metrics").next())
-        .with_context(|| format!("{}: no {SERVING:?} in its log", process.label()))?;
-    Ok(format!("http://{address}/metrics"))
-}
 
 /// One scrape of `url`.
 pub async fn scrape(http: &reqwest::Client, url: &str) -> anyhow::Result<Scrape> {

@@ -7,6 +7,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use anyhow::Context;
 use rustix::process::{Pid, Signal, kill_process};
 use tempfile::TempDir;
 
@@ -15,6 +16,9 @@ use crate::wait::eventually_every;
 
 /// How often the waits below look again.
 const POLL_INTERVAL: Duration = Duration::from_millis(20);
+
+/// What a role logs once it serves `/metrics` (`--metrics-listen`), followed by the address.
+const METRICS_SERVING: &str = "Metrics on http://";
 
 /// How much of a role's log a failing test prints.
 const LOG_TAIL_BYTES_MAX: u64 = 8 * 1024;
@@ -170,6 +174,29 @@ impl RoleProcess {
             .map(|address| address.trim_end_matches('.').to_owned())
             .filter(|address| address.contains(':'))
             .unwrap_or_else(|| panic!("{}: no address after {LISTENING:?}:\n{log}", self.label))
+    }
+
+    /// Where the process serves `/metrics` in its current life, as its log says: a role that
+    /// binds port 0 says which port it got. An error naming the process until it has said so.
+    pub fn metrics_url(&self) -> anyhow::Result<String> {
+        let log = read_log(&self.log_path(), self.life_start);
+        log.split(METRICS_SERVING)
+            .nth(1)
+            .and_then(|rest| rest.split("/metrics").next())
+            .map(|address| format!("http://{address}/metrics"))
+            .with_context(|| format!("{}: no {METRICS_SERVING:?} in its log", self.label))
+    }
+
+    /// Waits until the process says where it serves `/metrics`, and answers that URL
+    /// ([`metrics_url`](Self::metrics_url)).
+    ///
+    /// # Panics
+    ///
+    /// As [`wait_for_log`](Self::wait_for_log).
+    pub async fn wait_for_metrics_url(&mut self, timeout: Duration) -> String {
+        self.wait_for_log(METRICS_SERVING, timeout).await;
+        self.metrics_url()
+            .expect("the line waited for names the address")
     }
 
     /// Waits for the process to end by itself (a command such as `rebuild --verify`).

@@ -40,7 +40,7 @@ use anyhow::Context;
 use futures::StreamExt;
 use time::OffsetDateTime;
 
-use bench::metrics::{Scrape, metrics_url, metrics_url_now, scrape};
+use bench::metrics::{Scrape, scrape};
 use bench::{child_pid_with_arg, cpu_time, load_average, rss_bytes};
 use conductor::vim::loopback::Blocklist;
 use events::monitor::cidr::LOOPBACK_VIM_RANGE;
@@ -322,7 +322,7 @@ async fn main() -> anyhow::Result<()> {
     );
     // Every monitor folds the whole log and tracks only the targets of the partitions it holds.
     for monitor in &monitor_processes {
-        let page = scrape(&http, &metrics_url_now(monitor)?).await?;
+        let page = scrape(&http, &monitor.metrics_url()?).await?;
         let heap = Heap::of(&page, monitor.label())?;
         println!(
             "  {} heap: {:.1} MB in live allocations holding {:.0} targets, {:.2} KiB per VNF \
@@ -549,7 +549,10 @@ impl Heap {
 async fn gateway_heap(system: &mut System, http: &reqwest::Client) -> anyhow::Result<Heap> {
     let page = scrape(
         http,
-        &metrics_url(system.process("gateway"), ROLE_START_TIMEOUT).await?,
+        &system
+            .process("gateway")
+            .wait_for_metrics_url(ROLE_START_TIMEOUT)
+            .await,
     )
     .await?;
     Heap::of(&page, "the gateway")
@@ -590,7 +593,7 @@ async fn probe_totals(
 ) -> anyhow::Result<ProbeTotals> {
     let mut totals = ProbeTotals::default();
     for monitor in monitors {
-        let page = scrape(http, &metrics_url_now(monitor)?).await?;
+        let page = scrape(http, &monitor.metrics_url()?).await?;
         totals.attempts += page.total(telemetry::PROBE_ATTEMPTS);
         totals.down += page.sum(telemetry::PROBE_ATTEMPTS, |l| {
             l.contains("outcome=\"down\"")
@@ -612,7 +615,7 @@ async fn wait_held(
     loop {
         let mut total = 0.0;
         for monitor in monitors {
-            let page = scrape(http, &metrics_url_now(monitor)?).await?;
+            let page = scrape(http, &monitor.metrics_url()?).await?;
             total += page.total(telemetry::MONITOR_TARGETS);
         }
         if total >= vdus as f64 {
@@ -636,12 +639,12 @@ async fn cold_start_monitor(
     monitor: &mut RoleProcess,
     http: &reqwest::Client,
 ) -> anyhow::Result<()> {
-    let before = scrape(http, &metrics_url_now(monitor)?).await?;
+    let before = scrape(http, &monitor.metrics_url()?).await?;
     let held_before = before.total(telemetry::MONITOR_TARGETS);
     let partitions_before = before.total(telemetry::MONITOR_PARTITIONS);
     let restarted = Instant::now();
     monitor.restart();
-    let url = metrics_url(monitor, ROLE_START_TIMEOUT).await?;
+    let url = monitor.wait_for_metrics_url(ROLE_START_TIMEOUT).await;
     let mut caught_up = None;
     let mut held = None;
     loop {
@@ -959,7 +962,7 @@ async fn roles_total(
 ) -> anyhow::Result<f64> {
     let mut total = 0.0;
     for role in roles {
-        total += scrape(http, &metrics_url_now(role)?).await?.total(name);
+        total += scrape(http, &role.metrics_url()?).await?.total(name);
     }
     Ok(total)
 }
@@ -989,7 +992,7 @@ async fn lease_totals(
 ) -> anyhow::Result<LeaseTotals> {
     let mut totals = LeaseTotals::default();
     for monitor in monitors {
-        let page = scrape(http, &metrics_url_now(monitor)?).await?;
+        let page = scrape(http, &monitor.metrics_url()?).await?;
         let (renewals, within_a_second) = page.observed(telemetry::MONITOR_LEASE_RENEWAL, 1.0);
         totals.renewals += renewals;
         totals.slow += renewals - within_a_second;
