@@ -94,8 +94,8 @@ const CATCH_UP_LATENESS_S: f64 = 0.25;
 /// KV gets timed from the bench's own NATS client after each phase.
 const KV_GETS: usize = 10_000;
 /// Time for a monitor to replay 10,000 VNFs and reach its steady state: one-second rounds, and
-/// the state refreshes of VNFs first probed together spread over the 30 to 90 s refresh
-/// period, as they stay for the rest of a monitor's life.
+/// the state refreshes at their even rate (each VNF's on its own instant of the refresh
+/// period, so from the first write on).
 const MONITOR_WARM_UP: Duration = Duration::from_secs(100);
 
 #[tokio::main]

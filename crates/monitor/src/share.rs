@@ -73,14 +73,19 @@ pub(crate) fn lease_key(partition: u32) -> String {
     format!("{PARTITION_PREFIX}{partition}")
 }
 
-/// The partition of a VNF: FNV-1a of its id, stable across processes and builds.
+/// The partition of a VNF: its [`hash`] modulo [`PARTITIONS`].
 pub fn partition(vnf_id: &str) -> u32 {
+    hash(vnf_id) % PARTITIONS
+}
+
+/// FNV-1a of a VNF's id: stable across processes and builds.
+pub fn hash(vnf_id: &str) -> u32 {
     let mut hash: u32 = 0x811c_9dc5;
     for byte in vnf_id.bytes() {
         hash ^= u32::from(byte);
         hash = hash.wrapping_mul(0x0100_0193);
     }
-    hash % PARTITIONS
+    hash
 }
 
 /// How many partitions each of `members` live monitors should hold.

@@ -25,13 +25,21 @@ use crate::snapshot::Fold;
 use crate::tracker::{Health, Phase, Tracker};
 use crate::{IdMap, IdSet};
 
-/// How long a VNF's states stay unwritten when nothing changes (a change is written at once):
-/// at least this, plus up to [`STATE_REFRESH_SPREAD`] chosen by the VNF's partition, so that
-/// the refreshes of VNFs first probed together do not stay together. With 10,000 VNFs that is
-/// about 170 writes a second, spread out, where a fixed ten seconds made a burst of 10,000
-/// writes every ten seconds on the nats-server the API also reads from.
-const STATE_REFRESH_MIN: time::Duration = time::Duration::seconds(30);
-const STATE_REFRESH_SPREAD: time::Duration = time::Duration::seconds(60);
+/// How often a VNF's unchanged states are written again (a change is written at once): each
+/// VNF on its own instant of the period, shifted from the epoch's by a hash of its id
+/// ([`next_refresh`]), so that the refreshes come at an even rate, whenever the VNFs were last
+/// written. A refresh only moves the states' `last_probed_at` and `last_result`, which the API
+/// shows as of the last write.
+///
+/// Why ten minutes, not the 30 to 90 s (by partition) before: every write is a message
+/// nats-server stores and fsyncs, and that every gateway's watch receives. At 30 to 90 s,
+/// 1,000,000 VNFs would make about 17,000 writes a second, more than the 6,800 fsynced
+/// publishes a second this machine took (README, appends with `sync_interval: always`); at
+/// ten minutes, 1,700 (17 for 10,000 VNFs, against 170). On the API's side, in `ops/bench
+/// gateway` (2026-12-04, one run each, shows 0.5 ms apart) the show p99 with the monitor
+/// running was 1.66 and 1.50 times the same paused at 30 to 90 s, 1.34 and 1.50 at ten
+/// minutes, and 1.30 and 1.23 with no refresh at all.
+const STATE_REFRESH: time::Duration = time::Duration::minutes(10);
 
 /// Attempts a monitor starts on one instant, about: the partitions it holds are spread over as
 /// many phases of the interval as keep each phase's targets under this (see [`phases`]).
@@ -152,10 +160,14 @@ pub struct Targets {
     refused_changed: bool,
 }
 
-/// How long the VNF's unchanged states wait before they are written again.
-fn state_refresh(vnf_id: &str) -> time::Duration {
-    let spread = f64::from(share::partition(vnf_id)) / f64::from(share::PARTITIONS);
-    STATE_REFRESH_MIN + STATE_REFRESH_SPREAD * spread
+/// When the VNF's states, written at `at`, are written again unless they change: the VNF's
+/// first instant after `at`, its instants being [`STATE_REFRESH`] apart and shifted from the
+/// epoch's by the hash of its id's share of the period.
+fn next_refresh(vnf_id: &str, at: OffsetDateTime) -> OffsetDateTime {
+    let period = STATE_REFRESH.whole_nanoseconds();
+    let offset = (period * i128::from(share::hash(vnf_id))) >> 32;
+    let slot = (at.unix_timestamp_nanos() - offset).div_euclid(period) + 1;
+    OffsetDateTime::from_unix_timestamp_nanos(slot * period + offset).unwrap_or(at + STATE_REFRESH)
 }
 
 /// A state write the fold asks for: the VNF's states, or `None` to delete them.
@@ -451,7 +463,7 @@ impl Targets {
             let stale = self.states_due.get(&vnf_id).is_none_or(|due| at >= *due);
             if stale || changed.contains(&vnf_id) {
                 self.states_due
-                    .insert(vnf_id.clone(), at + state_refresh(&vnf_id));
+                    .insert(vnf_id.clone(), next_refresh(&vnf_id, at));
                 let states = self.states(&vnf_id, monitor);
                 writes.push((vnf_id, states));
             }

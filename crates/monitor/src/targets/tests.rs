@@ -433,3 +433,36 @@ fn a_fleet_vnf_costs_every_monitor_its_aggregate_and_only_its_holder_a_tracker()
         tracked / vnfs
     );
 }
+
+/// Unchanged states are written again once a period, each VNF on its own instant: VNFs
+/// written together are refreshed at an even rate over the next period, and a VNF keeps its
+/// instant whenever it was last written.
+#[test]
+fn refreshes_of_vnfs_written_together_come_evenly_over_the_period() {
+    const VNFS: usize = 10_000;
+    const TENTHS: usize = 10;
+    let mut counts = [0usize; TENTHS];
+    for n in 0..VNFS {
+        let vnf_id = format!("{n:08x}-0000-4000-8000-000000000001");
+        let next = next_refresh(&vnf_id, BOOTED_AT);
+        assert!(
+            next > BOOTED_AT && next <= BOOTED_AT + STATE_REFRESH,
+            "{vnf_id}: {next}"
+        );
+        assert_eq!(
+            next_refresh(&vnf_id, next),
+            next + STATE_REFRESH,
+            "{vnf_id}"
+        );
+        let earlier = next - time::Duration::seconds(1);
+        assert_eq!(next_refresh(&vnf_id, earlier), next, "{vnf_id}");
+        let tenth = (next - BOOTED_AT).whole_nanoseconds() * i128::try_from(TENTHS).unwrap()
+            / STATE_REFRESH.whole_nanoseconds();
+        counts[usize::try_from(tenth).unwrap().min(TENTHS - 1)] += 1;
+    }
+    let even = VNFS / TENTHS;
+    assert!(
+        counts.iter().all(|count| count.abs_diff(even) <= even / 10),
+        "VNFs refreshed in each tenth of the period: {counts:?}"
+    );
+}
