@@ -79,11 +79,10 @@ const BLOCKS: usize = 100;
 /// it was paused (about 9,000 for a 0.9 s pause at 10,000 targets a second), which steady
 /// monitoring never does. Without the wait, a block's shows, which took its first 0.1 to
 /// 0.2 s when they were made back to back (its lists come after), were all timed during that
-/// catch-up: on the bus without
-/// identities the show p99 ratio was 2.33 without the wait, and 0.90 to 1.62 in eight runs
-/// with it (2026-12-04, `ops/bench gateway`). In the two of them that counted (four buses),
-/// no attempt that started during a running block was more than [`CATCH_UP_LATENESS_S`]
-/// late: the wait covers the catch-up.
+/// catch-up: on the bus without identities the show p99 ratio was 2.33 without the wait, and
+/// 0.90 to 1.62 in eight runs with it (2026-12-04, `ops/bench gateway`). In the two of them
+/// that counted (four buses), no attempt that started during a running block was more than
+/// [`CATCH_UP_LATENESS_S`] late: the wait covers the catch-up.
 const SETTLE: Duration = Duration::from_millis(500);
 /// How late after its round's time an attempt may start and still be steady monitoring, in
 /// seconds (a bucket bound of the monitor's lateness histogram): a steady attempt waits at
