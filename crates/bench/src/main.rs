@@ -63,7 +63,7 @@ const LISTS: usize = 200;
 /// the monitor paused against no monitor process, differed by 0.85 and 1.33 in one run
 /// (2026-12-04, `ops/bench gateway`), more than the 1.1 the monitor's ratio is held to. Spaced
 /// out, the same shows span 50 s, such a moment slows a few of them, and the p99 is that of
-/// many moments. (Those two phases, one after the other, still differed by 0.86 to 1.34 in
+/// many moments. (Those two phases, one after the other, still differed by 0.67 to 1.34 in
 /// the runs since; the halves in turns are what the monitor's ratio is measured on.)
 const SHOW_SPACING: Duration = Duration::from_micros(500);
 /// Pairs of blocks in the measurement under monitoring: the monitor is paused (`SIGSTOP`) for

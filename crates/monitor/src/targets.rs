@@ -37,8 +37,8 @@ use crate::{IdMap, IdSet};
 /// publishes a second this machine took (README, appends with `sync_interval: always`); at
 /// ten minutes, 1,700 (17 for 10,000 VNFs, against 170). On the API's side, in `ops/bench
 /// gateway` (2026-12-04, one run each, shows 0.5 ms apart) the show p99 with the monitor
-/// running was 1.66 and 1.50 times the same paused at 30 to 90 s, 1.34 and 1.50 at ten
-/// minutes, and 1.30 and 1.23 with no refresh at all.
+/// running was 1.66 and 1.50 times the same paused at 30 to 90 s, 1.34 and 1.50 then 1.44
+/// and 1.58 at ten minutes, and 1.30 and 1.23 with no refresh at all: within the noise.
 const STATE_REFRESH: time::Duration = time::Duration::minutes(10);
 
 /// Attempts a monitor starts on one instant, about: the partitions it holds are spread over as
