@@ -79,7 +79,7 @@ pub fn partition(vnf_id: &str) -> u32 {
 }
 
 /// FNV-1a of a VNF's id: stable across processes and builds.
-pub fn hash(vnf_id: &str) -> u32 {
+pub(crate) fn hash(vnf_id: &str) -> u32 {
     let mut hash: u32 = 0x811c_9dc5;
     for byte in vnf_id.bytes() {
         hash ^= u32::from(byte);
