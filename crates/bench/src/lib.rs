@@ -61,6 +61,31 @@ pub fn run_queue_wait(pid: u32) -> Duration {
     Duration::from_nanos(nanos)
 }
 
+/// Lets every thread of process `pid` run only on `cpus` (`sched_setaffinity` on each of
+/// `/proc/<pid>/task`); a thread started later inherits the CPUs of the thread that starts it.
+pub fn set_cpus(pid: u32, cpus: &[usize]) -> anyhow::Result<()> {
+    let mut set = rustix::thread::CpuSet::new();
+    for &cpu in cpus {
+        set.set(cpu);
+    }
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        let name = task?.file_name();
+        let tid = name
+            .to_str()
+            .and_then(|tid| tid.parse().ok())
+            .and_then(rustix::process::Pid::from_raw)
+            .ok_or_else(|| {
+                anyhow::anyhow!("/proc/{pid}/task/{} is not a thread id", name.display())
+            })?;
+        match rustix::thread::sched_setaffinity(Some(tid), &set) {
+            // A thread that ended meanwhile.
+            Ok(()) | Err(rustix::io::Errno::SRCH) => {}
+            Err(e) => anyhow::bail!("setting the CPUs of thread {tid:?} of process {pid}: {e}"),
+        }
+    }
+    Ok(())
+}
+
 /// The machine's busy (not idle, not iowait) CPU time so far, from `/proc/stat`.
 pub fn machine_busy() -> Duration {
     let busy = std::fs::read_to_string("/proc/stat")
