@@ -31,7 +31,9 @@ use events::vnf::{Instance, Vnf, VnfCommand, VnfEvent};
 use testkit::{Durability, NatsServer};
 
 use bench::metrics::scrape;
-use bench::{IdleSpinners, child_pid_with_arg, cpu_time, machine_busy, run_queue_wait, set_cpus};
+use bench::{
+    IdleSpinners, Placement, child_pid_with_arg, cpu_time, machine_busy, run_queue_wait, set_cpus,
+};
 
 mod cold_start;
 mod events_pages;
@@ -144,7 +146,9 @@ async fn main() -> anyhow::Result<()> {
 }
 
 /// Appends through the event store against raw JetStream publishes, for both durabilities
-/// and on both buses (`vnfm-bench appends`: only these).
+/// and on both buses (`vnfm-bench appends`: only these); then, with the server's default sync,
+/// with the bench and nats-server each on half of the CPUs ([`Placement`]), as a writer (a
+/// gateway, a conductor) and the server on hosts or cores of their own.
 async fn append_figures() -> anyhow::Result<()> {
     let (encoding, bytes) = encoding_cost();
     println!(
@@ -158,30 +162,8 @@ async fn append_figures() -> anyhow::Result<()> {
     ] {
         let mut checked_by_bus = Vec::new();
         for bus in [Bus::Open, Bus::Identities] {
-            let runs = appends(durability, bus).await?;
-            let [raw, expecting, with_id, encoding, checked] = runs.map(|run| run.rate);
-            println!(
-                "appends ({label}, {}, {APPENDS} messages, {IN_FLIGHT} in flight, median of \
-                 {APPEND_ROUNDS} runs): raw JetStream {raw:.0}/s; raw with the expected-sequence \
-                 header {expecting:.0}/s ({:.2}), and a message id {with_id:.0}/s ({:.2}), and \
-                 encoding each message as it goes {encoding:.0}/s ({:.2}); event store (encodes \
-                 the envelope, both headers) {checked:.0}/s, ratio {:.2} (goal >= 0.75), {:.2} of \
-                 raw encoding in flight with both headers",
-                bus.label(),
-                expecting / raw,
-                with_id / raw,
-                encoding / raw,
-                checked / raw,
-                checked / encoding
-            );
-            let [raw, expecting, with_id, encoding, checked] =
-                runs.map(|run| format!("{:.1} / {:.1}", run.client_us, run.server_us));
-            println!(
-                "appends ({label}, {}): CPU per append, bench client / nats-server (us, medians): \
-                 raw {raw}; expected-sequence header {expecting}; and a message id {with_id}; \
-                 encoding in flight {encoding}; event store {checked}",
-                bus.label()
-            );
+            let runs = appends(durability, bus, None).await?;
+            print_appends(label, bus, runs);
             checked_by_bus.push(runs[4].rate);
         }
         println!(
@@ -189,7 +171,46 @@ async fn append_figures() -> anyhow::Result<()> {
             checked_by_bus[1] / checked_by_bus[0]
         );
     }
+    if let Some(placement) = Placement::halves() {
+        let label = format!(
+            "server default sync, the bench on CPUs {:?}, nats-server on CPUs {:?}",
+            placement.first, placement.second
+        );
+        set_cpus(std::process::id(), &placement.first)?;
+        for bus in [Bus::Open, Bus::Identities] {
+            let runs = appends(Durability::ServerDefault, bus, Some(&placement.second)).await?;
+            print_appends(&label, bus, runs);
+        }
+        set_cpus(std::process::id(), &placement.all())?;
+    }
     Ok(())
+}
+
+/// Prints one set of [`appends`]' runs: the rates and their ratios, then the CPU per append.
+fn print_appends(label: &str, bus: Bus, runs: [AppendRun; KINDS.len()]) {
+    let [raw, expecting, with_id, encoding, checked] = runs.map(|run| run.rate);
+    println!(
+        "appends ({label}, {}, {APPENDS} messages, {IN_FLIGHT} in flight, median of \
+         {APPEND_ROUNDS} runs): raw JetStream {raw:.0}/s; raw with the expected-sequence \
+         header {expecting:.0}/s ({:.2}), and a message id {with_id:.0}/s ({:.2}), and \
+         encoding each message as it goes {encoding:.0}/s ({:.2}); event store (encodes \
+         the envelope, both headers) {checked:.0}/s, ratio {:.2} (goal >= 0.75), {:.2} of \
+         raw encoding in flight with both headers",
+        bus.label(),
+        expecting / raw,
+        with_id / raw,
+        encoding / raw,
+        checked / raw,
+        checked / encoding
+    );
+    let [raw, expecting, with_id, encoding, checked] =
+        runs.map(|run| format!("{:.1} / {:.1}", run.client_us, run.server_us));
+    println!(
+        "appends ({label}, {}): CPU per append, bench client / nats-server (us, medians): \
+         raw {raw}; expected-sequence header {expecting}; and a message id {with_id}; \
+         encoding in flight {encoding}; event store {checked}",
+        bus.label()
+    );
 }
 
 /// A `vnfm gateway` process on a loopback port of the kernel's choosing with `flags`, once it
@@ -442,13 +463,21 @@ struct AppendRun {
 /// The figures of each kind, in [`KINDS`]' order: each the median of [`APPEND_ROUNDS`] runs,
 /// each run on a fresh server (same durability and bus), the same messages, the same
 /// concurrency. Each round starts with the next kind, so that no kind always runs in the same
-/// place (first on a quiet server and disk, or last behind the others).
-async fn appends(durability: Durability, bus: Bus) -> anyhow::Result<[AppendRun; KINDS.len()]> {
+/// place (first on a quiet server and disk, or last behind the others). With `server_cpus`,
+/// each server runs on those CPUs only.
+async fn appends(
+    durability: Durability,
+    bus: Bus,
+    server_cpus: Option<&[usize]>,
+) -> anyhow::Result<[AppendRun; KINDS.len()]> {
     let mut runs: [Vec<AppendRun>; KINDS.len()] = Default::default();
     for round in 0..APPEND_ROUNDS {
         for k in (0..KINDS.len()).map(|k| (k + round) % KINDS.len()) {
             let server = bus.server(durability).await;
             let server_pid = nats_server_pid(&server)?;
+            if let Some(cpus) = server_cpus {
+                set_cpus(server_pid, cpus)?;
+            }
             let log = as_gateway(&server).await?;
             runs[k].push(append_run(&log, KINDS[k], server_pid).await);
         }
@@ -598,9 +627,13 @@ async fn gateway_latency(bus: Bus) -> anyhow::Result<(Latency, Latency)> {
     let placement = Placement::halves();
     match &placement {
         Some(placement) => {
-            println!("  placement: {}", placement.describe());
-            set_cpus(gateway.pid(), &placement.api)?;
-            set_cpus(std::process::id(), &placement.api)?;
+            println!(
+                "  placement: the gateway and the bench client on CPUs {:?}, the monitor on CPUs \
+                 {:?}, the rest on all",
+                placement.first, placement.second
+            );
+            set_cpus(gateway.pid(), &placement.first)?;
+            set_cpus(std::process::id(), &placement.first)?;
         }
         None => println!("  placement: none, one CPU"),
     }
@@ -620,7 +653,7 @@ async fn gateway_latency(bus: Bus) -> anyhow::Result<(Latency, Latency)> {
     // The same table with every VNF's VDU probed by ICMP every second (all on loopback).
     let (mut monitor, monitor_metrics) = start_monitor(&server).await?;
     if let Some(placement) = &placement {
-        set_cpus(monitor.pid(), &placement.monitor)?;
+        set_cpus(monitor.pid(), &placement.second)?;
     }
     meter.processes.insert(2, ("monitor", monitor.pid()));
     // Let the monitor replay the log and settle into its one-second rounds.
@@ -673,13 +706,7 @@ async fn gateway_latency(bus: Bus) -> anyhow::Result<(Latency, Latency)> {
     if let Some(placement) = &placement {
         // Every CPU again, for what this process starts next (the next bus's server and
         // spinners).
-        let all: Vec<usize> = placement
-            .api
-            .iter()
-            .chain(&placement.monitor)
-            .copied()
-            .collect();
-        set_cpus(std::process::id(), &all)?;
+        set_cpus(std::process::id(), &placement.all())?;
     }
     Ok((quiet, running))
 }
@@ -720,46 +747,6 @@ const ROLE_START_TIMEOUT: Duration = Duration::from_secs(30);
 fn cores() -> usize {
     static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, usize::from))
-}
-
-/// Where the gateway measurement runs its processes: the API's path, the gateway and this
-/// process (the client), on the first half of the CPUs, and the monitor on the others;
-/// nats-server, the projector and the idle spinners on all of them.
-///
-/// Why: a host that runs monitors beside the API gives them cores of their own, and a remote
-/// client shares none with them. With every process on every core (2026-12-04 and 05), the
-/// show p99 with the monitor running was 1.23 to 1.66 times the same paused: its probing slowed
-/// the client and the gateway on the cores it shared with them. Not by the CPU it takes (a
-/// process burning as much in its place measured 1.00 to 1.04), nor by its writes (a monitor
-/// that wrote nothing measured 1.10 to 1.28). Placed so by hand, 1.08 to 1.12 (README).
-struct Placement {
-    api: Vec<usize>,
-    monitor: Vec<usize>,
-}
-
-impl Placement {
-    /// The halves of this process's CPUs; `None` on one CPU, where there is nothing to place.
-    fn halves() -> Option<Placement> {
-        let cpus = rustix::thread::sched_getaffinity(None).ok()?;
-        let usable: Vec<usize> = (0..rustix::thread::CpuSet::MAX_CPU)
-            .filter(|&cpu| cpus.is_set(cpu))
-            .collect();
-        if usable.len() < 2 {
-            return None;
-        }
-        let (api, monitor) = usable.split_at(usable.len() / 2);
-        Some(Placement {
-            api: api.to_vec(),
-            monitor: monitor.to_vec(),
-        })
-    }
-
-    fn describe(&self) -> String {
-        format!(
-            "the gateway and the bench client on CPUs {:?}, the monitor on CPUs {:?}, the rest on all",
-            self.api, self.monitor
-        )
-    }
 }
 
 /// The processes whose CPU use a measurement prints, and the idle spinners'.

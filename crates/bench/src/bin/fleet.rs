@@ -41,7 +41,9 @@ use futures::StreamExt;
 use time::OffsetDateTime;
 
 use bench::metrics::{Scrape, scrape};
-use bench::{child_pid_with_arg, cpu_time, load_average, rss_bytes};
+use bench::{
+    Placement, child_pid_with_arg, cpu_time, load_average, rss_bytes, set_cpus, set_thread_cpus,
+};
 use conductor::vim::loopback::Blocklist;
 use events::monitor::cidr::LOOPBACK_VIM_RANGE;
 use events::telemetry;
@@ -195,6 +197,17 @@ async fn main() -> anyhow::Result<()> {
                 .await,
         );
     }
+    let placement = Placement::halves();
+    match &placement {
+        Some(placement) => println!(
+            "placement: the gateway and the storm's show client (a thread of its own) on CPUs \
+             {:?}, the monitors on CPUs {:?}, the rest on all (a restarted role on all until its \
+             cold start is measured)",
+            placement.first, placement.second
+        ),
+        None => println!("placement: none, one CPU"),
+    }
+    place(placement.as_ref(), &mut system, &monitor_processes)?;
     let http = reqwest::Client::new();
 
     // 1. The fleet.
@@ -241,6 +254,7 @@ async fn main() -> anyhow::Result<()> {
     cold_start_monitor(&mut monitor_processes[0], &http).await?;
     cold_start_gateway(&mut system, &http, &ids[0]).await?;
     cold_start_projector(&mut system, &http, &vnfd_id).await?;
+    place(placement.as_ref(), &mut system, &monitor_processes)?;
     // The restarted monitor's targets have had an interval to be probed again.
     tokio::time::sleep(Duration::from_secs(PING_INTERVAL_S)).await;
 
@@ -344,7 +358,10 @@ async fn main() -> anyhow::Result<()> {
 
     // 4. The storm.
     let leases_before = lease_totals(&monitor_processes, &http).await?;
-    let storm = storm(&system, &conductors, &http, &ids, concurrency).await?;
+    let show_cpus = placement
+        .as_ref()
+        .map(|placement| placement.first.as_slice());
+    let storm = storm(&system, &conductors, &http, &ids, concurrency, show_cpus).await?;
     let leases_after = lease_totals(&monitor_processes, &http).await?;
     println!(
         "storm: {} VDUs ({STORM_PERCENT} %) blocked at once; detection -> claim p50 {:.1} ms, p99 \
@@ -432,6 +449,23 @@ async fn main() -> anyhow::Result<()> {
          show_p99_ratio={show_ratio:.2}",
         ms(storm.claim.p99)
     );
+    Ok(())
+}
+
+/// Puts the gateway and the monitors on their halves of the CPUs ([`Placement`]): at the start,
+/// and again after the cold starts, whose restarted processes start on every CPU.
+fn place(
+    placement: Option<&Placement>,
+    system: &mut System,
+    monitors: &[RoleProcess],
+) -> anyhow::Result<()> {
+    let Some(placement) = placement else {
+        return Ok(());
+    };
+    set_cpus(system.process("gateway").pid(), &placement.first)?;
+    for monitor in monitors {
+        set_cpus(monitor.pid(), &placement.second)?;
+    }
     Ok(())
 }
 
@@ -918,23 +952,37 @@ async fn shows_until(
     Ok(latencies)
 }
 
-/// Runs [`shows_until`] on a task of its own; answers a sender that stops it and its handle.
+/// Runs [`shows_until`] on a thread of its own, with a one-thread runtime and its own HTTP
+/// client, on `cpus` if given (beside the gateway): the shows' client apart from the bench's
+/// polling of the roles, as a remote client would be. Answers a sender that stops it and the
+/// latencies once stopped.
 fn spawn_shows(
     system: &System,
-    http: &reqwest::Client,
     ids: &[String],
+    cpus: Option<&[usize]>,
 ) -> (
     tokio::sync::watch::Sender<bool>,
-    tokio::task::JoinHandle<anyhow::Result<Vec<Duration>>>,
+    tokio::sync::oneshot::Receiver<anyhow::Result<Vec<Duration>>>,
 ) {
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let task = tokio::spawn(shows_until(
-        system.api.clone(),
-        http.clone(),
-        ids.to_vec(),
-        stopped,
-    ));
-    (stop, task)
+    let (done, latencies) = tokio::sync::oneshot::channel();
+    let api = system.api.clone();
+    let ids = ids.to_vec();
+    let cpus = cpus.map(<[usize]>::to_vec);
+    std::thread::spawn(move || {
+        let shows = || -> anyhow::Result<Vec<Duration>> {
+            if let Some(cpus) = &cpus {
+                set_thread_cpus(cpus)?;
+            }
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?
+                .block_on(shows_until(api, reqwest::Client::new(), ids, stopped))
+        };
+        // The receiver is dropped only if the bench has failed meanwhile.
+        let _ = done.send(shows());
+    });
+    (stop, latencies)
 }
 
 /// Sums a counter over the conductors' `/metrics`.
@@ -1029,7 +1077,8 @@ async fn loopback(verb: &str, prefix: &str, addresses: &[Ipv4Addr]) -> anyhow::R
     Ok(())
 }
 
-/// Blocks [`STORM_PERCENT`] of the VDUs (every hundredth VNF's) at once, with shows running,
+/// Blocks [`STORM_PERCENT`] of the VDUs (every hundredth VNF's) at once, with shows running
+/// ([`spawn_shows`], on `show_cpus` if given),
 /// until every one is claimed and respawned; unblocks them after.
 async fn storm(
     system: &System,
@@ -1037,6 +1086,7 @@ async fn storm(
     http: &reqwest::Client,
     ids: &[String],
     concurrency: usize,
+    show_cpus: Option<&[usize]>,
 ) -> anyhow::Result<Storm> {
     let victims: Vec<String> = ids.iter().step_by(100 / STORM_PERCENT).cloned().collect();
     let addresses = futures::stream::iter(&victims)
@@ -1054,12 +1104,12 @@ async fn storm(
     let claimed_before = roles_total(conductors, http, telemetry::HEALS_CLAIMED).await?;
     let healed_before = roles_total(conductors, http, telemetry::HEALS_COMPLETED).await?;
 
-    let (stop, before) = spawn_shows(system, http, ids);
+    let (stop, before) = spawn_shows(system, ids, show_cpus);
     tokio::time::sleep(SHOW_BASELINE).await;
     stop.send_replace(true);
     let shows_before = percentiles(before.await??)?;
 
-    let (stop, during) = spawn_shows(system, http, ids);
+    let (stop, during) = spawn_shows(system, ids, show_cpus);
     let blocked = Instant::now();
     let blocked_at = OffsetDateTime::now_utc();
     loopback("block", &system.vim_prefix, &addresses).await?;
