@@ -7,7 +7,9 @@
 //! Every role is a `vnfm` process of its own (`$VNFM_BIN`, the release build under
 //! `ops/bench-fleet`) over one nats-server: a gateway, a projector, two conductors on `--vim
 //! loopback` and M monitors, each with `--metrics-listen` (the gateway without per-project
-//! quotas: `ops/bench-fleet` sets `VNFM_QUOTA_VNFS` and `VNFM_QUOTA_INSTANCES` to 0). One VNFD, one VDU pinged every 30 s
+//! quotas: `ops/bench-fleet` sets `VNFM_QUOTA_VNFS` and `VNFM_QUOTA_INSTANCES` to 0). The
+//! gateway runs on the first half of the CPUs and the monitors on the others ([`Placement`]),
+//! the rest on all. One VNFD, one VDU pinged every 30 s
 //! (retry 2, respawn); N VNFs created through the API, C at a time. Then, in order:
 //!
 //! 1. the time to create the fleet (every create answered, then every VNF ACTIVE) and the rate;
@@ -26,7 +28,8 @@
 //!    stdin); detection → claim p50/p99 from the log (each VNF's `HealStarted` recorded_at
 //!    minus its failure's `detected_at`), split at the failure report's time in the monitor
 //!    stream (the monitor's leg, then the conductors'), claims per second, and the gateway's
-//!    show p99 during the storm against before it, the slowest claims (VNF, both legs), and the
+//!    show p99 during the storm against before it (shows from a thread of their own, beside the
+//!    gateway), the slowest claims (VNF, both legs), and the
 //!    monitors' lease renewals (how many took over a second, leases lost) before and during it.
 //!    The blocked addresses are unblocked afterwards.
 //!
