@@ -102,6 +102,8 @@ const MONITOR_WARM_UP: Duration = Duration::from_secs(100);
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // Before any placement narrows this process's CPUs.
+    cores();
     // `vnfm-bench gateway`: only the gateway measurement; `appends`: only the appends;
     // `events [VNFS]`: only the events pages (`events_pages`); `monitor-cold-start [VNFS]
     // [MESSAGES_PER_VNF] [--no-replay]`: only a monitor's cold start without and with a
@@ -742,8 +744,8 @@ async fn print_kv_gets(log: &EventLog, ids: &[String]) -> anyhow::Result<()> {
 /// How long a role process may take to announce it is running.
 const ROLE_START_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// CPUs this process may use, as it started: the gateway measurement later keeps it on some
-/// of them ([`Placement`]).
+/// CPUs this process may use, as it started (`main` asks first): the gateway measurement and
+/// the appends' placed runs later keep it on some of them ([`Placement`]).
 fn cores() -> usize {
     static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, usize::from))
